@@ -1,0 +1,49 @@
+// Structured logs: one line per event, logfmt (key=value), on stderr.
+//
+//   common::LogLine(common::LogLevel::Info, "policy.reloaded")
+//       .field("rulesets", 12).field("file", path);
+//
+// The line is written with a single write(2) when the LogLine is destroyed,
+// so lines from several threads never interleave. Not for the packet path
+// (it allocates); the packet path records events into rings instead.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace common {
+
+enum class LogLevel : uint8_t { Debug, Info, Warn, Error };
+
+void setLogLevel(LogLevel level) noexcept;
+LogLevel logLevel() noexcept;
+std::optional<LogLevel> parseLogLevel(std::string_view text) noexcept;
+
+class LogLine {
+ public:
+  LogLine(LogLevel level, std::string_view event);
+  ~LogLine();
+  LogLine(const LogLine&) = delete;
+  LogLine& operator=(const LogLine&) = delete;
+
+  LogLine& field(std::string_view key, std::string_view value);
+  LogLine& field(std::string_view key, const char* value) { return field(key, std::string_view(value)); }
+  LogLine& field(std::string_view key, const std::string& value) { return field(key, std::string_view(value)); }
+  LogLine& field(std::string_view key, int64_t value);
+  LogLine& field(std::string_view key, uint64_t value);
+  LogLine& field(std::string_view key, int value) { return field(key, static_cast<int64_t>(value)); }
+  LogLine& field(std::string_view key, unsigned value) { return field(key, static_cast<uint64_t>(value)); }
+  LogLine& field(std::string_view key, bool value) { return field(key, value ? "true" : "false"); }
+
+ private:
+  bool enabled_;
+  std::string line_;
+};
+
+// Appends `value` to `out` in logfmt: bare when safe, otherwise quoted with
+// \" \\ \n escapes.
+void appendLogfmtValue(std::string& out, std::string_view value);
+
+}  // namespace common

@@ -1,0 +1,32 @@
+// The public suffix list (publicsuffix.org), used to refuse wildcards
+// directly over a public suffix ("*.com", "*.co.uk", "*.github.io").
+//
+// PublicSuffixList is the interface the pure policy code sees; LibPsl is the
+// adapter over libpsl reading Debian's /usr/share/publicsuffix data.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace policy {
+
+class PublicSuffixList {
+ public:
+  virtual ~PublicSuffixList() = default;
+  // True when `name` (lower case, no trailing dot) is itself a public
+  // suffix, ICANN or private section, including wildcard rules ("*.ck").
+  virtual bool isPublicSuffix(std::string_view name) const = 0;
+};
+
+// Loads the list from `path` (.dafsa or .dat). Empty path: Debian's
+// /usr/share/publicsuffix/public_suffix_list.dafsa, then .dat. Returns
+// nullptr with `error` set when no list can be loaded: a policy must not
+// silently run without it.
+std::unique_ptr<PublicSuffixList> loadPublicSuffixList(const std::string& path, std::string& error);
+
+// Process-wide default list (loaded once, thread-safe); aborts the program
+// with a clear message if Debian's list is missing.
+const PublicSuffixList& defaultPublicSuffixList();
+
+}  // namespace policy

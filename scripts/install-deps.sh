@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs the Debian packages egressd needs to build, test, demo and bench.
+# Idempotent: only missing packages are installed, so `make` stays fast on a
+# machine that already has them. Package groups are documented in README.md.
+set -euo pipefail
+
+group="${1:-build}"
+
+build_pkgs=(
+  build-essential cmake ninja-build pkg-config
+  libldns-dev libevent-dev libssl-dev libnetfilter-queue-dev libmnl-dev
+  libtomlplusplus-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev
+  libpsl-dev publicsuffix catch2
+)
+test_pkgs=(
+  clang libclang-rt-14-dev clang-format clang-tidy
+  iproute2 iptables conntrack ipset curl openssl netcat-openbsd
+  knot-dnsutils dnsutils unbound tcpdump
+)
+bench_pkgs=(dnsperf wrk nginx-light squid-openssl python3-matplotlib)
+
+case "$group" in
+  build) want=("${build_pkgs[@]}") ;;
+  test) want=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
+  bench) want=("${build_pkgs[@]}" "${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
+  *) echo "usage: $0 [build|test|bench]" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${want[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing packages: ${missing[*]}" >&2
+  echo "install-deps: run as root (or: sudo apt-get install ${missing[*]})" >&2
+  exit 1
+fi
+echo "install-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
