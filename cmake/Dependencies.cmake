@@ -10,7 +10,7 @@ find_package(CLI11 REQUIRED)
 find_package(Catch2 2 REQUIRED)
 
 pkg_check_modules(PSL REQUIRED IMPORTED_TARGET libpsl)
-pkg_check_modules(LDNS REQUIRED IMPORTED_TARGET libldns)
+pkg_check_modules(LDNS REQUIRED IMPORTED_TARGET ldns)
 pkg_check_modules(LIBEVENT REQUIRED IMPORTED_TARGET libevent libevent_pthreads)
 pkg_check_modules(NFQ REQUIRED IMPORTED_TARGET libnetfilter_queue libmnl)
 pkg_check_modules(TOMLPP REQUIRED IMPORTED_TARGET tomlplusplus)

@@ -1,0 +1,374 @@
+#include "policy/manifest.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "common/strings.h"
+
+namespace policy {
+
+namespace {
+
+constexpr int kMaxJsonDepth = 64;
+
+// DNS-1123 subdomain (object names) and label (namespaces), as Kubernetes
+// validates them.
+bool isDns1123Subdomain(std::string_view s) {
+  if (s.empty() || s.size() > 253) return false;
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    const bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+    if (!alnum && c != '-' && c != '.') return false;
+    if ((i == 0 || i + 1 == s.size()) && !alnum) return false;
+  }
+  return true;
+}
+
+bool isDns1123Label(std::string_view s) { return s.size() <= 63 && s.find('.') == std::string_view::npos && isDns1123Subdomain(s); }
+
+class DocumentContext {
+ public:
+  DocumentContext(ManifestLoad& load, const std::string& file, int document)
+      : load_(load), file_(file), document_(document) {}
+
+  void error(std::string message, std::optional<size_t> index = std::nullopt, std::string target = {}) {
+    add(Severity::Error, std::move(message), index, std::move(target));
+    ++errors_;
+  }
+  void warning(std::string message, std::optional<size_t> index = std::nullopt, std::string target = {}) {
+    add(Severity::Warning, std::move(message), index, std::move(target));
+  }
+  void setRuleSet(std::string id) { ruleSet_ = std::move(id); }
+  int errors() const { return errors_; }
+  int document() const { return document_; }
+
+ private:
+  void add(Severity severity, std::string message, std::optional<size_t> index, std::string target) {
+    Problem problem;
+    problem.severity = severity;
+    problem.file = file_;
+    problem.document = document_;
+    problem.targetIndex = index;
+    problem.target = std::move(target);
+    problem.ruleSet = ruleSet_;
+    problem.message = std::move(message);
+    load_.problems.push_back(std::move(problem));
+  }
+
+  ManifestLoad& load_;
+  const std::string& file_;
+  int document_;
+  std::string ruleSet_;
+  int errors_ = 0;
+};
+
+std::string scalarOr(const YAML::Node& node, const char* key) {
+  const YAML::Node value = node[key];
+  if (value && value.IsScalar()) return value.Scalar();
+  return {};
+}
+
+void loadRuleSetDocument(const YAML::Node& doc, DocumentContext& ctx, ManifestLoad& load,
+                         const std::string& sourceName, const PublicSuffixList& suffixes, bool system) {
+  const YAML::Node metadata = doc["metadata"];
+  RuleSet ruleSet;
+  ruleSet.system = system;
+  ruleSet.source = sourceName + "#" + std::to_string(ctx.document());
+  ruleSet.name = metadata && metadata.IsMap() ? scalarOr(metadata, "name") : "";
+  ruleSet.ns = metadata && metadata.IsMap() ? scalarOr(metadata, "namespace") : "";
+  if (ruleSet.ns.empty()) ruleSet.ns = "default";
+  ctx.setRuleSet(ruleSet.id());
+
+  if (!metadata || !metadata.IsMap()) {
+    ctx.error("metadata is missing or not a mapping");
+  } else if (ruleSet.name.empty()) {
+    ctx.error(metadata["generateName"] ? "metadata.generateName is not supported; set metadata.name"
+                                       : "metadata.name is missing");
+  } else if (!isDns1123Subdomain(ruleSet.name)) {
+    ctx.error("metadata.name \"" + ruleSet.name +
+              "\" is not a valid name (lower-case letters, digits, '-' and '.', at most 253)");
+  }
+  if (!isDns1123Label(ruleSet.ns)) {
+    ctx.error("metadata.namespace \"" + ruleSet.ns + "\" is not a valid namespace");
+  }
+
+  const YAML::Node spec = doc["spec"];
+  if (!spec || spec.IsNull()) {
+    ctx.error("spec is missing; expected spec.targets: [\"HOST:PORT\", ...]");
+  } else if (!spec.IsMap()) {
+    ctx.error("spec must be a mapping with a targets list");
+  } else {
+    for (const auto& entry : spec) {
+      const std::string key = entry.first.IsScalar() ? entry.first.Scalar() : "?";
+      if (key != "targets") ctx.warning("unknown field spec." + key + " is ignored");
+    }
+    const YAML::Node targets = spec["targets"];
+    if (!targets || targets.IsNull()) {
+      ctx.error("spec.targets is missing; expected a list of \"HOST:PORT\" strings");
+    } else if (!targets.IsSequence()) {
+      ctx.error("spec.targets must be a list of \"HOST:PORT\" strings");
+    } else {
+      if (targets.size() == 0) ctx.warning("spec.targets is empty: this rule set allows nothing");
+      std::set<std::string> seen;
+      for (size_t index = 0; index < targets.size(); ++index) {
+        const YAML::Node item = targets[index];
+        if (!item.IsScalar()) {
+          ctx.error("target must be a string \"HOST:PORT\"", index);
+          continue;
+        }
+        const std::string& text = item.Scalar();
+        TargetParse parsed = parseTarget(text, suffixes);
+        if (!parsed.target) {
+          ctx.error(parsed.reason(), index, text);
+          continue;
+        }
+        const std::string canonical = parsed.target->canonical();
+        if (!seen.insert(canonical).second) {
+          ctx.warning("duplicate target (same as an earlier one)", index, text);
+          continue;
+        }
+        if (parsed.target->kind == TargetKind::AnyName) {
+          ctx.warning("world access: any host on port " + std::to_string(parsed.target->port) +
+                          " is allowed (explicit, but check that this is intended)",
+                      index, text);
+        } else if (parsed.target->kind == TargetKind::Network && parsed.target->network.prefixLength == 0) {
+          ctx.warning("world access by address: every " +
+                          std::string(parsed.target->network.address.family == common::IpFamily::V4 ? "IPv4" : "IPv6") +
+                          " destination on port " + std::to_string(parsed.target->port) + " is allowed",
+                      index, text);
+        }
+        ruleSet.targets.push_back(std::move(*parsed.target));
+        ruleSet.targetTexts.push_back(text);
+      }
+    }
+  }
+
+  const YAML::Node status = doc["status"];
+  (void)status;  // status is written by the controller and never affects the policy
+
+  if (ctx.errors() == 0) {
+    load.valid.push_back(std::move(ruleSet));
+  } else {
+    load.rejected.push_back(std::move(ruleSet));
+  }
+}
+
+void loadDocument(const YAML::Node& doc, DocumentContext& ctx, ManifestLoad& load, const std::string& sourceName,
+                  const PublicSuffixList& suffixes, bool system, int listDepth) {
+  if (!doc.IsMap()) {
+    ctx.error("document is not a mapping (expected a Kubernetes object)");
+    return;
+  }
+  const std::string apiVersion = scalarOr(doc, "apiVersion");
+  const std::string kind = scalarOr(doc, "kind");
+  if (kind == "List" && listDepth == 0 && (apiVersion == "v1" || apiVersion.empty())) {
+    const YAML::Node items = doc["items"];
+    if (!items || !items.IsSequence()) {
+      ctx.error("kind List without an items list");
+      return;
+    }
+    for (const auto& item : items) loadDocument(item, ctx, load, sourceName, suffixes, system, listDepth + 1);
+    return;
+  }
+  if (kind != kKind) {
+    ctx.warning("skipped: kind \"" + kind + "\" (apiVersion \"" + apiVersion + "\") is not " + std::string(kKind));
+    return;
+  }
+  if (apiVersion != kApiVersion) {
+    ctx.error("apiVersion \"" + apiVersion + "\" is not " + std::string(kApiVersion));
+    return;
+  }
+  DocumentContext itemContext(load, sourceName, ctx.document());
+  loadRuleSetDocument(doc, itemContext, load, sourceName, suffixes, system);
+}
+
+// JSON goes through nlohmann::json (exact error offsets, tabs and all) and is
+// converted to the YAML node model, so both share one loader.
+YAML::Node jsonToYaml(const nlohmann::json& value, int depth) {
+  if (depth > kMaxJsonDepth) throw std::runtime_error("JSON nested deeper than 64 levels");
+  YAML::Node node;
+  switch (value.type()) {
+    case nlohmann::json::value_t::object:
+      node = YAML::Node(YAML::NodeType::Map);
+      for (const auto& [key, child] : value.items()) node[key] = jsonToYaml(child, depth + 1);
+      break;
+    case nlohmann::json::value_t::array:
+      node = YAML::Node(YAML::NodeType::Sequence);
+      for (const auto& child : value) node.push_back(jsonToYaml(child, depth + 1));
+      break;
+    case nlohmann::json::value_t::string: node = value.get<std::string>(); break;
+    case nlohmann::json::value_t::null: node = YAML::Node(YAML::NodeType::Null); break;
+    default: node = value.dump(); break;  // numbers and booleans as their text
+  }
+  return node;
+}
+
+bool looksLikeJson(std::string_view content) {
+  const std::string_view trimmed = common::trimAscii(content);
+  return !trimmed.empty() && trimmed.front() == '{';
+}
+
+std::string yamlErrorHint(const std::string& message) {
+  if (message.find("anchor") != std::string::npos || message.find("alias") != std::string::npos) {
+    return "; an unquoted '*' starts a YAML alias: quote targets that begin with '*', e.g. \"*.example.org:80\"";
+  }
+  return {};
+}
+
+}  // namespace
+
+bool ManifestLoad::hasErrors() const {
+  return std::any_of(problems.begin(), problems.end(),
+                     [](const Problem& p) { return p.severity == Severity::Error; });
+}
+
+std::string Problem::toString() const {
+  std::string out = file;
+  if (document > 0) {
+    out += ": document " + std::to_string(document);
+    if (!ruleSet.empty()) out += " (" + ruleSet + ")";
+  }
+  if (targetIndex) {
+    out += ": target[" + std::to_string(*targetIndex) + "]";
+    if (!target.empty()) out += " \"" + target + "\"";
+  }
+  out += severity == Severity::Error ? ": error: " : ": warning: ";
+  out += message;
+  return out;
+}
+
+ManifestLoad loadManifest(std::string_view content, const std::string& sourceName, const PublicSuffixList& suffixes,
+                          bool system) {
+  ManifestLoad load;
+  DocumentContext fileContext(load, sourceName, 0);
+  if (content.size() > kMaxManifestBytes) {
+    fileContext.error("file too large (" + std::to_string(content.size()) + " bytes; limit " +
+                      std::to_string(kMaxManifestBytes) + ")");
+    return load;
+  }
+  std::vector<YAML::Node> documents;
+  if (looksLikeJson(content)) {
+    try {
+      documents.push_back(jsonToYaml(nlohmann::json::parse(content), 0));
+    } catch (const nlohmann::json::parse_error& e) {
+      fileContext.error(std::string("invalid JSON at byte ") + std::to_string(e.byte) + ": " + e.what());
+      return load;
+    } catch (const std::exception& e) {
+      fileContext.error(std::string("invalid JSON: ") + e.what());
+      return load;
+    }
+  } else {
+    try {
+      documents = YAML::LoadAll(std::string(content));
+    } catch (const YAML::Exception& e) {
+      fileContext.error("invalid YAML at line " + std::to_string(e.mark.line + 1) + ", column " +
+                        std::to_string(e.mark.column + 1) + ": " + e.msg + yamlErrorHint(e.msg));
+      return load;
+    } catch (const std::exception& e) {
+      fileContext.error(std::string("invalid YAML: ") + e.what());
+      return load;
+    }
+  }
+  if (documents.size() > kMaxDocumentsPerFile) {
+    fileContext.error("too many documents (" + std::to_string(documents.size()) + "; limit " +
+                      std::to_string(kMaxDocumentsPerFile) + ")");
+    return load;
+  }
+  int index = 0;
+  for (const YAML::Node& doc : documents) {
+    ++index;
+    if (!doc || doc.IsNull()) continue;  // empty documents ("---" at the end) are fine
+    DocumentContext ctx(load, sourceName, index);
+    try {
+      loadDocument(doc, ctx, load, sourceName, suffixes, system, 0);
+    } catch (const std::exception& e) {
+      // yaml-cpp throws on unexpected node shapes; this keeps one bad
+      // document from taking the file down.
+      ctx.error(std::string("unexpected document structure: ") + e.what());
+    }
+  }
+  return load;
+}
+
+ManifestLoad loadManifestFile(const std::string& path, const PublicSuffixList& suffixes, bool system) {
+  ManifestLoad load;
+  DocumentContext fileContext(load, path, 0);
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(path, ec);
+  if (ec) {
+    fileContext.error("cannot read: " + ec.message());
+    return load;
+  }
+  if (size > kMaxManifestBytes) {
+    fileContext.error("file too large (" + std::to_string(size) + " bytes; limit " +
+                      std::to_string(kMaxManifestBytes) + ")");
+    return load;
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    fileContext.error("cannot open for reading");
+    return load;
+  }
+  std::string content(static_cast<size_t>(size), '\0');
+  in.read(content.data(), static_cast<std::streamsize>(size));
+  content.resize(static_cast<size_t>(in.gcount()));
+  return loadManifest(content, path, suffixes, system);
+}
+
+bool isManifestFileName(std::string_view fileName) {
+  if (fileName.empty() || fileName.front() == '.') return false;  // hidden, editor and ConfigMap "..data" files
+  return fileName.ends_with(".yaml") || fileName.ends_with(".yml") || fileName.ends_with(".json");
+}
+
+ManifestLoad loadRulesDirectories(const std::vector<std::string>& dirs, const PublicSuffixList& suffixes,
+                                  const std::vector<std::string>& systemDirs) {
+  ManifestLoad all;
+  std::map<std::string, std::string> firstSource;  // rule set id → source
+  for (const std::string& dir : dirs) {
+    const bool system = std::find(systemDirs.begin(), systemDirs.end(), dir) != systemDirs.end();
+    std::error_code ec;
+    std::vector<std::string> files;
+    for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+      const std::string name = it->path().filename().string();
+      std::error_code typeError;
+      if (isManifestFileName(name) && std::filesystem::is_regular_file(it->path(), typeError)) {
+        files.push_back(it->path().string());
+      }
+    }
+    if (ec) {
+      Problem problem;
+      problem.severity = Severity::Warning;
+      problem.file = dir;
+      problem.message = "rules directory cannot be read: " + ec.message();
+      all.problems.push_back(std::move(problem));
+      continue;
+    }
+    std::sort(files.begin(), files.end());
+    for (const std::string& file : files) {
+      ManifestLoad one = loadManifestFile(file, suffixes, system);
+      for (RuleSet& ruleSet : one.valid) {
+        auto [it, inserted] = firstSource.emplace(ruleSet.id(), ruleSet.source);
+        if (!inserted) {
+          Problem problem;
+          problem.severity = Severity::Warning;
+          problem.file = file;
+          problem.ruleSet = ruleSet.id();
+          problem.message = "rule set " + ruleSet.id() + " is also defined in " + it->second + "; both apply";
+          one.problems.push_back(std::move(problem));
+        }
+        all.valid.push_back(std::move(ruleSet));
+      }
+      for (RuleSet& ruleSet : one.rejected) all.rejected.push_back(std::move(ruleSet));
+      for (Problem& problem : one.problems) all.problems.push_back(std::move(problem));
+    }
+  }
+  return all;
+}
+
+}  // namespace policy

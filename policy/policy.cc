@@ -1,0 +1,260 @@
+#include "policy/policy.h"
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include "common/strings.h"
+
+namespace policy {
+
+std::string_view matchKindName(MatchKind kind) noexcept {
+  switch (kind) {
+    case MatchKind::None: return "none";
+    case MatchKind::World: return "world";
+    case MatchKind::Wildcard: return "wildcard";
+    case MatchKind::Exact: return "exact";
+    case MatchKind::Network: return "network";
+    case MatchKind::Address: return "address";
+  }
+  return "none";
+}
+
+// Collects (key, port) → rule sets in ordered maps, then flattens them into
+// the snapshot's compact arrays so that lookups touch few cache lines.
+struct Policy::Builder {
+  using PortMap = std::map<uint16_t, std::set<uint32_t>>;
+  std::map<std::string, PortMap, std::less<>> exact;
+  std::map<std::string, PortMap, std::less<>> wildcard;
+  PortMap world;
+  // Trie leaves: (family, network) → ports.
+  std::map<std::pair<int, std::pair<std::array<uint8_t, 16>, uint8_t>>, PortMap> networks;
+
+  static void add(PortMap& map, uint16_t port, uint32_t ruleSet) { map[port].insert(ruleSet); }
+};
+
+Policy::Policy() = default;
+Policy::~Policy() = default;
+
+std::shared_ptr<const Policy> Policy::empty() { return compile({}); }
+
+std::shared_ptr<const Policy> Policy::compile(const std::vector<RuleSet>& ruleSets) {
+  // std::make_shared cannot reach the private constructor.
+  std::shared_ptr<Policy> policy(new Policy());  // NOLINT(cppcoreguidelines-owning-memory)
+  Builder builder;
+
+  policy->sources_ = ruleSets;
+  policy->ruleSets_.reserve(ruleSets.size());
+  for (uint32_t index = 0; index < ruleSets.size(); ++index) {
+    const RuleSet& ruleSet = ruleSets[index];
+    policy->ruleSets_.push_back(RuleSetInfo{ruleSet.id(), ruleSet.source, ruleSet.system, ruleSet.targets.size()});
+    policy->targetCount_ += ruleSet.targets.size();
+    for (const Target& target : ruleSet.targets) {
+      policy->portsInUse_.set(target.port);
+      switch (target.kind) {
+        case TargetKind::ExactName: Builder::add(builder.exact[target.name], target.port, index); break;
+        case TargetKind::WildcardName: Builder::add(builder.wildcard[target.name], target.port, index); break;
+        case TargetKind::AnyName: Builder::add(builder.world, target.port, index); break;
+        case TargetKind::Address:
+        case TargetKind::Network: {
+          const int family = target.network.address.family == common::IpFamily::V4 ? 4 : 6;
+          Builder::add(builder.networks[{family, {target.network.address.bytes, target.network.prefixLength}}],
+                       target.port, index);
+          break;
+        }
+      }
+    }
+  }
+
+  auto flatten = [&policy](const Builder::PortMap& ports) {
+    PortList list{static_cast<uint32_t>(policy->portRefs_.size()), static_cast<uint32_t>(ports.size())};
+    for (const auto& [port, sets] : ports) {
+      policy->portRefs_.push_back(PortRefs{port, static_cast<uint32_t>(policy->refPool_.size()),
+                                           static_cast<uint32_t>(sets.size())});
+      policy->refPool_.insert(policy->refPool_.end(), sets.begin(), sets.end());
+    }
+    return list;
+  };
+
+  policy->exact_.reserve(builder.exact.size());
+  for (const auto& [name, ports] : builder.exact) policy->exact_.emplace(name, flatten(ports));
+  policy->wildcard_.reserve(builder.wildcard.size());
+  for (const auto& [suffix, ports] : builder.wildcard) policy->wildcard_.emplace(suffix, flatten(ports));
+  for (const auto& [port, sets] : builder.world) {
+    policy->worldPorts_.set(port);
+    policy->worldRefs_[port] = {static_cast<uint32_t>(policy->refPool_.size()), static_cast<uint32_t>(sets.size())};
+    policy->refPool_.insert(policy->refPool_.end(), sets.begin(), sets.end());
+  }
+
+  policy->trie4_.emplace_back();
+  policy->trie6_.emplace_back();
+  for (const auto& [key, ports] : builder.networks) {
+    auto& trie = key.first == 4 ? policy->trie4_ : policy->trie6_;
+    const auto& bytes = key.second.first;
+    const uint8_t prefixLength = key.second.second;
+    uint32_t node = 0;
+    for (unsigned bit = 0; bit < prefixLength; ++bit) {
+      const unsigned branch = (bytes[bit / 8] >> (7 - bit % 8)) & 1U;
+      if (trie[node].child[branch] == 0) {
+        trie[node].child[branch] = static_cast<uint32_t>(trie.size());
+        trie.emplace_back();
+      }
+      node = trie[node].child[branch];
+    }
+    trie[node].list = static_cast<uint32_t>(policy->trieLists_.size());
+    policy->trieLists_.emplace_back(flatten(ports), prefixLength);
+  }
+  policy->trie4_.shrink_to_fit();
+  policy->trie6_.shrink_to_fit();
+
+  for (uint32_t port = 0; port < 65536; ++port) {
+    if (policy->portsInUse_.test(port)) policy->portList_.push_back(static_cast<uint16_t>(port));
+  }
+  return policy;
+}
+
+const Policy::PortRefs* Policy::findPort(const PortList& list, uint16_t port) const noexcept {
+  // Lists are sorted by port and almost always tiny (one or two ports).
+  const PortRefs* begin = portRefs_.data() + list.offset;
+  const PortRefs* end = begin + list.count;
+  for (const PortRefs* entry = begin; entry != end; ++entry) {
+    if (entry->port == port) return entry;
+    if (entry->port > port) break;
+  }
+  return nullptr;
+}
+
+RuleSetRefs Policy::refs(const PortRefs& entry) const noexcept {
+  return RuleSetRefs(refPool_.data() + entry.offset, entry.count);
+}
+
+NameMatch Policy::matchNormalized(std::string_view name, uint16_t port) const noexcept {
+  NameMatch match;
+  if (worldPorts_.test(port)) {
+    match.kind = MatchKind::World;
+    match.world = true;
+    const auto it = worldRefs_.find(port);
+    if (it != worldRefs_.end()) match.ruleSets = RuleSetRefs(refPool_.data() + it->second.first, it->second.second);
+  }
+  if (const auto it = exact_.find(name); it != exact_.end()) {
+    if (const PortRefs* entry = findPort(it->second, port)) {
+      match.kind = MatchKind::Exact;
+      match.ruleSets = refs(*entry);
+      return match;
+    }
+  }
+  if (!wildcard_.empty()) {
+    // "*.example.org" needs at least one label in front: try every proper
+    // suffix, longest (most specific) first.
+    for (size_t dot = name.find('.'); dot != std::string_view::npos; dot = name.find('.', dot + 1)) {
+      const std::string_view suffix = name.substr(dot + 1);
+      if (const auto it = wildcard_.find(suffix); it != wildcard_.end()) {
+        if (const PortRefs* entry = findPort(it->second, port)) {
+          match.kind = MatchKind::Wildcard;
+          match.ruleSets = refs(*entry);
+          return match;
+        }
+      }
+    }
+  }
+  return match;
+}
+
+NameMatch Policy::matchName(std::string_view name, uint16_t port) const noexcept {
+  char buffer[kMaxNameLength + 1];
+  const size_t length = normalizeLookupName(name, buffer, sizeof buffer);
+  if (length == 0) return NameMatch{};
+  return matchNormalized(std::string_view(buffer, length), port);
+}
+
+bool Policy::nameAllowedOnAnyPort(std::string_view name) const noexcept {
+  if (worldPorts_.any()) return true;
+  char buffer[kMaxNameLength + 1];
+  const size_t length = normalizeLookupName(name, buffer, sizeof buffer);
+  if (length == 0) return false;
+  const std::string_view normalized(buffer, length);
+  if (exact_.find(normalized) != exact_.end()) return true;
+  for (size_t dot = normalized.find('.'); dot != std::string_view::npos; dot = normalized.find('.', dot + 1)) {
+    if (wildcard_.find(normalized.substr(dot + 1)) != wildcard_.end()) return true;
+  }
+  return false;
+}
+
+AddressMatch Policy::matchAddress(const common::IpAddress& rawAddress, uint16_t port) const noexcept {
+  const common::IpAddress address = rawAddress.unmapped();
+  const auto& trie = address.family == common::IpFamily::V4 ? trie4_ : trie6_;
+  AddressMatch match;
+  uint32_t node = 0;
+  for (unsigned bit = 0;; ++bit) {
+    const TrieNode& current = trie[node];
+    if (current.list != UINT32_MAX) {
+      const auto& [list, prefixLength] = trieLists_[current.list];
+      if (const PortRefs* entry = findPort(list, port)) {
+        match.kind = prefixLength == address.bitLength() ? MatchKind::Address : MatchKind::Network;
+        match.ruleSets = refs(*entry);  // deeper nodes overwrite: longest prefix wins
+      }
+    }
+    if (bit == address.bitLength()) break;
+    const uint32_t next = current.child[address.bit(bit) ? 1 : 0];
+    if (next == 0) break;
+    node = next;
+  }
+  return match;
+}
+
+bool Policy::addressAllowedOnAnyPort(const common::IpAddress& rawAddress) const noexcept {
+  const common::IpAddress address = rawAddress.unmapped();
+  const auto& trie = address.family == common::IpFamily::V4 ? trie4_ : trie6_;
+  uint32_t node = 0;
+  for (unsigned bit = 0;; ++bit) {
+    if (trie[node].list != UINT32_MAX) return true;
+    if (bit == address.bitLength()) return false;
+    const uint32_t next = trie[node].child[address.bit(bit) ? 1 : 0];
+    if (next == 0) return false;
+    node = next;
+  }
+}
+
+std::vector<Allowance> Policy::explain(std::string_view host, uint16_t port) const {
+  std::vector<Allowance> out;
+  std::string_view bare = host;
+  if (bare.size() > 2 && bare.front() == '[' && bare.back() == ']') bare = bare.substr(1, bare.size() - 2);
+  const auto ip = common::parseIpAddress(bare);
+  char buffer[kMaxNameLength + 1];
+  const size_t length = ip ? 0 : normalizeLookupName(host, buffer, sizeof buffer);
+  const std::string_view name(buffer, length);
+
+  for (const RuleSet& ruleSet : sources_) {
+    for (const Target& target : ruleSet.targets) {
+      if (target.port != port) continue;
+      MatchKind kind = MatchKind::None;
+      switch (target.kind) {
+        case TargetKind::AnyName: kind = MatchKind::World; break;
+        case TargetKind::ExactName:
+          if (!ip && name == target.name) kind = MatchKind::Exact;
+          break;
+        case TargetKind::WildcardName:
+          if (!ip && name.size() > target.name.size() + 1 && name.ends_with(target.name) &&
+              name[name.size() - target.name.size() - 1] == '.') {
+            kind = MatchKind::Wildcard;
+          }
+          break;
+        case TargetKind::Address:
+        case TargetKind::Network:
+          if (ip && target.network.contains(ip->unmapped())) {
+            kind = target.kind == TargetKind::Address ? MatchKind::Address : MatchKind::Network;
+          }
+          break;
+      }
+      if (kind != MatchKind::None) out.push_back(Allowance{ruleSet.id(), target.canonical(), kind});
+    }
+  }
+  // Most specific first, then by rule set for stable output.
+  std::stable_sort(out.begin(), out.end(), [](const Allowance& a, const Allowance& b) {
+    if (a.kind != b.kind) return static_cast<int>(a.kind) > static_cast<int>(b.kind);
+    return a.ruleSet < b.ruleSet;
+  });
+  return out;
+}
+
+}  // namespace policy

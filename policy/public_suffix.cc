@@ -1,0 +1,78 @@
+#include "policy/public_suffix.h"
+
+#include <libpsl.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "common/c_handle.h"
+
+namespace policy {
+
+namespace {
+
+using PslHandle = common::CHandle<psl_ctx_t, psl_free>;
+
+class LibPsl final : public PublicSuffixList {
+ public:
+  explicit LibPsl(PslHandle handle) : handle_(std::move(handle)) {}
+
+  bool isPublicSuffix(std::string_view name) const override {
+    // libpsl wants a NUL-terminated string; names are at most 253 bytes.
+    char buffer[256];
+    if (name.empty() || name.size() >= sizeof buffer) return false;
+    name.copy(buffer, name.size());
+    buffer[name.size()] = '\0';
+    // PSL_TYPE_ANY: ICANN and private suffixes ("github.io" too), and the
+    // implicit "*" rule, so an unlisted TLD counts as a suffix as browsers
+    // treat it: the conservative reading for a wildcard allowlist.
+    return psl_is_public_suffix2(handle_.get(), buffer, PSL_TYPE_ANY) != 0;
+  }
+
+ private:
+  PslHandle handle_;
+};
+
+constexpr const char* kDebianLists[] = {
+    "/usr/share/publicsuffix/public_suffix_list.dafsa",
+    "/usr/share/publicsuffix/public_suffix_list.dat",
+};
+
+}  // namespace
+
+std::unique_ptr<PublicSuffixList> loadPublicSuffixList(const std::string& path, std::string& error) {
+  std::vector<std::string> candidates;
+  if (!path.empty()) {
+    candidates.push_back(path);
+  } else {
+    for (const char* p : kDebianLists) candidates.emplace_back(p);
+  }
+  for (const auto& candidate : candidates) {
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(candidate, ec)) continue;
+    PslHandle handle(psl_load_file(candidate.c_str()));
+    if (handle) return std::make_unique<LibPsl>(std::move(handle));
+  }
+  error = path.empty() ? "public suffix list not found (install Debian package 'publicsuffix': "
+                         "/usr/share/publicsuffix/public_suffix_list.dafsa)"
+                       : "cannot load public suffix list from " + path;
+  return nullptr;
+}
+
+const PublicSuffixList& defaultPublicSuffixList() {
+  static const std::unique_ptr<PublicSuffixList> list = [] {
+    std::string error;
+    auto loaded = loadPublicSuffixList("", error);
+    if (!loaded) {
+      std::fprintf(stderr, "fatal: %s\n", error.c_str());
+      std::exit(2);
+    }
+    return loaded;
+  }();
+  return *list;
+}
+
+}  // namespace policy

@@ -1,0 +1,147 @@
+// The compiled union: every lookup kind, precedence, provenance, and that
+// a snapshot answers exactly what its rule sets say.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "policy/manifest.h"
+#include "policy/policy.h"
+
+namespace {
+
+policy::RuleSet ruleSet(const std::string& name, const std::vector<std::string>& targets) {
+  policy::RuleSet set;
+  set.ns = "default";
+  set.name = name;
+  set.source = "test";
+  for (const auto& text : targets) {
+    auto parsed = policy::parseTarget(text, policy::defaultPublicSuffixList());
+    REQUIRE(parsed.target);
+    set.targets.push_back(*parsed.target);
+    set.targetTexts.push_back(text);
+  }
+  return set;
+}
+
+std::vector<std::string> ids(const policy::Policy& policy, policy::RuleSetRefs refs) {
+  std::vector<std::string> out;
+  for (uint32_t index : refs) out.push_back(policy.ruleSets()[index].id);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+common::IpAddress ip(const char* text) { return *common::parseIpAddress(text); }
+
+}  // namespace
+
+TEST_CASE("exact names match on their port only, case-insensitively", "[policy]") {
+  const auto p = policy::Policy::compile({ruleSet("app", {"api.example.com:443"})});
+  CHECK(p->matchName("api.example.com", 443).kind == policy::MatchKind::Exact);
+  CHECK(p->matchName("API.EXAMPLE.COM.", 443).kind == policy::MatchKind::Exact);
+  CHECK_FALSE(p->matchName("api.example.com", 80));
+  CHECK_FALSE(p->matchName("example.com", 443));
+  CHECK_FALSE(p->matchName("x.api.example.com", 443));
+  CHECK_FALSE(p->matchName("api.example.co", 443));
+}
+
+TEST_CASE("wildcards need at least one label in front of the suffix", "[policy]") {
+  const auto p = policy::Policy::compile({ruleSet("w", {"*.example.org:80"})});
+  CHECK(p->matchName("a.example.org", 80).kind == policy::MatchKind::Wildcard);
+  CHECK(p->matchName("a.b.c.example.org", 80).kind == policy::MatchKind::Wildcard);
+  CHECK_FALSE(p->matchName("example.org", 80));
+  CHECK_FALSE(p->matchName("aexample.org", 80));
+  CHECK_FALSE(p->matchName("a.example.org", 443));
+  CHECK_FALSE(p->matchName("a.example.org.evil.com", 80));
+}
+
+TEST_CASE("world access allows every name on that port and needs no binding", "[policy]") {
+  const auto p = policy::Policy::compile({ruleSet("world-access", {"*:80"}), ruleSet("app", {"api.example.com:80"})});
+  const auto anyName = p->matchName("anything.example.net", 80);
+  CHECK(anyName.kind == policy::MatchKind::World);
+  CHECK(anyName.world);
+  CHECK(ids(*p, anyName.ruleSets) == std::vector<std::string>{"default/world-access"});
+  // The exact rule is more specific but world access still applies.
+  const auto exact = p->matchName("api.example.com", 80);
+  CHECK(exact.kind == policy::MatchKind::Exact);
+  CHECK(exact.world);
+  CHECK_FALSE(p->matchName("anything.example.net", 443));
+  CHECK(p->worldOnPort(80));
+  CHECK_FALSE(p->worldOnPort(443));
+}
+
+TEST_CASE("provenance lists every rule set that allows a target", "[policy]") {
+  const auto p = policy::Policy::compile({ruleSet("a", {"api.example.com:443", "*.example.com:443"}),
+                                          ruleSet("b", {"api.example.com:443"}), ruleSet("c", {"*.example.com:443"})});
+  CHECK(ids(*p, p->matchName("api.example.com", 443).ruleSets) == std::vector<std::string>{"default/a", "default/b"});
+  CHECK(ids(*p, p->matchName("x.example.com", 443).ruleSets) == std::vector<std::string>{"default/a", "default/c"});
+  const auto explained = p->explain("api.example.com", 443);
+  // api.example.com is also under *.example.com: two exact, two wildcard.
+  REQUIRE(explained.size() == 4);
+  CHECK(explained[0].kind == policy::MatchKind::Exact);
+  CHECK(explained[1].kind == policy::MatchKind::Exact);
+  CHECK(explained[2].kind == policy::MatchKind::Wildcard);
+  CHECK(explained[2].target == "*.example.com:443");
+  CHECK(explained[3].ruleSet == "default/c");
+}
+
+TEST_CASE("addresses and networks use the longest matching prefix", "[policy]") {
+  const auto p = policy::Policy::compile({ruleSet("net", {"203.0.113.0/24:443", "[2001:db8::/32]:443"}),
+                                          ruleSet("host", {"203.0.113.7:443", "[2001:db8::1]:22"})});
+  const auto host = p->matchAddress(ip("203.0.113.7"), 443);
+  CHECK(host.kind == policy::MatchKind::Address);
+  CHECK(ids(*p, host.ruleSets) == std::vector<std::string>{"default/host"});
+  const auto net = p->matchAddress(ip("203.0.113.9"), 443);
+  CHECK(net.kind == policy::MatchKind::Network);
+  CHECK(ids(*p, net.ruleSets) == std::vector<std::string>{"default/net"});
+  CHECK_FALSE(p->matchAddress(ip("203.0.114.1"), 443));
+  CHECK_FALSE(p->matchAddress(ip("203.0.113.9"), 80));
+  CHECK(p->matchAddress(ip("2001:db8:ffff::5"), 443).kind == policy::MatchKind::Network);
+  CHECK(p->matchAddress(ip("2001:db8::1"), 22).kind == policy::MatchKind::Address);
+  CHECK_FALSE(p->matchAddress(ip("2001:db9::1"), 443));
+  // IPv4-mapped IPv6 is the IPv4 address.
+  CHECK(p->matchAddress(ip("::ffff:203.0.113.7"), 443).kind == policy::MatchKind::Address);
+  CHECK(p->addressAllowedOnAnyPort(ip("203.0.113.200")));
+  CHECK_FALSE(p->addressAllowedOnAnyPort(ip("198.51.100.1")));
+  // A deeper prefix on another port does not hide a shorter one on this port.
+  CHECK(p->matchAddress(ip("2001:db8::1"), 443).kind == policy::MatchKind::Network);
+}
+
+TEST_CASE("a /0 network allows every address of its family", "[policy]") {
+  const auto p = policy::Policy::compile({ruleSet("all", {"0.0.0.0/0:443"})});
+  CHECK(p->matchAddress(ip("198.51.100.1"), 443).kind == policy::MatchKind::Network);
+  CHECK_FALSE(p->matchAddress(ip("2001:db8::1"), 443));
+}
+
+TEST_CASE("names allowed on any port, ports in use", "[policy]") {
+  const auto p = policy::Policy::compile({ruleSet("a", {"api.example.com:443", "*.example.org:8080", "10.1.0.0/16:5432"})});
+  CHECK(p->nameAllowedOnAnyPort("api.example.com"));
+  CHECK(p->nameAllowedOnAnyPort("x.example.org"));
+  CHECK_FALSE(p->nameAllowedOnAnyPort("example.org"));
+  CHECK_FALSE(p->nameAllowedOnAnyPort("evil.com"));
+  CHECK(p->portsInUse() == std::vector<uint16_t>{443, 5432, 8080});
+  CHECK(p->portInUse(8080));
+  CHECK_FALSE(p->portInUse(80));
+  const auto world = policy::Policy::compile({ruleSet("w", {"*:80"})});
+  CHECK(world->nameAllowedOnAnyPort("evil.com"));
+}
+
+TEST_CASE("an empty policy denies everything", "[policy]") {
+  const auto p = policy::Policy::empty();
+  CHECK_FALSE(p->matchName("api.example.com", 443));
+  CHECK_FALSE(p->matchAddress(ip("203.0.113.7"), 443));
+  CHECK_FALSE(p->nameAllowedOnAnyPort("api.example.com"));
+  CHECK(p->portsInUse().empty());
+  CHECK(p->targetCount() == 0);
+}
+
+TEST_CASE("explain covers IP hosts and world access", "[policy]") {
+  const auto p = policy::Policy::compile({ruleSet("net", {"203.0.113.0/24:443"}), ruleSet("world", {"*:443"})});
+  const auto explained = p->explain("203.0.113.5", 443);
+  REQUIRE(explained.size() == 2);
+  CHECK(explained[0].ruleSet == "default/net");
+  CHECK(explained[1].kind == policy::MatchKind::World);
+  CHECK(p->explain("[2001:db8::1]", 443).size() == 1);
+  CHECK(p->explain("203.0.113.5", 80).empty());
+}
