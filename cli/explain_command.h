@@ -1,0 +1,35 @@
+// `egressctl explain HOST:PORT --rules-dir DIR...`: is HOST:PORT allowed,
+// and by which rule sets. Offline with --rules-dir; the running daemon's
+// policy is asked through the control socket otherwise.
+#pragma once
+
+#include <iosfwd>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "policy/policy.h"
+
+namespace cli {
+
+struct ExplainOptions {
+  std::string query;  // HOST:PORT
+  std::vector<std::string> rulesDirs;
+  bool json = false;
+};
+
+struct HostPort {
+  std::string host;  // name, IPv4 or IPv6 (without brackets)
+  uint16_t port = 0;
+};
+
+// "api.example.com:443", "203.0.113.7:443", "[2001:db8::1]:443".
+std::optional<HostPort> parseHostPort(const std::string& text, std::string& error);
+
+// Prints the answer for `query` against `policy`; returns 0 allowed, 1 denied.
+int printExplanation(const policy::Policy& policy, const HostPort& query, bool json, std::ostream& out);
+
+// Returns 0 allowed, 1 denied, 2 usage or load error.
+int runExplain(const ExplainOptions& options, std::ostream& out, std::ostream& err);
+
+}  // namespace cli
