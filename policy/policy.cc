@@ -76,13 +76,19 @@ std::shared_ptr<const Policy> Policy::compile(const std::vector<RuleSet>& ruleSe
     return list;
   };
 
-  policy->exact_.reserve(builder.exact.size());
-  for (const auto& [name, ports] : builder.exact) policy->exact_.emplace(name, flatten(ports));
-  policy->wildcard_.reserve(builder.wildcard.size());
-  for (const auto& [suffix, ports] : builder.wildcard) policy->wildcard_.emplace(suffix, flatten(ports));
+  auto buildTable = [&flatten](const std::map<std::string, Builder::PortMap, std::less<>>& from,
+                               NameTable<PortList>& to) {
+    std::vector<std::pair<std::string, PortList>> entries;
+    entries.reserve(from.size());
+    for (const auto& [name, ports] : from) entries.emplace_back(name, flatten(ports));
+    to.build(entries);
+  };
+  buildTable(builder.exact, policy->exact_);
+  buildTable(builder.wildcard, policy->wildcard_);
   for (const auto& [port, sets] : builder.world) {
     policy->worldPorts_.set(port);
-    policy->worldRefs_[port] = {static_cast<uint32_t>(policy->refPool_.size()), static_cast<uint32_t>(sets.size())};
+    policy->worldRefs_.push_back(
+        PortRefs{port, static_cast<uint32_t>(policy->refPool_.size()), static_cast<uint32_t>(sets.size())});
     policy->refPool_.insert(policy->refPool_.end(), sets.begin(), sets.end());
   }
 
@@ -133,11 +139,12 @@ NameMatch Policy::matchNormalized(std::string_view name, uint16_t port) const no
   if (worldPorts_.test(port)) {
     match.kind = MatchKind::World;
     match.world = true;
-    const auto it = worldRefs_.find(port);
-    if (it != worldRefs_.end()) match.ruleSets = RuleSetRefs(refPool_.data() + it->second.first, it->second.second);
+    const auto it = std::lower_bound(worldRefs_.begin(), worldRefs_.end(), port,
+                                     [](const PortRefs& entry, uint16_t p) { return entry.port < p; });
+    if (it != worldRefs_.end() && it->port == port) match.ruleSets = refs(*it);
   }
-  if (const auto it = exact_.find(name); it != exact_.end()) {
-    if (const PortRefs* entry = findPort(it->second, port)) {
+  if (const PortList* list = exact_.find(name)) {
+    if (const PortRefs* entry = findPort(*list, port)) {
       match.kind = MatchKind::Exact;
       match.ruleSets = refs(*entry);
       return match;
@@ -148,8 +155,8 @@ NameMatch Policy::matchNormalized(std::string_view name, uint16_t port) const no
     // suffix, longest (most specific) first.
     for (size_t dot = name.find('.'); dot != std::string_view::npos; dot = name.find('.', dot + 1)) {
       const std::string_view suffix = name.substr(dot + 1);
-      if (const auto it = wildcard_.find(suffix); it != wildcard_.end()) {
-        if (const PortRefs* entry = findPort(it->second, port)) {
+      if (const PortList* list = wildcard_.find(suffix)) {
+        if (const PortRefs* entry = findPort(*list, port)) {
           match.kind = MatchKind::Wildcard;
           match.ruleSets = refs(*entry);
           return match;
@@ -173,9 +180,9 @@ bool Policy::nameAllowedOnAnyPort(std::string_view name) const noexcept {
   const size_t length = normalizeLookupName(name, buffer, sizeof buffer);
   if (length == 0) return false;
   const std::string_view normalized(buffer, length);
-  if (exact_.find(normalized) != exact_.end()) return true;
+  if (exact_.find(normalized) != nullptr) return true;
   for (size_t dot = normalized.find('.'); dot != std::string_view::npos; dot = normalized.find('.', dot + 1)) {
-    if (wildcard_.find(normalized.substr(dot + 1)) != wildcard_.end()) return true;
+    if (wildcard_.find(normalized.substr(dot + 1)) != nullptr) return true;
   }
   return false;
 }

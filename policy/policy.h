@@ -16,10 +16,10 @@
 #include <span>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "common/ip_address.h"
+#include "policy/name_table.h"
 #include "policy/rule_set.h"
 
 namespace policy {
@@ -106,11 +106,6 @@ class Policy {
  private:
   Policy();
   struct Builder;
-  struct StringHash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
-  };
-  using NameTable = std::unordered_map<std::string, PortList, StringHash, std::equal_to<>>;
 
   struct TrieNode {
     uint32_t child[2] = {0, 0};  // 0 = none (the root is never a child)
@@ -126,10 +121,10 @@ class Policy {
   size_t targetCount_ = 0;
   std::vector<uint32_t> refPool_;
   std::vector<PortRefs> portRefs_;
-  NameTable exact_;
-  NameTable wildcard_;  // key: suffix after "*."
+  NameTable<PortList> exact_;
+  NameTable<PortList> wildcard_;  // key: suffix after "*."
   std::bitset<65536> worldPorts_;
-  std::unordered_map<uint16_t, std::pair<uint32_t, uint32_t>> worldRefs_;  // port → (offset, count)
+  std::vector<PortRefs> worldRefs_;  // sorted by port; few entries
   std::vector<TrieNode> trie4_;
   std::vector<TrieNode> trie6_;
   std::vector<std::pair<PortList, uint8_t>> trieLists_;  // ports at a trie node, prefix length
