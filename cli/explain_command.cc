@@ -88,7 +88,8 @@ int printExplanation(const policy::Policy& policy, const HostPort& query, bool j
     doc["verdict"] = allowed ? "allow" : "deny";
     doc["allowed_by"] = nlohmann::json::array();
     for (const auto& a : allowances) {
-      doc["allowed_by"].push_back({{"rule_set", a.ruleSet}, {"target", a.target}, {"kind", policy::matchKindName(a.kind)}});
+      doc["allowed_by"].push_back(
+          {{"rule_set", a.ruleSet}, {"target", a.target}, {"kind", policy::matchKindName(a.kind)}});
     }
     doc["needs_dns_binding"] = needsBinding;
     doc["allowed_on_other_ports"] = otherPorts;
@@ -99,7 +100,8 @@ int printExplanation(const policy::Policy& policy, const HostPort& query, bool j
   out << displayQuery(query) << (allowed ? " ALLOWED" : " DENIED") << '\n';
   if (allowed) {
     for (const auto& a : allowances) {
-      out << "  by " << a.ruleSet << "  (target " << a.target << ", " << policy::matchKindName(a.kind) << ")\n";
+      out << "  by " << a.ruleSet << "  (target " << a.target << ", " << policy::matchKindName(a.kind)
+          << ")\n";
     }
     if (needsBinding) {
       out << "  note: with strict binding, the destination address must come from egressd's DNS answer for "
@@ -107,7 +109,8 @@ int printExplanation(const policy::Policy& policy, const HostPort& query, bool j
     }
     return 0;
   }
-  out << "  no rule set allows " << (isAddress ? "this address" : "this name") << " on port " << query.port << '\n';
+  out << "  no rule set allows " << (isAddress ? "this address" : "this name") << " on port " << query.port
+      << '\n';
   if (!otherPorts.empty()) {
     out << "  allowed on other ports:";
     for (uint16_t port : otherPorts) out << ' ' << port;
@@ -125,7 +128,8 @@ int runExplain(const ExplainOptions& options, std::ostream& out, std::ostream& e
     return 2;
   }
   if (options.rulesDirs.empty()) {
-    err << "egressctl explain: give --rules-dir DIR (querying a running egressd through its control socket is "
+    err << "egressctl explain: give --rules-dir DIR (querying a running egressd through its control socket "
+           "is "
            "not available in this version)\n";
     return 2;
   }
@@ -138,7 +142,8 @@ int runExplain(const ExplainOptions& options, std::ostream& out, std::ostream& e
   }
   const auto load = policy::loadRulesDirectories(options.rulesDirs, policy::defaultPublicSuffixList());
   for (const auto& problem : load.problems) {
-    if (problem.severity == policy::Severity::Error) err << "warning: skipped: " << problem.toString() << '\n';
+    if (problem.severity == policy::Severity::Error)
+      err << "warning: skipped: " << problem.toString() << '\n';
   }
   const auto compiled = policy::Policy::compile(load.valid);
   return printExplanation(*compiled, *query, options.json, out);

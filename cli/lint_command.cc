@@ -37,7 +37,8 @@ int runLint(const LintOptions& options, std::istream& in, std::ostream& out) {
     if (std::filesystem::is_directory(path, ec)) {
       std::vector<std::string> entries;
       for (const auto& entry : std::filesystem::directory_iterator(path, ec)) {
-        if (policy::isManifestFileName(entry.path().filename().string())) entries.push_back(entry.path().string());
+        if (policy::isManifestFileName(entry.path().filename().string()))
+          entries.push_back(entry.path().string());
       }
       std::sort(entries.begin(), entries.end());
       if (entries.empty()) {
@@ -56,8 +57,9 @@ int runLint(const LintOptions& options, std::istream& in, std::ostream& out) {
 
   if (!options.quiet) {
     out << "lint: " << files << (files == 1 ? " file, " : " files, ") << ruleSets
-        << (ruleSets == 1 ? " rule set, " : " rule sets, ") << targets << (targets == 1 ? " valid target, " : " valid targets, ")
-        << errors << (errors == 1 ? " error, " : " errors, ") << warnings << (warnings == 1 ? " warning" : " warnings")
+        << (ruleSets == 1 ? " rule set, " : " rule sets, ") << targets
+        << (targets == 1 ? " valid target, " : " valid targets, ") << errors
+        << (errors == 1 ? " error, " : " errors, ") << warnings << (warnings == 1 ? " warning" : " warnings")
         << '\n';
   }
   if (errors > 0) return 1;

@@ -15,7 +15,8 @@ int main(int argc, char** argv) {
   cli::LintOptions lint;
   auto* lintCommand = app.add_subcommand(
       "lint", "Validate EgressRuleSet manifests offline (exit 0 valid, 1 errors); warns about world access");
-  lintCommand->add_option("paths", lint.paths, "Manifest files or directories (*.yaml, *.yml, *.json), - for stdin")
+  lintCommand
+      ->add_option("paths", lint.paths, "Manifest files or directories (*.yaml, *.yml, *.json), - for stdin")
       ->required();
   lintCommand->add_flag("--warnings-as-errors,-W", lint.warningsAsErrors, "Exit 1 on warnings too");
   lintCommand->add_flag("--quiet,-q", lint.quiet, "No summary line");
@@ -23,7 +24,8 @@ int main(int argc, char** argv) {
   cli::ExplainOptions explain;
   auto* explainCommand = app.add_subcommand(
       "explain", "Is HOST:PORT allowed, and by which rule sets? (exit 0 allowed, 1 denied, 2 usage error)");
-  explainCommand->add_option("target", explain.query, "HOST:PORT, e.g. api.example.com:443, [2001:db8::1]:443")
+  explainCommand
+      ->add_option("target", explain.query, "HOST:PORT, e.g. api.example.com:443, [2001:db8::1]:443")
       ->required();
   explainCommand->add_option("--rules-dir,-r", explain.rulesDirs, "Rules directory to load (repeatable)");
   explainCommand->add_flag("--json", explain.json, "One JSON object instead of text");

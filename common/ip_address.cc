@@ -80,7 +80,9 @@ bool IpNetwork::contains(const IpAddress& ip) const noexcept {
   return (ip.bytes[full] & mask) == (address.bytes[full] & mask);
 }
 
-std::string IpNetwork::toString() const { return address.toString() + "/" + std::to_string(prefixLength); }
+std::string IpNetwork::toString() const {
+  return address.toString() + "/" + std::to_string(prefixLength);
+}
 
 NetworkParse parseIpNetwork(std::string_view text) noexcept {
   NetworkParse result;
@@ -113,10 +115,9 @@ namespace {
 // IANA special-purpose registries (RFC 6890 and updates), the ranges that
 // must never be reachable through a public name.
 constexpr const char* kNonPublicNetworks[] = {
-    "0.0.0.0/8",     "10.0.0.0/8",   "100.64.0.0/10", "127.0.0.0/8",  "169.254.0.0/16",
-    "172.16.0.0/12", "192.0.0.0/24", "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/4",
-    "240.0.0.0/4",   "::/128",       "::1/128",       "fc00::/7",     "fe80::/10",
-    "ff00::/8",      "64:ff9b:1::/48",
+    "0.0.0.0/8",    "10.0.0.0/8",     "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+    "192.0.0.0/24", "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/4", "240.0.0.0/4",    "::/128",
+    "::1/128",      "fc00::/7",       "fe80::/10",     "ff00::/8",    "64:ff9b:1::/48",
 };
 
 constexpr size_t kNonPublicCount = sizeof kNonPublicNetworks / sizeof kNonPublicNetworks[0];

@@ -13,10 +13,14 @@ std::atomic<LogLevel> gLevel{LogLevel::Info};
 
 const char* levelName(LogLevel level) noexcept {
   switch (level) {
-    case LogLevel::Debug: return "debug";
-    case LogLevel::Info: return "info";
-    case LogLevel::Warn: return "warn";
-    case LogLevel::Error: return "error";
+    case LogLevel::Debug:
+      return "debug";
+    case LogLevel::Info:
+      return "info";
+    case LogLevel::Warn:
+      return "warn";
+    case LogLevel::Error:
+      return "error";
   }
   return "info";
 }
@@ -31,13 +35,18 @@ void appendTimestamp(std::string& out) {
   const size_t n = std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%S", &utc);
   out.append(buffer, n);
   char fraction[16];
-  const int m = std::snprintf(fraction, sizeof fraction, ".%06lldZ", static_cast<long long>(micros % 1'000'000));
+  const int m =
+      std::snprintf(fraction, sizeof fraction, ".%06lldZ", static_cast<long long>(micros % 1'000'000));
   out.append(fraction, static_cast<size_t>(m));
 }
 }  // namespace
 
-void setLogLevel(LogLevel level) noexcept { gLevel.store(level, std::memory_order_relaxed); }
-LogLevel logLevel() noexcept { return gLevel.load(std::memory_order_relaxed); }
+void setLogLevel(LogLevel level) noexcept {
+  gLevel.store(level, std::memory_order_relaxed);
+}
+LogLevel logLevel() noexcept {
+  return gLevel.load(std::memory_order_relaxed);
+}
 
 std::optional<LogLevel> parseLogLevel(std::string_view text) noexcept {
   if (text == "debug") return LogLevel::Debug;
@@ -62,11 +71,21 @@ void appendLogfmtValue(std::string& out, std::string_view value) {
   out.push_back('"');
   for (char c : value) {
     switch (c) {
-      case '"': out.append("\\\""); break;
-      case '\\': out.append("\\\\"); break;
-      case '\n': out.append("\\n"); break;
-      case '\r': out.append("\\r"); break;
-      case '\t': out.append("\\t"); break;
+      case '"':
+        out.append("\\\"");
+        break;
+      case '\\':
+        out.append("\\\\");
+        break;
+      case '\n':
+        out.append("\\n");
+        break;
+      case '\r':
+        out.append("\\r");
+        break;
+      case '\t':
+        out.append("\\t");
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
           char hex[8];
@@ -109,7 +128,11 @@ LogLine& LogLine::field(std::string_view key, std::string_view value) {
   return *this;
 }
 
-LogLine& LogLine::field(std::string_view key, int64_t value) { return field(key, std::string_view(std::to_string(value))); }
-LogLine& LogLine::field(std::string_view key, uint64_t value) { return field(key, std::string_view(std::to_string(value))); }
+LogLine& LogLine::field(std::string_view key, int64_t value) {
+  return field(key, std::string_view(std::to_string(value)));
+}
+LogLine& LogLine::field(std::string_view key, uint64_t value) {
+  return field(key, std::string_view(std::to_string(value)));
+}
 
 }  // namespace common

@@ -30,7 +30,9 @@ class LogLine {
 
   LogLine& field(std::string_view key, std::string_view value);
   LogLine& field(std::string_view key, const char* value) { return field(key, std::string_view(value)); }
-  LogLine& field(std::string_view key, const std::string& value) { return field(key, std::string_view(value)); }
+  LogLine& field(std::string_view key, const std::string& value) {
+    return field(key, std::string_view(value));
+  }
   LogLine& field(std::string_view key, int64_t value);
   LogLine& field(std::string_view key, uint64_t value);
   LogLine& field(std::string_view key, int value) { return field(key, static_cast<int64_t>(value)); }

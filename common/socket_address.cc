@@ -31,7 +31,8 @@ std::optional<SocketAddress> SocketAddress::fromSockaddr(const sockaddr* addr) n
   if (addr == nullptr) return std::nullopt;
   if (addr->sa_family == AF_INET) {
     const auto* sin = reinterpret_cast<const sockaddr_in*>(addr);
-    return SocketAddress{IpAddress::v4Bytes(reinterpret_cast<const uint8_t*>(&sin->sin_addr)), ntohs(sin->sin_port)};
+    return SocketAddress{IpAddress::v4Bytes(reinterpret_cast<const uint8_t*>(&sin->sin_addr)),
+                         ntohs(sin->sin_port)};
   }
   if (addr->sa_family == AF_INET6) {
     const auto* sin6 = reinterpret_cast<const sockaddr_in6*>(addr);
@@ -41,7 +42,8 @@ std::optional<SocketAddress> SocketAddress::fromSockaddr(const sockaddr* addr) n
   return std::nullopt;
 }
 
-std::optional<SocketAddress> parseSocketAddress(std::string_view text, std::optional<uint16_t> defaultPort) noexcept {
+std::optional<SocketAddress> parseSocketAddress(std::string_view text,
+                                                std::optional<uint16_t> defaultPort) noexcept {
   std::string_view host;
   std::string_view port;
   if (!text.empty() && text.front() == '[') {

@@ -30,7 +30,9 @@ bool isDns1123Subdomain(std::string_view s) {
   return true;
 }
 
-bool isDns1123Label(std::string_view s) { return s.size() <= 63 && s.find('.') == std::string_view::npos && isDns1123Subdomain(s); }
+bool isDns1123Label(std::string_view s) {
+  return s.size() <= 63 && s.find('.') == std::string_view::npos && isDns1123Subdomain(s);
+}
 
 class DocumentContext {
  public:
@@ -138,10 +140,12 @@ void loadRuleSetDocument(const YAML::Node& doc, DocumentContext& ctx, ManifestLo
                           " is allowed (explicit, but check that this is intended)",
                       index, text);
         } else if (parsed.target->kind == TargetKind::Network && parsed.target->network.prefixLength == 0) {
-          ctx.warning("world access by address: every " +
-                          std::string(parsed.target->network.address.family == common::IpFamily::V4 ? "IPv4" : "IPv6") +
-                          " destination on port " + std::to_string(parsed.target->port) + " is allowed",
-                      index, text);
+          ctx.warning(
+              "world access by address: every " +
+                  std::string(parsed.target->network.address.family == common::IpFamily::V4 ? "IPv4"
+                                                                                            : "IPv6") +
+                  " destination on port " + std::to_string(parsed.target->port) + " is allowed",
+              index, text);
         }
         ruleSet.targets.push_back(std::move(*parsed.target));
         ruleSet.targetTexts.push_back(text);
@@ -159,8 +163,9 @@ void loadRuleSetDocument(const YAML::Node& doc, DocumentContext& ctx, ManifestLo
   }
 }
 
-void loadDocument(const YAML::Node& doc, DocumentContext& ctx, ManifestLoad& load, const std::string& sourceName,
-                  const PublicSuffixList& suffixes, bool system, int listDepth) {
+void loadDocument(const YAML::Node& doc, DocumentContext& ctx, ManifestLoad& load,
+                  const std::string& sourceName, const PublicSuffixList& suffixes, bool system,
+                  int listDepth) {
   if (!doc.IsMap()) {
     ctx.error("document is not a mapping (expected a Kubernetes object)");
     return;
@@ -177,7 +182,8 @@ void loadDocument(const YAML::Node& doc, DocumentContext& ctx, ManifestLoad& loa
     return;
   }
   if (kind != kKind) {
-    ctx.warning("skipped: kind \"" + kind + "\" (apiVersion \"" + apiVersion + "\") is not " + std::string(kKind));
+    ctx.warning("skipped: kind \"" + kind + "\" (apiVersion \"" + apiVersion + "\") is not " +
+                std::string(kKind));
     return;
   }
   if (apiVersion != kApiVersion) {
@@ -202,9 +208,15 @@ YAML::Node jsonToYaml(const nlohmann::json& value, int depth) {
       node = YAML::Node(YAML::NodeType::Sequence);
       for (const auto& child : value) node.push_back(jsonToYaml(child, depth + 1));
       break;
-    case nlohmann::json::value_t::string: node = value.get<std::string>(); break;
-    case nlohmann::json::value_t::null: node = YAML::Node(YAML::NodeType::Null); break;
-    default: node = value.dump(); break;  // numbers and booleans as their text
+    case nlohmann::json::value_t::string:
+      node = value.get<std::string>();
+      break;
+    case nlohmann::json::value_t::null:
+      node = YAML::Node(YAML::NodeType::Null);
+      break;
+    default:
+      node = value.dump();
+      break;  // numbers and booleans as their text
   }
   return node;
 }
@@ -216,7 +228,8 @@ bool looksLikeJson(std::string_view content) {
 
 std::string yamlErrorHint(const std::string& message) {
   if (message.find("anchor") != std::string::npos || message.find("alias") != std::string::npos) {
-    return "; an unquoted '*' starts a YAML alias: quote targets that begin with '*', e.g. \"*.example.org:80\"";
+    return "; an unquoted '*' starts a YAML alias: quote targets that begin with '*', e.g. "
+           "\"*.example.org:80\"";
   }
   return {};
 }
@@ -243,8 +256,8 @@ std::string Problem::toString() const {
   return out;
 }
 
-ManifestLoad loadManifest(std::string_view content, const std::string& sourceName, const PublicSuffixList& suffixes,
-                          bool system) {
+ManifestLoad loadManifest(std::string_view content, const std::string& sourceName,
+                          const PublicSuffixList& suffixes, bool system) {
   ManifestLoad load;
   DocumentContext fileContext(load, sourceName, 0);
   if (content.size() > kMaxManifestBytes) {
@@ -322,7 +335,8 @@ ManifestLoad loadManifestFile(const std::string& path, const PublicSuffixList& s
 }
 
 bool isManifestFileName(std::string_view fileName) {
-  if (fileName.empty() || fileName.front() == '.') return false;  // hidden, editor and ConfigMap "..data" files
+  if (fileName.empty() || fileName.front() == '.')
+    return false;  // hidden, editor and ConfigMap "..data" files
   return fileName.ends_with(".yaml") || fileName.ends_with(".yml") || fileName.ends_with(".json");
 }
 

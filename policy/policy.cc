@@ -10,12 +10,18 @@ namespace policy {
 
 std::string_view matchKindName(MatchKind kind) noexcept {
   switch (kind) {
-    case MatchKind::None: return "none";
-    case MatchKind::World: return "world";
-    case MatchKind::Wildcard: return "wildcard";
-    case MatchKind::Exact: return "exact";
-    case MatchKind::Network: return "network";
-    case MatchKind::Address: return "address";
+    case MatchKind::None:
+      return "none";
+    case MatchKind::World:
+      return "world";
+    case MatchKind::Wildcard:
+      return "wildcard";
+    case MatchKind::Exact:
+      return "exact";
+    case MatchKind::Network:
+      return "network";
+    case MatchKind::Address:
+      return "address";
   }
   return "none";
 }
@@ -36,7 +42,9 @@ struct Policy::Builder {
 Policy::Policy() = default;
 Policy::~Policy() = default;
 
-std::shared_ptr<const Policy> Policy::empty() { return compile({}); }
+std::shared_ptr<const Policy> Policy::empty() {
+  return compile({});
+}
 
 std::shared_ptr<const Policy> Policy::compile(const std::vector<RuleSet>& ruleSets) {
   // std::make_shared cannot reach the private constructor.
@@ -47,19 +55,27 @@ std::shared_ptr<const Policy> Policy::compile(const std::vector<RuleSet>& ruleSe
   policy->ruleSets_.reserve(ruleSets.size());
   for (uint32_t index = 0; index < ruleSets.size(); ++index) {
     const RuleSet& ruleSet = ruleSets[index];
-    policy->ruleSets_.push_back(RuleSetInfo{ruleSet.id(), ruleSet.source, ruleSet.system, ruleSet.targets.size()});
+    policy->ruleSets_.push_back(
+        RuleSetInfo{ruleSet.id(), ruleSet.source, ruleSet.system, ruleSet.targets.size()});
     policy->targetCount_ += ruleSet.targets.size();
     for (const Target& target : ruleSet.targets) {
       policy->portsInUse_.set(target.port);
       switch (target.kind) {
-        case TargetKind::ExactName: Builder::add(builder.exact[target.name], target.port, index); break;
-        case TargetKind::WildcardName: Builder::add(builder.wildcard[target.name], target.port, index); break;
-        case TargetKind::AnyName: Builder::add(builder.world, target.port, index); break;
+        case TargetKind::ExactName:
+          Builder::add(builder.exact[target.name], target.port, index);
+          break;
+        case TargetKind::WildcardName:
+          Builder::add(builder.wildcard[target.name], target.port, index);
+          break;
+        case TargetKind::AnyName:
+          Builder::add(builder.world, target.port, index);
+          break;
         case TargetKind::Address:
         case TargetKind::Network: {
           const int family = target.network.address.family == common::IpFamily::V4 ? 4 : 6;
-          Builder::add(builder.networks[{family, {target.network.address.bytes, target.network.prefixLength}}],
-                       target.port, index);
+          Builder::add(
+              builder.networks[{family, {target.network.address.bytes, target.network.prefixLength}}],
+              target.port, index);
           break;
         }
       }
@@ -69,8 +85,8 @@ std::shared_ptr<const Policy> Policy::compile(const std::vector<RuleSet>& ruleSe
   auto flatten = [&policy](const Builder::PortMap& ports) {
     PortList list{static_cast<uint32_t>(policy->portRefs_.size()), static_cast<uint32_t>(ports.size())};
     for (const auto& [port, sets] : ports) {
-      policy->portRefs_.push_back(PortRefs{port, static_cast<uint32_t>(policy->refPool_.size()),
-                                           static_cast<uint32_t>(sets.size())});
+      policy->portRefs_.push_back(
+          PortRefs{port, static_cast<uint32_t>(policy->refPool_.size()), static_cast<uint32_t>(sets.size())});
       policy->refPool_.insert(policy->refPool_.end(), sets.begin(), sets.end());
     }
     return list;
@@ -181,7 +197,8 @@ bool Policy::nameAllowedOnAnyPort(std::string_view name) const noexcept {
   if (length == 0) return false;
   const std::string_view normalized(buffer, length);
   if (exact_.find(normalized) != nullptr) return true;
-  for (size_t dot = normalized.find('.'); dot != std::string_view::npos; dot = normalized.find('.', dot + 1)) {
+  for (size_t dot = normalized.find('.'); dot != std::string_view::npos;
+       dot = normalized.find('.', dot + 1)) {
     if (wildcard_.find(normalized.substr(dot + 1)) != nullptr) return true;
   }
   return false;
@@ -236,7 +253,9 @@ std::vector<Allowance> Policy::explain(std::string_view host, uint16_t port) con
       if (target.port != port) continue;
       MatchKind kind = MatchKind::None;
       switch (target.kind) {
-        case TargetKind::AnyName: kind = MatchKind::World; break;
+        case TargetKind::AnyName:
+          kind = MatchKind::World;
+          break;
         case TargetKind::ExactName:
           if (!ip && name == target.name) kind = MatchKind::Exact;
           break;

@@ -39,7 +39,8 @@ std::optional<TargetParse> checkName(std::string_view name, size_t extraLength) 
   std::string_view lastLabel;
   while (true) {
     const size_t dot = name.find('.', start);
-    const std::string_view label = name.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
+    const std::string_view label =
+        name.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start);
     if (label.empty()) return refuse(TargetError::EmptyLabel);
     if (label.size() > kMaxLabelLength) {
       return refuse(TargetError::LabelTooLong, "\"" + std::string(label.substr(0, 20)) + "...\" has " +
@@ -49,7 +50,8 @@ std::optional<TargetParse> checkName(std::string_view name, size_t extraLength) 
       const bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
       if (!ok) {
         if (c == '*') return refuse(TargetError::WildcardPlacement);
-        return refuse(TargetError::BadCharacter, std::string("'") + c + "' in label \"" + std::string(label) + "\"");
+        return refuse(TargetError::BadCharacter,
+                      std::string("'") + c + "' in label \"" + std::string(label) + "\"");
       }
     }
     if (label.front() == '-' || label.back() == '-') {
@@ -66,14 +68,16 @@ std::optional<TargetParse> checkName(std::string_view name, size_t extraLength) 
 }
 
 TargetParse parseBracketedHost(std::string_view host, uint16_t port) {
-  if (host.find('%') != std::string_view::npos) return refuse(TargetError::BadIpv6, "zone identifiers are not allowed");
+  if (host.find('%') != std::string_view::npos)
+    return refuse(TargetError::BadIpv6, "zone identifiers are not allowed");
   if (host.find('/') != std::string_view::npos) {
     auto parsed = common::parseIpNetwork(host);
     if (!parsed.network || parsed.network->address.family != common::IpFamily::V6) {
       if (parsed.error == common::NetworkParseError::HostBitsSet) {
         return refuse(TargetError::HostBitsSet, std::string(host));
       }
-      if (parsed.error == common::NetworkParseError::BadPrefix) return refuse(TargetError::BadPrefix, std::string(host));
+      if (parsed.error == common::NetworkParseError::BadPrefix)
+        return refuse(TargetError::BadPrefix, std::string(host));
       return refuse(TargetError::BadIpv6, "\"" + std::string(host) + "\"");
     }
     Target target;
@@ -83,7 +87,8 @@ TargetParse parseBracketedHost(std::string_view host, uint16_t port) {
     return accept(std::move(target));
   }
   auto ip = common::parseIpAddress(host);
-  if (!ip || ip->family != common::IpFamily::V6) return refuse(TargetError::BadIpv6, "\"" + std::string(host) + "\"");
+  if (!ip || ip->family != common::IpFamily::V6)
+    return refuse(TargetError::BadIpv6, "\"" + std::string(host) + "\"");
   Target target;
   target.kind = TargetKind::Address;
   target.network = common::IpNetwork{*ip, 128};
@@ -98,7 +103,8 @@ TargetParse parseIpv4Host(std::string_view host, uint16_t port) {
       if (parsed.error == common::NetworkParseError::HostBitsSet) {
         return refuse(TargetError::HostBitsSet, std::string(host));
       }
-      if (parsed.error == common::NetworkParseError::BadPrefix) return refuse(TargetError::BadPrefix, std::string(host));
+      if (parsed.error == common::NetworkParseError::BadPrefix)
+        return refuse(TargetError::BadPrefix, std::string(host));
       return refuse(TargetError::BadIpv4, "\"" + std::string(host) + "\"");
     }
     Target target;
@@ -108,7 +114,8 @@ TargetParse parseIpv4Host(std::string_view host, uint16_t port) {
     return accept(std::move(target));
   }
   auto ip = common::parseIpAddress(host);
-  if (!ip || ip->family != common::IpFamily::V4) return refuse(TargetError::BadIpv4, "\"" + std::string(host) + "\"");
+  if (!ip || ip->family != common::IpFamily::V4)
+    return refuse(TargetError::BadIpv4, "\"" + std::string(host) + "\"");
   Target target;
   target.kind = TargetKind::Address;
   target.network = common::IpNetwork{*ip, 32};
@@ -130,8 +137,9 @@ TargetParse parseNameHost(std::string_view rawHost, uint16_t port, const PublicS
     if (suffix.find('*') != std::string_view::npos) return refuse(TargetError::WildcardPlacement);
     if (auto problem = checkName(suffix, 2)) return *problem;
     if (suffixes.isPublicSuffix(suffix)) {
-      return refuse(TargetError::PublicSuffixWildcard, "\"" + std::string(suffix) + "\" is a public suffix; use \"*:" +
-                                                            std::to_string(port) + "\" if world access is really meant");
+      return refuse(TargetError::PublicSuffixWildcard,
+                    "\"" + std::string(suffix) + "\" is a public suffix; use \"*:" + std::to_string(port) +
+                        "\" if world access is really meant");
     }
     Target target;
     target.kind = TargetKind::WildcardName;
@@ -151,30 +159,50 @@ TargetParse parseNameHost(std::string_view rawHost, uint16_t port, const PublicS
 
 std::string_view describe(TargetError error) noexcept {
   switch (error) {
-    case TargetError::Empty: return "empty target; expected HOST:PORT";
-    case TargetError::Whitespace: return "whitespace or control characters are not allowed";
-    case TargetError::MissingPort: return "missing port; expected HOST:PORT, e.g. api.example.com:443";
-    case TargetError::PortWildcard: return "port wildcards are not allowed; name one port (1-65535)";
-    case TargetError::PortNotNumber: return "port is not a number; expected 1-65535";
-    case TargetError::PortOutOfRange: return "port out of range; expected 1-65535 without leading zeros";
-    case TargetError::EmptyHost: return "missing host before the port";
+    case TargetError::Empty:
+      return "empty target; expected HOST:PORT";
+    case TargetError::Whitespace:
+      return "whitespace or control characters are not allowed";
+    case TargetError::MissingPort:
+      return "missing port; expected HOST:PORT, e.g. api.example.com:443";
+    case TargetError::PortWildcard:
+      return "port wildcards are not allowed; name one port (1-65535)";
+    case TargetError::PortNotNumber:
+      return "port is not a number; expected 1-65535";
+    case TargetError::PortOutOfRange:
+      return "port out of range; expected 1-65535 without leading zeros";
+    case TargetError::EmptyHost:
+      return "missing host before the port";
     case TargetError::WildcardPlacement:
       return "a wildcard is only allowed as the whole first label (\"*.example.org\") or as \"*\"";
-    case TargetError::PublicSuffixWildcard: return "wildcard directly over a public suffix";
-    case TargetError::EmptyLabel: return "empty label (\"..\", or a leading dot)";
-    case TargetError::LabelTooLong: return "label longer than 63 bytes";
-    case TargetError::NameTooLong: return "name longer than 253 bytes";
-    case TargetError::BadCharacter: return "invalid character; names use a-z, 0-9 and '-'";
+    case TargetError::PublicSuffixWildcard:
+      return "wildcard directly over a public suffix";
+    case TargetError::EmptyLabel:
+      return "empty label (\"..\", or a leading dot)";
+    case TargetError::LabelTooLong:
+      return "label longer than 63 bytes";
+    case TargetError::NameTooLong:
+      return "name longer than 253 bytes";
+    case TargetError::BadCharacter:
+      return "invalid character; names use a-z, 0-9 and '-'";
     case TargetError::NonAsciiName:
       return "non-ASCII name; write internationalised names as A-labels (xn--...)";
-    case TargetError::HyphenPlacement: return "a label must not start or end with '-'";
-    case TargetError::NumericTopLabel: return "the last label of a name must not be all digits (an IPv4 typo?)";
-    case TargetError::BadIpv4: return "invalid IPv4 address";
-    case TargetError::BadIpv6: return "invalid IPv6 address";
-    case TargetError::Ipv6NeedsBrackets: return "IPv6 addresses must be in brackets, e.g. [2001:db8::1]:443";
-    case TargetError::BadPrefix: return "invalid prefix length";
-    case TargetError::HostBitsSet: return "network has host bits set; use the network address (e.g. 203.0.113.0/24)";
-    case TargetError::UnclosedBracket: return "'[' without matching ']'";
+    case TargetError::HyphenPlacement:
+      return "a label must not start or end with '-'";
+    case TargetError::NumericTopLabel:
+      return "the last label of a name must not be all digits (an IPv4 typo?)";
+    case TargetError::BadIpv4:
+      return "invalid IPv4 address";
+    case TargetError::BadIpv6:
+      return "invalid IPv6 address";
+    case TargetError::Ipv6NeedsBrackets:
+      return "IPv6 addresses must be in brackets, e.g. [2001:db8::1]:443";
+    case TargetError::BadPrefix:
+      return "invalid prefix length";
+    case TargetError::HostBitsSet:
+      return "network has host bits set; use the network address (e.g. 203.0.113.0/24)";
+    case TargetError::UnclosedBracket:
+      return "'[' without matching ']'";
   }
   return "invalid target";
 }
@@ -192,15 +220,19 @@ std::string TargetParse::reason() const {
 std::string Target::canonical() const {
   const std::string portText = ":" + std::to_string(port);
   switch (kind) {
-    case TargetKind::ExactName: return name + portText;
-    case TargetKind::WildcardName: return "*." + name + portText;
-    case TargetKind::AnyName: return "*" + portText;
+    case TargetKind::ExactName:
+      return name + portText;
+    case TargetKind::WildcardName:
+      return "*." + name + portText;
+    case TargetKind::AnyName:
+      return "*" + portText;
     case TargetKind::Address:
-      return network.address.family == common::IpFamily::V6 ? "[" + network.address.toString() + "]" + portText
-                                                             : network.address.toString() + portText;
+      return network.address.family == common::IpFamily::V6
+                 ? "[" + network.address.toString() + "]" + portText
+                 : network.address.toString() + portText;
     case TargetKind::Network:
       return network.address.family == common::IpFamily::V6 ? "[" + network.toString() + "]" + portText
-                                                             : network.toString() + portText;
+                                                            : network.toString() + portText;
   }
   return portText;
 }

@@ -63,7 +63,8 @@ std::vector<policy::RuleSet> generateRuleSets(size_t targets, std::mt19937& rng)
   return sets;
 }
 
-std::vector<Query> generateQueries(const std::vector<policy::RuleSet>& sets, std::mt19937& rng, size_t count) {
+std::vector<Query> generateQueries(const std::vector<policy::RuleSet>& sets, std::mt19937& rng,
+                                   size_t count) {
   std::vector<const policy::Target*> all;
   for (const auto& s : sets) {
     for (const auto& t : s.targets) all.push_back(&t);
@@ -105,7 +106,8 @@ bool linearMatch(const std::vector<policy::RuleSet>& sets, const Query& q) {
     for (const auto& t : s.targets) {
       if (t.port != q.port) continue;
       switch (t.kind) {
-        case policy::TargetKind::AnyName: return true;
+        case policy::TargetKind::AnyName:
+          return true;
         case policy::TargetKind::ExactName:
           if (!q.name.empty() && q.name == t.name) return true;
           break;
@@ -138,7 +140,9 @@ double medianNsPerQuery(const std::vector<Query>& queries, F&& match, int batche
   return samples[samples.size() / 2];
 }
 
-size_t heapInUse() { return mallinfo2().uordblks; }
+size_t heapInUse() {
+  return mallinfo2().uordblks;
+}
 
 long peakRssKiB() {
   std::ifstream status("/proc/self/status");
@@ -167,7 +171,8 @@ nlohmann::json runSize(size_t targets) {
   std::sort(compileSeconds.begin(), compileSeconds.end());
   const size_t heapWithPolicy = heapInUse();
 
-  const double matchNs = medianNsPerQuery(queries, [&](const Query& q) { return compiledMatch(*compiled, q); }, 101);
+  const double matchNs = medianNsPerQuery(
+      queries, [&](const Query& q) { return compiledMatch(*compiled, q); }, 101);
   nlohmann::json out;
   out["targets"] = targets;
   out["compile_seconds_median"] = compileSeconds[compileSeconds.size() / 2];
@@ -177,9 +182,10 @@ nlohmann::json runSize(size_t targets) {
   out["policy_heap_bytes"] = heapWithPolicy - heapBefore;
   out["peak_rss_kib"] = peakRssKiB();
   if (targets == 1000) {
-    const double linearNs = medianNsPerQuery(queries, [&](const Query& q) { return linearMatch(sets, q); }, 21);
-    const double againNs =
-        medianNsPerQuery(queries, [&](const Query& q) { return compiledMatch(*compiled, q); }, 101);
+    const double linearNs = medianNsPerQuery(
+        queries, [&](const Query& q) { return linearMatch(sets, q); }, 21);
+    const double againNs = medianNsPerQuery(
+        queries, [&](const Query& q) { return compiledMatch(*compiled, q); }, 101);
     out["linear_scan_ns_median"] = linearNs;
     out["speedup_vs_linear_scan"] = linearNs / againNs;
   }
@@ -216,11 +222,12 @@ int main(int argc, char** argv) {
     results.push_back(nlohmann::json::parse(text));
   }
 
-  std::printf("%-10s %14s %14s %14s %12s\n", "targets", "match ns p50", "compile s", "policy MiB", "peak RSS MiB");
+  std::printf("%-10s %14s %14s %14s %12s\n", "targets", "match ns p50", "compile s", "policy MiB",
+              "peak RSS MiB");
   for (const auto& r : results) {
-    std::printf("%-10zu %14.1f %14.4f %14.2f %12.1f\n", r["targets"].get<size_t>(), r["match_ns_median"].get<double>(),
-                r["compile_seconds_median"].get<double>(), r["policy_heap_bytes"].get<double>() / 1048576.0,
-                r["peak_rss_kib"].get<double>() / 1024.0);
+    std::printf("%-10zu %14.1f %14.4f %14.2f %12.1f\n", r["targets"].get<size_t>(),
+                r["match_ns_median"].get<double>(), r["compile_seconds_median"].get<double>(),
+                r["policy_heap_bytes"].get<double>() / 1048576.0, r["peak_rss_kib"].get<double>() / 1024.0);
     if (r.contains("speedup_vs_linear_scan")) {
       std::printf("           at %zu targets: linear scan %.1f ns, compiled is %.1fx faster\n",
                   r["targets"].get<size_t>(), r["linear_scan_ns_median"].get<double>(),

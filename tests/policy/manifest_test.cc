@@ -3,11 +3,11 @@
 // target and reason, and a bad rule set never takes the others down.
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
-#include <unistd.h>
 #include <string>
 
 #include "policy/manifest.h"
@@ -24,8 +24,9 @@ size_t countSeverity(const policy::ManifestLoad& l, policy::Severity severity) {
 }
 
 bool anyProblemContains(const policy::ManifestLoad& l, const std::string& needle) {
-  return std::any_of(l.problems.begin(), l.problems.end(),
-                     [&](const policy::Problem& p) { return p.toString().find(needle) != std::string::npos; });
+  return std::any_of(l.problems.begin(), l.problems.end(), [&](const policy::Problem& p) {
+    return p.toString().find(needle) != std::string::npos;
+  });
 }
 
 }  // namespace
@@ -72,8 +73,9 @@ TEST_CASE("the example files in examples/rules are valid", "[manifest]") {
 }
 
 TEST_CASE("the unquoted '*' of the original issue text gets a hint", "[manifest]") {
-  const auto l = load("apiVersion: zalando.org/v1\nkind: EgressRuleSet\nmetadata:\n  name: x\nspec:\n  targets:\n"
-                      "  - *.example.org:80\n");
+  const auto l = load(
+      "apiVersion: zalando.org/v1\nkind: EgressRuleSet\nmetadata:\n  name: x\nspec:\n  targets:\n"
+      "  - *.example.org:80\n");
   REQUIRE(l.hasErrors());
   CHECK(l.valid.empty());
   CHECK(anyProblemContains(l, "invalid YAML at line"));
@@ -107,7 +109,8 @@ spec:
   CHECK(first.targetIndex == 1u);
   CHECK(first.target == "api.example.com:*");
   CHECK(first.toString() ==
-        "rules.yaml: document 2 (team-b/bad): target[1] \"api.example.com:*\": error: port wildcards are not allowed; "
+        "rules.yaml: document 2 (team-b/bad): target[1] \"api.example.com:*\": error: port wildcards are not "
+        "allowed; "
         "name one port (1-65535)");
   CHECK(l.problems[1].targetIndex == 2u);
   CHECK(l.problems[1].message.find("public suffix") != std::string::npos);
@@ -147,11 +150,14 @@ TEST_CASE("structural errors are named", "[manifest]") {
        "metadata.name is missing"},
       {"apiVersion: zalando.org/v1\nkind: EgressRuleSet\nmetadata: {name: Bad_Name}\nspec: {targets: []}\n",
        "is not a valid name"},
-      {"apiVersion: zalando.org/v1\nkind: EgressRuleSet\nmetadata: {name: a, namespace: \"x.y\"}\nspec: {targets: []}\n",
+      {"apiVersion: zalando.org/v1\nkind: EgressRuleSet\nmetadata: {name: a, namespace: \"x.y\"}\nspec: "
+       "{targets: []}\n",
        "is not a valid namespace"},
       {"apiVersion: zalando.org/v1\nkind: EgressRuleSet\nmetadata: {name: a}\n", "spec is missing"},
-      {"apiVersion: zalando.org/v1\nkind: EgressRuleSet\nmetadata: {name: a}\nspec: [1]\n", "spec must be a mapping"},
-      {"apiVersion: zalando.org/v1\nkind: EgressRuleSet\nmetadata: {name: a}\nspec: {}\n", "spec.targets is missing"},
+      {"apiVersion: zalando.org/v1\nkind: EgressRuleSet\nmetadata: {name: a}\nspec: [1]\n",
+       "spec must be a mapping"},
+      {"apiVersion: zalando.org/v1\nkind: EgressRuleSet\nmetadata: {name: a}\nspec: {}\n",
+       "spec.targets is missing"},
       {"apiVersion: zalando.org/v1\nkind: EgressRuleSet\nmetadata: {name: a}\nspec: {targets: x}\n",
        "spec.targets must be a list"},
       {"apiVersion: zalando.org/v1\nkind: EgressRuleSet\nmetadata: {name: a}\nspec: {targets: [[a]]}\n",
@@ -223,7 +229,8 @@ TEST_CASE("size bound and file errors", "[manifest]") {
   const std::string huge(policy::kMaxManifestBytes + 1, '#');
   const auto l = load(huge);
   CHECK(anyProblemContains(l, "file too large"));
-  const auto missing = policy::loadManifestFile("/nonexistent/egressd/rules.yaml", policy::defaultPublicSuffixList());
+  const auto missing =
+      policy::loadManifestFile("/nonexistent/egressd/rules.yaml", policy::defaultPublicSuffixList());
   CHECK(missing.hasErrors());
   CHECK(anyProblemContains(missing, "/nonexistent/egressd/rules.yaml: error: cannot read"));
 }
@@ -232,11 +239,19 @@ TEST_CASE("rules directories: only manifest files, sorted, broken ones skipped",
   const auto dir = std::filesystem::temp_directory_path() / ("egressd-rules-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   auto write = [&](const std::string& name, const std::string& text) { std::ofstream(dir / name) << text; };
-  write("b.yaml", "apiVersion: zalando.org/v1\nkind: EgressRuleSet\nmetadata: {name: b}\nspec: {targets: [\"b.example.com:443\"]}\n");
-  write("a.yml", "apiVersion: zalando.org/v1\nkind: EgressRuleSet\nmetadata: {name: a}\nspec: {targets: [\"a.example.com:443\"]}\n");
+  write("b.yaml",
+        "apiVersion: zalando.org/v1\nkind: EgressRuleSet\nmetadata: {name: b}\nspec: {targets: "
+        "[\"b.example.com:443\"]}\n");
+  write("a.yml",
+        "apiVersion: zalando.org/v1\nkind: EgressRuleSet\nmetadata: {name: a}\nspec: {targets: "
+        "[\"a.example.com:443\"]}\n");
   write("broken.yaml", "spec: [\n");
-  write("c.json", R"({"apiVersion":"zalando.org/v1","kind":"EgressRuleSet","metadata":{"name":"a"},"spec":{"targets":["c.example.com:443"]}})");
-  write(".hidden.yaml", "apiVersion: zalando.org/v1\nkind: EgressRuleSet\nmetadata: {name: h}\nspec: {targets: [\"h.example.com:443\"]}\n");
+  write(
+      "c.json",
+      R"({"apiVersion":"zalando.org/v1","kind":"EgressRuleSet","metadata":{"name":"a"},"spec":{"targets":["c.example.com:443"]}})");
+  write(".hidden.yaml",
+        "apiVersion: zalando.org/v1\nkind: EgressRuleSet\nmetadata: {name: h}\nspec: {targets: "
+        "[\"h.example.com:443\"]}\n");
   write("notes.txt", "not a manifest");
   const auto l = policy::loadRulesDirectories({dir.string(), (dir / "missing").string()},
                                               policy::defaultPublicSuffixList(), {dir.string()});

@@ -32,7 +32,9 @@ std::vector<std::string> ids(const policy::Policy& policy, policy::RuleSetRefs r
   return out;
 }
 
-common::IpAddress ip(const char* text) { return *common::parseIpAddress(text); }
+common::IpAddress ip(const char* text) {
+  return *common::parseIpAddress(text);
+}
 
 }  // namespace
 
@@ -57,7 +59,8 @@ TEST_CASE("wildcards need at least one label in front of the suffix", "[policy]"
 }
 
 TEST_CASE("world access allows every name on that port and needs no binding", "[policy]") {
-  const auto p = policy::Policy::compile({ruleSet("world-access", {"*:80"}), ruleSet("app", {"api.example.com:80"})});
+  const auto p =
+      policy::Policy::compile({ruleSet("world-access", {"*:80"}), ruleSet("app", {"api.example.com:80"})});
   const auto anyName = p->matchName("anything.example.net", 80);
   CHECK(anyName.kind == policy::MatchKind::World);
   CHECK(anyName.world);
@@ -72,10 +75,13 @@ TEST_CASE("world access allows every name on that port and needs no binding", "[
 }
 
 TEST_CASE("provenance lists every rule set that allows a target", "[policy]") {
-  const auto p = policy::Policy::compile({ruleSet("a", {"api.example.com:443", "*.example.com:443"}),
-                                          ruleSet("b", {"api.example.com:443"}), ruleSet("c", {"*.example.com:443"})});
-  CHECK(ids(*p, p->matchName("api.example.com", 443).ruleSets) == std::vector<std::string>{"default/a", "default/b"});
-  CHECK(ids(*p, p->matchName("x.example.com", 443).ruleSets) == std::vector<std::string>{"default/a", "default/c"});
+  const auto p =
+      policy::Policy::compile({ruleSet("a", {"api.example.com:443", "*.example.com:443"}),
+                               ruleSet("b", {"api.example.com:443"}), ruleSet("c", {"*.example.com:443"})});
+  CHECK(ids(*p, p->matchName("api.example.com", 443).ruleSets) ==
+        std::vector<std::string>{"default/a", "default/b"});
+  CHECK(ids(*p, p->matchName("x.example.com", 443).ruleSets) ==
+        std::vector<std::string>{"default/a", "default/c"});
   const auto explained = p->explain("api.example.com", 443);
   // api.example.com is also under *.example.com: two exact, two wildcard.
   REQUIRE(explained.size() == 4);
@@ -115,7 +121,8 @@ TEST_CASE("a /0 network allows every address of its family", "[policy]") {
 }
 
 TEST_CASE("names allowed on any port, ports in use", "[policy]") {
-  const auto p = policy::Policy::compile({ruleSet("a", {"api.example.com:443", "*.example.org:8080", "10.1.0.0/16:5432"})});
+  const auto p = policy::Policy::compile(
+      {ruleSet("a", {"api.example.com:443", "*.example.org:8080", "10.1.0.0/16:5432"})});
   CHECK(p->nameAllowedOnAnyPort("api.example.com"));
   CHECK(p->nameAllowedOnAnyPort("x.example.org"));
   CHECK_FALSE(p->nameAllowedOnAnyPort("example.org"));
@@ -137,7 +144,8 @@ TEST_CASE("an empty policy denies everything", "[policy]") {
 }
 
 TEST_CASE("explain covers IP hosts and world access", "[policy]") {
-  const auto p = policy::Policy::compile({ruleSet("net", {"203.0.113.0/24:443"}), ruleSet("world", {"*:443"})});
+  const auto p =
+      policy::Policy::compile({ruleSet("net", {"203.0.113.0/24:443"}), ruleSet("world", {"*:443"})});
   const auto explained = p->explain("203.0.113.5", 443);
   REQUIRE(explained.size() == 2);
   CHECK(explained[0].ruleSet == "default/net");

@@ -11,7 +11,9 @@ using policy::TargetError;
 using policy::TargetKind;
 
 namespace {
-const policy::PublicSuffixList& psl() { return policy::defaultPublicSuffixList(); }
+const policy::PublicSuffixList& psl() {
+  return policy::defaultPublicSuffixList();
+}
 
 struct ValidCase {
   const char* text;
@@ -83,7 +85,8 @@ TEST_CASE("invalid targets are refused with the right reason", "[target]") {
   const std::string longLabel(64, 'a');
   const std::string label63(63, 'b');
   const std::string longName = label63 + "." + label63 + "." + label63 + "." + label63 + ".com";  // 256
-  const std::string longWildcard = "*." + label63 + "." + label63 + "." + label63 + "." + std::string(60, 'c');
+  const std::string longWildcard =
+      "*." + label63 + "." + label63 + "." + label63 + "." + std::string(60, 'c');
   const InvalidCase cases[] = {
       // Port rules.
       {"api.example.com:*", TargetError::PortWildcard},
