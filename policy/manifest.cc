@@ -1,21 +1,17 @@
 #include "policy/manifest.h"
 
-#include <yaml-cpp/yaml.h>
-
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <nlohmann/json.hpp>
 #include <set>
 
 #include "common/strings.h"
+#include "policy/yaml_tree.h"
 
 namespace policy {
 
 namespace {
-
-constexpr int kMaxJsonDepth = 64;
 
 // DNS-1123 subdomain (object names) and label (namespaces), as Kubernetes
 // validates them.
@@ -70,28 +66,30 @@ class DocumentContext {
   int errors_ = 0;
 };
 
-std::string scalarOr(const YAML::Node& node, const char* key) {
-  const YAML::Node value = node[key];
-  if (value && value.IsScalar()) return value.Scalar();
+std::string scalarOr(const YamlNode& node, const char* key) {
+  const YamlNode* value = node.get(key);
+  if (value != nullptr && value->isScalar()) return value->scalar;
   return {};
 }
 
-void loadRuleSetDocument(const YAML::Node& doc, DocumentContext& ctx, ManifestLoad& load,
+void loadRuleSetDocument(const YamlNode& doc, DocumentContext& ctx, ManifestLoad& load,
                          const std::string& sourceName, const PublicSuffixList& suffixes, bool system) {
-  const YAML::Node metadata = doc["metadata"];
+  const YamlNode* metadata = doc.get("metadata");
   RuleSet ruleSet;
   ruleSet.system = system;
   ruleSet.source = sourceName + "#" + std::to_string(ctx.document());
-  ruleSet.name = metadata && metadata.IsMap() ? scalarOr(metadata, "name") : "";
-  ruleSet.ns = metadata && metadata.IsMap() ? scalarOr(metadata, "namespace") : "";
+  const bool hasMetadata = metadata != nullptr && metadata->isMapping();
+  ruleSet.name = hasMetadata ? scalarOr(*metadata, "name") : "";
+  ruleSet.ns = hasMetadata ? scalarOr(*metadata, "namespace") : "";
   if (ruleSet.ns.empty()) ruleSet.ns = "default";
   ctx.setRuleSet(ruleSet.id());
 
-  if (!metadata || !metadata.IsMap()) {
+  if (!hasMetadata) {
     ctx.error("metadata is missing or not a mapping");
   } else if (ruleSet.name.empty()) {
-    ctx.error(metadata["generateName"] ? "metadata.generateName is not supported; set metadata.name"
-                                       : "metadata.name is missing");
+    ctx.error(metadata->get("generateName") != nullptr
+                  ? "metadata.generateName is not supported; set metadata.name"
+                  : "metadata.name is missing");
   } else if (!isDns1123Subdomain(ruleSet.name)) {
     ctx.error("metadata.name \"" + ruleSet.name +
               "\" is not a valid name (lower-case letters, digits, '-' and '.', at most 253)");
@@ -100,31 +98,30 @@ void loadRuleSetDocument(const YAML::Node& doc, DocumentContext& ctx, ManifestLo
     ctx.error("metadata.namespace \"" + ruleSet.ns + "\" is not a valid namespace");
   }
 
-  const YAML::Node spec = doc["spec"];
-  if (!spec || spec.IsNull()) {
+  const YamlNode* spec = doc.get("spec");
+  if (spec == nullptr || spec->isNull()) {
     ctx.error("spec is missing; expected spec.targets: [\"HOST:PORT\", ...]");
-  } else if (!spec.IsMap()) {
+  } else if (!spec->isMapping()) {
     ctx.error("spec must be a mapping with a targets list");
   } else {
-    for (const auto& entry : spec) {
-      const std::string key = entry.first.IsScalar() ? entry.first.Scalar() : "?";
+    for (const auto& [key, value] : spec->entries) {
       if (key != "targets") ctx.warning("unknown field spec." + key + " is ignored");
     }
-    const YAML::Node targets = spec["targets"];
-    if (!targets || targets.IsNull()) {
+    const YamlNode* targets = spec->get("targets");
+    if (targets == nullptr || targets->isNull()) {
       ctx.error("spec.targets is missing; expected a list of \"HOST:PORT\" strings");
-    } else if (!targets.IsSequence()) {
+    } else if (!targets->isSequence()) {
       ctx.error("spec.targets must be a list of \"HOST:PORT\" strings");
     } else {
-      if (targets.size() == 0) ctx.warning("spec.targets is empty: this rule set allows nothing");
+      if (targets->items.empty()) ctx.warning("spec.targets is empty: this rule set allows nothing");
       std::set<std::string> seen;
-      for (size_t index = 0; index < targets.size(); ++index) {
-        const YAML::Node item = targets[index];
-        if (!item.IsScalar()) {
+      for (size_t index = 0; index < targets->items.size(); ++index) {
+        const YamlNode& item = *targets->items[index];
+        if (!item.isScalar()) {
           ctx.error("target must be a string \"HOST:PORT\"", index);
           continue;
         }
-        const std::string& text = item.Scalar();
+        const std::string& text = item.scalar;
         TargetParse parsed = parseTarget(text, suffixes);
         if (!parsed.target) {
           ctx.error(parsed.reason(), index, text);
@@ -153,9 +150,7 @@ void loadRuleSetDocument(const YAML::Node& doc, DocumentContext& ctx, ManifestLo
     }
   }
 
-  const YAML::Node status = doc["status"];
-  (void)status;  // status is written by the controller and never affects the policy
-
+  // `status` is written by the controller and never affects the policy.
   if (ctx.errors() == 0) {
     load.valid.push_back(std::move(ruleSet));
   } else {
@@ -163,22 +158,23 @@ void loadRuleSetDocument(const YAML::Node& doc, DocumentContext& ctx, ManifestLo
   }
 }
 
-void loadDocument(const YAML::Node& doc, DocumentContext& ctx, ManifestLoad& load,
+void loadDocument(const YamlNode& doc, DocumentContext& ctx, ManifestLoad& load,
                   const std::string& sourceName, const PublicSuffixList& suffixes, bool system,
                   int listDepth) {
-  if (!doc.IsMap()) {
+  if (!doc.isMapping()) {
     ctx.error("document is not a mapping (expected a Kubernetes object)");
     return;
   }
   const std::string apiVersion = scalarOr(doc, "apiVersion");
   const std::string kind = scalarOr(doc, "kind");
   if (kind == "List" && listDepth == 0 && (apiVersion == "v1" || apiVersion.empty())) {
-    const YAML::Node items = doc["items"];
-    if (!items || !items.IsSequence()) {
+    const YamlNode* items = doc.get("items");
+    if (items == nullptr || !items->isSequence()) {
       ctx.error("kind List without an items list");
       return;
     }
-    for (const auto& item : items) loadDocument(item, ctx, load, sourceName, suffixes, system, listDepth + 1);
+    for (const auto& item : items->items)
+      loadDocument(*item, ctx, load, sourceName, suffixes, system, listDepth + 1);
     return;
   }
   if (kind != kKind) {
@@ -192,33 +188,6 @@ void loadDocument(const YAML::Node& doc, DocumentContext& ctx, ManifestLoad& loa
   }
   DocumentContext itemContext(load, sourceName, ctx.document());
   loadRuleSetDocument(doc, itemContext, load, sourceName, suffixes, system);
-}
-
-// JSON goes through nlohmann::json (exact error offsets, tabs and all) and is
-// converted to the YAML node model, so both share one loader.
-YAML::Node jsonToYaml(const nlohmann::json& value, int depth) {
-  if (depth > kMaxJsonDepth) throw std::runtime_error("JSON nested deeper than 64 levels");
-  YAML::Node node;
-  switch (value.type()) {
-    case nlohmann::json::value_t::object:
-      node = YAML::Node(YAML::NodeType::Map);
-      for (const auto& [key, child] : value.items()) node[key] = jsonToYaml(child, depth + 1);
-      break;
-    case nlohmann::json::value_t::array:
-      node = YAML::Node(YAML::NodeType::Sequence);
-      for (const auto& child : value) node.push_back(jsonToYaml(child, depth + 1));
-      break;
-    case nlohmann::json::value_t::string:
-      node = value.get<std::string>();
-      break;
-    case nlohmann::json::value_t::null:
-      node = YAML::Node(YAML::NodeType::Null);
-      break;
-    default:
-      node = value.dump();
-      break;  // numbers and booleans as their text
-  }
-  return node;
 }
 
 bool looksLikeJson(std::string_view content) {
@@ -265,46 +234,29 @@ ManifestLoad loadManifest(std::string_view content, const std::string& sourceNam
                       std::to_string(kMaxManifestBytes) + ")");
     return load;
   }
-  std::vector<YAML::Node> documents;
-  if (looksLikeJson(content)) {
-    try {
-      documents.push_back(jsonToYaml(nlohmann::json::parse(content), 0));
-    } catch (const nlohmann::json::parse_error& e) {
-      fileContext.error(std::string("invalid JSON at byte ") + std::to_string(e.byte) + ": " + e.what());
-      return load;
-    } catch (const std::exception& e) {
-      fileContext.error(std::string("invalid JSON: ") + e.what());
-      return load;
+  YamlStream stream = looksLikeJson(content) ? parseJsonDocument(content) : parseYamlStream(content);
+  if (stream.error) {
+    const YamlError& e = *stream.error;
+    if (e.line > 0) {
+      fileContext.error("invalid YAML at line " + std::to_string(e.line) + ", column " +
+                        std::to_string(e.column) + ": " + e.message + yamlErrorHint(e.message));
+    } else {
+      fileContext.error(e.message);
     }
-  } else {
-    try {
-      documents = YAML::LoadAll(std::string(content));
-    } catch (const YAML::Exception& e) {
-      fileContext.error("invalid YAML at line " + std::to_string(e.mark.line + 1) + ", column " +
-                        std::to_string(e.mark.column + 1) + ": " + e.msg + yamlErrorHint(e.msg));
-      return load;
-    } catch (const std::exception& e) {
-      fileContext.error(std::string("invalid YAML: ") + e.what());
-      return load;
-    }
+    return load;
   }
+  const auto& documents = stream.documents;
   if (documents.size() > kMaxDocumentsPerFile) {
     fileContext.error("too many documents (" + std::to_string(documents.size()) + "; limit " +
                       std::to_string(kMaxDocumentsPerFile) + ")");
     return load;
   }
   int index = 0;
-  for (const YAML::Node& doc : documents) {
+  for (const auto& doc : documents) {
     ++index;
-    if (!doc || doc.IsNull()) continue;  // empty documents ("---" at the end) are fine
+    if (doc->isNull()) continue;  // empty documents ("---" at the end) are fine
     DocumentContext ctx(load, sourceName, index);
-    try {
-      loadDocument(doc, ctx, load, sourceName, suffixes, system, 0);
-    } catch (const std::exception& e) {
-      // yaml-cpp throws on unexpected node shapes; this keeps one bad
-      // document from taking the file down.
-      ctx.error(std::string("unexpected document structure: ") + e.what());
-    }
+    loadDocument(*doc, ctx, load, sourceName, suffixes, system, 0);
   }
   return load;
 }

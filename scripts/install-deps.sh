@@ -9,7 +9,7 @@ group="${1:-build}"
 build_pkgs=(
   build-essential cmake ninja-build pkg-config
   libldns-dev libevent-dev libssl-dev libnetfilter-queue-dev libmnl-dev
-  libtomlplusplus-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev
+  libtomlplusplus-dev libyaml-dev nlohmann-json3-dev libcli11-dev
   libpsl-dev publicsuffix catch2
 )
 test_pkgs=(

@@ -116,7 +116,7 @@ spec:
   CHECK(l.problems[1].message.find("public suffix") != std::string::npos);
 }
 
-TEST_CASE("other kinds are skipped with a warning; wrong apiVersion is an error", "[manifest]") {
+TEST_CASE("other kinds are skipped with a warning, a wrong apiVersion is an error", "[manifest]") {
   const auto l = load(R"(apiVersion: v1
 kind: ConfigMap
 metadata: {name: cm}
