@@ -1,0 +1,256 @@
+#include "config/config.h"
+
+#include <algorithm>
+#include <array>
+
+namespace config {
+
+std::string_view toString(Mode mode) noexcept {
+  return mode == Mode::Audit ? "audit" : "enforce";
+}
+std::string_view toString(DenyRcode rcode) noexcept {
+  return rcode == DenyRcode::Refused ? "REFUSED" : "NXDOMAIN";
+}
+std::string_view toString(LogFormat format) noexcept {
+  return format == LogFormat::Json ? "json" : "logfmt";
+}
+
+bool RulesConfig::isSystemDir(std::string_view dir) const {
+  return std::find(systemDirs.begin(), systemDirs.end(), dir) != systemDirs.end();
+}
+
+std::string ConfigProblem::toString() const {
+  // Compiler style, so editors and CI annotate the right line.
+  std::string out;
+  if (!source.empty()) {
+    out += source;
+    if (line) {
+      out += ':' + std::to_string(*line);
+      if (column) out += ':' + std::to_string(*column);
+    }
+    out += ": ";
+  } else if (line) {
+    out += "line " + std::to_string(*line);
+    if (column) out += ", column " + std::to_string(*column);
+    out += ": ";
+  }
+  if (!path.empty()) out += path + ": ";
+  out += message;
+  return out;
+}
+
+namespace {
+
+// One row per key: its reload class and how to compare and copy it. The rows
+// are the single source of truth for knownKeys(), unknown-key detection in the
+// loader and the SIGHUP split, so a key cannot be added to one and not the
+// others.
+struct KeyAccess {
+  KeyInfo info;
+  bool (*same)(const Config&, const Config&);
+  void (*copy)(Config& to, const Config& from);
+};
+
+#define EGRESSD_KEY(PATH, RELOAD, FIELD)                                                         \
+  KeyAccess {                                                                                    \
+    {PATH, Reload::RELOAD}, [](const Config& a, const Config& b) { return a.FIELD == b.FIELD; }, \
+        [](Config& to, const Config& from) { to.FIELD = from.FIELD; }                            \
+  }
+
+constexpr std::array kKeys{
+    EGRESSD_KEY("mode", Live, mode),
+    EGRESSD_KEY("rules.dirs", Live, rules.dirs),
+    EGRESSD_KEY("rules.system_dirs", Live, rules.systemDirs),
+    EGRESSD_KEY("rules.strict_binding", Live, rules.strictBinding),
+    EGRESSD_KEY("rules.binding_grace", Live, rules.bindingGrace),
+    EGRESSD_KEY("dns.enabled", Restart, dns.enabled),
+    EGRESSD_KEY("dns.listen", Restart, dns.listen),
+    EGRESSD_KEY("dns.upstreams", Live, dns.upstreams),
+    EGRESSD_KEY("dns.cluster_domains", Live, dns.clusterDomains),
+    EGRESSD_KEY("dns.cluster_upstreams", Live, dns.clusterUpstreams),
+    EGRESSD_KEY("dns.deny_rcode", Live, dns.denyRcode),
+    EGRESSD_KEY("dns.strip_ech", Live, dns.stripEch),
+    EGRESSD_KEY("dns.upstream_timeout", Live, dns.upstreamTimeout),
+    EGRESSD_KEY("dns.cache_size", Restart, dns.cacheSize),
+    EGRESSD_KEY("dns.tcp_idle_timeout", Live, dns.tcpIdleTimeout),
+    EGRESSD_KEY("dns.max_tcp_clients", Live, dns.maxTcpClients),
+    EGRESSD_KEY("nfqueue.enabled", Restart, nfqueue.enabled),
+    EGRESSD_KEY("nfqueue.queues", Restart, nfqueue.queues),
+    EGRESSD_KEY("nfqueue.install_rules", Restart, nfqueue.installRules),
+    EGRESSD_KEY("nfqueue.protected_cidrs", Restart, nfqueue.protectedCidrs),
+    EGRESSD_KEY("nfqueue.max_held_flows", Restart, nfqueue.maxHeldFlows),
+    EGRESSD_KEY("nfqueue.hold_timeout", Live, nfqueue.holdTimeout),
+    EGRESSD_KEY("nfqueue.queue_maxlen", Restart, nfqueue.queueMaxlen),
+    EGRESSD_KEY("control.socket", Restart, control.socket),
+    EGRESSD_KEY("metrics.enabled", Restart, metrics.enabled),
+    EGRESSD_KEY("metrics.listen", Restart, metrics.listen),
+    EGRESSD_KEY("log.level", Live, log.level),
+    EGRESSD_KEY("log.format", Restart, log.format),
+};
+
+#undef EGRESSD_KEY
+
+constexpr auto kInfos = [] {
+  std::array<KeyInfo, kKeys.size()> infos{};
+  for (size_t i = 0; i < kKeys.size(); ++i) infos[i] = kKeys[i].info;
+  return infos;
+}();
+
+ConfigProblem pathProblem(std::string path, std::string message) {
+  ConfigProblem problem;
+  problem.path = std::move(path);
+  problem.message = std::move(message);
+  return problem;
+}
+
+std::string indexed(std::string_view key, size_t index) {
+  return std::string(key) + "[" + std::to_string(index) + "]";
+}
+
+// Reports every later copy of an entry, pointing at the copy and the first.
+template <typename T, typename Show>
+void checkDuplicates(const std::vector<T>& values, std::string_view key, Show show,
+                     std::vector<ConfigProblem>& problems) {
+  for (size_t i = 0; i < values.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      if (values[j] == values[i]) {
+        problems.push_back(pathProblem(indexed(key, i),
+                                       show(values[i]) + " is listed twice (also " + indexed(key, j) + ")"));
+        break;
+      }
+    }
+  }
+}
+
+std::string quoted(std::string_view text) {
+  return "\"" + std::string(text) + "\"";
+}
+
+bool isWildcard(const common::IpAddress& ip) {
+  return std::all_of(ip.bytes.begin(), ip.bytes.begin() + static_cast<long>(ip.byteLength()),
+                     [](uint8_t b) { return b == 0; });
+}
+
+// Two TCP listeners that cannot both bind: same port and the same address, or
+// a wildcard of the same family (Linux refuses 0.0.0.0:53 next to 127.0.0.1:53
+// without SO_REUSEADDR games we do not play).
+bool listenersCollide(const common::SocketAddress& a, const common::SocketAddress& b) {
+  if (a.port != b.port || a.port == 0) return false;
+  if (a.ip == b.ip) return true;
+  return a.ip.family == b.ip.family && (isWildcard(a.ip) || isWildcard(b.ip));
+}
+
+// An upstream that is one of our own listeners makes every query loop.
+bool reachesListener(const common::SocketAddress& upstream, const common::SocketAddress& listener) {
+  if (upstream.port != listener.port) return false;
+  if (upstream.ip == listener.ip) return true;
+  return upstream.ip.family == listener.ip.family && isWildcard(listener.ip) &&
+         (upstream.ip.family == common::IpFamily::V4 ? upstream.ip.bytes[0] == 127
+                                                     : upstream.ip == *common::parseIpAddress("::1"));
+}
+
+}  // namespace
+
+std::span<const KeyInfo> knownKeys() noexcept {
+  return kInfos;
+}
+
+std::vector<ConfigProblem> validate(const Config& config) {
+  std::vector<ConfigProblem> problems;
+  const auto add = [&](std::string path, std::string message) {
+    problems.push_back(pathProblem(std::move(path), std::move(message)));
+  };
+  const auto showString = [](const std::string& s) { return quoted(s); };
+  const auto showAddress = [](const common::SocketAddress& a) { return a.toString(); };
+
+  // rules
+  if (config.rules.dirs.empty()) add("rules.dirs", "at least one directory is required");
+  checkDuplicates(config.rules.dirs, "rules.dirs", showString, problems);
+  checkDuplicates(config.rules.systemDirs, "rules.system_dirs", showString, problems);
+  for (size_t i = 0; i < config.rules.systemDirs.size(); ++i) {
+    const std::string& dir = config.rules.systemDirs[i];
+    if (std::find(config.rules.dirs.begin(), config.rules.dirs.end(), dir) == config.rules.dirs.end()) {
+      add(indexed("rules.system_dirs", i), quoted(dir) + " is not one of rules.dirs (list it there too)");
+    }
+  }
+
+  // dns
+  const DnsConfig& dns = config.dns;
+  if (dns.enabled) {
+    if (dns.listen.empty()) add("dns.listen", "at least one address is required when dns.enabled = true");
+    if (dns.upstreams.empty()) {
+      add("dns.upstreams", "at least one resolver is required when dns.enabled = true");
+    }
+  }
+  checkDuplicates(dns.listen, "dns.listen", showAddress, problems);
+  checkDuplicates(dns.upstreams, "dns.upstreams", showAddress, problems);
+  checkDuplicates(dns.clusterDomains, "dns.cluster_domains", showString, problems);
+  checkDuplicates(dns.clusterUpstreams, "dns.cluster_upstreams", showAddress, problems);
+  for (size_t i = 0; i < dns.listen.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      if (dns.listen[i] != dns.listen[j] && listenersCollide(dns.listen[i], dns.listen[j])) {
+        add(indexed("dns.listen", i), dns.listen[i].toString() + " overlaps " + dns.listen[j].toString() +
+                                          " (dns.listen[" + std::to_string(j) + "]); both cannot be bound");
+        break;
+      }
+    }
+  }
+  if (dns.enabled) {
+    const auto checkLoop = [&](const std::vector<common::SocketAddress>& upstreams, std::string_view key) {
+      for (size_t i = 0; i < upstreams.size(); ++i) {
+        for (size_t j = 0; j < dns.listen.size(); ++j) {
+          if (reachesListener(upstreams[i], dns.listen[j])) {
+            add(indexed(key, i), upstreams[i].toString() + " is egressd's own listener (dns.listen[" +
+                                     std::to_string(j) + "]); queries would loop");
+            break;
+          }
+        }
+      }
+    };
+    checkLoop(dns.upstreams, "dns.upstreams");
+    checkLoop(dns.clusterUpstreams, "dns.cluster_upstreams");
+  }
+
+  // nfqueue
+  if (config.nfqueue.enabled && config.nfqueue.queues.empty()) {
+    add("nfqueue.queues", "at least one queue number is required when nfqueue.enabled = true");
+  }
+  checkDuplicates(
+      config.nfqueue.queues, "nfqueue.queues", [](uint16_t q) { return std::to_string(q); }, problems);
+  checkDuplicates(
+      config.nfqueue.protectedCidrs, "nfqueue.protected_cidrs",
+      [](const common::IpNetwork& n) { return n.toString(); }, problems);
+
+  // control
+  if (config.control.socket.empty()) add("control.socket", "a path is required");
+
+  // metrics: the only other TCP listener we open.
+  if (config.metrics.enabled && dns.enabled) {
+    for (size_t j = 0; j < dns.listen.size(); ++j) {
+      if (listenersCollide(config.metrics.listen, dns.listen[j])) {
+        add("metrics.listen", config.metrics.listen.toString() + " collides with dns.listen[" +
+                                  std::to_string(j) + "] " + dns.listen[j].toString());
+        break;
+      }
+    }
+  }
+  return problems;
+}
+
+std::vector<std::string> restartOnlyChanges(const Config& before, const Config& after) {
+  std::vector<std::string> changed;
+  for (const KeyAccess& key : kKeys) {
+    if (key.info.reload == Reload::Restart && !key.same(before, after)) changed.emplace_back(key.info.path);
+  }
+  return changed;
+}
+
+Config withRestartOnlyFrom(const Config& loaded, const Config& running) {
+  Config result = loaded;
+  for (const KeyAccess& key : kKeys) {
+    if (key.info.reload == Reload::Restart) key.copy(result, running);
+  }
+  return result;
+}
+
+}  // namespace config

@@ -1,0 +1,146 @@
+// egressd.toml as plain values (docs/configuration.md lists every key).
+//
+// A Config is an immutable snapshot once loaded (config/load.h builds it);
+// the daemon publishes it whole through common::Snapshot. Settings are either
+// live (applied on SIGHUP) or restart-only (sockets, queues, preallocated
+// tables): restartOnlyChanges() names the restart-only settings a reload
+// tried to change, and withRestartOnlyFrom() keeps their running values.
+//
+// Thread-safety: plain values; every function here is pure.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/duration.h"
+#include "common/ip_address.h"
+#include "common/log.h"
+#include "common/socket_address.h"
+
+namespace config {
+
+enum class Mode : uint8_t { Enforce, Audit };
+enum class DenyRcode : uint8_t { NxDomain, Refused };
+enum class LogFormat : uint8_t { Logfmt, Json };
+
+std::string_view toString(Mode mode) noexcept;
+std::string_view toString(DenyRcode rcode) noexcept;
+std::string_view toString(LogFormat format) noexcept;
+
+struct RulesConfig {
+  // Absolute after loading (relative entries are resolved against the
+  // directory of the config file), lexically normalised, no trailing slash.
+  std::vector<std::string> dirs{"/etc/egressd/system.d", "/var/lib/egressd/rules.d"};
+  // Entries of `dirs` whose rule sets are system (bootstrap) rule sets. Each
+  // must also appear in `dirs`; empty by default (RULES.md "System rules").
+  std::vector<std::string> systemDirs;
+  bool strictBinding = true;
+  common::Duration bindingGrace = std::chrono::minutes(5);
+
+  bool isSystemDir(std::string_view dir) const;
+  friend bool operator==(const RulesConfig&, const RulesConfig&) = default;
+};
+
+struct DnsConfig {
+  bool enabled = true;
+  std::vector<common::SocketAddress> listen{{common::IpAddress::v4(0x7f000001), 5353}};
+  std::vector<common::SocketAddress> upstreams;  // required when enabled
+  // Names at or under these go unfiltered to clusterUpstreams. Lower case, no
+  // trailing dot.
+  std::vector<std::string> clusterDomains{"cluster.local"};
+  // Empty: cluster names go to `upstreams` too.
+  std::vector<common::SocketAddress> clusterUpstreams;
+  DenyRcode denyRcode = DenyRcode::NxDomain;
+  bool stripEch = true;
+  common::Duration upstreamTimeout = std::chrono::seconds(2);
+  uint32_t cacheSize = 10000;
+  common::Duration tcpIdleTimeout = std::chrono::seconds(10);
+  uint32_t maxTcpClients = 256;
+
+  friend bool operator==(const DnsConfig&, const DnsConfig&) = default;
+};
+
+struct NfqueueConfig {
+  bool enabled = true;
+  std::vector<uint16_t> queues{0};
+  bool installRules = true;
+  std::vector<common::IpNetwork> protectedCidrs;           // never diverted
+  uint32_t maxHeldFlows = 65536;                           // flows awaiting their first payload
+  common::Duration holdTimeout = std::chrono::seconds(2);  // ...and for how long at most
+  uint32_t queueMaxlen = 4096;                             // kernel queue length, packets
+
+  friend bool operator==(const NfqueueConfig&, const NfqueueConfig&) = default;
+};
+
+struct ControlConfig {
+  std::string socket = "/run/egressd/control.sock";
+  friend bool operator==(const ControlConfig&, const ControlConfig&) = default;
+};
+
+struct MetricsConfig {
+  bool enabled = true;
+  common::SocketAddress listen{common::IpAddress::v4(0x7f000001), 9153};
+  friend bool operator==(const MetricsConfig&, const MetricsConfig&) = default;
+};
+
+struct LogConfig {
+  common::LogLevel level = common::LogLevel::Info;
+  LogFormat format = LogFormat::Logfmt;
+  friend bool operator==(const LogConfig&, const LogConfig&) = default;
+};
+
+struct Config {
+  Mode mode = Mode::Enforce;
+  RulesConfig rules;
+  DnsConfig dns;
+  NfqueueConfig nfqueue;
+  ControlConfig control;
+  MetricsConfig metrics;
+  LogConfig log;
+
+  friend bool operator==(const Config&, const Config&) = default;
+};
+
+// One problem with the configuration, e.g.
+//   egressd.toml:7:15: dns.upstreams[1]: "192.0.2.53:99999" is not an address:port
+struct ConfigProblem {
+  std::string source;  // file name, may be empty
+  std::string path;    // key path ("dns.upstreams[1]"); empty for syntax and I/O errors
+  std::string message;
+  std::optional<int> line, column;  // 1-based, when known
+
+  std::string toString() const;
+  friend bool operator==(const ConfigProblem&, const ConfigProblem&) = default;
+};
+
+// Checks that only make sense across keys (a required list is empty while
+// its section is enabled, system_dirs not in dirs, listeners that collide).
+// Per-value checks (types, formats, ranges) happen while loading. Problems
+// carry paths but no positions; the loader adds them.
+std::vector<ConfigProblem> validate(const Config& config);
+
+// Whether a key takes effect on SIGHUP or needs a restart.
+enum class Reload : uint8_t { Live, Restart };
+
+struct KeyInfo {
+  std::string_view path;  // "dns.listen"
+  Reload reload;
+};
+
+// Every key egressd.toml accepts, in documentation order.
+std::span<const KeyInfo> knownKeys() noexcept;
+
+// The restart-only keys whose values differ, in knownKeys() order, e.g.
+// {"dns.listen", "nfqueue.queues"}.
+std::vector<std::string> restartOnlyChanges(const Config& before, const Config& after);
+
+// `loaded` with every restart-only setting taken from `running`: what a
+// SIGHUP applies while the old listeners and queues stay in place.
+Config withRestartOnlyFrom(const Config& loaded, const Config& running);
+
+}  // namespace config
