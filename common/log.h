@@ -44,6 +44,9 @@ class LogLine {
   std::string line_;
 };
 
+// A line with no fields.
+inline void logEvent(LogLevel level, std::string_view event) { const LogLine line(level, event); }
+
 // Appends `value` to `out` in logfmt: bare when safe, otherwise quoted with
 // \" \\ \n escapes.
 void appendLogfmtValue(std::string& out, std::string_view value);

@@ -68,7 +68,9 @@ const PublicSuffixList& defaultPublicSuffixList() {
     auto loaded = loadPublicSuffixList("", error);
     if (!loaded) {
       std::fprintf(stderr, "fatal: %s\n", error.c_str());
-      std::exit(2);
+      // Start-up is single-threaded here; a policy without the list would
+      // silently accept "*.co.uk", so there is no way to carry on.
+      std::exit(2);  // NOLINT(concurrency-mt-unsafe)
     }
     return loaded;
   }();

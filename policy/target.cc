@@ -218,7 +218,7 @@ std::string TargetParse::reason() const {
 }
 
 std::string Target::canonical() const {
-  const std::string portText = ":" + std::to_string(port);
+  std::string portText = ":" + std::to_string(port);
   switch (kind) {
     case TargetKind::ExactName:
       return name + portText;

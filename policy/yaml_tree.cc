@@ -47,7 +47,6 @@ class TreeBuilder {
           anchors_.clear();
           break;
         case YAML_DOCUMENT_END_EVENT:
-          break;
         case YAML_STREAM_START_EVENT:
           break;
         default: {
