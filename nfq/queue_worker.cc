@@ -1,0 +1,410 @@
+#include "nfq/queue_worker.h"
+
+#include <arpa/inet.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+// libnetfilter_queue's headers need these first.
+#include <libmnl/libmnl.h>
+#include <libnetfilter_queue/libnetfilter_queue.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter/nfnetlink_queue.h>
+
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#ifndef EGRESSD_NFQ_WITH_SNI
+#define EGRESSD_NFQ_WITH_SNI 0
+#endif
+#if EGRESSD_NFQ_WITH_SNI
+#include "sni/quic.h"
+#endif
+
+namespace nfq {
+namespace {
+
+constexpr size_t kQuicBufferBytes = 4096;  // covers every real client's Initial CRYPTO data
+constexpr size_t kVerdictBufferBytes = 16384;
+constexpr size_t kVerdictMessageMax = 64;  // header + verdict + mark attributes, aligned
+
+}  // namespace
+
+#if EGRESSD_NFQ_WITH_SNI
+// QUIC Initial state: the thread's parser and one CRYPTO reassembly per flow
+// table slot, plus one for datagrams of flows not held yet.
+struct QueueWorker::QuicSlot {
+  sni::QuicInitialParser parser;
+  std::vector<uint8_t> buffers;
+  std::vector<sni::QuicCryptoReassembly> flows;
+  explicit QuicSlot(size_t slots) : buffers((slots + 1) * kQuicBufferBytes) {
+    flows.reserve(slots + 1);
+    for (size_t i = 0; i <= slots; ++i) {
+      flows.emplace_back(std::span<uint8_t>(buffers.data() + i * kQuicBufferBytes, kQuicBufferBytes));
+    }
+  }
+  QuicContext context(size_t slot) noexcept {
+    flows[slot].reset();
+    return {&parser, &flows[slot]};
+  }
+  QuicContext held(size_t slot) noexcept { return {&parser, &flows[slot]}; }
+};
+#else
+struct QueueWorker::QuicSlot {
+  explicit QuicSlot(size_t) {}
+  QuicContext context(size_t) noexcept { return {}; }
+  QuicContext held(size_t) noexcept { return {}; }
+};
+#endif
+
+void QueueWorker::SocketClose::operator()(mnl_socket* socket) const noexcept {
+  if (socket != nullptr) mnl_socket_close(socket);
+}
+
+QueueWorker::QueueWorker(QueueWorkerOptions options, const common::SnapshotHolder<policy::Policy>& policy,
+                         const BindingLookup& bindings, EventSink* events)
+    : options_(std::move(options)),
+      policyReader_(policy),
+      bindings_(bindings),
+      events_(events),
+      flows_(options_.flows),
+      receiveBuffer_(0xffff + 8192),
+      verdictBuffer_(kVerdictBufferBytes),
+      streamScratch_(options_.flows.maxFlowBytes),
+      parserScratch_(16384 + 4),
+      markOfSlot_(options_.flows.maxFlows, 0),
+      quic_(std::make_unique<QuicSlot>(options_.flows.maxFlows)),
+      resets_(options_.marks.bypass) {
+  options_.decide.maxHoldBytes = options_.flows.maxFlowBytes;
+  refreshPolicy();
+}
+
+QueueWorker::~QueueWorker() {
+  stop();
+}
+
+void QueueWorker::refreshPolicy() noexcept {
+  const auto& current = policyReader_.shared();
+  if (current != policy_) {
+    policy_ = current;
+    // Once per snapshot: ports with name rules, for denying SYNs at once.
+    namePorts_ = computeNamePorts(*policy_);
+    options_.decide.namePorts = &namePorts_;
+  }
+}
+
+bool QueueWorker::sendConfig(bool bind) {
+  std::array<char, 8192> buffer{};  // config messages are tiny
+  nlmsghdr* header = nfq_nlmsg_put(buffer.data(), NFQNL_MSG_CONFIG, options_.queue);
+  nfq_nlmsg_cfg_put_cmd(header, AF_UNSPEC, bind ? NFQNL_CFG_CMD_BIND : NFQNL_CFG_CMD_UNBIND);
+  if (!bind) return mnl_socket_sendto(socket_.get(), header, header->nlmsg_len) >= 0;
+  // Ask for an acknowledgement of the bind: a queue another process holds
+  // answers EPERM/EBUSY, which must fail start-up, not pass silently. No
+  // packet can arrive before the bind, so the next message is the answer.
+  header->nlmsg_flags |= NLM_F_ACK;
+  header->nlmsg_seq = 1;
+  if (mnl_socket_sendto(socket_.get(), header, header->nlmsg_len) < 0) return false;
+  const ssize_t n = mnl_socket_recvfrom(socket_.get(), buffer.data(), buffer.size());
+  if (n < 0 || mnl_cb_run(buffer.data(), static_cast<size_t>(n), 1, portId_, nullptr, nullptr) < 0)
+    return false;
+  header = nfq_nlmsg_put(buffer.data(), NFQNL_MSG_CONFIG, options_.queue);
+  nfq_nlmsg_cfg_put_params(header, NFQNL_COPY_PACKET, static_cast<int>(options_.copyRange));
+  nfq_nlmsg_cfg_put_qmaxlen(header, options_.queueMaxlen);
+  // Fail-closed: explicitly clear FAIL_OPEN (a full queue drops rather
+  // than accepts); GSO off so each queued packet is one segment.
+  mnl_attr_put_u32(header, NFQA_CFG_FLAGS, htonl(0));
+  mnl_attr_put_u32(header, NFQA_CFG_MASK, htonl(NFQA_CFG_F_FAIL_OPEN | NFQA_CFG_F_GSO));
+  return mnl_socket_sendto(socket_.get(), header, header->nlmsg_len) >= 0;
+}
+
+void QueueWorker::start() {
+  socket_.reset(mnl_socket_open(NETLINK_NETFILTER));
+  if (!socket_) throw std::runtime_error(std::string("nfqueue: netlink socket: ") + std::strerror(errno));
+  if (mnl_socket_bind(socket_.get(), 0, MNL_SOCKET_AUTOPID) < 0) {
+    throw std::runtime_error(std::string("nfqueue: bind: ") + std::strerror(errno));
+  }
+  portId_ = mnl_socket_get_portid(socket_.get());
+  // Overruns are counted by the kernel and seen as ENOBUFS; the queued
+  // packets themselves are dropped (fail-closed), so just keep reading.
+  const int one = 1;
+  setsockopt(mnl_socket_get_fd(socket_.get()), SOL_NETLINK, NETLINK_NO_ENOBUFS, &one, sizeof one);
+  const int receiveBuffer = 8 << 20;
+  setsockopt(mnl_socket_get_fd(socket_.get()), SOL_SOCKET, SO_RCVBUFFORCE, &receiveBuffer,
+             sizeof receiveBuffer);
+  if (!sendConfig(true)) {
+    throw std::runtime_error("nfqueue: cannot bind queue " + std::to_string(options_.queue) + ": " +
+                             std::strerror(errno));
+  }
+  stopFd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (stopFd_ < 0) throw std::runtime_error(std::string("nfqueue: eventfd: ") + std::strerror(errno));
+  thread_ = std::thread([this] { run(); });
+}
+
+void QueueWorker::stop() {
+  if (thread_.joinable()) {
+    const uint64_t one = 1;
+    [[maybe_unused]] const ssize_t n = write(stopFd_, &one, sizeof one);
+    thread_.join();
+  }
+  if (socket_) {
+    sendConfig(false);
+    socket_.reset();
+  }
+  if (stopFd_ >= 0) {
+    close(stopFd_);
+    stopFd_ = -1;
+  }
+}
+
+void QueueWorker::queueVerdict(uint32_t id, uint32_t verdict, std::optional<uint32_t> mark) noexcept {
+  if (verdictBytes_ + kVerdictMessageMax > verdictBuffer_.size()) flushVerdicts();
+  char* at = reinterpret_cast<char*>(verdictBuffer_.data() + verdictBytes_);
+  nlmsghdr* header = nfq_nlmsg_put(at, NFQNL_MSG_VERDICT, options_.queue);
+  nfq_nlmsg_verdict_put(header, static_cast<int>(id), static_cast<int>(verdict));
+  if (mark) nfq_nlmsg_verdict_put_mark(header, *mark);
+  verdictBytes_ += MNL_ALIGN(header->nlmsg_len);
+}
+
+void QueueWorker::flushVerdicts() noexcept {
+  if (verdictBytes_ == 0) return;
+  // Several netlink messages in one datagram: one syscall per batch.
+  if (mnl_socket_sendto(socket_.get(), verdictBuffer_.data(), verdictBytes_) >= 0) {
+    stats_.batches.fetch_add(1, std::memory_order_relaxed);
+  }
+  verdictBytes_ = 0;
+}
+
+void QueueWorker::applyDecision(uint32_t id, const Decision& decision, uint32_t mark) noexcept {
+  const MarkScheme& m = options_.marks;
+  const auto marked = [&](uint32_t value) { return (mark & ~m.mask) | value; };
+  switch (decision.verdict) {
+    case Verdict::Allow:
+    case Verdict::AuditAllow:
+      queueVerdict(id, options_.repeatVerdicts ? NF_REPEAT : NF_ACCEPT, marked(m.allow));
+      break;
+    case Verdict::Deny:
+      if (options_.repeatVerdicts) {
+        queueVerdict(id, NF_REPEAT, marked(m.deny));  // the chain saves it and resets TCP
+      } else {
+        queueVerdict(id, NF_DROP, std::nullopt);
+      }
+      break;
+    case Verdict::Pass:
+      queueVerdict(id, options_.repeatVerdicts ? NF_REPEAT : NF_ACCEPT, marked(m.pass));
+      break;
+    case Verdict::Hold:
+    case Verdict::Count:
+      break;
+  }
+  stats_.verdicts[static_cast<size_t>(decision.verdict)].fetch_add(1, std::memory_order_relaxed);
+  stats_.reasons[static_cast<size_t>(decision.reason)].fetch_add(1, std::memory_order_relaxed);
+}
+
+void QueueWorker::emit(const PacketView& packet, const Decision& decision, DecodeError error) noexcept {
+  if (events_ == nullptr || !decision.final()) return;
+  DecisionEvent event;
+  event.time = std::chrono::system_clock::now();
+  event.queue = options_.queue;
+  event.src = packet.src;
+  event.dst = packet.dst;
+  event.srcPort = packet.srcPort;
+  event.dstPort = packet.dstPort;
+  event.protocol = packet.protocol;
+  event.decision = decision;
+  event.policy = policy_.get();
+  event.decodeError = error;
+  events_->onDecision(event);
+}
+
+namespace {
+
+PacketView viewOf(const FlowKey& key) noexcept {
+  PacketView view;
+  view.src = key.src;
+  view.dst = key.dst;
+  view.srcPort = key.srcPort;
+  view.dstPort = key.dstPort;
+  view.protocol = key.protocol;
+  view.hasTransport = true;
+  view.tcpFlags = kTcpAck;
+  return view;
+}
+
+}  // namespace
+
+void QueueWorker::resetServer(const PacketView& packet, uint32_t seq, const Decision& decision) noexcept {
+  // Only when the server has a connection to lose: a denied SYN never
+  // reached it. Audit mode lets everything through.
+  if (decision.verdict != Verdict::Deny || !packet.isTcp() || packet.isSyn()) return;
+  if (resets_.send(packet, seq)) {
+    stats_.serverResets.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    stats_.serverResetErrors.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+namespace {
+// The sequence number of the first held byte: what the server expects next.
+uint32_t firstSeq(const FlowTable::Flow& flow) noexcept {
+  return flow.nextSeq - static_cast<uint32_t>(flow.length);
+}
+}  // namespace
+
+void QueueWorker::finish(const FlowTable::Flow& flow, const Decision& decision, uint32_t mark) noexcept {
+  for (uint32_t held : flow.heldPackets()) applyDecision(held, decision, mark);
+  resetServer(viewOf(flow.key), firstSeq(flow), decision);
+}
+
+void QueueWorker::handlePacket(uint32_t id, uint32_t mark, std::span<const uint8_t> bytes) noexcept {
+  stats_.packets.fetch_add(1, std::memory_order_relaxed);
+  const DecodeResult decoded = decodePacket(bytes);
+  if (!decoded.ok()) {
+    stats_.decodeErrors[static_cast<size_t>(decoded.error)].fetch_add(1, std::memory_order_relaxed);
+    const Decision decision = decideUndecodable(decoded.error, options_.decide);
+    applyDecision(id, decision, mark);
+    emit(decoded.view, decision, decoded.error);
+    return;
+  }
+  const PacketView& packet = decoded.view;
+  const TimePoint now = Clock::now();
+  const std::optional<uint32_t> seq = packet.isTcp() ? std::optional<uint32_t>(packet.tcpSeq) : std::nullopt;
+  const FlowKey key = FlowKey::of(packet);
+
+  if (FlowTable::Flow* flow = flows_.find(key)) {
+    const size_t slot = flows_.slotIndex(*flow);
+    const FlowTable::Append appended = flows_.append(*flow, seq, packet.payload, id);
+    Decision decision;
+    switch (appended) {
+      case FlowTable::Append::Duplicate:
+      case FlowTable::Append::OutOfOrder:
+        // The held original (or the client's retransmission) brings these
+        // bytes again; this copy goes.
+        stats_.droppedSegments.fetch_add(1, std::memory_order_relaxed);
+        queueVerdict(id, NF_DROP, std::nullopt);
+        return;
+      case FlowTable::Append::BufferFull:
+      case FlowTable::Append::PoolExhausted: {
+        decision = denyFor(Reason::HoldLimit, options_.decide);
+        finish(*flow, decision, markOfSlot_[slot]);
+        applyDecision(id, decision, mark);
+        emit(packet, decision);
+        flows_.release(*flow);
+        return;
+      }
+      case FlowTable::Append::Appended:
+        break;
+    }
+    FlowState state;
+    state.stream = packet.isTcp() ? flows_.stream(*flow, streamScratch_) : std::span<const uint8_t>{};
+    state.scratch = parserScratch_;
+    state.quic = quic_->held(slot);
+    decision = decide(state, packet, *policy_, bindings_, options_.decide, now);
+    if (decision.verdict == Verdict::Hold) return;
+    finish(*flow, decision, markOfSlot_[slot]);
+    emit(packet, decision);
+    flows_.release(*flow);
+    return;
+  }
+
+  FlowState state;
+  state.scratch = parserScratch_;
+  state.quic = quic_->context(flows_.capacity());  // the spare reassembly
+  Decision decision = decide(state, packet, *policy_, bindings_, options_.decide, now);
+  if (decision.verdict != Verdict::Hold) {
+    applyDecision(id, decision, mark);
+    resetServer(packet, packet.tcpSeq, decision);
+    emit(packet, decision);
+    return;
+  }
+  // Incomplete first payload: hold this packet until the rest arrives.
+  FlowTable::Flow& flow = flows_.insert(key, now, [&](const FlowTable::Flow& evicted) {
+    const Decision evict = denyFor(Reason::HoldLimit, options_.decide);
+    finish(evicted, evict, markOfSlot_[flows_.slotIndex(evicted)]);
+    emit(viewOf(evicted.key), evict);
+  });
+  const size_t slot = flows_.slotIndex(flow);
+  markOfSlot_[slot] = mark;
+  if (flows_.append(flow, seq, packet.payload, id) != FlowTable::Append::Appended) {
+    const Decision limit = denyFor(Reason::HoldLimit, options_.decide);
+    applyDecision(id, limit, mark);
+    resetServer(packet, packet.tcpSeq, limit);
+    emit(packet, limit);
+    flows_.release(flow);
+    return;
+  }
+  if (packet.isUdp()) {
+    // Replay the datagram into the flow's own QUIC reassembly so the next
+    // datagram continues from it.
+    FlowState held;
+    held.scratch = parserScratch_;
+    held.quic = quic_->context(slot);
+    (void)decide(held, packet, *policy_, bindings_, options_.decide, now);
+  }
+}
+
+void QueueWorker::expireHeld(bool all) noexcept {
+  const TimePoint now = all ? TimePoint::max() : Clock::now();
+  flows_.expire(now, [&](const FlowTable::Flow& flow) {
+    const PacketView view = viewOf(flow.key);
+    const Decision decision = denyFor(Reason::HoldTimeout, options_.decide);
+    finish(flow, decision, markOfSlot_[flows_.slotIndex(flow)]);
+    emit(view, decision);
+  });
+}
+
+void QueueWorker::run() noexcept {
+  const int fd = mnl_socket_get_fd(socket_.get());
+  for (;;) {
+    int timeout = -1;
+    if (const auto expiry = flows_.nextExpiry()) {
+      const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(*expiry - Clock::now()).count();
+      timeout = static_cast<int>(std::max<int64_t>(0, wait) + 1);
+    }
+    pollfd fds[2] = {{fd, POLLIN, 0}, {stopFd_, POLLIN, 0}};
+    if (poll(fds, 2, timeout) < 0 && errno != EINTR)
+      stats_.receiveErrors.fetch_add(1, std::memory_order_relaxed);
+    if (fds[1].revents & POLLIN) break;
+    refreshPolicy();
+    // Drain what is there (a batch), then send all verdicts at once.
+    for (int round = 0; round < 64 && (fds[0].revents & POLLIN); ++round) {
+      const ssize_t n = recv(fd, receiveBuffer_.data(), receiveBuffer_.size(), MSG_DONTWAIT);
+      if (n < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+          stats_.receiveErrors.fetch_add(1, std::memory_order_relaxed);
+        }
+        break;
+      }
+      const auto callback = [](const nlmsghdr* header, void* data) -> int {
+        auto* self = static_cast<QueueWorker*>(data);
+        nlattr* attributes[NFQA_MAX + 1] = {};
+        if (nfq_nlmsg_parse(header, attributes) < 0 || attributes[NFQA_PACKET_HDR] == nullptr)
+          return MNL_CB_OK;
+        const auto* packetHeader =
+            static_cast<const nfqnl_msg_packet_hdr*>(mnl_attr_get_payload(attributes[NFQA_PACKET_HDR]));
+        const uint32_t id = ntohl(packetHeader->packet_id);
+        const uint32_t mark = attributes[NFQA_MARK] ? ntohl(mnl_attr_get_u32(attributes[NFQA_MARK])) : 0;
+        std::span<const uint8_t> payload;
+        if (attributes[NFQA_PAYLOAD] != nullptr) {
+          payload = {static_cast<const uint8_t*>(mnl_attr_get_payload(attributes[NFQA_PAYLOAD])),
+                     mnl_attr_get_payload_len(attributes[NFQA_PAYLOAD])};
+        }
+        self->handlePacket(id, mark, payload);
+        return MNL_CB_OK;
+      };
+      if (mnl_cb_run(receiveBuffer_.data(), static_cast<size_t>(n), 0, portId_, callback, this) < 0) {
+        stats_.receiveErrors.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+    expireHeld(false);
+    flushVerdicts();
+  }
+  // Stopping: nothing stays held (each gets its timeout deny).
+  expireHeld(true);
+  flushVerdicts();
+}
+
+}  // namespace nfq

@@ -1,0 +1,151 @@
+// One NFQUEUE reader: a thread that receives the packets the EGRESSD chain
+// queues, decides them with decide(), holds incomplete first payloads in
+// its FlowTable, and sends verdicts back in batches (several verdict
+// messages per sendmsg).
+//
+// Verdicts (with the chain of nfq/ruleset.h, `repeatVerdicts`): every final
+// verdict is NF_REPEAT with the packet mark set to ALLOW or DENY (bits
+// outside MarkScheme::mask kept), so the chain saves it into the connection
+// mark — later packets never leave the kernel — and rejects denied TCP with
+// a reset (the client fails at once); a connection denied after its
+// handshake is also reset towards the server (raw socket, nfq/tcp_reset.h).
+// Pass: NF_REPEAT with PASS. Without
+// the chain (`repeatVerdicts = false`): NF_ACCEPT with the ALLOW mark, and
+// NF_DROP.
+// Fail-closed: the queue is bound without NFQA_CFG_F_FAIL_OPEN, and the
+// chain has no --queue-bypass; when this process dies the kernel drops
+// what it would have queued.
+//
+// Ownership: the worker owns its netlink socket (std::unique_ptr with
+// mnl_socket_close) and its thread; policy and bindings are borrowed and
+// must outlive it. Thread-safety: start/stop from one controlling thread;
+// stats() from any thread (relaxed atomics).
+// Failure: start() throws std::runtime_error when the queue cannot be bound
+// (a start-up error); receive errors are counted and the loop continues.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "common/snapshot.h"
+#include "nfq/flow_table.h"
+#include "nfq/packet.h"
+#include "nfq/ruleset.h"
+#include "nfq/tcp_reset.h"
+#include "nfq/verdict.h"
+#include "policy/policy.h"
+
+struct mnl_socket;
+
+namespace nfq {
+
+// A final decision, for the event log and the control socket's ring.
+struct DecisionEvent {
+  std::chrono::system_clock::time_point time;
+  uint16_t queue = 0;
+  common::IpAddress src;
+  common::IpAddress dst;
+  uint16_t srcPort = 0;
+  uint16_t dstPort = 0;
+  uint8_t protocol = 0;
+  Decision decision;                       // name, source, verdict, reason, rule sets
+  const policy::Policy* policy = nullptr;  // resolves decision.ruleSets; valid during the call
+  DecodeError decodeError = DecodeError::Ok;
+};
+
+class EventSink {
+ public:
+  // Called on the worker thread; must not block (copy into a ring).
+  virtual void onDecision(const DecisionEvent& event) noexcept = 0;
+
+ protected:
+  ~EventSink() = default;
+};
+
+struct QueueWorkerOptions {
+  uint16_t queue = 0;
+  uint32_t queueMaxlen = 4096;
+  // Bytes of each packet copied to user space. Segments are at most one MTU
+  // (GSO packets are segmented before queueing: NFQA_CFG_F_GSO is not set);
+  // the parsers need whole first-payload segments, so copy all of it.
+  uint32_t copyRange = 0xffff;
+  FlowTableOptions flows;
+  DecideOptions decide;  // audit, strictBinding...; namePorts is filled in
+  MarkScheme marks;
+  bool repeatVerdicts = true;  // egressd's chain is installed (see above)
+};
+
+struct QueueWorkerStats {
+  std::atomic<uint64_t> packets{0};
+  std::atomic<uint64_t> batches{0};        // sendmsg calls carrying verdicts
+  std::atomic<uint64_t> receiveErrors{0};  // incl. ENOBUFS (queue overrun)
+  std::array<std::atomic<uint64_t>, kVerdictCount> verdicts{};
+  std::array<std::atomic<uint64_t>, kReasonCount> reasons{};
+  std::array<std::atomic<uint64_t>, kDecodeErrorCount> decodeErrors{};
+  std::atomic<uint64_t> droppedSegments{0};  // retransmitted/out-of-order while held
+  std::atomic<uint64_t> serverResets{0};     // RSTs sent to servers of denied connections
+  std::atomic<uint64_t> serverResetErrors{0};
+};
+
+class QueueWorker {
+ public:
+  QueueWorker(QueueWorkerOptions options, const common::SnapshotHolder<policy::Policy>& policy,
+              const BindingLookup& bindings, EventSink* events);
+  ~QueueWorker();
+  QueueWorker(const QueueWorker&) = delete;
+  QueueWorker& operator=(const QueueWorker&) = delete;
+
+  // Binds the queue and starts the thread. Throws std::runtime_error.
+  void start();
+  // Stops the thread and unbinds; held packets get a deny verdict first.
+  void stop();
+
+  const QueueWorkerStats& stats() const noexcept { return stats_; }
+  const FlowTableStats& flowStats() const noexcept { return flows_.stats(); }
+
+ private:
+  struct SocketClose {
+    void operator()(mnl_socket* socket) const noexcept;
+  };
+  struct QuicSlot;
+
+  void run() noexcept;
+  void handlePacket(uint32_t id, uint32_t mark, std::span<const uint8_t> packet) noexcept;
+  void finish(const FlowTable::Flow& flow, const Decision& decision, uint32_t mark) noexcept;
+  void expireHeld(bool all) noexcept;
+  void queueVerdict(uint32_t id, uint32_t verdict, std::optional<uint32_t> mark) noexcept;
+  void applyDecision(uint32_t id, const Decision& decision, uint32_t mark) noexcept;
+  void flushVerdicts() noexcept;
+  void emit(const PacketView& packet, const Decision& decision, DecodeError error = DecodeError::Ok) noexcept;
+  void refreshPolicy() noexcept;
+  void resetServer(const PacketView& packet, uint32_t seq, const Decision& decision) noexcept;
+  bool sendConfig(bool bind);
+
+  QueueWorkerOptions options_;
+  common::SnapshotReader<policy::Policy> policyReader_;
+  std::shared_ptr<const policy::Policy> policy_;
+  NamePorts namePorts_;
+  const BindingLookup& bindings_;
+  EventSink* events_;
+  std::unique_ptr<mnl_socket, SocketClose> socket_;
+  unsigned portId_ = 0;
+  int stopFd_ = -1;
+  std::thread thread_;
+  FlowTable flows_;
+  std::vector<uint8_t> receiveBuffer_;
+  std::vector<uint8_t> verdictBuffer_;
+  size_t verdictBytes_ = 0;
+  std::vector<uint8_t> streamScratch_;
+  std::vector<uint8_t> parserScratch_;
+  std::vector<uint32_t> markOfSlot_;  // the packet mark of each held flow's first packet
+  std::unique_ptr<QuicSlot> quic_;
+  ResetSender resets_;
+  QueueWorkerStats stats_;
+};
+
+}  // namespace nfq

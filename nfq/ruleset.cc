@@ -1,0 +1,279 @@
+#include "nfq/ruleset.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+extern char** environ;
+
+namespace nfq {
+namespace {
+
+std::string hex(uint32_t value) {
+  char buffer[16];
+  std::snprintf(buffer, sizeof buffer, "0x%x", value);
+  return buffer;
+}
+
+std::string markMatch(const char* module, uint32_t value, uint32_t mask) {
+  return std::string("-m ") + module + " --mark " + hex(value) + "/" + hex(mask);
+}
+
+std::vector<std::string_view> lines(std::string_view text) {
+  std::vector<std::string_view> out;
+  while (!text.empty()) {
+    const size_t end = text.find('\n');
+    out.push_back(text.substr(0, end));
+    if (end == std::string_view::npos) break;
+    text.remove_prefix(end + 1);
+  }
+  return out;
+}
+
+std::vector<std::string_view> tokens(std::string_view line) {
+  std::vector<std::string_view> out;
+  size_t at = 0;
+  while (at < line.size()) {
+    const size_t start = line.find_first_not_of(' ', at);
+    if (start == std::string_view::npos) break;
+    const size_t end = line.find(' ', start);
+    out.push_back(line.substr(start, end - start));
+    if (end == std::string_view::npos) break;
+    at = end;
+  }
+  return out;
+}
+
+bool isJump(std::string_view line, std::string_view hook, std::string_view chain) {
+  const auto t = tokens(line);
+  if (t.size() < 4 || t[0] != "-A" || t[1] != hook) return false;
+  for (size_t i = 2; i + 1 < t.size(); ++i) {
+    if (t[i] == "-j" && t[i + 1] == chain) return true;
+  }
+  return false;
+}
+
+constexpr std::array<const char*, 3> kHooks = {"FORWARD", "OUTPUT", "INPUT"};
+
+std::vector<const char*> configuredHooks(const RulesetOptions& options) {
+  std::vector<const char*> hooks;
+  if (options.hookForward) hooks.push_back("FORWARD");
+  if (options.hookOutput) hooks.push_back("OUTPUT");
+  return hooks;
+}
+
+}  // namespace
+
+std::vector<std::string> renderChainRules(const RulesetOptions& options, IpTablesFamily family) {
+  const bool v4 = family == IpTablesFamily::V4;
+  const MarkScheme& m = options.marks;
+  const std::string a = "-A " + options.chain + " ";
+  const std::string icmp = v4 ? "-p icmp" : "-p ipv6-icmp";
+  std::vector<std::string> rules;
+  rules.push_back(a + markMatch("mark", m.bypass, m.mask) + " -j RETURN");
+  rules.push_back(a + "-m conntrack --ctdir REPLY -j RETURN");
+  rules.push_back(a + icmp + " -m conntrack --ctstate RELATED -j RETURN");
+  for (const common::IpNetwork& network : options.protectedCidrs) {
+    if ((network.address.family == common::IpFamily::V4) != v4) continue;
+    rules.push_back(a + "-d " + network.toString() + " -j RETURN");
+  }
+  rules.push_back(a + markMatch("connmark", m.allow, m.mask) + " -j RETURN");
+  const std::string save = " -j CONNMARK --save-mark --nfmask " + hex(m.mask) + " --ctmask " + hex(m.mask);
+  rules.push_back(a + markMatch("mark", m.allow, m.mask) + save);
+  rules.push_back(a + markMatch("mark", m.allow, m.mask) + " -j RETURN");
+  rules.push_back(a + markMatch("mark", m.deny, m.mask) + save);
+  rules.push_back(a + markMatch("mark", m.pass, m.mask) + " -j RETURN");
+  // Denied connections fail fast: TCP gets a reset, UDP a port unreachable.
+  rules.push_back(a + "-p tcp " + markMatch("connmark", m.deny, m.mask) +
+                  " -j REJECT --reject-with tcp-reset");
+  rules.push_back(a + "-p udp " + markMatch("connmark", m.deny, m.mask) + " -j REJECT --reject-with " +
+                  (v4 ? "icmp-port-unreachable" : "icmp6-port-unreachable"));
+  rules.push_back(a + markMatch("connmark", m.deny, m.mask) + " -j DROP");
+  rules.push_back(a + icmp + (v4 ? " -m icmp --icmp-type 8" : " -m icmp6 --icmpv6-type 128") + " -j DROP");
+  // No --queue-bypass: without a reader, the kernel drops (fail-closed).
+  if (options.queueLast > options.queueFirst) {
+    rules.push_back(a + "-j NFQUEUE --queue-balance " + std::to_string(options.queueFirst) + ":" +
+                    std::to_string(options.queueLast));
+  } else {
+    rules.push_back(a + "-j NFQUEUE --queue-num " + std::to_string(options.queueFirst));
+  }
+  return rules;
+}
+
+std::string renderApply(const RulesetOptions& options, IpTablesFamily family, std::string_view currentSave) {
+  std::string out = "*filter\n";
+  // Under --noflush, declaring a user chain creates it or flushes it: the
+  // refill below replaces an older egressd's rules atomically (one COMMIT).
+  out += ":" + options.chain + " - [0:0]\n";
+  for (const std::string& rule : renderChainRules(options, family)) out += rule + "\n";
+  for (const char* hook : configuredHooks(options)) {
+    if (countJumps(currentSave, hook, options.chain) == 0) {
+      // First in the hook, so no earlier ACCEPT lets a flow around us.
+      out += std::string("-I ") + hook + " 1 -m comment --comment egressd -j " + options.chain + "\n";
+    }
+  }
+  out += "COMMIT\n";
+  return out;
+}
+
+std::string renderRemove(const RulesetOptions& options, IpTablesFamily, std::string_view currentSave) {
+  std::string body;
+  for (std::string_view line : lines(currentSave)) {
+    for (const char* hook : kHooks) {
+      if (isJump(line, hook, options.chain)) body += "-D" + std::string(line.substr(2)) + "\n";
+    }
+  }
+  if (chainExists(currentSave, options.chain)) {
+    body += "-F " + options.chain + "\n";
+    body += "-X " + options.chain + "\n";
+  }
+  if (body.empty()) return {};
+  return "*filter\n" + body + "COMMIT\n";
+}
+
+std::vector<std::string> savedRules(std::string_view save, std::string_view chain) {
+  std::vector<std::string> out;
+  const std::string prefix = "-A " + std::string(chain) + " ";
+  for (std::string_view line : lines(save)) {
+    if (line.substr(0, prefix.size()) == prefix) out.emplace_back(line);
+  }
+  return out;
+}
+
+bool chainExists(std::string_view save, std::string_view chain) {
+  const std::string declaration = ":" + std::string(chain) + " ";
+  for (std::string_view line : lines(save)) {
+    if (line.substr(0, declaration.size()) == declaration) return true;
+  }
+  return false;
+}
+
+size_t countJumps(std::string_view save, std::string_view hook, std::string_view chain) {
+  size_t count = 0;
+  for (std::string_view line : lines(save)) count += isJump(line, hook, chain) ? 1 : 0;
+  return count;
+}
+
+CommandResult runCommand(const std::vector<std::string>& argv, std::string_view input) {
+  CommandResult result;
+  int in[2], out[2], err[2];
+  if (pipe2(in, O_CLOEXEC) != 0) return {false, {}, std::strerror(errno)};
+  if (pipe2(out, O_CLOEXEC) != 0) {
+    close(in[0]);
+    close(in[1]);
+    return {false, {}, std::strerror(errno)};
+  }
+  if (pipe2(err, O_CLOEXEC) != 0) {
+    for (int fd : {in[0], in[1], out[0], out[1]}) close(fd);
+    return {false, {}, std::strerror(errno)};
+  }
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, in[0], 0);
+  posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+  posix_spawn_file_actions_adddup2(&actions, err[1], 2);
+  std::vector<char*> args;
+  for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = -1;
+  const int spawned = posix_spawnp(&pid, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  close(in[0]);
+  close(out[1]);
+  close(err[1]);
+  if (spawned != 0) {
+    close(in[1]);
+    close(out[0]);
+    close(err[0]);
+    return {false, {}, argv[0] + ": " + std::strerror(spawned)};
+  }
+  // Feed stdin and drain stdout/stderr together so neither side blocks on
+  // a full pipe.
+  size_t written = 0;
+  int inFd = in[1];
+  // Non-blocking, or a large write would block while the child waits for
+  // us to read its output.
+  fcntl(inFd, F_SETFL, fcntl(inFd, F_GETFL) | O_NONBLOCK);
+  if (input.empty()) {
+    close(inFd);
+    inFd = -1;
+  }
+  bool outOpen = true, errOpen = true;
+  char buffer[4096];
+  while (outOpen || errOpen || inFd >= 0) {
+    pollfd fds[3] = {{out[0], POLLIN, 0}, {err[0], POLLIN, 0}, {inFd, POLLOUT, 0}};
+    if (!outOpen) fds[0].fd = -1;
+    if (!errOpen) fds[1].fd = -1;
+    if (poll(fds, 3, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (fds[2].revents & (POLLOUT | POLLERR | POLLHUP)) {
+      const ssize_t n = write(inFd, input.data() + written, input.size() - written);
+      if (n > 0) written += static_cast<size_t>(n);
+      if ((n < 0 && errno != EAGAIN && errno != EINTR) || written == input.size()) {
+        close(inFd);
+        inFd = -1;
+      }
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) {
+        const ssize_t n = read(fds[i].fd, buffer, sizeof buffer);
+        if (n > 0) {
+          (i == 0 ? result.output : result.error).append(buffer, static_cast<size_t>(n));
+        } else {
+          (i == 0 ? outOpen : errOpen) = false;
+        }
+      }
+    }
+  }
+  if (inFd >= 0) close(inFd);
+  close(out[0]);
+  close(err[0]);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  result.ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  if (!result.ok && result.error.empty()) result.error = argv[0] + " failed";
+  return result;
+}
+
+namespace {
+
+CommandResult forEachFamily(const RulesetOptions& options, bool apply) {
+  for (const IpTablesFamily family : {IpTablesFamily::V4, IpTablesFamily::V6}) {
+    const char* prefix = family == IpTablesFamily::V4 ? "iptables" : "ip6tables";
+    CommandResult save = runCommand({std::string(prefix) + "-save", "-t", "filter"});
+    if (!save.ok) {
+      save.error = std::string(prefix) + "-save: " + save.error;
+      return save;
+    }
+    const std::string input =
+        apply ? renderApply(options, family, save.output) : renderRemove(options, family, save.output);
+    if (input.empty()) continue;
+    CommandResult restore = runCommand({std::string(prefix) + "-restore", "--noflush"}, input);
+    if (!restore.ok) {
+      restore.error = std::string(prefix) + "-restore: " + restore.error;
+      return restore;
+    }
+  }
+  return {true, {}, {}};
+}
+
+}  // namespace
+
+CommandResult applyRuleset(const RulesetOptions& options) {
+  return forEachFamily(options, true);
+}
+CommandResult removeRuleset(const RulesetOptions& options) {
+  return forEachFamily(options, false);
+}
+
+}  // namespace nfq

@@ -1,0 +1,229 @@
+#!/usr/bin/env bash
+# End-to-end: the NFQUEUE verdict worker between a client ("pod") and a
+# server ("internet") namespace, all created here and removed on exit.
+#
+#   client 10.200.1.2 ── 10.200.1.1 gateway 10.200.2.1 ── server 10.200.2.2, .3
+#
+# The gateway routes, has egressd's chain (nfq_ruleset_tool) in FORWARD and
+# runs nfq_gateway (the queue workers) with static DNS bindings:
+#   api.example.com, www.example.org, ssh.example.com -> 10.200.2.2
+# 10.200.2.3 is bound to nothing. Real programs on both ends: curl, python's
+# http.server, and TLS/banner/echo servers (e2e/servers.py).
+set -euo pipefail
+bin="${EGRESSD_BIN:?}"
+src="${EGRESSD_SOURCE_DIR:?}/tests/nfq"
+id=$$
+client="egressd-test-c$id" gw="egressd-test-g$id" server="egressd-test-s$id"
+work="$(mktemp -d)"
+gwpid=""
+cleanup() {
+  set +e
+  [ -n "$gwpid" ] && kill "$gwpid" 2>/dev/null && wait "$gwpid" 2>/dev/null
+  for ns in "$client" "$gw" "$server"; do
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill "$pid" 2>/dev/null; done
+  done
+  sleep 0.2
+  for ns in "$client" "$gw" "$server"; do ip netns del "$ns" 2>/dev/null; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+fail() {
+  echo "FAIL: $*" >&2
+  [ -f "$work/gateway.log" ] && { echo "--- gateway log" >&2; cat "$work/gateway.log" >&2; }
+  echo "--- queues (id portid waiting mode range dropped user-dropped last-id)" >&2
+  G cat /proc/net/netfilter/nfnetlink_queue >&2 || true
+  G iptables -L EGRESSD -v -n >&2 || true
+  exit 1
+}
+C() { ip netns exec "$client" "$@"; }
+G() { ip netns exec "$gw" "$@"; }
+S() { ip netns exec "$server" "$@"; }
+
+for ns in "$client" "$gw" "$server"; do ip netns add "$ns"; done
+ip link add "c$id" netns "$client" type veth peer name "gc$id" netns "$gw"
+ip link add "s$id" netns "$server" type veth peer name "gs$id" netns "$gw"
+C ip addr add 10.200.1.2/24 dev "c$id"; C ip link set "c$id" up; C ip link set lo up
+C ip route add default via 10.200.1.1
+G ip addr add 10.200.1.1/24 dev "gc$id"; G ip link set "gc$id" up
+G ip addr add 10.200.2.1/24 dev "gs$id"; G ip link set "gs$id" up; G ip link set lo up
+G sysctl -qw net.ipv4.ip_forward=1
+S ip addr add 10.200.2.2/24 dev "s$id"; S ip addr add 10.200.2.3/24 dev "s$id"
+S ip link set "s$id" up; S ip link set lo up
+S ip route add default via 10.200.2.1
+# IPv6 as well (nodad: usable at once).
+C ip -6 addr add fd10:1::2/64 dev "c$id" nodad; C ip -6 route add default via fd10:1::1
+G ip -6 addr add fd10:1::1/64 dev "gc$id" nodad; G ip -6 addr add fd10:2::1/64 dev "gs$id" nodad
+G sysctl -qw net.ipv6.conf.all.forwarding=1
+S ip -6 addr add fd10:2::2/64 dev "s$id" nodad; S ip -6 route add default via fd10:2::1
+
+# Servers.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=api.example.com \
+  -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
+(cd "$work" && S python3 -m http.server 80 --bind 0.0.0.0 >/dev/null 2>&1 &)
+# Bound to :: the server is dual-stack (IPv4 and IPv6 on one socket).
+(cd "$work" && S python3 -m http.server 8080 --bind :: >/dev/null 2>&1 &)
+S python3 "$src/e2e/servers.py" banner:22 banner:25 echo:7000 "tls:443:$work/cert.pem:$work/key.pem" >/dev/null 2>&1 &
+for port in 80 8080 443 22 25 7000; do
+  for _ in $(seq 50); do S bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" 2>/dev/null && break; sleep 0.1; done
+done
+
+# Without filtering every server answers (the topology itself works).
+[ "$(C curl -s -o /dev/null -w '%{http_code}' --max-time 3 http://10.200.2.3:8080/)" = 200 ] || fail "topology: no HTTP"
+
+G "$bin/nfq_ruleset_tool" apply --queues 0:1 --protect 10.200.9.0/24
+
+start_gateway() {
+  : >"$work/gateway.log"
+  # Not through G(): $! must be the gateway itself, to stop or kill it.
+  ip netns exec "$gw" "$bin/nfq_gateway" --rules "$src/e2e/rules.yaml" --queues 0:1 --hold-timeout-ms 1500 \
+    --bind api.example.com=10.200.2.2 --bind www.example.org=10.200.2.2 --bind ssh.example.com=10.200.2.2 \
+    "$@" >"$work/gateway.log" 2>&1 &
+  gwpid=$!
+  for _ in $(seq 50); do
+    grep -q ready "$work/gateway.log" && return 0
+    kill -0 "$gwpid" 2>/dev/null || fail "gateway exited"
+    sleep 0.1
+  done
+  fail "gateway did not start"
+}
+stop_gateway() { kill "$gwpid"; wait "$gwpid" || true; gwpid=""; }
+# expect_event REGEX: the gateway logged a matching decision line.
+expect_event() {
+  for _ in $(seq 20); do grep -Eq "$1" "$work/gateway.log" && return 0; sleep 0.1; done
+  fail "no event matching: $1"
+}
+http() { C curl -s -o /dev/null -w '%{http_code}' --max-time 4 "$@" || true; }
+# fails_fast CMD...: the command fails, within 2 s (a reset, not a timeout).
+fails_fast() {
+  local t0=$SECONDS
+  if C "$@" >/dev/null 2>&1; then fail "should have failed: $*"; fi
+  [ $((SECONDS - t0)) -le 2 ] || fail "failed only after a timeout (no reset): $*"
+}
+
+echo "== enforce, strict binding"
+start_gateway
+[ "$(http http://10.200.2.3:8080/)" = 200 ] || fail "*:8080 world access"
+expect_event 'verdict=allow reason=world_access proto=6 .*dst=10.200.2.3:8080 .*rulesets=team-b/world-8080'
+fails_fast curl -s --max-time 4 http://10.200.2.2:81/
+expect_event 'verdict=deny reason=port_not_in_policy .*dst=10.200.2.2:81'
+[ "$(http -k --resolve api.example.com:443:10.200.2.2 https://api.example.com/)" = 200 ] || fail "bound TLS name"
+expect_event 'verdict=allow reason=bound_address .*dst=10.200.2.2:443 name=api.example.com source=binding rulesets=team-a/app'
+fails_fast curl -sk --max-time 4 --resolve api.example.com:443:10.200.2.3 https://api.example.com/
+expect_event 'verdict=deny reason=sni_not_bound .*dst=10.200.2.3:443 name=api.example.com source=sni'
+fails_fast curl -s --max-time 4 -H 'Host: www.example.org' http://10.200.2.3/
+expect_event 'verdict=deny reason=host_not_bound .*dst=10.200.2.3:80 name=www.example.org source=host'
+[ "$(http -H 'Host: www.example.org' http://10.200.2.2/)" = 200 ] || fail "bound HTTP name"
+# Server speaks first: the bound address is allowed at the SYN.
+reply="$(C bash -c 'exec 3<>/dev/tcp/10.200.2.2/22; read -r banner <&3; echo hello >&3; read -r answer <&3; echo "$banner|$answer"')" \
+  || fail "server-speaks-first to a bound address"
+[ "$reply" = $'SSH-2.0-egressd-test\r|ok hello' ] || fail "banner exchange got: $reply"
+# To an unbound address: the banner comes (replies pass), the client's bytes are judged: no name, no binding.
+C bash -c 'exec 3<>/dev/tcp/10.200.2.3/22; read -r banner <&3; echo hello >&3; read -r answer <&3; [ -z "$answer" ]' \
+  || fail "unbound server-speaks-first was answered"
+expect_event 'verdict=deny reason=no_name_no_binding .*dst=10.200.2.3:22'
+# IPv6 through ip6tables and the same worker.
+[ "$(http -g 'http://[fd10:2::2]:8080/')" = 200 ] || fail "IPv6 world access"
+expect_event 'verdict=allow reason=world_access proto=6 src=fd10:1::2:[0-9]+ dst=fd10:2::2:8080'
+fails_fast curl -s --max-time 4 -g 'http://[fd10:2::2]:81/'
+expect_event 'verdict=deny reason=port_not_in_policy proto=6 src=fd10:1::2:[0-9]+ dst=fd10:2::2:81'
+C bash -c 'echo x >/dev/udp/10.200.2.2/53' || true
+expect_event 'verdict=deny reason=udp_not_allowed proto=17 .*dst=10.200.2.2:53'
+# A ClientHello split over two segments is held, then judged as one.
+C python3 - <<'PY' || fail "split ClientHello"
+import socket, ssl, time
+raw = socket.create_connection(("10.200.2.3", 443), timeout=5)
+raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+obj = ctx.wrap_bio(inc, out, server_hostname="api.example.com")
+try:
+    obj.do_handshake()
+except ssl.SSLWantReadError:
+    pass
+hello = out.read()
+raw.sendall(hello[:60]); time.sleep(0.3); raw.sendall(hello[60:])
+try:
+    data = raw.recv(100)
+    raise SystemExit("got a server reply through a denied flow: %r" % data[:10])
+except (ConnectionResetError, socket.timeout):
+    pass
+PY
+expect_event 'verdict=deny reason=sni_not_bound .*dst=10.200.2.3:443 name=api.example.com source=sni'
+# A client that stalls after the first segment: held, then reset after the hold timeout.
+C python3 - <<'PY' || fail "stalled ClientHello"
+import socket, ssl, time
+s = socket.create_connection(("10.200.2.3", 443), timeout=5)
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+obj = ctx.wrap_bio(inc, out, server_hostname="api.example.com")
+try:
+    obj.do_handshake()
+except ssl.SSLWantReadError:
+    pass
+s.sendall(out.read()[:60])
+t0 = time.time()
+try:
+    s.recv(10)
+except ConnectionResetError:
+    pass
+took = time.time() - t0
+if not 1.0 <= took <= 4.0:
+    raise SystemExit("reset after %.1fs" % took)
+PY
+expect_event 'verdict=deny reason=hold_timeout .*dst=10.200.2.3:443'
+# Denied after the handshake: the server got a reset too, no connection
+# from the client is left established there.
+sleep 0.3
+left="$(S ss -Htn state established '( sport = :443 or sport = :80 or sport = :22 )' dst 10.200.1.2 | wc -l)"
+[ "$left" = 0 ] || { S ss -tn >&2; fail "$left server-side connections of denied flows still established"; }
+stop_gateway
+
+echo "== inspect bound flows"
+start_gateway --inspect-bound
+code="$(http -k --resolve api.example.com:443:10.200.2.2 https://api.example.com/)"; [ "$code" = 200 ] || fail "SNI allowed and bound: $code"
+expect_event 'verdict=allow reason=sni_allowed .*name=api.example.com source=sni rulesets=team-a/app'
+fails_fast curl -sk --max-time 4 --resolve evil.example.net:443:10.200.2.2 https://evil.example.net/
+expect_event 'verdict=deny reason=sni_not_allowed .*name=evil.example.net source=sni'
+stop_gateway
+
+echo "== strict binding off"
+start_gateway --no-strict
+[ "$(http -k --resolve api.example.com:443:10.200.2.3 https://api.example.com/)" = 200 ] || fail "SNI allowed without binding"
+expect_event 'verdict=allow reason=sni_allowed .*dst=10.200.2.3:443 name=api.example.com'
+stop_gateway
+
+echo "== audit"
+start_gateway --audit
+reply="$(C bash -c 'exec 3<>/dev/tcp/10.200.2.2/25; read -r banner <&3; echo "$banner"')" || fail "audit blocked port 25"
+[ "$reply" = $'SSH-2.0-egressd-test\r' ] || fail "audit: got $reply"
+expect_event 'verdict=audit:would-deny reason=port_not_in_policy .*dst=10.200.2.2:25'
+stop_gateway
+
+echo "== fail-closed"
+start_gateway
+# An established, allowed connection before the worker dies...
+mkfifo "$work/go"
+C python3 - "$work/go" >"$work/long.out" 2>&1 <<'PY' &
+import socket, sys
+s = socket.create_connection(("10.200.2.2", 7000), timeout=10)
+f = s.makefile("rwb")
+f.write(b"one\n"); f.flush(); print(f.readline().decode().strip(), flush=True)
+open(sys.argv[1]).read()
+f.write(b"two\n"); f.flush(); print(f.readline().decode().strip(), flush=True)
+PY
+longpid=$!
+for _ in $(seq 30); do grep -q one "$work/long.out" && break; sleep 0.1; done
+grep -q one "$work/long.out" || fail "long-lived connection did not start"
+kill -9 "$gwpid"; wait "$gwpid" 2>/dev/null || true; gwpid=""
+# ...keeps working (connmark, in the kernel); new flows get nothing.
+echo go >"$work/go"
+wait "$longpid" || fail "established connection broke when the worker died"
+grep -q two "$work/long.out" || fail "no echo after the worker died"
+[ "$(http --max-time 2 http://10.200.2.3:8080/)" = 000 ] || fail "new connection passed with no worker (not fail-closed)"
+# After a restart new allowed flows work again.
+start_gateway
+[ "$(http http://10.200.2.3:8080/)" = 200 ] || fail "no recovery after restart"
+stop_gateway
+
+G "$bin/nfq_ruleset_tool" remove
+echo "ok: nfq end-to-end"

@@ -1,0 +1,140 @@
+// Test driver for nfq/queue_worker (the daemon wires the real one): reads
+// EgressRuleSet manifests, takes DNS bindings from the command line, runs one
+// worker per queue and prints one line per final decision. SIGTERM/SIGINT
+// stop it; the chain stays (fail-closed), as with egressd.
+//
+//   nfq_gateway --rules FILE [--rules FILE]... [--bind NAME=IP]... [--queues A:B]
+//               [--audit] [--no-strict] [--inspect-bound] [--hold-timeout-ms N]
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "common/strings.h"
+#include "nfq/queue_worker.h"
+#include "policy/manifest.h"
+#include "policy/policy.h"
+
+namespace {
+
+volatile std::sig_atomic_t gStop = 0;
+
+class StaticBindings final : public nfq::BindingLookup {
+ public:
+  std::vector<std::pair<std::string, common::IpAddress>> entries;
+  bool isBound(std::string_view name, const common::IpAddress& ip, nfq::TimePoint) const noexcept override {
+    if (!name.empty() && name.back() == '.') name.remove_suffix(1);
+    for (const auto& [bound, address] : entries) {
+      if (address == ip && common::equalsIgnoreCase(bound, name)) return true;
+    }
+    return false;
+  }
+  void forEachBoundName(const common::IpAddress& ip, nfq::TimePoint,
+                        Visitor& visitor) const noexcept override {
+    for (const auto& [bound, address] : entries) {
+      if (address == ip && visitor.visit(bound)) return;
+    }
+  }
+};
+
+class PrintEvents final : public nfq::EventSink {
+ public:
+  void onDecision(const nfq::DecisionEvent& e) noexcept override {
+    std::string ruleSets;
+    if (e.policy != nullptr) {
+      for (uint32_t index : e.decision.ruleSets) {
+        if (!ruleSets.empty()) ruleSets += ",";
+        ruleSets += e.policy->ruleSets()[index].id;
+      }
+    }
+    const std::string verdict = e.decision.verdict == nfq::Verdict::AuditAllow
+                                    ? "audit:would-deny"
+                                    : std::string(nfq::verdictName(e.decision.verdict));
+    std::lock_guard lock(mutex_);
+    std::printf("verdict=%s reason=%s proto=%u src=%s:%u dst=%s:%u name=%.*s source=%s rulesets=%s\n",
+                verdict.c_str(), std::string(nfq::reasonName(e.decision.reason)).c_str(), e.protocol,
+                e.src.toString().c_str(), e.srcPort, e.dst.toString().c_str(), e.dstPort,
+                static_cast<int>(e.decision.name().size()), e.decision.name().data(),
+                std::string(nfq::nameSourceName(e.decision.nameSource)).c_str(), ruleSets.c_str());
+    std::fflush(stdout);
+  }
+
+ private:
+  std::mutex mutex_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<policy::RuleSet> ruleSets;
+  StaticBindings bindings;
+  nfq::QueueWorkerOptions base;
+  uint16_t first = 0, last = 0;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    const bool hasValue = i + 1 < argc;
+    if (arg == "--rules" && hasValue) {
+      auto load = policy::loadManifestFile(argv[++i], policy::defaultPublicSuffixList());
+      for (const auto& problem : load.problems) std::fprintf(stderr, "%s\n", problem.toString().c_str());
+      if (load.hasErrors()) return 2;
+      for (auto& set : load.valid) ruleSets.push_back(std::move(set));
+    } else if (arg == "--bind" && hasValue) {
+      const std::string spec = argv[++i];
+      const size_t eq = spec.find('=');
+      const auto ip = common::parseIpAddress(spec.substr(eq + 1));
+      if (eq == std::string::npos || !ip) {
+        std::fprintf(stderr, "bad --bind %s\n", spec.c_str());
+        return 2;
+      }
+      bindings.entries.emplace_back(spec.substr(0, eq), *ip);
+    } else if (arg == "--queues" && hasValue) {
+      const std::string range = argv[++i];
+      const size_t colon = range.find(':');
+      first = static_cast<uint16_t>(std::stoi(range.substr(0, colon)));
+      last = colon == std::string::npos ? first : static_cast<uint16_t>(std::stoi(range.substr(colon + 1)));
+    } else if (arg == "--audit") {
+      base.decide.audit = true;
+    } else if (arg == "--no-strict") {
+      base.decide.strictBinding = false;
+    } else if (arg == "--inspect-bound") {
+      base.decide.inspectBoundFlows = true;
+    } else if (arg == "--hold-timeout-ms" && hasValue) {
+      base.flows.holdTimeout = std::chrono::milliseconds(std::atoi(argv[++i]));
+    } else {
+      std::fprintf(stderr, "unknown argument %s\n", argv[i]);
+      return 2;
+    }
+  }
+  common::SnapshotHolder<policy::Policy> policy(policy::Policy::compile(ruleSets));
+  PrintEvents events;
+  std::vector<std::unique_ptr<nfq::QueueWorker>> workers;
+  try {
+    for (uint32_t queue = first; queue <= last; ++queue) {
+      nfq::QueueWorkerOptions options = base;
+      options.queue = static_cast<uint16_t>(queue);
+      options.flows.maxFlows = 256;
+      workers.push_back(std::make_unique<nfq::QueueWorker>(options, policy, bindings, &events));
+      workers.back()->start();
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "nfq_gateway: %s\n", e.what());
+    return 1;
+  }
+  std::signal(SIGTERM, [](int) { gStop = 1; });
+  std::signal(SIGINT, [](int) { gStop = 1; });
+  std::fprintf(stderr, "nfq_gateway: ready on queues %u:%u\n", first, last);
+  while (gStop == 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  for (auto& worker : workers) worker->stop();
+  for (auto& worker : workers) {
+    const auto& s = worker->stats();
+    std::fprintf(stderr, "nfq_gateway: packets=%llu batches=%llu held_expired=%llu\n",
+                 static_cast<unsigned long long>(s.packets.load()),
+                 static_cast<unsigned long long>(s.batches.load()),
+                 static_cast<unsigned long long>(worker->flowStats().expired));
+  }
+  return 0;
+}
