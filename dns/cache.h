@@ -1,0 +1,99 @@
+// Cache of upstream answers for allowed names (positive and negative),
+// keyed by (name, type, class, EDNS, DO, CD). Answers are stored after
+// post-processing (ECH stripped, rebinding checked) together with the
+// bindings they produced, so a hit re-records them without parsing.
+//
+// Lookups do not allocate: the key is built on the stack, found by
+// heterogeneous lookup, and the answer is copied into the caller's buffer
+// with the client's ID and question bytes and TTLs decremented by the
+// time spent in the cache (RFC 1035 section 7.4; RFC 2308 section 5).
+// Inserts allocate (one entry). Entries belong to one policy generation: a
+// new policy makes older entries misses, so a name that is no longer
+// allowed (or an address no longer named) is never served from cache.
+//
+// Bounded by entry count, least recently used evicted first.
+// Thread-safety: none; owned by the DNS service's event-loop thread.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <list>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "common/ip_address.h"
+#include "dns/binding_table.h"
+#include "dns/wire.h"
+
+namespace dns {
+
+struct CachedBinding {
+  common::IpAddress ip;
+  TimePoint expiry;
+};
+
+struct CacheStats {
+  size_t entries = 0;
+  size_t bytes = 0;  // answer bytes held
+  uint64_t hits = 0;
+  uint64_t misses = 0;
+  uint64_t evictions = 0;
+};
+
+class AnswerCache {
+ public:
+  explicit AnswerCache(size_t maxEntries) : maxEntries_(maxEntries) {}
+
+  struct Hit {
+    size_t length = 0;  // answer written to `out`; 0 on a miss
+    std::span<const CachedBinding> bindings;
+    uint16_t answerFlags = 0;
+    uint16_t answerCount = 0;
+  };
+
+  // `queryWire` is the client's query (parsed as `query`).
+  Hit lookup(const Query& query, std::span<const uint8_t> queryWire, uint64_t policyGeneration, TimePoint now,
+             std::span<uint8_t> out) noexcept;
+
+  // Stores `answer` (already post-processed) for `ttlSeconds`; 0 is ignored.
+  void insert(const Query& query, std::span<const uint8_t> answer, uint32_t ttlSeconds,
+              uint64_t policyGeneration, TimePoint now, std::span<const CachedBinding> bindings);
+
+  void setMaxEntries(size_t maxEntries);
+  void clear();
+  CacheStats stats() const noexcept;
+
+ private:
+  struct Entry {
+    std::string key;
+    std::vector<uint8_t> answer;
+    std::vector<uint16_t> ttlOffsets;  // TTL fields of every record but OPT
+    std::vector<CachedBinding> bindings;
+    TimePoint stored;
+    TimePoint expiry;
+    uint64_t generation = 0;
+  };
+  struct KeyHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  };
+  using Lru = std::list<Entry>;
+
+  // Key: type, class, flags byte, lower-case name. Returns its length.
+  static size_t buildKey(const Query& query, char* out) noexcept;
+  void erase(Lru::iterator it) noexcept;
+
+  size_t maxEntries_;
+  size_t bytes_ = 0;
+  Lru lru_;  // front = most recently used
+  std::unordered_map<std::string_view, Lru::iterator, KeyHash, std::equal_to<>> index_;
+  uint64_t hits_ = 0;
+  uint64_t misses_ = 0;
+  uint64_t evictions_ = 0;
+};
+
+}  // namespace dns

@@ -1,0 +1,767 @@
+#include "dns/service.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event_struct.h>
+#include <event2/listener.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <system_error>
+#include <utility>
+
+#include "dns/answer.h"
+#include "dns/response.h"
+
+namespace dns {
+
+std::string_view dnsOutcomeName(DnsOutcome outcome) noexcept {
+  switch (outcome) {
+    case DnsOutcome::Allowed:
+      return "allowed";
+    case DnsOutcome::CacheHit:
+      return "cache_hit";
+    case DnsOutcome::Denied:
+      return "denied";
+    case DnsOutcome::Cluster:
+      return "cluster";
+    case DnsOutcome::UpstreamError:
+      return "upstream_error";
+    case DnsOutcome::Malformed:
+      return "malformed";
+    case DnsOutcome::Refused:
+      return "refused";
+  }
+  return "unknown";
+}
+
+namespace {
+
+constexpr size_t kUdpBatch = 32;                   // datagrams per recvmmsg
+constexpr size_t kUdpSlot = 4096;                  // bigger UDP queries get FORMERR
+constexpr size_t kMaxTcpOutput = 1 << 20;          // a client that does not read is dropped
+constexpr std::chrono::seconds kHousekeeping{60};  // binding table purge
+constexpr uint64_t kNoTcp = 0;
+
+timeval toTimeval(std::chrono::milliseconds ms) noexcept {
+  timeval tv{};
+  tv.tv_sec = static_cast<time_t>(ms.count() / 1000);
+  tv.tv_usec = static_cast<suseconds_t>((ms.count() % 1000) * 1000);
+  return tv;
+}
+
+std::string errnoText() {
+  return std::error_code(errno, std::generic_category()).message();
+}
+
+void inc(std::atomic<uint64_t>& counter) noexcept {
+  counter.fetch_add(1, std::memory_order_relaxed);
+}
+
+struct FdCloser {
+  int fd = -1;
+  ~FdCloser() {
+    if (fd >= 0) ::close(fd);
+  }
+  int release() noexcept { return std::exchange(fd, -1); }
+};
+
+}  // namespace
+
+struct DnsService::Listener {
+  int udpFd = -1;
+  event udpEvent{};
+  bool udpEventAdded = false;
+  common::CHandle<evconnlistener, evconnlistener_free> tcp;
+  DnsService* service = nullptr;
+  ~Listener() {
+    if (udpEventAdded) event_del(&udpEvent);
+    if (udpFd >= 0) ::close(udpFd);
+  }
+};
+
+struct DnsService::UdpBatch {
+  std::array<mmsghdr, kUdpBatch> headers{};
+  std::array<iovec, kUdpBatch> iov{};
+  std::array<sockaddr_storage, kUdpBatch> addresses{};
+  std::vector<uint8_t> buffers = std::vector<uint8_t>(kUdpBatch * kUdpSlot);
+};
+
+struct DnsService::ClientRef {
+  bool tcp = false;
+  int udpFd = -1;
+  sockaddr_storage addr{};
+  socklen_t addrLength = 0;
+  uint64_t tcpId = kNoTcp;
+};
+
+struct DnsService::TcpClient {
+  uint64_t id = 0;
+  common::CHandle<bufferevent, bufferevent_free> bev;
+  DnsService* service = nullptr;
+  ClientRef ref;
+};
+
+struct DnsService::Pending {
+  DnsService* service = nullptr;
+  ClientRef client;
+  Query query;
+  std::vector<uint8_t> wire;  // the client's query; ID replaced per attempt
+  uint16_t clientId = 0;
+  uint16_t upstreamId = 0;
+  bool cluster = false;
+  std::shared_ptr<const DnsOptions> options;  // as when the query arrived
+  size_t upstream = 0;
+  int udpFd = -1;
+  event udpEvent{};
+  bool udpEventAdded = false;
+  common::CHandle<bufferevent, bufferevent_free> tcp;
+  bool overTcp = false;
+
+  const std::vector<common::SocketAddress>& upstreams() const {
+    return cluster ? options->clusterUpstreams : options->upstreams;
+  }
+  void closeTransport() noexcept {
+    if (udpEventAdded) event_del(&udpEvent);
+    udpEventAdded = false;
+    if (udpFd >= 0) ::close(udpFd);
+    udpFd = -1;
+    tcp.reset();
+  }
+};
+
+DnsService::DnsService(event_base* base, DnsOptions options,
+                       const common::SnapshotHolder<policy::Policy>& policy, BindingTable& bindings,
+                       DnsEventSink* sink, ClockFunction clock)
+    : base_(base),
+      options_(std::make_shared<const DnsOptions>(std::move(options))),
+      policyHolder_(policy),
+      policy_(policy),
+      bindings_(bindings),
+      sink_(sink),
+      clock_(std::move(clock)),
+      cache_(options_->cacheSize),
+      rx_(kMaxMessageSize + 1),
+      tx_(kMaxMessageSize + 2),
+      upstreamRx_(kMaxMessageSize + 1),
+      scratch_(kMaxMessageSize),
+      udpBatch_(std::make_unique<UdpBatch>()) {}
+
+DnsService::~DnsService() {
+  for (auto& pending : pendingPool_) pending->closeTransport();
+  tcp_.clear();
+  listeners_.clear();
+}
+
+uint16_t DnsService::randomId() noexcept {
+  // Query IDs from the kernel CSPRNG (RFC 5452 section 9.2), fetched in
+  // batches to keep one syscall per 256 queries.
+  if (idsLeft_ == 0) {
+    if (getrandom(ids_.data(), sizeof ids_, 0) != static_cast<ssize_t>(sizeof ids_)) {
+      arc4random_buf(ids_.data(), sizeof ids_);
+    }
+    idsLeft_ = ids_.size();
+  }
+  return ids_[--idsLeft_];
+}
+
+bool DnsService::start(std::string& error) {
+  for (const common::SocketAddress& address : options_->listen) {
+    bool done = false;
+    // With port 0, UDP picks the port and TCP must get the same one; retry
+    // a few times if another program holds it for TCP.
+    for (int attempt = 0; attempt < 16 && !done; ++attempt) {
+      auto listener = std::make_unique<Listener>();
+      listener->service = this;
+      sockaddr_storage storage{};
+      socklen_t length = address.toSockaddr(storage);
+      const int family = storage.ss_family;
+      FdCloser udp{::socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)};
+      if (udp.fd < 0) {
+        error = "dns: socket for " + address.toString() + ": " + errnoText();
+        listeners_.clear();
+        bound_.clear();
+        return false;
+      }
+      const int one = 1;
+      if (family == AF_INET6) ::setsockopt(udp.fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+      const int buffer = 4 << 20;
+      ::setsockopt(udp.fd, SOL_SOCKET, SO_RCVBUF, &buffer, sizeof buffer);
+      if (::bind(udp.fd, reinterpret_cast<sockaddr*>(&storage), length) != 0) {
+        error = "dns: bind udp " + address.toString() + ": " + errnoText();
+        listeners_.clear();
+        bound_.clear();
+        return false;
+      }
+      sockaddr_storage actual{};
+      socklen_t actualLength = sizeof actual;
+      ::getsockname(udp.fd, reinterpret_cast<sockaddr*>(&actual), &actualLength);
+      const auto boundAddress = common::SocketAddress::fromSockaddr(reinterpret_cast<sockaddr*>(&actual));
+      if (!boundAddress) {
+        error = "dns: getsockname " + address.toString();
+        listeners_.clear();
+        bound_.clear();
+        return false;
+      }
+      FdCloser tcp{::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)};
+      if (tcp.fd < 0) {
+        error = "dns: socket for " + address.toString() + ": " + errnoText();
+        listeners_.clear();
+        bound_.clear();
+        return false;
+      }
+      ::setsockopt(tcp.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+      if (family == AF_INET6) ::setsockopt(tcp.fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+      if (::bind(tcp.fd, reinterpret_cast<sockaddr*>(&actual), actualLength) != 0) {
+        if (errno == EADDRINUSE && address.port == 0) continue;
+        error = "dns: bind tcp " + boundAddress->toString() + ": " + errnoText();
+        listeners_.clear();
+        bound_.clear();
+        return false;
+      }
+      if (::listen(tcp.fd, 128) != 0) {
+        error = "dns: listen tcp " + boundAddress->toString() + ": " + errnoText();
+        listeners_.clear();
+        bound_.clear();
+        return false;
+      }
+      listener->tcp.reset(evconnlistener_new(base_, &DnsService::onTcpAccept, this,
+                                             LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, tcp.fd));
+      if (!listener->tcp) {
+        error = "dns: evconnlistener for " + boundAddress->toString();
+        listeners_.clear();
+        bound_.clear();
+        return false;
+      }
+      tcp.release();
+      listener->udpFd = udp.release();
+      event_assign(&listener->udpEvent, base_, listener->udpFd, EV_READ | EV_PERSIST,
+                   &DnsService::onUdpReadable, listener.get());
+      event_add(&listener->udpEvent, nullptr);
+      listener->udpEventAdded = true;
+      bound_.push_back(*boundAddress);
+      listeners_.push_back(std::move(listener));
+      done = true;
+    }
+    if (!done) {
+      error = "dns: no port free for both UDP and TCP on " + address.toString();
+      listeners_.clear();
+      bound_.clear();
+      return false;
+    }
+  }
+  housekeeping_.reset(event_new(base_, -1, EV_PERSIST, &DnsService::onHousekeeping, this));
+  const timeval interval = toTimeval(std::chrono::duration_cast<std::chrono::milliseconds>(kHousekeeping));
+  event_add(housekeeping_.get(), &interval);
+  return true;
+}
+
+void DnsService::updateOptions(const DnsOptions& options) {
+  auto next = std::make_shared<DnsOptions>(options);
+  next->listen = options_->listen;  // restart-only
+  if (next->cacheSize != options_->cacheSize) cache_.setMaxEntries(next->cacheSize);
+  options_ = std::move(next);
+}
+
+void DnsService::onHousekeeping(int, short, void* arg) {
+  auto* self = static_cast<DnsService*>(arg);
+  self->bindings_.purgeExpired(self->now());
+}
+
+// ---- client side ----------------------------------------------------------
+
+void DnsService::onUdpReadable(int fd, short, void* arg) {
+  auto* listener = static_cast<Listener*>(arg);
+  DnsService& self = *listener->service;
+  UdpBatch& batch = *self.udpBatch_;
+  // recvmmsg: one syscall for everything queued (up to a batch), and no
+  // extra EAGAIN round trip when the batch is not full.
+  for (int round = 0; round < 4; ++round) {
+    for (size_t i = 0; i < kUdpBatch; ++i) {
+      batch.iov[i] = iovec{batch.buffers.data() + i * kUdpSlot, kUdpSlot};
+      msghdr& header = batch.headers[i].msg_hdr;
+      header = msghdr{};
+      header.msg_name = &batch.addresses[i];
+      header.msg_namelen = sizeof(sockaddr_storage);
+      header.msg_iov = &batch.iov[i];
+      header.msg_iovlen = 1;
+    }
+    const int received = ::recvmmsg(fd, batch.headers.data(), kUdpBatch, MSG_DONTWAIT, nullptr);
+    if (received <= 0) return;  // EAGAIN, or an ICMP error from an earlier send
+    for (size_t i = 0; i < static_cast<size_t>(received); ++i) {
+      ClientRef client;
+      client.udpFd = fd;
+      client.addrLength = batch.headers[i].msg_hdr.msg_namelen;
+      std::memcpy(&client.addr, &batch.addresses[i], std::min<size_t>(client.addrLength, sizeof client.addr));
+      const std::span<const uint8_t> wire(batch.buffers.data() + i * kUdpSlot, batch.headers[i].msg_len);
+      if ((batch.headers[i].msg_hdr.msg_flags & MSG_TRUNC) != 0) {
+        self.handleOversized(wire, client);
+      } else {
+        self.handleQuery(wire, client);
+      }
+    }
+    if (static_cast<size_t>(received) < kUdpBatch) return;
+  }
+}
+
+void DnsService::handleOversized(std::span<const uint8_t> wire, const ClientRef& client) {
+  // Larger than any query we accept over UDP: FORMERR from the header
+  // alone (never to something that claims to be a response).
+  inc(counters_.queries);
+  inc(counters_.malformed);
+  Header header;
+  if (!parseHeader(wire, header) || header.qr()) return;
+  const size_t length = buildHeaderOnlyResponse(wire, rcode::FormErr, tx_);
+  sendToClient(client, std::span<const uint8_t>(tx_.data(), length), nullptr);
+  emit(client, nullptr, DnsOutcome::Malformed, DenyReason::None, rcode::FormErr, 0);
+}
+
+void DnsService::onTcpAccept(evconnlistener*, int fd, struct sockaddr* addr, int length, void* arg) {
+  auto* self = static_cast<DnsService*>(arg);
+  if (self->tcp_.size() >= self->options_->maxTcpClients) {
+    inc(self->counters_.tcpRejected);
+    ::close(fd);
+    return;
+  }
+  auto client = std::make_unique<TcpClient>();
+  client->id = self->nextTcpId_++;
+  client->service = self;
+  client->ref.tcp = true;
+  client->ref.tcpId = client->id;
+  client->ref.addrLength =
+      static_cast<socklen_t>(std::min<size_t>(static_cast<size_t>(length), sizeof(sockaddr_storage)));
+  std::memcpy(&client->ref.addr, addr, client->ref.addrLength);
+  client->bev.reset(bufferevent_socket_new(self->base_, fd, BEV_OPT_CLOSE_ON_FREE));
+  if (!client->bev) {
+    ::close(fd);
+    return;
+  }
+  bufferevent_setcb(client->bev.get(), &DnsService::onTcpRead, nullptr, &DnsService::onTcpEvent,
+                    client.get());
+  // RFC 7766 section 6.2.3: idle connections are closed; the read timeout
+  // also ends a client that never finishes a message.
+  const timeval idle = toTimeval(self->options_->tcpIdleTimeout);
+  bufferevent_set_timeouts(client->bev.get(), &idle, &idle);
+  bufferevent_enable(client->bev.get(), EV_READ);
+  self->tcp_.emplace(client->id, std::move(client));
+}
+
+void DnsService::onTcpRead(bufferevent* bev, void* arg) {
+  auto* client = static_cast<TcpClient*>(arg);
+  DnsService& self = *client->service;
+  const uint64_t id = client->id;
+  evbuffer* input = bufferevent_get_input(bev);
+  // RFC 1035 section 4.2.2 / RFC 7766 section 8: two-byte length prefix,
+  // several messages per connection, possibly pipelined.
+  while (true) {
+    const size_t available = evbuffer_get_length(input);
+    if (available < 2) return;
+    uint8_t prefix[2];
+    if (evbuffer_copyout(input, prefix, 2) != 2) return;
+    const size_t length = readU16(prefix);
+    if (length == 0) {
+      inc(self.counters_.malformed);
+      self.closeTcpClient(id);
+      return;
+    }
+    if (available < 2 + length) return;  // wait for the rest (the read timeout bounds it)
+    evbuffer_drain(input, 2);
+    if (evbuffer_remove(input, self.rx_.data(), length) != static_cast<int>(length)) {
+      self.closeTcpClient(id);
+      return;
+    }
+    const ClientRef ref = client->ref;
+    self.handleQuery(std::span<const uint8_t>(self.rx_.data(), length), ref);
+    // The handler may have closed this connection (output overflow).
+    if (self.tcp_.find(id) == self.tcp_.end()) return;
+  }
+}
+
+void DnsService::onTcpEvent(bufferevent*, short what, void* arg) {
+  auto* client = static_cast<TcpClient*>(arg);
+  if ((what & BEV_EVENT_TIMEOUT) != 0) inc(client->service->counters_.tcpTimeouts);
+  client->service->closeTcpClient(client->id);
+}
+
+void DnsService::closeTcpClient(uint64_t id) {
+  tcp_.erase(id);
+}
+
+void DnsService::sendToClient(const ClientRef& client, std::span<const uint8_t> wire, const Query* query) {
+  if (wire.empty()) return;
+  if (client.tcp) {
+    const auto found = tcp_.find(client.tcpId);
+    if (found == tcp_.end()) return;  // the client went away meanwhile
+    bufferevent* bev = found->second->bev.get();
+    uint8_t prefix[2];
+    writeU16(prefix, static_cast<uint16_t>(wire.size()));
+    bufferevent_write(bev, prefix, 2);
+    bufferevent_write(bev, wire.data(), wire.size());
+    if (evbuffer_get_length(bufferevent_get_output(bev)) > kMaxTcpOutput) closeTcpClient(client.tcpId);
+    return;
+  }
+  if (query != nullptr && wire.size() > query->maxUdpResponse()) {
+    // RFC 6891 section 7 / RFC 1035 section 4.2.1: too big for the client's
+    // UDP buffer; an empty answer with TC makes it retry over TCP. `wire`
+    // may live in scratch_, so build into tx_ only when it is not tx_.
+    std::span<uint8_t> out =
+        wire.data() == tx_.data() ? std::span<uint8_t>(scratch_) : std::span<uint8_t>(tx_);
+    const size_t length = buildTruncatedResponse(wire, *query, readU16(wire.data() + 2), out);
+    inc(counters_.truncatedToClient);
+    if (length != 0) {
+      ::sendto(client.udpFd, out.data(), length, MSG_DONTWAIT,
+               reinterpret_cast<const sockaddr*>(&client.addr), client.addrLength);
+    }
+    return;
+  }
+  ::sendto(client.udpFd, wire.data(), wire.size(), MSG_DONTWAIT,
+           reinterpret_cast<const sockaddr*>(&client.addr), client.addrLength);
+}
+
+void DnsService::emit(const ClientRef& client, const Query* query, DnsOutcome outcome, DenyReason reason,
+                      uint16_t rcode, uint16_t answers, bool upstreamTcp, bool echStripped) {
+  if (sink_ == nullptr) return;
+  DnsEvent event;
+  event.time = std::chrono::system_clock::now();
+  if (auto address = common::SocketAddress::fromSockaddr(reinterpret_cast<const sockaddr*>(&client.addr))) {
+    event.client = *address;
+  }
+  event.tcp = client.tcp;
+  if (query != nullptr) {
+    event.qname = query->qname.view();
+    event.qtype = query->qtype;
+  }
+  event.outcome = outcome;
+  event.reason = reason;
+  event.rcode = rcode;
+  event.answers = answers;
+  event.upstreamTcp = upstreamTcp;
+  event.echStripped = echStripped;
+  sink_->onDnsEvent(event);
+}
+
+void DnsService::handleQuery(std::span<const uint8_t> wire, const ClientRef& client) {
+  inc(counters_.queries);
+  Query query;
+  const QueryStatus status = parseQuery(wire, query);
+  // Generation first: a policy published in between makes the cache entry
+  // look older, never newer, than the policy that produced it.
+  const uint64_t generation = policyHolder_.generation();
+  const policy::Policy& policy = policy_.get();
+  const DnsOptions& options = *options_;
+  const Classification decision = classifyQuery(status, query, policy, options);
+  const std::span<uint8_t> out(tx_.data(), kMaxMessageSize);
+  switch (decision.action) {
+    case QueryAction::Drop:
+      inc(counters_.malformed);
+      return;
+    case QueryAction::FormErr: {
+      inc(counters_.malformed);
+      sendToClient(client,
+                   std::span<const uint8_t>(tx_.data(), buildHeaderOnlyResponse(wire, rcode::FormErr, out)),
+                   nullptr);
+      emit(client, status == QueryStatus::Ok ? &query : nullptr, DnsOutcome::Malformed, DenyReason::None,
+           rcode::FormErr, 0);
+      return;
+    }
+    case QueryAction::Refuse: {
+      inc(counters_.refused);
+      const size_t length = buildResponse(wire, query, decision.rcode, nullptr, out);
+      sendToClient(client, std::span<const uint8_t>(tx_.data(), length), &query);
+      emit(client, &query, DnsOutcome::Refused, DenyReason::None, decision.rcode, 0);
+      return;
+    }
+    case QueryAction::Deny: {
+      inc(counters_.denied);
+      const ExtendedError ede{kEdeBlocked, denyReasonText(decision.reason)};
+      const size_t length = buildResponse(wire, query, decision.rcode, &ede, out);
+      sendToClient(client, std::span<const uint8_t>(tx_.data(), length), &query);
+      emit(client, &query, DnsOutcome::Denied, decision.reason, decision.rcode, 0);
+      return;
+    }
+    case QueryAction::Cluster:
+      forward(wire, query, client, true);
+      return;
+    case QueryAction::Forward: {
+      const TimePoint current = now();
+      const AnswerCache::Hit hit = cache_.lookup(query, wire, generation, current, out);
+      if (hit.length != 0) {
+        inc(counters_.cacheHit);
+        // Keep the bindings alive as long as the cache hands the answer out
+        // (the table may have evicted them meanwhile).
+        for (const CachedBinding& binding : hit.bindings)
+          bindings_.record(query.qname.view(), binding.ip, binding.expiry);
+        sendToClient(client, std::span<const uint8_t>(tx_.data(), hit.length), &query);
+        emit(client, &query, DnsOutcome::CacheHit, DenyReason::None, hit.answerFlags & 0xf, hit.answerCount);
+        return;
+      }
+      forward(wire, query, client, false);
+      return;
+    }
+  }
+}
+
+// ---- upstream side --------------------------------------------------------
+
+void DnsService::forward(std::span<const uint8_t> wire, const Query& query, const ClientRef& client,
+                         bool cluster) {
+  const auto& upstreams = cluster ? options_->clusterUpstreams : options_->upstreams;
+  if (upstreams.empty() || pendingInUse_ >= options_->maxPendingQueries) {
+    if (!upstreams.empty()) inc(counters_.pendingOverflow);
+    inc(counters_.upstreamError);
+    const size_t length = buildResponse(wire, query, rcode::ServFail, nullptr, tx_);
+    sendToClient(client, std::span<const uint8_t>(tx_.data(), length), &query);
+    emit(client, &query, DnsOutcome::UpstreamError, DenyReason::None, rcode::ServFail, 0);
+    return;
+  }
+  Pending* pending = nullptr;
+  if (!freePending_.empty()) {
+    pending = freePending_.back();
+    freePending_.pop_back();
+  } else {
+    pendingPool_.push_back(std::make_unique<Pending>());
+    pending = pendingPool_.back().get();
+    pending->service = this;
+  }
+  ++pendingInUse_;
+  pending->client = client;
+  pending->query = query;
+  pending->wire.assign(wire.begin(), wire.end());
+  pending->clientId = query.header.id;
+  pending->cluster = cluster;
+  pending->options = options_;
+  pending->upstream = 0;
+  pending->overTcp = false;
+  sendUdpAttempt(*pending);
+}
+
+void DnsService::sendUdpAttempt(Pending& pending) {
+  pending.closeTransport();
+  pending.overTcp = false;
+  const common::SocketAddress& upstream = pending.upstreams()[pending.upstream];
+  sockaddr_storage storage{};
+  const socklen_t length = upstream.toSockaddr(storage);
+  // A fresh socket per query: the kernel picks a random source port
+  // (RFC 5452 section 9.2), and connect() makes it accept datagrams from
+  // the upstream's address and port only.
+  pending.udpFd = ::socket(storage.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  pending.upstreamId = randomId();
+  writeU16(pending.wire.data(), pending.upstreamId);
+  if (pending.udpFd < 0 || ::connect(pending.udpFd, reinterpret_cast<sockaddr*>(&storage), length) != 0 ||
+      ::send(pending.udpFd, pending.wire.data(), pending.wire.size(), MSG_DONTWAIT) < 0) {
+    nextUpstream(pending);
+    return;
+  }
+  event_assign(&pending.udpEvent, base_, pending.udpFd, EV_READ | EV_PERSIST, &DnsService::onUpstreamUdp,
+               &pending);
+  const timeval timeout = toTimeval(pending.options->upstreamTimeout);
+  event_add(&pending.udpEvent, &timeout);
+  pending.udpEventAdded = true;
+}
+
+void DnsService::onUpstreamUdp(int fd, short what, void* arg) {
+  auto* pending = static_cast<Pending*>(arg);
+  DnsService& self = *pending->service;
+  if ((what & EV_TIMEOUT) != 0) {
+    inc(self.counters_.upstreamTimeouts);
+    self.nextUpstream(*pending);
+    return;
+  }
+  for (int i = 0; i < 8; ++i) {
+    const ssize_t n = ::recv(fd, self.upstreamRx_.data(), self.upstreamRx_.size(), MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+      self.nextUpstream(*pending);  // ECONNREFUSED (ICMP port unreachable) and friends
+      return;
+    }
+    const std::span<uint8_t> answer(self.upstreamRx_.data(), static_cast<size_t>(n));
+    AnswerInfo info;
+    const AnswerStatus status = analyzeAnswer(answer, pending->query, pending->upstreamId, info);
+    if (status == AnswerStatus::IdMismatch || status == AnswerStatus::QuestionMismatch ||
+        status == AnswerStatus::NotAResponse) {
+      inc(self.counters_.upstreamMismatched);  // not ours: keep waiting
+      continue;
+    }
+    if (status == AnswerStatus::Malformed) {
+      self.nextUpstream(*pending);
+      return;
+    }
+    if (info.truncated) {
+      // RFC 7766 section 5: retry the same upstream over TCP.
+      inc(self.counters_.upstreamTcpRetries);
+      self.startTcpAttempt(*pending);
+      return;
+    }
+    self.handleUpstreamAnswer(*pending, answer, false);
+    return;
+  }
+}
+
+void DnsService::startTcpAttempt(Pending& pending) {
+  pending.closeTransport();
+  pending.overTcp = true;
+  const common::SocketAddress& upstream = pending.upstreams()[pending.upstream];
+  sockaddr_storage storage{};
+  const socklen_t length = upstream.toSockaddr(storage);
+  pending.tcp.reset(bufferevent_socket_new(base_, -1, BEV_OPT_CLOSE_ON_FREE));
+  if (!pending.tcp) {
+    nextUpstream(pending);
+    return;
+  }
+  bufferevent_setcb(pending.tcp.get(), &DnsService::onUpstreamTcpRead, nullptr,
+                    &DnsService::onUpstreamTcpEvent, &pending);
+  const timeval timeout = toTimeval(pending.options->upstreamTimeout);
+  bufferevent_set_timeouts(pending.tcp.get(), &timeout, &timeout);
+  pending.upstreamId = randomId();
+  writeU16(pending.wire.data(), pending.upstreamId);
+  uint8_t prefix[2];
+  writeU16(prefix, static_cast<uint16_t>(pending.wire.size()));
+  bufferevent_write(pending.tcp.get(), prefix, 2);
+  bufferevent_write(pending.tcp.get(), pending.wire.data(), pending.wire.size());
+  bufferevent_enable(pending.tcp.get(), EV_READ | EV_WRITE);
+  if (bufferevent_socket_connect(pending.tcp.get(), reinterpret_cast<sockaddr*>(&storage),
+                                 static_cast<int>(length)) != 0) {
+    nextUpstream(pending);
+  }
+}
+
+void DnsService::onUpstreamTcpRead(bufferevent* bev, void* arg) {
+  auto* pending = static_cast<Pending*>(arg);
+  DnsService& self = *pending->service;
+  evbuffer* input = bufferevent_get_input(bev);
+  const size_t available = evbuffer_get_length(input);
+  if (available < 2) return;
+  uint8_t prefix[2];
+  evbuffer_copyout(input, prefix, 2);
+  const size_t length = readU16(prefix);
+  if (available < 2 + length) return;
+  evbuffer_drain(input, 2);
+  evbuffer_remove(input, self.upstreamRx_.data(), length);
+  const std::span<uint8_t> answer(self.upstreamRx_.data(), length);
+  AnswerInfo info;
+  const AnswerStatus status = analyzeAnswer(answer, pending->query, pending->upstreamId, info);
+  if (status != AnswerStatus::Ok) {
+    if (status != AnswerStatus::Malformed) inc(self.counters_.upstreamMismatched);
+    self.nextUpstream(*pending);
+    return;
+  }
+  self.handleUpstreamAnswer(*pending, answer, true);
+}
+
+void DnsService::onUpstreamTcpEvent(bufferevent*, short what, void* arg) {
+  auto* pending = static_cast<Pending*>(arg);
+  if ((what & BEV_EVENT_CONNECTED) != 0) return;
+  if ((what & BEV_EVENT_TIMEOUT) != 0) inc(pending->service->counters_.upstreamTimeouts);
+  pending->service->nextUpstream(*pending);
+}
+
+void DnsService::nextUpstream(Pending& pending) {
+  pending.closeTransport();
+  ++pending.upstream;
+  if (pending.upstream >= pending.upstreams().size()) {
+    failAll(pending);
+    return;
+  }
+  sendUdpAttempt(pending);
+}
+
+void DnsService::failAll(Pending& pending) {
+  inc(counters_.upstreamError);
+  writeU16(pending.wire.data(), pending.clientId);
+  const size_t length = buildResponse(pending.wire, pending.query, rcode::ServFail, nullptr, tx_);
+  sendToClient(pending.client, std::span<const uint8_t>(tx_.data(), length), &pending.query);
+  emit(pending.client, &pending.query, DnsOutcome::UpstreamError, DenyReason::None, rcode::ServFail, 0);
+  release(pending);
+}
+
+void DnsService::handleUpstreamAnswer(Pending& pending, std::span<uint8_t> answer, bool overTcp) {
+  const uint8_t answerRcode = static_cast<uint8_t>(readU16(answer.data() + 2) & 0xf);
+  const bool serverFailure =
+      answerRcode == rcode::ServFail || answerRcode == rcode::Refused || answerRcode == rcode::NotImp;
+  if (serverFailure && pending.upstream + 1 < pending.upstreams().size()) {
+    nextUpstream(pending);  // another upstream may do better
+    return;
+  }
+  writeU16(answer.data(), pending.clientId);
+  const uint16_t answers = readU16(answer.data() + 6);
+
+  if (pending.cluster) {
+    inc(counters_.cluster);
+    sendToClient(pending.client, answer, &pending.query);
+    emit(pending.client, &pending.query, DnsOutcome::Cluster, DenyReason::None, answerRcode, answers,
+         overTcp);
+    release(pending);
+    return;
+  }
+
+  const uint64_t generation = policyHolder_.generation();
+  const policy::Policy& policy = policy_.get();
+  const DnsOptions& options = *pending.options;
+  const Query& query = pending.query;
+  // The policy may have changed while the upstream answered.
+  DenyReason reason = DenyReason::None;
+  AnswerInfo info;
+  analyzeAnswer(answer, query, pending.clientId, info);
+  if (!policy.nameAllowedOnAnyPort(query.qname.view())) {
+    reason = DenyReason::NotAllowed;
+  } else if (findRebinding(info, policy) != nullptr) {
+    reason = DenyReason::Rebinding;
+    inc(counters_.rebindingBlocked);
+  }
+  if (reason != DenyReason::None) {
+    inc(counters_.denied);
+    const ExtendedError ede{kEdeBlocked, denyReasonText(reason)};
+    const uint8_t code = denyRcodeValue(options_->denyRcode);
+    const size_t length = buildResponse(pending.wire, query, code, &ede, tx_);
+    writeU16(tx_.data(), pending.clientId);
+    sendToClient(pending.client, std::span<const uint8_t>(tx_.data(), length), &query);
+    emit(pending.client, &query, DnsOutcome::Denied, reason, code, 0, overTcp);
+    release(pending);
+    return;
+  }
+
+  // Bindings: every address on the CNAME chain of the asked name.
+  const TimePoint current = now();
+  std::array<CachedBinding, kMaxAnswerAddresses> cached;
+  size_t cachedCount = 0;
+  for (const AnswerAddress& address : info.addressList()) {
+    if (!address.inChain) continue;
+    const TimePoint expiry = current + std::chrono::seconds(address.ttl) + options.bindingGrace;
+    bindings_.record(query.qname.view(), address.ip, expiry);
+    inc(counters_.bindingsRecorded);
+    cached[cachedCount++] = CachedBinding{address.ip, expiry};
+  }
+
+  std::span<const uint8_t> relay = answer;
+  bool stripped = false;
+  if (options.stripEch && info.hasEch) {
+    const size_t length = stripEch(answer, scratch_);
+    if (length != 0) {
+      relay = std::span<const uint8_t>(scratch_.data(), length);
+      stripped = true;
+      inc(counters_.echStripped);
+    }
+  }
+  cache_.insert(query, relay, info.cacheTtl, generation, current,
+                std::span<const CachedBinding>(cached.data(), cachedCount));
+  inc(counters_.allowed);
+  sendToClient(pending.client, relay, &query);
+  emit(pending.client, &query, DnsOutcome::Allowed, DenyReason::None, answerRcode, answers, overTcp,
+       stripped);
+  release(pending);
+}
+
+void DnsService::release(Pending& pending) {
+  pending.closeTransport();
+  pending.options.reset();
+  --pendingInUse_;
+  freePending_.push_back(&pending);
+}
+
+}  // namespace dns

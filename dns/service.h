@@ -1,0 +1,189 @@
+// The DNS server: libevent UDP and TCP listeners, forwarding to upstreams,
+// the answer cache, and the bindings. A thin adapter around the pure parts
+// (parseQuery, classifyQuery, buildResponse, analyzeAnswer, stripEch).
+//
+// Ownership: the event_base, policy holder, binding table and event sink
+// are borrowed and must outlive the service. Everything else (sockets,
+// events, pending queries, TCP connections) is owned.
+// Thread-safety: start(), updateOptions() and the destructor run on the
+// thread that runs the event_base; counters() may be read from any thread.
+// What allocates on the query path: nothing for denials, refusals and cache
+// hits over UDP (bytes patched into reused buffers); a forwarded query
+// reuses a pooled slot (allocation only while the pool grows) but opens a
+// socket; TCP clients and the TCP retry to upstreams go through libevent
+// bufferevents (their evbuffers allocate); cache inserts and new bindings
+// allocate.
+#pragma once
+
+#include <event2/event.h>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "common/c_handle.h"
+#include "common/snapshot.h"
+#include "common/socket_address.h"
+#include "dns/binding_table.h"
+#include "dns/cache.h"
+#include "dns/classify.h"
+#include "dns/options.h"
+#include "policy/policy.h"
+
+struct evconnlistener;
+struct bufferevent;
+
+namespace dns {
+
+enum class DnsOutcome : uint8_t {
+  Allowed,        // forwarded to the upstreams, answer relayed
+  CacheHit,       // answered from the cache
+  Denied,         // deny rcode + EDE (name not allowed, invalid, rebinding)
+  Cluster,        // cluster domain, relayed unfiltered
+  UpstreamError,  // every upstream failed: SERVFAIL
+  Malformed,      // FORMERR (or dropped when not even a header)
+  Refused,        // opcode/class/transfer/EDNS version: NOTIMP/REFUSED/BADVERS
+};
+
+std::string_view dnsOutcomeName(DnsOutcome outcome) noexcept;
+
+// One decision. Views are valid only during onDnsEvent().
+struct DnsEvent {
+  std::chrono::system_clock::time_point time;
+  common::SocketAddress client;
+  bool tcp = false;
+  std::string_view qname;
+  uint16_t qtype = 0;
+  DnsOutcome outcome = DnsOutcome::Allowed;
+  DenyReason reason = DenyReason::None;
+  uint16_t rcode = 0;
+  uint16_t answers = 0;      // ANCOUNT of the response
+  bool upstreamTcp = false;  // the answer came over TCP (truncated over UDP)
+  bool echStripped = false;
+};
+
+class DnsEventSink {
+ public:
+  virtual ~DnsEventSink() = default;
+  // Called on the event-loop thread; must not block.
+  virtual void onDnsEvent(const DnsEvent& event) = 0;
+};
+
+// Monotonic counters, one per outcome and per anomaly (STYLE.md rule 3).
+struct DnsCounters {
+  std::atomic<uint64_t> queries{0};
+  std::atomic<uint64_t> allowed{0};
+  std::atomic<uint64_t> denied{0};
+  std::atomic<uint64_t> cluster{0};
+  std::atomic<uint64_t> cacheHit{0};
+  std::atomic<uint64_t> upstreamError{0};
+  std::atomic<uint64_t> malformed{0};
+  std::atomic<uint64_t> refused{0};
+  std::atomic<uint64_t> rebindingBlocked{0};
+  std::atomic<uint64_t> echStripped{0};
+  std::atomic<uint64_t> upstreamTimeouts{0};
+  std::atomic<uint64_t> upstreamTcpRetries{0};
+  std::atomic<uint64_t> upstreamMismatched{0};  // wrong ID/question, ignored
+  std::atomic<uint64_t> truncatedToClient{0};
+  std::atomic<uint64_t> tcpRejected{0};  // over max_tcp_clients
+  std::atomic<uint64_t> tcpTimeouts{0};
+  std::atomic<uint64_t> pendingOverflow{0};  // over maxPendingQueries: SERVFAIL
+  std::atomic<uint64_t> bindingsRecorded{0};
+};
+
+class DnsService {
+ public:
+  using ClockFunction = std::function<TimePoint()>;
+
+  DnsService(event_base* base, DnsOptions options, const common::SnapshotHolder<policy::Policy>& policy,
+             BindingTable& bindings, DnsEventSink* sink, ClockFunction clock = {});
+  ~DnsService();
+  DnsService(const DnsService&) = delete;
+  DnsService& operator=(const DnsService&) = delete;
+
+  // Binds UDP and TCP on every listen address. False with `error` set
+  // (naming the address) when any fails; then nothing is left bound.
+  bool start(std::string& error);
+
+  // The listen addresses with their actual ports (port 0 resolved).
+  const std::vector<common::SocketAddress>& boundAddresses() const noexcept { return bound_; }
+
+  // Live settings for the next query (listen addresses are ignored).
+  void updateOptions(const DnsOptions& options);
+
+  const DnsCounters& counters() const noexcept { return counters_; }
+  // Event-loop thread only (the cache is not shared).
+  CacheStats cacheStats() const noexcept { return cache_.stats(); }
+  size_t tcpClients() const noexcept { return tcp_.size(); }
+
+ private:
+  struct Listener;
+  struct TcpClient;
+  struct Pending;
+  struct ClientRef;
+  struct UdpBatch;
+
+  static void onUdpReadable(int fd, short what, void* arg);
+  static void onTcpAccept(evconnlistener* listener, int fd, struct sockaddr* addr, int length, void* arg);
+  static void onTcpRead(bufferevent* bev, void* arg);
+  static void onTcpEvent(bufferevent* bev, short what, void* arg);
+  static void onUpstreamUdp(int fd, short what, void* arg);
+  static void onUpstreamTcpRead(bufferevent* bev, void* arg);
+  static void onUpstreamTcpEvent(bufferevent* bev, short what, void* arg);
+  static void onHousekeeping(int fd, short what, void* arg);
+
+  void handleQuery(std::span<const uint8_t> wire, const ClientRef& client);
+  void handleOversized(std::span<const uint8_t> wire, const ClientRef& client);
+  void sendToClient(const ClientRef& client, std::span<const uint8_t> wire, const Query* query);
+  void emit(const ClientRef& client, const Query* query, DnsOutcome outcome, DenyReason reason,
+            uint16_t rcode, uint16_t answers, bool upstreamTcp = false, bool echStripped = false);
+  void forward(std::span<const uint8_t> wire, const Query& query, const ClientRef& client, bool cluster);
+  void sendUdpAttempt(Pending& pending);
+  void startTcpAttempt(Pending& pending);
+  void nextUpstream(Pending& pending);
+  void failAll(Pending& pending);
+  void deliver(Pending& pending, std::span<const uint8_t> answer);
+  // `answer` is the service's own receive buffer; its ID is patched in place.
+  void handleUpstreamAnswer(Pending& pending, std::span<uint8_t> answer, bool overTcp);
+  void release(Pending& pending);
+  void closeTcpClient(uint64_t id);
+  uint16_t randomId() noexcept;
+  TimePoint now() const { return clock_ ? clock_() : Clock::now(); }
+
+  event_base* base_;
+  std::shared_ptr<const DnsOptions> options_;
+  const common::SnapshotHolder<policy::Policy>& policyHolder_;
+  common::SnapshotReader<policy::Policy> policy_;
+  BindingTable& bindings_;
+  DnsEventSink* sink_;
+  ClockFunction clock_;
+  DnsCounters counters_;
+  AnswerCache cache_;
+
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  std::vector<common::SocketAddress> bound_;
+  std::unordered_map<uint64_t, std::unique_ptr<TcpClient>> tcp_;
+  uint64_t nextTcpId_ = 1;
+  std::vector<std::unique_ptr<Pending>> pendingPool_;
+  std::vector<Pending*> freePending_;
+  size_t pendingInUse_ = 0;
+  common::CHandle<event, event_free> housekeeping_;
+
+  // Reused buffers: one message each, so nothing on the path allocates.
+  std::vector<uint8_t> rx_;
+  std::vector<uint8_t> tx_;
+  std::vector<uint8_t> upstreamRx_;
+  std::vector<uint8_t> scratch_;
+  std::unique_ptr<UdpBatch> udpBatch_;
+  std::array<uint16_t, 256> ids_{};
+  size_t idsLeft_ = 0;
+};
+
+}  // namespace dns

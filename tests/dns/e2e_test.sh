@@ -1,0 +1,315 @@
+#!/usr/bin/env bash
+# End-to-end test of egressd's DNS service (issue 6) with real programs:
+# unbound serves test zones on loopback as the upstream, dns_testd runs
+# dns::DnsService in front of it, kdig and a raw-socket probe are the
+# clients. Everything listens on 127.0.0.1 with free ports; nothing leaves
+# the machine. Needs: unbound, kdig (knot-dnsutils), python3.
+set -euo pipefail
+
+bin="${EGRESSD_BIN:-$(cd "$(dirname "$0")/../.." && pwd)/build/bin}"
+here="$(cd "$(dirname "$0")" && pwd)"
+testd="$bin/dns_testd"
+probe="$here/dns_probe.py"
+for tool in unbound kdig python3; do
+  command -v "$tool" >/dev/null || { echo "SKIP-FAIL: $tool not installed" >&2; exit 1; }
+done
+[ -x "$testd" ] || { echo "missing $testd" >&2; exit 1; }
+
+work="$(mktemp -d /tmp/egressd-dns-e2e.XXXXXX)"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+failures=0
+pass() { echo "ok   - $1"; }
+fail() { echo "FAIL - $1" >&2; failures=$((failures + 1)); }
+check() {  # check DESCRIPTION COMMAND...
+  local description="$1"; shift
+  if "$@"; then pass "$description"; else fail "$description"; fi
+}
+
+# A port free for both UDP and TCP on 127.0.0.1.
+free_port() {
+  python3 - <<'EOF'
+import socket
+while True:
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0))
+    port = u.getsockname()[1]
+    t = socket.socket()
+    try:
+        t.bind(("127.0.0.1", port)); print(port); break
+    except OSError:
+        pass
+    finally:
+        t.close(); u.close()
+EOF
+}
+
+# ---- upstream: unbound with authoritative test zones ----------------------
+upstream_port="$(free_port)"
+cat > "$work/example.test.zone" <<'EOF'
+$ORIGIN example.test.
+$TTL 300
+@        IN SOA ns.example.test. admin.example.test. 1 3600 600 86400 60
+@        IN NS  ns.example.test.
+ns       IN A   192.0.2.1
+api      IN A   192.0.2.10
+api      IN AAAA 2001:db8::10
+newly    IN A   192.0.2.11
+evil     IN A   203.0.113.66
+a.wild   IN A   192.0.2.20
+wild     IN A   192.0.2.21
+www      IN CNAME lb.example.test.
+lb       IN CNAME edge.example.test.
+edge  60 IN A   192.0.2.30
+edge  60 IN A   192.0.2.31
+rebind   IN A   169.254.169.254
+private  IN A   10.9.9.9
+internal IN A   10.1.2.3
+svc      IN HTTPS 1 . alpn=h2 ech=AEX+DQBBpQAgACB/w== ipv4hint=192.0.2.40
+EOF
+for i in $(seq 1 40); do echo "big IN A 198.51.100.$i"; done >> "$work/example.test.zone"
+cat > "$work/cluster.local.zone" <<'EOF'
+$ORIGIN cluster.local.
+$TTL 30
+@ IN SOA ns.cluster.local. admin.cluster.local. 1 3600 600 86400 30
+@ IN NS ns.cluster.local.
+ns IN A 10.96.0.10
+kubernetes.default.svc IN A 10.96.0.1
+EOF
+cat > "$work/unbound.conf" <<EOF
+server:
+  interface: 127.0.0.1
+  port: $upstream_port
+  do-daemonize: no
+  use-syslog: no
+  logfile: ""
+  username: ""
+  chroot: ""
+  directory: "$work"
+  pidfile: ""
+  do-ip6: no
+  num-threads: 1
+  access-control: 127.0.0.0/8 allow
+  # Answers over 512 bytes come back truncated over UDP: egressd must
+  # retry over TCP.
+  max-udp-size: 512
+  module-config: "iterator"
+  local-zone: "test." nodefault
+  local-zone: "local." nodefault
+auth-zone:
+  name: "example.test."
+  zonefile: "$work/example.test.zone"
+  for-downstream: yes
+  for-upstream: no
+auth-zone:
+  name: "cluster.local."
+  zonefile: "$work/cluster.local.zone"
+  for-downstream: yes
+  for-upstream: no
+remote-control:
+  control-enable: no
+EOF
+unbound -d -c "$work/unbound.conf" > "$work/unbound.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 50); do
+  kdig @127.0.0.1 -p "$upstream_port" +timeout=1 +retry=0 api.example.test +short 2>/dev/null | grep -q 192.0.2.10 && break
+  sleep 0.1
+done
+kdig @127.0.0.1 -p "$upstream_port" +timeout=1 api.example.test +short | grep -q 192.0.2.10 ||
+  { cat "$work/unbound.log" >&2; echo "unbound did not start" >&2; exit 1; }
+
+# A UDP "upstream" that never answers (for failover).
+python3 -c '
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1], flush=True)
+while True:
+    s.recvfrom(65535)
+' > "$work/silent.port" &
+pids+=($!)
+for _ in $(seq 50); do [ -s "$work/silent.port" ] && break; sleep 0.1; done
+silent_port="$(cat "$work/silent.port")"
+
+# ---- rules ----------------------------------------------------------------
+mkdir -p "$work/rules"
+cat > "$work/rules/app.yaml" <<'EOF'
+apiVersion: zalando.org/v1
+kind: EgressRuleSet
+metadata: {name: app, namespace: default}
+spec:
+  targets:
+    - api.example.test:443
+    - www.example.test:443
+    - svc.example.test:443
+    - big.example.test:443
+    - "*.wild.example.test:443"
+    - rebind.example.test:80
+    - private.example.test:443
+    - internal.example.test:5432
+    - 10.1.2.0/24:5432
+EOF
+
+# start_testd NAME ARGS...: runs dns_testd, sets ${NAME}_port and ${NAME}_pid.
+start_testd() {
+  local name="$1"; shift
+  "$testd" --rules-dir "$work/rules" "$@" > "$work/$name.log" 2> "$work/$name.err" &
+  local pid=$!
+  pids+=("$pid")
+  for _ in $(seq 100); do grep -q '^port=' "$work/$name.log" 2>/dev/null && break; sleep 0.05; done
+  local port
+  port="$(sed -n 's/^port=//p' "$work/$name.log" | head -1)"
+  [ -n "$port" ] || { cat "$work/$name.err" >&2; echo "$name did not start" >&2; exit 1; }
+  printf -v "${name}_port" '%s' "$port"
+  printf -v "${name}_pid" '%s' "$pid"
+}
+
+start_testd main --upstream "127.0.0.1:$upstream_port" --cluster-upstream "127.0.0.1:$upstream_port" \
+  --timeout-ms 1000 --tcp-idle-ms 1500 --max-tcp 8
+P="$main_port"
+dig_() { kdig @127.0.0.1 -p "$P" +timeout=3 +retry=0 "$@"; }
+
+# dump NAME: the binding table and counters of a dns_testd instance.
+dump() {
+  local name="$1" pid_var="${1}_pid"
+  local before
+  before="$(grep -c '^dump-end' "$work/$name.log" || true)"
+  kill -USR1 "${!pid_var}"
+  for _ in $(seq 50); do
+    [ "$(grep -c '^dump-end' "$work/$name.log" || true)" -gt "$before" ] && break
+    sleep 0.05
+  done
+  awk -v n="$before" '/^dump-end/{seen++; next} seen==n && (/^binding/ || /^counters/)' "$work/$name.log"
+}
+counter() {  # counter NAME KEY
+  dump "$1" | sed -n "s/.* $2=\([0-9]*\).*/\1/p" | tail -1
+}
+
+# ---- allowed, wildcard, denied ---------------------------------------------
+out="$(dig_ +edns api.example.test A)"
+check "allowed exact name resolves" grep -q $'api.example.test.*IN\tA\t192.0.2.10' <<<"$out"
+check "allowed exact name: NOERROR" grep -q 'status: NOERROR' <<<"$out"
+check "allowed AAAA resolves" grep -q '2001:db8::10' <<<"$(dig_ api.example.test AAAA +short)"
+check "wildcard name resolves" grep -qx '192.0.2.20' <<<"$(dig_ a.wild.example.test +short)"
+
+out="$(dig_ +edns wild.example.test A)"
+check "wildcard does not cover its own suffix: NXDOMAIN" grep -q 'status: NXDOMAIN' <<<"$out"
+out="$(dig_ +edns evil.example.test A)"
+check "denied name: NXDOMAIN" grep -q 'status: NXDOMAIN' <<<"$out"
+check "denied name: EDE 15 Blocked with reason" grep -q "EDE: 15 (Blocked): 'egressd: name not allowed by policy'" <<<"$out"
+check "denied name: no answer" grep -q 'ANSWER: 0' <<<"$out"
+out="$(dig_ +noedns evil.example.test A)"
+check "denied without EDNS: no OPT in the answer" bash -c '! grep -q "EDNS PSEUDOSECTION" <<<"$1"' _ "$out"
+check "denied event logged" grep -q 'outcome=denied qname=evil.example.test .*reason=not_allowed' "$work/main.log"
+
+# ---- cluster names pass unfiltered (even to private addresses) -------------
+out="$(dig_ kubernetes.default.svc.cluster.local A +short)"
+check "cluster name resolves unfiltered" grep -qx '10.96.0.1' <<<"$out"
+check "cluster event logged" grep -q 'outcome=cluster qname=kubernetes.default.svc.cluster.local' "$work/main.log"
+
+# ---- CNAME chain binds the final addresses to the asked name ---------------
+out="$(dig_ www.example.test A +short)"
+check "CNAME chain answer relayed" grep -qx '192.0.2.30' <<<"$out"
+bindings="$(dump main)"
+check "CNAME chain: 192.0.2.30 bound to www.example.test" grep -q '^binding name=www.example.test ip=192.0.2.30 ' <<<"$bindings"
+check "CNAME chain: 192.0.2.31 bound to www.example.test" grep -q '^binding name=www.example.test ip=192.0.2.31 ' <<<"$bindings"
+check "CNAME chain: intermediate names not bound" bash -c '! grep -q "name=lb.example.test" <<<"$1"' _ "$bindings"
+# TTL 60 + 300 s grace (the default), minus a little time.
+expires="$(sed -n 's/^binding name=www.example.test ip=192.0.2.30 expires_in=//p' <<<"$bindings")"
+check "binding expiry = TTL + grace (got ${expires:-none})" test "${expires:-0}" -ge 350 -a "${expires:-0}" -le 360
+
+# ---- cache ------------------------------------------------------------------
+dig_ +edns api.example.test A > /dev/null
+check "repeated query answered from cache" grep -q 'outcome=cache_hit qname=api.example.test' "$work/main.log"
+out="$(dig_ +edns api.example.test A)"
+ttl="$(awk '$1=="api.example.test." && $4=="A" {print $2}' <<<"$out")"
+check "cached answer keeps a TTL <= 300 (got ${ttl:-none})" test "${ttl:-999}" -le 300
+
+# ---- truncation: upstream UDP answer truncated, retried over TCP ------------
+out="$(dig_ +bufsize=4096 +ignore big.example.test A)"
+check "truncated upstream answer retried over TCP: 40 records to a UDP client" grep -q 'ANSWER: 40' <<<"$out"
+check "truncated upstream answer: event says upstream_tcp" grep -q 'qname=big.example.test .*upstream_tcp=true' "$work/main.log"
+out="$(dig_ +noedns +ignore big.example.test A)"
+check "too big for a 512-byte client: TC set" grep -Eq 'Flags: qr.* tc' <<<"$out"
+out="$(dig_ +noedns big.example.test A 2>/dev/null)"
+check "kdig's own TCP retry gets the full answer" grep -q 'ANSWER: 40' <<<"$out"
+out="$(dig_ +tcp big.example.test A)"
+check "TCP client gets the full answer" grep -q 'ANSWER: 40' <<<"$out"
+
+# ---- rebinding ----------------------------------------------------------------
+out="$(dig_ +edns rebind.example.test A)"
+check "rebinding to 169.254.169.254 refused: NXDOMAIN" grep -q 'status: NXDOMAIN' <<<"$out"
+check "rebinding refused: EDE 15 names the reason" grep -q "EDE: 15 (Blocked): 'egressd: answer points to a non-public address'" <<<"$out"
+check "rebinding refused: address not handed out" bash -c '! grep -q 169.254.169.254 <<<"$1"' _ "$out"
+check "rebinding to 10.9.9.9 refused" grep -q 'status: NXDOMAIN' <<<"$(dig_ +edns private.example.test A)"
+check "private address named by a CIDR rule resolves" grep -qx '10.1.2.3' <<<"$(dig_ internal.example.test A +short)"
+bindings="$(dump main)"
+check "rebinding not bound" bash -c '! grep -q "ip=169.254.169.254" <<<"$1"' _ "$bindings"
+
+# ---- ECH stripped from HTTPS answers ----------------------------------------
+out="$(dig_ svc.example.test HTTPS +short)"
+check "HTTPS answer relayed" grep -q 'alpn=h2' <<<"$out"
+check "HTTPS answer: ech removed" bash -c '! grep -q "ech=" <<<"$1"' _ "$out"
+out="$(kdig @127.0.0.1 -p "$upstream_port" svc.example.test HTTPS +short)"
+check "(upstream itself does send ech)" grep -q 'ech=' <<<"$out"
+
+# ---- TCP framing, pipelining, timeouts, limits, malformed input --------------
+check "TCP: several queries per connection, pipelined and byte by byte" python3 "$probe" "$P" tcp-pipelined
+check "UDP: zero-length, truncated, oversized, response packets survive" python3 "$probe" "$P" malformed-udp
+check "wrong opcodes answered NOTIMP" python3 "$probe" "$P" opcodes
+out="$(dig_ +edns CH TXT version.bind)"
+check "CHAOS class refused" grep -q 'status: REFUSED' <<<"$out"
+check "TCP: length prefix larger than what follows is dropped at the timeout" python3 "$probe" "$P" tcp-short-prefix
+check "TCP: a client that never finishes sending is dropped" python3 "$probe" "$P" tcp-never-finishes
+check "TCP: zero length prefix closes the connection" python3 "$probe" "$P" tcp-zero-length
+check "TCP: clients over max_tcp_clients are refused" python3 "$probe" "$P" tcp-limit 8
+check "server still alive after the abuse" kill -0 "$main_pid"
+malformed="$(counter main malformed)"
+check "malformed counter counts (got ${malformed:-none})" test "${malformed:-0}" -ge 5
+
+# ---- policy changes apply to the next query, cached answers included --------
+check "newly.example.test denied before reload" grep -q 'status: NXDOMAIN' <<<"$(dig_ +edns newly.example.test)"
+sed -i 's/    - api.example.test:443/    - newly.example.test:443/' "$work/rules/app.yaml"
+kill -HUP "$main_pid"
+for _ in $(seq 50); do grep -q '^reloaded' "$work/main.log" && break; sleep 0.05; done
+check "newly allowed name resolves after reload" grep -qx '192.0.2.11' <<<"$(dig_ newly.example.test +short)"
+out="$(dig_ +edns api.example.test A)"
+check "removed name denied after reload although cached" grep -q 'status: NXDOMAIN' <<<"$out"
+
+# ---- failover: first upstream silent, second answers; all silent: SERVFAIL ---
+start_testd failover --upstream "127.0.0.1:$silent_port" --upstream "127.0.0.1:$upstream_port" --timeout-ms 300
+start=$(date +%s%N)
+out="$(kdig @127.0.0.1 -p "$failover_port" +timeout=5 +retry=0 a.wild.example.test A +short)"
+elapsed_ms=$(( ($(date +%s%N) - start) / 1000000 ))
+check "timed-out upstream fails over to the next" grep -qx "192.0.2.20" <<<"$out"
+check "failover took at least the upstream timeout (${elapsed_ms} ms)" test "$elapsed_ms" -ge 290
+check "upstream timeout counted" test "$(counter failover upstream_timeouts)" -ge 1
+
+start_testd dead --upstream "127.0.0.1:$silent_port" --timeout-ms 200
+out="$(kdig @127.0.0.1 -p "$dead_port" +timeout=5 +retry=0 a.wild.example.test A)"
+check "all upstreams failing: SERVFAIL" grep -q 'status: SERVFAIL' <<<"$out"
+check "upstream error event" grep -q 'outcome=upstream_error' "$work/dead.log"
+
+start_testd refused --upstream "127.0.0.1:$upstream_port" --deny-rcode REFUSED
+out="$(kdig @127.0.0.1 -p "$refused_port" +timeout=3 +edns evil.example.test A)"
+check "deny_rcode = REFUSED" grep -q 'status: REFUSED' <<<"$out"
+check "deny_rcode = REFUSED keeps EDE 15" grep -q 'EDE: 15 (Blocked)' <<<"$out"
+
+# ---- clean shutdown (under ASan this also checks for leaks) ------------------
+kill -TERM "$main_pid"
+status=0
+wait "$main_pid" || status=$?
+check "SIGTERM stops the server cleanly (exit $status)" test "$status" -eq 0
+check "no sanitizer reports" bash -c '! grep -q "Sanitizer" "$1"/*.err' _ "$work"
+
+if [ "$failures" -ne 0 ]; then
+  echo "---- main.log (tail)" >&2; tail -40 "$work/main.log" >&2
+  echo "---- main.err" >&2; cat "$work/main.err" >&2
+  echo "$failures check(s) failed" >&2
+  exit 1
+fi
+echo "all DNS end-to-end checks passed"

@@ -1,0 +1,284 @@
+// DnsService on a real event loop over loopback, with scripted upstreams
+// written in the test (so answers can be spoofed, wrong or failing on
+// purpose) and an injected clock for the bindings.
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <catch2/catch.hpp>
+
+#include <functional>
+#include <optional>
+#include <vector>
+
+#include "common/c_handle.h"
+#include "dns/service.h"
+#include "dns_test_util.h"
+
+using namespace std::chrono_literals;
+using dnstest::Msg;
+
+namespace {
+
+using Bytes = std::vector<uint8_t>;
+constexpr uint16_t kResponse = dns::flag::QR | dns::flag::RD | dns::flag::RA;
+
+// A UDP "upstream" on 127.0.0.1:0 whose answers the test scripts.
+class ScriptedUpstream {
+ public:
+  using Script = std::function<std::vector<Bytes>(const Bytes& query)>;
+
+  ScriptedUpstream(event_base* base, Script script) : script_(std::move(script)) {
+    fd_ = ::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+    socklen_t length = sizeof address;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &length);
+    port_ = ntohs(address.sin_port);
+    event_.reset(event_new(base, fd_, EV_READ | EV_PERSIST, &ScriptedUpstream::onRead, this));
+    event_add(event_.get(), nullptr);
+  }
+  ~ScriptedUpstream() {
+    event_.reset();
+    ::close(fd_);
+  }
+  common::SocketAddress address() const { return {common::IpAddress::v4(0x7f000001), port_}; }
+  int queries = 0;
+
+ private:
+  static void onRead(int fd, short, void* arg) {
+    auto* self = static_cast<ScriptedUpstream*>(arg);
+    Bytes buffer(65535);
+    sockaddr_storage from{};
+    socklen_t length = sizeof from;
+    const ssize_t n =
+        ::recvfrom(fd, buffer.data(), buffer.size(), 0, reinterpret_cast<sockaddr*>(&from), &length);
+    if (n <= 0) return;
+    buffer.resize(static_cast<size_t>(n));
+    ++self->queries;
+    for (const Bytes& answer : self->script_(buffer)) {
+      ::sendto(fd, answer.data(), answer.size(), 0, reinterpret_cast<sockaddr*>(&from), length);
+    }
+  }
+
+  Script script_;
+  int fd_ = -1;
+  uint16_t port_ = 0;
+  common::CHandle<event, event_free> event_;
+};
+
+// The answer to `query` (as received by the upstream): same ID and
+// question, plus the records in `records` (already encoded).
+Bytes answerTo(const Bytes& query, uint16_t flags, uint16_t ancount, const Bytes& records) {
+  dns::Query parsed;
+  REQUIRE(dns::parseQuery(query, parsed) == dns::QueryStatus::Ok);
+  Bytes answer(query.begin(), query.begin() + static_cast<long>(parsed.questionEnd));
+  dns::writeU16(answer.data() + 2, flags);
+  dns::writeU16(answer.data() + 6, ancount);
+  dns::writeU16(answer.data() + 8, 0);
+  dns::writeU16(answer.data() + 10, 0);
+  answer.insert(answer.end(), records.begin(), records.end());
+  return answer;
+}
+
+Bytes aRecord(std::string_view owner, uint32_t ttl, std::initializer_list<uint8_t> ip) {
+  Msg m;
+  m.a(owner, ttl, ip);
+  return m.bytes;
+}
+
+struct Harness {
+  common::CHandle<event_base, event_base_free> base{event_base_new()};
+  common::SnapshotHolder<policy::Policy> holder{
+      dnstest::makePolicy({"api.example.com:443", "app.example.com:443"})};
+  dns::BindingTable bindings{1000};
+  dns::TimePoint now = dns::TimePoint{} + 1000s;
+  std::optional<dns::DnsService> service;
+  std::vector<dns::DnsOutcome> outcomes;
+
+  struct Sink : dns::DnsEventSink {
+    Harness* harness = nullptr;
+    void onDnsEvent(const dns::DnsEvent& event) override { harness->outcomes.push_back(event.outcome); }
+  } sink;
+
+  void start(std::vector<common::SocketAddress> upstreams) {
+    dns::DnsOptions options;
+    options.listen = {{common::IpAddress::v4(0x7f000001), 0}};
+    options.upstreams = std::move(upstreams);
+    options.upstreamTimeout = 300ms;
+    options.bindingGrace = 60s;
+    sink.harness = this;
+    service.emplace(base.get(), options, holder, bindings, &sink, [this] { return now; });
+    std::string error;
+    REQUIRE(service->start(error));
+  }
+
+  // Sends `query` over UDP and runs the loop until the answer arrives (or 3 s).
+  std::optional<Bytes> ask(const Bytes& query) {
+    const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+    sockaddr_storage to{};
+    const socklen_t length = service->boundAddresses().front().toSockaddr(to);
+    ::sendto(fd, query.data(), query.size(), 0, reinterpret_cast<sockaddr*>(&to), length);
+    struct Wait {
+      event_base* base;
+      bool done = false;
+    } wait{base.get()};
+    common::CHandle<event, event_free> readable(event_new(
+        base.get(), fd, EV_READ,
+        [](int, short, void* arg) {
+          auto* w = static_cast<Wait*>(arg);
+          w->done = true;
+          event_base_loopbreak(w->base);
+        },
+        &wait));
+    const timeval timeout{3, 0};
+    event_add(readable.get(), &timeout);
+    event_base_dispatch(base.get());
+    std::optional<Bytes> answer;
+    Bytes buffer(65535);
+    const ssize_t n = ::recv(fd, buffer.data(), buffer.size(), MSG_DONTWAIT);
+    if (n > 0) {
+      buffer.resize(static_cast<size_t>(n));
+      answer = buffer;
+    }
+    ::close(fd);
+    return answer;
+  }
+};
+
+uint8_t rcodeOf(const Bytes& m) {
+  return static_cast<uint8_t>(dns::readU16(m.data() + 2) & 0xf);
+}
+uint16_t ancountOf(const Bytes& m) {
+  return dns::readU16(m.data() + 6);
+}
+
+}  // namespace
+
+TEST_CASE("service: answers with the wrong ID or question are ignored", "[dns][service]") {
+  Harness h;
+  ScriptedUpstream upstream(h.base.get(), [](const Bytes& query) {
+    Bytes wrongId = answerTo(query, kResponse, 1, aRecord("api.example.com", 60, {203, 0, 113, 66}));
+    wrongId[0] ^= 0x55;
+    Msg other;
+    other.header(dns::readU16(query.data()), kResponse, 1, 1, 0, 0).question("evil.example.com", 1);
+    other.a("evil.example.com", 60, {203, 0, 113, 66});
+    Bytes right = answerTo(query, kResponse, 1, aRecord("api.example.com", 60, {192, 0, 2, 10}));
+    return std::vector<Bytes>{wrongId, other.bytes, right};
+  });
+  h.start({upstream.address()});
+  const auto answer = h.ask(dnstest::query("api.example.com", 1, false, 0x4321).bytes);
+  REQUIRE(answer);
+  CHECK(dns::readU16(answer->data()) == 0x4321);
+  CHECK(rcodeOf(*answer) == dns::rcode::NoError);
+  REQUIRE(ancountOf(*answer) == 1);
+  CHECK((*answer)[answer->size() - 1] == 10);  // 192.0.2.10, not the spoofed .66
+  CHECK(h.service->counters().upstreamMismatched.load() == 2);
+  CHECK(h.bindings.isBound("api.example.com", *common::parseIpAddress("192.0.2.10"), h.now));
+  CHECK_FALSE(h.bindings.isBound("api.example.com", *common::parseIpAddress("203.0.113.66"), h.now));
+}
+
+TEST_CASE("service: bindings expire at TTL + grace by the injected clock", "[dns][service]") {
+  Harness h;
+  ScriptedUpstream upstream(h.base.get(), [](const Bytes& query) {
+    return std::vector<Bytes>{answerTo(query, kResponse, 1, aRecord("api.example.com", 30, {192, 0, 2, 10}))};
+  });
+  h.start({upstream.address()});
+  REQUIRE(h.ask(dnstest::query("api.example.com", 1).bytes));
+  const auto ip = *common::parseIpAddress("192.0.2.10");
+  CHECK(h.bindings.isBound("api.example.com", ip, h.now + 89s));  // 30 s TTL + 60 s grace
+  CHECK_FALSE(h.bindings.isBound("api.example.com", ip, h.now + 90s));
+  // A second query is a cache hit: no new upstream query.
+  h.now += 10s;
+  const auto cached = h.ask(dnstest::query("api.example.com", 1).bytes);
+  REQUIRE(cached);
+  CHECK(upstream.queries == 1);
+  CHECK(h.outcomes.back() == dns::DnsOutcome::CacheHit);
+  // TTL decremented by the 10 s spent in the cache.
+  CHECK(dns::readU32(cached->data() + cached->size() - 10) == 20);
+}
+
+TEST_CASE("service: SERVFAIL from one upstream fails over to the next", "[dns][service]") {
+  Harness h;
+  ScriptedUpstream failing(h.base.get(), [](const Bytes& query) {
+    return std::vector<Bytes>{answerTo(query, kResponse | dns::rcode::ServFail, 0, {})};
+  });
+  ScriptedUpstream good(h.base.get(), [](const Bytes& query) {
+    return std::vector<Bytes>{answerTo(query, kResponse, 1, aRecord("app.example.com", 60, {192, 0, 2, 20}))};
+  });
+  h.start({failing.address(), good.address()});
+  const auto answer = h.ask(dnstest::query("app.example.com", 1).bytes);
+  REQUIRE(answer);
+  CHECK(rcodeOf(*answer) == dns::rcode::NoError);
+  CHECK(failing.queries == 1);
+  CHECK(good.queries == 1);
+}
+
+TEST_CASE("service: silent upstreams time out into SERVFAIL", "[dns][service]") {
+  Harness h;
+  ScriptedUpstream silent(h.base.get(), [](const Bytes&) { return std::vector<Bytes>{}; });
+  h.start({silent.address(), silent.address()});
+  const auto answer = h.ask(dnstest::query("app.example.com", 1).bytes);
+  REQUIRE(answer);
+  CHECK(rcodeOf(*answer) == dns::rcode::ServFail);
+  CHECK(silent.queries == 2);
+  CHECK(h.service->counters().upstreamTimeouts.load() == 2);
+  CHECK(h.outcomes.back() == dns::DnsOutcome::UpstreamError);
+}
+
+TEST_CASE("service: rebinding answers are refused and leave no binding", "[dns][service]") {
+  Harness h;
+  ScriptedUpstream upstream(h.base.get(), [](const Bytes& query) {
+    return std::vector<Bytes>{
+        answerTo(query, kResponse, 1, aRecord("app.example.com", 60, {169, 254, 169, 254}))};
+  });
+  h.start({upstream.address()});
+  const auto answer = h.ask(dnstest::query("app.example.com", 1).bytes);
+  REQUIRE(answer);
+  CHECK(rcodeOf(*answer) == dns::rcode::NxDomain);
+  CHECK(ancountOf(*answer) == 0);
+  CHECK(h.service->counters().rebindingBlocked.load() == 1);
+  CHECK(h.bindings.stats().entries == 0);
+}
+
+TEST_CASE("service: a new policy applies to the next query, cache included", "[dns][service]") {
+  Harness h;
+  ScriptedUpstream upstream(h.base.get(), [](const Bytes& query) {
+    return std::vector<Bytes>{
+        answerTo(query, kResponse, 1, aRecord("api.example.com", 300, {192, 0, 2, 10}))};
+  });
+  h.start({upstream.address()});
+  REQUIRE(rcodeOf(*h.ask(dnstest::query("api.example.com", 1).bytes)) == dns::rcode::NoError);
+  h.holder.publish(dnstest::makePolicy({"app.example.com:443"}));
+  const auto denied = h.ask(dnstest::query("api.example.com", 1).bytes);
+  REQUIRE(denied);
+  CHECK(rcodeOf(*denied) == dns::rcode::NxDomain);
+  CHECK(h.outcomes.back() == dns::DnsOutcome::Denied);
+  h.holder.publish(dnstest::makePolicy({"api.example.com:443"}));
+  REQUIRE(rcodeOf(*h.ask(dnstest::query("api.example.com", 1).bytes)) == dns::rcode::NoError);
+  // The old cache entry belonged to the first policy: asked again upstream.
+  CHECK(upstream.queries == 2);
+}
+
+TEST_CASE("service: start fails cleanly, naming the address, when the port is taken", "[dns][service]") {
+  Harness first;
+  first.start({});
+  const common::SocketAddress taken = first.service->boundAddresses().front();
+  Harness second;
+  dns::DnsOptions options;
+  options.listen = {{common::IpAddress::v4(0x7f000001), 0}, taken};
+  second.service.emplace(second.base.get(), options, second.holder, second.bindings, nullptr);
+  std::string error;
+  CHECK_FALSE(second.service->start(error));
+  CHECK(error.find(taken.toString()) != std::string::npos);
+  CHECK(second.service->boundAddresses().empty());
+  // No upstreams: SERVFAIL at once, for allowed names; denied names still denied.
+  const auto answer = first.ask(dnstest::query("api.example.com", 1).bytes);
+  REQUIRE(answer);
+  CHECK(rcodeOf(*answer) == dns::rcode::ServFail);
+  const auto denied = first.ask(dnstest::query("evil.example.com", 1).bytes);
+  REQUIRE(denied);
+  CHECK(rcodeOf(*denied) == dns::rcode::NxDomain);
+}
