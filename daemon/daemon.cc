@@ -1,0 +1,200 @@
+#include "daemon/daemon.h"
+
+#include <csignal>
+
+#include "common/log.h"
+#include "config/load.h"
+
+namespace daemon_main {
+
+namespace {
+// Bindings kept at most (addresses × names); eviction is counted.
+constexpr size_t kBindingTableEntries = 1 << 20;
+
+std::string joinNames(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& name : names) {
+    if (!out.empty()) out += ",";
+    out += name;
+  }
+  return out;
+}
+}  // namespace
+
+Daemon::Daemon(std::string configPath, config::Config config)
+    : configPath_(std::move(configPath)),
+      config_(std::move(config)),
+      base_(event_base_new()),
+      policy_(policy::Policy::empty()),
+      bindings_(std::make_unique<dns::BindingTable>(kBindingTableEntries)) {}
+
+Daemon::~Daemon() {
+  // Workers and the DNS service borrow the event base, bindings, policy
+  // holder and the decision log: stop them first.
+  enforcement_.reset();
+  decisions_.reset();
+  dns_.reset();
+  watcher_.reset();
+}
+
+int Daemon::run() {
+  if (!base_) {
+    common::LogLine(common::LogLevel::Error, "startup.failed").field("error", "event_base_new failed");
+    return 1;
+  }
+  std::signal(SIGPIPE, SIG_IGN);
+  sighup_.reset(evsignal_new(base_.get(), SIGHUP, &Daemon::onSignal, this));
+  sigterm_.reset(evsignal_new(base_.get(), SIGTERM, &Daemon::onSignal, this));
+  sigint_.reset(evsignal_new(base_.get(), SIGINT, &Daemon::onSignal, this));
+  for (auto* ev : {sighup_.get(), sigterm_.get(), sigint_.get()}) event_add(ev, nullptr);
+
+  // Rules first: no listener opens before the policy is in force.
+  reloadRules();
+  watcher_ = std::make_unique<RulesWatcher>(base_.get(), [this] { reloadRules(); });
+  std::string error;
+  if (!watcher_->watch(config_.rules.dirs, error)) {
+    common::LogLine(common::LogLevel::Error, "startup.failed").field("error", error);
+    return 1;
+  }
+  if (config_.dns.enabled && !startDns(error)) {
+    common::LogLine(common::LogLevel::Error, "startup.failed")
+        .field("component", "dns")
+        .field("error", error);
+    return 1;
+  }
+  if (config_.nfqueue.enabled) {
+    decisions_ = std::make_unique<DecisionLog>(base_.get());
+    enforcement_ = std::make_unique<Enforcement>(policy_, *bindings_, decisions_.get());
+    if (!enforcement_->start(config_, error)) {
+      common::LogLine(common::LogLevel::Error, "startup.failed")
+          .field("component", "nfqueue")
+          .field("error", error);
+      return 1;
+    }
+  }
+  common::LogLine(common::LogLevel::Info, "egressd.started")
+      .field("config", configPath_)
+      .field("mode", config::toString(config_.mode));
+  event_base_dispatch(base_.get());
+  // The chain stays: until egressd is back, new flows are dropped, not let
+  // through (fail closed across restarts and upgrades).
+  if (enforcement_) enforcement_->stop();
+  if (decisions_) decisions_->drain();
+  common::logEvent(common::LogLevel::Info, "egressd.stopped");
+  return 0;
+}
+
+void Daemon::onSignal(evutil_socket_t signal, short, void* arg) {
+  auto* self = static_cast<Daemon*>(arg);
+  if (signal == SIGHUP) {
+    self->reloadConfig();
+    return;
+  }
+  common::LogLine(common::LogLevel::Info, "egressd.stopping")
+      .field("signal", signal == SIGTERM ? "TERM" : "INT");
+  event_base_loopbreak(self->base_.get());
+}
+
+void Daemon::reloadRules() {
+  const RulesReload reload =
+      rules_.reload(config_.rules.dirs, config_.rules.systemDirs, policy::defaultPublicSuffixList());
+  for (const auto& problem : reload.problems) {
+    common::LogLine(
+        problem.severity == policy::Severity::Error ? common::LogLevel::Warn : common::LogLevel::Info,
+        "rules.problem")
+        .field("problem", problem.toString());
+  }
+  auto compiled = policy::Policy::compile(reload.ruleSets);
+  const size_t ruleSets = compiled->ruleSets().size();
+  const size_t targets = compiled->targetCount();
+  policy_.publish(std::move(compiled));
+  ++policyGeneration_;
+  common::LogLine(common::LogLevel::Info, "policy.loaded")
+      .field("generation", policyGeneration_)
+      .field("files", reload.files)
+      .field("rulesets", ruleSets)
+      .field("targets", targets)
+      .field("rejected", reload.rejectedRuleSets)
+      .field("kept_last_good", reload.keptLastGood.size());
+}
+
+void Daemon::reloadConfig() {
+  config::ConfigLoad loaded = config::loadConfigFile(configPath_);
+  if (!loaded.ok()) {
+    for (const auto& problem : loaded.problems) {
+      common::LogLine(common::LogLevel::Error, "config.problem").field("problem", problem.toString());
+    }
+    common::LogLine(common::LogLevel::Error, "config.reload_failed")
+        .field("problems", loaded.problems.size())
+        .field("action", "keeping the running configuration");
+    return;
+  }
+  const auto restartOnly = config::restartOnlyChanges(config_, *loaded.config);
+  if (!restartOnly.empty()) {
+    common::LogLine(common::LogLevel::Warn, "config.restart_needed")
+        .field("keys", joinNames(restartOnly))
+        .field("action", "keeping the running values until restart");
+  }
+  const bool dirsChanged = loaded.config->rules.dirs != config_.rules.dirs;
+  config_ = config::withRestartOnlyFrom(*loaded.config, config_);
+  common::setLogLevel(config_.log.level);
+  if (dns_) dns_->updateOptions(dnsOptions());
+  if (enforcement_) {
+    std::string error;
+    if (!enforcement_->update(config_, error)) {
+      common::LogLine(common::LogLevel::Error, "nfq.update_failed").field("error", error);
+    }
+  }
+  if (dirsChanged) {
+    std::string error;
+    if (!watcher_->watch(config_.rules.dirs, error)) {
+      common::LogLine(common::LogLevel::Error, "rules.watch_failed").field("error", error);
+    }
+  }
+  reloadRules();
+  common::LogLine(common::LogLevel::Info, "config.reloaded").field("mode", config::toString(config_.mode));
+}
+
+dns::DnsOptions Daemon::dnsOptions() const {
+  const config::DnsConfig& d = config_.dns;
+  dns::DnsOptions options;
+  options.listen = d.listen;
+  options.upstreams = d.upstreams;
+  options.clusterDomains = d.clusterDomains;
+  options.clusterUpstreams = d.clusterUpstreams.empty() ? d.upstreams : d.clusterUpstreams;
+  options.denyRcode =
+      d.denyRcode == config::DenyRcode::Refused ? dns::DenyRcode::Refused : dns::DenyRcode::NxDomain;
+  options.stripEch = d.stripEch;
+  options.upstreamTimeout = d.upstreamTimeout;
+  options.cacheSize = d.cacheSize;
+  options.tcpIdleTimeout = d.tcpIdleTimeout;
+  options.maxTcpClients = d.maxTcpClients;
+  options.bindingGrace = config_.rules.bindingGrace;
+  return options;
+}
+
+bool Daemon::startDns(std::string& error) {
+  dns_ = std::make_unique<dns::DnsService>(base_.get(), dnsOptions(), policy_, *bindings_, this);
+  if (!dns_->start(error)) return false;
+  for (const auto& address : dns_->boundAddresses()) {
+    common::LogLine(common::LogLevel::Info, "dns.listening").field("address", address.toString());
+  }
+  return true;
+}
+
+void Daemon::onDnsEvent(const dns::DnsEvent& event) {
+  // Denials are what operators look for; everything else is debug noise at
+  // thousands of queries per second. (The control socket streams them all.)
+  const bool denied = event.outcome == dns::DnsOutcome::Denied;
+  const common::LogLevel level = denied ? common::LogLevel::Info : common::LogLevel::Debug;
+  if (level < common::logLevel()) return;
+  common::LogLine(level, "dns.query")
+      .field("client", event.client.toString())
+      .field("name", event.qname)
+      .field("qtype", static_cast<unsigned>(event.qtype))
+      .field("outcome", dns::dnsOutcomeName(event.outcome))
+      .field("rcode", static_cast<unsigned>(event.rcode))
+      .field("answers", static_cast<unsigned>(event.answers));
+}
+
+}  // namespace daemon_main

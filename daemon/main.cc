@@ -1,0 +1,57 @@
+// egressd: the transparent egress gateway. Wiring only (daemon/daemon.cc).
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+
+#include "common/log.h"
+#include "config/load.h"
+#include "daemon/check_config.h"
+#include "daemon/daemon.h"
+#include "daemon/enforcement.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "egressd: answers DNS only for allowlisted names and judges every new outbound connection\n"
+      "against the union of the cluster's EgressRuleSets (see egressctl for lint/explain/watch)."};
+  std::string configPath = "/etc/egressd/egressd.toml";
+  bool checkOnly = false;
+  bool uninstallOnly = false;
+  app.add_option("--config,-c", configPath, "Configuration file (egressd.toml)")->capture_default_str();
+  app.add_flag("--check-config", checkOnly,
+               "Validate the configuration and its rules directories, then exit "
+               "(0 valid, 1 with every problem listed)");
+  app.add_flag(
+      "--uninstall", uninstallOnly,
+      "Remove the iptables/ip6tables chain egressd installed (SIGTERM leaves it in place so that nothing "
+      "leaks while egressd restarts), then exit");
+  app.set_version_flag("--version", "egressd 0.1.0");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? 0 : 2;
+  }
+
+  if (checkOnly) return daemon_main::runCheckConfig(configPath, std::cout);
+
+  config::ConfigLoad loaded = config::loadConfigFile(configPath);
+  if (!loaded.ok()) {
+    // Start-up errors are fatal, and all of them are shown at once.
+    for (const auto& problem : loaded.problems) std::cerr << problem.toString() << '\n';
+    std::cerr << "egressd: not starting: " << loaded.problems.size() << " configuration problem"
+              << (loaded.problems.size() == 1 ? "" : "s") << " in " << configPath << '\n';
+    return 1;
+  }
+  if (uninstallOnly) {
+    std::string error;
+    if (!daemon_main::uninstall(*loaded.config, error)) {
+      std::cerr << "egressd: uninstall failed: " << error << '\n';
+      return 1;
+    }
+    std::cout << "egressd: removed the EGRESSD chain and its jumps (IPv4 and IPv6)\n";
+    return 0;
+  }
+  common::setLogLevel(loaded.config->log.level);
+  daemon_main::Daemon daemon(configPath, std::move(*loaded.config));
+  return daemon.run();
+}
