@@ -10,7 +10,7 @@ FUZZ_SECONDS ?= 20
 CMAKE_FLAGS ?=
 
 .PHONY: all deps deps-test deps-bench build build-asan build-fuzz test test-release test-asan \
-        fuzz-smoke fuzz demo bench format format-check tidy clean
+        fuzz-smoke fuzz demo demo-offline bench format format-check tidy clean
 
 all: build
 
@@ -62,7 +62,10 @@ fuzz-smoke: build-fuzz
 fuzz: build-fuzz
 	scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
 
-demo: build
+demo: build deps-test
+	scripts/demo-live.sh $(BUILD)
+
+demo-offline: build
 	scripts/demo.sh $(BUILD)
 
 bench: deps-bench build

@@ -108,6 +108,8 @@ std::shared_ptr<const Policy> Policy::compile(const std::vector<RuleSet>& ruleSe
     policy->refPool_.insert(policy->refPool_.end(), sets.begin(), sets.end());
   }
 
+  policy->anyWorld_ = policy->worldPorts_.any();
+
   policy->trie4_.emplace_back();
   policy->trie6_.emplace_back();
   for (const auto& [key, ports] : builder.networks) {
@@ -191,7 +193,7 @@ NameMatch Policy::matchName(std::string_view name, uint16_t port) const noexcept
 }
 
 bool Policy::nameAllowedOnAnyPort(std::string_view name) const noexcept {
-  if (worldPorts_.any()) return true;
+  if (anyWorld_) return true;
   char buffer[kMaxNameLength + 1];
   const size_t length = normalizeLookupName(name, buffer, sizeof buffer);
   if (length == 0) return false;

@@ -124,6 +124,7 @@ class Policy {
   NameTable<PortList> exact_;
   NameTable<PortList> wildcard_;  // key: suffix after "*."
   std::bitset<65536> worldPorts_;
+  bool anyWorld_ = false;            // worldPorts_.any(), which scans 8 KiB, once at compile
   std::vector<PortRefs> worldRefs_;  // sorted by port; few entries
   std::vector<TrieNode> trie4_;
   std::vector<TrieNode> trie6_;

@@ -15,9 +15,9 @@ build_pkgs=(
 test_pkgs=(
   clang libclang-rt-14-dev clang-format clang-tidy
   iproute2 iptables conntrack ipset curl openssl netcat-openbsd
-  knot-dnsutils dnsutils unbound tcpdump
+  knot-dnsutils dnsutils unbound tcpdump nginx-light python3
 )
-bench_pkgs=(dnsperf wrk nginx-light squid-openssl python3-matplotlib)
+bench_pkgs=(dnsperf wrk squid-openssl python3-matplotlib)
 
 case "$group" in
   build) want=("${build_pkgs[@]}") ;;

@@ -97,7 +97,7 @@ TEST_CASE("CNAME loops and over-long chains stop", "[dns][answer]") {
   CHECK(info.chainLength == dns::kMaxChainLength);
 }
 
-TEST_CASE("negative answers cache for min(SOA TTL, MINIMUM); SERVFAIL and TC not at all", "[dns][answer]") {
+TEST_CASE("negative answers cache for min(SOA TTL, MINIMUM), SERVFAIL and TC not at all", "[dns][answer]") {
   const auto q = dnstest::parsed(dnstest::query("nx.example.com", dns::rrtype::A));
   dns::AnswerInfo info;
   auto nx = answerHeader(0x1234, kResponse | dns::rcode::NxDomain, 0, 1, "nx.example.com", 1)
@@ -189,7 +189,7 @@ using LdnsPacket = common::CHandle<ldns_pkt, ldns_pkt_free>;
 
 }  // namespace
 
-TEST_CASE("ECH is stripped from HTTPS answers; everything else survives", "[dns][answer][ech]") {
+TEST_CASE("ECH is stripped from HTTPS answers, everything else survives", "[dns][answer][ech]") {
   const auto q = dnstest::parsed(dnstest::query("svc.example", dns::rrtype::HTTPS));
   size_t cnameTarget = 0;
   auto m = httpsAnswer(true, cnameTarget);

@@ -68,7 +68,7 @@ TEST_CASE("purgeExpired removes and counts", "[dns][bindings]") {
   CHECK(table.stats().expired == 51);
 }
 
-TEST_CASE("the table never exceeds its bound; evictions are counted", "[dns][bindings]") {
+TEST_CASE("the table never exceeds its bound, evictions are counted", "[dns][bindings]") {
   dns::BindingTable table(256, 4);
   const dns::TimePoint t0{};
   for (uint32_t i = 0; i < 5000; ++i)

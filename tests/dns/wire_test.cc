@@ -26,7 +26,7 @@ TEST_CASE("a plain query parses: name lower-cased, type, class, EDNS", "[dns][wi
   CHECK(q.questionEnd == 12 + 17 + 4);
 }
 
-TEST_CASE("without EDNS the client takes 512 bytes; tiny EDNS sizes count as 512", "[dns][wire]") {
+TEST_CASE("without EDNS the client takes 512 bytes, tiny EDNS sizes count as 512", "[dns][wire]") {
   dns::Query q;
   REQUIRE(dns::parseQuery(dnstest::query("a.example", 1, false).bytes, q) == QueryStatus::Ok);
   CHECK_FALSE(q.hasEdns);

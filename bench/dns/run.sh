@@ -1,0 +1,265 @@
+#!/usr/bin/env bash
+# bench/dns: egressd's DNS service (dns_testd) side by side with unbound
+# (one thread) configured for the same allowlist and the same upstream,
+# measured with dnsperf in the same run, for
+#   (a) allowed names from cache, (b) denied names, (c) allowed names not cached.
+# For each: maximum queries/s (dnsperf flat out), then at a fixed offered
+# rate (DNS_BENCH_RATE, default 20000 q/s; DNS_BENCH_RATE_UNCACHED, default
+# 4000 q/s, for case c): p99 latency (from dnsperf -v) and the server's own
+# CPU time per query (utime+stime from /proc/PID/stat). Each measurement is
+# repeated DNS_BENCH_REPEAT times (default 3), servers alternating, and the
+# summary reports medians.
+# Plus dns_micro: the pure query path and the binding table at 1,000,000
+# entries. Writes RESULTS_DIR/dns.json.
+#
+# Usage: bench/dns/run.sh BUILD_DIR RESULTS_DIR
+set -euo pipefail
+build="$(cd "${1:?build dir}" && pwd)"
+results="${2:?results dir}"
+mkdir -p "$results"
+seconds="${DNS_BENCH_SECONDS:-8}"
+rate="${DNS_BENCH_RATE:-20000}"
+# Uncached answers cost an upstream round trip each: a rate both can carry.
+rate_uncached="${DNS_BENCH_RATE_UNCACHED:-4000}"
+# Shared, noisy machines: alternate the servers and take medians.
+repeat="${DNS_BENCH_REPEAT:-3}"
+testd="$build/bin/dns_testd"
+micro="$build/bin/dns_micro"
+for tool in unbound dnsperf python3; do
+  command -v "$tool" >/dev/null || { echo "bench/dns: $tool missing (make deps-bench)" >&2; exit 1; }
+done
+[ -x "$testd" ] && [ -x "$micro" ] || { echo "bench/dns: build dns_testd and dns_micro first" >&2; exit 1; }
+
+work="$(mktemp -d /tmp/egressd-dns-bench.XXXXXX)"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+  python3 -c '
+import socket
+while True:
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0)); p = u.getsockname()[1]
+    t = socket.socket()
+    try:
+        t.bind(("127.0.0.1", p)); print(p); break
+    except OSError: pass
+    finally: t.close(); u.close()'
+}
+
+# ---- the shared upstream: unbound authoritative for bench.test (wildcard) ----
+upstream_port="$(free_port)"
+cat > "$work/bench.test.zone" <<'EOF'
+$ORIGIN bench.test.
+$TTL 3600
+@ IN SOA ns.bench.test. admin.bench.test. 1 3600 600 86400 3600
+@ IN NS ns.bench.test.
+ns IN A 192.0.2.1
+* IN A 192.0.2.80
+EOF
+common_server() {  # common_server PORT
+  cat <<EOF
+server:
+  interface: 127.0.0.1
+  port: $1
+  do-daemonize: no
+  use-syslog: no
+  logfile: ""
+  username: ""
+  chroot: ""
+  directory: "$work"
+  pidfile: ""
+  do-ip6: no
+  num-threads: 1
+  verbosity: 0
+  access-control: 127.0.0.0/8 allow
+  so-rcvbuf: 4m
+EOF
+}
+{
+  common_server "$upstream_port"
+  cat <<EOF
+  module-config: "iterator"
+  local-zone: "test." nodefault
+auth-zone:
+  name: "bench.test."
+  zonefile: "$work/bench.test.zone"
+  for-downstream: yes
+  for-upstream: no
+remote-control:
+  control-enable: no
+EOF
+} > "$work/upstream.conf"
+unbound -d -c "$work/upstream.conf" > "$work/upstream.log" 2>&1 &
+pids+=($!)
+
+# ---- the peer: unbound, one thread, same allowlist (*.bench.test), same upstream
+peer_port="$(free_port)"
+{
+  common_server "$peer_port"
+  cat <<EOF
+  module-config: "iterator"
+  do-not-query-localhost: no
+  ede: yes
+  # Allowlist: everything NXDOMAIN except the allowed zone, forwarded.
+  local-zone: "." always_nxdomain
+  local-zone: "bench.test." transparent
+  msg-cache-size: 64m
+  rrset-cache-size: 128m
+forward-zone:
+  name: "."
+  forward-addr: 127.0.0.1@$upstream_port
+remote-control:
+  control-enable: no
+EOF
+} > "$work/peer.conf"
+unbound -d -c "$work/peer.conf" > "$work/peer.log" 2>&1 &
+peer_pid=$!
+pids+=("$peer_pid")
+
+# ---- egressd's DNS service with the same allowlist and upstream -------------
+mkdir -p "$work/rules"
+cat > "$work/rules/bench.yaml" <<'EOF'
+apiVersion: zalando.org/v1
+kind: EgressRuleSet
+metadata: {name: bench, namespace: default}
+spec:
+  targets: ["*.bench.test:443"]
+EOF
+"$testd" --quiet --rules-dir "$work/rules" --upstream "127.0.0.1:$upstream_port" --cache-size 1000000 \
+  > "$work/egressd.log" 2>&1 &
+egressd_pid=$!
+pids+=("$egressd_pid")
+for _ in $(seq 100); do grep -q '^port=' "$work/egressd.log" && break; sleep 0.05; done
+egressd_port="$(sed -n 's/^port=//p' "$work/egressd.log")"
+sleep 0.5
+for port in "$upstream_port" "$peer_port" "$egressd_port"; do
+  printf 'probe.bench.test A\n' | dnsperf -s 127.0.0.1 -p "$port" -n 1 -t 2 2>&1 | grep -q 'NOERROR 1' ||
+    { echo "bench/dns: server on port $port does not answer" >&2; cat "$work"/*.log >&2; exit 1; }
+done
+
+# ---- query files ----------------------------------------------------------------
+python3 - "$work" "$repeat" <<'EOF'
+import sys
+work = sys.argv[1]
+with open(f"{work}/cached.txt", "w") as f:
+    for i in range(1000):
+        f.write(f"c{i}.bench.test A\n")
+with open(f"{work}/denied.txt", "w") as f:
+    for i in range(100000):
+        f.write(f"d{i}.denied.example A\n")
+for server in ("egressd", "unbound"):
+    # Unique names per server and per phase, so nothing is ever cached.
+    for phase in ("max", "fixed"):
+        for rep in range(1, int(sys.argv[2]) + 1):
+            with open(f"{work}/uncached-{server}-{phase}-{rep}.txt", "w") as f:
+                for i in range(300000):
+                    f.write(f"u{i}-{server}-{phase}-{rep}.bench.test A\n")
+EOF
+# Warm both caches with the cached set.
+for port in "$peer_port" "$egressd_port"; do
+  dnsperf -s 127.0.0.1 -p "$port" -d "$work/cached.txt" -n 2 -q 50 > /dev/null 2>&1
+done
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# run SERVER PID PORT CASE FILE_MAX FILE_FIXED RATE → appends a JSON line
+run() {
+  local server="$1" pid="$2" port="$3" case="$4" file_max="$5" file_fixed="$6" rate="$7"
+  local out="$work/$server-$case"
+  dnsperf -s 127.0.0.1 -p "$port" -d "$file_max" -l "$seconds" -c 8 -q 500 -t 2 > "$out.max" 2>&1 || true
+  local before after
+  before="$(cpu_ticks "$pid")"
+  dnsperf -s 127.0.0.1 -p "$port" -d "$file_fixed" -l "$seconds" -c 8 -q 2000 -t 2 -Q "$rate" -v \
+    > "$out.fixed" 2>&1 || true
+  after="$(cpu_ticks "$pid")"
+  python3 - "$server" "$case" "$out.max" "$out.fixed" "$((after - before))" "$(getconf CLK_TCK)" "$rate" \
+    >> "$work/results.jsonl" <<'EOF'
+import json, re, sys
+server, case, max_file, fixed_file, ticks, hz, rate = sys.argv[1:]
+def stat(text, key):
+    m = re.search(rf"{key}:\s+([0-9.]+)", text)
+    return float(m.group(1)) if m else None
+max_text = open(max_file).read()
+fixed_text = open(fixed_file).read()
+latencies = sorted(float(line.split()[-1]) for line in fixed_text.splitlines()
+                   if line.startswith("> ") and len(line.split()) >= 5)
+completed = stat(fixed_text, "Queries completed")
+p = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000 if latencies else None
+cpu_s = int(ticks) / int(hz)
+print(json.dumps({
+    "server": server, "case": case,
+    "max_qps": stat(max_text, "Queries per second"),
+    "max_lost_pct": (stat(max_text, "Queries lost") or 0) / max(1.0, stat(max_text, "Queries sent") or 1) * 100,
+    "fixed_rate_qps": int(rate),
+    "fixed_completed": completed,
+    "fixed_achieved_qps": stat(fixed_text, "Queries per second"),
+    "p50_ms": p(0.50), "p99_ms": p(0.99),
+    "cpu_seconds": cpu_s,
+    "cpu_us_per_query": cpu_s / completed * 1e6 if completed else None,
+}))
+EOF
+  tail -1 "$work/results.jsonl"
+}
+
+: > "$work/results.jsonl"
+for rep in $(seq "$repeat"); do
+  for case in cached denied uncached; do
+    for server in egressd unbound; do
+      if [ "$server" = egressd ]; then pid="$egressd_pid"; port="$egressd_port"; else pid="$peer_pid"; port="$peer_port"; fi
+      case "$case" in
+        cached) run "$server" "$pid" "$port" "$case" "$work/cached.txt" "$work/cached.txt" "$rate" ;;
+        denied) run "$server" "$pid" "$port" "$case" "$work/denied.txt" "$work/denied.txt" "$rate" ;;
+        uncached)
+          run "$server" "$pid" "$port" "$case" "$work/uncached-$server-max-$rep.txt" \
+            "$work/uncached-$server-fixed-$rep.txt" "$rate_uncached" ;;
+      esac
+    done
+  done
+done
+
+"$micro" 1000000 > "$work/micro.json"
+python3 - "$work/results.jsonl" "$work/micro.json" "$results/dns.json" "$rate" "$rate_uncached" "$seconds" "$repeat" <<'EOF'
+import json, statistics, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+micro = json.load(open(sys.argv[2]))
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+grouped = {}
+for row in rows:
+    grouped.setdefault(row["case"], {}).setdefault(row["server"], []).append(row)
+summary = {}
+ratio = lambda a, b: (a / b) if a and b else None
+for case, servers in grouped.items():
+    table = {server: {key: median([r[key] for r in runs])
+                      for key in ("max_qps", "p50_ms", "p99_ms", "cpu_us_per_query", "fixed_rate_qps")}
+             for server, runs in servers.items()}
+    e, u = table.get("egressd", {}), table.get("unbound", {})
+    summary[case] = {
+        "egressd": e, "unbound": u,
+        "qps_ratio_vs_unbound": ratio(e.get("max_qps"), u.get("max_qps")),
+        "p99_ratio_vs_unbound": ratio(e.get("p99_ms"), u.get("p99_ms")),
+        "cpu_per_query_ratio_vs_unbound": ratio(e.get("cpu_us_per_query"), u.get("cpu_us_per_query")),
+        "goals": {"qps_ratio": ">= 1.0", "p99_ratio": "<= 1.0", "cpu_ratio": "<= 0.9"},
+    }
+json.dump({"component": "dns", "peer": "unbound 1.17 (num-threads 1)", "fixed_rate_qps": int(sys.argv[4]),
+           "fixed_rate_qps_uncached": int(sys.argv[5]), "seconds_per_run": int(sys.argv[6]),
+           "repetitions": int(sys.argv[7]), "statistic": "median over repetitions",
+           "runs": rows, "summary": summary, "micro": micro},
+          open(sys.argv[3], "w"), indent=2)
+fmt = lambda v, d=2: "n/a" if v is None else f"{v:.{d}f}"
+for case, s in summary.items():
+    e, u = s["egressd"], s["unbound"]
+    print(f"dns {case:9s} max q/s {fmt(e['max_qps'], 0)} vs {fmt(u['max_qps'], 0)} (x{fmt(s['qps_ratio_vs_unbound'])})  "
+          f"p99 ms {fmt(e['p99_ms'], 3)} vs {fmt(u['p99_ms'], 3)} (x{fmt(s['p99_ratio_vs_unbound'])})  "
+          f"cpu us/q {fmt(e['cpu_us_per_query'])} vs {fmt(u['cpu_us_per_query'])} (x{fmt(s['cpu_per_query_ratio_vs_unbound'])})")
+print(f"dns binding table: {micro['binding_entries']} entries, {micro['binding_heap_bytes'] / 1e6:.1f} MB "
+      f"({micro['binding_bytes_per_entry']:.0f} B/entry); deny path {micro['deny_path_ns']:.0f} ns, "
+      f"{micro['deny_path_allocations']} allocations; cache hit {micro['cache_hit_path_ns']:.0f} ns, "
+      f"{micro['cache_hit_path_allocations']} allocations")
+EOF
