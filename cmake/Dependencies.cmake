@@ -14,6 +14,7 @@ pkg_check_modules(LDNS REQUIRED IMPORTED_TARGET ldns)
 pkg_check_modules(LIBEVENT REQUIRED IMPORTED_TARGET libevent libevent_pthreads)
 pkg_check_modules(NFQ REQUIRED IMPORTED_TARGET libnetfilter_queue libmnl)
 pkg_check_modules(TOMLPP REQUIRED IMPORTED_TARGET tomlplusplus)
+pkg_check_modules(CURL REQUIRED IMPORTED_TARGET libcurl)
 
 add_library(dep::openssl INTERFACE IMPORTED)
 target_link_libraries(dep::openssl INTERFACE OpenSSL::SSL OpenSSL::Crypto)
@@ -35,3 +36,5 @@ target_link_libraries(dep::nfq INTERFACE PkgConfig::NFQ)
 add_library(dep::toml INTERFACE IMPORTED)
 # toml++ is used header-only; exceptions stay on (config is not a hot path).
 target_link_libraries(dep::toml INTERFACE PkgConfig::TOMLPP)
+add_library(dep::curl INTERFACE IMPORTED)
+target_link_libraries(dep::curl INTERFACE PkgConfig::CURL)

@@ -45,7 +45,9 @@ class LogLine {
 };
 
 // A line with no fields.
-inline void logEvent(LogLevel level, std::string_view event) { const LogLine line(level, event); }
+inline void logEvent(LogLevel level, std::string_view event) {
+  const LogLine line(level, event);
+}
 
 // Appends `value` to `out` in logfmt: bare when safe, otherwise quoted with
 // \" \\ \n escapes.

@@ -10,12 +10,12 @@ build_pkgs=(
   build-essential cmake ninja-build pkg-config
   libldns-dev libevent-dev libssl-dev libnetfilter-queue-dev libmnl-dev
   libtomlplusplus-dev libyaml-dev nlohmann-json3-dev libcli11-dev
-  libpsl-dev publicsuffix catch2
+  libpsl-dev publicsuffix catch2 libcurl4-openssl-dev
 )
 test_pkgs=(
   clang libclang-rt-14-dev clang-format clang-tidy
   iproute2 iptables conntrack ipset curl openssl netcat-openbsd
-  knot-dnsutils dnsutils unbound tcpdump nginx-light python3
+  knot-dnsutils dnsutils unbound tcpdump nginx-light python3 jq
 )
 bench_pkgs=(dnsperf wrk squid-openssl python3-matplotlib)
 

@@ -1,0 +1,525 @@
+#include "controller/controller.h"
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+#include <random>
+#include <set>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "common/log.h"
+#include "controller/json_util.h"
+#include "controller/lease.h"
+#include "controller/plan.h"
+#include "controller/rule_set_object.h"
+#include "controller/rules_dir.h"
+#include "controller/status.h"
+#include "controller/watch_event.h"
+#include "policy/public_suffix.h"
+
+namespace controller {
+
+namespace {
+
+using common::LogLevel;
+using common::LogLine;
+using nlohmann::json;
+
+constexpr const char* kResourcePath = "/apis/zalando.org/v1/egressrulesets";
+
+std::string urlEscape(const std::string& text) {
+  std::string out;
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  for (const unsigned char c : text) {
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+        c == '.' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 15]);
+    }
+  }
+  return out;
+}
+
+// The objects the status writer works on, shared with the watch thread.
+class StatusQueue {
+ public:
+  void upsert(const RuleSetObject& object) {
+    const std::lock_guard lock(mutex_);
+    objects_[object.key()] = object;
+    dirty_.insert(object.key());
+    cv_.notify_all();
+  }
+  void erase(const std::string& key) {
+    const std::lock_guard lock(mutex_);
+    objects_.erase(key);
+    dirty_.erase(key);
+  }
+  void replaceAll(const std::map<std::string, RuleSetObject>& objects) {
+    const std::lock_guard lock(mutex_);
+    objects_ = objects;
+    dirty_.clear();
+    for (const auto& [key, object] : objects_) dirty_.insert(key);
+    cv_.notify_all();
+  }
+  void markAllDirty() {
+    const std::lock_guard lock(mutex_);
+    for (const auto& [key, object] : objects_) dirty_.insert(key);
+  }
+  // Takes the dirty objects (copies), waiting up to `timeout` for some.
+  std::vector<RuleSetObject> take(std::chrono::milliseconds timeout, const Stopper& stopper) {
+    std::unique_lock lock(mutex_);
+    cv_.wait_for(lock, timeout, [&] { return !dirty_.empty() || stopper.requested(); });
+    std::vector<RuleSetObject> out;
+    for (const auto& key : dirty_) {
+      const auto it = objects_.find(key);
+      if (it != objects_.end()) out.push_back(it->second);
+    }
+    dirty_.clear();
+    return out;
+  }
+  void retry(const std::string& key) {
+    const std::lock_guard lock(mutex_);
+    if (objects_.count(key) != 0) dirty_.insert(key);
+  }
+  void wake() { cv_.notify_all(); }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::map<std::string, RuleSetObject> objects_;
+  std::set<std::string> dirty_;
+};
+
+class StatusWriter {
+ public:
+  StatusWriter(const ClusterConfig& cluster, const ControllerOptions& options, Stopper& stopper,
+               StatusQueue& queue)
+      : options_(options),
+        stopper_(stopper),
+        queue_(queue),
+        client_(cluster, stopper),
+        elector_(options.leaseNamespace, options.leaseName, options.identity, options.leaseDurationSeconds) {}
+
+  void run() {
+    while (!stopper_.requested()) {
+      try {
+        loop();
+        return;
+      } catch (const std::exception& e) {
+        LogLine(LogLevel::Error, "controller.bug").field("where", "status").field("error", e.what());
+        if (stopper_.waitFor(options_.leaseRetry)) return;
+      }
+    }
+  }
+
+ private:
+  void loop() {
+    const bool elect = !options_.leaseName.empty();
+    bool leader = !elect;
+    if (leader) logEvent(LogLevel::Info, "status.writer.active");
+    auto nextLeaseTick = std::chrono::steady_clock::now();
+    while (!stopper_.requested()) {
+      if (elect && std::chrono::steady_clock::now() >= nextLeaseTick) {
+        const bool was = leader;
+        leader = tickLease();
+        nextLeaseTick = std::chrono::steady_clock::now() + options_.leaseRetry;
+        if (leader && !was) {
+          LogLine(LogLevel::Info, "lease.acquired")
+              .field("lease", leasePath())
+              .field("identity", options_.identity);
+          queue_.markAllDirty();  // the previous leader may have left work undone
+        } else if (!leader && was) {
+          LogLine(LogLevel::Warn, "lease.lost")
+              .field("lease", leasePath())
+              .field("identity", options_.identity);
+        }
+      }
+      // Wake up for the next lease renewal at the latest.
+      const auto untilTick = std::chrono::duration_cast<std::chrono::milliseconds>(
+          nextLeaseTick - std::chrono::steady_clock::now());
+      const auto wait = elect ? std::clamp(untilTick, std::chrono::milliseconds(0), options_.leaseRetry)
+                              : std::chrono::milliseconds(60'000);
+      auto work = queue_.take(leader ? wait : std::chrono::milliseconds(0), stopper_);
+      if (!leader) {
+        // Keep the work for when we lead; followers only sleep.
+        for (const auto& object : work) queue_.retry(object.key());
+        if (stopper_.waitFor(options_.leaseRetry)) break;
+        continue;
+      }
+      for (size_t i = 0; i < work.size(); ++i) {
+        if (stopper_.requested()) break;
+        if (elect && std::chrono::steady_clock::now() >= nextLeaseTick) {
+          // Renewing the lease comes first: a long batch (thousands of rule
+          // sets after a takeover) must not let it expire under us.
+          for (size_t j = i; j < work.size(); ++j) queue_.retry(work[j].key());
+          break;
+        }
+        writeStatus(work[i]);
+      }
+    }
+    if (elect && leader) releaseLease();
+  }
+
+  std::string leasePath() const {
+    return "/apis/coordination.k8s.io/v1/namespaces/" + options_.leaseNamespace + "/leases/" +
+           options_.leaseName;
+  }
+
+  bool tickLease() {
+    const auto now = std::chrono::steady_clock::now();
+    const HttpResponse current = client_.request("GET", leasePath());
+    std::optional<json> lease;
+    if (current.ok()) {
+      lease = json::parse(current.body, nullptr, false);
+      if (lease->is_discarded()) return stillLeading(now);
+    } else if (current.status != 404) {
+      LogLine(LogLevel::Warn, "lease.get.failed").field("error", current.describe());
+      return stillLeading(now);
+    }
+    const LeaseStep step = elector_.step(lease, now, rfc3339Now(true));
+    if (step.action == LeaseAction::None) {
+      leadingUntilValid_ = false;
+      return false;
+    }
+    const HttpResponse written =
+        step.action == LeaseAction::Create
+            ? client_.request(
+                  "POST", "/apis/coordination.k8s.io/v1/namespaces/" + options_.leaseNamespace + "/leases",
+                  dumpJson(step.body))
+            : client_.request("PUT", leasePath(), dumpJson(step.body));
+    if (!written.ok()) {
+      // 409: someone else wrote first; they lead until we see them expire.
+      if (written.status != 409)
+        LogLine(LogLevel::Warn, "lease.write.failed").field("error", written.describe());
+      return written.status == 409 ? (leadingUntilValid_ = false) : stillLeading(now);
+    }
+    if (step.takeOver) LogLine(LogLevel::Info, "lease.taken.over").field("previous", step.holder);
+    lastRenew_ = now;
+    leadingUntilValid_ = true;
+    return true;
+  }
+
+  // After a failed renewal we keep writing status only within two thirds of
+  // the lease duration (client-go's renew deadline), so two writers never
+  // overlap: the others wait the whole duration before taking over.
+  bool stillLeading(std::chrono::steady_clock::time_point now) {
+    if (!leadingUntilValid_) return false;
+    const auto deadline = std::chrono::milliseconds(options_.leaseDurationSeconds * 1000 * 2 / 3);
+    if (now - lastRenew_ > deadline) leadingUntilValid_ = false;
+    return leadingUntilValid_;
+  }
+
+  void releaseLease() {
+    // A fresh client: the stopper has fired and aborts every transfer of client_.
+    Stopper noStop;
+    KubeClient client(client_.config(), noStop);
+    const HttpResponse current = client.request("GET", leasePath());
+    if (!current.ok()) return;
+    const json lease = json::parse(current.body, nullptr, false);
+    if (lease.is_discarded()) return;
+    const auto body = elector_.release(lease, rfc3339Now(true));
+    if (!body) return;
+    const HttpResponse released = client.request("PUT", leasePath(), dumpJson(*body));
+    LogLine(released.ok() ? LogLevel::Info : LogLevel::Warn, "lease.released")
+        .field("ok", released.ok())
+        .field("error", released.ok() ? std::string("-") : released.describe());
+  }
+
+  void writeStatus(const RuleSetObject& object) {
+    const std::string content = manifestContent(object);
+    const Validation validation = validateManifest(content, object.key(), policy::defaultPublicSuffixList());
+    const auto patch = statusPatch(object, validation, rfc3339Now(false));
+    if (!patch) return;
+    const std::string path =
+        "/apis/zalando.org/v1/namespaces/" + object.ns + "/egressrulesets/" + object.name + "/status";
+    const HttpResponse response =
+        client_.request("PATCH", path, dumpJson(*patch), "application/merge-patch+json");
+    if (response.ok()) {
+      LogLine(LogLevel::Info, "status.written")
+          .field("ruleset", object.key())
+          .field("generation", object.generation)
+          .field("accepted", validation.accepted)
+          .field("reason", validation.reason);
+    } else if (response.status == 404) {
+      // Deleted meanwhile: the DELETED event removes it from the queue.
+    } else {
+      LogLine(LogLevel::Warn, "status.write.failed")
+          .field("ruleset", object.key())
+          .field("error", response.describe());
+      queue_.retry(object.key());
+    }
+  }
+
+  const ControllerOptions& options_;
+  Stopper& stopper_;
+  StatusQueue& queue_;
+  KubeClient client_;
+  LeaseElector elector_;
+  std::chrono::steady_clock::time_point lastRenew_{};
+  bool leadingUntilValid_ = false;
+};
+
+enum class WatchEnd : uint8_t { Expired, Gone, Failed, Stopped };
+
+class Mirror {
+ public:
+  Mirror(const ClusterConfig& cluster, const ControllerOptions& options, Stopper& stopper, StatusQueue& queue)
+      : options_(options),
+        stopper_(stopper),
+        queue_(queue),
+        client_(cluster, stopper),
+        dir_(options.rulesDir),
+        backoff_(options.backoffInitial, options.backoffMax, std::random_device{}()) {}
+
+  // An exception here is a bug (the code paths are exception-free by
+  // design); log it and start over with a relist rather than die and leave
+  // the rules dir unmanaged.
+  void run() {
+    while (!stopper_.requested()) {
+      try {
+        loop();
+        return;
+      } catch (const std::exception& e) {
+        LogLine(LogLevel::Error, "controller.bug").field("where", "mirror").field("error", e.what());
+        if (stopper_.waitFor(backoff_.next())) return;
+      }
+    }
+  }
+
+ private:
+  void loop() {
+    bool needList = true;
+    while (!stopper_.requested()) {
+      if (needList) {
+        if (!list()) {
+          if (stopper_.waitFor(backoff_.next())) break;
+          continue;
+        }
+        needList = false;
+      }
+      if (resyncNeeded_) {
+        needList = true;
+        if (stopper_.waitFor(backoff_.next())) return;
+        continue;
+      }
+      switch (watch()) {
+        case WatchEnd::Stopped:
+          return;
+        case WatchEnd::Gone:
+          needList = true;
+          break;
+        case WatchEnd::Expired:
+          break;
+        case WatchEnd::Failed:
+          if (stopper_.waitFor(backoff_.next())) return;
+          break;
+      }
+    }
+  }
+
+  bool list() {
+    std::map<std::string, RuleSetObject> objects;
+    std::string continueToken;
+    std::string listVersion;
+    do {
+      std::string path = std::string(kResourcePath) + "?limit=" + std::to_string(options_.listPageSize);
+      if (!continueToken.empty()) path += "&continue=" + urlEscape(continueToken);
+      const HttpResponse response = client_.request("GET", path);
+      if (!response.ok()) {
+        // 410 here: the continue token expired; the next attempt starts over.
+        LogLine(LogLevel::Warn, "list.failed").field("error", response.describe());
+        return false;
+      }
+      const json page = json::parse(response.body, nullptr, false);
+      if (!page.is_object() || !page.contains("items") || !page["items"].is_array()) {
+        logEvent(LogLevel::Warn, "list.malformed");
+        return false;
+      }
+      for (const auto& item : page["items"]) {
+        std::string error;
+        auto object = ruleSetFromJson(item, error);
+        if (!object) {
+          LogLine(LogLevel::Warn, "list.item.skipped").field("error", error);
+          continue;
+        }
+        objects[object->key()] = std::move(*object);
+      }
+      const auto metadata = page.find("metadata");
+      listVersion = metadata != page.end() ? jsonString(*metadata, "resourceVersion") : std::string();
+      continueToken = metadata != page.end() ? jsonString(*metadata, "continue") : std::string();
+    } while (!continueToken.empty());
+    if (listVersion.empty()) {
+      logEvent(LogLevel::Warn, "list.no_resource_version");
+      return false;
+    }
+    objects_ = std::move(objects);
+    resourceVersion_ = listVersion;
+    resyncNeeded_ = false;
+    resyncDir();
+    queue_.replaceAll(objects_);
+    backoff_.reset();
+    LogLine(LogLevel::Info, "list.done")
+        .field("rulesets", objects_.size())
+        .field("resource_version", resourceVersion_);
+    return true;
+  }
+
+  // After a (re)list: full plan against what is on disk, which also removes
+  // files of objects deleted while we were not watching.
+  void resyncDir() {
+    std::vector<std::string> errors;
+    onDisk_ = dir_.scan(errors);
+    for (const auto& error : errors) LogLine(LogLevel::Error, "rules_dir.scan.failed").field("error", error);
+    std::map<std::string, std::string> desired;
+    for (const auto& [key, object] : objects_) desired[manifestFileName(object)] = manifestContent(object);
+    applyPlan(plan(desired, onDisk_));
+  }
+
+  // After one event: the same plan, restricted to that object's file.
+  void syncOne(const std::string& fileName, const std::optional<std::string>& content) {
+    std::map<std::string, std::string> desired;
+    if (content) desired[fileName] = *content;
+    std::map<std::string, std::string> current;
+    const auto it = onDisk_.find(fileName);
+    if (it != onDisk_.end()) current[fileName] = it->second;
+    applyPlan(plan(desired, current));
+  }
+
+  void applyPlan(const Plan& p) {
+    if (p.empty()) return;
+    const auto errors = dir_.apply(p);
+    for (const auto& error : errors) LogLine(LogLevel::Error, "rules_dir.apply.failed").field("error", error);
+    // Record what we believe is on disk; a failed write is retried at the next relist.
+    for (const auto& write : p.writes) onDisk_[write.fileName] = write.content;
+    for (const auto& name : p.deletes) onDisk_.erase(name);
+    if (!errors.empty()) {
+      // Unknown state on disk: the next relist rescans the dir and redoes the plan.
+      for (const auto& write : p.writes) onDisk_[write.fileName] = std::string();
+      resyncNeeded_ = true;
+    }
+    for (const auto& write : p.writes) {
+      LogLine(LogLevel::Info, "file.written")
+          .field("file", write.fileName)
+          .field("bytes", write.content.size());
+    }
+    for (const auto& name : p.deletes) LogLine(LogLevel::Info, "file.removed").field("file", name);
+  }
+
+  WatchEnd watch() {
+    // Like client-go, spread the server-side timeouts so watches of many
+    // controllers do not all end at once.
+    static thread_local std::mt19937 rng{std::random_device{}()};
+    const int64_t timeout = options_.watchTimeoutSeconds +
+                            std::uniform_int_distribution<int64_t>(0, options_.watchTimeoutSeconds)(rng);
+    const std::string path =
+        std::string(kResourcePath) +
+        "?watch=1&allowWatchBookmarks=true&resourceVersion=" + urlEscape(resourceVersion_) +
+        "&timeoutSeconds=" + std::to_string(timeout);
+    WatchEnd end = WatchEnd::Expired;
+    bool sawEvent = false;
+    LogLine(LogLevel::Debug, "watch.start").field("resource_version", resourceVersion_);
+    const std::function<bool(std::string_view)> onLine = [&](std::string_view line) {
+      WatchParse parsed = parseWatchLine(line);
+      if (!parsed.event) {
+        LogLine(LogLevel::Warn, "watch.line.malformed").field("error", parsed.error);
+        end = WatchEnd::Failed;
+        return false;
+      }
+      if (!sawEvent) {
+        sawEvent = true;
+        backoff_.reset();  // the connection works again
+      }
+      // A failed file write ends the watch: the relist retries the whole dir.
+      return handle(*parsed.event, end) && !resyncNeeded_;
+    };
+    const HttpResponse response = client_.stream(path, onLine, std::chrono::seconds(timeout + 30));
+    if (stopper_.requested()) return WatchEnd::Stopped;
+    if (end != WatchEnd::Expired || resyncNeeded_) return end;
+    if (response.status == 410) {
+      LogLine(LogLevel::Info, "watch.gone")
+          .field("resource_version", resourceVersion_)
+          .field("source", "http");
+      return WatchEnd::Gone;
+    }
+    if (!response.transportError.empty() || response.status != 200) {
+      LogLine(LogLevel::Warn, "watch.failed").field("error", response.describe());
+      return WatchEnd::Failed;
+    }
+    LogLine(LogLevel::Debug, "watch.ended").field("resource_version", resourceVersion_);
+    return WatchEnd::Expired;
+  }
+
+  bool handle(const WatchEvent& event, WatchEnd& end) {
+    switch (event.type) {
+      case WatchEventType::Error:
+        if (event.code == 410) {
+          LogLine(LogLevel::Info, "watch.gone")
+              .field("resource_version", resourceVersion_)
+              .field("source", "event");
+          end = WatchEnd::Gone;
+        } else {
+          LogLine(LogLevel::Warn, "watch.error").field("code", event.code).field("message", event.message);
+          end = WatchEnd::Failed;
+        }
+        return false;
+      case WatchEventType::Bookmark:
+        resourceVersion_ = event.resourceVersion;
+        return true;
+      case WatchEventType::Added:
+      case WatchEventType::Modified:
+      case WatchEventType::Deleted:
+        break;
+    }
+    std::string error;
+    auto object = ruleSetFromJson(event.object, error);
+    resourceVersion_ = event.resourceVersion;
+    if (!object) {
+      LogLine(LogLevel::Warn, "watch.object.skipped").field("error", error);
+      return true;
+    }
+    const std::string fileName = manifestFileName(*object);
+    if (event.type == WatchEventType::Deleted) {
+      objects_.erase(object->key());
+      queue_.erase(object->key());
+      syncOne(fileName, std::nullopt);
+    } else {
+      syncOne(fileName, manifestContent(*object));
+      objects_[object->key()] = *object;
+      queue_.upsert(*object);
+    }
+    return true;
+  }
+
+  const ControllerOptions& options_;
+  Stopper& stopper_;
+  StatusQueue& queue_;
+  KubeClient client_;
+  RulesDir dir_;
+  Backoff backoff_;
+  std::map<std::string, RuleSetObject> objects_;
+  std::map<std::string, std::string> onDisk_;
+  std::string resourceVersion_;
+  bool resyncNeeded_ = false;  // a write to the rules dir failed
+};
+
+}  // namespace
+
+int runController(const ClusterConfig& cluster, const ControllerOptions& options, Stopper& stopper) {
+  StatusQueue queue;
+  StatusWriter writer(cluster, options, stopper, queue);
+  Mirror mirror(cluster, options, stopper, queue);
+  std::thread statusThread([&] { writer.run(); });
+  mirror.run();
+  stopper.request();
+  queue.wake();
+  statusThread.join();
+  logEvent(LogLevel::Info, "controller.stopped");
+  return 0;
+}
+
+}  // namespace controller

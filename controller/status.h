@@ -1,0 +1,41 @@
+// What the controller reports in EgressRuleSet status, decided purely from
+// the object and egressd's own loader (policy::loadManifest on exactly the
+// content written to the rules dir), so Accepted=True means egressd enforces
+// it and Accepted=False carries egressd's refusal reasons.
+#pragma once
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "controller/rule_set_object.h"
+#include "policy/public_suffix.h"
+
+namespace controller {
+
+struct Validation {
+  bool accepted = false;
+  size_t targetCount = 0;  // entries of spec.targets
+  std::string reason;      // "Valid" or "InvalidTargets"
+  std::string message;     // human-readable; the loader's messages when refused
+};
+
+// Validates the manifest `content` (manifestContent(object)).
+Validation validateManifest(const std::string& content, const std::string& sourceName,
+                            const policy::PublicSuffixList& suffixes);
+
+// The merge-patch body for the status subresource, or nullopt when the
+// object's status already says the same (so a controller restart or a
+// status echo writes nothing). `now` is RFC 3339; lastTransitionTime only
+// changes when the condition's status does. Other conditions are kept.
+std::optional<nlohmann::json> statusPatch(const RuleSetObject& object, const Validation& validation,
+                                          std::string_view now);
+
+// Wall-clock time as RFC 3339 with microseconds (metav1.MicroTime) or
+// seconds (metav1.Time).
+std::string rfc3339Now(bool micro);
+
+}  // namespace controller
