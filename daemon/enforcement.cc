@@ -44,7 +44,7 @@ Enforcement::~Enforcement() {
 bool Enforcement::start(const config::Config& config, std::string& error) {
   const auto& queues = config.nfqueue.queues;
   const auto [low, high] = std::minmax_element(queues.begin(), queues.end());
-  if (queues.empty() || static_cast<size_t>(*high - *low + 1) != queues.size()) {
+  if (queues.empty() || static_cast<size_t>(*high - *low) + 1 != queues.size()) {
     // iptables balances over a range (--queue-balance first:last).
     error = "nfqueue.queues must be consecutive numbers, e.g. [0, 1]";
     return false;
