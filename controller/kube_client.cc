@@ -14,10 +14,10 @@ namespace {
 using CurlSlist = common::CHandle<curl_slist, curl_slist_free_all>;
 
 // A watch line holds one object; etcd refuses objects over 1.5 MiB.
-constexpr size_t kMaxWatchLineBytes = 4 * 1024 * 1024;
+constexpr size_t kMaxWatchLineBytes = size_t{4} * 1024 * 1024;
 // A list page of 500 objects of up to 1.5 MiB each is theoretical; bound
 // memory at something a real cluster never reaches.
-constexpr size_t kMaxBodyBytes = 256 * 1024 * 1024;
+constexpr size_t kMaxBodyBytes = size_t{256} * 1024 * 1024;
 
 std::string readToken(const std::string& file) {
   std::ifstream in(file);

@@ -13,7 +13,7 @@ namespace {
 using policy::YamlNode;
 
 // Files a kubeconfig names are small (certificates, keys, tokens).
-constexpr std::uintmax_t kMaxReferencedFileBytes = 1024 * 1024;
+constexpr std::uintmax_t kMaxReferencedFileBytes = std::uintmax_t{1024} * 1024;
 
 std::optional<std::string> readSmallFile(const std::string& path, std::string& error) {
   std::error_code ec;

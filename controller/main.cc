@@ -75,9 +75,11 @@ int main(int argc, char** argv) {
     options.identity = std::string(host) + "_" + std::to_string(::getpid());
   }
 
+  // Read once at start-up, before any other thread exists.
+  const char* serviceHost = std::getenv("KUBERNETES_SERVICE_HOST");  // NOLINT(concurrency-mt-unsafe)
+  const char* servicePort = std::getenv("KUBERNETES_SERVICE_PORT");  // NOLINT(concurrency-mt-unsafe)
   const controller::ConfigResult config =
-      inCluster ? controller::inClusterConfig(serviceAccountDir, std::getenv("KUBERNETES_SERVICE_HOST"),
-                                              std::getenv("KUBERNETES_SERVICE_PORT"))
+      inCluster ? controller::inClusterConfig(serviceAccountDir, serviceHost, servicePort)
                 : controller::loadKubeconfigFile(kubeconfig, context);
   if (!config.config) {
     for (const auto& error : config.errors)

@@ -1,4 +1,5 @@
 #include "controller/rules_dir.h"
+#include "common/errno_text.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -20,7 +21,7 @@ namespace {
 constexpr std::string_view kTempPrefix = ".tmp-egress-controller-";
 
 std::string errnoText(const std::string& what) {
-  return what + ": " + std::strerror(errno);
+  return what + ": " + common::errnoText(errno);
 }
 
 class Fd {

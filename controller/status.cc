@@ -11,7 +11,7 @@ namespace controller {
 namespace {
 
 // The CRD bounds condition messages (32 KiB); leave room for the rest.
-constexpr size_t kMaxMessageBytes = 30 * 1024;
+constexpr size_t kMaxMessageBytes = size_t{30} * 1024;
 
 const nlohmann::json* findCondition(const nlohmann::json& status, std::string_view type) {
   if (!status.is_object()) return nullptr;

@@ -1,4 +1,5 @@
 #include "nfq/queue_worker.h"
+#include "common/errno_text.h"
 
 #include <arpa/inet.h>
 #include <poll.h>
@@ -67,7 +68,7 @@ void QueueWorker::SocketClose::operator()(mnl_socket* socket) const noexcept {
 
 QueueWorker::QueueWorker(QueueWorkerOptions options, const common::SnapshotHolder<policy::Policy>& policy,
                          const BindingLookup& bindings, EventSink* events)
-    : options_(std::move(options)),
+    : options_(options),
       policyReader_(policy),
       bindings_(bindings),
       events_(events),
@@ -123,9 +124,9 @@ bool QueueWorker::sendConfig(bool bind) {
 
 void QueueWorker::start() {
   socket_.reset(mnl_socket_open(NETLINK_NETFILTER));
-  if (!socket_) throw std::runtime_error(std::string("nfqueue: netlink socket: ") + std::strerror(errno));
+  if (!socket_) throw std::runtime_error(std::string("nfqueue: netlink socket: ") + common::errnoText(errno));
   if (mnl_socket_bind(socket_.get(), 0, MNL_SOCKET_AUTOPID) < 0) {
-    throw std::runtime_error(std::string("nfqueue: bind: ") + std::strerror(errno));
+    throw std::runtime_error(std::string("nfqueue: bind: ") + common::errnoText(errno));
   }
   portId_ = mnl_socket_get_portid(socket_.get());
   // Overruns are counted by the kernel and seen as ENOBUFS; the queued
@@ -137,10 +138,10 @@ void QueueWorker::start() {
              sizeof receiveBuffer);
   if (!sendConfig(true)) {
     throw std::runtime_error("nfqueue: cannot bind queue " + std::to_string(options_.queue) + ": " +
-                             std::strerror(errno));
+                             common::errnoText(errno));
   }
   stopFd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (stopFd_ < 0) throw std::runtime_error(std::string("nfqueue: eventfd: ") + std::strerror(errno));
+  if (stopFd_ < 0) throw std::runtime_error(std::string("nfqueue: eventfd: ") + common::errnoText(errno));
   thread_ = std::thread([this] { run(); });
 }
 

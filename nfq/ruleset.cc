@@ -1,4 +1,5 @@
 #include "nfq/ruleset.h"
+#include "common/errno_text.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -164,15 +165,15 @@ size_t countJumps(std::string_view save, std::string_view hook, std::string_view
 CommandResult runCommand(const std::vector<std::string>& argv, std::string_view input) {
   CommandResult result;
   int in[2], out[2], err[2];
-  if (pipe2(in, O_CLOEXEC) != 0) return {false, {}, std::strerror(errno)};
+  if (pipe2(in, O_CLOEXEC) != 0) return {false, {}, common::errnoText(errno)};
   if (pipe2(out, O_CLOEXEC) != 0) {
     close(in[0]);
     close(in[1]);
-    return {false, {}, std::strerror(errno)};
+    return {false, {}, common::errnoText(errno)};
   }
   if (pipe2(err, O_CLOEXEC) != 0) {
     for (int fd : {in[0], in[1], out[0], out[1]}) close(fd);
-    return {false, {}, std::strerror(errno)};
+    return {false, {}, common::errnoText(errno)};
   }
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
@@ -180,6 +181,7 @@ CommandResult runCommand(const std::vector<std::string>& argv, std::string_view 
   posix_spawn_file_actions_adddup2(&actions, out[1], 1);
   posix_spawn_file_actions_adddup2(&actions, err[1], 2);
   std::vector<char*> args;
+  args.reserve(argv.size() + 1);
   for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
   args.push_back(nullptr);
   pid_t pid = -1;
@@ -192,7 +194,7 @@ CommandResult runCommand(const std::vector<std::string>& argv, std::string_view 
     close(in[1]);
     close(out[0]);
     close(err[0]);
-    return {false, {}, argv[0] + ": " + std::strerror(spawned)};
+    return {false, {}, argv[0] + ": " + common::errnoText(spawned)};
   }
   // Feed stdin and drain stdout/stderr together so neither side blocks on
   // a full pipe.

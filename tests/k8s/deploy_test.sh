@@ -1,0 +1,348 @@
+#!/usr/bin/env bash
+# End-to-end test of deploy/ (the node-local DaemonSet, RBAC, config, the
+# bootstrap-rules component, the node-local DNS snippet) against a real
+# kube-apiserver + etcd (tests/k8s/apiserver.sh):
+#   - the copies under deploy/ equal their sources in examples/rules/;
+#   - `kubectl kustomize` renders deploy/base and deploy/overlays/node-local,
+#     the overlay carries the bootstrap rule sets, the base does not;
+#   - the egressd.toml inside the rendered ConfigMap passes
+#     `egressd --check-config`, and egressd's loader puts the ConfigMap's
+#     system rule sets in force; the uninstall config is valid too;
+#   - `kubectl apply --dry-run=server -k` of both, and of every plain YAML
+#     file under deploy/ (not kustomization.yaml, not component patches
+#     named patch-*.yaml), after the CRD and the namespace exist for real;
+#   - the applied DaemonSet has the properties docs/deploy.md promises
+#     (hostNetwork, capabilities, token only in the controller container,
+#     shared emptyDir, rolling update one node at a time, every node);
+#   - RBAC: `kubectl auth can-i` as egress-controller for what it needs
+#     (yes) and for what it must not do (no); egressd's account can do
+#     nothing and no binding names it.
+#
+# Needs jq, and egressd in $EGRESSD_BIN (set by ctest; default build/bin).
+# Exits 77 (ctest: skipped) only when neither cached control-plane binaries
+# nor a Go toolchain to build them exist.
+set -uo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+src="${EGRESSD_SOURCE_DIR:-$(cd "$here/../.." && pwd)}"
+deploy="$src/deploy"
+egressd="${EGRESSD_BIN:-$src/build/bin}/egressd"
+ns="egressd-system"
+controller_sa="system:serviceaccount:$ns:egress-controller"
+egressd_sa="system:serviceaccount:$ns:egressd"
+
+passed=0
+failed=0
+ok() {
+  echo "  ok: $*"
+  passed=$((passed + 1))
+}
+fail() {
+  echo "  FAIL: $*"
+  failed=$((failed + 1))
+}
+fatal() {
+  echo "FATAL: $*"
+  echo "k8s.deploy: $passed passed, $((failed + 1)) failed"
+  exit 1
+}
+step() { echo "== $*"; }
+
+command -v jq > /dev/null || fatal "jq is not installed"
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/egressd-k8s-deploy.XXXXXX")"
+cleanup() {
+  if [[ -n "${EGRESSD_K8S_DIR:-}" && -d "$EGRESSD_K8S_DIR" ]]; then
+    "$here/apiserver.sh" stop "$EGRESSD_K8S_DIR" || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+step "build or reuse kube-apiserver, etcd, kubectl (tests/k8s/build.sh)"
+GO="$(command -v go || echo /usr/local/go/bin/go)"
+if ! bin="$("$here/build.sh")"; then
+  if [[ ! -x "$GO" ]]; then
+    echo "SKIP: no cached control-plane binaries and no Go toolchain to build them"
+    exit 77
+  fi
+  fatal "tests/k8s/build.sh failed"
+fi
+export EGRESSD_K8S_BIN="$bin"
+ok "binaries in $bin"
+
+step "start etcd + kube-apiserver on 127.0.0.1 (tests/k8s/apiserver.sh)"
+export EGRESSD_K8S_OWNER_PID=$$
+envlines="$("$here/apiserver.sh" start "$work/cluster")" || fatal "apiserver.sh start failed"
+eval "$envlines"
+ok "kube-apiserver at $EGRESSD_K8S_SERVER"
+kc() { "$EGRESSD_K8S_BIN/kubectl" "$@"; }
+
+step "copies under deploy/ are their sources in examples/rules/"
+for pair in \
+  "components/bootstrap-rules/system-bootstrap.yaml:system-bootstrap.yaml" \
+  "examples/my-app-targets.yaml:my-app-targets.yaml" \
+  "examples/world-access.yaml:world-access.yaml"; do
+  copy="$deploy/${pair%%:*}"
+  orig="$src/examples/rules/${pair#*:}"
+  if cmp -s "$copy" "$orig"; then
+    ok "deploy/${pair%%:*} = examples/rules/${pair#*:}"
+  else
+    fail "deploy/${pair%%:*} differs from examples/rules/${pair#*:} (or is missing)"
+  fi
+done
+
+step "kubectl kustomize renders the base and the node-local overlay"
+tolist() { jq -s '{kind: "List", items: [.[] | if .kind == "List" then .items[] else . end]}'; }
+render() { # NAME DIR: YAML in $work/NAME.yaml, JSON List in $work/NAME.json
+  if ! kc kustomize "$2" > "$work/$1.yaml" 2> "$work/$1.err"; then
+    fail "kubectl kustomize ${2#"$src"/}: $(cat "$work/$1.err")"
+    return 1
+  fi
+  # kustomize prints YAML; a client-side dry run turns it into a JSON List.
+  # It prints one object per document (or a List); jq -s makes one List.
+  if ! kc create --dry-run=client -o json -f "$work/$1.yaml" 2> "$work/$1.err" | tolist > "$work/$1.json" ||
+    [[ "$(jq '.items | length' "$work/$1.json")" == 0 ]]; then
+    fail "${2#"$src"/}: rendered YAML not readable by kubectl: $(cat "$work/$1.err")"
+    return 1
+  fi
+  ok "${2#"$src"/} renders: $(jq -r '[.items[] | .kind + "/" + .metadata.name] | join(" ")' "$work/$1.json")"
+}
+render base "$deploy/base"
+render overlay "$deploy/overlays/node-local"
+for r in base overlay; do
+  [[ -s "$work/$r.json" ]] || fatal "cannot continue without the rendered $r"
+done
+obj() { # NAME KIND NAME-PREFIX -> the object (generated names have a hash suffix)
+  jq --arg k "$2" --arg n "$3" '[.items[] | select(.kind == $k and (.metadata.name == $n or (.metadata.name | startswith($n + "-"))))] | first // empty' "$work/$1.json"
+}
+for kind_name in "CustomResourceDefinition egressrulesets.zalando.org" "Namespace $ns" \
+  "ServiceAccount egress-controller" "ServiceAccount egressd" "ClusterRole egress-controller" \
+  "ClusterRoleBinding egress-controller" "Role egress-controller-lease" \
+  "RoleBinding egress-controller-lease" "ConfigMap egressd-config" \
+  "ConfigMap egressd-system-rules" "DaemonSet egressd"; do
+  # shellcheck disable=SC2086
+  if [[ -n "$(obj overlay $kind_name)" ]]; then
+    ok "overlay has $kind_name"
+  else
+    fail "overlay lacks $kind_name"
+  fi
+done
+sysrules="$(obj overlay ConfigMap egressd-system-rules | jq -r '.data["system-bootstrap.yaml"] // empty')"
+if [[ -n "$sysrules" ]] && cmp -s <(printf '%s\n' "$sysrules") "$src/examples/rules/system-bootstrap.yaml"; then
+  ok "overlay: ConfigMap egressd-system-rules holds system-bootstrap.yaml verbatim"
+else
+  fail "overlay: ConfigMap egressd-system-rules lacks system-bootstrap.yaml: $(obj overlay ConfigMap egressd-system-rules)"
+fi
+if [[ "$(obj base ConfigMap egressd-system-rules | jq '.data // {} | length')" == 0 ]]; then
+  ok "base: the system rules ConfigMap is empty (the component fills it)"
+else
+  fail "base: the system rules ConfigMap is not empty"
+fi
+# The DaemonSet mounts exactly the generated (hash-suffixed) ConfigMaps.
+for r in base overlay; do
+  want="$(obj $r ConfigMap egressd-system-rules | jq -r .metadata.name) $(obj $r ConfigMap egressd-config | jq -r .metadata.name)"
+  got="$(obj $r DaemonSet egressd | jq -r '[.spec.template.spec.volumes[] | select(.name == "system-rules" or .name == "config") | .configMap.name] | sort | reverse | join(" ")')"
+  if [[ -n "$want" && "$got" == "$want" ]]; then
+    ok "$r: DaemonSet mounts the generated ConfigMaps $got"
+  else
+    fail "$r: DaemonSet mounts '$got', generated '$want'"
+  fi
+done
+
+step "egressd --check-config on the egressd.toml of the rendered ConfigMap"
+if [[ ! -x "$egressd" ]]; then
+  fail "no egressd binary at $egressd (build the egressd target; EGRESSD_BIN)"
+else
+  obj overlay ConfigMap egressd-config | jq -j '.data["egressd.toml"] // empty' > "$work/egressd.toml"
+  if [[ -s "$work/egressd.toml" ]] && cmp -s "$work/egressd.toml" "$deploy/base/egressd.toml"; then
+    ok "ConfigMap egressd-config holds deploy/base/egressd.toml"
+  else
+    fail "ConfigMap egressd-config does not hold deploy/base/egressd.toml"
+  fi
+  if "$egressd" --check-config --config "$work/egressd.toml" > "$work/check.out" 2>&1 &&
+    grep -q 'configuration valid (mode enforce)' "$work/check.out"; then
+    ok "egressd --check-config: $(tail -1 "$work/check.out")"
+  else
+    fail "egressd --check-config: $(cat "$work/check.out")"
+  fi
+  # The same file with the two rules dirs pointing at a copy of what the pod
+  # mounts: the ConfigMap's system rule sets must load and be in force.
+  mkdir -p "$work/pod/system.d" "$work/pod/rules.d"
+  printf '%s\n' "$sysrules" > "$work/pod/system.d/system-bootstrap.yaml"
+  sed -e "s#\"/etc/egressd/system.d\"#\"$work/pod/system.d\"#g" \
+    -e "s#\"/var/lib/egressd/rules.d\"#\"$work/pod/rules.d\"#g" "$work/egressd.toml" > "$work/pod.toml"
+  want_sets="$(grep -c '^kind: EgressRuleSet' "$src/examples/rules/system-bootstrap.yaml")"
+  if "$egressd" --check-config --config "$work/pod.toml" > "$work/pod.out" 2>&1 &&
+    grep -q " $want_sets rule sets in force" "$work/pod.out" && ! grep -q 'rejected' "$work/pod.out"; then
+    ok "system rules as mounted: $(tail -1 "$work/pod.out")"
+  else
+    fail "system rules as mounted (want $want_sets rule sets in force): $(cat "$work/pod.out")"
+  fi
+  # A broken copy must be refused: the check above can fail.
+  sed 's/^listen = \["169.254.20.11:53"\]/listen = "169.254.20.11:53"/' "$work/egressd.toml" > "$work/bad.toml"
+  if ! cmp -s "$work/egressd.toml" "$work/bad.toml" &&
+    ! "$egressd" --check-config --config "$work/bad.toml" > "$work/bad.out" 2>&1 &&
+    grep -q 'dns.listen' "$work/bad.out"; then
+    ok "a broken copy is refused: $(head -1 "$work/bad.out")"
+  else
+    fail "a broken copy (listen as a string) was not refused: $(cat "$work/bad.out")"
+  fi
+  kc create --dry-run=client -o json -f "$deploy/uninstall/daemonset.yaml" 2> /dev/null | tolist |
+    jq -r '[.items[] | select(.kind == "ConfigMap")][0].data["egressd.toml"] // empty' > "$work/uninstall.toml"
+  if [[ -s "$work/uninstall.toml" ]] &&
+    "$egressd" --check-config --config "$work/uninstall.toml" > "$work/uninstall.out" 2>&1; then
+    ok "deploy/uninstall config is valid: $(tail -1 "$work/uninstall.out")"
+  else
+    fail "deploy/uninstall config: $(cat "$work/uninstall.out" 2> /dev/null)"
+  fi
+fi
+
+step "the CRD and the namespace, applied for real"
+if kc apply -k "$deploy/crd" > "$work/crd.out" 2>&1 &&
+  kc wait --for=condition=Established --timeout=60s crd/egressrulesets.zalando.org > /dev/null 2>&1; then
+  ok "CRD applied from deploy/crd (kustomize) and Established"
+else
+  fatal "CRD: $(cat "$work/crd.out")"
+fi
+for ((i = 0; i < 30; i++)); do
+  kc api-resources --api-group=zalando.org 2> /dev/null | grep -q '^egressrulesets' && break
+  sleep 1
+done
+if kc apply -f "$deploy/base/namespace.yaml" > "$work/ns.out" 2>&1; then
+  ok "namespace: $(cat "$work/ns.out")"
+else
+  fatal "namespace: $(cat "$work/ns.out")"
+fi
+
+step "kubectl apply --dry-run=server -k"
+for dir in base overlays/node-local; do
+  if kc apply --dry-run=server -k "$deploy/$dir" > "$work/dry-k.out" 2>&1; then
+    ok "deploy/$dir: $(grep -c 'server dry run' "$work/dry-k.out") objects"
+  else
+    fail "deploy/$dir: $(cat "$work/dry-k.out")"
+  fi
+done
+
+step "kubectl apply --dry-run=server -f of every plain YAML file under deploy/"
+mapfile -t files < <(find "$deploy" -type f \( -name '*.yaml' -o -name '*.yml' \) \
+  ! -name kustomization.yaml ! -name kustomization.yml ! -name 'patch-*.yaml' | sort)
+if ((${#files[@]} >= 8)); then
+  ok "${#files[@]} plain YAML files"
+else
+  fail "only ${#files[@]} plain YAML files found under deploy/: ${files[*]}"
+fi
+for f in "${files[@]}"; do
+  if kc apply --dry-run=server -f "$f" > "$work/dry.out" 2>&1; then
+    ok "${f#"$src"/}: $(tr '\n' ' ' < "$work/dry.out")"
+  else
+    fail "${f#"$src"/}: $(cat "$work/dry.out")"
+  fi
+done
+
+step "apply the node-local overlay for real; the DaemonSet as stored"
+if kc apply -k "$deploy/overlays/node-local" > "$work/apply.out" 2>&1; then
+  ok "applied: $(grep -c . "$work/apply.out") objects"
+else
+  fail "kubectl apply -k overlays/node-local: $(cat "$work/apply.out")"
+fi
+kc -n "$ns" get ds egressd -o json > "$work/ds.json" 2> "$work/ds.err" || fail "get ds: $(cat "$work/ds.err")"
+check_ds() { # DESCRIPTION JQ-EXPRESSION (must print true)
+  if [[ "$(jq -r "$2" "$work/ds.json" 2>&1)" == true ]]; then
+    ok "DaemonSet: $1"
+  else
+    fail "DaemonSet: $1 (jq: $2)"
+  fi
+}
+pod='.spec.template.spec'
+c_egressd="$pod.containers[] | select(.name == \"egressd\")"
+c_ctrl="$pod.containers[] | select(.name == \"controller\")"
+check_ds "hostNetwork, dnsPolicy ClusterFirstWithHostNet" \
+  "$pod.hostNetwork == true and $pod.dnsPolicy == \"ClusterFirstWithHostNet\""
+check_ds "runs on every node (tolerates every taint)" \
+  "any($pod.tolerations[]; .operator == \"Exists\" and (.key // \"\") == \"\" and (.effect // \"\") == \"\")"
+check_ds "RollingUpdate, maxUnavailable 1" \
+  '.spec.updateStrategy.type == "RollingUpdate" and .spec.updateStrategy.rollingUpdate.maxUnavailable == 1'
+check_ds "terminationGracePeriodSeconds set" "$pod.terminationGracePeriodSeconds >= 10"
+check_ds "egressd: capabilities drop ALL, add exactly NET_ADMIN NET_RAW NET_BIND_SERVICE, no privilege" \
+  "[$c_egressd | .securityContext | (.capabilities.drop == [\"ALL\"]) and ((.capabilities.add | sort) == [\"NET_ADMIN\", \"NET_BIND_SERVICE\", \"NET_RAW\"]) and (.privileged != true) and .allowPrivilegeEscalation == false] == [true]"
+check_ds "controller: no capabilities, non-root" \
+  "[$c_ctrl | .securityContext | (.capabilities.drop == [\"ALL\"]) and ((.capabilities.add // []) == []) and .runAsNonRoot == true] == [true]"
+check_ds "egressd: readiness and liveness probes" \
+  "[$c_egressd | (.readinessProbe != null) and (.livenessProbe != null)] == [true]"
+check_ds "egressd: resources requests and memory limit" \
+  "[$c_egressd | (.resources.requests.cpu != null) and (.resources.limits.memory != null)] == [true]"
+check_ds "no token automount; the token volume is mounted in the controller only" \
+  "$pod.automountServiceAccountToken == false and $pod.serviceAccountName == \"egress-controller\" and ([$c_egressd | .volumeMounts[] | select(.name == \"controller-token\" or (.mountPath | startswith(\"/var/run/secrets\")))] == []) and ([$c_ctrl | .volumeMounts[] | select(.name == \"controller-token\") | .mountPath] == [\"/var/run/secrets/kubernetes.io/serviceaccount\"])"
+check_ds "rules.d: one emptyDir, written by the controller, read-only in egressd" \
+  "($pod.volumes[] | select(.name == \"rules\") | .emptyDir != null) and ([$c_egressd | .volumeMounts[] | select(.name == \"rules\") | [.mountPath, .readOnly]] == [[\"/var/lib/egressd/rules.d\", true]]) and ([$c_ctrl | .volumeMounts[] | select(.name == \"rules\") | [.mountPath, (.readOnly // false)]] == [[\"/var/lib/egressd/rules.d\", false]])"
+check_ds "system rules ConfigMap at /etc/egressd/system.d" \
+  "[$c_egressd | .volumeMounts[] | select(.name == \"system-rules\") | .mountPath] == [\"/etc/egressd/system.d\"]"
+check_ds "controller: --in-cluster, rules dir, Lease, --identity \$(NODE_NAME) from spec.nodeName" \
+  "[$c_ctrl | (.command + (.args // [])) | join(\" \")] == [\"egress-controller --in-cluster --rules-dir /var/lib/egressd/rules.d --lease-namespace $ns --lease-name egress-controller-status --identity \$(NODE_NAME)\"] and ([$c_ctrl | .env[] | select(.name == \"NODE_NAME\") | .valueFrom.fieldRef.fieldPath] == [\"spec.nodeName\"])"
+check_ds "image placeholder ghcr.io/example/egressd:0.1.0 everywhere" \
+  "[$pod.initContainers[], $pod.containers[] | .image] | unique == [\"ghcr.io/example/egressd:0.1.0\"]"
+listen="$(grep -o '^listen = \["[0-9.]*:53"\]' "$deploy/base/egressd.toml" | grep -o '[0-9.]*:' | tr -d :)"
+check_ds "probes and init container use dns.listen ($listen)" \
+  "([$c_egressd | .readinessProbe.tcpSocket.host, .livenessProbe.tcpSocket.host] == [\"$listen\", \"$listen\"]) and ($pod.initContainers[0].command | join(\" \") | contains(\"$listen/32\"))"
+
+step "RBAC: egress-controller gets what it needs and nothing more"
+can() { # EXPECT(yes|no) AS ARGS...
+  local want="$1" as="$2" got
+  shift 2
+  got="$(kc auth can-i --as="$as" "$@" 2> /dev/null)"
+  if [[ "$got" == "$want" ]]; then
+    ok "${as##*:} can-i $*: $got"
+  else
+    fail "${as##*:} can-i $*: got '$got', want $want"
+  fi
+}
+kc create namespace team-a > /dev/null 2>&1
+for verb in get list watch; do
+  can yes "$controller_sa" "$verb" egressrulesets.zalando.org --all-namespaces
+  can yes "$controller_sa" "$verb" egressrulesets.zalando.org -n team-a
+done
+can yes "$controller_sa" patch egressrulesets.zalando.org --subresource=status -n team-a
+for verb in get create update; do
+  can yes "$controller_sa" "$verb" leases.coordination.k8s.io -n "$ns"
+  can no "$controller_sa" "$verb" leases.coordination.k8s.io -n kube-system
+done
+for verb in create update patch delete deletecollection; do
+  can no "$controller_sa" "$verb" egressrulesets.zalando.org -n team-a
+done
+can no "$controller_sa" delete leases.coordination.k8s.io -n "$ns"
+can no "$controller_sa" get secrets -n "$ns"
+can no "$controller_sa" list secrets --all-namespaces
+can no "$controller_sa" get configmaps -n "$ns"
+can no "$controller_sa" create pods -n "$ns"
+can no "$controller_sa" patch daemonsets.apps -n "$ns"
+
+step "RBAC: egressd's account can do nothing"
+for args in "get egressrulesets.zalando.org -n team-a" "list egressrulesets.zalando.org --all-namespaces" \
+  "patch egressrulesets.zalando.org --subresource=status -n team-a" "get leases.coordination.k8s.io -n $ns" \
+  "get secrets -n $ns" "get configmaps -n $ns" "list pods --all-namespaces" "get nodes"; do
+  # shellcheck disable=SC2086
+  can no "$egressd_sa" $args
+done
+bound="$(kc get rolebindings,clusterrolebindings --all-namespaces -o json |
+  jq -r '[.items[] | select(any(.subjects[]?; .kind == "ServiceAccount" and .name == "egressd" and .namespace == "'"$ns"'")) | .metadata.name] | join(" ")')"
+if [[ -z "$bound" ]]; then
+  ok "no RoleBinding or ClusterRoleBinding names ServiceAccount $ns/egressd"
+else
+  fail "bindings name $ns/egressd: $bound"
+fi
+if [[ "$(kc -n "$ns" get sa egressd -o jsonpath='{.automountServiceAccountToken}')" == false ]]; then
+  ok "ServiceAccount egressd: automountServiceAccountToken false"
+else
+  fail "ServiceAccount egressd mounts tokens"
+fi
+# The controller's role is exactly the one in docs/controller.md.
+rules="$(kc get clusterrole egress-controller -o json | jq -c '[.rules[] | {g: .apiGroups, r: .resources, v: (.verbs | sort)}]')"
+if [[ "$rules" == '[{"g":["zalando.org"],"r":["egressrulesets"],"v":["get","list","watch"]},{"g":["zalando.org"],"r":["egressrulesets/status"],"v":["patch"]}]' ]]; then
+  ok "ClusterRole egress-controller as documented: $rules"
+else
+  fail "ClusterRole egress-controller: $rules"
+fi
+
+echo "k8s.deploy: $passed passed, $failed failed"
+((failed == 0))
