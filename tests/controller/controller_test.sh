@@ -15,35 +15,18 @@ src="${EGRESSD_SOURCE_DIR:-$(cd "$here/../.." && pwd)}"
 harness="$src/tests/k8s/apiserver.sh"
 controller="${EGRESSD_BIN:-$src/build/bin}/egress-controller"
 
-passed=0
-failed=0
-ok() {
-  echo "  ok: $*"
-  passed=$((passed + 1))
-}
-fail() {
-  echo "  FAIL: $*"
-  failed=$((failed + 1))
-}
-fatal() {
-  echo "FATAL: $*"
-  echo "k8s.controller: $passed passed, $((failed + 1)) failed"
-  exit 1
-}
-step() { echo "== $*"; }
+# shellcheck source=../k8s/lib.sh
+source "$src/tests/k8s/lib.sh"
+k8s_test_init k8s.controller
 
 [[ -x "$controller" ]] || fatal "$controller not built"
 command -v jq > /dev/null || fatal "jq is needed (Debian package jq)"
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/egressd-k8s-controller.XXXXXX")"
 pids=()
-cleanup() {
+on_cleanup() {
   local p
   for p in "${pids[@]}"; do kill -TERM "$p" 2> /dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2> /dev/null || true; done
-  if [[ -n "${EGRESSD_K8S_DIR:-}" && -d "$EGRESSD_K8S_DIR" ]]; then
-    "$harness" stop "$EGRESSD_K8S_DIR" || true
-  fi
   if ((failed > 0)); then
     for f in "$work"/*.log; do
       [[ -f "$f" ]] || continue
@@ -51,10 +34,7 @@ cleanup() {
       tail -n 25 "$f"
     done
   fi
-  rm -rf "$work"
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 # Waits up to SECONDS (fractional) for a shell condition; returns its status.
 wait_for() { # SECONDS COMMAND...
@@ -74,26 +54,10 @@ latency() { # T_BEFORE_KUBECTL T_AFTER_KUBECTL
   echo "$(ms_since "$2") ms after kubectl returned (kubectl took $((($2 - $1) / 1000000)) ms)"
 }
 
-step "build or reuse kube-apiserver, etcd, kubectl (tests/k8s/build.sh)"
-GO="$(command -v go || echo /usr/local/go/bin/go)"
-if ! bin="$("$src/tests/k8s/build.sh")"; then
-  if [[ ! -x "$GO" ]]; then
-    echo "SKIP: no cached control-plane binaries and no Go toolchain to build them"
-    exit 77
-  fi
-  fatal "tests/k8s/build.sh failed"
-fi
-export EGRESSD_K8S_BIN="$bin"
-ok "binaries in $bin"
-
-step "start etcd + kube-apiserver (automatic compaction off: the test compacts itself)"
-export EGRESSD_K8S_OWNER_PID=$$
+# Automatic compaction off: the test compacts etcd itself.
 export EGRESSD_K8S_APISERVER_ARGS="--etcd-compaction-interval=0"
-envlines="$("$harness" start "$work/cluster")" || fatal "apiserver.sh start failed"
-eval "$envlines"
+k8s_start_control_plane
 admin="$KUBECONFIG"
-kc() { "$EGRESSD_K8S_BIN/kubectl" --kubeconfig "$admin" "$@"; }
-ok "kube-apiserver at $EGRESSD_K8S_SERVER"
 
 kc apply -f "$src/deploy/crd/egressrulesets.yaml" > /dev/null 2>&1 || fatal "CRD refused"
 kc wait --for=condition=Established --timeout=60s crd/egressrulesets.zalando.org > /dev/null 2>&1 ||

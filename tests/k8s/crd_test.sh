@@ -14,51 +14,10 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 src="${EGRESSD_SOURCE_DIR:-$(cd "$here/../.." && pwd)}"
 crd="$src/deploy/crd/egressrulesets.yaml"
 
-passed=0
-failed=0
-ok() {
-  echo "  ok: $*"
-  passed=$((passed + 1))
-}
-fail() {
-  echo "  FAIL: $*"
-  failed=$((failed + 1))
-}
-fatal() {
-  echo "FATAL: $*"
-  echo "k8s.crd: $passed passed, $((failed + 1)) failed"
-  exit 1
-}
-step() { echo "== $*"; }
-
-work="$(mktemp -d "${TMPDIR:-/tmp}/egressd-k8s-crd.XXXXXX")"
-cleanup() {
-  if [[ -n "${EGRESSD_K8S_DIR:-}" && -d "$EGRESSD_K8S_DIR" ]]; then
-    "$here/apiserver.sh" stop "$EGRESSD_K8S_DIR" || true
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-step "build or reuse kube-apiserver, etcd, kubectl (tests/k8s/build.sh)"
-GO="$(command -v go || echo /usr/local/go/bin/go)"
-if ! bin="$("$here/build.sh")"; then
-  if [[ ! -x "$GO" ]]; then
-    echo "SKIP: no cached control-plane binaries and no Go toolchain to build them"
-    exit 77
-  fi
-  fatal "tests/k8s/build.sh failed"
-fi
-export EGRESSD_K8S_BIN="$bin"
-ok "binaries in $bin"
-
-step "start etcd + kube-apiserver on 127.0.0.1 (tests/k8s/apiserver.sh)"
-export EGRESSD_K8S_OWNER_PID=$$
-envlines="$("$here/apiserver.sh" start "$work/cluster")" || fatal "apiserver.sh start failed"
-eval "$envlines"
-ok "kube-apiserver at $EGRESSD_K8S_SERVER"
-kc() { "$EGRESSD_K8S_BIN/kubectl" "$@"; }
+# shellcheck source=lib.sh
+source "$here/lib.sh"
+k8s_test_init k8s.crd
+k8s_start_control_plane
 
 step "versions: client and server are the pinned release"
 # shellcheck source=versions.env
@@ -336,5 +295,5 @@ for f in "${files[@]}"; do
   fi
 done
 
-echo "k8s.crd: $passed passed, $failed failed"
+echo "$k8s_test_name: $passed passed, $failed failed"
 ((failed == 0))

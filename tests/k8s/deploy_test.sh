@@ -30,53 +30,13 @@ ns="egressd-system"
 controller_sa="system:serviceaccount:$ns:egress-controller"
 egressd_sa="system:serviceaccount:$ns:egressd"
 
-passed=0
-failed=0
-ok() {
-  echo "  ok: $*"
-  passed=$((passed + 1))
-}
-fail() {
-  echo "  FAIL: $*"
-  failed=$((failed + 1))
-}
-fatal() {
-  echo "FATAL: $*"
-  echo "k8s.deploy: $passed passed, $((failed + 1)) failed"
-  exit 1
-}
-step() { echo "== $*"; }
+# shellcheck source=lib.sh
+source "$here/lib.sh"
+k8s_test_init k8s.deploy
 
 command -v jq > /dev/null || fatal "jq is not installed"
 
-work="$(mktemp -d "${TMPDIR:-/tmp}/egressd-k8s-deploy.XXXXXX")"
-cleanup() {
-  if [[ -n "${EGRESSD_K8S_DIR:-}" && -d "$EGRESSD_K8S_DIR" ]]; then
-    "$here/apiserver.sh" stop "$EGRESSD_K8S_DIR" || true
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-step "build or reuse kube-apiserver, etcd, kubectl (tests/k8s/build.sh)"
-GO="$(command -v go || echo /usr/local/go/bin/go)"
-if ! bin="$("$here/build.sh")"; then
-  if [[ ! -x "$GO" ]]; then
-    echo "SKIP: no cached control-plane binaries and no Go toolchain to build them"
-    exit 77
-  fi
-  fatal "tests/k8s/build.sh failed"
-fi
-export EGRESSD_K8S_BIN="$bin"
-ok "binaries in $bin"
-
-step "start etcd + kube-apiserver on 127.0.0.1 (tests/k8s/apiserver.sh)"
-export EGRESSD_K8S_OWNER_PID=$$
-envlines="$("$here/apiserver.sh" start "$work/cluster")" || fatal "apiserver.sh start failed"
-eval "$envlines"
-ok "kube-apiserver at $EGRESSD_K8S_SERVER"
-kc() { "$EGRESSD_K8S_BIN/kubectl" "$@"; }
+k8s_start_control_plane
 
 step "copies under deploy/ are their sources in examples/rules/"
 for pair in \
