@@ -1,10 +1,8 @@
 // What the first client bytes of a flow say about its destination name:
 // TLS ClientHello SNI, HTTP/1 Host, or the SNI inside a QUIC Initial.
 //
-// This is the one seam between the verdict and the sni/ parsers, so the
-// verdict code does not care which parser version is linked: with the
-// egressd_sni library (EGRESSD_NFQ_WITH_SNI) it calls sni::parse*; without
-// it, a minimal built-in TLS/HTTP reader keeps nfq testable on its own.
+// The one seam between the verdict and the sni/ parsers: it maps their
+// results to what decide() needs.
 //
 // Pure, noexcept, allocation-free; any thread. `name` points into `stream`
 // or into `scratch` and lives as long as they do.
@@ -60,9 +58,5 @@ struct PayloadInspection {
 // flow's reassembly buffer; each datagram must be fed exactly once.
 PayloadInspection inspectFirstPayload(std::span<const uint8_t> stream, bool udp, std::span<uint8_t> scratch,
                                       const QuicContext& quic = {}) noexcept;
-
-// True when egressd_sni is linked (else the built-in reader is in use and
-// QUIC Initials are reported as Other).
-bool inspectorUsesSni() noexcept;
 
 }  // namespace nfq

@@ -19,12 +19,7 @@
 #include <stdexcept>
 #include <string>
 
-#ifndef EGRESSD_NFQ_WITH_SNI
-#define EGRESSD_NFQ_WITH_SNI 0
-#endif
-#if EGRESSD_NFQ_WITH_SNI
 #include "sni/quic.h"
-#endif
 
 namespace nfq {
 namespace {
@@ -35,7 +30,6 @@ constexpr size_t kVerdictMessageMax = 64;  // header + verdict + mark attributes
 
 }  // namespace
 
-#if EGRESSD_NFQ_WITH_SNI
 // QUIC Initial state: the thread's parser and one CRYPTO reassembly per flow
 // table slot, plus one for datagrams of flows not held yet.
 struct QueueWorker::QuicSlot {
@@ -54,13 +48,6 @@ struct QueueWorker::QuicSlot {
   }
   QuicContext held(size_t slot) noexcept { return {&parser, &flows[slot]}; }
 };
-#else
-struct QueueWorker::QuicSlot {
-  explicit QuicSlot(size_t) {}
-  QuicContext context(size_t) noexcept { return {}; }
-  QuicContext held(size_t) noexcept { return {}; }
-};
-#endif
 
 void QueueWorker::SocketClose::operator()(mnl_socket* socket) const noexcept {
   if (socket != nullptr) mnl_socket_close(socket);
