@@ -35,13 +35,11 @@ int runLint(const LintOptions& options, std::istream& in, std::ostream& out) {
     }
     std::error_code ec;
     if (std::filesystem::is_directory(path, ec)) {
-      std::vector<std::string> entries;
-      for (const auto& entry : std::filesystem::directory_iterator(path, ec)) {
-        if (policy::isManifestFileName(entry.path().filename().string()))
-          entries.push_back(entry.path().string());
-      }
-      std::sort(entries.begin(), entries.end());
-      if (entries.empty()) {
+      std::vector<policy::Problem> listing;
+      const std::vector<std::string> entries = policy::listManifestFiles(path, listing);
+      for (const auto& problem : listing) out << problem.toString() << '\n';
+      warnings += listing.size();
+      if (entries.empty() && listing.empty()) {
         out << path << ": warning: no *.yaml, *.yml or *.json files\n";
         ++warnings;
       }

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <set>
 
 namespace daemon_main {
 
@@ -12,43 +11,15 @@ bool failedAsWhole(const policy::ManifestLoad& load) {
   });
 }
 
-namespace {
-
-std::vector<std::string> manifestFiles(const std::string& dir, std::vector<policy::Problem>& problems) {
-  std::vector<std::string> files;
-  std::error_code ec;
-  for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    std::error_code typeError;
-    if (policy::isManifestFileName(it->path().filename().string()) &&
-        std::filesystem::is_regular_file(it->path(), typeError)) {
-      files.push_back(it->path().string());
-    }
-  }
-  if (ec) {
-    policy::Problem problem;
-    problem.severity = policy::Severity::Warning;
-    problem.file = dir;
-    problem.message =
-        ec == std::errc::no_such_file_or_directory
-            ? "rules directory does not exist (yet); watching for it, nothing from it is allowed"
-            : "rules directory cannot be read: " + ec.message();
-    problems.push_back(std::move(problem));
-  }
-  std::sort(files.begin(), files.end());
-  return files;
-}
-
-}  // namespace
-
 RulesReload RulesState::reload(const std::vector<std::string>& dirs,
                                const std::vector<std::string>& systemDirs,
                                const policy::PublicSuffixList& suffixes) {
   RulesReload out;
   std::map<std::string, std::vector<policy::RuleSet>> seen;
-  std::map<std::string, std::string> firstSource;
+  policy::RuleSetIds ids;
   for (const std::string& dir : dirs) {
     const bool system = std::find(systemDirs.begin(), systemDirs.end(), dir) != systemDirs.end();
-    for (const std::string& file : manifestFiles(dir, out.problems)) {
+    for (const std::string& file : policy::listManifestFiles(dir, out.problems)) {
       ++out.files;
       policy::ManifestLoad load = policy::loadManifestFile(file, suffixes, system);
       std::error_code ec;
@@ -69,15 +40,7 @@ RulesReload RulesState::reload(const std::vector<std::string>& dirs,
         out.problems.push_back(std::move(note));
       }
       for (const auto& ruleSet : valid) {
-        const auto [it, inserted] = firstSource.emplace(ruleSet.id(), ruleSet.source);
-        if (!inserted) {
-          policy::Problem problem;
-          problem.severity = policy::Severity::Warning;
-          problem.file = file;
-          problem.ruleSet = ruleSet.id();
-          problem.message = "rule set " + ruleSet.id() + " is also defined in " + it->second + "; both apply";
-          out.problems.push_back(std::move(problem));
-        }
+        ids.note(ruleSet, file, out.problems);
         out.ruleSets.push_back(ruleSet);
       }
       seen[file] = std::move(valid);

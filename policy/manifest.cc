@@ -292,42 +292,50 @@ bool isManifestFileName(std::string_view fileName) {
   return fileName.ends_with(".yaml") || fileName.ends_with(".yml") || fileName.ends_with(".json");
 }
 
+std::vector<std::string> listManifestFiles(const std::string& dir, std::vector<Problem>& problems) {
+  std::vector<std::string> files;
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    std::error_code typeError;
+    if (isManifestFileName(it->path().filename().string()) &&
+        std::filesystem::is_regular_file(it->path(), typeError)) {
+      files.push_back(it->path().string());
+    }
+  }
+  if (ec) {
+    Problem problem;
+    problem.severity = Severity::Warning;
+    problem.file = dir;
+    problem.message = ec == std::errc::no_such_file_or_directory
+                          ? "rules directory does not exist (yet); nothing from it is allowed"
+                          : "rules directory cannot be read: " + ec.message();
+    problems.push_back(std::move(problem));
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+void RuleSetIds::note(const RuleSet& ruleSet, const std::string& file, std::vector<Problem>& problems) {
+  const auto [it, inserted] = firstSource_.emplace(ruleSet.id(), ruleSet.source);
+  if (inserted) return;
+  Problem problem;
+  problem.severity = Severity::Warning;
+  problem.file = file;
+  problem.ruleSet = ruleSet.id();
+  problem.message = "rule set " + ruleSet.id() + " is also defined in " + it->second + "; both apply";
+  problems.push_back(std::move(problem));
+}
+
 ManifestLoad loadRulesDirectories(const std::vector<std::string>& dirs, const PublicSuffixList& suffixes,
                                   const std::vector<std::string>& systemDirs) {
   ManifestLoad all;
-  std::map<std::string, std::string> firstSource;  // rule set id → source
+  RuleSetIds ids;
   for (const std::string& dir : dirs) {
     const bool system = std::find(systemDirs.begin(), systemDirs.end(), dir) != systemDirs.end();
-    std::error_code ec;
-    std::vector<std::string> files;
-    for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-      const std::string name = it->path().filename().string();
-      std::error_code typeError;
-      if (isManifestFileName(name) && std::filesystem::is_regular_file(it->path(), typeError)) {
-        files.push_back(it->path().string());
-      }
-    }
-    if (ec) {
-      Problem problem;
-      problem.severity = Severity::Warning;
-      problem.file = dir;
-      problem.message = "rules directory cannot be read: " + ec.message();
-      all.problems.push_back(std::move(problem));
-      continue;
-    }
-    std::sort(files.begin(), files.end());
-    for (const std::string& file : files) {
+    for (const std::string& file : listManifestFiles(dir, all.problems)) {
       ManifestLoad one = loadManifestFile(file, suffixes, system);
       for (RuleSet& ruleSet : one.valid) {
-        auto [it, inserted] = firstSource.emplace(ruleSet.id(), ruleSet.source);
-        if (!inserted) {
-          Problem problem;
-          problem.severity = Severity::Warning;
-          problem.file = file;
-          problem.ruleSet = ruleSet.id();
-          problem.message = "rule set " + ruleSet.id() + " is also defined in " + it->second + "; both apply";
-          one.problems.push_back(std::move(problem));
-        }
+        ids.note(ruleSet, file, one.problems);
         all.valid.push_back(std::move(ruleSet));
       }
       for (RuleSet& ruleSet : one.rejected) all.rejected.push_back(std::move(ruleSet));

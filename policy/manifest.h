@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstddef>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -43,5 +44,19 @@ ManifestLoad loadRulesDirectories(const std::vector<std::string>& dirs, const Pu
                                   const std::vector<std::string>& systemDirs = {});
 
 bool isManifestFileName(std::string_view fileName);
+
+// The manifest files of `dir` (isManifestFileName, regular files, links
+// followed), sorted by name; a warning in `problems` when `dir` cannot be
+// read. The one directory scan of lint, --check-config and egressd.
+std::vector<std::string> listManifestFiles(const std::string& dir, std::vector<Problem>& problems);
+
+// Warns when two sources define the same namespace/name (both apply).
+class RuleSetIds {
+ public:
+  void note(const RuleSet& ruleSet, const std::string& file, std::vector<Problem>& problems);
+
+ private:
+  std::map<std::string, std::string> firstSource_;  // id → source
+};
 
 }  // namespace policy

@@ -261,6 +261,6 @@ TEST_CASE("rules directories: only manifest files, sorted, broken ones skipped",
   CHECK(l.valid[1].name == "b");
   CHECK(anyProblemContains(l, "broken.yaml"));
   CHECK(anyProblemContains(l, "rule set default/a is also defined in"));
-  CHECK(anyProblemContains(l, "rules directory cannot be read"));
+  CHECK(anyProblemContains(l, "rules directory does not exist (yet)"));
   std::filesystem::remove_all(dir);
 }
