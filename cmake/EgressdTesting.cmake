@@ -53,3 +53,19 @@ function(egressd_add_script_test)
     set_tests_properties(${S_NAME} PROPERTIES RUN_SERIAL TRUE)
   endif()
 endfunction()
+
+# Adds every subfolder of the current source dir that has a CMakeLists.txt.
+# Folders named after a component (tests/policy, bench/dns) follow
+# EGRESSD_COMPONENTS; others (tests/k8s, tests/e2e) are always added.
+function(egressd_add_component_folders)
+  file(GLOB dirs LIST_DIRECTORIES true ${CMAKE_CURRENT_SOURCE_DIR}/*)
+  foreach(dir ${dirs})
+    get_filename_component(component ${dir} NAME)
+    if(component IN_LIST EGRESSD_ALL_COMPONENTS AND NOT component IN_LIST EGRESSD_COMPONENTS)
+      continue()
+    endif()
+    if(IS_DIRECTORY ${dir} AND EXISTS ${dir}/CMakeLists.txt)
+      add_subdirectory(${dir})
+    endif()
+  endforeach()
+endfunction()

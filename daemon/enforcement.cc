@@ -46,7 +46,10 @@ bool Enforcement::start(const config::Config& config, std::string& error) {
   const auto [low, high] = std::minmax_element(queues.begin(), queues.end());
   if (queues.empty() || static_cast<size_t>(*high - *low) + 1 != queues.size()) {
     // iptables balances over a range (--queue-balance first:last).
-    error = "nfqueue.queues must be consecutive numbers, e.g. [0, 1]";
+    std::string given;
+    for (uint16_t queue : queues) given += (given.empty() ? "" : ", ") + std::to_string(queue);
+    error = "nfqueue.queues = [" + given +
+            "] must be consecutive numbers, e.g. [0, 1] (iptables balances over a range)";
     return false;
   }
   if (config.nfqueue.installRules) {
