@@ -1,8 +1,11 @@
 #include "controller/controller.h"
 
 #include <algorithm>
+#include <atomic>
+#include <condition_variable>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <thread>
@@ -59,9 +62,9 @@ class StatusQueue {
     objects_.erase(key);
     dirty_.erase(key);
   }
-  void replaceAll(const std::map<std::string, RuleSetObject>& objects) {
+  void replaceAll(std::map<std::string, RuleSetObject> objects) {
     const std::lock_guard lock(mutex_);
-    objects_ = objects;
+    objects_ = std::move(objects);
     dirty_.clear();
     for (const auto& [key, object] : objects_) dirty_.insert(key);
     cv_.notify_all();
@@ -264,6 +267,132 @@ class StatusWriter {
   bool leadingUntilValid_ = false;
 };
 
+// Writes the rules dir on its own thread (group commit): while one batch is
+// being flushed to disk (milliseconds per flush on a busy disk), the changes
+// that arrive meanwhile gather into the next batch, so a burst of 1,000 new
+// rule sets costs a few flushes instead of two per file. A lone change is
+// written at once. Later changes of a file replace pending earlier ones.
+// Thread-safe; the destructor writes what is pending, then joins.
+class DirWriter {
+ public:
+  explicit DirWriter(const std::string& rulesDir) : dir_(rulesDir), thread_([this] { run(); }) {}
+  ~DirWriter() {
+    {
+      const std::lock_guard lock(mutex_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  DirWriter(const DirWriter&) = delete;
+  DirWriter& operator=(const DirWriter&) = delete;
+
+  // After a (re)list: the whole directory. The dir is scanned again and
+  // owned files nobody wants are removed (stale files). Replaces pending
+  // single changes (`desired` already has them) and clears failed().
+  void replaceAll(std::map<std::string, std::string> desired) {
+    {
+      const std::lock_guard lock(mutex_);
+      full_ = std::move(desired);
+      pending_.clear();
+      failed_.store(false, std::memory_order_release);
+    }
+    cv_.notify_all();
+  }
+
+  // One object's file: its content, or nullopt to remove it.
+  void set(const std::string& fileName, std::optional<std::string> content) {
+    {
+      const std::lock_guard lock(mutex_);
+      pending_[fileName] = std::move(content);
+    }
+    cv_.notify_all();
+  }
+
+  // A write failed since the last replaceAll: what is on disk is unknown,
+  // the caller relists (which rescans the dir and redoes the plan).
+  bool failed() const noexcept { return failed_.load(std::memory_order_acquire); }
+
+  // Waits until everything handed over so far has been written (or failed).
+  void drain() {
+    std::unique_lock lock(mutex_);
+    cv_.wait(lock, [this] { return !busy_ && !full_ && pending_.empty(); });
+  }
+
+ private:
+  void run() {
+    std::unique_lock lock(mutex_);
+    while (true) {
+      cv_.wait(lock, [this] { return stop_ || full_ || !pending_.empty(); });
+      if (!full_ && pending_.empty()) return;  // stopping, nothing left to write
+      auto full = std::exchange(full_, std::nullopt);
+      auto pending = std::exchange(pending_, {});
+      busy_ = true;
+      lock.unlock();
+      try {
+        if (full) resync(*full);
+        if (!pending.empty()) applyPending(pending);
+      } catch (const std::exception& e) {
+        LogLine(LogLevel::Error, "controller.bug").field("where", "rules_dir").field("error", e.what());
+        failed_.store(true, std::memory_order_release);
+      }
+      lock.lock();
+      busy_ = false;
+      cv_.notify_all();  // drain()
+    }
+  }
+
+  void resync(const std::map<std::string, std::string>& desired) {
+    std::vector<std::string> errors;
+    onDisk_ = dir_.scan(errors);
+    for (const auto& error : errors) LogLine(LogLevel::Error, "rules_dir.scan.failed").field("error", error);
+    applyPlan(plan(desired, onDisk_));
+  }
+
+  // The same plan as after a list, restricted to the changed files.
+  void applyPending(const std::map<std::string, std::optional<std::string>>& pending) {
+    std::map<std::string, std::string> desired;
+    std::map<std::string, std::string> current;
+    for (const auto& [fileName, content] : pending) {
+      if (content) desired[fileName] = *content;
+      const auto it = onDisk_.find(fileName);
+      if (it != onDisk_.end()) current[fileName] = it->second;
+    }
+    applyPlan(plan(desired, current));
+  }
+
+  void applyPlan(const Plan& p) {
+    if (p.empty()) return;
+    const auto errors = dir_.apply(p);
+    for (const auto& error : errors) LogLine(LogLevel::Error, "rules_dir.apply.failed").field("error", error);
+    // Record what we believe is on disk; a failed write is retried at the next relist.
+    for (const auto& write : p.writes) onDisk_[write.fileName] = write.content;
+    for (const auto& name : p.deletes) onDisk_.erase(name);
+    if (!errors.empty()) {
+      // Unknown state on disk: the next relist rescans the dir and redoes the plan.
+      for (const auto& write : p.writes) onDisk_[write.fileName] = std::string();
+      failed_.store(true, std::memory_order_release);
+    }
+    for (const auto& write : p.writes) {
+      LogLine(LogLevel::Info, "file.written")
+          .field("file", write.fileName)
+          .field("bytes", write.content.size());
+    }
+    for (const auto& name : p.deletes) LogLine(LogLevel::Info, "file.removed").field("file", name);
+  }
+
+  RulesDir dir_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::optional<std::map<std::string, std::string>> full_;     // guarded by mutex_
+  std::map<std::string, std::optional<std::string>> pending_;  // guarded by mutex_
+  bool stop_ = false;                                          // guarded by mutex_
+  bool busy_ = false;                                          // guarded by mutex_: a batch is being written
+  std::atomic<bool> failed_{false};
+  std::map<std::string, std::string> onDisk_;  // the writer thread's view of the dir
+  std::thread thread_;                         // last: starts once the members above exist
+};
+
 enum class WatchEnd : uint8_t { Expired, Gone, Failed, Stopped };
 
 class Mirror {
@@ -273,7 +402,7 @@ class Mirror {
         stopper_(stopper),
         queue_(queue),
         client_(cluster, stopper),
-        dir_(options.rulesDir),
+        files_(options.rulesDir),
         backoff_(options.backoffInitial, options.backoffMax, std::random_device{}()) {}
 
   // An exception here is a bug (the code paths are exception-free by
@@ -302,7 +431,7 @@ class Mirror {
         }
         needList = false;
       }
-      if (resyncNeeded_) {
+      if (files_.failed()) {
         needList = true;
         if (stopper_.waitFor(backoff_.next())) return;
         continue;
@@ -357,57 +486,20 @@ class Mirror {
       logEvent(LogLevel::Warn, "list.no_resource_version");
       return false;
     }
-    objects_ = std::move(objects);
     resourceVersion_ = listVersion;
-    resyncNeeded_ = false;
-    resyncDir();
-    queue_.replaceAll(objects_);
+    // The whole dir: also removes the files of objects deleted while we
+    // were not watching.
+    std::map<std::string, std::string> desired;
+    for (const auto& [key, object] : objects) desired[manifestFileName(object)] = manifestContent(object);
+    files_.replaceAll(std::move(desired));
+    // Synchronously, so that a failed write is noticed before watching (loop()).
+    files_.drain();
+    const size_t count = objects.size();
+    // The objects themselves are kept once, by the status queue.
+    queue_.replaceAll(std::move(objects));
     backoff_.reset();
-    LogLine(LogLevel::Info, "list.done")
-        .field("rulesets", objects_.size())
-        .field("resource_version", resourceVersion_);
+    LogLine(LogLevel::Info, "list.done").field("rulesets", count).field("resource_version", resourceVersion_);
     return true;
-  }
-
-  // After a (re)list: full plan against what is on disk, which also removes
-  // files of objects deleted while we were not watching.
-  void resyncDir() {
-    std::vector<std::string> errors;
-    onDisk_ = dir_.scan(errors);
-    for (const auto& error : errors) LogLine(LogLevel::Error, "rules_dir.scan.failed").field("error", error);
-    std::map<std::string, std::string> desired;
-    for (const auto& [key, object] : objects_) desired[manifestFileName(object)] = manifestContent(object);
-    applyPlan(plan(desired, onDisk_));
-  }
-
-  // After one event: the same plan, restricted to that object's file.
-  void syncOne(const std::string& fileName, const std::optional<std::string>& content) {
-    std::map<std::string, std::string> desired;
-    if (content) desired[fileName] = *content;
-    std::map<std::string, std::string> current;
-    const auto it = onDisk_.find(fileName);
-    if (it != onDisk_.end()) current[fileName] = it->second;
-    applyPlan(plan(desired, current));
-  }
-
-  void applyPlan(const Plan& p) {
-    if (p.empty()) return;
-    const auto errors = dir_.apply(p);
-    for (const auto& error : errors) LogLine(LogLevel::Error, "rules_dir.apply.failed").field("error", error);
-    // Record what we believe is on disk; a failed write is retried at the next relist.
-    for (const auto& write : p.writes) onDisk_[write.fileName] = write.content;
-    for (const auto& name : p.deletes) onDisk_.erase(name);
-    if (!errors.empty()) {
-      // Unknown state on disk: the next relist rescans the dir and redoes the plan.
-      for (const auto& write : p.writes) onDisk_[write.fileName] = std::string();
-      resyncNeeded_ = true;
-    }
-    for (const auto& write : p.writes) {
-      LogLine(LogLevel::Info, "file.written")
-          .field("file", write.fileName)
-          .field("bytes", write.content.size());
-    }
-    for (const auto& name : p.deletes) LogLine(LogLevel::Info, "file.removed").field("file", name);
   }
 
   WatchEnd watch() {
@@ -435,11 +527,11 @@ class Mirror {
         backoff_.reset();  // the connection works again
       }
       // A failed file write ends the watch: the relist retries the whole dir.
-      return handle(*parsed.event, end) && !resyncNeeded_;
+      return handle(*parsed.event, end) && !files_.failed();
     };
     const HttpResponse response = client_.stream(path, onLine, std::chrono::seconds(timeout + 30));
     if (stopper_.requested()) return WatchEnd::Stopped;
-    if (end != WatchEnd::Expired || resyncNeeded_) return end;
+    if (end != WatchEnd::Expired || files_.failed()) return end;
     if (response.status == 410) {
       LogLine(LogLevel::Info, "watch.gone")
           .field("resource_version", resourceVersion_)
@@ -484,12 +576,10 @@ class Mirror {
     }
     const std::string fileName = manifestFileName(*object);
     if (event.type == WatchEventType::Deleted) {
-      objects_.erase(object->key());
       queue_.erase(object->key());
-      syncOne(fileName, std::nullopt);
+      files_.set(fileName, std::nullopt);
     } else {
-      syncOne(fileName, manifestContent(*object));
-      objects_[object->key()] = *object;
+      files_.set(fileName, manifestContent(*object));
       queue_.upsert(*object);
     }
     return true;
@@ -499,12 +589,9 @@ class Mirror {
   Stopper& stopper_;
   StatusQueue& queue_;
   KubeClient client_;
-  RulesDir dir_;
+  DirWriter files_;
   Backoff backoff_;
-  std::map<std::string, RuleSetObject> objects_;
-  std::map<std::string, std::string> onDisk_;
   std::string resourceVersion_;
-  bool resyncNeeded_ = false;  // a write to the rules dir failed
 };
 
 }  // namespace

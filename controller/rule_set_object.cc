@@ -76,7 +76,9 @@ std::string manifestContent(const RuleSetObject& object) {
   doc["metadata"]["name"] = object.name;
   doc["metadata"]["namespace"] = object.ns;
   doc["metadata"]["generation"] = object.generation;
-  doc["metadata"]["resourceVersion"] = object.resourceVersion;
+  // No resourceVersion: it changes on every write, status included, and a
+  // rewritten file makes every egressd on every node recompile its policy
+  // for nothing. The generation changes exactly when the spec does.
   doc["spec"] =
       nlohmann::ordered_json::parse(object.spec.is_null() ? std::string("{}") : dumpJson(object.spec));
   return dumpJson(doc, 2) + "\n";

@@ -38,7 +38,9 @@ std::string manifestFileName(const RuleSetObject& object);
 bool isOwnedFileName(std::string_view fileName);
 
 // The manifest egressd's loader reads: apiVersion, kind, metadata (name,
-// namespace, generation, resourceVersion) and spec, as pretty JSON.
+// namespace, generation) and spec, as pretty JSON. Equal for two versions
+// of an object that differ only in status or other metadata, so a status
+// write does not rewrite the file.
 std::string manifestContent(const RuleSetObject& object);
 
 }  // namespace controller

@@ -96,24 +96,44 @@ std::map<std::string, std::string> RulesDir::scan(std::vector<std::string>& erro
 std::vector<std::string> RulesDir::apply(const Plan& plan) const {
   std::vector<std::string> errors;
   bool changed = false;
+  const Fd dir(::open(path_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  struct Staged {
+    std::string temp;
+    std::string target;
+  };
+  std::vector<Staged> staged;
+  const bool single = plan.writes.size() == 1;
+  // 1. Every new content into a hidden temp file.
   for (const auto& write : plan.writes) {
-    const std::string target = path_ + "/" + write.fileName;
-    const std::string temp = path_ + "/" + std::string(kTempPrefix) + randomSuffix();
-    Fd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    Staged s{path_ + "/" + std::string(kTempPrefix) + randomSuffix(), path_ + "/" + write.fileName};
+    Fd fd(::open(s.temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
     if (fd.get() < 0) {
-      errors.push_back(errnoText("create " + temp));
+      errors.push_back(errnoText("create " + s.temp));
       continue;
     }
-    // fsync before rename: after a crash the name points to the whole new
-    // content or to the old file, never to an empty one.
-    if (!writeAll(fd.get(), write.content) || ::fsync(fd.get()) != 0) {
-      errors.push_back(errnoText("write " + temp));
-      ::unlink(temp.c_str());
+    // One file: fsync it. Several: one syncfs below for all of them.
+    if (!writeAll(fd.get(), write.content) || (single && ::fsync(fd.get()) != 0) ||
+        ::close(fd.release()) != 0) {
+      errors.push_back(errnoText("write " + s.temp));
+      ::unlink(s.temp.c_str());
       continue;
     }
-    if (::close(fd.release()) != 0 || ::rename(temp.c_str(), target.c_str()) != 0) {
-      errors.push_back(errnoText("rename to " + target));
-      ::unlink(temp.c_str());
+    staged.push_back(std::move(s));
+  }
+  // 2. Data on disk before any rename: after a crash a name points to the
+  // whole new content or to the old file, never to an empty one. syncfs is
+  // one journal commit for the batch where fsync per file costs one each
+  // (5-15 ms apiece on a busy disk: 1,000 new rule sets would take seconds).
+  if (staged.size() > 1 && (dir.get() < 0 || ::syncfs(dir.get()) != 0)) {
+    errors.push_back(errnoText("syncfs " + path_));
+    for (const auto& s : staged) ::unlink(s.temp.c_str());
+    staged.clear();
+  }
+  // 3. The renames: egressd sees the old or the new file, never half of one.
+  for (const auto& s : staged) {
+    if (::rename(s.temp.c_str(), s.target.c_str()) != 0) {
+      errors.push_back(errnoText("rename to " + s.target));
+      ::unlink(s.temp.c_str());
       continue;
     }
     changed = true;
@@ -127,11 +147,8 @@ std::vector<std::string> RulesDir::apply(const Plan& plan) const {
     }
     changed = true;
   }
-  if (changed) {
-    // Persist the renames and unlinks themselves.
-    Fd dir(::open(path_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (dir.get() >= 0) ::fsync(dir.get());
-  }
+  // 4. Persist the renames and unlinks themselves.
+  if (changed && dir.get() >= 0) ::fsync(dir.get());
   return errors;
 }
 

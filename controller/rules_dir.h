@@ -1,7 +1,8 @@
 // Applies a Plan to the rules dir egressd watches. Writes are atomic: a
-// hidden ".tmp-*" file in the same dir is written, fsynced and renamed over
-// the target, then the dir is fsynced, so egressd never reads half a file
-// (and ignores the hidden temp file, see policy::isManifestFileName).
+// hidden ".tmp-*" file in the same dir is written, flushed to disk (fsync
+// for one file, one syncfs for a plan with several) and renamed over the
+// target, then the dir is fsynced, so egressd never reads half a file (and
+// ignores the hidden temp file, see policy::isManifestFileName).
 //
 // Only files matching isOwnedFileName() are read, written or removed.
 // Not thread-safe: one RulesDir per controller.

@@ -56,7 +56,8 @@ Validation validateManifest(const std::string& content, const std::string& sourc
   }
   if (out.accepted) {
     out.reason = "Valid";
-    out.message = std::to_string(load.valid[0].targets.size()) + " targets in force";
+    const size_t count = load.valid[0].targets.size();
+    out.message = std::to_string(count) + (count == 1 ? " target in force" : " targets in force");
     if (!warnings.empty()) out.message += "; warnings: " + warnings;
   } else {
     out.reason = "InvalidTargets";

@@ -101,9 +101,17 @@ TEST_CASE("rule_set_object: file names and manifest content") {
   const auto content = nlohmann::json::parse(controller::manifestContent(*object));
   CHECK(content == nlohmann::json::parse(R"({
     "apiVersion": "zalando.org/v1", "kind": "EgressRuleSet",
-    "metadata": {"name": "my.app", "namespace": "team-a", "generation": 3, "resourceVersion": "77"},
+    "metadata": {"name": "my.app", "namespace": "team-a", "generation": 3},
     "spec": {"targets": ["api.example.com:443"]}
   })"));
+  // A status write changes resourceVersion and status only: same file.
+  auto afterStatus = *object;
+  afterStatus.resourceVersion = "78";
+  afterStatus.status = nlohmann::json{{"observedGeneration", 3}};
+  CHECK(controller::manifestContent(afterStatus) == controller::manifestContent(*object));
+  auto newSpec = afterStatus;
+  newSpec.generation = 4;
+  CHECK(controller::manifestContent(newSpec) != controller::manifestContent(*object));
 
   CHECK_FALSE(controller::ruleSetFromJson(nlohmann::json::parse(R"({"metadata": {"name": "x"}})"), error));
   CHECK_FALSE(controller::ruleSetFromJson(

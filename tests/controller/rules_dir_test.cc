@@ -73,6 +73,11 @@ TEST_CASE("rules_dir: apply writes, replaces and deletes, never others' files") 
   for (const auto& entry : fs::directory_iterator(dir.path)) {
     CHECK(entry.path().filename().string().rfind(".tmp-", 0) != 0);
   }
+  // Two writes above went through one syncfs; a lone write is fsynced.
+  controller::Plan one;
+  one.writes = {{"d_one.json", "ONE"}};
+  CHECK(rules.apply(one).empty());
+  CHECK(dir.read("d_one.json") == "ONE");
   // A plan that names a foreign file for deletion is not obeyed.
   controller::Plan foreign;
   foreign.deletes = {"hand.yaml"};

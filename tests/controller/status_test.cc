@@ -34,6 +34,7 @@ TEST_CASE("status: valid, invalid (public suffix) and world access") {
   CHECK(valid.reason == "Valid");
   CHECK(valid.targetCount == 2);
   CHECK(valid.message == "2 targets in force");
+  CHECK(validate(object({"api.example.com:443"}, 1)).message == "1 target in force");
 
   const auto invalid = validate(object({"ok.example.com:443", "*.github.io:443"}, 1));
   CHECK_FALSE(invalid.accepted);
