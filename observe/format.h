@@ -1,0 +1,37 @@
+// Text forms of an Event: the tcpdump-style line of `egressctl watch` and
+// the JSON object of the control socket protocol (docs/control-protocol.md)
+// and of `egressctl watch --json`.
+//
+// Pure (but for the local time zone and eventFromJson's text pool);
+// allocation is fine here (control socket and CLI, not the packet path).
+// Thread-safety: every function may be called from any thread.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+
+#include "observe/event.h"
+
+namespace observe {
+
+struct LineStyle {
+  bool colour = false;  // ANSI: green allow, red deny, yellow audit
+  bool utc = false;     // time of day in UTC instead of local time
+};
+
+// "12:00:01.123456 10.0.1.2:51234 > 203.0.113.7:443 tcp sni=api.example.com ALLOW by default/my-app-targets"
+// "12:00:01.200000 10.0.1.2:40000 > 10.0.1.1:53 dns A evil.example DENY not_allowed rcode=NXDOMAIN"
+std::string formatLine(const Event& event, const LineStyle& style = {});
+
+nlohmann::json toJson(const Event& event);
+// The inverse of toJson (what egressctl receives). Unknown keys are ignored
+// (newer daemons may add fields); a missing or malformed required key gives
+// nullopt. Text fields longer than the Event's arrays are truncated.
+// reason/nameSource/match/dnsOutcome are mapped back to static strings:
+// the known names, or for names this build does not know (a newer daemon)
+// a bounded process-wide pool (thread-safe; "?" once it is full).
+// Keys and formats: docs/watch.md.
+std::optional<Event> eventFromJson(const nlohmann::json& json);
+
+}  // namespace observe
