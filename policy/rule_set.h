@@ -25,6 +25,7 @@ struct Problem {
 
   // "file: document 2 (default/my-app) target[1] \"x\": message"
   std::string toString() const;
+  friend bool operator==(const Problem&, const Problem&) = default;
 };
 
 struct RuleSet {
@@ -36,6 +37,7 @@ struct RuleSet {
   std::vector<std::string> targetTexts;  // as written, same order as targets
 
   std::string id() const { return ns + "/" + name; }
+  friend bool operator==(const RuleSet&, const RuleSet&) = default;
 };
 
 }  // namespace policy
