@@ -63,11 +63,13 @@ AnswerCache::Hit AnswerCache::lookup(const Query& query, std::span<const uint8_t
   hit.bindings = entry.bindings;
   hit.answerFlags = flags;
   hit.answerCount = readU16(out.data() + 6);
+  hit.bindingsStamp = &entry.bindingsStamp;
   return hit;
 }
 
 void AnswerCache::insert(const Query& query, std::span<const uint8_t> answer, uint32_t ttlSeconds,
-                         uint64_t policyGeneration, TimePoint now, std::span<const CachedBinding> bindings) {
+                         uint64_t policyGeneration, TimePoint now, std::span<const CachedBinding> bindings,
+                         uint64_t bindingsStamp) {
   if (maxEntries_ == 0 || ttlSeconds == 0 || answer.size() < query.questionEnd) return;
   MessageReader reader;
   // The stored question must have the layout of every later query for the
@@ -88,6 +90,7 @@ void AnswerCache::insert(const Query& query, std::span<const uint8_t> answer, ui
   entry.stored = now;
   entry.expiry = now + std::chrono::seconds(ttlSeconds);
   entry.generation = policyGeneration;
+  entry.bindingsStamp = bindingsStamp;
 
   const auto existing = index_.find(std::string_view(entry.key));
   if (existing != index_.end()) erase(existing->second);

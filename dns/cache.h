@@ -53,6 +53,11 @@ class AnswerCache {
     std::span<const CachedBinding> bindings;
     uint16_t answerFlags = 0;
     uint16_t answerCount = 0;
+    // The entry's note of the binding table's eviction count when its
+    // bindings were last recorded (the caller re-records them only when
+    // the table has evicted since, and updates the note). Valid until the
+    // next call on the cache.
+    uint64_t* bindingsStamp = nullptr;
   };
 
   // `queryWire` is the client's query (parsed as `query`).
@@ -61,7 +66,8 @@ class AnswerCache {
 
   // Stores `answer` (already post-processed) for `ttlSeconds`; 0 is ignored.
   void insert(const Query& query, std::span<const uint8_t> answer, uint32_t ttlSeconds,
-              uint64_t policyGeneration, TimePoint now, std::span<const CachedBinding> bindings);
+              uint64_t policyGeneration, TimePoint now, std::span<const CachedBinding> bindings,
+              uint64_t bindingsStamp = 0);
 
   void setMaxEntries(size_t maxEntries);
   void clear();
@@ -76,6 +82,7 @@ class AnswerCache {
     TimePoint stored;
     TimePoint expiry;
     uint64_t generation = 0;
+    uint64_t bindingsStamp = 0;
   };
   struct KeyHash {
     using is_transparent = void;

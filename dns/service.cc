@@ -16,6 +16,7 @@
 #include <system_error>
 #include <utility>
 
+#include "common/log.h"
 #include "dns/answer.h"
 #include "dns/response.h"
 
@@ -46,7 +47,9 @@ namespace {
 constexpr size_t kUdpBatch = 32;                   // datagrams per recvmmsg
 constexpr size_t kUdpSlot = 4096;                  // bigger UDP queries get FORMERR
 constexpr size_t kMaxTcpOutput = 1 << 20;          // a client that does not read is dropped
-constexpr std::chrono::seconds kHousekeeping{60};  // binding table purge
+// Binding table expiry, a bounded slice per tick (BindingTable::purgeExpiredStep:
+// ~4096 entries, well under 1 ms): 1,000,000 bindings take ~25 s per pass.
+constexpr std::chrono::milliseconds kHousekeeping{100};
 constexpr uint64_t kNoTcp = 0;
 
 timeval toTimeval(std::chrono::milliseconds ms) noexcept {
@@ -86,11 +89,36 @@ struct DnsService::Listener {
   }
 };
 
+// The UDP listener's batches: received with one recvmmsg, answered with one
+// sendmmsg. Without the batching each query cost an epoll_wait, a recv
+// and a send (plus a recv for EAGAIN); with it the two transfers are
+// shared by everything that arrived together. Slots are preallocated and
+// the headers point into them once and for all.
 struct DnsService::UdpBatch {
   std::array<mmsghdr, kUdpBatch> headers{};
   std::array<iovec, kUdpBatch> iov{};
   std::array<sockaddr_storage, kUdpBatch> addresses{};
   std::vector<uint8_t> buffers = std::vector<uint8_t>(kUdpBatch * kUdpSlot);
+  // Answers queued while `collectingFd`'s batch is handled (-1: none).
+  std::array<mmsghdr, kUdpBatch> outHeaders{};
+  std::array<iovec, kUdpBatch> outIov{};
+  std::array<sockaddr_storage, kUdpBatch> outAddresses{};
+  std::vector<uint8_t> outBuffers = std::vector<uint8_t>(kUdpBatch * kUdpSlot);
+  size_t outCount = 0;
+  int collectingFd = -1;
+
+  UdpBatch() {
+    for (size_t i = 0; i < kUdpBatch; ++i) {
+      iov[i] = iovec{buffers.data() + i * kUdpSlot, kUdpSlot};
+      headers[i].msg_hdr.msg_name = &addresses[i];
+      headers[i].msg_hdr.msg_iov = &iov[i];
+      headers[i].msg_hdr.msg_iovlen = 1;
+      outIov[i] = iovec{outBuffers.data() + i * kUdpSlot, 0};
+      outHeaders[i].msg_hdr.msg_name = &outAddresses[i];
+      outHeaders[i].msg_hdr.msg_iov = &outIov[i];
+      outHeaders[i].msg_hdr.msg_iovlen = 1;
+    }
+  }
 };
 
 struct DnsService::ClientRef {
@@ -106,6 +134,8 @@ struct DnsService::TcpClient {
   common::CHandle<bufferevent, bufferevent_free> bev;
   DnsService* service = nullptr;
   ClientRef ref;
+  size_t pending = 0;       // its queries waiting for an upstream
+  bool readClosed = false;  // EOF seen: answer what is pending, then close
 };
 
 struct DnsService::Pending {
@@ -123,6 +153,7 @@ struct DnsService::Pending {
   bool udpEventAdded = false;
   common::CHandle<bufferevent, bufferevent_free> tcp;
   bool overTcp = false;
+  Clock::time_point sentAt{};  // this attempt's query left (upstreamLatency)
 
   const std::vector<common::SocketAddress>& upstreams() const {
     return cluster ? options->clusterUpstreams : options->upstreams;
@@ -141,7 +172,6 @@ DnsService::DnsService(event_base* base, DnsOptions options,
                        DnsEventSink* sink, ClockFunction clock)
     : base_(base),
       options_(std::make_shared<const DnsOptions>(std::move(options))),
-      policyHolder_(policy),
       policy_(policy),
       bindings_(bindings),
       sink_(sink),
@@ -271,7 +301,7 @@ void DnsService::updateOptions(const DnsOptions& options) {
 
 void DnsService::onHousekeeping(int, short, void* arg) {
   auto* self = static_cast<DnsService*>(arg);
-  self->bindings_.purgeExpired(self->now());
+  self->bindings_.purgeExpiredStep(self->now());
 }
 
 // ---- client side ----------------------------------------------------------
@@ -284,16 +314,13 @@ void DnsService::onUdpReadable(int fd, short, void* arg) {
   // extra EAGAIN round trip when the batch is not full.
   for (int round = 0; round < 4; ++round) {
     for (size_t i = 0; i < kUdpBatch; ++i) {
-      batch.iov[i] = iovec{batch.buffers.data() + i * kUdpSlot, kUdpSlot};
-      msghdr& header = batch.headers[i].msg_hdr;
-      header = msghdr{};
-      header.msg_name = &batch.addresses[i];
-      header.msg_namelen = sizeof(sockaddr_storage);
-      header.msg_iov = &batch.iov[i];
-      header.msg_iovlen = 1;
+      // In/out fields: the kernel overwrote them for the last batch.
+      batch.headers[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
+      batch.headers[i].msg_hdr.msg_flags = 0;
     }
     const int received = ::recvmmsg(fd, batch.headers.data(), kUdpBatch, MSG_DONTWAIT, nullptr);
     if (received <= 0) return;  // EAGAIN, or an ICMP error from an earlier send
+    batch.collectingFd = fd;
     for (size_t i = 0; i < static_cast<size_t>(received); ++i) {
       ClientRef client;
       client.udpFd = fd;
@@ -306,8 +333,38 @@ void DnsService::onUdpReadable(int fd, short, void* arg) {
         self.handleQuery(wire, client);
       }
     }
+    self.flushUdp();
     if (static_cast<size_t>(received) < kUdpBatch) return;
   }
+}
+
+void DnsService::sendUdp(const ClientRef& client, std::span<const uint8_t> wire) {
+  UdpBatch& batch = *udpBatch_;
+  if (client.udpFd != batch.collectingFd || wire.size() > kUdpSlot || batch.outCount == kUdpBatch) {
+    ::sendto(client.udpFd, wire.data(), wire.size(), MSG_DONTWAIT,
+             reinterpret_cast<const sockaddr*>(&client.addr), client.addrLength);
+    return;
+  }
+  const size_t slot = batch.outCount++;
+  std::memcpy(batch.outBuffers.data() + slot * kUdpSlot, wire.data(), wire.size());
+  batch.outIov[slot].iov_len = wire.size();
+  std::memcpy(&batch.outAddresses[slot], &client.addr, client.addrLength);
+  batch.outHeaders[slot].msg_hdr.msg_namelen = client.addrLength;
+}
+
+void DnsService::flushUdp() {
+  UdpBatch& batch = *udpBatch_;
+  size_t sent = 0;
+  while (sent < batch.outCount) {
+    const int n = ::sendmmsg(batch.collectingFd, batch.outHeaders.data() + sent,
+                             static_cast<unsigned>(batch.outCount - sent), MSG_DONTWAIT);
+    // sendmmsg stops at the first datagram that fails (a full socket
+    // buffer, an unreachable client): that one is dropped, as a lone
+    // sendto would drop it; the client retries.
+    sent += n > 0 ? static_cast<size_t>(n) : 1;
+  }
+  batch.outCount = 0;
+  batch.collectingFd = -1;
 }
 
 void DnsService::handleOversized(std::span<const uint8_t> wire, const ClientRef& client) {
@@ -342,8 +399,8 @@ void DnsService::onTcpAccept(evconnlistener*, int fd, struct sockaddr* addr, int
     ::close(fd);
     return;
   }
-  bufferevent_setcb(client->bev.get(), &DnsService::onTcpRead, nullptr, &DnsService::onTcpEvent,
-                    client.get());
+  bufferevent_setcb(client->bev.get(), &DnsService::onTcpRead, &DnsService::onTcpWrite,
+                    &DnsService::onTcpEvent, client.get());
   // RFC 7766 section 6.2.3: idle connections are closed; the read timeout
   // also ends a client that never finishes a message.
   const timeval idle = toTimeval(self->options_->tcpIdleTimeout);
@@ -385,8 +442,34 @@ void DnsService::onTcpRead(bufferevent* bev, void* arg) {
 
 void DnsService::onTcpEvent(bufferevent*, short what, void* arg) {
   auto* client = static_cast<TcpClient*>(arg);
-  if ((what & BEV_EVENT_TIMEOUT) != 0) inc(client->service->counters_.tcpTimeouts);
-  client->service->closeTcpClient(client->id);
+  DnsService& self = *client->service;
+  if ((what & (BEV_EVENT_EOF | BEV_EVENT_READING)) == (BEV_EVENT_EOF | BEV_EVENT_READING) &&
+      (what & BEV_EVENT_ERROR) == 0) {
+    // The client shut down its write side (RFC 7766 section 6.2.3 lets it
+    // half-close once it has sent its queries): every complete query was
+    // handled in onTcpRead; the answers still owed go out before we close.
+    // libevent has stopped reading; the write timeout bounds a client that
+    // does not read them, the upstream timeouts bound the pending ones.
+    client->readClosed = true;
+    inc(self.counters_.tcpHalfClosed);
+    self.closeTcpIfDone(*client);
+    return;
+  }
+  if ((what & BEV_EVENT_TIMEOUT) != 0) inc(self.counters_.tcpTimeouts);
+  self.closeTcpClient(client->id);
+}
+
+void DnsService::onTcpWrite(bufferevent*, void* arg) {
+  // Called when the output buffer has drained.
+  auto* client = static_cast<TcpClient*>(arg);
+  client->service->closeTcpIfDone(*client);
+}
+
+void DnsService::closeTcpIfDone(TcpClient& client) {
+  if (client.readClosed && client.pending == 0 &&
+      evbuffer_get_length(bufferevent_get_output(client.bev.get())) == 0) {
+    closeTcpClient(client.id);
+  }
 }
 
 void DnsService::closeTcpClient(uint64_t id) {
@@ -414,14 +497,10 @@ void DnsService::sendToClient(const ClientRef& client, std::span<const uint8_t> 
         wire.data() == tx_.data() ? std::span<uint8_t>(scratch_) : std::span<uint8_t>(tx_);
     const size_t length = buildTruncatedResponse(wire, *query, readU16(wire.data() + 2), out);
     inc(counters_.truncatedToClient);
-    if (length != 0) {
-      ::sendto(client.udpFd, out.data(), length, MSG_DONTWAIT,
-               reinterpret_cast<const sockaddr*>(&client.addr), client.addrLength);
-    }
+    if (length != 0) sendUdp(client, std::span<const uint8_t>(out.data(), length));
     return;
   }
-  ::sendto(client.udpFd, wire.data(), wire.size(), MSG_DONTWAIT,
-           reinterpret_cast<const sockaddr*>(&client.addr), client.addrLength);
+  sendUdp(client, wire);
 }
 
 void DnsService::emit(const ClientRef& client, const Query* query, DnsOutcome outcome, DenyReason reason,
@@ -446,14 +525,43 @@ void DnsService::emit(const ClientRef& client, const Query* query, DnsOutcome ou
   sink_->onDnsEvent(event);
 }
 
+namespace {
+
+// Same allow decisions: the same rule sets with the same targets, in the
+// same order (a reordering counts as a change; it is rare and only costs
+// the cache).
+bool sameRules(const policy::Policy& a, const policy::Policy& b) {
+  const auto& left = a.sourceRuleSets();
+  const auto& right = b.sourceRuleSets();
+  if (left.size() != right.size()) return false;
+  for (size_t i = 0; i < left.size(); ++i) {
+    if (left[i].ns != right[i].ns || left[i].name != right[i].name || left[i].system != right[i].system ||
+        left[i].targetTexts != right[i].targetTexts) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+uint64_t DnsService::cacheEpoch(const std::shared_ptr<const policy::Policy>& policy) {
+  if (policy.get() == epochPolicy_.get()) return epoch_;  // the usual case: one pointer compare
+  // Tagging entries with the epoch of the very policy that decided them
+  // (not a generation read before or after) leaves no window where an
+  // entry looks newer than its rules.
+  if (!epochPolicy_ || !sameRules(*epochPolicy_, *policy)) ++epoch_;
+  epochPolicy_ = policy;
+  return epoch_;
+}
+
 void DnsService::handleQuery(std::span<const uint8_t> wire, const ClientRef& client) {
   inc(counters_.queries);
   Query query;
   const QueryStatus status = parseQuery(wire, query);
-  // Generation first: a policy published in between makes the cache entry
-  // look older, never newer, than the policy that produced it.
-  const uint64_t generation = policyHolder_.generation();
-  const policy::Policy& policy = policy_.get();
+  const std::shared_ptr<const policy::Policy>& policyPointer = policy_.shared();
+  const policy::Policy& policy = *policyPointer;
+  const uint64_t generation = cacheEpoch(policyPointer);
   const DnsOptions& options = *options_;
   const Classification decision = classifyQuery(status, query, policy, options);
   const std::span<uint8_t> out(tx_.data(), kMaxMessageSize);
@@ -493,10 +601,17 @@ void DnsService::handleQuery(std::span<const uint8_t> wire, const ClientRef& cli
       const AnswerCache::Hit hit = cache_.lookup(query, wire, generation, current, out);
       if (hit.length != 0) {
         inc(counters_.cacheHit);
-        // Keep the bindings alive as long as the cache hands the answer out
-        // (the table may have evicted them meanwhile).
-        for (const CachedBinding& binding : hit.bindings)
-          bindings_.record(query.qname.view(), binding.ip, binding.expiry);
+        // Keep the bindings alive as long as the cache hands the answer out:
+        // the table may have evicted them meanwhile. Expiry cannot have
+        // removed them (TTL + grace outlives the cache entry), so when the
+        // table has not evicted anything since they were last recorded
+        // they are all still there, and the write lock is saved.
+        const uint64_t evictions = bindings_.stats().evictions;
+        if (!hit.bindings.empty() && *hit.bindingsStamp != evictions) {
+          *hit.bindingsStamp = evictions;
+          for (const CachedBinding& binding : hit.bindings)
+            bindings_.record(query.qname.view(), binding.ip, binding.expiry);
+        }
         sendToClient(client, std::span<const uint8_t>(tx_.data(), hit.length), &query);
         emit(client, &query, DnsOutcome::CacheHit, DenyReason::None, hit.answerFlags & 0xf, hit.answerCount);
         return;
@@ -530,6 +645,10 @@ void DnsService::forward(std::span<const uint8_t> wire, const Query& query, cons
     pending->service = this;
   }
   ++pendingInUse_;
+  if (client.tcp) {
+    const auto found = tcp_.find(client.tcpId);
+    if (found != tcp_.end()) ++found->second->pending;
+  }
   pending->client = client;
   pending->query = query;
   pending->wire.assign(wire.begin(), wire.end());
@@ -558,6 +677,7 @@ void DnsService::sendUdpAttempt(Pending& pending) {
     nextUpstream(pending);
     return;
   }
+  pending.sentAt = Clock::now();
   event_assign(&pending.udpEvent, base_, pending.udpFd, EV_READ | EV_PERSIST, &DnsService::onUpstreamUdp,
                &pending);
   const timeval timeout = toTimeval(pending.options->upstreamTimeout);
@@ -570,6 +690,7 @@ void DnsService::onUpstreamUdp(int fd, short what, void* arg) {
   DnsService& self = *pending->service;
   if ((what & EV_TIMEOUT) != 0) {
     inc(self.counters_.upstreamTimeouts);
+    self.logUpstreamTimeout(*pending);
     self.nextUpstream(*pending);
     return;
   }
@@ -592,6 +713,7 @@ void DnsService::onUpstreamUdp(int fd, short what, void* arg) {
       self.nextUpstream(*pending);
       return;
     }
+    self.counters_.upstreamLatency.record(Clock::now() - pending->sentAt);
     if (info.truncated) {
       // RFC 7766 section 5: retry the same upstream over TCP.
       inc(self.counters_.upstreamTcpRetries);
@@ -625,6 +747,7 @@ void DnsService::startTcpAttempt(Pending& pending) {
   bufferevent_write(pending.tcp.get(), prefix, 2);
   bufferevent_write(pending.tcp.get(), pending.wire.data(), pending.wire.size());
   bufferevent_enable(pending.tcp.get(), EV_READ | EV_WRITE);
+  pending.sentAt = Clock::now();  // connect + send: what a TCP exchange costs
   if (bufferevent_socket_connect(pending.tcp.get(), reinterpret_cast<sockaddr*>(&storage),
                                  static_cast<int>(length)) != 0) {
     nextUpstream(pending);
@@ -651,13 +774,17 @@ void DnsService::onUpstreamTcpRead(bufferevent* bev, void* arg) {
     self.nextUpstream(*pending);
     return;
   }
+  self.counters_.upstreamLatency.record(Clock::now() - pending->sentAt);
   self.handleUpstreamAnswer(*pending, answer, true);
 }
 
 void DnsService::onUpstreamTcpEvent(bufferevent*, short what, void* arg) {
   auto* pending = static_cast<Pending*>(arg);
   if ((what & BEV_EVENT_CONNECTED) != 0) return;
-  if ((what & BEV_EVENT_TIMEOUT) != 0) inc(pending->service->counters_.upstreamTimeouts);
+  if ((what & BEV_EVENT_TIMEOUT) != 0) {
+    inc(pending->service->counters_.upstreamTimeouts);
+    pending->service->logUpstreamTimeout(*pending);
+  }
   pending->service->nextUpstream(*pending);
 }
 
@@ -700,8 +827,9 @@ void DnsService::handleUpstreamAnswer(Pending& pending, std::span<uint8_t> answe
     return;
   }
 
-  const uint64_t generation = policyHolder_.generation();
-  const policy::Policy& policy = policy_.get();
+  const std::shared_ptr<const policy::Policy>& policyPointer = policy_.shared();
+  const policy::Policy& policy = *policyPointer;
+  const uint64_t generation = cacheEpoch(policyPointer);
   const DnsOptions& options = *pending.options;
   const Query& query = pending.query;
   // The policy may have changed while the upstream answered.
@@ -726,7 +854,10 @@ void DnsService::handleUpstreamAnswer(Pending& pending, std::span<uint8_t> answe
     return;
   }
 
-  // Bindings: every address on the CNAME chain of the asked name.
+  // Bindings: every address on the CNAME chain of the asked name. The
+  // eviction count is read first: an eviction racing with the records
+  // below makes the cache re-record on its next hit, never skip.
+  const uint64_t evictionsBefore = bindings_.stats().evictions;
   const TimePoint current = now();
   std::array<CachedBinding, kMaxAnswerAddresses> cached;
   size_t cachedCount = 0;
@@ -735,6 +866,17 @@ void DnsService::handleUpstreamAnswer(Pending& pending, std::span<uint8_t> answe
     const TimePoint expiry = current + std::chrono::seconds(address.ttl) + options.bindingGrace;
     bindings_.record(query.qname.view(), address.ip, expiry);
     inc(counters_.bindingsRecorded);
+    if (common::logLevel() <= common::LogLevel::Debug) {
+      // What the verdict will accept for this name; the control socket's
+      // binding dump is the other way to see it.
+      common::LogLine(common::LogLevel::Debug, "dns.binding")
+          .field("name", query.qname.view())
+          .field("ip", address.ip.toString())
+          .field("ttl", static_cast<uint64_t>(address.ttl))
+          .field("expires_in_s",
+                 static_cast<int64_t>(
+                     std::chrono::duration_cast<std::chrono::seconds>(expiry - current).count()));
+    }
     cached[cachedCount++] = CachedBinding{address.ip, expiry};
   }
 
@@ -749,7 +891,7 @@ void DnsService::handleUpstreamAnswer(Pending& pending, std::span<uint8_t> answe
     }
   }
   cache_.insert(query, relay, info.cacheTtl, generation, current,
-                std::span<const CachedBinding>(cached.data(), cachedCount));
+                std::span<const CachedBinding>(cached.data(), cachedCount), evictionsBefore);
   inc(counters_.allowed);
   sendToClient(pending.client, relay, &query);
   emit(pending.client, &query, DnsOutcome::Allowed, DenyReason::None, answerRcode, answers, overTcp,
@@ -762,6 +904,21 @@ void DnsService::release(Pending& pending) {
   pending.options.reset();
   --pendingInUse_;
   freePending_.push_back(&pending);
+  if (pending.client.tcp) {
+    const auto found = tcp_.find(pending.client.tcpId);
+    if (found != tcp_.end()) {
+      --found->second->pending;
+      closeTcpIfDone(*found->second);
+    }
+  }
+}
+
+void DnsService::logUpstreamTimeout(const Pending& pending) {
+  if (common::logLevel() > common::LogLevel::Debug) return;
+  common::LogLine(common::LogLevel::Debug, "dns.upstream_timeout")
+      .field("upstream", pending.upstreams()[pending.upstream].toString())
+      .field("transport", pending.overTcp ? "tcp" : "udp")
+      .field("name", pending.query.qname.view());
 }
 
 }  // namespace dns

@@ -8,7 +8,8 @@
 // Thread-safety: start(), updateOptions() and the destructor run on the
 // thread that runs the event_base; counters() may be read from any thread.
 // What allocates on the query path: nothing for denials, refusals and cache
-// hits over UDP (bytes patched into reused buffers); a forwarded query
+// hits over UDP (bytes patched into reused buffers, received with recvmmsg
+// and answered with sendmmsg per batch); a forwarded query
 // reuses a pooled slot (allocation only while the pool grows) but opens a
 // socket; TCP clients and the TCP retry to upstreams go through libevent
 // bufferevents (their evbuffers allocate); cache inserts and new bindings
@@ -29,6 +30,7 @@
 #include <vector>
 
 #include "common/c_handle.h"
+#include "common/histogram.h"
 #include "common/snapshot.h"
 #include "common/socket_address.h"
 #include "dns/binding_table.h"
@@ -59,7 +61,7 @@ struct DnsEvent {
   std::chrono::system_clock::time_point time;
   common::SocketAddress client;
   bool tcp = false;
-  std::string_view qname;
+  std::string_view qname{""};  // empty (never a null pointer) when unparsed
   uint16_t qtype = 0;
   DnsOutcome outcome = DnsOutcome::Allowed;
   DenyReason reason = DenyReason::None;
@@ -96,6 +98,11 @@ struct DnsCounters {
   std::atomic<uint64_t> tcpTimeouts{0};
   std::atomic<uint64_t> pendingOverflow{0};  // over maxPendingQueries: SERVFAIL
   std::atomic<uint64_t> bindingsRecorded{0};
+  std::atomic<uint64_t> tcpHalfClosed{0};  // clients that shut down their write side first
+  // Per upstream exchange (UDP, or the TCP retry): from sending the query to
+  // receiving its matching answer (steady clock, not the injected one).
+  // Timeouts and errors are not recorded (they count upstreamTimeouts).
+  common::LatencyHistogram upstreamLatency;
 };
 
 class DnsService {
@@ -134,6 +141,7 @@ class DnsService {
   static void onTcpAccept(evconnlistener* listener, int fd, struct sockaddr* addr, int length, void* arg);
   static void onTcpRead(bufferevent* bev, void* arg);
   static void onTcpEvent(bufferevent* bev, short what, void* arg);
+  static void onTcpWrite(bufferevent* bev, void* arg);
   static void onUpstreamUdp(int fd, short what, void* arg);
   static void onUpstreamTcpRead(bufferevent* bev, void* arg);
   static void onUpstreamTcpEvent(bufferevent* bev, short what, void* arg);
@@ -153,14 +161,27 @@ class DnsService {
   // `answer` is the service's own receive buffer; its ID is patched in place.
   void handleUpstreamAnswer(Pending& pending, std::span<uint8_t> answer, bool overTcp);
   void release(Pending& pending);
+  void logUpstreamTimeout(const Pending& pending);
   void closeTcpClient(uint64_t id);
+  // A half-closed TCP client is closed once nothing is pending for it and
+  // its answers have been written out.
+  void closeTcpIfDone(TcpClient& client);
+  // UDP answers: queued for one sendmmsg while a recvmmsg batch is being
+  // handled, else sent at once.
+  void sendUdp(const ClientRef& client, std::span<const uint8_t> wire);
+  void flushUdp();
   uint16_t randomId() noexcept;
+  // The cache's policy version: changes only when the rules change, not
+  // on every publish (the daemon republishes the same rules on periodic
+  // rescans, which would otherwise empty the cache every 30 s).
+  uint64_t cacheEpoch(const std::shared_ptr<const policy::Policy>& policy);
   TimePoint now() const { return clock_ ? clock_() : Clock::now(); }
 
   event_base* base_;
   std::shared_ptr<const DnsOptions> options_;
-  const common::SnapshotHolder<policy::Policy>& policyHolder_;
   common::SnapshotReader<policy::Policy> policy_;
+  std::shared_ptr<const policy::Policy> epochPolicy_;
+  uint64_t epoch_ = 0;
   BindingTable& bindings_;
   DnsEventSink* sink_;
   ClockFunction clock_;

@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
-# bench/dns: egressd's DNS service (dns_testd) side by side with unbound
-# (one thread) configured for the same allowlist and the same upstream,
+# bench/dns: the real egressd binary (DNS only: nfqueue, metrics off; log
+# level warn, so no line per denial) side by side with unbound (one
+# thread) configured for the same allowlist and the same upstream,
 # measured with dnsperf in the same run, for
 #   (a) allowed names from cache, (b) denied names, (c) allowed names not cached.
 # For each: maximum queries/s (dnsperf flat out), then at a fixed offered
 # rate (DNS_BENCH_RATE, default 20000 q/s; DNS_BENCH_RATE_UNCACHED, default
 # 4000 q/s, for case c): p99 latency (from dnsperf -v) and the server's own
-# CPU time per query (utime+stime from /proc/PID/stat). Each measurement is
-# repeated DNS_BENCH_REPEAT times (default 3), servers alternating, and the
-# summary reports medians.
+# CPU time per query (utime+stime of all its threads from /proc/PID/stat).
+# Each measurement is repeated DNS_BENCH_REPEAT times (default 3) in short
+# rounds, servers alternating, and the summary reports medians and ratios.
 # Plus dns_micro: the pure query path and the binding table at 1,000,000
-# entries. Writes RESULTS_DIR/dns.json.
+# entries (memory, record/lookup, the expiry sweep). Writes
+# RESULTS_DIR/dns.json.
 #
 # Usage: bench/dns/run.sh BUILD_DIR RESULTS_DIR
+# Knobs: DNS_BENCH_SECONDS (per phase, default 8), DNS_BENCH_RATE,
+# DNS_BENCH_RATE_UNCACHED, DNS_BENCH_REPEAT, DNS_BENCH_CASES (default
+# "cached denied uncached"), DNS_BENCH_MAX=0 (skip the flat-out phase),
+# DNS_BENCH_LOG_LEVEL (egressd's log.level, default warn).
 set -euo pipefail
 build="$(cd "${1:?build dir}" && pwd)"
 results="${2:?results dir}"
@@ -23,12 +29,15 @@ rate="${DNS_BENCH_RATE:-20000}"
 rate_uncached="${DNS_BENCH_RATE_UNCACHED:-4000}"
 # Shared, noisy machines: alternate the servers and take medians.
 repeat="${DNS_BENCH_REPEAT:-3}"
-testd="$build/bin/dns_testd"
+cases="${DNS_BENCH_CASES:-cached denied uncached}"
+max_phase="${DNS_BENCH_MAX:-1}"
+log_level="${DNS_BENCH_LOG_LEVEL:-warn}"
+egressd="$build/bin/egressd"
 micro="$build/bin/dns_micro"
 for tool in unbound dnsperf python3; do
   command -v "$tool" >/dev/null || { echo "bench/dns: $tool missing (make deps-bench)" >&2; exit 1; }
 done
-[ -x "$testd" ] && [ -x "$micro" ] || { echo "bench/dns: build dns_testd and dns_micro first" >&2; exit 1; }
+[ -x "$egressd" ] && [ -x "$micro" ] || { echo "bench/dns: build egressd and dns_micro first" >&2; exit 1; }
 
 work="$(mktemp -d /tmp/egressd-dns-bench.XXXXXX)"
 pids=()
@@ -121,7 +130,7 @@ unbound -d -c "$work/peer.conf" > "$work/peer.log" 2>&1 &
 peer_pid=$!
 pids+=("$peer_pid")
 
-# ---- egressd's DNS service with the same allowlist and upstream -------------
+# ---- egressd with the same allowlist and upstream ----------------------------
 mkdir -p "$work/rules"
 cat > "$work/rules/bench.yaml" <<'EOF'
 apiVersion: zalando.org/v1
@@ -130,12 +139,26 @@ metadata: {name: bench, namespace: default}
 spec:
   targets: ["*.bench.test:443"]
 EOF
-"$testd" --quiet --rules-dir "$work/rules" --upstream "127.0.0.1:$upstream_port" --cache-size 1000000 \
-  > "$work/egressd.log" 2>&1 &
+egressd_port="$(free_port)"
+cat > "$work/egressd.toml" <<EOF
+[rules]
+dirs = ["rules"]
+[dns]
+listen = ["127.0.0.1:$egressd_port"]
+upstreams = ["127.0.0.1:$upstream_port"]
+cache_size = 1000000
+[nfqueue]
+enabled = false
+[metrics]
+enabled = false
+[control]
+socket = "control.sock"
+[log]
+level = "$log_level"
+EOF
+"$egressd" --config "$work/egressd.toml" > "$work/egressd.log" 2>&1 &
 egressd_pid=$!
 pids+=("$egressd_pid")
-for _ in $(seq 100); do grep -q '^port=' "$work/egressd.log" && break; sleep 0.05; done
-egressd_port="$(sed -n 's/^port=//p' "$work/egressd.log")"
 sleep 0.5
 for port in "$upstream_port" "$peer_port" "$egressd_port"; do
   printf 'probe.bench.test A\n' | dnsperf -s 127.0.0.1 -p "$port" -n 1 -t 2 2>&1 | grep -q 'NOERROR 1' ||
@@ -171,7 +194,10 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 run() {
   local server="$1" pid="$2" port="$3" case="$4" file_max="$5" file_fixed="$6" rate="$7"
   local out="$work/$server-$case"
-  dnsperf -s 127.0.0.1 -p "$port" -d "$file_max" -l "$seconds" -c 8 -q 500 -t 2 > "$out.max" 2>&1 || true
+  : > "$out.max"
+  if [ "$max_phase" != 0 ]; then
+    dnsperf -s 127.0.0.1 -p "$port" -d "$file_max" -l "$seconds" -c 8 -q 500 -t 2 > "$out.max" 2>&1 || true
+  fi
   local before after
   before="$(cpu_ticks "$pid")"
   dnsperf -s 127.0.0.1 -p "$port" -d "$file_fixed" -l "$seconds" -c 8 -q 2000 -t 2 -Q "$rate" -v \
@@ -208,8 +234,12 @@ EOF
 
 : > "$work/results.jsonl"
 for rep in $(seq "$repeat"); do
-  for case in cached denied uncached; do
-    for server in egressd unbound; do
+  for case in $cases; do
+    # Alternate which server goes first, so a load change on the shared
+    # machine does not always hit the same one.
+    order="egressd unbound"
+    [ $((rep % 2)) -eq 0 ] && order="unbound egressd"
+    for server in $order; do
       if [ "$server" = egressd ]; then pid="$egressd_pid"; port="$egressd_port"; else pid="$peer_pid"; port="$peer_port"; fi
       case "$case" in
         cached) run "$server" "$pid" "$port" "$case" "$work/cached.txt" "$work/cached.txt" "$rate" ;;
@@ -223,7 +253,8 @@ for rep in $(seq "$repeat"); do
 done
 
 "$micro" 1000000 > "$work/micro.json"
-python3 - "$work/results.jsonl" "$work/micro.json" "$results/dns.json" "$rate" "$rate_uncached" "$seconds" "$repeat" <<'EOF'
+python3 - "$work/results.jsonl" "$work/micro.json" "$results/dns.json" "$rate" "$rate_uncached" "$seconds" "$repeat" \
+  "$log_level" <<'EOF'
 import json, statistics, sys
 rows = [json.loads(line) for line in open(sys.argv[1])]
 micro = json.load(open(sys.argv[2]))
@@ -247,7 +278,8 @@ for case, servers in grouped.items():
         "cpu_per_query_ratio_vs_unbound": ratio(e.get("cpu_us_per_query"), u.get("cpu_us_per_query")),
         "goals": {"qps_ratio": ">= 1.0", "p99_ratio": "<= 1.0", "cpu_ratio": "<= 0.9"},
     }
-json.dump({"component": "dns", "peer": "unbound 1.17 (num-threads 1)", "fixed_rate_qps": int(sys.argv[4]),
+json.dump({"component": "dns", "server": "egressd (DNS only, log level " + sys.argv[8] + ")",
+           "peer": "unbound 1.17 (num-threads 1)", "load_average": open("/proc/loadavg").read().split()[:3], "fixed_rate_qps": int(sys.argv[4]),
            "fixed_rate_qps_uncached": int(sys.argv[5]), "seconds_per_run": int(sys.argv[6]),
            "repetitions": int(sys.argv[7]), "statistic": "median over repetitions",
            "runs": rows, "summary": summary, "micro": micro},
@@ -259,7 +291,8 @@ for case, s in summary.items():
           f"p99 ms {fmt(e['p99_ms'], 3)} vs {fmt(u['p99_ms'], 3)} (x{fmt(s['p99_ratio_vs_unbound'])})  "
           f"cpu us/q {fmt(e['cpu_us_per_query'])} vs {fmt(u['cpu_us_per_query'])} (x{fmt(s['cpu_per_query_ratio_vs_unbound'])})")
 print(f"dns binding table: {micro['binding_entries']} entries, {micro['binding_heap_bytes'] / 1e6:.1f} MB "
-      f"({micro['binding_bytes_per_entry']:.0f} B/entry); deny path {micro['deny_path_ns']:.0f} ns, "
+      f"({micro['binding_bytes_per_entry']:.0f} B/entry); expiry sweep {micro['binding_sweep_none_expired_ms']:.0f} ms "
+      f"(none expired) / {micro['binding_sweep_all_expired_ms']:.0f} ms (all expired); deny path {micro['deny_path_ns']:.0f} ns, "
       f"{micro['deny_path_allocations']} allocations; cache hit {micro['cache_hit_path_ns']:.0f} ns, "
       f"{micro['cache_hit_path_allocations']} allocations")
 EOF

@@ -163,6 +163,36 @@ def check_tcp_zero_length(port):
     return alive(port)
 
 
+def check_tcp_half_close(port):
+    """Queries, then shutdown(SHUT_WR) at once (RFC 7766 section 6.2.3):
+    every answer still arrives, the upstream ones included, then the
+    server closes."""
+    import random
+    tag = random.randrange(1 << 30)
+    names = ((0x0A01, f"h{tag}a.wild.example.test"),  # allowed, not cached: upstream round trip
+             (0x0A02, "evil.example.test"),            # denied at once
+             (0x0A03, f"h{tag}b.wild.example.test"))
+    with socket.create_connection((HOST, port), timeout=3.0) as s:
+        payload = b""
+        for qid, name in names:
+            q = query(name, qid=qid)
+            payload += struct.pack(">H", len(q)) + q
+        s.sendall(payload)
+        s.shutdown(socket.SHUT_WR)
+        try:
+            ids = sorted(struct.unpack(">H", read_tcp_message(s)[:2])[0] for _ in names)
+        except (ConnectionError, socket.timeout) as error:
+            print(f"half-close: answers missing ({error})", file=sys.stderr)
+            return False
+        if ids != [qid for qid, _ in names]:
+            print(f"half-close: got ids {ids}", file=sys.stderr)
+            return False
+        if not closed_within(s, 3.0):
+            print("half-close: connection not closed after the answers", file=sys.stderr)
+            return False
+    return alive(port)
+
+
 def check_tcp_limit(port, limit):
     """`limit` idle connections are accepted; the next ones are closed."""
     held = []
@@ -197,6 +227,7 @@ def main():
         "tcp-never-finishes": lambda: check_tcp_never_finishes(port),
         "tcp-zero-length": lambda: check_tcp_zero_length(port),
         "tcp-limit": lambda: check_tcp_limit(port, int(sys.argv[3])),
+        "tcp-half-close": lambda: check_tcp_half_close(port),
     }
     ok = checks[check]()
     sys.exit(0 if ok else 1)
