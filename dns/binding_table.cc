@@ -56,32 +56,33 @@ BindingTable::Shard& BindingTable::shardFor(const common::IpAddress& ip) const n
   return *shards_[hash % shards_.size()];
 }
 
+void BindingTable::eraseNode(Shard& shard, const std::pair<const common::IpAddress, Entry>& value) {
+  // A bucket walk has local iterators only; find the node among the few
+  // with its address (at most kMaxNamesPerAddress).
+  auto [it, end] = shard.map.equal_range(value.first);
+  while (it != end && &*it != &value) ++it;
+  if (it == end) return;  // not reached: the caller found it in the map
+  release(shard, it->second);
+  shard.map.erase(it);
+  --shard.entries;
+}
+
 void BindingTable::evictOne(Shard& shard) {
   // Sample a few buckets from a rotating cursor and drop the entry that
   // expires first: bounded work per insert, no global LRU list to keep.
   const size_t buckets = shard.map.bucket_count();
-  std::vector<Entry>* victimList = nullptr;
-  const common::IpAddress* victimIp = nullptr;
-  size_t victimIndex = 0;
+  const std::pair<const common::IpAddress, Entry>* victim = nullptr;
   size_t sampled = 0;
   for (size_t step = 0; step < buckets && sampled < 8; ++step) {
     const size_t bucket = (shard.cursor + step) % buckets;
     for (auto it = shard.map.begin(bucket); it != shard.map.end(bucket); ++it) {
       ++sampled;
-      for (size_t i = 0; i < it->second.size(); ++i) {
-        if (victimList == nullptr || it->second[i].expiry < (*victimList)[victimIndex].expiry) {
-          victimList = &it->second;
-          victimIp = &it->first;
-          victimIndex = i;
-        }
-      }
+      if (victim == nullptr || it->second.expiry < victim->second.expiry) victim = &*it;
     }
     shard.cursor = (bucket + 1) % buckets;
   }
-  if (victimList == nullptr) return;
-  victimList->erase(victimList->begin() + static_cast<std::ptrdiff_t>(victimIndex));
-  if (victimList->empty()) shard.map.erase(*victimIp);
-  --shard.entries;
+  if (victim == nullptr) return;
+  eraseNode(shard, *victim);
   entries_.fetch_sub(1, std::memory_order_relaxed);
   evictions_.fetch_add(1, std::memory_order_relaxed);
 }
@@ -92,50 +93,61 @@ void BindingTable::record(std::string_view name, const common::IpAddress& ip, Ti
   char lower[253];
   for (size_t i = 0; i < name.size(); ++i) lower[i] = common::asciiLower(name[i]);
   const std::string_view key(lower, name.size());
+  // Outside the shard lock, so the observer may read the table.
+  if (insert(key, ip, expiry)) {
+    if (BindingObserver* observer = observer_.load(std::memory_order_acquire))
+      observer->onBound(key, ip, expiry);
+  }
+}
 
+// True when the pair is new or its expiry moved later.
+bool BindingTable::insert(std::string_view key, const common::IpAddress& ip, TimePoint expiry) {
   Shard& shard = shardFor(ip);
   std::unique_lock lock(shard.mutex);
-  auto found = shard.map.find(ip);
-  if (found != shard.map.end()) {
-    for (Entry& entry : found->second) {
-      if (entry.name == key) {
-        entry.expiry = std::max(entry.expiry, expiry);
-        recorded_.fetch_add(1, std::memory_order_relaxed);
-        return;
-      }
+  auto [it, end] = shard.map.equal_range(ip);
+  size_t names = 0;
+  auto earliest = end;
+  for (; it != end; ++it) {
+    Entry& entry = it->second;
+    if (entry.view() == key) {
+      const bool later = expiry > entry.expiry;
+      entry.expiry = std::max(entry.expiry, expiry);
+      recorded_.fetch_add(1, std::memory_order_relaxed);
+      return later;
     }
+    ++names;
+    if (earliest == end || entry.expiry < earliest->second.expiry) earliest = it;
   }
-  // The bound is global (so uneven shards do not evict early); a shard
-  // evicts from itself, so the table may overshoot by at most one entry
-  // per empty shard.
-  if (entries_.load(std::memory_order_relaxed) >= maxEntries_ && shard.entries > 0) {
-    evictOne(shard);
-    found = shard.map.find(ip);  // the eviction may have removed it
-  }
-  if (found == shard.map.end()) found = shard.map.try_emplace(ip).first;
-  std::vector<Entry>& list = found->second;
-  if (list.size() >= kMaxNamesPerAddress) {
-    auto earliest = std::min_element(list.begin(), list.end(),
-                                     [](const Entry& a, const Entry& b) { return a.expiry < b.expiry; });
-    list.erase(earliest);
+  if (names >= kMaxNamesPerAddress) {
+    release(shard, earliest->second);
+    shard.map.erase(earliest);
     --shard.entries;
     entries_.fetch_sub(1, std::memory_order_relaxed);
     evictions_.fetch_add(1, std::memory_order_relaxed);
   }
-  list.push_back(Entry{std::string(key), expiry});
+  // The bound is global (so uneven shards do not evict early); a shard
+  // evicts from itself, so the table may overshoot by at most one entry
+  // per empty shard.
+  if (entries_.load(std::memory_order_relaxed) >= maxEntries_ && shard.entries > 0) evictOne(shard);
+  // Intern the name: one copy per shard however many addresses it has.
+  auto interned = shard.names.find(key);
+  if (interned == shard.names.end()) interned = shard.names.emplace(std::string(key), 0).first;
+  shard.map.emplace(ip, Entry{&*interned, expiry});
+  ++interned->second;
   ++shard.entries;
   entries_.fetch_add(1, std::memory_order_relaxed);
   recorded_.fetch_add(1, std::memory_order_relaxed);
+  return true;
 }
 
 bool BindingTable::isBound(std::string_view name, const common::IpAddress& ip, TimePoint now) const noexcept {
   name = trimDot(name);
   const Shard& shard = shardFor(ip);
   std::shared_lock lock(shard.mutex);
-  const auto found = shard.map.find(ip);
-  if (found == shard.map.end()) return false;
-  for (const Entry& entry : found->second) {
-    if (entry.expiry > now && common::equalsIgnoreCase(entry.name, name)) return true;
+  // find() and stop at the match: equal_range() would also read the node
+  // after the address's last one (a cache miss) just to end the range.
+  for (auto it = shard.map.find(ip); it != shard.map.end() && it->first == ip; ++it) {
+    if (it->second.expiry > now && common::equalsIgnoreCase(it->second.view(), name)) return true;
   }
   return false;
 }
@@ -144,20 +156,26 @@ size_t BindingTable::lookup(const common::IpAddress& ip, TimePoint now,
                             std::span<BoundName> out) const noexcept {
   const Shard& shard = shardFor(ip);
   std::shared_lock lock(shard.mutex);
-  const auto found = shard.map.find(ip);
-  if (found == shard.map.end()) return 0;
   size_t count = 0;
-  for (const Entry& entry : found->second) {
+  for (auto [it, end] = shard.map.equal_range(ip); it != end; ++it) {
+    const Entry& entry = it->second;
     if (entry.expiry <= now) continue;
     if (count < out.size()) {
       BoundName& bound = out[count];
-      bound.length = static_cast<uint8_t>(entry.name.size());
-      std::memcpy(bound.name.data(), entry.name.data(), entry.name.size());
+      const std::string_view name = entry.view();
+      bound.length = static_cast<uint8_t>(name.size());
+      std::memcpy(bound.name.data(), name.data(), name.size());
       bound.expiry = entry.expiry;
     }
     ++count;
   }
   return count;
+}
+
+void BindingTable::release(Shard& shard, const Entry& entry) {
+  // erase(key) finds the node before freeing it, so passing the node's own
+  // key is safe (and avoids a copy of the name).
+  if (--entry.name->second == 0) shard.names.erase(entry.name->first);
 }
 
 size_t BindingTable::purgeExpired(TimePoint now) {
@@ -166,19 +184,77 @@ size_t BindingTable::purgeExpired(TimePoint now) {
     Shard& shard = *shardPointer;
     std::unique_lock lock(shard.mutex);
     for (auto it = shard.map.begin(); it != shard.map.end();) {
-      auto& list = it->second;
-      const size_t before = list.size();
-      list.erase(std::remove_if(list.begin(), list.end(), [&](const Entry& e) { return e.expiry <= now; }),
-                 list.end());
-      const size_t gone = before - list.size();
-      shard.entries -= gone;
-      removed += gone;
-      it = list.empty() ? shard.map.erase(it) : std::next(it);
+      if (it->second.expiry > now) {
+        ++it;
+        continue;
+      }
+      release(shard, it->second);
+      it = shard.map.erase(it);
+      --shard.entries;
+      ++removed;
     }
   }
   entries_.fetch_sub(removed, std::memory_order_relaxed);
   expired_.fetch_add(removed, std::memory_order_relaxed);
   return removed;
+}
+
+bool BindingTable::sweepShard(Shard& shard, TimePoint now, size_t budget, size_t bucketBudget,
+                              SweepStep& step, size_t& buckets) {
+  std::unique_lock lock(shard.mutex);
+  // The map only grows its bucket array (never on erase), so a cursor
+  // past the end just means this shard is done; after a rehash the cursor
+  // may skip or revisit some entries, which only delays their removal.
+  const size_t bucketCount = shard.map.bucket_count();
+  while (sweep_.bucket < bucketCount) {
+    if (step.visited >= budget || buckets >= bucketBudget) return false;
+    ++buckets;
+    size_t position = 0;
+    for (auto it = shard.map.begin(sweep_.bucket); it != shard.map.end(sweep_.bucket);) {
+      const auto& current = *it++;  // erasing `current` leaves `it` valid
+      if (position < sweep_.skip) {
+        ++position;
+        continue;
+      }
+      if (step.visited >= budget) {
+        sweep_.skip = position;  // resume with the next entry of this bucket
+        return false;
+      }
+      ++step.visited;
+      if (current.second.expiry <= now) {
+        eraseNode(shard, current);
+        ++step.removed;
+      } else {
+        ++position;
+      }
+    }
+    sweep_.skip = 0;
+    ++sweep_.bucket;
+  }
+  return true;
+}
+
+SweepStep BindingTable::purgeExpiredStep(TimePoint now, size_t budget) {
+  budget = std::max<size_t>(budget, 1);
+  // Empty buckets cost a little too: bound them as well.
+  const size_t bucketBudget = 4 * budget;
+  SweepStep step;
+  size_t buckets = 0;
+  std::lock_guard sweepLock(sweepMutex_);
+  // Each shard at most once per call, so a table of empty shards ends.
+  for (size_t visitedShards = 0; visitedShards < shards_.size(); ++visitedShards) {
+    if (!sweepShard(*shards_[sweep_.shard], now, budget, bucketBudget, step, buckets)) break;
+    sweep_.bucket = 0;
+    sweep_.skip = 0;
+    sweep_.shard = (sweep_.shard + 1) % shards_.size();
+    if (sweep_.shard == 0) {
+      step.passDone = true;
+      break;
+    }
+  }
+  entries_.fetch_sub(step.removed, std::memory_order_relaxed);
+  expired_.fetch_add(step.removed, std::memory_order_relaxed);
+  return step;
 }
 
 BindingStats BindingTable::stats() const noexcept {

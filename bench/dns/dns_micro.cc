@@ -3,10 +3,17 @@
 //   - cache-hit path: parseQuery + classifyQuery + AnswerCache::lookup
 //   - heap allocations counted on both paths (must be 0)
 //   - BindingTable at N entries (default 1,000,000): heap bytes per entry,
-//     record and isBound ns/op.
+//     record and isBound ns/op, and the expiry sweep over all N, once when
+//     nothing has expired (the usual case: a scan that keeps everything)
+//     and once when all N have: the incremental sweep the DNS thread runs
+//     (purgeExpiredStep with the default budget, every 100 ms): calls per
+//     pass, worst single call, total; and the one-shot purgeExpired for
+//     comparison with the old every-60-s sweep.
 // Prints one JSON object. Usage: dns_micro [entries]
 #include <malloc.h>
+#include <time.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -77,6 +84,54 @@ size_t heapInUse() {
   return mallinfo2().uordblks;
 }
 
+// One whole pass of the incremental sweep, timed call by call.
+struct StepPass {
+  size_t calls = 0;
+  size_t removed = 0;
+  double worstMs = 0;
+  double p50Ms = 0;
+  double p99Ms = 0;
+  double totalMs = 0;
+  double worstCpuMs = 0;  // thread CPU time: the wall time less preemption
+  double p99CpuMs = 0;
+};
+
+double threadCpuMs() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
+}
+
+StepPass sweepPass(dns::BindingTable& table, dns::TimePoint now) {
+  StepPass pass;
+  // Start a pass from the beginning: finish the one in progress first
+  // (at a time when nothing has expired, so it removes nothing).
+  while (!table.purgeExpiredStep(dns::TimePoint::min()).passDone) {
+  }
+  std::vector<double> times;
+  std::vector<double> cpuTimes;
+  for (;;) {
+    const double cpuStart = threadCpuMs();
+    const auto start = Steady::now();
+    const dns::SweepStep step = table.purgeExpiredStep(now);
+    const double ms = std::chrono::duration<double, std::milli>(Steady::now() - start).count();
+    cpuTimes.push_back(threadCpuMs() - cpuStart);
+    ++pass.calls;
+    pass.removed += step.removed;
+    pass.totalMs += ms;
+    pass.worstMs = std::max(pass.worstMs, ms);
+    times.push_back(ms);
+    if (step.passDone) break;
+  }
+  std::sort(times.begin(), times.end());
+  pass.p50Ms = times[times.size() / 2];
+  pass.p99Ms = times[std::min(times.size() - 1, times.size() * 99 / 100)];
+  std::sort(cpuTimes.begin(), cpuTimes.end());
+  pass.worstCpuMs = cpuTimes.back();
+  pass.p99CpuMs = cpuTimes[std::min(cpuTimes.size() - 1, cpuTimes.size() * 99 / 100)];
+  return pass;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -142,6 +197,11 @@ int main(int argc, char** argv) {
   double lookupNs = 0;
   size_t heapAfter = 0;
   size_t finalEntries = 0;
+  double sweepNoneMs = 0;
+  double sweepAllMs = 0;
+  size_t sweptAll = 0;
+  StepPass stepNone;
+  StepPass stepAll;
   {
     dns::BindingTable table(entries);
     const dns::TimePoint expiry = t0 + std::chrono::hours(1);
@@ -167,6 +227,26 @@ int main(int argc, char** argv) {
     }
     lookupNs = std::chrono::duration<double, std::nano>(Steady::now() - start).count() / lookups;
     if (found != lookups) std::fprintf(stderr, "dns_micro: only %zu of %zu bindings found\n", found, lookups);
+    stepNone = sweepPass(table, t0);
+    if (stepNone.removed != 0)
+      std::fprintf(stderr, "dns_micro: %zu bindings expired early\n", stepNone.removed);
+    start = Steady::now();
+    const size_t sweptNone = table.purgeExpired(t0);
+    sweepNoneMs = std::chrono::duration<double, std::milli>(Steady::now() - start).count();
+    if (sweptNone != 0) std::fprintf(stderr, "dns_micro: %zu bindings expired early\n", sweptNone);
+    stepAll = sweepPass(table, expiry + std::chrono::seconds(1));
+    if (stepAll.removed != finalEntries)
+      std::fprintf(stderr, "dns_micro: step-swept %zu of %zu\n", stepAll.removed, finalEntries);
+    // Refill for the one-shot sweep of everything.
+    for (size_t i = 0; i < entries; ++i) {
+      table.record(names[i % names.size()], common::IpAddress::v4(0x0b000000 + static_cast<uint32_t>(i)),
+                   expiry);
+    }
+    start = Steady::now();
+    sweptAll = table.purgeExpired(expiry + std::chrono::seconds(1));
+    sweepAllMs = std::chrono::duration<double, std::milli>(Steady::now() - start).count();
+    if (sweptAll != finalEntries)
+      std::fprintf(stderr, "dns_micro: swept %zu of %zu\n", sweptAll, finalEntries);
   }
   const double bytesPerEntry =
       static_cast<double>(heapAfter - heapBefore) / static_cast<double>(finalEntries);
@@ -174,9 +254,18 @@ int main(int argc, char** argv) {
       "{\"deny_path_ns\": %.1f, \"deny_path_allocations\": %llu, \"cache_hit_path_ns\": %.1f, "
       "\"cache_hit_path_allocations\": %llu, \"binding_entries\": %zu, \"binding_heap_bytes\": %zu, "
       "\"binding_bytes_per_entry\": %.1f, \"binding_record_ns\": %.1f, \"binding_is_bound_ns\": %.1f, "
-      "\"checksum\": %zu}\n",
+      "\"binding_sweep_none_expired_ms\": %.1f, \"binding_sweep_all_expired_ms\": %.1f, "
+      "\"binding_swept\": %zu, \"binding_sweep_step_budget\": %zu, "
+      "\"binding_step_none_expired\": {\"calls\": %zu, \"worst_call_ms\": %.3f, \"p50_call_ms\": %.3f, "
+      "\"p99_call_ms\": %.3f, \"worst_call_cpu_ms\": %.3f, \"p99_call_cpu_ms\": %.3f, \"total_ms\": %.1f}, "
+      "\"binding_step_all_expired\": {\"calls\": %zu, \"worst_call_ms\": %.3f, \"p50_call_ms\": %.3f, "
+      "\"p99_call_ms\": %.3f, \"worst_call_cpu_ms\": %.3f, \"p99_call_cpu_ms\": %.3f, \"total_ms\": %.1f, "
+      "\"removed\": %zu}, \"checksum\": %zu}\n",
       denyNs, static_cast<unsigned long long>(denyAllocations), hitNs,
       static_cast<unsigned long long>(hitAllocations), finalEntries, heapAfter - heapBefore, bytesPerEntry,
-      recordNs, lookupNs, sink);
+      recordNs, lookupNs, sweepNoneMs, sweepAllMs, sweptAll, dns::BindingTable::kDefaultSweepBudget,
+      stepNone.calls, stepNone.worstMs, stepNone.p50Ms, stepNone.p99Ms, stepNone.worstCpuMs,
+      stepNone.p99CpuMs, stepNone.totalMs, stepAll.calls, stepAll.worstMs, stepAll.p50Ms, stepAll.p99Ms,
+      stepAll.worstCpuMs, stepAll.p99CpuMs, stepAll.totalMs, stepAll.removed, sink);
   return 0;
 }

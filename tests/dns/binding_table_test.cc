@@ -161,3 +161,212 @@ TEST_CASE("boundNamesAllowedOn applies the policy's ports to the bound names", "
   std::array<dns::BoundName, 1> one;
   CHECK(dns::boundNamesAllowedOn(table, *policy, shared, 443, t0, one) == 2);
 }
+
+// ---- incremental expiry (purgeExpiredStep) ------------------------------------
+
+namespace {
+// Steps until a whole pass has ended (at most `limit` calls); returns the
+// number of calls and checks that each stayed within its budget.
+size_t sweepPass(dns::BindingTable& table, dns::TimePoint now, size_t budget, size_t limit,
+                 size_t* removed = nullptr) {
+  size_t calls = 0;
+  size_t total = 0;
+  while (calls < limit) {
+    const dns::SweepStep step = table.purgeExpiredStep(now, budget);
+    ++calls;
+    total += step.removed;
+    CHECK(step.visited <= budget);
+    CHECK(step.removed <= step.visited);
+    if (step.passDone) break;
+  }
+  if (removed != nullptr) *removed = total;
+  return calls;
+}
+
+struct Observed final : dns::BindingObserver {
+  std::vector<std::pair<std::string, common::IpAddress>> calls;
+  void onBound(std::string_view name, const common::IpAddress& address, dns::TimePoint) noexcept override {
+    calls.emplace_back(std::string(name), address);
+  }
+};
+}  // namespace
+
+TEST_CASE("expired bindings disappear after enough incremental steps; live ones stay", "[dns][bindings]") {
+  dns::BindingTable table(100000, 8);
+  const dns::TimePoint t0{};
+  // 3000 addresses; even ones expire at t0+10s, odd ones live until t0+1h;
+  // every tenth address also carries a second, short-lived name.
+  for (uint32_t i = 0; i < 3000; ++i) {
+    table.record("svc" + std::to_string(i % 7) + ".example", v4(0x0a010000 + i),
+                 t0 + (i % 2 == 0 ? 10s : 3600s));
+    if (i % 10 == 0) table.record("short.example", v4(0x0a010000 + i), t0 + 5s);
+  }
+  const size_t expiring = 1500 + 300;
+  REQUIRE(table.stats().entries == 3300);
+  const dns::TimePoint now = t0 + 60s;
+  // Readers already ignore the expired ones before any sweep (lazy is safe).
+  CHECK_FALSE(table.isBound("svc0.example", v4(0x0a010000), now));
+  CHECK_FALSE(table.isBound("short.example", v4(0x0a010000 + 10), now));
+  std::array<dns::BoundName, 4> out;
+  CHECK(table.lookup(v4(0x0a010000 + 10), now, out) == 0);
+  CHECK(table.lookup(v4(0x0a010000 + 11), now, out) == 1);
+
+  // One step removes some but not all.
+  const dns::SweepStep first = table.purgeExpiredStep(now, 100);
+  CHECK(first.visited == 100);
+  CHECK(first.removed > 0);
+  CHECK(first.removed < expiring);
+  CHECK_FALSE(first.passDone);
+
+  size_t removed = 0;
+  const size_t calls = sweepPass(table, now, 100, 10000, &removed);
+  // 3300 entries at <= 100 per call: at least 32 more calls for the pass.
+  CHECK(calls >= 32);
+  CHECK(calls < 10000);
+  // The pass began after `first`, so together they cover the table (an
+  // address may be seen twice; it is removed once).
+  CHECK(first.removed + removed == expiring);
+  const auto stats = table.stats();
+  CHECK(stats.entries == 3300 - expiring);
+  CHECK(stats.expired == expiring);
+  // Every live binding is still there; nothing expired is.
+  size_t seen = 0;
+  table.forEach([&](std::string_view name, const common::IpAddress&, dns::TimePoint expiry) {
+    ++seen;
+    CHECK(expiry > now);
+    CHECK(name.substr(0, 3) == "svc");
+  });
+  CHECK(seen == 1500);
+  for (uint32_t i = 1; i < 3000; i += 2)
+    CHECK(table.isBound("svc" + std::to_string(i % 7) + ".example", v4(0x0a010000 + i), now));
+  // Another pass at the same time finds nothing more.
+  sweepPass(table, now, 100, 10000, &removed);
+  CHECK(removed == 0);
+  CHECK(table.stats().entries == 1500);
+}
+
+TEST_CASE("a sweep step is bounded in the entries it visits", "[dns][bindings]") {
+  dns::BindingTable table(100000, 4);
+  const dns::TimePoint t0{};
+  // Addresses with the most names (adjacent nodes of one key).
+  for (uint32_t a = 0; a < 20; ++a)
+    for (size_t n = 0; n < dns::BindingTable::kMaxNamesPerAddress; ++n)
+      table.record("n" + std::to_string(n) + ".example", v4(0x0a020000 + a), t0 + 1s);
+  for (uint32_t a = 0; a < 2000; ++a) table.record("one.example", v4(0x0a030000 + a), t0 + 1s);
+  const size_t total = 20 * dns::BindingTable::kMaxNamesPerAddress + 2000;
+  REQUIRE(table.stats().entries == total);
+  for (const size_t budget : {size_t{1}, size_t{7}, size_t{64}, size_t{500}}) {
+    INFO("budget " << budget);
+    // Nothing expired: a full pass visits every entry and keeps it.
+    size_t visited = 0;
+    size_t calls = 0;
+    for (;;) {
+      const dns::SweepStep step = table.purgeExpiredStep(t0, budget);
+      ++calls;
+      CHECK(step.visited <= budget);
+      CHECK(step.removed == 0);
+      visited += step.visited;
+      if (step.passDone || calls > 100000) break;
+    }
+    CHECK(visited == total);
+    CHECK(table.stats().entries == total);
+  }
+  // Everything expired: removed in bounded steps.
+  size_t removed = 0;
+  sweepPass(table, t0 + 2s, 50, 100000, &removed);
+  CHECK(removed == total);
+  CHECK(table.stats().entries == 0);
+  CHECK(table.stats().expired == total);
+  // An empty table: a step ends (each shard once) and reports the pass.
+  sweepPass(table, t0 + 2s, 50, 100000);
+  CHECK(table.purgeExpiredStep(t0 + 2s, 50).visited == 0);
+}
+
+TEST_CASE("names are shared between addresses and survive removals of others", "[dns][bindings]") {
+  dns::BindingTable table(100, 1);
+  const dns::TimePoint t0{};
+  const std::string longName = "a-name-longer-than-the-small-string-buffer.example.com";
+  for (uint32_t i = 0; i < 50; ++i)
+    table.record(longName, v4(0x0a040000 + i), t0 + std::chrono::seconds(1 + i));
+  table.record("API.Other.Example.", v4(0x0a040000), t0 + 100s);
+  // Expire half the users of the long name, evict some more by filling up.
+  CHECK(table.purgeExpired(t0 + 25s) == 25);
+  CHECK(table.isBound("api.other.example", v4(0x0a040000), t0 + 50s));
+  for (uint32_t i = 0; i < 100; ++i) table.record("filler.example", v4(0x0a050000 + i), t0 + 200s);
+  CHECK(table.stats().entries <= 100 + 1);
+  std::array<dns::BoundName, 4> out;
+  size_t longLeft = 0;
+  for (uint32_t i = 0; i < 50; ++i) {
+    const size_t n = table.lookup(v4(0x0a040000 + i), t0 + 25s, out);
+    for (size_t k = 0; k < std::min(n, out.size()); ++k) {
+      const bool known = out[k].view() == longName || out[k].view() == "api.other.example";
+      CHECK(known);
+      longLeft += out[k].view() == longName;
+    }
+  }
+  CHECK(longLeft <= 25);
+  // All users of a name gone, then the name again: a fresh copy.
+  sweepPass(table, t0 + 1000s, 10, 100000);
+  CHECK(table.stats().entries == 0);
+  table.record(longName, v4(0x0a040001), t0 + 2000s);
+  REQUIRE(table.lookup(v4(0x0a040001), t0 + 1000s, out) == 1);
+  CHECK(out[0].view() == longName);
+}
+
+TEST_CASE("the observer is told about bindings recorded again after the sweep removed them",
+          "[dns][bindings]") {
+  dns::BindingTable table(1000, 2);
+  Observed observer;
+  table.setObserver(&observer);
+  const dns::TimePoint t0{};
+  table.record("a.example", v4(0x0a060001), t0 + 10s);
+  table.record("b.example", v4(0x0a060002), t0 + 100s);
+  REQUIRE(observer.calls.size() == 2);
+  sweepPass(table, t0 + 20s, 1, 1000);  // removes a.example only, calls nothing
+  CHECK(observer.calls.size() == 2);
+  CHECK(table.stats().entries == 1);
+  table.record("a.example", v4(0x0a060001), t0 + 30s);  // new again
+  table.record("b.example", v4(0x0a060002), t0 + 50s);  // earlier than kept: no call
+  REQUIRE(observer.calls.size() == 3);
+  CHECK(observer.calls[2].first == "a.example");
+  CHECK(observer.calls[2].second == v4(0x0a060001));
+  table.setObserver(nullptr);
+}
+
+TEST_CASE("sweep steps run concurrently with writers and readers", "[dns][bindings]") {
+  dns::BindingTable table(50000, 8);
+  const dns::TimePoint t0{};
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> wrongs{0};
+  std::vector<std::thread> threads;
+  // Writer: short-lived bindings on even, long-lived on odd addresses.
+  threads.emplace_back([&] {
+    for (uint32_t round = 0; round < 5; ++round)
+      for (uint32_t i = 0; i < 8000; ++i)
+        table.record("w" + std::to_string(i % 5) + ".example", v4(0x0a070000 + i),
+                     t0 + (i % 2 == 0 ? 1s : 3600s));
+  });
+  threads.emplace_back([&] {
+    while (!stop.load()) {
+      for (uint32_t i = 1; i < 8000; i += 2) {
+        std::array<dns::BoundName, 4> out;
+        const size_t n = table.lookup(v4(0x0a070000 + i), t0 + 10s, out);
+        if (n > 1) wrongs.fetch_add(1);  // only the one long-lived name
+        if (n == 1 && out[0].view() != "w" + std::to_string(i % 5) + ".example") wrongs.fetch_add(1);
+      }
+    }
+  });
+  threads.emplace_back([&] {
+    while (!stop.load()) table.purgeExpiredStep(t0 + 10s, 64);
+  });
+  threads[0].join();
+  stop = true;
+  threads[1].join();
+  threads[2].join();
+  CHECK(wrongs.load() == 0);
+  sweepPass(table, t0 + 10s, 256, 100000);
+  sweepPass(table, t0 + 10s, 256, 100000);  // the first may have begun mid-table
+  CHECK(table.stats().entries == 4000);
+  for (uint32_t i = 1; i < 8000; i += 2)
+    CHECK(table.isBound("w" + std::to_string(i % 5) + ".example", v4(0x0a070000 + i), t0 + 10s));
+}
