@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 #include <stdexcept>
 
 #include "common/log.h"
@@ -22,8 +23,140 @@ void BindingTableLookup::forEachBoundName(const common::IpAddress& ip, nfq::Time
   }
 }
 
+namespace {
+// Entries planned per binding at most (one per port with name rules).
+constexpr size_t kPlanEntries = 1024;
+}  // namespace
+
+BoundSetFeeder::BoundSetFeeder(const common::SnapshotHolder<policy::Policy>& policy,
+                               const dns::BindingTable& bindings, std::string set4, std::string set6)
+    : policyReader_(policy),
+      bindings_(bindings),
+      set4_(std::move(set4)),
+      set6_(std::move(set6)),
+      plan_(kPlanEntries) {
+  pending_.reserve(2 * kPlanEntries);
+}
+
+bool BoundSetFeeder::open(std::string& error) {
+  std::lock_guard lock(mutex_);
+  if (!client_.open(error)) return false;
+  refreshPolicyLocked();
+  return true;
+}
+
+void BoundSetFeeder::refreshPolicyLocked() noexcept {
+  const auto& current = policyReader_.shared();
+  if (current == policy_) return;
+  policy_ = current;
+  namePorts_ = nfq::computeNamePorts(*policy_);
+}
+
+void BoundSetFeeder::write(std::span<const nfq::SetEntry> entries) noexcept {
+  if (entries.empty()) return;
+  const nfq::IpSetAddResult result = client_.add(set4_, set6_, entries);
+  stats_.entries.fetch_add(result.sent - std::min(result.sent, result.full + result.failed),
+                           std::memory_order_relaxed);
+  stats_.setFull.fetch_add(result.full, std::memory_order_relaxed);
+  stats_.failed.fetch_add(result.failed, std::memory_order_relaxed);
+}
+
+void BoundSetFeeder::onBound(std::string_view, const common::IpAddress& ip, nfq::TimePoint) noexcept {
+  std::lock_guard lock(mutex_);
+  stats_.bindings.fetch_add(1, std::memory_order_relaxed);
+  // A policy published without policyChanged() (or before it ran): the
+  // sets may hold entries the new one does not allow.
+  if (policyReader_.shared() != policy_) resyncLocked();
+  // Every name of the address, not just this one: the kernel entry of a
+  // (address, port) pair takes the latest expiry among them.
+  const nfq::TimePoint now = nfq::Clock::now();
+  std::array<dns::BoundName, dns::BindingTable::kMaxNamesPerAddress> names;
+  const size_t total = std::min(bindings_.lookup(ip, now, names), names.size());
+  std::array<nfq::BoundNameExpiry, dns::BindingTable::kMaxNamesPerAddress> views;
+  for (size_t i = 0; i < total; ++i) views[i] = {names[i].view(), names[i].expiry};
+  const nfq::BoundPlan plan =
+      nfq::planBoundEntries(ip, std::span(views.data(), total), *policy_, namePorts_, now, plan_);
+  stats_.failed.fetch_add(plan.dropped, std::memory_order_relaxed);
+  write(std::span(plan_.data(), plan.count));
+}
+
+void BoundSetFeeder::resync() noexcept {
+  std::lock_guard lock(mutex_);
+  resyncLocked();
+}
+
+void BoundSetFeeder::clear() noexcept {
+  std::lock_guard lock(mutex_);
+  std::string error;
+  for (const std::string* set : {&set4_, &set6_}) {
+    if (!client_.flush(*set, error)) {
+      common::LogLine(common::LogLevel::Warn, "nfq.fast_path_flush_failed")
+          .field("set", *set)
+          .field("error", error);
+    }
+  }
+}
+
+void BoundSetFeeder::resyncLocked() noexcept {
+  refreshPolicyLocked();
+  stats_.resyncs.fetch_add(1, std::memory_order_relaxed);
+  std::string error;
+  for (const std::string* set : {&set4_, &set6_}) {
+    if (!client_.flush(*set, error)) {
+      // The stale entries stay: say so loudly (they still only let SYNs
+      // and empty segments through; every payload is judged).
+      common::LogLine(common::LogLevel::Error, "nfq.fast_path_flush_failed")
+          .field("set", *set)
+          .field("error", error);
+      stats_.failed.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  // Refill: forEach visits the names of one address one after the other,
+  // so each address is planned once with all its names. Runs on the event
+  // loop: a policy change is rare; the cost grows with bindings × ports in
+  // use (not measured at scale, see docs/nfq.md "Known limits").
+  const nfq::TimePoint now = nfq::Clock::now();
+  std::array<dns::BoundName, dns::BindingTable::kMaxNamesPerAddress> names;
+  std::array<nfq::BoundNameExpiry, dns::BindingTable::kMaxNamesPerAddress> views;
+  size_t count = 0;
+  common::IpAddress current;
+  std::vector<nfq::SetEntry>& pending = pending_;
+  pending.clear();
+  size_t written = 0;
+  const auto planAddress = [&] {
+    if (count == 0) return;
+    for (size_t i = 0; i < count; ++i) views[i] = {names[i].view(), names[i].expiry};
+    const nfq::BoundPlan plan =
+        nfq::planBoundEntries(current, std::span(views.data(), count), *policy_, namePorts_, now, plan_);
+    stats_.failed.fetch_add(plan.dropped, std::memory_order_relaxed);
+    pending.insert(pending.end(), plan_.begin(), plan_.begin() + static_cast<std::ptrdiff_t>(plan.count));
+    if (pending.size() >= kPlanEntries) {
+      write(pending);
+      written += pending.size();
+      pending.clear();
+    }
+    count = 0;
+  };
+  bindings_.forEach([&](std::string_view name, const common::IpAddress& ip, nfq::TimePoint expiry) {
+    if (expiry <= now) return;
+    if (count > 0 && !(ip == current)) planAddress();
+    current = ip;
+    if (count == names.size() || name.size() > names[count].name.size()) return;
+    dns::BoundName& slot = names[count++];
+    std::memcpy(slot.name.data(), name.data(), name.size());
+    slot.length = static_cast<uint8_t>(name.size());
+    slot.expiry = expiry;
+  });
+  planAddress();
+  write(pending);
+  written += pending.size();
+  common::LogLine(common::LogLevel::Info, "nfq.fast_path_resync").field("entries", written);
+}
+
 nfq::RulesetOptions rulesetOptions(const config::Config& config) {
   nfq::RulesetOptions options;
+  // With egressd's own chain, the kernel fast path comes with it.
+  options.kernelFastPath = config.nfqueue.installRules;
   options.protectedCidrs = config.nfqueue.protectedCidrs;
   const auto [low, high] = std::minmax_element(config.nfqueue.queues.begin(), config.nfqueue.queues.end());
   if (low != config.nfqueue.queues.end()) {
@@ -33,9 +166,9 @@ nfq::RulesetOptions rulesetOptions(const config::Config& config) {
   return options;
 }
 
-Enforcement::Enforcement(const common::SnapshotHolder<policy::Policy>& policy,
-                         const dns::BindingTable& bindings, nfq::EventSink* events)
-    : policy_(policy), bindings_(bindings), events_(events) {}
+Enforcement::Enforcement(const common::SnapshotHolder<policy::Policy>& policy, dns::BindingTable& bindings,
+                         nfq::EventSink* events)
+    : policy_(policy), table_(bindings), bindings_(bindings), events_(events) {}
 
 Enforcement::~Enforcement() {
   stop();
@@ -53,14 +186,37 @@ bool Enforcement::start(const config::Config& config, std::string& error) {
     return false;
   }
   if (config.nfqueue.installRules) {
-    const nfq::CommandResult installed = nfq::applyRuleset(rulesetOptions(config));
+    nfq::RulesetOptions ruleset = rulesetOptions(config);
+    nfq::CommandResult installed = nfq::applyRuleset(ruleset);
+    if (!installed.ok && ruleset.kernelFastPath) {
+      // A kernel without ip_set / xt_set / xt_u32: enforce without the
+      // fast path (every SYN to user space) rather than not at all.
+      common::LogLine(common::LogLevel::Warn, "nfq.fast_path_unavailable").field("error", installed.error);
+      ruleset.kernelFastPath = false;
+      installed = nfq::applyRuleset(ruleset);
+    }
     if (!installed.ok) {
       error = "installing the iptables chain failed: " + installed.error;
       return false;
     }
     common::LogLine(common::LogLevel::Info, "nfq.chain_installed")
-        .field("chain", rulesetOptions(config).chain)
-        .field("queues", std::to_string(*low) + "-" + std::to_string(*high));
+        .field("chain", ruleset.chain)
+        .field("queues", std::to_string(*low) + "-" + std::to_string(*high))
+        .field("fast_path", ruleset.kernelFastPath ? "on" : "off");
+    if (ruleset.kernelFastPath) {
+      auto feeder = std::make_unique<BoundSetFeeder>(policy_, table_,
+                                                     nfq::boundSetName(ruleset, nfq::IpTablesFamily::V4),
+                                                     nfq::boundSetName(ruleset, nfq::IpTablesFamily::V6));
+      std::string fastPathError;
+      if (!feeder->open(fastPathError)) {
+        error = "kernel fast path: " + fastPathError;
+        return false;
+      }
+      // Bindings recorded before now (DNS starts first) go in too.
+      feeder->resync();
+      table_.setObserver(feeder.get());
+      feeder_ = std::move(feeder);
+    }
   }
   return startWorkers(config, error);
 }
@@ -87,7 +243,7 @@ bool Enforcement::startWorkers(const config::Config& config, std::string& error)
       worker->start();
     } catch (const std::exception& e) {
       error = "NFQUEUE " + std::to_string(queue) + ": " + e.what();
-      stop();
+      stopWorkers();
       return false;
     }
     workers_.push_back(std::move(worker));
@@ -97,18 +253,43 @@ bool Enforcement::startWorkers(const config::Config& config, std::string& error)
   return true;
 }
 
-void Enforcement::stop() {
+void Enforcement::stopWorkers() {
   for (auto& worker : workers_) worker->stop();
   workers_.clear();
 }
 
+void Enforcement::stop() {
+  stopWorkers();
+  if (feeder_) {
+    table_.setObserver(nullptr);
+    // Nobody reads the queue now: with the sets empty, bound SYNs are
+    // dropped like every other new flow instead of completing handshakes.
+    feeder_->clear();
+    feeder_.reset();
+  }
+}
+
+void Enforcement::policyChanged() {
+  if (feeder_) feeder_->resync();
+}
+
 bool Enforcement::update(const config::Config& config, std::string& error) {
-  const bool changed = config.mode != running_.mode ||
-                       config.rules.strictBinding != running_.rules.strictBinding ||
-                       config.nfqueue.holdTimeout != running_.nfqueue.holdTimeout;
-  if (!changed || workers_.empty()) return true;
-  stop();
-  return startWorkers(config, error);
+  if (workers_.empty()) return true;
+  if (config.nfqueue.holdTimeout != running_.nfqueue.holdTimeout) {
+    // The flow tables are sized and timed at construction: restart (the
+    // kernel drops what arrives meanwhile: fail-closed).
+    stopWorkers();
+    return startWorkers(config, error);
+  }
+  if (config.mode != running_.mode || config.rules.strictBinding != running_.rules.strictBinding) {
+    // Swapped live: the queues stay bound, nothing is dropped.
+    for (auto& worker : workers_) {
+      worker->setLiveOptions(config.mode == config::Mode::Audit, config.rules.strictBinding);
+    }
+    running_.mode = config.mode;
+    running_.rules.strictBinding = config.rules.strictBinding;
+  }
+  return true;
 }
 
 bool uninstall(const config::Config& config, std::string& error) {

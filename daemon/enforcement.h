@@ -7,16 +7,29 @@
 // them; stop() therefore leaves the chain in place, and only uninstall()
 // (egressd --uninstall) removes it.
 //
-// Thread-safety: start/stop/restart from the daemon's event loop thread.
+// The kernel fast path (nfqueue.install_rules): the chain passes SYNs to
+// DNS-bound (address, port) pairs and payload-less handshake segments in the
+// kernel; BoundSetFeeder keeps the bound sets in step with the binding
+// table (each new binding, with its expiry) and the policy (flushed and
+// refilled when it changes), so a connection to an allowed name costs one
+// packet in user space: its first payload.
+//
+// Thread-safety: start/stop/restart/policyChanged from the daemon's event
+// loop thread; the feeder is also called from whatever thread records
+// bindings (a mutex serialises it).
 #pragma once
 
+#include <atomic>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "common/snapshot.h"
 #include "config/config.h"
 #include "dns/binding_table.h"
+#include "nfq/bound_set.h"
+#include "nfq/ipset.h"
 #include "nfq/queue_worker.h"
 #include "nfq/ruleset.h"
 
@@ -38,9 +51,55 @@ class BindingTableLookup final : public nfq::BindingLookup {
 // The chain egressd installs for `config` (both families).
 nfq::RulesetOptions rulesetOptions(const config::Config& config);
 
+struct FastPathStats {
+  std::atomic<uint64_t> bindings{0};  // bindings seen (new or extended)
+  std::atomic<uint64_t> entries{0};   // set entries written (added or timeout renewed)
+  std::atomic<uint64_t> setFull{0};   // refused: set at maxelem (those SYNs go to user space)
+  std::atomic<uint64_t> failed{0};    // other kernel refusals, send errors, plan overflow
+  std::atomic<uint64_t> resyncs{0};   // flush + refill after a policy change
+};
+
+// Writes the (address, tcp:port) pairs of each binding into the bound sets
+// (nfq::planBoundEntries decides which). Cheap on the DNS path: a table
+// lookup of the address's names, a few policy lookups, one sendmsg without
+// waiting for an answer, no allocation.
+class BoundSetFeeder final : public dns::BindingObserver {
+ public:
+  BoundSetFeeder(const common::SnapshotHolder<policy::Policy>& policy, const dns::BindingTable& bindings,
+                 std::string set4, std::string set6);
+  bool open(std::string& error);
+
+  void onBound(std::string_view name, const common::IpAddress& ip, nfq::TimePoint expiry) noexcept override;
+  // Empties the sets and refills them from the unexpired bindings under the
+  // current policy. Entries of names the new policy no longer allows must
+  // stop passing at once; the refill keeps the others in the kernel.
+  void resync() noexcept;
+  // Empties the sets (egressd stopping: SYNs then go to the unread queue).
+  void clear() noexcept;
+
+  const FastPathStats& stats() const noexcept { return stats_; }
+
+ private:
+  void refreshPolicyLocked() noexcept;
+  void resyncLocked() noexcept;
+  void write(std::span<const nfq::SetEntry> entries) noexcept;
+
+  std::mutex mutex_;
+  common::SnapshotReader<policy::Policy> policyReader_;
+  std::shared_ptr<const policy::Policy> policy_;
+  nfq::NamePorts namePorts_;
+  const dns::BindingTable& bindings_;
+  std::string set4_;
+  std::string set6_;
+  nfq::IpSetClient client_;
+  std::vector<nfq::SetEntry> plan_;     // preallocated
+  std::vector<nfq::SetEntry> pending_;  // resync batches, preallocated
+  FastPathStats stats_;
+};
+
 class Enforcement {
  public:
-  Enforcement(const common::SnapshotHolder<policy::Policy>& policy, const dns::BindingTable& bindings,
+  Enforcement(const common::SnapshotHolder<policy::Policy>& policy, dns::BindingTable& bindings,
               nfq::EventSink* events);
   ~Enforcement();
   Enforcement(const Enforcement&) = delete;
@@ -48,25 +107,34 @@ class Enforcement {
 
   // Installs the chain (if nfqueue.install_rules) and starts the workers.
   bool start(const config::Config& config, std::string& error);
-  // Stops the workers (held packets are denied); the chain stays.
+  // Stops the workers (held packets are denied) and empties the bound sets;
+  // the chain stays.
   void stop();
-  // Applies changed live settings (mode, strict binding, hold timeout) by
-  // restarting the workers; queued packets wait in the kernel meanwhile.
+  // The policy snapshot was replaced: stale bound-set entries go now.
+  void policyChanged();
+  // Applies changed live settings: mode and strict binding are swapped into
+  // the running workers; a changed hold timeout restarts them.
   bool update(const config::Config& config, std::string& error);
 
   const std::vector<std::unique_ptr<nfq::QueueWorker>>& workers() const noexcept { return workers_; }
+  // Null when the fast path is off (nfqueue.install_rules = false).
+  const BoundSetFeeder* fastPath() const noexcept { return feeder_.get(); }
 
  private:
   bool startWorkers(const config::Config& config, std::string& error);
+  void stopWorkers();
 
   const common::SnapshotHolder<policy::Policy>& policy_;
+  dns::BindingTable& table_;
   BindingTableLookup bindings_;
+  std::unique_ptr<BoundSetFeeder> feeder_;
   nfq::EventSink* events_;
   std::vector<std::unique_ptr<nfq::QueueWorker>> workers_;
   config::Config running_;
 };
 
-// egressd --uninstall: removes the chain and its jumps (both families).
+// egressd --uninstall: removes the chain and its jumps (both families) and
+// the bound sets.
 bool uninstall(const config::Config& config, std::string& error);
 
 }  // namespace daemon_main

@@ -171,6 +171,24 @@ std::span<const uint8_t> FlowTable::stream(const Flow& flow, std::span<uint8_t> 
   return scratch.first(total);
 }
 
+bool FlowTable::holdsCopy(const Flow& flow, uint32_t seq, std::span<const uint8_t> payload) const noexcept {
+  if (!flow.seqKnown || payload.empty()) return false;
+  // RFC 9293 section 3.4: offsets from the first held byte, modulo 2^32.
+  const uint32_t first = flow.nextSeq - static_cast<uint32_t>(flow.length);
+  const size_t offset = seq - first;
+  if (offset >= flow.length || payload.size() > flow.length - offset) return false;
+  const size_t chunkBytes = options_.chunkBytes;
+  for (size_t done = 0; done < payload.size();) {
+    const size_t at = offset + done;
+    const size_t n = std::min(chunkBytes - at % chunkBytes, payload.size() - done);
+    if (std::memcmp(chunk(flow.chunks[at / chunkBytes]) + at % chunkBytes, payload.data() + done, n) != 0) {
+      return false;
+    }
+    done += n;
+  }
+  return true;
+}
+
 void FlowTable::release(Flow& flow) noexcept {
   const auto slot = static_cast<uint32_t>(slotIndex(flow));
   indexRemove(slot);

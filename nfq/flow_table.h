@@ -116,6 +116,13 @@ class FlowTable {
   Append append(Flow& flow, std::optional<uint32_t> seq, std::span<const uint8_t> payload,
                 uint32_t packetId) noexcept;
 
+  // True when the TCP bytes [seq, seq + payload.size()) all lie within the
+  // held bytes and equal them: a retransmission that carries nothing the
+  // table has not already parsed (the worker may then let it through).
+  // False for an empty payload, a flow without sequence numbers, any byte
+  // outside the held range, or any byte that differs.
+  bool holdsCopy(const Flow& flow, uint32_t seq, std::span<const uint8_t> payload) const noexcept;
+
   // The held bytes as one span: a view of the chunk when they fit in one,
   // else copied into `scratch` (truncated to its size).
   std::span<const uint8_t> stream(const Flow& flow, std::span<uint8_t> scratch) const noexcept;

@@ -27,6 +27,9 @@ namespace {
 constexpr size_t kQuicBufferBytes = 4096;  // covers every real client's Initial CRYPTO data
 constexpr size_t kVerdictBufferBytes = 16384;
 constexpr size_t kVerdictMessageMax = 64;  // header + verdict + mark attributes, aligned
+constexpr uint8_t kLiveSet = 1;
+constexpr uint8_t kLiveAudit = 2;
+constexpr uint8_t kLiveStrict = 4;
 
 }  // namespace
 
@@ -65,6 +68,8 @@ QueueWorker::QueueWorker(QueueWorkerOptions options, const common::SnapshotHolde
       streamScratch_(options_.flows.maxFlowBytes),
       parserScratch_(16384 + 4),
       markOfSlot_(options_.flows.maxFlows, 0),
+      passedOfSlot_(options_.flows.maxFlows, 0),
+      recent_(options_.recentVerdicts, options_.recentLifetime),
       quic_(std::make_unique<QuicSlot>(options_.flows.maxFlows)),
       resets_(options_.marks.bypass) {
   options_.decide.maxHoldBytes = options_.flows.maxFlowBytes;
@@ -79,10 +84,28 @@ void QueueWorker::refreshPolicy() noexcept {
   const auto& current = policyReader_.shared();
   if (current != policy_) {
     policy_ = current;
+    recent_.clear();  // decided under the old rules: decide again
     // Once per snapshot: ports with name rules, for denying SYNs at once.
     namePorts_ = computeNamePorts(*policy_);
     options_.decide.namePorts = &namePorts_;
   }
+}
+
+void QueueWorker::setLiveOptions(bool audit, bool strictBinding) noexcept {
+  const auto flags =
+      static_cast<uint8_t>(kLiveSet | (audit ? kLiveAudit : 0) | (strictBinding ? kLiveStrict : 0));
+  liveOptions_.store(flags, std::memory_order_release);
+}
+
+void QueueWorker::refreshLiveOptions() noexcept {
+  const uint8_t flags = liveOptions_.load(std::memory_order_acquire);
+  if ((flags & kLiveSet) == 0) return;
+  const bool audit = (flags & kLiveAudit) != 0;
+  const bool strict = (flags & kLiveStrict) != 0;
+  if (audit == options_.decide.audit && strict == options_.decide.strictBinding) return;
+  options_.decide.audit = audit;
+  options_.decide.strictBinding = strict;
+  recent_.clear();
 }
 
 bool QueueWorker::sendConfig(bool bind) {
@@ -167,9 +190,15 @@ void QueueWorker::flushVerdicts() noexcept {
 }
 
 void QueueWorker::applyDecision(uint32_t id, const Decision& decision, uint32_t mark) noexcept {
+  sendVerdict(id, decision.verdict, mark);
+  stats_.verdicts[static_cast<size_t>(decision.verdict)].fetch_add(1, std::memory_order_relaxed);
+  stats_.reasons[static_cast<size_t>(decision.reason)].fetch_add(1, std::memory_order_relaxed);
+}
+
+void QueueWorker::sendVerdict(uint32_t id, Verdict verdict, uint32_t mark) noexcept {
   const MarkScheme& m = options_.marks;
   const auto marked = [&](uint32_t value) { return (mark & ~m.mask) | value; };
-  switch (decision.verdict) {
+  switch (verdict) {
     case Verdict::Allow:
     case Verdict::AuditAllow:
       queueVerdict(id, options_.repeatVerdicts ? NF_REPEAT : NF_ACCEPT, marked(m.allow));
@@ -188,11 +217,16 @@ void QueueWorker::applyDecision(uint32_t id, const Decision& decision, uint32_t 
     case Verdict::Count:
       break;
   }
-  stats_.verdicts[static_cast<size_t>(decision.verdict)].fetch_add(1, std::memory_order_relaxed);
-  stats_.reasons[static_cast<size_t>(decision.reason)].fetch_add(1, std::memory_order_relaxed);
 }
 
-void QueueWorker::emit(const PacketView& packet, const Decision& decision, DecodeError error) noexcept {
+void QueueWorker::remember(const FlowKey& key, const Decision& decision,
+                           std::optional<RecentVerdicts::TcpPosition> tcp, size_t length,
+                           TimePoint now) noexcept {
+  if (decision.final()) recent_.record(key, decision.verdict, decision.reason, tcp, length, now);
+}
+
+void QueueWorker::emit(const PacketView& packet, const Decision& decision, DecodeError error,
+                       std::span<const uint8_t> bytes) noexcept {
   if (events_ == nullptr || !decision.final()) return;
   DecisionEvent event;
   event.time = std::chrono::system_clock::now();
@@ -205,6 +239,7 @@ void QueueWorker::emit(const PacketView& packet, const Decision& decision, Decod
   event.decision = decision;
   event.policy = policy_.get();
   event.decodeError = error;
+  event.packet = bytes;
   events_->onDecision(event);
 }
 
@@ -244,7 +279,36 @@ uint32_t firstSeq(const FlowTable::Flow& flow) noexcept {
 
 void QueueWorker::finish(const FlowTable::Flow& flow, const Decision& decision, uint32_t mark) noexcept {
   for (uint32_t held : flow.heldPackets()) applyDecision(held, decision, mark);
-  resetServer(viewOf(flow.key), firstSeq(flow), decision);
+  // The server has the passed bytes (if any): reset at the first one it
+  // has not seen, the only sequence number it accepts a reset at.
+  const uint32_t passed = passedOfSlot_[flows_.slotIndex(flow)];
+  const bool tcp = flow.key.protocol == kProtoTcp;
+  if (tcp) resetServer(viewOf(flow.key), firstSeq(flow) + passed, decision);
+  remember(flow.key, decision,
+           tcp ? std::optional<RecentVerdicts::TcpPosition>({firstSeq(flow), false}) : std::nullopt,
+           flow.length, Clock::now());
+}
+
+bool QueueWorker::passRetransmit(const FlowTable::Flow& flow, const PacketView& packet, uint32_t id,
+                                 uint32_t mark) noexcept {
+  // The first segment was held, so the server never acknowledged it; after
+  // its RTO the client retransmits only that (its window collapsed) and
+  // would send nothing new until it is acknowledged: dropping the
+  // retransmission stalls the connection until the hold timeout. Let it
+  // through, without a connection mark (the next packet is queued again),
+  // when every byte of it is a byte already held and parsed, identical, and
+  // it starts no later than what the server has (so the server's next
+  // expected number stays known). The held packets keep waiting for the
+  // final verdict; an allow then repeats bytes the server has (TCP drops
+  // duplicates, RFC 9293 section 3.10.7.4), a deny resets both ends.
+  if (!packet.isTcp() || !flows_.holdsCopy(flow, packet.tcpSeq, packet.payload)) return false;
+  const size_t slot = flows_.slotIndex(flow);
+  const uint32_t offset = packet.tcpSeq - firstSeq(flow);
+  if (offset > passedOfSlot_[slot]) return false;
+  passedOfSlot_[slot] = std::max(passedOfSlot_[slot], offset + static_cast<uint32_t>(packet.payload.size()));
+  sendVerdict(id, Verdict::Pass, mark);
+  stats_.heldRetransmitsPassed.fetch_add(1, std::memory_order_relaxed);
+  return true;
 }
 
 void QueueWorker::handlePacket(uint32_t id, uint32_t mark, std::span<const uint8_t> bytes) noexcept {
@@ -254,13 +318,24 @@ void QueueWorker::handlePacket(uint32_t id, uint32_t mark, std::span<const uint8
     stats_.decodeErrors[static_cast<size_t>(decoded.error)].fetch_add(1, std::memory_order_relaxed);
     const Decision decision = decideUndecodable(decoded.error, options_.decide);
     applyDecision(id, decision, mark);
-    emit(decoded.view, decision, decoded.error);
+    emit(decoded.view, decision, decoded.error, bytes);
     return;
   }
   const PacketView& packet = decoded.view;
   const TimePoint now = Clock::now();
   const std::optional<uint32_t> seq = packet.isTcp() ? std::optional<uint32_t>(packet.tcpSeq) : std::nullopt;
   const FlowKey key = FlowKey::of(packet);
+  const std::optional<RecentVerdicts::TcpPosition> position =
+      packet.isTcp() ? std::optional<RecentVerdicts::TcpPosition>({packet.tcpSeq, packet.isSyn()})
+                     : std::nullopt;
+
+  // Queued behind a final decision of its flow, before the chain saved the
+  // connection mark: the same verdict, no second decision or event.
+  if (const RecentVerdicts::Entry* recent = recent_.find(key, position, now)) {
+    sendVerdict(id, recent->verdict, mark);
+    stats_.recentRepeats.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
 
   if (FlowTable::Flow* flow = flows_.find(key)) {
     const size_t slot = flows_.slotIndex(*flow);
@@ -268,6 +343,8 @@ void QueueWorker::handlePacket(uint32_t id, uint32_t mark, std::span<const uint8
     Decision decision;
     switch (appended) {
       case FlowTable::Append::Duplicate:
+        if (passRetransmit(*flow, packet, id, mark)) return;
+        [[fallthrough]];
       case FlowTable::Append::OutOfOrder:
         // The held original (or the client's retransmission) brings these
         // bytes again; this copy goes.
@@ -279,7 +356,7 @@ void QueueWorker::handlePacket(uint32_t id, uint32_t mark, std::span<const uint8
         decision = denyFor(Reason::HoldLimit, options_.decide);
         finish(*flow, decision, markOfSlot_[slot]);
         applyDecision(id, decision, mark);
-        emit(packet, decision);
+        emit(packet, decision, DecodeError::Ok, bytes);
         flows_.release(*flow);
         return;
       }
@@ -293,7 +370,7 @@ void QueueWorker::handlePacket(uint32_t id, uint32_t mark, std::span<const uint8
     decision = decide(state, packet, *policy_, bindings_, options_.decide, now);
     if (decision.verdict == Verdict::Hold) return;
     finish(*flow, decision, markOfSlot_[slot]);
-    emit(packet, decision);
+    emit(packet, decision, DecodeError::Ok, bytes);
     flows_.release(*flow);
     return;
   }
@@ -305,7 +382,8 @@ void QueueWorker::handlePacket(uint32_t id, uint32_t mark, std::span<const uint8
   if (decision.verdict != Verdict::Hold) {
     applyDecision(id, decision, mark);
     resetServer(packet, packet.tcpSeq, decision);
-    emit(packet, decision);
+    remember(key, decision, position, packet.payload.size(), now);
+    emit(packet, decision, DecodeError::Ok, bytes);
     return;
   }
   // Incomplete first payload: hold this packet until the rest arrives.
@@ -316,11 +394,13 @@ void QueueWorker::handlePacket(uint32_t id, uint32_t mark, std::span<const uint8
   });
   const size_t slot = flows_.slotIndex(flow);
   markOfSlot_[slot] = mark;
+  passedOfSlot_[slot] = 0;
   if (flows_.append(flow, seq, packet.payload, id) != FlowTable::Append::Appended) {
     const Decision limit = denyFor(Reason::HoldLimit, options_.decide);
     applyDecision(id, limit, mark);
     resetServer(packet, packet.tcpSeq, limit);
-    emit(packet, limit);
+    remember(key, limit, position, packet.payload.size(), now);
+    emit(packet, limit, DecodeError::Ok, bytes);
     flows_.release(flow);
     return;
   }
@@ -357,6 +437,7 @@ void QueueWorker::run() noexcept {
       stats_.receiveErrors.fetch_add(1, std::memory_order_relaxed);
     if (fds[1].revents & POLLIN) break;
     refreshPolicy();
+    refreshLiveOptions();
     // Drain what is there (a batch), then send all verdicts at once.
     for (int round = 0; round < 64 && (fds[0].revents & POLLIN); ++round) {
       const ssize_t n = recv(fd, receiveBuffer_.data(), receiveBuffer_.size(), MSG_DONTWAIT);

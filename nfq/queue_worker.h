@@ -12,6 +12,13 @@
 // Pass: NF_REPEAT with PASS. Without
 // the chain (`repeatVerdicts = false`): NF_ACCEPT with the ALLOW mark, and
 // NF_DROP.
+// Held flows (nfq/flow_table.h): a client's retransmission of bytes
+// already held, byte for byte, is passed without a connection mark (the
+// server acknowledges them and the client sends the rest, which is still
+// queued and judged); anything else while held is dropped. Packets queued
+// behind a final decision, before the chain saved the connection mark, get
+// the same verdict again from a small table of recent verdicts
+// (nfq/recent_verdicts.h; TCP: denials only), without a second event.
 // Fail-closed: the queue is bound without NFQA_CFG_F_FAIL_OPEN, and the
 // chain has no --queue-bypass; when this process dies the kernel drops
 // what it would have queued.
@@ -35,6 +42,7 @@
 #include "common/snapshot.h"
 #include "nfq/flow_table.h"
 #include "nfq/packet.h"
+#include "nfq/recent_verdicts.h"
 #include "nfq/ruleset.h"
 #include "nfq/tcp_reset.h"
 #include "nfq/verdict.h"
@@ -56,6 +64,9 @@ struct DecisionEvent {
   Decision decision;                       // name, source, verdict, reason, rule sets
   const policy::Policy* policy = nullptr;  // resolves decision.ruleSets; valid during the call
   DecodeError decodeError = DecodeError::Ok;
+  // The deciding packet, IP header first (empty when no packet decided it,
+  // e.g. a hold timeout); valid during the call (watch -w captures it).
+  std::span<const uint8_t> packet;
 };
 
 class EventSink {
@@ -77,7 +88,9 @@ struct QueueWorkerOptions {
   FlowTableOptions flows;
   DecideOptions decide;  // audit, strictBinding...; namePorts is filled in
   MarkScheme marks;
-  bool repeatVerdicts = true;  // egressd's chain is installed (see above)
+  bool repeatVerdicts = true;    // egressd's chain is installed (see above)
+  size_t recentVerdicts = 4096;  // entries of the recent-verdict table
+  std::chrono::nanoseconds recentLifetime = std::chrono::seconds(3);
 };
 
 struct QueueWorkerStats {
@@ -88,7 +101,12 @@ struct QueueWorkerStats {
   std::array<std::atomic<uint64_t>, kReasonCount> reasons{};
   std::array<std::atomic<uint64_t>, kDecodeErrorCount> decodeErrors{};
   std::atomic<uint64_t> droppedSegments{0};  // retransmitted/out-of-order while held
-  std::atomic<uint64_t> serverResets{0};     // RSTs sent to servers of denied connections
+  // Retransmissions of held bytes let through (accept, no connection mark).
+  std::atomic<uint64_t> heldRetransmitsPassed{0};
+  // Packets given the verdict of their flow's recent final decision (not in
+  // verdicts/reasons: those count decisions).
+  std::atomic<uint64_t> recentRepeats{0};
+  std::atomic<uint64_t> serverResets{0};  // RSTs sent to servers of denied connections
   std::atomic<uint64_t> serverResetErrors{0};
 };
 
@@ -108,6 +126,11 @@ class QueueWorker {
   const QueueWorkerStats& stats() const noexcept { return stats_; }
   const FlowTableStats& flowStats() const noexcept { return flows_.stats(); }
 
+  // Live settings (SIGHUP: mode, rules.strict_binding) without a restart:
+  // any thread may call it; the worker takes them before the next packet
+  // it handles (one atomic load per wake-up), so the queue stays bound.
+  void setLiveOptions(bool audit, bool strictBinding) noexcept;
+
  private:
   struct SocketClose {
     void operator()(mnl_socket* socket) const noexcept;
@@ -120,9 +143,16 @@ class QueueWorker {
   void expireHeld(bool all) noexcept;
   void queueVerdict(uint32_t id, uint32_t verdict, std::optional<uint32_t> mark) noexcept;
   void applyDecision(uint32_t id, const Decision& decision, uint32_t mark) noexcept;
+  void sendVerdict(uint32_t id, Verdict verdict, uint32_t mark) noexcept;
+  void remember(const FlowKey& key, const Decision& decision, std::optional<RecentVerdicts::TcpPosition> tcp,
+                size_t length, TimePoint now) noexcept;
+  bool passRetransmit(const FlowTable::Flow& flow, const PacketView& packet, uint32_t id,
+                      uint32_t mark) noexcept;
   void flushVerdicts() noexcept;
-  void emit(const PacketView& packet, const Decision& decision, DecodeError error = DecodeError::Ok) noexcept;
+  void emit(const PacketView& packet, const Decision& decision, DecodeError error = DecodeError::Ok,
+            std::span<const uint8_t> bytes = {}) noexcept;
   void refreshPolicy() noexcept;
+  void refreshLiveOptions() noexcept;
   void resetServer(const PacketView& packet, uint32_t seq, const Decision& decision) noexcept;
   bool sendConfig(bool bind);
 
@@ -143,9 +173,16 @@ class QueueWorker {
   std::vector<uint8_t> streamScratch_;
   std::vector<uint8_t> parserScratch_;
   std::vector<uint32_t> markOfSlot_;  // the packet mark of each held flow's first packet
+  // Per held flow: how many of its first bytes the server has (passed
+  // retransmissions), so a server reset carries the sequence number the
+  // server expects (RFC 5961 section 3.2: any other is only challenged).
+  std::vector<uint32_t> passedOfSlot_;
+  RecentVerdicts recent_;
   std::unique_ptr<QuicSlot> quic_;
   ResetSender resets_;
   QueueWorkerStats stats_;
+  // kLiveSet | audit | strictBinding bits, 0 while nothing was set.
+  std::atomic<uint8_t> liveOptions_{0};
 };
 
 }  // namespace nfq

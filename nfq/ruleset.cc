@@ -1,5 +1,6 @@
 #include "nfq/ruleset.h"
 #include "common/errno_text.h"
+#include "nfq/ipset.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -72,6 +73,27 @@ std::vector<const char*> configuredHooks(const RulesetOptions& options) {
 
 }  // namespace
 
+std::string boundSetName(const RulesetOptions& options, IpTablesFamily family) {
+  std::string name = options.chain + (family == IpTablesFamily::V4 ? "-bound4" : "-bound6");
+  return name.size() <= kIpSetMaxNameLength ? name : std::string();
+}
+
+NoPayloadTests noPayloadTests(IpTablesFamily family) {
+  // u32 (xt_u32.c) reads 4-byte words; "@" moves to the offset just
+  // computed and a read past skb->len makes the test fail. So payloadWord
+  // matches exactly when at least 4 bytes follow the TCP header; negated,
+  // it leaves payloads of 0..3 bytes. shape adds: the IP length is a
+  // multiple of 4 — IP and TCP header lengths are, so the payload length is
+  // too — leaving exactly 0. The IP length is the field (not 0, as in BIG
+  // TCP), which the stack trimmed skb->len to; a fragment (IPv4 MF/offset,
+  // IPv6 next header other than TCP) never matches.
+  if (family == IpTablesFamily::V4) {
+    return {"0x0&0xffff=0x28:0xffff&&0x0&0x3=0x0&&0x4&0x3fff=0x0",
+            "0x0>>0x16&0x3c@0xc>>0x1a&0x3c@0x0&0x0=0x0"};
+  }
+  return {"0x4>>0x10=0x14:0xffff&&0x4>>0x8&0xff=0x6&&0x4>>0x10&0x3=0x0", "0x34>>0x1a&0x3c@0x28&0x0=0x0"};
+}
+
 std::vector<std::string> renderChainRules(const RulesetOptions& options, IpTablesFamily family) {
   const bool v4 = family == IpTablesFamily::V4;
   const MarkScheme& m = options.marks;
@@ -98,6 +120,24 @@ std::vector<std::string> renderChainRules(const RulesetOptions& options, IpTable
                   (v4 ? "icmp-port-unreachable" : "icmp6-port-unreachable"));
   rules.push_back(a + markMatch("connmark", m.deny, m.mask) + " -j DROP");
   rules.push_back(a + icmp + (v4 ? " -m icmp --icmp-type 8" : " -m icmp6 --icmpv6-type 128") + " -j DROP");
+  const std::string set = boundSetName(options, family);
+  if (options.kernelFastPath && !set.empty()) {
+    // After every connmark rule, so a decided (denied) connection's
+    // retransmitted SYN is still rejected. Both pass only segments without
+    // a payload byte: what the client says is still queued and judged.
+    const NoPayloadTests empty = noPayloadTests(family);
+    const std::string noPayload =
+        " -m u32 --u32 \"" + empty.shape + "\" -m u32 ! --u32 \"" + empty.payloadWord + "\"";
+    // A SYN to an address our DNS bound to a name allowed on that port: the
+    // user-space answer would be "pass, read the first payload" anyway.
+    // No mark, so the first payload is queued.
+    rules.push_back(a + "-p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN" + noPayload + " -m set --match-set " +
+                    set + " dst,dst -j RETURN");
+    // The handshake's ACK (and FIN/RST) of a connection whose SYN was let
+    // through (ESTABLISHED: conntrack saw the server answer it).
+    rules.push_back(a + "-p tcp -m tcp --tcp-flags SYN NONE -m conntrack --ctstate ESTABLISHED" + noPayload +
+                    " -j RETURN");
+  }
   // No --queue-bypass: without a reader, the kernel drops (fail-closed).
   if (options.queueLast > options.queueFirst) {
     rules.push_back(a + "-j NFQUEUE --queue-balance " + std::to_string(options.queueFirst) + ":" +
@@ -249,7 +289,50 @@ CommandResult runCommand(const std::vector<std::string>& argv, std::string_view 
 
 namespace {
 
+CommandResult setFailure(const std::string& name, const std::string& error) {
+  std::string message = "ipset ";
+  message += name;
+  message += ": ";
+  message += error;
+  return {false, {}, message};
+}
+
+// Creates (or reuses) and empties the bound sets before the chain that
+// refers to them; after removing the chain, destroys them.
+CommandResult prepareSets(const RulesetOptions& options) {
+  IpSetClient client;
+  std::string error;
+  if (!client.open(error)) return {false, {}, "ipset: " + error};
+  for (const IpTablesFamily family : {IpTablesFamily::V4, IpTablesFamily::V6}) {
+    const std::string name = boundSetName(options, family);
+    if (name.empty()) return {false, {}, "ipset: set name for chain " + options.chain + " is too long"};
+    const common::IpFamily ipFamily =
+        family == IpTablesFamily::V4 ? common::IpFamily::V4 : common::IpFamily::V6;
+    // Entries of an earlier run reflect an earlier binding table.
+    if (!client.create(name, ipFamily, options.boundSetMaxElements, error) || !client.flush(name, error)) {
+      return setFailure(name, error);
+    }
+  }
+  return {true, {}, {}};
+}
+
+CommandResult destroySets(const RulesetOptions& options) {
+  IpSetClient client;
+  std::string error;
+  if (!client.open(error)) return {false, {}, "ipset: " + error};
+  for (const IpTablesFamily family : {IpTablesFamily::V4, IpTablesFamily::V6}) {
+    const std::string name = boundSetName(options, family);
+    if (name.empty()) continue;
+    if (!client.destroy(name, error)) return setFailure(name, error);
+  }
+  return {true, {}, {}};
+}
+
 CommandResult forEachFamily(const RulesetOptions& options, bool apply) {
+  if (apply && options.kernelFastPath) {
+    CommandResult sets = prepareSets(options);
+    if (!sets.ok) return sets;
+  }
   for (const IpTablesFamily family : {IpTablesFamily::V4, IpTablesFamily::V6}) {
     const char* prefix = family == IpTablesFamily::V4 ? "iptables" : "ip6tables";
     CommandResult save = runCommand({std::string(prefix) + "-save", "-t", "filter"});
@@ -266,6 +349,9 @@ CommandResult forEachFamily(const RulesetOptions& options, bool apply) {
       return restore;
     }
   }
+  // Whatever the configuration says now: an earlier run may have had the
+  // fast path on.
+  if (!apply) return destroySets(options);
   return {true, {}, {}};
 }
 

@@ -18,9 +18,17 @@
 //   packet mark ALLOW|DENY from a verdict    CONNMARK --save-mark, then as above
 //   packet mark PASS from a verdict          RETURN  (undecided; next packet queued again)
 //   ICMP echo request                        DROP
+//   (kernel fast path, when enabled; both carry no payload byte)
+//   SYN to a DNS-bound (address, tcp port)   RETURN  (ipset <chain>-bound4/6; no mark:
+//                                                     the first payload is still queued)
+//   payload-less non-SYN of an ESTABLISHED   RETURN  (handshake ACK, FIN, RST)
+//     connection not yet decided
 //   everything else                          NFQUEUE --queue-balance a:b, no --queue-bypass
 // No --queue-bypass: with no egressd reading the queue, new flows are
 // dropped (fail-closed); decided connections keep their connmark.
+// The fast-path rules only ever pass segments without a single payload
+// byte (docs/nfq.md "Kernel fast path" has the reasoning), so every byte
+// a client sends is still judged in user space before it leaves.
 //
 // Thread-safety: pure functions; the I/O functions run external programs
 // and should be called from one thread (start-up, uninstall).
@@ -57,7 +65,27 @@ struct RulesetOptions {
   uint16_t queueFirst = 0;
   uint16_t queueLast = 0;  // == queueFirst: --queue-num
   MarkScheme marks;
+  // The kernel fast path: SYNs to DNS-bound (address, port) pairs and
+  // payload-less handshake segments pass without user space. Needs the
+  // ipsets (created by applyRuleset, filled by the daemon, nfq/ipset.h).
+  bool kernelFastPath = false;
+  uint32_t boundSetMaxElements = 131072;  // per family; a full set sends SYNs to user space
 };
+
+// "<chain>-bound4" / "<chain>-bound6": the hash:ip,port sets of DNS-bound
+// destinations. Empty when the name would exceed ipset's 31 characters.
+std::string boundSetName(const RulesetOptions& options, IpTablesFamily family);
+
+// The two u32 tests that together say "this TCP segment carries no payload
+// byte" (docs/nfq.md), exactly as iptables-save prints them: `shape` must
+// match (lengths a multiple of 4, not a fragment, TCP right after the
+// IPv6 header) and `payloadWord` must NOT match (no 4 bytes after the TCP
+// header). Exposed for the table tests.
+struct NoPayloadTests {
+  std::string shape;
+  std::string payloadWord;
+};
+NoPayloadTests noPayloadTests(IpTablesFamily family);
 
 // The `*filter ... COMMIT` input that creates (or flushes and refills) the
 // chain and adds each configured hook's jump unless `currentSave` (the
@@ -90,9 +118,11 @@ struct CommandResult {
 CommandResult runCommand(const std::vector<std::string>& argv, std::string_view input = {});
 
 // Installs (idempotently) for both families; stops at the first failure,
-// whose message names the program and its stderr.
+// whose message names the program and its stderr. With kernelFastPath the
+// bound sets are created first (an existing one is reused and flushed).
 CommandResult applyRuleset(const RulesetOptions& options);
-// Removes the jumps and the chain for both families; missing ones are fine.
+// Removes the jumps and the chain for both families, then the bound sets;
+// missing ones are fine.
 CommandResult removeRuleset(const RulesetOptions& options);
 
 }  // namespace nfq

@@ -129,6 +129,25 @@ expect_eq "... and nginx has no connection left from that client" 0 "$(server_co
 out="$(hello_pod api.example.com 4 api.example.org whole 0 0)"
 expect_match "PQ ClientHello in one send, denied SNI to an allowed name's address: reset" '^reset ' "$out"
 
+# A pause longer than the client's retransmission timeout (0.2-0.4 s): the
+# held first segment is retransmitted, and the client sends nothing new
+# until the server acknowledges it. egressd passes the retransmission (the
+# same bytes it holds), so the rest comes and the whole hello is judged
+# (docs/nfq.md "Retransmissions of held bytes are passed").
+out="$(hello_pod api.example.com 4 api.example.com split 700 0.6)"
+expect_match "PQ ClientHello in two sends 0.6 s apart (past the RTO), allowed SNI: ServerHello back" "$server_hello" "$out"
+expect_ok "... one allow for the whole hello" \
+  wait_until 20 log_count_is 1 "event=verdict src=10\.77\.0\.2:$(field port "$out") .*verdict=allow reason=sni_allowed"
+expect_eq "... and no other decision for it" 1 "$(grep -c "event=verdict src=10\.77\.0\.2:$(field port "$out") " "$E2E_LOGS/egressd.log")"
+out="$(hello_pod other.example.com 4 api.example.org split 700 0.6)"
+expect_match "PQ ClientHello in two sends 0.6 s apart, denied SNI: reset" '^reset ' "$out"
+expect_ok "... logged once, as sni_not_allowed (not hold_timeout)" \
+  wait_until 20 log_count_is 1 "event=verdict src=10\.77\.0\.2:$(field port "$out") .*verdict=deny reason=sni_not_allowed name=api\.example\.org"
+expect_eq "... and no other decision for it" 1 "$(grep -c "event=verdict src=10\.77\.0\.2:$(field port "$out") " "$E2E_LOGS/egressd.log")"
+sleep 0.3
+expect_eq "... nginx got the first part, and was reset: no connection left from that client" 0 \
+  "$(server_conns "$(field port "$out")")"
+
 # A client that stalls after the first segment
 stall_out="$dir/stall.out"
 hello_pod api.example.com 4 api.example.com stall 700 5 > "$stall_out" &
@@ -162,4 +181,12 @@ expect_eq "then 20 PQ ClientHellos at once: every one gets its ServerHello" 20 \
   "$(cat "$dir"/split.[0-9]* | grep -cE "$server_hello")"
 expect_eq "... the table was never full: nothing evicted (no hold_limit)" 0 \
   "$(grep -c 'reason=hold_limit' "$E2E_LOGS/egressd.log")"
+# 20 clients at once, each pausing 0.15 s between its two sends: on a busy
+# gateway some pass their RTO; every one still gets its ServerHello.
+before="$(hold_timeouts)"
+for i in $(seq 20); do hello_pod api.example.com 4 api.example.com split 700 0.15 > "$dir/gap.$i" & done
+wait
+expect_eq "20 PQ ClientHellos at once, two sends 0.15 s apart: every one gets its ServerHello" 20 \
+  "$(cat "$dir"/gap.[0-9]* | grep -cE "$server_hello")"
+expect_eq "... none held until the hold timeout" "$before" "$(hold_timeouts)"
 summary

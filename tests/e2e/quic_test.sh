@@ -124,6 +124,22 @@ expect_match "QUIC with an allowed SNI to an address never handed out for it: no
 expect_eq "... the server never saw it" "$before" "$(accepted www.example.org)"
 expect_ok "... logged as quic_not_bound (strict binding)" \
   wait_until 20 logged "event=verdict .*dst=$E2E_IP4_API_EXAMPLE_ORG:443 proto=udp verdict=deny reason=quic_not_bound name=www\.example\.org"
+# One decision per denied flow: the client's next Initials, queued before the
+# connection mark was saved, get the same verdict again (nfq's recent
+# verdicts), not a second event (a continuation held until hold_timeout).
+# denied_port REASON: the pod's source port of the last such deny
+denied_port() {
+  grep -E "event=verdict src=10\.77\.0\.2:[0-9]+ .*proto=udp verdict=deny reason=$1 " "$E2E_LOGS/egressd.log" \
+    | tail -1 | sed -n 's/.* src=10\.77\.0\.2:\([0-9]*\) .*/\1/p'
+}
+# udp_events PORT: verdict events for the pod's UDP source port PORT
+udp_events() { grep -cE "event=verdict src=10\.77\.0\.2:$1 [^ ]+ proto=udp " "$E2E_LOGS/egressd.log"; }
+sleep 4 # past the hold timeout (0.7 s) and the client's retransmissions
+for reason in quic_not_allowed quic_not_bound; do
+  port="$(denied_port "$reason")"
+  expect_eq "... the flow denied as $reason (port ${port:-?}) has exactly one verdict event" 1 \
+    "$(udp_events "${port:-none}")"
+done
 
 # ---- UDP 443 that is not QUIC --------------------------------------------------------
 expect_eq "api.example.com resolves through egressd" "$E2E_IP4_API_EXAMPLE_COM" "$(dns_answers api.example.com | tail -1)"

@@ -94,6 +94,38 @@ expect_event() {
 }
 http() { C curl -s -o /dev/null -w '%{http_code}' --max-time 4 "$@" || true; }
 # fails_fast CMD...: the command fails, within 2 s (a reset, not a timeout).
+# split_hello HOST SNI GAP: a TLS ClientHello for SNI to HOST:443 in two
+# send()s, the first 60 bytes, GAP seconds, the rest. Prints "<outcome>
+# <local port> <seconds>", outcome tls (the server's handshake record came
+# back), reset, eof or timeout.
+split_hello() {
+  C python3 - "$@" <<'PY'
+import socket, ssl, sys, time
+host, sni, gap = sys.argv[1], sys.argv[2], float(sys.argv[3])
+raw = socket.create_connection((host, 443), timeout=5)
+raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+obj = ctx.wrap_bio(inc, out, server_hostname=sni)
+try:
+    obj.do_handshake()
+except ssl.SSLWantReadError:
+    pass
+hello = out.read()
+t0 = time.monotonic()
+raw.sendall(hello[:60]); time.sleep(gap); raw.sendall(hello[60:])
+try:
+    data = raw.recv(6)
+    outcome = "tls" if data[:1] == b"\x16" else ("eof" if not data else "other")
+except ConnectionResetError:
+    outcome = "reset"
+except socket.timeout:
+    outcome = "timeout"
+print(outcome, raw.getsockname()[1], "%.2f" % (time.monotonic() - t0))
+PY
+}
+# events_for PORT: how many decisions the gateway logged for client port PORT
+events_for() { grep -c "src=10.200.1.2:$1 " "$work/gateway.log" || true; }
 fails_fast() {
   local t0=$SECONDS
   if C "$@" >/dev/null 2>&1; then fail "should have failed: $*"; fi
@@ -128,6 +160,20 @@ fails_fast curl -s --max-time 4 -g 'http://[fd10:2::2]:81/'
 expect_event 'verdict=deny reason=port_not_in_policy proto=6 src=fd10:1::2:[0-9]+ dst=fd10:2::2:81'
 C bash -c 'echo x >/dev/udp/10.200.2.2/53' || true
 expect_event 'verdict=deny reason=udp_not_allowed proto=17 .*dst=10.200.2.2:53'
+# Datagrams queued behind the deciding one (before the connection mark was
+# saved) get the same verdict without a second decision: one event per
+# flow. Five back to back from one port, three times.
+for _ in 1 2 3; do
+  port="$(C python3 -c '
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(5): s.sendto(b"x%d" % i, ("10.200.2.2", 53))
+print(s.getsockname()[1])')"
+  expect_event "verdict=deny reason=udp_not_allowed proto=17 src=10.200.1.2:$port dst=10.200.2.2:53"
+  sleep 0.3
+  n="$(events_for "$port")"
+  [ "$n" = 1 ] || fail "a UDP burst from port $port got $n decisions (want 1: the rest repeat it)"
+done
 # A ClientHello split over two segments is held, then judged as one.
 C python3 - <<'PY' || fail "split ClientHello"
 import socket, ssl, time
@@ -177,6 +223,9 @@ sleep 0.3
 left="$(S ss -Htn state established '( sport = :443 or sport = :80 or sport = :22 )' dst 10.200.1.2 | wc -l)"
 [ "$left" = 0 ] || { S ss -tn >&2; fail "$left server-side connections of denied flows still established"; }
 stop_gateway
+# The UDP bursts' later datagrams were repeats of a recent verdict.
+repeats="$(awk -F 'recent_repeats=' 'NF > 1 { n += $2 + 0 } END { print n + 0 }' "$work/gateway.log")"
+[ "$repeats" -ge 1 ] || fail "recent_repeats=$repeats: no packet was given a recent verdict"
 
 echo "== inspect bound flows"
 start_gateway --inspect-bound
@@ -184,7 +233,35 @@ code="$(http -k --resolve api.example.com:443:10.200.2.2 https://api.example.com
 expect_event 'verdict=allow reason=sni_allowed .*name=api.example.com source=sni rulesets=team-a/app'
 fails_fast curl -sk --max-time 4 --resolve evil.example.net:443:10.200.2.2 https://evil.example.net/
 expect_event 'verdict=deny reason=sni_not_allowed .*name=evil.example.net source=sni'
+# A ClientHello whose second part comes after the client's retransmission
+# timeout: the held first segment is retransmitted (and nothing new sent
+# until the server acknowledges it). The retransmission of held bytes is
+# passed, so the rest arrives and the whole hello is judged.
+read -r outcome port took <<<"$(split_hello 10.200.2.2 api.example.com 0.6)"
+[ "$outcome" = tls ] || fail "hello in two sends 0.6 s apart, allowed SNI: $outcome after $took s (want the server's answer)"
+expect_event "verdict=allow reason=sni_allowed proto=6 src=10.200.1.2:$port .*name=api.example.com"
+[ "$(events_for "$port")" = 1 ] || fail "the 0.6 s split hello got $(events_for "$port") decisions (want 1)"
+read -r outcome port took <<<"$(split_hello 10.200.2.2 evil.example.net 0.6)"
+[ "$outcome" = reset ] || fail "hello in two sends 0.6 s apart, denied SNI: $outcome (want reset)"
+expect_event "verdict=deny reason=sni_not_allowed proto=6 src=10.200.1.2:$port .*name=evil.example.net"
+[ "$(events_for "$port")" = 1 ] || fail "the denied 0.6 s split hello got $(events_for "$port") decisions (want 1)"
+# The server got the passed first part; the deny reset it there too.
+sleep 0.3
+left="$(S ss -Htn state established "( sport = :443 )" dst "10.200.1.2:$port" | wc -l)"
+[ "$left" = 0 ] || fail "the server still has the denied split hello's connection (port $port)"
+# Twenty at once, 0.15 s apart: every one gets its answer.
+pids=()
+for i in $(seq 20); do
+  split_hello 10.200.2.2 api.example.com 0.15 >"$work/par.$i" &
+  pids+=($!)
+done
+wait "${pids[@]}" || true # not the gateway, also a child of this shell
+ok="$(cat "$work"/par.* | grep -c '^tls ' || true)"
+[ "$ok" = 20 ] || { cat "$work"/par.* >&2; fail "20 parallel split hellos 0.15 s apart: $ok answered (want 20)"; }
 stop_gateway
+# ...because held retransmissions were passed (the workers' counters at exit).
+passed="$(awk -F 'held_passed=' 'NF > 1 { n += $2 + 0 } END { print n + 0 }' "$work/gateway.log")"
+[ "$passed" -ge 2 ] || fail "held_passed=$passed: the 0.6 s split hellos were not passed as retransmissions"
 
 echo "== strict binding off"
 start_gateway --no-strict

@@ -240,3 +240,31 @@ TEST_CASE("nonsensical sizes are refused at construction", "[nfq][flow_table]") 
   o.maxFlowBytes = 16384;
   CHECK_THROWS_AS(FlowTable(o), std::invalid_argument);
 }
+
+TEST_CASE("holdsCopy: only identical bytes inside the held range", "[nfq][flow_table]") {
+  FlowTable table(small());
+  auto& flow = table.insert(key(1), t0, ignore);
+  const auto data = bytes(1500);
+  const std::span<const uint8_t> all(data);
+  // Held across a chunk boundary (1024-byte chunks), near the 2^32 wrap.
+  const uint32_t isn = 0xfffffe00u;
+  REQUIRE(table.append(flow, isn, all.first(700), 1) == Append::Appended);
+  REQUIRE(table.append(flow, isn + 700, all.subspan(700, 500), 2) == Append::Appended);
+  CHECK(table.holdsCopy(flow, isn, all.first(700)));                 // the first segment again
+  CHECK(table.holdsCopy(flow, isn, all.first(1200)));                // both, coalesced
+  CHECK(table.holdsCopy(flow, isn + 700, all.subspan(700, 500)));    // the second
+  CHECK(table.holdsCopy(flow, isn + 1000, all.subspan(1000, 100)));  // straddles the chunks
+  CHECK_FALSE(table.holdsCopy(flow, isn, all.first(1201)));          // one byte beyond what was parsed
+  CHECK_FALSE(table.holdsCopy(flow, isn + 1200, all.subspan(1200, 1)));
+  CHECK_FALSE(table.holdsCopy(flow, isn - 1, all.first(10)));  // before the first held byte
+  CHECK_FALSE(table.holdsCopy(flow, isn, {}));
+  auto changed = std::vector<uint8_t>(data.begin(), data.begin() + 700);
+  changed[650] ^= 1;  // same numbers, other bytes (a different name): not a copy
+  CHECK_FALSE(table.holdsCopy(flow, isn, changed));
+  changed.assign(data.begin() + 1000, data.begin() + 1100);
+  changed[99] ^= 0x80;
+  CHECK_FALSE(table.holdsCopy(flow, isn + 1000, changed));
+  auto& udp = table.insert(key(2, "192.0.2.10", 17), t0, ignore);
+  REQUIRE(table.append(udp, std::nullopt, all.first(100), 3) == Append::Appended);
+  CHECK_FALSE(table.holdsCopy(udp, 0, all.first(100)));  // no sequence numbers
+}

@@ -5,6 +5,11 @@
 //
 //   nfq_gateway --rules FILE [--rules FILE]... [--bind NAME=IP]... [--queues A:B]
 //               [--audit] [--no-strict] [--inspect-bound] [--hold-timeout-ms N]
+//               [--bind-ttl-ms N] [--fast-path [--chain NAME]]
+// --bind-ttl-ms: the bindings expire N ms after start. --fast-path: also
+// writes the bindings into the chain's bound sets (nfq/bound_set.h, as the
+// daemon's feeder does). SIGUSR1 prints the workers' packet counters;
+// SIGUSR2 toggles audit mode live (QueueWorker::setLiveOptions).
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -15,31 +20,73 @@
 #include <vector>
 
 #include "common/strings.h"
+#include "nfq/bound_set.h"
+#include "nfq/ipset.h"
 #include "nfq/queue_worker.h"
+#include "nfq/ruleset.h"
 #include "policy/manifest.h"
 #include "policy/policy.h"
 
 namespace {
 
 volatile std::sig_atomic_t gStop = 0;
+volatile std::sig_atomic_t gStats = 0;
+volatile std::sig_atomic_t gToggleAudit = 0;
 
 class StaticBindings final : public nfq::BindingLookup {
  public:
   std::vector<std::pair<std::string, common::IpAddress>> entries;
-  bool isBound(std::string_view name, const common::IpAddress& ip, nfq::TimePoint) const noexcept override {
+  nfq::TimePoint expiry = nfq::TimePoint::max();
+  bool isBound(std::string_view name, const common::IpAddress& ip,
+               nfq::TimePoint now) const noexcept override {
+    if (now >= expiry) return false;
     if (!name.empty() && name.back() == '.') name.remove_suffix(1);
     for (const auto& [bound, address] : entries) {
       if (address == ip && common::equalsIgnoreCase(bound, name)) return true;
     }
     return false;
   }
-  void forEachBoundName(const common::IpAddress& ip, nfq::TimePoint,
+  void forEachBoundName(const common::IpAddress& ip, nfq::TimePoint now,
                         Visitor& visitor) const noexcept override {
+    if (now >= expiry) return;
     for (const auto& [bound, address] : entries) {
       if (address == ip && visitor.visit(bound)) return;
     }
   }
 };
+
+// What the daemon's BoundSetFeeder does for each binding, once at start.
+bool feedBoundSets(const StaticBindings& bindings, const policy::Policy& policy, const std::string& chain) {
+  nfq::IpSetClient client;
+  std::string error;
+  if (!client.open(error)) {
+    std::fprintf(stderr, "nfq_gateway: ipset: %s\n", error.c_str());
+    return false;
+  }
+  nfq::RulesetOptions ruleset;
+  ruleset.chain = chain;
+  const nfq::NamePorts namePorts = nfq::computeNamePorts(policy);
+  const nfq::TimePoint now = nfq::Clock::now();
+  std::vector<nfq::SetEntry> out(1024);
+  size_t total = 0;
+  for (const auto& [unused, ip] : bindings.entries) {
+    std::vector<nfq::BoundNameExpiry> names;
+    for (const auto& [name, address] : bindings.entries) {
+      if (address == ip) names.push_back({name, bindings.expiry});
+    }
+    const nfq::BoundPlan plan = nfq::planBoundEntries(ip, names, policy, namePorts, now, out);
+    const nfq::IpSetAddResult added =
+        client.add(nfq::boundSetName(ruleset, nfq::IpTablesFamily::V4),
+                   nfq::boundSetName(ruleset, nfq::IpTablesFamily::V6), std::span(out.data(), plan.count));
+    if (added.failed != 0 || added.full != 0) {
+      std::fprintf(stderr, "nfq_gateway: %zu set entries refused\n", added.failed + added.full);
+      return false;
+    }
+    total += plan.count;
+  }
+  std::fprintf(stderr, "nfq_gateway: %zu bound set entries\n", total);
+  return true;
+}
 
 class PrintEvents final : public nfq::EventSink {
  public:
@@ -74,6 +121,8 @@ int main(int argc, char** argv) {
   StaticBindings bindings;
   nfq::QueueWorkerOptions base;
   uint16_t first = 0, last = 0;
+  bool fastPath = false;
+  std::string chain = "EGRESSD";
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
     const bool hasValue = i + 1 < argc;
@@ -102,6 +151,12 @@ int main(int argc, char** argv) {
       base.decide.strictBinding = false;
     } else if (arg == "--inspect-bound") {
       base.decide.inspectBoundFlows = true;
+    } else if (arg == "--bind-ttl-ms" && hasValue) {
+      bindings.expiry = nfq::Clock::now() + std::chrono::milliseconds(std::atoi(argv[++i]));
+    } else if (arg == "--fast-path") {
+      fastPath = true;
+    } else if (arg == "--chain" && hasValue) {
+      chain = argv[++i];
     } else if (arg == "--hold-timeout-ms" && hasValue) {
       base.flows.holdTimeout = std::chrono::milliseconds(std::atoi(argv[++i]));
     } else {
@@ -124,17 +179,39 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "nfq_gateway: %s\n", e.what());
     return 1;
   }
+  if (fastPath && !feedBoundSets(bindings, *policy.load(), chain)) return 1;
   std::signal(SIGTERM, [](int) { gStop = 1; });
   std::signal(SIGINT, [](int) { gStop = 1; });
+  std::signal(SIGUSR1, [](int) { gStats = 1; });
+  std::signal(SIGUSR2, [](int) { gToggleAudit = 1; });
+  bool audit = base.decide.audit;
   std::fprintf(stderr, "nfq_gateway: ready on queues %u:%u\n", first, last);
-  while (gStop == 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  while (gStop == 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (gToggleAudit != 0) {
+      gToggleAudit = 0;
+      audit = !audit;
+      for (auto& worker : workers) worker->setLiveOptions(audit, base.decide.strictBinding);
+      std::fprintf(stderr, "nfq_gateway: audit=%d\n", audit ? 1 : 0);
+    }
+    if (gStats != 0) {
+      gStats = 0;
+      uint64_t packets = 0;
+      for (auto& worker : workers) packets += worker->stats().packets.load();
+      std::fprintf(stderr, "nfq_gateway: stats packets=%llu\n", static_cast<unsigned long long>(packets));
+    }
+  }
   for (auto& worker : workers) worker->stop();
   for (auto& worker : workers) {
     const auto& s = worker->stats();
-    std::fprintf(stderr, "nfq_gateway: packets=%llu batches=%llu held_expired=%llu\n",
+    std::fprintf(stderr,
+                 "nfq_gateway: packets=%llu batches=%llu held_expired=%llu held_passed=%llu "
+                 "recent_repeats=%llu\n",
                  static_cast<unsigned long long>(s.packets.load()),
                  static_cast<unsigned long long>(s.batches.load()),
-                 static_cast<unsigned long long>(worker->flowStats().expired));
+                 static_cast<unsigned long long>(worker->flowStats().expired),
+                 static_cast<unsigned long long>(s.heldRetransmitsPassed.load()),
+                 static_cast<unsigned long long>(s.recentRepeats.load()));
   }
   return 0;
 }

@@ -1,6 +1,7 @@
 // Test driver for nfq/ruleset: `nfq_ruleset_tool apply|remove|print
-// [--output] [--queues A:B] [--protect CIDR]...` in the current network
-// namespace (the script test runs it under `ip netns exec`).
+// [--output] [--queues A:B] [--protect CIDR]... [--fast-path] [--chain NAME]`
+// in the current network namespace (the script test runs it under
+// `ip netns exec`).
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -19,6 +20,10 @@ int main(int argc, char** argv) {
     const std::string_view arg = argv[i];
     if (arg == "--output") {
       options.hookOutput = true;
+    } else if (arg == "--fast-path") {
+      options.kernelFastPath = true;
+    } else if (arg == "--chain" && i + 1 < argc) {
+      options.chain = argv[++i];
     } else if (arg == "--queues" && i + 1 < argc) {
       const std::string range = argv[++i];
       const size_t colon = range.find(':');
