@@ -2,15 +2,38 @@
 // cli/<name>_command.cc.
 #include <CLI/CLI.hpp>
 
+#include <cstdlib>
 #include <iostream>
 
+#include "cli/control_client.h"
 #include "cli/explain_command.h"
 #include "cli/lint_command.h"
+#include "cli/rules_command.h"
+#include "cli/stats_command.h"
+#include "cli/top_command.h"
+#include "cli/watch_command.h"
+
+namespace {
+
+void addSocketOption(CLI::App* command, std::string& socket) {
+  socket = std::string(cli::kDefaultSocket);
+  command->add_option("--socket,-S", socket, "egressd's control socket (egressd.toml [control] socket)")
+      ->capture_default_str();
+}
+
+constexpr const char* kFilterHelp =
+    "Filter words, tcpdump style (pcap-filter(7)); joined with spaces:\n"
+    "  [src|dst] host ADDR, [src|dst] net CIDR, [src|dst] port N[-M],\n"
+    "  name NAME|*.SUFFIX, verdict allow|deny|audit, proto tcp|udp|icmp|icmp6 (or tcp, udp, icmp),\n"
+    "  dns, ruleset NS/NAME; combined with and/&&, or/||, not/!, parentheses.\n"
+    "  e.g.: egressctl watch verdict deny and port 443";
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"egressctl: lint, explain and observe egressd's egress allowlist"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "egressctl 0.1.0");
+  app.set_version_flag("--version", "egressctl " + std::string(control::kVersion));
 
   cli::LintOptions lint;
   auto* lintCommand = app.add_subcommand(
@@ -23,12 +46,64 @@ int main(int argc, char** argv) {
 
   cli::ExplainOptions explain;
   auto* explainCommand = app.add_subcommand(
-      "explain", "Is HOST:PORT allowed, and by which rule sets? (exit 0 allowed, 1 denied, 2 usage error)");
+      "explain",
+      "Is HOST:PORT allowed, and by which rule sets? Asks the running egressd, or loads --rules-dir offline "
+      "(exit 0 allowed, 1 denied, 2 usage error or egressd unreachable)");
   explainCommand
       ->add_option("target", explain.query, "HOST:PORT, e.g. api.example.com:443, [2001:db8::1]:443")
       ->required();
-  explainCommand->add_option("--rules-dir,-r", explain.rulesDirs, "Rules directory to load (repeatable)");
+  explainCommand->add_option("--rules-dir,-r", explain.rulesDirs,
+                             "Rules directory to load instead of asking egressd (repeatable)");
   explainCommand->add_flag("--json", explain.json, "One JSON object instead of text");
+  addSocketOption(explainCommand, explain.socket);
+
+  cli::WatchOptions watch;
+  auto* watchCommand = app.add_subcommand(
+      "watch",
+      "Live decisions of the running egressd, one line each, tcpdump style:\n"
+      "  TIME SRC > DST PROTO [sni=NAME] VERDICT [by RULESETS | reason]; DNS answers and refusals too.\n"
+      "Exit 0 when -c is reached or on Ctrl-C, 1 when egressd goes away, 2 on a bad filter.");
+  watchCommand->add_option("filter", watch.filter, kFilterHelp);
+  watchCommand->add_option("-c,--count", watch.count, "Exit after N matching decisions");
+  watchCommand->add_flag("--json", watch.json, "One JSON object per decision (docs/control-protocol.md)");
+  watchCommand->add_option(
+      "-w,--write", watch.writeFile,
+      "Write the deciding packet of each matching decision to a pcap file (- for stdout) "
+      "instead of printing lines; read it with tcpdump -r or Wireshark");
+  watchCommand->add_flag("--print", watch.print, "With -w FILE: print the lines as well");
+  watchCommand->add_flag("--no-colour,--no-color", watch.noColour,
+                         "No colours (the default when stdout is not a terminal)");
+  watchCommand->add_flag("--utc", watch.utc, "Times in UTC instead of local time");
+  addSocketOption(watchCommand, watch.socket);
+
+  cli::RulesOptions rules;
+  auto* rulesCommand = app.add_subcommand(
+      "rules",
+      "The running egressd's policy: rule sets with their sources, and each target with the rule sets "
+      "that allow it");
+  rulesCommand->add_flag("--json", rules.json, "The control protocol's JSON object");
+  addSocketOption(rulesCommand, rules.socket);
+
+  cli::StatsOptions stats;
+  auto* statsCommand = app.add_subcommand("stats", "The running egressd's counters (as /metrics has them)");
+  statsCommand->add_flag("--json", stats.json, "One JSON object (per refresh)");
+  std::string statsWatch;  // a string: CLI11 converts flag values as integers
+  statsCommand->add_flag("--watch{2}", statsWatch, "Refresh every SECONDS (--watch=SECONDS, default 2)");
+  statsCommand->add_option("--iterations", stats.iterations, "With --watch: stop after N refreshes");
+  addSocketOption(statsCommand, stats.socket);
+
+  cli::TopOptions top;
+  auto* topCommand = app.add_subcommand(
+      "top",
+      "Busiest destinations and most-denied names, refreshed every --interval seconds (each report "
+      "covers that window), from the watch stream");
+  topCommand->add_option("filter", top.filter, "Only decisions matching this filter (as for watch)");
+  topCommand->add_option("--interval,-i", top.intervalSeconds, "Window length in seconds")
+      ->capture_default_str();
+  topCommand->add_option("-n,--rows", top.rows, "Rows per table")->capture_default_str();
+  topCommand->add_option("--iterations", top.iterations, "Stop after N reports (default: until Ctrl-C)");
+  topCommand->add_flag("--json", top.json, "One JSON object per report");
+  addSocketOption(topCommand, top.socket);
 
   try {
     app.parse(argc, argv);
@@ -39,5 +114,20 @@ int main(int argc, char** argv) {
   }
   if (*lintCommand) return cli::runLint(lint, std::cin, std::cout);
   if (*explainCommand) return cli::runExplain(explain, std::cout, std::cerr);
+  if (*watchCommand) return cli::runWatch(watch);
+  if (*rulesCommand) return cli::runRules(rules, std::cout, std::cerr);
+  if (*statsCommand) {
+    if (!statsWatch.empty()) {
+      char* end = nullptr;
+      stats.watchSeconds = std::strtod(statsWatch.c_str(), &end);
+      if (end == statsWatch.c_str() || *end != '\0' || stats.watchSeconds <= 0) {
+        std::cerr << "egressctl stats: --watch=SECONDS needs a number of seconds above 0, not \""
+                  << statsWatch << "\"\n";
+        return 2;
+      }
+    }
+    return cli::runStats(stats, std::cout, std::cerr);
+  }
+  if (*topCommand) return cli::runTop(top, std::cout, std::cerr);
   return 2;
 }

@@ -32,6 +32,7 @@ Daemon::~Daemon() {
   // Workers and the DNS service borrow the event base, bindings, policy
   // holder and the decision log: stop them first.
   enforcement_.reset();
+  control_.reset();
   decisions_.reset();
   dns_.reset();
   watcher_.reset();
@@ -48,6 +49,7 @@ int Daemon::run() {
   sigint_.reset(evsignal_new(base_.get(), SIGINT, &Daemon::onSignal, this));
   for (auto* ev : {sighup_.get(), sigterm_.get(), sigint_.get()}) event_add(ev, nullptr);
 
+  stats_.startedAt = std::chrono::system_clock::now();
   // Rules first: no listener opens before the policy is in force.
   reloadRules();
   watcher_ = std::make_unique<RulesWatcher>(base_.get(), [this] { reloadRules(); });
@@ -56,6 +58,8 @@ int Daemon::run() {
     common::LogLine(common::LogLevel::Error, "startup.failed").field("error", error);
     return 1;
   }
+  decisions_ = std::make_unique<EventHub>(base_.get());
+  decisions_->setCounterHook([this](const observe::Event& event) { ruleSetHits_.count(event); });
   if (config_.dns.enabled && !startDns(error)) {
     common::LogLine(common::LogLevel::Error, "startup.failed")
         .field("component", "dns")
@@ -63,7 +67,6 @@ int Daemon::run() {
     return 1;
   }
   if (config_.nfqueue.enabled) {
-    decisions_ = std::make_unique<DecisionLog>(base_.get());
     enforcement_ = std::make_unique<Enforcement>(policy_, *bindings_, decisions_.get());
     if (!enforcement_->start(config_, error)) {
       common::LogLine(common::LogLevel::Error, "startup.failed")
@@ -71,6 +74,18 @@ int Daemon::run() {
           .field("error", error);
       return 1;
     }
+  }
+  if (!startControl(error)) {
+    common::LogLine(common::LogLevel::Error, "startup.failed")
+        .field("component", "control")
+        .field("error", error);
+    return 1;
+  }
+  if (config_.metrics.enabled && !startMetrics(error)) {
+    common::LogLine(common::LogLevel::Error, "startup.failed")
+        .field("component", "metrics")
+        .field("error", error);
+    return 1;
   }
   common::LogLine(common::LogLevel::Info, "egressd.started")
       .field("config", configPath_)
@@ -80,6 +95,7 @@ int Daemon::run() {
   // through (fail closed across restarts and upgrades).
   if (enforcement_) enforcement_->stop();
   if (decisions_) decisions_->drain();
+  control_.reset();  // removes the socket file
   common::logEvent(common::LogLevel::Info, "egressd.stopped");
   return 0;
 }
@@ -96,20 +112,36 @@ void Daemon::onSignal(evutil_socket_t signal, short, void* arg) {
 }
 
 void Daemon::reloadRules() {
-  const RulesReload reload =
+  RulesReload reload =
       rules_.reload(config_.rules.dirs, config_.rules.systemDirs, policy::defaultPublicSuffixList());
+  // The periodic rescan (and editors touching files) usually finds nothing
+  // new: republishing the same policy would flush the DNS cache and the
+  // kernel fast path for nothing, so an identical result is a no-op.
+  const bool ruleSetsChanged = policyGeneration_ == 0 || reload.ruleSets != publishedRuleSets_;
+  if (!ruleSetsChanged && reload.problems == reportedProblems_) {
+    common::LogLine(common::LogLevel::Debug, "policy.unchanged").field("generation", policyGeneration_);
+    return;
+  }
+  reportedProblems_ = reload.problems;
   for (const auto& problem : reload.problems) {
     common::LogLine(
         problem.severity == policy::Severity::Error ? common::LogLevel::Warn : common::LogLevel::Info,
         "rules.problem")
         .field("problem", problem.toString());
   }
-  auto compiled = policy::Policy::compile(reload.ruleSets);
-  const size_t ruleSets = compiled->ruleSets().size();
-  const size_t targets = compiled->targetCount();
-  policy_.publish(std::move(compiled));
-  ++policyGeneration_;
-  common::LogLine(common::LogLevel::Info, "policy.loaded")
+  if (ruleSetsChanged) {
+    policy_.publish(policy::Policy::compile(reload.ruleSets));
+    publishedRuleSets_ = std::move(reload.ruleSets);
+    ++policyGeneration_;
+    policyLoadedAt_ = std::chrono::system_clock::now();
+    if (enforcement_) enforcement_->policyChanged();  // stale kernel fast-path entries go now
+  }
+  const auto current = policy_.load();
+  const size_t ruleSets = current->ruleSets().size();
+  const size_t targets = current->targetCount();
+  stats_.recordRulesReload(reload, *current, policyGeneration_, policyLoadedAt_);
+  if (ruleSetsChanged) ruleSetHits_.retain(*current);  // rule sets that are gone lose their series
+  common::LogLine(common::LogLevel::Info, ruleSetsChanged ? "policy.loaded" : "policy.kept")
       .field("generation", policyGeneration_)
       .field("files", reload.files)
       .field("rulesets", ruleSets)
@@ -127,6 +159,7 @@ void Daemon::reloadConfig() {
     common::LogLine(common::LogLevel::Error, "config.reload_failed")
         .field("problems", loaded.problems.size())
         .field("action", "keeping the running configuration");
+    stats_.recordConfigReload(false);
     return;
   }
   const auto restartOnly = config::restartOnlyChanges(config_, *loaded.config);
@@ -152,6 +185,7 @@ void Daemon::reloadConfig() {
     }
   }
   reloadRules();
+  stats_.recordConfigReload(true);
   common::LogLine(common::LogLevel::Info, "config.reloaded").field("mode", config::toString(config_.mode));
 }
 
@@ -176,6 +210,7 @@ dns::DnsOptions Daemon::dnsOptions() const {
 bool Daemon::startDns(std::string& error) {
   dns_ = std::make_unique<dns::DnsService>(base_.get(), dnsOptions(), policy_, *bindings_, this);
   if (!dns_->start(error)) return false;
+  if (decisions_) decisions_->setDnsListeners(dns_->boundAddresses());
   for (const auto& address : dns_->boundAddresses()) {
     common::LogLine(common::LogLevel::Info, "dns.listening").field("address", address.toString());
   }
@@ -183,18 +218,66 @@ bool Daemon::startDns(std::string& error) {
 }
 
 void Daemon::onDnsEvent(const dns::DnsEvent& event) {
-  // Denials are what operators look for; everything else is debug noise at
-  // thousands of queries per second. (The control socket streams them all.)
-  const bool denied = event.outcome == dns::DnsOutcome::Denied;
-  const common::LogLevel level = denied ? common::LogLevel::Info : common::LogLevel::Debug;
-  if (level < common::logLevel()) return;
-  common::LogLine(level, "dns.query")
-      .field("client", event.client.toString())
-      .field("name", event.qname)
-      .field("qtype", static_cast<unsigned>(event.qtype))
-      .field("outcome", dns::dnsOutcomeName(event.outcome))
-      .field("rcode", static_cast<unsigned>(event.rcode))
-      .field("answers", static_cast<unsigned>(event.answers));
+  // Logged, counted and streamed to `watch` clients by the event hub.
+  if (decisions_) decisions_->onDnsEvent(event);
+}
+
+bool Daemon::startControl(std::string& error) {
+  ControlServerOptions options;
+  options.path = config_.control.socket;
+  control_ = std::make_unique<ControlServer>(
+      base_.get(), options, policy_, [this] { return controlStats(); }, decisions_.get());
+  if (!control_->start(error)) {
+    control_.reset();
+    return false;
+  }
+  decisions_->setFanout([this](const observe::Event& event, const observe::CapturedPacket* packet) {
+    if (control_) control_->publish(event, packet);
+  });
+  common::LogLine(common::LogLevel::Info, "control.listening").field("socket", config_.control.socket);
+  return true;
+}
+
+nlohmann::json Daemon::controlStats() const {
+  // The numbers of /metrics (daemon/stats.h), plus the control socket's own.
+  nlohmann::json out = collectStatsJson(statsSources());
+  if (control_) {
+    const ControlServerCounters c = control_->counters();
+    out["control"] = {{"clients", c.clients},
+                      {"watchers", c.watchers},
+                      {"requests", c.requests},
+                      {"bad_requests", c.badRequests},
+                      {"watch_events_sent", c.watchEventsSent},
+                      {"watch_events_dropped", c.watchEventsDropped}};
+  }
+  return out;
+}
+
+StatsSources Daemon::statsSources() const {
+  StatsSources sources;
+  sources.audit = config_.mode == config::Mode::Audit;
+  sources.daemon = &stats_;
+  if (enforcement_) {
+    sources.workers = enforcement_->workers();
+    sources.queueNumbers = config_.nfqueue.queues;  // restart-only: the workers' queues, in order
+    sources.flowCapacity = config_.nfqueue.maxHeldFlows;
+  }
+  sources.dns = dns_.get();
+  sources.dnsCacheCapacity = config_.dns.cacheSize;
+  sources.bindings = bindings_.get();
+  sources.ruleSetHits = &ruleSetHits_;
+  if (decisions_) sources.eventsDropped = decisions_->counters().dropped;
+  if (control_) sources.controlClientDrops = control_->counters().watchEventsDropped;
+  return sources;
+}
+
+bool Daemon::startMetrics(std::string& error) {
+  metrics_ = std::make_unique<MetricsServer>(
+      base_.get(), [this] { return renderPrometheus(collectStats(statsSources())); });
+  if (!metrics_->start(config_.metrics.listen, error)) return false;
+  common::LogLine(common::LogLevel::Info, "metrics.listening")
+      .field("address", metrics_->boundAddress().toString());
+  return true;
 }
 
 }  // namespace daemon_main

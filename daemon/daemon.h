@@ -17,10 +17,14 @@
 #include "common/c_handle.h"
 #include "common/snapshot.h"
 #include "config/config.h"
-#include "daemon/decision_log.h"
+#include "daemon/control_server.h"
 #include "daemon/enforcement.h"
+#include "daemon/event_hub.h"
+#include "daemon/metrics.h"
+#include "daemon/rule_set_hits.h"
 #include "daemon/rules_state.h"
 #include "daemon/rules_watcher.h"
+#include "daemon/stats.h"
 #include "dns/binding_table.h"
 #include "dns/service.h"
 #include "policy/policy.h"
@@ -45,6 +49,11 @@ class Daemon final : public dns::DnsEventSink {
   void reloadConfig();
   bool startDns(std::string& error);
   dns::DnsOptions dnsOptions() const;
+  bool startControl(std::string& error);
+  nlohmann::json controlStats() const;
+  // What /metrics and `egressctl stats` report (daemon/stats.h); event loop.
+  StatsSources statsSources() const;
+  bool startMetrics(std::string& error);
 
   std::string configPath_;
   config::Config config_;
@@ -54,12 +63,23 @@ class Daemon final : public dns::DnsEventSink {
   std::unique_ptr<RulesWatcher> watcher_;
   std::unique_ptr<dns::BindingTable> bindings_;
   std::unique_ptr<dns::DnsService> dns_;
-  std::unique_ptr<DecisionLog> decisions_;
+  std::unique_ptr<EventHub> decisions_;  // every decision: log, counters, watch
+  std::unique_ptr<ControlServer> control_;
   std::unique_ptr<Enforcement> enforcement_;
   common::CHandle<event, event_free> sighup_;
   common::CHandle<event, event_free> sigterm_;
   common::CHandle<event, event_free> sigint_;
   uint64_t policyGeneration_ = 0;
+  // What the running policy was compiled from, and the problems last
+  // reported: a reload that finds both unchanged publishes nothing.
+  std::vector<policy::RuleSet> publishedRuleSets_;
+  std::vector<policy::Problem> reportedProblems_;
+  std::chrono::system_clock::time_point policyLoadedAt_;
+  // Metrics: reload counters, per-rule-set hits (fed by the event hub), the
+  // /metrics listener.
+  DaemonStats stats_;
+  RuleSetHits ruleSetHits_;
+  std::unique_ptr<MetricsServer> metrics_;
 };
 
 }  // namespace daemon_main

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# New-connection rate through egressd with and without control-socket
+# clients (issue 5): wrk from the pod of the e2e topology, one request per
+# connection (Connection: close, plain HTTP to a name allowed on port 80, so
+# every connection is decided by egressd and becomes an event), in phases
+# that alternate side by side:
+#   base   no watch client
+#   watch4 four `egressctl watch` clients attached (output to /dev/null)
+#   stuck  one client that subscribes and never reads
+# Writes RESULTS/observe.json with each phase's rates and the ratios to base
+# (goal >= 0.95). Usage: run.sh BUILD_DIR RESULTS_DIR
+# Knobs: OBSERVE_BENCH_SECONDS (5), OBSERVE_BENCH_ROUNDS (2),
+# OBSERVE_BENCH_CONNECTIONS (16).
+set -uo pipefail
+build="$(cd "${1:?usage: run.sh BUILD_DIR RESULTS_DIR}" && pwd)"
+results="${2:?usage: run.sh BUILD_DIR RESULTS_DIR}"
+mkdir -p "$results"
+results="$(cd "$results" && pwd)"
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+e2e="$root/tests/e2e"
+bin="$build/bin"
+seconds="${OBSERVE_BENCH_SECONDS:-5}"
+rounds="${OBSERVE_BENCH_ROUNDS:-2}"
+connections="${OBSERVE_BENCH_CONNECTIONS:-16}"
+if [ "$(id -u)" != 0 ] || ! command -v wrk > /dev/null || [ ! -x "$bin/egressd" ] || [ ! -x "$bin/egressctl" ]; then
+  echo "bench/observe: needs root, wrk, $bin/egressd and $bin/egressctl; skipped"
+  exit 0
+fi
+dir="$(mktemp -d /tmp/egressd-observe-bench.XXXXXX)"
+clients=()
+stop_clients() {
+  for p in "${clients[@]}"; do kill "$p" 2> /dev/null; wait "$p" 2> /dev/null; done
+  clients=()
+}
+cleanup() {
+  stop_clients
+  if [ -n "${E2E_NS_GW:-}" ] && [ -e "/run/netns/$E2E_NS_GW" ]; then
+    stop_egressd TERM > /dev/null 2>&1
+    ip netns exec "$E2E_NS_GW" "$bin/egressd" --uninstall --config "$dir/egressd.toml" > /dev/null 2>&1
+  fi
+  "$e2e/topology.sh" down "$dir" > /dev/null 2>&1
+  rm -rf "$dir"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+"$e2e/topology.sh" up "$dir" > /dev/null || { echo "bench/observe: topology up failed"; exit 1; }
+eval "$("$e2e/topology.sh" env "$dir")"
+# shellcheck source=tests/e2e/lib.sh
+. "$e2e/lib.sh"
+mkdir -p "$dir/rules"
+printf 'apiVersion: zalando.org/v1\nkind: EgressRuleSet\nmetadata: {name: bench, namespace: bench}\nspec:\n  targets: ["api.example.com:80"]\n' \
+  > "$dir/rules/bench.yaml"
+# Log level info as deployed: every phase writes the same decision lines.
+write_egressd_config "$dir/egressd.toml" "$dir/rules"
+sock="$dir/control.sock"
+start_egressd "$bin/egressd" "$dir/egressd.toml" || { echo "bench/observe: egressd did not start"; exit 1; }
+[ "$(curl_pod http://api.example.com/)" = 200 ] || { echo "bench/observe: no HTTP through egressd"; exit 1; }
+# wrk resolves once; the address is bound by egressd's DNS answer.
+addr="$(dns_answers api.example.com | tail -1)"
+echo "$addr api.example.com" >> "/etc/netns/$E2E_NS_POD/hosts"
+dns_pod api.example.com > /dev/null
+
+phase() {  # phase NAME: prints requests/s
+  local name=$1 rate
+  case $name in
+    watch4)
+      for _ in 1 2 3 4; do
+        "$bin/egressctl" watch --socket "$sock" --no-colour > /dev/null 2>&1 &
+        clients+=($!)
+      done
+      ;;
+    stuck)
+      python3 - "$sock" << 'PY' > /dev/null 2>&1 &
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.connect(sys.argv[1])
+s.sendall(b'{"op":"watch"}\n')
+time.sleep(3600)
+PY
+      clients+=($!)
+      ;;
+  esac
+  sleep 0.5
+  # Keep the binding fresh (TTL) before each run.
+  dns_pod api.example.com > /dev/null
+  rate="$(in_pod wrk -t2 -c"$connections" -d"${seconds}s" -H 'Connection: close' http://api.example.com/ 2> /dev/null |
+    awk '/^Requests\/sec:/ {print $2}')"
+  stop_clients
+  echo "${rate:-0}"
+}
+
+declare -A sums=([base]=0 [watch4]=0 [stuck]=0)
+runs_json=""
+for round in $(seq "$rounds"); do
+  for name in base watch4 stuck; do
+    rate="$(phase "$name")"
+    echo "bench/observe: round $round $name ${rate} conn/s"
+    sums[$name]="$(python3 -c "print(${sums[$name]} + $rate)")"
+    runs_json="$runs_json${runs_json:+,}{\"round\":$round,\"phase\":\"$name\",\"connections_per_second\":$rate}"
+  done
+done
+dropped="$("$bin/egressctl" stats --socket "$sock" --json 2> /dev/null |
+  jq '[.. | objects | to_entries[] | select(.key | test("drop"; "i")) | select(.key | test("watch|control|client"; "i")) | .value | numbers] | add // 0' 2> /dev/null || echo null)"
+python3 - "$results/observe.json" "$rounds" "$seconds" "$connections" "${sums[base]}" "${sums[watch4]}" "${sums[stuck]}" "[$runs_json]" "$dropped" << 'PY'
+import json, sys
+out, rounds, seconds, conns, base, watch4, stuck, runs, dropped = sys.argv[1:]
+rounds = int(rounds)
+mean = lambda s: float(s) / rounds
+b, w, s = mean(base), mean(watch4), mean(stuck)
+doc = {
+    "benchmark": "observe",
+    "what": "new connections per second through egressd (wrk from the e2e pod, Connection: close, HTTP)",
+    "seconds_per_run": float(seconds), "rounds": rounds, "wrk_connections": int(conns),
+    "base_cps": b, "watch4_cps": w, "stuck_client_cps": s,
+    "ratio_watch4": (w / b) if b else None,
+    "ratio_stuck_client": (s / b) if b else None,
+    "goal_ratio": 0.95,
+    "stuck_client_events_dropped": None if dropped == "null" else json.loads(dropped),
+    "runs": json.loads(runs),
+}
+json.dump(doc, open(out, "w"), indent=2)
+print(json.dumps({k: doc[k] for k in ("base_cps", "watch4_cps", "stuck_client_cps", "ratio_watch4", "ratio_stuck_client")}))
+PY

@@ -1,0 +1,56 @@
+// `egressctl top`: the busiest destinations and the most-denied names over
+// a window (each report covers the last --interval seconds), aggregated
+// here from the daemon's watch stream (an optional filter narrows it).
+#pragma once
+
+#include <cstdint>
+#include <iosfwd>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "observe/event.h"
+
+namespace cli {
+
+struct TopOptions {
+  std::string socket;
+  std::vector<std::string> filter;
+  double intervalSeconds = 5;
+  size_t rows = 10;
+  uint64_t iterations = 0;  // stop after this many reports (0: never)
+  bool json = false;
+};
+
+// The window's counts (pure, tested without a daemon).
+class TopTable {
+ public:
+  struct Row {
+    std::string key;  // "api.example.com:443" (or "203.0.113.7:443" without a name)
+    uint64_t total = 0;
+    uint64_t allowed = 0;
+    uint64_t denied = 0;
+    uint64_t audit = 0;
+  };
+
+  // Connection verdicts count towards destinations; denied connections
+  // and DNS denials towards the denied names.
+  void add(const observe::Event& event);
+  void clear();
+  std::vector<Row> destinations(size_t limit) const;
+  std::vector<Row> deniedNames(size_t limit) const;
+  uint64_t events() const noexcept { return events_; }
+
+  nlohmann::json toJson(size_t limit, double seconds) const;
+  void print(std::ostream& out, size_t limit, double seconds) const;
+
+ private:
+  std::map<std::string, Row> destinations_;
+  std::map<std::string, Row> denied_;
+  uint64_t events_ = 0;
+};
+
+int runTop(const TopOptions& options, std::ostream& out, std::ostream& err);
+
+}  // namespace cli

@@ -1,0 +1,294 @@
+#include "daemon/event_hub.h"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "common/log.h"
+#include "common/strings.h"
+
+namespace daemon_main {
+
+namespace {
+
+std::string endpoint(const common::IpAddress& ip, uint16_t port) {
+  if (ip.family == common::IpFamily::V6) return "[" + ip.toString() + "]:" + std::to_string(port);
+  return ip.toString() + ":" + std::to_string(port);
+}
+
+void appendBounded(observe::Event& event, std::string_view text) noexcept {
+  const size_t room = event.ruleSets.size() - event.ruleSetsLength;
+  const size_t n = std::min(room, text.size());
+  std::memcpy(event.ruleSets.data() + event.ruleSetsLength, text.data(), n);
+  event.ruleSetsLength = static_cast<uint16_t>(event.ruleSetsLength + n);
+}
+
+void copyName(observe::Event& event, std::string_view name) noexcept {
+  const size_t n = std::min(name.size(), event.name.size());
+  std::memcpy(event.name.data(), name.data(), n);
+  event.nameLength = static_cast<uint8_t>(n);
+}
+
+}  // namespace
+
+std::string protocolName(uint8_t protocol) {
+  switch (protocol) {
+    case 6:
+      return "tcp";
+    case 17:
+      return "udp";
+    case 1:
+      return "icmp";
+    case 58:
+      return "icmpv6";
+    default:
+      return std::to_string(protocol);
+  }
+}
+
+EventHub::EventHub(event_base* base, EventHubOptions options)
+    : options_(options), stripeCapacity_(std::max<size_t>(options.capacity / kStripes, 16)) {
+  for (auto& stripe : stripes_) {
+    stripe = std::make_unique<Stripe>();
+    // Both buffers at full size now: the worker path only ever appends
+    // within the reserved capacity.
+    stripe->filling.reserve(stripeCapacity_);
+    stripe->draining.reserve(stripeCapacity_);
+  }
+  timer_.reset(event_new(base, -1, EV_PERSIST, &EventHub::onTimer, this));
+  const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(options_.drainInterval).count();
+  const timeval interval{static_cast<time_t>(micros / 1'000'000),
+                         static_cast<suseconds_t>(micros % 1'000'000)};
+  if (timer_) event_add(timer_.get(), &interval);
+}
+
+EventHub::~EventHub() {
+  drain();
+}
+
+void EventHub::fromDecision(const nfq::DecisionEvent& in, observe::Event& out) noexcept {
+  out.kind = observe::EventKind::Verdict;
+  out.time = in.time;
+  out.src = in.src;
+  out.dst = in.dst;
+  out.srcPort = in.srcPort;
+  out.dstPort = in.dstPort;
+  out.protocol = in.protocol;
+  out.queue = in.queue;
+  const nfq::Decision& d = in.decision;
+  switch (d.verdict) {
+    case nfq::Verdict::Deny:
+      out.verdict = observe::EventVerdict::Deny;
+      break;
+    case nfq::Verdict::AuditAllow:
+      out.verdict = observe::EventVerdict::Audit;
+      break;
+    default:
+      out.verdict = observe::EventVerdict::Allow;
+      break;
+  }
+  out.reason = nfq::reasonName(d.reason);
+  out.nameSource = d.nameLength > 0 ? nfq::nameSourceName(d.nameSource) : std::string_view();
+  out.match =
+      d.matchKind == policy::MatchKind::None ? std::string_view() : policy::matchKindName(d.matchKind);
+  copyName(out, d.name());
+  out.ruleSetsLength = 0;
+  if (in.policy != nullptr) {
+    const auto& sets = in.policy->ruleSets();
+    bool first = true;
+    for (uint32_t index : d.ruleSets) {
+      if (index >= sets.size()) continue;
+      if (!first) appendBounded(out, ",");
+      first = false;
+      if (out.ruleSetsLength + sets[index].id.size() + 4 > out.ruleSets.size()) {
+        appendBounded(out, "...");
+        break;
+      }
+      appendBounded(out, sets[index].id);
+    }
+  }
+  out.dnsOutcome = {};
+  out.qtype = out.rcode = out.answers = 0;
+}
+
+void EventHub::fromDns(const dns::DnsEvent& in, const common::SocketAddress* listener,
+                       observe::Event& out) noexcept {
+  out.kind = observe::EventKind::Dns;
+  out.time = in.time;
+  out.src = in.client.ip;
+  out.srcPort = in.client.port;
+  if (listener != nullptr) {
+    out.dst = listener->ip;
+    out.dstPort = listener->port;
+  } else {
+    out.dst = common::IpAddress{};
+    out.dst.family = in.client.ip.family;
+    out.dstPort = 53;
+  }
+  out.protocol = in.tcp ? 6 : 17;
+  out.queue = 0;
+  // Only a policy denial is a "deny"; protocol-level refusals (REFUSED,
+  // NOTIMP, FORMERR) keep their outcome and rcode but are not decisions.
+  out.verdict =
+      in.outcome == dns::DnsOutcome::Denied ? observe::EventVerdict::Deny : observe::EventVerdict::Allow;
+  out.reason = in.reason == dns::DenyReason::None ? std::string_view() : dns::denyReasonName(in.reason);
+  out.nameSource = "dns";
+  out.match = {};
+  std::string_view name = in.qname;
+  if (!name.empty() && name.back() == '.') name.remove_suffix(1);
+  copyName(out, name);
+  for (size_t i = 0; i < out.nameLength; ++i) out.name[i] = common::asciiLower(out.name[i]);
+  out.ruleSetsLength = 0;
+  out.dnsOutcome = dns::dnsOutcomeName(in.outcome);
+  out.qtype = in.qtype;
+  out.rcode = in.rcode;
+  out.answers = in.answers;
+}
+
+void EventHub::onDecision(const nfq::DecisionEvent& in) noexcept {
+  Stripe& stripe = *stripes_[in.queue % kStripes];
+  const std::lock_guard lock(stripe.mutex);
+  if (stripe.filling.size() >= stripeCapacity_) {
+    dropped_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  Slot& slot = stripe.filling.emplace_back();  // within the reserved capacity: no allocation
+  fromDecision(in, slot.event);
+  slot.hasPacket = false;
+  if (!capture_.load(std::memory_order_relaxed) || in.packet.empty()) return;
+  if (stripe.fillingPackets.size() >= stripe.packetCapacity) {
+    packetsDropped_.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  observe::CapturedPacket& packet = stripe.fillingPackets.emplace_back();
+  const size_t kept = std::min(in.packet.size(), packet.bytes.size());
+  std::memcpy(packet.bytes.data(), in.packet.data(), kept);
+  packet.length = static_cast<uint16_t>(kept);
+  packet.originalLength = static_cast<uint16_t>(std::min<size_t>(in.packet.size(), UINT16_MAX));
+  slot.hasPacket = true;
+}
+
+void EventHub::onDnsEvent(const dns::DnsEvent& in) {
+  const common::SocketAddress* listener = nullptr;
+  for (const auto& address : dnsListeners_) {
+    if (address.ip.family == in.client.ip.family) {
+      listener = &address;
+      break;
+    }
+  }
+  observe::Event event;
+  fromDns(in, listener, event);
+  ++dnsEvents_;
+  deliver(event, nullptr);
+}
+
+void EventHub::setCapturePackets(bool on) {
+  if (on) {
+    const size_t perStripe = std::max<size_t>(options_.packetCapacity / kStripes, 4);
+    for (auto& stripe : stripes_) {
+      if (stripe->packetCapacity != 0) continue;
+      // Allocated here, on the loop; the worker only appends within it.
+      std::vector<observe::CapturedPacket> filling;
+      filling.reserve(perStripe);
+      stripe->drainingPackets.reserve(perStripe);
+      const std::lock_guard lock(stripe->mutex);
+      filling.swap(stripe->fillingPackets);
+      stripe->packetCapacity = perStripe;
+    }
+  }
+  capture_.store(on, std::memory_order_relaxed);
+}
+
+void EventHub::onTimer(evutil_socket_t, short, void* arg) {
+  static_cast<EventHub*>(arg)->drain();
+}
+
+void EventHub::drain() {
+  for (auto& stripePtr : stripes_) {
+    Stripe& stripe = *stripePtr;
+    {
+      const std::lock_guard lock(stripe.mutex);
+      if (stripe.filling.empty()) continue;
+      // Both keep their capacity: swapping never allocates.
+      stripe.filling.swap(stripe.draining);
+      stripe.fillingPackets.swap(stripe.drainingPackets);
+    }
+    size_t nextPacket = 0;
+    for (const Slot& slot : stripe.draining) {
+      const observe::CapturedPacket* packet = nullptr;
+      if (slot.hasPacket && nextPacket < stripe.drainingPackets.size()) {
+        packet = &stripe.drainingPackets[nextPacket++];
+        ++packetsCaptured_;
+      }
+      ++verdictEvents_;
+      deliver(slot.event, packet);
+    }
+    stripe.draining.clear();
+    stripe.drainingPackets.clear();
+  }
+  const uint64_t dropped = dropped_.load(std::memory_order_relaxed);
+  if (dropped > droppedLogged_) {
+    common::LogLine(common::LogLevel::Warn, "verdict.events_dropped")
+        .field("count", dropped - droppedLogged_);
+    droppedLogged_ = dropped;
+  }
+}
+
+void EventHub::deliver(const observe::Event& event, const observe::CapturedPacket* packet) {
+  if (options_.logEvents) writeLogLine(event);
+  if (counterHook_) counterHook_(event);
+  if (fanout_) fanout_(event, packet);
+}
+
+EventHubCounters EventHub::counters() const noexcept {
+  EventHubCounters c;
+  c.verdictEvents = verdictEvents_;
+  c.dnsEvents = dnsEvents_;
+  c.dropped = dropped_.load(std::memory_order_relaxed);
+  c.packetsCaptured = packetsCaptured_;
+  c.packetsDropped = packetsDropped_.load(std::memory_order_relaxed);
+  return c;
+}
+
+void EventHub::writeLogLine(const observe::Event& event) {
+  if (event.kind == observe::EventKind::Dns) {
+    // Denials are what operators look for; everything else is debug noise
+    // at thousands of queries per second (the control socket streams them
+    // all).
+    const bool denied = event.dnsOutcome == dns::dnsOutcomeName(dns::DnsOutcome::Denied);
+    const common::LogLevel level = denied ? common::LogLevel::Info : common::LogLevel::Debug;
+    if (level < common::logLevel()) return;
+    common::LogLine(level, "dns.query")
+        .field("client", common::SocketAddress{event.src, event.srcPort}.toString())
+        .field("name", event.nameView())
+        .field("qtype", static_cast<unsigned>(event.qtype))
+        .field("outcome", event.dnsOutcome)
+        .field("rcode", static_cast<unsigned>(event.rcode))
+        .field("answers", static_cast<unsigned>(event.answers));
+    return;
+  }
+  if (common::LogLevel::Info < common::logLevel()) return;
+  const bool audit = event.verdict == observe::EventVerdict::Audit;
+  std::string_view verdict = "audit";
+  if (!audit) {
+    verdict = nfq::verdictName(event.verdict == observe::EventVerdict::Allow ? nfq::Verdict::Allow
+                                                                             : nfq::Verdict::Deny);
+  }
+  common::LogLine line(common::LogLevel::Info, "verdict");
+  line.field("src", endpoint(event.src, event.srcPort))
+      .field("dst", endpoint(event.dst, event.dstPort))
+      .field("proto", protocolName(event.protocol))
+      .field("verdict", verdict);
+  // An audit verdict is a flow enforce mode would have denied.
+  if (audit) line.field("would", nfq::verdictName(nfq::Verdict::Deny));
+  line.field("reason", event.reason);
+  if (event.nameLength > 0) {
+    line.field("name", event.nameView())
+        .field("name_from", event.nameSource.empty() ? std::string_view("none") : event.nameSource);
+  }
+  if (event.ruleSetsLength > 0) {
+    line.field("rulesets", event.ruleSetsView()).field("match", event.match.empty() ? "none" : event.match);
+  }
+}
+
+}  // namespace daemon_main

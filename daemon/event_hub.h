@@ -1,0 +1,134 @@
+// Every decision is an event (ARCHITECTURE.md). The hub collects them from
+// the NFQUEUE workers (onDecision, worker threads) and the DNS service
+// (onDnsEvent, event loop) as observe::Event values and, on the event loop,
+// hands each one to its consumers:
+//   1. the structured log (event=verdict / event=dns.query lines, the keys
+//      tests and operators grep);
+//   2. a counter hook (per-rule-set hit counts for /metrics);
+//   3. a fan-out (the control socket's `watch` clients).
+//
+// The worker path copies the decision into a preallocated ring and never
+// waits for the loop or allocates: a full ring drops the event and counts
+// it. Each worker writes into its own stripe (chosen by queue number), so
+// workers do not contend with each other; the loop swaps a stripe's filled
+// buffer for an empty one under that stripe's lock (a pointer swap), then
+// processes the events without any lock held.
+//
+// The deciding packet (for `egressctl watch -w`) is copied only while
+// setCapturePackets(true), into a separate, smaller ring: the event still
+// goes through when that ring is full, without its packet.
+//
+// Thread-safety: onDecision() from any thread; everything else on the
+// event-loop thread. Ownership: borrows the event_base (must outlive it).
+#pragma once
+
+#include <event2/event.h>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "common/c_handle.h"
+#include "common/socket_address.h"
+#include "dns/service.h"
+#include "nfq/queue_worker.h"
+#include "observe/event.h"
+
+namespace daemon_main {
+
+struct EventHubOptions {
+  size_t capacity = 16384;       // events buffered between two drains, all stripes together
+  size_t packetCapacity = 2048;  // captured packets buffered, all stripes together
+  std::chrono::milliseconds drainInterval{5};
+  bool logEvents = true;  // write the structured log lines
+};
+
+struct EventHubCounters {
+  uint64_t verdictEvents = 0;  // delivered to consumers
+  uint64_t dnsEvents = 0;      // delivered to consumers
+  uint64_t dropped = 0;        // verdict events lost to a full ring
+  uint64_t packetsCaptured = 0;
+  uint64_t packetsDropped = 0;  // events that went out without their packet (ring full)
+};
+
+class EventHub final : public nfq::EventSink, public dns::DnsEventSink {
+ public:
+  using Consumer = std::function<void(const observe::Event& event, const observe::CapturedPacket* packet)>;
+
+  explicit EventHub(event_base* base, EventHubOptions options = {});
+  ~EventHub() override;
+  EventHub(const EventHub&) = delete;
+  EventHub& operator=(const EventHub&) = delete;
+
+  // Worker threads.
+  void onDecision(const nfq::DecisionEvent& event) noexcept override;
+  // Event loop (the DNS service's thread).
+  void onDnsEvent(const dns::DnsEvent& event) override;
+
+  // Event loop, before or while running.
+  void setCounterHook(std::function<void(const observe::Event&)> hook) { counterHook_ = std::move(hook); }
+  void setFanout(Consumer fanout) { fanout_ = std::move(fanout); }
+  // The DNS listen addresses: a DNS event's destination is the first one of
+  // the client's family.
+  void setDnsListeners(std::vector<common::SocketAddress> listeners) { dnsListeners_ = std::move(listeners); }
+  // Starts or stops copying the deciding packets (allocates the packet
+  // rings on first use, off the worker path).
+  void setCapturePackets(bool on);
+
+  // Delivers whatever is queued now (the timer calls it; also on shutdown).
+  void drain();
+  EventHubCounters counters() const noexcept;
+
+  // Pure conversions (tested on their own).
+  static void fromDecision(const nfq::DecisionEvent& in, observe::Event& out) noexcept;
+  static void fromDns(const dns::DnsEvent& in, const common::SocketAddress* listener,
+                      observe::Event& out) noexcept;
+  // The structured log line of an event, as egressd has always written it.
+  static void writeLogLine(const observe::Event& event);
+
+ private:
+  struct Slot {
+    observe::Event event;
+    bool hasPacket = false;
+  };
+  // One per worker (queue number modulo the stripe count). `filling` is
+  // what workers append to; drain() swaps it with `draining`.
+  struct Stripe {
+    std::mutex mutex;
+    std::vector<Slot> filling;
+    std::vector<observe::CapturedPacket> fillingPackets;
+    size_t packetCapacity = 0;  // 0 until capture was first enabled
+    // Event loop only.
+    std::vector<Slot> draining;
+    std::vector<observe::CapturedPacket> drainingPackets;
+  };
+  static constexpr size_t kStripes = 8;
+
+  static void onTimer(evutil_socket_t, short, void* arg);
+  void deliver(const observe::Event& event, const observe::CapturedPacket* packet);
+
+  EventHubOptions options_;
+  size_t stripeCapacity_;
+  std::array<std::unique_ptr<Stripe>, kStripes> stripes_;
+  std::atomic<bool> capture_{false};
+  std::atomic<uint64_t> dropped_{0};
+  std::atomic<uint64_t> packetsDropped_{0};
+  uint64_t droppedLogged_ = 0;
+  uint64_t verdictEvents_ = 0;
+  uint64_t dnsEvents_ = 0;
+  uint64_t packetsCaptured_ = 0;
+  std::function<void(const observe::Event&)> counterHook_;
+  Consumer fanout_;
+  std::vector<common::SocketAddress> dnsListeners_;
+  common::CHandle<event, event_free> timer_;
+};
+
+// "tcp", "udp", "icmp", "icmpv6" or the number.
+std::string protocolName(uint8_t protocol);
+
+}  // namespace daemon_main
