@@ -23,9 +23,9 @@ class LatencyHistogram {
   static constexpr size_t kBuckets = kBoundsMicros.size() + 1;
 
   void record(std::chrono::nanoseconds latency) noexcept {
-    const auto micros = static_cast<uint64_t>(
-        std::chrono::duration_cast<std::chrono::microseconds>(latency < latency.zero() ? latency.zero() : latency)
-            .count());
+    const auto micros = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                                  latency < latency.zero() ? latency.zero() : latency)
+                                                  .count());
     size_t bucket = 0;
     while (bucket < kBoundsMicros.size() && micros > kBoundsMicros[bucket]) ++bucket;
     buckets_[bucket].fetch_add(1, std::memory_order_relaxed);
