@@ -14,22 +14,9 @@ bin="${EGRESSD_BIN:-${1:-}}"
 [ -x "$bin/egressd" ] || { echo "usage: EGRESSD_BIN=BUILD/bin $0 (or $0 BUILD/bin)"; exit 2; }
 lint="$bin/metrics_lint"
 [ -x "$lint" ] || { echo "FAIL: missing $lint"; exit 1; }
-dir="$(mktemp -d /tmp/egressd-metrics-nfq.XXXXXX)"
-cleanup() {
-  if [ -n "${E2E_NS_GW:-}" ] && [ -e "/run/netns/$E2E_NS_GW" ]; then
-    stop_egressd TERM > /dev/null 2>&1
-    ip netns exec "$E2E_NS_GW" "$bin/egressd" --uninstall --config "$dir/egressd.toml" > /dev/null 2>&1
-  fi
-  "$e2e/topology.sh" down "$dir" > /dev/null 2>&1
-  if [ "${E2E_KEEP:-0}" = 1 ]; then echo "kept $dir"; else rm -rf "$dir"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-"$e2e/topology.sh" up "$dir" || { echo "FAIL: topology up"; exit 1; }
-eval "$("$e2e/topology.sh" env "$dir")"
-# shellcheck source=tests/e2e/lib.sh
-. "$e2e/lib.sh"
+# shellcheck source=tests/e2e/harness.sh
+. "$e2e/harness.sh"
+e2e_start metrics-nfq
 
 mkdir -p "$dir/rules"
 cat > "$dir/rules/app.yaml" << EOF

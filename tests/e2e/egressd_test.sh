@@ -7,22 +7,9 @@ set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 bin="${EGRESSD_BIN:-${1:-}}"
 [ -x "$bin/egressd" ] || { echo "usage: EGRESSD_BIN=BUILD/bin $0 (or $0 BUILD/bin)"; exit 2; }
-dir="$(mktemp -d /tmp/egressd-e2e.XXXXXX)"
-cleanup() {
-  if [ -n "${E2E_NS_GW:-}" ] && [ -e "/run/netns/$E2E_NS_GW" ]; then
-    stop_egressd TERM > /dev/null 2>&1
-    ip netns exec "$E2E_NS_GW" "$bin/egressd" --uninstall --config "$dir/egressd.toml" > /dev/null 2>&1
-  fi
-  "$here/topology.sh" down "$dir" > /dev/null 2>&1
-  if [ "${E2E_KEEP:-0}" = 1 ]; then echo "kept $dir"; else rm -rf "$dir"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-"$here/topology.sh" up "$dir" || { echo "FAIL: topology up"; exit 1; }
-eval "$("$here/topology.sh" env "$dir")"
-# shellcheck source=tests/e2e/lib.sh
-. "$here/lib.sh"
+# shellcheck source=tests/e2e/harness.sh
+. "$here/harness.sh"
+e2e_start e2e
 
 mkdir -p "$dir/rules"
 cat > "$dir/rules/app.yaml" << EOF

@@ -38,22 +38,9 @@ build_quic_helper() {
 }
 quic="$(build_quic_helper)" || { echo "SKIP: cannot build the QUIC helper (tests/e2e/quic)"; exit 77; }
 
-dir="$(mktemp -d /tmp/egressd-e2e-quic.XXXXXX)"
-cleanup() {
-  if [ -n "${E2E_NS_GW:-}" ] && [ -e "/run/netns/$E2E_NS_GW" ]; then
-    stop_egressd TERM > /dev/null 2>&1
-    ip netns exec "$E2E_NS_GW" "$bin/egressd" --uninstall --config "$dir/egressd.toml" > /dev/null 2>&1
-  fi
-  "$here/topology.sh" down "$dir" > /dev/null 2>&1 # also kills the QUIC server
-  if [ "${E2E_KEEP:-0}" = 1 ]; then echo "kept $dir"; else rm -rf "$dir"; fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-"$here/topology.sh" up "$dir" || { echo "FAIL: topology up"; exit 1; }
-eval "$("$here/topology.sh" env "$dir")"
-# shellcheck source=tests/e2e/lib.sh
-. "$here/lib.sh"
+# shellcheck source=tests/e2e/harness.sh
+. "$here/harness.sh"
+e2e_start e2e-quic
 
 # The QUIC server, reached on UDP 443 of two addresses (the internet
 # namespace is the test's own; these rules die with it).

@@ -9,22 +9,9 @@
 set -uo pipefail
 bin="${EGRESSD_BIN:?}"
 e2e="${EGRESSD_SOURCE_DIR:?}/tests/e2e"
-dir="$(mktemp -d /tmp/egressd-fastpath.XXXXXX)"
-cleanup() {
-  if [ -n "${E2E_NS_GW:-}" ] && [ -e "/run/netns/$E2E_NS_GW" ]; then
-    stop_egressd TERM > /dev/null 2>&1
-    ip netns exec "$E2E_NS_GW" "$bin/egressd" --uninstall --config "$dir/egressd.toml" > /dev/null 2>&1
-  fi
-  "$e2e/topology.sh" down "$dir" > /dev/null 2>&1
-  rm -rf "$dir"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-"$e2e/topology.sh" up "$dir" || { echo "FAIL: topology up"; exit 1; }
-eval "$("$e2e/topology.sh" env "$dir")"
-# shellcheck source=tests/e2e/lib.sh
-. "$e2e/lib.sh"
+# shellcheck source=tests/e2e/harness.sh
+. "$e2e/harness.sh"
+e2e_start fastpath
 
 mkdir -p "$dir/rules"
 write_rules() {
