@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "nfq/flow_table.h"
-#include "tests/nfq/alloc_counter.h"
+#include "tests/support/alloc_counter.h"
 
 namespace {
 
@@ -218,7 +218,7 @@ TEST_CASE("no allocation after construction", "[nfq][flow_table]") {
   FlowTable table(small());
   const auto data = bytes(1500);
   std::vector<uint8_t> scratch(4096);
-  nfqtest::AllocationCounter counter;
+  testsupport::AllocationCounter counter;
   for (uint16_t port = 1; port < 50; ++port) {
     auto& flow = table.insert(key(port), t0 + std::chrono::milliseconds(port), ignore);
     (void)table.append(flow, 0, data, port);

@@ -4,7 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include "nfq/recent_verdicts.h"
-#include "tests/nfq/alloc_counter.h"
+#include "tests/support/alloc_counter.h"
 
 namespace {
 
@@ -94,7 +94,7 @@ TEST_CASE("a new decision replaces the old one, and clear forgets all", "[nfq][r
 TEST_CASE("bounded: full sets overwrite their oldest, without allocating", "[nfq][recent]") {
   RecentVerdicts recent(16, 3s);
   REQUIRE(recent.capacity() == 16);
-  nfqtest::AllocationCounter allocations;
+  testsupport::AllocationCounter allocations;
   for (uint16_t port = 1; port <= 1000; ++port) {
     recent.record(key(port, 17), Verdict::Deny, Reason::UdpNotAllowed, std::nullopt, 0,
                   t0 + std::chrono::milliseconds(port));

@@ -15,8 +15,8 @@
 #include "nfq/verdict.h"
 #include "policy/manifest.h"
 #include "policy/policy.h"
-#include "tests/nfq/alloc_counter.h"
 #include "tests/nfq/packet_builder.h"
+#include "tests/support/alloc_counter.h"
 
 using namespace nfqtest;
 using nfq::Reason;
@@ -447,7 +447,7 @@ TEST_CASE("decide() does not allocate", "[nfq][verdict]") {
   }
   size_t allocations = 0;
   {
-    nfqtest::AllocationCounter counter;
+    testsupport::AllocationCounter counter;
     for (const auto& [packet, options] : packets) {
       nfq::FlowState flow;
       flow.scratch = scratch;

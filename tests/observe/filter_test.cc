@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "test_events.h"
-#include "tests/observe/alloc_counter.h"
+#include "tests/support/alloc_counter.h"
 
 using observe::Event;
 using observe::Filter;
@@ -235,7 +235,7 @@ TEST_CASE("filter: matching does not allocate") {
   size_t matched = 0;
   size_t allocations = 0;
   {
-    const AllocationCounter counter;
+    const testsupport::AllocationCounter counter;
     for (int i = 0; i < 100; ++i) {
       for (const Event& event : events) matched += filter.matches(event) ? 1 : 0;
     }

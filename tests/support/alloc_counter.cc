@@ -1,4 +1,4 @@
-#include "tests/nfq/alloc_counter.h"
+#include "tests/support/alloc_counter.h"
 
 #include <cstdlib>
 #include <new>
@@ -20,7 +20,7 @@ void* allocateAligned(size_t size, std::align_val_t align) {
 }
 }  // namespace
 
-namespace nfqtest {
+namespace testsupport {
 AllocationCounter::AllocationCounter() {
   gCount = 0;
   gCounting = true;
@@ -31,7 +31,7 @@ AllocationCounter::~AllocationCounter() {
 size_t AllocationCounter::count() const {
   return gCount;
 }
-}  // namespace nfqtest
+}  // namespace testsupport
 
 // GCC cannot see that these new and delete forms are malloc/free pairs.
 #pragma GCC diagnostic push

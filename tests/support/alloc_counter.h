@@ -5,7 +5,7 @@
 
 #include <cstddef>
 
-namespace nfqtest {
+namespace testsupport {
 
 struct AllocationCounter {
   AllocationCounter();
@@ -13,4 +13,4 @@ struct AllocationCounter {
   size_t count() const;
 };
 
-}  // namespace nfqtest
+}  // namespace testsupport
