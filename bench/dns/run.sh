@@ -48,17 +48,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-  python3 -c '
-import socket
-while True:
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0)); p = u.getsockname()[1]
-    t = socket.socket()
-    try:
-        t.bind(("127.0.0.1", p)); print(p); break
-    except OSError: pass
-    finally: t.close(); u.close()'
-}
+# shellcheck source=tests/dns/unbound.sh
+. "$(cd "$(dirname "$0")" && pwd)/../../tests/dns/unbound.sh"
 
 # ---- the shared upstream: unbound authoritative for bench.test (wildcard) ----
 upstream_port="$(free_port)"
@@ -70,39 +61,11 @@ $TTL 3600
 ns IN A 192.0.2.1
 * IN A 192.0.2.80
 EOF
-common_server() {  # common_server PORT
-  cat <<EOF
-server:
-  interface: 127.0.0.1
-  port: $1
-  do-daemonize: no
-  use-syslog: no
-  logfile: ""
-  username: ""
-  chroot: ""
-  directory: "$work"
-  pidfile: ""
-  do-ip6: no
-  num-threads: 1
-  verbosity: 0
-  access-control: 127.0.0.0/8 allow
-  so-rcvbuf: 4m
-EOF
+common_server() {  # common_server PORT: unbound_server_conf plus bench tuning
+  unbound_server_conf "$1"
+  printf '  verbosity: 0\n  so-rcvbuf: 4m\n'
 }
-{
-  common_server "$upstream_port"
-  cat <<EOF
-  module-config: "iterator"
-  local-zone: "test." nodefault
-auth-zone:
-  name: "bench.test."
-  zonefile: "$work/bench.test.zone"
-  for-downstream: yes
-  for-upstream: no
-remote-control:
-  control-enable: no
-EOF
-} > "$work/upstream.conf"
+unbound_auth_conf "$upstream_port" "bench.test=$work/bench.test.zone" "verbosity: 0" "so-rcvbuf: 4m" > "$work/upstream.conf"
 unbound -d -c "$work/upstream.conf" > "$work/upstream.log" 2>&1 &
 pids+=($!)
 

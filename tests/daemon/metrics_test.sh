@@ -33,22 +33,8 @@ fail() {
 }
 check() { local d=$1; shift; if "$@"; then ok "$d"; else fail "$d"; fi; }
 
-# A port free for both UDP and TCP on 127.0.0.1.
-free_port() {
-  python3 - << 'EOF'
-import socket
-while True:
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0))
-    port = u.getsockname()[1]
-    t = socket.socket()
-    try:
-        t.bind(("127.0.0.1", port)); print(port); break
-    except OSError:
-        pass
-    finally:
-        t.close(); u.close()
-EOF
-}
+# shellcheck source=tests/dns/unbound.sh
+. "$src/tests/dns/unbound.sh"
 
 # ---- upstream: unbound with a test zone -------------------------------------
 upstream_port="$(free_port)"
@@ -62,32 +48,9 @@ api   IN A   192.0.2.10
 other IN A   192.0.2.11
 evil  IN A   203.0.113.66
 EOF
-cat > "$work/unbound.conf" << EOF
-server:
-  interface: 127.0.0.1
-  port: $upstream_port
-  do-daemonize: no
-  use-syslog: no
-  logfile: ""
-  username: ""
-  chroot: ""
-  directory: "$work"
-  pidfile: ""
-  do-ip6: no
-  num-threads: 1
-  access-control: 127.0.0.0/8 allow
-  module-config: "iterator"
-  local-zone: "test." nodefault
-auth-zone:
-  name: "example.test."
-  zonefile: "$work/example.test.zone"
-  for-downstream: yes
-  for-upstream: no
-remote-control:
-  control-enable: no
-EOF
-unbound -d -c "$work/unbound.conf" > "$work/unbound.log" 2>&1 &
-pids+=($!)
+unbound_auth_conf "$upstream_port" "example.test=$work/example.test.zone" > "$work/unbound.conf"
+unbound_start "$work/unbound.conf" unbound
+pids+=("$unbound_pid")
 for _ in $(seq 50); do
   kdig @127.0.0.1 -p "$upstream_port" +timeout=1 +retry=0 api.example.test +short 2> /dev/null | grep -q 192.0.2.10 && break
   sleep 0.1

@@ -7,7 +7,9 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 work="$(mktemp -d)"
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-port=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# shellcheck source=tests/dns/unbound.sh
+. "$here/unbound.sh"
+port="$(free_port)"
 cat > "$work/zone" <<'ZONE'
 $ORIGIN example.test.
 $TTL 300
@@ -25,29 +27,8 @@ mail IN MX 10 mx.example.test.
 txt IN TXT "hello" "world"
 rebind IN A 169.254.169.254
 ZONE
-cat > "$work/unbound.conf" <<CONF
-server:
-  interface: 127.0.0.1
-  port: $port
-  do-daemonize: no
-  use-syslog: no
-  logfile: ""
-  username: ""
-  chroot: ""
-  directory: "$work"
-  pidfile: ""
-  do-ip6: no
-  module-config: "iterator"
-  local-zone: "test." nodefault
-auth-zone:
-  name: "example.test."
-  zonefile: "$work/zone"
-  for-downstream: yes
-  for-upstream: no
-remote-control:
-  control-enable: no
-CONF
-unbound -d -c "$work/unbound.conf" > "$work/unbound.log" 2>&1 &
+unbound_auth_conf "$port" "example.test=$work/zone" > "$work/unbound.conf"
+unbound_start "$work/unbound.conf" unbound
 sleep 1
 proxy_port_file="$work/proxy.port"
 python3 - "$port" "$here/corpus" "$proxy_port_file" <<'PY' &

@@ -1,0 +1,82 @@
+# shellcheck shell=bash disable=SC2154,SC2034  # $work is the caller's temp dir
+# Sourced by the tests and benchmarks that need a real DNS server on
+# loopback (unbound). Needs $work, the caller's temp dir.
+#
+#   free_port                  a port free for both UDP and TCP on 127.0.0.1
+#   unbound_server_conf PORT   the common `server:` block: loopback only, one
+#                              thread, foreground, no chroot/syslog/pidfile
+#   unbound_auth_conf PORT ZONE=FILE... [LINE...]
+#                              a config authoritative for each ZONE from its
+#                              zone FILE; other arguments are extra `server:`
+#                              lines (e.g. "max-udp-size: 512")
+#   unbound_start CONF NAME    starts `unbound -d -c CONF` in the background,
+#                              log in $work/NAME.log, pid in $unbound_pid
+
+free_port() {
+  python3 - << 'PY'
+import socket
+while True:
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0))
+    port = u.getsockname()[1]
+    t = socket.socket()
+    try:
+        t.bind(("127.0.0.1", port)); print(port); break
+    except OSError:
+        pass
+    finally:
+        t.close(); u.close()
+PY
+}
+
+unbound_server_conf() {
+  cat << CONF
+server:
+  interface: 127.0.0.1
+  port: $1
+  do-daemonize: no
+  use-syslog: no
+  logfile: ""
+  username: ""
+  chroot: ""
+  directory: "$work"
+  pidfile: ""
+  do-ip6: no
+  num-threads: 1
+  access-control: 127.0.0.0/8 allow
+CONF
+}
+
+unbound_auth_conf() {
+  local port=$1 arg zone tld zones=() tlds=()
+  shift
+  unbound_server_conf "$port"
+  echo '  module-config: "iterator"'
+  for arg in "$@"; do
+    case $arg in
+      *=*) zones+=("$arg") ;;
+      *) echo "  $arg" ;;
+    esac
+  done
+  # unbound refuses local-use names (test., local.) unless told otherwise.
+  for arg in "${zones[@]}"; do
+    zone=${arg%%=*}
+    tld=${zone##*.}
+    case " ${tlds[*]} " in
+      *" $tld "*) ;;
+      *)
+        tlds+=("$tld")
+        echo "  local-zone: \"$tld.\" nodefault"
+        ;;
+    esac
+  done
+  for arg in "${zones[@]}"; do
+    printf 'auth-zone:\n  name: "%s."\n  zonefile: "%s"\n  for-downstream: yes\n  for-upstream: no\n' \
+      "${arg%%=*}" "${arg#*=}"
+  done
+  printf 'remote-control:\n  control-enable: no\n'
+}
+
+unbound_start() {
+  unbound -d -c "$1" > "$work/$2.log" 2>&1 &
+  unbound_pid=$!
+}
