@@ -16,7 +16,7 @@ namespace {
 void flatten(const nlohmann::json& value, const std::string& prefix, std::ostream& out) {
   if (value.is_object()) {
     for (const auto& [key, child] : value.items())
-      flatten(child, prefix.empty() ? key : prefix + "." + key, out);
+      flatten(child, prefix.empty() ? key : std::string(prefix).append(".").append(key), out);
     return;
   }
   if (value.is_array() && !value.empty() && (value.front().is_object() || value.front().is_array())) {
@@ -56,8 +56,10 @@ int runStats(const StatsOptions& options, std::ostream& out, std::ostream& err) 
       if (clear) out << "\x1b[H\x1b[2J";
       if (options.watchSeconds > 0) {
         const std::time_t now = std::time(nullptr);
+        std::tm local{};
+        localtime_r(&now, &local);  // std::localtime shares a static buffer
         char stamp[32];
-        std::strftime(stamp, sizeof(stamp), "%H:%M:%S", std::localtime(&now));
+        std::strftime(stamp, sizeof(stamp), "%H:%M:%S", &local);
         out << "egressd " << client->daemonVersion() << " at " << client->path() << ", " << stamp << '\n';
       }
       printStats((*response)["stats"], out);
