@@ -132,10 +132,9 @@ eval "$("$topology" env "$work")"
 # match (egressd's connmark and squid's NAT need it anyway; without this,
 # "unfiltered" would be measured without conntrack only until the first
 # other configuration ran).
-in_pod sysctl -qw net.ipv4.tcp_tw_reuse=1 net.ipv4.ip_local_port_range="1024 65535"
 in_gw iptables -t mangle -N EGB_CONNTRACK || fail "mangle chain"
 in_gw iptables -t mangle -A PREROUTING -m conntrack --ctstate INVALID -j EGB_CONNTRACK || fail "conntrack rule"
-in_gw sysctl -qw net.netfilter.nf_conntrack_tcp_timeout_time_wait=5 || fail "conntrack timeout"
+tune_for_connection_rate || fail "TIME-WAIT tuning"
 
 # ---- the bench server --------------------------------------------------------
 mkdir -p "$work/bench/tmp"

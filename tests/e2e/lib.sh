@@ -184,3 +184,12 @@ stop_egressd() {
 # look only at the lines of one step.
 egressd_log_mark() { stat -c %s "$E2E_LOGS/egressd.log" 2> /dev/null || echo 0; }
 egressd_log_since() { tail -c +"$(($1 + 1))" "$E2E_LOGS/egressd.log"; }
+
+# tune_for_connection_rate: for benchmarks that open tens of thousands of
+# connections a second: the pod reuses ports in TIME-WAIT over the whole
+# port range, and the gateway's conntrack forgets closed connections after
+# 5 s (120 s by default), so neither runs out part-way through a run.
+tune_for_connection_rate() {
+  in_pod sysctl -qw net.ipv4.tcp_tw_reuse=1 net.ipv4.ip_local_port_range="1024 65535" &&
+    in_gw sysctl -qw net.netfilter.nf_conntrack_tcp_timeout_time_wait=5
+}
