@@ -51,6 +51,8 @@ expect_eq "five more connections, five packets" 5 "$((p2 - p1))"
 # curl 35/56/7: the connection was reset during the handshake (28 would be a timeout).
 expect_match "a denied SNI to the bound address is still judged: reset" '^(7|35|52|56)$' \
   "$(in_pod curl -sk --max-time 3 --resolve "evil.example.net:443:$api" https://evil.example.net/ > /dev/null 2>&1; echo $?)"
+# Decision lines are written by the event loop every few ms: wait for it.
+wait_until 20 grep -q 'reason=sni_not_allowed' "$E2E_LOGS/egressd.log"
 expect_match "... and logged" 'reason=sni_not_allowed' "$(cat "$E2E_LOGS/egressd.log")"
 
 # A rule change: api.example.com is no longer allowed; its pair goes at once.
