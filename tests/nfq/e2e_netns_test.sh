@@ -12,21 +12,8 @@
 set -euo pipefail
 bin="${EGRESSD_BIN:?}"
 src="${EGRESSD_SOURCE_DIR:?}/tests/nfq"
-id=$$
-client="egressd-test-c$id" gw="egressd-test-g$id" server="egressd-test-s$id"
-work="$(mktemp -d)"
-gwpid=""
-cleanup() {
-  set +e
-  [ -n "$gwpid" ] && kill "$gwpid" 2>/dev/null && wait "$gwpid" 2>/dev/null
-  for ns in "$client" "$gw" "$server"; do
-    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill "$pid" 2>/dev/null; done
-  done
-  sleep 0.2
-  for ns in "$client" "$gw" "$server"; do ip netns del "$ns" 2>/dev/null; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=tests/nfq/netns.sh
+. "$src/netns.sh"
 fail() {
   echo "FAIL: $*" >&2
   [ -f "$work/gateway.log" ] && { echo "--- gateway log" >&2; cat "$work/gateway.log" >&2; }
@@ -35,26 +22,7 @@ fail() {
   G iptables -L EGRESSD -v -n >&2 || true
   exit 1
 }
-C() { ip netns exec "$client" "$@"; }
-G() { ip netns exec "$gw" "$@"; }
-S() { ip netns exec "$server" "$@"; }
-
-for ns in "$client" "$gw" "$server"; do ip netns add "$ns"; done
-ip link add "c$id" netns "$client" type veth peer name "gc$id" netns "$gw"
-ip link add "s$id" netns "$server" type veth peer name "gs$id" netns "$gw"
-C ip addr add 10.200.1.2/24 dev "c$id"; C ip link set "c$id" up; C ip link set lo up
-C ip route add default via 10.200.1.1
-G ip addr add 10.200.1.1/24 dev "gc$id"; G ip link set "gc$id" up
-G ip addr add 10.200.2.1/24 dev "gs$id"; G ip link set "gs$id" up; G ip link set lo up
-G sysctl -qw net.ipv4.ip_forward=1
-S ip addr add 10.200.2.2/24 dev "s$id"; S ip addr add 10.200.2.3/24 dev "s$id"
-S ip link set "s$id" up; S ip link set lo up
-S ip route add default via 10.200.2.1
-# IPv6 as well (nodad: usable at once).
-C ip -6 addr add fd10:1::2/64 dev "c$id" nodad; C ip -6 route add default via fd10:1::1
-G ip -6 addr add fd10:1::1/64 dev "gc$id" nodad; G ip -6 addr add fd10:2::1/64 dev "gs$id" nodad
-G sysctl -qw net.ipv6.conf.all.forwarding=1
-S ip -6 addr add fd10:2::2/64 dev "s$id" nodad; S ip -6 route add default via fd10:2::1
+nfq_netns_up egressd-test
 
 # Servers.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=api.example.com \
