@@ -17,6 +17,7 @@
 #include "policy/policy.h"
 #include "tests/nfq/packet_builder.h"
 #include "tests/support/alloc_counter.h"
+#include "tests/support/rule_sets.h"
 
 using namespace nfqtest;
 using nfq::Reason;
@@ -26,17 +27,7 @@ using namespace std::chrono_literals;
 namespace {
 
 policy::RuleSet ruleSet(const std::string& name, const std::vector<std::string>& targets) {
-  policy::RuleSet set;
-  set.ns = "team";
-  set.name = name;
-  set.source = "test";
-  for (const auto& target : targets) {
-    auto parsed = policy::parseTarget(target, policy::defaultPublicSuffixList());
-    REQUIRE(parsed.target);
-    set.targets.push_back(*parsed.target);
-    set.targetTexts.push_back(target);
-  }
-  return set;
+  return testsupport::ruleSet("team", name, targets);
 }
 
 const nfq::TimePoint kNow = nfq::TimePoint{} + 1000h;

@@ -8,21 +8,12 @@
 
 #include "policy/manifest.h"
 #include "policy/policy.h"
+#include "tests/support/rule_sets.h"
 
 namespace {
 
 policy::RuleSet ruleSet(const std::string& name, const std::vector<std::string>& targets) {
-  policy::RuleSet set;
-  set.ns = "default";
-  set.name = name;
-  set.source = "test";
-  for (const auto& text : targets) {
-    auto parsed = policy::parseTarget(text, policy::defaultPublicSuffixList());
-    REQUIRE(parsed.target);
-    set.targets.push_back(*parsed.target);
-    set.targetTexts.push_back(text);
-  }
-  return set;
+  return testsupport::ruleSet("default", name, targets);
 }
 
 std::vector<std::string> ids(const policy::Policy& policy, policy::RuleSetRefs refs) {
