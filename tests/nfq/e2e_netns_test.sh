@@ -41,24 +41,9 @@ done
 G "$bin/nfq_ruleset_tool" apply --queues 0:1 --protect 10.200.9.0/24
 
 start_gateway() {
-  : >"$work/gateway.log"
-  # Not through G(): $! must be the gateway itself, to stop or kill it.
-  ip netns exec "$gw" "$bin/nfq_gateway" --rules "$src/e2e/rules.yaml" --queues 0:1 --hold-timeout-ms 1500 \
+  nfq_gateway_start --rules "$src/e2e/rules.yaml" --queues 0:1 --hold-timeout-ms 1500 \
     --bind api.example.com=10.200.2.2 --bind www.example.org=10.200.2.2 --bind ssh.example.com=10.200.2.2 \
-    "$@" >"$work/gateway.log" 2>&1 &
-  gwpid=$!
-  for _ in $(seq 50); do
-    grep -q ready "$work/gateway.log" && return 0
-    kill -0 "$gwpid" 2>/dev/null || fail "gateway exited"
-    sleep 0.1
-  done
-  fail "gateway did not start"
-}
-stop_gateway() { kill "$gwpid"; wait "$gwpid" || true; gwpid=""; }
-# expect_event REGEX: the gateway logged a matching decision line.
-expect_event() {
-  for _ in $(seq 20); do grep -Eq "$1" "$work/gateway.log" && return 0; sleep 0.1; done
-  fail "no event matching: $1"
+    "$@"
 }
 http() { C curl -s -o /dev/null -w '%{http_code}' --max-time 4 "$@" || true; }
 # fails_fast CMD...: the command fails, within 2 s (a reset, not a timeout).

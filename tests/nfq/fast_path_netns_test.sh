@@ -63,23 +63,10 @@ G "${tool[@]}" apply "${args[@]}"
 G ipset list EGRESSD-bound4 | grep -q '10.200.2.3' && fail "apply did not flush a stale entry"
 
 start_gateway() {
-  : >"$work/gateway.log"
-  ip netns exec "$gw" "$bin/nfq_gateway" --rules "$src/e2e/rules.yaml" --queues 0:1 --hold-timeout-ms 1500 --fast-path \
+  nfq_gateway_start --rules "$src/e2e/rules.yaml" --queues 0:1 --hold-timeout-ms 1500 --fast-path \
     --bind api.example.com=10.200.2.2 --bind www.example.org=10.200.2.2 --bind ssh.example.com=10.200.2.2 \
     --bind api.example.com=fd10:2::2 --bind www.example.org=fd10:2::2 \
-    "$@" >"$work/gateway.log" 2>&1 &
-  gwpid=$!
-  for _ in $(seq 50); do
-    grep -q ready "$work/gateway.log" && return 0
-    kill -0 "$gwpid" 2>/dev/null || fail "gateway exited"
-    sleep 0.1
-  done
-  fail "gateway did not start"
-}
-stop_gateway() { kill "$gwpid"; wait "$gwpid" || true; gwpid=""; }
-expect_event() {
-  for _ in $(seq 20); do grep -Eq "$1" "$work/gateway.log" && return 0; sleep 0.1; done
-  fail "no event matching: $1"
+    "$@"
 }
 # queued: the workers' packet counter (nfq_gateway prints it on SIGUSR1).
 queued() {

@@ -7,7 +7,8 @@
 # and everything in the namespaces, deletes them and $work), and C/G/S to
 # run a command in client, gateway or server. The test defines fail().
 #
-#   nfq_netns_up PREFIX
+#   nfq_netns_up PREFIX        the namespaces, $work and the trap
+#   nfq_gateway_start ARGS...  the nfq_gateway driver (stop_gateway, expect_event)
 
 C() { ip netns exec "$client" "$@"; }
 G() { ip netns exec "$gw" "$@"; }
@@ -46,4 +47,26 @@ nfq_netns_up() {
   G ip -6 addr add fd10:1::1/64 dev "gc$id" nodad; G ip -6 addr add fd10:2::1/64 dev "gs$id" nodad
   G sysctl -qw net.ipv6.conf.all.forwarding=1
   S ip -6 addr add fd10:2::2/64 dev "s$id" nodad; S ip -6 route add default via fd10:2::1
+}
+
+# nfq_gateway_start ARGS...: the nfq_gateway driver in the gateway with
+# ARGS, log in $work/gateway.log, pid in $gwpid (not through G(): $! must
+# be the driver itself, to stop or kill it); waits for "ready".
+nfq_gateway_start() {
+  : > "$work/gateway.log"
+  ip netns exec "$gw" "$bin/nfq_gateway" "$@" > "$work/gateway.log" 2>&1 &
+  gwpid=$!
+  for _ in $(seq 50); do
+    grep -q ready "$work/gateway.log" && return 0
+    kill -0 "$gwpid" 2> /dev/null || fail "gateway exited"
+    sleep 0.1
+  done
+  fail "gateway did not start"
+}
+stop_gateway() { kill "$gwpid"; wait "$gwpid" || true; gwpid=""; }
+
+# expect_event REGEX: the gateway logged a matching decision line (2 s).
+expect_event() {
+  for _ in $(seq 20); do grep -Eq "$1" "$work/gateway.log" && return 0; sleep 0.1; done
+  fail "no event matching: $1"
 }
