@@ -141,6 +141,7 @@ ControlClient::ReadStatus ControlClient::readLine(std::string& line, std::string
       if (left.count() <= 0) return ReadStatus::Timeout;
       wait = static_cast<int>(left.count());
     }
+    if (beforeWait_) beforeWait_();
     pollfd p{fd_, POLLIN, 0};
     const int ready = ::poll(&p, 1, wait);
     if (ready < 0) {

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -39,6 +40,7 @@ class ControlClient {
 
   enum class ReadStatus { Line, Timeout, Closed, Interrupted, Error };
   // The next line without '\n' into `line`. `timeout` < 0 waits forever.
+  // Calls the before-wait hook (if set) each time it is about to block.
   ReadStatus readLine(std::string& line, std::string& error,
                       std::chrono::milliseconds timeout = std::chrono::milliseconds(-1));
 
@@ -47,6 +49,10 @@ class ControlClient {
   // `response` receives the whole error object when given (filter errors).
   std::optional<nlohmann::json> call(const control::Request& request, std::string& error,
                                      nlohmann::json* response = nullptr);
+
+  // Runs right before readLine() blocks for more data: a stream's output
+  // is flushed once per burst of lines, not once per line.
+  void setBeforeWait(std::function<void()> hook) { beforeWait_ = std::move(hook); }
 
   const std::string& daemonVersion() const noexcept { return daemonVersion_; }
   const std::string& path() const noexcept { return path_; }
@@ -57,6 +63,7 @@ class ControlClient {
   std::string buffer_;
   size_t start_ = 0;
   std::string daemonVersion_;
+  std::function<void()> beforeWait_;
 };
 
 }  // namespace cli

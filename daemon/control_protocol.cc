@@ -83,6 +83,21 @@ std::variant<Request, RequestError> parseRequest(std::string_view line) {
       if (!packets->is_boolean()) return RequestError{"\"packets\" must be true or false", std::nullopt};
       request.packets = packets->get<bool>();
     }
+    if (const auto format = doc.find("format"); format != doc.end()) {
+      if (!format->is_string()) return RequestError{"\"format\" must be \"json\" or \"line\"", std::nullopt};
+      const auto& name = format->get_ref<const std::string&>();
+      if (name == "json") {
+        request.format = WatchFormat::Json;
+      } else if (name == "line") {
+        request.format = WatchFormat::Line;
+      } else {
+        return RequestError{"unknown format \"" + name + "\": expected \"json\" or \"line\"", std::nullopt};
+      }
+    }
+    if (const auto colour = doc.find("colour"); colour != doc.end()) {
+      if (!colour->is_boolean()) return RequestError{"\"colour\" must be true or false", std::nullopt};
+      request.colour = colour->get<bool>();
+    }
     // The filter is parsed here so a bad one is answered before anything
     // streams, with the position of the bad token.
     auto parsed = observe::parseFilter(request.filter);
@@ -109,6 +124,10 @@ std::string requestLine(const Request& request) {
   if (request.op == Op::Watch) {
     doc["filter"] = request.filter;
     doc["packets"] = request.packets;
+    if (request.format == WatchFormat::Line) {
+      doc["format"] = "line";
+      doc["colour"] = request.colour;
+    }
   }
   if (request.op == Op::Explain) doc["target"] = request.target;
   return dumpLine(doc);
@@ -132,6 +151,144 @@ std::string okLine(json body) {
 
 std::string eventLine(const observe::Event& event) {
   return dumpLine(json{{"event", observe::toJson(event)}});
+}
+
+std::string textEventLine(const observe::Event& event, bool colour) {
+  std::string line = "{\"time_us\":";
+  line += std::to_string(microsSinceEpoch(event.time));
+  line += ",\"line\":";
+  line += json(observe::formatLineBody(event, colour)).dump(-1, ' ', false, json::error_handler_t::replace);
+  line += '}';
+  return line;
+}
+
+namespace {
+
+int hexDigit(char c) noexcept {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Four hex digits at text[at..at+4).
+std::optional<uint32_t> hex4(std::string_view text, size_t at) noexcept {
+  if (at + 4 > text.size()) return std::nullopt;
+  uint32_t value = 0;
+  for (size_t i = at; i < at + 4; ++i) {
+    const int digit = hexDigit(text[i]);
+    if (digit < 0) return std::nullopt;
+    value = value * 16 + static_cast<uint32_t>(digit);
+  }
+  return value;
+}
+
+void appendUtf8(std::string& out, uint32_t code) {
+  if (code < 0x80) {
+    out += static_cast<char>(code);
+  } else if (code < 0x800) {
+    out += static_cast<char>(0xC0 | (code >> 6));
+    out += static_cast<char>(0x80 | (code & 0x3F));
+  } else if (code < 0x10000) {
+    out += static_cast<char>(0xE0 | (code >> 12));
+    out += static_cast<char>(0x80 | ((code >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (code & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (code >> 18));
+    out += static_cast<char>(0x80 | ((code >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((code >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (code & 0x3F));
+  }
+}
+
+// The JSON string starting after its opening quote at text[0] (RFC 8259
+// §7), unescaped into `out`; returns the length consumed including the
+// closing quote, or nullopt if malformed.
+std::optional<size_t> unescapeJsonString(std::string_view text, std::string& out) {
+  size_t i = 0;
+  while (i < text.size()) {
+    const char c = text[i];
+    if (c == '"') return i + 1;
+    if (static_cast<unsigned char>(c) < 0x20) return std::nullopt;  // must be escaped
+    if (c != '\\') {
+      out += c;
+      ++i;
+      continue;
+    }
+    if (i + 1 >= text.size()) return std::nullopt;
+    const char escape = text[i + 1];
+    i += 2;
+    switch (escape) {
+      case '"':
+        out += '"';
+        break;
+      case '\\':
+        out += '\\';
+        break;
+      case '/':
+        out += '/';
+        break;
+      case 'b':
+        out += '\b';
+        break;
+      case 'f':
+        out += '\f';
+        break;
+      case 'n':
+        out += '\n';
+        break;
+      case 'r':
+        out += '\r';
+        break;
+      case 't':
+        out += '\t';
+        break;
+      case 'u': {
+        auto code = hex4(text, i);
+        if (!code) return std::nullopt;
+        i += 4;
+        if (*code >= 0xD800 && *code <= 0xDBFF) {
+          // A high surrogate must be followed by \uDC00..\uDFFF.
+          if (i + 2 > text.size() || text[i] != '\\' || text[i + 1] != 'u') return std::nullopt;
+          const auto low = hex4(text, i + 2);
+          if (!low || *low < 0xDC00 || *low > 0xDFFF) return std::nullopt;
+          i += 6;
+          *code = 0x10000 + ((*code - 0xD800) << 10) + (*low - 0xDC00);
+        } else if (*code >= 0xDC00 && *code <= 0xDFFF) {
+          return std::nullopt;  // a lone low surrogate
+        }
+        appendUtf8(out, *code);
+        break;
+      }
+      default:
+        return std::nullopt;
+    }
+  }
+  return std::nullopt;  // no closing quote
+}
+
+}  // namespace
+
+bool parseTextEventLine(std::string_view line, TextEvent& out) {
+  // Exactly what textEventLine writes; anything else is for the JSON parser.
+  constexpr std::string_view kTime = "{\"time_us\":";
+  constexpr std::string_view kLine = ",\"line\":\"";
+  if (!line.starts_with(kTime)) return false;
+  size_t at = kTime.size();
+  int64_t micros = 0;
+  const size_t digitsStart = at;
+  while (at < line.size() && line[at] >= '0' && line[at] <= '9') {
+    if (at - digitsStart >= 18) return false;  // beyond int64 microseconds
+    micros = micros * 10 + (line[at] - '0');
+    ++at;
+  }
+  if (at == digitsStart || line.substr(at, kLine.size()) != kLine) return false;
+  at += kLine.size();
+  out.body.clear();
+  const auto used = unescapeJsonString(line.substr(at), out.body);
+  if (!used || at + *used + 1 != line.size() || line.back() != '}') return false;
+  out.time = std::chrono::system_clock::time_point(std::chrono::microseconds(micros));
+  return true;
 }
 
 std::string droppedLine(uint64_t dropped) {

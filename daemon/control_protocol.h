@@ -3,8 +3,8 @@
 //   {"egressd":"0.1.0","protocol":1}
 // then answers one request line with one response line ({"ok":true,...} or
 // {"ok":false,"error":"..."}); a `watch` answers {"ok":true,...} and then
-// streams {"event":{...}}, {"packet":{...}} and {"dropped":N} lines until
-// the client goes away.
+// streams {"event":{...}} (or, with "format":"line", {"time_us":N,"line":"..."}),
+// {"packet":{...}} and {"dropped":N} lines until the client goes away.
 //
 // Pure: parsing and building lines, no sockets (daemon/control_server.h
 // and cli/control_client.h do the I/O). Shared by egressd and egressctl.
@@ -39,11 +39,19 @@ enum class Op : uint8_t { Version, Watch, Rules, Stats, Explain };
 
 std::string_view opName(Op op) noexcept;
 
+// How a watch stream carries events: the event object (every field, for
+// programs), or the formatted tcpdump-style line without its time of day
+// (formatted once in the daemon for every such client; the cheap path for
+// `egressctl watch`, which only adds the time in its own zone).
+enum class WatchFormat : uint8_t { Json, Line };
+
 struct Request {
   Op op = Op::Version;
-  std::string filter;    // watch: tcpdump-like filter text, "" = everything
-  bool packets = false;  // watch: also stream the deciding packets
-  std::string target;    // explain: HOST:PORT
+  std::string filter;                      // watch: tcpdump-like filter text, "" = everything
+  bool packets = false;                    // watch: also stream the deciding packets
+  WatchFormat format = WatchFormat::Json;  // watch
+  bool colour = false;                     // watch, format line: ANSI colours
+  std::string target;                      // explain: HOST:PORT
 };
 
 struct RequestError {
@@ -62,6 +70,8 @@ std::string requestLine(const Request& request);
 std::string errorLine(const RequestError& error);
 std::string okLine(nlohmann::json body = nlohmann::json::object());
 std::string eventLine(const observe::Event& event);
+// {"time_us":N,"line":"<formatLineBody>"}: the "line" format's event.
+std::string textEventLine(const observe::Event& event, bool colour);
 std::string droppedLine(uint64_t dropped);
 std::string packetLine(std::chrono::system_clock::time_point time, std::span<const uint8_t> bytes,
                        uint32_t originalLength);
@@ -69,6 +79,15 @@ std::string packetLine(std::chrono::system_clock::time_point time, std::span<con
 // The greeting's protocol version, or an error message for anything that
 // is not an egressd greeting.
 std::variant<int, std::string> parseGreeting(std::string_view line);
+
+// A "line" format event, read back: the event time and the line body,
+// unescaped. nullopt for any other line (the caller then parses it as JSON).
+// Fast and allocation-free but for `body`'s growth; bounds-checked, fuzzed.
+struct TextEvent {
+  std::chrono::system_clock::time_point time;
+  std::string body;
+};
+bool parseTextEventLine(std::string_view line, TextEvent& out);
 
 struct PacketRecord {
   std::chrono::system_clock::time_point time;

@@ -1,5 +1,7 @@
 #include "daemon/control_server.h"
 
+#include <array>
+
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/listener.h>
@@ -28,6 +30,8 @@ struct ControlServer::Client {
   common::CHandle<bufferevent, bufferevent_free> bev;
   bool closing = false;  // the last line is being written, then close
   bool watching = false;
+  control::WatchFormat format = control::WatchFormat::Json;
+  bool colour = false;
   bool packets = false;
   observe::Filter filter;
   uint64_t droppedPending = 0;  // not yet reported to the client
@@ -318,10 +322,17 @@ void ControlServer::handleLine(Client& client, std::string_view line) {
       }
       client.filter = std::move(std::get<observe::Filter>(filter));
       client.packets = request.packets;
+      client.format = request.format;
+      client.colour = request.colour;
       client.watching = true;
       ++watchers_;
       updateCapture();
-      send(client, control::okLine({{"filter", client.filter.text()}, {"packets", client.packets}}));
+      // "format" tells the client which stream it gets (a daemon before the
+      // line format answered without it and streamed event objects).
+      send(client,
+           control::okLine({{"filter", client.filter.text()},
+                            {"packets", client.packets},
+                            {"format", client.format == control::WatchFormat::Line ? "line" : "json"}}));
       return;
     }
   }
@@ -329,8 +340,10 @@ void ControlServer::handleLine(Client& client, std::string_view line) {
 
 void ControlServer::publish(const observe::Event& event, const observe::CapturedPacket* packet) {
   if (watchers_ == 0) return;
-  // Serialized at most once per event, whatever the number of clients.
+  // Serialized at most once per event and form, whatever the number of
+  // clients: the event object, and the line body without and with colour.
   std::string line;
+  std::array<std::string, 2> textLines;
   std::string packetText;
   for (auto& [id, clientPtr] : clients_) {
     Client& client = *clientPtr;
@@ -347,8 +360,14 @@ void ControlServer::publish(const observe::Event& event, const observe::Captured
       send(client, control::droppedLine(client.droppedPending));
       client.droppedPending = 0;
     }
-    if (line.empty()) line = control::eventLine(event);
-    send(client, line);
+    if (client.format == control::WatchFormat::Line) {
+      std::string& text = textLines[client.colour ? 1 : 0];
+      if (text.empty()) text = control::textEventLine(event, client.colour);
+      send(client, text);
+    } else {
+      if (line.empty()) line = control::eventLine(event);
+      send(client, line);
+    }
     ++counters_.watchEventsSent;
     if (client.packets && packet != nullptr && packet->length > 0) {
       if (packetText.empty()) {

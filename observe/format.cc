@@ -4,6 +4,7 @@
 #include <array>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <limits>
 #include <mutex>
@@ -294,9 +295,38 @@ std::string_view nameLabel(std::string_view source) {
 
 }  // namespace
 
+std::string formatTimeOfDay(std::chrono::system_clock::time_point time, bool utc) {
+  return timeOfDay(time, utc);
+}
+
+std::string_view TimeOfDayFormatter::format(std::chrono::system_clock::time_point time) {
+  const Split split = splitMicros(time);
+  if (!valid_ || split.seconds != second_) {
+    // localtime_r consults the zone rules each call; one per second is enough.
+    const std::string full = timeOfDay(split.seconds, utc_);
+    std::memcpy(text_.data(), full.data(), 8);  // "HH:MM:SS"
+    text_[8] = '.';
+    second_ = split.seconds;
+    valid_ = true;
+  }
+  auto micros = split.micros;
+  for (size_t i = 14; i >= 9; --i) {
+    text_[i] = static_cast<char>('0' + micros % 10);
+    micros /= 10;
+  }
+  return {text_.data(), text_.size()};
+}
+
 std::string formatLine(const Event& event, const LineStyle& style) {
   std::string out = timeOfDay(event.time, style.utc);
   out += ' ';
+  out += formatLineBody(event, style.colour);
+  return out;
+}
+
+std::string formatLineBody(const Event& event, bool colourOn) {
+  const LineStyle style{.colour = colourOn, .utc = false};
+  std::string out;
   const bool ports = showsPorts(event);
   appendEndpoint(out, event.src, event.srcPort, ports);
   out += " > ";

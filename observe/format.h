@@ -7,9 +7,12 @@
 // Thread-safety: every function may be called from any thread.
 #pragma once
 
+#include <array>
+#include <chrono>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "observe/event.h"
 
@@ -23,6 +26,27 @@ struct LineStyle {
 // "12:00:01.123456 10.0.1.2:51234 > 203.0.113.7:443 tcp sni=api.example.com ALLOW by default/my-app-targets"
 // "12:00:01.200000 10.0.1.2:40000 > 10.0.1.1:53 dns A evil.example DENY not_allowed rcode=NXDOMAIN"
 std::string formatLine(const Event& event, const LineStyle& style = {});
+// The two halves of that line: the time of day ("12:00:01.123456") and the
+// rest ("10.0.1.2:51234 > ... ALLOW by ..."). The daemon formats the body
+// once per event for all `watch --format line` clients; each client adds
+// the time in its own zone.
+std::string formatTimeOfDay(std::chrono::system_clock::time_point time, bool utc);
+std::string formatLineBody(const Event& event, bool colour);
+
+// formatTimeOfDay for a stream of events: the zone lookup runs once per
+// second, not once per line. Not thread-safe (one per stream).
+class TimeOfDayFormatter {
+ public:
+  explicit TimeOfDayFormatter(bool utc) : utc_(utc) {}
+  // Valid until the next call.
+  std::string_view format(std::chrono::system_clock::time_point time);
+
+ private:
+  bool utc_;
+  bool valid_ = false;
+  std::chrono::system_clock::time_point second_;
+  std::array<char, 15> text_{};  // "HH:MM:SS.uuuuuu"
+};
 
 nlohmann::json toJson(const Event& event);
 // The inverse of toJson (what egressctl receives). Unknown keys are ignored

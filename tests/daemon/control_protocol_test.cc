@@ -2,9 +2,13 @@
 // line building, base64 and packet records, rules and explain objects.
 #include <catch2/catch.hpp>
 
+#include <cstring>
 #include <variant>
 
+#include "common/ip_address.h"
+
 #include "daemon/control_protocol.h"
+#include "observe/format.h"
 #include "policy/manifest.h"
 
 namespace {
@@ -52,6 +56,83 @@ TEST_CASE("control: bad requests are named", "[control]") {
   CHECK(errorOf(R"({"op":"watch","filter":7})").message == "\"filter\" must be a string");
   CHECK(errorOf(R"({"op":"watch","packets":"yes"})").message == "\"packets\" must be true or false");
   CHECK(errorOf(R"({"op":"explain"})").message.find("HOST:PORT") != std::string::npos);
+  CHECK(errorOf(R"({"op":"watch","format":"xml"})").message ==
+        "unknown format \"xml\": expected \"json\" or \"line\"");
+  CHECK(errorOf(R"({"op":"watch","format":1})").message == "\"format\" must be \"json\" or \"line\"");
+  CHECK(errorOf(R"({"op":"watch","colour":"red"})").message == "\"colour\" must be true or false");
+}
+
+TEST_CASE("control: the watch format and colour", "[control]") {
+  CHECK(requestOf(R"({"op":"watch"})").format == control::WatchFormat::Json);
+  CHECK(requestOf(R"({"op":"watch","format":"json"})").format == control::WatchFormat::Json);
+  const auto line = requestOf(R"({"op":"watch","format":"line","colour":true})");
+  CHECK(line.format == control::WatchFormat::Line);
+  CHECK(line.colour);
+  control::Request request;
+  request.op = control::Op::Watch;
+  request.format = control::WatchFormat::Line;
+  request.colour = true;
+  const auto back = requestOf(control::requestLine(request));
+  CHECK(back.format == control::WatchFormat::Line);
+  CHECK(back.colour);
+  request.format = control::WatchFormat::Json;
+  // A JSON watch request stays as older daemons know it.
+  CHECK(control::requestLine(request).find("format") == std::string::npos);
+}
+
+namespace {
+observe::Event lineEvent(std::string_view name) {
+  observe::Event event;
+  event.kind = observe::EventKind::Verdict;
+  event.time = std::chrono::system_clock::time_point(std::chrono::microseconds(1'700'000'000'123'456));
+  event.src = *common::parseIpAddress("10.0.1.2");
+  event.dst = *common::parseIpAddress("203.0.113.7");
+  event.srcPort = 51234;
+  event.dstPort = 443;
+  event.protocol = 6;
+  event.verdict = observe::EventVerdict::Allow;
+  event.nameSource = "sni";
+  event.nameLength = static_cast<uint8_t>(name.size());
+  std::memcpy(event.name.data(), name.data(), name.size());
+  constexpr std::string_view kRuleSets = "default/my-app";
+  event.ruleSetsLength = static_cast<uint16_t>(kRuleSets.size());
+  std::memcpy(event.ruleSets.data(), kRuleSets.data(), kRuleSets.size());
+  return event;
+}
+}  // namespace
+
+TEST_CASE("control: line events carry the formatted body and the time", "[control]") {
+  for (const bool colour : {false, true}) {
+    for (const std::string_view name : {"api.example.com", "caf\xc3\xa9.example", "q\"uo\\te.example",
+                                        "\xf0\x9f\x98\x80.example", "a\x1b[2J.example"}) {
+      const auto event = lineEvent(name);
+      const std::string line = control::textEventLine(event, colour);
+      control::TextEvent text;
+      REQUIRE(control::parseTextEventLine(line, text));
+      CHECK(text.time == event.time);
+      CHECK(text.body == observe::formatLineBody(event, colour));
+      // What the fast parser reads is what any JSON parser reads.
+      const auto doc = nlohmann::json::parse(line);
+      CHECK(doc["line"].get<std::string>() == text.body);
+      CHECK(doc["time_us"] == 1'700'000'000'123'456);
+      CHECK((text.body.find('\x1b') != std::string::npos) == colour);
+    }
+  }
+}
+
+TEST_CASE("control: line event parsing rejects anything else", "[control]") {
+  control::TextEvent text;
+  for (const std::string_view bad :
+       {R"({"event":{}})", R"({"time_us":,"line":"x"})", R"({"time_us":-1,"line":"x"})",
+        R"({"time_us":1,"line":"x")", R"({"time_us":1,"line":"x"}})", R"({"time_us":1,"line":"x\q"})",
+        R"({"time_us":1,"line":"\ud800"})", R"({"time_us":1,"line":"\udc00"})",
+        R"({"time_us":1,"line":"\u12"})", R"({"time_us":1,"line":"x)",
+        R"({"time_us":1234567890123456789012,"line":"x"})", "{\"time_us\":1,\"line\":\"a\nb\"}"}) {
+    INFO(bad);
+    CHECK_FALSE(control::parseTextEventLine(bad, text));
+  }
+  REQUIRE(control::parseTextEventLine(R"({"time_us":7,"line":"\u00e9\ud83d\ude00\/\t"})", text));
+  CHECK(text.body == "\xc3\xa9\xf0\x9f\x98\x80/\t");
 }
 
 TEST_CASE("control: a bad watch filter comes back with its position", "[control]") {

@@ -165,6 +165,41 @@ TEST_CASE("control server: watch streams matching events only", "[control]") {
   CHECK(server.counters().watchEventsSent == 1);
 }
 
+TEST_CASE("control server: line-format clients get each event's line, in their style", "[control]") {
+  EventBase base(event_base_new());
+  common::SnapshotHolder<policy::Policy> policy(policy::Policy::empty());
+  daemon_main::ControlServer server(base.get(), {}, policy, {}, nullptr);
+  auto plain = connectPeer(server, base.get());
+  auto colour = connectPeer(server, base.get());
+  auto json = connectPeer(server, base.get());
+  plain->write("{\"op\":\"watch\",\"format\":\"line\",\"filter\":\"port 443\"}\n");
+  colour->write("{\"op\":\"watch\",\"format\":\"line\",\"colour\":true}\n");
+  json->write("{\"op\":\"watch\"}\n");
+  plain->pump(base.get());
+  colour->pump(base.get());
+  json->pump(base.get());
+  CHECK(nlohmann::json::parse(plain->line().value())["format"] == "line");
+  CHECK(nlohmann::json::parse(colour->line().value())["format"] == "line");
+  CHECK(nlohmann::json::parse(json->line().value())["format"] == "json");
+  const auto denied = sampleEvent(443, observe::EventVerdict::Deny);
+  server.publish(denied, nullptr);
+  server.publish(sampleEvent(80, observe::EventVerdict::Allow), nullptr);
+  plain->pump(base.get());
+  colour->pump(base.get());
+  json->pump(base.get());
+  control::TextEvent text;
+  REQUIRE(control::parseTextEventLine(plain->line().value(), text));
+  CHECK(text.body == observe::formatLineBody(denied, false));
+  CHECK(text.time == std::chrono::floor<std::chrono::microseconds>(denied.time));
+  CHECK_FALSE(plain->line().has_value());  // port 80 does not match its filter
+  REQUIRE(control::parseTextEventLine(colour->line().value(), text));
+  CHECK(text.body == observe::formatLineBody(denied, true));
+  REQUIRE(control::parseTextEventLine(colour->line().value(), text));
+  CHECK(text.body.find("\x1b[32mALLOW") != std::string::npos);
+  CHECK(nlohmann::json::parse(json->line().value()).contains("event"));
+  CHECK(server.counters().watchEventsSent == 5);  // plain 1, colour 2, json 2
+}
+
 TEST_CASE("control server: a bad filter is refused with its position", "[control]") {
   EventBase base(event_base_new());
   common::SnapshotHolder<policy::Policy> policy(policy::Policy::empty());

@@ -137,6 +137,27 @@ TEST_CASE("format: local time of day") {
   CHECK(line.substr(0, 16) == "14:00:01.123456 ");
 }
 
+TEST_CASE("format: the line is its time of day and its body") {
+  for (const LineStyle style : {kUtc, LineStyle{true, true}}) {
+    for (const Event& event : {tlsAllowed(), httpDenied(), quicAudit()}) {
+      CHECK(formatLine(event, style) == observe::formatTimeOfDay(event.time, style.utc) + " " +
+                                            observe::formatLineBody(event, style.colour));
+    }
+  }
+}
+
+TEST_CASE("format: the time-of-day formatter matches per line across seconds") {
+  observe::TimeOfDayFormatter formatter(true);
+  const auto start = std::chrono::system_clock::time_point(std::chrono::microseconds(1'700'000'000'999'998));
+  for (const int64_t step :
+       std::initializer_list<int64_t>{0, 1, 2, 3, 1'000'000, 59'000'000, 3'600'000'000}) {
+    const auto time = start + std::chrono::microseconds(step);
+    CHECK(formatter.format(time) == observe::formatTimeOfDay(time, true));
+  }
+  // Going back in time (a clock step) is formatted right too.
+  CHECK(formatter.format(start) == observe::formatTimeOfDay(start, true));
+}
+
 TEST_CASE("format: times before the epoch and microsecond rounding") {
   Event event = tlsAllowed();
   event.time = std::chrono::system_clock::time_point(std::chrono::microseconds(-1));
