@@ -192,6 +192,53 @@ NameMatch Policy::matchName(std::string_view name, uint16_t port) const noexcept
   return matchNormalized(std::string_view(buffer, length), port);
 }
 
+bool Policy::lookupNameLists(std::string_view name, NameLists& lists) const noexcept {
+  char buffer[kMaxNameLength + 1];
+  const size_t length = normalizeLookupName(name, buffer, sizeof buffer);
+  if (length == 0) return false;
+  const std::string_view normalized(buffer, length);
+  lists.exact = exact_.find(normalized);
+  lists.wildcardCount = 0;
+  if (wildcard_.empty()) return true;
+  for (size_t dot = normalized.find('.'); dot != std::string_view::npos;
+       dot = normalized.find('.', dot + 1)) {
+    if (const PortList* list = wildcard_.find(normalized.substr(dot + 1))) {
+      // A name of at most 253 bytes has at most 127 dots.
+      if (lists.wildcardCount == lists.wildcards.size()) break;
+      lists.wildcards[lists.wildcardCount++] = list;
+    }
+  }
+  return true;
+}
+
+// matchNormalized's precedence over lists found beforehand: exact, then the
+// longest wildcard suffix, then world access.
+NameMatch Policy::matchLists(const NameLists& lists, uint16_t port) const noexcept {
+  NameMatch match;
+  if (worldPorts_.test(port)) {
+    match.kind = MatchKind::World;
+    match.world = true;
+    const auto it = std::lower_bound(worldRefs_.begin(), worldRefs_.end(), port,
+                                     [](const PortRefs& entry, uint16_t p) { return entry.port < p; });
+    if (it != worldRefs_.end() && it->port == port) match.ruleSets = refs(*it);
+  }
+  if (lists.exact != nullptr) {
+    if (const PortRefs* entry = findPort(*lists.exact, port)) {
+      match.kind = MatchKind::Exact;
+      match.ruleSets = refs(*entry);
+      return match;
+    }
+  }
+  for (size_t i = 0; i < lists.wildcardCount; ++i) {
+    if (const PortRefs* entry = findPort(*lists.wildcards[i], port)) {
+      match.kind = MatchKind::Wildcard;
+      match.ruleSets = refs(*entry);
+      return match;
+    }
+  }
+  return match;
+}
+
 bool Policy::nameAllowedOnAnyPort(std::string_view name) const noexcept {
   if (anyWorld_) return true;
   char buffer[kMaxNameLength + 1];

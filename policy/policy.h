@@ -10,6 +10,7 @@
 //   addresses/networks binary trie per family (longest prefix first)
 #pragma once
 
+#include <array>
 #include <bitset>
 #include <cstdint>
 #include <memory>
@@ -73,6 +74,20 @@ class Policy {
   AddressMatch matchAddress(const common::IpAddress& address, uint16_t port) const noexcept;
   // True when the name is allowed on at least one port (DNS answers it).
   bool nameAllowedOnAnyPort(std::string_view name) const noexcept;
+  // Calls visit(port, match) for each port in use on which `name` is
+  // allowed, in ascending port order, with exactly what matchName(name,
+  // port) gives; but the name is normalized and looked up once (one hash
+  // probe per label), not once per port. For a name's provenance across
+  // ports (DNS events, the kernel fast path's entries).
+  template <class Visit>
+  void forEachAllowedPort(std::string_view name, Visit&& visit) const noexcept {
+    NameLists lists;
+    if (!lookupNameLists(name, lists)) return;
+    for (const uint16_t port : portList_) {
+      const NameMatch match = matchLists(lists, port);
+      if (match) visit(port, match);
+    }
+  }
   // True when some IP/CIDR target covers the address, on any port.
   bool addressAllowedOnAnyPort(const common::IpAddress& address) const noexcept;
   bool portInUse(uint16_t port) const noexcept { return portsInUse_.test(port); }
@@ -111,6 +126,16 @@ class Policy {
     uint32_t child[2] = {0, 0};  // 0 = none (the root is never a child)
     uint32_t list = UINT32_MAX;  // index into trieLists_, or none
   };
+
+  // The name's entries in the exact and wildcard tables, found once.
+  struct NameLists {
+    const PortList* exact = nullptr;
+    std::array<const PortList*, kMaxNameLength / 2 + 1> wildcards{};  // longest suffix first
+    size_t wildcardCount = 0;
+  };
+  // False for a name that does not normalize (matchName matches it nowhere).
+  bool lookupNameLists(std::string_view name, NameLists& lists) const noexcept;
+  NameMatch matchLists(const NameLists& lists, uint16_t port) const noexcept;
 
   const PortRefs* findPort(const PortList& list, uint16_t port) const noexcept;
   RuleSetRefs refs(const PortRefs& entry) const noexcept;

@@ -125,6 +125,42 @@ TEST_CASE("names allowed on any port, ports in use", "[policy]") {
   CHECK(world->nameAllowedOnAnyPort("evil.com"));
 }
 
+TEST_CASE("forEachAllowedPort gives what matchName gives on every port", "[policy]") {
+  const auto p = policy::Policy::compile({
+      ruleSet("exact", {"api.example.com:443", "api.example.com:8443"}),
+      ruleSet("wild", {"*.example.com:443", "*.example.com:80", "*.b.example.com:80", "*.example.org:9000"}),
+      ruleSet("deep", {"*.a.b.example.com:80", "x.a.b.example.com:22"}),
+      ruleSet("world", {"*:8443", "*:25"}),
+      ruleSet("net", {"10.0.0.0/8:5432"}),
+  });
+  for (const std::string_view name :
+       {"api.example.com", "API.Example.COM.", "x.a.b.example.com", "y.a.b.example.com", "b.example.com",
+        "example.com", "x.example.org", "evil.net", "", ".", "a..b.example.com", "10.1.2.3"}) {
+    INFO(name);
+    std::vector<uint16_t> visited;
+    p->forEachAllowedPort(name, [&](uint16_t port, const policy::NameMatch& match) {
+      visited.push_back(port);
+      const auto single = p->matchName(name, port);
+      CHECK(match.kind == single.kind);
+      CHECK(match.world == single.world);
+      CHECK(ids(*p, match.ruleSets) == ids(*p, single.ruleSets));
+    });
+    std::vector<uint16_t> expected;
+    for (const uint16_t port : p->portsInUse()) {
+      if (p->matchName(name, port)) expected.push_back(port);
+    }
+    CHECK(visited == expected);
+  }
+  // Spot checks, so that both sides agreeing on nothing cannot pass.
+  std::vector<std::pair<uint16_t, policy::MatchKind>> x;
+  p->forEachAllowedPort("x.a.b.example.com", [&](uint16_t port, const policy::NameMatch& match) {
+    x.emplace_back(port, match.kind);
+  });
+  using K = policy::MatchKind;
+  CHECK(x == std::vector<std::pair<uint16_t, K>>{
+                 {22, K::Exact}, {25, K::World}, {80, K::Wildcard}, {443, K::Wildcard}, {8443, K::World}});
+}
+
 TEST_CASE("an empty policy denies everything", "[policy]") {
   const auto p = policy::Policy::empty();
   CHECK_FALSE(p->matchName("api.example.com", 443));
