@@ -82,6 +82,7 @@ constexpr std::array kKeys{
     EGRESSD_KEY("nfqueue.hold_timeout", Live, nfqueue.holdTimeout),
     EGRESSD_KEY("nfqueue.queue_maxlen", Restart, nfqueue.queueMaxlen),
     EGRESSD_KEY("control.socket", Restart, control.socket),
+    EGRESSD_KEY("control.socket_mode", Restart, control.socketMode),
     EGRESSD_KEY("metrics.enabled", Restart, metrics.enabled),
     EGRESSD_KEY("metrics.listen", Restart, metrics.listen),
     EGRESSD_KEY("log.level", Live, log.level),

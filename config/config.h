@@ -79,6 +79,9 @@ struct NfqueueConfig {
 
 struct ControlConfig {
   std::string socket = "/run/egressd/control.sock";
+  // Permission bits of the socket file (connecting needs write permission):
+  // owner read+write required, group optional, nothing for others.
+  uint32_t socketMode = 0600;
   friend bool operator==(const ControlConfig&, const ControlConfig&) = default;
 };
 

@@ -573,7 +573,46 @@ void readNfqueue(Section& section, NfqueueConfig& nfqueue) {
   readCount(section, "queue_maxlen", 1, 1'000'000, nfqueue.queueMaxlen);
 }
 
+// control.socket_mode: "0600", "0660", "600". Whoever can connect can read
+// every decision (`egressctl watch`) and the rules, so "other" gets nothing;
+// the owner (egressd's user, and egressctl run as it) needs read and write;
+// execute and the setuid/setgid/sticky bits mean nothing on a socket.
+std::optional<uint32_t> parseSocketMode(std::string_view text, std::string& error) {
+  const std::string shown = quote(text);
+  if (text.size() < 3 || text.size() > 4 ||
+      std::any_of(text.begin(), text.end(), [](char c) { return c < '0' || c > '7'; })) {
+    error = shown + " is not an octal file mode such as \"0600\"";
+    return std::nullopt;
+  }
+  uint32_t mode = 0;
+  for (char c : text) mode = mode * 8 + static_cast<uint32_t>(c - '0');
+  if (mode > 0777) {
+    error = shown + " sets setuid, setgid or sticky bits; only permission bits (at most 0770) are allowed";
+  } else if ((mode & 0007) != 0) {
+    error = shown + " gives access to other users; the control socket shows every decision, use 0600 or 0660";
+  } else if ((mode & 0600) != 0600) {
+    error = shown + " must give the owner read and write (0600)";
+  } else if ((mode & 0111) != 0) {
+    error = shown + " has execute bits, which mean nothing on a socket; use 0600 or 0660";
+  } else {
+    return mode;
+  }
+  return std::nullopt;
+}
+
 void readControl(Section& section, ControlConfig& control, const std::filesystem::path& base) {
+  if (const toml::node* modeNode = section.find("socket_mode")) {
+    if (const auto* value = modeNode->as_string()) {
+      std::string error;
+      if (const auto mode = parseSocketMode(value->get(), error)) {
+        control.socketMode = *mode;
+      } else {
+        section.loader().problem("control.socket_mode", std::move(error), *modeNode);
+      }
+    } else {
+      typeError(section, "socket_mode", *modeNode, "a string (an octal mode such as \"0600\")");
+    }
+  }
   const toml::node* node = section.find("socket");
   if (node == nullptr) return;
   const auto* value = node->as_string();

@@ -225,6 +225,7 @@ void Daemon::onDnsEvent(const dns::DnsEvent& event) {
 bool Daemon::startControl(std::string& error) {
   ControlServerOptions options;
   options.path = config_.control.socket;
+  options.mode = static_cast<mode_t>(config_.control.socketMode);  // control.socket_mode
   control_ = std::make_unique<ControlServer>(
       base_.get(), options, policy_, [this] { return controlStats(); }, decisions_.get());
   if (!control_->start(error)) {

@@ -139,6 +139,7 @@ hold_timeout = "500ms"
 queue_maxlen = 11
 [control]
 socket = "run/ctl.sock"
+socket_mode = "0660"
 [metrics]
 enabled = false
 listen = "[::1]:9999"
@@ -175,6 +176,7 @@ format = "json"
   CHECK(c.nfqueue.holdTimeout == 500ms);
   CHECK(c.nfqueue.queueMaxlen == 11);
   CHECK(c.control.socket == "/etc/egressd/run/ctl.sock");
+  CHECK(c.control.socketMode == 0660);
   CHECK_FALSE(c.metrics.enabled);
   CHECK(c.metrics.listen == addr("[::1]:9999"));
   CHECK(c.log.level == common::LogLevel::Debug);
@@ -276,6 +278,9 @@ TEST_CASE("every key with a value of the wrong type is one problem at its path")
       {"[nfqueue]\nqueues = 0", "nfqueue.queues", "expected an array of integers, got an integer"},
       {"[nfqueue]\nqueues = [\"0\"]", "nfqueue.queues[0]", "expected an integer, got a string"},
       {"[control]\nsocket = 1", "control.socket", "expected a string (a path), got an integer"},
+      // An integer would be read in decimal (600 = 0o1130): only strings.
+      {"[control]\nsocket_mode = 600", "control.socket_mode",
+       "expected a string (an octal mode such as \"0600\"), got an integer"},
       {"[metrics]\nlisten = [\"127.0.0.1:9153\"]", "metrics.listen",
        "expected a string (address:port), got an array"},
       {"[log]\nlevel = \"verbose\"", "log.level",
@@ -544,4 +549,53 @@ TEST_CASE("problem text without a source or position") {
   p.source = "f.toml";
   p.path.clear();
   CHECK(p.toString() == "f.toml:3:4: m");
+}
+
+TEST_CASE("control.socket_mode is an octal string that gives others nothing and the owner read and write") {
+  CHECK(load("[dns]\nupstreams = [\"192.0.2.1\"]").config->control.socketMode == 0600);  // the default
+  struct Good {
+    const char* text;
+    uint32_t mode;
+  };
+  for (const Good& g :
+       {Good{"0600", 0600}, Good{"600", 0600}, Good{"0660", 0660}, Good{"0620", 0620}, Good{"0640", 0640}}) {
+    const ConfigLoad result =
+        load(std::string("[dns]\nupstreams = [\"192.0.2.1\"]\n[control]\nsocket_mode = \"") + g.text + "\"");
+    CAPTURE(g.text);
+    INFO(describe(result));
+    REQUIRE(result.ok());
+    CHECK(result.config->control.socketMode == g.mode);
+  }
+  struct Bad {
+    const char* text;
+    const char* message;
+  };
+  const Bad cases[] = {
+      {"0666",
+       "\"0666\" gives access to other users; the control socket shows every decision, use 0600 or 0660"},
+      {"0602",
+       "\"0602\" gives access to other users; the control socket shows every decision, use 0600 or 0660"},
+      {"0400", "\"0400\" must give the owner read and write (0600)"},
+      {"0060", "\"0060\" must give the owner read and write (0600)"},
+      {"0700", "\"0700\" has execute bits, which mean nothing on a socket; use 0600 or 0660"},
+      {"4600",
+       "\"4600\" sets setuid, setgid or sticky bits; only permission bits (at most 0770) are allowed"},
+      {"0680", "\"0680\" is not an octal file mode such as \"0600\""},
+      {"0o600", "\"0o600\" is not an octal file mode such as \"0600\""},
+      {"60", "\"60\" is not an octal file mode such as \"0600\""},
+      {"", "\"\" is not an octal file mode such as \"0600\""},
+      {"u=rw", "\"u=rw\" is not an octal file mode such as \"0600\""},
+  };
+  for (const Bad& c : cases) {
+    const ConfigProblem problem = onlyProblem(std::string("[control]\nsocket_mode = \"") + c.text + "\"");
+    CAPTURE(c.text);
+    CHECK(problem.path == "control.socket_mode");
+    CHECK(problem.message == c.message);
+    CHECK(problem.line == 2);
+  }
+  // Restart-only: the socket is created once.
+  config::Config changed;
+  changed.control.socketMode = 0660;
+  CHECK(config::restartOnlyChanges(config::Config{}, changed) ==
+        std::vector<std::string>{"control.socket_mode"});
 }

@@ -37,13 +37,14 @@ spec:
   - "*.example.org:443"
 EOF2
 write_egressd_config "$dir/egressd.toml" "$dir/rules"
-# The control socket lives in a directory egressd creates.
-sed -i "s|^socket = .*|socket = \"$dir/run/control.sock\"|" "$dir/egressd.toml"
+# The control socket lives in a directory egressd creates, with the
+# configured mode (the default, 0600, is checked by the unit tests).
+sed -i "s|^socket = .*|socket = \"$dir/run/control.sock\"\nsocket_mode = \"0660\"|" "$dir/egressd.toml"
 sock="$dir/run/control.sock"
 start_egressd "$bin/egressd" "$dir/egressd.toml" || exit 1
 ctl() { "$bin/egressctl" "$@"; }
 
-expect_eq "the control socket is mode 0600" 600 "$(stat -c %a "$sock")"
+expect_eq "the control socket has the configured mode 0660" 660 "$(stat -c %a "$sock")"
 expect_eq "its directory was created 0755" 755 "$(stat -c %a "$dir/run")"
 expect_match "the socket is logged" 'event=control.listening' "$(cat "$E2E_LOGS/egressd.log")"
 
@@ -51,7 +52,7 @@ expect_match "the socket is logged" 'event=control.listening' "$(cat "$E2E_LOGS/
 sed -e "s|^listen = \[.*\]|listen = [\"127.0.0.1:0\"]|" -e 's|^enabled = true|enabled = false|' "$dir/egressd.toml" > "$dir/second.toml"
 second="$(in_gw timeout 5 "$bin/egressd" --config "$dir/second.toml" 2>&1)"
 expect_match "a second egressd refuses a socket someone listens on" "already listening on $sock" "$second"
-expect_eq "... and leaves it in place" 600 "$(stat -c %a "$sock")"
+expect_eq "... and leaves it in place" 660 "$(stat -c %a "$sock")"
 
 # --- watch: a matrix of filters ----------------------------------------------
 # Each filter gets its own watch client (lines, no colour); traffic runs;
