@@ -259,8 +259,7 @@ StatsSources Daemon::statsSources() const {
   sources.audit = config_.mode == config::Mode::Audit;
   sources.daemon = &stats_;
   if (enforcement_) {
-    sources.workers = enforcement_->workers();
-    sources.queueNumbers = config_.nfqueue.queues;  // restart-only: the workers' queues, in order
+    sources.enforcement = enforcement_.get();  // queue totals across worker restarts, fast path
     sources.flowCapacity = config_.nfqueue.maxHeldFlows;
   }
   sources.dns = dns_.get();

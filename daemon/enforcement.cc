@@ -85,14 +85,26 @@ void BoundSetFeeder::resync() noexcept {
   resyncLocked();
 }
 
+BoundSetSizes BoundSetFeeder::setSizes() const {
+  std::lock_guard lock(mutex_);
+  BoundSetSizes out;
+  std::string error;
+  uint64_t entries = 0;
+  if (client_.size(set4_, entries, error)) out.v4 = entries;
+  if (client_.size(set6_, entries, error)) out.v6 = entries;
+  return out;
+}
+
 void BoundSetFeeder::clear() noexcept {
   std::lock_guard lock(mutex_);
   std::string error;
   for (const std::string* set : {&set4_, &set6_}) {
+    stats_.flushes.fetch_add(1, std::memory_order_relaxed);
     if (!client_.flush(*set, error)) {
       common::LogLine(common::LogLevel::Warn, "nfq.fast_path_flush_failed")
           .field("set", *set)
           .field("error", error);
+      stats_.failed.fetch_add(1, std::memory_order_relaxed);
     }
   }
 }
@@ -102,6 +114,7 @@ void BoundSetFeeder::resyncLocked() noexcept {
   stats_.resyncs.fetch_add(1, std::memory_order_relaxed);
   std::string error;
   for (const std::string* set : {&set4_, &set6_}) {
+    stats_.flushes.fetch_add(1, std::memory_order_relaxed);
     if (!client_.flush(*set, error)) {
       // The stale entries stay: say so loudly (they still only let SYNs
       // and empty segments through; every payload is judged).
@@ -164,6 +177,16 @@ nfq::RulesetOptions rulesetOptions(const config::Config& config) {
     options.queueLast = *high;
   }
   return options;
+}
+
+void RetiredCounters::retire(uint16_t queue, const nfq::QueueCounters& last) {
+  retired_[queue] += last;
+}
+
+nfq::QueueCounters RetiredCounters::total(uint16_t queue, const nfq::QueueCounters& live) const {
+  nfq::QueueCounters out = live;
+  if (const auto it = retired_.find(queue); it != retired_.end()) out += it->second;
+  return out;
 }
 
 Enforcement::Enforcement(const common::SnapshotHolder<policy::Policy>& policy, dns::BindingTable& bindings,
@@ -247,6 +270,7 @@ bool Enforcement::startWorkers(const config::Config& config, std::string& error)
       return false;
     }
     workers_.push_back(std::move(worker));
+    workerQueues_.push_back(queue);
     common::LogLine(common::LogLevel::Info, "nfq.worker_started")
         .field("queue", static_cast<unsigned>(queue));
   }
@@ -254,8 +278,27 @@ bool Enforcement::startWorkers(const config::Config& config, std::string& error)
 }
 
 void Enforcement::stopWorkers() {
-  for (auto& worker : workers_) worker->stop();
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    workers_[i]->stop();
+    // After stop(): its held flows were denied and counted.
+    retired_.retire(workerQueues_[i], workers_[i]->counters());
+  }
   workers_.clear();
+  workerQueues_.clear();
+}
+
+std::vector<QueueTotals> Enforcement::queueTotals() const {
+  std::vector<QueueTotals> out;
+  // Every configured queue, with or without a running worker (a failed
+  // restart): its totals stay reported.
+  for (uint16_t queue : running_.nfqueue.queues) {
+    nfq::QueueCounters live;
+    for (size_t i = 0; i < workers_.size(); ++i) {
+      if (workerQueues_[i] == queue) live = workers_[i]->counters();
+    }
+    out.push_back({queue, retired_.total(queue, live)});
+  }
+  return out;
 }
 
 void Enforcement::stop() {

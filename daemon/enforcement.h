@@ -14,14 +14,19 @@
 // refilled when it changes), so a connection to an allowed name costs one
 // packet in user space: its first payload.
 //
-// Thread-safety: start/stop/restart/policyChanged from the daemon's event
-// loop thread; the feeder is also called from whatever thread records
+// Counters: queueTotals() reports each queue's counters since start, the
+// workers' that update() replaced included, so /metrics never goes back.
+//
+// Thread-safety: start/stop/restart/policyChanged/queueTotals from the
+// daemon's event loop thread; the feeder is also called from whatever thread records
 // bindings (a mutex serialises it).
 #pragma once
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -57,6 +62,13 @@ struct FastPathStats {
   std::atomic<uint64_t> setFull{0};   // refused: set at maxelem (those SYNs go to user space)
   std::atomic<uint64_t> failed{0};    // other kernel refusals, send errors, plan overflow
   std::atomic<uint64_t> resyncs{0};   // flush + refill after a policy change
+  std::atomic<uint64_t> flushes{0};   // sets emptied (resync, stop), each set counted
+};
+
+// Entries in the kernel's bound sets now (nullopt: could not be read).
+struct BoundSetSizes {
+  std::optional<uint64_t> v4;
+  std::optional<uint64_t> v6;
 };
 
 // Writes the (address, tcp:port) pairs of each binding into the bound sets
@@ -78,23 +90,46 @@ class BoundSetFeeder final : public dns::BindingObserver {
   void clear() noexcept;
 
   const FastPathStats& stats() const noexcept { return stats_; }
+  // Asks the kernel (two netlink round trips, under the feeder's lock): for
+  // a scrape, never for the data path.
+  BoundSetSizes setSizes() const;
 
  private:
   void refreshPolicyLocked() noexcept;
   void resyncLocked() noexcept;
   void write(std::span<const nfq::SetEntry> entries) noexcept;
 
-  std::mutex mutex_;
+  // Mutable: setSizes() is a read, but it talks over the one socket.
+  mutable std::mutex mutex_;
   common::SnapshotReader<policy::Policy> policyReader_;
   std::shared_ptr<const policy::Policy> policy_;
   nfq::NamePorts namePorts_;
   const dns::BindingTable& bindings_;
   std::string set4_;
   std::string set6_;
-  nfq::IpSetClient client_;
+  mutable nfq::IpSetClient client_;
   std::vector<nfq::SetEntry> plan_;     // preallocated
   std::vector<nfq::SetEntry> pending_;  // resync batches, preallocated
   FastPathStats stats_;
+};
+
+// The counters of one configured queue since egressd started.
+struct QueueTotals {
+  uint16_t queue = 0;
+  nfq::QueueCounters counters;
+};
+
+// The final counters of the workers that were replaced (a restart on a
+// live-settings change), per queue, so reported counters never go back.
+// Pure; one thread (the event loop).
+class RetiredCounters {
+ public:
+  void retire(uint16_t queue, const nfq::QueueCounters& last);
+  // `live` (the running worker's counters, or zeros) plus the retired ones.
+  nfq::QueueCounters total(uint16_t queue, const nfq::QueueCounters& live) const;
+
+ private:
+  std::map<uint16_t, nfq::QueueCounters> retired_;
 };
 
 class Enforcement {
@@ -117,6 +152,9 @@ class Enforcement {
   bool update(const config::Config& config, std::string& error);
 
   const std::vector<std::unique_ptr<nfq::QueueWorker>>& workers() const noexcept { return workers_; }
+  // Per configured queue, in configuration order: the running worker's
+  // counters plus those of the workers it replaced (event loop thread).
+  std::vector<QueueTotals> queueTotals() const;
   // Null when the fast path is off (nfqueue.install_rules = false).
   const BoundSetFeeder* fastPath() const noexcept { return feeder_.get(); }
 
@@ -130,6 +168,8 @@ class Enforcement {
   std::unique_ptr<BoundSetFeeder> feeder_;
   nfq::EventSink* events_;
   std::vector<std::unique_ptr<nfq::QueueWorker>> workers_;
+  std::vector<uint16_t> workerQueues_;  // the queue of each of workers_
+  RetiredCounters retired_;
   config::Config running_;
 };
 

@@ -28,25 +28,29 @@ std::string_view outcomeName(size_t index) {
   return dns::dnsOutcomeName(static_cast<dns::DnsOutcome>(index));
 }
 
-QueueStats queueStats(const nfq::QueueWorker& worker, uint16_t queue, size_t capacity) {
-  const nfq::QueueWorkerStats& s = worker.stats();
+QueueStats queueStats(const QueueTotals& totals, size_t capacity) {
   QueueStats out;
-  out.queue = queue;
-  out.packets = load(s.packets);
-  out.batches = load(s.batches);
-  out.receiveErrors = load(s.receiveErrors);
-  out.droppedSegments = load(s.droppedSegments);
-  out.serverResets = load(s.serverResets);
-  out.serverResetErrors = load(s.serverResetErrors);
-  for (size_t i = 0; i < out.verdicts.size(); ++i) out.verdicts[i] = load(s.verdicts[i]);
-  for (size_t i = 0; i < out.reasons.size(); ++i) out.reasons[i] = load(s.reasons[i]);
-  for (size_t i = 0; i < out.decodeErrors.size(); ++i) out.decodeErrors[i] = load(s.decodeErrors[i]);
-  // nfq::FlowTableStats are plain integers the worker thread writes: read
-  // here without synchronisation (aligned words, so never torn on x86-64 or
-  // arm64, at worst one update old), but formally a data race until nfq/
-  // publishes them as relaxed atomics like QueueWorkerStats.
-  out.flows = worker.flowStats();
+  static_cast<nfq::QueueCounters&>(out) = totals.counters;
+  out.queue = totals.queue;
   out.flowCapacity = capacity;
+  return out;
+}
+
+FastPathSnapshot fastPathStats(const Enforcement& enforcement) {
+  FastPathSnapshot out;
+  const BoundSetFeeder* feeder = enforcement.fastPath();
+  if (feeder == nullptr) return out;
+  const FastPathStats& f = feeder->stats();
+  out.available = true;
+  out.bindings = load(f.bindings);
+  out.entries = load(f.entries);
+  out.setFull = load(f.setFull);
+  out.failed = load(f.failed);
+  out.resyncs = load(f.resyncs);
+  out.flushes = load(f.flushes);
+  const BoundSetSizes sizes = feeder->setSizes();
+  out.setEntries4 = sizes.v4;
+  out.setEntries6 = sizes.v6;
   return out;
 }
 
@@ -259,6 +263,14 @@ void renderQueues(Exposition& e, const StatsSnapshot& s) {
   perQueue("egressd_nfq_dropped_segments_total", "counter",
            "Retransmitted or out-of-order segments of held flows, dropped (the client resends).",
            [](const QueueStats& q) { return q.droppedSegments; });
+  perQueue("egressd_nfq_held_retransmits_passed_total", "counter",
+           "Retransmissions of bytes already held, let through without a connection mark (the server "
+           "acknowledges them; the flow stays held).",
+           [](const QueueStats& q) { return q.heldRetransmitsPassed; });
+  perQueue("egressd_nfq_recent_repeats_total", "counter",
+           "Packets given their flow's recent final verdict again (queued before the connection mark was "
+           "saved); not decisions, no events.",
+           [](const QueueStats& q) { return q.recentRepeats; });
   e.family("egressd_nfq_server_resets_total", "counter",
            "TCP resets sent to the servers of connections denied after their handshake, by result.");
   for (size_t i = 0; i < s.queues.size(); ++i) {
@@ -295,6 +307,44 @@ void renderQueues(Exposition& e, const StatsSnapshot& s) {
     e.sample("egressd_nfq_held_flow_anomalies_total", {{"queue", q}, {"anomaly", "pool_exhausted"}},
              f.poolExhausted);
   }
+}
+
+void renderFastPath(Exposition& e, const StatsSnapshot& s) {
+  const FastPathSnapshot* f = s.fastPath ? &*s.fastPath : nullptr;
+  const auto single = [&](std::string_view name, std::string_view type, std::string_view help, auto value) {
+    e.family(name, type, help);
+    if (f != nullptr) e.sample(name, {}, value(*f));
+  };
+  single("egressd_nfq_fast_path_available", "gauge",
+         "1 when the kernel fast path passes SYNs to DNS-bound (address, port) pairs in the kernel; 0 when "
+         "it is off (nfqueue.install_rules = false, or the kernel lacks ip_set/xt_set/xt_u32).",
+         [](const FastPathSnapshot& x) { return uint64_t{x.available ? 1u : 0u}; });
+  e.family("egressd_nfq_fast_path_set_entries", "gauge",
+           "Entries in the kernel's bound sets by family, as the kernel counts them (timed-out entries "
+           "until its garbage collector runs).");
+  if (f != nullptr && f->setEntries4)
+    e.sample("egressd_nfq_fast_path_set_entries", {{"family", "ipv4"}}, *f->setEntries4);
+  if (f != nullptr && f->setEntries6)
+    e.sample("egressd_nfq_fast_path_set_entries", {{"family", "ipv6"}}, *f->setEntries6);
+  single("egressd_nfq_fast_path_bindings_total", "counter",
+         "DNS bindings (new or extended) the fast path planned set entries for.",
+         [](const FastPathSnapshot& x) { return x.bindings; });
+  single("egressd_nfq_fast_path_entries_written_total", "counter",
+         "Bound-set entries added or given a new timeout.",
+         [](const FastPathSnapshot& x) { return x.entries; });
+  e.family("egressd_nfq_fast_path_failures_total", "counter",
+           "Bound-set entries or flushes that failed, by cause: set_full (the set is at maxelem), other "
+           "(kernel refusals, send errors, plan overflow); those SYNs are decided in user space.");
+  if (f != nullptr) {
+    e.sample("egressd_nfq_fast_path_failures_total", {{"cause", "set_full"}}, f->setFull);
+    e.sample("egressd_nfq_fast_path_failures_total", {{"cause", "other"}}, f->failed);
+  }
+  single("egressd_nfq_fast_path_resyncs_total", "counter",
+         "Flushes and refills of the bound sets after a policy change.",
+         [](const FastPathSnapshot& x) { return x.resyncs; });
+  single("egressd_nfq_fast_path_flushes_total", "counter",
+         "Bound sets emptied (each set counted: two per resync, two at stop).",
+         [](const FastPathSnapshot& x) { return x.flushes; });
 }
 
 void renderDns(Exposition& e, const StatsSnapshot& s) {
@@ -464,11 +514,11 @@ StatsSnapshot collectStats(const StatsSources& sources) {
   s.now = sources.now;
   s.audit = sources.audit;
   if (sources.daemon != nullptr) s.daemon = *sources.daemon;
-  const size_t workers = std::min(sources.workers.size(), sources.queueNumbers.size());
-  for (size_t i = 0; i < workers; ++i) {
-    if (sources.workers[i]) {
-      s.queues.push_back(queueStats(*sources.workers[i], sources.queueNumbers[i], sources.flowCapacity));
+  if (sources.enforcement != nullptr) {
+    for (const QueueTotals& totals : sources.enforcement->queueTotals()) {
+      s.queues.push_back(queueStats(totals, sources.flowCapacity));
     }
+    s.fastPath = fastPathStats(*sources.enforcement);
   }
   if (sources.dns != nullptr) s.dns = dnsStats(*sources.dns, sources.dnsCacheCapacity);
   if (sources.bindings != nullptr) {
@@ -487,6 +537,7 @@ std::string renderPrometheus(const StatsSnapshot& snapshot) {
   Exposition e;
   renderDaemon(e, snapshot);
   renderQueues(e, snapshot);
+  renderFastPath(e, snapshot);
   renderDns(e, snapshot);
   renderEvents(e, snapshot);
   return e.take();
@@ -536,6 +587,8 @@ nlohmann::json toJson(const StatsSnapshot& s) {
                       {"batches", q.batches},
                       {"receive_errors", q.receiveErrors},
                       {"dropped_segments", q.droppedSegments},
+                      {"held_retransmits_passed", q.heldRetransmitsPassed},
+                      {"recent_repeats", q.recentRepeats},
                       {"server_resets", q.serverResets},
                       {"server_reset_errors", q.serverResetErrors},
                       {"verdicts", std::move(verdicts)},
@@ -554,6 +607,16 @@ nlohmann::json toJson(const StatsSnapshot& s) {
                         {"pool_exhausted", f.poolExhausted}}}});
   }
   out["nfqueue"] = {{"enabled", !s.queues.empty()}, {"queues", std::move(queues)}};
+  if (s.fastPath) {
+    const FastPathSnapshot& f = *s.fastPath;
+    json sets = json::object();
+    if (f.setEntries4) sets["ipv4"] = *f.setEntries4;
+    if (f.setEntries6) sets["ipv6"] = *f.setEntries6;
+    out["nfqueue"]["fast_path"] = {{"available", f.available}, {"set_entries", std::move(sets)},
+                                   {"bindings", f.bindings},   {"entries_written", f.entries},
+                                   {"set_full", f.setFull},    {"failed", f.failed},
+                                   {"resyncs", f.resyncs},     {"flushes", f.flushes}};
+  }
 
   if (s.dns) {
     const DnsStats& n = *s.dns;

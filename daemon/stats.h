@@ -28,6 +28,7 @@
 #include <string_view>
 #include <vector>
 
+#include "daemon/enforcement.h"
 #include "daemon/rule_set_hits.h"
 #include "daemon/rules_state.h"
 #include "dns/binding_table.h"
@@ -82,19 +83,26 @@ struct HistogramValue {
   double sum = 0;
 };
 
-struct QueueStats {
+// One queue's counters since egressd started (across worker restarts:
+// Enforcement::queueTotals()).
+struct QueueStats : nfq::QueueCounters {
   uint16_t queue = 0;
-  uint64_t packets = 0;
-  uint64_t batches = 0;
-  uint64_t receiveErrors = 0;
-  uint64_t droppedSegments = 0;
-  uint64_t serverResets = 0;
-  uint64_t serverResetErrors = 0;
-  std::array<uint64_t, nfq::kVerdictCount> verdicts{};
-  std::array<uint64_t, nfq::kReasonCount> reasons{};
-  std::array<uint64_t, nfq::kDecodeErrorCount> decodeErrors{};
-  nfq::FlowTableStats flows;
   size_t flowCapacity = 0;
+};
+
+// The kernel fast path (daemon/enforcement.h BoundSetFeeder); present while
+// NFQUEUE enforcement runs.
+struct FastPathSnapshot {
+  bool available = false;  // the chain passes bound SYNs in the kernel
+  uint64_t bindings = 0;   // bindings the feeder saw
+  uint64_t entries = 0;    // set entries written (added or timeout renewed)
+  uint64_t setFull = 0;    // refused: set at maxelem
+  uint64_t failed = 0;     // other refusals, send errors, plan overflow
+  uint64_t resyncs = 0;    // flush + refill (policy change)
+  uint64_t flushes = 0;    // sets emptied (resync, stop)
+  // Entries the kernel holds now, by family (nullopt: could not be read).
+  std::optional<uint64_t> setEntries4;
+  std::optional<uint64_t> setEntries6;
 };
 
 // dns::DnsCounters as plain values; `outcomes` by dns::DnsOutcome.
@@ -130,6 +138,7 @@ struct StatsSnapshot {
   bool audit = false;  // mode = "audit" (a live setting)
   DaemonStats daemon;
   std::vector<QueueStats> queues;             // empty: NFQUEUE off
+  std::optional<FastPathSnapshot> fastPath;   // nullopt: NFQUEUE off
   std::optional<DnsStats> dns;                // nullopt: DNS off
   std::optional<BindingTableStats> bindings;  // nullopt: no table
   uint64_t eventsDropped = 0;                 // decision events the event hub could not take
@@ -144,9 +153,8 @@ struct StatsSources {
   SystemTime now = std::chrono::system_clock::now();
   bool audit = false;
   const DaemonStats* daemon = nullptr;
-  // The verdict workers and their queue numbers (same order and size).
-  std::span<const std::unique_ptr<nfq::QueueWorker>> workers;
-  std::span<const uint16_t> queueNumbers;
+  // The verdict workers (their totals across restarts) and the fast path.
+  const Enforcement* enforcement = nullptr;
   size_t flowCapacity = 0;  // nfqueue.max_held_flows, per worker
   const dns::DnsService* dns = nullptr;
   size_t dnsCacheCapacity = 0;  // dns.cache_size

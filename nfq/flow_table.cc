@@ -93,8 +93,8 @@ FlowTable::Flow& FlowTable::insertUnchecked(const FlowKey& key, TimePoint now) n
   size_t i = bucketOf(key);
   while (index_[i] != 0) i = (i + 1) & indexMask_;  // never full: twice the slots
   index_[i] = slot + 1;
-  ++stats_.active;
-  ++stats_.inserted;
+  counters_.active.add();
+  counters_.inserted.add();
   return flow;
 }
 
@@ -124,21 +124,21 @@ FlowTable::Append FlowTable::append(Flow& flow, std::optional<uint32_t> seq, std
       // RFC 9293 section 3.4: sequence numbers compare modulo 2^32.
       const uint32_t behind = flow.nextSeq - *seq;
       if (behind < (1U << 31) && behind >= payload.size()) {
-        ++stats_.duplicates;
+        counters_.duplicates.add();
         return Append::Duplicate;
       }
-      ++stats_.outOfOrder;
+      counters_.outOfOrder.add();
       return Append::OutOfOrder;
     }
   }
   if (flow.heldCount == kMaxHeldPackets || payload.size() > options_.maxFlowBytes - flow.length) {
-    ++stats_.bufferFull;
+    counters_.bufferFull.add();
     return Append::BufferFull;
   }
   const size_t chunkBytes = options_.chunkBytes;
   const size_t needed = (flow.length + payload.size() + chunkBytes - 1) / chunkBytes;
   if (needed > flow.chunkCount && needed - flow.chunkCount > freeChunks_.size()) {
-    ++stats_.poolExhausted;
+    counters_.poolExhausted.add();
     return Append::PoolExhausted;
   }
   while (flow.chunkCount < needed) {
@@ -190,6 +190,25 @@ bool FlowTable::holdsCopy(const Flow& flow, uint32_t seq, std::span<const uint8_
 }
 
 void FlowTable::release(Flow& flow) noexcept {
+  unlink(flow);
+  counters_.released.add();
+}
+
+FlowTableStats FlowTable::stats() const noexcept {
+  FlowTableStats out;
+  out.active = static_cast<size_t>(counters_.active.load());
+  out.inserted = counters_.inserted.load();
+  out.released = counters_.released.load();
+  out.expired = counters_.expired.load();
+  out.evicted = counters_.evicted.load();
+  out.duplicates = counters_.duplicates.load();
+  out.outOfOrder = counters_.outOfOrder.load();
+  out.bufferFull = counters_.bufferFull.load();
+  out.poolExhausted = counters_.poolExhausted.load();
+  return out;
+}
+
+void FlowTable::unlink(Flow& flow) noexcept {
   const auto slot = static_cast<uint32_t>(slotIndex(flow));
   indexRemove(slot);
   if (flow.prev != kNone) {
@@ -205,8 +224,7 @@ void FlowTable::release(Flow& flow) noexcept {
   for (uint32_t i = 0; i < flow.chunkCount; ++i) freeChunks_.push_back(flow.chunks[i]);
   flow = Flow{};
   freeSlots_.push_back(slot);
-  --stats_.active;
-  ++stats_.released;
+  counters_.active.sub();
 }
 
 std::optional<FlowTable::TimePoint> FlowTable::nextExpiry() const noexcept {

@@ -7,8 +7,10 @@
 // allocate. When the table is full the oldest flow is evicted (its held
 // packets handed to the caller for a verdict) and counted.
 //
-// Thread-safety: none; one table per verdict worker thread. Time is passed
-// in (no clock inside), so tests inject it.
+// Thread-safety: one table per verdict worker thread, which alone calls the
+// mutating members; stats() may be called from any thread (the counters are
+// single-writer relaxed atomics, nfq/owned_counter.h). Time is passed in
+// (no clock inside), so tests inject it.
 #pragma once
 
 #include <array>
@@ -20,6 +22,7 @@
 #include <vector>
 
 #include "common/ip_address.h"
+#include "nfq/owned_counter.h"
 #include "nfq/packet.h"
 
 namespace nfq {
@@ -44,6 +47,7 @@ struct FlowTableOptions {
   std::chrono::nanoseconds holdTimeout = std::chrono::seconds(2);
 };
 
+// A copy of the table's counters (FlowTable::stats()).
 struct FlowTableStats {
   size_t active = 0;
   uint64_t inserted = 0;
@@ -103,10 +107,9 @@ class FlowTable {
   Flow& insert(const FlowKey& key, TimePoint now, OnEvict&& onEvict) noexcept {
     if (freeSlots_.empty()) {
       Flow& oldest = slots_[head_];
-      ++stats_.evicted;
+      counters_.evicted.add();
       onEvict(static_cast<const Flow&>(oldest));
-      release(oldest);
-      --stats_.released;  // counted as evicted, not released
+      unlink(oldest);  // counted as evicted, not released
     }
     return insertUnchecked(key, now);
   }
@@ -138,9 +141,8 @@ class FlowTable {
     while (head_ != kNone && slots_[head_].firstSeen + options_.holdTimeout <= now) {
       Flow& oldest = slots_[head_];
       onExpire(static_cast<const Flow&>(oldest));
-      release(oldest);
-      --stats_.released;
-      ++stats_.expired;
+      unlink(oldest);
+      counters_.expired.add();
       ++count;
     }
     return count;
@@ -152,15 +154,31 @@ class FlowTable {
   // When the oldest flow expires (nullopt: empty), for the worker's timer.
   std::optional<TimePoint> nextExpiry() const noexcept;
 
-  const FlowTableStats& stats() const noexcept { return stats_; }
-  size_t size() const noexcept { return stats_.active; }
+  // A copy, one relaxed read per counter: callable from any thread.
+  FlowTableStats stats() const noexcept;
+  size_t size() const noexcept { return static_cast<size_t>(counters_.active.load()); }
   size_t capacity() const noexcept { return slots_.size(); }
   size_t freeChunks() const noexcept { return freeChunks_.size(); }
 
  private:
   static constexpr uint32_t kNone = UINT32_MAX;
 
+  struct Counters {
+    OwnedCounter active;
+    OwnedCounter inserted;
+    OwnedCounter released;
+    OwnedCounter expired;
+    OwnedCounter evicted;
+    OwnedCounter duplicates;
+    OwnedCounter outOfOrder;
+    OwnedCounter bufferFull;
+    OwnedCounter poolExhausted;
+  };
+
   Flow& insertUnchecked(const FlowKey& key, TimePoint now) noexcept;
+  // release() without counting it as decided (expiry and eviction count
+  // themselves).
+  void unlink(Flow& flow) noexcept;
   size_t bucketOf(const FlowKey& key) const noexcept { return key.hash(seed_) & indexMask_; }
   void indexRemove(uint32_t slot) noexcept;
   uint8_t* chunk(uint32_t index) noexcept { return pool_.data() + size_t{index} * options_.chunkBytes; }
@@ -179,7 +197,7 @@ class FlowTable {
   std::vector<uint32_t> freeChunks_;  // stack
   uint32_t head_ = kNone;             // oldest
   uint32_t tail_ = kNone;             // newest
-  FlowTableStats stats_;
+  Counters counters_;
 };
 
 }  // namespace nfq

@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <optional>
 #include <thread>
 
 #include "common/errno_text.h"
@@ -116,6 +117,7 @@ struct IpSetClient::Reply {
   IpSetHeader header;
   uint8_t revision = 0;
   bool gotRevision = false;
+  std::optional<uint64_t> elements;  // IPSET_CMD_LIST header: IPSET_ATTR_DATA/IPSET_ATTR_ELEMENTS
 };
 
 bool IpSetClient::open(std::string& error) {
@@ -174,6 +176,19 @@ bool IpSetClient::request(std::vector<uint8_t>& message, Reply* reply, std::stri
             r->gotRevision = true;
           }
           break;
+        case IPSET_ATTR_DATA: {
+          // A list header's set data (ip_set_hash_gen.h mtype_head).
+          const auto readData = [](const nlattr* inner, void* context2) -> int {
+            if (mnl_attr_get_type(inner) == IPSET_ATTR_ELEMENTS &&
+                mnl_attr_validate(inner, MNL_TYPE_U32) >= 0) {
+              static_cast<Reply*>(context2)->elements = ntohl(mnl_attr_get_u32(inner));
+            }
+            return MNL_CB_OK;
+          };
+          if (mnl_attr_validate(attribute, MNL_TYPE_NESTED) >= 0)
+            mnl_attr_parse_nested(attribute, readData, r);
+          break;
+        }
         default:
           break;
       }
@@ -210,6 +225,26 @@ bool IpSetClient::header(std::string_view name, IpSetHeader& out, std::string& e
   Reply reply;
   if (!request(message, &reply, error)) return false;
   out = reply.header;
+  return true;
+}
+
+bool IpSetClient::size(std::string_view name, uint64_t& entries, std::string& error) {
+  if (!validName(name)) {
+    error = "bad set name";
+    return false;
+  }
+  std::vector<uint8_t> message(MNL_SOCKET_BUFFER_SIZE);
+  // A dump of that one set's header only (`ipset list -terse NAME`).
+  nlmsghdr* h = putHeader(message.data(), IPSET_CMD_LIST, NLM_F_DUMP, nextSeq(), NFPROTO_UNSPEC);
+  mnl_attr_put_strz(h, IPSET_ATTR_SETNAME, std::string(name).c_str());
+  mnl_attr_put_u32(h, IPSET_ATTR_FLAGS | NLA_F_NET_BYTEORDER, htonl(IPSET_FLAG_LIST_HEADER));
+  Reply reply;
+  if (!request(message, &reply, error)) return false;
+  if (!reply.elements) {
+    error = "the kernel did not report the number of entries";
+    return false;
+  }
+  entries = *reply.elements;
   return true;
 }
 

@@ -81,6 +81,10 @@ class IpSetClient {
   bool destroy(std::string_view name, std::string& error);
   // The set's type and family; false (error = "no such set") when missing.
   bool header(std::string_view name, IpSetHeader& out, std::string& error);
+  // How many entries the set holds (`ipset list -t`, "Number of entries":
+  // timed-out entries count until the kernel's garbage collector removes
+  // them). False when the set is missing or the kernel does not say.
+  bool size(std::string_view name, uint64_t& entries, std::string& error);
 
   // Adds TCP entries, v4 ones to `set4`, v6 ones to `set6`, batched (up to
   // 64 per sendmsg); never blocks, never allocates.

@@ -80,6 +80,49 @@ QueueWorker::~QueueWorker() {
   stop();
 }
 
+QueueCounters& QueueCounters::operator+=(const QueueCounters& other) noexcept {
+  packets += other.packets;
+  batches += other.batches;
+  receiveErrors += other.receiveErrors;
+  droppedSegments += other.droppedSegments;
+  heldRetransmitsPassed += other.heldRetransmitsPassed;
+  recentRepeats += other.recentRepeats;
+  serverResets += other.serverResets;
+  serverResetErrors += other.serverResetErrors;
+  for (size_t i = 0; i < verdicts.size(); ++i) verdicts[i] += other.verdicts[i];
+  for (size_t i = 0; i < reasons.size(); ++i) reasons[i] += other.reasons[i];
+  for (size_t i = 0; i < decodeErrors.size(); ++i) decodeErrors[i] += other.decodeErrors[i];
+  flows.inserted += other.flows.inserted;
+  flows.released += other.flows.released;
+  flows.expired += other.flows.expired;
+  flows.evicted += other.flows.evicted;
+  flows.duplicates += other.flows.duplicates;
+  flows.outOfOrder += other.flows.outOfOrder;
+  flows.bufferFull += other.flows.bufferFull;
+  flows.poolExhausted += other.flows.poolExhausted;
+  return *this;
+}
+
+QueueCounters QueueWorker::counters() const noexcept {
+  const auto load = [](const std::atomic<uint64_t>& counter) {
+    return counter.load(std::memory_order_relaxed);
+  };
+  QueueCounters out;
+  out.packets = load(stats_.packets);
+  out.batches = load(stats_.batches);
+  out.receiveErrors = load(stats_.receiveErrors);
+  out.droppedSegments = load(stats_.droppedSegments);
+  out.heldRetransmitsPassed = load(stats_.heldRetransmitsPassed);
+  out.recentRepeats = load(stats_.recentRepeats);
+  out.serverResets = load(stats_.serverResets);
+  out.serverResetErrors = load(stats_.serverResetErrors);
+  for (size_t i = 0; i < out.verdicts.size(); ++i) out.verdicts[i] = load(stats_.verdicts[i]);
+  for (size_t i = 0; i < out.reasons.size(); ++i) out.reasons[i] = load(stats_.reasons[i]);
+  for (size_t i = 0; i < out.decodeErrors.size(); ++i) out.decodeErrors[i] = load(stats_.decodeErrors[i]);
+  out.flows = flows_.stats();
+  return out;
+}
+
 void QueueWorker::refreshPolicy() noexcept {
   const auto& current = policyReader_.shared();
   if (current != policy_) {

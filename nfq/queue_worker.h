@@ -26,7 +26,7 @@
 // Ownership: the worker owns its netlink socket (std::unique_ptr with
 // mnl_socket_close) and its thread; policy and bindings are borrowed and
 // must outlive it. Thread-safety: start/stop from one controlling thread;
-// stats() from any thread (relaxed atomics).
+// stats(), flowStats() and counters() from any thread (relaxed atomics).
 // Failure: start() throws std::runtime_error when the queue cannot be bound
 // (a start-up error); receive errors are counted and the loop continues.
 #pragma once
@@ -110,6 +110,28 @@ struct QueueWorkerStats {
   std::atomic<uint64_t> serverResetErrors{0};
 };
 
+// A worker's counters as plain numbers (QueueWorker::counters(), one
+// relaxed read each). Summable, so an owner that replaces its workers can
+// keep totals that never go back (Prometheus counters).
+struct QueueCounters {
+  uint64_t packets = 0;
+  uint64_t batches = 0;
+  uint64_t receiveErrors = 0;
+  uint64_t droppedSegments = 0;
+  uint64_t heldRetransmitsPassed = 0;
+  uint64_t recentRepeats = 0;
+  uint64_t serverResets = 0;
+  uint64_t serverResetErrors = 0;
+  std::array<uint64_t, kVerdictCount> verdicts{};
+  std::array<uint64_t, kReasonCount> reasons{};
+  std::array<uint64_t, kDecodeErrorCount> decodeErrors{};
+  FlowTableStats flows;
+
+  // Adds every counter of `other`; flows.active is a level, not a count,
+  // and keeps this side's value (a stopped worker holds nothing).
+  QueueCounters& operator+=(const QueueCounters& other) noexcept;
+};
+
 class QueueWorker {
  public:
   QueueWorker(QueueWorkerOptions options, const common::SnapshotHolder<policy::Policy>& policy,
@@ -124,7 +146,8 @@ class QueueWorker {
   void stop();
 
   const QueueWorkerStats& stats() const noexcept { return stats_; }
-  const FlowTableStats& flowStats() const noexcept { return flows_.stats(); }
+  FlowTableStats flowStats() const noexcept { return flows_.stats(); }
+  QueueCounters counters() const noexcept;
 
   // Live settings (SIGHUP: mode, rules.strict_binding) without a restart:
   // any thread may call it; the worker takes them before the next packet

@@ -40,6 +40,8 @@ inline daemon_main::StatsSnapshot fullSnapshot() {
     q.droppedSegments = 4;
     q.serverResets = 5;
     q.serverResetErrors = 6;
+    q.heldRetransmitsPassed = 15u + queue;
+    q.recentRepeats = 16u + queue;
     for (size_t i = 0; i < q.verdicts.size(); ++i) q.verdicts[i] = 10 * (i + 1) + queue;
     for (size_t i = 0; i < q.reasons.size(); ++i) q.reasons[i] = i + queue;
     for (size_t i = 0; i < q.decodeErrors.size(); ++i) q.decodeErrors[i] = 2 * i;
@@ -55,6 +57,16 @@ inline daemon_main::StatsSnapshot fullSnapshot() {
     q.flowCapacity = 65536;
     s.queues.push_back(q);
   }
+  FastPathSnapshot fast;
+  fast.available = true;
+  fast.bindings = 21;
+  fast.entries = 22;
+  fast.setFull = 23;
+  fast.failed = 24;
+  fast.resyncs = 25;
+  fast.flushes = 26;
+  fast.setEntries4 = 27;  // the IPv6 set's size could not be read
+  s.fastPath = fast;
   DnsStats d;
   d.queries = 500;
   for (size_t i = 0; i < d.outcomes.size(); ++i) d.outcomes[i] = 100 + i;

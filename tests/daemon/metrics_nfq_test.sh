@@ -84,6 +84,10 @@ expect_eq "team-a/app allowed 2 connections" 2 "$(val 'egressd_ruleset_decisions
 expect_eq "team-b/web allowed 2 connections" 2 "$(val 'egressd_ruleset_decisions_total{kind="connection",ruleset="team-b/web",verdict="allow"}')"
 expect_eq "team-a/app: 1 denied (not bound)" 1 "$(val 'egressd_ruleset_decisions_total{kind="connection",ruleset="team-a/app",verdict="deny"}')"
 expect_eq "nothing summed in _other" 0 "$(grep -c 'ruleset="_other"' "$samples")"
+# DNS answers name their rule sets too (kind="dns"): the pod resolved
+# api.example.com, which both rule sets allow.
+expect_ok "team-a/app credited with DNS answers" at_least "$(val 'egressd_ruleset_decisions_total{kind="dns",ruleset="team-a/app",verdict="allow"}')" 1
+expect_ok "team-b/web credited with DNS answers" at_least "$(val 'egressd_ruleset_decisions_total{kind="dns",ruleset="team-b/web",verdict="allow"}')" 1
 expect_eq "no held flows left" 0 "$(val 'egressd_nfq_held_flows{queue="0"}')"
 expect_eq "no events dropped" 0 "$(val egressd_events_dropped_total)"
 expect_ok "DNS answered the pod" at_least "$(delta 'egressd_dns_responses_total{outcome="allowed"}' "$first" "$after")" 1
@@ -97,5 +101,51 @@ done
 expect_eq "one rule set left" 1 "$(val egressd_policy_rule_sets)"
 expect_eq "team-b/web's series are gone" 0 "$(grep -c 'ruleset="team-b/web"' "$samples")"
 expect_eq "team-a/app's series stay" 2 "$(val 'egressd_ruleset_decisions_total{kind="connection",ruleset="team-a/app",verdict="allow"}')"
+removed=$samples
+
+# The kernel fast path: on (the chain is egressd's), the pod's DNS answer
+# for api.example.com put its address into the bound set, and the policy
+# change flushed and refilled the sets.
+expect_eq "fast path available" 1 "$(val egressd_nfq_fast_path_available "$after")"
+expect_ok "bound set holds api.example.com's address" \
+  at_least "$(val 'egressd_nfq_fast_path_set_entries{family="ipv4"}' "$after")" 1
+expect_ok "bound-set entries written" at_least "$(val egressd_nfq_fast_path_entries_written_total "$after")" 1
+expect_ok "bindings seen by the fast path" at_least "$(val egressd_nfq_fast_path_bindings_total "$after")" 1
+expect_ok "policy change resynced the sets" at_least "$(delta egressd_nfq_fast_path_resyncs_total "$after" "$removed")" 1
+expect_ok "resync flushed both sets" at_least "$(delta egressd_nfq_fast_path_flushes_total "$after" "$removed")" 2
+expect_eq "no fast-path failures" 0 "$(val 'egressd_nfq_fast_path_failures_total{cause="other"}' "$removed")"
+for family in egressd_nfq_recent_repeats_total egressd_nfq_held_retransmits_passed_total; do
+  expect_ok "$family is exported per queue" grep -q "^$family{queue=\"0\"} " "$removed"
+done
+
+# The same numbers in `egressctl stats` (the flattened JSON tree).
+if [ -x "$bin/egressctl" ]; then
+  "$bin/egressctl" stats --socket "$E2E_DIR/control.sock" > "$dir/stats.txt" 2>&1
+  expect_ok "egressctl stats shows the fast path" grep -qx 'nfqueue.fast_path.available true' "$dir/stats.txt"
+  expect_ok "egressctl stats shows the bound set's size" grep -q '^nfqueue.fast_path.set_entries.ipv4 [0-9]' "$dir/stats.txt"
+  expect_ok "egressctl stats shows recent repeats per queue" grep -q '^nfqueue.queues\[0\].recent_repeats [0-9]' "$dir/stats.txt"
+fi
+
+# Counters never go back: a SIGHUP that changes nfqueue.hold_timeout
+# restarts the verdict workers; the totals of the old ones are kept.
+sed -i 's/^install_rules = true$/install_rules = true\nhold_timeout = "3s"/' "$dir/egressd.toml"
+mark="$(egressd_log_mark)"
+kill -HUP "$(cat "$E2E_PIDS/egressd.pid")"
+restarted() { egressd_log_since "$mark" | grep -q 'event=nfq.worker_started'; }
+expect_ok "SIGHUP with a new hold_timeout restarts the worker" wait_until 50 restarted
+expect_ok "scrape after the restart passes the strict checker" scrape
+restart=$samples
+for sample in 'egressd_nfq_packets_total{queue="0"}' 'egressd_nfq_verdicts_total{queue="0",verdict="allow"}' \
+  'egressd_nfq_reasons_total{queue="0",reason="sni_not_bound"}' 'egressd_nfq_verdict_batches_total{queue="0"}' \
+  'egressd_nfq_reasons_total{queue="0",reason="port_not_in_policy"}'; do
+  expect_ok "$sample did not go back across the restart" at_least "$(val "$sample" "$restart")" "$(val "$sample" "$removed")"
+  expect_ok "$sample is not zero after the restart" at_least "$(val "$sample" "$restart")" 1
+done
+expect_eq "allowed name over HTTPS through the new worker" 200 "$(curl_pod https://api.example.com/)"
+expect_ok "scrape after a connection through the new worker" scrape
+expect_ok "the new worker's allow adds to the old total" \
+  at_least "$(delta 'egressd_nfq_verdicts_total{queue="0",verdict="allow"}' "$restart" "$samples")" 1
+expect_ok "and the total is above the count before the restart" \
+  at_least "$(delta 'egressd_nfq_verdicts_total{queue="0",verdict="allow"}' "$removed" "$samples")" 1
 
 summary

@@ -71,6 +71,20 @@ TEST_CASE("a full snapshot renders valid text with the snapshot's numbers") {
         3.0);
   CHECK(exposition.value("egressd_nfq_held_flow_anomalies_total",
                          {{"queue", "0"}, {"anomaly", "pool_exhausted"}}) == 4.0);
+  CHECK(exposition.value("egressd_nfq_held_retransmits_passed_total", {{"queue", "17"}}) == 32.0);
+  CHECK(exposition.value("egressd_nfq_recent_repeats_total", {{"queue", "0"}}) == 16.0);
+  CHECK(exposition.value("egressd_nfq_recent_repeats_total", {{"queue", "17"}}) == 33.0);
+
+  // The kernel fast path; a set whose size could not be read has no sample.
+  CHECK(exposition.value("egressd_nfq_fast_path_available") == 1.0);
+  CHECK(exposition.value("egressd_nfq_fast_path_bindings_total") == 21.0);
+  CHECK(exposition.value("egressd_nfq_fast_path_entries_written_total") == 22.0);
+  CHECK(exposition.value("egressd_nfq_fast_path_failures_total", {{"cause", "set_full"}}) == 23.0);
+  CHECK(exposition.value("egressd_nfq_fast_path_failures_total", {{"cause", "other"}}) == 24.0);
+  CHECK(exposition.value("egressd_nfq_fast_path_resyncs_total") == 25.0);
+  CHECK(exposition.value("egressd_nfq_fast_path_flushes_total") == 26.0);
+  CHECK(exposition.value("egressd_nfq_fast_path_set_entries", {{"family", "ipv4"}}) == 27.0);
+  CHECK_FALSE(exposition.value("egressd_nfq_fast_path_set_entries", {{"family", "ipv6"}}));
 
   CHECK(exposition.value("egressd_dns_queries_total") == 500.0);
   CHECK(exposition.value("egressd_dns_responses_total", {{"outcome", outcome(dns::DnsOutcome::Denied)}}) ==
@@ -179,6 +193,18 @@ TEST_CASE("the JSON form carries the same numbers") {
   CHECK(q17.at("packets") == 1017);
   CHECK(q17.at("verdicts").at("deny") == 10 * (static_cast<int>(nfq::Verdict::Deny) + 1) + 17);
   CHECK(q17.at("held_flows").at("active") == 9);
+  CHECK(q17.at("held_retransmits_passed") == 32);
+  CHECK(q17.at("recent_repeats") == 33);
+  const auto& fast = json.at("nfqueue").at("fast_path");
+  CHECK(fast.at("available") == true);
+  CHECK(fast.at("set_entries").at("ipv4") == 27);
+  CHECK_FALSE(fast.at("set_entries").contains("ipv6"));
+  CHECK(fast.at("bindings") == 21);
+  CHECK(fast.at("entries_written") == 22);
+  CHECK(fast.at("set_full") == 23);
+  CHECK(fast.at("failed") == 24);
+  CHECK(fast.at("resyncs") == 25);
+  CHECK(fast.at("flushes") == 26);
   CHECK(json.at("dns").at("enabled") == true);
   CHECK(json.at("dns").at("outcomes").at("denied") == 100 + static_cast<int>(dns::DnsOutcome::Denied));
   CHECK(json.at("dns").at("upstream_latency").at("count") == 10);
@@ -193,6 +219,7 @@ TEST_CASE("the JSON form carries the same numbers") {
   const auto off = daemon_main::toJson(daemon_main::StatsSnapshot{});
   CHECK(off.at("dns").at("enabled") == false);
   CHECK(off.at("nfqueue").at("enabled") == false);
+  CHECK_FALSE(off.at("nfqueue").contains("fast_path"));
 }
 
 TEST_CASE("reload bookkeeping: outcome by errors, policy age restarts") {
@@ -319,4 +346,59 @@ TEST_CASE("the exposition checker rejects broken text") {
   CHECK(rejects(
       hist +
       "egressd_h_bucket{le=\"1\"} 1\negressd_h_bucket{le=\"+Inf\"} 2\negressd_h_count 2\n"));  // no _sum
+}
+
+// Issue 5: a restarted verdict worker starts from zero; the totals reported
+// per queue must not (Prometheus counters never go back within a process).
+TEST_CASE("retired workers' counters are added to the running worker's") {
+  nfq::QueueCounters first;
+  first.packets = 10;
+  first.verdicts[static_cast<size_t>(nfq::Verdict::Allow)] = 4;
+  first.reasons[static_cast<size_t>(nfq::Reason::SniNotBound)] = 2;
+  first.decodeErrors[1] = 1;
+  first.heldRetransmitsPassed = 3;
+  first.recentRepeats = 5;
+  first.flows.inserted = 7;
+  first.flows.released = 6;
+  first.flows.expired = 1;
+  first.flows.active = 0;  // stopped: nothing held
+  nfq::QueueCounters second = first;
+  second.packets = 1;
+
+  daemon_main::RetiredCounters retired;
+  retired.retire(0, first);
+  retired.retire(0, second);  // two restarts
+  retired.retire(1, first);
+
+  nfq::QueueCounters live;
+  live.packets = 100;
+  live.verdicts[static_cast<size_t>(nfq::Verdict::Allow)] = 1;
+  live.flows.active = 5;
+  live.flows.inserted = 5;
+  const nfq::QueueCounters total = retired.total(0, live);
+  CHECK(total.packets == 111);
+  CHECK(total.verdicts[static_cast<size_t>(nfq::Verdict::Allow)] == 9);
+  CHECK(total.reasons[static_cast<size_t>(nfq::Reason::SniNotBound)] == 4);
+  CHECK(total.decodeErrors[1] == 2);
+  CHECK(total.heldRetransmitsPassed == 6);
+  CHECK(total.recentRepeats == 10);
+  CHECK(total.flows.inserted == 19);
+  CHECK(total.flows.released == 12);
+  CHECK(total.flows.expired == 2);
+  CHECK(total.flows.active == 5);  // a level: the running worker's only
+  // Other queues and queues without history are untouched.
+  CHECK(retired.total(1, {}).packets == 10);
+  CHECK(retired.total(2, live).packets == 100);
+
+  // Rendered: the queue's counters are the totals.
+  daemon_main::StatsSnapshot s;
+  daemon_main::QueueStats q;
+  static_cast<nfq::QueueCounters&>(q) = total;
+  q.queue = 0;
+  s.queues.push_back(q);
+  const auto exposition = parse(daemon_main::renderPrometheus(s));
+  INFO(exposition.errorText());
+  REQUIRE(exposition.ok());
+  CHECK(exposition.value("egressd_nfq_packets_total", {{"queue", "0"}}) == 111.0);
+  CHECK(exposition.value("egressd_nfq_held_flows", {{"queue", "0"}}) == 5.0);
 }

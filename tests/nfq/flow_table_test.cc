@@ -3,9 +3,11 @@
 // after construction (checked with a counting operator new).
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <map>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "nfq/flow_table.h"
@@ -267,4 +269,46 @@ TEST_CASE("holdsCopy: only identical bytes inside the held range", "[nfq][flow_t
   auto& udp = table.insert(key(2, "192.0.2.10", 17), t0, ignore);
   REQUIRE(table.append(udp, std::nullopt, all.first(100), 3) == Append::Appended);
   CHECK_FALSE(table.holdsCopy(udp, 0, all.first(100)));  // no sequence numbers
+}
+
+// /metrics reads a worker's flow-table counters from the event loop while
+// the worker thread updates them (issue 5): stats() must be a whole,
+// consistent-per-counter copy that never goes back, not a reference to
+// plain integers (run under the sanitizer builds too).
+TEST_CASE("stats() may be read from another thread while the owner works", "[nfq][flow_table]") {
+  FlowTable table(small());
+  constexpr uint64_t kRounds = 20000;
+  std::atomic<bool> done{false};
+  uint64_t readerChecks = 0;
+  bool wentBack = false;
+  std::thread reader([&] {
+    nfq::FlowTableStats last;
+    while (!done.load(std::memory_order_acquire)) {
+      const nfq::FlowTableStats now = table.stats();
+      if (now.inserted < last.inserted || now.released < last.released || now.expired < last.expired ||
+          now.active > 4) {
+        wentBack = true;
+      }
+      last = now;
+      ++readerChecks;
+    }
+  });
+  for (uint64_t i = 0; i < kRounds; ++i) {
+    auto& flow = table.insert(key(static_cast<uint16_t>(i % 3 + 1)), t0, ignore);
+    if (i % 2 == 0) {
+      table.release(flow);
+    } else {
+      (void)table.expire(t0 + 10s, ignore);
+    }
+  }
+  done.store(true, std::memory_order_release);
+  reader.join();
+  CHECK_FALSE(wentBack);
+  CHECK(readerChecks > 0);
+  const nfq::FlowTableStats end = table.stats();
+  CHECK(end.inserted == kRounds);
+  CHECK(end.released == kRounds / 2);
+  CHECK(end.expired == kRounds / 2);
+  CHECK(end.active == 0);
+  CHECK(table.size() == 0);
 }
