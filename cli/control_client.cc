@@ -1,13 +1,17 @@
 #include "cli/control_client.h"
 
+#include <grp.h>
 #include <poll.h>
+#include <pwd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
 #include <variant>
 
@@ -23,14 +27,34 @@ extern "C" void onInterrupt(int) {
   gInterrupted.store(true);
 }
 
-std::string connectHint(int error) {
+// Who may connect: the socket's mode and owner, as `ls -l` would show them.
+std::string socketAccess(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return "run egressctl as the user egressd runs as (root)";
+  char mode[8];
+  std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+  const passwd* user = ::getpwuid(st.st_uid);
+  const group* grp = ::getgrgid(st.st_gid);
+  const std::string owner = user != nullptr ? user->pw_name : std::to_string(st.st_uid);
+  const std::string groupName = grp != nullptr ? grp->gr_name : std::to_string(st.st_gid);
+  std::string hint = "the socket is mode " + std::string(mode) + ", owner " + owner + ":" + groupName +
+                     "; run egressctl as " + owner;
+  if ((st.st_mode & 0060) == 0060) {
+    hint += " or as a member of group " + groupName;
+  } else {
+    hint += " (control.socket_mode = \"0660\" lets its group in)";
+  }
+  return hint;
+}
+
+std::string connectHint(int error, const std::string& path) {
   switch (error) {
     case ENOENT:
     case ECONNREFUSED:
       return "is egressd running, with control.socket at this path? see --socket";
     case EACCES:
     case EPERM:
-      return "permission denied: the socket is mode 0600, run egressctl as the user egressd runs as (root)";
+      return "permission denied: " + socketAccess(path);
     default:
       return "is egressd running? permission denied?";
   }
@@ -67,7 +91,7 @@ std::unique_ptr<ControlClient> ControlClient::connect(const std::string& path, s
   auto client = std::make_unique<ControlClient>(fd, path);
   if (::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof(address)) != 0) {
     const int e = errno;
-    error = "cannot connect to " + path + ": " + common::errnoText(e) + " (" + connectHint(e) + ")";
+    error = "cannot connect to " + path + ": " + common::errnoText(e) + " (" + connectHint(e, path) + ")";
     return nullptr;
   }
   std::string line;

@@ -69,5 +69,24 @@ expect_rc 2 "explain: unbracketed IPv6" -- "$bin" explain 2001:db8::1:443 "${rul
 expect_rc 2 "explain: missing rules dir" -- "$bin" explain a.example.com:443 -r /nonexistent
 expect_rc 0 "--help exits 0" -- "$bin" --help
 
+# A socket the user may not open: the error says who may (mode, owner) and how
+# to let a group in. Needs root to make a socket another user cannot open.
+if [ "$(id -u)" = 0 ] && id nobody > /dev/null 2>&1 && command -v python3 > /dev/null &&
+  su nobody -s /bin/sh -c "test -x '$bin'" 2> /dev/null; then
+  sockdir="$(mktemp -d)"
+  chmod 755 "$sockdir"
+  python3 -c 'import os, socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); os.chmod(sys.argv[1], 0o600); s.listen(); time.sleep(10)' \
+    "$sockdir/control.sock" &
+  listener=$!
+  for _ in $(seq 50); do [ -S "$sockdir/control.sock" ] && break; sleep 0.1; done
+  expect_rc 1 "a socket egressctl may not open" -- su nobody -s /bin/sh -c "'$bin' stats --socket '$sockdir/control.sock'"
+  expect_line "... names its mode and owner" "the socket is mode 0600, owner root:"
+  expect_line "... and the setting that lets a group in" 'control.socket_mode = "0660"'
+  kill "$listener" 2> /dev/null
+  wait "$listener" 2> /dev/null
+  rm -rf "$sockdir"
+fi
+
 echo "$((checks - failures)) passed, $failures failed"
 [ "$failures" -eq 0 ]
