@@ -5,6 +5,10 @@
 
 namespace dns {
 
+AnswerCache::AnswerCache(size_t maxEntries) : maxEntries_(maxEntries) {
+  index_.reserve(std::min(maxEntries_, kMaxReserved));
+}
+
 size_t AnswerCache::buildKey(const Query& query, char* out) noexcept {
   out[0] = static_cast<char>(query.qtype >> 8);
   out[1] = static_cast<char>(query.qtype);
@@ -25,7 +29,7 @@ AnswerCache::Hit AnswerCache::lookup(const Query& query, std::span<const uint8_t
   if (maxEntries_ == 0) return hit;
   char key[5 + kMaxWireNameLength];
   const size_t keyLength = buildKey(query, key);
-  const auto found = index_.find(std::string_view(key, keyLength));
+  const auto found = index_.find(IndexKey::of(std::string_view(key, keyLength)));
   if (found == index_.end()) {
     ++misses_;
     return hit;
@@ -92,7 +96,7 @@ void AnswerCache::insert(const Query& query, std::span<const uint8_t> answer, ui
   entry.generation = policyGeneration;
   entry.bindingsStamp = bindingsStamp;
 
-  const auto existing = index_.find(std::string_view(entry.key));
+  const auto existing = index_.find(IndexKey::of(entry.key));
   if (existing != index_.end()) erase(existing->second);
   while (lru_.size() >= maxEntries_ && !lru_.empty()) {
     erase(std::prev(lru_.end()));
@@ -100,17 +104,19 @@ void AnswerCache::insert(const Query& query, std::span<const uint8_t> answer, ui
   }
   bytes_ += entry.answer.size();
   lru_.push_front(std::move(entry));
-  index_.emplace(std::string_view(lru_.front().key), lru_.begin());
+  index_.emplace(IndexKey::of(lru_.front().key), lru_.begin());
 }
 
 void AnswerCache::erase(Lru::iterator it) noexcept {
   bytes_ -= it->answer.size();
-  index_.erase(std::string_view(it->key));
+  index_.erase(IndexKey::of(it->key));
   lru_.erase(it);
 }
 
 void AnswerCache::setMaxEntries(size_t maxEntries) {
   maxEntries_ = maxEntries;
+  // reserve() never shrinks: a smaller bound keeps the buckets it has.
+  index_.reserve(std::min(maxEntries_, kMaxReserved));
   while (lru_.size() > maxEntries_) {
     erase(std::prev(lru_.end()));
     ++evictions_;
