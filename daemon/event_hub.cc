@@ -1,6 +1,7 @@
 #include "daemon/event_hub.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <string>
 
@@ -27,6 +28,38 @@ void copyName(observe::Event& event, std::string_view name) noexcept {
   const size_t n = std::min(name.size(), event.name.size());
   std::memcpy(event.name.data(), name.data(), n);
   event.nameLength = static_cast<uint8_t>(n);
+}
+
+// DNS provenance: the rule sets whose targets allow `name` on some port in
+// use (on each port, those of the most specific rule kind, as connection
+// events name them), each once, into event.ruleSets. Only for answers the
+// policy allowed and a rebinding denial (the name was allowed; RULES.md
+// "Every decision reports which rule set(s) allowed it"). One hash probe
+// per label of the name, whatever the number of ports; no allocation.
+void appendDnsRuleSets(observe::Event& out, const policy::Policy& policy, std::string_view name) noexcept {
+  constexpr size_t kMaxDistinct = 64;
+  std::array<uint32_t, kMaxDistinct> seen{};
+  size_t seenCount = 0;
+  bool full = false;
+  const auto& sets = policy.ruleSets();
+  policy.forEachAllowedPort(name, [&](uint16_t, const policy::NameMatch& match) noexcept {
+    for (uint32_t index : match.ruleSets) {
+      if (full || index >= sets.size() ||
+          std::find(seen.begin(), seen.begin() + seenCount, index) != seen.begin() + seenCount)
+        continue;
+      // Room for this id and, after it, ",..." should the next not fit.
+      const size_t separator = seenCount > 0 ? 1 : 0;
+      if (seenCount == seen.size() ||
+          out.ruleSetsLength + separator + sets[index].id.size() + 4 > out.ruleSets.size()) {
+        appendBounded(out, separator != 0 ? ",..." : "...");
+        full = true;
+        return;
+      }
+      if (separator != 0) appendBounded(out, ",");
+      seen[seenCount++] = index;
+      appendBounded(out, sets[index].id);
+    }
+  });
 }
 
 }  // namespace
@@ -139,6 +172,10 @@ void EventHub::fromDns(const dns::DnsEvent& in, const common::SocketAddress* lis
   copyName(out, name);
   for (size_t i = 0; i < out.nameLength; ++i) out.name[i] = common::asciiLower(out.name[i]);
   out.ruleSetsLength = 0;
+  const bool nameAllowed = in.outcome == dns::DnsOutcome::Allowed ||
+                           in.outcome == dns::DnsOutcome::CacheHit ||
+                           (in.outcome == dns::DnsOutcome::Denied && in.reason == dns::DenyReason::Rebinding);
+  if (in.policy != nullptr && nameAllowed) appendDnsRuleSets(out, *in.policy, name);
   out.dnsOutcome = dns::dnsOutcomeName(in.outcome);
   out.qtype = in.qtype;
   out.rcode = in.rcode;
@@ -169,8 +206,10 @@ void EventHub::onDecision(const nfq::DecisionEvent& in) noexcept {
 }
 
 void EventHub::onDnsEvent(const dns::DnsEvent& in) {
-  const common::SocketAddress* listener = nullptr;
+  // The address that received it when the service says (port 0: unknown).
+  const common::SocketAddress* listener = in.server.port != 0 ? &in.server : nullptr;
   for (const auto& address : dnsListeners_) {
+    if (listener != nullptr) break;
     if (address.ip.family == in.client.ip.family) {
       listener = &address;
       break;
@@ -232,12 +271,36 @@ void EventHub::drain() {
         .field("count", dropped - droppedLogged_);
     droppedLogged_ = dropped;
   }
+  queryLog_.flush();
 }
 
 void EventHub::deliver(const observe::Event& event, const observe::CapturedPacket* packet) {
-  if (options_.logEvents) writeLogLine(event);
+  if (options_.logEvents) {
+    if (event.kind == observe::EventKind::Dns) {
+      logDns(event);
+    } else {
+      writeLogLine(event);
+    }
+  }
   if (counterHook_) counterHook_(event);
   if (fanout_) fanout_(event, packet);
+}
+
+void EventHub::logDns(const observe::Event& event) {
+  // The levels of writeLogLine: denials at info, the rest at debug.
+  const bool denied = event.dnsOutcome == dns::dnsOutcomeName(dns::DnsOutcome::Denied);
+  const common::LogLevel level = denied ? common::LogLevel::Info : common::LogLevel::Debug;
+  if (level < common::logLevel()) return;
+  dns::QueryLogLine line;
+  line.time = event.time;
+  line.level = level;
+  line.client = common::SocketAddress{event.src, event.srcPort};
+  line.name = event.nameView();
+  line.qtype = event.qtype;
+  line.outcome = event.dnsOutcome;
+  line.rcode = event.rcode;
+  line.answers = event.answers;
+  queryLog_.append(line);
 }
 
 EventHubCounters EventHub::counters() const noexcept {

@@ -35,6 +35,7 @@
 
 #include "common/c_handle.h"
 #include "common/socket_address.h"
+#include "dns/query_log.h"
 #include "dns/service.h"
 #include "nfq/queue_worker.h"
 #include "observe/event.h"
@@ -111,6 +112,9 @@ class EventHub final : public nfq::EventSink, public dns::DnsEventSink {
 
   static void onTimer(evutil_socket_t, short, void* arg);
   void deliver(const observe::Event& event, const observe::CapturedPacket* packet);
+  // DNS events' log lines: queued into queryLog_ (same format as
+  // writeLogLine) and written once per drain() instead of once per query.
+  void logDns(const observe::Event& event);
 
   EventHubOptions options_;
   size_t stripeCapacity_;
@@ -126,6 +130,7 @@ class EventHub final : public nfq::EventSink, public dns::DnsEventSink {
   Consumer fanout_;
   std::vector<common::SocketAddress> dnsListeners_;
   common::CHandle<event, event_free> timer_;
+  dns::QueryLog queryLog_{2};  // stderr, where common::LogLine writes
 };
 
 // "tcp", "udp", "icmp", "icmpv6" or the number.

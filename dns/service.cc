@@ -522,6 +522,17 @@ void DnsService::emit(const ClientRef& client, const Query* query, DnsOutcome ou
   event.answers = answers;
   event.upstreamTcp = upstreamTcp;
   event.echStripped = echStripped;
+  // The listener that received it (listeners_ and bound_ are parallel): a
+  // compare per listener, no syscall.
+  for (size_t i = 0; i < listeners_.size() && i < bound_.size(); ++i) {
+    const bool same =
+        client.tcp ? bound_[i].ip.family == event.client.ip.family : listeners_[i]->udpFd == client.udpFd;
+    if (same) {
+      event.server = bound_[i];
+      break;
+    }
+  }
+  event.policy = policy_.shared().get();  // the snapshot this call decided with
   sink_->onDnsEvent(event);
 }
 

@@ -69,6 +69,14 @@ struct DnsEvent {
   uint16_t answers = 0;      // ANCOUNT of the response
   bool upstreamTcp = false;  // the answer came over TCP (truncated over UDP)
   bool echStripped = false;
+  // The local address that received the query: the receiving UDP
+  // listener's bound address (a wildcard listener reports its wildcard:
+  // no IP_PKTINFO yet); TCP: the first listener of the client's family.
+  common::SocketAddress server;
+  // The policy snapshot that decided (the service holds it while
+  // onDnsEvent() runs; do not keep the pointer). Resolves provenance: the
+  // rule sets allowing `qname` (Policy::matchName on its ports in use).
+  const policy::Policy* policy = nullptr;
 };
 
 class DnsEventSink {

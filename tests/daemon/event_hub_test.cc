@@ -3,6 +3,8 @@
 #include <catch2/catch.hpp>
 
 #include <event2/event.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <thread>
@@ -10,6 +12,8 @@
 
 #include "common/c_handle.h"
 #include "daemon/event_hub.h"
+#include "daemon/rule_set_hits.h"
+#include "dns/binding_table.h"
 #include "policy/manifest.h"
 
 namespace {
@@ -220,4 +224,205 @@ TEST_CASE("event hub: packets are copied only while capture is on", "[events]") 
   hub.onDecision(decision(*policy, {}, bytes));
   hub.drain();
   CHECK(fanout.packetLengths.back() == 0);
+}
+
+namespace {
+
+std::shared_ptr<const policy::Policy> provenancePolicy() {
+  const auto load = policy::loadManifest(R"(apiVersion: zalando.org/v1
+kind: EgressRuleSet
+metadata: {name: app, namespace: team-a}
+spec: {targets: ["api.example.com:443"]}
+---
+apiVersion: zalando.org/v1
+kind: EgressRuleSet
+metadata: {name: web, namespace: team-b}
+spec: {targets: ["*.example.com:443", "api.example.com:8443"]}
+---
+apiVersion: zalando.org/v1
+kind: EgressRuleSet
+metadata: {name: other, namespace: team-c}
+spec: {targets: ["other.org:443", "203.0.113.0/24:8443"]}
+)",
+                                         "t.yaml", policy::defaultPublicSuffixList());
+  REQUIRE(load.valid.size() == 3);
+  return policy::Policy::compile(load.valid);
+}
+
+dns::DnsEvent dnsAnswer(const policy::Policy* policy, dns::DnsOutcome outcome,
+                        dns::DenyReason reason = dns::DenyReason::None) {
+  dns::DnsEvent in;
+  in.client = {*common::parseIpAddress("10.77.0.2"), 5353};
+  in.qname = "API.example.com.";
+  in.qtype = 1;
+  in.outcome = outcome;
+  in.reason = reason;
+  in.policy = policy;
+  return in;
+}
+
+}  // namespace
+
+// Issue 5: kind="dns" per-rule-set series stayed empty because DNS events
+// named no rule set.
+TEST_CASE("event hub: a DNS answer names the rule sets that allow the name", "[events]") {
+  const auto policy = provenancePolicy();
+  observe::Event out;
+  // Port 443: team-a's exact name wins over team-b's wildcard (the most
+  // specific kind, as connection events); port 8443: team-b's exact name.
+  daemon_main::EventHub::fromDns(dnsAnswer(policy.get(), dns::DnsOutcome::Allowed), nullptr, out);
+  CHECK(out.ruleSetsView() == "team-a/app,team-b/web");
+  CHECK(out.verdict == observe::EventVerdict::Allow);
+  daemon_main::EventHub::fromDns(dnsAnswer(policy.get(), dns::DnsOutcome::CacheHit), nullptr, out);
+  CHECK(out.ruleSetsView() == "team-a/app,team-b/web");
+  // The name was allowed; the answer pointed into private space.
+  daemon_main::EventHub::fromDns(dnsAnswer(policy.get(), dns::DnsOutcome::Denied, dns::DenyReason::Rebinding),
+                                 nullptr, out);
+  CHECK(out.ruleSetsView() == "team-a/app,team-b/web");
+  CHECK(out.verdict == observe::EventVerdict::Deny);
+  // Only the wildcard allows this one.
+  dns::DnsEvent www = dnsAnswer(policy.get(), dns::DnsOutcome::Allowed);
+  www.qname = "www.example.com";
+  daemon_main::EventHub::fromDns(www, nullptr, out);
+  CHECK(out.ruleSetsView() == "team-b/web");
+  // Nothing allowed it, or no policy decided: no rule set.
+  dns::DnsEvent denied = dnsAnswer(policy.get(), dns::DnsOutcome::Denied, dns::DenyReason::NotAllowed);
+  denied.qname = "evil.example.net";
+  daemon_main::EventHub::fromDns(denied, nullptr, out);
+  CHECK(out.ruleSetsLength == 0);
+  daemon_main::EventHub::fromDns(dnsAnswer(policy.get(), dns::DnsOutcome::Cluster), nullptr, out);
+  CHECK(out.ruleSetsLength == 0);
+  daemon_main::EventHub::fromDns(dnsAnswer(nullptr, dns::DnsOutcome::Allowed), nullptr, out);
+  CHECK(out.ruleSetsLength == 0);
+
+  // Through the hub into the per-rule-set counters: kind "dns".
+  EventBase base(event_base_new());
+  daemon_main::EventHub hub(base.get());
+  daemon_main::RuleSetHits hits;
+  hits.retain(*policy);
+  hub.setCounterHook([&](const observe::Event& event) { hits.count(event); });
+  hub.onDnsEvent(dnsAnswer(policy.get(), dns::DnsOutcome::Allowed));
+  hub.onDnsEvent(dnsAnswer(policy.get(), dns::DnsOutcome::CacheHit));
+  hub.onDnsEvent(dnsAnswer(policy.get(), dns::DnsOutcome::Denied, dns::DenyReason::Rebinding));
+  hub.drain();
+  const auto rows = hits.rows();
+  REQUIRE(rows.size() == 2);
+  CHECK(rows[0].ruleSet == "team-a/app");
+  CHECK(rows[0].counts[1][0] == 2);  // dns, allow
+  CHECK(rows[0].counts[1][1] == 1);  // dns, deny
+  CHECK(rows[0].counts[0][0] == 0);  // no connection counted
+  CHECK(rows[1].ruleSet == "team-b/web");
+  CHECK(rows[1].counts[1][0] == 2);
+}
+
+TEST_CASE("event hub: a DNS event's rule set list is cut with a marker, never mid-id", "[events]") {
+  std::string yaml;
+  for (int i = 0; i < 40; ++i) {
+    yaml += "apiVersion: zalando.org/v1\nkind: EgressRuleSet\nmetadata: {name: rule-set-with-a-long-name-" +
+            std::to_string(i) + ", namespace: team}\nspec: {targets: [\"api.example.com:443\"]}\n---\n";
+  }
+  const auto load = policy::loadManifest(yaml, "t.yaml", policy::defaultPublicSuffixList());
+  REQUIRE(load.valid.size() == 40);
+  const auto policy = policy::Policy::compile(load.valid);
+  observe::Event out;
+  daemon_main::EventHub::fromDns(dnsAnswer(policy.get(), dns::DnsOutcome::Allowed), nullptr, out);
+  const std::string_view list = out.ruleSetsView();
+  CHECK(list.size() <= out.ruleSets.size());
+  CHECK(list.ends_with(",..."));
+  // Every id before the marker is whole.
+  std::string_view rest = list.substr(0, list.size() - 4);
+  size_t ids = 0;
+  while (!rest.empty()) {
+    const size_t comma = rest.find(',');
+    CHECK(rest.substr(0, comma).starts_with("team/rule-set-with-a-long-name-"));
+    ++ids;
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+  }
+  CHECK(ids >= 5);
+  daemon_main::RuleSetHits hits;
+  hits.retain(*policy);
+  hits.count(out);
+  CHECK(hits.rows().size() == ids);  // the marker is not a rule set
+}
+
+TEST_CASE("event hub: a DNS event goes to the address that received it", "[events]") {
+  EventBase base(event_base_new());
+  daemon_main::EventHub hub(base.get());
+  hub.setDnsListeners(
+      {{*common::parseIpAddress("10.77.0.1"), 53}, {*common::parseIpAddress("10.77.0.9"), 5353}});
+  std::vector<observe::Event> seen;
+  hub.setCounterHook([&](const observe::Event& event) { seen.push_back(event); });
+  dns::DnsEvent in = dnsAnswer(nullptr, dns::DnsOutcome::Allowed);
+  in.server = {*common::parseIpAddress("10.77.0.9"), 5353};
+  hub.onDnsEvent(in);
+  in.server = {};  // unknown: the first listener of the client's family, as before
+  hub.onDnsEvent(in);
+  hub.drain();
+  REQUIRE(seen.size() == 2);
+  CHECK(seen[0].dst == *common::parseIpAddress("10.77.0.9"));
+  CHECK(seen[0].dstPort == 5353);
+  CHECK(seen[1].dst == *common::parseIpAddress("10.77.0.1"));
+  CHECK(seen[1].dstPort == 53);
+}
+
+namespace {
+
+struct CapturingSink final : dns::DnsEventSink {
+  std::vector<common::SocketAddress> servers;
+  std::vector<const policy::Policy*> policies;
+  void onDnsEvent(const dns::DnsEvent& event) override {
+    servers.push_back(event.server);
+    policies.push_back(event.policy);
+  }
+};
+
+// A query for `name` (A, IN), RFC 1035 section 4.1.
+std::vector<uint8_t> queryFor(std::string_view name) {
+  std::vector<uint8_t> wire = {0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0};
+  size_t start = 0;
+  while (start < name.size()) {
+    const size_t dot = std::min(name.find('.', start), name.size());
+    wire.push_back(static_cast<uint8_t>(dot - start));
+    wire.insert(wire.end(), name.begin() + static_cast<std::ptrdiff_t>(start),
+                name.begin() + static_cast<std::ptrdiff_t>(dot));
+    start = dot + 1;
+  }
+  wire.insert(wire.end(), {0, 0, 1, 0, 1});
+  return wire;
+}
+
+}  // namespace
+
+// The service reports the listener that received each query (two UDP
+// listeners on loopback) and the policy snapshot that decided it.
+TEST_CASE("DNS service: events carry the receiving listener and the deciding policy", "[events]") {
+  EventBase base(event_base_new());
+  common::SnapshotHolder<policy::Policy> policy(provenancePolicy());
+  dns::BindingTable bindings(64);
+  CapturingSink sink;
+  dns::DnsOptions options;
+  options.listen = {{*common::parseIpAddress("127.0.0.1"), 0}, {*common::parseIpAddress("127.0.0.2"), 0}};
+  dns::DnsService service(base.get(), options, policy, bindings, &sink);
+  std::string error;
+  REQUIRE(service.start(error));
+  const auto& bound = service.boundAddresses();
+  REQUIRE(bound.size() == 2);
+  const auto wire = queryFor("evil.example.net");  // denied: no upstream needed
+  for (size_t target : {size_t{1}, size_t{0}, size_t{1}}) {
+    const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    REQUIRE(fd >= 0);
+    sockaddr_storage to{};
+    const socklen_t length = bound[target].toSockaddr(to);
+    REQUIRE(::sendto(fd, wire.data(), wire.size(), 0, reinterpret_cast<sockaddr*>(&to), length) ==
+            static_cast<ssize_t>(wire.size()));
+    const size_t before = sink.servers.size();
+    for (int i = 0; i < 200 && sink.servers.size() == before; ++i) {
+      event_base_loop(base.get(), EVLOOP_NONBLOCK);
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    ::close(fd);
+    REQUIRE(sink.servers.size() == before + 1);
+    CHECK(sink.servers.back() == bound[target]);
+    CHECK(sink.policies.back() == policy.load().get());
+  }
 }

@@ -151,8 +151,13 @@ start_egressd main "upstreams = [\"127.0.0.1:$upstream_port\"]" \
 P="$main_port"
 dig_() { kdig @127.0.0.1 -p "$P" +timeout=3 +retry=0 "$@"; }
 # query_logged NAME OUTCOME: egressd logged a decision for NAME with OUTCOME.
+# The lines are written in batches (every 5 ms): wait up to a second.
 query_logged() {
-  grep 'event=dns.query' "$work/main.log" | grep " name=$1 " | grep -q " outcome=$2"
+  for _ in $(seq 100); do
+    grep 'event=dns.query' "$work/main.log" | grep " name=$1 " | grep -q " outcome=$2" && return 0
+    sleep 0.01
+  done
+  return 1
 }
 bindings() { grep 'event=dns.binding' "$work/main.log" || true; }
 
@@ -236,6 +241,7 @@ check "TCP: zero length prefix closes the connection" python3 "$probe" "$P" tcp-
 check "TCP: clients over max_tcp_clients are refused" python3 "$probe" "$P" tcp-limit 8
 check "TCP: a client that half-closes gets every pending answer" python3 "$probe" "$P" tcp-half-close
 check "server still alive after the abuse" kill -0 "$main_pid"
+sleep 0.05  # query lines go out in batches every 5 ms
 malformed="$(grep 'event=dns.query' "$work/main.log" | grep -c ' outcome=malformed' || true)"
 check "malformed queries logged (got ${malformed:-none})" test "${malformed:-0}" -ge 4
 
