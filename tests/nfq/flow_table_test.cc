@@ -279,7 +279,7 @@ TEST_CASE("stats() may be read from another thread while the owner works", "[nfq
   FlowTable table(small());
   constexpr uint64_t kRounds = 20000;
   std::atomic<bool> done{false};
-  uint64_t readerChecks = 0;
+  std::atomic<uint64_t> readerChecks{0};
   bool wentBack = false;
   std::thread reader([&] {
     nfq::FlowTableStats last;
@@ -290,9 +290,12 @@ TEST_CASE("stats() may be read from another thread while the owner works", "[nfq
         wentBack = true;
       }
       last = now;
-      ++readerChecks;
+      readerChecks.fetch_add(1, std::memory_order_relaxed);
     }
   });
+  // The reader must be running before the owner starts (on a busy machine
+  // the 20,000 rounds can be over before the reader thread is scheduled).
+  while (readerChecks.load(std::memory_order_relaxed) == 0) std::this_thread::yield();
   for (uint64_t i = 0; i < kRounds; ++i) {
     auto& flow = table.insert(key(static_cast<uint16_t>(i % 3 + 1)), t0, ignore);
     if (i % 2 == 0) {
