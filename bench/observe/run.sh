@@ -4,12 +4,19 @@
 # connection (Connection: close, plain HTTP to a name allowed on port 80, so
 # every connection is decided by egressd and becomes an event), in phases
 # that alternate side by side:
-#   base   no watch client
-#   watch4 four `egressctl watch` clients attached (output to /dev/null)
-#   stuck  one client that subscribes and never reads
+#   base       no watch client
+#   watch4     four `egressctl watch` clients attached (output to /dev/null;
+#              the daemon formats each line once, "format":"line")
+#   watch4json four `egressctl watch --json` clients (event objects), for
+#              comparison: what the line format saves
+#   stuck      one client that subscribes and never reads
+# Besides the rate, each phase reports CPU time per connection of egressd
+# and of the watch clients (utime+stime from /proc), which a shared machine
+# disturbs less than the rate. Each phase runs OBSERVE_BENCH_ROUNDS times,
+# alternating, and the summary takes medians.
 # Writes RESULTS/observe.json with each phase's rates and the ratios to base
 # (goal >= 0.95). Usage: run.sh BUILD_DIR RESULTS_DIR
-# Knobs: OBSERVE_BENCH_SECONDS (5), OBSERVE_BENCH_ROUNDS (2),
+# Knobs: OBSERVE_BENCH_SECONDS (5), OBSERVE_BENCH_ROUNDS (3),
 # OBSERVE_BENCH_CONNECTIONS (16).
 set -uo pipefail
 build="$(cd "${1:?usage: run.sh BUILD_DIR RESULTS_DIR}" && pwd)"
@@ -20,7 +27,7 @@ root="$(cd "$(dirname "$0")/../.." && pwd)"
 e2e="$root/tests/e2e"
 bin="$build/bin"
 seconds="${OBSERVE_BENCH_SECONDS:-5}"
-rounds="${OBSERVE_BENCH_ROUNDS:-2}"
+rounds="${OBSERVE_BENCH_ROUNDS:-3}"
 connections="${OBSERVE_BENCH_CONNECTIONS:-16}"
 if [ "$(id -u)" != 0 ] || ! command -v wrk > /dev/null || [ ! -x "$bin/egressd" ] || [ ! -x "$bin/egressctl" ]; then
   echo "bench/observe: needs root, wrk, $bin/egressd and $bin/egressctl; skipped"
@@ -64,12 +71,26 @@ addr="$(dns_answers api.example.com | tail -1)"
 echo "$addr api.example.com" >> "/etc/netns/$E2E_NS_POD/hosts"
 dns_pod api.example.com > /dev/null
 
-phase() {  # phase NAME: prints requests/s
-  local name=$1 rate
+cpu_ticks() {  # cpu_ticks PID...: utime+stime of the processes, in clock ticks
+  local total=0 pid t
+  for pid in "$@"; do
+    # Fields after the ")" of the command name: utime is the 12th, stime the 13th.
+    t="$(sed 's/.*) //' "/proc/$pid/stat" 2> /dev/null | awk '{print $12 + $13}')"
+    total=$((total + ${t:-0}))
+  done
+  echo "$total"
+}
+hz="$(getconf CLK_TCK)"
+egressd_pid="$(cat "$E2E_PIDS/egressd.pid")"
+
+phase() {  # phase NAME: prints "requests/s egressd-ticks client-ticks"
+  local name=$1 rate before after client_ticks=0
   case $name in
-    watch4)
+    watch4 | watch4json)
+      local format=()
+      [ "$name" = watch4json ] && format=(--json)
       for _ in 1 2 3 4; do
-        "$bin/egressctl" watch --socket "$sock" --no-colour > /dev/null 2>&1 &
+        "$bin/egressctl" watch --socket "$sock" --no-colour "${format[@]}" > /dev/null 2>&1 &
         clients+=($!)
       done
       ;;
@@ -88,41 +109,57 @@ PY
   sleep 0.5
   # Keep the binding fresh (TTL) before each run.
   dns_pod api.example.com > /dev/null
+  before="$(cpu_ticks "$egressd_pid")"
+  local clients_before=0
+  [ "${#clients[@]}" -gt 0 ] && clients_before="$(cpu_ticks "${clients[@]}")"
   rate="$(in_pod wrk -t2 -c"$connections" -d"${seconds}s" -H 'Connection: close' http://api.example.com/ 2> /dev/null |
     awk '/^Requests\/sec:/ {print $2}')"
+  after="$(cpu_ticks "$egressd_pid")"
+  # Let the clients print what is still queued for them, then count.
+  [ "${#clients[@]}" -gt 0 ] && sleep 0.3 && client_ticks=$(($(cpu_ticks "${clients[@]}") - clients_before))
   stop_clients
-  echo "${rate:-0}"
+  echo "${rate:-0} $((after - before)) $client_ticks"
 }
 
-declare -A sums=([base]=0 [watch4]=0 [stuck]=0)
 runs_json=""
 for round in $(seq "$rounds"); do
-  for name in base watch4 stuck; do
-    rate="$(phase "$name")"
-    echo "bench/observe: round $round $name ${rate} conn/s"
-    sums[$name]="$(python3 -c "print(${sums[$name]} + $rate)")"
-    runs_json="$runs_json${runs_json:+,}{\"round\":$round,\"phase\":\"$name\",\"connections_per_second\":$rate}"
+  for name in base watch4 watch4json stuck; do
+    read -r rate ticks client_ticks <<< "$(phase "$name")"
+    echo "bench/observe: round $round $name ${rate} conn/s, egressd ${ticks} ticks, clients ${client_ticks} ticks"
+    runs_json="$runs_json${runs_json:+,}{\"round\":$round,\"phase\":\"$name\",\"connections_per_second\":$rate,\"egressd_cpu_ticks\":$ticks,\"client_cpu_ticks\":$client_ticks}"
   done
 done
 dropped="$("$bin/egressctl" stats --socket "$sock" --json 2> /dev/null |
   jq '[.. | objects | to_entries[] | select(.key | test("drop"; "i")) | select(.key | test("watch|control|client"; "i")) | .value | numbers] | add // 0' 2> /dev/null || echo null)"
-python3 - "$results/observe.json" "$rounds" "$seconds" "$connections" "${sums[base]}" "${sums[watch4]}" "${sums[stuck]}" "[$runs_json]" "$dropped" << 'PY'
-import json, sys
-out, rounds, seconds, conns, base, watch4, stuck, runs, dropped = sys.argv[1:]
-rounds = int(rounds)
-mean = lambda s: float(s) / rounds
-b, w, s = mean(base), mean(watch4), mean(stuck)
+python3 - "$results/observe.json" "$rounds" "$seconds" "$connections" "$hz" "[$runs_json]" "$dropped" << 'PY'
+import json, statistics, sys
+out, rounds, seconds, conns, hz, runs, dropped = sys.argv[1:]
+rounds, seconds, hz, runs = int(rounds), float(seconds), int(hz), json.loads(runs)
+phases = ["base", "watch4", "watch4json", "stuck"]
+def median(phase, key):
+    return statistics.median(r[key] for r in runs if r["phase"] == phase)
+def us_per_conn(phase, key):
+    values = [r[key] / hz * 1e6 / (r["connections_per_second"] * seconds)
+              for r in runs if r["phase"] == phase and r["connections_per_second"] > 0]
+    return statistics.median(values) if values else None
+rate = {p: median(p, "connections_per_second") for p in phases}
+b = rate["base"]
 doc = {
     "benchmark": "observe",
-    "what": "new connections per second through egressd (wrk from the e2e pod, Connection: close, HTTP)",
-    "seconds_per_run": float(seconds), "rounds": rounds, "wrk_connections": int(conns),
-    "base_cps": b, "watch4_cps": w, "stuck_client_cps": s,
-    "ratio_watch4": (w / b) if b else None,
-    "ratio_stuck_client": (s / b) if b else None,
+    "what": "new connections per second through egressd (wrk from the e2e pod, Connection: close, HTTP), medians",
+    "seconds_per_run": seconds, "rounds": rounds, "wrk_connections": int(conns),
+    "base_cps": b, "watch4_cps": rate["watch4"], "watch4_json_cps": rate["watch4json"],
+    "stuck_client_cps": rate["stuck"],
+    "ratio_watch4": (rate["watch4"] / b) if b else None,
+    "ratio_watch4_json": (rate["watch4json"] / b) if b else None,
+    "ratio_stuck_client": (rate["stuck"] / b) if b else None,
     "goal_ratio": 0.95,
+    "egressd_cpu_us_per_connection": {p: us_per_conn(p, "egressd_cpu_ticks") for p in phases},
+    "watch_clients_cpu_us_per_connection": {p: us_per_conn(p, "client_cpu_ticks") for p in ("watch4", "watch4json")},
     "stuck_client_events_dropped": None if dropped == "null" else json.loads(dropped),
-    "runs": json.loads(runs),
+    "runs": runs,
 }
 json.dump(doc, open(out, "w"), indent=2)
-print(json.dumps({k: doc[k] for k in ("base_cps", "watch4_cps", "stuck_client_cps", "ratio_watch4", "ratio_stuck_client")}))
+print(json.dumps({k: doc[k] for k in ("base_cps", "ratio_watch4", "ratio_watch4_json", "ratio_stuck_client",
+                                      "egressd_cpu_us_per_connection", "watch_clients_cpu_us_per_connection")}))
 PY
