@@ -136,6 +136,9 @@ struct DnsService::TcpClient {
   ClientRef ref;
   size_t pending = 0;       // its queries waiting for an upstream
   bool readClosed = false;  // EOF seen: answer what is pending, then close
+  // The address the client connected to (getsockname once per connection;
+  // port 0 if unknown), for the events' destination.
+  common::SocketAddress local;
 };
 
 struct DnsService::Pending {
@@ -394,6 +397,12 @@ void DnsService::onTcpAccept(evconnlistener*, int fd, struct sockaddr* addr, int
   client->ref.addrLength =
       static_cast<socklen_t>(std::min<size_t>(static_cast<size_t>(length), sizeof(sockaddr_storage)));
   std::memcpy(&client->ref.addr, addr, client->ref.addrLength);
+  sockaddr_storage local{};
+  socklen_t localLength = sizeof local;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &localLength) == 0) {
+    if (auto address = common::SocketAddress::fromSockaddr(reinterpret_cast<const sockaddr*>(&local)))
+      client->local = *address;
+  }
   client->bev.reset(bufferevent_socket_new(self->base_, fd, BEV_OPT_CLOSE_ON_FREE));
   if (!client->bev) {
     ::close(fd);
@@ -522,14 +531,17 @@ void DnsService::emit(const ClientRef& client, const Query* query, DnsOutcome ou
   event.answers = answers;
   event.upstreamTcp = upstreamTcp;
   event.echStripped = echStripped;
-  // The listener that received it (listeners_ and bound_ are parallel): a
-  // compare per listener, no syscall.
-  for (size_t i = 0; i < listeners_.size() && i < bound_.size(); ++i) {
-    const bool same =
-        client.tcp ? bound_[i].ip.family == event.client.ip.family : listeners_[i]->udpFd == client.udpFd;
-    if (same) {
-      event.server = bound_[i];
-      break;
+  // The address that received it: for TCP the connection's own (taken at
+  // accept); for UDP the receiving listener's bound address (listeners_ and
+  // bound_ are parallel: a compare per listener, no syscall).
+  if (client.tcp) {
+    if (const auto found = tcp_.find(client.tcpId); found != tcp_.end()) event.server = found->second->local;
+  } else {
+    for (size_t i = 0; i < listeners_.size() && i < bound_.size(); ++i) {
+      if (listeners_[i]->udpFd == client.udpFd) {
+        event.server = bound_[i];
+        break;
+      }
     }
   }
   event.policy = policy_.shared().get();  // the snapshot this call decided with

@@ -71,7 +71,8 @@ struct DnsEvent {
   bool echStripped = false;
   // The local address that received the query: the receiving UDP
   // listener's bound address (a wildcard listener reports its wildcard:
-  // no IP_PKTINFO yet); TCP: the first listener of the client's family.
+  // no IP_PKTINFO yet); TCP: the address the client connected to. Port 0
+  // when unknown (a TCP client gone before its answer).
   common::SocketAddress server;
   // The policy snapshot that decided (the service holds it while
   // onDnsEvent() runs; do not keep the pointer). Resolves provenance: the

@@ -425,4 +425,26 @@ TEST_CASE("DNS service: events carry the receiving listener and the deciding pol
     CHECK(sink.servers.back() == bound[target]);
     CHECK(sink.policies.back() == policy.load().get());
   }
+  // Over TCP: the address the client connected to (the second listener),
+  // not the first listener of its family.
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_storage to{};
+  const socklen_t length = bound[1].toSockaddr(to);
+  const int connected = ::connect(fd, reinterpret_cast<sockaddr*>(&to), length);
+  REQUIRE((connected == 0 || errno == EINPROGRESS));
+  std::vector<uint8_t> framed = {static_cast<uint8_t>(wire.size() >> 8),
+                                 static_cast<uint8_t>(wire.size() & 0xff)};
+  framed.insert(framed.end(), wire.begin(), wire.end());
+  const size_t before = sink.servers.size();
+  bool sent = false;
+  for (int i = 0; i < 200 && sink.servers.size() == before; ++i) {
+    event_base_loop(base.get(), EVLOOP_NONBLOCK);
+    if (!sent)
+      sent = ::send(fd, framed.data(), framed.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(framed.size());
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ::close(fd);
+  REQUIRE(sink.servers.size() == before + 1);
+  CHECK(sink.servers.back() == bound[1]);
 }
