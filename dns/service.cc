@@ -79,6 +79,9 @@ struct FdCloser {
 
 struct DnsService::Listener {
   int udpFd = -1;
+  // Bound to 0.0.0.0 or ::: each datagram's destination comes with it
+  // (IP_PKTINFO / IPV6_RECVPKTINFO) and the answer leaves from that address.
+  bool wildcard = false;
   event udpEvent{};
   bool udpEventAdded = false;
   common::CHandle<evconnlistener, evconnlistener_free> tcp;
@@ -94,8 +97,15 @@ struct DnsService::Listener {
 // and a send (plus a recv for EAGAIN); with it the two transfers are
 // shared by everything that arrived together. Slots are preallocated and
 // the headers point into them once and for all.
+// Room for one IP_PKTINFO or IPV6_PKTINFO control message.
+constexpr size_t kPktinfoControl = CMSG_SPACE(sizeof(in6_pktinfo));
+struct alignas(cmsghdr) PktinfoControl {
+  std::array<uint8_t, kPktinfoControl> bytes;
+};
+
 struct DnsService::UdpBatch {
   std::array<mmsghdr, kUdpBatch> headers{};
+  std::array<PktinfoControl, kUdpBatch> control{};  // wildcard listeners only
   std::array<iovec, kUdpBatch> iov{};
   std::array<sockaddr_storage, kUdpBatch> addresses{};
   std::vector<uint8_t> buffers = std::vector<uint8_t>(kUdpBatch * kUdpSlot);
@@ -103,6 +113,7 @@ struct DnsService::UdpBatch {
   std::array<mmsghdr, kUdpBatch> outHeaders{};
   std::array<iovec, kUdpBatch> outIov{};
   std::array<sockaddr_storage, kUdpBatch> outAddresses{};
+  std::array<PktinfoControl, kUdpBatch> outControl{};
   std::vector<uint8_t> outBuffers = std::vector<uint8_t>(kUdpBatch * kUdpSlot);
   size_t outCount = 0;
   int collectingFd = -1;
@@ -126,6 +137,11 @@ struct DnsService::ClientRef {
   int udpFd = -1;
   sockaddr_storage addr{};
   socklen_t addrLength = 0;
+  // UDP to a wildcard listener: the address the query was sent to (the
+  // answer's source) and the interface it came in on.
+  bool hasLocal = false;
+  common::IpAddress local;
+  uint32_t localInterface = 0;
   uint64_t tcpId = kNoTcp;
 };
 
@@ -226,6 +242,20 @@ bool DnsService::start(std::string& error) {
       if (family == AF_INET6) ::setsockopt(udp.fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
       const int buffer = 4 << 20;
       ::setsockopt(udp.fd, SOL_SOCKET, SO_RCVBUF, &buffer, sizeof buffer);
+      // A wildcard address: answers must leave from the address each query
+      // was sent to, or clients on a host with several addresses drop them.
+      listener->wildcard = address.ip == common::IpAddress{address.ip.family, {}};
+      if (listener->wildcard) {
+        const int on = family == AF_INET6
+                           ? ::setsockopt(udp.fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one)
+                           : ::setsockopt(udp.fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one);
+        if (on != 0) {
+          error = "dns: packet info on udp " + address.toString() + ": " + errnoText();
+          listeners_.clear();
+          bound_.clear();
+          return false;
+        }
+      }
       if (::bind(udp.fd, reinterpret_cast<sockaddr*>(&storage), length) != 0) {
         error = "dns: bind udp " + address.toString() + ": " + errnoText();
         listeners_.clear();
@@ -320,6 +350,8 @@ void DnsService::onUdpReadable(int fd, short, void* arg) {
       // In/out fields: the kernel overwrote them for the last batch.
       batch.headers[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
       batch.headers[i].msg_hdr.msg_flags = 0;
+      batch.headers[i].msg_hdr.msg_control = listener->wildcard ? batch.control[i].bytes.data() : nullptr;
+      batch.headers[i].msg_hdr.msg_controllen = listener->wildcard ? kPktinfoControl : 0;
     }
     const int received = ::recvmmsg(fd, batch.headers.data(), kUdpBatch, MSG_DONTWAIT, nullptr);
     if (received <= 0) return;  // EAGAIN, or an ICMP error from an earlier send
@@ -329,6 +361,7 @@ void DnsService::onUdpReadable(int fd, short, void* arg) {
       client.udpFd = fd;
       client.addrLength = batch.headers[i].msg_hdr.msg_namelen;
       std::memcpy(&client.addr, &batch.addresses[i], std::min<size_t>(client.addrLength, sizeof client.addr));
+      if (listener->wildcard) readPktinfo(batch.headers[i].msg_hdr, client);
       const std::span<const uint8_t> wire(batch.buffers.data() + i * kUdpSlot, batch.headers[i].msg_len);
       if ((batch.headers[i].msg_hdr.msg_flags & MSG_TRUNC) != 0) {
         self.handleOversized(wire, client);
@@ -341,11 +374,73 @@ void DnsService::onUdpReadable(int fd, short, void* arg) {
   }
 }
 
+namespace {
+
+// The destination of a datagram to a wildcard listener (RFC 3542 section
+// 6.1 for IPv6; ip(7) IP_PKTINFO for IPv4).
+void readPktinfoInto(msghdr& header, bool& hasLocal, common::IpAddress& local, uint32_t& interface) noexcept {
+  for (cmsghdr* c = CMSG_FIRSTHDR(&header); c != nullptr; c = CMSG_NXTHDR(&header, c)) {
+    if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO &&
+        c->cmsg_len >= CMSG_LEN(sizeof(in_pktinfo))) {
+      in_pktinfo info{};
+      std::memcpy(&info, CMSG_DATA(c), sizeof info);
+      local = common::IpAddress::v4Bytes(reinterpret_cast<const uint8_t*>(&info.ipi_addr));
+      interface = static_cast<uint32_t>(info.ipi_ifindex);
+      hasLocal = true;
+    } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO &&
+               c->cmsg_len >= CMSG_LEN(sizeof(in6_pktinfo))) {
+      in6_pktinfo info{};
+      std::memcpy(&info, CMSG_DATA(c), sizeof info);
+      local = common::IpAddress::v6Bytes(info.ipi6_addr.s6_addr);
+      interface = info.ipi6_ifindex;
+      hasLocal = true;
+    }
+  }
+}
+
+}  // namespace
+
+void DnsService::readPktinfo(msghdr& header, ClientRef& client) noexcept {
+  readPktinfoInto(header, client.hasLocal, client.local, client.localInterface);
+}
+
+socklen_t DnsService::writePktinfo(const ClientRef& client, uint8_t* control) noexcept {
+  if (!client.hasLocal) return 0;
+  std::memset(control, 0, kPktinfoControl);
+  auto* c = reinterpret_cast<cmsghdr*>(control);
+  if (client.local.family == common::IpFamily::V4) {
+    in_pktinfo info{};
+    std::memcpy(&info.ipi_spec_dst, client.local.bytes.data(), 4);  // the source; routing picks the interface
+    c->cmsg_level = IPPROTO_IP;
+    c->cmsg_type = IP_PKTINFO;
+    c->cmsg_len = CMSG_LEN(sizeof info);
+    std::memcpy(CMSG_DATA(c), &info, sizeof info);
+    return static_cast<socklen_t>(CMSG_SPACE(sizeof info));
+  }
+  in6_pktinfo info{};
+  std::memcpy(info.ipi6_addr.s6_addr, client.local.bytes.data(), 16);
+  info.ipi6_ifindex = client.localInterface;  // needed for link-local sources
+  c->cmsg_level = IPPROTO_IPV6;
+  c->cmsg_type = IPV6_PKTINFO;
+  c->cmsg_len = CMSG_LEN(sizeof info);
+  std::memcpy(CMSG_DATA(c), &info, sizeof info);
+  return static_cast<socklen_t>(CMSG_SPACE(sizeof info));
+}
+
 void DnsService::sendUdp(const ClientRef& client, std::span<const uint8_t> wire) {
   UdpBatch& batch = *udpBatch_;
   if (client.udpFd != batch.collectingFd || wire.size() > kUdpSlot || batch.outCount == kUdpBatch) {
-    ::sendto(client.udpFd, wire.data(), wire.size(), MSG_DONTWAIT,
-             reinterpret_cast<const sockaddr*>(&client.addr), client.addrLength);
+    // Outside a batch (an upstream's answer arriving later): one sendmsg.
+    PktinfoControl control{};
+    iovec iov{const_cast<uint8_t*>(wire.data()), wire.size()};
+    msghdr header{};
+    header.msg_name = const_cast<sockaddr_storage*>(&client.addr);
+    header.msg_namelen = client.addrLength;
+    header.msg_iov = &iov;
+    header.msg_iovlen = 1;
+    header.msg_controllen = writePktinfo(client, control.bytes.data());
+    header.msg_control = header.msg_controllen > 0 ? control.bytes.data() : nullptr;
+    ::sendmsg(client.udpFd, &header, MSG_DONTWAIT);
     return;
   }
   const size_t slot = batch.outCount++;
@@ -353,6 +448,9 @@ void DnsService::sendUdp(const ClientRef& client, std::span<const uint8_t> wire)
   batch.outIov[slot].iov_len = wire.size();
   std::memcpy(&batch.outAddresses[slot], &client.addr, client.addrLength);
   batch.outHeaders[slot].msg_hdr.msg_namelen = client.addrLength;
+  msghdr& out = batch.outHeaders[slot].msg_hdr;
+  out.msg_controllen = writePktinfo(client, batch.outControl[slot].bytes.data());
+  out.msg_control = out.msg_controllen > 0 ? batch.outControl[slot].bytes.data() : nullptr;
 }
 
 void DnsService::flushUdp() {
@@ -540,6 +638,7 @@ void DnsService::emit(const ClientRef& client, const Query* query, DnsOutcome ou
     for (size_t i = 0; i < listeners_.size() && i < bound_.size(); ++i) {
       if (listeners_[i]->udpFd == client.udpFd) {
         event.server = bound_[i];
+        if (client.hasLocal) event.server.ip = client.local;  // a wildcard listener: where it was sent
         break;
       }
     }

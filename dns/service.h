@@ -17,6 +17,7 @@
 #pragma once
 
 #include <event2/event.h>
+#include <sys/socket.h>
 
 #include <array>
 #include <atomic>
@@ -70,8 +71,8 @@ struct DnsEvent {
   bool upstreamTcp = false;  // the answer came over TCP (truncated over UDP)
   bool echStripped = false;
   // The local address that received the query: the receiving UDP
-  // listener's bound address (a wildcard listener reports its wildcard:
-  // no IP_PKTINFO yet); TCP: the address the client connected to. Port 0
+  // listener's bound address (a wildcard listener: the address the query
+  // was sent to); TCP: the address the client connected to. Port 0
   // when unknown (a TCP client gone before its answer).
   common::SocketAddress server;
   // The policy snapshot that decided (the service holds it while
@@ -156,6 +157,10 @@ class DnsService {
   static void onUpstreamTcpEvent(bufferevent* bev, short what, void* arg);
   static void onHousekeeping(int fd, short what, void* arg);
 
+  // Wildcard listeners: the query's destination from its control message,
+  // and the same address as the answer's source (0: no control message).
+  static void readPktinfo(msghdr& header, ClientRef& client) noexcept;
+  static socklen_t writePktinfo(const ClientRef& client, uint8_t* control) noexcept;
   void handleQuery(std::span<const uint8_t> wire, const ClientRef& client);
   void handleOversized(std::span<const uint8_t> wire, const ClientRef& client);
   void sendToClient(const ClientRef& client, std::span<const uint8_t> wire, const Query* query);

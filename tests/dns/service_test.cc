@@ -104,9 +104,10 @@ struct Harness {
     void onDnsEvent(const dns::DnsEvent& event) override { harness->outcomes.push_back(event.outcome); }
   } sink;
 
-  void start(std::vector<common::SocketAddress> upstreams) {
+  void start(std::vector<common::SocketAddress> upstreams,
+             common::SocketAddress listen = {common::IpAddress::v4(0x7f000001), 0}) {
     dns::DnsOptions options;
-    options.listen = {{common::IpAddress::v4(0x7f000001), 0}};
+    options.listen = {listen};
     options.upstreams = std::move(upstreams);
     options.upstreamTimeout = 300ms;
     options.bindingGrace = 60s;
@@ -116,12 +117,22 @@ struct Harness {
     REQUIRE(service->start(error));
   }
 
-  // Sends `query` over UDP and runs the loop until the answer arrives (or 3 s).
-  std::optional<Bytes> ask(const Bytes& query) {
-    const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+  // Sends `query` over UDP and runs the loop until the answer arrives (or 3
+  // s). With `via`: to that address at the service's port, from a connected
+  // socket, which takes answers only from that very address.
+  std::optional<Bytes> ask(const Bytes& query, std::optional<common::IpAddress> via = std::nullopt) {
+    common::SocketAddress target = service->boundAddresses().front();
+    if (via) target.ip = *via;
+    const int fd = ::socket(target.ip.family == common::IpFamily::V4 ? AF_INET : AF_INET6,
+                            SOCK_DGRAM | SOCK_NONBLOCK, 0);
     sockaddr_storage to{};
-    const socklen_t length = service->boundAddresses().front().toSockaddr(to);
-    ::sendto(fd, query.data(), query.size(), 0, reinterpret_cast<sockaddr*>(&to), length);
+    const socklen_t length = target.toSockaddr(to);
+    if (via) {
+      REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&to), length) == 0);
+      ::send(fd, query.data(), query.size(), 0);
+    } else {
+      ::sendto(fd, query.data(), query.size(), 0, reinterpret_cast<sockaddr*>(&to), length);
+    }
     struct Wait {
       event_base* base;
       bool done = false;
@@ -487,4 +498,26 @@ TEST_CASE("service: a cache hit brings back bindings the table evicted", "[dns][
   CHECK(h.outcomes.back() == dns::DnsOutcome::CacheHit);
   CHECK(h.bindings.isBound("api.example.com", ip, h.now));
   CHECK(upstream.queries == 1);
+}
+
+TEST_CASE("service: a wildcard listener answers from the address each query was sent to", "[dns][service]") {
+  // 127.0.0.0/8 is all local: a query to 127.0.0.5 must be answered from
+  // 127.0.0.5, not from the address routing would pick (127.0.0.1); the
+  // connected client socket drops anything else.
+  Harness h;
+  ScriptedUpstream answering(h.base.get(), [](const Bytes& query) {
+    return std::vector<Bytes>{answerTo(query, kResponse, 1, aRecord("api.example.com", 300, {192, 0, 2, 7}))};
+  });
+  h.start({answering.address()}, {common::IpAddress::v4(0), 0});
+  const auto via = *common::parseIpAddress("127.0.0.5");
+  // Denied: answered inside the receive batch (sendmmsg).
+  const auto denied = h.ask(dnstest::query("evil.example.net", 1).bytes, via);
+  REQUIRE(denied.has_value());
+  CHECK(rcodeOf(*denied) == dns::rcode::NxDomain);
+  // Allowed: answered later, when the upstream replies (a lone sendmsg).
+  const auto allowed = h.ask(dnstest::query("api.example.com", 1).bytes, via);
+  REQUIRE(allowed.has_value());
+  CHECK(rcodeOf(*allowed) == dns::rcode::NoError);
+  CHECK(ancountOf(*allowed) == 1);
+  CHECK(answering.queries == 1);
 }
