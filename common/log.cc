@@ -1,5 +1,7 @@
 #include "common/log.h"
 
+#include "common/batched_log.h"
+
 #include <unistd.h>
 
 #include <atomic>
@@ -102,16 +104,33 @@ void appendLogfmtValue(std::string& out, std::string_view value) {
 LogLine::LogLine(LogLevel level, std::string_view event) : enabled_(level >= logLevel()) {
   if (!enabled_) return;
   line_.reserve(160);
-  line_.append("ts=");
-  appendTimestamp(line_);
-  line_.append(" level=");
-  line_.append(levelName(level));
-  line_.append(" event=");
-  appendLogfmtValue(line_, event);
+  begin(level, event);
+}
+
+LogLine::LogLine(LogLevel level, std::string_view event, BatchedLog& batch)
+    : enabled_(level >= logLevel()), batch_(&batch) {
+  if (!enabled_) return;
+  out_ = &batch.lineBuffer();
+  begin(level, event);
+}
+
+void LogLine::begin(LogLevel level, std::string_view event) {
+  std::string& out = *out_;
+  out.append("ts=");
+  appendTimestamp(out);
+  out.append(" level=");
+  out.append(levelName(level));
+  out.append(" event=");
+  appendLogfmtValue(out, event);
 }
 
 LogLine::~LogLine() {
   if (!enabled_) return;
+  if (batch_ != nullptr) {
+    out_->push_back('\n');
+    batch_->lineAppended();
+    return;
+  }
   line_.push_back('\n');
   // One write per line keeps concurrent lines whole; a failed log write has
   // nowhere to be reported, so it is ignored on purpose.
@@ -121,10 +140,11 @@ LogLine::~LogLine() {
 
 LogLine& LogLine::field(std::string_view key, std::string_view value) {
   if (!enabled_) return *this;
-  line_.push_back(' ');
-  line_.append(key);
-  line_.push_back('=');
-  appendLogfmtValue(line_, value);
+  std::string& out = *out_;
+  out.push_back(' ');
+  out.append(key);
+  out.push_back('=');
+  appendLogfmtValue(out, value);
   return *this;
 }
 

@@ -4,7 +4,8 @@
 //       .field("rulesets", 12).field("file", path);
 //
 // The line is written with a single write(2) when the LogLine is destroyed,
-// so lines from several threads never interleave. Not for the packet path
+// so lines from several threads never interleave; or, given a BatchedLog,
+// appended to its buffer and written with the rest of the batch. Not for the packet path
 // (it allocates); the packet path records events into rings instead.
 #pragma once
 
@@ -15,6 +16,8 @@
 
 namespace common {
 
+class BatchedLog;
+
 enum class LogLevel : uint8_t { Debug, Info, Warn, Error };
 
 void setLogLevel(LogLevel level) noexcept;
@@ -24,6 +27,8 @@ std::optional<LogLevel> parseLogLevel(std::string_view text) noexcept;
 class LogLine {
  public:
   LogLine(LogLevel level, std::string_view event);
+  // Into `batch` instead of stderr (same text; `batch` must outlive it).
+  LogLine(LogLevel level, std::string_view event, BatchedLog& batch);
   ~LogLine();
   LogLine(const LogLine&) = delete;
   LogLine& operator=(const LogLine&) = delete;
@@ -40,8 +45,12 @@ class LogLine {
   LogLine& field(std::string_view key, bool value) { return field(key, value ? "true" : "false"); }
 
  private:
+  void begin(LogLevel level, std::string_view event);
+
   bool enabled_;
   std::string line_;
+  std::string* out_ = &line_;  // line_, or the batch's buffer
+  BatchedLog* batch_ = nullptr;
 };
 
 // A line with no fields.

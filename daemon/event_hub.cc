@@ -271,7 +271,7 @@ void EventHub::drain() {
         .field("count", dropped - droppedLogged_);
     droppedLogged_ = dropped;
   }
-  queryLog_.flush();
+  eventLog_.flush();
 }
 
 void EventHub::deliver(const observe::Event& event, const observe::CapturedPacket* packet) {
@@ -279,7 +279,7 @@ void EventHub::deliver(const observe::Event& event, const observe::CapturedPacke
     if (event.kind == observe::EventKind::Dns) {
       logDns(event);
     } else {
-      writeLogLine(event);
+      writeLogLine(event, &eventLog_);
     }
   }
   if (counterHook_) counterHook_(event);
@@ -313,7 +313,7 @@ EventHubCounters EventHub::counters() const noexcept {
   return c;
 }
 
-void EventHub::writeLogLine(const observe::Event& event) {
+void EventHub::writeLogLine(const observe::Event& event, common::BatchedLog* batch) {
   if (event.kind == observe::EventKind::Dns) {
     // Denials are what operators look for; everything else is debug noise
     // at thousands of queries per second (the control socket streams them
@@ -337,7 +337,8 @@ void EventHub::writeLogLine(const observe::Event& event) {
     verdict = nfq::verdictName(event.verdict == observe::EventVerdict::Allow ? nfq::Verdict::Allow
                                                                              : nfq::Verdict::Deny);
   }
-  common::LogLine line(common::LogLevel::Info, "verdict");
+  common::LogLine line = batch != nullptr ? common::LogLine(common::LogLevel::Info, "verdict", *batch)
+                                          : common::LogLine(common::LogLevel::Info, "verdict");
   line.field("src", endpoint(event.src, event.srcPort))
       .field("dst", endpoint(event.dst, event.dstPort))
       .field("proto", protocolName(event.protocol))

@@ -23,6 +23,7 @@
 #pragma once
 
 #include <event2/event.h>
+#include <unistd.h>
 
 #include <array>
 #include <atomic>
@@ -33,6 +34,7 @@
 #include <mutex>
 #include <vector>
 
+#include "common/batched_log.h"
 #include "common/c_handle.h"
 #include "common/socket_address.h"
 #include "dns/query_log.h"
@@ -90,7 +92,9 @@ class EventHub final : public nfq::EventSink, public dns::DnsEventSink {
   static void fromDns(const dns::DnsEvent& in, const common::SocketAddress* listener,
                       observe::Event& out) noexcept;
   // The structured log line of an event, as egressd has always written it.
-  static void writeLogLine(const observe::Event& event);
+  // Into `batch` when given (written with the rest of its batch), else
+  // straight to stderr.
+  static void writeLogLine(const observe::Event& event, common::BatchedLog* batch = nullptr);
 
  private:
   struct Slot {
@@ -112,8 +116,8 @@ class EventHub final : public nfq::EventSink, public dns::DnsEventSink {
 
   static void onTimer(evutil_socket_t, short, void* arg);
   void deliver(const observe::Event& event, const observe::CapturedPacket* packet);
-  // DNS events' log lines: queued into queryLog_ (same format as
-  // writeLogLine) and written once per drain() instead of once per query.
+  // DNS events' log lines: queued into eventLog_ through queryLog_ (same
+  // format as writeLogLine, without its temporary strings).
   void logDns(const observe::Event& event);
 
   EventHubOptions options_;
@@ -130,7 +134,11 @@ class EventHub final : public nfq::EventSink, public dns::DnsEventSink {
   Consumer fanout_;
   std::vector<common::SocketAddress> dnsListeners_;
   common::CHandle<event, event_free> timer_;
-  dns::QueryLog queryLog_{2};  // stderr, where common::LogLine writes
+  // Every event's log line goes into this batch (stderr, where
+  // common::LogLine writes) and out with one write(2) per drain(), instead
+  // of one per verdict or query.
+  common::BatchedLog eventLog_{STDERR_FILENO};
+  dns::QueryLog queryLog_{eventLog_};
 };
 
 // "tcp", "udp", "icmp", "icmpv6" or the number.

@@ -1,11 +1,7 @@
 #include "dns/query_log.h"
 
 #include <arpa/inet.h>
-#include <limits.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include <cerrno>
 #include <charconv>
 #include <ctime>
 
@@ -90,52 +86,9 @@ void appendQueryLogLine(std::string& out, const QueryLogLine& line, int64_t& sec
   out.push_back('\n');
 }
 
-QueryLog::QueryLog(int fd, size_t flushBytes) : fd_(fd), flushBytes_(flushBytes) {
-  // Room for a full buffer plus one line of the longest kind, once.
-  buffer_.reserve(flushBytes_ + 1024);
-  // Writes to a regular file are atomic with respect to other writers of
-  // the same file (the kernel serialises them on the file position), so
-  // one write takes everything. A pipe (a container runtime's or
-  // journald's stdout) only keeps writes of up to PIPE_BUF whole: there
-  // each write is cut at the last line end within PIPE_BUF, so lines of
-  // other threads never land inside ours.
-  struct stat info {};
-  if (::fstat(fd_, &info) != 0 || !S_ISREG(info.st_mode)) chunk_ = PIPE_BUF;
-}
-
-QueryLog::~QueryLog() {
-  flush();
-}
-
 void QueryLog::append(const QueryLogLine& line) {
-  if (buffer_.size() >= flushBytes_) flush();
-  appendQueryLogLine(buffer_, line, secondsCache_, secondsText_);
-  ++lines_;
-}
-
-void QueryLog::flush() noexcept {
-  size_t written = 0;
-  while (written < buffer_.size()) {
-    size_t length = buffer_.size() - written;
-    if (length > chunk_) {
-      // The last whole line within the chunk; a single longer line (names
-      // are at most 253 bytes, so it cannot happen) goes out whole, alone.
-      size_t end = buffer_.rfind('\n', written + chunk_ - 1);
-      if (end == std::string::npos || end < written) end = buffer_.find('\n', written);
-      length = end == std::string::npos ? buffer_.size() - written : end + 1 - written;
-    }
-    const ssize_t n = ::write(fd_, buffer_.data() + written, length);
-    ++writes_;
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      // Nowhere to report a failing log: counted, and the rest is given up
-      // rather than retried forever on the event loop.
-      ++writeErrors_;
-      break;
-    }
-    written += static_cast<size_t>(n);
-  }
-  buffer_.clear();
+  appendQueryLogLine(out_.lineBuffer(), line, secondsCache_, secondsText_);
+  out_.lineAppended();
 }
 
 }  // namespace dns

@@ -1,5 +1,6 @@
-// The batched event=dns.query lines: the same text common::LogLine writes,
-// and every line reaches the descriptor, whole, in few writes.
+// The batched event=dns.query lines and common::BatchedLog: the same text
+// common::LogLine writes, and every line reaches the descriptor, whole, in
+// few writes.
 #include <catch2/catch.hpp>
 
 #include <fcntl.h>
@@ -116,11 +117,12 @@ TEST_CASE("query log to a pipe: every line, whole, in line-aligned writes of at 
   ::fcntl(fds[0], F_SETFL, O_NONBLOCK);
   std::string expected;
   {
-    dns::QueryLog log(fds[1], 32 * 1024);
+    common::BatchedLog log(fds[1], 32 * 1024);
+    dns::QueryLog queries(log);
     dns::QueryLogLine line = sampleLine();
     for (int i = 0; i < 200; ++i) {
       line.rcode = static_cast<uint16_t>(i);
-      log.append(line);
+      queries.append(line);
       expected += format(line);
     }
     CHECK(log.lines() == 200);
@@ -148,11 +150,12 @@ TEST_CASE("query log to a file: one write per flush, and a full buffer flushes i
   REQUIRE(fd >= 0);
   std::string expected;
   {
-    dns::QueryLog log(fd, 4096);
+    common::BatchedLog log(fd, 4096);
+    dns::QueryLog queries(log);
     dns::QueryLogLine line = sampleLine();
     for (int i = 0; i < 100; ++i) {
       line.answers = static_cast<uint16_t>(i);
-      log.append(line);
+      queries.append(line);
       expected += format(line);
     }
     // 100 lines of ~125 bytes over a 4 KB threshold: flushed along the way.
@@ -172,9 +175,51 @@ TEST_CASE("query log to a file: one write per flush, and a full buffer flushes i
 }
 
 TEST_CASE("query log: a failing descriptor is counted, not retried forever", "[dns][query_log]") {
-  dns::QueryLog log(-1);
-  log.append(sampleLine());
+  common::BatchedLog log(-1);
+  dns::QueryLog queries(log);
+  queries.append(sampleLine());
   log.flush();
   CHECK(log.writeErrors() == 1);
   CHECK(log.pending().empty());
+}
+
+TEST_CASE("LogLine into a batched log: the text stderr would get, written with the batch",
+          "[dns][query_log]") {
+  const common::LogLevel before = common::logLevel();
+  common::setLogLevel(common::LogLevel::Info);
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  std::string batched;
+  {
+    common::BatchedLog log(fds[1]);
+    {
+      common::LogLine(common::LogLevel::Info, "verdict", log)
+          .field("src", "10.0.1.2:1")
+          .field("reason", "a b");
+      common::LogLine(common::LogLevel::Debug, "verdict", log).field("src", "dropped below the level");
+      common::LogLine(common::LogLevel::Warn, "other", log).field("n", 7);
+    }
+    CHECK(log.lines() == 2);
+    CHECK(log.writes() == 0);
+    batched = std::string(log.pending());
+    log.flush();
+    CHECK(log.writes() == 1);
+  }
+  ::close(fds[1]);
+  std::string text;
+  char buffer[4096];
+  ssize_t n;
+  while ((n = ::read(fds[0], buffer, sizeof buffer)) > 0) text.append(buffer, static_cast<size_t>(n));
+  ::close(fds[0]);
+  CHECK(text == batched);
+  const std::string direct = captureLogLine([] {
+    common::LogLine(common::LogLevel::Info, "verdict").field("src", "10.0.1.2:1").field("reason", "a b");
+    common::LogLine(common::LogLevel::Warn, "other").field("n", 7);
+  });
+  // Same lines but for the timestamps.
+  const size_t cut = text.find('\n') + 1;
+  const size_t directCut = direct.find('\n') + 1;
+  CHECK(withoutTimestamp(text.substr(0, cut)) == withoutTimestamp(direct.substr(0, directCut)));
+  CHECK(withoutTimestamp(text.substr(cut)) == withoutTimestamp(direct.substr(directCut)));
+  common::setLogLevel(before);
 }
