@@ -911,6 +911,9 @@ void print(const Program& program, uint32_t index, int parentPrecedence, std::st
       out += "name ";
       if (static_cast<NameKind>(node.value) != NameKind::Exact) out += "*";
       out += text;
+      // A host named "and", "or" or "not" would read back as the operator;
+      // its fully qualified form ("not.") reads back as the same name.
+      if (text == "and" || text == "or" || text == "not") out += '.';
       return;
     case Op::Verdict: {
       static constexpr std::string_view kNames[] = {"allow", "deny", "audit"};
