@@ -72,9 +72,11 @@ class WatchStream {
     if (const auto it = doc.find("line"); it != doc.end() && it->is_string()) {
       // A line event the fast parser did not take (e.g. a time before 1970).
       if (done_) return Next::Stop;
-      const auto micros = doc.value("time_us", int64_t{0});
-      printText(std::chrono::system_clock::time_point(std::chrono::microseconds(micros)),
-                it->get_ref<const std::string&>());
+      const auto micros = doc.find("time_us");
+      const auto time = micros != doc.end() && micros->is_number_integer()
+                            ? control::timeFromMicros(micros->get<int64_t>())
+                            : std::nullopt;
+      printText(time.value_or(std::chrono::system_clock::time_point{}), it->get_ref<const std::string&>());
       return counted();
     }
     if (const auto it = doc.find("packet"); it != doc.end()) return handlePacket(*it);

@@ -153,6 +153,16 @@ std::string eventLine(const observe::Event& event) {
   return dumpLine(json{{"event", observe::toJson(event)}});
 }
 
+std::optional<std::chrono::system_clock::time_point> timeFromMicros(int64_t micros) noexcept {
+  // system_clock counts nanoseconds here: +-292 years around 1970.
+  constexpr int64_t kLimit =
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::duration::max())
+          .count();
+  if (micros > kLimit || micros < -kLimit) return std::nullopt;
+  return std::chrono::system_clock::time_point(
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(std::chrono::microseconds(micros)));
+}
+
 std::string textEventLine(const observe::Event& event, bool colour) {
   std::string line = "{\"time_us\":";
   line += std::to_string(microsSinceEpoch(event.time));
@@ -210,6 +220,9 @@ std::optional<size_t> unescapeJsonString(std::string_view text, std::string& out
     const char c = text[i];
     if (c == '"') return i + 1;
     if (static_cast<unsigned char>(c) < 0x20) return std::nullopt;  // must be escaped
+    // Bodies are ASCII (formatLineBody escapes every other byte); raw UTF-8
+    // is left to the JSON parser, which also rejects what is not UTF-8.
+    if (static_cast<unsigned char>(c) >= 0x80) return std::nullopt;
     if (c != '\\') {
       out += c;
       ++i;
@@ -283,11 +296,14 @@ bool parseTextEventLine(std::string_view line, TextEvent& out) {
     ++at;
   }
   if (at == digitsStart || line.substr(at, kLine.size()) != kLine) return false;
+  if (line[digitsStart] == '0' && at - digitsStart > 1) return false;  // RFC 8259 §6: no leading zeros
   at += kLine.size();
   out.body.clear();
   const auto used = unescapeJsonString(line.substr(at), out.body);
   if (!used || at + *used + 1 != line.size() || line.back() != '}') return false;
-  out.time = std::chrono::system_clock::time_point(std::chrono::microseconds(micros));
+  const auto time = timeFromMicros(micros);
+  if (!time) return false;
+  out.time = *time;
   return true;
 }
 
@@ -322,8 +338,12 @@ std::optional<PacketRecord> packetFromJson(const json& packet) {
   }
   auto bytes = base64Decode(data->get_ref<const std::string&>());
   if (!bytes) return std::nullopt;
+  const auto when = time->is_number_unsigned() && time->get<uint64_t>() > INT64_MAX
+                        ? std::nullopt
+                        : timeFromMicros(time->get<int64_t>());
+  if (!when) return std::nullopt;
   PacketRecord record;
-  record.time = std::chrono::system_clock::time_point(std::chrono::microseconds(time->get<int64_t>()));
+  record.time = *when;
   const uint64_t original = len->get<uint64_t>();
   record.originalLength = static_cast<uint32_t>(std::min<uint64_t>(original, UINT32_MAX));
   record.bytes = std::move(*bytes);

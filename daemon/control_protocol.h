@@ -70,6 +70,9 @@ std::string requestLine(const Request& request);
 std::string errorLine(const RequestError& error);
 std::string okLine(nlohmann::json body = nlohmann::json::object());
 std::string eventLine(const observe::Event& event);
+// A time_us value as a time point; nullopt when system_clock cannot hold
+// it (beyond about 292 years from 1970).
+std::optional<std::chrono::system_clock::time_point> timeFromMicros(int64_t micros) noexcept;
 // {"time_us":N,"line":"<formatLineBody>"}: the "line" format's event.
 std::string textEventLine(const observe::Event& event, bool colour);
 std::string droppedLine(uint64_t dropped);
@@ -81,7 +84,8 @@ std::string packetLine(std::chrono::system_clock::time_point time, std::span<con
 std::variant<int, std::string> parseGreeting(std::string_view line);
 
 // A "line" format event, read back: the event time and the line body,
-// unescaped. nullopt for any other line (the caller then parses it as JSON).
+// unescaped. False for any other line, and for raw bytes above 0x7f (the
+// daemon escapes them): the caller then parses it as JSON.
 // Fast and allocation-free but for `body`'s growth; bounds-checked, fuzzed.
 struct TextEvent {
   std::chrono::system_clock::time_point time;

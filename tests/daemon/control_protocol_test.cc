@@ -127,7 +127,12 @@ TEST_CASE("control: line event parsing rejects anything else", "[control]") {
         R"({"time_us":1,"line":"x")", R"({"time_us":1,"line":"x"}})", R"({"time_us":1,"line":"x\q"})",
         R"({"time_us":1,"line":"\ud800"})", R"({"time_us":1,"line":"\udc00"})",
         R"({"time_us":1,"line":"\u12"})", R"({"time_us":1,"line":"x)",
-        R"({"time_us":1234567890123456789012,"line":"x"})", "{\"time_us\":1,\"line\":\"a\nb\"}"}) {
+        R"({"time_us":1234567890123456789012,"line":"x"})", "{\"time_us\":1,\"line\":\"a\nb\"}",
+        // Raw non-ASCII (the daemon escapes it) goes to the JSON parser,
+        // which also knows whether it is UTF-8 at all (found by fuzzing).
+        "{\"time_us\":1,\"line\":\"caf\xc3\xa9\"}", R"({"time_us":01,"line":"x"})",
+        R"({"time_us":141514158401123456,"line":"x"})",  // past year 2262
+        "{\"time_us\":1,\"line\":\"\xfd\"}"}) {
     INFO(bad);
     CHECK_FALSE(control::parseTextEventLine(bad, text));
   }
