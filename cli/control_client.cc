@@ -8,6 +8,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <csignal>
@@ -33,9 +34,14 @@ std::string socketAccess(const std::string& path) {
   if (::stat(path.c_str(), &st) != 0) return "run egressctl as the user egressd runs as (root)";
   char mode[8];
   std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
-  const passwd* user = ::getpwuid(st.st_uid);
-  const group* grp = ::getgrgid(st.st_gid);
+  std::array<char, 4096> scratch{};
+  passwd userEntry{};
+  passwd* user = nullptr;
+  ::getpwuid_r(st.st_uid, &userEntry, scratch.data(), scratch.size(), &user);
   const std::string owner = user != nullptr ? user->pw_name : std::to_string(st.st_uid);
+  group groupEntry{};
+  group* grp = nullptr;
+  ::getgrgid_r(st.st_gid, &groupEntry, scratch.data(), scratch.size(), &grp);
   const std::string groupName = grp != nullptr ? grp->gr_name : std::to_string(st.st_gid);
   std::string hint = "the socket is mode " + std::string(mode) + ", owner " + owner + ":" + groupName +
                      "; run egressctl as " + owner;
