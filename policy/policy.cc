@@ -152,15 +152,21 @@ RuleSetRefs Policy::refs(const PortRefs& entry) const noexcept {
   return RuleSetRefs(refPool_.data() + entry.offset, entry.count);
 }
 
-NameMatch Policy::matchNormalized(std::string_view name, uint16_t port) const noexcept {
+// World access (`*:port`): the least specific match, which exact names and
+// wildcards override.
+NameMatch Policy::matchWorld(uint16_t port) const noexcept {
   NameMatch match;
-  if (worldPorts_.test(port)) {
-    match.kind = MatchKind::World;
-    match.world = true;
-    const auto it = std::lower_bound(worldRefs_.begin(), worldRefs_.end(), port,
-                                     [](const PortRefs& entry, uint16_t p) { return entry.port < p; });
-    if (it != worldRefs_.end() && it->port == port) match.ruleSets = refs(*it);
-  }
+  if (!worldPorts_.test(port)) return match;
+  match.kind = MatchKind::World;
+  match.world = true;
+  const auto it = std::lower_bound(worldRefs_.begin(), worldRefs_.end(), port,
+                                   [](const PortRefs& entry, uint16_t p) { return entry.port < p; });
+  if (it != worldRefs_.end() && it->port == port) match.ruleSets = refs(*it);
+  return match;
+}
+
+NameMatch Policy::matchNormalized(std::string_view name, uint16_t port) const noexcept {
+  NameMatch match = matchWorld(port);
   if (const PortList* list = exact_.find(name)) {
     if (const PortRefs* entry = findPort(*list, port)) {
       match.kind = MatchKind::Exact;
@@ -214,14 +220,7 @@ bool Policy::lookupNameLists(std::string_view name, NameLists& lists) const noex
 // matchNormalized's precedence over lists found beforehand: exact, then the
 // longest wildcard suffix, then world access.
 NameMatch Policy::matchLists(const NameLists& lists, uint16_t port) const noexcept {
-  NameMatch match;
-  if (worldPorts_.test(port)) {
-    match.kind = MatchKind::World;
-    match.world = true;
-    const auto it = std::lower_bound(worldRefs_.begin(), worldRefs_.end(), port,
-                                     [](const PortRefs& entry, uint16_t p) { return entry.port < p; });
-    if (it != worldRefs_.end() && it->port == port) match.ruleSets = refs(*it);
-  }
+  NameMatch match = matchWorld(port);
   if (lists.exact != nullptr) {
     if (const PortRefs* entry = findPort(*lists.exact, port)) {
       match.kind = MatchKind::Exact;

@@ -136,6 +136,7 @@ class Policy {
   // False for a name that does not normalize (matchName matches it nowhere).
   bool lookupNameLists(std::string_view name, NameLists& lists) const noexcept;
   NameMatch matchLists(const NameLists& lists, uint16_t port) const noexcept;
+  NameMatch matchWorld(uint16_t port) const noexcept;
 
   const PortRefs* findPort(const PortList& list, uint16_t port) const noexcept;
   RuleSetRefs refs(const PortRefs& entry) const noexcept;
