@@ -29,6 +29,15 @@ dns::QueryLogLine sampleLine() {
   return line;
 }
 
+// Everything left to read from `fd` (to its end or, non-blocking, until empty).
+std::string readAll(int fd) {
+  std::string text;
+  char buffer[4096];
+  ssize_t n;
+  while ((n = ::read(fd, buffer, sizeof buffer)) > 0) text.append(buffer, static_cast<size_t>(n));
+  return text;
+}
+
 std::string format(const dns::QueryLogLine& line) {
   std::string out;
   int64_t cache = -1;
@@ -48,10 +57,7 @@ std::string captureLogLine(Build build) {
   ::dup2(saved, STDERR_FILENO);
   ::close(saved);
   ::close(fds[1]);
-  std::string text;
-  char buffer[4096];
-  ssize_t n;
-  while ((n = ::read(fds[0], buffer, sizeof buffer)) > 0) text.append(buffer, static_cast<size_t>(n));
+  const std::string text = readAll(fds[0]);
   ::close(fds[0]);
   return text;
 }
@@ -135,10 +141,7 @@ TEST_CASE("query log to a pipe: every line, whole, in line-aligned writes of at 
     CHECK(log.writes() >= expected.size() / PIPE_BUF);
     CHECK(log.writes() <= expected.size() / PIPE_BUF + 2);
   }
-  std::string text;
-  char buffer[4096];
-  ssize_t n;
-  while ((n = ::read(fds[0], buffer, sizeof buffer)) > 0) text.append(buffer, static_cast<size_t>(n));
+  const std::string text = readAll(fds[0]);
   ::close(fds[0]);
   ::close(fds[1]);
   CHECK(text == expected);
@@ -164,11 +167,8 @@ TEST_CASE("query log to a file: one write per flush, and a full buffer flushes i
     log.flush();
     CHECK(log.writes() == before + 1);
   }  // the destructor flushes what is left (nothing here)
-  std::string text;
-  char buffer[4096];
-  ssize_t n;
   ::lseek(fd, 0, SEEK_SET);
-  while ((n = ::read(fd, buffer, sizeof buffer)) > 0) text.append(buffer, static_cast<size_t>(n));
+  const std::string text = readAll(fd);
   ::close(fd);
   ::unlink(path);
   CHECK(text == expected);
@@ -206,10 +206,7 @@ TEST_CASE("LogLine into a batched log: the text stderr would get, written with t
     CHECK(log.writes() == 1);
   }
   ::close(fds[1]);
-  std::string text;
-  char buffer[4096];
-  ssize_t n;
-  while ((n = ::read(fds[0], buffer, sizeof buffer)) > 0) text.append(buffer, static_cast<size_t>(n));
+  const std::string text = readAll(fds[0]);
   ::close(fds[0]);
   CHECK(text == batched);
   const std::string direct = captureLogLine([] {
