@@ -13,10 +13,29 @@ namespace observe {
 
 namespace filter_detail {
 
-enum class Op : uint8_t { Host, Net, Port, Name, Verdict, Proto, Family, Dns, RuleSet, Not, And, Or };
+enum class Op : uint8_t {
+  Host,
+  Net,
+  Port,
+  Name,
+  Sni,
+  Verdict,
+  Proto,
+  Family,
+  Dns,
+  Qtype,
+  Rcode,
+  Reason,
+  RuleSet,
+  Not,
+  And,
+  Or
+};
 // Either: no qualifier or "src or dst"; Both: "src and dst".
 enum class Dir : uint8_t { Either, Src, Dst, Both };
 enum class NameKind : uint8_t { Exact, Wildcard, Any };
+// Reason: the whole word, or a prefix ("sni_*").
+enum class ReasonKind : uint8_t { Exact, Prefix };
 
 // One node of the compiled filter. Addresses live in the IPv6 space with
 // IPv4 as ::ffff:a.b.c.d (prefix + 96), so that an IPv4 address and its
@@ -24,20 +43,21 @@ enum class NameKind : uint8_t { Exact, Wildcard, Any };
 struct Node {
   Op op = Op::Dns;
   Dir dir = Dir::Either;
-  uint8_t value = 0;   // Verdict: EventVerdict; Proto: number; Family: 4/6; Name: NameKind
-  uint8_t prefix = 0;  // Host/Net: bits in the mapped IPv6 space
-  bool v4 = false;     // Host/Net: written as IPv4 (for the normalized text)
-  uint16_t portLow = 0;
-  uint16_t portHigh = 0;
-  uint32_t first = 0;  // And/Or: index into children; Name/RuleSet: offset in strings; Not: child
-  uint32_t count = 0;  // And/Or: number of children; Name/RuleSet: length
+  uint8_t value =
+      0;  // Verdict: EventVerdict; Proto: number; Family: 4/6; Name/Sni: NameKind; Reason: ReasonKind
+  uint8_t prefix = 0;     // Host/Net: bits in the mapped IPv6 space
+  bool v4 = false;        // Host/Net: written as IPv4 (for the normalized text)
+  uint16_t portLow = 0;   // Port; Qtype/Rcode: the value
+  uint16_t portHigh = 0;  // Port
+  uint32_t first = 0;  // And/Or: index into children; Name/Sni/RuleSet/Reason: offset in strings; Not: child
+  uint32_t count = 0;  // And/Or: number of children; Name/Sni/RuleSet/Reason: length
   std::array<uint8_t, 16> address{};
 };
 
 struct ProgramData {
   std::vector<Node> nodes;
   std::vector<uint32_t> children;
-  std::string strings;  // name patterns (lower case) and rule set ids
+  std::string strings;  // name patterns (lower case), rule set ids and reasons
   uint32_t root = 0;
 };
 
@@ -51,6 +71,7 @@ using filter_detail::Dir;
 using filter_detail::NameKind;
 using filter_detail::Node;
 using filter_detail::Op;
+using filter_detail::ReasonKind;
 using Program = filter_detail::ProgramData;
 
 constexpr uint8_t kProtoIcmp = 1;
@@ -58,6 +79,54 @@ constexpr uint8_t kProtoTcp = 6;
 constexpr uint8_t kProtoUdp = 17;
 constexpr uint8_t kProtoIcmp6 = 58;
 constexpr std::array<uint8_t, 12> kMappedPrefix = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+struct Named {
+  std::string_view name;
+  uint16_t value;
+};
+
+// Port names for `port NAME`, as tcpdump takes them from /etc/services
+// (same names and numbers; the observe tests compare them with the
+// system's file), plus "dns" for 53. Built in, so that a filter means the
+// same on every machine and parsing never reads a file.
+constexpr Named kPortNames[] = {
+    {"ftp", 21},          {"ssh", 22},          {"telnet", 23},  {"smtp", 25},        {"domain", 53},
+    {"dns", 53},          {"http", 80},         {"www", 80},     {"pop3", 110},       {"ntp", 123},
+    {"imap", 143},        {"imap2", 143},       {"snmp", 161},   {"bgp", 179},        {"ldap", 389},
+    {"https", 443},       {"submissions", 465}, {"syslog", 514}, {"submission", 587}, {"ldaps", 636},
+    {"domain-s", 853},    {"rsync", 873},       {"imaps", 993},  {"pop3s", 995},      {"mysql", 3306},
+    {"postgresql", 5432}, {"amqps", 5671},      {"amqp", 5672},  {"redis", 6379},     {"http-alt", 8080},
+    {"git", 9418},
+};
+
+// DNS types by their IANA mnemonic (RFC 1035 3.2.2, RFC 3596, RFC 9460, ...).
+constexpr Named kQtypeNames[] = {
+    {"A", 1},       {"NS", 2},    {"CNAME", 5},  {"SOA", 6},    {"NULL", 10},  {"PTR", 12},  {"HINFO", 13},
+    {"MX", 15},     {"TXT", 16},  {"AAAA", 28},  {"SRV", 33},   {"NAPTR", 35}, {"DS", 43},   {"RRSIG", 46},
+    {"DNSKEY", 48}, {"SVCB", 64}, {"HTTPS", 65}, {"AXFR", 252}, {"IXFR", 251}, {"ANY", 255}, {"CAA", 257},
+};
+
+// DNS response codes (RFC 1035 4.1.1, RFC 2136 2.2, RFC 6891 9).
+constexpr Named kRcodeNames[] = {
+    {"NOERROR", 0},  {"FORMERR", 1}, {"SERVFAIL", 2}, {"NXDOMAIN", 3}, {"NOTIMP", 4},   {"REFUSED", 5},
+    {"YXDOMAIN", 6}, {"YXRRSET", 7}, {"NXRRSET", 8},  {"NOTAUTH", 9},  {"NOTZONE", 10}, {"BADVERS", 16},
+};
+
+template <size_t N>
+std::optional<uint16_t> lookupName(const Named (&table)[N], std::string_view word) noexcept {
+  for (const Named& entry : table) {
+    if (common::equalsIgnoreCase(entry.name, word)) return entry.value;
+  }
+  return std::nullopt;
+}
+
+template <size_t N>
+std::string_view nameOf(const Named (&table)[N], uint16_t value) noexcept {
+  for (const Named& entry : table) {
+    if (entry.value == value) return entry.name;
+  }
+  return {};
+}
 
 // ---------------------------------------------------------------- matching
 
@@ -142,6 +211,12 @@ bool evaluate(const Program& program, uint32_t index, const Subject& s) noexcept
       const auto in = [&](uint16_t port) { return port >= node.portLow && port <= node.portHigh; };
       return directional(node.dir, in(s.event.srcPort), in(s.event.dstPort));
     }
+    case Op::Sni:
+      // The name the client sent in its TLS ClientHello (or QUIC Initial),
+      // not one from a Host header, a DNS binding or a query.
+      if (s.event.kind != EventKind::Verdict || (s.event.nameSource != "sni" && s.event.nameSource != "quic"))
+        return false;
+      [[fallthrough]];
     case Op::Name: {
       if (s.name.empty()) return false;
       const std::string_view pattern(program.strings.data() + node.first, node.count);
@@ -155,6 +230,18 @@ bool evaluate(const Program& program, uint32_t index, const Subject& s) noexcept
                  nameEquals(s.name.substr(s.name.size() - pattern.size()), pattern);
       }
       return false;
+    }
+    case Op::Qtype:
+      return s.event.kind == EventKind::Dns && s.event.qtype == node.portLow;
+    case Op::Rcode:
+      return s.event.kind == EventKind::Dns && s.event.rcode == node.portLow;
+    case Op::Reason: {
+      const std::string_view reason(program.strings.data() + node.first, node.count);
+      if (static_cast<ReasonKind>(node.value) == ReasonKind::Prefix) {
+        return s.event.reason.size() >= reason.size() &&
+               common::equalsIgnoreCase(s.event.reason.substr(0, reason.size()), reason);
+      }
+      return common::equalsIgnoreCase(s.event.reason, reason);
     }
     case Op::Verdict:
       return static_cast<uint8_t>(s.event.verdict) == node.value;
@@ -295,11 +382,12 @@ std::vector<Token> tokenize(std::string_view text) {
 
 // ---------------------------------------------------------------- parsing
 
-enum class Kind : uint8_t { None, Host, Net, Port, Name, Verdict, Proto, RuleSet };
+enum class Kind : uint8_t { None, Host, Net, Port, Name, Sni, Verdict, Proto, Qtype, Rcode, Reason, RuleSet };
 
-constexpr std::string_view kKeywords[] = {"host", "net", "port", "portrange", "name", "verdict", "proto",
-                                          "tcp",  "udp", "icmp", "icmp6",     "ip",   "ip6",     "dns",
-                                          "src",  "dst", "and",  "or",        "not",  "ruleset"};
+constexpr std::string_view kKeywords[] = {"host",    "net",   "port", "portrange", "name",  "sni",
+                                          "verdict", "proto", "tcp",  "udp",       "icmp",  "icmp6",
+                                          "ip",      "ip6",   "dns",  "qtype",     "rcode", "reason",
+                                          "src",     "dst",   "and",  "or",        "not",   "ruleset"};
 
 // Optimal string alignment distance (a transposition costs 1: "hots").
 size_t editDistance(std::string_view a, std::string_view b) {
@@ -492,11 +580,21 @@ class Parser {
       case Kind::None:
         return false;
       case Kind::Port:
-        return digit;
+        return digit || lookupName(kPortNames, word).has_value();
+      case Kind::Qtype:
+        return digit || lookupName(kQtypeNames, word).has_value() || isTypeN(word);
+      case Kind::Rcode:
+        return digit || lookupName(kRcodeNames, word).has_value();
+      case Kind::Reason:
+        // Reasons are snake_case ("sni_*"); a plain word that is close to a
+        // keyword is read as a (mistyped) keyword.
+        return word.find_first_of("_*") != std::string_view::npos ||
+               (!isKeyword(word) && closestKeyword(word).empty());
       case Kind::Host:
       case Kind::Net:
         return digit || word.find(':') != std::string_view::npos || word.front() == '[';
       case Kind::Name:
+      case Kind::Sni:
         return word.find('.') != std::string_view::npos || word.find('*') != std::string_view::npos;
       case Kind::RuleSet:
         return word.find('/') != std::string_view::npos;
@@ -528,6 +626,12 @@ class Parser {
       return parsePort(word, Dir::Either, value(word, "a port number 1..65535 or a range N-M"));
     }
     if (is("name")) return parseName(word, value(word, "a name like api.example.com or *.example.com"));
+    if (is("sni")) {
+      return parseName(word, value(word, "a name like api.example.com or *.example.com"), Op::Sni);
+    }
+    if (is("qtype")) return parseQtype(word, value(word, "a DNS type like A, AAAA, TXT or a number"));
+    if (is("rcode")) return parseRcode(word, value(word, "a DNS rcode like NOERROR, NXDOMAIN or a number"));
+    if (is("reason")) return parseReason(word, value(word, "a reason like not_allowed or sni_*"));
     if (is("verdict")) return parseVerdict(word, value(word, "allow, deny or audit"));
     if (is("proto")) return parseProto(word, value(word, "tcp, udp, icmp, icmp6 or a protocol number"));
     if (is("ruleset")) return parseRuleSet(word, value(word, "a rule set id NAMESPACE/NAME"));
@@ -623,6 +727,14 @@ class Parser {
         return parsePort(keyword, dir, word);
       case Kind::Name:
         return parseName(keyword, word);
+      case Kind::Sni:
+        return parseName(keyword, word, Op::Sni);
+      case Kind::Qtype:
+        return parseQtype(keyword, word);
+      case Kind::Rcode:
+        return parseRcode(keyword, word);
+      case Kind::Reason:
+        return parseReason(keyword, word);
       case Kind::Verdict:
         return parseVerdict(keyword, word);
       case Kind::Proto:
@@ -704,7 +816,10 @@ class Parser {
   uint16_t portNumber(const Token& word, size_t at, std::string_view text) {
     const auto number = digits(text);
     if (!number) {
-      fail(word, "expected a port number 1..65535 or a range N-M, got " + quote(word.text));
+      fail(word,
+           "expected a port number 1..65535, a range N-M or a service name (https, http, domain, ssh, "
+           "...), got " +
+               quote(word.text));
     }
     if (*number < 1 || *number > 65535) {
       fail(word.offset + at, text.size(), "port " + std::string(text) + " out of range 1..65535");
@@ -717,7 +832,10 @@ class Parser {
     node.op = Op::Port;
     node.dir = dir;
     const size_t dash = word.text.find('-');
-    if (dash == std::string_view::npos) {
+    if (const auto named = lookupName(kPortNames, word.text)) {
+      // A service name ("https", "http-alt"), checked before the '-' of a range.
+      node.portLow = node.portHigh = *named;
+    } else if (dash == std::string_view::npos) {
       node.portLow = node.portHigh = portNumber(word, 0, word.text);
     } else {
       node.portLow = portNumber(word, 0, word.text.substr(0, dash));
@@ -731,14 +849,14 @@ class Parser {
     return add(node);
   }
 
-  // Same rules as rule set names (RULES.md): case-insensitive, trailing dot
+  // Same rules as rule set names (docs/rules.md): case-insensitive, trailing dot
   // ignored, '*' only as the whole first label, labels 1..63 bytes.
-  uint32_t parseName(const Token& keyword, const Token& word) {
+  uint32_t parseName(const Token& keyword, const Token& word, Op op = Op::Name) {
     std::string name = common::toLowerAscii(word.text);
     if (name.size() > 1 && name.back() == '.') name.pop_back();
     Node node;
-    node.op = Op::Name;
-    remember(Kind::Name, Dir::Either, keyword);
+    node.op = op;
+    remember(op == Op::Sni ? Kind::Sni : Kind::Name, Dir::Either, keyword);
     if (name == "*") {
       node.value = static_cast<uint8_t>(NameKind::Any);
       return addString(node, "");
@@ -826,6 +944,74 @@ class Parser {
     return addProto(number);
   }
 
+  // "TYPE65" (RFC 3597 section 5), as dig prints unknown types.
+  static bool isTypeN(std::string_view word) {
+    return word.size() > 4 && common::equalsIgnoreCase(word.substr(0, 4), "type") && digits(word.substr(4));
+  }
+
+  uint16_t dnsNumber(const Token& keyword, const Token& word, std::string_view text, uint64_t max,
+                     std::string_view expected) {
+    const auto number = digits(text);
+    if (!number || *number > max) {
+      fail(word, "expected " + std::string(expected) + " after " + quote(keyword.text) + ", got " +
+                     quote(word.text));
+    }
+    return static_cast<uint16_t>(*number);
+  }
+
+  uint32_t parseQtype(const Token& keyword, const Token& word) {
+    constexpr std::string_view kExpected =
+        "a DNS type (A, AAAA, CNAME, TXT, HTTPS, ANY, ..., TYPEn or 0..65535)";
+    Node node;
+    node.op = Op::Qtype;
+    if (const auto named = lookupName(kQtypeNames, word.text)) {
+      node.portLow = *named;
+    } else if (isTypeN(word.text)) {
+      node.portLow = dnsNumber(keyword, word, word.text.substr(4), 65535, kExpected);
+    } else {
+      node.portLow = dnsNumber(keyword, word, word.text, 65535, kExpected);
+    }
+    remember(Kind::Qtype, Dir::Either, keyword);
+    return add(node);
+  }
+
+  uint32_t parseRcode(const Token& keyword, const Token& word) {
+    Node node;
+    node.op = Op::Rcode;
+    if (const auto named = lookupName(kRcodeNames, word.text)) {
+      node.portLow = *named;
+    } else {
+      // Extended rcodes (RFC 6891) are 12 bits.
+      node.portLow = dnsNumber(keyword, word, word.text, 4095,
+                               "a DNS rcode (NOERROR, NXDOMAIN, SERVFAIL, REFUSED, ... or 0..4095)");
+    }
+    remember(Kind::Rcode, Dir::Either, keyword);
+    return add(node);
+  }
+
+  // Reason names are snake_case words (docs/watch.md lists them); a
+  // trailing '*' matches every reason starting with the rest.
+  uint32_t parseReason(const Token& keyword, const Token& word) {
+    std::string reason = common::toLowerAscii(word.text);
+    Node node;
+    node.op = Op::Reason;
+    node.value = static_cast<uint8_t>(ReasonKind::Exact);
+    if (!reason.empty() && reason.back() == '*') {
+      node.value = static_cast<uint8_t>(ReasonKind::Prefix);
+      reason.pop_back();
+    }
+    const bool valid = !reason.empty() && std::all_of(reason.begin(), reason.end(), [](char c) {
+      return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+    });
+    if (!valid) {
+      fail(word,
+           "expected a reason like not_allowed (letters, digits, '_', an optional trailing '*') after " +
+               quote(keyword.text) + ", got " + quote(word.text));
+    }
+    remember(Kind::Reason, Dir::Either, keyword);
+    return addString(node, reason);
+  }
+
   uint32_t parseRuleSet(const Token& keyword, const Token& word) {
     const std::string_view text = word.text;
     const size_t slash = text.find('/');
@@ -908,7 +1094,8 @@ void print(const Program& program, uint32_t index, int parentPrecedence, std::st
       if (node.portHigh != node.portLow) out += "-" + std::to_string(node.portHigh);
       return;
     case Op::Name:
-      out += "name ";
+    case Op::Sni:
+      out += node.op == Op::Sni ? "sni " : "name ";
       if (static_cast<NameKind>(node.value) != NameKind::Exact) out += "*";
       out += text;
       // A host named "and", "or" or "not" would read back as the operator;
@@ -944,6 +1131,23 @@ void print(const Program& program, uint32_t index, int parentPrecedence, std::st
       return;
     case Op::Dns:
       out += "dns";
+      return;
+    case Op::Qtype: {
+      const std::string_view named = nameOf(kQtypeNames, node.portLow);
+      out += "qtype ";
+      out += named.empty() ? std::to_string(node.portLow) : std::string(named);
+      return;
+    }
+    case Op::Rcode: {
+      const std::string_view named = nameOf(kRcodeNames, node.portLow);
+      out += "rcode ";
+      out += named.empty() ? std::to_string(node.portLow) : std::string(named);
+      return;
+    }
+    case Op::Reason:
+      out += "reason ";
+      out += text;
+      if (static_cast<ReasonKind>(node.value) == ReasonKind::Prefix) out += '*';
       return;
     case Op::RuleSet:
       out += "ruleset ";

@@ -7,14 +7,23 @@
 //   primitive :=
 //       [QUAL] host ADDRESS             IPv4/IPv6 address ([brackets] allowed)
 //     | [QUAL] net CIDR                 e.g. 10.0.0.0/8, 2001:db8::/32 (host bits must be 0)
-//     | [QUAL] port N                   1..65535, or a range N-M; "portrange N-M" too
+//     | [QUAL] port N                   1..65535, or a range N-M; "portrange N-M" too;
+//                                       or a service name as in /etc/services (https, http,
+//                                       domain, ssh, ...; "dns" is 53 too)
 //     | [QUAL] ADDRESS | [QUAL] CIDR    a bare address is host, a bare network net
 //     | name PATTERN                    exact name, "*.example.com" (one or more labels
 //                                       in front, not example.com itself) or "*" (any name)
+//     | sni PATTERN                     as name, but only names read from a TLS ClientHello
+//                                       or QUIC Initial (not Host headers, bindings, queries)
 //     | verdict allow|deny|audit
 //     | proto tcp|udp|icmp|icmp6|N      also bare "tcp", "udp", "icmp", "icmp6"
 //     | ip | ip6                        address family
 //     | dns                             DNS events only
+//     | qtype TYPE                      DNS events of that query type (A, AAAA, TXT, HTTPS,
+//                                       TYPE65, a number)
+//     | rcode RCODE                     DNS events answered with that rcode (NOERROR,
+//                                       NXDOMAIN, SERVFAIL, REFUSED, a number)
+//     | reason REASON | reason PREFIX*  the decision's reason (not_allowed, sni_*)
 //     | ruleset NS/NAME | ruleset NS/*  decided by that rule set (or any of NS)
 //   QUAL := src | dst | src or dst | src and dst
 //   Without a qualifier, host/net/port match either end. Keywords are

@@ -172,6 +172,50 @@ TEST_CASE("filter: table of filters, events and expected matches") {
       {"proto icmp or 17", quic, true},
       {"name a.example or api.example.com", tls, true},
       {"tcp and port 443 and not 51234", tls, false},
+      // port names, as tcpdump reads them from /etc/services
+      {"port https", tls, true},
+      {"dst port https", tls, true},
+      {"src port https", tls, false},
+      {"port http", http, true},
+      {"port http", tls, false},
+      {"port domain", dnsNo, true},
+      {"port dns", dnsYes, true},
+      {"port HTTP-ALT", mapped, false},
+      {"port 80 or https", tls, true},
+      {"port ssh or http", tls, false},
+      // sni: only names read from a ClientHello or QUIC Initial
+      {"sni api.example.com", tls, true},
+      {"sni *.example.com", tls, true},
+      {"sni *.cdn.example.net", quic, true},
+      {"sni evil.example", http, false},       // a Host header, not an SNI
+      {"sni www.example.com", mapped, false},  // a DNS binding
+      {"sni api.example.com", dnsYes, false},  // a query
+      {"sni *", tls, true},
+      {"sni *", http, false},
+      {"sni a.example or api.example.com", tls, true},
+      // qtype and rcode: DNS events only
+      {"qtype A", dnsNo, true},
+      {"qtype a", dnsNo, true},
+      {"qtype AAAA", dnsNo, false},
+      {"qtype aaaa", dnsYes, true},
+      {"qtype 28", dnsYes, true},
+      {"qtype TYPE28", dnsYes, true},
+      {"qtype TXT or AAAA", dnsYes, true},
+      {"qtype A", tls, false},
+      {"rcode NXDOMAIN", dnsNo, true},
+      {"rcode nxdomain", dnsYes, false},
+      {"rcode NOERROR", dnsYes, true},
+      {"rcode 0", dnsYes, true},
+      {"rcode NOERROR", tls, false},  // a connection has no rcode
+      {"rcode SERVFAIL or 3", dnsNo, true},
+      // reason: the whole word or a prefix
+      {"reason sni_allowed", tls, true},
+      {"reason SNI_Allowed", tls, true},
+      {"reason sni_", tls, false},
+      {"reason sni_*", tls, true},
+      {"reason not_allowed", dnsNo, true},
+      {"reason host_not_allowed or quic_not_allowed", quic, true},
+      {"verdict deny and reason host_*", http, true},
       // keywords are case-insensitive
       {"PORT 443 AND NOT DNS", tls, true},
       {"Src Net 10.0.0.0/8 Or Dst Port 53", dnsNo, true},
@@ -213,6 +257,14 @@ TEST_CASE("filter: normalized text") {
       {"name not.", "name not."},
       {"name *.e and ! not.", "name *.e and not name not."},
       {"name OR. or name and.", "name or. or name and."},
+      {"port https or domain", "port 443 or port 53"},
+      {"SNI *.Example.COM", "sni *.example.com"},
+      {"sni not.", "sni not."},
+      {"qtype aaaa or 16 or TYPE65", "qtype AAAA or qtype TXT or qtype HTTPS"},
+      {"qtype 65280", "qtype 65280"},
+      {"rcode nxdomain or 2", "rcode NXDOMAIN or rcode SERVFAIL"},
+      {"rcode 23", "rcode 23"},
+      {"Reason Not_Allowed or SNI_*", "reason not_allowed or reason sni_*"},
   };
   for (const auto& [input, normalized] : cases) {
     INFO(input);
@@ -271,7 +323,25 @@ TEST_CASE("filter: errors point at the bad token") {
       {"port 0", 5, 1, "port 0 out of range 1..65535"},
       {"port 1000-70000", 10, 5, "port 70000 out of range 1..65535"},
       {"port 90-80", 5, 5, "port range '90-80' is reversed (write 80-90)"},
-      {"port http", 5, 4, "expected a port number 1..65535 or a range N-M, got 'http'"},
+      {"port htp", 5, 3,
+       "expected a port number 1..65535, a range N-M or a service name (https, http, domain, ssh, ...), got "
+       "'htp'"},
+      {"qtype AAA", 6, 3,
+       "expected a DNS type (A, AAAA, CNAME, TXT, HTTPS, ANY, ..., TYPEn or 0..65535) after 'qtype', got "
+       "'AAA'"},
+      {"qtype 65536", 6, 5,
+       "expected a DNS type (A, AAAA, CNAME, TXT, HTTPS, ANY, ..., TYPEn or 0..65535) after 'qtype', got "
+       "'65536'"},
+      {"rcode NXDOMIAN", 6, 8,
+       "expected a DNS rcode (NOERROR, NXDOMAIN, SERVFAIL, REFUSED, ... or 0..4095) after 'rcode', got "
+       "'NXDOMIAN'"},
+      {"reason *_allowed", 7, 9,
+       "expected a reason like not_allowed (letters, digits, '_', an optional trailing '*') after 'reason', "
+       "got "
+       "'*_allowed'"},
+      {"reason", 6, 0, "expected a reason like not_allowed or sni_* after 'reason', got end of filter"},
+      {"sni", 3, 0, "expected a name like api.example.com or *.example.com after 'sni', got end of filter"},
+      {"src sni x.com", 4, 3, "'src' applies to host, net and port, not 'sni'"},
       {"port", 4, 0, "expected a port number 1..65535 or a range N-M after 'port', got end of filter"},
       {"net 10.0.0.1/8", 4, 10, "'10.0.0.1/8' has host bits set (did you mean '10.0.0.0/8'?)"},
       {"net 2001:db8::1/32", 4, 14, "'2001:db8::1/32' has host bits set (did you mean '2001:db8::/32'?)"},

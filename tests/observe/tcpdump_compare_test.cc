@@ -159,6 +159,14 @@ TEST_CASE("filter: agrees with tcpdump on the common subset") {
       "not (src net 10.0.0.0/8 and dst port 22)",
       "ip6 and not (icmp6 or port 53)",
       "host 10.0.1.2 and (port 22 or port 53)",
+      // Service names: tcpdump looks them up in /etc/services, we in a
+      // built-in table that must agree with it.
+      "port https",
+      "dst port http or https",
+      "port domain",
+      "src port ssh",
+      "tcp and port http-alt",
+      "udp and not port domain",
   };
   for (const std::string& text : filters) {
     INFO("filter: " << text);
@@ -174,4 +182,31 @@ TEST_CASE("filter: agrees with tcpdump on the common subset") {
     CHECK(!theirs.empty());  // every filter selects something
   }
   std::filesystem::remove(file);
+}
+
+// The built-in service names mean what this machine's /etc/services says,
+// so that `port NAME` picks what tcpdump's `port NAME` picks anywhere.
+TEST_CASE("filter: port names agree with /etc/services") {
+  FILE* services = std::fopen("/etc/services", "r");
+  if (services == nullptr) {
+    WARN("no /etc/services on this machine: nothing to compare");
+    return;
+  }
+  size_t compared = 0;
+  char line[512];
+  while (std::fgets(line, sizeof line, services) != nullptr) {
+    char name[64];
+    unsigned port = 0;
+    char protocol[16];
+    if (std::sscanf(line, "%63s %u/%15s", name, &port, protocol) != 3 || name[0] == '#') continue;
+    const std::string text = std::string("port ") + name;
+    auto parsed = observe::parseFilter(text);
+    if (!std::holds_alternative<observe::Filter>(parsed)) continue;  // a name we do not know
+    INFO(text << " (/etc/services: " << port << "/" << protocol << ")");
+    const auto& filter = std::get<observe::Filter>(parsed);
+    CHECK(filter.text() == "port " + std::to_string(port));
+    ++compared;
+  }
+  std::fclose(services);
+  CHECK(compared >= 20);
 }
