@@ -66,6 +66,7 @@ constexpr std::array kKeys{
     EGRESSD_KEY("dns.enabled", Restart, dns.enabled),
     EGRESSD_KEY("dns.listen", Restart, dns.listen),
     EGRESSD_KEY("dns.upstreams", Live, dns.upstreams),
+    EGRESSD_KEY("dns.upstreams_from", Live, dns.upstreamsFrom),
     EGRESSD_KEY("dns.cluster_domains", Live, dns.clusterDomains),
     EGRESSD_KEY("dns.cluster_upstreams", Live, dns.clusterUpstreams),
     EGRESSD_KEY("dns.deny_rcode", Live, dns.denyRcode),
@@ -179,8 +180,10 @@ std::vector<ConfigProblem> validate(const Config& config) {
   const DnsConfig& dns = config.dns;
   if (dns.enabled) {
     if (dns.listen.empty()) add("dns.listen", "at least one address is required when dns.enabled = true");
-    if (dns.upstreams.empty()) {
-      add("dns.upstreams", "at least one resolver is required when dns.enabled = true");
+    if (dns.upstreams.empty() && dns.upstreamsFrom.empty()) {
+      add("dns.upstreams",
+          "at least one resolver is required when dns.enabled = true (or dns.upstreams_from = a "
+          "resolv.conf)");
     }
   }
   checkDuplicates(dns.listen, "dns.listen", showAddress, problems);
@@ -208,7 +211,7 @@ std::vector<ConfigProblem> validate(const Config& config) {
         }
       }
     };
-    checkLoop(dns.upstreams, "dns.upstreams");
+    checkLoop(dns.upstreams, dns.upstreamsFrom.empty() ? "dns.upstreams" : "dns.upstreams_from");
     checkLoop(dns.clusterUpstreams, "dns.cluster_upstreams");
   }
 
@@ -236,6 +239,63 @@ std::vector<ConfigProblem> validate(const Config& config) {
     }
   }
   return problems;
+}
+
+namespace {
+
+// RFC 5737 (TEST-NET-1..3) and RFC 3849: addresses for documentation only,
+// never routed; the tests use them as their fake internet.
+bool isDocumentationAddress(const common::IpAddress& ip) {
+  static const common::IpNetwork kNetworks[] = {
+      *common::parseIpNetwork("192.0.2.0/24").network,
+      *common::parseIpNetwork("198.51.100.0/24").network,
+      *common::parseIpNetwork("203.0.113.0/24").network,
+      *common::parseIpNetwork("2001:db8::/32").network,
+  };
+  const common::IpAddress plain = ip.unmapped();
+  return std::any_of(std::begin(kNetworks), std::end(kNetworks),
+                     [&](const common::IpNetwork& network) { return network.contains(plain); });
+}
+
+}  // namespace
+
+std::vector<ConfigProblem> warnings(const Config& config) {
+  std::vector<ConfigProblem> out;
+  const DnsConfig& dns = config.dns;
+  if (!dns.enabled) return out;
+  const std::string upstreamsKey = dns.upstreamsFrom.empty() ? "dns.upstreams" : "dns.upstreams_from";
+  for (size_t i = 0; i < dns.upstreams.size(); ++i) {
+    const common::SocketAddress& upstream = dns.upstreams[i];
+    if (isDocumentationAddress(upstream.ip)) {
+      out.push_back(pathProblem(
+          indexed(upstreamsKey, i),
+          "warning: " + upstream.toString() +
+              " is a documentation address (RFC 5737/3849) that reaches no resolver on a real network; "
+              "set the resolver for external names (your VPC or node resolver), or dns.upstreams_from = "
+              "\"/etc/resolv.conf\" to use the node's own (docs/deploy.md)"));
+    }
+    for (size_t j = 0; j < dns.clusterUpstreams.size(); ++j) {
+      if (dns.clusterUpstreams[j] == upstream) {
+        out.push_back(pathProblem(
+            indexed(upstreamsKey, i),
+            "warning: " + upstream.toString() + " is also dns.cluster_upstreams[" + std::to_string(j) +
+                "] (the cluster resolver): if it forwards external names to egressd (CoreDNS `forward . "
+                "egressd`), queries loop; use the resolver CoreDNS itself forwards to"));
+        break;
+      }
+    }
+  }
+  for (size_t i = 0; i < dns.clusterUpstreams.size(); ++i) {
+    const common::SocketAddress& upstream = dns.clusterUpstreams[i];
+    if (isDocumentationAddress(upstream.ip)) {
+      out.push_back(pathProblem(indexed("dns.cluster_upstreams", i),
+                                "warning: " + upstream.toString() +
+                                    " is a documentation address (RFC 5737/3849) that reaches no resolver on "
+                                    "a real network; set the kube-dns Service IP (kubectl -n kube-system get "
+                                    "svc kube-dns)"));
+    }
+  }
+  return out;
 }
 
 std::vector<std::string> restartOnlyChanges(const Config& before, const Config& after) {

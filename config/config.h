@@ -37,7 +37,7 @@ struct RulesConfig {
   // directory of the config file), lexically normalised, no trailing slash.
   std::vector<std::string> dirs{"/etc/egressd/system.d", "/var/lib/egressd/rules.d"};
   // Entries of `dirs` whose rule sets are system (bootstrap) rule sets. Each
-  // must also appear in `dirs`; empty by default (RULES.md "System rules").
+  // must also appear in `dirs`; empty by default (docs/rules.md "System rules").
   std::vector<std::string> systemDirs;
   bool strictBinding = true;
   common::Duration bindingGrace = std::chrono::minutes(5);
@@ -49,7 +49,10 @@ struct RulesConfig {
 struct DnsConfig {
   bool enabled = true;
   std::vector<common::SocketAddress> listen{{common::IpAddress::v4(0x7f000001), 5353}};
-  std::vector<common::SocketAddress> upstreams;  // required when enabled
+  std::vector<common::SocketAddress> upstreams;  // required when enabled (given or from upstreamsFrom)
+  // A resolv.conf whose nameservers are the upstreams (absolute path; empty:
+  // none). The loader reads it (at start and on SIGHUP) into `upstreams`.
+  std::string upstreamsFrom;
   // Names at or under these go unfiltered to clusterUpstreams. Lower case, no
   // trailing dot.
   std::vector<std::string> clusterDomains{"cluster.local"};
@@ -126,6 +129,13 @@ struct ConfigProblem {
 // Per-value checks (types, formats, ranges) happen while loading. Problems
 // carry paths but no positions; the loader adds them.
 std::vector<ConfigProblem> validate(const Config& config);
+
+// Settings that are valid but almost certainly not what a real deployment
+// wants, e.g. a documentation address (RFC 5737, RFC 3849) as a resolver:
+// reported by `--check-config` and logged at start and reload, never fatal
+// (the tests' fake internet uses documentation addresses). Each names the
+// key and the fix.
+std::vector<ConfigProblem> warnings(const Config& config);
 
 // Whether a key takes effect on SIGHUP or needs a restart.
 enum class Reload : uint8_t { Live, Restart };

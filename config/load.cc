@@ -17,6 +17,7 @@
 #include <toml++/toml.h>
 
 #include "common/strings.h"
+#include "config/resolv_conf.h"
 
 namespace config {
 namespace {
@@ -171,6 +172,7 @@ class Loader {
     return std::nullopt;
   }
   std::vector<ConfigProblem>& problems() { return problems_; }
+  const std::string& source() const { return source_; }
 
  private:
   std::string source_;
@@ -528,12 +530,94 @@ void readRules(Section& section, RulesConfig& rules, const std::filesystem::path
   readDuration(section, "binding_grace", Duration(0), std::chrono::hours(24), rules.bindingGrace);
 }
 
-void readDns(Section& section, DnsConfig& dns) {
+// Reads a resolv.conf: a regular file of at most 64 KiB (never a FIFO or a
+// device, which could block or never end); false with `error` set.
+bool readSmallFile(const std::string& path, std::string& text, std::string& error) {
+  constexpr size_t kMaxBytes = 64 * 1024;
+  const auto failed = [&](const std::string& what) {
+    error = what + " " + quote(path) + ": " + std::error_code(errno, std::generic_category()).message();
+    return false;
+  };
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return failed("cannot open");
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat info {};
+  if (::fstat(fd, &info) != 0) return failed("cannot stat");
+  if (!S_ISREG(info.st_mode)) {
+    error = quote(path) + " is not a regular file";
+    return false;
+  }
+  char buffer[4096];
+  for (;;) {
+    const ssize_t n = ::read(fd, buffer, sizeof buffer);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return failed("cannot read");
+    }
+    if (n == 0) break;
+    text.append(buffer, static_cast<size_t>(n));
+    if (text.size() > kMaxBytes) {
+      error = quote(path) + " is larger than 64 KiB; is it a resolv.conf?";
+      return false;
+    }
+  }
+  return true;
+}
+
+// dns.upstreams_from: the nameservers of a resolv.conf become the upstreams.
+// Read now, so that a SIGHUP picks up a changed file like any other setting.
+void readUpstreamsFrom(Section& section, DnsConfig& dns, const std::filesystem::path& base) {
+  const toml::node* node = section.find("upstreams_from");
+  if (node == nullptr) return;
+  const auto* value = node->as_string();
+  if (value == nullptr) {
+    typeError(section, "upstreams_from", *node, "a string (the path of a resolv.conf)");
+    return;
+  }
+  std::string error;
+  const auto checked = checkPath(value->get(), error);
+  if (!checked) {
+    section.loader().problem("dns.upstreams_from", std::move(error), *node);
+    return;
+  }
+  dns.upstreamsFrom = resolvePath(*checked, base);
+  if (!dns.upstreams.empty()) {
+    section.loader().problem("dns.upstreams_from",
+                             "give either dns.upstreams or dns.upstreams_from, not both (remove one)", *node);
+    return;
+  }
+  std::string text;
+  if (!readSmallFile(dns.upstreamsFrom, text, error)) {
+    section.loader().problem("dns.upstreams_from",
+                             error + " (in the DaemonSet it is the node's resolv.conf, a hostPath mount)",
+                             *node);
+    return;
+  }
+  ResolvConf parsed = parseResolvConf(text);
+  for (const ResolvConfProblem& problem : parsed.problems) {
+    section.loader().problem("dns.upstreams_from",
+                             dns.upstreamsFrom + ":" + std::to_string(problem.line) + ": " + problem.message,
+                             *node);
+  }
+  if (parsed.problems.empty() && parsed.nameservers.empty()) {
+    section.loader().problem(
+        "dns.upstreams_from",
+        quote(dns.upstreamsFrom) + " has no \"nameserver ADDRESS\" line; egressd would have no resolver",
+        *node);
+  }
+  dns.upstreams = std::move(parsed.nameservers);
+}
+
+void readDns(Section& section, DnsConfig& dns, const std::filesystem::path& base) {
   readBool(section, "enabled", dns.enabled);
   readArray<common::SocketAddress>(section, "listen", "strings",
                                    fromString<common::SocketAddress>(parseListenAddress), dns.listen);
   readArray<common::SocketAddress>(section, "upstreams", "strings",
                                    fromString<common::SocketAddress>(parseUpstreamAddress), dns.upstreams);
+  readUpstreamsFrom(section, dns, base);
   readArray<std::string>(section, "cluster_domains", "strings", fromString<std::string>(parseDomain),
                          dns.clusterDomains);
   readArray<common::SocketAddress>(section, "cluster_upstreams", "strings",
@@ -678,7 +762,7 @@ ConfigLoad loadTable(const toml::table& root, Loader& loader, const std::filesys
     sub.reportUnknownKeys();
   };
   section("rules", [&](Section& s) { readRules(s, config.rules, base); });
-  section("dns", [&](Section& s) { readDns(s, config.dns); });
+  section("dns", [&](Section& s) { readDns(s, config.dns, base); });
   section("nfqueue", [&](Section& s) { readNfqueue(s, config.nfqueue); });
   section("control", [&](Section& s) { readControl(s, config.control, base); });
   section("metrics", [&](Section& s) { readMetrics(s, config.metrics); });
@@ -700,7 +784,18 @@ ConfigLoad loadTable(const toml::table& root, Loader& loader, const std::filesys
                      return std::pair(a.line.value_or(0), a.column.value_or(0)) <
                             std::pair(b.line.value_or(0), b.column.value_or(0));
                    });
-  if (result.problems.empty()) result.config = std::move(config);
+  if (result.problems.empty()) {
+    for (ConfigProblem& warning : warnings(config)) {
+      const auto where = loader.positionOf(warning.path);
+      warning.source = loader.source();
+      if (where) {
+        warning.line = where->line;
+        warning.column = where->column;
+      }
+      result.warnings.push_back(std::move(warning));
+    }
+    result.config = std::move(config);
+  }
   return result;
 }
 

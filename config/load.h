@@ -2,6 +2,9 @@
 // ranges, unknown keys, then config::validate(). Every problem is reported at
 // once, each with its key path and, where known, line and column.
 //
+// dns.upstreams_from names a resolv.conf, which is read while loading (the
+// only file besides the config itself).
+//
 // Relative paths (rules.dirs, rules.system_dirs, control.socket) are resolved
 // against the directory of the config file, like nginx's include, so a config
 // means the same whatever the daemon's working directory is.
@@ -26,6 +29,8 @@ inline constexpr size_t kMaxConfigBytes = 1 << 20;
 struct ConfigLoad {
   std::optional<Config> config;  // set only when `problems` is empty
   std::vector<ConfigProblem> problems;
+  // With a config: config::warnings(), with positions. Never fatal.
+  std::vector<ConfigProblem> warnings;
 
   bool ok() const noexcept { return config.has_value(); }
 };

@@ -17,6 +17,9 @@ int runCheckConfig(const std::string& path, std::ostream& out) {
     return 1;
   }
   const config::Config& cfg = *loaded.config;
+  // Valid but probably not meant (a documentation address as resolver):
+  // said, never fatal.
+  for (const auto& warning : loaded.warnings) out << warning.toString() << '\n';
   RulesState rules;
   const RulesReload reload =
       rules.reload(cfg.rules.dirs, cfg.rules.systemDirs, policy::defaultPublicSuffixList());

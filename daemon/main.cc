@@ -52,6 +52,9 @@ int main(int argc, char** argv) {
     return 0;
   }
   common::setLogLevel(loaded.config->log.level);
+  for (const auto& warning : loaded.warnings) {
+    common::LogLine(common::LogLevel::Warn, "config.warning").field("problem", warning.toString());
+  }
   daemon_main::Daemon daemon(configPath, std::move(*loaded.config));
   return daemon.run();
 }

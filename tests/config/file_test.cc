@@ -148,7 +148,16 @@ TEST_CASE("the shipped examples load") {
   CHECK_FALSE(local.config->nfqueue.enabled);
   CHECK(local.config->control.socket == "/tmp/egressd.sock");
   CHECK(local.config->dns.listen == std::vector{*common::parseSocketAddress("127.0.0.1:5353")});
-  CHECK(local.config->dns.upstreams == std::vector{*common::parseSocketAddress("127.0.0.1:53")});
+  // The host's own resolvers (systemd-resolved's 127.0.0.53 stub, or
+  // whatever the host's resolv.conf names).
+  CHECK(local.config->dns.upstreamsFrom == "/etc/resolv.conf");
+  CHECK_FALSE(local.config->dns.upstreams.empty());
+  // No shipped example names a documentation address as a resolver.
+  const config::ConfigLoad complete =
+      config::loadConfigFile((sourceDir() / "examples/egressd.toml").string());
+  INFO(describe(complete));
+  CHECK(local.warnings.empty());
+  CHECK(complete.warnings.empty());
 }
 
 TEST_CASE("every key appears in the complete example and in the docs") {

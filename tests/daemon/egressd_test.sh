@@ -18,6 +18,20 @@ fail() { checks=$((checks + 1)); failures=$((failures + 1)); echo "FAIL: $1"; [ 
 # --check-config
 "$bin/egressd" --check-config --config "$src/examples/egressd-local.toml" > "$work/out" 2>&1 \
   && grep -q "configuration valid" "$work/out" && ok "check-config accepts the local example" || fail "check-config example"
+# A documentation address as resolver: valid (exit 0), but said, with the
+# key and the fix; the shipped DaemonSet config names none (its resolv.conf
+# stands in for the node's).
+printf '[rules]\ndirs = ["rules"]\n[dns]\nupstreams = ["10.0.0.2", "192.0.2.53"]\n' > "$work/doc.toml"
+"$bin/egressd" --check-config --config "$work/doc.toml" > "$work/out" 2>&1; rc=$?
+[ $rc -eq 0 ] && grep -q 'doc.toml:4:26: dns.upstreams\[1\]: warning: 192.0.2.53:53 is a documentation address' "$work/out" \
+  && grep -q 'dns.upstreams_from = "/etc/resolv.conf"' "$work/out" && ok "check-config warns on a documentation upstream (exit 0)" \
+  || { cat "$work/out"; fail "check-config documentation-address warning (rc=$rc)"; }
+printf 'nameserver 10.0.0.2\n' > "$work/node-resolv.conf"
+sed -e "s#\"/etc/egressd/node-resolv.conf\"#\"$work/node-resolv.conf\"#" "$src/deploy/base/egressd.toml" > "$work/deploy.toml"
+"$bin/egressd" --check-config --config "$work/deploy.toml" > "$work/out" 2>&1; rc=$?
+[ $rc -eq 0 ] && grep -q "configuration valid" "$work/out" && ! grep -q 'documentation address' "$work/out" \
+  && ok "deploy/base/egressd.toml: valid, upstreams from the node's resolv.conf, no documentation address" \
+  || { cat "$work/out"; fail "deploy/base/egressd.toml check-config (rc=$rc)"; }
 printf 'mode = "enforc"\n[dns]\nlistn = ["x"]\nupstreams = ["1.2.3.4:99999"]\n' > "$work/bad.toml"
 "$bin/egressd" --check-config --config "$work/bad.toml" > "$work/out" 2>&1; rc=$?
 [ $rc -eq 1 ] && ok "check-config exits 1 on errors" || fail "check-config bad exit $rc"

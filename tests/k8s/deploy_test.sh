@@ -120,9 +120,15 @@ else
   else
     fail "ConfigMap egressd-config does not hold deploy/base/egressd.toml"
   fi
-  if "$egressd" --check-config --config "$work/egressd.toml" > "$work/check.out" 2>&1 &&
-    grep -q 'configuration valid (mode enforce)' "$work/check.out"; then
-    ok "egressd --check-config: $(tail -1 "$work/check.out")"
+  # dns.upstreams_from is the node's resolv.conf (a hostPath mount): here a
+  # node-like one stands in for it. No documentation-address warning: the shipped file names no
+  # such address.
+  printf 'search example.internal\nnameserver 10.0.0.2\noptions edns0\n' > "$work/node-resolv.conf"
+  sed -e "s#\"/etc/egressd/node-resolv.conf\"#\"$work/node-resolv.conf\"#" "$work/egressd.toml" > "$work/node.toml"
+  if grep -q '^upstreams_from = "/etc/egressd/node-resolv.conf"' "$work/egressd.toml" &&
+    "$egressd" --check-config --config "$work/node.toml" > "$work/check.out" 2>&1 &&
+    grep -q 'configuration valid (mode enforce)' "$work/check.out" && ! grep -q 'documentation address' "$work/check.out"; then
+    ok "egressd --check-config, no warnings: $(tail -1 "$work/check.out")"
   else
     fail "egressd --check-config: $(cat "$work/check.out")"
   fi
@@ -131,7 +137,7 @@ else
   mkdir -p "$work/pod/system.d" "$work/pod/rules.d"
   printf '%s\n' "$sysrules" > "$work/pod/system.d/system-bootstrap.yaml"
   sed -e "s#\"/etc/egressd/system.d\"#\"$work/pod/system.d\"#g" \
-    -e "s#\"/var/lib/egressd/rules.d\"#\"$work/pod/rules.d\"#g" "$work/egressd.toml" > "$work/pod.toml"
+    -e "s#\"/var/lib/egressd/rules.d\"#\"$work/pod/rules.d\"#g" "$work/node.toml" > "$work/pod.toml"
   want_sets="$(grep -c '^kind: EgressRuleSet' "$src/examples/rules/system-bootstrap.yaml")"
   if "$egressd" --check-config --config "$work/pod.toml" > "$work/pod.out" 2>&1 &&
     grep -q " $want_sets rule sets in force" "$work/pod.out" && ! grep -q 'rejected' "$work/pod.out"; then
