@@ -87,9 +87,33 @@ int Daemon::run() {
         .field("error", error);
     return 1;
   }
+  // What this egressd enforces, in one line an operator can check: DNS
+  // only, connections (which queues), the proxy, the mode and binding.
+  const auto addresses = [](const std::vector<common::SocketAddress>& list) {
+    std::string out;
+    for (const auto& address : list) out += (out.empty() ? "" : ",") + address.toString();
+    return out;
+  };
+  std::string queues;
+  for (uint16_t queue : config_.nfqueue.queues) queues += (queues.empty() ? "" : ",") + std::to_string(queue);
+  const bool dns = config_.dns.enabled;
+  const bool nfq = config_.nfqueue.enabled;
+  const char* enforces = dns && nfq ? "dns+connections"
+                         : dns      ? "dns_only"
+                         : nfq      ? "connections_only"
+                                    : "nothing";
   common::LogLine(common::LogLevel::Info, "egressd.started")
       .field("config", configPath_)
-      .field("mode", config::toString(config_.mode));
+      .field("mode", config::toString(config_.mode))
+      .field("enforces", enforces)
+      .field("dns", dns ? addresses(config_.dns.listen) : std::string("off"))
+      .field("upstreams",
+             dns ? addresses(config_.dns.upstreams) +
+                       (config_.dns.upstreamsFrom.empty() ? "" : " (from " + config_.dns.upstreamsFrom + ")")
+                 : std::string("-"))
+      .field("nfqueue", nfq ? "queues " + queues : std::string("off: connections are not judged"))
+      .field("proxy", "not configured")
+      .field("strict_binding", config_.rules.strictBinding);
   event_base_dispatch(base_.get());
   // The chain stays: until egressd is back, new flows are dropped, not let
   // through (fail closed across restarts and upgrades).
@@ -161,6 +185,9 @@ void Daemon::reloadConfig() {
         .field("action", "keeping the running configuration");
     stats_.recordConfigReload(false);
     return;
+  }
+  for (const auto& warning : loaded.warnings) {
+    common::LogLine(common::LogLevel::Warn, "config.warning").field("problem", warning.toString());
   }
   const auto restartOnly = config::restartOnlyChanges(config_, *loaded.config);
   if (!restartOnly.empty()) {
