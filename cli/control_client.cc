@@ -17,6 +17,7 @@
 #include <variant>
 
 #include "common/errno_text.h"
+#include "config/load.h"
 
 namespace cli {
 
@@ -53,6 +54,20 @@ std::string socketAccess(const std::string& path) {
   return hint;
 }
 
+// What is at `path` when it is not a socket, for the error message.
+std::string notASocket(const std::string& path, const struct stat& st) {
+  const char* what = S_ISREG(st.st_mode)   ? "a regular file"
+                     : S_ISDIR(st.st_mode) ? "a directory"
+                                           : "not a socket";
+  std::string message = path + " is " + what +
+                        ", not egressd's control socket (control.socket in egressd.toml, "
+                        "default " +
+                        std::string(kDefaultSocket) + ")";
+  const bool toml = path.size() > 5 && path.compare(path.size() - 5, 5, ".toml") == 0;
+  if (toml) message += "; to take the socket from this config file, use --config " + path;
+  return message;
+}
+
 std::string connectHint(int error, const std::string& path) {
   switch (error) {
     case ENOENT:
@@ -81,7 +96,35 @@ void installInterruptHandler() {
   sigaction(SIGTERM, &action, nullptr);
 }
 
+bool chooseSocket(const std::string* socketFlag, const std::string& configFile, const char* environment,
+                  std::string& socket, std::string& error) {
+  if (socketFlag != nullptr) {
+    socket = *socketFlag;
+    return true;
+  }
+  if (!configFile.empty()) {
+    const config::ConfigLoad loaded = config::loadConfigFile(configFile);
+    if (!loaded.ok()) {
+      error = "--config " + configFile + " cannot be used (give --socket instead, or fix it):";
+      for (const auto& problem : loaded.problems) error += "\n  " + problem.toString();
+      return false;
+    }
+    socket = loaded.config->control.socket;
+    return true;
+  }
+  if (environment != nullptr && *environment != '\0') {
+    socket = environment;
+    return true;
+  }
+  socket = std::string(kDefaultSocket);
+  return true;
+}
+
 std::unique_ptr<ControlClient> ControlClient::connect(const std::string& path, std::string& error) {
+  if (struct stat st{}; ::stat(path.c_str(), &st) == 0 && !S_ISSOCK(st.st_mode)) {
+    error = "cannot connect to " + notASocket(path, st);
+    return nullptr;
+  }
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
   if (path.size() >= sizeof(address.sun_path)) {

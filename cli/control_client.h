@@ -22,6 +22,14 @@ namespace cli {
 
 inline constexpr std::string_view kDefaultSocket = "/run/egressd/control.sock";
 
+// The control socket a command talks to: `socketFlag` (--socket) when
+// given, else control.socket of `configFile` (--config, an egressd.toml,
+// loaded as egressd loads it), else `environment` ($EGRESSCTL_SOCKET) when
+// set and not empty, else kDefaultSocket. False with `error` naming the
+// config file's problems.
+bool chooseSocket(const std::string* socketFlag, const std::string& configFile, const char* environment,
+                  std::string& socket, std::string& error);
+
 // Set by the SIGINT/SIGTERM handler installInterruptHandler() installs.
 bool interrupted() noexcept;
 void installInterruptHandler();

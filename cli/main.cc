@@ -2,8 +2,10 @@
 // cli/<name>_command.cc.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cstdlib>
 #include <iostream>
+#include <vector>
 
 #include "cli/control_client.h"
 #include "cli/explain_command.h"
@@ -15,24 +17,43 @@
 
 namespace {
 
-void addSocketOption(CLI::App* command, std::string& socket) {
-  socket = std::string(cli::kDefaultSocket);
-  command->add_option("--socket,-S", socket, "egressd's control socket (egressd.toml [control] socket)")
-      ->capture_default_str();
+// --socket and --config of one subcommand; which socket they name is
+// decided after parsing (cli::chooseSocket), so that --socket beats
+// --config beats $EGRESSCTL_SOCKET beats the default.
+struct SocketFlags {
+  std::string socket;
+  std::string configFile;
+  std::vector<CLI::Option*> socketOptions;  // one per subcommand
+
+  bool socketGiven() const {
+    return std::any_of(socketOptions.begin(), socketOptions.end(),
+                       [](const CLI::Option* option) { return option->count() > 0; });
+  }
+};
+
+void addSocketOption(CLI::App* command, SocketFlags& flags) {
+  flags.socketOptions.push_back(
+      command->add_option("--socket,-S", flags.socket,
+                          "egressd's control socket (default: $EGRESSCTL_SOCKET, else " +
+                              std::string(cli::kDefaultSocket) + ")"));
+  command->add_option("--config", flags.configFile,
+                      "Take the socket from this egressd.toml ([control] socket)");
 }
 
 constexpr const char* kFilterHelp =
     "Filter words, tcpdump style (pcap-filter(7)); joined with spaces:\n"
-    "  [src|dst] host ADDR, [src|dst] net CIDR, [src|dst] port N[-M],\n"
-    "  name NAME|*.SUFFIX, verdict allow|deny|audit, proto tcp|udp|icmp|icmp6 (or tcp, udp, icmp),\n"
-    "  dns, ruleset NS/NAME; combined with and/&&, or/||, not/!, parentheses.\n"
+    "  [src|dst] host ADDR, [src|dst] net CIDR, [src|dst] port N[-M]|https|http|domain|...,\n"
+    "  name NAME|*.SUFFIX, sni NAME|*.SUFFIX, verdict allow|deny|audit, reason REASON[*],\n"
+    "  proto tcp|udp|icmp|icmp6 (or tcp, udp, icmp), dns, qtype A|AAAA|TXT|..., rcode NXDOMAIN|...,\n"
+    "  ruleset NS/NAME; combined with and/&&, or/||, not/!, parentheses.\n"
     "  e.g.: egressctl watch verdict deny and port 443";
 
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"egressctl: lint, explain and observe egressd's egress allowlist"};
-  app.require_subcommand(1);
+  app.require_subcommand(0, 1);  // none: the list of subcommands (below)
+  SocketFlags socketFlags;
   app.set_version_flag("--version", "egressctl " + std::string(control::kVersion));
 
   cli::LintOptions lint;
@@ -55,7 +76,7 @@ int main(int argc, char** argv) {
   explainCommand->add_option("--rules-dir,-r", explain.rulesDirs,
                              "Rules directory to load instead of asking egressd (repeatable)");
   explainCommand->add_flag("--json", explain.json, "One JSON object instead of text");
-  addSocketOption(explainCommand, explain.socket);
+  addSocketOption(explainCommand, socketFlags);
 
   cli::WatchOptions watch;
   auto* watchCommand = app.add_subcommand(
@@ -74,7 +95,7 @@ int main(int argc, char** argv) {
   watchCommand->add_flag("--no-colour,--no-color", watch.noColour,
                          "No colours (the default when stdout is not a terminal)");
   watchCommand->add_flag("--utc", watch.utc, "Times in UTC instead of local time");
-  addSocketOption(watchCommand, watch.socket);
+  addSocketOption(watchCommand, socketFlags);
 
   cli::RulesOptions rules;
   auto* rulesCommand = app.add_subcommand(
@@ -82,15 +103,20 @@ int main(int argc, char** argv) {
       "The running egressd's policy: rule sets with their sources, and each target with the rule sets "
       "that allow it");
   rulesCommand->add_flag("--json", rules.json, "The control protocol's JSON object");
-  addSocketOption(rulesCommand, rules.socket);
+  addSocketOption(rulesCommand, socketFlags);
 
   cli::StatsOptions stats;
   auto* statsCommand = app.add_subcommand("stats", "The running egressd's counters (as /metrics has them)");
   statsCommand->add_flag("--json", stats.json, "One JSON object (per refresh)");
-  std::string statsWatch;  // a string: CLI11 converts flag values as integers
-  statsCommand->add_flag("--watch{2}", statsWatch, "Refresh every SECONDS (--watch=SECONDS, default 2)");
+  std::string statsWatch;  // a string: "--watch" alone means 2 seconds
+  auto* statsWatchOption =
+      statsCommand
+          ->add_option("--watch", statsWatch,
+                       "Refresh every SECONDS (--watch 1, --watch=0.5; --watch alone: every 2 s)")
+          ->expected(0, 1)
+          ->type_name("[SECONDS]");
   statsCommand->add_option("--iterations", stats.iterations, "With --watch: stop after N refreshes");
-  addSocketOption(statsCommand, stats.socket);
+  addSocketOption(statsCommand, socketFlags);
 
   cli::TopOptions top;
   auto* topCommand = app.add_subcommand(
@@ -103,7 +129,7 @@ int main(int argc, char** argv) {
   topCommand->add_option("-n,--rows", top.rows, "Rows per table")->capture_default_str();
   topCommand->add_option("--iterations", top.iterations, "Stop after N reports (default: until Ctrl-C)");
   topCommand->add_flag("--json", top.json, "One JSON object per report");
-  addSocketOption(topCommand, top.socket);
+  addSocketOption(topCommand, socketFlags);
 
   try {
     app.parse(argc, argv);
@@ -112,16 +138,34 @@ int main(int argc, char** argv) {
     const int code = app.exit(e);
     return code == 0 ? 0 : 2;
   }
+  if (app.get_subcommands().empty()) {
+    // Bare `egressctl`: what it can do, as --help says it (a usage error).
+    std::cerr << app.help();
+    return 2;
+  }
+  if (!*lintCommand) {
+    std::string socket;
+    std::string error;
+    // Read once at start-up, before any other thread exists.
+    const char* environment = std::getenv("EGRESSCTL_SOCKET");  // NOLINT(concurrency-mt-unsafe)
+    if (!cli::chooseSocket(socketFlags.socketGiven() ? &socketFlags.socket : nullptr, socketFlags.configFile,
+                           environment, socket, error)) {
+      std::cerr << "egressctl " << app.get_subcommands().front()->get_name() << ": " << error << '\n';
+      return 2;
+    }
+    explain.socket = watch.socket = rules.socket = stats.socket = top.socket = socket;
+  }
   if (*lintCommand) return cli::runLint(lint, std::cin, std::cout);
   if (*explainCommand) return cli::runExplain(explain, std::cout, std::cerr);
   if (*watchCommand) return cli::runWatch(watch);
   if (*rulesCommand) return cli::runRules(rules, std::cout, std::cerr);
   if (*statsCommand) {
+    if (statsWatchOption->count() > 0 && statsWatch.empty()) statsWatch = "2";
     if (!statsWatch.empty()) {
       char* end = nullptr;
       stats.watchSeconds = std::strtod(statsWatch.c_str(), &end);
       if (end == statsWatch.c_str() || *end != '\0' || stats.watchSeconds <= 0) {
-        std::cerr << "egressctl stats: --watch=SECONDS needs a number of seconds above 0, not \""
+        std::cerr << "egressctl stats: --watch SECONDS needs a number of seconds above 0, not \""
                   << statsWatch << "\"\n";
         return 2;
       }

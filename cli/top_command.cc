@@ -69,6 +69,12 @@ void TopTable::add(const observe::Event& event) {
     row.key = key;
     count(row, event.verdict);
   }
+  if (event.kind == observe::EventKind::Dns && event.nameLength > 0) {
+    const std::string key = hostOf(event);
+    Row& row = dnsNames_[key];
+    row.key = key;
+    count(row, event.verdict);
+  }
   if (event.verdict != observe::EventVerdict::Allow) {
     // DNS denials and denied (or audit: would be denied) connections.
     const std::string key = hostOf(event);
@@ -80,12 +86,17 @@ void TopTable::add(const observe::Event& event) {
 
 void TopTable::clear() {
   destinations_.clear();
+  dnsNames_.clear();
   denied_.clear();
   events_ = 0;
 }
 
 std::vector<TopTable::Row> TopTable::destinations(size_t limit) const {
   return topRows(destinations_, limit);
+}
+
+std::vector<TopTable::Row> TopTable::dnsNames(size_t limit) const {
+  return topRows(dnsNames_, limit);
 }
 
 std::vector<TopTable::Row> TopTable::deniedNames(size_t limit) const {
@@ -96,6 +107,7 @@ nlohmann::json TopTable::toJson(size_t limit, double seconds) const {
   return {{"window_seconds", seconds},
           {"events", events_},
           {"destinations", rowsJson(destinations(limit))},
+          {"dns_names", rowsJson(dnsNames(limit))},
           {"denied", rowsJson(deniedNames(limit))}};
 }
 
@@ -114,6 +126,8 @@ void TopTable::print(std::ostream& out, size_t limit, double seconds) const {
     if (rows.empty()) out << "  (none)\n";
   };
   table("DESTINATION", destinations(limit));
+  out << '\n';
+  table("DNS NAME", dnsNames(limit));
   out << '\n';
   table("DENIED NAME", deniedNames(limit));
 }

@@ -1,6 +1,8 @@
-// `egressctl top`: the busiest destinations and the most-denied names over
-// a window (each report covers the last --interval seconds), aggregated
-// here from the daemon's watch stream (an optional filter narrows it).
+// `egressctl top`: the busiest destinations, the most-asked DNS names
+// (allowed and denied: with nfqueue off, DNS is all egressd sees) and the
+// most-denied names over a window (each report covers the last --interval
+// seconds), aggregated here from the daemon's watch stream (an optional
+// filter narrows it).
 #pragma once
 
 #include <cstdint>
@@ -34,11 +36,13 @@ class TopTable {
     uint64_t audit = 0;
   };
 
-  // Connection verdicts count towards destinations; denied connections
-  // and DNS denials towards the denied names.
+  // Connection verdicts count towards destinations, DNS events (allowed
+  // or not) towards the DNS names; denied connections and DNS denials
+  // towards the denied names.
   void add(const observe::Event& event);
   void clear();
   std::vector<Row> destinations(size_t limit) const;
+  std::vector<Row> dnsNames(size_t limit) const;
   std::vector<Row> deniedNames(size_t limit) const;
   uint64_t events() const noexcept { return events_; }
 
@@ -47,6 +51,7 @@ class TopTable {
 
  private:
   std::map<std::string, Row> destinations_;
+  std::map<std::string, Row> dnsNames_;
   std::map<std::string, Row> denied_;
   uint64_t events_ = 0;
 };

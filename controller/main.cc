@@ -57,7 +57,14 @@ int main(int argc, char** argv) {
   app.footer(
       "RBAC: get/list/watch egressrulesets.zalando.org, patch egressrulesets/status,\n"
       "get/create/update leases.coordination.k8s.io (in --lease-namespace). See docs/controller.md.");
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // CLI11 exits 0 for --help and --version; usage errors are 2, as for
+    // egressctl and egressd (CLI11's own codes are 100 and up).
+    const int code = app.exit(e);
+    return code == 0 ? 0 : 2;
+  }
 
   if (kubeconfig.empty() && !inCluster) {
     std::cerr << "egress-controller: give --kubeconfig FILE or --in-cluster (see --help)\n";

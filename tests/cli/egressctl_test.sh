@@ -69,6 +69,52 @@ expect_rc 2 "explain: unbracketed IPv6" -- "$bin" explain 2001:db8::1:443 "${rul
 expect_rc 2 "explain: missing rules dir" -- "$bin" explain a.example.com:443 -r /nonexistent
 expect_rc 0 "--help exits 0" -- "$bin" --help
 
+# Usage: bare egressctl lists what it can do; usage errors are 2 everywhere.
+expect_rc 2 "bare egressctl is a usage error" -- "$bin"
+for sub in lint explain watch rules stats top; do
+  expect_line "bare egressctl lists '$sub'" "  $sub "
+done
+expect_rc 0 "stats --help" -- "$bin" stats --help
+expect_line "stats --help shows --watch [SECONDS]" "--watch [SECONDS]"
+checks=$((checks + 1))
+if grep -qF -- '--watch{' <<<"$out"; then
+  echo "FAIL: stats --help shows CLI11's --watch{...} default syntax"; failures=$((failures + 1))
+else
+  echo "ok: stats --help does not show --watch{2}"
+fi
+expect_rc 2 "stats --watch 0 is refused" -- "$bin" stats --watch 0 --socket /nonexistent/sock
+expect_line "... naming the value" 'needs a number of seconds above 0, not "0"'
+controller="${EGRESSD_BIN}/egress-controller"
+if [ -x "$controller" ]; then
+  expect_rc 2 "egress-controller: a missing --rules-dir is a usage error (exit 2)" -- "$controller" --in-cluster
+  expect_rc 2 "egress-controller: an unknown flag is a usage error (exit 2)" -- "$controller" --frobnicate
+  expect_rc 0 "egress-controller --help exits 0" -- "$controller" --help
+fi
+
+# -S on something that is not a socket: said plainly, before connecting.
+notsock="$(mktemp -d)"
+printf '[dns]\nupstreams = ["127.0.0.1:53"]\n[control]\nsocket = "%s/control.sock"\n' "$notsock" > "$notsock/egressd.toml"
+expect_rc 1 "-S on a regular file" -- "$bin" stats -S "$notsock/egressd.toml"
+expect_line "... says it is a file, not the control socket" \
+  "$notsock/egressd.toml is a regular file, not egressd's control socket"
+expect_line "... and offers --config for a .toml" "use --config $notsock/egressd.toml"
+expect_rc 1 "-S on a directory" -- "$bin" rules -S "$notsock"
+expect_line "... says it is a directory" "$notsock is a directory, not egressd's control socket"
+# --config FILE and $EGRESSCTL_SOCKET choose the socket (no daemon: the
+# error names the path it tried); --socket beats both.
+expect_rc 1 "--config takes control.socket from egressd.toml" -- "$bin" stats --config "$notsock/egressd.toml"
+expect_line "... and tries it" "cannot connect to $notsock/control.sock"
+expect_rc 1 "EGRESSCTL_SOCKET names the socket" -- env EGRESSCTL_SOCKET="$notsock/env.sock" "$bin" rules
+expect_line "... and is tried" "cannot connect to $notsock/env.sock"
+expect_rc 1 "--socket beats EGRESSCTL_SOCKET" -- env EGRESSCTL_SOCKET="$notsock/env.sock" "$bin" rules -S "$notsock/flag.sock"
+expect_line "... the flag's socket is tried" "cannot connect to $notsock/flag.sock"
+expect_rc 1 "--config beats EGRESSCTL_SOCKET" -- env EGRESSCTL_SOCKET="$notsock/env.sock" "$bin" rules --config "$notsock/egressd.toml"
+expect_line "... the config's socket is tried" "cannot connect to $notsock/control.sock"
+printf 'mode = "enforc"\n' > "$notsock/bad.toml"
+expect_rc 2 "--config with an invalid egressd.toml" -- "$bin" stats --config "$notsock/bad.toml"
+expect_line "... names the problem" 'mode: "enforc" is not one of'
+rm -rf "$notsock"
+
 # A socket the user may not open: the error says who may (mode, owner) and how
 # to let a group in. Needs root to make a socket another user cannot open.
 if [ "$(id -u)" = 0 ] && id nobody > /dev/null 2>&1 && command -v python3 > /dev/null &&

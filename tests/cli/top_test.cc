@@ -2,7 +2,9 @@
 // daemon.
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <cstring>
+#include <limits>
 #include <sstream>
 
 #include "cli/rules_command.h"
@@ -49,6 +51,14 @@ TEST_CASE("top: destinations by count, denied names from DNS and connections", "
   CHECK(destinations[2].key == "[2001:db8::1]:80");
   CHECK(destinations[2].audit == 1);
 
+  // DNS-only mode sees no connections: the names asked, allowed or not.
+  const auto names = table.dnsNames(10);
+  REQUIRE(names.size() == 2);
+  CHECK(names[0].key == "edge.example.net");
+  CHECK(names[0].denied == 2);
+  CHECK(names[1].key == "ok.example.net");
+  CHECK(names[1].allowed == 1);
+
   const auto denied = table.deniedNames(10);
   REQUIRE(denied.size() == 3);
   CHECK(denied[0].key == "edge.example.net");
@@ -58,14 +68,18 @@ TEST_CASE("top: destinations by count, denied names from DNS and connections", "
 
   const auto json = table.toJson(2, 5);
   CHECK(json["destinations"].size() == 2);
+  CHECK(json["dns_names"].size() == 2);
   CHECK(json["window_seconds"] == 5);
   std::ostringstream text;
   table.print(text, 10, 5);
   CHECK(text.str().find("api.example.com:443") != std::string::npos);
   CHECK(text.str().find("DENIED NAME") != std::string::npos);
+  CHECK(text.str().find("DNS NAME") != std::string::npos);
+  CHECK(text.str().find("ok.example.net") != std::string::npos);
 
   table.clear();
   CHECK(table.destinations(10).empty());
+  CHECK(table.dnsNames(10).empty());
   CHECK(table.events() == 0);
 }
 
@@ -86,10 +100,52 @@ TEST_CASE("rules and stats: human forms", "[rules]") {
   CHECK(text.find("policy generation 2: 2 rule sets, 2 targets; ports in use: 443") != std::string::npos);
   CHECK(text.find("/s/r.yaml#1  (system)") != std::string::npos);
   CHECK(text.find("api.example.com:443  kube-system/registry, team/a") != std::string::npos);
+}
 
-  std::ostringstream stats;
-  cli::printStats(
-      nlohmann::json::parse(R"({"dns":{"queries":3},"queues":[{"queue":0,"packets":9}],"mode":"enforce"})"),
-      stats);
-  CHECK(stats.str() == "dns.queries 3\nmode enforce\nqueues[0].packets 9\nqueues[0].queue 0\n");
+TEST_CASE("stats: grouped, aligned, histograms as quantiles", "[stats]") {
+  // The shape daemon/stats.cc sends (abridged).
+  const auto stats = nlohmann::json::parse(R"({
+    "version": 1, "time": 7500, "started_at": 100, "mode": "enforce",
+    "dns": {"enabled": true, "queries": 1234,
+            "outcomes": {"allowed": 1000, "denied": 34},
+            "upstream_latency": {"buckets": [{"le": 0.001, "count": 50}, {"le": 0.01, "count": 90},
+                                             {"le": 0.1, "count": 100}, {"le": "+Inf", "count": 100}],
+                                 "sum_seconds": 0.5, "count": 100}},
+    "nfqueue": {"enabled": true, "queues": [{"queue": 3, "packets": 9}]},
+    "rulesets": {"limit": 100, "hits": []}
+  })");
+  std::ostringstream out;
+  cli::printStats(stats, out);
+  const std::string text = out.str();
+  INFO(text);
+  CHECK(text.rfind("mode enforce, up 2h03m\n", 0) == 0);
+  // One block per section (keys sorted, as the JSON object holds them),
+  // values aligned on the longest key of the block.
+  CHECK(text.find("\ndns\n"
+                  "  enabled           true\n"
+                  "  outcomes.allowed  1000\n"
+                  "  outcomes.denied   34\n"
+                  "  queries           1234\n"
+                  "  upstream_latency  count 100: p50 1.00 ms, p90 10 ms, p99 91 ms\n") != std::string::npos);
+  // Lists of queues by their number, not their index.
+  CHECK(text.find("  queues[3].packets  9\n") != std::string::npos);
+  CHECK(text.find("  hits   (none)\n") != std::string::npos);
+  // The raw numbers stay in --json only.
+  CHECK(text.find("buckets") == std::string::npos);
+  CHECK(text.find("started_at") == std::string::npos);
+}
+
+TEST_CASE("stats: histogram quantiles as Prometheus computes them", "[stats]") {
+  const std::vector<double> bounds = {0.001, 0.01, 0.1, std::numeric_limits<double>::infinity()};
+  CHECK(cli::histogramQuantile(0.5, bounds, {50, 90, 100, 100}) == Approx(0.001));
+  CHECK(cli::histogramQuantile(0.25, bounds, {50, 90, 100, 100}) == Approx(0.0005));
+  CHECK(cli::histogramQuantile(0.7, bounds, {50, 90, 100, 100}) == Approx(0.0055));
+  CHECK(std::isinf(*cli::histogramQuantile(0.99, bounds, {0, 0, 10, 20})));
+  CHECK_FALSE(cli::histogramQuantile(0.5, bounds, {0, 0, 0, 0}).has_value());
+  std::ostringstream out;
+  cli::printStats(nlohmann::json::parse(R"({"dns": {"upstream_latency": {"buckets": [{"le": 0.5, "count": 0},
+      {"le": "+Inf", "count": 4}], "count": 4, "sum_seconds": 9}}})"),
+                  out);
+  CHECK(out.str().find("upstream_latency  count 4: p50 > 500 ms, p90 > 500 ms, p99 > 500 ms") !=
+        std::string::npos);
 }

@@ -118,12 +118,12 @@ for family in egressd_nfq_recent_repeats_total egressd_nfq_held_retransmits_pass
   expect_ok "$family is exported per queue" grep -q "^$family{queue=\"0\"} " "$removed"
 done
 
-# The same numbers in `egressctl stats` (the flattened JSON tree).
+# The same numbers in `egressctl stats` (grouped: the nfqueue block).
 if [ -x "$bin/egressctl" ]; then
   "$bin/egressctl" stats --socket "$E2E_DIR/control.sock" > "$dir/stats.txt" 2>&1
-  expect_ok "egressctl stats shows the fast path" grep -qx 'nfqueue.fast_path.available true' "$dir/stats.txt"
-  expect_ok "egressctl stats shows the bound set's size" grep -q '^nfqueue.fast_path.set_entries.ipv4 [0-9]' "$dir/stats.txt"
-  expect_ok "egressctl stats shows recent repeats per queue" grep -q '^nfqueue.queues\[0\].recent_repeats [0-9]' "$dir/stats.txt"
+  expect_ok "egressctl stats shows the fast path" grep -Eq '^  fast_path\.available +true$' "$dir/stats.txt"
+  expect_ok "egressctl stats shows the bound set's size" grep -Eq '^  fast_path\.set_entries\.ipv4 +[0-9]' "$dir/stats.txt"
+  expect_ok "egressctl stats shows recent repeats per queue" grep -Eq '^  queues\[[0-9]+\]\.recent_repeats +[0-9]' "$dir/stats.txt"
 fi
 
 # Counters never go back: a SIGHUP that changes nfqueue.hold_timeout

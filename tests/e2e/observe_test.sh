@@ -163,7 +163,7 @@ expect_match "rules: the union names every contributor" 'api\.example\.com:443 +
 expect_eq "rules --json: targets" 5 "$(ctl rules --socket "$sock" --json | jq '.targets')"
 stats="$(ctl stats --socket "$sock" --json)"
 expect_eq "stats --json is an object" object "$(echo "$stats" | jq -r type)"
-expect_match "stats: human form" '[a-z_.]+ [0-9]+' "$(ctl stats --socket "$sock")"
+expect_match "stats: human form, grouped and aligned" '^  queries +[0-9]+$' "$(ctl stats --socket "$sock")"
 expect_eq "stats --watch refreshes" 2 "$(ctl stats --socket "$sock" --json --watch=0.2 --iterations 2 | wc -l)"
 explain="$(ctl explain api.example.com:443 --socket "$sock")"; rc=$?
 expect_eq "explain from the daemon: allowed" 0 "$rc"
