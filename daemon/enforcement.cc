@@ -254,7 +254,7 @@ bool Enforcement::startWorkers(const config::Config& config, std::string& error)
     options.flows.holdTimeout = config.nfqueue.holdTimeout;
     options.decide.audit = config.mode == config::Mode::Audit;
     options.decide.strictBinding = config.rules.strictBinding;
-    // ARCHITECTURE.md: a SYN to a DNS-bound address is only provisionally
+    // docs/architecture.md: a SYN to a DNS-bound address is only provisionally
     // allowed; the first payload is still read, so a denied SNI cannot ride
     // on an address shared with an allowed name (CDNs). Server-speaks-first
     // protocols still work: replies are never queued, and the client's

@@ -33,7 +33,7 @@ void copyName(observe::Event& event, std::string_view name) noexcept {
 // DNS provenance: the rule sets whose targets allow `name` on some port in
 // use (on each port, those of the most specific rule kind, as connection
 // events name them), each once, into event.ruleSets. Only for answers the
-// policy allowed and a rebinding denial (the name was allowed; RULES.md
+// policy allowed and a rebinding denial (the name was allowed; docs/rules.md
 // "Every decision reports which rule set(s) allowed it"). One hash probe
 // per label of the name, whatever the number of ports; no allocation.
 void appendDnsRuleSets(observe::Event& out, const policy::Policy& policy, std::string_view name) noexcept {

@@ -1,4 +1,4 @@
-// Every decision is an event (ARCHITECTURE.md). The hub collects them from
+// Every decision is an event (docs/architecture.md). The hub collects them from
 // the NFQUEUE workers (onDecision, worker threads) and the DNS service
 // (onDnsEvent, event loop) as observe::Event values and, on the event loop,
 // hands each one to its consumers:

@@ -3,8 +3,8 @@
 // Fail closed, but never lose a rule to a half-written file: a file that
 // cannot be loaded as a whole (unreadable, too large, a YAML syntax error)
 // keeps the rule sets of its last good version, and says so. A rule set
-// that loads but is invalid is dropped as RULES.md demands ("ignored as a
-// whole"); a deleted file takes its rule sets with it.
+// that loads but is invalid is dropped whole; a deleted file takes its rule
+// sets with it.
 //
 // Thread-safety: one owner (the daemon's event loop).
 #pragma once

@@ -201,8 +201,7 @@ void renderDaemon(Exposition& e, const StatsSnapshot& s) {
   e.family("egressd_rules_problems", "gauge", "Problems the last pass over the rules directories reported.");
   e.sample("egressd_rules_problems", {{"severity", "error"}}, uint64_t{d.rulesErrors});
   e.sample("egressd_rules_problems", {{"severity", "warning"}}, uint64_t{d.rulesWarnings});
-  e.family("egressd_rules_rejected_rule_sets", "gauge",
-           "Rule sets the last pass ignored as invalid (RULES.md: ignored as a whole).");
+  e.family("egressd_rules_rejected_rule_sets", "gauge", "Rule sets the last pass ignored as invalid.");
   e.sample("egressd_rules_rejected_rule_sets", {}, uint64_t{d.rejectedRuleSets});
   e.family("egressd_rules_files_kept_last_good", "gauge",
            "Rules files that failed to load as a whole and keep their last good version.");

@@ -74,7 +74,7 @@ NameReasons reasonsFor(NameSource source) noexcept {
   }
 }
 
-// RULES.md "DNS binding": the name must be allowed on the port and, with
+// docs/rules.md "DNS binding": the name must be allowed on the port and, with
 // strict binding, our DNS must have handed out the destination for it;
 // world access (`*:port`) needs no binding.
 Decision judgeName(std::string_view name, NameSource source, const PacketView& packet,
@@ -171,7 +171,7 @@ Decision decideTcp(const FlowState& flow, const PacketView& packet, const policy
 
 Decision decideUdp(const FlowState& flow, const PacketView& packet, const policy::Policy& policy,
                    const BindingLookup& bindings, const DecideOptions& options, TimePoint now) noexcept {
-  // RULES.md "PORT": UDP only as QUIC to 443, judged by the Initial's SNI.
+  // docs/rules.md "PORT": UDP only as QUIC to 443, judged by the Initial's SNI.
   if (packet.dstPort != kQuicPort) return make(Verdict::Deny, Reason::UdpNotAllowed);
   if (!policy.portInUse(kQuicPort)) return make(Verdict::Deny, Reason::PortNotInPolicy);
   // Earlier datagrams of the flow live in the QUIC reassembly, not in a stream.

@@ -1,5 +1,5 @@
 // The verdict for a packet of a not yet decided outbound flow
-// (ARCHITECTURE.md "The verdict for a new outbound flow", docs/nfq.md):
+// (docs/architecture.md "The verdict for a new outbound flow", docs/nfq.md):
 // decide() is pure — policy, DNS bindings, options and time are passed in —
 // so it is table-tested without sockets or a kernel.
 //

@@ -1,6 +1,6 @@
 // An EgressRuleSet as loaded from a manifest, and the problems found while
-// loading it. A rule set with any error is invalid as a whole (RULES.md:
-// "an invalid rule set is ignored as a whole and never affects the others").
+// loading it. A rule set with any error is invalid as a whole and never
+// affects the others.
 #pragma once
 
 #include <cstdint>

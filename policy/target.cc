@@ -28,7 +28,7 @@ bool isDigitsAndDots(std::string_view s) {
   return !s.empty();
 }
 
-// Checks a lower-case name without wildcard against RULES.md: labels of
+// Checks a lower-case name without wildcard against docs/rules.md: labels of
 // 1..63 bytes from a-z 0-9 -, not starting or ending with '-', at most 253
 // bytes, a top label that is not all digits (that would be an IPv4 typo).
 std::optional<TargetParse> checkName(std::string_view name, size_t extraLength) {

@@ -1,5 +1,5 @@
 // One EgressRuleSet target, "HOST:PORT", parsed and validated exactly per
-// RULES.md. Pure: the public suffix list is passed in.
+// docs/rules.md. Pure: the public suffix list is passed in.
 //
 // Thread-safety: pure functions over values.
 #pragma once

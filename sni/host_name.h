@@ -18,7 +18,7 @@ constexpr bool isHexDigit(char c) noexcept {
 // A DNS host name as it appears in SNI (RFC 6066 §3) and Host (RFC 9110
 // §7.2 reg-name, restricted): letters, digits, '-', '_' (seen in real
 // names) and '.', labels of 1..63 bytes, at most 253 bytes after one
-// trailing dot is removed (RULES.md ignores a trailing dot; `name` is
+// trailing dot is removed (docs/rules.md ignores a trailing dot; `name` is
 // shortened in place). Percent-encoding and the other RFC 3986 sub-delims
 // are refused: no resolver or policy name contains them, and decoding them
 // differently from the server would be a bypass.

@@ -13,7 +13,7 @@
 #   (a) an unrelated rule set changed, then removed;
 #   (b) SIGHUP, unchanged and with a live setting changed;
 #   (c) the very rule set that allowed both connections removed
-#       (ARCHITECTURE.md / docs/egressd.md: a rule change applies to new
+#       (docs/architecture.md / docs/egressd.md: a rule change applies to new
 #       connections, established ones keep their connection mark);
 #   (d) SIGTERM, then a restart; SIGKILL, then a restart.
 set -uo pipefail

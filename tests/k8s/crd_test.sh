@@ -82,7 +82,7 @@ else
   fail "my-app-targets stored as $got"
 fi
 
-step "every valid form of RULES.md is accepted"
+step "every valid form of docs/rules.md is accepted"
 valid=(
   api.example.com:443 "*.example.org:80" "*:80" 203.0.113.7:443 "[2001:db8::1]:443"
   203.0.113.0/24:443 "[2001:db8::/32]:443" API.Example.COM:443 api.example.com.:443

@@ -1,4 +1,4 @@
-// RULES.md, row by row: every HOST form, the PORT rules, normalisation, and
+// docs/rules.md, row by row: every HOST form, the PORT rules, normalisation, and
 // a table of invalid targets each refused with the right reason.
 #include <catch2/catch.hpp>
 
