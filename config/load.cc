@@ -533,7 +533,7 @@ void readRules(Section& section, RulesConfig& rules, const std::filesystem::path
 // Reads a resolv.conf: a regular file of at most 64 KiB (never a FIFO or a
 // device, which could block or never end); false with `error` set.
 bool readSmallFile(const std::string& path, std::string& text, std::string& error) {
-  constexpr size_t kMaxBytes = 64 * 1024;
+  constexpr size_t kMaxBytes = size_t{64} * 1024;
   const auto failed = [&](const std::string& what) {
     error = what + " " + quote(path) + ": " + std::error_code(errno, std::generic_category()).message();
     return false;
