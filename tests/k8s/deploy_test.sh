@@ -128,7 +128,7 @@ else
   if grep -q '^upstreams_from = "/etc/egressd/node-resolv.conf"' "$work/egressd.toml" &&
     "$egressd" --check-config --config "$work/node.toml" > "$work/check.out" 2>&1 &&
     grep -q 'configuration valid (mode enforce)' "$work/check.out" && ! grep -q 'documentation address' "$work/check.out"; then
-    ok "egressd --check-config, no warnings: $(tail -1 "$work/check.out")"
+    ok "egressd --check-config, no documentation-address warning: $(tail -1 "$work/check.out")"
   else
     fail "egressd --check-config: $(cat "$work/check.out")"
   fi
