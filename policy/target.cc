@@ -280,10 +280,11 @@ TargetParse parseTarget(std::string_view text, const PublicSuffixList& suffixes)
       const auto converted = toALabel(wildcard ? host.substr(2) : host);
       if (!converted) return refuse(TargetError::NonAsciiName, "not a valid internationalised name");
       const std::string aLabel = (wildcard ? "*." : "") + *converted;
-      return refuse(TargetError::NonAsciiName,
-                    "\"" + std::string(host) + "\" is \"" + aLabel + "\"; write \"" + aLabel +
-                        (colon == std::string_view::npos ? std::string() : std::string(text.substr(colon))) +
-                        "\"");
+      std::string detail = "\"";
+      detail.append(host).append("\" is \"").append(aLabel).append("\"; write \"").append(aLabel);
+      if (colon != std::string_view::npos) detail += text.substr(colon);
+      detail += "\"";
+      return refuse(TargetError::NonAsciiName, std::move(detail));
     }
   }
 
