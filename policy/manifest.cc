@@ -730,13 +730,14 @@ void RulesLoader::add(const std::string& file, ManifestLoad load) {
     for (const RuleSet& ruleSet : sets) ids.push_back(ruleSet.id());
     return ids;
   };
-  if (last != nullptr && load.failedAsWhole) {
+  if (last != nullptr && !last->empty() && load.failedAsWhole) {
     // Unreadable as a whole (I/O, size, JSON syntax): the last good version
     // stays, a half-written file never removes rules.
     inForce = *last;
     out_.keptLastGood.push_back(file);
-    warn("keeping the last good version of this file (" + std::to_string(last->size()) + " rule sets" +
-         (last->empty() ? std::string() : ": " + joinBounded(idsOf(*last))) + ") until it loads again");
+    warn("keeping the last good version of this file (" + std::to_string(last->size()) +
+         (last->size() == 1 ? " rule set: " : " rule sets: ") + joinBounded(idsOf(*last)) +
+         ") until it loads again");
   } else if (last != nullptr && !load.rejected.empty()) {
     // Some documents cannot be read as rule sets. Those that name
     // themselves keep their own last good version; an anonymous one (broken

@@ -448,3 +448,24 @@ TEST_CASE("rules directory: a file being written keeps its last good version", "
   CHECK(third.errors() > 0);
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("last good: a file that cannot be read at all keeps all of it", "[manifest]") {
+  const std::string json =
+      R"({"apiVersion":"zalando.org/v1","kind":"EgressRuleSet","metadata":{"name":"j","namespace":"team"},)"
+      R"("spec":{"targets":["j.example.com:443"]}})";
+  policy::RulesLoader firstLoader(policy::defaultPublicSuffixList());
+  firstLoader.addContent(json, "f.json");
+  const auto first = std::move(firstLoader).finish();
+  REQUIRE(first.ruleSets.size() == 1);
+  policy::RulesLoader brokenLoader(policy::defaultPublicSuffixList(), &first.byFile);
+  brokenLoader.addContent(json.substr(0, 40), "f.json");  // cut short
+  const auto broken = std::move(brokenLoader).finish();
+  CHECK(broken.ruleSets == first.ruleSets);
+  CHECK(
+      mentions(broken, "f.json: warning: keeping the last good version of this file (1 rule set: team/j)"));
+  // A file that never loaded has nothing to keep, and does not say it keeps it.
+  policy::RulesLoader neverLoader(policy::defaultPublicSuffixList(), &broken.byFile);
+  neverLoader.addContent("{", "g.json");
+  const auto never = std::move(neverLoader).finish();
+  CHECK_FALSE(mentions(never, "keeping"));
+}
