@@ -461,8 +461,7 @@ TEST_CASE("last good: a file that cannot be read at all keeps all of it", "[mani
   brokenLoader.addContent(json.substr(0, 40), "f.json");  // cut short
   const auto broken = std::move(brokenLoader).finish();
   CHECK(broken.ruleSets == first.ruleSets);
-  CHECK(
-      mentions(broken, "f.json: warning: keeping the last good version of this file (1 rule set: team/j)"));
+  CHECK(mentions(broken, "f.json: warning: keeping the last good version of this file (1 rule set: team/j)"));
   // A file that never loaded has nothing to keep, and does not say it keeps it.
   policy::RulesLoader neverLoader(policy::defaultPublicSuffixList(), &broken.byFile);
   neverLoader.addContent("{", "g.json");
