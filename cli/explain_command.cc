@@ -1,5 +1,6 @@
 #include "cli/explain_command.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <iostream>
 
@@ -8,8 +9,26 @@
 
 namespace cli {
 
+std::string toAsciiQuery(const std::string& text, std::string& note, std::string& error) {
+  const bool ascii =
+      std::all_of(text.begin(), text.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; });
+  if (ascii) return text;
+  const size_t colon = text.rfind(':');
+  const std::string host = text.substr(0, colon);
+  const auto aLabel = policy::toALabel(host);
+  if (!aLabel) {
+    error = "\"" + host + "\" is not a valid internationalised name";
+    return {};
+  }
+  note = host + " is " + *aLabel;
+  return *aLabel + (colon == std::string::npos ? std::string() : text.substr(colon));
+}
+
 std::optional<HostPort> parseHostPort(const std::string& text, std::string& error) {
-  return control::parseHostPort(text, error);
+  std::string note;
+  const std::string ascii = toAsciiQuery(text, note, error);
+  if (!error.empty()) return std::nullopt;
+  return control::parseHostPort(ascii, error);
 }
 
 int printExplanation(const policy::Policy& policy, const HostPort& query, bool json, std::ostream& out) {
@@ -51,11 +70,16 @@ int printExplanation(const nlohmann::json& doc, const HostPort& query, bool json
 
 int runExplain(const ExplainOptions& options, std::ostream& out, std::ostream& err) {
   std::string error;
-  const auto query = parseHostPort(options.query, error);
+  std::string note;
+  // Names are matched as A-labels; a U-label query is converted (and the
+  // conversion shown), as browsers and curl do.
+  const std::string asciiQuery = toAsciiQuery(options.query, note, error);
+  const auto query = error.empty() ? control::parseHostPort(asciiQuery, error) : std::nullopt;
   if (!query) {
     err << "egressctl explain: \"" << options.query << "\": " << error << '\n';
     return 2;
   }
+  if (!note.empty() && !options.json) out << "(" << note << ")\n";
   if (options.rulesDirs.empty()) {
     // The running daemon's live policy, through the control socket.
     auto client = ControlClient::connect(options.socket, error);
@@ -65,7 +89,7 @@ int runExplain(const ExplainOptions& options, std::ostream& out, std::ostream& e
     }
     control::Request request;
     request.op = control::Op::Explain;
-    request.target = options.query;
+    request.target = asciiQuery;
     const auto response = client->call(request, error);
     if (!response || !response->contains("explain")) {
       err << "egressctl explain: " << (error.empty() ? "no explanation in the answer" : error) << '\n';
@@ -83,9 +107,9 @@ int runExplain(const ExplainOptions& options, std::ostream& out, std::ostream& e
   const auto load = policy::loadRulesDirectories(options.rulesDirs, policy::defaultPublicSuffixList());
   for (const auto& problem : load.problems) {
     if (problem.severity == policy::Severity::Error)
-      err << "warning: skipped: " << problem.toString() << '\n';
+      err << "warning: not in force: " << problem.toString() << '\n';
   }
-  const auto compiled = policy::Policy::compile(load.valid);
+  const auto compiled = policy::Policy::compile(load.ruleSets);
   return printExplanation(*compiled, *query, options.json, out);
 }
 

@@ -24,8 +24,14 @@ struct ExplainOptions {
 
 using HostPort = control::HostPort;
 
-// "api.example.com:443", "203.0.113.7:443", "[2001:db8::1]:443".
+// "api.example.com:443", "203.0.113.7:443", "[2001:db8::1]:443"; an
+// internationalised name is converted to A-labels ("bücher.example:443").
 std::optional<HostPort> parseHostPort(const std::string& text, std::string& error);
+
+// `text` with its host as A-labels when it has non-ASCII characters (`note`
+// then says "bücher.example is xn--bcher-kva.example"); `error` when the
+// host is not a valid internationalised name.
+std::string toAsciiQuery(const std::string& text, std::string& note, std::string& error);
 
 // Prints the answer for `query` against `policy`; returns 0 allowed, 1 denied.
 int printExplanation(const policy::Policy& policy, const HostPort& query, bool json, std::ostream& out);

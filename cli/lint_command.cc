@@ -1,6 +1,5 @@
 #include "cli/lint_command.h"
 
-#include <algorithm>
 #include <filesystem>
 #include <iostream>
 #include <iterator>
@@ -9,56 +8,59 @@
 
 namespace cli {
 
+namespace {
+
+std::string count(size_t n, const char* one, const char* many) {
+  return std::to_string(n) + (n == 1 ? one : many);
+}
+
+}  // namespace
+
 int runLint(const LintOptions& options, std::istream& in, std::ostream& out) {
-  const auto& suffixes = policy::defaultPublicSuffixList();
-  size_t errors = 0;
-  size_t warnings = 0;
-  size_t ruleSets = 0;
-  size_t targets = 0;
-  size_t files = 0;
-
-  auto report = [&](const policy::ManifestLoad& load) {
-    for (const auto& problem : load.problems) {
-      out << problem.toString() << '\n';
-      (problem.severity == policy::Severity::Error ? errors : warnings) += 1;
-    }
-    ruleSets += load.valid.size() + load.rejected.size();
-    for (const auto& set : load.valid) targets += set.targets.size();
-  };
-
+  policy::RulesLoader loader(policy::defaultPublicSuffixList());
+  size_t emptyDirs = 0;
+  std::vector<std::string> emptyDirNames;
   for (const std::string& path : options.paths) {
     if (path == "-") {
       const std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-      report(policy::loadManifest(content, "<stdin>", suffixes));
-      ++files;
+      loader.addContent(content, "<stdin>");
       continue;
     }
     std::error_code ec;
     if (std::filesystem::is_directory(path, ec)) {
-      std::vector<policy::Problem> listing;
-      const std::vector<std::string> entries = policy::listManifestFiles(path, listing);
-      for (const auto& problem : listing) out << problem.toString() << '\n';
-      warnings += listing.size();
-      if (entries.empty() && listing.empty()) {
-        out << path << ": warning: no *.yaml, *.yml or *.json files\n";
-        ++warnings;
+      std::vector<policy::Problem> ignored;
+      if (policy::listRulesDirectory(path, ignored).files.empty()) {
+        ++emptyDirs;
+        emptyDirNames.push_back(path);
       }
-      for (const auto& file : entries) {
-        report(policy::loadManifestFile(file, suffixes));
-        ++files;
-      }
+      loader.addDirectory(path);
       continue;
     }
-    report(policy::loadManifestFile(path, suffixes));
-    ++files;
+    loader.addFile(path);
   }
+  const policy::RulesLoad load = std::move(loader).finish();
 
+  for (const auto& problem : load.problems) out << problem.toString() << '\n' << problem.excerpt();
+  for (const auto& dir : emptyDirNames) out << dir << ": warning: no *.yaml, *.yml or *.json files\n";
+  if (!load.skipped.empty() && !options.quiet) {
+    out << "lint: skipped " << count(load.skipped.size(), " entry", " entries")
+        << " (not *.yaml, *.yml or *.json files):";
+    for (size_t i = 0; i < load.skipped.size() && i < 10; ++i) out << ' ' << load.skipped[i];
+    if (load.skipped.size() > 10) out << " and " << load.skipped.size() - 10 << " more";
+    out << '\n';
+  }
+  const size_t errors = load.errors();
+  const size_t warnings = load.warnings() + emptyDirs;
   if (!options.quiet) {
-    out << "lint: " << files << (files == 1 ? " file, " : " files, ") << ruleSets
-        << (ruleSets == 1 ? " rule set, " : " rule sets, ") << targets
-        << (targets == 1 ? " valid target, " : " valid targets, ") << errors
-        << (errors == 1 ? " error, " : " errors, ") << warnings << (warnings == 1 ? " warning" : " warnings")
-        << '\n';
+    out << "lint: " << count(load.files, " file, ", " files, ")
+        << count(load.ruleSets.size() + load.rejectedRuleSets, " rule set, ", " rule sets, ")
+        << count(load.targetsInForce(), " target in force, ", " targets in force, ")
+        << count(errors, " error, ", " errors, ") << count(warnings, " warning", " warnings");
+    if (load.rejectedRuleSets > 0 || load.refusedTargets > 0) {
+      out << "; not in force: " << count(load.rejectedRuleSets, " rule set", " rule sets") << ", "
+          << count(load.refusedTargets, " target", " targets");
+    }
+    out << '\n';
   }
   if (errors > 0) return 1;
   if (options.warningsAsErrors && warnings > 0) return 1;

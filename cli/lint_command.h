@@ -1,5 +1,9 @@
 // `egressctl lint FILE|DIR|- ...`: validates EgressRuleSet manifests offline,
-// exactly as egressd and the controller would load them.
+// exactly as egressd and the controller load them (policy::RulesLoader, the
+// same code path): refused targets are errors and the rule set's other
+// targets stay in force ("these targets will not be in force; the other N
+// will"), a document that cannot be read is an error, two definitions of
+// one rule set are a warning.
 #pragma once
 
 #include <iosfwd>
@@ -15,7 +19,8 @@ struct LintOptions {
 };
 
 // Returns the exit code: 0 valid, 1 errors (or warnings with
-// warningsAsErrors). Problems go to `out`, one line each.
+// warningsAsErrors). Problems go to `out`: one line each, plus the
+// offending source line and a caret when the position is known.
 int runLint(const LintOptions& options, std::istream& in, std::ostream& out);
 
 }  // namespace cli

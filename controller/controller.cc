@@ -247,7 +247,9 @@ class StatusWriter {
           .field("ruleset", object.key())
           .field("generation", object.generation)
           .field("accepted", validation.accepted)
-          .field("reason", validation.reason);
+          .field("reason", validation.reason)
+          .field("targets_in_force", validation.targetsInForce ? std::to_string(*validation.targetsInForce)
+                                                               : std::string("none"));
     } else if (response.status == 404) {
       // Deleted meanwhile: the DELETED event removes it from the queue.
     } else {

@@ -35,13 +35,14 @@ bool fieldEquals(const nlohmann::json& object, const char* key, const T& want) {
 Validation validateManifest(const std::string& content, const std::string& sourceName,
                             const policy::PublicSuffixList& suffixes) {
   Validation out;
-  const policy::ManifestLoad load = policy::loadManifest(content, sourceName, suffixes);
+  policy::RulesLoader loader(suffixes);
+  loader.addContent(content, sourceName);
+  const policy::RulesLoad load = std::move(loader).finish();
   const nlohmann::json doc = nlohmann::json::parse(content, nullptr, false);
   if (doc.is_object() && doc.contains("spec") && doc["spec"].is_object() && doc["spec"].contains("targets") &&
       doc["spec"]["targets"].is_array()) {
     out.targetCount = doc["spec"]["targets"].size();
   }
-  out.accepted = !load.hasErrors() && load.valid.size() == 1;
   std::string errors;
   std::string warnings;
   for (const auto& problem : load.problems) {
@@ -50,18 +51,34 @@ Validation validateManifest(const std::string& content, const std::string& sourc
       text = "spec.targets[" + std::to_string(*problem.targetIndex) + "] \"" + problem.target + "\": ";
     }
     text += problem.message;
+    if (problem.severity == policy::Severity::Warning && !problem.targetIndex &&
+        problem.message.find("will not be in force") != std::string::npos) {
+      continue;  // the summary leads the message below
+    }
     std::string& into = problem.severity == policy::Severity::Error ? errors : warnings;
     if (!into.empty()) into += "; ";
     into += text;
   }
-  if (out.accepted) {
-    out.reason = "Valid";
-    const size_t count = load.valid[0].targets.size();
-    out.message = std::to_string(count) + (count == 1 ? " target in force" : " targets in force");
+  const bool readable = load.ruleSets.size() == 1 && load.rejectedRuleSets == 0;
+  if (readable) {
+    const policy::RuleSet& ruleSet = load.ruleSets[0];
+    out.targetsInForce = ruleSet.targets.size();
+    if (ruleSet.refused.empty() && errors.empty()) {
+      out.accepted = true;
+      out.reason = "Valid";
+      const size_t count = ruleSet.targets.size();
+      out.message = std::to_string(count) + (count == 1 ? " target in force" : " targets in force");
+    } else {
+      // Gateway API style: the parts that are valid are in force, the
+      // condition names the parts that are not.
+      out.reason = "InvalidTargets";
+      out.message = policy::refusedTargetsSummary(ruleSet) + ": " + errors;
+    }
     if (!warnings.empty()) out.message += "; warnings: " + warnings;
   } else {
-    out.reason = "InvalidTargets";
-    out.message = "rule set ignored as a whole: " + (errors.empty() ? std::string("not loadable") : errors);
+    out.reason = "InvalidRuleSet";
+    out.message = "not read as a rule set, egressd keeps its last good version if it had one: " +
+                  (errors.empty() ? std::string("not loadable") : errors);
   }
   if (out.message.size() > kMaxMessageBytes) {
     // Cut on a UTF-8 character boundary (never before a continuation byte).
@@ -76,9 +93,14 @@ std::optional<nlohmann::json> statusPatch(const RuleSetObject& object, const Val
                                           std::string_view now) {
   const std::string conditionStatus = validation.accepted ? "True" : "False";
   const nlohmann::json* old = findCondition(object.status, "Accepted");
+  const nlohmann::json inForce =
+      validation.targetsInForce ? nlohmann::json(*validation.targetsInForce) : nlohmann::json(nullptr);
+  const bool inForceSame = validation.targetsInForce
+                               ? fieldEquals(object.status, "targetsInForce", *validation.targetsInForce)
+                               : !object.status.is_object() || !object.status.contains("targetsInForce");
   const bool same = fieldEquals(object.status, "observedGeneration", object.generation) &&
-                    fieldEquals(object.status, "targetCount", validation.targetCount) && old != nullptr &&
-                    fieldEquals(*old, "status", conditionStatus) &&
+                    fieldEquals(object.status, "targetCount", validation.targetCount) && inForceSame &&
+                    old != nullptr && fieldEquals(*old, "status", conditionStatus) &&
                     fieldEquals(*old, "reason", validation.reason) &&
                     fieldEquals(*old, "message", validation.message) &&
                     fieldEquals(*old, "observedGeneration", object.generation);
@@ -104,9 +126,11 @@ std::optional<nlohmann::json> statusPatch(const RuleSetObject& object, const Val
     }
   }
   conditions.push_back(std::move(condition));
+  // null removes targetsInForce (merge patch) when the document cannot be read.
   return nlohmann::json{{"status",
                          {{"observedGeneration", object.generation},
                           {"targetCount", validation.targetCount},
+                          {"targetsInForce", inForce},
                           {"conditions", std::move(conditions)}}}};
 }
 

@@ -1,7 +1,11 @@
 // What the controller reports in EgressRuleSet status, decided purely from
-// the object and egressd's own loader (policy::loadManifest on exactly the
-// content written to the rules dir), so Accepted=True means egressd enforces
-// it and Accepted=False carries egressd's refusal reasons.
+// the object and egressd's own loader (policy::RulesLoader on exactly the
+// content written to the rules dir, the code path of egressd and lint), so
+// Accepted=True means egressd enforces every target, and Accepted=False
+// carries egressd's refusal reasons: either some targets are refused (the
+// others are in force, status.targetsInForce counts them) or the document
+// cannot be read as a rule set at all (egressd keeps its last good
+// version, if it had one).
 #pragma once
 
 #include <cstddef>
@@ -18,9 +22,12 @@ namespace controller {
 
 struct Validation {
   bool accepted = false;
-  size_t targetCount = 0;  // entries of spec.targets
-  std::string reason;      // "Valid" or "InvalidTargets"
-  std::string message;     // human-readable; the loader's messages when refused
+  size_t targetCount = 0;                // entries of spec.targets
+  std::optional<size_t> targetsInForce;  // unset when the document cannot be read as a rule set
+  // "Valid"; "InvalidTargets" (some targets refused, the others in force);
+  // "InvalidRuleSet" (nothing of it can be read as a rule set).
+  std::string reason;
+  std::string message;  // human-readable; the loader's messages when refused
 };
 
 // Validates the manifest `content` (manifestContent(object)).

@@ -1,14 +1,23 @@
 #include "daemon/check_config.h"
 
+#include <filesystem>
 #include <ostream>
 
 #include "config/load.h"
-#include "daemon/rules_state.h"
+#include "policy/manifest.h"
 #include "policy/policy.h"
 
 namespace daemon_main {
 
-int runCheckConfig(const std::string& path, std::ostream& out) {
+namespace {
+
+const char* plural(size_t n, const char* one, const char* many) {
+  return n == 1 ? one : many;
+}
+
+}  // namespace
+
+int runCheckConfig(const std::string& path, std::ostream& out, bool strict) {
   const config::ConfigLoad loaded = config::loadConfigFile(path);
   if (!loaded.ok()) {
     for (const auto& problem : loaded.problems) out << problem.toString() << '\n';
@@ -20,24 +29,34 @@ int runCheckConfig(const std::string& path, std::ostream& out) {
   // Valid but probably not meant (a documentation address as resolver):
   // said, never fatal.
   for (const auto& warning : loaded.warnings) out << warning.toString() << '\n';
-  RulesState rules;
-  const RulesReload reload =
-      rules.reload(cfg.rules.dirs, cfg.rules.systemDirs, policy::defaultPublicSuffixList());
-  size_t ruleErrors = 0;
-  for (const auto& problem : reload.problems) {
-    out << problem.toString() << '\n';
-    if (problem.severity == policy::Severity::Error) ++ruleErrors;
+  size_t notDirectories = 0;
+  for (const std::string& dir : cfg.rules.dirs) {
+    std::error_code ec;
+    if (std::filesystem::exists(dir, ec) && !std::filesystem::is_directory(dir, ec)) ++notDirectories;
   }
-  const auto compiled = policy::Policy::compile(reload.ruleSets);
-  out << path << ": configuration valid (mode " << config::toString(cfg.mode) << "); rules: " << reload.files
-      << " files, " << compiled->ruleSets().size() << " rule sets in force, " << compiled->targetCount()
-      << " targets";
-  if (reload.rejectedRuleSets > 0 || ruleErrors > 0) {
-    out << ", " << reload.rejectedRuleSets << " rule sets rejected (" << ruleErrors
-        << " errors; egressd skips them)";
+  const policy::RulesLoad rules =
+      policy::loadRulesDirectories(cfg.rules.dirs, policy::defaultPublicSuffixList(), cfg.rules.systemDirs);
+  for (const auto& problem : rules.problems) out << problem.toString() << '\n' << problem.excerpt();
+  const auto compiled = policy::Policy::compile(rules.ruleSets);
+  const size_t errors = rules.errors();
+  if (notDirectories > 0) {
+    out << path << ": rules.dirs: " << notDirectories << plural(notDirectories, " entry is", " entries are")
+        << " not a directory, configuration NOT valid\n";
+    return 1;
+  }
+  out << path << ": configuration valid (mode " << config::toString(cfg.mode) << "); rules: " << rules.files
+      << plural(rules.files, " file, ", " files, ") << compiled->ruleSets().size()
+      << plural(compiled->ruleSets().size(), " rule set", " rule sets") << " in force, "
+      << compiled->targetCount() << plural(compiled->targetCount(), " target", " targets");
+  if (errors > 0) {
+    out << "; NOT in force: " << rules.rejectedRuleSets
+        << plural(rules.rejectedRuleSets, " rule set", " rule sets") << ", " << rules.refusedTargets
+        << plural(rules.refusedTargets, " target", " targets") << " (" << errors
+        << plural(errors, " error", " errors")
+        << (strict ? "; --strict: failing)" : "; egressd runs without them, --strict makes this exit 1)");
   }
   out << '\n';
-  return 0;
+  return strict && errors > 0 ? 1 : 0;
 }
 
 }  // namespace daemon_main

@@ -136,42 +136,30 @@ void Daemon::onSignal(evutil_socket_t signal, short, void* arg) {
 }
 
 void Daemon::reloadRules() {
-  RulesReload reload =
-      rules_.reload(config_.rules.dirs, config_.rules.systemDirs, policy::defaultPublicSuffixList());
+  RulesReload reload = rules_.reload(
+      config_.rules.dirs, config_.rules.systemDirs, policy::defaultPublicSuffixList(),
+      [this](const std::string& path) { return watcher_ != nullptr && watcher_->beingWritten(path); });
   // The periodic rescan (and editors touching files) usually finds nothing
   // new: republishing the same policy would flush the DNS cache and the
-  // kernel fast path for nothing, so an identical result is a no-op.
+  // kernel fast path for nothing, so an identical result is a no-op, and
+  // problems already logged are not logged again.
   const bool ruleSetsChanged = policyGeneration_ == 0 || reload.ruleSets != publishedRuleSets_;
-  if (!ruleSetsChanged && reload.problems == reportedProblems_) {
+  if (!ruleSetsChanged && reload.newProblems.empty() && reload.removedFiles.empty() &&
+      !reload.skippedChanged) {
     common::LogLine(common::LogLevel::Debug, "policy.unchanged").field("generation", policyGeneration_);
     return;
   }
-  reportedProblems_ = reload.problems;
-  for (const auto& problem : reload.problems) {
-    common::LogLine(
-        problem.severity == policy::Severity::Error ? common::LogLevel::Warn : common::LogLevel::Info,
-        "rules.problem")
-        .field("problem", problem.toString());
-  }
   if (ruleSetsChanged) {
     policy_.publish(policy::Policy::compile(reload.ruleSets));
-    publishedRuleSets_ = std::move(reload.ruleSets);
+    publishedRuleSets_ = reload.ruleSets;
     ++policyGeneration_;
     policyLoadedAt_ = std::chrono::system_clock::now();
     if (enforcement_) enforcement_->policyChanged();  // stale kernel fast-path entries go now
   }
   const auto current = policy_.load();
-  const size_t ruleSets = current->ruleSets().size();
-  const size_t targets = current->targetCount();
   stats_.recordRulesReload(reload, *current, policyGeneration_, policyLoadedAt_);
   if (ruleSetsChanged) ruleSetHits_.retain(*current);  // rule sets that are gone lose their series
-  common::LogLine(common::LogLevel::Info, ruleSetsChanged ? "policy.loaded" : "policy.kept")
-      .field("generation", policyGeneration_)
-      .field("files", reload.files)
-      .field("rulesets", ruleSets)
-      .field("targets", targets)
-      .field("rejected", reload.rejectedRuleSets)
-      .field("kept_last_good", reload.keptLastGood.size());
+  logRulesReload(reload, ruleSetsChanged, policyGeneration_, *current);
 }
 
 void Daemon::reloadConfig() {

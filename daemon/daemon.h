@@ -70,10 +70,9 @@ class Daemon final : public dns::DnsEventSink {
   common::CHandle<event, event_free> sigterm_;
   common::CHandle<event, event_free> sigint_;
   uint64_t policyGeneration_ = 0;
-  // What the running policy was compiled from, and the problems last
-  // reported: a reload that finds both unchanged publishes nothing.
+  // What the running policy was compiled from: a reload that finds the
+  // same rule sets publishes nothing.
   std::vector<policy::RuleSet> publishedRuleSets_;
-  std::vector<policy::Problem> reportedProblems_;
   std::chrono::system_clock::time_point policyLoadedAt_;
   // Metrics: reload counters, per-rule-set hits (fed by the event hub), the
   // /metrics listener.

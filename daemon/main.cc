@@ -16,10 +16,14 @@ int main(int argc, char** argv) {
   std::string configPath = "/etc/egressd/egressd.toml";
   bool checkOnly = false;
   bool uninstallOnly = false;
+  bool strict = false;
   app.add_option("--config,-c", configPath, "Configuration file (egressd.toml)")->capture_default_str();
   app.add_flag("--check-config", checkOnly,
                "Validate the configuration and its rules directories, then exit "
                "(0 valid, 1 with every problem listed)");
+  app.add_flag("--strict", strict,
+               "With --check-config: also exit 1 when a rule set or target is refused (for CI); without it "
+               "they are listed, and egressd runs with the rest");
   app.add_flag(
       "--uninstall", uninstallOnly,
       "Remove the iptables/ip6tables chain egressd installed (SIGTERM leaves it in place so that nothing "
@@ -32,7 +36,11 @@ int main(int argc, char** argv) {
     return code == 0 ? 0 : 2;
   }
 
-  if (checkOnly) return daemon_main::runCheckConfig(configPath, std::cout);
+  if (strict && !checkOnly) {
+    std::cerr << "egressd: --strict only applies to --check-config\n";
+    return 2;
+  }
+  if (checkOnly) return daemon_main::runCheckConfig(configPath, std::cout, strict);
 
   config::ConfigLoad loaded = config::loadConfigFile(configPath);
   if (!loaded.ok()) {

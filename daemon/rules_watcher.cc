@@ -5,15 +5,17 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <filesystem>
 #include <system_error>
 
 #include "common/log.h"
+#include "policy/manifest.h"
 
 namespace daemon_main {
 
 namespace {
 constexpr uint32_t kWatchMask = IN_CREATE | IN_DELETE | IN_MOVED_TO | IN_MOVED_FROM | IN_CLOSE_WRITE |
-                                IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR;
+                                IN_MODIFY | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR;
 
 timeval toTimeval(std::chrono::microseconds us) {
   timeval tv{};
@@ -36,6 +38,7 @@ bool RulesWatcher::watch(const std::vector<std::string>& dirs, std::string& erro
   readEvent_.reset();
   if (inotifyFd_ >= 0) ::close(inotifyFd_);
   watches_.clear();
+  writing_.clear();
   dirs_ = dirs;
   inotifyFd_ = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
   if (inotifyFd_ < 0) {
@@ -77,34 +80,69 @@ void RulesWatcher::schedule() {
   event_add(debounceEvent_.get(), &delay);  // re-adding resets the timer: bursts coalesce
 }
 
-void RulesWatcher::onInotify(int fd, short, void* arg) {
-  auto* self = static_cast<RulesWatcher*>(arg);
+bool RulesWatcher::readEvents() {
+  if (inotifyFd_ < 0) return false;
   alignas(inotify_event) char buffer[16384];
   bool changed = false;
   while (true) {
-    const ssize_t n = ::read(fd, buffer, sizeof buffer);
+    const ssize_t n = ::read(inotifyFd_, buffer, sizeof buffer);
     if (n <= 0) break;
     for (ssize_t offset = 0; offset < n;) {
       const auto* ev = reinterpret_cast<const inotify_event*>(buffer + offset);
       offset += static_cast<ssize_t>(sizeof(inotify_event) + ev->len);
       if ((ev->mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF)) != 0) {
         // The directory itself went away: forget it, the retry re-adds it.
-        self->watches_.erase(ev->wd);
+        watches_.erase(ev->wd);
       }
       if ((ev->mask & IN_Q_OVERFLOW) != 0) {
         common::logEvent(common::LogLevel::Warn, "rules.watch_overflow");
+        writing_.clear();  // events were lost: nothing is known to be open
+      }
+      const auto dir = watches_.find(ev->wd);
+      if (ev->len > 0 && dir != watches_.end()) {
+        const std::string path = (std::filesystem::path(dir->second) / ev->name).string();
+        if ((ev->mask & IN_MODIFY) != 0) {
+          // Being written in place: the pass waits for IN_CLOSE_WRITE.
+          if (policy::isManifestFileName(ev->name)) writing_[path] = std::chrono::steady_clock::now();
+          if ((ev->mask & ~IN_MODIFY) == 0) continue;
+        }
+        if ((ev->mask & (IN_CLOSE_WRITE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO)) != 0)
+          writing_.erase(path);
       }
       changed = true;
     }
   }
-  if (changed) self->schedule();
+  return changed;
+}
+
+bool RulesWatcher::beingWritten(const std::string& path) {
+  if (readEvents()) schedule();
+  const auto it = writing_.find(path);
+  if (it == writing_.end()) return false;
+  if (std::chrono::steady_clock::now() - it->second >= kWriteSettle) {
+    // Open but idle for long: what is on disk is what its writer meant.
+    writing_.erase(it);
+    return false;
+  }
+  return true;
+}
+
+void RulesWatcher::onInotify(int, short, void* arg) {
+  auto* self = static_cast<RulesWatcher*>(arg);
+  if (self->readEvents()) self->schedule();
 }
 
 void RulesWatcher::onDebounce(int, short, void* arg) {
   static_cast<RulesWatcher*>(arg)->onChange_();
 }
 void RulesWatcher::onRetry(int, short, void* arg) {
-  static_cast<RulesWatcher*>(arg)->addMissingWatches(true);
+  auto* self = static_cast<RulesWatcher*>(arg);
+  self->addMissingWatches(true);
+  // A writer that went quiet without closing: give its file a pass now.
+  const auto now = std::chrono::steady_clock::now();
+  const size_t erased =
+      std::erase_if(self->writing_, [&](const auto& entry) { return now - entry.second >= kWriteSettle; });
+  if (erased > 0) self->schedule();
 }
 void RulesWatcher::onRescan(int, short, void* arg) {
   static_cast<RulesWatcher*>(arg)->onChange_();

@@ -201,8 +201,12 @@ void renderDaemon(Exposition& e, const StatsSnapshot& s) {
   e.family("egressd_rules_problems", "gauge", "Problems the last pass over the rules directories reported.");
   e.sample("egressd_rules_problems", {{"severity", "error"}}, uint64_t{d.rulesErrors});
   e.sample("egressd_rules_problems", {{"severity", "warning"}}, uint64_t{d.rulesWarnings});
-  e.family("egressd_rules_rejected_rule_sets", "gauge", "Rule sets the last pass ignored as invalid.");
+  e.family("egressd_rules_rejected_rule_sets", "gauge",
+           "Documents the last pass could not read as rule sets (their last good version stays, if any).");
   e.sample("egressd_rules_rejected_rule_sets", {}, uint64_t{d.rejectedRuleSets});
+  e.family("egressd_rules_refused_targets", "gauge",
+           "Targets the last pass refused; the other targets of their rule sets are in force.");
+  e.sample("egressd_rules_refused_targets", {}, uint64_t{d.refusedTargets});
   e.family("egressd_rules_files_kept_last_good", "gauge",
            "Rules files that failed to load as a whole and keep their last good version.");
   e.sample("egressd_rules_files_kept_last_good", {}, uint64_t{d.filesKeptLastGood});
@@ -480,6 +484,7 @@ void DaemonStats::recordRulesReload(const RulesReload& reload, const policy::Pol
   ++(rulesErrors == 0 ? rulesReloads.success : rulesReloads.failure);
   rulesFiles = reload.files;
   rejectedRuleSets = reload.rejectedRuleSets;
+  refusedTargets = reload.refusedTargets;
   filesKeptLastGood = reload.keptLastGood.size();
   policyGeneration = generation;
   policyLoadedAt = now;
@@ -559,6 +564,7 @@ nlohmann::json toJson(const StatsSnapshot& s) {
                   {"errors", d.rulesErrors},
                   {"warnings", d.rulesWarnings},
                   {"rejected_rule_sets", d.rejectedRuleSets},
+                  {"refused_targets", d.refusedTargets},
                   {"files_kept_last_good", d.filesKeptLastGood}};
   out["reloads"] = {{"rules", {{"success", d.rulesReloads.success}, {"failure", d.rulesReloads.failure}}},
                     {"config", {{"success", d.configReloads.success}, {"failure", d.configReloads.failure}}}};

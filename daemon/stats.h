@@ -68,6 +68,7 @@ struct DaemonStats {
   size_t rulesErrors = 0;
   size_t rulesWarnings = 0;
   size_t rejectedRuleSets = 0;
+  size_t refusedTargets = 0;  // targets not in force in rule sets that are
   size_t filesKeptLastGood = 0;
 
   void recordRulesReload(const RulesReload& reload, const policy::Policy& policy, uint64_t generation,

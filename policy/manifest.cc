@@ -30,14 +30,29 @@ bool isDns1123Label(std::string_view s) {
   return s.size() <= 63 && s.find('.') == std::string_view::npos && isDns1123Subdomain(s);
 }
 
+std::string joinBounded(const std::vector<std::string>& names, size_t limit = 10) {
+  std::string out;
+  for (size_t i = 0; i < names.size() && i < limit; ++i) {
+    if (i > 0) out += ", ";
+    out += names[i];
+  }
+  if (names.size() > limit) out += " and " + std::to_string(names.size() - limit) + " more";
+  return out;
+}
+
 class DocumentContext {
  public:
   DocumentContext(ManifestLoad& load, const std::string& file, int document)
       : load_(load), file_(file), document_(document) {}
 
+  // An error that makes the document unreadable as a rule set.
   void error(std::string message, std::optional<size_t> index = std::nullopt, std::string target = {}) {
     add(Severity::Error, std::move(message), index, std::move(target));
     ++errors_;
+  }
+  // An error that costs one target, not the rule set.
+  void targetError(std::string message, size_t index, std::string target) {
+    add(Severity::Error, std::move(message), index, std::move(target));
   }
   void warning(std::string message, std::optional<size_t> index = std::nullopt, std::string target = {}) {
     add(Severity::Warning, std::move(message), index, std::move(target));
@@ -70,6 +85,29 @@ std::string scalarOr(const YamlNode& node, const char* key) {
   const YamlNode* value = node.get(key);
   if (value != nullptr && value->isScalar()) return value->scalar;
   return {};
+}
+
+// A refused document that does not name itself.
+RuleSet unnamed(const std::string& sourceName, int document) {
+  RuleSet ruleSet;
+  ruleSet.source = sourceName + "#" + std::to_string(document);
+  return ruleSet;
+}
+
+// ns/name as far as the document gives them (for refused documents: their
+// last good version is found by this id).
+RuleSet identify(const YamlNode& doc, const std::string& sourceName, int document, bool system) {
+  RuleSet ruleSet;
+  ruleSet.system = system;
+  ruleSet.source = sourceName + "#" + std::to_string(document);
+  const YamlNode* metadata = doc.get("metadata");
+  if (metadata != nullptr && metadata->isMapping()) {
+    ruleSet.name = scalarOr(*metadata, "name");
+    ruleSet.ns = scalarOr(*metadata, "namespace");
+  }
+  if (ruleSet.ns.empty()) ruleSet.ns = "default";
+  if (ruleSet.name.empty()) ruleSet.ns.clear();  // not identifiable
+  return ruleSet;
 }
 
 void loadRuleSetDocument(const YamlNode& doc, DocumentContext& ctx, ManifestLoad& load,
@@ -114,22 +152,29 @@ void loadRuleSetDocument(const YamlNode& doc, DocumentContext& ctx, ManifestLoad
       ctx.error("spec.targets must be a list of \"HOST:PORT\" strings");
     } else {
       if (targets->items.empty()) ctx.warning("spec.targets is empty: this rule set allows nothing");
-      std::set<std::string> seen;
+      std::map<std::string, size_t> seen;  // canonical → first index
       for (size_t index = 0; index < targets->items.size(); ++index) {
         const YamlNode& item = *targets->items[index];
         if (!item.isScalar()) {
-          ctx.error("target must be a string \"HOST:PORT\"", index);
+          const std::string reason = "target must be a string \"HOST:PORT\"";
+          ctx.targetError(reason, index, {});
+          ruleSet.refused.push_back(RefusedTarget{index, {}, reason});
           continue;
         }
         const std::string& text = item.scalar;
         TargetParse parsed = parseTarget(text, suffixes);
         if (!parsed.target) {
-          ctx.error(parsed.reason(), index, text);
+          ctx.targetError(parsed.reason(), index, text);
+          ruleSet.refused.push_back(RefusedTarget{index, text, parsed.reason()});
           continue;
         }
         const std::string canonical = parsed.target->canonical();
-        if (!seen.insert(canonical).second) {
-          ctx.warning("duplicate target (same as an earlier one)", index, text);
+        const auto [earlier, inserted] = seen.emplace(canonical, index);
+        if (!inserted) {
+          const std::string& first = targets->items[earlier->second]->scalar;
+          ctx.warning(
+              "duplicate target: same as target[" + std::to_string(earlier->second) + "] \"" + first + "\"",
+              index, text);
           continue;
         }
         if (parsed.target->kind == TargetKind::AnyName) {
@@ -152,10 +197,37 @@ void loadRuleSetDocument(const YamlNode& doc, DocumentContext& ctx, ManifestLoad
 
   // `status` is written by the controller and never affects the policy.
   if (ctx.errors() == 0) {
+    if (!ruleSet.refused.empty()) ctx.warning(refusedTargetsSummary(ruleSet));
     load.valid.push_back(std::move(ruleSet));
   } else {
+    ruleSet.targets.clear();
+    ruleSet.targetTexts.clear();
+    ruleSet.refused.clear();
     load.rejected.push_back(std::move(ruleSet));
   }
+}
+
+size_t editDistance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// "EgressRuleset", "EgressRuleSets", "egressruleset", "EgresRuleSet": a
+// rule set the user meant to write, not some other kind of object.
+bool isKindNearMiss(std::string_view kind) {
+  if (kind.empty() || kind.size() > 64) return false;
+  const std::string lower = common::toLowerAscii(kind);
+  return editDistance(lower, "egressruleset") <= 2;
 }
 
 void loadDocument(const YamlNode& doc, DocumentContext& ctx, ManifestLoad& load,
@@ -163,6 +235,7 @@ void loadDocument(const YamlNode& doc, DocumentContext& ctx, ManifestLoad& load,
                   int listDepth) {
   if (!doc.isMapping()) {
     ctx.error("document is not a mapping (expected a Kubernetes object)");
+    load.rejected.push_back(unnamed(sourceName, ctx.document()));
     return;
   }
   const std::string apiVersion = scalarOr(doc, "apiVersion");
@@ -178,12 +251,27 @@ void loadDocument(const YamlNode& doc, DocumentContext& ctx, ManifestLoad& load,
     return;
   }
   if (kind != kKind) {
-    ctx.warning("skipped: kind \"" + kind + "\" (apiVersion \"" + apiVersion + "\") is not " +
-                std::string(kKind));
+    const RuleSet id = identify(doc, sourceName, ctx.document(), system);
+    const bool meantAsRuleSet = isKindNearMiss(kind) || (kind.empty() && doc.get("spec") != nullptr);
+    if (meantAsRuleSet && !id.name.empty()) ctx.setRuleSet(id.id());
+    if (isKindNearMiss(kind)) {
+      ctx.error("kind \"" + kind + "\" is not " + std::string(kKind) + "; did you mean " +
+                std::string(kKind) + "?");
+      load.rejected.push_back(id);
+    } else if (kind.empty() && doc.get("spec") != nullptr) {
+      ctx.error("kind is missing; expected kind: " + std::string(kKind));
+      load.rejected.push_back(id);
+    } else {
+      ctx.warning("skipped: kind \"" + kind + "\" (apiVersion \"" + apiVersion + "\") is not " +
+                  std::string(kKind));
+    }
     return;
   }
   if (apiVersion != kApiVersion) {
+    const RuleSet id = identify(doc, sourceName, ctx.document(), system);
+    if (!id.name.empty()) ctx.setRuleSet(id.id());
     ctx.error("apiVersion \"" + apiVersion + "\" is not " + std::string(kApiVersion));
+    load.rejected.push_back(id);
     return;
   }
   DocumentContext itemContext(load, sourceName, ctx.document());
@@ -195,12 +283,190 @@ bool looksLikeJson(std::string_view content) {
   return !trimmed.empty() && trimmed.front() == '{';
 }
 
-std::string yamlErrorHint(const std::string& message) {
-  if (message.find("anchor") != std::string::npos || message.find("alias") != std::string::npos) {
-    return "; an unquoted '*' starts a YAML alias: quote targets that begin with '*', e.g. "
-           "\"*.example.org:80\"";
+// Line `number` (1-based) of `text`, without its line break.
+std::string_view lineOf(std::string_view text, size_t number) {
+  size_t start = 0;
+  for (size_t line = 1; line < number; ++line) {
+    const size_t next = text.find('\n', start);
+    if (next == std::string_view::npos) return {};
+    start = next + 1;
   }
-  return {};
+  std::string_view line = text.substr(start, text.find('\n', start) - start);
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  return line.substr(0, 512);
+}
+
+bool isAnchorChar(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+}
+
+// An unquoted '*' at the start of a plain scalar that libyaml cannot read as
+// an alias ("- *.example.org:80", "- *:80", "[*.a.example:443]"): the most
+// common way to break an EgressRuleSet, so each one is named.
+struct StarAlias {
+  size_t line = 0;    // 1-based, in the text scanned
+  size_t column = 0;  // 1-based, of the '*'
+  std::string token;  // what the user wrote, "*.example.org:80"
+};
+
+std::vector<StarAlias> findUnquotedStars(std::string_view text) {
+  std::vector<StarAlias> out;
+  size_t number = 0;
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t end = std::min(text.find('\n', start), text.size());
+    const std::string_view line = text.substr(start, end - start);
+    ++number;
+    char quote = 0;
+    char previous = 0;  // last non-blank character outside quotes
+    bool flow = false;
+    for (size_t i = 0; i < line.size(); ++i) {
+      const char c = line[i];
+      if (quote != 0) {
+        if (c == quote) quote = 0;
+        continue;
+      }
+      if (c == ' ' || c == '\t' || c == '\r') continue;
+      if (c == '#' && (i == 0 || line[i - 1] == ' ' || line[i - 1] == '\t')) break;
+      if (c == '"' || c == '\'') {
+        if (previous == 0 || previous == '-' || previous == ':' || previous == '[' || previous == ',' ||
+            previous == '{')
+          quote = c;
+        previous = c;
+        continue;
+      }
+      if (c == '[' || c == '{') flow = true;
+      const bool scalarStart = previous == 0 || previous == '-' || previous == '[' || previous == ',' ||
+                               previous == '{' || previous == '?' || (previous == ':');
+      const bool indicatorSpaced = previous == 0 || previous == '[' || previous == ',' || previous == '{' ||
+                                   (i > 0 && (line[i - 1] == ' ' || line[i - 1] == '\t'));
+      if (c == '*' && scalarStart && indicatorSpaced) {
+        size_t stop = i + 1;
+        while (stop < line.size() && line[stop] != ' ' && line[stop] != '\t' && line[stop] != '\r' &&
+               !(flow && (line[stop] == ',' || line[stop] == ']' || line[stop] == '}')))
+          ++stop;
+        const std::string_view token = line.substr(i, stop - i);
+        const bool validAlias = token.size() > 1 && std::all_of(token.begin() + 1, token.end(),
+                                                                [](char t) { return isAnchorChar(t); });
+        if (!validAlias) out.push_back(StarAlias{number, i + 1, std::string(token.substr(0, 300))});
+        i = stop - 1;
+        previous = 'x';
+        continue;
+      }
+      previous = c;
+    }
+    if (end == text.size()) break;
+    start = end + 1;
+  }
+  return out;
+}
+
+// Splits a YAML stream at its "---" lines, so that a syntax error costs only
+// its own document. `firstLine` is 1-based.
+struct Chunk {
+  size_t firstLine = 1;
+  std::string_view text;
+};
+
+std::vector<Chunk> splitDocuments(std::string_view content) {
+  std::vector<Chunk> chunks;
+  size_t chunkStart = 0;
+  size_t chunkLine = 1;
+  size_t number = 0;
+  size_t start = 0;
+  while (start < content.size()) {
+    const size_t end = std::min(content.find('\n', start), content.size());
+    ++number;
+    const std::string_view line = content.substr(start, end - start);
+    const bool separator =
+        line.starts_with("---") && (line.size() == 3 || line[3] == ' ' || line[3] == '\t' || line[3] == '\r');
+    if (separator && start > chunkStart) {
+      chunks.push_back(Chunk{chunkLine, content.substr(chunkStart, start - chunkStart)});
+      chunkStart = start;
+      chunkLine = number;
+    }
+    start = end + 1;
+  }
+  chunks.push_back(Chunk{chunkLine, content.substr(chunkStart)});
+  return chunks;
+}
+
+Problem fileProblem(const std::string& file, int document, std::string message, size_t line, size_t column,
+                    std::string_view content) {
+  Problem problem;
+  problem.file = file;
+  problem.document = document;
+  problem.message = std::move(message);
+  problem.line = line;
+  problem.column = column;
+  if (line > 0) problem.sourceLine = std::string(lineOf(content, line));
+  return problem;
+}
+
+std::string yamlMessage(const YamlError& e) {
+  return "invalid YAML: " + e.message;
+}
+
+void loadDocuments(const YamlStream& stream, ManifestLoad& load, int& index, const std::string& sourceName,
+                   const PublicSuffixList& suffixes, bool system) {
+  for (const auto& doc : stream.documents) {
+    ++index;
+    if (doc->isNull()) continue;  // empty documents ("---" at the end) are fine
+    ++load.documents;
+    DocumentContext ctx(load, sourceName, index);
+    loadDocument(*doc, ctx, load, sourceName, suffixes, system, 0);
+  }
+}
+
+// The stream did not parse: load it document by document, so that one
+// broken document does not take the others with it, and name every
+// unquoted '*' of the broken ones.
+void loadBrokenYaml(std::string_view content, const YamlError& whole, ManifestLoad& load,
+                    const std::string& sourceName, const PublicSuffixList& suffixes, bool system) {
+  const std::vector<Chunk> chunks = splitDocuments(content);
+  std::vector<std::pair<const Chunk*, YamlStream>> parsed;
+  bool anyBroken = false;
+  size_t total = 0;
+  for (const Chunk& chunk : chunks) {
+    YamlStream stream = parseYamlStream(chunk.text);
+    anyBroken = anyBroken || stream.error.has_value();
+    total += stream.documents.size();
+    parsed.emplace_back(&chunk, std::move(stream));
+  }
+  if (!anyBroken || total > kMaxDocumentsPerFile) {
+    // The error is not inside one document (e.g. in a directive): the file
+    // as a whole cannot be read.
+    load.problems.push_back(
+        fileProblem(sourceName, 0, yamlMessage(whole), whole.line, whole.column, content));
+    load.failedAsWhole = true;
+    return;
+  }
+  int index = 0;
+  for (const auto& [chunk, stream] : parsed) {
+    if (!stream.error) {
+      loadDocuments(stream, load, index, sourceName, suffixes, system);
+      continue;
+    }
+    ++index;
+    ++load.documents;
+    const std::vector<StarAlias> stars = findUnquotedStars(chunk->text);
+    const size_t errorLine = stream.error->line + chunk->firstLine - 1;
+    bool errorCovered = false;
+    for (const StarAlias& star : stars) {
+      const size_t line = star.line + chunk->firstLine - 1;
+      errorCovered = errorCovered || line == errorLine;
+      load.problems.push_back(fileProblem(
+          sourceName, index,
+          "an unquoted '*' starts a YAML alias, so this document cannot be read; quote the target: \"" +
+              star.token + "\"",
+          line, star.column, content));
+    }
+    if (!errorCovered) {
+      load.problems.push_back(fileProblem(sourceName, index, yamlMessage(*stream.error), errorLine,
+                                          stream.error->column, content));
+    }
+    load.rejected.push_back(unnamed(sourceName, index));
+  }
 }
 
 }  // namespace
@@ -212,7 +478,9 @@ bool ManifestLoad::hasErrors() const {
 
 std::string Problem::toString() const {
   std::string out = file;
-  if (document > 0) {
+  if (line > 0) {
+    out += ":" + std::to_string(line) + ":" + std::to_string(column);
+  } else if (document > 0) {
     out += ": document " + std::to_string(document);
     if (!ruleSet.empty()) out += " (" + ruleSet + ")";
   }
@@ -225,61 +493,87 @@ std::string Problem::toString() const {
   return out;
 }
 
+std::string Problem::excerpt() const {
+  if (line == 0 || sourceLine.empty()) return {};
+  std::string out = "    " + sourceLine + "\n    ";
+  for (size_t i = 0; i + 1 < column && i < sourceLine.size(); ++i) out += sourceLine[i] == '\t' ? '\t' : ' ';
+  out += "^\n";
+  return out;
+}
+
+std::string refusedTargetsSummary(const RuleSet& ruleSet) {
+  if (ruleSet.refused.empty()) return {};
+  std::vector<std::string> names;
+  names.reserve(ruleSet.refused.size());
+  for (const RefusedTarget& refused : ruleSet.refused) {
+    names.push_back("target[" + std::to_string(refused.index) + "]" +
+                    (refused.text.empty() ? std::string() : " \"" + refused.text + "\""));
+  }
+  const size_t total = ruleSet.refused.size() + ruleSet.targets.size();
+  std::string out = std::to_string(ruleSet.refused.size()) + " of " + std::to_string(total) +
+                    (total == 1 ? " target" : " targets") + " will not be in force: " + joinBounded(names);
+  if (ruleSet.targets.empty()) {
+    out += "; none of its targets is in force, the rule set allows nothing";
+  } else if (ruleSet.targets.size() == 1) {
+    out += "; the other one will";
+  } else {
+    out += "; the other " + std::to_string(ruleSet.targets.size()) + " will";
+  }
+  return out;
+}
+
 ManifestLoad loadManifest(std::string_view content, const std::string& sourceName,
                           const PublicSuffixList& suffixes, bool system) {
   ManifestLoad load;
-  DocumentContext fileContext(load, sourceName, 0);
   if (content.size() > kMaxManifestBytes) {
-    fileContext.error("file too large (" + std::to_string(content.size()) + " bytes; limit " +
-                      std::to_string(kMaxManifestBytes) + ")");
+    load.problems.push_back(fileProblem(sourceName, 0,
+                                        "file too large (" + std::to_string(content.size()) +
+                                            " bytes; limit " + std::to_string(kMaxManifestBytes) + ")",
+                                        0, 0, {}));
+    load.failedAsWhole = true;
     return load;
   }
-  YamlStream stream = looksLikeJson(content) ? parseJsonDocument(content) : parseYamlStream(content);
+  const bool json = looksLikeJson(content);
+  YamlStream stream = json ? parseJsonDocument(content) : parseYamlStream(content);
+  if (stream.error && !json) {
+    loadBrokenYaml(content, *stream.error, load, sourceName, suffixes, system);
+    return load;
+  }
   if (stream.error) {
     const YamlError& e = *stream.error;
-    if (e.line > 0) {
-      fileContext.error("invalid YAML at line " + std::to_string(e.line) + ", column " +
-                        std::to_string(e.column) + ": " + e.message + yamlErrorHint(e.message));
-    } else {
-      fileContext.error(e.message);
-    }
+    load.problems.push_back(fileProblem(sourceName, 0, e.message, e.line, e.column, content));
+    load.failedAsWhole = true;
     return load;
   }
-  const auto& documents = stream.documents;
-  if (documents.size() > kMaxDocumentsPerFile) {
-    fileContext.error("too many documents (" + std::to_string(documents.size()) + "; limit " +
-                      std::to_string(kMaxDocumentsPerFile) + ")");
+  if (stream.documents.size() > kMaxDocumentsPerFile) {
+    load.problems.push_back(fileProblem(sourceName, 0,
+                                        "too many documents (" + std::to_string(stream.documents.size()) +
+                                            "; limit " + std::to_string(kMaxDocumentsPerFile) + ")",
+                                        0, 0, {}));
+    load.failedAsWhole = true;
     return load;
   }
   int index = 0;
-  for (const auto& doc : documents) {
-    ++index;
-    if (doc->isNull()) continue;  // empty documents ("---" at the end) are fine
-    DocumentContext ctx(load, sourceName, index);
-    loadDocument(*doc, ctx, load, sourceName, suffixes, system, 0);
-  }
+  loadDocuments(stream, load, index, sourceName, suffixes, system);
   return load;
 }
 
 ManifestLoad loadManifestFile(const std::string& path, const PublicSuffixList& suffixes, bool system) {
   ManifestLoad load;
-  DocumentContext fileContext(load, path, 0);
+  auto fail = [&](std::string message) {
+    load.problems.push_back(fileProblem(path, 0, std::move(message), 0, 0, {}));
+    load.failedAsWhole = true;
+    return load;
+  };
   std::error_code ec;
   const auto size = std::filesystem::file_size(path, ec);
-  if (ec) {
-    fileContext.error("cannot read: " + ec.message());
-    return load;
-  }
+  if (ec) return fail("cannot read: " + ec.message());
   if (size > kMaxManifestBytes) {
-    fileContext.error("file too large (" + std::to_string(size) + " bytes; limit " +
-                      std::to_string(kMaxManifestBytes) + ")");
-    return load;
+    return fail("file too large (" + std::to_string(size) + " bytes; limit " +
+                std::to_string(kMaxManifestBytes) + ")");
   }
   std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    fileContext.error("cannot open for reading");
-    return load;
-  }
+  if (!in) return fail("cannot open for reading");
   std::string content(static_cast<size_t>(size), '\0');
   in.read(content.data(), static_cast<std::streamsize>(size));
   content.resize(static_cast<size_t>(in.gcount()));
@@ -292,14 +586,27 @@ bool isManifestFileName(std::string_view fileName) {
   return fileName.ends_with(".yaml") || fileName.ends_with(".yml") || fileName.ends_with(".json");
 }
 
-std::vector<std::string> listManifestFiles(const std::string& dir, std::vector<Problem>& problems) {
-  std::vector<std::string> files;
+DirectoryListing listRulesDirectory(const std::string& dir, std::vector<Problem>& problems) {
+  DirectoryListing listing;
   std::error_code ec;
+  if (std::filesystem::exists(dir, ec) && !std::filesystem::is_directory(dir, ec)) {
+    Problem problem;
+    problem.file = dir;
+    problem.message =
+        "rules directory is not a directory; rules.dirs names directories of *.yaml, *.yml and "
+        "*.json files";
+    problems.push_back(std::move(problem));
+    return listing;
+  }
+  ec.clear();
   for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.empty() || name.front() == '.') continue;  // hidden, editor and ConfigMap "..data" files
     std::error_code typeError;
-    if (isManifestFileName(it->path().filename().string()) &&
-        std::filesystem::is_regular_file(it->path(), typeError)) {
-      files.push_back(it->path().string());
+    if (isManifestFileName(name) && std::filesystem::is_regular_file(it->path(), typeError)) {
+      listing.files.push_back(it->path().string());
+    } else {
+      listing.skipped.push_back(it->path().string());
     }
   }
   if (ec) {
@@ -311,8 +618,13 @@ std::vector<std::string> listManifestFiles(const std::string& dir, std::vector<P
                           : "rules directory cannot be read: " + ec.message();
     problems.push_back(std::move(problem));
   }
-  std::sort(files.begin(), files.end());
-  return files;
+  std::sort(listing.files.begin(), listing.files.end());
+  std::sort(listing.skipped.begin(), listing.skipped.end());
+  return listing;
+}
+
+std::vector<std::string> listManifestFiles(const std::string& dir, std::vector<Problem>& problems) {
+  return listRulesDirectory(dir, problems).files;
 }
 
 void RuleSetIds::note(const RuleSet& ruleSet, const std::string& file, std::vector<Problem>& problems) {
@@ -326,23 +638,159 @@ void RuleSetIds::note(const RuleSet& ruleSet, const std::string& file, std::vect
   problems.push_back(std::move(problem));
 }
 
-ManifestLoad loadRulesDirectories(const std::vector<std::string>& dirs, const PublicSuffixList& suffixes,
-                                  const std::vector<std::string>& systemDirs) {
-  ManifestLoad all;
-  RuleSetIds ids;
-  for (const std::string& dir : dirs) {
-    const bool system = std::find(systemDirs.begin(), systemDirs.end(), dir) != systemDirs.end();
-    for (const std::string& file : listManifestFiles(dir, all.problems)) {
-      ManifestLoad one = loadManifestFile(file, suffixes, system);
-      for (RuleSet& ruleSet : one.valid) {
-        ids.note(ruleSet, file, one.problems);
-        all.valid.push_back(std::move(ruleSet));
-      }
-      for (RuleSet& ruleSet : one.rejected) all.rejected.push_back(std::move(ruleSet));
-      for (Problem& problem : one.problems) all.problems.push_back(std::move(problem));
+size_t RulesLoad::errors() const {
+  return static_cast<size_t>(std::count_if(problems.begin(), problems.end(),
+                                           [](const Problem& p) { return p.severity == Severity::Error; }));
+}
+
+size_t RulesLoad::warnings() const {
+  return problems.size() - errors();
+}
+
+size_t RulesLoad::targetsInForce() const {
+  size_t count = 0;
+  for (const RuleSet& ruleSet : ruleSets) count += ruleSet.targets.size();
+  return count;
+}
+
+RulesLoader::RulesLoader(const PublicSuffixList& suffixes,
+                         const std::map<std::string, std::vector<RuleSet>>* lastGood,
+                         std::function<bool(const std::string&)> beingWritten)
+    : suffixes_(suffixes), lastGood_(lastGood), beingWritten_(std::move(beingWritten)) {}
+
+void RulesLoader::addDirectory(const std::string& dir, bool system) {
+  DirectoryListing listing = listRulesDirectory(dir, out_.problems);
+  for (std::string& skipped : listing.skipped) out_.skipped.push_back(std::move(skipped));
+  for (const std::string& file : listing.files) {
+    // A file open for writing may be empty or cut short on disk: it is not
+    // read (or what was read is dropped, when the write began meanwhile),
+    // and its last good version stays until the writer closes it.
+    bool deferred = beingWritten_ && beingWritten_(file);
+    ManifestLoad load;
+    if (!deferred) {
+      load = loadManifestFile(file, suffixes_, system);
+      deferred = beingWritten_ && beingWritten_(file);
     }
+    if (deferred) {
+      keepDeferred(file);
+      continue;
+    }
+    std::error_code ec;
+    if (load.failedAsWhole && !std::filesystem::exists(file, ec)) continue;  // deleted while we listed
+    add(file, std::move(load));
   }
-  return all;
+}
+
+void RulesLoader::keepDeferred(const std::string& file) {
+  ++out_.files;
+  out_.deferred.push_back(file);
+  if (lastGood_ == nullptr) return;
+  const auto last = lastGood_->find(file);
+  if (last == lastGood_->end()) return;  // new: it counts once it is closed
+  for (const RuleSet& ruleSet : last->second) {
+    ids_.note(ruleSet, file, out_.problems);
+    out_.refusedTargets += ruleSet.refused.size();
+    out_.ruleSets.push_back(ruleSet);
+  }
+  out_.byFile[file] = last->second;
+}
+
+void RulesLoader::addFile(const std::string& path, bool system) {
+  add(path, loadManifestFile(path, suffixes_, system));
+}
+
+void RulesLoader::addContent(std::string_view content, const std::string& name, bool system) {
+  add(name, loadManifest(content, name, suffixes_, system));
+}
+
+void RulesLoader::add(const std::string& file, ManifestLoad load) {
+  ++out_.files;
+  out_.documents += load.documents;
+  for (Problem& problem : load.problems) out_.problems.push_back(std::move(problem));
+  out_.rejectedRuleSets += load.rejected.size();
+  for (const RuleSet& ruleSet : load.rejected)
+    out_.rejected.push_back(ruleSet.name.empty() ? ruleSet.source : ruleSet.id());
+  std::vector<RuleSet> inForce = std::move(load.valid);
+
+  const std::vector<RuleSet>* last = nullptr;
+  if (lastGood_ != nullptr) {
+    const auto it = lastGood_->find(file);
+    if (it != lastGood_->end()) last = &it->second;
+  }
+  auto warn = [&](std::string message) {
+    Problem problem;
+    problem.severity = Severity::Warning;
+    problem.file = file;
+    problem.message = std::move(message);
+    out_.problems.push_back(std::move(problem));
+  };
+  auto idsOf = [](const std::vector<RuleSet>& sets) {
+    std::vector<std::string> ids;
+    ids.reserve(sets.size());
+    for (const RuleSet& ruleSet : sets) ids.push_back(ruleSet.id());
+    return ids;
+  };
+  if (last != nullptr && !last->empty() && load.failedAsWhole) {
+    // Unreadable as a whole (I/O, size, JSON syntax): the last good version
+    // stays, a half-written file never removes rules.
+    inForce = *last;
+    out_.keptLastGood.push_back(file);
+    warn("keeping the last good version of this file (" + std::to_string(last->size()) +
+         (last->size() == 1 ? " rule set: " : " rule sets: ") + joinBounded(idsOf(*last)) +
+         ") until it loads again");
+  } else if (last != nullptr && !load.rejected.empty()) {
+    // Some documents cannot be read as rule sets. Those that name
+    // themselves keep their own last good version; an anonymous one (broken
+    // YAML) keeps every last good rule set of the file that the readable
+    // documents do not account for.
+    std::set<std::string> present;
+    std::set<std::string> refusedIds;
+    bool anonymous = false;
+    for (const RuleSet& ruleSet : inForce) present.insert(ruleSet.id());
+    for (const RuleSet& ruleSet : load.rejected) {
+      if (ruleSet.name.empty()) {
+        anonymous = true;
+      } else {
+        refusedIds.insert(ruleSet.id());
+      }
+    }
+    std::vector<std::string> kept;
+    for (const RuleSet& ruleSet : *last) {
+      const std::string id = ruleSet.id();
+      if (present.count(id) != 0) continue;
+      if (anonymous || refusedIds.count(id) != 0) {
+        inForce.push_back(ruleSet);
+        present.insert(id);
+        kept.push_back(id);
+      }
+    }
+    if (!kept.empty()) {
+      out_.keptLastGood.push_back(file);
+      warn("keeping the last good version of " + joinBounded(kept) +
+           ": a document of this file cannot be read as a rule set (the errors above)");
+    }
+  } else if (last != nullptr && load.documents == 0 && !last->empty()) {
+    warn("the file holds no documents any more: its rule sets " + joinBounded(idsOf(*last)) + " are removed");
+  }
+  for (const RuleSet& ruleSet : inForce) {
+    ids_.note(ruleSet, file, out_.problems);
+    out_.refusedTargets += ruleSet.refused.size();
+    out_.ruleSets.push_back(ruleSet);
+  }
+  out_.byFile[file] = std::move(inForce);
+}
+
+RulesLoad RulesLoader::finish() && {
+  return std::move(out_);
+}
+
+RulesLoad loadRulesDirectories(const std::vector<std::string>& dirs, const PublicSuffixList& suffixes,
+                               const std::vector<std::string>& systemDirs) {
+  RulesLoader loader(suffixes);
+  for (const std::string& dir : dirs) {
+    loader.addDirectory(dir, std::find(systemDirs.begin(), systemDirs.end(), dir) != systemDirs.end());
+  }
+  return std::move(loader).finish();
 }
 
 }  // namespace policy

@@ -1,5 +1,10 @@
 #include "policy/target.h"
 
+#include <idn2.h>
+
+#include <cstdlib>
+#include <memory>
+
 #include "common/strings.h"
 
 namespace policy {
@@ -19,6 +24,29 @@ TargetParse accept(Target target) {
   TargetParse result;
   result.target = std::move(target);
   return result;
+}
+
+// "203.0.113.7/24" → "203.0.113.0/24", "2001:db8::1/32" → "2001:db8::/32":
+// the network the user most likely meant, for the host-bits hint.
+std::string maskedNetwork(std::string_view text) {
+  const size_t slash = text.find('/');
+  if (slash == std::string_view::npos) return {};
+  auto ip = common::parseIpAddress(text.substr(0, slash));
+  auto prefix = common::parseDecimal(text.substr(slash + 1), 128);
+  if (!ip || !prefix || *prefix > ip->bitLength()) return {};
+  common::IpNetwork network{*ip, static_cast<uint8_t>(*prefix)};
+  for (unsigned bit = *prefix; bit < ip->bitLength(); ++bit) {
+    network.address.bytes[bit / 8] &= static_cast<uint8_t>(~(0x80U >> (bit % 8)));
+  }
+  return network.toString();
+}
+
+TargetParse hostBitsSet(std::string_view host, uint16_t port, bool v6) {
+  const std::string network = maskedNetwork(host);
+  if (network.empty()) return refuse(TargetError::HostBitsSet, std::string(host));
+  const std::string suggestion = (v6 ? "[" + network + "]" : network) + ":" + std::to_string(port);
+  return refuse(TargetError::HostBitsSet,
+                std::string(host) + " is inside " + network + "; write \"" + suggestion + "\"");
 }
 
 bool isDigitsAndDots(std::string_view s) {
@@ -73,9 +101,7 @@ TargetParse parseBracketedHost(std::string_view host, uint16_t port) {
   if (host.find('/') != std::string_view::npos) {
     auto parsed = common::parseIpNetwork(host);
     if (!parsed.network || parsed.network->address.family != common::IpFamily::V6) {
-      if (parsed.error == common::NetworkParseError::HostBitsSet) {
-        return refuse(TargetError::HostBitsSet, std::string(host));
-      }
+      if (parsed.error == common::NetworkParseError::HostBitsSet) return hostBitsSet(host, port, true);
       if (parsed.error == common::NetworkParseError::BadPrefix)
         return refuse(TargetError::BadPrefix, std::string(host));
       return refuse(TargetError::BadIpv6, "\"" + std::string(host) + "\"");
@@ -100,9 +126,7 @@ TargetParse parseIpv4Host(std::string_view host, uint16_t port) {
   if (host.find('/') != std::string_view::npos) {
     auto parsed = common::parseIpNetwork(host);
     if (!parsed.network || parsed.network->address.family != common::IpFamily::V4) {
-      if (parsed.error == common::NetworkParseError::HostBitsSet) {
-        return refuse(TargetError::HostBitsSet, std::string(host));
-      }
+      if (parsed.error == common::NetworkParseError::HostBitsSet) return hostBitsSet(host, port, false);
       if (parsed.error == common::NetworkParseError::BadPrefix)
         return refuse(TargetError::BadPrefix, std::string(host));
       return refuse(TargetError::BadIpv4, "\"" + std::string(host) + "\"");
@@ -125,6 +149,11 @@ TargetParse parseIpv4Host(std::string_view host, uint16_t port) {
 
 TargetParse parseNameHost(std::string_view rawHost, uint16_t port, const PublicSuffixList& suffixes) {
   std::string host = common::toLowerAscii(rawHost);
+  if (host == "*.") {
+    // Not world access with a trailing dot: "*." is a wildcard over the root.
+    return refuse(TargetError::EmptyLabel, "\"*.\" has nothing after the wildcard; write \"*:" +
+                                               std::to_string(port) + "\" if world access is really meant");
+  }
   if (host.size() > 1 && host.back() == '.') host.pop_back();  // "a.example.com." is the same name
   if (host == "*") {
     Target target;
@@ -200,7 +229,7 @@ std::string_view describe(TargetError error) noexcept {
     case TargetError::BadPrefix:
       return "invalid prefix length";
     case TargetError::HostBitsSet:
-      return "network has host bits set; use the network address (e.g. 203.0.113.0/24)";
+      return "network has host bits set; use the network address";
     case TargetError::UnclosedBracket:
       return "'[' without matching ']'";
   }
@@ -244,7 +273,19 @@ TargetParse parseTarget(std::string_view text, const PublicSuffixList& suffixes)
     if (byte <= 0x20 || byte == 0x7f) return refuse(TargetError::Whitespace);
   }
   for (char c : text) {
-    if (static_cast<unsigned char>(c) >= 0x80) return refuse(TargetError::NonAsciiName);
+    if (static_cast<unsigned char>(c) >= 0x80) {
+      const size_t colon = text.rfind(':');
+      const std::string_view host = text.substr(0, colon);
+      const bool wildcard = host.starts_with("*.");
+      const auto converted = toALabel(wildcard ? host.substr(2) : host);
+      if (!converted) return refuse(TargetError::NonAsciiName, "not a valid internationalised name");
+      const std::string aLabel = (wildcard ? "*." : "") + *converted;
+      std::string detail = "\"";
+      detail.append(host).append("\" is \"").append(aLabel).append("\"; write \"").append(aLabel);
+      if (colon != std::string_view::npos) detail += text.substr(colon);
+      detail += "\"";
+      return refuse(TargetError::NonAsciiName, std::move(detail));
+    }
   }
 
   std::string_view host;
@@ -295,6 +336,18 @@ TargetParse parseTarget(std::string_view text, const PublicSuffixList& suffixes)
     return refuse(TargetError::BadCharacter, "'/' is only allowed in IP networks such as 203.0.113.0/24");
   }
   return parseNameHost(host, port16, suffixes);
+}
+
+std::optional<std::string> toALabel(std::string_view name) {
+  if (name.empty() || name.size() > 1024) return std::nullopt;
+  const std::string input(name);
+  char* output = nullptr;
+  // IDNA2008 with the UTS #46 mapping (lower-casing, full-width dots), as
+  // browsers and curl do: "Bücher.example" → "xn--bcher-kva.example".
+  const int rc = idn2_to_ascii_8z(input.c_str(), &output, IDN2_NONTRANSITIONAL | IDN2_NFC_INPUT);
+  const std::unique_ptr<char, decltype(&idn2_free)> owned(output, &idn2_free);
+  if (rc != IDN2_OK || output == nullptr) return std::nullopt;
+  return std::string(output);
 }
 
 size_t normalizeLookupName(std::string_view name, char* out, size_t outSize) noexcept {

@@ -75,6 +75,11 @@ struct TargetParse {
 
 TargetParse parseTarget(std::string_view text, const PublicSuffixList& suffixes);
 
+// An internationalised name (U-labels, UTF-8) as A-labels ("bücher.example"
+// → "xn--bcher-kva.example"), IDNA2008 with the UTS #46 mapping; nullopt
+// when it is not a valid name. Allocates; for messages and explain.
+std::optional<std::string> toALabel(std::string_view name);
+
 // Normalises a DNS name as seen on the wire or in SNI/Host for lookups:
 // lower case, trailing dot removed. Writes into `out` (at least 254 bytes);
 // returns the length, or 0 when the name cannot be a valid host name.

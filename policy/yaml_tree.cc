@@ -2,6 +2,7 @@
 
 #include <yaml.h>
 
+#include <cstdlib>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -215,6 +216,41 @@ std::shared_ptr<const YamlNode> fromJson(const nlohmann::json& value, size_t dep
   return out;
 }
 
+// nlohmann's text is "[json.exception.parse_error.101] parse error at line
+// 1, column 16: syntax error while parsing value - unexpected end of input;
+// expected ..."; users get the position as numbers and the sentence without
+// the library's prefixes.
+YamlError jsonError(std::string_view what, size_t byte) {
+  YamlError error;
+  if (what.starts_with("[json.exception.")) {
+    const size_t close = what.find("] ");
+    if (close != std::string_view::npos) what.remove_prefix(close + 2);
+  }
+  constexpr std::string_view kAt = "parse error at line ";
+  if (what.starts_with(kAt)) {
+    std::string_view rest = what.substr(kAt.size());
+    const size_t comma = rest.find(", column ");
+    const size_t colon = rest.find(": ");
+    if (comma != std::string_view::npos && colon != std::string_view::npos && comma < colon) {
+      error.line = static_cast<size_t>(std::strtoul(std::string(rest.substr(0, comma)).c_str(), nullptr, 10));
+      error.column = static_cast<size_t>(
+          std::strtoul(std::string(rest.substr(comma + 9, colon - comma - 9)).c_str(), nullptr, 10));
+      rest.remove_prefix(colon + 2);
+    }
+    what = rest;
+  } else if (what.starts_with("parse error: ")) {
+    what.remove_prefix(13);
+  }
+  if (what.starts_with("syntax error while parsing ")) {
+    // "syntax error while parsing value - unexpected end of input; expected ..."
+    const size_t dash = what.find(" - ");
+    if (dash != std::string_view::npos) what.remove_prefix(dash + 3);
+  }
+  error.message = "invalid JSON: " + std::string(what);
+  if (error.line == 0) error.message += " (at byte " + std::to_string(byte) + ")";
+  return error;
+}
+
 }  // namespace
 
 YamlStream parseYamlStream(std::string_view text) {
@@ -234,8 +270,7 @@ YamlStream parseJsonDocument(std::string_view text) {
   try {
     value = nlohmann::json::parse(text, limitDepth);
   } catch (const nlohmann::json::parse_error& e) {
-    stream.error =
-        YamlError{std::string("invalid JSON at byte ") + std::to_string(e.byte) + ": " + e.what(), 0, 0};
+    stream.error = jsonError(e.what(), e.byte);
     return stream;
   }
   if (tooDeep) {

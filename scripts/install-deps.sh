@@ -10,7 +10,7 @@ build_pkgs=(
   build-essential cmake ninja-build pkg-config
   libldns-dev libevent-dev libssl-dev libnetfilter-queue-dev libmnl-dev
   libtomlplusplus-dev libyaml-dev nlohmann-json3-dev libcli11-dev
-  libpsl-dev publicsuffix catch2 libcurl4-openssl-dev
+  libpsl-dev publicsuffix libidn2-dev catch2 libcurl4-openssl-dev
 )
 test_pkgs=(
   clang libclang-rt-14-dev clang-format clang-tidy

@@ -220,7 +220,8 @@ fi
 if wait_for 5 status_is team-b pages False; then
   reason="$(cond team-b pages reason)"
   msg="$(cond team-b pages message)"
-  if [[ "$reason" == InvalidTargets && "$msg" == *'spec.targets[1] "*.github.io:443"'* && "$msg" == *"public suffix"* ]]; then
+  if [[ "$reason" == InvalidTargets && "$msg" == *'spec.targets[1] "*.github.io:443"'* && "$msg" == *"public suffix"* &&
+    "$msg" == *"1 of 2 targets will not be in force"* ]]; then
     ok "pages: Accepted=False $reason: $msg"
   else
     fail "pages: reason '$reason' message '$msg'"
@@ -241,8 +242,13 @@ if wait_for 5 status_is team-a my-app True &&
 else
   fail "my-app status: $(kc -n team-a get ers my-app -o jsonpath='{.status}')"
 fi
-row="$(kc get ers -A --no-headers | tr -s ' ' | cut -d' ' -f1-4 | sort | tr '\n' ',')"
-if [[ "$row" == "team-a my-app 2 True,team-b pages 2 False," ]]; then
+if [[ "$(kc -n team-b get ers pages -o jsonpath='{.status.targetCount} {.status.targetsInForce}')" == "2 1" ]]; then
+  ok "pages: targetsInForce 1 of targetCount 2 (the valid target stays in force)"
+else
+  fail "pages targetsInForce: $(kc -n team-b get ers pages -o jsonpath='{.status}')"
+fi
+row="$(kc get ers -A --no-headers | tr -s ' ' | cut -d' ' -f1-5 | sort | tr '\n' ',')"
+if [[ "$row" == "team-a my-app 2 2 True,team-b pages 2 1 False," ]]; then
   ok "kubectl get ers -A: $row"
 else
   fail "kubectl get ers -A: $row"

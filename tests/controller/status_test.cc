@@ -36,12 +36,36 @@ TEST_CASE("status: valid, invalid (public suffix) and world access") {
   CHECK(valid.message == "2 targets in force");
   CHECK(validate(object({"api.example.com:443"}, 1)).message == "1 target in force");
 
+  CHECK(valid.targetsInForce == 2u);
+
+  // One refused target: not accepted, but the other target is in force and
+  // the message says which is which.
   const auto invalid = validate(object({"ok.example.com:443", "*.github.io:443"}, 1));
   CHECK_FALSE(invalid.accepted);
   CHECK(invalid.reason == "InvalidTargets");
   CHECK(invalid.targetCount == 2);
-  CHECK_THAT(invalid.message,
-             Catch::Contains("spec.targets[1] \"*.github.io:443\"") && Catch::Contains("public suffix"));
+  CHECK(invalid.targetsInForce == 1u);
+  CHECK_THAT(
+      invalid.message,
+      Catch::StartsWith("1 of 2 targets will not be in force: target[1] \"*.github.io:443\"; the other one "
+                        "will: spec.targets[1] \"*.github.io:443\": wildcard directly over a public suffix"));
+  const auto invalidPatch = statusPatch(object({"ok.example.com:443", "*.github.io:443"}, 1), invalid, "t");
+  REQUIRE(invalidPatch);
+  CHECK((*invalidPatch)["status"]["targetsInForce"] == 1);
+  CHECK((*invalidPatch)["status"]["conditions"][0]["status"] == "False");
+
+  // Not readable as a rule set at all: no count in force (egressd keeps
+  // the last good version it had).
+  controller::RuleSetObject unreadable = object(json::array(), 1);
+  unreadable.spec = {{"targets", "api.example.com:443"}};
+  const auto notRead = validate(unreadable);
+  CHECK_FALSE(notRead.accepted);
+  CHECK(notRead.reason == "InvalidRuleSet");
+  CHECK_FALSE(notRead.targetsInForce);
+  CHECK_THAT(notRead.message, Catch::Contains("spec.targets must be a list") && Catch::Contains("last good"));
+  const auto notReadPatch = statusPatch(unreadable, notRead, "t");
+  REQUIRE(notReadPatch);
+  CHECK((*notReadPatch)["status"]["targetsInForce"].is_null());
 
   const auto world = validate(object({"*:443"}, 1));
   CHECK(world.accepted);

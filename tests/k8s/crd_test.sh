@@ -221,7 +221,7 @@ fi
 
 step "status subresource and printer columns"
 now="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-status='{"status":{"observedGeneration":1,"targetCount":3,"conditions":[{"type":"Accepted","status":"True","reason":"Valid","message":"3 targets in force","lastTransitionTime":"'"$now"'","observedGeneration":1}]}}'
+status='{"status":{"observedGeneration":1,"targetCount":3,"targetsInForce":3,"conditions":[{"type":"Accepted","status":"True","reason":"Valid","message":"3 targets in force","lastTransitionTime":"'"$now"'","observedGeneration":1}]}}'
 if kc -n team-a patch ers my-app-targets --subresource=status --type=merge -p "$status" > "$work/patch.out" 2>&1; then
   ok "status written through the status subresource"
 else
@@ -243,13 +243,13 @@ fi
 kc -n team-a get egressrulesets > "$work/get.txt" 2>&1
 sed 's/^/    /' "$work/get.txt"
 header="$(head -1 "$work/get.txt" | tr -s ' ')"
-if [[ "$header" == "NAME TARGETS ACCEPTED AGE" ]]; then
+if [[ "$header" == "NAME TARGETS IN FORCE ACCEPTED AGE" ]]; then
   ok "columns: $header"
 else
-  fail "columns: expected 'NAME TARGETS ACCEPTED AGE', got '$header'"
+  fail "columns: expected 'NAME TARGETS IN FORCE ACCEPTED AGE', got '$header'"
 fi
-row="$(grep '^my-app-targets ' "$work/get.txt" | tr -s ' ' | cut -d' ' -f1-3)"
-if [[ "$row" == "my-app-targets 3 True" ]]; then
+row="$(grep '^my-app-targets ' "$work/get.txt" | tr -s ' ' | cut -d' ' -f1-4)"
+if [[ "$row" == "my-app-targets 3 3 True" ]]; then
   ok "row from status: $row"
 else
   fail "row for my-app-targets: '$row'"

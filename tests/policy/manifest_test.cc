@@ -10,6 +10,7 @@
 #include <iterator>
 #include <string>
 
+#include <vector>
 #include "policy/manifest.h"
 
 namespace {
@@ -68,21 +69,44 @@ TEST_CASE("the example files in examples/rules are valid", "[manifest]") {
   const auto l = policy::loadRulesDirectories({std::string(EGRESSD_SOURCE_DIR) + "/examples/rules"},
                                               policy::defaultPublicSuffixList());
   for (const auto& p : l.problems) INFO(p.toString());
-  CHECK_FALSE(l.hasErrors());
-  CHECK(l.valid.size() >= 4);
+  CHECK(l.errors() == 0);
+  CHECK(l.ruleSets.size() >= 4);
 }
 
-TEST_CASE("the unquoted '*' of the original issue text gets a hint", "[manifest]") {
-  const auto l = load(
+TEST_CASE("every unquoted '*' is named at its line and column, the other documents load", "[manifest]") {
+  const std::string text =
       "apiVersion: zalando.org/v1\nkind: EgressRuleSet\nmetadata:\n  name: x\nspec:\n  targets:\n"
-      "  - *.example.org:80\n");
+      "  - api.example.com:443\n"
+      "  - *.example.org:80\n"
+      "  - *:80\n"
+      "---\n"
+      "apiVersion: zalando.org/v1\nkind: EgressRuleSet\nmetadata: {name: ok}\nspec:\n  targets: "
+      "[\"a.example.com:443\"]\n"
+      "---\n"
+      "apiVersion: zalando.org/v1\nkind: EgressRuleSet\nmetadata: {name: flow}\nspec: {targets: "
+      "[*.example.net:443]}\n";
+  const auto l = load(text);
   REQUIRE(l.hasErrors());
-  CHECK(l.valid.empty());
-  CHECK(anyProblemContains(l, "invalid YAML at line"));
-  CHECK(anyProblemContains(l, "quote targets that begin with '*'"));
+  // The valid document in the middle stays in force.
+  REQUIRE(l.valid.size() == 1);
+  CHECK(l.valid[0].id() == "default/ok");
+  CHECK(l.rejected.size() == 2);
+  std::vector<std::string> lines;
+  for (const auto& p : l.problems) lines.push_back(p.toString());
+  INFO(lines.size());
+  REQUIRE(l.problems.size() == 3);
+  CHECK(l.problems[0].toString() ==
+        "rules.yaml:8:5: error: an unquoted '*' starts a YAML alias, so this document cannot be read; quote "
+        "the target: \"*.example.org:80\"");
+  CHECK(l.problems[0].excerpt() == "      - *.example.org:80\n        ^\n");
+  CHECK(l.problems[1].toString().starts_with("rules.yaml:9:5: error:"));
+  CHECK_THAT(l.problems[1].message, Catch::Contains("\"*:80\""));
+  CHECK(l.problems[2].toString().starts_with("rules.yaml:20:18: error:"));
+  CHECK_THAT(l.problems[2].message, Catch::Contains("\"*.example.net:443\""));
+  CHECK(l.problems[2].document == 3);
 }
 
-TEST_CASE("an invalid rule set is rejected whole and the others stay", "[manifest]") {
+TEST_CASE("a refused target costs only itself, the rule set's other targets stay in force", "[manifest]") {
   const auto l = load(R"(apiVersion: zalando.org/v1
 kind: EgressRuleSet
 metadata: {name: good, namespace: team-a}
@@ -97,10 +121,18 @@ spec:
   - "api.example.com:*"
   - "*.com:443"
 )");
-  REQUIRE(l.valid.size() == 1);
+  REQUIRE(l.valid.size() == 2);
   CHECK(l.valid[0].id() == "team-a/good");
-  REQUIRE(l.rejected.size() == 1);
-  CHECK(l.rejected[0].id() == "team-b/bad");
+  const auto& bad = l.valid[1];
+  CHECK(bad.id() == "team-b/bad");
+  REQUIRE(bad.targets.size() == 1);
+  CHECK(bad.targets[0].canonical() == "ok.example.com:443");
+  REQUIRE(bad.refused.size() == 2);
+  CHECK(bad.refused[0].index == 1);
+  CHECK(bad.refused[0].text == "api.example.com:*");
+  CHECK(bad.refused[1].index == 2);
+  CHECK_THAT(bad.refused[1].reason, Catch::Contains("public suffix"));
+  CHECK(l.rejected.empty());
   REQUIRE(countSeverity(l, policy::Severity::Error) == 2);
   const auto& first = l.problems[0];
   CHECK(first.file == "rules.yaml");
@@ -114,6 +146,27 @@ spec:
         "name one port (1-65535)");
   CHECK(l.problems[1].targetIndex == 2u);
   CHECK(l.problems[1].message.find("public suffix") != std::string::npos);
+  CHECK(l.problems[2].toString() ==
+        "rules.yaml: document 2 (team-b/bad): warning: 2 of 3 targets will not be in force: target[1] "
+        "\"api.example.com:*\", target[2] \"*.com:443\"; the other one will");
+}
+
+TEST_CASE("a kind near-miss is an error with a suggestion", "[manifest]") {
+  for (const char* kind : {"EgressRuleset", "EgressRuleSets", "egressruleset", "EgresRuleSet"}) {
+    INFO(kind);
+    const auto l = load(std::string("apiVersion: zalando.org/v1\nkind: ") + kind +
+                        "\nmetadata: {name: a}\nspec: {targets: [\"a.example.com:443\"]}\n");
+    CHECK(l.hasErrors());
+    CHECK(l.valid.empty());
+    REQUIRE(l.rejected.size() == 1);
+    CHECK(l.rejected[0].id() == "default/a");
+    CHECK(anyProblemContains(
+        l, "error: kind \"" + std::string(kind) + "\" is not EgressRuleSet; did you mean EgressRuleSet?"));
+  }
+  // Other kinds of the same group (skipper's RouteGroup) are not mistakes.
+  const auto other = load("apiVersion: zalando.org/v1\nkind: RouteGroup\nmetadata: {name: r}\nspec: {}\n");
+  CHECK_FALSE(other.hasErrors());
+  CHECK(anyProblemContains(other, "warning: skipped: kind \"RouteGroup\""));
 }
 
 TEST_CASE("other kinds are skipped with a warning, a wrong apiVersion is an error", "[manifest]") {
@@ -135,7 +188,8 @@ spec: {targets: ["a.example.com:443"]}
 )");
   CHECK(l.valid.size() == 1);
   CHECK(anyProblemContains(l, "document 1: warning: skipped: kind \"ConfigMap\""));
-  CHECK(anyProblemContains(l, "document 2: error: apiVersion \"zalando.org/v2\" is not zalando.org/v1"));
+  CHECK(anyProblemContains(
+      l, "document 2 (default/future): error: apiVersion \"zalando.org/v2\" is not zalando.org/v1"));
   CHECK(countSeverity(l, policy::Severity::Error) == 1);
 }
 
@@ -160,11 +214,9 @@ TEST_CASE("structural errors are named", "[manifest]") {
        "spec.targets is missing"},
       {"apiVersion: zalando.org/v1\nkind: EgressRuleSet\nmetadata: {name: a}\nspec: {targets: x}\n",
        "spec.targets must be a list"},
-      {"apiVersion: zalando.org/v1\nkind: EgressRuleSet\nmetadata: {name: a}\nspec: {targets: [[a]]}\n",
-       "target[0]: error: target must be a string"},
       {"- just\n- a list\n", "document is not a mapping"},
       {"apiVersion: v1\nkind: List\n", "kind List without an items list"},
-      {"key: [unclosed\n", "invalid YAML at line"},
+      {"key: [unclosed\n", "rules.yaml:2:1: error: invalid YAML: "},
   };
   for (const auto& c : cases) {
     INFO(c.yaml);
@@ -191,7 +243,9 @@ spec: {targets: []}
   CHECK_FALSE(l.hasErrors());
   CHECK(l.valid.size() == 2);
   CHECK(l.valid[0].targets.size() == 1);
-  CHECK(anyProblemContains(l, "duplicate target"));
+  CHECK(anyProblemContains(l,
+                           "target[1] \"A.example.com.:443\": warning: duplicate target: same as target[0] "
+                           "\"a.example.com:443\""));
   CHECK(anyProblemContains(l, "unknown field spec.ports"));
   CHECK(anyProblemContains(l, "allows nothing"));
 }
@@ -207,7 +261,9 @@ TEST_CASE("JSON manifests and kubectl Lists", "[manifest]") {
 
   const auto badJson = load("{\"apiVersion\": ", "bad.json");
   CHECK(badJson.hasErrors());
-  CHECK(anyProblemContains(badJson, "invalid JSON at byte"));
+  CHECK(anyProblemContains(badJson, "bad.json:1:16: error: invalid JSON: unexpected end of input"));
+  CHECK_FALSE(anyProblemContains(badJson, "json.exception"));
+  CHECK_FALSE(anyProblemContains(badJson, "syntax error while parsing"));
 
   const auto list = load(R"(apiVersion: v1
 kind: List
@@ -253,14 +309,162 @@ TEST_CASE("rules directories: only manifest files, sorted, broken ones skipped",
         "apiVersion: zalando.org/v1\nkind: EgressRuleSet\nmetadata: {name: h}\nspec: {targets: "
         "[\"h.example.com:443\"]}\n");
   write("notes.txt", "not a manifest");
-  const auto l = policy::loadRulesDirectories({dir.string(), (dir / "missing").string()},
-                                              policy::defaultPublicSuffixList(), {dir.string()});
-  REQUIRE(l.valid.size() == 3);
-  CHECK(l.valid[0].name == "a");
-  CHECK(l.valid[0].system);
-  CHECK(l.valid[1].name == "b");
-  CHECK(anyProblemContains(l, "broken.yaml"));
-  CHECK(anyProblemContains(l, "rule set default/a is also defined in"));
-  CHECK(anyProblemContains(l, "rules directory does not exist (yet)"));
+  std::filesystem::create_directories(dir / "sub.yaml");
+  const auto l =
+      policy::loadRulesDirectories({dir.string(), (dir / "missing").string(), (dir / "notes.txt").string()},
+                                   policy::defaultPublicSuffixList(), {dir.string()});
+  auto contains = [&](const std::string& needle) {
+    return std::any_of(l.problems.begin(), l.problems.end(), [&](const policy::Problem& p) {
+      return p.toString().find(needle) != std::string::npos;
+    });
+  };
+  REQUIRE(l.ruleSets.size() == 3);
+  CHECK(l.ruleSets[0].name == "a");
+  CHECK(l.ruleSets[0].system);
+  CHECK(l.ruleSets[1].name == "b");
+  CHECK(contains("broken.yaml"));
+  CHECK(contains("rule set default/a is also defined in"));
+  CHECK(contains("rules directory does not exist (yet)"));
+  CHECK(contains("notes.txt: error: rules directory is not a directory"));
+  // Skipped entries are listed (wrong extension, a subdirectory), hidden ones are not.
+  REQUIRE(l.skipped.size() == 2);
+  CHECK(l.skipped[0] == (dir / "notes.txt").string());
+  CHECK(l.skipped[1] == (dir / "sub.yaml").string());
   std::filesystem::remove_all(dir);
+}
+
+namespace {
+
+const char* kTwoRuleSets = R"(apiVersion: zalando.org/v1
+kind: EgressRuleSet
+metadata: {name: one, namespace: team}
+spec: {targets: ["one.example.com:443"]}
+---
+apiVersion: zalando.org/v1
+kind: EgressRuleSet
+metadata: {name: two, namespace: team}
+spec: {targets: ["two.example.com:443"]}
+)";
+
+policy::RulesLoad pass(const std::string& text,
+                       const std::map<std::string, std::vector<policy::RuleSet>>* last,
+                       std::function<bool(const std::string&)> writing = {}) {
+  policy::RulesLoader loader(policy::defaultPublicSuffixList(), last, std::move(writing));
+  loader.addContent(text, "f.yaml");
+  return std::move(loader).finish();
+}
+
+std::vector<std::string> ids(const policy::RulesLoad& l) {
+  std::vector<std::string> out;
+  for (const auto& r : l.ruleSets) out.push_back(r.id() + "=" + std::to_string(r.targets.size()));
+  return out;
+}
+
+bool mentions(const policy::RulesLoad& l, const std::string& needle) {
+  return std::any_of(l.problems.begin(), l.problems.end(), [&](const policy::Problem& p) {
+    return p.toString().find(needle) != std::string::npos;
+  });
+}
+
+}  // namespace
+
+TEST_CASE("last good: a document that cannot be read keeps its own last good version", "[manifest]") {
+  const auto first = pass(kTwoRuleSets, nullptr);
+  REQUIRE(ids(first) == std::vector<std::string>{"team/one=1", "team/two=1"});
+
+  // Document 2 breaks (YAML alias): team/two keeps its last good version,
+  // team/one takes its new targets.
+  std::string broken = kTwoRuleSets;
+  broken.replace(broken.find("one.example.com:443"), 19, "one.example.com:443\", \"uno.example.com:443");
+  broken.replace(broken.find("[\"two.example.com:443\"]"), 23, "[*.two.example.com:443]");
+  const auto second = pass(broken, &first.byFile);
+  CHECK(ids(second) == std::vector<std::string>{"team/one=2", "team/two=1"});
+  CHECK(second.keptLastGood == std::vector<std::string>{"f.yaml"});
+  CHECK(mentions(second, "keeping the last good version of team/two"));
+
+  // A near-miss kind names itself: only that rule set keeps its version.
+  std::string nearMiss = kTwoRuleSets;
+  nearMiss.replace(nearMiss.rfind("kind: EgressRuleSet"), 19, "kind: EgressRuleset");
+  const auto third = pass(nearMiss, &first.byFile);
+  CHECK(ids(third) == std::vector<std::string>{"team/one=1", "team/two=1"});
+  CHECK(mentions(third, "did you mean EgressRuleSet?"));
+
+  // Without a last good version (lint, --check-config) nothing is kept.
+  CHECK(ids(pass(broken, nullptr)) == std::vector<std::string>{"team/one=2"});
+}
+
+TEST_CASE("last good: never keeps what the user removed", "[manifest]") {
+  const auto first = pass(kTwoRuleSets, nullptr);
+  // Document 2 deleted, document 1 changed: exactly the new version.
+  const std::string one = std::string(kTwoRuleSets).substr(0, std::string(kTwoRuleSets).find("---"));
+  CHECK(ids(pass(one, &first.byFile)) == std::vector<std::string>{"team/one=1"});
+  // A refused target of a readable rule set is not replaced by its old version.
+  std::string refused = kTwoRuleSets;
+  refused.replace(refused.find("two.example.com:443"), 19, "*.github.io:443");
+  const auto l = pass(refused, &first.byFile);
+  CHECK(ids(l) == std::vector<std::string>{"team/one=1", "team/two=0"});
+  CHECK(l.refusedTargets == 1);
+  CHECK(l.keptLastGood.empty());
+  CHECK(
+      mentions(l, "1 of 1 target will not be in force: target[0] \"*.github.io:443\"; none of its targets"));
+}
+
+TEST_CASE("last good: an emptied file removes its rule sets and says which", "[manifest]") {
+  const auto first = pass(kTwoRuleSets, nullptr);
+  const auto emptied = pass("", &first.byFile);
+  CHECK(emptied.ruleSets.empty());
+  CHECK(mentions(
+      emptied,
+      "f.yaml: warning: the file holds no documents any more: its rule sets team/one, team/two are removed"));
+  // A comment-only file is just as empty.
+  CHECK(pass("# nothing yet\n", &first.byFile).ruleSets.empty());
+}
+
+TEST_CASE("rules directory: a file being written keeps its last good version", "[manifest]") {
+  const auto dir = std::filesystem::temp_directory_path() / ("egressd-writing-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string file = (dir / "app.yaml").string();
+  std::ofstream(file) << kTwoRuleSets;
+  policy::RulesLoader firstLoader(policy::defaultPublicSuffixList());
+  firstLoader.addDirectory(dir.string());
+  const auto first = std::move(firstLoader).finish();
+  REQUIRE(first.ruleSets.size() == 2);
+
+  std::ofstream(file, std::ios::trunc) << "apiVersion: zalando.org/v1\nkind: EgressRuleSet\n";  // cut short
+  bool writing = true;
+  policy::RulesLoader during(policy::defaultPublicSuffixList(), &first.byFile,
+                             [&](const std::string& path) { return writing && path == file; });
+  during.addDirectory(dir.string());
+  const auto second = std::move(during).finish();
+  CHECK(second.ruleSets.size() == 2);
+  CHECK(second.deferred == std::vector<std::string>{file});
+  CHECK(second.problems.empty());
+
+  writing = false;  // closed: now it counts (and this one is broken: it says so)
+  policy::RulesLoader after(policy::defaultPublicSuffixList(), &second.byFile);
+  after.addDirectory(dir.string());
+  const auto third = std::move(after).finish();
+  CHECK(third.deferred.empty());
+  CHECK(third.errors() > 0);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("last good: a file that cannot be read at all keeps all of it", "[manifest]") {
+  const std::string json =
+      R"({"apiVersion":"zalando.org/v1","kind":"EgressRuleSet","metadata":{"name":"j","namespace":"team"},)"
+      R"("spec":{"targets":["j.example.com:443"]}})";
+  policy::RulesLoader firstLoader(policy::defaultPublicSuffixList());
+  firstLoader.addContent(json, "f.json");
+  const auto first = std::move(firstLoader).finish();
+  REQUIRE(first.ruleSets.size() == 1);
+  policy::RulesLoader brokenLoader(policy::defaultPublicSuffixList(), &first.byFile);
+  brokenLoader.addContent(json.substr(0, 40), "f.json");  // cut short
+  const auto broken = std::move(brokenLoader).finish();
+  CHECK(broken.ruleSets == first.ruleSets);
+  CHECK(mentions(broken, "f.json: warning: keeping the last good version of this file (1 rule set: team/j)"));
+  // A file that never loaded has nothing to keep, and does not say it keeps it.
+  policy::RulesLoader neverLoader(policy::defaultPublicSuffixList(), &broken.byFile);
+  neverLoader.addContent("{", "g.json");
+  const auto never = std::move(neverLoader).finish();
+  CHECK_FALSE(mentions(never, "keeping"));
 }

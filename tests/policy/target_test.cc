@@ -160,6 +160,7 @@ TEST_CASE("invalid targets are refused with the right reason", "[target]") {
       {"[2001:db8::/129]:443", TargetError::BadPrefix},
       {"203.0.113.7/24:443", TargetError::HostBitsSet},
       {"[2001:db8::1/32]:443", TargetError::HostBitsSet},
+      {"*.:443", TargetError::EmptyLabel},
   };
   REQUIRE(sizeof cases / sizeof cases[0] >= 40);
   for (const auto& c : cases) {
@@ -176,6 +177,36 @@ TEST_CASE("public suffix refusal suggests world access on the same port", "[targ
   REQUIRE_FALSE(parsed.target);
   CHECK(parsed.reason().find("\"com\" is a public suffix") != std::string::npos);
   CHECK(parsed.reason().find("*:8443") != std::string::npos);
+}
+
+TEST_CASE("\"*.\" is not world access with a trailing dot", "[target]") {
+  const auto parsed = parseTarget("*.:443", psl());
+  REQUIRE_FALSE(parsed.target);
+  CHECK_THAT(parsed.reason(), Catch::Contains("nothing after the wildcard") && Catch::Contains("\"*:443\""));
+  // The real world access and a wildcard with a trailing dot still parse.
+  CHECK(parseTarget("*:443", psl()).target->kind == TargetKind::AnyName);
+  CHECK(parseTarget("*.example.org.:443", psl()).target->canonical() == "*.example.org:443");
+}
+
+TEST_CASE("host bits: the hint names the network of the same family", "[target]") {
+  const auto v6 = parseTarget("[2001:db8::1/32]:443", psl());
+  REQUIRE_FALSE(v6.target);
+  CHECK_THAT(v6.reason(), Catch::Contains("write \"[2001:db8::/32]:443\""));
+  CHECK_THAT(v6.reason(), !Catch::Contains("203.0.113"));
+  const auto v4 = parseTarget("203.0.113.7/24:8443", psl());
+  REQUIRE_FALSE(v4.target);
+  CHECK_THAT(v4.reason(), Catch::Contains("write \"203.0.113.0/24:8443\""));
+}
+
+TEST_CASE("a U-label target is refused with its A-label", "[target]") {
+  const auto parsed = parseTarget("bücher.example:443", psl());
+  REQUIRE_FALSE(parsed.target);
+  CHECK(parsed.error == TargetError::NonAsciiName);
+  CHECK_THAT(parsed.reason(), Catch::Contains("write \"xn--bcher-kva.example:443\""));
+  const auto wildcard = parseTarget("*.Bücher.example:80", psl());
+  CHECK_THAT(wildcard.reason(), Catch::Contains("write \"*.xn--bcher-kva.example:80\""));
+  CHECK(policy::toALabel("bücher.example") == std::optional<std::string>("xn--bcher-kva.example"));
+  CHECK_FALSE(policy::toALabel("a..b\xff"));
 }
 
 TEST_CASE("lookup names are normalised without allocation", "[target]") {
