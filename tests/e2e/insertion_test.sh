@@ -189,6 +189,12 @@ if [ "${EGRESSD_INSERTION_EXPECT_BYPASS:-0}" != 1 ]; then
   sleep 0.5
   grep -q 'reason=judged_bytes_differ' "$work/egressd.log" && ok "egressd logged judged_bytes_differ" ||
     bad "no judged_bytes_differ decision in the log"
+  metrics="$(G curl -s --max-time 3 http://127.0.0.1:9153/metrics)"
+  grep -Eq '^egressd_nfq_reasons_total\{.*reason="judged_bytes_differ".*\} [1-9]' <<< "$metrics" &&
+    ok "... and counted it" || bad "egressd_nfq_reasons_total has no judged_bytes_differ"
+  grep -Eq '^egressd_nfq_confirmed_total\{queue="0"\} [1-9]' <<< "$metrics" &&
+    ok "the controls' allows were confirmed by the server (egressd_nfq_confirmed_total)" ||
+    bad "egressd_nfq_confirmed_total is 0"
   # Real clients are not affected: curl with the bound name, over both families.
   code="$(P curl -sk -o /dev/null -w '%{http_code}' --max-time 4 --resolve allowed.example.com:80:203.0.113.10 http://allowed.example.com/)"
   [ "$code" = 200 ] && ok "curl (HTTP) to the allowed name" || bad "curl (HTTP) got $code"
