@@ -469,8 +469,10 @@ void QueueWorker::handleReply(uint32_t id, uint32_t mark, uint32_t indev, const 
   }
   FlowTable::Flow* entry = confirming_.find(key);
   if (entry == nullptr || (indev != 0 && indev == confirmIndevOfSlot_[confirming_.slotIndex(*entry)])) {
-    if (entry == nullptr && confirmedRecently_.find(key, now)) {
-      sendVerdict(id, Verdict::Allow, mark);  // queued behind the confirming one
+    // Queued behind the confirming one; or audit mode, which lets
+    // everything through (a withdrawn allow was only a "would deny").
+    if (entry == nullptr && (confirmedRecently_.find(key, now) || options_.decide.audit)) {
+      sendVerdict(id, Verdict::Allow, mark);
       return;
     }
     // Nothing waits for this answer (the allow was withdrawn, or this
