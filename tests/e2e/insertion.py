@@ -21,6 +21,9 @@
                   does not expect
         checksum  decoy with a wrong TCP checksum
         window    decoy 2^30 bytes ahead: outside the receive window
+        straddle  one segment: the allowed payload ending where the stream
+                  starts, the denied one from the stream's first byte (no
+                  second segment: the server keeps only the tail)
       Prints "CASE OUTCOME" per case: tls / http (the server answered the
       real payload), reset, none.
 """
@@ -155,6 +158,12 @@ def attack(dst, proto, cases):
             decoy[TCP].chksum = good ^ 0x5A5A
         elif case == "window":
             decoy = segment(decoy_bytes, ts + 2, seq=(isn + 1 + 2**30) % 2**32)
+        elif case == "straddle":
+            # The allowed payload, then the denied one, placed so that the
+            # stream's first byte is the denied one's: the receiver trims
+            # the old part and keeps only the tail. No second segment.
+            decoy = segment(decoy_bytes + payload("evil-straddle.example.com"), ts + 2,
+                            seq=(isn + 1 - len(decoy_bytes)) % 2**32)
         elif case != "control":
             raise SystemExit("unknown case %s" % case)
         sniffer = AsyncSniffer(
@@ -165,7 +174,8 @@ def attack(dst, proto, cases):
             send(decoy)
             time.sleep(0.3)
         real_name = "allowed.example.com" if case == "control" else "evil-%s.example.com" % case
-        send(segment(payload(real_name), ts + 3))
+        if case != "straddle":
+            send(segment(payload(real_name), ts + 3))
         time.sleep(1.0)
         replies = sniffer.stop() or []
         outcome = "none"

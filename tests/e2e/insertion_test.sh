@@ -4,7 +4,9 @@
 # an allowed name that the server discards — stale TCP timestamp (PAWS),
 # TTL / hop limit expiring one hop after the gateway, an unexpected TCP MD5
 # option, a bad checksum, a sequence number outside the window — and then
-# the real one, at the same sequence number, naming a denied name, to the
+# the real one, at the same sequence number, naming a denied name (or one
+# segment that straddles the stream's start: the allowed payload before
+# it, the denied one from the first byte on), to the
 # address egressd's DNS handed out for the allowed name. The judge is the
 # server's own record of every ClientHello / request it processed: the
 # denied names must never appear. Controls in the same run: the same client
@@ -177,9 +179,9 @@ run_cases() {  # run_cases LABEL DST PROTO KEY CASE...
 }
 
 echo "== TLS over IPv4"
-run_cases "tls4" 203.0.113.10 tls sni paws ttl md5 checksum window
+run_cases "tls4" 203.0.113.10 tls sni paws ttl md5 checksum window straddle
 echo "== HTTP over IPv4"
-run_cases "http4" 203.0.113.10 http host paws ttl md5 checksum window
+run_cases "http4" 203.0.113.10 http host paws ttl md5 checksum window straddle
 echo "== TLS over IPv6"
 run_cases "tls6" 2001:db8:113::10 tls sni paws ttl md5
 echo "== HTTP over IPv6"
