@@ -170,6 +170,8 @@ nfq::RulesetOptions rulesetOptions(const config::Config& config) {
   nfq::RulesetOptions options;
   // With egressd's own chain, the kernel fast path comes with it.
   options.kernelFastPath = config.nfqueue.installRules;
+  // The insertion guard's reply rules (docs/nfq.md "Insertion").
+  options.confirmFirstPayload = config.nfqueue.installRules;
   options.protectedCidrs = config.nfqueue.protectedCidrs;
   const auto [low, high] = std::minmax_element(config.nfqueue.queues.begin(), config.nfqueue.queues.end());
   if (low != config.nfqueue.queues.end()) {
@@ -261,6 +263,10 @@ bool Enforcement::startWorkers(const config::Config& config, std::string& error)
     // first bytes (not TLS/HTTP) are allowed through the binding.
     options.decide.inspectBoundFlows = true;
     options.repeatVerdicts = config.nfqueue.installRules;
+    // The bytes judged must be the bytes the server accepts: with our chain
+    // (its reply rules), an allow on a first payload waits for the server
+    // to acknowledge exactly those bytes (docs/nfq.md "Insertion").
+    options.confirmFirstPayload = config.nfqueue.installRules;
     auto worker = std::make_unique<nfq::QueueWorker>(options, policy_, bindings_, events_);
     try {
       worker->start();

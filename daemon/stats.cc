@@ -274,6 +274,17 @@ void renderQueues(Exposition& e, const StatsSnapshot& s) {
            "Packets given their flow's recent final verdict again (queued before the connection mark was "
            "saved); not decisions, no events.",
            [](const QueueStats& q) { return q.recentRepeats; });
+  perQueue("egressd_nfq_confirmed_total", "counter",
+           "Provisional allows made final by the server's acknowledgment of the judged bytes "
+           "(insertion guard).",
+           [](const QueueStats& q) { return q.confirmed; });
+  perQueue("egressd_nfq_confirm_segments_passed_total", "counter",
+           "Client segments compared with the judged bytes while waiting for the server, and passed.",
+           [](const QueueStats& q) { return q.confirmSegmentsPassed; });
+  perQueue("egressd_nfq_confirm_replies_dropped_total", "counter",
+           "Server packets the insertion guard dropped: no allow waited for them, or they came in on "
+           "the client's interface.",
+           [](const QueueStats& q) { return q.repliesDropped; });
   e.family("egressd_nfq_server_resets_total", "counter",
            "TCP resets sent to the servers of connections denied after their handshake, by result.");
   for (size_t i = 0; i < s.queues.size(); ++i) {
@@ -596,6 +607,9 @@ nlohmann::json toJson(const StatsSnapshot& s) {
                       {"recent_repeats", q.recentRepeats},
                       {"server_resets", q.serverResets},
                       {"server_reset_errors", q.serverResetErrors},
+                      {"confirmed", q.confirmed},
+                      {"confirm_segments_passed", q.confirmSegmentsPassed},
+                      {"confirm_replies_dropped", q.repliesDropped},
                       {"verdicts", std::move(verdicts)},
                       {"reasons", std::move(reasons)},
                       {"decode_errors", std::move(decodeErrors)},

@@ -47,6 +47,7 @@ DecodeError decodeTransport(std::span<const uint8_t> packet, size_t offset, size
       view.srcPort = be16(tcp);
       view.dstPort = be16(tcp + 2);
       view.tcpSeq = be32(tcp + 4);
+      view.tcpAck = be32(tcp + 8);
       view.tcpFlags = tcp[13];
       view.transportHeaderLength = static_cast<uint16_t>(headerLength);
       view.payload = packet.subspan(offset + headerLength, available - headerLength);

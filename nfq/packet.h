@@ -79,6 +79,7 @@ struct PacketView {
   uint16_t dstPort = 0;
   uint8_t tcpFlags = 0;
   uint32_t tcpSeq = 0;
+  uint32_t tcpAck = 0;   // meaningful with kTcpAck in tcpFlags
   uint8_t icmpType = 0;  // ICMP/ICMPv6
   uint8_t icmpCode = 0;
   uint16_t networkHeaderLength = 0;    // IP header plus extension headers
@@ -92,6 +93,11 @@ struct PacketView {
   }
   // A connection-opening SYN (not a SYN-ACK).
   bool isSyn() const noexcept { return isTcp() && (tcpFlags & (kTcpSyn | kTcpAck)) == kTcpSyn; }
+  // A server's answer to a SYN: its acknowledgment number is the client's
+  // ISN + 1, the sequence number of the client's first payload byte.
+  bool isSynAck() const noexcept {
+    return isTcp() && (tcpFlags & (kTcpSyn | kTcpAck | kTcpRst)) == (kTcpSyn | kTcpAck);
+  }
 };
 
 struct DecodeResult {

@@ -30,6 +30,15 @@ constexpr size_t kVerdictMessageMax = 64;  // header + verdict + mark attributes
 constexpr uint8_t kLiveSet = 1;
 constexpr uint8_t kLiveAudit = 2;
 constexpr uint8_t kLiveStrict = 4;
+// Connections confirmed a moment ago: their segments queued before the
+// connection mark became ALLOW still pass (a few round trips at most).
+constexpr auto kConfirmedMemory = std::chrono::seconds(3);
+
+FlowTableOptions confirmTableOptions(const QueueWorkerOptions& options) {
+  FlowTableOptions out = options.flows;
+  out.holdTimeout = options.confirmTimeout;
+  return out;
+}
 
 }  // namespace
 
@@ -70,8 +79,17 @@ QueueWorker::QueueWorker(QueueWorkerOptions options, const common::SnapshotHolde
       markOfSlot_(options_.flows.maxFlows, 0),
       passedOfSlot_(options_.flows.maxFlows, 0),
       recent_(options_.recentVerdicts, options_.recentLifetime),
+      confirming_(confirmTableOptions(options_)),
+      confirmIndevOfSlot_(options_.flows.maxFlows, 0),
+      confirmPassedEndOfSlot_(options_.flows.maxFlows, 0),
+      confirmDecisionOfSlot_(options_.flows.maxFlows),
+      starts_(options_.streamStarts, options_.streamStartLifetime),
+      confirmedRecently_(options_.flows.maxFlows, kConfirmedMemory),
       quic_(std::make_unique<QuicSlot>(options_.flows.maxFlows)),
       resets_(options_.marks.bypass) {
+  // The guard reads the server's packets through the chain's reply rules
+  // and saves its verdicts with NF_REPEAT.
+  if (!options_.repeatVerdicts) options_.confirmFirstPayload = false;
   options_.decide.maxHoldBytes = options_.flows.maxFlowBytes;
   refreshPolicy();
 }
@@ -89,6 +107,9 @@ QueueCounters& QueueCounters::operator+=(const QueueCounters& other) noexcept {
   recentRepeats += other.recentRepeats;
   serverResets += other.serverResets;
   serverResetErrors += other.serverResetErrors;
+  confirmed += other.confirmed;
+  confirmSegmentsPassed += other.confirmSegmentsPassed;
+  repliesDropped += other.repliesDropped;
   for (size_t i = 0; i < verdicts.size(); ++i) verdicts[i] += other.verdicts[i];
   for (size_t i = 0; i < reasons.size(); ++i) reasons[i] += other.reasons[i];
   for (size_t i = 0; i < decodeErrors.size(); ++i) decodeErrors[i] += other.decodeErrors[i];
@@ -116,6 +137,9 @@ QueueCounters QueueWorker::counters() const noexcept {
   out.recentRepeats = load(stats_.recentRepeats);
   out.serverResets = load(stats_.serverResets);
   out.serverResetErrors = load(stats_.serverResetErrors);
+  out.confirmed = load(stats_.confirmed);
+  out.confirmSegmentsPassed = load(stats_.confirmSegmentsPassed);
+  out.repliesDropped = load(stats_.repliesDropped);
   for (size_t i = 0; i < out.verdicts.size(); ++i) out.verdicts[i] = load(stats_.verdicts[i]);
   for (size_t i = 0; i < out.reasons.size(); ++i) out.reasons[i] = load(stats_.reasons[i]);
   for (size_t i = 0; i < out.decodeErrors.size(); ++i) out.decodeErrors[i] = load(stats_.decodeErrors[i]);
@@ -232,19 +256,22 @@ void QueueWorker::flushVerdicts() noexcept {
   verdictBytes_ = 0;
 }
 
-void QueueWorker::applyDecision(uint32_t id, const Decision& decision, uint32_t mark) noexcept {
-  sendVerdict(id, decision.verdict, mark);
+void QueueWorker::applyDecision(uint32_t id, const Decision& decision, uint32_t mark,
+                                bool provisional) noexcept {
+  sendVerdict(id, decision.verdict, mark, provisional);
   stats_.verdicts[static_cast<size_t>(decision.verdict)].fetch_add(1, std::memory_order_relaxed);
   stats_.reasons[static_cast<size_t>(decision.reason)].fetch_add(1, std::memory_order_relaxed);
 }
 
-void QueueWorker::sendVerdict(uint32_t id, Verdict verdict, uint32_t mark) noexcept {
+void QueueWorker::sendVerdict(uint32_t id, Verdict verdict, uint32_t mark, bool provisional) noexcept {
   const MarkScheme& m = options_.marks;
   const auto marked = [&](uint32_t value) { return (mark & ~m.mask) | value; };
   switch (verdict) {
     case Verdict::Allow:
     case Verdict::AuditAllow:
-      queueVerdict(id, options_.repeatVerdicts ? NF_REPEAT : NF_ACCEPT, marked(m.allow));
+      // provisional: CONFIRM until the server acknowledges the judged bytes.
+      queueVerdict(id, options_.repeatVerdicts ? NF_REPEAT : NF_ACCEPT,
+                   marked(provisional ? m.confirm : m.allow));
       break;
     case Verdict::Deny:
       if (options_.repeatVerdicts) {
@@ -320,8 +347,9 @@ uint32_t firstSeq(const FlowTable::Flow& flow) noexcept {
 }
 }  // namespace
 
-void QueueWorker::finish(const FlowTable::Flow& flow, const Decision& decision, uint32_t mark) noexcept {
-  for (uint32_t held : flow.heldPackets()) applyDecision(held, decision, mark);
+void QueueWorker::finish(const FlowTable::Flow& flow, const Decision& decision, uint32_t mark,
+                         bool provisional) noexcept {
+  for (uint32_t held : flow.heldPackets()) applyDecision(held, decision, mark, provisional);
   // The server has the passed bytes (if any): reset at the first one it
   // has not seen, the only sequence number it accepts a reset at.
   const uint32_t passed = passedOfSlot_[flows_.slotIndex(flow)];
@@ -354,7 +382,156 @@ bool QueueWorker::passRetransmit(const FlowTable::Flow& flow, const PacketView& 
   return true;
 }
 
-void QueueWorker::handlePacket(uint32_t id, uint32_t mark, std::span<const uint8_t> bytes) noexcept {
+namespace {
+// A deny for `reason` that keeps the name of the decision it replaces (the
+// event says which name the connection tried).
+Decision denyKeepingName(Reason reason, const Decision& replaced, const DecideOptions& options) noexcept {
+  Decision deny = denyFor(reason, options);
+  deny.setName(replaced.name(), replaced.nameSource);
+  deny.matchKind = replaced.matchKind;
+  return deny;
+}
+}  // namespace
+
+Decision QueueWorker::guard(const FlowKey& key, const Decision& decision, uint32_t start, bool hadPayload,
+                            uint32_t indev, TimePoint now, bool& provisional) noexcept {
+  provisional = false;
+  if (!options_.confirmFirstPayload || key.protocol != kProtoTcp ||
+      !needsConfirmation(decision, options_.decide, hadPayload)) {
+    return decision;
+  }
+  // The judged bytes must be the first of the connection: a segment placed
+  // before the real start (old data the server discards) or straddling it
+  // (the server keeps only its tail) would show the server other bytes.
+  const std::optional<StreamStarts::Start> known = starts_.find(key, now);
+  // A SYN-ACK that came in on the client's own interface was forged there.
+  if (!known || (known->replyIndev != 0 && known->replyIndev == indev)) {
+    return denyKeepingName(Reason::StreamStartUnknown, decision, options_.decide);
+  }
+  if (known->seq != start) return denyKeepingName(Reason::NotStreamStart, decision, options_.decide);
+  provisional = true;
+  return decision;
+}
+
+bool QueueWorker::beginConfirm(const FlowKey& key, const Decision& decision, uint32_t start,
+                               std::span<const uint8_t> judged, uint32_t indev, TimePoint now) noexcept {
+  if (FlowTable::Flow* stale = confirming_.find(key)) confirming_.release(*stale);
+  FlowTable::Flow& entry = confirming_.insert(key, now, [&](const FlowTable::Flow& evicted) {
+    // Full: the oldest unconfirmed allow is withdrawn (fail-closed).
+    withdraw(evicted,
+             denyKeepingName(Reason::Unconfirmed, confirmDecisionOfSlot_[confirming_.slotIndex(evicted)],
+                             options_.decide),
+             now);
+  });
+  if (confirming_.append(entry, start, judged, 0) != FlowTable::Append::Appended) {
+    confirming_.release(entry);
+    return false;
+  }
+  const size_t slot = confirming_.slotIndex(entry);
+  confirmIndevOfSlot_[slot] = indev;
+  confirmPassedEndOfSlot_[slot] = entry.nextSeq;
+  confirmDecisionOfSlot_[slot] = decision;
+  confirmedRecently_.erase(key);
+  return true;
+}
+
+void QueueWorker::withdraw(const FlowTable::Flow& entry, const Decision& decision, TimePoint now) noexcept {
+  // No packet to give a verdict to: reset the server (at the judged start,
+  // where it waits if it dropped the judged bytes, and after what passed,
+  // where it waits if it took them: RFC 5961 accepts only the exact
+  // number) and remember the deny, so the connection's next segments are
+  // denied and the client reset.
+  const uint32_t start = entry.nextSeq - static_cast<uint32_t>(entry.length);
+  const uint32_t passedEnd = confirmPassedEndOfSlot_[confirming_.slotIndex(entry)];
+  const PacketView view = viewOf(entry.key);
+  resetServer(view, start, decision);
+  if (passedEnd != start) resetServer(view, passedEnd, decision);
+  stats_.verdicts[static_cast<size_t>(decision.verdict)].fetch_add(1, std::memory_order_relaxed);
+  stats_.reasons[static_cast<size_t>(decision.reason)].fetch_add(1, std::memory_order_relaxed);
+  remember(entry.key, decision, RecentVerdicts::TcpPosition{start, false}, passedEnd - start, now);
+  emit(view, decision);
+}
+
+void QueueWorker::handleReply(uint32_t id, uint32_t mark, uint32_t indev, const PacketView& packet,
+                              TimePoint now) noexcept {
+  if (!packet.isTcp()) {
+    sendVerdict(id, Verdict::Pass, mark);
+    return;
+  }
+  const FlowKey key = replyKey(packet);
+  if (packet.isSynAck()) {
+    // RFC 9293 section 3.5: the SYN-ACK acknowledges ISN + 1, the client's
+    // first payload byte. A new connection on the 5-tuple starts over.
+    starts_.record(key, {packet.tcpAck, indev}, now);
+    confirmedRecently_.erase(key);
+    sendVerdict(id, Verdict::Pass, mark);
+    return;
+  }
+  FlowTable::Flow* entry = confirming_.find(key);
+  if (entry == nullptr || (indev != 0 && indev == confirmIndevOfSlot_[confirming_.slotIndex(*entry)])) {
+    // Queued behind the confirming one; or audit mode, which lets
+    // everything through (a withdrawn allow was only a "would deny").
+    if (entry == nullptr && (confirmedRecently_.find(key, now) || options_.decide.audit)) {
+      sendVerdict(id, Verdict::Allow, mark);
+      return;
+    }
+    // Nothing waits for this answer (the allow was withdrawn, or this
+    // worker restarted), or a client forged it on its own interface.
+    stats_.repliesDropped.fetch_add(1, std::memory_order_relaxed);
+    queueVerdict(id, NF_DROP, std::nullopt);
+    return;
+  }
+  const size_t slot = confirming_.slotIndex(*entry);
+  if ((packet.tcpFlags & kTcpAck) != 0 &&
+      acknowledges(packet.tcpAck, entry->nextSeq, confirmPassedEndOfSlot_[slot])) {
+    // The server has every judged byte, and each one it can have got
+    // passed the comparison: the allow is final (the chain saves it).
+    sendVerdict(id, Verdict::Allow, mark);
+    stats_.confirmed.fetch_add(1, std::memory_order_relaxed);
+    confirmedRecently_.record(key, {entry->nextSeq, indev}, now);
+    confirming_.release(*entry);
+    return;
+  }
+  sendVerdict(id, Verdict::Pass, mark);
+}
+
+bool QueueWorker::handleConfirming(FlowTable::Flow& entry, uint32_t id, uint32_t mark,
+                                   const PacketView& packet, std::span<const uint8_t> bytes,
+                                   TimePoint now) noexcept {
+  if (packet.isSyn()) {
+    confirming_.release(entry);  // a new connection on the 5-tuple
+    return false;
+  }
+  const size_t slot = confirming_.slotIndex(entry);
+  const uint32_t start = entry.nextSeq - static_cast<uint32_t>(entry.length);
+  const SegmentCheck check = classifySegment(start, entry.length, packet.tcpSeq, packet.payload.size());
+  const bool agrees = check.place == SegmentPlace::After ||
+                      (check.place == SegmentPlace::Overlap &&
+                       confirming_.holdsCopy(entry, packet.tcpSeq, packet.payload.first(check.overlap)));
+  if (agrees) {
+    const uint32_t end = packet.tcpSeq + static_cast<uint32_t>(packet.payload.size());
+    uint32_t& passedEnd = confirmPassedEndOfSlot_[slot];
+    if (end - passedEnd < (1U << 31)) passedEnd = end;
+    sendVerdict(id, Verdict::Pass, mark);
+    stats_.confirmSegmentsPassed.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+  // Other bytes where the judged ones were (the server may have dropped
+  // those), or bytes before them: an insertion attempt.
+  const Decision deny =
+      denyKeepingName(Reason::JudgedBytesDiffer, confirmDecisionOfSlot_[slot], options_.decide);
+  const uint32_t passedEnd = confirmPassedEndOfSlot_[slot];
+  applyDecision(id, deny, mark);
+  resetServer(packet, start, deny);
+  if (passedEnd != start) resetServer(packet, passedEnd, deny);
+  remember(entry.key, deny, RecentVerdicts::TcpPosition{start, false}, passedEnd - start, now);
+  emit(packet, deny, DecodeError::Ok, bytes);
+  confirming_.release(entry);
+  return true;
+}
+
+void QueueWorker::handlePacket(uint32_t id, uint32_t mark, uint32_t indev,
+                               std::span<const uint8_t> bytes) noexcept {
   stats_.packets.fetch_add(1, std::memory_order_relaxed);
   const DecodeResult decoded = decodePacket(bytes);
   if (!decoded.ok()) {
@@ -372,12 +549,34 @@ void QueueWorker::handlePacket(uint32_t id, uint32_t mark, std::span<const uint8
       packet.isTcp() ? std::optional<RecentVerdicts::TcpPosition>({packet.tcpSeq, packet.isSyn()})
                      : std::nullopt;
 
+  // A server packet the chain queued for the insertion guard.
+  if (options_.confirmFirstPayload && (mark & options_.marks.mask) == options_.marks.reply) {
+    handleReply(id, mark, indev, packet, now);
+    return;
+  }
+
   // Queued behind a final decision of its flow, before the chain saved the
   // connection mark: the same verdict, no second decision or event.
   if (const RecentVerdicts::Entry* recent = recent_.find(key, position, now)) {
     sendVerdict(id, recent->verdict, mark);
     stats_.recentRepeats.fetch_add(1, std::memory_order_relaxed);
     return;
+  }
+
+  if (options_.confirmFirstPayload && packet.isTcp()) {
+    if (FlowTable::Flow* entry = confirming_.find(key)) {
+      if (handleConfirming(*entry, id, mark, packet, bytes, now)) return;
+    } else if (!packet.isSyn() && confirmedRecently_.find(key, now)) {
+      // Queued before the server's confirmation reached the kernel.
+      sendVerdict(id, Verdict::Pass, mark);
+      return;
+    }
+    if (packet.isSyn()) {
+      // A SYN the kernel queued (unbound destination, TCP Fast Open): the
+      // stream starts right after it.
+      starts_.record(key, {packet.tcpSeq + 1, 0}, now);
+      confirmedRecently_.erase(key);
+    }
   }
 
   if (FlowTable::Flow* flow = flows_.find(key)) {
@@ -412,7 +611,13 @@ void QueueWorker::handlePacket(uint32_t id, uint32_t mark, std::span<const uint8
     state.quic = quic_->held(slot);
     decision = decide(state, packet, *policy_, bindings_, options_.decide, now);
     if (decision.verdict == Verdict::Hold) return;
-    finish(*flow, decision, markOfSlot_[slot]);
+    bool provisional = false;
+    decision = guard(key, decision, firstSeq(*flow), true, indev, now, provisional);
+    if (provisional && !beginConfirm(key, decision, firstSeq(*flow), state.stream, indev, now)) {
+      decision = denyKeepingName(Reason::HoldLimit, decision, options_.decide);
+      provisional = false;
+    }
+    finish(*flow, decision, markOfSlot_[slot], provisional);
     emit(packet, decision, DecodeError::Ok, bytes);
     flows_.release(*flow);
     return;
@@ -423,7 +628,15 @@ void QueueWorker::handlePacket(uint32_t id, uint32_t mark, std::span<const uint8
   state.quic = quic_->context(flows_.capacity());  // the spare reassembly
   Decision decision = decide(state, packet, *policy_, bindings_, options_.decide, now);
   if (decision.verdict != Verdict::Hold) {
-    applyDecision(id, decision, mark);
+    bool provisional = false;
+    // TCP Fast Open: the SYN takes one sequence number before the data.
+    const uint32_t start = packet.isSyn() ? packet.tcpSeq + 1 : packet.tcpSeq;
+    decision = guard(key, decision, start, !packet.payload.empty(), indev, now, provisional);
+    if (provisional && !beginConfirm(key, decision, start, packet.payload, indev, now)) {
+      decision = denyKeepingName(Reason::HoldLimit, decision, options_.decide);
+      provisional = false;
+    }
+    applyDecision(id, decision, mark, provisional);
     resetServer(packet, packet.tcpSeq, decision);
     remember(key, decision, position, packet.payload.size(), now);
     emit(packet, decision, DecodeError::Ok, bytes);
@@ -459,6 +672,11 @@ void QueueWorker::handlePacket(uint32_t id, uint32_t mark, std::span<const uint8
 
 void QueueWorker::expireHeld(bool all) noexcept {
   const TimePoint now = all ? TimePoint::max() : Clock::now();
+  // Allows the server never confirmed are withdrawn.
+  confirming_.expire(now, [&](const FlowTable::Flow& entry) {
+    const Decision& allowed = confirmDecisionOfSlot_[confirming_.slotIndex(entry)];
+    withdraw(entry, denyKeepingName(Reason::Unconfirmed, allowed, options_.decide), Clock::now());
+  });
   flows_.expire(now, [&](const FlowTable::Flow& flow) {
     const PacketView view = viewOf(flow.key);
     const Decision decision = denyFor(Reason::HoldTimeout, options_.decide);
@@ -471,9 +689,11 @@ void QueueWorker::run() noexcept {
   const int fd = mnl_socket_get_fd(socket_.get());
   for (;;) {
     int timeout = -1;
-    if (const auto expiry = flows_.nextExpiry()) {
+    for (const auto expiry : {flows_.nextExpiry(), confirming_.nextExpiry()}) {
+      if (!expiry) continue;
       const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(*expiry - Clock::now()).count();
-      timeout = static_cast<int>(std::max<int64_t>(0, wait) + 1);
+      const int ms = static_cast<int>(std::max<int64_t>(0, wait) + 1);
+      timeout = timeout < 0 ? ms : std::min(timeout, ms);
     }
     pollfd fds[2] = {{fd, POLLIN, 0}, {stopFd_, POLLIN, 0}};
     if (poll(fds, 2, timeout) < 0 && errno != EINTR)
@@ -499,12 +719,14 @@ void QueueWorker::run() noexcept {
             static_cast<const nfqnl_msg_packet_hdr*>(mnl_attr_get_payload(attributes[NFQA_PACKET_HDR]));
         const uint32_t id = ntohl(packetHeader->packet_id);
         const uint32_t mark = attributes[NFQA_MARK] ? ntohl(mnl_attr_get_u32(attributes[NFQA_MARK])) : 0;
+        const uint32_t indev =
+            attributes[NFQA_IFINDEX_INDEV] ? ntohl(mnl_attr_get_u32(attributes[NFQA_IFINDEX_INDEV])) : 0;
         std::span<const uint8_t> payload;
         if (attributes[NFQA_PAYLOAD] != nullptr) {
           payload = {static_cast<const uint8_t*>(mnl_attr_get_payload(attributes[NFQA_PAYLOAD])),
                      mnl_attr_get_payload_len(attributes[NFQA_PAYLOAD])};
         }
-        self->handlePacket(id, mark, payload);
+        self->handlePacket(id, mark, indev, payload);
         return MNL_CB_OK;
       };
       if (mnl_cb_run(receiveBuffer_.data(), static_cast<size_t>(n), 0, portId_, callback, this) < 0) {

@@ -41,6 +41,7 @@
 
 #include "common/snapshot.h"
 #include "nfq/flow_table.h"
+#include "nfq/insertion_guard.h"
 #include "nfq/packet.h"
 #include "nfq/recent_verdicts.h"
 #include "nfq/ruleset.h"
@@ -91,6 +92,19 @@ struct QueueWorkerOptions {
   bool repeatVerdicts = true;    // egressd's chain is installed (see above)
   size_t recentVerdicts = 4096;  // entries of the recent-verdict table
   std::chrono::nanoseconds recentLifetime = std::chrono::seconds(3);
+  // The insertion guard (nfq/insertion_guard.h, docs/nfq.md "Insertion"):
+  // an allow decided on a TCP first payload becomes final only when the
+  // server acknowledges the judged bytes, which must start at the
+  // connection's first byte. Needs the chain's reply rules
+  // (RulesetOptions::confirmFirstPayload) and repeatVerdicts.
+  bool confirmFirstPayload = false;
+  // An allow the server has not confirmed by then is withdrawn (deny
+  // `unconfirmed`, both ends reset).
+  std::chrono::nanoseconds confirmTimeout = std::chrono::seconds(5);
+  size_t streamStarts = 65536;  // connections between SYN-ACK and first payload
+  // A client that waits longer than this after the handshake before its
+  // first byte is denied (`stream_start_unknown`).
+  std::chrono::nanoseconds streamStartLifetime = std::chrono::seconds(300);
 };
 
 struct QueueWorkerStats {
@@ -108,6 +122,13 @@ struct QueueWorkerStats {
   std::atomic<uint64_t> recentRepeats{0};
   std::atomic<uint64_t> serverResets{0};  // RSTs sent to servers of denied connections
   std::atomic<uint64_t> serverResetErrors{0};
+  // Insertion guard: allows the server confirmed; client segments passed
+  // while waiting (compared with the judged bytes); server packets dropped
+  // because no allow waited for them (withdrawn, or the worker restarted)
+  // or because they came in on the client's interface (spoofed).
+  std::atomic<uint64_t> confirmed{0};
+  std::atomic<uint64_t> confirmSegmentsPassed{0};
+  std::atomic<uint64_t> repliesDropped{0};
 };
 
 // A worker's counters as plain numbers (QueueWorker::counters(), one
@@ -122,6 +143,9 @@ struct QueueCounters {
   uint64_t recentRepeats = 0;
   uint64_t serverResets = 0;
   uint64_t serverResetErrors = 0;
+  uint64_t confirmed = 0;
+  uint64_t confirmSegmentsPassed = 0;
+  uint64_t repliesDropped = 0;
   std::array<uint64_t, kVerdictCount> verdicts{};
   std::array<uint64_t, kReasonCount> reasons{};
   std::array<uint64_t, kDecodeErrorCount> decodeErrors{};
@@ -161,12 +185,23 @@ class QueueWorker {
   struct QuicSlot;
 
   void run() noexcept;
-  void handlePacket(uint32_t id, uint32_t mark, std::span<const uint8_t> packet) noexcept;
-  void finish(const FlowTable::Flow& flow, const Decision& decision, uint32_t mark) noexcept;
+  void handlePacket(uint32_t id, uint32_t mark, uint32_t indev, std::span<const uint8_t> packet) noexcept;
+  void finish(const FlowTable::Flow& flow, const Decision& decision, uint32_t mark,
+              bool provisional = false) noexcept;
   void expireHeld(bool all) noexcept;
   void queueVerdict(uint32_t id, uint32_t verdict, std::optional<uint32_t> mark) noexcept;
-  void applyDecision(uint32_t id, const Decision& decision, uint32_t mark) noexcept;
-  void sendVerdict(uint32_t id, Verdict verdict, uint32_t mark) noexcept;
+  void applyDecision(uint32_t id, const Decision& decision, uint32_t mark, bool provisional = false) noexcept;
+  void sendVerdict(uint32_t id, Verdict verdict, uint32_t mark, bool provisional = false) noexcept;
+  // Insertion guard (nfq/insertion_guard.h).
+  Decision guard(const FlowKey& key, const Decision& decision, uint32_t start, bool hadPayload,
+                 uint32_t indev, TimePoint now, bool& provisional) noexcept;
+  bool beginConfirm(const FlowKey& key, const Decision& decision, uint32_t start,
+                    std::span<const uint8_t> judged, uint32_t indev, TimePoint now) noexcept;
+  void handleReply(uint32_t id, uint32_t mark, uint32_t indev, const PacketView& packet,
+                   TimePoint now) noexcept;
+  bool handleConfirming(FlowTable::Flow& entry, uint32_t id, uint32_t mark, const PacketView& packet,
+                        std::span<const uint8_t> bytes, TimePoint now) noexcept;
+  void withdraw(const FlowTable::Flow& entry, const Decision& decision, TimePoint now) noexcept;
   void remember(const FlowKey& key, const Decision& decision, std::optional<RecentVerdicts::TcpPosition> tcp,
                 size_t length, TimePoint now) noexcept;
   bool passRetransmit(const FlowTable::Flow& flow, const PacketView& packet, uint32_t id,
@@ -201,6 +236,18 @@ class QueueWorker {
   // server expects (RFC 5961 section 3.2: any other is only challenged).
   std::vector<uint32_t> passedOfSlot_;
   RecentVerdicts recent_;
+  // Insertion guard: allows waiting for the server's acknowledgment, with
+  // their judged bytes (holdTimeout = confirmTimeout) and per slot: the
+  // client's interface, the end of the client bytes passed so far, the
+  // allow itself (for the event of a withdrawal); where each connection's
+  // stream starts; connections confirmed a moment ago (their segments
+  // queued before the connection mark changed pass).
+  FlowTable confirming_;
+  std::vector<uint32_t> confirmIndevOfSlot_;
+  std::vector<uint32_t> confirmPassedEndOfSlot_;
+  std::vector<Decision> confirmDecisionOfSlot_;
+  StreamStarts starts_;
+  StreamStarts confirmedRecently_;
   std::unique_ptr<QuicSlot> quic_;
   ResetSender resets_;
   QueueWorkerStats stats_;

@@ -68,6 +68,8 @@ std::vector<const char*> configuredHooks(const RulesetOptions& options) {
   std::vector<const char*> hooks;
   if (options.hookForward) hooks.push_back("FORWARD");
   if (options.hookOutput) hooks.push_back("OUTPUT");
+  // Replies to local clients arrive through INPUT, never FORWARD or OUTPUT.
+  if (options.hookOutput && options.confirmFirstPayload) hooks.push_back("INPUT");
   return hooks;
 }
 
@@ -101,6 +103,36 @@ std::vector<std::string> renderChainRules(const RulesetOptions& options, IpTable
   const std::string icmp = v4 ? "-p icmp" : "-p ipv6-icmp";
   std::vector<std::string> rules;
   rules.push_back(a + markMatch("mark", m.bypass, m.mask) + " -j RETURN");
+  const std::string save = " -j CONNMARK --save-mark --nfmask " + hex(m.mask) + " --ctmask " + hex(m.mask);
+  const std::string queue = options.queueLast > options.queueFirst
+                                ? "-j NFQUEUE --queue-balance " + std::to_string(options.queueFirst) + ":" +
+                                      std::to_string(options.queueLast)
+                                : "-j NFQUEUE --queue-num " + std::to_string(options.queueFirst);
+  if (options.confirmFirstPayload) {
+    // The insertion guard (nfq/insertion_guard.h) reads two kinds of server
+    // packets: the SYN-ACK of a connection not decided yet (where the
+    // client's stream starts) and the replies of a connection allowed
+    // provisionally (CONFIRM: has the server acknowledged the judged
+    // bytes?). Replies of decided connections leave at once.
+    const std::string reply = a + "-m conntrack --ctdir REPLY ";
+    rules.push_back(reply + markMatch("connmark", m.allow, m.mask) + " -j RETURN");
+    // The worker's verdict on a reply: ALLOW (confirmed) is saved; any
+    // verdict mark means "judged", so the packet goes on.
+    rules.push_back(reply + markMatch("mark", m.allow, m.mask) + save);
+    rules.push_back(reply + "-m mark ! --mark 0x0/" + hex(m.mask) + " -j RETURN");
+    const std::string setReply = " -j MARK --set-xmark " + hex(m.reply) + "/" + hex(m.mask);
+    rules.push_back(a + "-p tcp -m conntrack --ctdir REPLY " + markMatch("connmark", m.confirm, m.mask) +
+                    setReply);
+    // Connections to protected ranges are never judged: their SYN-ACKs
+    // stay in the kernel (--ctorigdst: the destination the client chose).
+    for (const common::IpNetwork& network : options.protectedCidrs) {
+      if ((network.address.family == common::IpFamily::V4) != v4) continue;
+      rules.push_back(a + "-m conntrack --ctorigdst " + network.toString() + " --ctdir REPLY -j RETURN");
+    }
+    rules.push_back(a + "-p tcp -m tcp --tcp-flags SYN,RST,ACK SYN,ACK -m conntrack --ctdir REPLY " +
+                    markMatch("connmark", 0, m.mask) + setReply);
+    rules.push_back(reply + markMatch("mark", m.reply, m.mask) + " " + queue);
+  }
   rules.push_back(a + "-m conntrack --ctdir REPLY -j RETURN");
   rules.push_back(a + icmp + " -m conntrack --ctstate RELATED -j RETURN");
   for (const common::IpNetwork& network : options.protectedCidrs) {
@@ -108,9 +140,14 @@ std::vector<std::string> renderChainRules(const RulesetOptions& options, IpTable
     rules.push_back(a + "-d " + network.toString() + " -j RETURN");
   }
   rules.push_back(a + markMatch("connmark", m.allow, m.mask) + " -j RETURN");
-  const std::string save = " -j CONNMARK --save-mark --nfmask " + hex(m.mask) + " --ctmask " + hex(m.mask);
   rules.push_back(a + markMatch("mark", m.allow, m.mask) + save);
   rules.push_back(a + markMatch("mark", m.allow, m.mask) + " -j RETURN");
+  if (options.confirmFirstPayload) {
+    // Allowed, provisionally: saved, so the kernel knows to queue the
+    // server's replies; the client's next payload segments are still queued.
+    rules.push_back(a + markMatch("mark", m.confirm, m.mask) + save);
+    rules.push_back(a + markMatch("mark", m.confirm, m.mask) + " -j RETURN");
+  }
   rules.push_back(a + markMatch("mark", m.deny, m.mask) + save);
   rules.push_back(a + markMatch("mark", m.pass, m.mask) + " -j RETURN");
   // Denied connections fail fast: TCP gets a reset, UDP a port unreachable.
@@ -119,6 +156,10 @@ std::vector<std::string> renderChainRules(const RulesetOptions& options, IpTable
   rules.push_back(a + "-p udp " + markMatch("connmark", m.deny, m.mask) + " -j REJECT --reject-with " +
                   (v4 ? "icmp-port-unreachable" : "icmp6-port-unreachable"));
   rules.push_back(a + markMatch("connmark", m.deny, m.mask) + " -j DROP");
+  // A deny on a packet conntrack does not track (INVALID: a bad checksum,
+  // a sequence number outside the window) has no connection to save it
+  // into; without this it would be queued again, and again.
+  rules.push_back(a + markMatch("mark", m.deny, m.mask) + " -j DROP");
   rules.push_back(a + icmp + (v4 ? " -m icmp --icmp-type 8" : " -m icmp6 --icmpv6-type 128") + " -j DROP");
   const std::string set = boundSetName(options, family);
   if (options.kernelFastPath && !set.empty()) {
@@ -139,12 +180,7 @@ std::vector<std::string> renderChainRules(const RulesetOptions& options, IpTable
                     " -j RETURN");
   }
   // No --queue-bypass: without a reader, the kernel drops (fail-closed).
-  if (options.queueLast > options.queueFirst) {
-    rules.push_back(a + "-j NFQUEUE --queue-balance " + std::to_string(options.queueFirst) + ":" +
-                    std::to_string(options.queueLast));
-  } else {
-    rules.push_back(a + "-j NFQUEUE --queue-num " + std::to_string(options.queueFirst));
-  }
+  rules.push_back(a + queue);
   return rules;
 }
 
@@ -157,7 +193,10 @@ std::string renderApply(const RulesetOptions& options, IpTablesFamily family, st
   for (const char* hook : configuredHooks(options)) {
     if (countJumps(currentSave, hook, options.chain) == 0) {
       // First in the hook, so no earlier ACCEPT lets a flow around us.
-      out += std::string("-I ") + hook + " 1 -m comment --comment egressd -j " + options.chain + "\n";
+      // INPUT only sees the replies to local clients (the insertion guard).
+      const std::string reply = std::string_view(hook) == "INPUT" ? "-m conntrack --ctdir REPLY " : "";
+      out += std::string("-I ") + hook + " 1 " + reply + "-m comment --comment egressd -j " + options.chain +
+             "\n";
     }
   }
   out += "COMMIT\n";

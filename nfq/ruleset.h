@@ -10,13 +10,23 @@
 //
 // The chain (docs/nfq.md "Chain layout"), in order:
 //   bypass mark (egressd's own sockets)     RETURN
+//   (insertion guard, confirmFirstPayload)
+//   reply of an ALLOW connection             RETURN
+//   reply with a verdict mark                ALLOW saved; RETURN
+//   SYN-ACK of an undecided connection,      mark REPLY, NFQUEUE (where the
+//     any reply of a CONFIRM connection        stream starts; did the server
+//                                              acknowledge the judged bytes?)
 //   reply direction                          RETURN  (only client→server is judged)
 //   ICMP related to a connection             RETURN
 //   protected/cluster destinations           RETURN
 //   connmark ALLOW                           RETURN  (the kernel fast path)
 //   connmark DENY                            REJECT tcp-reset / port unreachable / DROP
 //   packet mark ALLOW|DENY from a verdict    CONNMARK --save-mark, then as above
+//   packet mark CONFIRM from a verdict       CONNMARK --save-mark, RETURN (allowed
+//                                            until the server confirms; payload
+//                                            segments still queued)
 //   packet mark PASS from a verdict          RETURN  (undecided; next packet queued again)
+//   packet mark DENY without a connection    DROP (conntrack INVALID)
 //   ICMP echo request                        DROP
 //   (kernel fast path, when enabled; both carry no payload byte)
 //   SYN to a DNS-bound (address, tcp port)   RETURN  (ipset <chain>-bound4/6; no mark:
@@ -53,6 +63,13 @@ struct MarkScheme {
   uint32_t deny = 0x00200000;
   uint32_t pass = 0x00300000;
   uint32_t bypass = 0x00400000;  // SO_MARK on egressd's own upstream sockets
+  // An allow waiting for the server to acknowledge the judged bytes
+  // (nfq/insertion_guard.h): client segments with payload are still queued.
+  uint32_t confirm = 0x00500000;
+  // Set by the chain on the server packets it queues (SYN-ACKs of undecided
+  // connections, replies of CONFIRM connections): the worker knows they
+  // came through the reply rules, not from a client.
+  uint32_t reply = 0x00600000;
 };
 
 enum class IpTablesFamily : uint8_t { V4, V6 };
@@ -70,6 +87,12 @@ struct RulesetOptions {
   // ipsets (created by applyRuleset, filled by the daemon, nfq/ipset.h).
   bool kernelFastPath = false;
   uint32_t boundSetMaxElements = 131072;  // per family; a full set sends SYNs to user space
+  // The insertion guard (nfq/insertion_guard.h): queue the server's
+  // SYN-ACK of undecided TCP connections and the replies of connections
+  // waiting for confirmation (CONFIRM), and save the worker's verdict on
+  // them. With hookOutput, replies to local clients come in through INPUT:
+  // a jump for the reply direction is added there.
+  bool confirmFirstPayload = false;
 };
 
 // "<chain>-bound4" / "<chain>-bound6": the hash:ip,port sets of DNS-bound

@@ -104,7 +104,11 @@ enum class Verdict : uint8_t {
   X(UdpNotAllowed, "udp_not_allowed")      /* UDP other than QUIC */             \
   X(IcmpDenied, "icmp_denied")                                                   \
   X(ProtocolNotAllowed, "protocol_not_allowed") /* not TCP/UDP/ICMP */           \
-  X(MalformedPacket, "malformed_packet")        /* DecodeError */
+  X(MalformedPacket, "malformed_packet")        /* DecodeError */                \
+  X(StreamStartUnknown, "stream_start_unknown") /* no SYN-ACK seen */            \
+  X(NotStreamStart, "not_stream_start")         /* judged bytes not first */     \
+  X(JudgedBytesDiffer, "judged_bytes_differ")   /* insertion attempt */          \
+  X(Unconfirmed, "unconfirmed")                 /* server never acked them */
 
 enum class Reason : uint8_t {
 #define EGRESSD_NFQ_ENUM(name, text) name,

@@ -29,8 +29,10 @@ write_egressd_config "$dir/egressd.toml" "$dir/rules"
 start_egressd "$bin/egressd" "$dir/egressd.toml" || exit 1
 
 set4() { in_gw ipset list EGRESSD-bound4 2> /dev/null; }
-# Packets the chain queued so far (the NFQUEUE rule's counter, v4).
-queued() { in_gw iptables -L EGRESSD -v -x -n | awk '$3 == "NFQUEUE" { print $1 }'; }
+# Client packets the chain queued so far (the last NFQUEUE rule's counter, v4).
+queued() { in_gw iptables -L EGRESSD -v -x -n | awk '$3 == "NFQUEUE" { n = $1 } END { print n }'; }
+# Server packets queued for the insertion guard (the reply rule's counter).
+replies_queued() { in_gw iptables -L EGRESSD -v -x -n | awk '$3 == "NFQUEUE" { print $1; exit }'; }
 
 expect_match "egressd created the bound sets" 'EGRESSD-bound4' "$(in_gw ipset list -n)"
 expect_match "... and the chain matches them" 'match-set EGRESSD-bound4 dst,dst' "$(in_gw iptables-save)"
@@ -42,9 +44,14 @@ other="$(dns_answers other.example.com | tail -1)"
 expect_match "other.example.com's pair is tcp:8080" "^$other,tcp:8080 timeout" "$(set4)"
 
 p0="$(queued)"
+r0="$(replies_queued)"
 expect_eq "allowed name over HTTPS" 200 "$(curl_pod https://api.example.com/ --resolve "api.example.com:443:$api")"
 p1="$(queued)"
-expect_eq "... cost one queued packet (its ClientHello)" 1 "$((p1 - p0))"
+r1="$(replies_queued)"
+expect_eq "... cost one queued client packet (its ClientHello)" 1 "$((p1 - p0))"
+# The insertion guard (docs/nfq.md "Insertion"): the server's SYN-ACK (where
+# the stream starts) and its acknowledgment of the hello (the confirmation).
+expect_eq "... and two queued server packets (SYN-ACK, confirming ACK)" 2 "$((r1 - r0))"
 for _ in 1 2 3 4 5; do curl_pod https://api.example.com/ --resolve "api.example.com:443:$api" > /dev/null; done
 p2="$(queued)"
 expect_eq "five more connections, five packets" 5 "$((p2 - p1))"

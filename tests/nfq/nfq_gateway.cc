@@ -155,6 +155,8 @@ int main(int argc, char** argv) {
       bindings.expiry = nfq::Clock::now() + std::chrono::milliseconds(std::atoi(argv[++i]));
     } else if (arg == "--fast-path") {
       fastPath = true;
+    } else if (arg == "--confirm") {
+      base.confirmFirstPayload = true;  // the chain needs nfq_ruleset_tool --confirm
     } else if (arg == "--chain" && hasValue) {
       chain = argv[++i];
     } else if (arg == "--hold-timeout-ms" && hasValue) {

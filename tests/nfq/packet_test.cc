@@ -241,6 +241,19 @@ TEST_CASE("SYN, SYN-ACK and data are told apart", "[nfq][packet]") {
   CHECK_FALSE(decode(nfq::kTcpSyn | nfq::kTcpAck).isSyn());
   CHECK_FALSE(decode(nfq::kTcpAck).isSyn());
   CHECK(decode(nfq::kTcpAck).isTcp());
+  // The server's answer (the insertion guard reads where the stream starts
+  // from its acknowledgment number); a SYN-ACK with RST is no answer.
+  CHECK(decode(nfq::kTcpSyn | nfq::kTcpAck).isSynAck());
+  CHECK_FALSE(decode(nfq::kTcpSyn).isSynAck());
+  CHECK_FALSE(decode(nfq::kTcpSyn | nfq::kTcpAck | nfq::kTcpRst).isSynAck());
+  auto segment = tcp(1, 80, nfq::kTcpSyn | nfq::kTcpAck, {}, 0, 0x01020304);
+  segment[8] = 0xde;
+  segment[9] = 0xad;
+  segment[10] = 0xbe;
+  segment[11] = 0xef;
+  const auto view = nfq::decodePacket(ipv4("192.0.2.1", "10.0.0.1", nfq::kProtoTcp, segment)).view;
+  CHECK(view.tcpSeq == 0x01020304u);
+  CHECK(view.tcpAck == 0xdeadbeefu);
 }
 
 TEST_CASE("every prefix of a valid packet decodes without reading past it", "[nfq][packet]") {

@@ -59,4 +59,23 @@ in_ns "$tool" remove
 [ "$(in_ns ip6tables-save -t filter | grep -v '^#')" = "$before6" ] || fail "v6 not restored"
 # Removing again is a no-op, not an error.
 in_ns "$tool" remove
+
+# The insertion guard's reply rules (--confirm): installed exactly as
+# rendered, a reply-only jump in INPUT for local clients, removed cleanly.
+cargs=(--output --confirm --queues 0:1 --protect 10.0.0.0/8 --protect fd00::/8)
+in_ns "$tool" apply "${cargs[@]}"
+csave4="$(in_ns iptables-save -t filter)"
+cgot4="$(grep '^-A EGRESSD ' <<<"$csave4")"
+cexpected4="$("$tool" print "${cargs[@]}" | head -n "$(wc -l <<<"$cgot4")")"
+[ "$cgot4" = "$cexpected4" ] || { diff <(echo "$cgot4") <(echo "$cexpected4") >&2; fail "v4 chain with --confirm differs from the rendering"; }
+cgot6="$(in_ns ip6tables-save -t filter | grep '^-A EGRESSD ')"
+cexpected6="$("$tool" print "${cargs[@]}" | tail -n "$(wc -l <<<"$cgot6")")"
+[ "$cgot6" = "$cexpected6" ] || { diff <(echo "$cgot6") <(echo "$cexpected6") >&2; fail "v6 chain with --confirm differs from the rendering"; }
+grep -q -- '--ctdir REPLY -m mark --mark 0x600000/0x700000 -j NFQUEUE --queue-balance 0:1$' <<<"$csave4" || fail "no reply queue rule"
+grep -qx -- '-A INPUT -m conntrack --ctdir REPLY -m comment --comment egressd -j EGRESSD' <<<"$csave4" || fail "no reply-only INPUT jump"
+in_ns "$tool" apply "${cargs[@]}"
+[ "$(in_ns iptables-save -t filter | grep -v '^#')" = "$(grep -v '^#' <<<"$csave4")" ] || fail "second --confirm apply changed v4"
+in_ns "$tool" remove
+[ "$(in_ns iptables-save -t filter | grep -v '^#')" = "$before4" ] || { diff <(echo "$before4") <(in_ns iptables-save -t filter | grep -v '^#') >&2; fail "v4 not restored after --confirm"; }
+[ "$(in_ns ip6tables-save -t filter | grep -v '^#')" = "$before6" ] || fail "v6 not restored after --confirm"
 echo "ok: ruleset apply/reapply/remove in $ns"

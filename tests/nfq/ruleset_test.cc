@@ -46,7 +46,7 @@ const char* kSaveWithJump =
 
 TEST_CASE("the chain: bypass, replies, protected ranges, marks, then the queue", "[nfq][ruleset]") {
   const auto rules = nfq::renderChainRules(options(), nfq::IpTablesFamily::V4);
-  REQUIRE(rules.size() == 14);
+  REQUIRE(rules.size() == 15);
   CHECK(rules.front() == "-A EGRESSD -m mark --mark 0x400000/0x700000 -j RETURN");
   CHECK(rules[1] == "-A EGRESSD -m conntrack --ctdir REPLY -j RETURN");
   CHECK(indexOf(rules, "-d 10.0.0.0/8 -j RETURN") < indexOf(rules, "NFQUEUE"));

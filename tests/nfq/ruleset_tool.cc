@@ -1,5 +1,5 @@
 // Test driver for nfq/ruleset: `nfq_ruleset_tool apply|remove|print
-// [--output] [--queues A:B] [--protect CIDR]... [--fast-path] [--chain NAME]`
+// [--output] [--queues A:B] [--protect CIDR]... [--fast-path] [--confirm] [--chain NAME]`
 // in the current network namespace (the script test runs it under
 // `ip netns exec`).
 #include <cstdio>
@@ -22,6 +22,8 @@ int main(int argc, char** argv) {
       options.hookOutput = true;
     } else if (arg == "--fast-path") {
       options.kernelFastPath = true;
+    } else if (arg == "--confirm") {
+      options.confirmFirstPayload = true;
     } else if (arg == "--chain" && i + 1 < argc) {
       options.chain = argv[++i];
     } else if (arg == "--queues" && i + 1 < argc) {

@@ -1,0 +1,97 @@
+#include "nfq/insertion_guard.h"
+
+#include <bit>
+#include <random>
+#include <stdexcept>
+
+namespace nfq {
+
+bool needsConfirmation(const Decision& decision, const DecideOptions& options, bool hadPayload) noexcept {
+  if (decision.verdict != Verdict::Allow || !hadPayload) return false;
+  switch (decision.reason) {
+    case Reason::SniAllowed:
+    case Reason::HostAllowed:
+      return true;
+    case Reason::BoundAddress:
+      // Inspected bound flows: these bytes carried no TLS/HTTP name; other
+      // bytes at the same place could have carried a denied one.
+      return options.inspectBoundFlows;
+    default:
+      return false;
+  }
+}
+
+SegmentCheck classifySegment(uint32_t judgedStart, size_t judgedLength, uint32_t seq,
+                             size_t payloadLength) noexcept {
+  // RFC 9293 section 3.4: distances modulo 2^32; "before" is a distance of
+  // 2^31 or more.
+  const uint32_t offset = seq - judgedStart;
+  if (offset >= (1U << 31)) return {SegmentPlace::Before, 0};
+  if (offset >= judgedLength || payloadLength == 0) return {SegmentPlace::After, 0};
+  return {SegmentPlace::Overlap, std::min(payloadLength, judgedLength - offset)};
+}
+
+bool acknowledges(uint32_t ack, uint32_t judgedEnd, uint32_t passedEnd) noexcept {
+  // The client's FIN takes one sequence number after its last byte.
+  const uint32_t beyond = ack - judgedEnd;
+  return beyond <= passedEnd - judgedEnd + 1 && beyond < (1U << 31);
+}
+
+FlowKey replyKey(const PacketView& packet) noexcept {
+  FlowKey key;
+  key.src = packet.dst;
+  key.dst = packet.src;
+  key.srcPort = packet.dstPort;
+  key.dstPort = packet.srcPort;
+  key.protocol = packet.protocol;
+  return key;
+}
+
+StreamStarts::StreamStarts(size_t capacity, std::chrono::nanoseconds lifetime) : lifetime_(lifetime) {
+  if (capacity == 0) throw std::invalid_argument("stream starts: capacity must be positive");
+  const size_t sets = std::bit_ceil((capacity + kWays - 1) / kWays);
+  entries_.resize(sets * kWays);
+  setMask_ = sets - 1;
+  std::random_device random;
+  seed_ = (uint64_t{random()} << 32) ^ random();
+}
+
+void StreamStarts::record(const FlowKey& key, Start start, TimePoint now) noexcept {
+  Entry* ways = set(key);
+  Entry* target = nullptr;
+  for (size_t i = 0; i < kWays && target == nullptr; ++i) {
+    if (ways[i].inUse && ways[i].key == key) target = &ways[i];
+  }
+  if (target == nullptr) {
+    target = &ways[0];
+    for (size_t i = 0; i < kWays; ++i) {
+      if (!ways[i].inUse || ways[i].expires <= now) {
+        target = &ways[i];
+        break;
+      }
+      if (ways[i].expires < target->expires) target = &ways[i];
+    }
+    if (target->inUse && target->expires > now) ++overwritten_;
+  }
+  target->key = key;
+  target->start = start;
+  target->expires = now + lifetime_;
+  target->inUse = true;
+}
+
+std::optional<StreamStarts::Start> StreamStarts::find(const FlowKey& key, TimePoint now) const noexcept {
+  const Entry* ways = set(key);
+  for (size_t i = 0; i < kWays; ++i) {
+    if (ways[i].inUse && ways[i].key == key && ways[i].expires > now) return ways[i].start;
+  }
+  return std::nullopt;
+}
+
+void StreamStarts::erase(const FlowKey& key) noexcept {
+  Entry* ways = set(key);
+  for (size_t i = 0; i < kWays; ++i) {
+    if (ways[i].inUse && ways[i].key == key) ways[i].inUse = false;
+  }
+}
+
+}  // namespace nfq
