@@ -20,6 +20,7 @@
 #include "controller/rules_dir.h"
 #include "controller/status.h"
 #include "controller/watch_event.h"
+#include "controller/world_access.h"
 #include "policy/public_suffix.h"
 
 namespace controller {
@@ -236,7 +237,10 @@ class StatusWriter {
   void writeStatus(const RuleSetObject& object) {
     const std::string content = manifestContent(object);
     const Validation validation = validateManifest(content, object.key(), policy::defaultPublicSuffixList());
-    const auto patch = statusPatch(object, validation, rfc3339Now(false));
+    const std::string now = rfc3339Now(false);
+    const auto patch = withWorldAccessCondition(
+        statusPatch(object, validation, now), object,
+        worldAccessOf(content, object.key(), policy::defaultPublicSuffixList()), now);
     if (!patch) return;
     const std::string path =
         "/apis/zalando.org/v1/namespaces/" + object.ns + "/egressrulesets/" + object.name + "/status";

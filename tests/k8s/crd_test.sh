@@ -243,10 +243,10 @@ fi
 kc -n team-a get egressrulesets > "$work/get.txt" 2>&1
 sed 's/^/    /' "$work/get.txt"
 header="$(head -1 "$work/get.txt" | tr -s ' ')"
-if [[ "$header" == "NAME TARGETS IN FORCE ACCEPTED AGE" ]]; then
+if [[ "$header" == "NAME TARGETS IN FORCE ACCEPTED WORLD AGE" ]]; then
   ok "columns: $header"
 else
-  fail "columns: expected 'NAME TARGETS IN FORCE ACCEPTED AGE', got '$header'"
+  fail "columns: expected 'NAME TARGETS IN FORCE ACCEPTED WORLD AGE', got '$header'"
 fi
 row="$(grep '^my-app-targets ' "$work/get.txt" | tr -s ' ' | cut -d' ' -f1-4)"
 if [[ "$row" == "my-app-targets 3 3 True" ]]; then
