@@ -119,13 +119,14 @@ summary() {
 write_egressd_config() {
   local file=$1 dirs="" d; shift
   for d in "$@"; do dirs="$dirs${dirs:+, }\"$d\""; done
+  local public_cidrs=${E2E_PUBLIC_CIDRS:-'["198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32"]'}
   cat > "$file" << EOF
 mode = "${E2E_MODE:-enforce}"
 
 [rules]
 dirs = [$dirs]
 strict_binding = ${E2E_STRICT_BINDING:-true}
-public_cidrs = ${E2E_PUBLIC_CIDRS:-["198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32"]}
+public_cidrs = $public_cidrs
 internal_cidrs = ${E2E_INTERNAL_CIDRS:-[]}
 
 [dns]
