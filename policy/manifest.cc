@@ -81,10 +81,10 @@ std::string internalRangesSentence(const Target& target) {
   const std::string port = std::to_string(target.port);
   if (target.kind == TargetKind::AnyName) {
     return ". World access covers public destinations only: " + std::string(closedRangesSummary()) +
-           " stay closed on port " + port +
-           "; to open one on purpose, add an IP/CIDR target for it (e.g. \"10.20.0.0/16:" + port +
-           "\"), or change the list for the whole gateway with rules.internal_cidrs / rules.public_cidrs in "
-           "egressd.toml";
+           ", stay closed on port " + port +
+           ". To open one on purpose, add an IP/CIDR target for it (e.g. \"10.20.0.0/16:" + port +
+           "\"), or widen or narrow the list for the whole gateway with rules.internal_cidrs / "
+           "rules.public_cidrs in egressd.toml";
   }
   return "; unlike \"*:" + port + "\", this includes internal addresses (" +
          std::string(closedRangesSummary()) + ")";
