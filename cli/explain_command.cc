@@ -58,6 +58,14 @@ int printExplanation(const nlohmann::json& doc, const HostPort& query, bool json
   const bool isAddress = doc.value("host_is_address", false);
   out << "  no rule set allows " << (isAddress ? "this address" : "this name") << " on port " << query.port
       << '\n';
+  if (doc.contains("internal_address") && doc["internal_address"].is_object()) {
+    const auto& internal = doc["internal_address"];
+    out << "  world access (*:" << query.port
+        << ") covers public destinations only, not this internal address: "
+        << internal.value("range", std::string()) << '\n'
+        << "  to open it on purpose, add the target " << internal.value("open_with", std::string())
+        << " (or its network as a CIDR target) to a rule set\n";
+  }
   if (doc.contains("allowed_on_other_ports") && doc["allowed_on_other_ports"].is_array() &&
       !doc["allowed_on_other_ports"].empty()) {
     out << "  allowed on other ports:";

@@ -111,33 +111,4 @@ NetworkParse parseIpNetwork(std::string_view text) noexcept {
   return result;
 }
 
-namespace {
-// IANA special-purpose registries (RFC 6890 and updates), the ranges that
-// must never be reachable through a public name.
-constexpr const char* kNonPublicNetworks[] = {
-    "0.0.0.0/8",    "10.0.0.0/8",     "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
-    "192.0.0.0/24", "192.168.0.0/16", "198.18.0.0/15", "224.0.0.0/4", "240.0.0.0/4",    "::/128",
-    "::1/128",      "fc00::/7",       "fe80::/10",     "ff00::/8",    "64:ff9b:1::/48",
-};
-
-constexpr size_t kNonPublicCount = sizeof kNonPublicNetworks / sizeof kNonPublicNetworks[0];
-
-const std::array<IpNetwork, kNonPublicCount>& nonPublicNetworks() noexcept {
-  static const std::array<IpNetwork, kNonPublicCount> networks = [] {
-    std::array<IpNetwork, kNonPublicCount> out{};
-    for (size_t i = 0; i < kNonPublicCount; ++i) out[i] = *parseIpNetwork(kNonPublicNetworks[i]).network;
-    return out;
-  }();
-  return networks;
-}
-}  // namespace
-
-bool isNonPublicAddress(const IpAddress& ip) noexcept {
-  const IpAddress plain = ip.unmapped();
-  for (const IpNetwork& network : nonPublicNetworks()) {
-    if (network.contains(plain)) return true;
-  }
-  return false;
-}
-
 }  // namespace common

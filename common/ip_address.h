@@ -57,8 +57,4 @@ struct NetworkParse {
 // zero: "203.0.113.7/24" is refused rather than silently widened.
 NetworkParse parseIpNetwork(std::string_view text) noexcept;
 
-// Loopback, RFC 1918, CGNAT, link-local (incl. cloud metadata), ULA,
-// unspecified, multicast: addresses a public name should never resolve to.
-bool isNonPublicAddress(const IpAddress& ip) noexcept;
-
 }  // namespace common

@@ -63,6 +63,8 @@ constexpr std::array kKeys{
     EGRESSD_KEY("rules.system_dirs", Live, rules.systemDirs),
     EGRESSD_KEY("rules.strict_binding", Live, rules.strictBinding),
     EGRESSD_KEY("rules.binding_grace", Live, rules.bindingGrace),
+    EGRESSD_KEY("rules.internal_cidrs", Live, rules.internalCidrs),
+    EGRESSD_KEY("rules.public_cidrs", Live, rules.publicCidrs),
     EGRESSD_KEY("dns.enabled", Restart, dns.enabled),
     EGRESSD_KEY("dns.listen", Restart, dns.listen),
     EGRESSD_KEY("dns.upstreams", Live, dns.upstreams),
@@ -173,6 +175,21 @@ std::vector<ConfigProblem> validate(const Config& config) {
     const std::string& dir = config.rules.systemDirs[i];
     if (std::find(config.rules.dirs.begin(), config.rules.dirs.end(), dir) == config.rules.dirs.end()) {
       add(indexed("rules.system_dirs", i), quoted(dir) + " is not one of rules.dirs (list it there too)");
+    }
+  }
+
+  const auto showNetwork = [](const common::IpNetwork& n) { return n.toString(); };
+  checkDuplicates(config.rules.internalCidrs, "rules.internal_cidrs", showNetwork, problems);
+  checkDuplicates(config.rules.publicCidrs, "rules.public_cidrs", showNetwork, problems);
+  for (size_t i = 0; i < config.rules.publicCidrs.size(); ++i) {
+    const auto& internal = config.rules.internalCidrs;
+    const auto same = std::find(internal.begin(), internal.end(), config.rules.publicCidrs[i]);
+    if (same != internal.end()) {
+      add(indexed("rules.public_cidrs", i),
+          config.rules.publicCidrs[i].toString() + " is also in rules.internal_cidrs[" +
+              std::to_string(same - internal.begin()) +
+              "]; a range is either internal or public (remove one; a longer prefix in the other list "
+              "carves an exception)");
     }
   }
 

@@ -41,6 +41,11 @@ struct RulesConfig {
   std::vector<std::string> systemDirs;
   bool strictBinding = true;
   common::Duration bindingGrace = std::chrono::minutes(5);
+  // Widen / narrow the internal ranges world access does not cover and a
+  // public name may not resolve to (policy/internal_ranges.h); empty by
+  // default: the built-in table of special-purpose ranges alone.
+  std::vector<common::IpNetwork> internalCidrs;
+  std::vector<common::IpNetwork> publicCidrs;
 
   bool isSystemDir(std::string_view dir) const;
   friend bool operator==(const RulesConfig&, const RulesConfig&) = default;

@@ -18,6 +18,7 @@
 
 #include "common/strings.h"
 #include "config/resolv_conf.h"
+#include "policy/internal_ranges.h"
 
 namespace config {
 namespace {
@@ -528,6 +529,17 @@ void readRules(Section& section, RulesConfig& rules, const std::filesystem::path
   readBool(section, "strict_binding", rules.strictBinding);
   // 0 is allowed: bindings then last exactly the record's TTL.
   readDuration(section, "binding_grace", Duration(0), std::chrono::hours(24), rules.bindingGrace);
+  const auto rangeConverter = fromString<common::IpNetwork>([](std::string_view text, std::string& error) {
+    auto network = parseCidr(text, error);
+    if (!network) return network;
+    if (auto problem = policy::checkOperatorRange(*network)) {
+      error = std::move(*problem);
+      return std::optional<common::IpNetwork>();
+    }
+    return network;
+  });
+  readArray<common::IpNetwork>(section, "internal_cidrs", "strings", rangeConverter, rules.internalCidrs);
+  readArray<common::IpNetwork>(section, "public_cidrs", "strings", rangeConverter, rules.publicCidrs);
 }
 
 // Reads a resolv.conf: a regular file of at most 64 KiB (never a FIFO or a

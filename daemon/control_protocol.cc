@@ -505,6 +505,19 @@ json explainJson(const policy::Policy& policy, std::string_view host, uint16_t p
   doc["allowed_on_other_ports"] = otherPorts;
   doc["host_is_address"] = isAddress;
   doc["port_in_use"] = policy.portInUse(port);
+  // World access on the port that does not cover this address: say why
+  // and which target would open it (docs/nfq.md "Internal addresses").
+  std::string_view bare = host;
+  if (bare.size() > 2 && bare.front() == '[' && bare.back() == ']') bare = bare.substr(1, bare.size() - 2);
+  const auto ip = common::parseIpAddress(bare);
+  if (!allowed && ip && policy.worldOnPort(port) && policy.isInternal(*ip)) {
+    const std::string address =
+        ip->family == common::IpFamily::V6 ? "[" + ip->toString() + "]" : ip->toString();
+    doc["internal_address"] = {
+        {"range", policy::describeClass(policy.internalRanges().classify(*ip))},
+        {"open_with", address + ":" + std::to_string(port)},
+    };
+  }
   return doc;
 }
 

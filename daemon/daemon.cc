@@ -142,15 +142,19 @@ void Daemon::reloadRules() {
   // The periodic rescan (and editors touching files) usually finds nothing
   // new: republishing the same policy would flush the DNS cache and the
   // kernel fast path for nothing, so an identical result is a no-op, and
-  // problems already logged are not logged again.
-  const bool ruleSetsChanged = policyGeneration_ == 0 || reload.ruleSets != publishedRuleSets_;
+  // problems already logged are not logged again. rules.internal_cidrs /
+  // public_cidrs travel in the snapshot: a SIGHUP that changes them
+  // recompiles as a rules change does.
+  const policy::InternalRanges ranges(config_.rules.internalCidrs, config_.rules.publicCidrs);
+  const bool ruleSetsChanged = policyGeneration_ == 0 || reload.ruleSets != publishedRuleSets_ ||
+                               !(policy_.load()->internalRanges() == ranges);
   if (!ruleSetsChanged && reload.newProblems.empty() && reload.removedFiles.empty() &&
       !reload.skippedChanged) {
     common::LogLine(common::LogLevel::Debug, "policy.unchanged").field("generation", policyGeneration_);
     return;
   }
   if (ruleSetsChanged) {
-    policy_.publish(policy::Policy::compile(reload.ruleSets));
+    policy_.publish(policy::Policy::compile(reload.ruleSets, ranges));
     publishedRuleSets_ = reload.ruleSets;
     ++policyGeneration_;
     policyLoadedAt_ = std::chrono::system_clock::now();

@@ -174,8 +174,10 @@ AnswerStatus analyzeAnswer(std::span<const uint8_t> answer, const Query& query, 
 
 const AnswerAddress* findRebinding(const AnswerInfo& info, const policy::Policy& policy) noexcept {
   for (const AnswerAddress& address : info.addressList()) {
-    const common::IpAddress ip = address.ip.unmapped();
-    if (common::isNonPublicAddress(ip) && !policy.addressAllowedOnAnyPort(ip)) return &address;
+    // The same list as world access (policy/internal_ranges.h), with the
+    // operator's rules.internal_cidrs / public_cidrs; embedding forms
+    // (IPv4-mapped, NAT64, 6to4) are classified by the IPv4 inside.
+    if (policy.isInternal(address.ip) && !policy.addressAllowedOnAnyPort(address.ip)) return &address;
   }
   return nullptr;
 }

@@ -3,8 +3,9 @@
 //   - analyzeAnswer: does it answer our question; the CNAME chain from the
 //     asked name; the A/AAAA addresses (for the binding table and the
 //     rebinding check); how long it may be cached;
-//   - findRebinding: an address in private/loopback/link-local space that
-//     no IP/CIDR rule names (DNS rebinding, cloud metadata);
+//   - findRebinding: an internal address (policy/internal_ranges.h, the
+//     list world access does not cover) that no IP/CIDR rule names (DNS
+//     rebinding, cloud metadata);
 //   - stripEch: removes the `ech` SvcParam (RFC 9460 section 14.3.1, key 5)
 //     from HTTPS/SVCB answers so clients send a readable SNI.
 //
@@ -66,8 +67,8 @@ struct AnswerInfo {
 AnswerStatus analyzeAnswer(std::span<const uint8_t> answer, const Query& query, uint16_t expectedId,
                            AnswerInfo& out) noexcept;
 
-// The first address of the answer that is non-public and not named by any
-// IP/CIDR rule, or nullptr.
+// The first address of the answer that is internal (Policy::isInternal)
+// and not named by any IP/CIDR rule, or nullptr.
 const AnswerAddress* findRebinding(const AnswerInfo& info, const policy::Policy& policy) noexcept;
 
 // Copies `in` to `out` without the ech SvcParam of any HTTPS/SVCB record.

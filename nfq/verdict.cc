@@ -34,14 +34,17 @@ policy::RuleSetRefs worldRuleSets(const policy::Policy& policy, uint16_t port) n
   return policy.matchName("-", port).ruleSets;
 }
 
-// Finds a name bound to the destination that is allowed on the port.
+// Finds a name bound to the destination that is allowed on the port. For
+// an internal destination, world access does not count: only an exact or
+// wildcard name target does (its DNS answer passed the rebinding check).
 class AllowedBoundName final : public BindingLookup::Visitor {
  public:
-  AllowedBoundName(const policy::Policy& policy, uint16_t port) noexcept : policy_(policy), port_(port) {}
+  AllowedBoundName(const policy::Policy& policy, uint16_t port, bool internal) noexcept
+      : policy_(policy), port_(port), internal_(internal) {}
 
   bool visit(std::string_view name) noexcept override {
     const policy::NameMatch match = policy_.matchName(name, port_);
-    if (!match) return false;
+    if (!match || (internal_ && match.kind == policy::MatchKind::World)) return false;
     decision.verdict = Verdict::Allow;
     decision.reason = Reason::BoundAddress;
     decision.setName(name, NameSource::Binding);
@@ -57,6 +60,7 @@ class AllowedBoundName final : public BindingLookup::Visitor {
  private:
   const policy::Policy& policy_;
   uint16_t port_;
+  bool internal_;
 };
 
 struct NameReasons {
@@ -76,7 +80,8 @@ NameReasons reasonsFor(NameSource source) noexcept {
 
 // docs/rules.md "DNS binding": the name must be allowed on the port and, with
 // strict binding, our DNS must have handed out the destination for it;
-// world access (`*:port`) needs no binding.
+// world access (`*:port`) needs no binding, but covers public destinations
+// only (policy/internal_ranges.h).
 Decision judgeName(std::string_view name, NameSource source, const PacketView& packet,
                    const policy::Policy& policy, const BindingLookup& bindings, const DecideOptions& options,
                    TimePoint now) noexcept {
@@ -85,9 +90,15 @@ Decision judgeName(std::string_view name, NameSource source, const PacketView& p
   Decision decision = make(Verdict::Deny, reasons.notAllowed);
   decision.setName(name, source);
   if (!match) return decision;
+  const bool internal = match.world && policy.isInternal(packet.dst);
+  if (internal && match.kind == policy::MatchKind::World) {
+    decision.reason = Reason::InternalAddress;  // allowed only by world access
+    return decision;
+  }
   decision.matchKind = match.kind;
   decision.ruleSets = match.ruleSets;
-  if (!match.world && options.strictBinding && !bindings.isBound(name, packet.dst, now)) {
+  const bool worldCovers = match.world && !internal;
+  if (!worldCovers && options.strictBinding && !bindings.isBound(name, packet.dst, now)) {
     decision.reason = reasons.notBound;
     return decision;
   }
@@ -129,20 +140,24 @@ Decision decideTcp(const FlowState& flow, const PacketView& packet, const policy
     decision.ruleSets = match.ruleSets;
     return decision;
   }
-  if (policy.worldOnPort(port)) {
+  // World access is the public internet: an internal destination needs an
+  // IP/CIDR target (above) or a name target with a binding (below).
+  const bool world = policy.worldOnPort(port);
+  const bool internal = world && policy.isInternal(packet.dst);
+  if (world && !internal) {
     Decision decision = make(Verdict::Allow, Reason::WorldAccess);
     decision.matchKind = policy::MatchKind::World;
     decision.ruleSets = worldRuleSets(policy, port);
     return decision;
   }
-  AllowedBoundName bound(policy, port);
+  AllowedBoundName bound(policy, port, internal);
   bindings.forEachBoundName(packet.dst, now, bound);
   // A bound destination is final at the SYN unless configured otherwise:
   // server-speaks-first protocols then need nothing more, and every later
   // packet stays in the kernel (docs/nfq.md, "bound destinations").
   if (bound.found && !options.inspectBoundFlows) return bound.decision;
   if (!bound.found && options.namePorts != nullptr && !options.namePorts->test(port)) {
-    return make(Verdict::Deny, Reason::NoNameRuleOnPort);
+    return make(Verdict::Deny, internal ? Reason::InternalAddress : Reason::NoNameRuleOnPort);
   }
 
   const std::span<const uint8_t> stream = flow.stream.empty() ? packet.payload : flow.stream;
@@ -164,7 +179,7 @@ Decision decideTcp(const FlowState& flow, const PacketView& packet, const policy
   }
   // Not TLS/HTTP, or no name in it: only a DNS binding can allow it.
   if (bound.found) return bound.decision;
-  Decision decision = make(Verdict::Deny, Reason::NoNameNoBinding);
+  Decision decision = make(Verdict::Deny, internal ? Reason::InternalAddress : Reason::NoNameNoBinding);
   decision.nameSource = inspection.source;
   return decision;
 }

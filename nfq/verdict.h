@@ -82,6 +82,7 @@ enum class Verdict : uint8_t {
   X(PortNotInPolicy, "port_not_in_policy")    /* no rule uses the port */        \
   X(AddressRule, "address_rule")              /* IP/CIDR target */               \
   X(WorldAccess, "world_access")              /* *:port */                       \
+  X(InternalAddress, "internal_address")      /* *:port, but not public */       \
   X(BoundAddress, "bound_address")            /* DNS-bound to an allowed name */ \
   X(AwaitPayload, "await_payload")            /* name rules: read the name */    \
   X(NoPayloadYet, "no_payload_yet")           /* handshake ACK, FIN, RST */      \

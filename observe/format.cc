@@ -114,11 +114,12 @@ std::string_view verdictName(EventVerdict verdict) {
 // dns::dnsOutcomeName(), policy::matchKindName() and the name sources.
 constexpr std::string_view kKnownTexts[] = {
     // nfq reasons
-    "port_not_in_policy", "address_rule", "world_access", "bound_address", "await_payload", "no_payload_yet",
-    "no_name_rule_on_port", "need_more_bytes", "sni_allowed", "sni_not_allowed", "sni_not_bound",
-    "host_allowed", "host_not_allowed", "host_not_bound", "quic_allowed", "quic_not_allowed",
-    "quic_not_bound", "no_name_no_binding", "malformed_hello", "malformed_request", "hold_limit",
-    "hold_timeout", "udp_not_allowed", "icmp_denied", "protocol_not_allowed", "malformed_packet",
+    "port_not_in_policy", "address_rule", "world_access", "internal_address", "bound_address",
+    "await_payload", "no_payload_yet", "no_name_rule_on_port", "need_more_bytes", "sni_allowed",
+    "sni_not_allowed", "sni_not_bound", "host_allowed", "host_not_allowed", "host_not_bound", "quic_allowed",
+    "quic_not_allowed", "quic_not_bound", "no_name_no_binding", "malformed_hello", "malformed_request",
+    "hold_limit", "hold_timeout", "udp_not_allowed", "icmp_denied", "protocol_not_allowed",
+    "malformed_packet", "stream_start_unknown", "not_stream_start", "judged_bytes_differ", "unconfirmed",
     // dns deny reasons and outcomes
     "none", "not_allowed", "invalid_name", "rebinding", "allowed", "cache_hit", "denied", "cluster",
     "upstream_error", "malformed", "refused",

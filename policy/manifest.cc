@@ -7,6 +7,7 @@
 #include <set>
 
 #include "common/strings.h"
+#include "policy/internal_ranges.h"
 #include "policy/yaml_tree.h"
 
 namespace policy {
@@ -110,6 +111,23 @@ RuleSet identify(const YamlNode& doc, const std::string& sourceName, int documen
   return ruleSet;
 }
 
+// World access is the public internet only (policy/internal_ranges.h): the
+// sentence lint adds to its warnings, saying which ranges stay closed and
+// how to open one on purpose. An all-addresses CIDR target is the
+// opposite: it does include them.
+std::string internalRangesSentence(const Target& target) {
+  const std::string port = std::to_string(target.port);
+  if (target.kind == TargetKind::AnyName) {
+    return ". World access covers public destinations only: " + std::string(closedRangesSummary()) +
+           ", stay closed on port " + port +
+           ". To open one on purpose, add an IP/CIDR target for it (e.g. \"10.20.0.0/16:" + port +
+           "\"), or widen or narrow the list for the whole gateway with rules.internal_cidrs / "
+           "rules.public_cidrs in egressd.toml";
+  }
+  return "; unlike \"*:" + port + "\", this includes internal addresses (" +
+         std::string(closedRangesSummary()) + ")";
+}
+
 void loadRuleSetDocument(const YamlNode& doc, DocumentContext& ctx, ManifestLoad& load,
                          const std::string& sourceName, const PublicSuffixList& suffixes, bool system) {
   const YamlNode* metadata = doc.get("metadata");
@@ -179,14 +197,16 @@ void loadRuleSetDocument(const YamlNode& doc, DocumentContext& ctx, ManifestLoad
         }
         if (parsed.target->kind == TargetKind::AnyName) {
           ctx.warning("world access: any host on port " + std::to_string(parsed.target->port) +
-                          " is allowed (explicit, but check that this is intended)",
+                          " is allowed (explicit, but check that this is intended)" +
+                          internalRangesSentence(*parsed.target),
                       index, text);
         } else if (parsed.target->kind == TargetKind::Network && parsed.target->network.prefixLength == 0) {
           ctx.warning(
               "world access by address: every " +
                   std::string(parsed.target->network.address.family == common::IpFamily::V4 ? "IPv4"
                                                                                             : "IPv6") +
-                  " destination on port " + std::to_string(parsed.target->port) + " is allowed",
+                  " destination on port " + std::to_string(parsed.target->port) + " is allowed" +
+                  internalRangesSentence(*parsed.target),
               index, text);
         }
         ruleSet.targets.push_back(std::move(*parsed.target));

@@ -46,10 +46,12 @@ std::shared_ptr<const Policy> Policy::empty() {
   return compile({});
 }
 
-std::shared_ptr<const Policy> Policy::compile(const std::vector<RuleSet>& ruleSets) {
+std::shared_ptr<const Policy> Policy::compile(const std::vector<RuleSet>& ruleSets,
+                                              const InternalRanges& internal) {
   // std::make_shared cannot reach the private constructor.
   std::shared_ptr<Policy> policy(new Policy());  // NOLINT(cppcoreguidelines-owning-memory)
   Builder builder;
+  policy->internal_ = internal;
 
   policy->sources_ = ruleSets;
   policy->ruleSets_.reserve(ruleSets.size());
@@ -295,6 +297,7 @@ std::vector<Allowance> Policy::explain(std::string_view host, uint16_t port) con
   char buffer[kMaxNameLength + 1];
   const size_t length = ip ? 0 : normalizeLookupName(host, buffer, sizeof buffer);
   const std::string_view name(buffer, length);
+  const bool internal = ip && isInternal(*ip);
 
   for (const RuleSet& ruleSet : sources_) {
     for (const Target& target : ruleSet.targets) {
@@ -302,7 +305,7 @@ std::vector<Allowance> Policy::explain(std::string_view host, uint16_t port) con
       MatchKind kind = MatchKind::None;
       switch (target.kind) {
         case TargetKind::AnyName:
-          kind = MatchKind::World;
+          if (!internal) kind = MatchKind::World;  // world access is the public internet only
           break;
         case TargetKind::ExactName:
           if (!ip && name == target.name) kind = MatchKind::Exact;

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "common/ip_address.h"
+#include "policy/internal_ranges.h"
 #include "policy/name_table.h"
 #include "policy/rule_set.h"
 
@@ -65,8 +66,12 @@ struct Allowance {
 class Policy {
  public:
   // Compiles the union. Duplicate targets across rule sets merge, keeping
-  // every rule set in the provenance.
-  static std::shared_ptr<const Policy> compile(const std::vector<RuleSet>& ruleSets);
+  // every rule set in the provenance. `internal`: the addresses world
+  // access does not cover (built-in table plus rules.internal_cidrs and
+  // rules.public_cidrs); it travels with the snapshot so every reader
+  // (verdicts, DNS, explain) sees the same list.
+  static std::shared_ptr<const Policy> compile(const std::vector<RuleSet>& ruleSets,
+                                               const InternalRanges& internal = InternalRanges());
   static std::shared_ptr<const Policy> empty();
 
   // `name` as found on the wire: any case, optional trailing dot.
@@ -88,6 +93,11 @@ class Policy {
       if (match) visit(port, match);
     }
   }
+  // True when world access (`*:port`) does not cover the address
+  // (policy/internal_ranges.h): only IP/CIDR targets, and name targets
+  // through a DNS binding, reach it.
+  bool isInternal(const common::IpAddress& address) const noexcept { return internal_.isInternal(address); }
+  const InternalRanges& internalRanges() const noexcept { return internal_; }
   // True when some IP/CIDR target covers the address, on any port.
   bool addressAllowedOnAnyPort(const common::IpAddress& address) const noexcept;
   bool portInUse(uint16_t port) const noexcept { return portsInUse_.test(port); }
@@ -97,7 +107,7 @@ class Policy {
 
   // Every target that allows host:port, with its rule set (allocates; for
   // explain and the control socket, not the data path). `host` is a name or
-  // an IP address.
+  // an IP address; world access is not listed for an internal address.
   std::vector<Allowance> explain(std::string_view host, uint16_t port) const;
 
   const std::vector<RuleSetInfo>& ruleSets() const noexcept { return ruleSets_; }
@@ -157,6 +167,7 @@ class Policy {
   std::vector<std::pair<PortList, uint8_t>> trieLists_;  // ports at a trie node, prefix length
   std::bitset<65536> portsInUse_;
   std::vector<uint16_t> portList_;
+  InternalRanges internal_;
 };
 
 }  // namespace policy

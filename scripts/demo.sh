@@ -15,7 +15,8 @@ say egressctl lint examples/rules/
 "$ctl" lint "$rules"
 
 for target in mydependency1.example.com:443 api.eu.example.org:80 example.org:443 \
-              registry-1.docker.io:443 evil.example.net:443 198.51.100.7:80 mydependency1.example.com:8443; do
+              registry-1.docker.io:443 evil.example.net:443 93.184.215.14:80 169.254.169.254:80 \
+              mydependency1.example.com:8443; do
   say egressctl explain "$target" --rules-dir examples/rules/
   "$ctl" explain "$target" --rules-dir "$rules"
 done

@@ -136,6 +136,7 @@ egressd_conf() {  # egressd_conf PORT LOG_LEVEL
   cat <<EOF
 [rules]
 dirs = ["rules"]
+public_cidrs = ["192.0.2.0/24"]  # the zone answers 192.0.2.80: public here
 [dns]
 listen = ["127.0.0.1:$1"]
 upstreams = ["127.0.0.1:$upstream_port"]

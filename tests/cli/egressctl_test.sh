@@ -56,7 +56,23 @@ expect_line "explain lists both rule sets" "by default/world-access  (target *:8
 expect_rc 1 "explain: wildcard does not cover the bare suffix on 443" -- "$bin" explain example.org:443 "${rules[@]}"
 expect_rc 1 "explain: denied on another port" -- "$bin" explain mydependency1.example.com:8443 "${rules[@]}"
 expect_line "explain suggests other ports" "allowed on other ports: 80 443"
-expect_rc 0 "explain: IP literal on world port" -- "$bin" explain 198.51.100.7:80 "${rules[@]}"
+expect_rc 0 "explain: public IP literal on world port" -- "$bin" explain 93.184.215.14:80 "${rules[@]}"
+expect_line "explain: world access covers a public address" "by default/world-access  (target *:80, world)"
+# World access is the public internet only: metadata, private and
+# documentation addresses are not covered, and explain says which target is.
+expect_rc 1 "explain: metadata address on world port" -- "$bin" explain 169.254.169.254:80 "${rules[@]}"
+expect_line "explain: internal range named" \
+  "world access (*:80) covers public destinations only, not this internal address: 169.254.0.0/16 link-local"
+expect_line "explain: the target that opens it" "to open it on purpose, add the target 169.254.169.254:80"
+expect_rc 1 "explain: IPv6 metadata address" -- "$bin" explain "[fd00:ec2::254]:80" "${rules[@]}"
+expect_line "explain: IPv6 target in brackets" "add the target [fd00:ec2::254]:80"
+expect_rc 1 "explain: NAT64 form of a private address" -- "$bin" explain "[64:ff9b::a00:1]:80" "${rules[@]}"
+expect_line "explain: embedded IPv4 named" "NAT64 well-known prefix form of 10.0.0.1, 10.0.0.0/8 private-use"
+expect_rc 1 "explain: documentation address" -- "$bin" explain 198.51.100.7:80 "${rules[@]}"
+expect_rc 0 "lint: world access warning" -- "$bin" lint "$src/examples/rules/world-access.yaml"
+expect_line "lint: world access names the ranges that stay closed" \
+  'World access covers public destinations only: loopback, link-local (the cloud metadata services 169.254.169.254 and fd00:ec2::254)'
+expect_line "lint: how to open one on purpose" 'add an IP/CIDR target for it (e.g. "10.20.0.0/16:80")'
 expect_rc 1 "explain: IPv6 literal denied" -- "$bin" explain "[2001:db8::1]:443" "${rules[@]}"
 expect_rc 0 "explain: system rule set" -- "$bin" explain registry-1.docker.io:443 "${rules[@]}"
 expect_line "system rule set named" "by kube-system/container-registries"

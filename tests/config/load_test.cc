@@ -599,3 +599,42 @@ TEST_CASE("control.socket_mode is an octal string that gives others nothing and 
   CHECK(config::restartOnlyChanges(config::Config{}, changed) ==
         std::vector<std::string>{"control.socket_mode"});
 }
+
+TEST_CASE("rules.internal_cidrs and rules.public_cidrs: values and refusals") {
+  const ConfigLoad ok = load(
+      "[dns]\nupstreams = [\"192.0.2.1\"]\n[rules]\ninternal_cidrs = [\"93.184.215.0/24\", "
+      "\"2a00:1450::/32\"]\n"
+      "public_cidrs = [\"10.20.0.0/16\", \"fd00:20::/64\", \"10.20.5.0/24\"]");
+  INFO(describe(ok));
+  REQUIRE(ok.ok());
+  CHECK(ok.config->rules.internalCidrs ==
+        std::vector<common::IpNetwork>{net("93.184.215.0/24"), net("2a00:1450::/32")});
+  CHECK(ok.config->rules.publicCidrs.size() == 3);
+  CHECK(load("[dns]\nupstreams = [\"192.0.2.1\"]").config->rules.internalCidrs.empty());
+
+  struct Case {
+    const char* input;
+    const char* path;
+    const char* message;  // a part of it
+  };
+  const Case cases[] = {
+      {"[dns]\nupstreams = [\"192.0.2.1\"]\n[rules]\npublic_cidrs = [\"::ffff:10.0.0.0/104\"]",
+       "rules.public_cidrs[0]", "classified by the IPv4 address inside: write 10.0.0.0/8 instead"},
+      {"[dns]\nupstreams = [\"192.0.2.1\"]\n[rules]\ninternal_cidrs = [\"64:ff9b::/96\"]",
+       "rules.internal_cidrs[0]", "64:ff9b::/96 is inside 64:ff9b::/96 (NAT64 well-known prefix, RFC 6052)"},
+      {"[dns]\nupstreams = [\"192.0.2.1\"]\n[rules]\ninternal_cidrs = [\"10.0.0.1/8\"]",
+       "rules.internal_cidrs[0]", "has host bits set (did you mean \"10.0.0.0/8\"?)"},
+      {"[dns]\nupstreams = [\"192.0.2.1\"]\n[rules]\ninternal_cidrs = [\"10.0.0.0/8\"]\npublic_cidrs = "
+       "[\"10.0.0.0/8\"]",
+       "rules.public_cidrs[0]",
+       "10.0.0.0/8 is also in rules.internal_cidrs[0]; a range is either internal or public"},
+      {"[dns]\nupstreams = [\"192.0.2.1\"]\n[rules]\npublic_cidrs = [\"10.0.0.0/8\", \"10.0.0.0/8\"]",
+       "rules.public_cidrs[1]", "10.0.0.0/8 is listed twice (also rules.public_cidrs[0])"},
+  };
+  for (const Case& c : cases) {
+    const ConfigProblem problem = onlyProblem(c.input);
+    CAPTURE(c.input);
+    CHECK(problem.path == c.path);
+    CHECK_THAT(problem.message, Catch::Matchers::Contains(c.message));
+  }
+}

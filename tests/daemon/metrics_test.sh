@@ -73,6 +73,7 @@ write_config() {
   cat > "$1" << TOML
 [rules]
 dirs = ["rules"]
+public_cidrs = ["192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32"]  # the zone's documentation addresses
 [dns]
 listen = ["127.0.0.1:$2"]
 upstreams = ["127.0.0.1:$upstream_port"]

@@ -160,6 +160,45 @@ TEST_CASE("rebinding: private answers are refused unless a rule names the addres
   }
 }
 
+TEST_CASE("rebinding uses the world-access list: embedding forms, documentation, operator ranges",
+          "[dns][answer][internal]") {
+  const auto q6 = dnstest::parsed(dnstest::query("app.example.com", dns::rrtype::AAAA));
+  const auto q4 = dnstest::parsed(dnstest::query("app.example.com", dns::rrtype::A));
+  const auto refused = [&](const policy::Policy& policy, const char* text) {
+    const auto address = ip(text);
+    const bool v6 = address.family == common::IpFamily::V6;
+    Msg m = answerHeader(0x1234, kResponse, 1, 0, "app.example.com", v6 ? dns::rrtype::AAAA : dns::rrtype::A);
+    m.rr("app.example.com", v6 ? dns::rrtype::AAAA : dns::rrtype::A, 60, v6 ? 16 : 4);
+    m.bytes.insert(m.bytes.end(), address.bytes.begin(), address.bytes.begin() + (v6 ? 16 : 4));
+    dns::AnswerInfo info;
+    REQUIRE(dns::analyzeAnswer(m.bytes, v6 ? q6 : q4, 0x1234, info) == AnswerStatus::Ok);
+    return dns::findRebinding(info, policy) != nullptr;
+  };
+  std::vector<policy::RuleSet> sets(1);
+  sets[0].ns = "default";
+  sets[0].name = "t";
+  for (const char* text : {"app.example.com:443", "*:80", "10.20.0.0/16:5432"}) {
+    sets[0].targets.push_back(*policy::parseTarget(text, policy::defaultPublicSuffixList()).target);
+  }
+  const auto defaults = policy::Policy::compile(sets);
+  for (const char* text : {"64:ff9b::a9fe:a9fe", "2002:a9fe:a9fe::1", "::ffff:100.64.0.1", "fd00:ec2::254",
+                           "192.0.2.1", "2001:db8::1", "198.18.0.1", "64:ff9b:1::1"}) {
+    INFO(text);
+    CHECK(refused(*defaults, text));
+  }
+  for (const char* text :
+       {"93.184.215.14", "2a00:1450::1", "64:ff9b::808:808", "10.20.1.1", "::ffff:10.20.1.1"}) {
+    INFO(text);
+    CHECK_FALSE(refused(*defaults, text));  // public, or named by the CIDR target (any port)
+  }
+  const std::vector<common::IpNetwork> widen = {*common::parseIpNetwork("93.184.215.0/24").network};
+  const std::vector<common::IpNetwork> narrow = {*common::parseIpNetwork("10.99.0.0/16").network};
+  const auto custom = policy::Policy::compile(sets, policy::InternalRanges(widen, narrow));
+  CHECK(refused(*custom, "93.184.215.14"));
+  CHECK_FALSE(refused(*custom, "10.99.1.1"));
+  CHECK(refused(*custom, "10.98.1.1"));
+}
+
 namespace {
 
 // svc.example HTTPS with alpn, ech and ipv4hint, then a CNAME whose target

@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "policy/target.h"
+#include "tests/support/test_internet.h"
 
 namespace dnstest {
 
@@ -17,7 +18,9 @@ std::shared_ptr<const policy::Policy> makePolicy(const std::vector<std::string>&
     set.targets.push_back(*parsed.target);
     set.targetTexts.push_back(text);
   }
-  return policy::Policy::compile({set});
+  // The tests answer with documentation addresses, standing for the
+  // internet (the e2e topology does the same through rules.public_cidrs).
+  return policy::Policy::compile({set}, testsupport::testInternetIsPublic());
 }
 
 }  // namespace dnstest

@@ -122,6 +122,8 @@ start_egressd() {
   {
     echo '[rules]'
     echo 'dirs = ["rules"]'
+    echo '# the zone answers with documentation addresses: public here'
+    echo 'public_cidrs = ["192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32"]'
     echo '[dns]'
     echo 'listen = ["127.0.0.1:0"]'
     printf '%s\n' "$@"

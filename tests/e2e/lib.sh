@@ -109,17 +109,25 @@ summary() {
 # write_egressd_config FILE RULES_DIR...: an egressd.toml for this topology:
 # DNS on the gateway's pod-side addresses, the internet's resolver upstream,
 # NFQUEUE with its own chain, the pod network protected, control socket in
-# $E2E_DIR. Knobs (environment): E2E_MODE (enforce), E2E_STRICT_BINDING
-# (true), E2E_QUEUES ([0]), E2E_LOG_LEVEL (info), E2E_NFQUEUE (true).
+# $E2E_DIR. The topology's "internet" is documentation address space, which
+# egressd treats as internal by default (world access does not cover it,
+# DNS refuses answers pointing into it): rules.public_cidrs declares it
+# public, as an operator would for a network of their own.
+# Knobs (environment): E2E_MODE (enforce), E2E_STRICT_BINDING
+# (true), E2E_QUEUES ([0]), E2E_LOG_LEVEL (info), E2E_NFQUEUE (true),
+# E2E_PUBLIC_CIDRS (the internet's ranges), E2E_INTERNAL_CIDRS ([]).
 write_egressd_config() {
   local file=$1 dirs="" d; shift
   for d in "$@"; do dirs="$dirs${dirs:+, }\"$d\""; done
+  local public_cidrs=${E2E_PUBLIC_CIDRS:-'["198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32"]'}
   cat > "$file" << EOF
 mode = "${E2E_MODE:-enforce}"
 
 [rules]
 dirs = [$dirs]
 strict_binding = ${E2E_STRICT_BINDING:-true}
+public_cidrs = $public_cidrs
+internal_cidrs = ${E2E_INTERNAL_CIDRS:-[]}
 
 [dns]
 listen = ["$E2E_GW_POD_IP4:53", "[$E2E_GW_POD_IP6]:53"]

@@ -108,6 +108,13 @@ EOF
   # DNS rebinding: a public name answering with private addresses
   local-data: "rebind.example.com. 300 IN A 10.0.0.1"
   local-data: "rebind.example.com. 300 IN AAAA fd00::1"
+  # Names of internal addresses (tests/e2e/internal_test.sh adds servers there)
+  local-data: "metadata.example.com. 300 IN A 169.254.169.254"
+  local-data: "metadata.example.com. 300 IN AAAA fd00:ec2::254"
+  local-data: "nat64.example.com. 300 IN AAAA 64:ff9b::a9fe:a9fe"
+  local-data: "private.example.com. 300 IN A 10.123.0.5"
+  local-data: "db.vpc.example.com. 300 IN A 10.123.0.6"
+  local-data: "alias.vpc.example.net. 300 IN A 10.123.0.6"
   # IPv6 only
   local-data: "v6only.example.com. 300 IN AAAA $(ip6 10)"
   local-data: "api.example.com. 300 IN TXT \"egressd e2e\""

@@ -41,7 +41,7 @@ done
 G "$bin/nfq_ruleset_tool" apply --queues 0:1 --protect 10.200.9.0/24
 
 start_gateway() {
-  nfq_gateway_start --rules "$src/e2e/rules.yaml" --queues 0:1 --hold-timeout-ms 1500 \
+  nfq_gateway_start --rules "$src/e2e/rules.yaml" --queues 0:1 --hold-timeout-ms 1500 --public-cidr 10.200.2.0/24 --public-cidr fd10:2::/64 \
     --bind api.example.com=10.200.2.2 --bind www.example.org=10.200.2.2 --bind ssh.example.com=10.200.2.2 \
     "$@"
 }

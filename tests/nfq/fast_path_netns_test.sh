@@ -63,7 +63,7 @@ G "${tool[@]}" apply "${args[@]}"
 G ipset list EGRESSD-bound4 | grep -q '10.200.2.3' && fail "apply did not flush a stale entry"
 
 start_gateway() {
-  nfq_gateway_start --rules "$src/e2e/rules.yaml" --queues 0:1 --hold-timeout-ms 1500 --fast-path \
+  nfq_gateway_start --rules "$src/e2e/rules.yaml" --queues 0:1 --hold-timeout-ms 1500 --public-cidr 10.200.2.0/24 --public-cidr fd10:2::/64 --fast-path \
     --bind api.example.com=10.200.2.2 --bind www.example.org=10.200.2.2 --bind ssh.example.com=10.200.2.2 \
     --bind api.example.com=fd10:2::2 --bind www.example.org=fd10:2::2 \
     "$@"

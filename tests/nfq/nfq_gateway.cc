@@ -6,6 +6,9 @@
 //   nfq_gateway --rules FILE [--rules FILE]... [--bind NAME=IP]... [--queues A:B]
 //               [--audit] [--no-strict] [--inspect-bound] [--hold-timeout-ms N]
 //               [--bind-ttl-ms N] [--fast-path [--chain NAME]]
+//               [--public-cidr NET]... [--internal-cidr NET]...
+// --public-cidr / --internal-cidr: rules.public_cidrs / rules.internal_cidrs
+// (a test network in private space standing for the internet).
 // --bind-ttl-ms: the bindings expire N ms after start. --fast-path: also
 // writes the bindings into the chain's bound sets (nfq/bound_set.h, as the
 // daemon's feeder does). SIGUSR1 prints the workers' packet counters;
@@ -123,6 +126,7 @@ int main(int argc, char** argv) {
   uint16_t first = 0, last = 0;
   bool fastPath = false;
   std::string chain = "EGRESSD";
+  std::vector<common::IpNetwork> publicCidrs, internalCidrs;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
     const bool hasValue = i + 1 < argc;
@@ -159,6 +163,13 @@ int main(int argc, char** argv) {
       base.confirmFirstPayload = true;  // the chain needs nfq_ruleset_tool --confirm
     } else if (arg == "--chain" && hasValue) {
       chain = argv[++i];
+    } else if ((arg == "--public-cidr" || arg == "--internal-cidr") && hasValue) {
+      const auto parsed = common::parseIpNetwork(argv[++i]);
+      if (!parsed.network) {
+        std::fprintf(stderr, "bad %s %s\n", argv[i - 1], argv[i]);
+        return 2;
+      }
+      (arg == "--public-cidr" ? publicCidrs : internalCidrs).push_back(*parsed.network);
     } else if (arg == "--hold-timeout-ms" && hasValue) {
       base.flows.holdTimeout = std::chrono::milliseconds(std::atoi(argv[++i]));
     } else {
@@ -166,7 +177,8 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  common::SnapshotHolder<policy::Policy> policy(policy::Policy::compile(ruleSets));
+  common::SnapshotHolder<policy::Policy> policy(
+      policy::Policy::compile(ruleSets, policy::InternalRanges(internalCidrs, publicCidrs)));
   PrintEvents events;
   std::vector<std::unique_ptr<nfq::QueueWorker>> workers;
   try {

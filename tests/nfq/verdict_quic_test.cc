@@ -12,6 +12,7 @@
 #include "policy/policy.h"
 #include "sni/quic.h"
 #include "tests/nfq/packet_builder.h"
+#include "tests/support/test_internet.h"
 
 using namespace nfqtest;
 using nfq::Reason;
@@ -35,7 +36,7 @@ std::shared_ptr<const policy::Policy> compile(const std::vector<std::string>& ta
     set.targets.push_back(*parsed.target);
     set.targetTexts.push_back(target);
   }
-  return policy::Policy::compile({set});
+  return policy::Policy::compile({set}, testsupport::testInternetIsPublic());  // 192.0.2.x: the internet
 }
 
 class OneBinding final : public nfq::BindingLookup {

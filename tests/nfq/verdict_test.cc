@@ -18,6 +18,7 @@
 #include "tests/nfq/packet_builder.h"
 #include "tests/support/alloc_counter.h"
 #include "tests/support/rule_sets.h"
+#include "tests/support/test_internet.h"
 
 using namespace nfqtest;
 using nfq::Reason;
@@ -61,7 +62,7 @@ class FakeBindings final : public nfq::BindingLookup {
 };
 
 struct Fixture {
-  std::shared_ptr<const policy::Policy> policy = policy::Policy::compile({
+  std::shared_ptr<const policy::Policy> policy = testsupport::compileWithTestInternet({
       ruleSet("app", {"api.example.com:443", "api.example.com:22", "db.example.com:3306"}),
       ruleSet("web", {"*.example.org:443", "*.example.org:80"}),
       ruleSet("world", {"*:8080"}),
@@ -151,6 +152,9 @@ std::vector<Row> rows() {
        syn("198.51.100.1", 9000),
        {Verdict::Pass, Reason::AwaitPayload},
        noNamePorts},
+      {"SYN on a world-access port to an internal address",
+       syn("10.9.9.9", 8080),
+       {Verdict::Deny, Reason::InternalAddress}},
       {"SYN on a world-access port",
        syn("192.0.2.99", 8080),
        {Verdict::Allow, Reason::WorldAccess, "", NS::None, {"team/world"}}},
@@ -387,7 +391,7 @@ TEST_CASE("the binding's expiry is judged at the time passed in", "[nfq][verdict
 }
 
 TEST_CASE("a policy snapshot without the port denies what an older one allowed", "[nfq][verdict]") {
-  const auto before = policy::Policy::compile({ruleSet("world", {"*:8080"})});
+  const auto before = testsupport::compileWithTestInternet({ruleSet("world", {"*:8080"})});
   const auto after = policy::Policy::compile({ruleSet("other", {"*:8443"})});
   const Bytes packet = syn("192.0.2.99", 8080);
   const auto view = nfq::decodePacket(packet).view;

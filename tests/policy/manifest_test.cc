@@ -63,6 +63,7 @@ spec:
   // World access is allowed but visible.
   CHECK(countSeverity(l, policy::Severity::Warning) == 1);
   CHECK(anyProblemContains(l, "world access"));
+  CHECK(anyProblemContains(l, "World access covers public destinations only: loopback, link-local"));
 }
 
 TEST_CASE("the example files in examples/rules are valid", "[manifest]") {

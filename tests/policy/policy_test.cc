@@ -9,6 +9,7 @@
 #include "policy/manifest.h"
 #include "policy/policy.h"
 #include "tests/support/rule_sets.h"
+#include "tests/support/test_internet.h"
 
 namespace {
 
@@ -171,8 +172,8 @@ TEST_CASE("an empty policy denies everything", "[policy]") {
 }
 
 TEST_CASE("explain covers IP hosts and world access", "[policy]") {
-  const auto p =
-      policy::Policy::compile({ruleSet("net", {"203.0.113.0/24:443"}), ruleSet("world", {"*:443"})});
+  const auto p = testsupport::compileWithTestInternet(
+      {ruleSet("net", {"203.0.113.0/24:443"}), ruleSet("world", {"*:443"})});
   const auto explained = p->explain("203.0.113.5", 443);
   REQUIRE(explained.size() == 2);
   CHECK(explained[0].ruleSet == "default/net");
