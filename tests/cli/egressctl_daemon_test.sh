@@ -62,6 +62,8 @@ EOF
 cat > "$work/egressd.toml" << TOML
 [rules]
 dirs = ["rules"]
+# The upstream answers with documentation addresses (internal by default).
+public_cidrs = ["192.0.2.0/24", "203.0.113.0/24"]
 [dns]
 listen = ["127.0.0.1:$dns_port"]
 upstreams = ["127.0.0.1:$upstream_port"]

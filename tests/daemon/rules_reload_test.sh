@@ -59,6 +59,8 @@ mkdir -p "$work/rules"
 cat > "$work/egressd.toml" << TOML
 [rules]
 dirs = ["rules"]
+# The upstream answers with documentation addresses (internal by default).
+public_cidrs = ["192.0.2.0/24"]
 [dns]
 listen = ["127.0.0.1:$dns_port"]
 upstreams = ["127.0.0.1:$upstream_port"]

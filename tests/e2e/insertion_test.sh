@@ -126,6 +126,8 @@ mode = "enforce"
 [rules]
 dirs = ["$work/rules"]
 strict_binding = true
+# The "internet" here is documentation space, internal by default.
+public_cidrs = ["198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32"]
 [dns]
 listen = ["10.88.0.1:53"]
 upstreams = ["203.0.113.53:53"]
