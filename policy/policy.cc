@@ -239,7 +239,10 @@ NameMatch Policy::matchLists(const NameLists& lists, uint16_t port) const noexce
 }
 
 bool Policy::nameAllowedOnAnyPort(std::string_view name) const noexcept {
-  if (anyWorld_) return true;
+  return anyWorld_ || nameRuleAllows(name);
+}
+
+bool Policy::nameRuleAllows(std::string_view name) const noexcept {
   char buffer[kMaxNameLength + 1];
   const size_t length = normalizeLookupName(name, buffer, sizeof buffer);
   if (length == 0) return false;
