@@ -35,6 +35,25 @@ bool appendLabel(Name& out, const uint8_t* label, size_t length) noexcept {
 
 }  // namespace
 
+std::string_view askedName(std::span<const uint8_t> message, const Query& query,
+                           std::span<char> out) noexcept {
+  const std::string_view lower = query.qname.view();
+  if (out.size() < lower.size()) return lower;
+  // The text is the wire name without its first length byte, with a dot
+  // where each further length byte sits: text[i] is message[13 + i]. Only
+  // letters that differ by case alone are taken from the wire, so any
+  // mismatch leaves the lower-case text.
+  for (size_t i = 0; i < lower.size(); ++i) {
+    char c = lower[i];
+    const size_t at = kHeaderSize + 1 + i;
+    if (at < message.size() && c >= 'a' && c <= 'z' && message[at] == static_cast<uint8_t>(c - 'a' + 'A')) {
+      c = static_cast<char>(message[at]);
+    }
+    out[i] = c;
+  }
+  return {out.data(), lower.size()};
+}
+
 bool readName(std::span<const uint8_t> message, size_t& offset, Name& out, bool allowCompression) noexcept {
   out.length = 0;
   out.labels = 0;
