@@ -120,8 +120,8 @@ constexpr std::string_view kKnownTexts[] = {
     "quic_not_bound", "no_name_no_binding", "malformed_hello", "malformed_request", "hold_limit",
     "hold_timeout", "udp_not_allowed", "icmp_denied", "protocol_not_allowed", "malformed_packet",
     // dns deny reasons and outcomes
-    "none", "not_allowed", "invalid_name", "rebinding", "allowed", "cache_hit", "denied", "cluster",
-    "upstream_error", "malformed", "refused",
+    "none", "not_allowed", "invalid_name", "rebinding", "world_non_address_query", "dns_tunnel_budget",
+    "allowed", "cache_hit", "denied", "cluster", "upstream_error", "malformed", "refused",
     // name sources and match kinds
     "sni", "host", "quic", "binding", "dns", "world", "wildcard", "exact", "network", "address", "unknown"};
 
