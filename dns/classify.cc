@@ -47,7 +47,8 @@ uint8_t denyRcodeFor(DenyReason reason, DenyRcode configured) noexcept {
 }
 
 NameVerdict judgeName(const policy::Policy& policy, std::string_view name, uint16_t qtype) noexcept {
-  if (policy.nameRuleAllows(name)) return {DenyReason::None, false};
+  // `name` comes from the wire parser: lower case, no trailing dot.
+  if (policy.normalizedNameRuleAllows(name)) return {DenyReason::None, false};
   if (!policy.hasWorldAccess()) return {DenyReason::NotAllowed, false};
   // World access cannot see the port a name will be used on, so every name
   // resolves, but only as addresses (CNAME chains come with them): no type

@@ -77,6 +77,7 @@ struct NameVerdict {
   DenyReason reason = DenyReason::None;
   bool worldOnly = false;
 };
+// `name` as dns::Name::view() gives it (lower case, no trailing dot).
 NameVerdict judgeName(const policy::Policy& policy, std::string_view name, uint16_t qtype) noexcept;
 
 // The denial for `reason`; in audit mode (options.audit) a forward that

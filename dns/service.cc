@@ -698,9 +698,6 @@ void DnsService::handleQuery(std::span<const uint8_t> wire, const ClientRef& cli
   const uint64_t generation = cacheEpoch(policyPointer);
   const DnsOptions& options = *options_;
   Classification decision = classifyQuery(status, query, policy, options);
-  if (decision.worldOnly && options.tunnelGuardNames != 0) {
-    decision = chargeTunnelGuard(decision, query, client, options);
-  }
   if (decision.audit) inc(counters_.wouldDeny[static_cast<size_t>(decision.reason)]);
   const std::span<uint8_t> out(tx_.data(), kMaxMessageSize);
   switch (decision.action) {
@@ -751,6 +748,17 @@ void DnsService::handleQuery(std::span<const uint8_t> wire, const ClientRef& cli
              hit.answerCount, false, false, decision.audit);
         return;
       }
+      // The tunnel guard charges only what leaves: a cache hit reaches no
+      // authoritative server, so it can carry nothing out (and costs the
+      // guard nothing on the busiest path).
+      if (decision.worldOnly && options.tunnelGuardNames != 0) {
+        decision = chargeTunnelGuard(decision, query, client, options);
+        if (decision.action == QueryAction::Deny) {
+          deny(wire, query, client, decision);
+          return;
+        }
+        if (decision.audit) inc(counters_.wouldDeny[static_cast<size_t>(decision.reason)]);
+      }
       forward(wire, query, client, false, decision.audit ? decision.reason : DenyReason::None);
       return;
     }
@@ -761,18 +769,29 @@ void DnsService::handleQuery(std::span<const uint8_t> wire, const ClientRef& cli
 
 Classification DnsService::chargeTunnelGuard(const Classification& decision, const Query& query,
                                              const ClientRef& client, const DnsOptions& options) {
-  const auto address = common::SocketAddress::fromSockaddr(reinterpret_cast<const sockaddr*>(&client.addr));
-  if (!address) return decision;
-  const TunnelGuard::Result charge = tunnelGuard_.check(address->ip, query.qname.view(), now(),
+  // The client's address bytes straight from the sockaddr (this runs for
+  // every world-only query; the SocketAddress is built only to log).
+  std::span<const uint8_t> address;
+  if (client.addr.ss_family == AF_INET) {
+    const auto& v4 = reinterpret_cast<const sockaddr_in&>(client.addr);
+    address = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(&v4.sin_addr), 4);
+  } else if (client.addr.ss_family == AF_INET6) {
+    const auto& v6 = reinterpret_cast<const sockaddr_in6&>(client.addr);
+    address = std::span<const uint8_t>(v6.sin6_addr.s6_addr, 16);
+  } else {
+    return decision;
+  }
+  const TunnelGuard::Result charge = tunnelGuard_.check(address, query.qname.view(), now(),
                                                         options.tunnelGuardNames, options.tunnelGuardWindow);
   counters_.tunnelGuardEvictions.store(tunnelGuard_.stats().evictions, std::memory_order_relaxed);
   if (charge.admitted) return decision;
   if (charge.tripped) {
     inc(counters_.tunnelGuardTrips);
+    const auto peer = common::SocketAddress::fromSockaddr(reinterpret_cast<const sockaddr*>(&client.addr));
     // Once per (client, domain) and window; every refused query is an
     // event (reason dns_tunnel_budget) and counted.
     common::LogLine(common::LogLevel::Warn, "dns.tunnel_guard")
-        .field("client", address->ip.toString())
+        .field("client", peer ? peer->ip.toString() : std::string("?"))
         .field("domain", charge.domain)
         .field("names", static_cast<uint64_t>(charge.distinct))
         .field("window_s",

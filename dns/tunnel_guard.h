@@ -24,6 +24,7 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -39,7 +40,7 @@ class TunnelGuard {
   // Names whose registrable domain is remembered (direct-mapped): a public
   // suffix lookup costs ~11,000 instructions in libpsl, several times a
   // cached answer, so repeated names must not pay it again.
-  static constexpr size_t kDomainMemo = 4096;
+  static constexpr size_t kDomainMemo = 8192;  // two ways per bucket
   static constexpr size_t kWays = 4;
   // Names an entry remembers, and so the largest budget (dns.tunnel_guard_names).
   static constexpr uint32_t kMaxBudget = 128;
@@ -67,7 +68,8 @@ class TunnelGuard {
 
   // Charges `name` (lower case, no trailing dot) to (client, its registrable
   // domain). `budget` distinct names per `window`; budget 0 admits all.
-  Result check(const common::IpAddress& client, std::string_view name, TimePoint now, uint32_t budget,
+  // `client` is the address's bytes (4 or 16, network order).
+  Result check(std::span<const uint8_t> client, std::string_view name, TimePoint now, uint32_t budget,
                std::chrono::milliseconds window) noexcept;
 
   const Stats& stats() const noexcept { return stats_; }
@@ -84,10 +86,12 @@ class TunnelGuard {
 
   struct Memo {
     uint64_t nameHash = 0;  // 0: empty
+    uint64_t domainHash = 0;
     uint16_t nameLength = 0;
     uint16_t domainOffset = 0;  // the registrable domain starts here
   };
-  std::string_view registrableDomain(std::string_view name, uint64_t nameHash) noexcept;
+  // The registrable domain of `name` and its hash, remembered.
+  std::string_view registrableDomain(std::string_view name, uint64_t nameHash, uint64_t& domainHash) noexcept;
 
   const policy::PublicSuffixList& suffixes_;
   uint64_t seed_;

@@ -1,5 +1,7 @@
 #include "dns/wire.h"
 
+#include <cstring>
+
 namespace dns {
 
 bool parseHeader(std::span<const uint8_t> message, Header& out) noexcept {
@@ -38,19 +40,14 @@ bool appendLabel(Name& out, const uint8_t* label, size_t length) noexcept {
 std::string_view askedName(std::span<const uint8_t> message, const Query& query,
                            std::span<char> out) noexcept {
   const std::string_view lower = query.qname.view();
-  if (out.size() < lower.size()) return lower;
   // The text is the wire name without its first length byte, with a dot
-  // where each further length byte sits: text[i] is message[13 + i]. Only
-  // letters that differ by case alone are taken from the wire, so any
-  // mismatch leaves the lower-case text.
-  for (size_t i = 0; i < lower.size(); ++i) {
-    char c = lower[i];
-    const size_t at = kHeaderSize + 1 + i;
-    if (at < message.size() && c >= 'a' && c <= 'z' && message[at] == static_cast<uint8_t>(c - 'a' + 'A')) {
-      c = static_cast<char>(message[at]);
-    }
-    out[i] = c;
-  }
+  // where each further length byte sits: text[i] is message[13 + i]
+  // (parseQuery refuses compression in the question). Copied as a block,
+  // then the length bytes become dots.
+  const size_t start = kHeaderSize + 1;
+  if (lower.empty() || out.size() < lower.size() || message.size() < start + lower.size()) return lower;
+  std::memcpy(out.data(), message.data() + start, lower.size());
+  for (size_t at = message[kHeaderSize]; at < lower.size(); at += 1 + message[start + at]) out[at] = '.';
   return {out.data(), lower.size()};
 }
 

@@ -77,6 +77,9 @@ class Policy {
   // True when an exact or wildcard target allows the name on some port,
   // i.e. not only world access (DNS limits names allowed only by `*:PORT`).
   bool nameRuleAllows(std::string_view name) const noexcept;
+  // The same for a name already in lookup form (lower case, no trailing
+  // dot, 1..253 bytes), as the DNS parser produces it: no copy.
+  bool normalizedNameRuleAllows(std::string_view name) const noexcept;
   // True when some `*:PORT` target is in force: every name is allowed on
   // that port.
   bool hasWorldAccess() const noexcept { return anyWorld_; }

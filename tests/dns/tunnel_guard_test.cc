@@ -5,6 +5,8 @@
 // out a nearly spent budget.
 #include <catch2/catch.hpp>
 
+#include <array>
+#include <span>
 #include <string>
 
 #include "dns/tunnel_guard.h"
@@ -13,8 +15,11 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const common::IpAddress kClient = *common::parseIpAddress("10.0.0.7");
-const common::IpAddress kOther = *common::parseIpAddress("10.0.0.8");
+// Client addresses as the service passes them: the bytes, network order.
+constexpr std::array<uint8_t, 4> kClientBytes{10, 0, 0, 7};
+constexpr std::array<uint8_t, 4> kOtherBytes{10, 0, 0, 8};
+const std::span<const uint8_t> kClient(kClientBytes);
+const std::span<const uint8_t> kOther(kOtherBytes);
 const dns::TimePoint kStart = dns::TimePoint{} + 1000s;
 
 }  // namespace
