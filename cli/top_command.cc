@@ -10,6 +10,7 @@
 
 #include "cli/control_client.h"
 #include "cli/watch_command.h"
+#include "common/strings.h"
 #include "observe/filter.h"
 #include "observe/format.h"
 
@@ -18,7 +19,13 @@ namespace cli {
 namespace {
 
 std::string hostOf(const observe::Event& event) {
-  if (event.nameLength > 0) return std::string(event.nameView());
+  if (event.nameLength > 0) {
+    // DNS events keep the case as asked (0x20): one row per name whatever
+    // the case.
+    std::string name(event.nameView());
+    for (char& c : name) c = common::asciiLower(c);
+    return name;
+  }
   if (event.dst.family == common::IpFamily::V6) return "[" + event.dst.toString() + "]";
   return event.dst.toString();
 }

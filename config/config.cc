@@ -77,6 +77,8 @@ constexpr std::array kKeys{
     EGRESSD_KEY("dns.cache_size", Restart, dns.cacheSize),
     EGRESSD_KEY("dns.tcp_idle_timeout", Live, dns.tcpIdleTimeout),
     EGRESSD_KEY("dns.max_tcp_clients", Live, dns.maxTcpClients),
+    EGRESSD_KEY("dns.tunnel_guard_names", Live, dns.tunnelGuardNames),
+    EGRESSD_KEY("dns.tunnel_guard_window", Live, dns.tunnelGuardWindow),
     EGRESSD_KEY("nfqueue.enabled", Restart, nfqueue.enabled),
     EGRESSD_KEY("nfqueue.queues", Restart, nfqueue.queues),
     EGRESSD_KEY("nfqueue.install_rules", Restart, nfqueue.installRules),

@@ -69,6 +69,10 @@ struct DnsConfig {
   uint32_t cacheSize = 10000;
   common::Duration tcpIdleTimeout = std::chrono::seconds(10);
   uint32_t maxTcpClients = 256;
+  // The DNS tunnel guard for names allowed only by world access: distinct
+  // names per client and registrable domain per window; 0 names: off.
+  uint32_t tunnelGuardNames = 100;
+  common::Duration tunnelGuardWindow = std::chrono::minutes(10);
 
   friend bool operator==(const DnsConfig&, const DnsConfig&) = default;
 };

@@ -642,6 +642,11 @@ void readDns(Section& section, DnsConfig& dns, const std::filesystem::path& base
   readCount(section, "cache_size", 1, 10'000'000, dns.cacheSize);
   readDuration(section, "tcp_idle_timeout", Duration(1), std::chrono::minutes(10), dns.tcpIdleTimeout);
   readCount(section, "max_tcp_clients", 1, 65535, dns.maxTcpClients);
+  // 0 turns the guard off; 128 is what an entry of the fixed table holds
+  // (dns::TunnelGuard::kMaxBudget).
+  readCount(section, "tunnel_guard_names", 0, 128, dns.tunnelGuardNames);
+  readDuration(section, "tunnel_guard_window", std::chrono::seconds(1), std::chrono::hours(24),
+               dns.tunnelGuardWindow);
 }
 
 void readNfqueue(Section& section, NfqueueConfig& nfqueue) {

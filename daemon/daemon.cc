@@ -223,6 +223,9 @@ dns::DnsOptions Daemon::dnsOptions() const {
   options.tcpIdleTimeout = d.tcpIdleTimeout;
   options.maxTcpClients = d.maxTcpClients;
   options.bindingGrace = config_.rules.bindingGrace;
+  options.audit = config_.mode == config::Mode::Audit;
+  options.tunnelGuardNames = d.tunnelGuardNames;
+  options.tunnelGuardWindow = std::chrono::duration_cast<std::chrono::milliseconds>(d.tunnelGuardWindow);
   return options;
 }
 

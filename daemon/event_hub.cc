@@ -162,15 +162,19 @@ void EventHub::fromDns(const dns::DnsEvent& in, const common::SocketAddress* lis
   out.queue = 0;
   // Only a policy denial is a "deny"; protocol-level refusals (REFUSED,
   // NOTIMP, FORMERR) keep their outcome and rcode but are not decisions.
-  out.verdict =
-      in.outcome == dns::DnsOutcome::Denied ? observe::EventVerdict::Deny : observe::EventVerdict::Allow;
+  // Audit mode: answered, but enforce mode would have denied it.
+  if (in.audit) {
+    out.verdict = observe::EventVerdict::Audit;
+  } else {
+    out.verdict =
+        in.outcome == dns::DnsOutcome::Denied ? observe::EventVerdict::Deny : observe::EventVerdict::Allow;
+  }
   out.reason = in.reason == dns::DenyReason::None ? std::string_view() : dns::denyReasonName(in.reason);
   out.nameSource = "dns";
   out.match = {};
   std::string_view name = in.qname;
   if (!name.empty() && name.back() == '.') name.remove_suffix(1);
-  copyName(out, name);
-  for (size_t i = 0; i < out.nameLength; ++i) out.name[i] = common::asciiLower(out.name[i]);
+  copyName(out, name);  // as asked: 0x20 case kept (matching ignores case)
   out.ruleSetsLength = 0;
   const bool nameAllowed = in.outcome == dns::DnsOutcome::Allowed ||
                            in.outcome == dns::DnsOutcome::CacheHit ||
@@ -287,8 +291,10 @@ void EventHub::deliver(const observe::Event& event, const observe::CapturedPacke
 }
 
 void EventHub::logDns(const observe::Event& event) {
-  // The levels of writeLogLine: denials at info, the rest at debug.
-  const bool denied = event.dnsOutcome == dns::dnsOutcomeName(dns::DnsOutcome::Denied);
+  // The levels of writeLogLine: denials (and audit's would-deny) at info,
+  // the rest at debug.
+  const bool denied = event.dnsOutcome == dns::dnsOutcomeName(dns::DnsOutcome::Denied) ||
+                      event.verdict == observe::EventVerdict::Audit;
   const common::LogLevel level = denied ? common::LogLevel::Info : common::LogLevel::Debug;
   if (level < common::logLevel()) return;
   dns::QueryLogLine line;
@@ -300,6 +306,8 @@ void EventHub::logDns(const observe::Event& event) {
   line.outcome = event.dnsOutcome;
   line.rcode = event.rcode;
   line.answers = event.answers;
+  line.reason = event.reason;
+  line.audit = event.verdict == observe::EventVerdict::Audit;
   queryLog_.append(line);
 }
 
@@ -318,16 +326,19 @@ void EventHub::writeLogLine(const observe::Event& event, common::BatchedLog* bat
     // Denials are what operators look for; everything else is debug noise
     // at thousands of queries per second (the control socket streams them
     // all).
-    const bool denied = event.dnsOutcome == dns::dnsOutcomeName(dns::DnsOutcome::Denied);
+    const bool audit = event.verdict == observe::EventVerdict::Audit;
+    const bool denied = event.dnsOutcome == dns::dnsOutcomeName(dns::DnsOutcome::Denied) || audit;
     const common::LogLevel level = denied ? common::LogLevel::Info : common::LogLevel::Debug;
     if (level < common::logLevel()) return;
-    common::LogLine(level, "dns.query")
-        .field("client", common::SocketAddress{event.src, event.srcPort}.toString())
+    common::LogLine line(level, "dns.query");
+    line.field("client", common::SocketAddress{event.src, event.srcPort}.toString())
         .field("name", event.nameView())
         .field("qtype", static_cast<unsigned>(event.qtype))
         .field("outcome", event.dnsOutcome)
         .field("rcode", static_cast<unsigned>(event.rcode))
         .field("answers", static_cast<unsigned>(event.answers));
+    if (!event.reason.empty()) line.field("reason", event.reason);
+    if (audit) line.field("verdict", "audit").field("would", "deny");
     return;
   }
   if (common::LogLevel::Info < common::logLevel()) return;

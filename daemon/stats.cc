@@ -79,6 +79,13 @@ DnsStats dnsStats(const dns::DnsService& service, size_t cacheCapacity) {
   out.pendingOverflow = load(c.pendingOverflow);
   out.bindingsRecorded = load(c.bindingsRecorded);
   out.tcpHalfClosed = load(c.tcpHalfClosed);
+  for (size_t i = 0; i < dns::kDenyReasonCount; ++i) {
+    out.denials[i] = load(c.denials[i]);
+    out.wouldDeny[i] = load(c.wouldDeny[i]);
+  }
+  out.tunnelGuardTrips = load(c.tunnelGuardTrips);
+  out.tunnelGuardEvictions = load(c.tunnelGuardEvictions);
+  out.upstreamUnreachable = load(c.upstreamUnreachable);
   out.tcpClients = service.tcpClients();
   out.cache = service.cacheStats();
   out.cacheCapacity = cacheCapacity;
@@ -402,6 +409,31 @@ void renderDns(Exposition& e, const StatsSnapshot& s) {
   counter("egressd_dns_tcp_half_closed_total", "counter",
           "TCP clients that shut down their sending side first (answered, then closed).",
           [](const DnsStats& x) { return x.tcpHalfClosed; });
+  const auto byReason = [&](std::string_view name, std::string_view help, auto values) {
+    e.family(name, "counter", help);
+    if (d == nullptr) return;
+    for (size_t i = 1; i < dns::kDenyReasonCount; ++i) {
+      e.sample(name, {{"reason", dns::denyReasonName(static_cast<dns::DenyReason>(i))}}, values(*d)[i]);
+    }
+  };
+  byReason("egressd_dns_denials_total",
+           "DNS queries answered with a denial (EDE 15), by reason: not_allowed, invalid_name, rebinding, "
+           "world_non_address_query, dns_tunnel_budget.",
+           [](const DnsStats& x) { return x.denials; });
+  byReason("egressd_dns_audit_would_deny_total",
+           "DNS queries answered in audit mode that enforce mode would have denied, by reason (never "
+           "rebinding: that is refused in audit mode too).",
+           [](const DnsStats& x) { return x.wouldDeny; });
+  counter("egressd_dns_tunnel_guard_trips_total", "counter",
+          "(client, registrable domain) pairs that used up dns.tunnel_guard_names within a window "
+          "(each logged once as dns.tunnel_guard).",
+          [](const DnsStats& x) { return x.tunnelGuardTrips; });
+  counter("egressd_dns_tunnel_guard_evictions_total", "counter",
+          "Live tunnel-guard entries replaced because their table set was full.",
+          [](const DnsStats& x) { return x.tunnelGuardEvictions; });
+  counter("egressd_dns_upstream_unreachable_total", "counter",
+          "Queries answered SERVFAIL because every upstream timed out (EDE 22) or failed (EDE 23).",
+          [](const DnsStats& x) { return x.upstreamUnreachable; });
   counter("egressd_dns_tcp_clients", "gauge", "Open TCP client connections.",
           [](const DnsStats& x) { return uint64_t{x.tcpClients}; });
   counter("egressd_dns_cache_entries", "gauge", "Answers in the DNS cache.",
@@ -655,6 +687,9 @@ nlohmann::json toJson(const StatsSnapshot& s) {
                   {"pending_overflow", n.pendingOverflow},
                   {"bindings_recorded", n.bindingsRecorded},
                   {"tcp_half_closed", n.tcpHalfClosed},
+                  {"tunnel_guard_trips", n.tunnelGuardTrips},
+                  {"tunnel_guard_evictions", n.tunnelGuardEvictions},
+                  {"upstream_unreachable", n.upstreamUnreachable},
                   {"tcp_clients", n.tcpClients},
                   {"cache",
                    {{"entries", n.cache.entries},
@@ -664,6 +699,15 @@ nlohmann::json toJson(const StatsSnapshot& s) {
                     {"misses", n.cache.misses},
                     {"evictions", n.cache.evictions}}}};
     if (n.upstreamLatency) out["dns"]["upstream_latency"] = histogramJson(*n.upstreamLatency);
+    json denials = json::object();
+    json wouldDeny = json::object();
+    for (size_t i = 1; i < dns::kDenyReasonCount; ++i) {
+      const std::string reason(dns::denyReasonName(static_cast<dns::DenyReason>(i)));
+      denials[reason] = n.denials[i];
+      wouldDeny[reason] = n.wouldDeny[i];
+    }
+    out["dns"]["denials"] = std::move(denials);
+    out["dns"]["audit_would_deny"] = std::move(wouldDeny);
   } else {
     out["dns"] = {{"enabled", false}};
   }

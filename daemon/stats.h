@@ -122,6 +122,12 @@ struct DnsStats {
   uint64_t pendingOverflow = 0;
   uint64_t bindingsRecorded = 0;
   uint64_t tcpHalfClosed = 0;
+  // By dns::DenyReason (index 0, none, unused).
+  std::array<uint64_t, dns::kDenyReasonCount> denials{};
+  std::array<uint64_t, dns::kDenyReasonCount> wouldDeny{};
+  uint64_t tunnelGuardTrips = 0;
+  uint64_t tunnelGuardEvictions = 0;
+  uint64_t upstreamUnreachable = 0;
   size_t tcpClients = 0;
   dns::CacheStats cache;
   size_t cacheCapacity = 0;

@@ -12,6 +12,10 @@ std::string_view denyReasonName(DenyReason reason) noexcept {
       return "invalid_name";
     case DenyReason::Rebinding:
       return "rebinding";
+    case DenyReason::WorldNonAddressQuery:
+      return "world_non_address_query";
+    case DenyReason::TunnelBudget:
+      return "dns_tunnel_budget";
   }
   return "unknown";
 }
@@ -26,12 +30,40 @@ std::string_view denyReasonText(DenyReason reason) noexcept {
       return "egressd: not a valid host name";
     case DenyReason::Rebinding:
       return "egressd: answer points to a non-public address";
+    case DenyReason::WorldNonAddressQuery:
+      return "egressd: only A/AAAA queries for names allowed by world access";
+    case DenyReason::TunnelBudget:
+      return "egressd: too many distinct names under this domain (DNS tunnel guard)";
   }
   return "";
 }
 
 uint8_t denyRcodeValue(DenyRcode value) noexcept {
   return value == DenyRcode::Refused ? rcode::Refused : rcode::NxDomain;
+}
+
+uint8_t denyRcodeFor(DenyReason reason, DenyRcode configured) noexcept {
+  return reason == DenyReason::WorldNonAddressQuery ? rcode::NoError : denyRcodeValue(configured);
+}
+
+NameVerdict judgeName(const policy::Policy& policy, std::string_view name, uint16_t qtype) noexcept {
+  // `name` comes from the wire parser: lower case, no trailing dot.
+  if (policy.normalizedNameRuleAllows(name)) return {DenyReason::None, false};
+  if (!policy.hasWorldAccess()) return {DenyReason::NotAllowed, false};
+  // World access cannot see the port a name will be used on, so every name
+  // resolves, but only as addresses (CNAME chains come with them): no type
+  // that can carry data back from an authoritative server. HTTPS/SVCB stay
+  // out too: their SvcParams carry arbitrary bytes, and clients fall back
+  // to A/AAAA when they get none.
+  if (qtype == rrtype::A || qtype == rrtype::AAAA) return {DenyReason::None, true};
+  return {DenyReason::WorldNonAddressQuery, true};
+}
+
+Classification denial(DenyReason reason, const DnsOptions& options) noexcept {
+  if (options.audit && reason != DenyReason::Rebinding) {
+    return {QueryAction::Forward, reason, rcode::NoError, false, true};
+  }
+  return {QueryAction::Deny, reason, denyRcodeFor(reason, options.denyRcode), false, false};
 }
 
 bool isUnderDomain(std::string_view name, std::string_view domain) noexcept {
@@ -61,16 +93,14 @@ Classification classifyQuery(QueryStatus status, const Query& query, const polic
   if (query.qclass != kClassIn || query.qtype == rrtype::AXFR || query.qtype == rrtype::IXFR) {
     return {QueryAction::Refuse, DenyReason::None, rcode::Refused};
   }
-  const uint8_t deny = denyRcodeValue(options.denyRcode);
-  if (query.qname.unusualBytes || query.qname.length == 0) {
-    return {QueryAction::Deny, DenyReason::InvalidName, deny};
-  }
+  if (query.qname.unusualBytes || query.qname.length == 0) return denial(DenyReason::InvalidName, options);
   const std::string_view name = query.qname.view();
   for (const std::string& domain : options.clusterDomains) {
     if (isUnderDomain(name, domain)) return {QueryAction::Cluster, DenyReason::None, rcode::NoError};
   }
-  if (policy.nameAllowedOnAnyPort(name)) return {QueryAction::Forward, DenyReason::None, rcode::NoError};
-  return {QueryAction::Deny, DenyReason::NotAllowed, deny};
+  const NameVerdict verdict = judgeName(policy, name, query.qtype);
+  if (verdict.reason != DenyReason::None) return denial(verdict.reason, options);
+  return {QueryAction::Forward, DenyReason::None, rcode::NoError, verdict.worldOnly, false};
 }
 
 }  // namespace dns

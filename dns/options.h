@@ -35,6 +35,14 @@ struct DnsOptions {
   std::chrono::milliseconds bindingGrace{std::chrono::minutes(5)};
   // Queries waiting for an upstream at once; more get SERVFAIL.
   uint32_t maxPendingQueries = 4096;
+  // mode = "audit": what enforce mode denies is answered as if allowed and
+  // reported as "would deny" (rebinding refusal and ECH stripping stay).
+  bool audit = false;
+  // The DNS tunnel guard (dns/tunnel_guard.h): distinct names per client and
+  // registrable domain per window, for names allowed only by world access.
+  // 0 turns it off.
+  uint32_t tunnelGuardNames = 100;
+  std::chrono::milliseconds tunnelGuardWindow{std::chrono::minutes(10)};
 };
 
 }  // namespace dns

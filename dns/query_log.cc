@@ -83,6 +83,11 @@ void appendQueryLogLine(std::string& out, const QueryLogLine& line, int64_t& sec
   appendNumber(out, line.rcode);
   out.append(" answers=");
   appendNumber(out, line.answers);
+  if (!line.reason.empty()) {
+    out.append(" reason=");
+    common::appendLogfmtValue(out, line.reason);
+  }
+  if (line.audit) out.append(" verdict=audit would=deny");
   out.push_back('\n');
 }
 

@@ -26,6 +26,9 @@ struct QueryLogLine {
   std::string_view outcome;
   uint16_t rcode = 0;
   uint16_t answers = 0;
+  // Written when not empty: why it was denied, or (audit) would have been.
+  std::string_view reason;
+  bool audit = false;  // adds "verdict=audit would=deny"
 };
 
 // Appends one line (with its newline) to `out`; allocates only when `out`

@@ -17,6 +17,10 @@ namespace dns {
 
 // RFC 8914 section 4.16: "Blocked".
 inline constexpr uint16_t kEdeBlocked = 15;
+// RFC 8914 section 4.23 and 4.24: every upstream timed out; an upstream
+// could not be reached at all (refused, unreachable, broken answer).
+inline constexpr uint16_t kEdeNoReachableAuthority = 22;
+inline constexpr uint16_t kEdeNetworkError = 23;
 inline constexpr uint16_t kEdeOptionCode = 15;
 inline constexpr uint16_t kEdnsOptionCodeNone = 0;
 // RFC 6891 section 6.2.5; what we advertise in our own OPT records.

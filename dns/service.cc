@@ -19,6 +19,7 @@
 #include "common/log.h"
 #include "dns/answer.h"
 #include "dns/response.h"
+#include "policy/public_suffix.h"
 
 namespace dns {
 
@@ -51,6 +52,9 @@ constexpr size_t kMaxTcpOutput = 1 << 20;  // a client that does not read is dro
 // 1024 entries, well under 1 ms), so 1,000,000 bindings take ~25 s per pass.
 constexpr std::chrono::milliseconds kHousekeeping{25};
 constexpr uint64_t kNoTcp = 0;
+// dns.upstream_failed: one warning per interval at most (a dead upstream
+// fails every query; the count of the others goes with the next line).
+constexpr std::chrono::seconds kUpstreamFailureLogInterval{10};
 
 timeval toTimeval(std::chrono::milliseconds ms) noexcept {
   timeval tv{};
@@ -173,6 +177,11 @@ struct DnsService::Pending {
   common::CHandle<bufferevent, bufferevent_free> tcp;
   bool overTcp = false;
   Clock::time_point sentAt{};  // this attempt's query left (upstreamLatency)
+  // Forwarded in audit mode although enforce mode denies it: why.
+  bool audit = false;
+  DenyReason auditReason = DenyReason::None;
+  // Why the last attempt failed: a timeout (EDE 22) or anything else (23).
+  bool timedOut = false;
 
   const std::vector<common::SocketAddress>& upstreams() const {
     return cluster ? options->clusterUpstreams : options->upstreams;
@@ -196,6 +205,7 @@ DnsService::DnsService(event_base* base, DnsOptions options,
       sink_(sink),
       clock_(std::move(clock)),
       cache_(options_->cacheSize),
+      tunnelGuard_(policy::defaultPublicSuffixList()),
       rx_(kMaxMessageSize + 1),
       tx_(kMaxMessageSize + 2),
       upstreamRx_(kMaxMessageSize + 1),
@@ -477,7 +487,7 @@ void DnsService::handleOversized(std::span<const uint8_t> wire, const ClientRef&
   if (!parseHeader(wire, header) || header.qr()) return;
   const size_t length = buildHeaderOnlyResponse(wire, rcode::FormErr, tx_);
   sendToClient(client, std::span<const uint8_t>(tx_.data(), length), nullptr);
-  emit(client, nullptr, DnsOutcome::Malformed, DenyReason::None, rcode::FormErr, 0);
+  emit(client, nullptr, {}, DnsOutcome::Malformed, DenyReason::None, rcode::FormErr, 0);
 }
 
 void DnsService::onTcpAccept(evconnlistener*, int fd, struct sockaddr* addr, int length, void* arg) {
@@ -610,8 +620,9 @@ void DnsService::sendToClient(const ClientRef& client, std::span<const uint8_t> 
   sendUdp(client, wire);
 }
 
-void DnsService::emit(const ClientRef& client, const Query* query, DnsOutcome outcome, DenyReason reason,
-                      uint16_t rcode, uint16_t answers, bool upstreamTcp, bool echStripped) {
+void DnsService::emit(const ClientRef& client, const Query* query, std::span<const uint8_t> wire,
+                      DnsOutcome outcome, DenyReason reason, uint16_t rcode, uint16_t answers,
+                      bool upstreamTcp, bool echStripped, bool audit) {
   if (sink_ == nullptr) return;
   DnsEvent event;
   event.time = std::chrono::system_clock::now();
@@ -620,11 +631,12 @@ void DnsService::emit(const ClientRef& client, const Query* query, DnsOutcome ou
   }
   event.tcp = client.tcp;
   if (query != nullptr) {
-    event.qname = query->qname.view();
+    event.qname = wire.empty() ? query->qname.view() : askedName(wire, *query, askedName_);
     event.qtype = query->qtype;
   }
   event.outcome = outcome;
   event.reason = reason;
+  event.audit = audit;
   event.rcode = rcode;
   event.answers = answers;
   event.upstreamTcp = upstreamTcp;
@@ -685,7 +697,8 @@ void DnsService::handleQuery(std::span<const uint8_t> wire, const ClientRef& cli
   const policy::Policy& policy = *policyPointer;
   const uint64_t generation = cacheEpoch(policyPointer);
   const DnsOptions& options = *options_;
-  const Classification decision = classifyQuery(status, query, policy, options);
+  Classification decision = classifyQuery(status, query, policy, options);
+  if (decision.audit) inc(counters_.wouldDeny[static_cast<size_t>(decision.reason)]);
   const std::span<uint8_t> out(tx_.data(), kMaxMessageSize);
   switch (decision.action) {
     case QueryAction::Drop:
@@ -696,7 +709,8 @@ void DnsService::handleQuery(std::span<const uint8_t> wire, const ClientRef& cli
       sendToClient(client,
                    std::span<const uint8_t>(tx_.data(), buildHeaderOnlyResponse(wire, rcode::FormErr, out)),
                    nullptr);
-      emit(client, status == QueryStatus::Ok ? &query : nullptr, DnsOutcome::Malformed, DenyReason::None,
+      emit(client, status == QueryStatus::Ok ? &query : nullptr,
+           status == QueryStatus::Ok ? wire : wire.first(0), DnsOutcome::Malformed, DenyReason::None,
            rcode::FormErr, 0);
       return;
     }
@@ -704,17 +718,12 @@ void DnsService::handleQuery(std::span<const uint8_t> wire, const ClientRef& cli
       inc(counters_.refused);
       const size_t length = buildResponse(wire, query, decision.rcode, nullptr, out);
       sendToClient(client, std::span<const uint8_t>(tx_.data(), length), &query);
-      emit(client, &query, DnsOutcome::Refused, DenyReason::None, decision.rcode, 0);
+      emit(client, &query, wire, DnsOutcome::Refused, DenyReason::None, decision.rcode, 0);
       return;
     }
-    case QueryAction::Deny: {
-      inc(counters_.denied);
-      const ExtendedError ede{kEdeBlocked, denyReasonText(decision.reason)};
-      const size_t length = buildResponse(wire, query, decision.rcode, &ede, out);
-      sendToClient(client, std::span<const uint8_t>(tx_.data(), length), &query);
-      emit(client, &query, DnsOutcome::Denied, decision.reason, decision.rcode, 0);
+    case QueryAction::Deny:
+      deny(wire, query, client, decision);
       return;
-    }
     case QueryAction::Cluster:
       forward(wire, query, client, true);
       return;
@@ -735,10 +744,22 @@ void DnsService::handleQuery(std::span<const uint8_t> wire, const ClientRef& cli
             bindings_.record(query.qname.view(), binding.ip, binding.expiry);
         }
         sendToClient(client, std::span<const uint8_t>(tx_.data(), hit.length), &query);
-        emit(client, &query, DnsOutcome::CacheHit, DenyReason::None, hit.answerFlags & 0xf, hit.answerCount);
+        emit(client, &query, wire, DnsOutcome::CacheHit, decision.reason, hit.answerFlags & 0xf,
+             hit.answerCount, false, false, decision.audit);
         return;
       }
-      forward(wire, query, client, false);
+      // The tunnel guard charges only what leaves: a cache hit reaches no
+      // authoritative server, so it can carry nothing out (and costs the
+      // guard nothing on the busiest path).
+      if (decision.worldOnly && options.tunnelGuardNames != 0) {
+        decision = chargeTunnelGuard(decision, query, client, options);
+        if (decision.action == QueryAction::Deny) {
+          deny(wire, query, client, decision);
+          return;
+        }
+        if (decision.audit) inc(counters_.wouldDeny[static_cast<size_t>(decision.reason)]);
+      }
+      forward(wire, query, client, false, decision.audit ? decision.reason : DenyReason::None);
       return;
     }
   }
@@ -746,15 +767,65 @@ void DnsService::handleQuery(std::span<const uint8_t> wire, const ClientRef& cli
 
 // ---- upstream side --------------------------------------------------------
 
+Classification DnsService::chargeTunnelGuard(const Classification& decision, const Query& query,
+                                             const ClientRef& client, const DnsOptions& options) {
+  // The client's address bytes straight from the sockaddr (this runs for
+  // every world-only query; the SocketAddress is built only to log).
+  std::span<const uint8_t> address;
+  if (client.addr.ss_family == AF_INET) {
+    const auto& v4 = reinterpret_cast<const sockaddr_in&>(client.addr);
+    address = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(&v4.sin_addr), 4);
+  } else if (client.addr.ss_family == AF_INET6) {
+    const auto& v6 = reinterpret_cast<const sockaddr_in6&>(client.addr);
+    address = std::span<const uint8_t>(v6.sin6_addr.s6_addr, 16);
+  } else {
+    return decision;
+  }
+  const TunnelGuard::Result charge = tunnelGuard_.check(address, query.qname.view(), now(),
+                                                        options.tunnelGuardNames, options.tunnelGuardWindow);
+  counters_.tunnelGuardEvictions.store(tunnelGuard_.stats().evictions, std::memory_order_relaxed);
+  if (charge.admitted) return decision;
+  if (charge.tripped) {
+    inc(counters_.tunnelGuardTrips);
+    const auto peer = common::SocketAddress::fromSockaddr(reinterpret_cast<const sockaddr*>(&client.addr));
+    // Once per (client, domain) and window; every refused query is an
+    // event (reason dns_tunnel_budget) and counted.
+    common::LogLine(common::LogLevel::Warn, "dns.tunnel_guard")
+        .field("client", peer ? peer->ip.toString() : std::string("?"))
+        .field("domain", charge.domain)
+        .field("names", static_cast<uint64_t>(charge.distinct))
+        .field("window_s",
+               static_cast<uint64_t>(
+                   std::chrono::duration_cast<std::chrono::seconds>(options.tunnelGuardWindow).count()))
+        .field("action", options.audit ? "would deny (audit)" : "deny")
+        .field("fix",
+               "allow the domain with an exact or wildcard target if these names are legitimate, or "
+               "raise dns.tunnel_guard_names");
+  }
+  return denial(DenyReason::TunnelBudget, options);
+}
+
+void DnsService::deny(std::span<const uint8_t> wire, const Query& query, const ClientRef& client,
+                      const Classification& decision) {
+  inc(counters_.denied);
+  inc(counters_.denials[static_cast<size_t>(decision.reason)]);
+  const ExtendedError ede{kEdeBlocked, denyReasonText(decision.reason)};
+  const std::span<uint8_t> out(tx_.data(), kMaxMessageSize);
+  const size_t length = buildResponse(wire, query, decision.rcode, &ede, out);
+  sendToClient(client, std::span<const uint8_t>(tx_.data(), length), &query);
+  emit(client, &query, wire, DnsOutcome::Denied, decision.reason, decision.rcode, 0);
+}
+
 void DnsService::forward(std::span<const uint8_t> wire, const Query& query, const ClientRef& client,
-                         bool cluster) {
+                         bool cluster, DenyReason wouldDeny) {
   const auto& upstreams = cluster ? options_->clusterUpstreams : options_->upstreams;
   if (upstreams.empty() || pendingInUse_ >= options_->maxPendingQueries) {
     if (!upstreams.empty()) inc(counters_.pendingOverflow);
     inc(counters_.upstreamError);
     const size_t length = buildResponse(wire, query, rcode::ServFail, nullptr, tx_);
     sendToClient(client, std::span<const uint8_t>(tx_.data(), length), &query);
-    emit(client, &query, DnsOutcome::UpstreamError, DenyReason::None, rcode::ServFail, 0);
+    emit(client, &query, wire, DnsOutcome::UpstreamError, wouldDeny, rcode::ServFail, 0, false, false,
+         wouldDeny != DenyReason::None);
     return;
   }
   Pending* pending = nullptr;
@@ -779,12 +850,16 @@ void DnsService::forward(std::span<const uint8_t> wire, const Query& query, cons
   pending->options = options_;
   pending->upstream = 0;
   pending->overTcp = false;
+  pending->audit = wouldDeny != DenyReason::None;
+  pending->auditReason = wouldDeny;
+  pending->timedOut = false;
   sendUdpAttempt(*pending);
 }
 
 void DnsService::sendUdpAttempt(Pending& pending) {
   pending.closeTransport();
   pending.overTcp = false;
+  pending.timedOut = false;  // until this attempt times out: a network error
   const common::SocketAddress& upstream = pending.upstreams()[pending.upstream];
   sockaddr_storage storage{};
   const socklen_t length = upstream.toSockaddr(storage);
@@ -813,6 +888,7 @@ void DnsService::onUpstreamUdp(int fd, short what, void* arg) {
   if ((what & EV_TIMEOUT) != 0) {
     inc(self.counters_.upstreamTimeouts);
     self.logUpstreamTimeout(*pending);
+    pending->timedOut = true;
     self.nextUpstream(*pending);
     return;
   }
@@ -850,6 +926,7 @@ void DnsService::onUpstreamUdp(int fd, short what, void* arg) {
 void DnsService::startTcpAttempt(Pending& pending) {
   pending.closeTransport();
   pending.overTcp = true;
+  pending.timedOut = false;
   const common::SocketAddress& upstream = pending.upstreams()[pending.upstream];
   sockaddr_storage storage{};
   const socklen_t length = upstream.toSockaddr(storage);
@@ -903,7 +980,8 @@ void DnsService::onUpstreamTcpRead(bufferevent* bev, void* arg) {
 void DnsService::onUpstreamTcpEvent(bufferevent*, short what, void* arg) {
   auto* pending = static_cast<Pending*>(arg);
   if ((what & BEV_EVENT_CONNECTED) != 0) return;
-  if ((what & BEV_EVENT_TIMEOUT) != 0) {
+  pending->timedOut = (what & BEV_EVENT_TIMEOUT) != 0;
+  if (pending->timedOut) {
     inc(pending->service->counters_.upstreamTimeouts);
     pending->service->logUpstreamTimeout(*pending);
   }
@@ -922,11 +1000,44 @@ void DnsService::nextUpstream(Pending& pending) {
 
 void DnsService::failAll(Pending& pending) {
   inc(counters_.upstreamError);
+  inc(counters_.upstreamUnreachable);
   writeU16(pending.wire.data(), pending.clientId);
-  const size_t length = buildResponse(pending.wire, pending.query, rcode::ServFail, nullptr, tx_);
+  // RFC 8914: the client (and its operator) learns why there is no answer.
+  // What the last upstream did decides: all of them timing out is "no
+  // reachable authority", a refused or broken exchange a network error.
+  const ExtendedError ede =
+      pending.timedOut
+          ? ExtendedError{kEdeNoReachableAuthority, "egressd: no upstream resolver answered in time"}
+          : ExtendedError{kEdeNetworkError, "egressd: upstream resolver unreachable"};
+  const size_t length = buildResponse(pending.wire, pending.query, rcode::ServFail, &ede, tx_);
   sendToClient(pending.client, std::span<const uint8_t>(tx_.data(), length), &pending.query);
-  emit(pending.client, &pending.query, DnsOutcome::UpstreamError, DenyReason::None, rcode::ServFail, 0);
+  logUpstreamFailure(pending, pending.timedOut);
+  emit(pending.client, &pending.query, pending.wire, DnsOutcome::UpstreamError, pending.auditReason,
+       rcode::ServFail, 0, false, false, pending.audit);
   release(pending);
+}
+
+void DnsService::logUpstreamFailure(const Pending& pending, bool timedOut) {
+  const Clock::time_point current = Clock::now();
+  if (lastFailureLog_ != Clock::time_point{} && current - lastFailureLog_ < kUpstreamFailureLogInterval) {
+    ++failuresNotLogged_;
+    return;
+  }
+  std::string upstreams;
+  for (const common::SocketAddress& upstream : pending.upstreams()) {
+    if (!upstreams.empty()) upstreams += ',';
+    upstreams += upstream.toString();
+  }
+  common::LogLine(common::LogLevel::Warn, "dns.upstream_failed")
+      .field("upstreams", upstreams)
+      .field("cause", timedOut ? "timeout" : "network_error")
+      .field("name", pending.query.qname.view())
+      .field("answer", timedOut ? "SERVFAIL EDE 22" : "SERVFAIL EDE 23")
+      .field("not_logged", failuresNotLogged_)
+      .field("fix", pending.cluster ? "check dns.cluster_upstreams and the route to them"
+                                    : "check dns.upstreams and the route to them");
+  lastFailureLog_ = current;
+  failuresNotLogged_ = 0;
 }
 
 void DnsService::handleUpstreamAnswer(Pending& pending, std::span<uint8_t> answer, bool overTcp) {
@@ -943,8 +1054,8 @@ void DnsService::handleUpstreamAnswer(Pending& pending, std::span<uint8_t> answe
   if (pending.cluster) {
     inc(counters_.cluster);
     sendToClient(pending.client, answer, &pending.query);
-    emit(pending.client, &pending.query, DnsOutcome::Cluster, DenyReason::None, answerRcode, answers,
-         overTcp);
+    emit(pending.client, &pending.query, pending.wire, DnsOutcome::Cluster, DenyReason::None, answerRcode,
+         answers, overTcp);
     release(pending);
     return;
   }
@@ -954,24 +1065,37 @@ void DnsService::handleUpstreamAnswer(Pending& pending, std::span<uint8_t> answe
   const uint64_t generation = cacheEpoch(policyPointer);
   const DnsOptions& options = *pending.options;
   const Query& query = pending.query;
-  // The policy may have changed while the upstream answered.
-  DenyReason reason = DenyReason::None;
+  // The policy (or the mode) may have changed while the upstream answered:
+  // judge the name again. The tunnel budget was charged when the query
+  // came and is not charged twice.
+  const NameVerdict verdict = judgeName(policy, query.qname.view(), query.qtype);
+  DenyReason reason = verdict.reason;
+  bool audit = false;
+  if (reason == DenyReason::None && pending.auditReason == DenyReason::TunnelBudget) {
+    reason = DenyReason::TunnelBudget;
+    audit = true;  // let through in audit mode when it came
+  } else if (reason != DenyReason::None && options_->audit) {
+    audit = true;
+    if (!pending.audit) inc(counters_.wouldDeny[static_cast<size_t>(reason)]);
+  }
   AnswerInfo info;
   analyzeAnswer(answer, query, pending.clientId, info);
-  if (!policy.nameAllowedOnAnyPort(query.qname.view())) {
-    reason = DenyReason::NotAllowed;
-  } else if (findRebinding(info, policy) != nullptr) {
-    reason = DenyReason::Rebinding;
+  DenyReason denied = audit ? DenyReason::None : reason;
+  // Rebinding is refused in audit mode too: it protects the pod.
+  if (denied == DenyReason::None && findRebinding(info, policy) != nullptr) {
+    denied = DenyReason::Rebinding;
+    audit = false;
     inc(counters_.rebindingBlocked);
   }
-  if (reason != DenyReason::None) {
+  if (denied != DenyReason::None) {
     inc(counters_.denied);
-    const ExtendedError ede{kEdeBlocked, denyReasonText(reason)};
-    const uint8_t code = denyRcodeValue(options_->denyRcode);
+    inc(counters_.denials[static_cast<size_t>(denied)]);
+    const ExtendedError ede{kEdeBlocked, denyReasonText(denied)};
+    const uint8_t code = denyRcodeFor(denied, options_->denyRcode);
     const size_t length = buildResponse(pending.wire, query, code, &ede, tx_);
     writeU16(tx_.data(), pending.clientId);
     sendToClient(pending.client, std::span<const uint8_t>(tx_.data(), length), &query);
-    emit(pending.client, &query, DnsOutcome::Denied, reason, code, 0, overTcp);
+    emit(pending.client, &query, pending.wire, DnsOutcome::Denied, denied, code, 0, overTcp);
     release(pending);
     return;
   }
@@ -1016,8 +1140,8 @@ void DnsService::handleUpstreamAnswer(Pending& pending, std::span<uint8_t> answe
                 std::span<const CachedBinding>(cached.data(), cachedCount), evictionsBefore);
   inc(counters_.allowed);
   sendToClient(pending.client, relay, &query);
-  emit(pending.client, &query, DnsOutcome::Allowed, DenyReason::None, answerRcode, answers, overTcp,
-       stripped);
+  emit(pending.client, &query, pending.wire, DnsOutcome::Allowed, audit ? reason : DenyReason::None,
+       answerRcode, answers, overTcp, stripped, audit);
   release(pending);
 }
 

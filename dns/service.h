@@ -38,6 +38,7 @@
 #include "dns/cache.h"
 #include "dns/classify.h"
 #include "dns/options.h"
+#include "dns/tunnel_guard.h"
 #include "policy/policy.h"
 
 struct evconnlistener;
@@ -62,10 +63,16 @@ struct DnsEvent {
   std::chrono::system_clock::time_point time;
   common::SocketAddress client;
   bool tcp = false;
-  std::string_view qname{""};  // empty (never a null pointer) when unparsed
+  // As the client asked it: the letters' case kept (0x20), no trailing
+  // dot; empty (never a null pointer) when unparsed. Policy lookups
+  // normalize on their own.
+  std::string_view qname{""};
   uint16_t qtype = 0;
   DnsOutcome outcome = DnsOutcome::Allowed;
+  // Denied: why. Allowed/CacheHit with `audit`: why enforce mode would
+  // have denied (mode = "audit").
   DenyReason reason = DenyReason::None;
+  bool audit = false;
   uint16_t rcode = 0;
   uint16_t answers = 0;      // ANCOUNT of the response
   bool upstreamTcp = false;  // the answer came over TCP (truncated over UDP)
@@ -109,6 +116,17 @@ struct DnsCounters {
   std::atomic<uint64_t> pendingOverflow{0};  // over maxPendingQueries: SERVFAIL
   std::atomic<uint64_t> bindingsRecorded{0};
   std::atomic<uint64_t> tcpHalfClosed{0};  // clients that shut down their write side first
+  // By DenyReason: answered with a denial; and (audit mode) let through
+  // although enforce mode would have denied them.
+  std::array<std::atomic<uint64_t>, kDenyReasonCount> denials{};
+  std::array<std::atomic<uint64_t>, kDenyReasonCount> wouldDeny{};
+  // (client, registrable domain) pairs that ran out of tunnel-guard budget
+  // in a window (each also logged once, dns.tunnel_guard).
+  std::atomic<uint64_t> tunnelGuardTrips{0};
+  std::atomic<uint64_t> tunnelGuardEvictions{0};
+  // SERVFAIL because every upstream failed, by the EDE given: 22 (all
+  // timed out) or 23 (network error).
+  std::atomic<uint64_t> upstreamUnreachable{0};
   // Per upstream exchange (UDP, or the TCP retry): from sending the query to
   // receiving its matching answer (steady clock, not the injected one).
   // Timeouts and errors are not recorded (they count upstreamTimeouts).
@@ -164,9 +182,20 @@ class DnsService {
   void handleQuery(std::span<const uint8_t> wire, const ClientRef& client);
   void handleOversized(std::span<const uint8_t> wire, const ClientRef& client);
   void sendToClient(const ClientRef& client, std::span<const uint8_t> wire, const Query* query);
-  void emit(const ClientRef& client, const Query* query, DnsOutcome outcome, DenyReason reason,
-            uint16_t rcode, uint16_t answers, bool upstreamTcp = false, bool echStripped = false);
-  void forward(std::span<const uint8_t> wire, const Query& query, const ClientRef& client, bool cluster);
+  // `wire` is the client's query (for the name as asked); empty when
+  // `query` is null.
+  void emit(const ClientRef& client, const Query* query, std::span<const uint8_t> wire, DnsOutcome outcome,
+            DenyReason reason, uint16_t rcode, uint16_t answers, bool upstreamTcp = false,
+            bool echStripped = false, bool audit = false);
+  // The tunnel guard's charge for a world-only name; a denial (or, in audit
+  // mode, a forward that would be denied) when over budget.
+  Classification chargeTunnelGuard(const Classification& decision, const Query& query,
+                                   const ClientRef& client, const DnsOptions& options);
+  void deny(std::span<const uint8_t> wire, const Query& query, const ClientRef& client,
+            const Classification& decision);
+  void logUpstreamFailure(const Pending& pending, bool timedOut);
+  void forward(std::span<const uint8_t> wire, const Query& query, const ClientRef& client, bool cluster,
+               DenyReason wouldDeny = DenyReason::None);
   void sendUdpAttempt(Pending& pending);
   void startTcpAttempt(Pending& pending);
   void nextUpstream(Pending& pending);
@@ -210,6 +239,12 @@ class DnsService {
   std::vector<Pending*> freePending_;
   size_t pendingInUse_ = 0;
   common::CHandle<event, event_free> housekeeping_;
+  TunnelGuard tunnelGuard_;
+  // dns.upstream_failed warnings: at most one per interval, with the
+  // number held back since the last.
+  Clock::time_point lastFailureLog_{};
+  uint64_t failuresNotLogged_ = 0;
+  std::array<char, kMaxWireNameLength> askedName_{};
 
   // Reused buffers: one message each, so nothing on the path allocates.
   std::vector<uint8_t> rx_;

@@ -1,5 +1,7 @@
 #include "dns/wire.h"
 
+#include <cstring>
+
 namespace dns {
 
 bool parseHeader(std::span<const uint8_t> message, Header& out) noexcept {
@@ -34,6 +36,20 @@ bool appendLabel(Name& out, const uint8_t* label, size_t length) noexcept {
 }
 
 }  // namespace
+
+std::string_view askedName(std::span<const uint8_t> message, const Query& query,
+                           std::span<char> out) noexcept {
+  const std::string_view lower = query.qname.view();
+  // The text is the wire name without its first length byte, with a dot
+  // where each further length byte sits: text[i] is message[13 + i]
+  // (parseQuery refuses compression in the question). Copied as a block,
+  // then the length bytes become dots.
+  const size_t start = kHeaderSize + 1;
+  if (lower.empty() || out.size() < lower.size() || message.size() < start + lower.size()) return lower;
+  std::memcpy(out.data(), message.data() + start, lower.size());
+  for (size_t at = message[kHeaderSize]; at < lower.size(); at += 1 + message[start + at]) out[at] = '.';
+  return {out.data(), lower.size()};
+}
 
 bool readName(std::span<const uint8_t> message, size_t& offset, Name& out, bool allowCompression) noexcept {
   out.length = 0;

@@ -158,6 +158,14 @@ struct Query {
 // is valid (so a FORMERR can be answered); on Ok everything is.
 QueryStatus parseQuery(std::span<const uint8_t> message, Query& out) noexcept;
 
+// The question name with the letters' case as the client sent them (0x20
+// randomisation, RFC draft-vixie-dnsext-dns0x20), for events and logs;
+// matching always uses the lower-case `query.qname`. Written into `out`
+// (at least kMaxWireNameLength bytes); `query` must come from parseQuery
+// (Ok) over `message`, whose question is uncompressed at offset 12.
+std::string_view askedName(std::span<const uint8_t> message, const Query& query,
+                           std::span<char> out) noexcept;
+
 enum class Section : uint8_t { Answer, Authority, Additional };
 
 struct ResourceRecord {

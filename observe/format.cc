@@ -121,8 +121,8 @@ constexpr std::string_view kKnownTexts[] = {
     "hold_limit", "hold_timeout", "udp_not_allowed", "icmp_denied", "protocol_not_allowed",
     "malformed_packet", "stream_start_unknown", "not_stream_start", "judged_bytes_differ", "unconfirmed",
     // dns deny reasons and outcomes
-    "none", "not_allowed", "invalid_name", "rebinding", "allowed", "cache_hit", "denied", "cluster",
-    "upstream_error", "malformed", "refused",
+    "none", "not_allowed", "invalid_name", "rebinding", "world_non_address_query", "dns_tunnel_budget",
+    "allowed", "cache_hit", "denied", "cluster", "upstream_error", "malformed", "refused",
     // name sources and match kinds
     "sni", "host", "quic", "binding", "dns", "world", "wildcard", "exact", "network", "address", "unknown"};
 

@@ -200,6 +200,15 @@ void loadRuleSetDocument(const YamlNode& doc, DocumentContext& ctx, ManifestLoad
                           " is allowed (explicit, but check that this is intended)" +
                           internalRangesSentence(*parsed.target),
                       index, text);
+          // DNS cannot know the port, so the consequence for DNS is its own
+          // line: what resolves, and the guards that keep it from being a
+          // tunnel (dns/classify.h, dns/tunnel_guard.h).
+          ctx.warning(
+              "world access makes every name resolvable through egressd's DNS; for names no exact or "
+              "wildcard target allows, only A/AAAA queries are answered (other types: "
+              "world_non_address_query) and each client gets a budget of distinct names per registrable "
+              "domain (dns.tunnel_guard_names per dns.tunnel_guard_window, then dns_tunnel_budget)",
+              index, text);
         } else if (parsed.target->kind == TargetKind::Network && parsed.target->network.prefixLength == 0) {
           ctx.warning(
               "world access by address: every " +

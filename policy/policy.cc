@@ -241,12 +241,20 @@ NameMatch Policy::matchLists(const NameLists& lists, uint16_t port) const noexce
 }
 
 bool Policy::nameAllowedOnAnyPort(std::string_view name) const noexcept {
-  if (anyWorld_) return true;
+  return anyWorld_ || nameRuleAllows(name);
+}
+
+bool Policy::nameRuleAllows(std::string_view name) const noexcept {
   char buffer[kMaxNameLength + 1];
   const size_t length = normalizeLookupName(name, buffer, sizeof buffer);
   if (length == 0) return false;
-  const std::string_view normalized(buffer, length);
+  return normalizedNameRuleAllows(std::string_view(buffer, length));
+}
+
+bool Policy::normalizedNameRuleAllows(std::string_view normalized) const noexcept {
+  if (normalized.empty()) return false;
   if (exact_.find(normalized) != nullptr) return true;
+  if (wildcard_.empty()) return false;  // world access alone: no per-label probes
   for (size_t dot = normalized.find('.'); dot != std::string_view::npos;
        dot = normalized.find('.', dot + 1)) {
     if (wildcard_.find(normalized.substr(dot + 1)) != nullptr) return true;

@@ -79,6 +79,15 @@ class Policy {
   AddressMatch matchAddress(const common::IpAddress& address, uint16_t port) const noexcept;
   // True when the name is allowed on at least one port (DNS answers it).
   bool nameAllowedOnAnyPort(std::string_view name) const noexcept;
+  // True when an exact or wildcard target allows the name on some port,
+  // i.e. not only world access (DNS limits names allowed only by `*:PORT`).
+  bool nameRuleAllows(std::string_view name) const noexcept;
+  // The same for a name already in lookup form (lower case, no trailing
+  // dot, 1..253 bytes), as the DNS parser produces it: no copy.
+  bool normalizedNameRuleAllows(std::string_view name) const noexcept;
+  // True when some `*:PORT` target is in force: every name is allowed on
+  // that port.
+  bool hasWorldAccess() const noexcept { return anyWorld_; }
   // Calls visit(port, match) for each port in use on which `name` is
   // allowed, in ascending port order, with exactly what matchName(name,
   // port) gives; but the name is normalized and looked up once (one hash

@@ -32,6 +32,28 @@ class LibPsl final : public PublicSuffixList {
     return psl_is_public_suffix2(handle_.get(), buffer, PSL_TYPE_ANY) != 0;
   }
 
+  std::string_view registrableDomain(std::string_view name) const noexcept override {
+    // libpsl walks the name from the left, one lookup per label; no rule of
+    // the list has more than a handful of labels, so the last eight decide
+    // and a 127-label name costs no more than an ordinary one.
+    constexpr size_t kLabelsThatDecide = 8;
+    std::string_view tail = name;
+    size_t labels = 0;
+    for (size_t i = name.size(); i > 0; --i) {
+      if (name[i - 1] == '.' && ++labels == kLabelsThatDecide) {
+        tail = name.substr(i);
+        break;
+      }
+    }
+    char buffer[256];
+    if (tail.empty() || tail.size() >= sizeof buffer) return name;
+    tail.copy(buffer, tail.size());
+    buffer[tail.size()] = '\0';
+    const char* found = psl_registrable_domain(handle_.get(), buffer);
+    if (found == nullptr) return name;
+    return name.substr(name.size() - (tail.size() - static_cast<size_t>(found - buffer)));
+  }
+
  private:
   PslHandle handle_;
 };

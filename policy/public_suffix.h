@@ -17,6 +17,11 @@ class PublicSuffixList {
   // True when `name` (lower case, no trailing dot) is itself a public
   // suffix, ICANN or private section, including wildcard rules ("*.ck").
   virtual bool isPublicSuffix(std::string_view name) const = 0;
+  // The registrable domain of `name` (lower case, no trailing dot): the
+  // public suffix plus one label ("a.b.example.co.uk" -> "example.co.uk"),
+  // as a view into `name`; `name` itself when it has none (a public suffix,
+  // a single label). No allocation for ASCII names (the DNS query path).
+  virtual std::string_view registrableDomain(std::string_view name) const noexcept = 0;
 };
 
 // Loads the list from `path` (.dafsa or .dat). Empty path: Debian's

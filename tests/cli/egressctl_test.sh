@@ -29,6 +29,8 @@ expect_line() {  # expect_line DESCRIPTION TEXT (in $out)
 
 expect_rc 0 "lint accepts the example rules" -- "$bin" lint "$src"/examples/rules/*.yaml
 expect_line "lint warns about world access" 'world-access.yaml: document 1 (default/world-access): target[0] "*:80": warning: world access'
+expect_line "lint says world access makes every name resolvable, and which guard applies" \
+  'target[0] "*:80": warning: world access makes every name resolvable through egressd'"'"'s DNS; for names no exact or wildcard target allows, only A/AAAA queries are answered'
 expect_line "lint summary" "lint: 3 files, 4 rule sets"
 expect_rc 0 "lint accepts a directory" -- "$bin" lint "$src/examples/rules"
 

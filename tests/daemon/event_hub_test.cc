@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -14,6 +15,7 @@
 #include "daemon/event_hub.h"
 #include "daemon/rule_set_hits.h"
 #include "dns/binding_table.h"
+#include "observe/format.h"
 #include "policy/manifest.h"
 
 namespace {
@@ -99,7 +101,8 @@ TEST_CASE("event hub: a DNS answer becomes an event towards the listener", "[eve
   daemon_main::EventHub::fromDns(in, &listener, out);
   CHECK(out.kind == observe::EventKind::Dns);
   CHECK(out.verdict == observe::EventVerdict::Deny);
-  CHECK(out.nameView() == "evil.example");
+  // The case as asked (0x20 forensics); filters match ignoring case.
+  CHECK(out.nameView() == "Evil.Example");
   CHECK(out.dst == listener.ip);
   CHECK(out.dstPort == 53);
   CHECK(out.protocol == 17);
@@ -112,6 +115,24 @@ TEST_CASE("event hub: a DNS answer becomes an event towards the listener", "[eve
   CHECK(out.verdict == observe::EventVerdict::Allow);  // a protocol refusal, not a policy decision
   CHECK(out.protocol == 6);
   CHECK(out.reason.empty());
+}
+
+// Issue 12: audit mode's DNS answers were reported as DENY.
+TEST_CASE("event hub: an audited DNS answer is an audit verdict with its reason", "[events]") {
+  dns::DnsEvent in;
+  in.client = {*common::parseIpAddress("10.77.0.2"), 5353};
+  in.qname = "evil.example";
+  in.qtype = 1;
+  in.outcome = dns::DnsOutcome::Allowed;
+  in.reason = dns::DenyReason::NotAllowed;
+  in.audit = true;
+  observe::Event out;
+  daemon_main::EventHub::fromDns(in, nullptr, out);
+  CHECK(out.verdict == observe::EventVerdict::Audit);
+  CHECK(out.reason == "not_allowed");
+  CHECK(out.dnsOutcome == "allowed");
+  const std::string line = observe::formatLine(out, {});
+  CHECK(line.find("AUDIT would deny not_allowed") != std::string::npos);
 }
 
 TEST_CASE("event hub: events reach the hook and the fan-out on drain, in order", "[events]") {

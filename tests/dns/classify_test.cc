@@ -54,7 +54,79 @@ TEST_CASE("allowed names forward, others are denied with the configured rcode", 
 TEST_CASE("world access on one port makes every name resolve", "[dns][classify]") {
   const auto p = dnstest::makePolicy({"*:80"});
   dns::DnsOptions options;
-  CHECK(classify(dnstest::query("anything.example.net", 1), *p, options).action == QueryAction::Forward);
+  const auto result = classify(dnstest::query("anything.example.net", 1), *p, options);
+  CHECK(result.action == QueryAction::Forward);
+  CHECK(result.worldOnly);  // the tunnel guard charges it
+}
+
+// Issue 12: with only world access in force, every pod had an open DNS
+// tunnel through TXT/NULL/ANY queries to any authoritative server.
+TEST_CASE("world access forwards only address queries for names no other rule allows", "[dns][classify]") {
+  const auto p = dnstest::makePolicy({"*:80", "api.example.com:443", "*.wild.example.org:443"});
+  dns::DnsOptions options;
+  struct Case {
+    const char* name;
+    uint16_t qtype;
+    QueryAction action;
+    DenyReason reason;
+    bool worldOnly;
+  };
+  constexpr uint16_t kTxt = 16;
+  constexpr uint16_t kNull = 10;
+  const Case cases[] = {
+      {"x.tunnel.example.net", dns::rrtype::A, QueryAction::Forward, DenyReason::None, true},
+      {"x.tunnel.example.net", dns::rrtype::AAAA, QueryAction::Forward, DenyReason::None, true},
+      {"x.tunnel.example.net", kTxt, QueryAction::Deny, DenyReason::WorldNonAddressQuery, true},
+      {"x.tunnel.example.net", kNull, QueryAction::Deny, DenyReason::WorldNonAddressQuery, true},
+      {"x.tunnel.example.net", dns::rrtype::ANY, QueryAction::Deny, DenyReason::WorldNonAddressQuery, true},
+      {"x.tunnel.example.net", dns::rrtype::MX, QueryAction::Deny, DenyReason::WorldNonAddressQuery, true},
+      {"x.tunnel.example.net", dns::rrtype::HTTPS, QueryAction::Deny, DenyReason::WorldNonAddressQuery, true},
+      {"x.tunnel.example.net", dns::rrtype::CNAME, QueryAction::Deny, DenyReason::WorldNonAddressQuery, true},
+      // Exact and wildcard names are the user's explicit choice: any type,
+      // never budgeted.
+      {"api.example.com", kTxt, QueryAction::Forward, DenyReason::None, false},
+      {"API.example.com", dns::rrtype::A, QueryAction::Forward, DenyReason::None, false},
+      {"a.wild.example.org", kTxt, QueryAction::Forward, DenyReason::None, false},
+      {"a.wild.example.org", dns::rrtype::A, QueryAction::Forward, DenyReason::None, false},
+  };
+  for (const auto& c : cases) {
+    INFO(c.name << " type " << c.qtype);
+    const auto result = classify(dnstest::query(c.name, c.qtype), *p, options);
+    CHECK(result.action == c.action);
+    CHECK(result.reason == c.reason);
+    if (c.action == QueryAction::Forward) CHECK(result.worldOnly == c.worldOnly);
+    // NODATA, not NXDOMAIN: the name exists for A/AAAA (RFC 2308 section 5).
+    if (c.action == QueryAction::Deny) CHECK(result.rcode == dns::rcode::NoError);
+  }
+  CHECK(dns::denyReasonName(DenyReason::WorldNonAddressQuery) == "world_non_address_query");
+  CHECK(dns::denyReasonName(DenyReason::TunnelBudget) == "dns_tunnel_budget");
+}
+
+// Issue 12: audit mode answered NXDOMAIN for every name not yet in a rule
+// set, so following docs/deploy.md broke every pod's lookups.
+TEST_CASE("audit mode forwards what enforce denies and says why", "[dns][classify]") {
+  const auto p = dnstest::makePolicy({"api.example.com:443"});
+  dns::DnsOptions options;
+  options.audit = true;
+  auto result = classify(dnstest::query("evil.example.net", dns::rrtype::A), *p, options);
+  CHECK(result.action == QueryAction::Forward);
+  CHECK(result.audit);
+  CHECK(result.reason == DenyReason::NotAllowed);
+  result = classify(dnstest::query("api.example.com", dns::rrtype::A), *p, options);
+  CHECK(result.action == QueryAction::Forward);
+  CHECK_FALSE(result.audit);
+  CHECK(result.reason == DenyReason::None);
+  // World access: the non-address query would be denied, and goes through.
+  const auto world = dnstest::makePolicy({"*:80"});
+  result = classify(dnstest::query("x.example.net", 16), *world, options);
+  CHECK(result.action == QueryAction::Forward);
+  CHECK(result.audit);
+  CHECK(result.reason == DenyReason::WorldNonAddressQuery);
+  // Protocol refusals are not policy: unchanged in audit mode.
+  CHECK(classify(dnstest::query("evil.example.net", dns::rrtype::AXFR), *p, options).action ==
+        QueryAction::Refuse);
+  // Rebinding is never audited (it protects the pod).
+  CHECK(dns::denial(DenyReason::Rebinding, options).action == QueryAction::Deny);
 }
 
 TEST_CASE("an empty policy denies everything but cluster names", "[dns][classify]") {

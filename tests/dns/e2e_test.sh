@@ -5,14 +5,15 @@
 # rules directory, kdig and a raw-socket probe are the clients. What
 # egressd decided and bound is read from its debug log (dns.query and
 # dns.binding lines). Everything listens on 127.0.0.1 with free ports;
-# nothing leaves the machine. Needs: unbound, kdig (knot-dnsutils), python3.
+# nothing leaves the machine. Needs: unbound, kdig (knot-dnsutils), dig
+# (bind9-dnsutils: unlike kdig it sends the name's case as typed), python3.
 set -euo pipefail
 
 bin="${EGRESSD_BIN:-$(cd "$(dirname "$0")/../.." && pwd)/build/bin}"
 here="$(cd "$(dirname "$0")" && pwd)"
 egressd="$bin/egressd"
 probe="$here/dns_probe.py"
-for tool in unbound kdig python3; do
+for tool in unbound kdig dig python3; do
   command -v "$tool" >/dev/null || { echo "SKIP-FAIL: $tool not installed" >&2; exit 1; }
 done
 [ -x "$egressd" ] || { echo "missing $egressd" >&2; exit 1; }
@@ -59,6 +60,10 @@ rebind   IN A   169.254.169.254
 private  IN A   10.9.9.9
 internal IN A   10.1.2.3
 svc      IN HTTPS 1 . alpn=h2 ech=AEX+DQBBpQAgACB/w== ipv4hint=192.0.2.40
+hidden   IN A   10.8.8.8
+txtdata  IN TXT "payload from the authoritative side"
+*.t      IN A   192.0.2.77
+*.wild   IN A   192.0.2.78
 EOF
 for i in $(seq 1 40); do echo "big IN A 198.51.100.$i"; done >> "$work/example.test.zone"
 cat > "$work/cluster.local.zone" <<'EOF'
@@ -69,10 +74,36 @@ $TTL 30
 ns IN A 10.96.0.10
 kubernetes.default.svc IN A 10.96.0.1
 EOF
+# Ordinary browsing for the tunnel guard: 30 sites, five host names each.
+site_zones=()
+for i in $(seq 1 30); do
+  {
+    echo "\$ORIGIN site$i.test."
+    echo '$TTL 300'
+    echo "@ IN SOA ns.site$i.test. admin.site$i.test. 1 3600 600 86400 60"
+    echo "@ IN NS ns.site$i.test."
+    echo "ns IN A 192.0.2.1"
+    for host in www cdn static api img; do echo "$host IN A 203.0.113.$i"; done
+  } > "$work/site$i.test.zone"
+  site_zones+=("site$i.test=$work/site$i.test.zone")
+done
+# The tunnel's domain: every name exists (an authoritative server that
+# answers whatever it is sent, as a tunnel endpoint does).
+cat > "$work/tunnel.test.zone" <<'EOF'
+$ORIGIN tunnel.test.
+$TTL 60
+@ IN SOA ns.tunnel.test. admin.tunnel.test. 1 3600 600 86400 60
+@ IN NS ns.tunnel.test.
+ns IN A 192.0.2.1
+* IN A 192.0.2.77
+EOF
+site_zones+=("tunnel.test=$work/tunnel.test.zone")
 # Answers over 512 bytes come back truncated over UDP: egressd must retry
-# over TCP.
+# over TCP. Every query unbound receives is logged: the far end's own
+# record of what egressd let through.
 unbound_auth_conf "$upstream_port" "example.test=$work/example.test.zone" \
-  "cluster.local=$work/cluster.local.zone" "max-udp-size: 512" > "$work/unbound.conf"
+  "cluster.local=$work/cluster.local.zone" "${site_zones[@]}" "max-udp-size: 512" "log-queries: yes" \
+  > "$work/unbound.conf"
 unbound_start "$work/unbound.conf" unbound
 pids+=("$unbound_pid")
 for _ in $(seq 50); do
@@ -116,12 +147,14 @@ EOF
 # start_egressd NAME [TOML-LINES...]: runs the real egressd (DNS only, no
 # NFQUEUE) with the rules dir above and extra [dns] keys; sets ${NAME}_port
 # and ${NAME}_pid. Logs at debug level: every DNS decision is a
-# dns.query line and every binding a dns.binding line.
+# dns.query line and every binding a dns.binding line. EGRESSD_TOP: a line
+# for the top of the file (mode); EGRESSD_RULES: another rules directory.
 start_egressd() {
   local name="$1"; shift
   {
+    if [ -n "${EGRESSD_TOP:-}" ]; then echo "$EGRESSD_TOP"; fi
     echo '[rules]'
-    echo 'dirs = ["rules"]'
+    echo "dirs = [\"${EGRESSD_RULES:-rules}\"]"
     echo '# the zone answers with documentation addresses: public here'
     echo 'public_cidrs = ["192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32"]'
     echo '[dns]'
@@ -277,9 +310,131 @@ check "failover took at least the upstream timeout (${elapsed_ms} ms)" test "$el
 check "upstream timeout logged" grep -q "event=dns.upstream_timeout upstream=127.0.0.1:$silent_port" "$work/failover.log"
 
 start_egressd dead "upstreams = [\"127.0.0.1:$silent_port\"]" 'upstream_timeout = "200ms"'
-out="$(kdig @127.0.0.1 -p "$dead_port" +timeout=5 +retry=0 a.wild.example.test A)"
+out="$(kdig @127.0.0.1 -p "$dead_port" +timeout=5 +retry=0 +edns a.wild.example.test A)"
 check "all upstreams failing: SERVFAIL" grep -q 'status: SERVFAIL' <<<"$out"
 check "upstream error logged" query_logged a.wild.example.test upstream_error "$work/dead.log"
+# Issue 12 item 9: say why (RFC 8914), and warn, but not once per query.
+check "timed-out upstreams: EDE 22 No Reachable Authority" grep -q 'EDE: 22 (No Reachable Authority)' <<<"$out"
+kdig @127.0.0.1 -p "$dead_port" +timeout=5 +retry=0 b.wild.example.test A > /dev/null || true
+kdig @127.0.0.1 -p "$dead_port" +timeout=5 +retry=0 c.wild.example.test A > /dev/null || true
+check "dead upstream: one warning for three failures (rate-limited)" \
+  test "$(grep 'level=warn' "$work/dead.log" | grep -c 'event=dns.upstream_failed')" -eq 1
+check "dead upstream warning names upstream and cause" \
+  grep -q "event=dns.upstream_failed upstreams=127.0.0.1:$silent_port cause=timeout" "$work/dead.log"
+closed_port="$(free_port)"  # nothing listens: ICMP port unreachable
+start_egressd unreachable "upstreams = [\"127.0.0.1:$closed_port\"]" 'upstream_timeout = "2s"'
+out="$(kdig @127.0.0.1 -p "$unreachable_port" +timeout=5 +retry=0 +edns a.wild.example.test A)"
+check "refused upstream: SERVFAIL" grep -q 'status: SERVFAIL' <<<"$out"
+check "refused upstream: EDE 23 Network Error" grep -q 'EDE: 23 (Network Error)' <<<"$out"
+check "refused upstream warning says network_error" \
+  grep -q 'event=dns.upstream_failed.*cause=network_error' "$work/unreachable.log"
+
+# ---- 0x20: the name's case as asked in the decision, matched without it ---
+# dig, not kdig: kdig lower-cases the name before sending it.
+bdig() { dig @127.0.0.1 -p "$P" +tries=1 +time=3 "$@"; }
+out="$(bdig NeWlY.eXaMpLe.TeSt A +short)"
+check "mixed-case name matches the lower-case rule" grep -qx '192.0.2.11' <<<"$out"
+check "decision keeps the case as asked" query_logged NeWlY.eXaMpLe.TeSt allowed
+bdig EvIl.ExAmPlE.TeSt A > /dev/null
+check "denial keeps the case as asked" query_logged EvIl.ExAmPlE.TeSt denied
+
+# ---- audit mode (issue 12 item 1): answer everything, report "would deny" --
+# seen_upstream NAME [TYPE]: unbound received a query for NAME (of TYPE).
+seen_upstream() { grep -qi "info: 127.0.0.1 $1\. ${2:-A} IN" "$work/unbound.log"; }
+EGRESSD_TOP='mode = "audit"' start_egressd audit "upstreams = [\"127.0.0.1:$upstream_port\"]"
+out="$(kdig @127.0.0.1 -p "$audit_port" +timeout=3 +retry=0 +edns evil.example.test A)"
+check "audit: a name no rule allows resolves" grep -q $'evil.example.test.*IN\tA\t203.0.113.66' <<<"$out"
+check "audit: no EDE on the answer" bash -c '! grep -q "EDE:" <<<"$1"' _ "$out"
+check "audit: logged as would deny, with its reason" query_logged evil.example.test \
+  'allowed .*reason=not_allowed verdict=audit would=deny' "$work/audit.log"
+check "audit: the binding is recorded" grep -q 'event=dns.binding name=evil.example.test ip=203.0.113.66 ' "$work/audit.log"
+out="$(kdig @127.0.0.1 -p "$audit_port" +timeout=3 +retry=0 +edns hidden.example.test A)"
+check "audit: rebinding still refused" grep -q "EDE: 15 (Blocked): 'egressd: answer points to a non-public address'" <<<"$out"
+check "audit: rebinding address not handed out" bash -c '! grep -q 10.8.8.8 <<<"$1"' _ "$out"
+if [ -x "$bin/egressctl" ]; then
+  timeout 5 "$bin/egressctl" watch --socket "$work/audit.sock" -c 1 --no-colour dns > "$work/audit.watch" 2>&1 &
+  watch_pid=$!
+  sleep 0.5
+  kdig @127.0.0.1 -p "$audit_port" +timeout=3 +retry=0 ns.example.test A > /dev/null
+  wait "$watch_pid" || true
+  check "audit: the watch line says would deny and why" \
+    grep -q "ns.example.test AUDIT would deny not_allowed" "$work/audit.watch"
+fi
+# From enforce to audit with SIGHUP.
+start_egressd hup "upstreams = [\"127.0.0.1:$upstream_port\"]"
+out="$(kdig @127.0.0.1 -p "$hup_port" +timeout=3 +retry=0 +edns evil.example.test A)"
+check "enforce (before SIGHUP): denied" grep -q 'status: NXDOMAIN' <<<"$out"
+sed -i '1i mode = "audit"' "$work/hup.toml"
+kill -HUP "$hup_pid"
+for _ in $(seq 100); do grep -q 'event=config.reloaded mode=audit' "$work/hup.log" && break; sleep 0.05; done
+out="$(kdig @127.0.0.1 -p "$hup_port" +timeout=3 +retry=0 +edns evil.example.test A)"
+check "audit after SIGHUP: resolves" grep -q $'evil.example.test.*IN\tA\t203.0.113.66' <<<"$out"
+
+# ---- world access (issue 12 item 2): addresses only, and a tunnel budget ---
+mkdir -p "$work/world-rules"
+cat > "$work/world-rules/world.yaml" <<'YAML'
+apiVersion: zalando.org/v1
+kind: EgressRuleSet
+metadata: {name: world, namespace: default}
+spec:
+  targets:
+    - "*:443"
+    - api.example.test:443
+    - "*.wild.example.test:443"
+YAML
+EGRESSD_RULES=world-rules start_egressd world "upstreams = [\"127.0.0.1:$upstream_port\"]" \
+  'tunnel_guard_names = 20' 'tunnel_guard_window = "10m"'
+W="$world_port"
+wdig() { kdig @127.0.0.1 -p "$W" +timeout=3 +retry=0 "$@"; }
+check "policy log says world access makes every name resolvable" \
+  grep -q 'event=rules.problem .*world access makes every name resolvable' "$work/world.log"
+check "world access: a name no other rule names resolves (A)" grep -qx '192.0.2.11' <<<"$(wdig newly.example.test A +short)"
+out="$(wdig +edns txtdata.example.test TXT)"
+check "world access: TXT denied, NODATA" grep -q 'status: NOERROR' <<<"$out"
+check "world access: TXT denied with EDE 15 and why" \
+  grep -q "EDE: 15 (Blocked): 'egressd: only A/AAAA queries for names allowed by world access'" <<<"$out"
+check "world access: the TXT data never came back" bash -c '! grep -q "payload from" <<<"$1"' _ "$out"
+check "world access: the TXT query never reached the far end" bash -c '! grep -qi "info: 127.0.0.1 txtdata.example.test. TXT IN" "$1"' _ "$work/unbound.log"
+for type in ANY NULL MX HTTPS; do
+  out="$(wdig +edns "q$type.example.test" "$type")"
+  check "world access: $type denied with EDE 15" grep -q "EDE: 15 (Blocked)" <<<"$out"
+done
+check "world access: reason logged" query_logged qmx.example.test 'denied .*reason=world_non_address_query' "$work/world.log"
+wdig api.example.test TXT > /dev/null
+check "control: TXT for a name an exact rule allows is forwarded" seen_upstream api.example.test TXT
+
+# Ordinary browsing: 150 names over 30 registrable domains, all resolve.
+browse_ok=0
+for i in $(seq 1 30); do
+  args=()
+  for host in www cdn static api img; do args+=("$host.site$i.test" A); done
+  browse_ok=$((browse_ok + $(wdig +short "${args[@]}" | grep -c "^203\.0\.113\.$i$" || true)))
+done
+check "browsing 30 sites x 5 names: all 150 resolve (got $browse_ok)" test "$browse_ok" -eq 150
+check "browsing: the tunnel guard did not trip" bash -c '! grep -q "event=dns.tunnel_guard" "$1"' _ "$work/world.log"
+
+# A tunnel: 40 random labels under one domain, budget 20.
+args=()
+for _ in $(seq 40); do args+=("$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n').t.tunnel.test" A); done
+out="$(wdig +edns "${args[@]}")"
+answered="$(grep -c $'IN\tA\t192.0.2.77' <<<"$out" || true)"
+blocked="$(grep -c "EDE: 15 (Blocked): 'egressd: too many distinct names under this domain (DNS tunnel guard)'" <<<"$out" || true)"
+check "tunnel burst: the first 20 names resolve (got $answered)" test "$answered" -eq 20
+check "tunnel burst: the other 20 are refused by the guard (got $blocked)" test "$blocked" -eq 20
+reached=0
+for ((i = 0; i < ${#args[@]}; i += 2)); do
+  if seen_upstream "${args[i]}"; then reached=$((reached + 1)); fi
+done
+check "tunnel burst: only 20 names reached the far end (got $reached)" test "$reached" -eq 20
+check "tunnel guard: one warning naming client and domain" \
+  test "$(grep -c 'event=dns.tunnel_guard client=127.0.0.1 domain=tunnel.test' "$work/world.log")" -eq 1
+check "tunnel guard: each refusal is a decision with its reason" \
+  grep -q 'event=dns.query .*outcome=denied .*reason=dns_tunnel_budget' "$work/world.log"
+# Names a wildcard rule allows are never budgeted.
+args=()
+for i in $(seq 40); do args+=("n$i.wild.example.test" A); done
+check "wildcard names: 40 under one domain all resolve" \
+  test "$(wdig +short "${args[@]}" | grep -c '^192\.0\.2\.78$')" -eq 40
 
 start_egressd refused "upstreams = [\"127.0.0.1:$upstream_port\"]" 'deny_rcode = "REFUSED"'
 out="$(kdig @127.0.0.1 -p "$refused_port" +timeout=3 +edns evil.example.test A)"

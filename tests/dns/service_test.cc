@@ -10,9 +10,11 @@
 #include <algorithm>
 #include <functional>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "common/c_handle.h"
+#include "dns/response.h"
 #include "dns/service.h"
 #include "dns_test_util.h"
 
@@ -98,19 +100,31 @@ struct Harness {
   dns::TimePoint now = dns::TimePoint{} + 1000s;
   std::optional<dns::DnsService> service;
   std::vector<dns::DnsOutcome> outcomes;
+  // The last event, copied (its views die with onDnsEvent).
+  struct Seen {
+    std::string qname;
+    dns::DenyReason reason = dns::DenyReason::None;
+    bool audit = false;
+    uint16_t rcode = 0;
+  } last;
 
   struct Sink : dns::DnsEventSink {
     Harness* harness = nullptr;
-    void onDnsEvent(const dns::DnsEvent& event) override { harness->outcomes.push_back(event.outcome); }
+    void onDnsEvent(const dns::DnsEvent& event) override {
+      harness->outcomes.push_back(event.outcome);
+      harness->last = {std::string(event.qname), event.reason, event.audit, event.rcode};
+    }
   } sink;
 
   void start(std::vector<common::SocketAddress> upstreams,
-             common::SocketAddress listen = {common::IpAddress::v4(0x7f000001), 0}) {
+             common::SocketAddress listen = {common::IpAddress::v4(0x7f000001), 0},
+             const std::function<void(dns::DnsOptions&)>& tweak = {}) {
     dns::DnsOptions options;
     options.listen = {listen};
     options.upstreams = std::move(upstreams);
     options.upstreamTimeout = 300ms;
     options.bindingGrace = 60s;
+    if (tweak) tweak(options);
     sink.harness = this;
     service.emplace(base.get(), options, holder, bindings, &sink, [this] { return now; });
     std::string error;
@@ -165,6 +179,31 @@ uint8_t rcodeOf(const Bytes& m) {
 }
 uint16_t ancountOf(const Bytes& m) {
   return dns::readU16(m.data() + 6);
+}
+
+// The EDE INFO-CODE (RFC 8914) of the answer's OPT record, or -1.
+int edeOf(const Bytes& m) {
+  // The EDE option is the only one we write: code 15, length, info code.
+  for (size_t i = 12; i + 6 <= m.size(); ++i) {
+    if (dns::readU16(m.data() + i) == dns::kEdeOptionCode && i + 6 <= m.size()) {
+      const size_t length = dns::readU16(m.data() + i + 2);
+      if (length >= 2 && i + 4 + length == m.size()) return dns::readU16(m.data() + i + 4);
+    }
+  }
+  return -1;
+}
+
+common::SocketAddress closedPort() {
+  // Bound, then closed: nothing listens there (ICMP port unreachable).
+  const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
+  socklen_t length = sizeof address;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  ::close(fd);
+  return {common::IpAddress::v4(0x7f000001), ntohs(address.sin_port)};
 }
 
 }  // namespace
@@ -520,4 +559,129 @@ TEST_CASE("service: a wildcard listener answers from the address each query was 
   CHECK(rcodeOf(*allowed) == dns::rcode::NoError);
   CHECK(ancountOf(*allowed) == 1);
   CHECK(answering.queries == 1);
+}
+
+// Issue 12 item 9: a dead upstream gave a bare SERVFAIL.
+TEST_CASE("service: upstreams that time out give SERVFAIL with EDE 22, unreachable ones EDE 23",
+          "[dns][service]") {
+  Harness h;
+  ScriptedUpstream silent(h.base.get(), [](const Bytes&) { return std::vector<Bytes>{}; });
+  h.start({silent.address()});
+  auto answer = h.ask(dnstest::query("app.example.com", 1).bytes);
+  REQUIRE(answer);
+  CHECK(rcodeOf(*answer) == dns::rcode::ServFail);
+  CHECK(edeOf(*answer) == dns::kEdeNoReachableAuthority);
+
+  Harness refused;
+  refused.start({closedPort()});
+  answer = refused.ask(dnstest::query("app.example.com", 1).bytes);
+  REQUIRE(answer);
+  CHECK(rcodeOf(*answer) == dns::rcode::ServFail);
+  CHECK(edeOf(*answer) == dns::kEdeNetworkError);
+  CHECK(refused.service->counters().upstreamUnreachable.load() == 1);
+}
+
+// Issue 12 item 1.
+TEST_CASE("service: audit mode answers names no rule allows, records the binding, reports would-deny",
+          "[dns][service]") {
+  Harness h;
+  ScriptedUpstream upstream(h.base.get(), [](const Bytes& query) {
+    return std::vector<Bytes>{
+        answerTo(query, kResponse, 1, aRecord("evil.example.net", 60, {203, 0, 113, 66}))};
+  });
+  h.start({upstream.address()}, {common::IpAddress::v4(0x7f000001), 0},
+          [](dns::DnsOptions& options) { options.audit = true; });
+  auto answer = h.ask(dnstest::query("evil.example.net", 1).bytes);
+  REQUIRE(answer);
+  CHECK(rcodeOf(*answer) == dns::rcode::NoError);
+  CHECK(ancountOf(*answer) == 1);
+  CHECK(h.outcomes.back() == dns::DnsOutcome::Allowed);
+  CHECK(h.last.audit);
+  CHECK(h.last.reason == dns::DenyReason::NotAllowed);
+  CHECK(h.bindings.isBound("evil.example.net", *common::parseIpAddress("203.0.113.66"), h.now));
+  // From the cache: still "would deny".
+  answer = h.ask(dnstest::query("evil.example.net", 1).bytes);
+  REQUIRE(answer);
+  CHECK(h.outcomes.back() == dns::DnsOutcome::CacheHit);
+  CHECK(h.last.audit);
+  CHECK(h.service->counters().wouldDeny[static_cast<size_t>(dns::DenyReason::NotAllowed)].load() == 2);
+  CHECK(h.service->counters().denied.load() == 0);
+  // Back to enforce (SIGHUP): denied again, cache or not.
+  dns::DnsOptions enforce;
+  enforce.upstreams = {upstream.address()};
+  h.service->updateOptions(enforce);
+  answer = h.ask(dnstest::query("evil.example.net", 1).bytes);
+  REQUIRE(answer);
+  CHECK(rcodeOf(*answer) == dns::rcode::NxDomain);
+  CHECK_FALSE(h.last.audit);
+}
+
+TEST_CASE("service: audit mode still refuses rebinding answers", "[dns][service]") {
+  Harness h;
+  ScriptedUpstream upstream(h.base.get(), [](const Bytes& query) {
+    return std::vector<Bytes>{
+        answerTo(query, kResponse, 1, aRecord("evil.example.net", 60, {169, 254, 169, 254}))};
+  });
+  h.start({upstream.address()}, {common::IpAddress::v4(0x7f000001), 0},
+          [](dns::DnsOptions& options) { options.audit = true; });
+  const auto answer = h.ask(dnstest::query("evil.example.net", 1).bytes);
+  REQUIRE(answer);
+  CHECK(rcodeOf(*answer) == dns::rcode::NxDomain);
+  CHECK(h.last.reason == dns::DenyReason::Rebinding);
+  CHECK_FALSE(h.last.audit);
+  CHECK(h.bindings.stats().entries == 0);
+}
+
+// Issue 12 item 2.
+TEST_CASE("service: world access trips the tunnel guard on a burst of names under one domain",
+          "[dns][service]") {
+  Harness h;
+  h.holder.publish(dnstest::makePolicy({"*:80", "*.wild.example.org:443"}));
+  ScriptedUpstream upstream(h.base.get(), [](const Bytes& query) {
+    return std::vector<Bytes>{answerTo(query, kResponse | dns::rcode::NxDomain, 0, {})};
+  });
+  h.start({upstream.address()}, {common::IpAddress::v4(0x7f000001), 0},
+          [](dns::DnsOptions& options) { options.tunnelGuardNames = 10; });
+  for (int i = 0; i < 10; ++i) {
+    const auto answer = h.ask(dnstest::query("c" + std::to_string(i) + ".t.evil.example", 1).bytes);
+    REQUIRE(answer);
+    CHECK(edeOf(*answer) == -1);  // the upstream's own NXDOMAIN
+  }
+  CHECK(upstream.queries == 10);
+  const auto over = h.ask(dnstest::query("c10.t.evil.example", 1).bytes);
+  REQUIRE(over);
+  CHECK(rcodeOf(*over) == dns::rcode::NxDomain);
+  CHECK(edeOf(*over) == dns::kEdeBlocked);
+  CHECK(h.last.reason == dns::DenyReason::TunnelBudget);
+  CHECK(upstream.queries == 10);  // never reached the far end
+  CHECK(h.service->counters().tunnelGuardTrips.load() == 1);
+  // Names under a wildcard target are never budgeted.
+  for (int i = 0; i < 15; ++i) {
+    REQUIRE(h.ask(dnstest::query("n" + std::to_string(i) + ".wild.example.org", 1).bytes));
+    CHECK(h.last.reason == dns::DenyReason::None);
+  }
+  // A TXT query for a world-only name: NODATA with EDE 15.
+  const auto txt = h.ask(dnstest::query("x.other.example", 16).bytes);
+  REQUIRE(txt);
+  CHECK(rcodeOf(*txt) == dns::rcode::NoError);
+  CHECK(ancountOf(*txt) == 0);
+  CHECK(edeOf(*txt) == dns::kEdeBlocked);
+  CHECK(h.last.reason == dns::DenyReason::WorldNonAddressQuery);
+}
+
+// Issue 12: "watch keeps the query name's case as asked (0x20 forensics)".
+TEST_CASE("service: events keep the name's case as asked; matching ignores it", "[dns][service]") {
+  Harness h;
+  ScriptedUpstream upstream(h.base.get(), [](const Bytes& query) {
+    return std::vector<Bytes>{answerTo(query, kResponse, 1, aRecord("api.example.com", 60, {192, 0, 2, 10}))};
+  });
+  h.start({upstream.address()});
+  auto answer = h.ask(dnstest::query("ApI.eXaMpLe.CoM", 1).bytes);
+  REQUIRE(answer);
+  CHECK(rcodeOf(*answer) == dns::rcode::NoError);
+  CHECK(h.last.qname == "ApI.eXaMpLe.CoM");
+  answer = h.ask(dnstest::query("EvIl.ExAmPlE.nEt", 1).bytes);
+  REQUIRE(answer);
+  CHECK(h.last.qname == "EvIl.ExAmPlE.nEt");
+  CHECK(h.last.reason == dns::DenyReason::NotAllowed);
 }

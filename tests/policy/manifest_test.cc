@@ -60,10 +60,13 @@ spec:
   CHECK(l.valid[0].targets[2].canonical() == "*.example.org:80");
   CHECK(l.valid[1].id() == "default/world-access");
   CHECK(l.valid[1].targets[0].kind == policy::TargetKind::AnyName);
-  // World access is allowed but visible.
-  CHECK(countSeverity(l, policy::Severity::Warning) == 1);
+  // World access is allowed but visible, and what it means for DNS is said
+  // on its own line (issue 12): every name resolves, and which guard applies.
+  CHECK(countSeverity(l, policy::Severity::Warning) == 2);
   CHECK(anyProblemContains(l, "world access"));
   CHECK(anyProblemContains(l, "World access covers public destinations only: loopback, link-local"));
+  CHECK(anyProblemContains(l, "world access makes every name resolvable"));
+  CHECK(anyProblemContains(l, "dns.tunnel_guard_names"));
 }
 
 TEST_CASE("the example files in examples/rules are valid", "[manifest]") {
