@@ -295,6 +295,9 @@ disable_unfiltered() { :; }
 enable_egressd() {
   local cfg=${1:-egressd}
   diverted && fail "$cfg: a diversion is left from another configuration"
+  # this start's lines of the log (appended across starts) begin after this
+  touch "$E2E_LOGS/egressd.log"
+  log_from=$(($(wc -l < "$E2E_LOGS/egressd.log") + 1))
   set_pod_resolver "$E2E_GW_POD_IP4"
   start_egressd "$egressd" "$work/$cfg.toml" || fail "$cfg: egressd did not start (log: $E2E_LOGS/egressd.log)"
   in_gw iptables-save | grep -q -- '-j NFQUEUE' || fail "$cfg: egressd installed no NFQUEUE rule"
@@ -326,6 +329,9 @@ disable_squid() {
 }
 
 re_addr() { printf '%s' "$1" | sed 's/\./\\./g'; }  # an IPv4 address as a regex
+# logged REGEX: this egressd start has logged a line matching REGEX
+# (grep reads all its input: with pipefail, grep -q would fail the pipe)
+logged() { awk -v from="$log_from" 'NR >= from' "$E2E_LOGS/egressd.log" | grep -E "$1" > /dev/null; }
 
 # probe CONFIG: the allowed name works; an SNI no named rule allows, to
 # the same address, passes only unfiltered and under world access; the
@@ -348,7 +354,7 @@ probe() {
     egressd-world)
       [ "$other" = 200 ] || fail "$cfg: world access refused SNI $denied_name ($other): is world access in force?"
       [ "$metadata" != 200 ] || fail "$cfg: world access let the metadata address through"
-      wait_until 20 grep -qE "dst=$(re_addr "$metadata_ip"):$http_port .*verdict=deny reason=internal_address" "$E2E_LOGS/egressd.log" \
+      wait_until 20 logged "dst=$(re_addr "$metadata_ip"):$http_port .*verdict=deny reason=internal_address" \
         || fail "$cfg: the metadata address was not refused as internal_address" ;;
     *)
       [ "$other" != 200 ] || fail "$cfg: a denied SNI ($denied_name) went through"
@@ -439,8 +445,8 @@ measure() {
   if [ "$cfg" = egressd-world ]; then
     # The connections measured were allowed by world access, not by a
     # binding or a name: the path this configuration is about.
-    grep -qE "event=verdict .*dst=$(re_addr "$E2E_IP4_API_EXAMPLE_COM"):$https_port .*verdict=allow reason=world_access" \
-      "$E2E_LOGS/egressd.log" || fail "$cfg: no world_access verdict for the bench's connections in egressd's log"
+    logged "event=verdict .*dst=$(re_addr "$E2E_IP4_API_EXAMPLE_COM"):$https_port .*verdict=allow reason=world_access" \
+      || fail "$cfg: no world_access verdict for the bench's connections in egressd's log"
   fi
   "disable_${cfg//-/_}"
 }
