@@ -4,7 +4,8 @@
 Reads RAW/r<round>-<config>-<proto>.{wrk,lat,bulk} as run.sh writes them
 (wrk's report plus the gateway's queue and CPU counters; curl's per-
 connection timings; curl's bulk download), computes per-round numbers,
-medians, ratios against the goals of issue 7, and prints a short table.
+medians, ratios against the goals of issue 7 (and, with the egressd-world
+configuration, issue 19's world-access ratios), and prints a short table.
 Exit status 1 when a configuration did not work (no request completed, or
 more than 1 % errors), or, with --strict 1, when a goal was missed.
 """
@@ -22,7 +23,8 @@ GOALS = {  # ratio egressd / unfiltered, at least
     "bulk_throughput": 0.95,
 }
 MAX_ERROR_RATE = 0.01
-NAME_RE = re.compile(r"^r(\d+)-([a-z]+)-(http|https)\.(wrk|lat|bulk)$")
+NAME_RE = re.compile(r"^r(\d+)-([a-z]+(?:-[a-z]+)*)-(http|https)\.(wrk|lat|bulk)$")
+EGRESSD_CONFIGS = ("egressd", "egressd-world")  # egressd with named rules / world access
 
 
 def wrk_duration_ms(text):
@@ -151,6 +153,9 @@ def main():
             "bulk": "bytes/s of one HTTP download on one connection (transfer phase), median of the rounds",
             "queued_packets_per_connection": "egressd: packets its NFQUEUE handed to user space per "
                                              "connection during the rate runs",
+            "egressd-world": "egressd enforcing world access (*:PORT on the bench's ports) instead of "
+                             "the bench name: every connection takes the world-access path (public "
+                             "destination, final allow at the SYN)",
         },
         "rounds": {},
     }
@@ -166,7 +171,7 @@ def main():
                 elif row["errors"] > MAX_ERROR_RATE * row["requests"]:
                     problems.append(f"{cfg} {proto} round {row['round']}: {row['errors']} errors in "
                                     f"{row['requests']} requests")
-                if cfg == "egressd" and "queued_packets" in row and conns:
+                if cfg in EGRESSD_CONFIGS and "queued_packets" in row and conns:
                     row["queued_packets_per_connection"] = round(row["queued_packets"] / conns, 3)
                     row["queued_packets_per_second"] = round(row["queued_packets"] / params.get("seconds", 1))
                 if "gateway_cpu_seconds" in row and conns and cfg != "unfiltered":
@@ -219,13 +224,30 @@ def main():
         eg = {x["round"]: x["rate"] for x in report.get(proto, {}).get("egressd", {}).get("rounds", [])}
         un = {x["round"]: x["rate"] for x in report.get(proto, {}).get("unfiltered", {}).get("rounds", [])}
         ratios[f"{proto}_egressd_vs_unfiltered_per_round"] = [ratio(eg[r], un[r]) for r in sorted(eg) if r in un]
+        # World access (issue 19): the same run's world-access rate against
+        # unfiltered and against egressd with a named rule, per round too.
+        wo = {x["round"]: x["rate"] for x in report.get(proto, {}).get("egressd-world", {}).get("rounds", [])}
+        if wo:
+            ratios[f"{proto}_egressd_world_vs_unfiltered"] = ratio(rate(proto, "egressd-world"),
+                                                                   rate(proto, "unfiltered"))
+            ratios[f"{proto}_egressd_world_vs_egressd"] = ratio(rate(proto, "egressd-world"), rate(proto, "egressd"))
+            ratios[f"{proto}_egressd_world_vs_unfiltered_per_round"] = [ratio(wo[r], un[r]) for r in sorted(wo)
+                                                                        if r in un]
+            ratios[f"{proto}_egressd_world_vs_egressd_per_round"] = [ratio(wo[r], eg[r]) for r in sorted(wo)
+                                                                     if r in eg]
+            # Medians of the same-round ratios: each pairs measurements a
+            # few seconds apart, so slow drifts of the machine's load cancel.
+            for key in ("vs_unfiltered", "vs_egressd"):
+                per = [x for x in ratios[f"{proto}_egressd_world_{key}_per_round"] if x is not None]
+                ratios[f"{proto}_egressd_world_{key}_median_of_rounds"] = rounded(median(per))
         # CPU-bound estimate: the rate ratio if the CPU time of the whole
         # path (client + server + gateway processes) per connection were
         # the only limit; less sensitive to other load on the machine.
-        for cfg in ("egressd", "squid"):
+        for cfg in ("egressd", "egressd-world", "squid"):
             mine = report.get(proto, {}).get(cfg, {}).get("path_cpu_us_per_connection")
             base = report.get(proto, {}).get("unfiltered", {}).get("path_cpu_us_per_connection")
-            ratios[f"{proto}_{cfg}_vs_unfiltered_cpu_estimate"] = ratio(base, mine)
+            if mine is not None or cfg != "egressd-world":
+                ratios[f"{proto}_{cfg.replace('-', '_')}_vs_unfiltered_cpu_estimate"] = ratio(base, mine)
     bulk_eg = report["bulk"].get("egressd", {}).get("bytes_per_second")
     bulk_un = report["bulk"].get("unfiltered", {}).get("bytes_per_second")
     ratios["bulk_egressd_vs_unfiltered"] = ratio(bulk_eg, bulk_un)
@@ -233,7 +255,7 @@ def main():
 
     added = {}
     for proto in ("http", "https"):
-        for cfg in ("egressd", "squid"):
+        for cfg in ("egressd", "egressd-world", "squid"):
             for p in ("p50", "p99"):
                 a, b = lat_p(proto, cfg, p), lat_p(proto, "unfiltered", p)
                 if a is not None and b is not None:
@@ -279,24 +301,33 @@ def main():
     # A table for the console.
     print(f"gateway bench (load average at start {params.get('loadavg_start')}, "
           f"{params.get('rounds')} rounds x {params.get('seconds')} s)")
-    print(f"{'':8} {'config':11} {'conn/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'pkts/conn':>9} "
+    print(f"{'':8} {'config':13} {'conn/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'pkts/conn':>9} "
           f"{'gw us/conn':>10} {'path us/conn':>12}")
     for proto in ("http", "https"):
         for cfg, e in report.get(proto, {}).items():
             lm = e["connect_latency_ms"]
-            fmt = lambda v, spec: format(v, spec) if v is not None else "-"  # noqa: E731
-            print(f"{proto:8} {cfg:11} {e['conn_per_second']:9.0f} {fmt(lm['p50'], '8.2f')} "
+            fmt = lambda v, spec: format(v, spec) if v is not None else "-".rjust(int(spec.split(".")[0]))  # noqa: E731
+            print(f"{proto:8} {cfg:13} {e['conn_per_second']:9.0f} {fmt(lm['p50'], '8.2f')} "
                   f"{fmt(lm['p99'], '8.2f')} {fmt(e.get('queued_packets_per_connection'), '9.2f')} "
                   f"{fmt(e.get('gateway_cpu_us_per_connection'), '10.1f')} "
                   f"{fmt(e.get('path_cpu_us_per_connection'), '12.1f')}")
     for cfg, b in report["bulk"].items():
-        print(f"bulk     {cfg:11} {b['bytes_per_second'] / 1e6:9.0f} MB/s")
+        print(f"bulk     {cfg:13} {b['bytes_per_second'] / 1e6:9.0f} MB/s")
     for key, g in goals.items():
         print(f"goal {key}: egressd/unfiltered = {g['value']} (>= {g['goal_min']}): "
               f"{'pass' if g['pass'] else 'MISSED'}")
     for key in ("http_egressd_vs_squid", "https_egressd_vs_squid", "http_egressd_vs_unfiltered_cpu_estimate",
                 "https_egressd_vs_unfiltered_cpu_estimate"):
         print(f"{key}: {ratios.get(key)}")
+    for proto in ("http", "https"):
+        for key in ("vs_unfiltered", "vs_egressd"):
+            k = f"{proto}_egressd_world_{key}"
+            if k in ratios:
+                print(f"{k}: {ratios[k]} (per round {ratios[k + '_per_round']}, "
+                      f"median of rounds {ratios[k + '_median_of_rounds']})")
+        k = f"{proto}_egressd_world_vs_unfiltered_cpu_estimate"
+        if k in ratios:
+            print(f"{k}: {ratios[k]}")
     for proto, cfgs in added.items():
         for cfg, v in cfgs.items():
             print(f"added connect latency {proto} {cfg}: p50 {v.get('p50')} ms, p99 {v.get('p99')} ms")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/gateway: issue 7's gateway benchmarks on the end-to-end topology
 # (tests/e2e/topology.sh: pod -> gateway -> internet, all in network
-# namespaces this script creates and removes). Three configurations of the
+# namespaces this script creates and removes). Configurations of the
 # gateway, measured side by side in the same run, alternating in short
 # rounds (the order rotates each round), medians reported:
 #
@@ -9,6 +9,13 @@
 #   egressd     build/bin/egressd enforcing one rule set that allows the
 #               bench name; the pod's resolver is egressd, so the DNS binding
 #               exists (wrk resolves the name through it)
+#   egressd-world the same egressd enforcing world access instead: one rule
+#               set `*:10080`, `*:10443` (the bench's ports), so every
+#               connection takes the world-access path (public destination,
+#               final allow at the SYN; issue 19's internal-address check on
+#               each). The bench's internet is documentation space, declared
+#               public with rules.public_cidrs (tests/e2e/lib.sh's
+#               write_egressd_config does that for every configuration).
 #   squid       Debian's squid-openssl doing the same job transparently:
 #               iptables REDIRECT to `http_port intercept` (dstdomain allow
 #               list) and `https_port intercept ssl-bump` (peek at step 1,
@@ -22,15 +29,18 @@
 #     after the other (curl, full handshake, no session reuse), time from
 #     the start of connect() to the first response byte;
 #   - bulk: bytes/s of one HTTP download on one connection (unfiltered and
-#     egressd only);
-#   - egressd only: packets its NFQUEUE handed to user space (and got a
+#     egressd only: once decided, an egressd-world connection stays in the
+#     kernel exactly like an egressd one);
+#   - egressd configurations: packets its NFQUEUE handed to user space (and got a
 #     verdict for) per connection and per second;
 #   - CPU time per connection of the gateway's processes (egressd, squid)
 #     and of the whole path (wrk + nginx + gateway), less sensitive to
 #     other load on the machine than the rates.
 # Before measuring, each configuration is probed: the allowed name answers
-# 200 over HTTP and HTTPS, and a request with a denied SNI (to the same
-# address) passes only when unfiltered. A configuration that fails a probe,
+# 200 over HTTP and HTTPS; a request with an SNI no named rule allows (to
+# the same address) passes only unfiltered and under world access; a
+# request to the cloud metadata address (169.254.169.254, where the bench
+# nginx listens too) passes only unfiltered. A configuration that fails a probe,
 # completes no request, or has more than 1 % errors fails the run (exit 1).
 # Missed performance goals do not (they are recorded as pass=false), unless
 # GATEWAY_BENCH_STRICT=1.
@@ -42,7 +52,7 @@
 #   GATEWAY_BENCH_LATENCY_CONNS [200]  GATEWAY_BENCH_BULK_SECONDS [2]
 #   GATEWAY_BENCH_QUEUES ["[0]"]  GATEWAY_BENCH_LOG_LEVEL [info] (egressd)
 #   GATEWAY_BENCH_NGINX_WORKERS [nproc]  GATEWAY_BENCH_CONFIGS ["unfiltered
-#   egressd squid"]  GATEWAY_BENCH_KEEP [0] (keep the work directory)
+#   egressd egressd-world squid"]  GATEWAY_BENCH_KEEP [0] (keep the work directory)
 #   GATEWAY_BENCH_STRICT [0]
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -72,12 +82,16 @@ bulk_seconds="${GATEWAY_BENCH_BULK_SECONDS:-2}"
 queues="${GATEWAY_BENCH_QUEUES:-[0]}"
 log_level="${GATEWAY_BENCH_LOG_LEVEL:-info}"
 nginx_workers="${GATEWAY_BENCH_NGINX_WORKERS:-$(nproc)}"
-configs="${GATEWAY_BENCH_CONFIGS:-unfiltered egressd squid}"
+configs="${GATEWAY_BENCH_CONFIGS:-unfiltered egressd egressd-world squid}"
 # The bench server: its own nginx on the api.example.com address, on ports
 # no other service of the topology uses, without access logs (the server's
 # logging is not what is measured).
 name=api.example.com
-denied_name=other.example.com   # never allowed: its SNI/Host must not pass
+denied_name=other.example.com   # no named rule allows it (world access does)
+# The cloud metadata address: internal, so never covered by world access
+# (issue 19). The bench nginx listens there too, so the probe can tell a
+# refused connection from a missing server.
+metadata_ip=169.254.169.254
 http_port=10080 https_port=10443
 squid_http_port=3128 squid_https_port=3129
 
@@ -100,6 +114,7 @@ cleanup() {
   trap - EXIT INT TERM HUP
   if [ -n "${E2E_NS_GW:-}" ] && [ -e "/run/netns/$E2E_NS_GW" ]; then
     stop_egressd TERM > /dev/null 2>&1
+    # (both egressd configs install the same chain and sets)
     ip netns exec "$E2E_NS_GW" "$egressd" --uninstall --config "$work/egressd.toml" > /dev/null 2>&1
   fi
   # Kills every process in the three namespaces (nginx, squid, egressd, a
@@ -138,6 +153,7 @@ tune_for_connection_rate || fail "TIME-WAIT tuning"
 
 # ---- the bench server --------------------------------------------------------
 mkdir -p "$work/bench/tmp"
+in_inet ip addr add "$metadata_ip/32" dev eth0 || fail "metadata address"
 # Sparse: the download costs page-cache reads of holes, no disk.
 truncate -s 64G "$work/bench/bulk.bin"
 cat > "$work/bench/nginx.conf" << EOF
@@ -160,6 +176,8 @@ http {
   server {
     listen $E2E_IP4_API_EXAMPLE_COM:$http_port backlog=8192;
     listen $E2E_IP4_API_EXAMPLE_COM:$https_port ssl backlog=8192;
+    listen $metadata_ip:$http_port;
+    listen $metadata_ip:$https_port ssl;
     server_name $name;
     ssl_certificate $E2E_CERTS/$name.pem;
     ssl_certificate_key $E2E_CERTS/$name.key;
@@ -234,7 +252,12 @@ if [[ " $configs " == *" squid "* ]]; then
 fi
 
 # ---- egressd's rules and config ------------------------------------------------
-mkdir -p "$work/rules"
+# egressd: the bench name on the bench's ports. egressd-world: world access
+# on the same ports (as `*:80`, `*:443` would be on the usual ones). Both
+# configs declare the bench's internet (documentation space) public through
+# rules.public_cidrs (write_egressd_config), as an operator would for a
+# network of their own; the metadata address stays internal.
+mkdir -p "$work/rules" "$work/rules-world"
 cat > "$work/rules/bench.yaml" << EOF
 apiVersion: zalando.org/v1
 kind: EgressRuleSet
@@ -244,9 +267,20 @@ spec:
   - $name:$http_port
   - $name:$https_port
 EOF
-E2E_QUEUES="$queues" E2E_LOG_LEVEL="$log_level" write_egressd_config "$work/egressd.toml" "$work/rules"
-"$egressd" --check-config --config "$work/egressd.toml" > "$work/logs/check-config.log" 2>&1 \
-  || fail "egressd --check-config: $(cat "$work/logs/check-config.log")"
+cat > "$work/rules-world/world.yaml" << EOF
+apiVersion: zalando.org/v1
+kind: EgressRuleSet
+metadata: {name: world-access, namespace: bench}
+spec:
+  targets:
+  - "*:$http_port"
+  - "*:$https_port"
+EOF
+for c in egressd:rules egressd-world:rules-world; do
+  E2E_QUEUES="$queues" E2E_LOG_LEVEL="$log_level" write_egressd_config "$work/${c%%:*}.toml" "$work/${c#*:}"
+  "$egressd" --check-config --config "$work/${c%%:*}.toml" > "$work/logs/check-config.log" 2>&1 \
+    || fail "egressd --check-config (${c%%:*}): $(cat "$work/logs/check-config.log")"
+done
 
 # ---- configurations ----------------------------------------------------------------
 diverted() { in_gw iptables-save | grep -qE -- '-j (NFQUEUE|EGB_SQUID)|^:EGRESSD'; }
@@ -257,22 +291,31 @@ enable_unfiltered() {
 }
 disable_unfiltered() { :; }
 
+# enable_egressd [CFG]: egressd with $work/CFG.toml (egressd or egressd-world)
 enable_egressd() {
-  diverted && fail "egressd: a diversion is left from another configuration"
+  local cfg=${1:-egressd}
+  diverted && fail "$cfg: a diversion is left from another configuration"
+  # this start's lines of the log (appended across starts) begin after this
+  touch "$E2E_LOGS/egressd.log"
+  log_from=$(($(wc -l < "$E2E_LOGS/egressd.log") + 1))
   set_pod_resolver "$E2E_GW_POD_IP4"
-  start_egressd "$egressd" "$work/egressd.toml" || fail "egressd did not start (log: $E2E_LOGS/egressd.log)"
-  in_gw iptables-save | grep -q -- '-j NFQUEUE' || fail "egressd installed no NFQUEUE rule"
+  start_egressd "$egressd" "$work/$cfg.toml" || fail "$cfg: egressd did not start (log: $E2E_LOGS/egressd.log)"
+  in_gw iptables-save | grep -q -- '-j NFQUEUE' || fail "$cfg: egressd installed no NFQUEUE rule"
   # The binding: the pod resolves the name through egressd (wrk resolves it
-  # again at start, through the same resolver).
-  [ "$(dns_answers "$name" A)" = "$E2E_IP4_API_EXAMPLE_COM" ] || fail "egressd: $name does not resolve through egressd"
+  # again at start, through the same resolver). World access needs none,
+  # but the lookup goes through egressd all the same.
+  [ "$(dns_answers "$name" A)" = "$E2E_IP4_API_EXAMPLE_COM" ] || fail "$cfg: $name does not resolve through egressd"
 }
 disable_egressd() {
-  egressd_running || fail "egressd died during the measurement: $(tail -5 "$E2E_LOGS/egressd.log")"
-  stop_egressd TERM || fail "egressd did not stop on SIGTERM"
-  in_gw "$egressd" --uninstall --config "$work/egressd.toml" >> "$E2E_LOGS/egressd.log" 2>&1 \
-    || fail "egressd --uninstall"
-  in_gw iptables-save | grep -qE -- '-j NFQUEUE|^:EGRESSD' && fail "egressd --uninstall left rules behind"
+  local cfg=${1:-egressd}
+  egressd_running || fail "$cfg: egressd died during the measurement: $(tail -5 "$E2E_LOGS/egressd.log")"
+  stop_egressd TERM || fail "$cfg: egressd did not stop on SIGTERM"
+  in_gw "$egressd" --uninstall --config "$work/$cfg.toml" >> "$E2E_LOGS/egressd.log" 2>&1 \
+    || fail "$cfg: egressd --uninstall"
+  in_gw iptables-save | grep -qE -- '-j NFQUEUE|^:EGRESSD' && fail "$cfg: egressd --uninstall left rules behind"
 }
+enable_egressd_world() { enable_egressd egressd-world; }
+disable_egressd_world() { disable_egressd egressd-world; }
 
 enable_squid() {
   diverted && fail "squid: a diversion is left from another configuration"
@@ -285,22 +328,38 @@ disable_squid() {
   in_gw iptables -t nat -D PREROUTING -i pod0 -j EGB_SQUID || fail "remove squid REDIRECT"
 }
 
-# probe CONFIG: the allowed name works; a denied SNI to the same address
-# passes only unfiltered (so a configuration that does not filter, or
-# lets everything through, cannot pass for a fast filter).
+re_addr() { printf '%s' "$1" | sed 's/\./\\./g'; }  # an IPv4 address as a regex
+# logged REGEX: this egressd start has logged a line matching REGEX
+# (grep reads all its input: with pipefail, grep -q would fail the pipe)
+logged() { awk -v from="$log_from" 'NR >= from' "$E2E_LOGS/egressd.log" | grep -E "$1" > /dev/null; }
+
+# probe CONFIG: the allowed name works; an SNI no named rule allows, to
+# the same address, passes only unfiltered and under world access; the
+# metadata address passes only unfiltered (so a configuration that does
+# not filter, lets everything through, or does not enforce what it is
+# named after, cannot pass for a fast filter).
 probe() {
-  local cfg=$1 got denied
+  local cfg=$1 got other metadata
   got="$(curl_pod "http://$name:$http_port/")"
   [ "$got" = 200 ] || fail "$cfg: HTTP to $name:$http_port gives $got"
   got="$(curl_pod "https://$name:$https_port/")"
   [ "$got" = 200 ] || fail "$cfg: HTTPS to $name:$https_port gives $got"
-  denied="$(E2E_MAX_TIME=3 curl_pod "https://$denied_name:$https_port/" -k \
+  other="$(E2E_MAX_TIME=3 curl_pod "https://$denied_name:$https_port/" -k \
     --resolve "$denied_name:$https_port:$E2E_IP4_API_EXAMPLE_COM")"
-  if [ "$cfg" = unfiltered ]; then
-    [ "$denied" = 200 ] || fail "$cfg: the control request gives $denied, want 200"
-  else
-    [ "$denied" != 200 ] || fail "$cfg: a denied SNI ($denied_name) went through"
-  fi
+  metadata="$(E2E_MAX_TIME=3 curl_pod "http://$metadata_ip:$http_port/")"
+  case $cfg in
+    unfiltered)
+      [ "$other" = 200 ] || fail "$cfg: the control request gives $other, want 200"
+      [ "$metadata" = 200 ] || fail "$cfg: the metadata address gives $metadata, want 200 (no server there?)" ;;
+    egressd-world)
+      [ "$other" = 200 ] || fail "$cfg: world access refused SNI $denied_name ($other): is world access in force?"
+      [ "$metadata" != 200 ] || fail "$cfg: world access let the metadata address through"
+      wait_until 20 logged "dst=$(re_addr "$metadata_ip"):$http_port .*verdict=deny reason=internal_address" \
+        || fail "$cfg: the metadata address was not refused as internal_address" ;;
+    *)
+      [ "$other" != 200 ] || fail "$cfg: a denied SNI ($denied_name) went through"
+      [ "$metadata" != 200 ] || fail "$cfg: the metadata address went through" ;;
+  esac
 }
 
 # Packets the kernel queued to user space so far (all queues of the
@@ -372,18 +431,24 @@ run_bulk() {
 
 measure() {
   local cfg=$1 r=$2
-  "enable_$cfg"
+  "enable_${cfg//-/_}"
   probe "$cfg"
   run_wrk "$cfg" "$r" http "http://$name:$http_port/"
   run_wrk "$cfg" "$r" https "https://$name:$https_port/"
   run_latency "$cfg" "$r" http "http://$name:$http_port/" "$http_port"
   run_latency "$cfg" "$r" https "https://$name:$https_port/" "$https_port"
-  [ "$cfg" != squid ] && run_bulk "$cfg" "$r"
+  case $cfg in unfiltered | egressd) run_bulk "$cfg" "$r" ;; esac
   if [ "$cfg" = squid ]; then
     grep -q "TCP_TUNNEL/200 .*$name:$https_port" "$squid_dir/access.log" \
       || fail "squid: no spliced HTTPS connection in its access log: the traffic did not go through squid"
   fi
-  "disable_$cfg"
+  if [ "$cfg" = egressd-world ]; then
+    # The connections measured were allowed by world access, not by a
+    # binding or a name: the path this configuration is about.
+    logged "event=verdict .*dst=$(re_addr "$E2E_IP4_API_EXAMPLE_COM"):$https_port .*verdict=allow reason=world_access" \
+      || fail "$cfg: no world_access verdict for the bench's connections in egressd's log"
+  fi
+  "disable_${cfg//-/_}"
 }
 
 read -r -a cfg_list <<< "$configs"
