@@ -41,7 +41,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The upstream: answers every A query with one public address, TTL 1 h.
+# The upstream: answers every A query with one public address, TTL 1 h
+# (not documentation space, which egressd treats as internal by default
+# and the binary before world-internal does not know how to declare public).
 python3 - "$work/upstream.port" <<'PY' &
 import socket, struct, sys
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -56,7 +58,7 @@ while True:
         end += q[end] + 1
     question = q[12:end + 5]
     header = q[:2] + struct.pack(">HHHHH", 0x8180, 1, 1, 0, 0)
-    answer = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 3600, 4) + bytes([198, 51, 100, 7])
+    answer = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 3600, 4) + bytes([93, 184, 215, 14])
     s.sendto(header + question + answer, peer)
 PY
 pids+=($!)

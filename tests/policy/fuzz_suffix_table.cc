@@ -1,0 +1,30 @@
+// libFuzzer target: the registrable domain of arbitrary bytes from the
+// in-process suffix table must be libpsl's, byte for byte (as is, and
+// lower-cased as the DNS path hands names over).
+#include <cctype>
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+
+#include "policy/public_suffix.h"
+#include "tests/policy/psl_reference.h"
+
+namespace {
+void check(std::string_view name) {
+  const std::string_view ours = policy::defaultPublicSuffixList().registrableDomain(name);
+  if (ours != pslreference::registrableDomain(pslreference::fromDat(), name)) std::abort();
+  if (ours.data() + ours.size() != name.data() + name.size()) std::abort();
+}
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size > 400) return 0;
+  // NOLINTNEXTLINE(cppcoreguidelines-pro-type-reinterpret-cast)
+  const std::string name(reinterpret_cast<const char*>(data), size);
+  check(name);
+  std::string lower = name;
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  check(lower);
+  return 0;
+}
