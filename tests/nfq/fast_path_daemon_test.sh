@@ -51,7 +51,9 @@ r1="$(replies_queued)"
 expect_eq "... cost one queued client packet (its ClientHello)" 1 "$((p1 - p0))"
 # The insertion guard (docs/nfq.md "Insertion"): the server's SYN-ACK (where
 # the stream starts) and its acknowledgment of the hello (the confirmation).
-expect_eq "... and two queued server packets (SYN-ACK, confirming ACK)" 2 "$((r1 - r0))"
+# A server packet already queued behind the confirming one, before the chain
+# saved its mark, is queued too (and allowed): two, sometimes three.
+expect_match "... and two or three queued server packets (SYN-ACK, confirming ACK)" '^[23]$' "$((r1 - r0))"
 for _ in 1 2 3 4 5; do curl_pod https://api.example.com/ --resolve "api.example.com:443:$api" > /dev/null; done
 p2="$(queued)"
 expect_eq "five more connections, five packets" 5 "$((p2 - p1))"
