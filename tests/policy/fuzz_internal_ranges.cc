@@ -65,7 +65,7 @@ void check(const policy::InternalRanges& ranges, const std::vector<Candidate>& a
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   uint8_t bytes[16] = {};
-  std::memcpy(bytes, data, std::min<size_t>(size, 16));
+  if (size > 0) std::memcpy(bytes, data, std::min<size_t>(size, 16));  // data may be null when empty
   std::vector<Candidate> all;
   for (const policy::SpecialRange& range : policy::specialRanges()) {
     all.push_back({*common::parseIpNetwork(range.network).network, range.kind, true, range.embedOffset});
