@@ -15,9 +15,9 @@ build_pkgs=(
 test_pkgs=(
   clang libclang-rt-14-dev clang-format clang-tidy
   iproute2 iptables conntrack ipset curl openssl netcat-openbsd
-  knot-dnsutils dnsutils unbound tcpdump nginx-light python3 jq
+  knot-dnsutils dnsutils unbound tcpdump nginx-light python3 python3-scapy jq
 )
-bench_pkgs=(dnsperf wrk squid-openssl python3-matplotlib)
+bench_pkgs=(dnsperf wrk squid-openssl python3-matplotlib valgrind)
 
 case "$group" in
   build) want=("${build_pkgs[@]}") ;;
