@@ -238,6 +238,10 @@ YamlError jsonError(std::string_view what, size_t byte) {
       rest.remove_prefix(colon + 2);
     }
     what = rest;
+    // nlohmann counts a newline it has just read as the start of the next
+    // line, at column 0: the offending byte is that line break. Columns are
+    // 1-based everywhere else (the caret needs one).
+    if (error.line > 0 && error.column == 0) error.column = 1;
   } else if (what.starts_with("parse error: ")) {
     what.remove_prefix(13);
   }
