@@ -48,10 +48,7 @@ upstream_port="$(free_port)"
 unbound_auth_conf "$upstream_port" "example.test=$work/example.test.zone" > "$work/unbound.conf"
 unbound_start "$work/unbound.conf" unbound
 pids+=("$unbound_pid")
-for _ in $(seq 50); do
-  kdig @127.0.0.1 -p "$upstream_port" +timeout=1 +retry=0 one.example.test +short 2> /dev/null | grep -q 192.0.2.10 && break
-  sleep 0.1
-done
+unbound_wait "$upstream_port" one.example.test 192.0.2.10
 
 dns_port="$(free_port)"
 metrics_port="$(free_port)"

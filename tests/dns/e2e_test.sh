@@ -106,11 +106,7 @@ unbound_auth_conf "$upstream_port" "example.test=$work/example.test.zone" \
   > "$work/unbound.conf"
 unbound_start "$work/unbound.conf" unbound
 pids+=("$unbound_pid")
-for _ in $(seq 50); do
-  kdig @127.0.0.1 -p "$upstream_port" +timeout=1 +retry=0 api.example.test +short 2>/dev/null | grep -q 192.0.2.10 && break
-  sleep 0.1
-done
-kdig @127.0.0.1 -p "$upstream_port" +timeout=1 api.example.test +short | grep -q 192.0.2.10 ||
+unbound_wait "$upstream_port" api.example.test 192.0.2.10 ||
   { cat "$work/unbound.log" >&2; echo "unbound did not start" >&2; exit 1; }
 
 # A UDP "upstream" that never answers (for failover).

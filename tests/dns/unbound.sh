@@ -11,6 +11,9 @@
 #                              lines (e.g. "max-udp-size: 512")
 #   unbound_start CONF NAME    starts `unbound -d -c CONF` in the background,
 #                              log in $work/NAME.log, pid in $unbound_pid
+#   unbound_wait PORT NAME ADDR
+#                              waits (up to 5 s) until the server on PORT
+#                              answers NAME with ADDR; returns 1 if it never does
 
 free_port() {
   python3 - << 'PY'
@@ -79,4 +82,13 @@ unbound_auth_conf() {
 unbound_start() {
   unbound -d -c "$1" > "$work/$2.log" 2>&1 &
   unbound_pid=$!
+}
+
+unbound_wait() {
+  local port=$1 name=$2 addr=$3
+  for _ in $(seq 50); do
+    kdig @127.0.0.1 -p "$port" +timeout=1 +retry=0 "$name" +short 2> /dev/null | grep -qx "$addr" && return 0
+    sleep 0.1
+  done
+  return 1
 }
