@@ -185,9 +185,9 @@ run_cases "tls4" 203.0.113.10 tls sni paws ttl md5 checksum window straddle
 echo "== HTTP over IPv4"
 run_cases "http4" 203.0.113.10 http host paws ttl md5 checksum window straddle
 echo "== TLS over IPv6"
-run_cases "tls6" 2001:db8:113::10 tls sni paws ttl md5
+run_cases "tls6" 2001:db8:113::10 tls sni paws ttl md5 checksum window straddle
 echo "== HTTP over IPv6"
-run_cases "http6" 2001:db8:113::10 http host paws ttl
+run_cases "http6" 2001:db8:113::10 http host paws ttl md5 checksum window straddle
 
 if [ "${EGRESSD_INSERTION_EXPECT_BYPASS:-0}" != 1 ]; then
   sleep 0.5
