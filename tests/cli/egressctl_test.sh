@@ -5,27 +5,8 @@ set -uo pipefail
 bin="${EGRESSD_BIN:?}/egressctl"
 src="${EGRESSD_SOURCE_DIR:?}"
 fixtures="$src/tests/cli/fixtures"
-failures=0
-checks=0
-
-expect_rc() {  # expect_rc WANT DESCRIPTION -- command...
-  local want="$1" what="$2"; shift 3
-  out="$("$@" 2>&1)"; rc=$?
-  checks=$((checks + 1))
-  if [ "$rc" != "$want" ]; then
-    echo "FAIL: $what: exit $rc, want $want"; echo "$out" | sed 's/^/    /'; failures=$((failures + 1))
-  else
-    echo "ok: $what"
-  fi
-}
-expect_line() {  # expect_line DESCRIPTION TEXT (in $out)
-  checks=$((checks + 1))
-  if ! grep -qF -- "$2" <<<"$out"; then
-    echo "FAIL: $1: output lacks: $2"; echo "$out" | sed 's/^/    /'; failures=$((failures + 1))
-  else
-    echo "ok: $1"
-  fi
-}
+# shellcheck source=tests/cli/expect.sh
+. "$src/tests/cli/expect.sh"
 
 expect_rc 0 "lint accepts the example rules" -- "$bin" lint "$src"/examples/rules/*.yaml
 expect_line "lint warns about world access" 'world-access.yaml: document 1 (default/world-access): target[0] "*:80": warning: world access'
@@ -152,5 +133,4 @@ s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); os.chmod(sys.argv[1], 0o
   rm -rf "$sockdir"
 fi
 
-echo "$((checks - failures)) passed, $failures failed"
-[ "$failures" -eq 0 ]
+expect_summary

@@ -10,35 +10,8 @@ src="${EGRESSD_SOURCE_DIR:?}"
 fx="$src/tests/cli/fixtures/lint"
 work="$(mktemp -d /tmp/egressd-lint-test.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
-failures=0
-checks=0
-
-expect_rc() {  # expect_rc WANT DESCRIPTION -- command...
-  local want="$1" what="$2"; shift 3
-  out="$("$@" 2>&1)"; rc=$?
-  checks=$((checks + 1))
-  if [ "$rc" != "$want" ]; then
-    echo "FAIL: $what: exit $rc, want $want"; echo "$out" | sed 's/^/    /'; failures=$((failures + 1))
-  else
-    echo "ok: $what"
-  fi
-}
-expect_line() {  # expect_line DESCRIPTION TEXT (in $out)
-  checks=$((checks + 1))
-  if ! grep -qF -- "$2" <<<"$out"; then
-    echo "FAIL: $1: output lacks: $2"; echo "$out" | sed 's/^/    /'; failures=$((failures + 1))
-  else
-    echo "ok: $1"
-  fi
-}
-expect_no_line() {  # expect_no_line DESCRIPTION TEXT (in $out)
-  checks=$((checks + 1))
-  if grep -qF -- "$2" <<<"$out"; then
-    echo "FAIL: $1: output has: $2"; echo "$out" | sed 's/^/    /'; failures=$((failures + 1))
-  else
-    echo "ok: $1"
-  fi
-}
+# shellcheck source=tests/cli/expect.sh
+. "$src/tests/cli/expect.sh"
 
 # Item 3: a refused target costs only itself.
 expect_rc 1 "lint: a refused target is an error" -- "$bin/egressctl" lint "$fx/partial.yaml"
@@ -129,5 +102,4 @@ expect_rc 0 "explain: a U-label query is converted to its A-label" -- \
 expect_line "the conversion is shown" "(bücher.example is xn--bcher-kva.example)"
 expect_line "and the answer is for the A-label" "xn--bcher-kva.example:443 ALLOWED"
 
-echo "$((checks - failures)) passed, $failures failed"
-[ "$failures" -eq 0 ]
+expect_summary
