@@ -4,6 +4,7 @@
 #include "controller/rule_set_object.h"
 #include "controller/status.h"
 #include "policy/public_suffix.h"
+#include "tests/controller/rule_set_object_fixture.h"
 
 using controller::statusPatch;
 using controller::validateManifest;
@@ -12,14 +13,7 @@ using nlohmann::json;
 namespace {
 
 controller::RuleSetObject object(const json& targets, int64_t generation, const json& status = nullptr) {
-  controller::RuleSetObject o;
-  o.ns = "team-a";
-  o.name = "app";
-  o.generation = generation;
-  o.resourceVersion = "5";
-  o.spec = {{"targets", targets}};
-  o.status = status;
-  return o;
+  return controller_test::ruleSetObject("app", targets, generation, status);
 }
 
 controller::Validation validate(const controller::RuleSetObject& o) {

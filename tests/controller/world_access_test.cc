@@ -6,6 +6,7 @@
 #include "controller/status.h"
 #include "controller/world_access.h"
 #include "policy/public_suffix.h"
+#include "tests/controller/rule_set_object_fixture.h"
 
 using controller::statusPatch;
 using controller::withWorldAccessCondition;
@@ -15,14 +16,7 @@ using nlohmann::json;
 namespace {
 
 controller::RuleSetObject object(const json& targets, int64_t generation, const json& status = nullptr) {
-  controller::RuleSetObject o;
-  o.ns = "team-a";
-  o.name = "crawler";
-  o.generation = generation;
-  o.resourceVersion = "5";
-  o.spec = {{"targets", targets}};
-  o.status = status;
-  return o;
+  return controller_test::ruleSetObject("crawler", targets, generation, status);
 }
 
 controller::WorldAccess world(const controller::RuleSetObject& o) {
