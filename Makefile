@@ -9,7 +9,7 @@ JOBS       ?= $(shell nproc)
 FUZZ_SECONDS ?= 20
 CMAKE_FLAGS ?=
 
-.PHONY: all deps deps-test deps-bench build build-asan build-fuzz test test-release test-asan \
+.PHONY: all deps deps-test deps-bench deps-image image build build-asan build-fuzz test test-release test-asan \
         fuzz-smoke fuzz demo demo-offline bench format format-check tidy clean
 
 all: build
@@ -20,6 +20,8 @@ deps-test:
 	@scripts/install-deps.sh test
 deps-bench:
 	@scripts/install-deps.sh bench
+deps-image:
+	@scripts/install-deps.sh image
 
 $(BUILD)/build.ninja: | deps
 	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS)
@@ -61,6 +63,11 @@ fuzz-smoke: build-fuzz
 
 fuzz: build-fuzz
 	scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
+# The OCI image archive build/egressd-image.tar from Debian packages, no
+# Docker engine (scripts/image/egressd.sh, README.md "Deploying").
+image: deps-image build
+	scripts/image/egressd.sh $(BUILD)
 
 demo: build deps-test
 	scripts/demo-live.sh $(BUILD)

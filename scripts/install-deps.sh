@@ -18,12 +18,19 @@ test_pkgs=(
   knot-dnsutils dnsutils unbound tcpdump nginx-light python3 python3-scapy jq
 )
 bench_pkgs=(dnsperf wrk squid-openssl python3-matplotlib valgrind)
+# make image (scripts/image/build.py): apt-get download + dpkg-deb, readelf
+# and strip (binutils), and the image's own packages installed here too, so
+# that their libraries' packages can be found with `dpkg -S`.
+image_pkgs=(python3 binutils iptables ipset iproute2 dash)
+# tests/image: a private containerd that imports and runs the image.
+image_test_pkgs=(containerd runc)
 
 case "$group" in
   build) want=("${build_pkgs[@]}") ;;
-  test) want=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
+  test) want=("${build_pkgs[@]}" "${test_pkgs[@]}" "${image_pkgs[@]}" "${image_test_pkgs[@]}") ;;
   bench) want=("${build_pkgs[@]}" "${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
-  *) echo "usage: $0 [build|test|bench]" >&2; exit 2 ;;
+  image) want=("${build_pkgs[@]}" "${image_pkgs[@]}") ;;
+  *) echo "usage: $0 [build|test|bench|image]" >&2; exit 2 ;;
 esac
 
 missing=()
