@@ -18,7 +18,7 @@ int main(int argc, char** argv) {
       "egress-controller: mirrors every EgressRuleSet (zalando.org/v1) of the cluster into a rules\n"
       "directory for egressd, one <namespace>_<name>.json file per object, and writes each object's\n"
       "status (observedGeneration, targetCount, condition Accepted) as egressd's loader judges it."};
-  app.set_version_flag("--version", "egress-controller 0.1.0");
+  app.set_version_flag("--version", std::string("egress-controller ") + EGRESSD_VERSION);
   std::string kubeconfig;
   std::string context;
   bool inCluster = false;

@@ -6,6 +6,7 @@
 #include "common/log.h"
 #include "config/load.h"
 #include "daemon/check_config.h"
+#include "daemon/control_protocol.h"
 #include "daemon/daemon.h"
 #include "daemon/enforcement.h"
 
@@ -28,7 +29,7 @@ int main(int argc, char** argv) {
       "--uninstall", uninstallOnly,
       "Remove the iptables/ip6tables chain egressd installed (SIGTERM leaves it in place so that nothing "
       "leaks while egressd restarts), then exit");
-  app.set_version_flag("--version", "egressd 0.1.0");
+  app.set_version_flag("--version", "egressd " + std::string(control::kVersion));
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
