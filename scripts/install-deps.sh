@@ -21,7 +21,7 @@ bench_pkgs=(dnsperf wrk squid-openssl python3-matplotlib valgrind)
 # make image (scripts/image/build.py): apt-get download + dpkg-deb, readelf
 # and strip (binutils), and the image's own packages installed here too, so
 # that their libraries' packages can be found with `dpkg -S`.
-image_pkgs=(python3 binutils iptables ipset iproute2 dash)
+image_pkgs=(python3 binutils iptables ipset iproute2 dash publicsuffix)
 # tests/image: a private containerd that imports and runs the image.
 image_test_pkgs=(containerd runc)
 

@@ -147,8 +147,13 @@ def download(wanted: dict[str, str], cache: Path, retried: bool = False) -> dict
                if cached_deb(cache, name, version) is None]
     if missing:
         log(f"  apt-get download {' '.join(missing)}")
-        result = subprocess.run(["apt-get", "download", "-q"] + apt_options() + missing,
-                                cwd=cache, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # Into a directory of this run's own, then renamed into the cache: two
+        # builds sharing the cache never read each other's half-written .deb.
+        with tempfile.TemporaryDirectory(dir=cache, prefix=".download-") as tmp:
+            result = subprocess.run(["apt-get", "download", "-q"] + apt_options() + missing,
+                                    cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for deb in Path(tmp).glob("*.deb"):
+                os.replace(deb, cache / deb.name)
         if result.returncode != 0:
             if retried or os.geteuid() != 0:
                 die(f"apt-get download failed: {result.stderr.strip()} (run `apt-get update`)")
@@ -506,10 +511,11 @@ def oci_archive(layers: list[Path], args: argparse.Namespace, epoch: int, out: P
                                                 "org.opencontainers.image.ref.name": tag}}]}
         (layout / "index.json").write_text(json.dumps(index, sort_keys=True, separators=(",", ":")))
         (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
-        partial = out.with_name(out.name + ".partial")
-        with open(partial, "wb") as f:
+        # Written beside the target, then renamed: a reader never sees half an archive.
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", delete=False) as f:
             f.write(layer_tar(layout, epoch))
-        os.replace(partial, out)
+        os.replace(f.name, out)
+        out.chmod(0o644)
     return manifest_digest
 
 

@@ -7,7 +7,8 @@
 #
 #   scripts/image/egressd.sh [BUILD_DIR]      (default: build)
 #
-# IMAGE_NAME overrides the name (default localhost/egressd), SOURCE_DATE_EPOCH
+# IMAGE_NAME overrides the name (default localhost/egressd), IMAGE_OUT the
+# archive (default BUILD_DIR/egressd-image.tar), SOURCE_DATE_EPOCH
 # the time stamped on every file (default: the last commit's time).
 # scripts/image/build.py does the work; README.md "Deploying" says how to
 # load the archive into kind, containerd or a registry.
@@ -52,7 +53,7 @@ done
 
 exec "$here/build.py" \
   --tag "$name:$version" \
-  --out "$build/egressd-image.tar" \
+  --out "${IMAGE_OUT:-$build/egressd-image.tar}" \
   --cache "$build/image-cache" \
   --packages "$here/egressd.packages" \
   --add "$stripped/egressd:/usr/local/bin/egressd:755" \
