@@ -13,7 +13,8 @@
 #    namespace of its own: the chain installed by the image's iptables,
 #    /readyz 200 with every check, a denied name NXDOMAIN, `egressctl rules`
 #    through `ctr tasks exec` (what `kubectl exec` does), SIGTERM exits.
-# Root; skips (77) when containerd, runc or ctr are missing
+# Also: the Containerfile's package list (the same egressd.packages, plus
+# needed-packages.sh) is within the image's. Root; skips (77) when containerd, runc or ctr are missing
 # (scripts/install-deps.sh test installs them). Cleans up after failures too.
 set -uo pipefail
 bin="${EGRESSD_BIN:?}"
@@ -82,6 +83,21 @@ size=$(stat -c %s "$work/image1.tar")
 check "the archive is under 40 MiB ($((size / 1048576)) MiB)" [ "$size" -lt $((40 * 1048576)) ]
 check "every package is listed with its version and sha256" \
   python3 -c "import sys; rows=[l.split() for l in open(sys.argv[1])]; sys.exit(0 if len(rows) > 10 and all(len(r) == 3 and len(r[2]) == 64 for r in rows) and {'iptables','ipset','iproute2','dash','libc6','publicsuffix'} <= {r[0] for r in rows} else 1)" "$work/image1.tar.packages"
+
+# The Containerfile installs egressd.packages and the packages of the libraries
+# the binaries link (needed-packages.sh): make image must hold all of them.
+containerfile="$( (sed 's/#.*//' "$src/scripts/image/egressd.packages"; \
+  "$src/scripts/image/needed-packages.sh" "$bin/egressd" "$bin/egress-controller" "$bin/egressctl") | awk NF | sort -u)"
+extra="$(comm -23 <(echo "$containerfile") <(awk '{print $1}' "$work/image1.tar.packages" | sort -u) | tr '\n' ' ')"
+check "the Containerfile's packages are all in the image${extra:+ (missing: $extra)}" test -z "$extra" -a -n "$containerfile"
+
+# skopeo (the README's way to a registry) reads the archive as it is.
+if command -v skopeo > /dev/null; then
+  inspected="$(skopeo inspect --format '{{.Digest}}' "oci-archive:$work/image1.tar" 2>&1)"
+  check "skopeo inspect oci-archive: sees the same digest ($inspected)" [ "$inspected" = "$digest" ]
+else
+  fail "skopeo not installed (scripts/install-deps.sh test installs it)"
+fi
 
 # ---- a private containerd -----------------------------------------------------------------
 mkdir -p "$work/root" "$work/state" "$work/fifo" "$work/runc"
