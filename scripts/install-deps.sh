@@ -22,8 +22,9 @@ bench_pkgs=(dnsperf wrk squid-openssl python3-matplotlib valgrind)
 # and strip (binutils), and the image's own packages installed here too, so
 # that their libraries' packages can be found with `dpkg -S`.
 image_pkgs=(python3 binutils iptables ipset iproute2 dash publicsuffix)
-# tests/image: a private containerd that imports and runs the image.
-image_test_pkgs=(containerd runc)
+# tests/image: a private containerd that imports and runs the image; skopeo
+# reads the archive as `skopeo copy` to a registry would.
+image_test_pkgs=(containerd runc skopeo)
 
 case "$group" in
   build) want=("${build_pkgs[@]}") ;;
