@@ -27,8 +27,8 @@ int main(int argc, char** argv) {
                "they are listed, and egressd runs with the rest");
   app.add_flag(
       "--uninstall", uninstallOnly,
-      "Remove the iptables/ip6tables chain egressd installed (SIGTERM leaves it in place so that nothing "
-      "leaks while egressd restarts), then exit");
+      "Remove the iptables/ip6tables chains egressd installed (SIGTERM leaves them in place so that nothing "
+      "leaks while egressd restarts; the DNS take-over chains of dns.intercept too), then exit");
   app.set_version_flag("--version", "egressd " + std::string(control::kVersion));
   try {
     app.parse(argc, argv);
@@ -57,7 +57,8 @@ int main(int argc, char** argv) {
       std::cerr << "egressd: uninstall failed: " << error << '\n';
       return 1;
     }
-    std::cout << "egressd: removed the EGRESSD chain and its jumps (IPv4 and IPv6)\n";
+    std::cout
+        << "egressd: removed the EGRESSD chain, the EGRESSD-DNS chains and their jumps (IPv4 and IPv6)\n";
     return 0;
   }
   common::setLogLevel(loaded.config->log.level);
