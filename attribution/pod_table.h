@@ -35,7 +35,9 @@ class PodTable {
   bool lookup(const common::IpAddress& ip, observe::PodIdentity& out) const noexcept;
 
   size_t size() const noexcept { return slots_.size(); }
-  size_t bytes() const noexcept { return sizeof(*this) + slots_.capacity() * sizeof(Slot) + arena_.capacity(); }
+  size_t bytes() const noexcept {
+    return sizeof(*this) + slots_.capacity() * sizeof(Slot) + arena_.capacity();
+  }
 
  private:
   using Key = std::array<uint8_t, 16>;  // IPv4 as ::ffff:a.b.c.d

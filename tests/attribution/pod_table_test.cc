@@ -76,7 +76,8 @@ TEST_CASE("pod table: lookup allocates nothing; memory per pod at 10,000 pods") 
   size_t found = 0;
   {
     testsupport::AllocationCounter counter;
-    for (uint32_t i = 0; i < 20'000; ++i) found += table.lookup(common::IpAddress::v4(0x0af40000U + i), who) ? 1 : 0;
+    for (uint32_t i = 0; i < 20'000; ++i)
+      found += table.lookup(common::IpAddress::v4(0x0af40000U + i), who) ? 1 : 0;
     CHECK(counter.count() == 0);
   }
   CHECK(found == 10'000);
