@@ -316,6 +316,41 @@ stop_controller
 grep -q 'event=controller.bug\|event=webhook.certificate.refused' "$work"/*.log &&
   fail "bug or refused certificate in the logs" || ok "no bug or refused certificate logged"
 
+step "deploy/: the base's webhook Deployment and the cert-manager component render"
+render_dir="$src/build/.webhook-render-$$"
+mkdir -p "$render_dir"
+cat > "$render_dir/kustomization.yaml" << 'EOF'
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+- ../../deploy/base
+components:
+- ../../deploy/components/webhook-cert-manager
+EOF
+kc kustomize "$src/deploy/base" > "$work/base.yaml" 2> "$work/render.err" ||
+  fail "kustomize deploy/base: $(cat "$work/render.err")"
+kc kustomize "$render_dir" > "$work/cm.yaml" 2> "$work/render.err" ||
+  fail "kustomize with webhook-cert-manager: $(cat "$work/render.err")"
+rm -rf "$render_dir"
+kc create --dry-run=client -o json -f "$work/base.yaml" 2> /dev/null | jq -s '.' > "$work/base.json"
+jq -e '.[] | select(.kind == "Deployment" and .metadata.name == "egressd-webhook") | .spec.template.spec |
+    (.hostNetwork // false) == false and .securityContext.runAsNonRoot == true and
+    (.containers[0].command | index("--inject-proxy-url=http://$$(EGRESSD_NODE_IP):3128") != null) and
+    (.containers[0].command | index("--webhook-listen=0.0.0.0:9443") != null)' "$work/base.json" > /dev/null &&
+  ok "base: egressd-webhook Deployment on the pod network, non-root, proxy URL kept from expansion (\$\$)" ||
+  fail "base: egressd-webhook Deployment"
+jq -e '[.[] | select(.kind == "Secret" and .metadata.name == "egressd-webhook-tls")] | length == 1' \
+  "$work/base.json" > /dev/null && ok "base: ships the empty Secret (no create permission needed)" ||
+  fail "base: Secret egressd-webhook-tls missing"
+if grep -q -- '--webhook-certs=external' "$work/cm.yaml" &&
+  grep -q 'cert-manager.io/inject-ca-from: egressd-system/egressd-webhook-tls' "$work/cm.yaml" &&
+  ! grep -q '^kind: Lease' "$work/cm.yaml" && [[ -z "$(awk 'BEGIN { RS = "\n---\n" } /(^|\n)kind: ClusterRole(Binding)?\n/ && /\n  name: egressd-webhook\n/' "$work/cm.yaml")" ]] &&
+  [[ "$(grep -c '^kind: Certificate$' "$work/cm.yaml")" == 2 ]]; then
+  ok "component webhook-cert-manager: external certs, CA injection, no Lease, no ClusterRole, two Certificates"
+else
+  fail "component webhook-cert-manager renders wrong"
+fi
+
 finished=1
 echo "k8s.webhook: $passed passed, $failed failed"
 ((failed == 0))
