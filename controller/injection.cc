@@ -248,7 +248,7 @@ PodPatch podPatch(const json& pod, const InjectionConfig& config) {
 AdmissionAnswer admit(std::string_view requestBody, const InjectionConfig& config) {
   AdmissionAnswer answer;
   const json review = json::parse(requestBody, nullptr, false);
-  const auto bad = [&](std::string why) {
+  const auto bad = [&](const std::string& why) {
     answer.httpStatus = 400;
     answer.outcome = InjectOutcome::BadReview;
     answer.detail = why;

@@ -26,11 +26,11 @@ using common::LogLine;
 // A Pod's AdmissionReview carries the object once (CREATE has no
 // oldObject); etcd refuses objects over 1.5 MiB.
 constexpr size_t kMaxBodyBytes = size_t{3} * 1024 * 1024;
-constexpr size_t kMaxHeadersBytes = 16 * 1024;
+constexpr size_t kMaxHeadersBytes = size_t{16} * 1024;
 // The API server's call times out after the webhook's timeoutSeconds (2 s);
 // a client that sends nothing for longer is not the API server.
 constexpr int kTimeoutSeconds = 10;
-constexpr timeval kTick{0, 200 * 1000};
+constexpr timeval kTick{0, 200'000};
 
 void reply(evhttp_request* request, int code, const char* reason, std::string_view body,
            const char* contentType) {

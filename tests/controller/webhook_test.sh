@@ -262,6 +262,19 @@ grep -q 'ignored' <(kc -n team-a run warn-probe --image=busybox --restart=Never 
   --annotations='egressd.io/no-proxy=bad value' 2>&1) && ok "the bad entry is reported as a kubectl warning" ||
   fail "no warning for the bad annotation entry"
 
+step "hostile requests to the webhook port: refused, and it keeps serving"
+hcurl() { curl -sk --max-time 10 -o /dev/null -w '%{http_code}' "$@"; }
+[[ "$(hcurl -X POST -H 'Content-Type: application/json' --data 'not json' "$url")" == 400 ]] &&
+  ok "a body that is not an AdmissionReview: 400" || fail "garbage body not answered 400"
+[[ "$(hcurl "$url")" == 405 ]] && ok "GET /inject: 405" || fail "GET /inject not 405"
+[[ "$(hcurl "https://127.0.0.1:$port/other")" == 404 ]] && ok "another path: 404" || fail "other path not 404"
+head -c $((4 * 1024 * 1024)) /dev/zero | tr '\0' 'a' > "$work/big.body"
+code="$(hcurl -X POST --data-binary @"$work/big.body" "$url")"
+[[ "$code" == 413 || "$code" == 000 ]] && ok "a 4 MiB body is refused ($code)" || fail "4 MiB body answered $code"
+curl -s --max-time 5 -o /dev/null "http://127.0.0.1:$port/inject" 2> /dev/null
+[[ "$(hcurl "https://127.0.0.1:$port/healthz")" == 200 ]] && probe_injected &&
+  ok "still serving after plain HTTP, garbage and oversized requests" || fail "webhook stopped serving"
+
 step "the webhook down: pods are still created (failurePolicy Ignore)"
 stop_controller
 start=$(date +%s%N)
