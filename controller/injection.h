@@ -46,7 +46,8 @@ struct NoProxyParts {
   std::vector<std::string> serviceCidrs = {"10.96.0.0/12"};
   std::vector<std::string> podCidrs = {"10.244.0.0/16"};
   std::vector<std::string> nodeLocalDns = {"169.254.20.11"};
-  std::vector<std::string> apiServer = {"kubernetes.default.svc"};  // plus its IP, when known
+  std::vector<std::string> apiServer = {"kubernetes.default.svc",
+                                        "kubernetes.default"};  // plus its IP, when known
   std::vector<std::string> extra;
 };
 

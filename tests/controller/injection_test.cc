@@ -101,8 +101,8 @@ TEST_CASE("injection: every container and init container, node IP first, the six
   CHECK(env[0]["valueFrom"]["fieldRef"]["fieldPath"] == "status.hostIP");
   for (int i = 1; i <= 4; ++i) CHECK(env[i]["value"] == "http://$(EGRESSD_NODE_IP):3128");
   const std::string noProxy =
-      "localhost,127.0.0.1,::1,.cluster.local,.svc,10.96.0.0/12,10.244.0.0/"
-      "16,169.254.20.11,kubernetes.default.svc";
+      "localhost,127.0.0.1,::1,.cluster.local,.svc,10.96.0.0/12,10.244.0.0/16,169.254.20.11,"
+      "kubernetes.default.svc,kubernetes.default";
   CHECK(env[5]["value"] == noProxy);
   CHECK(env[6]["value"] == noProxy);
 }
