@@ -1,0 +1,276 @@
+#include "controller/webhook_server.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/keyvalq_struct.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <chrono>
+
+#include "common/errno_text.h"
+#include "common/log.h"
+
+namespace controller {
+
+namespace {
+
+using common::LogLevel;
+using common::LogLine;
+
+// A Pod's AdmissionReview carries the object once (CREATE has no
+// oldObject); etcd refuses objects over 1.5 MiB.
+constexpr size_t kMaxBodyBytes = size_t{3} * 1024 * 1024;
+constexpr size_t kMaxHeadersBytes = size_t{16} * 1024;
+// The API server's call times out after the webhook's timeoutSeconds (2 s);
+// a client that sends nothing for longer is not the API server.
+constexpr int kTimeoutSeconds = 10;
+constexpr timeval kTick{0, 200'000};
+
+void reply(evhttp_request* request, int code, const char* reason, std::string_view body,
+           const char* contentType) {
+  evhttp_add_header(evhttp_request_get_output_headers(request), "Content-Type", contentType);
+  common::CHandle<evbuffer, evbuffer_free> buffer(evbuffer_new());
+  if (!buffer || evbuffer_add(buffer.get(), body.data(), body.size()) != 0) {
+    evhttp_send_error(request, HTTP_INTERNAL, nullptr);
+    return;
+  }
+  evhttp_send_reply(request, code, reason, buffer.get());
+}
+
+std::string tlsError() {
+  const unsigned long code = ERR_get_error();
+  char text[256] = {};
+  if (code != 0) ERR_error_string_n(code, text, sizeof text);
+  ERR_clear_error();
+  return code != 0 ? text : "unknown OpenSSL error";
+}
+
+// A server context for one certificate chain and key; null with `error`.
+common::CHandle<SSL_CTX, SSL_CTX_free> makeContext(const std::string& certPem, const std::string& keyPem,
+                                                   std::string& error) {
+  common::CHandle<SSL_CTX, SSL_CTX_free> context(SSL_CTX_new(TLS_server_method()));
+  if (!context) {
+    error = "SSL_CTX_new: " + tlsError();
+    return nullptr;
+  }
+  SSL_CTX_set_min_proto_version(context.get(), TLS1_2_VERSION);
+  SSL_CTX_set_options(context.get(), SSL_OP_NO_RENEGOTIATION);
+  const common::CHandle<BIO, BIO_free_all> certBio(
+      BIO_new_mem_buf(certPem.data(), static_cast<int>(certPem.size())));
+  const common::CHandle<BIO, BIO_free_all> keyBio(
+      BIO_new_mem_buf(keyPem.data(), static_cast<int>(keyPem.size())));
+  if (!certBio || !keyBio) {
+    error = "BIO_new_mem_buf: " + tlsError();
+    return nullptr;
+  }
+  const common::CHandle<X509, X509_free> cert(PEM_read_bio_X509(certBio.get(), nullptr, nullptr, nullptr));
+  const common::CHandle<EVP_PKEY, EVP_PKEY_free> key(
+      PEM_read_bio_PrivateKey(keyBio.get(), nullptr, nullptr, nullptr));
+  if (!cert || !key) {
+    error = "tls.crt or tls.key is not PEM: " + tlsError();
+    return nullptr;
+  }
+  if (SSL_CTX_use_certificate(context.get(), cert.get()) != 1 ||
+      SSL_CTX_use_PrivateKey(context.get(), key.get()) != 1 ||
+      SSL_CTX_check_private_key(context.get()) != 1) {
+    error = "tls.key does not belong to tls.crt: " + tlsError();
+    return nullptr;
+  }
+  // Intermediates after the leaf (cert-manager writes chains).
+  while (true) {
+    X509* extra = PEM_read_bio_X509(certBio.get(), nullptr, nullptr, nullptr);
+    if (extra == nullptr) break;
+    if (SSL_CTX_add0_chain_cert(context.get(), extra) != 1) X509_free(extra);  // add0 owns it on success
+  }
+  ERR_clear_error();
+  return context;
+}
+
+}  // namespace
+
+WebhookServer::WebhookServer(InjectionConfig config) : config_(std::move(config)), base_(event_base_new()) {}
+
+WebhookServer::~WebhookServer() {
+  // evhttp_free frees the listener and every connection (and with them
+  // their SSL objects: BEV_OPT_CLOSE_ON_FREE), before the base goes.
+  http_.reset();
+  timer_.reset();
+}
+
+bool WebhookServer::bind(const common::SocketAddress& address, std::string& error) {
+  if (!base_) {
+    error = "webhook: event_base_new failed";
+    return false;
+  }
+  http_.reset(evhttp_new(base_.get()));
+  if (!http_) {
+    error = "webhook: evhttp_new failed";
+    return false;
+  }
+  evhttp_set_max_headers_size(http_.get(), static_cast<ev_ssize_t>(kMaxHeadersBytes));
+  evhttp_set_max_body_size(http_.get(), static_cast<ev_ssize_t>(kMaxBodyBytes));
+  evhttp_set_timeout(http_.get(), kTimeoutSeconds);
+  evhttp_set_allowed_methods(http_.get(), EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                              EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
+                                              EVHTTP_REQ_PATCH);
+  evhttp_set_bevcb(http_.get(), &WebhookServer::onConnection, this);
+  evhttp_set_gencb(http_.get(), &WebhookServer::onRequest, this);
+
+  sockaddr_storage storage{};
+  const socklen_t length = address.toSockaddr(storage);
+  // Disabled until a certificate is loaded: the API server then sees a
+  // refused connection (failurePolicy Ignore), never a plain-text answer.
+  evconnlistener* listener = evconnlistener_new_bind(
+      base_.get(), nullptr, nullptr,
+      LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_DISABLED, 256,
+      reinterpret_cast<const sockaddr*>(&storage), static_cast<int>(length));
+  if (listener == nullptr) {
+    error = "webhook: cannot listen on " + address.toString() + ": " + common::errnoText(errno) +
+            " (--webhook-listen)";
+    return false;
+  }
+  if (evhttp_bind_listener(http_.get(), listener) == nullptr) {
+    evconnlistener_free(listener);
+    error = "webhook: evhttp_bind_listener failed on " + address.toString();
+    return false;
+  }
+  // Replies go out as a few small TLS records; with Nagle's algorithm and
+  // the API server's delayed ACK, each review would wait 40 ms. Accepted
+  // sockets inherit the option from the listener (Linux).
+  const int one = 1;
+  setsockopt(evconnlistener_get_fd(listener), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  listener_ = listener;
+  bound_ = address;
+  sockaddr_storage actual{};
+  socklen_t actualLength = sizeof actual;
+  if (getsockname(evconnlistener_get_fd(listener), reinterpret_cast<sockaddr*>(&actual), &actualLength) ==
+      0) {
+    if (auto resolved = common::SocketAddress::fromSockaddr(reinterpret_cast<const sockaddr*>(&actual)))
+      bound_ = *resolved;
+  }
+  return true;
+}
+
+void WebhookServer::setCertificate(std::string certPem, std::string keyPem) {
+  const std::lock_guard lock(pendingMutex_);
+  pending_ = std::make_pair(std::move(certPem), std::move(keyPem));
+  hasPending_.store(true, std::memory_order_release);
+}
+
+void WebhookServer::run(const Stopper& stopper) {
+  stopper_ = &stopper;
+  timer_.reset(event_new(base_.get(), -1, EV_PERSIST, &WebhookServer::onTick, this));
+  if (!timer_ || event_add(timer_.get(), &kTick) != 0) {
+    logEvent(LogLevel::Error, "webhook.timer.failed");
+    return;
+  }
+  loadPendingCertificate();
+  event_base_dispatch(base_.get());
+}
+
+void WebhookServer::onTick(evutil_socket_t, short, void* self) {
+  static_cast<WebhookServer*>(self)->tick();
+}
+
+void WebhookServer::tick() {
+  if (stopper_->requested()) {
+    event_base_loopbreak(base_.get());
+    return;
+  }
+  loadPendingCertificate();
+}
+
+void WebhookServer::loadPendingCertificate() {
+  if (!hasPending_.load(std::memory_order_acquire)) return;
+  std::pair<std::string, std::string> pair;
+  {
+    const std::lock_guard lock(pendingMutex_);
+    if (!pending_) return;
+    pair = std::move(*pending_);
+    pending_.reset();
+    hasPending_.store(false, std::memory_order_release);
+  }
+  std::string error;
+  auto context = makeContext(pair.first, pair.second, error);
+  if (!context) {
+    // Keep serving with the last good certificate.
+    LogLine(LogLevel::Error, "webhook.certificate.refused").field("error", error);
+    return;
+  }
+  const bool first = !tls_;
+  // Connections already open hold their own reference to the old context.
+  tls_ = std::move(context);
+  if (first && listener_ != nullptr) evconnlistener_enable(listener_);
+  LogLine(LogLevel::Info, first ? "webhook.listening" : "webhook.certificate.reloaded")
+      .field("address", bound_.toString());
+}
+
+bufferevent* WebhookServer::onConnection(event_base* base, void* self) {
+  auto* server = static_cast<WebhookServer*>(self);
+  SSL* ssl = SSL_new(server->tls_.get());
+  if (ssl == nullptr) return nullptr;
+  // With BEV_OPT_CLOSE_ON_FREE the bufferevent frees the SSL (and the socket).
+  bufferevent* bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+  if (bev == nullptr) {
+    SSL_free(ssl);
+    return nullptr;
+  }
+  // The API server closes kept-alive connections without close_notify.
+  bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+  return bev;
+}
+
+void WebhookServer::onRequest(evhttp_request* request, void* self) {
+  static_cast<WebhookServer*>(self)->handle(request);
+}
+
+void WebhookServer::handle(evhttp_request* request) {
+  const evhttp_uri* uri = evhttp_request_get_evhttp_uri(request);
+  const char* rawPath = uri != nullptr ? evhttp_uri_get_path(uri) : nullptr;
+  const std::string_view path = rawPath != nullptr ? rawPath : "";
+  const evhttp_cmd_type method = evhttp_request_get_command(request);
+  if (path == "/healthz") {
+    reply(request, HTTP_OK, "OK", "ok\n", "text/plain; charset=utf-8");
+    return;
+  }
+  if (path != "/inject") {
+    reply(request, HTTP_NOTFOUND, "Not Found",
+          "404 not found: the webhook serves POST /inject and GET /healthz\n", "text/plain; charset=utf-8");
+    return;
+  }
+  if (method != EVHTTP_REQ_POST) {
+    evhttp_add_header(evhttp_request_get_output_headers(request), "Allow", "POST");
+    reply(request, 405, "Method Not Allowed", "405 method not allowed: POST an AdmissionReview\n",
+          "text/plain; charset=utf-8");
+    return;
+  }
+  evbuffer* input = evhttp_request_get_input_buffer(request);
+  const size_t size = evbuffer_get_length(input);
+  const auto* data = size > 0 ? reinterpret_cast<const char*>(evbuffer_pullup(input, -1)) : "";
+  const auto started = std::chrono::steady_clock::now();
+  const AdmissionAnswer answer = admit(std::string_view(data, size), config_);
+  counts_[static_cast<size_t>(answer.outcome)].fetch_add(1, std::memory_order_relaxed);
+  const auto micros =
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started)
+          .count();
+  LogLine(answer.outcome == InjectOutcome::BadReview ? LogLevel::Warn : LogLevel::Info, "inject.review")
+      .field("pod", answer.pod.empty() ? std::string("-") : answer.pod)
+      .field("outcome", outcomeName(answer.outcome))
+      .field("containers", answer.containersPatched)
+      .field("detail", answer.detail.empty() ? std::string("-") : answer.detail)
+      .field("us", static_cast<int64_t>(micros));
+  if (answer.httpStatus != 200) {
+    reply(request, answer.httpStatus, "Bad Request", answer.body, "text/plain; charset=utf-8");
+    return;
+  }
+  reply(request, HTTP_OK, "OK", answer.body, "application/json");
+}
+
+}  // namespace controller

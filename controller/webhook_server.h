@@ -1,0 +1,77 @@
+// The admission webhook's HTTPS server: libevent's evhttp over
+// bufferevent_openssl, one event loop on the calling thread. It answers
+// POST /inject with controller::admit() and GET /healthz with "ok"; the
+// logic is all in controller/injection.cc.
+//
+// The listener is bound at start (a taken port fails at once) but accepts
+// only once a serving certificate has been set. setCertificate() may be
+// called from any thread at any time: the loop picks the new pair up within
+// 200 ms and uses it for new connections (kept-alive ones finish on the old
+// one), so a rotated certificate needs no restart.
+#pragma once
+
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/listener.h>
+#include <openssl/ssl.h>
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "common/c_handle.h"
+#include "common/socket_address.h"
+#include "controller/injection.h"
+#include "controller/kube_client.h"
+
+namespace controller {
+
+class WebhookServer {
+ public:
+  explicit WebhookServer(InjectionConfig config);
+  ~WebhookServer();
+  WebhookServer(const WebhookServer&) = delete;
+  WebhookServer& operator=(const WebhookServer&) = delete;
+
+  // Binds the address (port 0: any); false with `error` naming the address.
+  bool bind(const common::SocketAddress& address, std::string& error);
+  const common::SocketAddress& boundAddress() const noexcept { return bound_; }
+
+  // A PEM certificate (chain) and its key; thread-safe.
+  void setCertificate(std::string certPem, std::string keyPem);
+
+  // Serves until the stopper fires. Call once, after bind().
+  void run(const Stopper& stopper);
+
+  // Reviews answered so far, by outcome (InjectOutcome as index); any thread.
+  uint64_t reviews(InjectOutcome outcome) const noexcept {
+    return counts_[static_cast<size_t>(outcome)].load(std::memory_order_relaxed);
+  }
+
+ private:
+  static void onTick(evutil_socket_t, short, void* self);
+  static bufferevent* onConnection(event_base* base, void* self);
+  static void onRequest(evhttp_request* request, void* self);
+  void tick();
+  void handle(evhttp_request* request);
+  void loadPendingCertificate();
+
+  InjectionConfig config_;
+  common::CHandle<event_base, event_base_free> base_;
+  common::CHandle<evhttp, evhttp_free> http_;
+  evconnlistener* listener_ = nullptr;  // owned by http_ once bound
+  common::CHandle<event, event_free> timer_;
+  common::CHandle<SSL_CTX, SSL_CTX_free> tls_;  // the loop thread's current context
+  common::SocketAddress bound_;
+  const Stopper* stopper_ = nullptr;
+
+  std::mutex pendingMutex_;
+  std::optional<std::pair<std::string, std::string>> pending_;  // guarded by pendingMutex_
+  std::atomic<bool> hasPending_{false};
+
+  std::atomic<uint64_t> counts_[8] = {};
+};
+
+}  // namespace controller
