@@ -145,6 +145,7 @@ void Daemon::reloadRules() {
   // problems already logged are not logged again. rules.internal_cidrs /
   // public_cidrs travel in the snapshot: a SIGHUP that changes them
   // recompiles as a rules change does.
+  noteUnreadableDirs(reload);
   const policy::InternalRanges ranges(config_.rules.internalCidrs, config_.rules.publicCidrs);
   const bool ruleSetsChanged = policyGeneration_ == 0 || reload.ruleSets != publishedRuleSets_ ||
                                !(policy_.load()->internalRanges() == ranges);
@@ -164,6 +165,33 @@ void Daemon::reloadRules() {
   stats_.recordRulesReload(reload, *current, policyGeneration_, policyLoadedAt_);
   if (ruleSetsChanged) ruleSetHits_.retain(*current);  // rule sets that are gone lose their series
   logRulesReload(reload, ruleSetsChanged, policyGeneration_, *current);
+}
+
+void Daemon::noteUnreadableDirs(const RulesReload& reload) {
+  // The loader reports a directory it cannot list (missing, not a
+  // directory, no permission) as a problem of the directory itself.
+  unreadableDirs_.clear();
+  for (const auto& dir : config_.rules.dirs) {
+    for (const auto& problem : reload.problems) {
+      if (problem.file == dir && problem.document == 0 && problem.line == 0) {
+        unreadableDirs_.push_back(dir);
+        break;
+      }
+    }
+  }
+}
+
+Readiness Daemon::readiness() const {
+  ReadinessInputs in;
+  in.policyLoaded = policyGeneration_ > 0;
+  in.unreadableDirs = unreadableDirs_;
+  in.dnsEnabled = config_.dns.enabled;
+  in.dnsListenersWanted = config_.dns.listen.size();
+  in.dnsListenersOpen = dns_ ? dns_->boundAddresses().size() : 0;
+  in.nfqueueEnabled = config_.nfqueue.enabled;
+  in.queuesWanted = config_.nfqueue.queues.size();
+  in.workersRunning = enforcement_ ? enforcement_->workers().size() : 0;
+  return judgeReadiness(in);
 }
 
 void Daemon::reloadConfig() {
@@ -295,7 +323,8 @@ StatsSources Daemon::statsSources() const {
 
 bool Daemon::startMetrics(std::string& error) {
   metrics_ = std::make_unique<MetricsServer>(
-      base_.get(), [this] { return renderPrometheus(collectStats(statsSources())); });
+      base_.get(), [this] { return renderPrometheus(collectStats(statsSources())); },
+      [this] { return readiness(); });
   if (!metrics_->start(config_.metrics.listen, error)) return false;
   common::LogLine(common::LogLevel::Info, "metrics.listening")
       .field("address", metrics_->boundAddress().toString());

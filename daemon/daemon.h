@@ -20,6 +20,7 @@
 #include "daemon/control_server.h"
 #include "daemon/enforcement.h"
 #include "daemon/event_hub.h"
+#include "daemon/health.h"
 #include "daemon/metrics.h"
 #include "daemon/rule_set_hits.h"
 #include "daemon/rules_state.h"
@@ -54,6 +55,10 @@ class Daemon final : public dns::DnsEventSink {
   // What /metrics and `egressctl stats` report (daemon/stats.h); event loop.
   StatsSources statsSources() const;
   bool startMetrics(std::string& error);
+  // /readyz (daemon/health.h): what the last rules pass and the running
+  // components say; event loop.
+  void noteUnreadableDirs(const RulesReload& reload);
+  Readiness readiness() const;
 
   std::string configPath_;
   config::Config config_;
@@ -74,6 +79,7 @@ class Daemon final : public dns::DnsEventSink {
   // same rule sets publishes nothing.
   std::vector<policy::RuleSet> publishedRuleSets_;
   std::chrono::system_clock::time_point policyLoadedAt_;
+  std::vector<std::string> unreadableDirs_;  // configured rules dirs the last pass could not list
   // Metrics: reload counters, per-rule-set hits (fed by the event hub), the
   // /metrics listener.
   DaemonStats stats_;

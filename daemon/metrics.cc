@@ -16,6 +16,8 @@ namespace daemon_main {
 namespace {
 
 constexpr std::string_view kMetricsPath = "/metrics";
+constexpr std::string_view kHealthPath = "/healthz";
+constexpr std::string_view kReadyPath = "/readyz";
 constexpr const char* kContentType = "text/plain; version=0.0.4; charset=utf-8";
 
 void reply(evhttp_request* request, int code, const char* reason, std::string_view body,
@@ -32,7 +34,8 @@ void reply(evhttp_request* request, int code, const char* reason, std::string_vi
 
 }  // namespace
 
-MetricsServer::MetricsServer(event_base* base, Render render) : base_(base), render_(std::move(render)) {}
+MetricsServer::MetricsServer(event_base* base, Render render, Ready ready)
+    : base_(base), render_(std::move(render)), ready_(std::move(ready)) {}
 
 MetricsServer::~MetricsServer() = default;
 
@@ -88,14 +91,30 @@ void MetricsServer::onRequest(evhttp_request* request, void* arg) {
 void MetricsServer::handle(evhttp_request* request) {
   const evhttp_uri* uri = evhttp_request_get_evhttp_uri(request);
   const char* path = uri != nullptr ? evhttp_uri_get_path(uri) : nullptr;
-  if (path == nullptr || std::string_view(path) != kMetricsPath) {
-    reply(request, HTTP_NOTFOUND, "Not Found", "404 not found: egressd serves /metrics only\n");
+  const std::string_view where = path != nullptr ? std::string_view(path) : std::string_view();
+  if (where != kMetricsPath && where != kHealthPath && where != kReadyPath) {
+    reply(request, HTTP_NOTFOUND, "Not Found",
+          "404 not found: egressd serves /metrics, /healthz and /readyz\n");
     return;
   }
   const evhttp_cmd_type method = evhttp_request_get_command(request);
   if (method != EVHTTP_REQ_GET && method != EVHTTP_REQ_HEAD) {
     evhttp_add_header(evhttp_request_get_output_headers(request), "Allow", "GET, HEAD");
     reply(request, 405, "Method Not Allowed", "405 method not allowed: use GET\n");
+    return;
+  }
+  if (where == kHealthPath || (where == kReadyPath && !ready_)) {
+    // Answered by the event loop itself: that it answers is the check.
+    reply(request, HTTP_OK, "OK", "ok\n");
+    return;
+  }
+  if (where == kReadyPath) {
+    const Readiness readiness = ready_();
+    if (readiness.ready) {
+      reply(request, HTTP_OK, "OK", readiness.body);
+    } else {
+      reply(request, HTTP_SERVUNAVAIL, "Service Unavailable", readiness.body);
+    }
     return;
   }
   std::string text;

@@ -21,9 +21,10 @@ bench_pkgs=(dnsperf wrk squid-openssl python3-matplotlib valgrind)
 # make image (scripts/image/build.py): apt-get download + dpkg-deb, readelf
 # and strip (binutils), and the image's own packages installed here too, so
 # that their libraries' packages can be found with `dpkg -S`.
-image_pkgs=(python3 binutils iptables ipset iproute2 dash)
-# tests/image: a private containerd that imports and runs the image.
-image_test_pkgs=(containerd runc)
+image_pkgs=(python3 binutils iptables ipset iproute2 dash publicsuffix)
+# tests/image: a private containerd that imports and runs the image; skopeo
+# reads the archive as `skopeo copy` to a registry would.
+image_test_pkgs=(containerd runc skopeo)
 # tests/k8s/cluster.sh: the single-node test cluster's runtime (containerd,
 # runc, the CNI plugins bridge/host-local/portmap/loopback in /usr/lib/cni)
 # and nsenter (util-linux) to start its parts in the node's namespace; the

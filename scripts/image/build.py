@@ -147,8 +147,13 @@ def download(wanted: dict[str, str], cache: Path, retried: bool = False) -> dict
                if cached_deb(cache, name, version) is None]
     if missing:
         log(f"  apt-get download {' '.join(missing)}")
-        result = subprocess.run(["apt-get", "download", "-q"] + apt_options() + missing,
-                                cwd=cache, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # Into a directory of this run's own, then renamed into the cache: two
+        # builds sharing the cache never read each other's half-written .deb.
+        with tempfile.TemporaryDirectory(dir=cache, prefix=".download-") as tmp:
+            result = subprocess.run(["apt-get", "download", "-q"] + apt_options() + missing,
+                                    cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for deb in Path(tmp).glob("*.deb"):
+                os.replace(deb, cache / deb.name)
         if result.returncode != 0:
             if retried or os.geteuid() != 0:
                 die(f"apt-get download failed: {result.stderr.strip()} (run `apt-get update`)")
@@ -409,6 +414,44 @@ def check_interpreters(base: Path, app: Path) -> None:
             ": --remove them or add the interpreter's package")
 
 
+BIN_DIRS = ("bin", "sbin", "usr/bin", "usr/sbin", "usr/local/bin", "usr/local/sbin")
+
+
+def exists_in_image(roots: tuple[Path, ...], rel: str, depth: int = 0) -> bool:
+    """Whether /rel exists in the image made of roots, following symlinks inside the image only."""
+    if depth > 40:
+        return False
+    parts = [p for p in rel.split("/") if p and p != "."]
+    for i in range(1, len(parts) + 1):
+        prefix = "/".join(parts[:i])
+        link = next((r / prefix for r in roots if (r / prefix).is_symlink()), None)
+        if link is not None:
+            target = os.readlink(link)
+            base = "" if target.startswith("/") else "/".join(parts[:i - 1])
+            rest = "/".join(parts[i:])
+            joined = os.path.normpath("/".join(x for x in (base, target.lstrip("/"), rest) if x))
+            return exists_in_image(roots, joined.lstrip("/"), depth + 1)
+        if not any((r / prefix).exists() for r in roots):
+            return False
+    return True
+
+
+def check_commands(base: Path, app: Path) -> None:
+    """No command that leads nowhere: every symlink in a bin directory resolves inside the image."""
+    dangling = []
+    for d in BIN_DIRS:
+        for root in (base, app):
+            directory = root / d
+            if directory.is_dir() and not directory.is_symlink():
+                for entry in sorted(directory.iterdir()):
+                    rel = f"{d}/{entry.name}"
+                    if entry.is_symlink() and not exists_in_image((base, app), rel):
+                        dangling.append(f"/{rel} -> {os.readlink(entry)}")
+    if dangling:
+        die("commands whose symlink leads nowhere in the image: " + ", ".join(dangling) +
+            ": --remove them or add what they point to")
+
+
 def add_files(app: Path, args: argparse.Namespace) -> None:
     for spec in args.add:
         parts = spec.split(":")
@@ -506,10 +549,11 @@ def oci_archive(layers: list[Path], args: argparse.Namespace, epoch: int, out: P
                                                 "org.opencontainers.image.ref.name": tag}}]}
         (layout / "index.json").write_text(json.dumps(index, sort_keys=True, separators=(",", ":")))
         (layout / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
-        partial = out.with_name(out.name + ".partial")
-        with open(partial, "wb") as f:
+        # Written beside the target, then renamed: a reader never sees half an archive.
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", delete=False) as f:
             f.write(layer_tar(layout, epoch))
-        os.replace(partial, out)
+        os.replace(f.name, out)
+        out.chmod(0o644)
     return manifest_digest
 
 
@@ -561,6 +605,7 @@ def main() -> None:
         add_needed_libraries(base, app, packages)
         finish_rootfs(base, packages, args)
         check_interpreters(base, app)
+        check_commands(base, app)
         log(f"{args.tag}: OCI archive (SOURCE_DATE_EPOCH={epoch})")
         digest = oci_archive([base, app], args, epoch, out)
     out.with_name(out.name + ".digest").write_text(digest + "\n")

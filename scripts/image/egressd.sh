@@ -7,7 +7,9 @@
 #
 #   scripts/image/egressd.sh [BUILD_DIR]      (default: build)
 #
-# IMAGE_NAME overrides the name (default localhost/egressd), SOURCE_DATE_EPOCH
+# IMAGE_NAME overrides the name (default localhost/egressd), IMAGE_OUT the
+# archive (default BUILD_DIR/egressd-image.tar), IMAGE_CACHE where the .deb
+# files are kept (default BUILD_DIR/image-cache), SOURCE_DATE_EPOCH
 # the time stamped on every file (default: the last commit's time).
 # scripts/image/build.py does the work; README.md "Deploying" says how to
 # load the archive into kind, containerd or a registry.
@@ -52,8 +54,8 @@ done
 
 exec "$here/build.py" \
   --tag "$name:$version" \
-  --out "$build/egressd-image.tar" \
-  --cache "$build/image-cache" \
+  --out "${IMAGE_OUT:-$build/egressd-image.tar}" \
+  --cache "${IMAGE_CACHE:-$build/image-cache}" \
   --packages "$here/egressd.packages" \
   --add "$stripped/egressd:/usr/local/bin/egressd:755" \
   --add "$stripped/egress-controller:/usr/local/bin/egress-controller:755" \

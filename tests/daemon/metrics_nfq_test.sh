@@ -52,6 +52,9 @@ delta() { python3 -c "import sys; print(int(float(sys.argv[2]) - float(sys.argv[
 at_least() { python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) >= float(sys.argv[2]) else 1)" "$1" "$2"; }
 
 expect_ok "first scrape passes the strict checker" scrape
+# /readyz with enforcement on: the chain installed and a worker bound per queue.
+expect_eq "/readyz: rules, DNS and enforcement ready" "[+]rules ok|[+]dns ok|[+]enforcement ok|readyz check passed|" \
+  "$(in_gw curl -s --max-time 5 http://127.0.0.1:9153/readyz | tr '\n' '|')"
 first=$samples
 expect_ok "queue 0 reports its held-flow capacity" grep -qx 'egressd_nfq_held_flows_capacity{queue="0"} 65536' "$samples"
 expect_ok "the per-rule-set family is declared" grep -qx '# family egressd_ruleset_decisions_total counter' "$samples"

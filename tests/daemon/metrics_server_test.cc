@@ -1,5 +1,6 @@
 // daemon/metrics.h over real loopback HTTP (libevent's client on the same
-// event loop): status codes, content type, request bounds, bind failure.
+// event loop): status codes, content type, request bounds, bind failure,
+// /healthz and /readyz (daemon/health.h).
 #include <catch2/catch.hpp>
 
 #include <event2/buffer.h>
@@ -116,4 +117,86 @@ TEST_CASE("a metrics listen address in use is an error naming the address") {
   CHECK_FALSE(second.start(taken, error));
   CHECK(error.find("metrics.listen 127.0.0.1:" + std::to_string(taken.port)) != std::string::npos);
   CHECK(error.find("in use") != std::string::npos);
+}
+
+TEST_CASE("/healthz answers 200 and /readyz follows the readiness judgement, 503 when not ready") {
+  common::CHandle<event_base, event_base_free> base(event_base_new());
+  int renders = 0;
+  daemon_main::ReadinessInputs inputs;
+  inputs.dnsEnabled = true;
+  inputs.dnsListenersWanted = 1;
+  inputs.nfqueueEnabled = true;
+  inputs.queuesWanted = 2;
+  daemon_main::MetricsServer server(
+      base.get(),
+      [&renders] {
+        ++renders;
+        return std::string();
+      },
+      [&inputs] { return daemon_main::judgeReadiness(inputs); });
+  std::string error;
+  REQUIRE(server.start({*common::parseIpAddress("127.0.0.1"), 0}, error));
+  const uint16_t port = server.boundAddress().port;
+
+  // Nothing loaded, listening or bound yet: not ready, and the body says why.
+  auto notReady = fetch(base.get(), port, EVHTTP_REQ_GET, "/readyz");
+  CHECK(notReady.code == 503);
+  CHECK(notReady.body ==
+        "[-]rules failed: no policy compiled yet\n"
+        "[-]dns failed: 0 of 1 listeners open\n"
+        "[-]enforcement failed: 0 of 2 queue workers bound\n"
+        "readyz check failed\n");
+  CHECK(fetch(base.get(), port, EVHTTP_REQ_GET, "/healthz").code == 200);
+
+  inputs.policyLoaded = true;
+  inputs.dnsListenersOpen = 1;
+  inputs.workersRunning = 1;  // one queue's worker missing is enough
+  CHECK(fetch(base.get(), port, EVHTTP_REQ_GET, "/readyz").code == 503);
+  inputs.workersRunning = 2;
+  auto ready = fetch(base.get(), port, EVHTTP_REQ_GET, "/readyz");
+  CHECK(ready.code == 200);
+  CHECK(ready.contentType == "text/plain; charset=utf-8");
+  CHECK(ready.body == "[+]rules ok\n[+]dns ok\n[+]enforcement ok\nreadyz check passed\n");
+  CHECK(fetch(base.get(), port, EVHTTP_REQ_HEAD, "/readyz").code == 200);
+
+  inputs.unreadableDirs = {"/var/lib/egressd/rules.d"};
+  auto missingDir = fetch(base.get(), port, EVHTTP_REQ_GET, "/readyz");
+  CHECK(missingDir.code == 503);
+  CHECK(missingDir.body.find("[-]rules failed: rules directory not readable (nothing from it is allowed): "
+                             "/var/lib/egressd/rules.d\n") == 0);
+
+  const auto health = fetch(base.get(), port, EVHTTP_REQ_GET, "/healthz");
+  CHECK(health.code == 200);
+  CHECK(health.body == "ok\n");
+  CHECK(fetch(base.get(), port, EVHTTP_REQ_POST, "/readyz").code == 405);
+  for (const char* path : {"/healthz/", "/readyz/x", "/livez", "/health"}) {
+    INFO(path);
+    CHECK(fetch(base.get(), port, EVHTTP_REQ_GET, path).code == 404);
+  }
+  CHECK(renders == 0);  // probes never render the metrics
+  CHECK(server.scrapes() == 0);
+}
+
+TEST_CASE("readiness checks only the components that are on") {
+  daemon_main::ReadinessInputs dnsOnly;
+  dnsOnly.policyLoaded = true;
+  dnsOnly.dnsEnabled = true;
+  dnsOnly.dnsListenersWanted = 2;
+  dnsOnly.dnsListenersOpen = 2;
+  const auto judged = daemon_main::judgeReadiness(dnsOnly);
+  CHECK(judged.ready);
+  CHECK(judged.body == "[+]rules ok\n[+]dns ok\nreadyz check passed\n");
+
+  daemon_main::ReadinessInputs nothingWanted;  // dns on with no listener is not "ready"
+  nothingWanted.policyLoaded = true;
+  nothingWanted.dnsEnabled = true;
+  CHECK_FALSE(daemon_main::judgeReadiness(nothingWanted).ready);
+}
+
+TEST_CASE("without a readiness judgement /readyz answers as /healthz") {
+  common::CHandle<event_base, event_base_free> base(event_base_new());
+  daemon_main::MetricsServer server(base.get(), [] { return std::string(); });
+  std::string error;
+  REQUIRE(server.start({*common::parseIpAddress("127.0.0.1"), 0}, error));
+  CHECK(fetch(base.get(), server.boundAddress().port, EVHTTP_REQ_GET, "/readyz").code == 200);
 }

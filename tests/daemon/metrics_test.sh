@@ -5,7 +5,8 @@
 # tests/daemon/metrics_checker.h) parses every scrape. Checks: names and
 # types; values that follow kdig queries (allowed, cached, denied); rules
 # reloads (success, failure) and the policy age restarting; SIGHUP reloads;
-# HTTP status codes; a taken metrics port is fatal at start-up; every metric
+# HTTP status codes; /healthz and /readyz (503 while a rules directory is
+# missing); a taken metrics port is fatal at start-up; every metric
 # the Grafana dashboard queries is in the scrape; `egressctl stats` (when
 # built) reports the same DNS numbers.
 # Needs: unbound, kdig (knot-dnsutils), curl, python3.
@@ -257,6 +258,35 @@ if [ -x "$bin/egressctl" ]; then
 else
   echo "note: $bin/egressctl not built; skipping the egressctl stats cross-check"
 fi
+
+# ---- /healthz and /readyz ---------------------------------------------------------------
+body() { curl -s --max-time 5 "$@"; }
+check "GET /healthz is 200 ok" [ "$(code "$url/healthz")" = 200 ] && [ "$(body "$url/healthz")" = ok ]
+check "GET /readyz is 200 with rules and DNS up" [ "$(code "$url/readyz")" = 200 ]
+check "/readyz names its checks" [ "$(body "$url/readyz" | tr '\n' '|')" = "[+]rules ok|[+]dns ok|readyz check passed|" ]
+check "POST /readyz is 405" [ "$(code -X POST -d x "$url/readyz")" = 405 ]
+# A rules directory that is not there yet: egressd runs (enforcing the
+# others) but is not ready until it can read it.
+write_config "$work/late.toml" "$(free_port)" "$(free_port)" 3
+sed -i 's|^dirs = \["rules"\]|dirs = ["rules", "late.d"]|' "$work/late.toml"
+late_metrics="$(sed -n 's/^listen = "127.0.0.1:\([0-9]*\)"$/\1/p' "$work/late.toml")"
+"$bin/egressd" --config "$work/late.toml" > "$work/late.log" 2>&1 &
+late=$!
+pids+=("$late")
+for _ in $(seq 50); do grep -q egressd.started "$work/late.log" && break; sleep 0.1; done
+late_url="http://127.0.0.1:$late_metrics"
+check "with a rules dir missing, /readyz is 503" [ "$(code "$late_url/readyz")" = 503 ]
+body "$late_url/readyz" | grep -qF "[-]rules failed: rules directory not readable (nothing from it is allowed): " \
+  && ok "the 503 names the rules check" || fail "503 body: $(body "$late_url/readyz")"
+body "$late_url/readyz" | grep -q "late.d" && ok "the 503 names the missing directory" || fail "no late.d in the 503 body"
+check "and /healthz is 200 all the same" [ "$(code "$late_url/healthz")" = 200 ]
+mkdir "$work/late.d"
+for _ in $(seq 50); do [ "$(code "$late_url/readyz")" = 200 ] && break; sleep 0.1; done
+check "once the directory is there, /readyz is 200" [ "$(code "$late_url/readyz")" = 200 ]
+rmdir "$work/late.d"
+for _ in $(seq 100); do [ "$(code "$late_url/readyz")" = 503 ] && break; sleep 0.1; done
+check "removed again: 503 again" [ "$(code "$late_url/readyz")" = 503 ]
+kill -TERM "$late"; wait "$late"
 
 # ---- a taken metrics port is a start-up error naming the address ------------------------
 write_config "$work/second.toml" "$(free_port)" "$metrics_port" 2

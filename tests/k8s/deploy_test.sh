@@ -246,11 +246,15 @@ check_ds "system rules ConfigMap at /etc/egressd/system.d" \
   "[$c_egressd | .volumeMounts[] | select(.name == \"system-rules\") | .mountPath] == [\"/etc/egressd/system.d\"]"
 check_ds "controller: --in-cluster, rules dir, Lease, --identity \$(NODE_NAME) from spec.nodeName" \
   "[$c_ctrl | (.command + (.args // [])) | join(\" \")] == [\"egress-controller --in-cluster --rules-dir /var/lib/egressd/rules.d --lease-namespace $ns --lease-name egress-controller-status --identity \$(NODE_NAME)\"] and ([$c_ctrl | .env[] | select(.name == \"NODE_NAME\") | .valueFrom.fieldRef.fieldPath] == [\"spec.nodeName\"])"
-check_ds "image placeholder ghcr.io/example/egressd:0.1.0 everywhere" \
-  "[$pod.initContainers[], $pod.containers[] | .image] | unique == [\"ghcr.io/example/egressd:0.1.0\"]"
+version="$(sed -n 's/^project(egressd VERSION \([0-9.]*\).*/\1/p' "$src/CMakeLists.txt")"
+check_ds "image localhost/egressd:$version (make image) everywhere" \
+  "[$pod.initContainers[], $pod.containers[] | .image] | unique == [\"localhost/egressd:$version\"]"
+metrics_port="$(sed -n 's/^listen = "[0-9.]*:\([0-9]*\)"$/\1/p' "$deploy/base/egressd.toml")"
+check_ds "probes: GET /readyz and /healthz on 127.0.0.1:$metrics_port (metrics.listen)" \
+  "[$c_egressd | .readinessProbe.httpGet, .livenessProbe.httpGet | [.host, .port, .path]] == [[\"127.0.0.1\", $metrics_port, \"/readyz\"], [\"127.0.0.1\", $metrics_port, \"/healthz\"]]"
 listen="$(grep -o '^listen = \["[0-9.]*:53"\]' "$deploy/base/egressd.toml" | grep -o '[0-9.]*:' | tr -d :)"
-check_ds "probes and init container use dns.listen ($listen)" \
-  "([$c_egressd | .readinessProbe.tcpSocket.host, .livenessProbe.tcpSocket.host] == [\"$listen\", \"$listen\"]) and ($pod.initContainers[0].command | join(\" \") | contains(\"$listen/32\"))"
+check_ds "init container puts dns.listen ($listen) on the node" \
+  "$pod.initContainers[0].command | join(\" \") | contains(\"$listen/32\")"
 
 step "RBAC: egress-controller gets what it needs and nothing more"
 can() { # EXPECT(yes|no) AS ARGS...
