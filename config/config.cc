@@ -71,6 +71,7 @@ constexpr std::array kKeys{
     EGRESSD_KEY("dns.upstreams_from", Live, dns.upstreamsFrom),
     EGRESSD_KEY("dns.cluster_domains", Live, dns.clusterDomains),
     EGRESSD_KEY("dns.cluster_upstreams", Live, dns.clusterUpstreams),
+    EGRESSD_KEY("dns.intercept", Restart, dns.intercept),
     EGRESSD_KEY("dns.deny_rcode", Live, dns.denyRcode),
     EGRESSD_KEY("dns.strip_ech", Live, dns.stripEch),
     EGRESSD_KEY("dns.upstream_timeout", Live, dns.upstreamTimeout),
@@ -209,6 +210,20 @@ std::vector<ConfigProblem> validate(const Config& config) {
   checkDuplicates(dns.upstreams, "dns.upstreams", showAddress, problems);
   checkDuplicates(dns.clusterDomains, "dns.cluster_domains", showString, problems);
   checkDuplicates(dns.clusterUpstreams, "dns.cluster_upstreams", showAddress, problems);
+  checkDuplicates(dns.intercept, "dns.intercept", showAddress, problems);
+  for (size_t i = 0; i < dns.intercept.size(); ++i) {
+    const common::SocketAddress& address = dns.intercept[i];
+    if (isWildcard(address.ip) || address.port == 0) {
+      add(indexed("dns.intercept", i), address.toString() +
+                                           " is not a Service address; give the kube-dns ClusterIP and port, "
+                                           "e.g. \"10.96.0.10:53\"");
+    } else if (std::find(dns.listen.begin(), dns.listen.end(), address) == dns.listen.end()) {
+      // The interception only takes effect while a socket is bound to
+      // exactly this address (xt_socket ignores wildcard listeners).
+      add(indexed("dns.intercept", i),
+          address.toString() + " is not in dns.listen; list it there too (egressd must listen on it)");
+    }
+  }
   for (size_t i = 0; i < dns.listen.size(); ++i) {
     for (size_t j = 0; j < i; ++j) {
       if (dns.listen[i] != dns.listen[j] && listenersCollide(dns.listen[i], dns.listen[j])) {
@@ -219,8 +234,17 @@ std::vector<ConfigProblem> validate(const Config& config) {
     }
   }
   if (dns.enabled) {
-    const auto checkLoop = [&](const std::vector<common::SocketAddress>& upstreams, std::string_view key) {
+    const auto checkLoop = [&](const std::vector<common::SocketAddress>& upstreams, std::string_view key,
+                               bool interceptedIsUpstream) {
       for (size_t i = 0; i < upstreams.size(); ++i) {
+        // An intercepted Service address is only taken over for queries
+        // that arrive from pods (PREROUTING); egressd's own queries to it
+        // leave through OUTPUT, where kube-proxy sends them to CoreDNS
+        // (and the raw-table loop guard drops them if nothing does).
+        if (interceptedIsUpstream &&
+            std::find(dns.intercept.begin(), dns.intercept.end(), upstreams[i]) != dns.intercept.end()) {
+          continue;
+        }
         for (size_t j = 0; j < dns.listen.size(); ++j) {
           if (reachesListener(upstreams[i], dns.listen[j])) {
             add(indexed(key, i), upstreams[i].toString() + " is egressd's own listener (dns.listen[" +
@@ -230,8 +254,8 @@ std::vector<ConfigProblem> validate(const Config& config) {
         }
       }
     };
-    checkLoop(dns.upstreams, dns.upstreamsFrom.empty() ? "dns.upstreams" : "dns.upstreams_from");
-    checkLoop(dns.clusterUpstreams, "dns.cluster_upstreams");
+    checkLoop(dns.upstreams, dns.upstreamsFrom.empty() ? "dns.upstreams" : "dns.upstreams_from", false);
+    checkLoop(dns.clusterUpstreams, "dns.cluster_upstreams", true);
   }
 
   // nfqueue

@@ -63,6 +63,12 @@ struct DnsConfig {
   std::vector<std::string> clusterDomains{"cluster.local"};
   // Empty: cluster names go to `upstreams` too.
   std::vector<common::SocketAddress> clusterUpstreams;
+  // Service addresses (the kube-dns ClusterIP) that egressd takes over for
+  // pods on this node while it listens there: each is also in `listen`;
+  // egressd installs the raw-table rules of nfq/dns_intercept.h for them.
+  // A cluster_upstreams entry may name one of them (it leaves through the
+  // node's OUTPUT path, where kube-proxy sends it to CoreDNS).
+  std::vector<common::SocketAddress> intercept;
   DenyRcode denyRcode = DenyRcode::NxDomain;
   bool stripEch = true;
   common::Duration upstreamTimeout = std::chrono::seconds(2);

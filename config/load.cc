@@ -635,6 +635,8 @@ void readDns(Section& section, DnsConfig& dns, const std::filesystem::path& base
   readArray<common::SocketAddress>(section, "cluster_upstreams", "strings",
                                    fromString<common::SocketAddress>(parseUpstreamAddress),
                                    dns.clusterUpstreams);
+  readArray<common::SocketAddress>(section, "intercept", "strings",
+                                   fromString<common::SocketAddress>(parseListenAddress), dns.intercept);
   readChoice<DenyRcode>(section, "deny_rcode",
                         {{"NXDOMAIN", DenyRcode::NxDomain}, {"REFUSED", DenyRcode::Refused}}, dns.denyRcode);
   readBool(section, "strip_ech", dns.stripEch);

@@ -66,6 +66,23 @@ int Daemon::run() {
         .field("error", error);
     return 1;
   }
+  // After the listeners are bound: the take-over rules match only while
+  // egressd's socket on the Service address exists (nfq/dns_intercept.h).
+  // With none configured, ones an earlier run left are removed, but only
+  // where egressd owns its rules (nfqueue on, install_rules): a DNS-only
+  // egressd never touches iptables.
+  const bool ownsRules = config_.nfqueue.enabled && config_.nfqueue.installRules;
+  if ((config_.dns.enabled && !config_.dns.intercept.empty()) || ownsRules) {
+    if (!applyDnsIntercept(config_, error)) {
+      common::LogLine(common::LogLevel::Error, "startup.failed")
+          .field("component", "dns")
+          .field("error", error);
+      return 1;
+    }
+    for (const auto& address : config_.dns.intercept) {
+      common::LogLine(common::LogLevel::Info, "dns.intercepting").field("address", address.toString());
+    }
+  }
   if (config_.nfqueue.enabled) {
     enforcement_ = std::make_unique<Enforcement>(policy_, *bindings_, decisions_.get());
     if (!enforcement_->start(config_, error)) {

@@ -341,10 +341,32 @@ bool Enforcement::update(const config::Config& config, std::string& error) {
   return true;
 }
 
+nfq::DnsInterceptOptions dnsInterceptOptions(const config::Config& config) {
+  nfq::DnsInterceptOptions options;
+  if (config.dns.enabled) options.addresses = config.dns.intercept;
+  return options;
+}
+
+bool applyDnsIntercept(const config::Config& config, std::string& error) {
+  const nfq::CommandResult applied = nfq::applyDnsIntercept(dnsInterceptOptions(config));
+  if (!applied.ok) {
+    error = "installing the DNS take-over rules for dns.intercept failed: " + applied.error +
+            " (they need the raw and nat tables and the xt_socket match; without them use the link-local "
+            "address instead, docs/deploy.md)";
+  }
+  return applied.ok;
+}
+
 bool uninstall(const config::Config& config, std::string& error) {
   const nfq::CommandResult removed = nfq::removeRuleset(rulesetOptions(config));
-  if (!removed.ok) error = removed.error;
-  return removed.ok;
+  // The DNS take-over chains too, whatever dns.intercept says now.
+  const nfq::CommandResult dns = nfq::removeDnsIntercept(nfq::DnsInterceptOptions{});
+  if (!removed.ok) {
+    error = removed.error;
+  } else if (!dns.ok) {
+    error = dns.error;
+  }
+  return removed.ok && dns.ok;
 }
 
 }  // namespace daemon_main

@@ -34,6 +34,7 @@
 #include "config/config.h"
 #include "dns/binding_table.h"
 #include "nfq/bound_set.h"
+#include "nfq/dns_intercept.h"
 #include "nfq/ipset.h"
 #include "nfq/queue_worker.h"
 #include "nfq/ruleset.h"
@@ -173,8 +174,17 @@ class Enforcement {
   config::Config running_;
 };
 
-// egressd --uninstall: removes the chain and its jumps (both families) and
-// the bound sets.
+// The Service addresses egressd takes over for DNS (dns.intercept).
+nfq::DnsInterceptOptions dnsInterceptOptions(const config::Config& config);
+
+// Installs the DNS take-over rules of dns.intercept (nfq/dns_intercept.h),
+// or removes them when it is empty (a node switched to the link-local
+// address). They stay when egressd stops: they only match while egressd's
+// socket is bound.
+bool applyDnsIntercept(const config::Config& config, std::string& error);
+
+// egressd --uninstall: removes the chain and its jumps (both families), the
+// bound sets and the DNS take-over chains.
 bool uninstall(const config::Config& config, std::string& error);
 
 }  // namespace daemon_main

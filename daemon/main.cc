@@ -57,7 +57,8 @@ int main(int argc, char** argv) {
       std::cerr << "egressd: uninstall failed: " << error << '\n';
       return 1;
     }
-    std::cout << "egressd: removed the EGRESSD chain and its jumps (IPv4 and IPv6)\n";
+    std::cout
+        << "egressd: removed the EGRESSD chain, the EGRESSD-DNS chains and their jumps (IPv4 and IPv6)\n";
     return 0;
   }
   common::setLogLevel(loaded.config->log.level);

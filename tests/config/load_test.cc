@@ -120,6 +120,7 @@ binding_grace = "1m30s"
 [dns]
 enabled = false
 listen = ["127.0.0.1:53", "[::1]:53"]
+intercept = ["[::1]:53"]
 upstreams = ["192.0.2.1", "[2001:db8::1]:5300", "[2001:db8::2]"]
 cluster_domains = ["Cluster.Local.", "svc.example"]
 cluster_upstreams = ["10.96.0.10"]
@@ -162,6 +163,7 @@ format = "json"
         std::vector{addr("192.0.2.1:53"), addr("[2001:db8::1]:5300"), addr("[2001:db8::2]:53")});
   CHECK(c.dns.clusterDomains == std::vector<std::string>{"cluster.local", "svc.example"});
   CHECK(c.dns.clusterUpstreams == std::vector{addr("10.96.0.10:53")});
+  CHECK(c.dns.intercept == std::vector{addr("[::1]:53")});
   CHECK(c.dns.denyRcode == config::DenyRcode::Refused);
   CHECK_FALSE(c.dns.stripEch);
   CHECK(c.dns.upstreamTimeout == 750ms);
@@ -448,6 +450,22 @@ TEST_CASE("cross-key checks point at the offending entry") {
       {"[dns]\nupstreams = [\"192.0.2.1\"]\nlisten = [\"0.0.0.0:53\"]\ncluster_upstreams = [\"127.0.0.1\"]",
        "dns.cluster_upstreams[0]",
        "127.0.0.1:53 is egressd's own listener (dns.listen[0]); queries would loop", 4},
+      // dns.intercept: a Service address egressd listens on exactly.
+      {"[dns]\nupstreams = [\"192.0.2.1\"]\nlisten = [\"10.96.0.10:53\"]\nintercept = [\"10.96.0.11:53\"]",
+       "dns.intercept[0]",
+       "10.96.0.11:53 is not in dns.listen; list it there too (egressd must listen on it)", 4},
+      {"[dns]\nupstreams = [\"192.0.2.1\"]\nlisten = [\"0.0.0.0:53\"]\nintercept = [\"0.0.0.0:53\"]",
+       "dns.intercept[0]",
+       "0.0.0.0:53 is not a Service address; give the kube-dns ClusterIP and port, e.g. \"10.96.0.10:53\"",
+       4},
+      {"[dns]\nupstreams = [\"192.0.2.1\"]\nlisten = [\"10.96.0.10:53\"]\nintercept = [\"10.96.0.10:53\", "
+       "\"10.96.0.10:53\"]",
+       "dns.intercept[1]", "10.96.0.10:53 is listed twice (also dns.intercept[0])", 4},
+      // Not intercepted: the upstream is egressd's own listener.
+      {"[dns]\nupstreams = [\"192.0.2.1\"]\nlisten = [\"10.96.0.10:53\"]\ncluster_upstreams = "
+       "[\"10.96.0.10\"]",
+       "dns.cluster_upstreams[0]",
+       "10.96.0.10:53 is egressd's own listener (dns.listen[0]); queries would loop", 4},
       {"[dns]\nupstreams = [\"192.0.2.1\"]\ncluster_domains = [\"cluster.local\", \"Cluster.Local.\"]",
        "dns.cluster_domains[1]", "\"cluster.local\" is listed twice (also dns.cluster_domains[0])", 3},
       {"[dns]\nupstreams = [\"192.0.2.1\"]\nlisten = []", "dns.listen",
@@ -637,4 +655,25 @@ TEST_CASE("rules.internal_cidrs and rules.public_cidrs: values and refusals") {
     CHECK(problem.path == c.path);
     CHECK_THAT(problem.message, Catch::Matchers::Contains(c.message));
   }
+}
+
+TEST_CASE("dns.intercept: the kube-dns ClusterIP, also egressd's cluster upstream") {
+  // The shipped node-local configuration: egressd listens on the Service
+  // address it takes over and forwards cluster names to the same address,
+  // which from the node itself still reaches CoreDNS (no loop).
+  const ConfigLoad result = load(
+      "[dns]\nupstreams = [\"192.0.2.1\"]\nlisten = [\"10.96.0.10:53\", \"169.254.20.11:53\"]\n"
+      "intercept = [\"10.96.0.10:53\"]\ncluster_upstreams = [\"10.96.0.10:53\"]");
+  REQUIRE(result.ok());
+  REQUIRE(result.config->dns.intercept.size() == 1);
+  CHECK(result.config->dns.intercept[0].toString() == "10.96.0.10:53");
+  // Listening on the link-local address is not taking it over.
+  CHECK(onlyProblem("[dns]\nupstreams = [\"192.0.2.1\"]\nlisten = [\"169.254.20.11:53\"]\n"
+                    "cluster_upstreams = [\"169.254.20.11:53\"]")
+            .path == "dns.cluster_upstreams[0]");
+  // A restart-only key: a SIGHUP cannot move the take-over.
+  config::Config before = *result.config;
+  config::Config after = before;
+  after.dns.intercept.clear();
+  CHECK(config::restartOnlyChanges(before, after) == std::vector<std::string>{"dns.intercept"});
 }

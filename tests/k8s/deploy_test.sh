@@ -70,7 +70,9 @@ render() { # NAME DIR: YAML in $work/NAME.yaml, JSON List in $work/NAME.json
 }
 render base "$deploy/base"
 render overlay "$deploy/overlays/node-local"
-for r in base overlay; do
+render linklocal "$deploy/overlays/node-local-link-local"
+render uninstall "$deploy/uninstall"
+for r in base overlay linklocal uninstall; do
   [[ -s "$work/$r.json" ]] || fatal "cannot continue without the rendered $r"
 done
 obj() { # NAME KIND NAME-PREFIX -> the object (generated names have a hash suffix)
@@ -80,7 +82,7 @@ for kind_name in "CustomResourceDefinition egressrulesets.zalando.org" "Namespac
   "ServiceAccount egress-controller" "ServiceAccount egressd" "ClusterRole egress-controller" \
   "ClusterRoleBinding egress-controller" "Role egress-controller-lease" \
   "RoleBinding egress-controller-lease" "ConfigMap egressd-config" \
-  "ConfigMap egressd-system-rules" "DaemonSet egressd"; do
+  "ConfigMap egressd-system-rules" "ConfigMap egressd-node-dns" "DaemonSet egressd"; do
   # shellcheck disable=SC2086
   if [[ -n "$(obj overlay $kind_name)" ]]; then
     ok "overlay has $kind_name"
@@ -100,7 +102,7 @@ else
   fail "base: the system rules ConfigMap is not empty"
 fi
 # The DaemonSet mounts exactly the generated (hash-suffixed) ConfigMaps.
-for r in base overlay; do
+for r in base overlay linklocal; do
   want="$(obj $r ConfigMap egressd-system-rules | jq -r .metadata.name) $(obj $r ConfigMap egressd-config | jq -r .metadata.name)"
   got="$(obj $r DaemonSet egressd | jq -r '[.spec.template.spec.volumes[] | select(.name == "system-rules" or .name == "config") | .configMap.name] | sort | reverse | join(" ")')"
   if [[ -n "$want" && "$got" == "$want" ]]; then
@@ -146,7 +148,7 @@ else
     fail "system rules as mounted (want $want_sets rule sets in force): $(cat "$work/pod.out")"
   fi
   # A broken copy must be refused: the check above can fail.
-  sed 's/^listen = \["169.254.20.11:53"\]/listen = "169.254.20.11:53"/' "$work/egressd.toml" > "$work/bad.toml"
+  sed 's/^listen = \[\(.*\)\]$/listen = \1/' "$work/egressd.toml" > "$work/bad.toml"
   if ! cmp -s "$work/egressd.toml" "$work/bad.toml" &&
     ! "$egressd" --check-config --config "$work/bad.toml" > "$work/bad.out" 2>&1 &&
     grep -q 'dns.listen' "$work/bad.out"; then
@@ -162,6 +164,64 @@ else
   else
     fail "deploy/uninstall config: $(cat "$work/uninstall.out" 2> /dev/null)"
   fi
+fi
+
+step "DNS wiring: the kube-dns take-over by default, the link-local address as the other overlay"
+toml_of() { obj "$1" ConfigMap egressd-config | jq -j '.data["egressd.toml"] // empty'; }
+key_of() { sed -n "/^\\[dns\\]\$/,/^\\[/s/^$2 = //p" <(toml_of "$1"); } # NAME KEY: the [dns] value as written
+init_of() { obj "$1" DaemonSet egressd | jq -c '.spec.template.spec.initContainers[0] | {name, command, env, mounts: [.volumeMounts[].name]}'; }
+dns_case() { # NAME LISTEN INTERCEPT CLUSTER_UPSTREAMS ADDRESSES
+  local got
+  got="$(key_of "$1" listen)|$(key_of "$1" intercept)|$(key_of "$1" cluster_upstreams)"
+  if [[ "$got" == "$2|$3|$4" ]]; then
+    ok "$1: dns.listen $2, dns.intercept ${3:-(none)}, dns.cluster_upstreams $4"
+  else
+    fail "$1: dns.listen|intercept|cluster_upstreams = $got, want $2|$3|$4"
+  fi
+  got="$(init_of "$1")"
+  if [[ "$got" == '{"name":"node-dns","command":["/bin/sh","/etc/egressd/node-dns/node-dns.sh","add"],"env":[{"name":"EGRESSD_DNS_ADDRESSES","value":"'"$5"'"}],"mounts":["node-dns"]}' ]]; then
+    ok "$1: the init container puts $5 on the node with node-dns.sh"
+  else
+    fail "$1: init container: $got"
+  fi
+  local cm
+  cm="$(obj "$1" ConfigMap egressd-node-dns | jq -r .metadata.name)"
+  if [[ "$(obj "$1" DaemonSet egressd | jq -r '.spec.template.spec.volumes[] | select(.name == "node-dns") | .configMap.name')" == "$cm" ]] &&
+    cmp -s <(obj "$1" ConfigMap egressd-node-dns | jq -j '.data["node-dns.sh"]') "$deploy/node-dns/node-dns.sh"; then
+    ok "$1: ConfigMap $cm holds deploy/node-dns/node-dns.sh, mounted by the DaemonSet"
+  else
+    fail "$1: ConfigMap egressd-node-dns ($cm) is not deploy/node-dns/node-dns.sh or not mounted"
+  fi
+}
+dns_case overlay '["10.96.0.10:53"]' '["10.96.0.10:53"]' '["10.96.0.10:53"]' 10.96.0.10
+dns_case linklocal '["169.254.20.11:53"]' '' '["10.96.0.10:53"]' 169.254.20.11
+if cmp -s <(toml_of linklocal) "$deploy/overlays/node-local-link-local/egressd.toml"; then
+  ok "linklocal: ConfigMap egressd-config holds its own egressd.toml (replacing the base's)"
+else
+  fail "linklocal: ConfigMap egressd-config is not deploy/overlays/node-local-link-local/egressd.toml"
+fi
+# Outside their comment headers, the two files differ only in the [dns] table.
+body() { sed -n '/^mode = /,$p' "$1" | sed '/^\[dns\]$/,/^\[/{/^\[dns\]$/!{/^\[/!d}}'; }
+if diff <(body "$deploy/base/egressd.toml") <(body "$deploy/overlays/node-local-link-local/egressd.toml") > "$work/toml.diff"; then
+  ok "the link-local egressd.toml differs from the base's only in [dns]"
+else
+  fail "the link-local egressd.toml differs outside [dns]: $(cat "$work/toml.diff")"
+fi
+if [[ -x "$egressd" ]]; then
+  toml_of linklocal | sed -e "s#\"/etc/egressd/node-resolv.conf\"#\"$work/node-resolv.conf\"#" > "$work/linklocal.toml"
+  if "$egressd" --check-config --config "$work/linklocal.toml" > "$work/linklocal.out" 2>&1; then
+    ok "linklocal: egressd --check-config: $(tail -1 "$work/linklocal.out")"
+  else
+    fail "linklocal: egressd --check-config: $(cat "$work/linklocal.out")"
+  fi
+fi
+got="$(obj uninstall DaemonSet egressd-uninstall | jq -r '.spec.template.spec.initContainers[0].command | join(" ")')"
+if [[ "$got" == *"egressd --uninstall --config /etc/egressd/egressd.toml"* && "$got" == *"node-dns.sh remove"* ]] &&
+  [[ "$(obj uninstall ConfigMap egressd-node-dns | jq -r .metadata.name)" == "$(obj overlay ConfigMap egressd-node-dns | jq -r .metadata.name)" ]] &&
+  [[ "$(obj uninstall DaemonSet egressd-uninstall | jq -r '.spec.template.spec.volumes[] | select(.name == "node-dns") | .configMap.name')" == "$(obj overlay ConfigMap egressd-node-dns | jq -r .metadata.name)" ]]; then
+  ok "uninstall: egressd --uninstall, then node-dns.sh remove from the install's own ConfigMap"
+else
+  fail "uninstall: init container '$got' or its node-dns ConfigMap differs from the install's"
 fi
 
 step "the CRD and the namespace, applied for real"
@@ -182,7 +242,7 @@ else
 fi
 
 step "kubectl apply --dry-run=server -k"
-for dir in base overlays/node-local; do
+for dir in base overlays/node-local overlays/node-local-link-local uninstall; do
   if kc apply --dry-run=server -k "$deploy/$dir" > "$work/dry-k.out" 2>&1; then
     ok "deploy/$dir: $(grep -c 'server dry run' "$work/dry-k.out") objects"
   else
@@ -252,9 +312,6 @@ check_ds "image localhost/egressd:$version (make image) everywhere" \
 metrics_port="$(sed -n 's/^listen = "[0-9.]*:\([0-9]*\)"$/\1/p' "$deploy/base/egressd.toml")"
 check_ds "probes: GET /readyz and /healthz on 127.0.0.1:$metrics_port (metrics.listen)" \
   "[$c_egressd | .readinessProbe.httpGet, .livenessProbe.httpGet | [.host, .port, .path]] == [[\"127.0.0.1\", $metrics_port, \"/readyz\"], [\"127.0.0.1\", $metrics_port, \"/healthz\"]]"
-listen="$(grep -o '^listen = \["[0-9.]*:53"\]' "$deploy/base/egressd.toml" | grep -o '[0-9.]*:' | tr -d :)"
-check_ds "init container puts dns.listen ($listen) on the node" \
-  "$pod.initContainers[0].command | join(\" \") | contains(\"$listen/32\")"
 
 step "RBAC: egress-controller gets what it needs and nothing more"
 can() { # EXPECT(yes|no) AS ARGS...
