@@ -10,6 +10,8 @@
 #                              containerd + runc,
 #                              cni0 bridge -> pods
 #
+# The node also has a mount namespace of its own (see start_holder), where
+# /etc/resolv.conf names the internet's resolver.
 # The host's own interfaces, routes and iptables are never touched: the
 # node's iptables (kube-proxy, the CNI's masquerade, egressd's) live in the
 # node namespace, and the internet namespace has no route anywhere else.
@@ -276,7 +278,7 @@ oomScoreAdj: 0
 failSwapOn: false
 clusterDNS: [$DNS_SVC_IP]
 clusterDomain: $CLUSTER_DOMAIN
-resolvConf: $d/node-resolv.conf
+resolvConf: /etc/resolv.conf
 volumePluginDir: $d/kubelet/volume-plugins
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
@@ -315,18 +317,48 @@ EOF
 image_name() { "$here/images.sh" name "$1"; }
 
 # ---- processes -------------------------------------------------------------
-# Starts CMD in the node's network namespace (the host's mount namespace:
-# kubelet, containerd and runc must see each other's mounts), detached in
-# its own session, inside the cluster's pids cgroup, so `down` finds it and
-# everything it starts (shims, containers) by cgroup, not by pid file.
-start_node() { # DIR NAME CMD...
-  local d="$1" name="$2" ns cg
-  shift 2
+# The node has a mount namespace of its own (a slave of the host's: host
+# mounts show inside, the node's never leak out), in which /etc/resolv.conf
+# is the node's resolv.conf: a DaemonSet's hostPath /etc/resolv.conf (as
+# egressd's) then names the internet's resolver, as on a real node, not the
+# machine's. A holder process keeps that namespace; every part of the node
+# joins it and the node's network namespace, so kubelet, containerd and runc
+# see each other's mounts, and all of them vanish with the last process.
+start_holder() { # DIR
+  local d="$1" ns cg
   ns="$(state_get ns_node "$d")"
   cg="$(state_get cgroup "$d")"
   (
     echo "$BASHPID" > "/sys/fs/cgroup/pids/$cg/daemons/cgroup.procs"
-    exec setsid nsenter --net="/run/netns/$ns" -- "$@"
+    exec setsid nsenter --net="/run/netns/$ns" -- unshare --mount --propagation slave -- \
+      sh -c 'mount --bind "$1" /etc/resolv.conf && exec sleep infinity' sh "$d/node-resolv.conf"
+  ) > "$d/logs/holder.log" 2>&1 < /dev/null &
+  echo $! > "$d/pids/holder.pid"
+  state_set holder $! "$d"
+  wait_for "node mount namespace" 10 holder_ready "$d" || die "the node's mount namespace did not come up: $(cat "$d/logs/holder.log")"
+}
+
+holder_ready() { # the holder has exec'd sleep, with the bind mount in place
+  local pid
+  pid="$(state_get holder "$1")"
+  [[ "$(cat "/proc/$pid/comm" 2> /dev/null)" == sleep ]]
+}
+
+node_ns_args() { # DIR -> nsenter options for the node's namespaces
+  echo "--mount=/proc/$(state_get holder "$1")/ns/mnt --net=/run/netns/$(state_get ns_node "$1")"
+}
+
+# Starts CMD in the node's namespaces, detached in its own session, inside
+# the cluster's pids cgroup, so `down` finds it and everything it starts
+# (shims, containers) by cgroup, not by pid file.
+start_node() { # DIR NAME CMD...
+  local d="$1" name="$2" cg nsargs
+  shift 2
+  cg="$(state_get cgroup "$d")"
+  read -r -a nsargs <<< "$(node_ns_args "$d")"
+  (
+    echo "$BASHPID" > "/sys/fs/cgroup/pids/$cg/daemons/cgroup.procs"
+    exec setsid nsenter "${nsargs[@]}" -- "$@"
   ) > "$d/logs/$name.log" 2>&1 < /dev/null &
   echo $! > "$d/pids/$name.pid"
 }
@@ -354,9 +386,10 @@ wait_started() { # DIR NAME TIMEOUT CMD...: CMD succeeds, or NAME died
 }
 
 in_node() { # DIR CMD...
-  local d="$1"
+  local d="$1" nsargs
   shift
-  nsenter --net="/run/netns/$(state_get ns_node "$d")" -- "$@"
+  read -r -a nsargs <<< "$(node_ns_args "$d")"
+  nsenter "${nsargs[@]}" -- "$@"
 }
 
 kc() { "$BIN/kubectl" --kubeconfig "$DIR/admin.kubeconfig" "$@"; }
@@ -433,8 +466,11 @@ created=$created
 cni_before=$cni_before
 EOF
   claim_machine "$d"
-  # A failed `up` leaves nothing behind.
-  trap 'rc=$?; if ((rc != 0)); then log "up failed; removing what it made"; cmd_down "'"$d"'" || true; fi' EXIT
+  # A failed or interrupted `up` leaves nothing behind: its background jobs
+  # are stopped, then `down` removes what it made.
+  trap 'exit 143' TERM
+  trap 'exit 130' INT
+  trap 'rc=$?; if ((rc != 0)); then log "up failed; removing what it made"; kill $(jobs -p) 2> /dev/null; wait; cmd_down "'"$d"'" || true; fi' EXIT
 
   if [[ -n "${EGRESSD_K8S_OWNER_PID:-}" ]]; then
     local owner="$EGRESSD_K8S_OWNER_PID"
@@ -486,6 +522,7 @@ EOF
   gen_tokens "$d"
   write_configs "$d" "$cg"
 
+  start_holder "$d"
   start_node "$d" containerd containerd --config "$d/containerd/config.toml"
   start_node "$d" etcd "$BIN/etcd" --name "$NODE_NAME" --data-dir "$d/etcd" \
     --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
@@ -641,7 +678,11 @@ mounts_under() { # PATH...
   done | awk '{print length, $0}' | sort -rn | cut -d' ' -f2-
 }
 
+# Best effort: every step runs even when an earlier one failed, and what
+# could not be removed is named at the end (status 1).
 cmd_down() { # DIR
+  local -
+  set +e
   local d="$1"
   [[ -f "$d/$marker" ]] || return 0
   if [[ ! -f "$d/cluster.state" ]]; then
@@ -698,6 +739,15 @@ cmd_down() { # DIR
   for p in $created; do rm -rf "$p"; done
   rm -f "$REG/$id.dir"
   rm -rf "$d"
+  local left=""
+  for n in "$ns_node" "$ns_inet"; do [[ -n "$n" && -e "/run/netns/$n" ]] && left+=" netns:$n"; done
+  [[ -n "$cg" ]] && for p in /sys/fs/cgroup/*/"$cg"; do [[ -d "$p" ]] && left+=" cgroup:$p"; done
+  left+="$(mounts_under "${roots[@]}" | sed 's/^/ mount:/' | tr -d '\n')"
+  [[ -e "$d" ]] && left+=" folder:$d"
+  if [[ -n "$left" ]]; then
+    log "down: cluster $id NOT completely removed; left:$left"
+    return 1
+  fi
   log "down: cluster $id removed"
 }
 
