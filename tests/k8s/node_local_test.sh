@@ -13,9 +13,14 @@
 #     allowed names over HTTPS and HTTP work; a name no rule allows does not
 #     resolve; the same name's address hard-coded does not connect; a
 #     cluster Service by name works;
-#  4. `kubectl apply` of a new EgressRuleSet makes the refused name work
+#  4. `egressctl watch` through `kubectl exec` into the egressd container
+#     shows the pod's refused queries live;
+#  5. `kubectl apply` of a new EgressRuleSet makes the refused name work
 #     (time from apply to the first successful connection measured), and
-#     `kubectl delete` makes it fail again.
+#     `kubectl delete` makes it fail again;
+#  6. the uninstall of docs/deploy.md (delete the DaemonSet, the uninstall
+#     DaemonSet, delete -k) leaves no EGRESSD chain, ipset, address or
+#     interface of egressd's on the node.
 #
 # Needs root and the cluster's parts; exits 77 (skipped) when not root or
 # without Kubernetes binaries and a Go toolchain to build them.
@@ -207,6 +212,26 @@ out="$(in_pod curl -sS --max-time 5 http://kube-dns.kube-system.svc.cluster.loca
 grep -q '^coredns_build_info' <<< "$out" && ok "a cluster Service whose endpoint is a pod (kube-dns:9153)" ||
   fail "kube-dns:9153: $(head -c 200 <<< "$out")"
 
+step "egressctl watch through kubectl exec shows the pod's decisions live"
+pod_ip="$(kc -n egressd-test get pod client -o jsonpath='{.status.podIP}')"
+kc -n egressd-system exec ds/egressd -c egressd -- egressctl watch -c 3 --no-colour 'name other.example.com' \
+  > "$work/watch.out" 2>&1 &
+watch_pid=$!
+# Refused queries until watch has printed its three lines (it may take a
+# moment to attach: a query before that is not seen).
+for _ in $(seq 30); do
+  kill -0 "$watch_pid" 2> /dev/null || break
+  curl_pod https://other.example.com/ > /dev/null
+  sleep 0.3
+done
+kill "$watch_pid" 2> /dev/null
+wait "$watch_pid" 2> /dev/null
+if grep -q "^[0-9:.]* $pod_ip:[0-9]* > .* dns A other.example.com DENY" "$work/watch.out"; then
+  ok "egressctl watch: $(grep -m1 ' dns A other.example.com' "$work/watch.out")"
+else
+  fail "egressctl watch printed: $(head -c 500 "$work/watch.out")"
+fi
+
 step "kubectl apply of a new rule set opens a refused name; delete closes it"
 t0=$(now_ms)
 kc -n egressd-test apply -f - > /dev/null << 'EOF' || fail "rule set other-https refused"
@@ -244,6 +269,46 @@ done
   fail "other.example.com still resolves 30 s after delete: $out"
 out="$(curl_pod --resolve other.example.com:443:203.0.113.11 https://other.example.com/)"
 [[ "$out" != "exit=0 "* ]] && ok "and its address does not connect (${out%% *})" || fail "after delete, by address: $out"
+
+step "uninstall as docs/deploy.md says: nothing of egressd's left on the node"
+on_node() { "$cluster" node "$@"; }
+node_traces() { # egressd's chains, ipsets, addresses and interface on the node
+  on_node iptables-save 2> /dev/null | grep -E '^:EGRESSD|-j EGRESSD' | sed 's/^/iptables: /'
+  on_node ip6tables-save 2> /dev/null | grep -E '^:EGRESSD|-j EGRESSD' | sed 's/^/ip6tables: /'
+  on_node ipset list -n 2> /dev/null | grep -i egressd | sed 's/^/ipset: /'
+  on_node ip -o addr show 2> /dev/null | grep -E "egressd|$EGRESSD_K8S_DNS_IP/" | awk '{print "address: " $2 " " $4}'
+  on_node ip -o link show egressd-dns 2> /dev/null | sed 's/^/link: /'
+}
+before_uninstall="$(node_traces)"
+grep -q '^iptables: :EGRESSD ' <<< "$before_uninstall" && grep -q "^address: lo $EGRESSD_K8S_DNS_IP/32" <<< "$before_uninstall" &&
+  ok "while installed: the EGRESSD chain and $EGRESSD_K8S_DNS_IP on lo are on the node" ||
+  fail "egressd's traces on the node while installed: $before_uninstall"
+# The uninstall DaemonSet's second container is a pause image from a
+# registry; this node has no registry, so the overlay names the test's.
+uninstall="$work/uninstall"
+mkdir -p "$uninstall"
+cat > "$uninstall/kustomization.yaml" << EOF
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+- $(realpath --relative-to="$uninstall" "$src/deploy/uninstall")
+images:
+- name: localhost/egressd
+  newTag: "$version"
+- name: registry.k8s.io/pause
+  newName: localhost/egressd-test/pause
+  newTag: "1"
+EOF
+kc -n egressd-system delete ds egressd --wait=true --timeout=60s > /dev/null || fail "delete ds egressd"
+kc apply -k "$uninstall" > "$work/uninstall.log" 2>&1 || fail "apply -k deploy/uninstall: $(tail -n 3 "$work/uninstall.log")"
+kc -n egressd-system rollout status ds/egressd-uninstall --timeout=120s > /dev/null 2>&1 ||
+  fail "uninstall DaemonSet not ready: $(kc -n egressd-system get pods 2>&1 | tail -n 3)"
+kc delete -k "$uninstall" --wait=true --timeout=60s > /dev/null 2>&1 || fail "delete -k deploy/uninstall"
+kc delete -k "$overlay" --ignore-not-found --wait=false > "$work/delete.log" 2>&1 ||
+  fail "delete -k the overlay: $(tail -n 3 "$work/delete.log")"
+after_uninstall="$(node_traces)"
+[[ -z "$after_uninstall" ]] && ok "after uninstall: no EGRESSD chain, ipset, address or interface of egressd's" ||
+  fail "left on the node after uninstall: $after_uninstall"
 
 echo "k8s.node_local: timings: cluster up ${up_ms} ms, DaemonSet Ready ${ds_ms:-?} ms, apply->open ${opened:-?} ms, delete->closed ${closed:-?} ms"
 echo "k8s.node_local: $passed passed, $failed failed"
