@@ -18,7 +18,11 @@
 #  5. `kubectl apply` of a new EgressRuleSet makes the refused name work
 #     (time from apply to the first successful connection measured), and
 #     `kubectl delete` makes it fail again;
-#  6. the uninstall of docs/deploy.md (delete the DaemonSet, the uninstall
+#  6. `kubectl rollout restart ds/egressd`, then SIGKILL of the egressd
+#     container (ctr tasks kill), each during a 64 MiB download over one
+#     connection: the download completes, new connections to a denied
+#     address never get through meanwhile, allowed names work afterwards;
+#  7. the uninstall of docs/deploy.md (delete the DaemonSet, the uninstall
 #     DaemonSet, delete -k) leaves no EGRESSD chain, ipset, address or
 #     interface of egressd's on the node.
 #
@@ -269,6 +273,77 @@ done
   fail "other.example.com still resolves 30 s after delete: $out"
 out="$(curl_pod --resolve other.example.com:443:203.0.113.11 https://other.example.com/)"
 [[ "$out" != "exit=0 "* ]] && ok "and its address does not connect (${out%% *})" || fail "after delete, by address: $out"
+
+step "kubectl rollout restart ds/egressd during a long download"
+# 64 MiB at 4 MB/s over one connection to an allowed name: about 16 s.
+kc -n egressd-test exec client -- curl -sS --max-time 120 --limit-rate 4M --cacert /test-ca/ca.pem \
+  -o /dev/null -w '%{http_code} %{size_download}' https://api.example.com/bulk > "$work/download.out" 2>&1 &
+dl_pid=$!
+sleep 2
+kc -n egressd-system rollout restart ds/egressd > /dev/null || fail "rollout restart"
+t0=$(now_ms)
+tries=0
+leaks=0
+restarted=""
+while (($(now_ms) - t0 < 120000)); do
+  # A denied name by address, a new connection each time: never through.
+  out="$(in_pod curl -sS --max-time 2 --cacert /test-ca/ca.pem --resolve other.example.com:443:203.0.113.11 \
+    https://other.example.com/ 2>&1)" && leaks=$((leaks + 1))
+  tries=$((tries + 1))
+  if kc -n egressd-system rollout status ds/egressd --timeout=1s > /dev/null 2>&1; then
+    restarted=$(($(now_ms) - t0))
+    break
+  fi
+done
+[[ -n "$restarted" ]] && ok "the DaemonSet rolled over in $restarted ms" || fail "rollout did not finish in 120 s"
+((leaks == 0 && tries > 0)) && ok "during the restart: $tries new connections to a denied address, none through" ||
+  fail "during the restart $leaks of $tries connections to a denied address went through"
+wait "$dl_pid"
+[[ "$(cat "$work/download.out")" == "200 67108864" ]] &&
+  ok "the download over one connection completed across the restart (64 MiB)" ||
+  fail "download across the restart: $(cat "$work/download.out")"
+out="$(curl_pod https://api.example.com/)"
+[[ "$out" == "exit=0 vhost=api.example.com scheme=https port=443" ]] &&
+  ok "after the restart: a new connection to an allowed name works" || fail "after the restart: $out"
+
+step "the egressd container killed (SIGKILL) during a long download"
+cid="$(kc -n egressd-system get pods -l app.kubernetes.io/name=egressd \
+  -o jsonpath='{.items[0].status.containerStatuses[?(@.name=="egressd")].containerID}')"
+cid="${cid#containerd://}"
+restarts0="$(kc -n egressd-system get pods -l app.kubernetes.io/name=egressd \
+  -o jsonpath='{.items[0].status.containerStatuses[?(@.name=="egressd")].restartCount}')"
+kc -n egressd-test exec client -- curl -sS --max-time 120 --limit-rate 4M --cacert /test-ca/ca.pem \
+  -o /dev/null -w '%{http_code} %{size_download}' https://api.example.com/bulk > "$work/download2.out" 2>&1 &
+dl_pid=$!
+sleep 2
+ctr tasks kill -s SIGKILL "$cid" > /dev/null 2>&1 || fail "ctr tasks kill $cid"
+t0=$(now_ms)
+tries=0
+leaks=0
+back=""
+while (($(now_ms) - t0 < 120000)); do
+  out="$(in_pod curl -sS --max-time 2 --cacert /test-ca/ca.pem --resolve other.example.com:443:203.0.113.11 \
+    https://other.example.com/ 2>&1)" && leaks=$((leaks + 1))
+  tries=$((tries + 1))
+  st="$(kc -n egressd-system get pods -l app.kubernetes.io/name=egressd \
+    -o jsonpath='{.items[0].status.containerStatuses[?(@.name=="egressd")].restartCount} {.items[0].status.containerStatuses[?(@.name=="egressd")].ready}')"
+  if [[ "$st" == "$((restarts0 + 1)) true" ]]; then
+    back=$(($(now_ms) - t0))
+    break
+  fi
+  sleep 0.2
+done
+[[ -n "$back" ]] && ok "egressd restarted by the kubelet and Ready again in $back ms" ||
+  fail "egressd not back 120 s after SIGKILL: $st"
+((leaks == 0 && tries > 0)) && ok "while it was gone: $tries new connections to a denied address, none through" ||
+  fail "while egressd was gone $leaks of $tries connections to a denied address went through"
+wait "$dl_pid"
+[[ "$(cat "$work/download2.out")" == "200 67108864" ]] &&
+  ok "the download over one connection completed across the kill (64 MiB)" ||
+  fail "download across the kill: $(cat "$work/download2.out")"
+out="$(curl_pod https://api.example.com/)"
+[[ "$out" == "exit=0 vhost=api.example.com scheme=https port=443" ]] &&
+  ok "after the kill: a new connection to an allowed name works" || fail "after the kill: $out"
 
 step "uninstall as docs/deploy.md says: nothing of egressd's left on the node"
 on_node() { "$cluster" node "$@"; }
