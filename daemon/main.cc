@@ -27,8 +27,8 @@ int main(int argc, char** argv) {
                "they are listed, and egressd runs with the rest");
   app.add_flag(
       "--uninstall", uninstallOnly,
-      "Remove the iptables/ip6tables chain egressd installed (SIGTERM leaves it in place so that nothing "
-      "leaks while egressd restarts), then exit");
+      "Remove the iptables/ip6tables chains egressd installed (SIGTERM leaves them in place so that nothing "
+      "leaks while egressd restarts; the DNS take-over chains of dns.intercept too), then exit");
   app.set_version_flag("--version", "egressd " + std::string(control::kVersion));
   try {
     app.parse(argc, argv);

@@ -3,12 +3,14 @@
 # egressd takes the kube-dns ClusterIP over on its node, pods keep asking
 # the ClusterIP, and no kubelet setting changes. On a "node" network
 # namespace with hand-written kube-proxy (iptables mode) nat rules that DNAT
-# the ClusterIP to a real DNS server playing CoreDNS:
+# the ClusterIP to a real DNS server playing CoreDNS, which runs behind a
+# second node that also has the ClusterIP (egressd runs on every node):
 #   - before egressd: the ClusterIP reaches CoreDNS (unfiltered; a control);
 #   - egressd up: the pod's queries to the ClusterIP (UDP and TCP, any
 #     source port) are answered by egressd (a denied name is NXDOMAIN),
 #     cluster names resolve through egressd -> ClusterIP -> CoreDNS with the
-#     node's address as source (CoreDNS refuses queries from the ClusterIP),
+#     node's address as source (an answer to the ClusterIP would end on the
+#     other node, where that address is local too),
 #     the pod reaches an allowed name and not a denied address, the node's
 #     own queries still go to CoreDNS, no conntrack entry is made;
 #   - egressd stopped with SIGTERM, then with SIGKILL (rules left behind):
@@ -31,8 +33,9 @@ done
 
 id="$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
 NODE="egressd-cdns-$id-node" POD="egressd-cdns-$id-pod" DNS="egressd-cdns-$id-dns" INET="egressd-cdns-$id-inet"
+NODE2="egressd-cdns-$id-node2"
 dir="$(mktemp -d "/tmp/egressd-cluster-dns.XXXXXX")"
-CIP=10.96.0.10 POD_IP=10.244.0.2 COREDNS_IP=10.244.1.2 NODE_TO_DNS=10.244.1.1
+CIP=10.96.0.10 POD_IP=10.244.0.2 COREDNS_IP=10.244.1.2 NODE_IP=10.0.0.1 NODE2_IP=10.0.0.2
 ALLOWED_IP=203.0.113.10 DENIED_IP=203.0.113.11
 CLUSTER_NAME=kubernetes.default.svc.cluster.local CLUSTER_ANSWER=10.96.0.1
 egressd_pid=""
@@ -42,7 +45,7 @@ cleanup() {
   [ -n "$egressd_pid" ] && kill -9 "$egressd_pid" 2> /dev/null
   for p in "${pids[@]}"; do kill "$p" 2> /dev/null; done
   wait 2> /dev/null
-  for ns in "$NODE" "$POD" "$DNS" "$INET"; do ip netns del "$ns" 2> /dev/null; done
+  for ns in "$NODE" "$NODE2" "$POD" "$DNS" "$INET"; do ip netns del "$ns" 2> /dev/null; done
   if [ "${E2E_KEEP:-0}" = 1 ]; then echo "kept $dir"; else rm -rf "$dir"; fi
 }
 trap cleanup EXIT
@@ -57,9 +60,10 @@ in_node() { ip netns exec "$NODE" "$@"; }
 in_pod() { ip netns exec "$POD" "$@"; }
 
 # ---- topology -----------------------------------------------------------------
-#   pod 10.244.0.2 --- node (10.96.0.10 local) --- "CoreDNS" 10.244.1.2
+#   pod 10.244.0.2 --- node 10.0.0.1 --- node2 10.0.0.2 --- "CoreDNS" 10.244.1.2
+#                        |  (both: 10.96.0.10 local)
 #                        \--- internet 198.51.100.2 (203.0.113.10, .11)
-for ns in "$NODE" "$POD" "$DNS" "$INET"; do
+for ns in "$NODE" "$NODE2" "$POD" "$DNS" "$INET"; do
   ip netns add "$ns" || { echo "FAIL: ip netns add $ns"; exit 1; }
   ip -n "$ns" link set lo up
 done
@@ -69,10 +73,14 @@ veth() { # NS-A IF-A ADDR-A NS-B IF-B ADDR-B
     ip -n "$4" addr add "$6" dev "$5" && ip -n "$4" link set "$5" up
 }
 veth "$NODE" vpod 10.244.0.1/24 "$POD" eth0 "$POD_IP/24" &&
-  veth "$NODE" vdns "$NODE_TO_DNS/24" "$DNS" eth0 "$COREDNS_IP/24" &&
+  veth "$NODE" vnode2 "$NODE_IP/24" "$NODE2" vnode1 "$NODE2_IP/24" &&
+  veth "$NODE2" vdns 10.244.1.1/24 "$DNS" eth0 "$COREDNS_IP/24" &&
   veth "$NODE" vinet 198.51.100.1/24 "$INET" eth0 198.51.100.2/24 &&
   ip -n "$POD" route add default via 10.244.0.1 &&
-  ip -n "$DNS" route add default via "$NODE_TO_DNS" &&
+  ip -n "$DNS" route add default via 10.244.1.1 &&
+  ip -n "$NODE" route add 10.244.1.0/24 via "$NODE2_IP" &&
+  ip -n "$NODE2" route add 10.244.0.0/24 via "$NODE_IP" &&
+  ip netns exec "$NODE2" sysctl -qw net.ipv4.ip_forward=1 &&
   ip -n "$INET" route add 10.244.0.0/16 via 198.51.100.1 &&
   ip -n "$INET" addr add "$ALLOWED_IP/32" dev lo && ip -n "$INET" addr add "$DENIED_IP/32" dev lo &&
   ip -n "$NODE" route add 203.0.113.0/24 via 198.51.100.2 &&
@@ -117,11 +125,12 @@ if in_node env EGRESSD_DNS_ADDRESSES="$CIP" sh "$src/deploy/node-dns/node-dns.sh
 else
   fail "node-dns.sh add" "$(cat "$dir/node-dns.out")"
 fi
+ip netns exec "$NODE2" env EGRESSD_DNS_ADDRESSES="$CIP" sh "$src/deploy/node-dns/node-dns.sh" add > /dev/null ||
+  fail "node-dns.sh add on node2"
 
-# "CoreDNS": unbound with the cluster zone and the test names. It refuses
-# queries whose source is the Service range: a node process that asked the
-# ClusterIP and was not masqueraded would be answered at the ClusterIP,
-# which on a real cluster is local on every egressd node and never returns.
+# "CoreDNS": unbound with the cluster zone and the test names. A node
+# process that asked the ClusterIP and was not masqueraded is answered at
+# the ClusterIP, which node2 delivers to itself: the answer never returns.
 cat > "$dir/coredns.conf" << EOF
 server:
   interface: $COREDNS_IP
@@ -137,7 +146,6 @@ server:
   pidfile: "$dir/unbound.pid"
   num-threads: 1
   module-config: "iterator"
-  access-control: 10.96.0.0/12 refuse
   access-control: 0.0.0.0/0 allow
   local-zone: "." refuse
   local-zone: "cluster.local." static
@@ -259,8 +267,8 @@ expect_eq "... and leaves no conntrack entry (NOTRACK, both directions)" "" \
   "$(in_node conntrack -L -p udp --orig-port-src 40001 2> /dev/null)"
 expect_eq "the node's own query to the ClusterIP is not taken over (CoreDNS answers the denied name)" \
   "$DENIED_IP" "$(in_node dig +time=2 +tries=1 +short @"$CIP" denied.example.com 2> /dev/null | tail -1)"
-if grep -q "$NODE_TO_DNS.*$CLUSTER_NAME" "$dir/coredns.log" && ! grep -Eq "info: 10\.96\.[0-9.]+ " "$dir/coredns.log"; then
-  ok "CoreDNS saw egressd's and the node's queries from the node's address $NODE_TO_DNS, never from the ClusterIP"
+if grep -q "$NODE_IP.*$CLUSTER_NAME" "$dir/coredns.log" && ! grep -Eq "info: 10\.96\.[0-9.]+ " "$dir/coredns.log"; then
+  ok "CoreDNS saw egressd's and the node's queries from the node's address $NODE_IP, never from the ClusterIP"
 else
   fail "CoreDNS's query log" "$(grep 'info:' "$dir/coredns.log" | tail -5)"
 fi
