@@ -25,10 +25,16 @@ image_pkgs=(python3 binutils iptables ipset iproute2 dash publicsuffix)
 # tests/image: a private containerd that imports and runs the image; skopeo
 # reads the archive as `skopeo copy` to a registry would.
 image_test_pkgs=(containerd runc skopeo)
+# tests/k8s/cluster.sh: the single-node test cluster's runtime (containerd,
+# runc, the CNI plugins bridge/host-local/portmap/loopback in /usr/lib/cni)
+# and nsenter (util-linux) to start its parts in the node's namespace; the
+# pause image is compiled statically (libc6-dev, in build-essential).
+cluster_pkgs=(containerd runc containernetworking-plugins util-linux)
 
 case "$group" in
   build) want=("${build_pkgs[@]}") ;;
-  test) want=("${build_pkgs[@]}" "${test_pkgs[@]}" "${image_pkgs[@]}" "${image_test_pkgs[@]}") ;;
+  test) want=("${build_pkgs[@]}" "${test_pkgs[@]}" "${image_pkgs[@]}" "${image_test_pkgs[@]}"
+    "${cluster_pkgs[@]}") ;;
   bench) want=("${build_pkgs[@]}" "${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
   image) want=("${build_pkgs[@]}" "${image_pkgs[@]}") ;;
   *) echo "usage: $0 [build|test|bench|image]" >&2; exit 2 ;;

@@ -14,6 +14,11 @@
 #   topology.sh env DIR    print shell variables for `eval`
 #   topology.sh gc         remove leftovers of runs whose owner process is
 #                          gone (namespaces named egressd-e2e-*)
+#   topology.sh internet DIR NS
+#                          only the internet side: its addresses on eth0 of
+#                          the existing namespace NS and its services, files
+#                          in DIR (tests/k8s/cluster.sh); the caller removes
+#                          NS
 #
 # Namespace names carry a random id, so parallel runs never collide. All
 # addresses exist only inside the namespaces: the internet namespace has no
@@ -222,6 +227,48 @@ EOF
   } > "$f"
 }
 
+# The internet's addresses on eth0 of namespace NS (which must exist) and
+# its services: the authoritative and the resolving unbound, nginx with the
+# per-name vhosts, services.py. DIR (existing) receives certs/, inet/, logs/
+# and pids/. Also used by tests/k8s/cluster.sh for its internet namespace.
+internet_up() {  # DIR NS
+  local dir=$1 ns_inet=$2 entry oct
+  mkdir -p "$dir/logs" "$dir/pids" "$dir/inet"
+  ip -n "$ns_inet" addr add "$INET_IP4/24" dev eth0
+  ip -n "$ns_inet" addr add "$INET_DNS4/24" dev eth0
+  ip -n "$ns_inet" -6 addr add "$INET_IP6/64" dev eth0 nodad
+  ip -n "$ns_inet" -6 addr add "$INET_DNS6/64" dev eth0 nodad
+  ip -n "$ns_inet" addr add "$INET_AUTH4/24" dev eth0
+  ip -n "$ns_inet" -6 addr add "$INET_AUTH6/64" dev eth0 nodad
+  for entry in $SERVICES; do
+    oct=${entry##*:}
+    ip -n "$ns_inet" addr add "203.0.113.$oct/24" dev eth0
+    ip -n "$ns_inet" -6 addr add "$(ip6 "$oct")/64" dev eth0 nodad
+  done
+  ip -n "$ns_inet" link set eth0 up
+
+  make_certs "$dir"
+  write_unbound_conf "$dir"
+  write_nginx_conf "$dir"
+  local u
+  for u in auth resolver; do
+    unbound-checkconf "$dir/inet/unbound-$u.conf" > "$dir/logs/unbound-checkconf.log" 2>&1 \
+      || die "bad unbound-$u.conf: $(cat "$dir/logs/unbound-checkconf.log")"
+    start_in "$dir" "$ns_inet" "unbound-$u" unbound -d -c "$dir/inet/unbound-$u.conf"
+  done
+  start_in "$dir" "$ns_inet" nginx nginx -e "$dir/logs/nginx-error.log" -p "$dir/inet/nginx" \
+    -c "$dir/inet/nginx.conf" -g 'daemon off;'
+  local py=python3
+  [ -x /usr/bin/python3 ] && py=/usr/bin/python3   # the system one: stdlib only, no shims
+  # shellcheck disable=SC2046 # one argument per address
+  start_in "$dir" "$ns_inet" services "$py" -u "$here/services.py" \
+    $(ip -n "$ns_inet" -o addr show dev eth0 scope global | awk '{sub("/.*", "", $4); print $4}')
+
+  wait_for "DNS" 50 ip netns exec "$ns_inet" dig +time=1 +tries=1 @"$INET_DNS4" api.example.com A
+  wait_for "nginx" 50 ip netns exec "$ns_inet" bash -c "exec 3<>/dev/tcp/203.0.113.10/443"
+  wait_for "test services" 50 grep -q "services ready" "$dir/logs/services.log"
+}
+
 cmd_up() {
   local dir=$1
   [ -d "$dir" ] || die "no such directory: $dir"
@@ -277,43 +324,9 @@ EOF
   ip netns exec "$ns_gw" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
 
   # internet: no default route, so nothing it receives can go further.
-  local entry oct
-  ip -n "$ns_inet" addr add "$INET_IP4/24" dev eth0
-  ip -n "$ns_inet" addr add "$INET_DNS4/24" dev eth0
-  ip -n "$ns_inet" -6 addr add "$INET_IP6/64" dev eth0 nodad
-  ip -n "$ns_inet" -6 addr add "$INET_DNS6/64" dev eth0 nodad
-  ip -n "$ns_inet" addr add "$INET_AUTH4/24" dev eth0
-  ip -n "$ns_inet" -6 addr add "$INET_AUTH6/64" dev eth0 nodad
-  for entry in $SERVICES; do
-    oct=${entry##*:}
-    ip -n "$ns_inet" addr add "203.0.113.$oct/24" dev eth0
-    ip -n "$ns_inet" -6 addr add "$(ip6 "$oct")/64" dev eth0 nodad
-  done
-  ip -n "$ns_inet" link set eth0 up
+  internet_up "$dir" "$ns_inet"
   ip -n "$ns_inet" route add "$POD_NET4" via "$GW_INET_IP4"
   ip -n "$ns_inet" -6 route add "$POD_NET6" via "$GW_INET_IP6"
-
-  # services
-  make_certs "$dir"
-  write_unbound_conf "$dir"
-  write_nginx_conf "$dir"
-  local u
-  for u in auth resolver; do
-    unbound-checkconf "$dir/inet/unbound-$u.conf" > "$dir/logs/unbound-checkconf.log" 2>&1 \
-      || die "bad unbound-$u.conf: $(cat "$dir/logs/unbound-checkconf.log")"
-    start_in "$dir" "$ns_inet" "unbound-$u" unbound -d -c "$dir/inet/unbound-$u.conf"
-  done
-  start_in "$dir" "$ns_inet" nginx nginx -e "$dir/logs/nginx-error.log" -p "$dir/inet/nginx" \
-    -c "$dir/inet/nginx.conf" -g 'daemon off;'
-  local py=python3
-  [ -x /usr/bin/python3 ] && py=/usr/bin/python3   # the system one: stdlib only, no shims
-  # shellcheck disable=SC2046 # one argument per address
-  start_in "$dir" "$ns_inet" services "$py" -u "$here/services.py" \
-    $(ip -n "$ns_inet" -o addr show dev eth0 scope global | awk '{sub("/.*", "", $4); print $4}')
-
-  wait_for "DNS" 50 ip netns exec "$ns_inet" dig +time=1 +tries=1 @"$INET_DNS4" api.example.com A
-  wait_for "nginx" 50 ip netns exec "$ns_inet" bash -c "exec 3<>/dev/tcp/203.0.113.10/443"
-  wait_for "test services" 50 grep -q "services ready" "$dir/logs/services.log"
   trap - EXIT
   echo "topology: up ($ns_pod, $ns_gw, $ns_inet)" >&2
 }
@@ -417,5 +430,6 @@ case "${1:-}" in
   down) [ $# -eq 2 ] || die "usage: topology.sh down DIR"; cmd_down "$2" ;;
   env) [ $# -eq 2 ] || die "usage: topology.sh env DIR"; cmd_env "$2" ;;
   gc) cmd_gc ;;
-  *) die "usage: topology.sh up|down|env DIR | gc" ;;
+  internet) [ $# -eq 3 ] || die "usage: topology.sh internet DIR NS"; internet_up "$(cd "$2" && pwd)" "$3" ;;
+  *) die "usage: topology.sh up|down|env DIR | gc | internet DIR NS" ;;
 esac

@@ -1,18 +1,23 @@
 #!/usr/bin/env bash
-# Builds (or reuses) the pinned kube-apiserver, kubectl, etcd and etcdctl
-# for the k8s tests and prints the directory that holds them.
+# Builds (or reuses) the pinned Kubernetes, etcd and CoreDNS binaries for the
+# k8s tests and prints the directory that holds them: kube-apiserver,
+# kubectl, etcd, etcdctl (the control plane of apiserver.sh), and
+# kube-controller-manager, kube-scheduler, kubelet, kube-proxy and coredns
+# (the single-node cluster of cluster.sh).
 #
-#   tests/k8s/build.sh            # build if missing, print the bin dir
+#   tests/k8s/build.sh            # build what is missing, print the bin dir
 #   tests/k8s/build.sh --force    # rebuild even if present
 #
 # Cache: $EGRESSD_K8S_CACHE/<kube>-etcd<etcd>/bin, EGRESSD_K8S_CACHE defaults
 # to $HOME/.cache/egressd-k8s (outside the work tree, so a fresh clone on the
 # same machine - as CI is - reuses the binaries). Set
 # EGRESSD_K8S_CACHE="$PWD/tests/k8s/.cache" to keep them in the tree instead
-# (that folder is git-ignored).
+# (that folder is git-ignored). The folder's `stamp` records, per binary, the
+# version it was built from; coredns is rebuilt when COREDNS_VERSION changes.
 #
-# Idempotent: exits at once when all four binaries of the pinned versions are
-# there; a concurrent second run waits on a lock instead of building twice.
+# Idempotent: exits at once when every binary of the pinned versions is
+# there, and otherwise builds only the missing ones; a concurrent second run
+# waits on a lock instead of building twice.
 # Go builds use -p ${EGRESSD_K8S_GO_P:-2}: the machine has 2 shared cores.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -29,15 +34,40 @@ cache_root="${EGRESSD_K8S_CACHE:-${HOME:-/root}/.cache/egressd-k8s}"
 key="${KUBE_VERSION}-etcd${ETCD_VERSION}"
 dir="$cache_root/$key"
 bin="$dir/bin"
-bins=(kube-apiserver kubectl etcd etcdctl)
+# binary  wrapper-module  package  version (recorded in the stamp)
+targets="
+etcd etcd go.etcd.io/etcd/server/v3 $ETCD_VERSION
+etcdctl etcd go.etcd.io/etcd/etcdctl/v3 $ETCD_VERSION
+kube-apiserver kube k8s.io/kubernetes/cmd/kube-apiserver $KUBE_VERSION
+kubectl kube k8s.io/kubernetes/cmd/kubectl $KUBE_VERSION
+kube-controller-manager kube k8s.io/kubernetes/cmd/kube-controller-manager $KUBE_VERSION
+kube-scheduler kube k8s.io/kubernetes/cmd/kube-scheduler $KUBE_VERSION
+kubelet kube k8s.io/kubernetes/cmd/kubelet $KUBE_VERSION
+kube-proxy kube k8s.io/kubernetes/cmd/kube-proxy $KUBE_VERSION
+coredns coredns github.com/coredns/coredns $COREDNS_VERSION
+"
 
-have_all() {
-  local b
-  for b in "${bins[@]}"; do [[ -x "$bin/$b" ]] || return 1; done
-  [[ -f "$dir/stamp" ]] && grep -qx "key=$key" "$dir/stamp"
+# Is binary $1 of version $2 in the cache? The kube and etcd binaries are
+# pinned by the folder name already; a stamp written before per-binary lines
+# existed (`key=` only) still vouches for the first four.
+have() {
+  [[ -x "$bin/$1" && -f "$dir/stamp" ]] || return 1
+  grep -qx "$1=$2" "$dir/stamp" && return 0
+  case "$1" in
+    etcd | etcdctl | kube-apiserver | kubectl) grep -qx "key=$key" "$dir/stamp" ;;
+    *) return 1 ;;
+  esac
 }
 
-if ((force == 0)) && have_all; then
+missing() { # prints "binary module package version" lines still to build
+  local b m p v
+  while read -r b m p v; do
+    [[ -n "$b" ]] || continue
+    if ((force == 1)) || ! have "$b" "$v"; then echo "$b $m $p $v"; fi
+  done <<< "$targets"
+}
+
+if [[ -z "$(missing)" ]]; then
   echo "$bin"
   exit 0
 fi
@@ -45,14 +75,18 @@ fi
 mkdir -p "$dir"
 exec 9>"$dir/.lock"
 flock 9
-if ((force == 0)) && have_all; then # built by the run we waited for
+todo="$(missing)"
+if [[ -z "$todo" ]]; then # built by the run we waited for
   echo "$bin"
   exit 0
 fi
+force=0 # what --force asked for is now in $todo
 
 # A version bump in versions.env regenerates the wrapper go.mod files.
 if ! grep -q "k8s.io/kubernetes $KUBE_VERSION\b" "$here/kube/go.mod" ||
-  ! grep -q "go.etcd.io/etcd/server/v3 $ETCD_VERSION\b" "$here/etcd/go.mod"; then
+  ! grep -q "k8s.io/kubernetes/cmd/kubelet$" "$here/kube/go.mod" ||
+  ! grep -q "go.etcd.io/etcd/server/v3 $ETCD_VERSION\b" "$here/etcd/go.mod" ||
+  ! grep -q "github.com/coredns/coredns $COREDNS_VERSION\b" "$here/coredns/go.mod" 2> /dev/null; then
   log "go.mod files do not match versions.env; running gen-gomod.sh"
   "$here/gen-gomod.sh" >&2
 fi
@@ -72,29 +106,53 @@ tmp="$(mktemp -d "$dir/.build.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
 
 start=$(date +%s)
-log "building $key into $bin (go $("$GO" env GOVERSION), -p $gop; the first build takes long)"
-build() { # module-dir output package [extra ldflags]
+log "building into $bin (go $("$GO" env GOVERSION), -p $gop; a first build takes long):"
+log "  $(echo "$todo" | awk '{printf "%s ", $1}')"
+build() { # binary module-dir package [extra ldflags]
   local t0
   t0=$(date +%s)
-  log "  $2 <- $3"
-  (cd "$here/$1" && CGO_ENABLED=0 "$GO" build "${flags[@]}" \
-    -ldflags="-s -w${4:-}" -o "$tmp/$2" "$3") >&2
-  log "  $2 done in $(($(date +%s) - t0)) s"
+  log "  $1 <- $3"
+  (cd "$here/$2" && CGO_ENABLED=0 "$GO" build "${flags[@]}" \
+    -ldflags="-s -w${4:-}" -o "$tmp/$1" "$3") >&2 < /dev/null
+  log "  $1 done in $(($(date +%s) - t0)) s"
 }
-build etcd etcd go.etcd.io/etcd/server/v3
-build etcd etcdctl go.etcd.io/etcd/etcdctl/v3
-build kube kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$kver_ldflags"
-build kube kubectl k8s.io/kubernetes/cmd/kubectl "$kver_ldflags"
+built=()
+while read -r b m p v; do
+  ldf=""
+  [[ "$m" == kube ]] && ldf="$kver_ldflags"
+  build "$b" "$m" "$p" "$ldf"
+  built+=("$b=$v")
+done <<< "$todo"
 
+# Each binary is moved into place as soon as all are built, with the stamp:
+# the per-binary lines of the old stamp that were not rebuilt, then the new.
 mkdir -p "$bin"
-for b in "${bins[@]}"; do mv -f "$tmp/$b" "$bin/$b"; done
+stamp_lines=""
+if [[ -f "$dir/stamp" ]]; then
+  stamp_lines="$(grep -E '^[a-z-]+=v' "$dir/stamp" || true)"
+  # An old stamp with only `key=`: its first four binaries become lines.
+  if grep -qx "key=$key" "$dir/stamp"; then
+    for b in etcd etcdctl kube-apiserver kubectl; do
+      [[ -x "$bin/$b" ]] || continue
+      v="$KUBE_VERSION"
+      [[ "$b" == etcd* ]] && v="$ETCD_VERSION"
+      stamp_lines+=$'\n'"$b=$v"
+    done
+  fi
+fi
+for bv in "${built[@]}"; do
+  b="${bv%%=*}"
+  mv -f "$tmp/$b" "$bin/$b"
+  stamp_lines="$(echo "$stamp_lines" | grep -v "^$b=" || true)"$'\n'"$bv"
+done
 elapsed=$(($(date +%s) - start))
 {
-  echo "key=$key"
   echo "go=$("$GO" env GOVERSION)"
   echo "flags=${flags[*]} -ldflags=-s -w CGO_ENABLED=0"
   echo "built=$(date -u +%FT%TZ)"
   echo "seconds=$elapsed"
-} > "$dir/stamp"
-log "built $key in ${elapsed} s"
+  echo "$stamp_lines" | sed '/^$/d' | sort -u
+} > "$dir/stamp.new"
+mv -f "$dir/stamp.new" "$dir/stamp"
+log "built ${#built[@]} binaries in ${elapsed} s"
 echo "$bin"

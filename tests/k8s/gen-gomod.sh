@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Regenerates kube/go.mod and etcd/go.mod (and their go.sum) from
-# versions.env.
+# Regenerates kube/go.mod, etcd/go.mod and coredns/go.mod (and their
+# go.sum) from versions.env.
 #
 # Neither k8s.io/kubernetes nor etcd can be `go install`ed at a version:
 # their go.mod files carry replace directives pointing into their own source
@@ -82,10 +82,22 @@ kmod="$(modfile k8s.io/kubernetes "$KUBE_VERSION")"
 echo "gen-gomod: k8s.io/kubernetes $KUBE_VERSION (staging modules at $staging)"
 write_mod "$here/kube" egressd.local/tests/k8s/kube "$kmod" "$staging" \
   "k8s.io/kubernetes/cmd/kube-apiserver@$KUBE_VERSION" \
-  "k8s.io/kubernetes/cmd/kubectl@$KUBE_VERSION"
+  "k8s.io/kubernetes/cmd/kubectl@$KUBE_VERSION" \
+  "k8s.io/kubernetes/cmd/kube-controller-manager@$KUBE_VERSION" \
+  "k8s.io/kubernetes/cmd/kube-scheduler@$KUBE_VERSION" \
+  "k8s.io/kubernetes/cmd/kubelet@$KUBE_VERSION" \
+  "k8s.io/kubernetes/cmd/kube-proxy@$KUBE_VERSION"
 
 emod="$(modfile go.etcd.io/etcd/server/v3 "$ETCD_VERSION") $(modfile go.etcd.io/etcd/etcdctl/v3 "$ETCD_VERSION")"
 echo "gen-gomod: etcd $ETCD_VERSION"
 write_mod "$here/etcd" egressd.local/tests/k8s/etcd "$emod" "$ETCD_VERSION" \
   "go.etcd.io/etcd/server/v3@$ETCD_VERSION" \
   "go.etcd.io/etcd/etcdctl/v3@$ETCD_VERSION"
+
+# CoreDNS's main package is its module root; its go.mod has no local
+# replaces, so the wrapper only repeats its go line.
+cmod="$(modfile github.com/coredns/coredns "$COREDNS_VERSION")"
+echo "gen-gomod: coredns $COREDNS_VERSION"
+mkdir -p "$here/coredns"
+write_mod "$here/coredns" egressd.local/tests/k8s/coredns "$cmod" "$COREDNS_VERSION" \
+  "github.com/coredns/coredns@$COREDNS_VERSION"
