@@ -751,13 +751,14 @@ void DnsService::handleQuery(std::span<const uint8_t> wire, const ClientRef& cli
       // The tunnel guard charges only what leaves: a cache hit reaches no
       // authoritative server, so it can carry nothing out (and costs the
       // guard nothing on the busiest path).
-      if (decision.worldOnly && options.tunnelGuardNames != 0) {
-        decision = chargeTunnelGuard(decision, query, client, options);
+      if (decision.worldOnly && options.tunnelGuardNames != 0 &&
+          !chargeTunnelGuard(query, client, options, current)) {
+        decision = denial(DenyReason::TunnelBudget, options);
         if (decision.action == QueryAction::Deny) {
           deny(wire, query, client, decision);
           return;
         }
-        if (decision.audit) inc(counters_.wouldDeny[static_cast<size_t>(decision.reason)]);
+        inc(counters_.wouldDeny[static_cast<size_t>(decision.reason)]);
       }
       forward(wire, query, client, false, decision.audit ? decision.reason : DenyReason::None);
       return;
@@ -767,8 +768,8 @@ void DnsService::handleQuery(std::span<const uint8_t> wire, const ClientRef& cli
 
 // ---- upstream side --------------------------------------------------------
 
-Classification DnsService::chargeTunnelGuard(const Classification& decision, const Query& query,
-                                             const ClientRef& client, const DnsOptions& options) {
+bool DnsService::chargeTunnelGuard(const Query& query, const ClientRef& client, const DnsOptions& options,
+                                   TimePoint current) {
   // The client's address bytes straight from the sockaddr (this runs for
   // every world-only query; the SocketAddress is built only to log).
   std::span<const uint8_t> address;
@@ -779,12 +780,12 @@ Classification DnsService::chargeTunnelGuard(const Classification& decision, con
     const auto& v6 = reinterpret_cast<const sockaddr_in6&>(client.addr);
     address = std::span<const uint8_t>(v6.sin6_addr.s6_addr, 16);
   } else {
-    return decision;
+    return true;
   }
-  const TunnelGuard::Result charge = tunnelGuard_.check(address, query.qname.view(), now(),
+  const TunnelGuard::Result charge = tunnelGuard_.check(address, query.qname.view(), current,
                                                         options.tunnelGuardNames, options.tunnelGuardWindow);
   counters_.tunnelGuardEvictions.store(tunnelGuard_.stats().evictions, std::memory_order_relaxed);
-  if (charge.admitted) return decision;
+  if (charge.admitted) return true;
   if (charge.tripped) {
     inc(counters_.tunnelGuardTrips);
     const auto peer = common::SocketAddress::fromSockaddr(reinterpret_cast<const sockaddr*>(&client.addr));
@@ -802,7 +803,7 @@ Classification DnsService::chargeTunnelGuard(const Classification& decision, con
                "allow the domain with an exact or wildcard target if these names are legitimate, or "
                "raise dns.tunnel_guard_names");
   }
-  return denial(DenyReason::TunnelBudget, options);
+  return false;
 }
 
 void DnsService::deny(std::span<const uint8_t> wire, const Query& query, const ClientRef& client,

@@ -187,10 +187,10 @@ class DnsService {
   void emit(const ClientRef& client, const Query* query, std::span<const uint8_t> wire, DnsOutcome outcome,
             DenyReason reason, uint16_t rcode, uint16_t answers, bool upstreamTcp = false,
             bool echStripped = false, bool audit = false);
-  // The tunnel guard's charge for a world-only name; a denial (or, in audit
-  // mode, a forward that would be denied) when over budget.
-  Classification chargeTunnelGuard(const Classification& decision, const Query& query,
-                                   const ClientRef& client, const DnsOptions& options);
+  // The tunnel guard's charge for a world-only name at `current`: false
+  // when the client is over its budget (logged once per window).
+  bool chargeTunnelGuard(const Query& query, const ClientRef& client, const DnsOptions& options,
+                         TimePoint current);
   void deny(std::span<const uint8_t> wire, const Query& query, const ClientRef& client,
             const Classification& decision);
   void logUpstreamFailure(const Pending& pending, bool timedOut);
