@@ -58,7 +58,11 @@ int Daemon::run() {
     common::LogLine(common::LogLevel::Error, "startup.failed").field("error", error);
     return 1;
   }
-  decisions_ = std::make_unique<EventHub>(base_.get());
+  EventHubOptions hubOptions;
+  // Only the NFQUEUE workers publish from other threads (their rings need
+  // the periodic drain); without them the hub wakes only to write lines.
+  hubOptions.periodicDrain = config_.nfqueue.enabled;
+  decisions_ = std::make_unique<EventHub>(base_.get(), hubOptions);
   decisions_->setCounterHook([this](const observe::Event& event) { ruleSetHits_.count(event); });
   if (config_.dns.enabled && !startDns(error)) {
     common::LogLine(common::LogLevel::Error, "startup.failed")
@@ -244,6 +248,10 @@ void Daemon::onDnsEvent(const dns::DnsEvent& event) {
   if (decisions_) decisions_->onDnsEvent(event);
 }
 
+bool Daemon::wantsDnsEvent(dns::DnsOutcome outcome, dns::DenyReason reason, bool audit) const noexcept {
+  return decisions_ && decisions_->wantsDnsEvent(outcome, reason, audit);
+}
+
 bool Daemon::startControl(std::string& error) {
   ControlServerOptions options;
   options.path = config_.control.socket;
@@ -254,9 +262,11 @@ bool Daemon::startControl(std::string& error) {
     control_.reset();
     return false;
   }
-  decisions_->setFanout([this](const observe::Event& event, const observe::CapturedPacket* packet) {
-    if (control_) control_->publish(event, packet);
-  });
+  decisions_->setFanout(
+      [this](const observe::Event& event, const observe::CapturedPacket* packet) {
+        if (control_) control_->publish(event, packet);
+      },
+      [this] { return control_ && control_->watching(); });
   common::LogLine(common::LogLevel::Info, "control.listening").field("socket", config_.control.socket);
   return true;
 }

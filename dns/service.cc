@@ -49,8 +49,13 @@ constexpr size_t kUdpBatch = 32;           // datagrams per recvmmsg
 constexpr size_t kUdpSlot = 4096;          // bigger UDP queries get FORMERR
 constexpr size_t kMaxTcpOutput = 1 << 20;  // a client that does not read is dropped
 // Binding table expiry: a bounded slice per tick (BindingTable::purgeExpiredStep,
-// 1024 entries, well under 1 ms), so 1,000,000 bindings take ~25 s per pass.
-constexpr std::chrono::milliseconds kHousekeeping{25};
+// 1024 entries, well under 1 ms). The ticks come as often as the table
+// needs for a pass in about kSweepPass: every 25 ms at 1,000,000 bindings
+// (as before), once a second at 25,600 or fewer, so an idle node does not
+// wake up 40 times a second to sweep a table that is (nearly) empty.
+constexpr std::chrono::milliseconds kHousekeepingMin{25};
+constexpr std::chrono::milliseconds kHousekeepingMax{1000};
+constexpr std::chrono::milliseconds kSweepPass{25'000};
 constexpr uint64_t kNoTcp = 0;
 // dns.upstream_failed: one warning per interval at most (a dead upstream
 // fails every query; the count of the others goes with the next line).
@@ -329,8 +334,8 @@ bool DnsService::start(std::string& error) {
       return false;
     }
   }
-  housekeeping_.reset(event_new(base_, -1, EV_PERSIST, &DnsService::onHousekeeping, this));
-  const timeval interval = toTimeval(std::chrono::duration_cast<std::chrono::milliseconds>(kHousekeeping));
+  housekeeping_.reset(event_new(base_, -1, 0, &DnsService::onHousekeeping, this));
+  const timeval interval = toTimeval(kHousekeepingMax);
   event_add(housekeeping_.get(), &interval);
   return true;
 }
@@ -342,9 +347,18 @@ void DnsService::updateOptions(const DnsOptions& options) {
   options_ = std::move(next);
 }
 
+std::chrono::milliseconds DnsService::housekeepingInterval(size_t bindings) noexcept {
+  // Steps per pass: one per kDefaultSweepBudget entries.
+  const size_t steps = std::max<size_t>(1, bindings / BindingTable::kDefaultSweepBudget);
+  return std::clamp(std::chrono::milliseconds(kSweepPass.count() / static_cast<int64_t>(steps)),
+                    kHousekeepingMin, kHousekeepingMax);
+}
+
 void DnsService::onHousekeeping(int, short, void* arg) {
   auto* self = static_cast<DnsService*>(arg);
   self->bindings_.purgeExpiredStep(self->now());
+  const timeval interval = toTimeval(housekeepingInterval(self->bindings_.stats().entries));
+  event_add(self->housekeeping_.get(), &interval);
 }
 
 // ---- client side ----------------------------------------------------------
@@ -623,7 +637,7 @@ void DnsService::sendToClient(const ClientRef& client, std::span<const uint8_t> 
 void DnsService::emit(const ClientRef& client, const Query* query, std::span<const uint8_t> wire,
                       DnsOutcome outcome, DenyReason reason, uint16_t rcode, uint16_t answers,
                       bool upstreamTcp, bool echStripped, bool audit) {
-  if (sink_ == nullptr) return;
+  if (sink_ == nullptr || !sink_->wantsDnsEvent(outcome, reason, audit)) return;
   DnsEvent event;
   event.time = std::chrono::system_clock::now();
   if (auto address = common::SocketAddress::fromSockaddr(reinterpret_cast<const sockaddr*>(&client.addr))) {

@@ -93,6 +93,13 @@ class DnsEventSink {
   virtual ~DnsEventSink() = default;
   // Called on the event-loop thread; must not block.
   virtual void onDnsEvent(const DnsEvent& event) = 0;
+  // Whether an event of this outcome would reach anyone now (a log line at
+  // the current level, a counter, a watcher). False lets the service skip
+  // building it: at log level warn with no watcher, a denial's event is
+  // work nobody asked for. Event-loop thread; cheap.
+  virtual bool wantsDnsEvent(DnsOutcome /*outcome*/, DenyReason /*reason*/, bool /*audit*/) const noexcept {
+    return true;
+  }
 };
 
 // Monotonic counters, one per outcome and per anomaly (STYLE.md rule 3).
@@ -218,6 +225,8 @@ class DnsService {
   // on every publish (the daemon republishes the same rules on periodic
   // rescans, which would otherwise empty the cache every 30 s).
   uint64_t cacheEpoch(const std::shared_ptr<const policy::Policy>& policy);
+  // Time to the next expiry sweep step with `bindings` entries in the table.
+  static std::chrono::milliseconds housekeepingInterval(size_t bindings) noexcept;
   TimePoint now() const { return clock_ ? clock_() : Clock::now(); }
 
   event_base* base_;
