@@ -247,10 +247,11 @@ void EventHub::onDnsEvent(const dns::DnsEvent& in) {
 }
 
 bool EventHub::wantsDnsEvent(dns::DnsOutcome outcome, dns::DenyReason reason, bool audit) const noexcept {
+  // The counter first: it wants every answer, the busiest kind of event.
+  if (counterHook_ && namesRuleSets(outcome, reason)) return true;
   if (options_.logEvents && dnsLogLevel(outcome == dns::DnsOutcome::Denied, audit) >= common::logLevel()) {
     return true;
   }
-  if (counterHook_ && namesRuleSets(outcome, reason)) return true;
   return fanout_ && (!fanoutListening_ || fanoutListening_());
 }
 

@@ -175,6 +175,10 @@ struct DnsService::Pending {
   uint16_t upstreamId = 0;
   bool cluster = false;
   std::shared_ptr<const DnsOptions> options;  // as when the query arrived
+  // The policy snapshot that allowed the name when the query arrived (null:
+  // not allowed then, or a cluster name). The answer is judged again only
+  // under another snapshot: the same one gives the same verdict.
+  std::shared_ptr<const policy::Policy> allowedBy;
   size_t upstream = 0;
   int udpFd = -1;
   event udpEvent{};
@@ -774,7 +778,8 @@ void DnsService::handleQuery(std::span<const uint8_t> wire, const ClientRef& cli
         }
         inc(counters_.wouldDeny[static_cast<size_t>(decision.reason)]);
       }
-      forward(wire, query, client, false, decision.audit ? decision.reason : DenyReason::None);
+      forward(wire, query, client, false, decision.audit ? decision.reason : DenyReason::None,
+              decision.audit ? nullptr : &policyPointer);
       return;
     }
   }
@@ -832,7 +837,8 @@ void DnsService::deny(std::span<const uint8_t> wire, const Query& query, const C
 }
 
 void DnsService::forward(std::span<const uint8_t> wire, const Query& query, const ClientRef& client,
-                         bool cluster, DenyReason wouldDeny) {
+                         bool cluster, DenyReason wouldDeny,
+                         const std::shared_ptr<const policy::Policy>* allowedBy) {
   const auto& upstreams = cluster ? options_->clusterUpstreams : options_->upstreams;
   if (upstreams.empty() || pendingInUse_ >= options_->maxPendingQueries) {
     if (!upstreams.empty()) inc(counters_.pendingOverflow);
@@ -863,6 +869,7 @@ void DnsService::forward(std::span<const uint8_t> wire, const Query& query, cons
   pending->clientId = query.header.id;
   pending->cluster = cluster;
   pending->options = options_;
+  if (allowedBy != nullptr) pending->allowedBy = *allowedBy;
   pending->upstream = 0;
   pending->overTcp = false;
   pending->audit = wouldDeny != DenyReason::None;
@@ -1083,7 +1090,9 @@ void DnsService::handleUpstreamAnswer(Pending& pending, std::span<uint8_t> answe
   // The policy (or the mode) may have changed while the upstream answered:
   // judge the name again. The tunnel budget was charged when the query
   // came and is not charged twice.
-  const NameVerdict verdict = judgeName(policy, query.qname.view(), query.qtype);
+  const NameVerdict verdict = pending.allowedBy == policyPointer
+                                  ? NameVerdict{}  // allowed by this very snapshot when asked
+                                  : judgeName(policy, query.qname.view(), query.qtype);
   DenyReason reason = verdict.reason;
   bool audit = false;
   if (reason == DenyReason::None && pending.auditReason == DenyReason::TunnelBudget) {
@@ -1163,6 +1172,7 @@ void DnsService::handleUpstreamAnswer(Pending& pending, std::span<uint8_t> answe
 void DnsService::release(Pending& pending) {
   pending.closeTransport();
   pending.options.reset();
+  pending.allowedBy.reset();
   --pendingInUse_;
   freePending_.push_back(&pending);
   if (pending.client.tcp) {

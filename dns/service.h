@@ -201,8 +201,11 @@ class DnsService {
   void deny(std::span<const uint8_t> wire, const Query& query, const ClientRef& client,
             const Classification& decision);
   void logUpstreamFailure(const Pending& pending, bool timedOut);
+  // `allowedBy`: the snapshot that allowed the name just now (the answer
+  // is then not judged again under it); null when it did not.
   void forward(std::span<const uint8_t> wire, const Query& query, const ClientRef& client, bool cluster,
-               DenyReason wouldDeny = DenyReason::None);
+               DenyReason wouldDeny = DenyReason::None,
+               const std::shared_ptr<const policy::Policy>* allowedBy = nullptr);
   void sendUdpAttempt(Pending& pending);
   void startTcpAttempt(Pending& pending);
   void nextUpstream(Pending& pending);
