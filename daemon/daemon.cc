@@ -63,7 +63,13 @@ int Daemon::run() {
   // the periodic drain); without them the hub wakes only to write lines.
   hubOptions.periodicDrain = config_.nfqueue.enabled;
   decisions_ = std::make_unique<EventHub>(base_.get(), hubOptions);
-  decisions_->setCounterHook([this](const observe::Event& event) { ruleSetHits_.count(event); });
+  // The filter names the DNS events the hook counts (per-rule-set hits:
+  // those naming rule sets); a counter added to the hook must be added to
+  // it, or its DNS events are skipped when nothing else wants them.
+  decisions_->setCounterHook([this](const observe::Event& event) { ruleSetHits_.count(event); },
+                             [](dns::DnsOutcome outcome, dns::DenyReason reason, bool) {
+                               return EventHub::namesRuleSets(outcome, reason);
+                             });
   if (config_.dns.enabled && !startDns(error)) {
     common::LogLine(common::LogLevel::Error, "startup.failed")
         .field("component", "dns")

@@ -67,13 +67,6 @@ timeval drainTimeval(std::chrono::milliseconds interval) noexcept {
   return timeval{static_cast<time_t>(micros / 1'000'000), static_cast<suseconds_t>(micros % 1'000'000)};
 }
 
-// The events whose name was allowed, which name the rule sets allowing it:
-// answers and a rebinding denial.
-bool namesRuleSets(dns::DnsOutcome outcome, dns::DenyReason reason) noexcept {
-  return outcome == dns::DnsOutcome::Allowed || outcome == dns::DnsOutcome::CacheHit ||
-         (outcome == dns::DnsOutcome::Denied && reason == dns::DenyReason::Rebinding);
-}
-
 // The level of a DNS event's log line: denials (and audit's would-deny) at
 // info, the rest at debug.
 common::LogLevel dnsLogLevel(bool denied, bool audit) noexcept {
@@ -81,6 +74,11 @@ common::LogLevel dnsLogLevel(bool denied, bool audit) noexcept {
 }
 
 }  // namespace
+
+bool EventHub::namesRuleSets(dns::DnsOutcome outcome, dns::DenyReason reason) noexcept {
+  return outcome == dns::DnsOutcome::Allowed || outcome == dns::DnsOutcome::CacheHit ||
+         (outcome == dns::DnsOutcome::Denied && reason == dns::DenyReason::Rebinding);
+}
 
 std::string protocolName(uint8_t protocol) {
   switch (protocol) {
@@ -200,7 +198,8 @@ void EventHub::fromDns(const dns::DnsEvent& in, const common::SocketAddress* lis
   if (!name.empty() && name.back() == '.') name.remove_suffix(1);
   copyName(out, name);  // as asked: 0x20 case kept (matching ignores case)
   out.ruleSetsLength = 0;
-  if (in.policy != nullptr && namesRuleSets(in.outcome, in.reason)) appendDnsRuleSets(out, *in.policy, name);
+  if (in.policy != nullptr && EventHub::namesRuleSets(in.outcome, in.reason))
+    appendDnsRuleSets(out, *in.policy, name);
   out.dnsOutcome = dns::dnsOutcomeName(in.outcome);
   out.qtype = in.qtype;
   out.rcode = in.rcode;
@@ -248,7 +247,7 @@ void EventHub::onDnsEvent(const dns::DnsEvent& in) {
 
 bool EventHub::wantsDnsEvent(dns::DnsOutcome outcome, dns::DenyReason reason, bool audit) const noexcept {
   // The counter first: it wants every answer, the busiest kind of event.
-  if (counterHook_ && namesRuleSets(outcome, reason)) return true;
+  if (counterHook_ && (!counterCounts_ || counterCounts_(outcome, reason, audit))) return true;
   if (options_.logEvents && dnsLogLevel(outcome == dns::DnsOutcome::Denied, audit) >= common::logLevel()) {
     return true;
   }

@@ -83,7 +83,17 @@ class EventHub final : public nfq::EventSink, public dns::DnsEventSink {
   bool wantsDnsEvent(dns::DnsOutcome outcome, dns::DenyReason reason, bool audit) const noexcept override;
 
   // Event loop, before or while running.
-  void setCounterHook(std::function<void(const observe::Event&)> hook) { counterHook_ = std::move(hook); }
+  // `counts` tells which DNS events the hook counts anything for (outcome,
+  // reason, audit), so that wantsDnsEvent() can skip the others; not given:
+  // every event. Every counter the hook feeds must be reflected in it.
+  using DnsEventFilter = std::function<bool(dns::DnsOutcome, dns::DenyReason, bool)>;
+  void setCounterHook(std::function<void(const observe::Event&)> hook, DnsEventFilter counts = {}) {
+    counterHook_ = std::move(hook);
+    counterCounts_ = std::move(counts);
+  }
+  // The DNS events that name the rule sets allowing their name (answers and
+  // a rebinding denial): those the per-rule-set counter counts.
+  static bool namesRuleSets(dns::DnsOutcome outcome, dns::DenyReason reason) noexcept;
   // `listening` tells whether the fan-out has anyone to send to now; not
   // given: always (wantsDnsEvent() then never skips an event).
   void setFanout(Consumer fanout, std::function<bool()> listening = {}) {
@@ -147,6 +157,7 @@ class EventHub final : public nfq::EventSink, public dns::DnsEventSink {
   uint64_t dnsEvents_ = 0;
   uint64_t packetsCaptured_ = 0;
   std::function<void(const observe::Event&)> counterHook_;
+  DnsEventFilter counterCounts_;
   Consumer fanout_;
   std::function<bool()> fanoutListening_;
   std::vector<common::SocketAddress> dnsListeners_;

@@ -483,8 +483,14 @@ TEST_CASE("event hub: a DNS event is wanted only by a log line, a counter or a w
   // At warn, with no watcher and no counter: nobody.
   CHECK_FALSE(hub.wantsDnsEvent(DnsOutcome::Denied, DenyReason::NotAllowed, false));
   CHECK_FALSE(hub.wantsDnsEvent(DnsOutcome::CacheHit, DenyReason::None, false));
-  // A counter wants the events that name rule sets: answers and rebinding.
+  // A counter without a filter wants every event; with the per-rule-set
+  // filter, the events that name rule sets: answers and rebinding.
   hub.setCounterHook([](const observe::Event&) {});
+  CHECK(hub.wantsDnsEvent(DnsOutcome::Denied, DenyReason::NotAllowed, false));
+  hub.setCounterHook([](const observe::Event&) {},
+                     [](DnsOutcome outcome, DenyReason reason, bool) {
+                       return daemon_main::EventHub::namesRuleSets(outcome, reason);
+                     });
   CHECK(hub.wantsDnsEvent(DnsOutcome::CacheHit, DenyReason::None, false));
   CHECK(hub.wantsDnsEvent(DnsOutcome::Allowed, DenyReason::None, false));
   CHECK(hub.wantsDnsEvent(DnsOutcome::Denied, DenyReason::Rebinding, false));
