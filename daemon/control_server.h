@@ -88,6 +88,8 @@ class ControlServer {
 
   // Fan-out of one event to the watch clients whose filter matches it.
   void publish(const observe::Event& event, const observe::CapturedPacket* packet);
+  // Whether any client is watching (publish() would send something).
+  bool watching() const noexcept { return watchers_ != 0; }
 
   ControlServerCounters counters() const noexcept;
   const std::string& path() const noexcept { return options_.path; }

@@ -60,7 +60,11 @@ int Daemon::run() {
     common::LogLine(common::LogLevel::Error, "startup.failed").field("error", error);
     return 1;
   }
-  decisions_ = std::make_unique<EventHub>(base_.get());
+  EventHubOptions hubOptions;
+  // Only the NFQUEUE workers publish from other threads (their rings need
+  // the periodic drain); without them the hub wakes only to write lines.
+  hubOptions.periodicDrain = config_.nfqueue.enabled;
+  decisions_ = std::make_unique<EventHub>(base_.get(), hubOptions);
   if (!config_.attribution.mapFile.empty()) {
     podMap_ = std::make_unique<PodMapLoader>(base_.get(), config_.attribution.mapFile, pods_);
     if (!podMap_->start(error)) {
@@ -71,10 +75,18 @@ int Daemon::run() {
     }
     decisions_->setPodTable(&pods_);
   }
-  decisions_->setCounterHook([this](const observe::Event& event) {
-    ruleSetHits_.count(event);
-    namespaceDenials_.count(event);
-  });
+  // The filter names the DNS events the hook counts: per-rule-set hits
+  // (those naming rule sets) and per-namespace denials (every policy denial
+  // and every audit "would deny"). A counter added to the hook must be added
+  // to it, or its DNS events are skipped when nothing else wants them.
+  decisions_->setCounterHook(
+      [this](const observe::Event& event) {
+        ruleSetHits_.count(event);
+        namespaceDenials_.count(event);
+      },
+      [](dns::DnsOutcome outcome, dns::DenyReason reason, bool audit) {
+        return EventHub::namesRuleSets(outcome, reason) || outcome == dns::DnsOutcome::Denied || audit;
+      });
   if (config_.dns.enabled && !startDns(error)) {
     common::LogLine(common::LogLevel::Error, "startup.failed")
         .field("component", "dns")
@@ -306,6 +318,10 @@ void Daemon::onDnsEvent(const dns::DnsEvent& event) {
   if (decisions_) decisions_->onDnsEvent(event);
 }
 
+bool Daemon::wantsDnsEvent(dns::DnsOutcome outcome, dns::DenyReason reason, bool audit) const noexcept {
+  return decisions_ && decisions_->wantsDnsEvent(outcome, reason, audit);
+}
+
 bool Daemon::startControl(std::string& error) {
   ControlServerOptions options;
   options.path = config_.control.socket;
@@ -316,9 +332,11 @@ bool Daemon::startControl(std::string& error) {
     control_.reset();
     return false;
   }
-  decisions_->setFanout([this](const observe::Event& event, const observe::CapturedPacket* packet) {
-    if (control_) control_->publish(event, packet);
-  });
+  decisions_->setFanout(
+      [this](const observe::Event& event, const observe::CapturedPacket* packet) {
+        if (control_) control_->publish(event, packet);
+      },
+      [this] { return control_ && control_->watching(); });
   common::LogLine(common::LogLevel::Info, "control.listening").field("socket", config_.control.socket);
   return true;
 }

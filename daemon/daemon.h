@@ -45,6 +45,7 @@ class Daemon final : public dns::DnsEventSink {
   int run();
 
   void onDnsEvent(const dns::DnsEvent& event) override;
+  bool wantsDnsEvent(dns::DnsOutcome outcome, dns::DenyReason reason, bool audit) const noexcept override;
 
  private:
   static void onSignal(evutil_socket_t signal, short what, void* arg);

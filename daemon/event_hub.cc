@@ -62,7 +62,23 @@ void appendDnsRuleSets(observe::Event& out, const policy::Policy& policy, std::s
   });
 }
 
+timeval drainTimeval(std::chrono::milliseconds interval) noexcept {
+  const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(interval).count();
+  return timeval{static_cast<time_t>(micros / 1'000'000), static_cast<suseconds_t>(micros % 1'000'000)};
+}
+
+// The level of a DNS event's log line: denials (and audit's would-deny) at
+// info, the rest at debug.
+common::LogLevel dnsLogLevel(bool denied, bool audit) noexcept {
+  return denied || audit ? common::LogLevel::Info : common::LogLevel::Debug;
+}
+
 }  // namespace
+
+bool EventHub::namesRuleSets(dns::DnsOutcome outcome, dns::DenyReason reason) noexcept {
+  return outcome == dns::DnsOutcome::Allowed || outcome == dns::DnsOutcome::CacheHit ||
+         (outcome == dns::DnsOutcome::Denied && reason == dns::DenyReason::Rebinding);
+}
 
 std::string protocolName(uint8_t protocol) {
   switch (protocol) {
@@ -88,11 +104,17 @@ EventHub::EventHub(event_base* base, EventHubOptions options)
     stripe->filling.reserve(stripeCapacity_);
     stripe->draining.reserve(stripeCapacity_);
   }
-  timer_.reset(event_new(base, -1, EV_PERSIST, &EventHub::onTimer, this));
-  const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(options_.drainInterval).count();
-  const timeval interval{static_cast<time_t>(micros / 1'000'000),
-                         static_cast<suseconds_t>(micros % 1'000'000)};
-  if (timer_) event_add(timer_.get(), &interval);
+  timer_.reset(event_new(base, -1, options_.periodicDrain ? EV_PERSIST : 0, &EventHub::onTimer, this));
+  if (timer_ && options_.periodicDrain) {
+    const timeval interval = drainTimeval(options_.drainInterval);
+    event_add(timer_.get(), &interval);
+  }
+}
+
+void EventHub::scheduleDrain() {
+  if (options_.periodicDrain || !timer_ || event_pending(timer_.get(), EV_TIMEOUT, nullptr) != 0) return;
+  const timeval interval = drainTimeval(options_.drainInterval);
+  event_add(timer_.get(), &interval);
 }
 
 EventHub::~EventHub() {
@@ -176,10 +198,8 @@ void EventHub::fromDns(const dns::DnsEvent& in, const common::SocketAddress* lis
   if (!name.empty() && name.back() == '.') name.remove_suffix(1);
   copyName(out, name);  // as asked: 0x20 case kept (matching ignores case)
   out.ruleSetsLength = 0;
-  const bool nameAllowed = in.outcome == dns::DnsOutcome::Allowed ||
-                           in.outcome == dns::DnsOutcome::CacheHit ||
-                           (in.outcome == dns::DnsOutcome::Denied && in.reason == dns::DenyReason::Rebinding);
-  if (in.policy != nullptr && nameAllowed) appendDnsRuleSets(out, *in.policy, name);
+  if (in.policy != nullptr && EventHub::namesRuleSets(in.outcome, in.reason))
+    appendDnsRuleSets(out, *in.policy, name);
   out.dnsOutcome = dns::dnsOutcomeName(in.outcome);
   out.qtype = in.qtype;
   out.rcode = in.rcode;
@@ -235,6 +255,15 @@ void EventHub::setPodTable(const common::SnapshotHolder<attribution::PodTable>* 
   }
   loopPods_ =
       pods != nullptr ? std::make_unique<common::SnapshotReader<attribution::PodTable>>(*pods) : nullptr;
+}
+
+bool EventHub::wantsDnsEvent(dns::DnsOutcome outcome, dns::DenyReason reason, bool audit) const noexcept {
+  // The counter first: it wants every answer, the busiest kind of event.
+  if (counterHook_ && (!counterCounts_ || counterCounts_(outcome, reason, audit))) return true;
+  if (options_.logEvents && dnsLogLevel(outcome == dns::DnsOutcome::Denied, audit) >= common::logLevel()) {
+    return true;
+  }
+  return fanout_ && (!fanoutListening_ || fanoutListening_());
 }
 
 void EventHub::setCapturePackets(bool on) {
@@ -296,6 +325,7 @@ void EventHub::deliver(const observe::Event& event, const observe::CapturedPacke
       logDns(event);
     } else {
       writeLogLine(event, &eventLog_);
+      scheduleDrain();
     }
   }
   if (counterHook_) counterHook_(event);
@@ -305,9 +335,8 @@ void EventHub::deliver(const observe::Event& event, const observe::CapturedPacke
 void EventHub::logDns(const observe::Event& event) {
   // The levels of writeLogLine: denials (and audit's would-deny) at info,
   // the rest at debug.
-  const bool denied = event.dnsOutcome == dns::dnsOutcomeName(dns::DnsOutcome::Denied) ||
-                      event.verdict == observe::EventVerdict::Audit;
-  const common::LogLevel level = denied ? common::LogLevel::Info : common::LogLevel::Debug;
+  const common::LogLevel level = dnsLogLevel(event.dnsOutcome == dns::dnsOutcomeName(dns::DnsOutcome::Denied),
+                                             event.verdict == observe::EventVerdict::Audit);
   if (level < common::logLevel()) return;
   dns::QueryLogLine line;
   line.time = event.time;
@@ -321,6 +350,7 @@ void EventHub::logDns(const observe::Event& event) {
   line.reason = event.reason;
   line.audit = event.verdict == observe::EventVerdict::Audit;
   queryLog_.append(line);
+  scheduleDrain();
 }
 
 EventHubCounters EventHub::counters() const noexcept {

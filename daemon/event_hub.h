@@ -51,6 +51,11 @@ struct EventHubOptions {
   size_t packetCapacity = 2048;  // captured packets buffered, all stripes together
   std::chrono::milliseconds drainInterval{5};
   bool logEvents = true;  // write the structured log lines
+  // true: drain every drainInterval (the NFQUEUE workers' rings need it).
+  // false (no worker publishes, e.g. NFQUEUE off): the timer is armed only
+  // when a log line waits in the batch, so an idle daemon does not wake
+  // up 200 times a second for nothing; onDecision() must then not be used.
+  bool periodicDrain = true;
 };
 
 struct EventHubCounters {
@@ -74,10 +79,29 @@ class EventHub final : public nfq::EventSink, public dns::DnsEventSink {
   void onDecision(const nfq::DecisionEvent& event) noexcept override;
   // Event loop (the DNS service's thread).
   void onDnsEvent(const dns::DnsEvent& event) override;
+  // True when the event would be logged at the current level, counted (it
+  // names rule sets and a counter hook is set) or sent to a listening
+  // fan-out.
+  bool wantsDnsEvent(dns::DnsOutcome outcome, dns::DenyReason reason, bool audit) const noexcept override;
 
   // Event loop, before or while running.
-  void setCounterHook(std::function<void(const observe::Event&)> hook) { counterHook_ = std::move(hook); }
-  void setFanout(Consumer fanout) { fanout_ = std::move(fanout); }
+  // `counts` tells which DNS events the hook counts anything for (outcome,
+  // reason, audit), so that wantsDnsEvent() can skip the others; not given:
+  // every event. Every counter the hook feeds must be reflected in it.
+  using DnsEventFilter = std::function<bool(dns::DnsOutcome, dns::DenyReason, bool)>;
+  void setCounterHook(std::function<void(const observe::Event&)> hook, DnsEventFilter counts = {}) {
+    counterHook_ = std::move(hook);
+    counterCounts_ = std::move(counts);
+  }
+  // The DNS events that name the rule sets allowing their name (answers and
+  // a rebinding denial): those the per-rule-set counter counts.
+  static bool namesRuleSets(dns::DnsOutcome outcome, dns::DenyReason reason) noexcept;
+  // `listening` tells whether the fan-out has anyone to send to now; not
+  // given: always (wantsDnsEvent() then never skips an event).
+  void setFanout(Consumer fanout, std::function<bool()> listening = {}) {
+    fanout_ = std::move(fanout);
+    fanoutListening_ = std::move(listening);
+  }
   // The DNS listen addresses: a DNS event's destination is the first one of
   // the client's family.
   void setDnsListeners(std::vector<common::SocketAddress> listeners) { dnsListeners_ = std::move(listeners); }
@@ -129,6 +153,8 @@ class EventHub final : public nfq::EventSink, public dns::DnsEventSink {
   // DNS events' log lines: queued into eventLog_ through queryLog_ (same
   // format as writeLogLine, without its temporary strings).
   void logDns(const observe::Event& event);
+  // Without periodicDrain: arms the timer once for the line just batched.
+  void scheduleDrain();
 
   EventHubOptions options_;
   size_t stripeCapacity_;
@@ -141,7 +167,9 @@ class EventHub final : public nfq::EventSink, public dns::DnsEventSink {
   uint64_t dnsEvents_ = 0;
   uint64_t packetsCaptured_ = 0;
   std::function<void(const observe::Event&)> counterHook_;
+  DnsEventFilter counterCounts_;
   Consumer fanout_;
+  std::function<bool()> fanoutListening_;
   std::vector<common::SocketAddress> dnsListeners_;
   std::unique_ptr<common::SnapshotReader<attribution::PodTable>> loopPods_;  // DNS events
   common::CHandle<event, event_free> timer_;

@@ -202,6 +202,8 @@ size_t BindingTable::purgeExpired(TimePoint now) {
 bool BindingTable::sweepShard(Shard& shard, TimePoint now, size_t budget, size_t bucketBudget,
                               SweepStep& step, size_t& buckets) {
   std::unique_lock lock(shard.mutex);
+  // An empty shard is done without walking its (empty) buckets.
+  if (shard.entries == 0) return true;
   // The map only grows its bucket array (never on erase), so a cursor
   // past the end just means this shard is done; after a rehash the cursor
   // may skip or revisit some entries, which only delays their removal.
@@ -241,6 +243,13 @@ SweepStep BindingTable::purgeExpiredStep(TimePoint now, size_t budget) {
   SweepStep step;
   size_t buckets = 0;
   std::lock_guard sweepLock(sweepMutex_);
+  if (entries_.load(std::memory_order_relaxed) == 0) {
+    // Nothing to expire: no shard lock taken, no bucket walked. The pass
+    // restarts from the first shard when there is something again.
+    sweep_ = {};
+    step.passDone = true;
+    return step;
+  }
   // Each shard at most once per call, so a table of empty shards ends.
   for (size_t visitedShards = 0; visitedShards < shards_.size(); ++visitedShards) {
     if (!sweepShard(*shards_[sweep_.shard], now, budget, bucketBudget, step, buckets)) break;

@@ -49,8 +49,13 @@ constexpr size_t kUdpBatch = 32;           // datagrams per recvmmsg
 constexpr size_t kUdpSlot = 4096;          // bigger UDP queries get FORMERR
 constexpr size_t kMaxTcpOutput = 1 << 20;  // a client that does not read is dropped
 // Binding table expiry: a bounded slice per tick (BindingTable::purgeExpiredStep,
-// 1024 entries, well under 1 ms), so 1,000,000 bindings take ~25 s per pass.
-constexpr std::chrono::milliseconds kHousekeeping{25};
+// 1024 entries, well under 1 ms). The ticks come as often as the table
+// needs for a pass in about kSweepPass: every 25 ms at 1,000,000 bindings
+// (as before), once a second at 25,600 or fewer, so an idle node does not
+// wake up 40 times a second to sweep a table that is (nearly) empty.
+constexpr std::chrono::milliseconds kHousekeepingMin{25};
+constexpr std::chrono::milliseconds kHousekeepingMax{1000};
+constexpr std::chrono::milliseconds kSweepPass{25'000};
 constexpr uint64_t kNoTcp = 0;
 // dns.upstream_failed: one warning per interval at most (a dead upstream
 // fails every query; the count of the others goes with the next line).
@@ -170,6 +175,10 @@ struct DnsService::Pending {
   uint16_t upstreamId = 0;
   bool cluster = false;
   std::shared_ptr<const DnsOptions> options;  // as when the query arrived
+  // The policy snapshot that allowed the name when the query arrived (null:
+  // not allowed then, or a cluster name). The answer is judged again only
+  // under another snapshot: the same one gives the same verdict.
+  std::shared_ptr<const policy::Policy> allowedBy;
   size_t upstream = 0;
   int udpFd = -1;
   event udpEvent{};
@@ -329,8 +338,8 @@ bool DnsService::start(std::string& error) {
       return false;
     }
   }
-  housekeeping_.reset(event_new(base_, -1, EV_PERSIST, &DnsService::onHousekeeping, this));
-  const timeval interval = toTimeval(std::chrono::duration_cast<std::chrono::milliseconds>(kHousekeeping));
+  housekeeping_.reset(event_new(base_, -1, 0, &DnsService::onHousekeeping, this));
+  const timeval interval = toTimeval(kHousekeepingMax);
   event_add(housekeeping_.get(), &interval);
   return true;
 }
@@ -342,9 +351,18 @@ void DnsService::updateOptions(const DnsOptions& options) {
   options_ = std::move(next);
 }
 
+std::chrono::milliseconds DnsService::housekeepingInterval(size_t bindings) noexcept {
+  // Steps per pass: one per kDefaultSweepBudget entries.
+  const size_t steps = std::max<size_t>(1, bindings / BindingTable::kDefaultSweepBudget);
+  return std::clamp(std::chrono::milliseconds(kSweepPass.count() / static_cast<int64_t>(steps)),
+                    kHousekeepingMin, kHousekeepingMax);
+}
+
 void DnsService::onHousekeeping(int, short, void* arg) {
   auto* self = static_cast<DnsService*>(arg);
   self->bindings_.purgeExpiredStep(self->now());
+  const timeval interval = toTimeval(housekeepingInterval(self->bindings_.stats().entries));
+  event_add(self->housekeeping_.get(), &interval);
 }
 
 // ---- client side ----------------------------------------------------------
@@ -623,7 +641,7 @@ void DnsService::sendToClient(const ClientRef& client, std::span<const uint8_t> 
 void DnsService::emit(const ClientRef& client, const Query* query, std::span<const uint8_t> wire,
                       DnsOutcome outcome, DenyReason reason, uint16_t rcode, uint16_t answers,
                       bool upstreamTcp, bool echStripped, bool audit) {
-  if (sink_ == nullptr) return;
+  if (sink_ == nullptr || !sink_->wantsDnsEvent(outcome, reason, audit)) return;
   DnsEvent event;
   event.time = std::chrono::system_clock::now();
   if (auto address = common::SocketAddress::fromSockaddr(reinterpret_cast<const sockaddr*>(&client.addr))) {
@@ -751,15 +769,17 @@ void DnsService::handleQuery(std::span<const uint8_t> wire, const ClientRef& cli
       // The tunnel guard charges only what leaves: a cache hit reaches no
       // authoritative server, so it can carry nothing out (and costs the
       // guard nothing on the busiest path).
-      if (decision.worldOnly && options.tunnelGuardNames != 0) {
-        decision = chargeTunnelGuard(decision, query, client, options);
+      if (decision.worldOnly && options.tunnelGuardNames != 0 &&
+          !chargeTunnelGuard(query, client, options, current)) {
+        decision = denial(DenyReason::TunnelBudget, options);
         if (decision.action == QueryAction::Deny) {
           deny(wire, query, client, decision);
           return;
         }
-        if (decision.audit) inc(counters_.wouldDeny[static_cast<size_t>(decision.reason)]);
+        inc(counters_.wouldDeny[static_cast<size_t>(decision.reason)]);
       }
-      forward(wire, query, client, false, decision.audit ? decision.reason : DenyReason::None);
+      forward(wire, query, client, false, decision.audit ? decision.reason : DenyReason::None,
+              decision.audit ? nullptr : &policyPointer);
       return;
     }
   }
@@ -767,8 +787,8 @@ void DnsService::handleQuery(std::span<const uint8_t> wire, const ClientRef& cli
 
 // ---- upstream side --------------------------------------------------------
 
-Classification DnsService::chargeTunnelGuard(const Classification& decision, const Query& query,
-                                             const ClientRef& client, const DnsOptions& options) {
+bool DnsService::chargeTunnelGuard(const Query& query, const ClientRef& client, const DnsOptions& options,
+                                   TimePoint current) {
   // The client's address bytes straight from the sockaddr (this runs for
   // every world-only query; the SocketAddress is built only to log).
   std::span<const uint8_t> address;
@@ -779,12 +799,12 @@ Classification DnsService::chargeTunnelGuard(const Classification& decision, con
     const auto& v6 = reinterpret_cast<const sockaddr_in6&>(client.addr);
     address = std::span<const uint8_t>(v6.sin6_addr.s6_addr, 16);
   } else {
-    return decision;
+    return true;
   }
-  const TunnelGuard::Result charge = tunnelGuard_.check(address, query.qname.view(), now(),
+  const TunnelGuard::Result charge = tunnelGuard_.check(address, query.qname.view(), current,
                                                         options.tunnelGuardNames, options.tunnelGuardWindow);
   counters_.tunnelGuardEvictions.store(tunnelGuard_.stats().evictions, std::memory_order_relaxed);
-  if (charge.admitted) return decision;
+  if (charge.admitted) return true;
   if (charge.tripped) {
     inc(counters_.tunnelGuardTrips);
     const auto peer = common::SocketAddress::fromSockaddr(reinterpret_cast<const sockaddr*>(&client.addr));
@@ -802,7 +822,7 @@ Classification DnsService::chargeTunnelGuard(const Classification& decision, con
                "allow the domain with an exact or wildcard target if these names are legitimate, or "
                "raise dns.tunnel_guard_names");
   }
-  return denial(DenyReason::TunnelBudget, options);
+  return false;
 }
 
 void DnsService::deny(std::span<const uint8_t> wire, const Query& query, const ClientRef& client,
@@ -817,7 +837,8 @@ void DnsService::deny(std::span<const uint8_t> wire, const Query& query, const C
 }
 
 void DnsService::forward(std::span<const uint8_t> wire, const Query& query, const ClientRef& client,
-                         bool cluster, DenyReason wouldDeny) {
+                         bool cluster, DenyReason wouldDeny,
+                         const std::shared_ptr<const policy::Policy>* allowedBy) {
   const auto& upstreams = cluster ? options_->clusterUpstreams : options_->upstreams;
   if (upstreams.empty() || pendingInUse_ >= options_->maxPendingQueries) {
     if (!upstreams.empty()) inc(counters_.pendingOverflow);
@@ -848,6 +869,7 @@ void DnsService::forward(std::span<const uint8_t> wire, const Query& query, cons
   pending->clientId = query.header.id;
   pending->cluster = cluster;
   pending->options = options_;
+  if (allowedBy != nullptr) pending->allowedBy = *allowedBy;
   pending->upstream = 0;
   pending->overTcp = false;
   pending->audit = wouldDeny != DenyReason::None;
@@ -1068,7 +1090,9 @@ void DnsService::handleUpstreamAnswer(Pending& pending, std::span<uint8_t> answe
   // The policy (or the mode) may have changed while the upstream answered:
   // judge the name again. The tunnel budget was charged when the query
   // came and is not charged twice.
-  const NameVerdict verdict = judgeName(policy, query.qname.view(), query.qtype);
+  const NameVerdict verdict = pending.allowedBy == policyPointer
+                                  ? NameVerdict{}  // allowed by this very snapshot when asked
+                                  : judgeName(policy, query.qname.view(), query.qtype);
   DenyReason reason = verdict.reason;
   bool audit = false;
   if (reason == DenyReason::None && pending.auditReason == DenyReason::TunnelBudget) {
@@ -1148,6 +1172,7 @@ void DnsService::handleUpstreamAnswer(Pending& pending, std::span<uint8_t> answe
 void DnsService::release(Pending& pending) {
   pending.closeTransport();
   pending.options.reset();
+  pending.allowedBy.reset();
   --pendingInUse_;
   freePending_.push_back(&pending);
   if (pending.client.tcp) {

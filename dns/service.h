@@ -93,6 +93,13 @@ class DnsEventSink {
   virtual ~DnsEventSink() = default;
   // Called on the event-loop thread; must not block.
   virtual void onDnsEvent(const DnsEvent& event) = 0;
+  // Whether an event of this outcome would reach anyone now (a log line at
+  // the current level, a counter, a watcher). False lets the service skip
+  // building it: at log level warn with no watcher, a denial's event is
+  // work nobody asked for. Event-loop thread; cheap.
+  virtual bool wantsDnsEvent(DnsOutcome /*outcome*/, DenyReason /*reason*/, bool /*audit*/) const noexcept {
+    return true;
+  }
 };
 
 // Monotonic counters, one per outcome and per anomaly (STYLE.md rule 3).
@@ -187,15 +194,18 @@ class DnsService {
   void emit(const ClientRef& client, const Query* query, std::span<const uint8_t> wire, DnsOutcome outcome,
             DenyReason reason, uint16_t rcode, uint16_t answers, bool upstreamTcp = false,
             bool echStripped = false, bool audit = false);
-  // The tunnel guard's charge for a world-only name; a denial (or, in audit
-  // mode, a forward that would be denied) when over budget.
-  Classification chargeTunnelGuard(const Classification& decision, const Query& query,
-                                   const ClientRef& client, const DnsOptions& options);
+  // The tunnel guard's charge for a world-only name at `current`: false
+  // when the client is over its budget (logged once per window).
+  bool chargeTunnelGuard(const Query& query, const ClientRef& client, const DnsOptions& options,
+                         TimePoint current);
   void deny(std::span<const uint8_t> wire, const Query& query, const ClientRef& client,
             const Classification& decision);
   void logUpstreamFailure(const Pending& pending, bool timedOut);
+  // `allowedBy`: the snapshot that allowed the name just now (the answer
+  // is then not judged again under it); null when it did not.
   void forward(std::span<const uint8_t> wire, const Query& query, const ClientRef& client, bool cluster,
-               DenyReason wouldDeny = DenyReason::None);
+               DenyReason wouldDeny = DenyReason::None,
+               const std::shared_ptr<const policy::Policy>* allowedBy = nullptr);
   void sendUdpAttempt(Pending& pending);
   void startTcpAttempt(Pending& pending);
   void nextUpstream(Pending& pending);
@@ -218,6 +228,8 @@ class DnsService {
   // on every publish (the daemon republishes the same rules on periodic
   // rescans, which would otherwise empty the cache every 30 s).
   uint64_t cacheEpoch(const std::shared_ptr<const policy::Policy>& policy);
+  // Time to the next expiry sweep step with `bindings` entries in the table.
+  static std::chrono::milliseconds housekeepingInterval(size_t bindings) noexcept;
   TimePoint now() const { return clock_ ? clock_() : Clock::now(); }
 
   event_base* base_;

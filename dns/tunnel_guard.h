@@ -17,6 +17,11 @@
 // tunnel's nearly spent budget. Hashes are keyed with a per-process random
 // seed.
 //
+// Per query it costs two hashes: one of the name (its memo slot and its
+// fingerprint) and one of the client and registrable domain together (the
+// table's key); the probe reads one set's four keys, kept apart from the
+// entries, and compares the fingerprints four at a time.
+//
 // Thread-safety: none (the DNS event loop). check() is noexcept and does
 // not allocate.
 #pragma once
@@ -37,9 +42,9 @@ namespace dns {
 class TunnelGuard {
  public:
   static constexpr size_t kDefaultEntries = 4096;
-  // Names whose registrable domain is remembered (direct-mapped): a public
-  // suffix lookup costs ~11,000 instructions in libpsl, several times a
-  // cached answer, so repeated names must not pay it again.
+  // Names whose registrable domain is remembered: a name asked again after
+  // its answer left the cache skips the public suffix lookup (~300
+  // instructions with the in-process table).
   static constexpr size_t kDomainMemo = 8192;  // two ways per bucket
   static constexpr size_t kWays = 4;
   // Names an entry remembers, and so the largest budget (dns.tunnel_guard_names).
@@ -76,25 +81,31 @@ class TunnelGuard {
   size_t capacity() const noexcept { return entries_.size(); }
 
  private:
+  // The key of entries_[i] is keys_[i] (0: empty): a set's four keys share
+  // one cache line, and only the matching entry is read.
   struct Entry {
-    uint64_t key = 0;  // 0: empty
     TimePoint windowStart{};
     uint32_t distinct = 0;
     bool tripped = false;
-    std::array<uint32_t, kMaxBudget> names{};  // fingerprints, [0, distinct) in use
+    // Fingerprints (never 0), [0, distinct) in use and 0 after, so the
+    // search may read whole groups of four past `distinct`.
+    std::array<uint32_t, kMaxBudget> names{};
   };
 
   struct Memo {
     uint64_t nameHash = 0;  // 0: empty
-    uint64_t domainHash = 0;
     uint16_t nameLength = 0;
     uint16_t domainOffset = 0;  // the registrable domain starts here
   };
-  // The registrable domain of `name` and its hash, remembered.
-  std::string_view registrableDomain(std::string_view name, uint64_t nameHash, uint64_t& domainHash) noexcept;
+  // The registrable domain of `name`, remembered by the name's hash.
+  [[gnu::always_inline]] inline std::string_view registrableDomain(std::string_view name,
+                                                                   uint64_t nameHash) noexcept;
+  // Starts `entry`'s window afresh (a new key, or its window ended).
+  static void restart(Entry& entry, TimePoint now) noexcept;
 
   const policy::PublicSuffixList& suffixes_;
   uint64_t seed_;
+  std::vector<uint64_t> keys_;
   std::vector<Entry> entries_;
   std::vector<Memo> memo_;
   Stats stats_;

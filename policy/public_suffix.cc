@@ -42,6 +42,9 @@ class LibPsl final : public PublicSuffixList {
     // it) for a hash probe or two per label instead of ~3,000 instructions.
     return table_.registrableDomain(name);
   }
+  std::string_view registrableDomainOfHost(std::string_view name) const noexcept override {
+    return table_.registrableDomainOfHost(name);
+  }
 
  private:
   PslHandle handle_;

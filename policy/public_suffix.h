@@ -25,6 +25,11 @@ class PublicSuffixList {
   // a single label). Exactly libpsl's answer; no allocation, no libpsl call
   // (the DNS query path).
   virtual std::string_view registrableDomain(std::string_view name) const noexcept = 0;
+  // The same for a host name as a DNS query carries it (labels not empty,
+  // no NUL, no leading or trailing dot), cheaper where the list allows.
+  virtual std::string_view registrableDomainOfHost(std::string_view name) const noexcept {
+    return registrableDomain(name);
+  }
 };
 
 // Loads the list from `path`, the text form (.dat; a DAFSA is refused: the

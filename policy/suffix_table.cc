@@ -11,6 +11,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/tail_word.h"
+
 namespace policy {
 
 namespace {
@@ -58,9 +60,8 @@ uint64_t SuffixTable::hashOf(std::string_view name) noexcept {
     h ^= h >> 29;
   }
   if (i < name.size()) {
-    uint64_t word = 0;
-    std::memcpy(&word, name.data() + i, name.size() - i);
-    h = (h ^ word) * kGolden;
+    const auto* end = reinterpret_cast<const uint8_t*>(name.data() + name.size());
+    h = (h ^ common::tailWord(end, name.size() - i, name.size())) * kGolden;
   }
   return h ^ (h >> 32);
 }
@@ -218,14 +219,13 @@ std::string_view SuffixTable::registrableDomain(std::string_view name) const noe
   size_t count = 0;
   uint64_t previousDot = 0;  // 0x80 when the byte before this word is a dot
   for (size_t i = 0; i < name.size(); i += 8) {
-    uint64_t word = kFiller;
+    uint64_t word = 0;
     const size_t rest = name.size() - i;
     if (rest >= 8) {
       std::memcpy(&word, name.data() + i, 8);
     } else {
-      for (size_t j = 0; j < rest; ++j) {
-        word = (word & ~(0xffULL << (8 * j))) | (uint64_t{static_cast<uint8_t>(name[i + j])} << (8 * j));
-      }
+      const auto* end = reinterpret_cast<const uint8_t*>(name.data() + name.size());
+      word = common::tailWord(end, rest, name.size()) | (kFiller << (8 * rest));
     }
     const uint64_t dot = zeroBytes(word ^ kDots);
     if ((zeroBytes(word) | (dot & ((dot << 8) | previousDot))) != 0) return registrableDomainLiteral(name);
@@ -245,6 +245,48 @@ std::string_view SuffixTable::registrableDomain(std::string_view name) const noe
     if (rule ? (*entry & kException) == 0 : parentWildcard) longest = k;
   }
   return longest > count ? name : name.substr(startOf(longest + 1));
+}
+
+std::string_view SuffixTable::registrableDomainOfHost(std::string_view name) const noexcept {
+  if (name.empty() || name.size() >= 256 || name.front() == '.' || name.back() == '.' || maxRuleLabels_ > 6) {
+    return registrableDomain(name);
+  }
+  // start(k): where the last k labels begin; found one dot at a time from
+  // the right, and only as deep as the walk goes (rules have at most six
+  // labels, so at most eight).
+  size_t scanned = name.size();  // no dot in [scanned, size) beyond the starts found
+  std::array<size_t, 10> starts{};
+  size_t found = 0;   // starts[1..found] known
+  bool none = false;  // no dot left of starts[found]: the name has `found` labels
+  const auto startOf = [&](size_t k) -> size_t {
+    while (found < k && !none) {
+      size_t i = scanned;
+      while (i > 0 && name[i - 1] != '.') --i;
+      if (i == 0) {
+        none = true;
+        starts[++found] = 0;
+        break;
+      }
+      starts[++found] = i;
+      scanned = i - 1;
+    }
+    return k <= found ? starts[k] : 0;
+  };
+  size_t longest = 1;
+  const uint8_t* entry = find(name.substr(startOf(1)));
+  for (size_t k = 2; entry != nullptr && k < starts.size() - 1; ++k) {
+    if (startOf(k - 1) == 0) break;  // the whole name was looked up
+    const size_t start = startOf(k);
+    if (start == startOf(k - 1) - 1) return registrableDomain(name);  // an empty label
+    const bool parentWildcard = (*entry & kWildcard) != 0;
+    entry = find(name.substr(start));
+    const bool rule = entry != nullptr && *entry != 0;
+    if (rule ? (*entry & kException) == 0 : parentWildcard) longest = k;
+  }
+  if (startOf(longest) == 0) return name;  // the name is a public suffix
+  const size_t start = startOf(longest + 1);
+  if (start == startOf(longest) - 1) return registrableDomain(name);  // an empty label
+  return name.substr(start);
 }
 
 std::string_view SuffixTable::registrableDomainLiteral(std::string_view name) const noexcept {

@@ -36,6 +36,16 @@ class SuffixTable {
   // public suffix plus one; no allocation.
   std::string_view registrableDomain(std::string_view name) const noexcept;
 
+  // The same answer for a host name as a DNS query carries it (labels not
+  // empty, no NUL byte, no leading or trailing dot), found from the right
+  // with only the dots the walk needs: the DNS tunnel guard asks it for
+  // every name it charges, and the scan of the whole name for dots, NULs
+  // and empty labels was most of the cost. An empty label it meets sends
+  // the name through registrableDomain(); for other input outside that
+  // contract the answer is still a suffix of `name`, not necessarily
+  // libpsl's. No allocation.
+  std::string_view registrableDomainOfHost(std::string_view name) const noexcept;
+
   size_t size() const noexcept { return size_; }
 
  private:

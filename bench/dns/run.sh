@@ -32,7 +32,11 @@
 # extra: a second egressd at log.level = info, one log line per denial into
 # a file, measured with the denied names; reported, not a goal),
 # DNS_BENCH_PIN=1 (servers pinned to the last CPU, dnsperf to CPU 0: the
-# same CPU placement for every server; off by default).
+# same CPU placement for every server; off by default),
+# DNS_BENCH_INSTRUCTIONS=0 (skip bench/dns/instructions.sh: user-space
+# instructions per query of egressd and unbound under callgrind, the DNS
+# figure of record since CPU time on a shared machine moves +-25 %; it
+# writes RESULTS_DIR/dns_instructions.json).
 set -euo pipefail
 build="$(cd "${1:?build dir}" && pwd)"
 results="${2:?results dir}"
@@ -387,3 +391,6 @@ print(f"dns binding table: {micro['binding_entries']} entries, {micro['binding_h
       f"{micro['deny_path_allocations']} allocations; cache hit {micro['cache_hit_path_ns']:.0f} ns, "
       f"{micro['cache_hit_path_allocations']} allocations")
 EOF
+if [ "${DNS_BENCH_INSTRUCTIONS:-1}" != 0 ]; then
+  bash "$(cd "$(dirname "$0")" && pwd)/instructions.sh" "$build" "$results"
+fi

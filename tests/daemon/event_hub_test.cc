@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "common/c_handle.h"
+#include "common/log.h"
 #include "daemon/event_hub.h"
 #include "daemon/rule_set_hits.h"
 #include "dns/binding_table.h"
@@ -468,4 +469,43 @@ TEST_CASE("DNS service: events carry the receiving listener and the deciding pol
   ::close(fd);
   REQUIRE(sink.servers.size() == before + 1);
   CHECK(sink.servers.back() == bound[1]);
+}
+
+TEST_CASE("event hub: a DNS event is wanted only by a log line, a counter or a watcher", "[events]") {
+  using dns::DenyReason;
+  using dns::DnsOutcome;
+  EventBase base(event_base_new());
+  daemon_main::EventHub hub(base.get());
+  const common::LogLevel before = common::logLevel();
+  common::setLogLevel(common::LogLevel::Warn);
+  bool listening = false;
+  hub.setFanout([](const observe::Event&, const observe::CapturedPacket*) {}, [&] { return listening; });
+  // At warn, with no watcher and no counter: nobody.
+  CHECK_FALSE(hub.wantsDnsEvent(DnsOutcome::Denied, DenyReason::NotAllowed, false));
+  CHECK_FALSE(hub.wantsDnsEvent(DnsOutcome::CacheHit, DenyReason::None, false));
+  // A counter without a filter wants every event; with the per-rule-set
+  // filter, the events that name rule sets: answers and rebinding.
+  hub.setCounterHook([](const observe::Event&) {});
+  CHECK(hub.wantsDnsEvent(DnsOutcome::Denied, DenyReason::NotAllowed, false));
+  hub.setCounterHook([](const observe::Event&) {},
+                     [](DnsOutcome outcome, DenyReason reason, bool) {
+                       return daemon_main::EventHub::namesRuleSets(outcome, reason);
+                     });
+  CHECK(hub.wantsDnsEvent(DnsOutcome::CacheHit, DenyReason::None, false));
+  CHECK(hub.wantsDnsEvent(DnsOutcome::Allowed, DenyReason::None, false));
+  CHECK(hub.wantsDnsEvent(DnsOutcome::Denied, DenyReason::Rebinding, false));
+  CHECK_FALSE(hub.wantsDnsEvent(DnsOutcome::Denied, DenyReason::NotAllowed, false));
+  // A watcher wants everything.
+  listening = true;
+  CHECK(hub.wantsDnsEvent(DnsOutcome::Denied, DenyReason::NotAllowed, false));
+  CHECK(hub.wantsDnsEvent(DnsOutcome::Refused, DenyReason::None, false));
+  listening = false;
+  // Info logs denials and would-deny answers; debug everything.
+  common::setLogLevel(common::LogLevel::Info);
+  CHECK(hub.wantsDnsEvent(DnsOutcome::Denied, DenyReason::NotAllowed, false));
+  CHECK(hub.wantsDnsEvent(DnsOutcome::Allowed, DenyReason::NotAllowed, true));
+  CHECK_FALSE(hub.wantsDnsEvent(DnsOutcome::Refused, DenyReason::None, false));
+  common::setLogLevel(common::LogLevel::Debug);
+  CHECK(hub.wantsDnsEvent(DnsOutcome::Refused, DenyReason::None, false));
+  common::setLogLevel(before);
 }

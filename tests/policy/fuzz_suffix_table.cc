@@ -1,6 +1,8 @@
 // libFuzzer target: the registrable domain of arbitrary bytes from the
 // in-process suffix table must be libpsl's, byte for byte (as is, and
-// lower-cased as the DNS path hands names over).
+// lower-cased as the DNS path hands names over); the host-name lookup the
+// tunnel guard uses must agree for every name it is meant for, and stay a
+// suffix of any other.
 #include <cctype>
 #include <cstdint>
 #include <cstdlib>
@@ -15,6 +17,12 @@ void check(std::string_view name) {
   const std::string_view ours = policy::defaultPublicSuffixList().registrableDomain(name);
   if (ours != pslreference::registrableDomain(pslreference::fromDat(), name)) std::abort();
   if (ours.data() + ours.size() != name.data() + name.size()) std::abort();
+  const std::string_view host = policy::defaultPublicSuffixList().registrableDomainOfHost(name);
+  if (host.data() + host.size() != name.data() + name.size() || host.size() > name.size()) std::abort();
+  const bool hostName = !name.empty() && name.front() != '.' && name.back() != '.' &&
+                        name.find("..") == std::string_view::npos &&
+                        name.find('\0') == std::string_view::npos;
+  if (hostName && host != ours) std::abort();
 }
 }  // namespace
 
