@@ -4,6 +4,7 @@
 #include <array>
 #include <cstdio>
 #include <iterator>
+#include <set>
 #include <tuple>
 #include <utility>
 
@@ -387,19 +388,24 @@ Suggestion Suggester::finish(const policy::Policy* inForce) const {
 
     // DNS-only names: resolved but never connected to by this rule set's
     // clients (by name), and not already resolvable.
+    std::set<std::string_view> connectedNames;
+    for (const auto& entry : group.names) connectedNames.insert(entry.first.name);
+    std::set<std::string_view> wildcardParents;  // "example.com" of "*.example.com:443"
+    for (const auto& target : ruleSet.targets) {
+      if (target.kind == SuggestedTarget::Kind::Wildcard) {
+        wildcardParents.insert(std::string_view(target.target).substr(2, target.target.rfind(':') - 2));
+      }
+    }
     for (const auto& [name, usage] : group.dns) {
+      if (connectedNames.count(name) > 0) continue;
       const auto parsed = policy::parseTarget(name + ":443", suffixes_);
       if (!parsed.target || parsed.target->kind != policy::TargetKind::ExactName) continue;
-      const bool connected = std::any_of(group.names.begin(), group.names.end(),
-                                         [&](const auto& entry) { return entry.first.name == name; });
-      if (connected) continue;
-      const bool coveredByWildcard =
-          std::any_of(ruleSet.targets.begin(), ruleSet.targets.end(), [&](const SuggestedTarget& target) {
-            if (target.kind != SuggestedTarget::Kind::Wildcard) return false;
-            const std::string_view suffix =
-                std::string_view(target.target).substr(1, target.target.rfind(':') - 1);
-            return name.ends_with(suffix);
-          });
+      // Under a suggested wildcard: one lookup per parent domain.
+      bool coveredByWildcard = false;
+      for (size_t dot = name.find('.'); dot != std::string::npos && !coveredByWildcard;
+           dot = name.find('.', dot + 1)) {
+        coveredByWildcard = wildcardParents.count(std::string_view(name).substr(dot + 1)) > 0;
+      }
       if (coveredByWildcard) continue;
       if (filter != nullptr && filter->nameAllowedOnAnyPort(name)) {
         ++out.leftOutInForce;
