@@ -11,7 +11,9 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <string_view>
+#include <type_traits>
 
 #include "common/ip_address.h"
 
@@ -28,6 +30,59 @@ inline constexpr size_t kMaxEventRuleSets = 256;
 // Bytes of the deciding packet kept for `egressctl watch -w` (IP header
 // first). Longer packets are truncated; their original length is kept.
 inline constexpr size_t kMaxEventPacket = 2048;
+
+// Kubernetes' own limits, so that no valid object is ever cut: a namespace
+// is a DNS label (63 bytes), a pod and a service account a DNS subdomain
+// (253); a workload is "Kind/name" and the longest kind is "StatefulSet".
+inline constexpr size_t kMaxEventNamespace = 63;
+inline constexpr size_t kMaxEventPod = 253;
+inline constexpr size_t kMaxEventWorkload = 12 + 253;
+inline constexpr size_t kMaxEventServiceAccount = 253;
+
+// The pod behind an event's source address (attribution; docs/attribution.md):
+// its namespace, name, workload ("Deployment/web", "StatefulSet/db",
+// "DaemonSet/agent", "Job/x", "CronJob/y", a bare "Pod/name", or "") and
+// service account. All empty when the address belongs to no known pod.
+// Fixed size and trivially copyable: a worker copies it whole from the
+// attribution snapshot into the event.
+struct PodIdentity {
+  uint8_t namespaceLength = 0;
+  uint8_t podLength = 0;
+  uint16_t workloadLength = 0;
+  uint8_t serviceAccountLength = 0;
+  std::array<char, kMaxEventNamespace> namespaceName{};
+  std::array<char, kMaxEventPod> pod{};
+  std::array<char, kMaxEventWorkload> workload{};
+  std::array<char, kMaxEventServiceAccount> serviceAccount{};
+
+  std::string_view namespaceView() const noexcept { return {namespaceName.data(), namespaceLength}; }
+  std::string_view podView() const noexcept { return {pod.data(), podLength}; }
+  std::string_view workloadView() const noexcept { return {workload.data(), workloadLength}; }
+  std::string_view serviceAccountView() const noexcept {
+    return {serviceAccount.data(), serviceAccountLength};
+  }
+  bool known() const noexcept { return namespaceLength > 0 || podLength > 0; }
+
+  // Copies the four texts, each cut to its bound. False when one was cut.
+  bool assign(std::string_view ns, std::string_view podName, std::string_view workloadName,
+              std::string_view account) noexcept {
+    const bool fits = ns.size() <= namespaceName.size() && podName.size() <= pod.size() &&
+                      workloadName.size() <= workload.size() && account.size() <= serviceAccount.size();
+    namespaceLength = static_cast<uint8_t>(copyCut(ns, namespaceName));
+    podLength = static_cast<uint8_t>(copyCut(podName, pod));
+    workloadLength = static_cast<uint16_t>(copyCut(workloadName, workload));
+    serviceAccountLength = static_cast<uint8_t>(copyCut(account, serviceAccount));
+    return fits;
+  }
+
+ private:
+  template <size_t N>
+  static size_t copyCut(std::string_view text, std::array<char, N>& out) noexcept {
+    const size_t n = text.size() < N ? text.size() : N;
+    if (n > 0) std::memcpy(out.data(), text.data(), n);
+    return n;
+  }
+};
 
 struct Event {
   EventKind kind = EventKind::Verdict;
@@ -59,9 +114,20 @@ struct Event {
   uint16_t rcode = 0;
   uint16_t answers = 0;
 
+  // The client's pod when attribution knows its source address (verdict
+  // events: src; DNS events: the client). Empty otherwise.
+  PodIdentity client;
+
   std::string_view nameView() const noexcept { return {name.data(), nameLength}; }
   std::string_view ruleSetsView() const noexcept { return {ruleSets.data(), ruleSetsLength}; }
+  std::string_view namespaceView() const noexcept { return client.namespaceView(); }
+  std::string_view podView() const noexcept { return client.podView(); }
+  std::string_view workloadView() const noexcept { return client.workloadView(); }
+  std::string_view serviceAccountView() const noexcept { return client.serviceAccountView(); }
 };
+
+static_assert(std::is_trivially_copyable_v<PodIdentity>);
+static_assert(std::is_trivially_copyable_v<Event>);
 
 // The deciding packet of a verdict event, kept apart from Event (which the
 // log ring holds by the thousand) and copied only while a `watch -w` client

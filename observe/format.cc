@@ -417,6 +417,10 @@ nlohmann::json toJson(const Event& event) {
   json["name_from"] = event.nameSource;
   json["match"] = event.match;
   json["rulesets"] = std::move(ruleSets);
+  json["namespace"] = jsonSafe(event.namespaceView());
+  json["pod"] = jsonSafe(event.podView());
+  json["workload"] = jsonSafe(event.workloadView());
+  json["service_account"] = jsonSafe(event.serviceAccountView());
   if (dns) {
     json["qtype"] = codeName(kQtypes, event.qtype, "TYPE");
     json["rcode"] = codeName(kRcodes, event.rcode, "RCODE");
@@ -511,6 +515,14 @@ std::optional<Event> eventFromJson(const nlohmann::json& json) {
     if (!value) return std::nullopt;
     event.rcode = *value;
   }
+
+  std::string_view ns, pod, workload, account;
+  if (!readString(json, "namespace", ns, false) || !readString(json, "pod", pod, false) ||
+      !readString(json, "workload", workload, false) ||
+      !readString(json, "service_account", account, false)) {
+    return std::nullopt;
+  }
+  event.client.assign(ns, pod, workload, account);  // longer than Kubernetes allows: cut
 
   if (const auto it = json.find("rulesets"); it != json.end()) {
     if (!it->is_array()) return std::nullopt;

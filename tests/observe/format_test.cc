@@ -38,6 +38,10 @@ void checkSame(const Event& a, const Event& b) {
   CHECK(a.qtype == b.qtype);
   CHECK(a.rcode == b.rcode);
   CHECK(a.answers == b.answers);
+  CHECK(a.namespaceView() == b.namespaceView());
+  CHECK(a.podView() == b.podView());
+  CHECK(a.workloadView() == b.workloadView());
+  CHECK(a.serviceAccountView() == b.serviceAccountView());
 }
 }  // namespace
 
@@ -172,7 +176,8 @@ TEST_CASE("format: JSON keys and values") {
   std::set<std::string> keys;
   for (const auto& item : json.items()) keys.insert(item.key());
   CHECK(keys == std::set<std::string>{"kind", "time", "src", "sport", "dst", "dport", "proto", "verdict",
-                                      "reason", "name", "name_from", "match", "rulesets", "queue"});
+                                      "reason", "name", "name_from", "match", "rulesets", "queue",
+                                      "namespace", "pod", "workload", "service_account"});
   CHECK(json["kind"] == "verdict");
   CHECK(json["time"] == "2026-11-26T12:00:01.123456Z");
   CHECK(json["src"] == "10.0.1.2");
@@ -187,13 +192,25 @@ TEST_CASE("format: JSON keys and values") {
   CHECK(json["match"] == "exact");
   CHECK(json["rulesets"] == nlohmann::json::array({"default/my-app-targets", "team-a/web"}));
   CHECK(json["queue"] == 3);
+  // Unknown client: the keys are there, empty.
+  CHECK(json["namespace"] == "");
+  CHECK(json["pod"] == "");
+  CHECK(json["workload"] == "");
+  CHECK(json["service_account"] == "");
+  const nlohmann::json attributed = toJson(podDenied());
+  CHECK(attributed["namespace"] == "team-a");
+  CHECK(attributed["pod"] == "web-7d9c6b5f4-x2x9q");
+  CHECK(attributed["workload"] == "Deployment/web");
+  CHECK(attributed["service_account"] == "web-sa");
+  CHECK(toJson(podDns())["workload"] == "StatefulSet/db");
 
   const nlohmann::json dns = toJson(dnsDenied());
   keys.clear();
   for (const auto& item : dns.items()) keys.insert(item.key());
-  CHECK(keys == std::set<std::string>{"kind", "time", "src", "sport", "dst", "dport", "proto", "verdict",
-                                      "reason", "name", "name_from", "match", "rulesets", "qtype", "rcode",
-                                      "outcome", "answers"});
+  CHECK(keys == std::set<std::string>{
+                    "kind",    "time",    "src",     "sport",     "dst",   "dport",    "proto",
+                    "verdict", "reason",  "name",    "name_from", "match", "rulesets", "qtype",
+                    "rcode",   "outcome", "answers", "namespace", "pod",   "workload", "service_account"});
   CHECK(dns["kind"] == "dns");
   CHECK(dns["qtype"] == "A");
   CHECK(dns["rcode"] == "NXDOMAIN");
@@ -219,9 +236,18 @@ TEST_CASE("format: JSON round trip is exact") {
   fullRuleSets.ruleSetsLength = observe::kMaxEventRuleSets;
   std::fill(fullRuleSets.ruleSets.begin(), fullRuleSets.ruleSets.end(), 'r');
   fullRuleSets.ruleSets[10] = ',';
+  // Every attribution field at its Kubernetes limit.
+  Event fullPod = podDenied();
+  const std::string workload253 = "StatefulSet/" + std::string(253, 'w');
+  REQUIRE(
+      fullPod.client.assign(std::string(63, 'n'), std::string(253, 'p'), workload253, std::string(253, 's')));
+  // A pod without workload or service account (a bare static pod record).
+  Event podOnly = tlsAllowed();
+  REQUIRE(podOnly.client.assign("kube-system", "etcd-node1", "", ""));
 
-  for (const Event& event : {tlsAllowed(), httpDenied(), quicAudit(), icmpDenied(), mappedAllowed(),
-                             dnsDenied(), dnsAllowedV6(), odd, longName, dnsOdd, fullRuleSets}) {
+  for (const Event& event :
+       {tlsAllowed(), httpDenied(), quicAudit(), icmpDenied(), mappedAllowed(), dnsDenied(), dnsAllowedV6(),
+        odd, longName, dnsOdd, fullRuleSets, podDenied(), podDns(), fullPod, podOnly}) {
     const nlohmann::json json = toJson(event);
     INFO(json.dump());
     // Through text, as on the socket.
@@ -261,6 +287,21 @@ TEST_CASE("format: JSON from a newer daemon or a broken peer") {
   longName["name"] = std::string(300, 'a');
   CHECK(eventFromJson(longName)->nameLength == observe::kMaxEventName);
 
+  // Attribution keys: absent (an older daemon) → empty; too long → cut to
+  // the Kubernetes limits.
+  CHECK(eventFromJson(good)->podView().empty());
+  nlohmann::json longPod = toJson(podDenied());
+  longPod["namespace"] = std::string(100, 'n');
+  longPod["pod"] = std::string(300, 'p');
+  longPod["workload"] = "Deployment/" + std::string(300, 'w');
+  longPod["service_account"] = std::string(300, 's');
+  const auto cut = eventFromJson(longPod);
+  REQUIRE(cut.has_value());
+  CHECK(cut->namespaceView() == std::string(observe::kMaxEventNamespace, 'n'));
+  CHECK(cut->podView().size() == observe::kMaxEventPod);
+  CHECK(cut->workloadView().size() == observe::kMaxEventWorkload);
+  CHECK(cut->serviceAccountView().size() == observe::kMaxEventServiceAccount);
+
   const std::vector<std::pair<std::string, nlohmann::json>> broken = {
       {"kind", "flow"},
       {"kind", 1},
@@ -281,6 +322,10 @@ TEST_CASE("format: JSON from a newer daemon or a broken peer") {
       {"rcode", "RCODE70000"},
       {"answers", 1.5},
       {"queue", true},
+      {"namespace", 1},
+      {"pod", nullptr},
+      {"workload", {"Deployment", "web"}},
+      {"service_account", false},
   };
   for (const auto& [key, value] : broken) {
     INFO(key << " = " << value.dump());

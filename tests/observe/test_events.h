@@ -65,6 +65,13 @@ struct EventBuilder {
     event.queue = q;
     return *this;
   }
+  EventBuilder& pod(std::string_view ns, std::string_view name, std::string_view workload,
+                    std::string_view serviceAccount) {
+    if (!event.client.assign(ns, name, workload, serviceAccount)) {
+      throw std::invalid_argument("test pod identity too long");
+    }
+    return *this;
+  }
   EventBuilder& match(std::string_view m) {
     event.match = m;
     return *this;
@@ -124,6 +131,25 @@ inline observe::Event dnsAllowedV6() {
       .name("api.example.com", "")
       .ruleSets("default/my-app-targets")
       .dns(28, "cache_hit", 0, 2);
+}
+
+// A denied connection from a known pod (attribution).
+inline observe::Event podDenied() {
+  return EventBuilder("10.0.1.4", 41000, "198.51.100.9", 443, 6)
+      .verdict(V::Deny, "sni_not_allowed")
+      .name("evil.example", "sni")
+      .pod("team-a", "web-7d9c6b5f4-x2x9q", "Deployment/web", "web-sa")
+      .queue(1);
+}
+
+// A DNS query from a pod of a StatefulSet.
+inline observe::Event podDns() {
+  return EventBuilder("10.0.2.7", 40002, "10.0.1.1", 53, 17)
+      .verdict(V::Allow)
+      .name("api.example.com", "")
+      .ruleSets("default/my-app-targets")
+      .pod("team-b", "db-0", "StatefulSet/db", "default")
+      .dns(1, "allowed", 0, 1);
 }
 
 }  // namespace observetest
