@@ -12,7 +12,7 @@
 #include "common/duration.h"
 #include "policy/manifest.h"
 #include "policy/policy.h"
-#include "suggest/observation.h"
+#include "suggest/line_reader.h"
 #include "suggest/suggester.h"
 
 namespace cli {
@@ -90,7 +90,7 @@ int listen(const SuggestOptions& options, common::Duration duration, suggest::Su
       return 1;
     }
     const auto result = suggest::readLine(line, &dropped);
-    if (result.kind == suggest::LineKind::Event) suggester.add(result.observation);
+    if (result.kind == suggest::LineKind::Event) suggester.add(result.event);
   }
   progress(true);
   if (dropped > 0) {
@@ -130,7 +130,7 @@ int readFile(const SuggestOptions& options, std::istream& in, suggest::Suggester
     ++lineNumber;
     const auto result = suggest::readLine(line);
     if (result.kind == suggest::LineKind::Event) {
-      suggester.add(result.observation);
+      suggester.add(result.event);
       ++events;
     } else if (result.kind == suggest::LineKind::Invalid) {
       if (++bad <= kShownBadLines) {

@@ -538,4 +538,30 @@ std::optional<Event> eventFromJson(const nlohmann::json& json) {
   return event;
 }
 
+std::optional<std::chrono::system_clock::time_point> parseEventTime(std::string_view text) {
+  return parseRfc3339(text);
+}
+
+std::optional<uint8_t> parseEventProto(std::string_view text) {
+  return parseProto(text);
+}
+
+std::optional<EventVerdict> parseEventVerdict(std::string_view text) {
+  const auto* it = std::find(std::begin(kVerdictNames), std::end(kVerdictNames), text);
+  if (it == std::end(kVerdictNames)) return std::nullopt;
+  return static_cast<EventVerdict>(it - std::begin(kVerdictNames));
+}
+
+std::optional<uint16_t> parseEventQtype(std::string_view text) {
+  return parseCode(kQtypes, text, "TYPE");
+}
+
+std::optional<uint16_t> parseEventRcode(std::string_view text) {
+  return parseCode(kRcodes, text, "RCODE");
+}
+
+std::string_view eventText(std::string_view text) {
+  return staticText(text);
+}
+
 }  // namespace observe

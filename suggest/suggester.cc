@@ -40,12 +40,6 @@ std::string printable(std::string_view text) {
   return out;
 }
 
-std::string lowerName(std::string_view name) {
-  std::string out = common::toLowerAscii(name);
-  if (!out.empty() && out.back() == '.') out.pop_back();
-  return out;
-}
-
 std::string protoText(uint8_t protocol) {
   if (protocol == kProtoTcp) return "tcp";
   if (protocol == kProtoUdp) return "udp";
@@ -66,6 +60,11 @@ bool addressInForce(const policy::Policy& policy, const common::IpAddress& addre
   if (policy.matchAddress(address, port)) return true;
   return policy.worldOnPort(port) && !policy.isInternal(address);
 }
+
+struct NameKey {
+  const std::string& name;
+  uint16_t port;
+};
 
 // Sort key of a name target: its registrable domain first, so that names
 // of one domain stay together, then the wildcard before the names, then
@@ -169,24 +168,46 @@ bool Suggester::AddressKey::operator<(const AddressKey& other) const {
 Suggester::Suggester(const policy::PublicSuffixList& suffixes, Options options)
     : suffixes_(suffixes), options_(std::move(options)) {}
 
-Suggester::Group& Suggester::groupFor(const Observation& observation, std::string& client) {
+const Suggester::ClientGroup& Suggester::groupFor(const observe::Event& event) {
+  const std::string_view eventNs = event.client.namespaceView();
+  const bool attributed = isNamespace(eventNs);
+  // The identity that decides the rule set and the client's name, without
+  // allocating once it has been seen.
+  clientKey_.clear();
+  if (attributed) {
+    clientKey_ += eventNs;
+    clientKey_ += '\0';
+    clientKey_ += event.client.workloadView();
+    clientKey_ += '\0';
+    if (event.client.workloadView().empty()) clientKey_ += event.client.podView();
+  }
+  clientKey_ += '\0';
+  if (!attributed || (event.client.workloadView().empty() && event.client.podView().empty())) {
+    const common::IpAddress src = event.src.unmapped();
+    clientKey_.append(reinterpret_cast<const char*>(src.bytes.data()), src.byteLength());
+  }
+  if (const auto found = clients_.find(std::string_view(clientKey_)); found != clients_.end()) {
+    return found->second;
+  }
+
+  ClientGroup entry;
   std::string ns;
   std::string name = options_.namePrefix;
   bool unattributed = false;
-  if (isNamespace(observation.ns)) {
-    ns = observation.ns;
-    if (!observation.workload.empty()) {
-      client = printable(observation.workload);
-    } else if (!observation.pod.empty()) {
-      client = "Pod/" + printable(observation.pod);
+  if (attributed) {
+    ns = std::string(eventNs);
+    if (!event.client.workloadView().empty()) {
+      entry.client = printable(event.client.workloadView());
+    } else if (!event.client.podView().empty()) {
+      entry.client = "Pod/" + printable(event.client.podView());
     } else {
-      client = endpointText(observation.event.src, 0);
+      entry.client = endpointText(event.src, 0);
     }
-    if (options_.per == Per::Workload) name = objectName(options_.namePrefix + "-" + client);
+    if (options_.per == Per::Workload) name = objectName(options_.namePrefix + "-" + entry.client);
   } else {
     ns = options_.unattributedNamespace;
     name = objectName(options_.namePrefix + "-unattributed");
-    client = endpointText(observation.event.src, 0);
+    entry.client = endpointText(event.src, 0);
     unattributed = true;
   }
   const std::string key = ns + "/" + name;
@@ -197,7 +218,8 @@ Suggester::Group& Suggester::groupFor(const Observation& observation, std::strin
     it->second.name = name;
     it->second.unattributed = unattributed;
   }
-  return it->second;
+  entry.group = &it->second;
+  return clients_.emplace(clientKey_, std::move(entry)).first->second;
 }
 
 bool Suggester::roomFor(uint64_t& dropped) {
@@ -209,37 +231,39 @@ bool Suggester::roomFor(uint64_t& dropped) {
   return true;
 }
 
-void Suggester::add(const Observation& observation) {
-  const observe::Event& event = observation.event;
+void Suggester::add(const observe::Event& event) {
   ++decisions_;
   first_ = std::min(first_, event.time);
   last_ = std::max(last_, event.time);
 
+  // Names as rules compare them: lower case, no trailing dot.
+  nameScratch_.assign(event.nameView());
+  for (char& c : nameScratch_) c = common::asciiLower(c);
+  if (!nameScratch_.empty() && nameScratch_.back() == '.') nameScratch_.pop_back();
+
   if (event.kind == observe::EventKind::Dns) {
     // Names resolved: no port, so no target on their own (docs/egressctl.md).
     // Cluster-internal names never leave through egressd.
-    if (event.nameLength == 0 || event.dnsOutcome == "cluster" || event.dnsOutcome == "malformed") return;
+    if (nameScratch_.empty() || event.dnsOutcome == "cluster" || event.dnsOutcome == "malformed") return;
     if (event.qtype != kQtypeA && event.qtype != kQtypeAaaa && event.qtype != kQtypeHttps &&
         event.qtype != kQtypeSvcb) {
       return;
     }
-    std::string client;
-    Group& group = groupFor(observation, client);
-    std::string name = lowerName(event.nameView());
-    auto it = group.dns.find(name);
-    if (it == group.dns.end()) {
+    const ClientGroup& client = groupFor(event);
+    auto it = client.group->dns.find(std::string_view(nameScratch_));
+    if (it == client.group->dns.end()) {
       if (!roomFor(dropped_)) return;
       ++distinctNames_;
-      it = group.dns.emplace(std::move(name), Usage{}).first;
+      it = client.group->dns.emplace(nameScratch_, Usage{}).first;
     }
-    it->second.count(event, client);
+    it->second.count(event, client.client);
     ++used_;
     return;
   }
 
-  std::string client;
-  Group& group = groupFor(observation, client);
-  const bool quic = event.protocol == kProtoUdp && event.nameSource == "quic" && event.nameLength > 0;
+  const ClientGroup& client = groupFor(event);
+  Group& group = *client.group;
+  const bool quic = event.protocol == kProtoUdp && event.nameSource == "quic" && !nameScratch_.empty();
   if ((event.protocol != kProtoTcp && !quic) || event.dstPort == 0) {
     // Rule sets allow TCP, and QUIC to UDP 443 by name: nothing else.
     std::string what = protoText(event.protocol) + " to " + endpointText(event.dst, event.dstPort);
@@ -252,15 +276,16 @@ void Suggester::add(const Observation& observation) {
     return;
   }
   ++used_;
-  if (event.nameLength > 0) {
-    NameKey key{lowerName(event.nameView()), event.dstPort};
-    auto it = group.names.find(key);
-    if (it == group.names.end()) {
+  if (!nameScratch_.empty()) {
+    auto name = group.names.find(std::string_view(nameScratch_));
+    if (name == group.names.end()) {
       if (!roomFor(dropped_)) return;
       ++distinctNames_;
-      it = group.names.emplace(std::move(key), Usage{}).first;
+      name = group.names.emplace(nameScratch_, std::map<uint16_t, Usage>{}).first;
+    } else if (name->second.find(event.dstPort) == name->second.end() && !roomFor(dropped_)) {
+      return;
     }
-    it->second.count(event, client);
+    name->second[event.dstPort].count(event, client.client);
     return;
   }
   AddressKey key{event.dst.unmapped(), event.dstPort};
@@ -269,7 +294,7 @@ void Suggester::add(const Observation& observation) {
     if (!roomFor(dropped_)) return;
     it = group.addresses.emplace(key, Usage{}).first;
   }
-  it->second.count(event, client);
+  it->second.count(event, client.client);
 }
 
 Suggestion Suggester::finish(const policy::Policy* inForce) const {
@@ -301,25 +326,28 @@ Suggestion Suggester::finish(const policy::Policy* inForce) const {
       bool inForce;
     };
     std::vector<Named> named;
-    for (const auto& [nameKey, usage] : group.names) {
-      const std::string text = nameKey.name + ":" + std::to_string(nameKey.port);
-      const auto parsed = policy::parseTarget(text, suffixes_);
-      if (!parsed.target) {
-        ruleSet.unsuggestable["name \"" + printable(nameKey.name) + "\" (not a valid host name: " +
-                              parsed.reason() + ") on port " + std::to_string(nameKey.port)] += usage.hits;
-        continue;
+    for (const auto& [nameText, ports] : group.names) {
+      for (const auto& [port, usage] : ports) {
+        const NameKey nameKey{nameText, port};
+        const std::string text = nameKey.name + ":" + std::to_string(nameKey.port);
+        const auto parsed = policy::parseTarget(text, suffixes_);
+        if (!parsed.target) {
+          ruleSet.unsuggestable["name \"" + printable(nameKey.name) + "\" (not a valid host name: " +
+                                parsed.reason() + ") on port " + std::to_string(nameKey.port)] += usage.hits;
+          continue;
+        }
+        if (parsed.target->kind == policy::TargetKind::Address) {
+          addresses[AddressKey{parsed.target->network.address, nameKey.port}].merge(usage);
+          continue;
+        }
+        if (parsed.target->kind != policy::TargetKind::ExactName) continue;  // cannot happen: no '*' in names
+        const bool allowed = inForce != nullptr && bool(inForce->matchName(nameKey.name, nameKey.port));
+        if (allowed && filter != nullptr) {
+          ++out.leftOutInForce;
+          continue;
+        }
+        named.push_back({nameKey.name, nameKey.port, &usage, allowed});
       }
-      if (parsed.target->kind == policy::TargetKind::Address) {
-        addresses[AddressKey{parsed.target->network.address, nameKey.port}].merge(usage);
-        continue;
-      }
-      if (parsed.target->kind != policy::TargetKind::ExactName) continue;  // cannot happen: no '*' in names
-      const bool allowed = inForce != nullptr && bool(inForce->matchName(nameKey.name, nameKey.port));
-      if (allowed && filter != nullptr) {
-        ++out.leftOutInForce;
-        continue;
-      }
-      named.push_back({nameKey.name, nameKey.port, &usage, allowed});
     }
 
     // Wildcards: names strictly under one registrable domain, per port.
@@ -389,7 +417,7 @@ Suggestion Suggester::finish(const policy::Policy* inForce) const {
     // DNS-only names: resolved but never connected to by this rule set's
     // clients (by name), and not already resolvable.
     std::set<std::string_view> connectedNames;
-    for (const auto& entry : group.names) connectedNames.insert(entry.first.name);
+    for (const auto& entry : group.names) connectedNames.insert(entry.first);
     std::set<std::string_view> wildcardParents;  // "example.com" of "*.example.com:443"
     for (const auto& target : ruleSet.targets) {
       if (target.kind == SuggestedTarget::Kind::Wildcard) {

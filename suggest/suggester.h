@@ -24,13 +24,14 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
 #include "common/ip_address.h"
 #include "policy/policy.h"
 #include "policy/public_suffix.h"
-#include "suggest/observation.h"
+#include "suggest/line_reader.h"
 
 namespace suggest {
 
@@ -114,11 +115,21 @@ struct Suggestion {
   bool rulesKnown = false;  // finish() had the rules in force
 };
 
+// A hash map with std::string keys that finds by std::string_view without
+// building a string (C++20 heterogeneous lookup).
+struct StringHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view text) const noexcept { return std::hash<std::string_view>{}(text); }
+};
+template <class Value>
+using StringMap = std::unordered_map<std::string, Value, StringHash, std::equal_to<>>;
+
 class Suggester {
  public:
   Suggester(const policy::PublicSuffixList& suffixes, Options options);
 
-  void add(const Observation& observation);
+  // One decision (its client: event.client, attribution).
+  void add(const observe::Event& event);
   uint64_t decisions() const noexcept { return decisions_; }
   // Distinct names seen so far (connections and DNS), for progress output.
   size_t distinctNames() const noexcept { return distinctNames_; }
@@ -128,13 +139,6 @@ class Suggester {
   Suggestion finish(const policy::Policy* inForce) const;
 
  private:
-  struct NameKey {
-    std::string name;
-    uint16_t port;
-    friend bool operator<(const NameKey& a, const NameKey& b) {
-      return a.port != b.port ? a.port < b.port : a.name < b.name;
-    }
-  };
   struct AddressKey {
     common::IpAddress address;
     uint16_t port;
@@ -144,18 +148,28 @@ class Suggester {
     std::string ns;
     std::string name;
     bool unattributed = false;
-    std::map<NameKey, Usage> names;
+    // Hash maps: looked up once per decision; finish() sorts what it emits.
+    StringMap<std::map<uint16_t, Usage>> names;  // name → port → usage
     std::map<AddressKey, Usage> addresses;
-    std::map<std::string, Usage> dns;
+    StringMap<Usage> dns;
     std::map<std::string, uint64_t> unsuggestable;
   };
+  // A client's rule set and how its comments name it, found once per
+  // client (the decisions of one pod all land in the same place).
+  struct ClientGroup {
+    Group* group = nullptr;
+    std::string client;  // "Deployment/web", "Pod/NAME" or a source address
+  };
 
-  Group& groupFor(const Observation& observation, std::string& client);
+  const ClientGroup& groupFor(const observe::Event& event);
   bool roomFor(uint64_t& dropped);
 
   const policy::PublicSuffixList& suffixes_;
   Options options_;
-  std::map<std::string, Group> groups_;  // key: "namespace/name"
+  std::map<std::string, Group> groups_;  // key: "namespace/name"; nodes never move
+  StringMap<ClientGroup> clients_;       // key: clientKey_'s form
+  std::string clientKey_;                // scratch, reused
+  std::string nameScratch_;              // scratch, reused
   uint64_t decisions_ = 0;
   uint64_t used_ = 0;
   uint64_t dropped_ = 0;

@@ -2,7 +2,9 @@
 // file saved by `egressctl watch --json` (a corrupt or hostile file, or a
 // stream from a peer) → suggest::readLine per line → Suggester (both
 // groupings, a low wildcard threshold, a small bound on destinations) →
-// finish → renderYaml. No crash, and whatever the input, the YAML loads
+// finish → renderYaml. The fast path (suggest/event_scanner.h) gives
+// exactly what nlohmann::json + observe::eventFromJson give, or declines.
+// No crash, and whatever the input, the YAML loads
 // with policy::loadManifest (what `egressctl lint` runs) without a single
 // error, every target in force, none of them world access or a wildcard
 // over a public suffix.
@@ -11,8 +13,10 @@
 #include <string>
 #include <string_view>
 
+#include "observe/format.h"
 #include "policy/manifest.h"
-#include "suggest/observation.h"
+#include "suggest/event_scanner.h"
+#include "suggest/line_reader.h"
 #include "suggest/suggester.h"
 
 namespace {
@@ -40,6 +44,17 @@ void check(const suggest::Suggestion& suggestion, const policy::PublicSuffixList
   if (targets != suggested) std::abort();  // every suggested target is in the YAML, in force
 }
 
+// The fast path agrees with the general reader on every line it takes.
+void checkScanner(std::string_view line) {
+  const auto fast = suggest::scanFlatEvent(line);
+  if (!fast) return;
+  const auto json = nlohmann::json::parse(line, nullptr, false);
+  if (json.is_discarded()) std::abort();
+  const auto general = observe::eventFromJson(json);
+  if (!general) std::abort();
+  if (observe::toJson(*fast) != observe::toJson(*general)) std::abort();
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -55,10 +70,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   uint64_t dropped = 0;
   while (!text.empty()) {
     const size_t end = text.find('\n');
+    checkScanner(text.substr(0, end));
     const auto result = suggest::readLine(text.substr(0, end), &dropped);
     if (result.kind == suggest::LineKind::Event) {
-      first.add(result.observation);
-      second.add(result.observation);
+      first.add(result.event);
+      second.add(result.event);
     } else if (result.kind == suggest::LineKind::Invalid && result.error.empty()) {
       std::abort();  // an invalid line always says why
     }

@@ -10,7 +10,7 @@
 
 #include "policy/manifest.h"
 #include "policy/policy.h"
-#include "suggest/observation.h"
+#include "suggest/line_reader.h"
 #include "suggest/suggester.h"
 
 namespace {
@@ -57,7 +57,7 @@ struct Run {
     for (const auto& line : lines) {
       auto result = suggest::readLine(line);
       REQUIRE(result.kind == suggest::LineKind::Event);
-      suggester.add(result.observation);
+      suggester.add(result.event);
     }
     return suggester.finish(inForce.get());
   }

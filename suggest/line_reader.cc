@@ -1,6 +1,7 @@
-#include "suggest/observation.h"
+#include "suggest/line_reader.h"
 
 #include "observe/format.h"
+#include "suggest/event_scanner.h"
 
 namespace suggest {
 
@@ -22,58 +23,40 @@ std::string whyInvalid(const nlohmann::json& json) {
       return std::string("\"") + key + "\" is not a number in 0..65535";
     }
   }
+  for (const char* key : {"reason", "name", "name_from", "match", "outcome", "qtype", "rcode", "namespace",
+                          "pod", "workload", "service_account"}) {
+    const auto it = json.find(key);
+    if (it != json.end() && !it->is_string()) return std::string("\"") + key + "\" is not a string";
+  }
   const std::string verdict = json["verdict"].get<std::string>();
   if (verdict != "allow" && verdict != "deny" && verdict != "audit") {
     return "\"verdict\" is \"" + verdict + "\", not allow, deny or audit";
   }
-  return "a key has the wrong type or value (time RFC 3339, src/dst addresses, proto tcp/udp/..., "
-         "qtype/rcode names; docs/watch.md)";
-}
-
-bool readAttribution(const nlohmann::json& json, const char* key, std::string& out, std::string& error) {
-  const auto it = json.find(key);
-  if (it == json.end() || it->is_null()) return true;
-  if (!it->is_string()) {
-    error = std::string("\"") + key + "\" is not a string";
-    return false;
-  }
-  const auto& text = it->get_ref<const std::string&>();
-  if (text.size() > kMaxAttributionText) {
-    error = std::string("\"") + key + "\" is longer than " + std::to_string(kMaxAttributionText) + " bytes";
-    return false;
-  }
-  out = text;
-  return true;
+  return "a value is not what egressd writes (time RFC 3339, src and dst addresses, proto tcp/udp/..., "
+         "qtype and rcode names, rulesets a list of strings; docs/watch.md)";
 }
 
 }  // namespace
 
-std::optional<Observation> observationFromJson(const nlohmann::json& json, std::string& error) {
+std::optional<observe::Event> eventFromJson(const nlohmann::json& json, std::string& error) {
   if (!json.is_object()) {
     error = "not a JSON object";
     return std::nullopt;
   }
   auto event = observe::eventFromJson(json);
-  if (!event) {
-    error = whyInvalid(json);
-    return std::nullopt;
-  }
-  Observation observation;
-  observation.event = *event;
-  if (!readAttribution(json, "namespace", observation.ns, error) ||
-      !readAttribution(json, "pod", observation.pod, error) ||
-      !readAttribution(json, "workload", observation.workload, error) ||
-      !readAttribution(json, "service_account", observation.serviceAccount, error)) {
-    return std::nullopt;
-  }
-  return observation;
+  if (!event) error = whyInvalid(json);
+  return event;
 }
 
 LineResult readLine(std::string_view line, uint64_t* dropped) {
   LineResult result;
-  size_t first = line.find_first_not_of(" \t\r\n");
-  if (first == std::string_view::npos) return result;  // blank
-  auto doc = nlohmann::json::parse(line, nullptr, false);
+  if (line.find_first_not_of(" \t\r\n") == std::string_view::npos) return result;  // blank
+  if (auto event = scanFlatEvent(line)) {
+    result.kind = LineKind::Event;
+    result.event = *event;
+    return result;
+  }
+  const auto doc = nlohmann::json::parse(line, nullptr, false);
   if (doc.is_discarded()) {
     result.kind = LineKind::Invalid;
     result.error = "not JSON (one event object per line, as egressctl watch --json writes)";
@@ -85,22 +68,20 @@ LineResult readLine(std::string_view line, uint64_t* dropped) {
       object = &*it;
     } else if (!doc.contains("kind")) {
       // The control stream's other messages.
-      if (const auto d = doc.find("dropped"); d != doc.end() && d->is_number_unsigned() && dropped) {
-        *dropped += d->get<uint64_t>();
-      }
-      if (doc.contains("dropped") || doc.contains("packet") || doc.contains("ok") ||
-          doc.contains("egressd")) {
+      if (const auto count = doc.find("dropped"); count != doc.end() && count->is_number_unsigned()) {
+        if (dropped != nullptr) *dropped += count->get<uint64_t>();
         return result;
       }
+      if (doc.contains("packet") || doc.contains("ok") || doc.contains("egressd")) return result;
     }
   }
-  auto observation = observationFromJson(*object, result.error);
-  if (!observation) {
+  auto event = eventFromJson(*object, result.error);
+  if (!event) {
     result.kind = LineKind::Invalid;
     return result;
   }
   result.kind = LineKind::Event;
-  result.observation = std::move(*observation);
+  result.event = *event;
   return result;
 }
 
