@@ -158,10 +158,15 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   suggestCommand->add_flag(
       "--all", suggest.all,
-      "Also list destinations the rules in force already allow (then egressd is not asked)");
-  suggestCommand->add_option(
-      "--rules-dir,-r", suggest.rulesDirs,
-      "The rules in force from these directories instead of from egressd (repeatable)");
+      "Also list destinations the rules in force already allow, marked as such (then an egressd "
+      "that cannot be reached only costs the marks)");
+  // One directory per --rules-dir, so that `--rules-dir DIR FILE` keeps FILE.
+  suggestCommand
+      ->add_option("--rules-dir,-r", suggest.rulesDirs,
+                   "The rules in force from this directory instead of from egressd (repeatable)")
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   suggestCommand
       ->add_option(
           "--unattributed-namespace", suggest.unattributedNamespace,

@@ -165,7 +165,6 @@ struct RulesInForce {
 
 RulesInForce rulesInForce(const SuggestOptions& options, std::ostream& err) {
   RulesInForce out;
-  if (options.all) return out;
   if (!options.rulesDirs.empty()) {
     const auto load = policy::loadRulesDirectories(options.rulesDirs, policy::defaultPublicSuffixList());
     for (const auto& problem : load.problems) {
@@ -185,6 +184,7 @@ RulesInForce rulesInForce(const SuggestOptions& options, std::ostream& err) {
   }
   std::optional<std::vector<policy::RuleSet>> ruleSets;
   if (response && response->contains("rules")) ruleSets = ruleSetsFromRulesJson((*response)["rules"], error);
+  if (!ruleSets && options.all) return out;  // --all: nothing is left out; only the marks are missing
   if (!ruleSets) {
     err << "egressctl suggest: cannot read the rules in force from egressd: " << error
         << "\n  (give --rules-dir DIR to compare with rule files offline, or --all to list every "
