@@ -3,13 +3,13 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 
 #include "cli/control_client.h"
 #include "common/duration.h"
+#include "common/errno_text.h"
 #include "policy/manifest.h"
 #include "policy/policy.h"
 #include "suggest/line_reader.h"
@@ -116,7 +116,7 @@ int readFile(const SuggestOptions& options, std::istream& in, suggest::Suggester
     }
     file.open(options.from);
     if (!file) {
-      err << "egressctl suggest: --from " << options.from << ": cannot open: " << std::strerror(errno)
+      err << "egressctl suggest: --from " << options.from << ": cannot open: " << common::errnoText(errno)
           << '\n';
       return 1;
     }
@@ -184,6 +184,7 @@ RulesInForce rulesInForce(const SuggestOptions& options, std::ostream& err) {
   }
   std::optional<std::vector<policy::RuleSet>> ruleSets;
   if (response && response->contains("rules")) ruleSets = ruleSetsFromRulesJson((*response)["rules"], error);
+  if (response && !response->contains("rules")) error = "its answer to the rules request has no rules";
   if (!ruleSets && options.all) return out;  // --all: nothing is left out; only the marks are missing
   if (!ruleSets) {
     err << "egressctl suggest: cannot read the rules in force from egressd: " << error
@@ -283,12 +284,14 @@ int runSuggest(const SuggestOptions& options, std::istream& in, std::ostream& ou
   settings.unattributedNamespace = options.unattributedNamespace;
   settings.namePrefix = options.namePrefix;
 
+  // The rules in force first: a missing egressd is said before listening
+  // for ten minutes, and Ctrl-C, which ends the window, ends nothing else.
+  const RulesInForce rules = rulesInForce(options, err);
+  if (rules.status != 0) return rules.status;
   suggest::Suggester suggester(policy::defaultPublicSuffixList(), settings);
   const int status =
       duration ? listen(options, *duration, suggester, err) : readFile(options, in, suggester, err);
   if (status != 0) return status;
-  const RulesInForce rules = rulesInForce(options, err);
-  if (rules.status != 0) return rules.status;
   const suggest::Suggestion suggestion = suggester.finish(rules.policy.get());
   if (suggestion.droppedDestinations > 0) {
     err << "egressctl suggest: warning: more than " << settings.maxDestinations << " distinct destinations; "
