@@ -236,6 +236,10 @@ std::optional<Clock::time_point> parseRfc3339(std::string_view text) {
   const auto minute = fixedDigits(text, 14, 2);
   const auto second = fixedDigits(text, 17, 2);
   if (!year || !month || !day || !hour || !minute || !second) return std::nullopt;
+  // system_clock counts nanoseconds in 64 bits: 1677-09-21 to 2262-04-11.
+  // Later (or earlier) times would overflow (undefined behaviour) and were
+  // never written by egressd; whole years inside that span are accepted.
+  if (*year < 1678 || *year > 2261) return std::nullopt;
   if (text[4] != '-' || text[7] != '-' || (text[10] != 'T' && text[10] != 't' && text[10] != ' ') ||
       text[13] != ':' || text[16] != ':') {
     return std::nullopt;

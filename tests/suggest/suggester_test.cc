@@ -8,8 +8,10 @@
 #include <string>
 #include <vector>
 
+#include "observe/format.h"
 #include "policy/manifest.h"
 #include "policy/policy.h"
+#include "suggest/event_scanner.h"
 #include "suggest/line_reader.h"
 #include "suggest/suggester.h"
 
@@ -367,6 +369,10 @@ TEST_CASE("suggest: reading lines names what is wrong", "[suggest]") {
   bad = suggest::readLine(
       R"({"kind":"verdict","time":"2026-11-26T12:00:01Z","src":"10.0.0.1","dst":"10.0.0.2","proto":"tcp","verdict":"allow","namespace":7})");
   CHECK(bad.error == "\"namespace\" is not a string");
+  // Beyond what the system clock holds (2262): refused, not overflowed.
+  bad = suggest::readLine(connection("a.example.com", 443, "team-a", "Deployment/web", "audit", "203.0.113.7",
+                                     "4052-11-26T12:00:01Z"));
+  CHECK(bad.kind == suggest::LineKind::Invalid);
 }
 
 TEST_CASE("suggest: distinct destinations are bounded", "[suggest]") {
@@ -378,4 +384,39 @@ TEST_CASE("suggest: distinct destinations are bounded", "[suggest]") {
   CHECK(targetsOf(suggestion).size() == 3);
   CHECK(suggestion.droppedDestinations == 2);
   CHECK(run.yaml().find("INCOMPLETE") != std::string::npos);
+}
+
+TEST_CASE("suggest: the fast reader takes egressd's lines and agrees with eventFromJson",
+          "[suggest][scanner]") {
+  // What egressd writes (observe::toJson, dumped) always takes the fast path.
+  for (const auto& line :
+       {connection("api.example.com", 443), connection("", 80, "", "", "deny", "2001:db8::1"),
+        dnsQuery("Resolved.Example.COM."), dnsQuery("x.example.com", "", "TYPE65534")}) {
+    const auto general = observe::eventFromJson(nlohmann::json::parse(line));
+    REQUIRE(general);
+    const std::string dumped = observe::toJson(*general).dump();
+    for (const std::string& text : {line, dumped}) {
+      INFO(text);
+      const auto fast = suggest::scanFlatEvent(text);
+      REQUIRE(fast);
+      CHECK(observe::toJson(*fast) == observe::toJson(*general));
+    }
+  }
+  // Unusual but valid JSON is declined, and the general reader decides.
+  const std::string base = connection("a.example.com", 443);
+  const std::string body = base.substr(0, base.size() - 1);
+  for (const std::string& text :
+       {body + R"(,"dport":80})", body + R"(,"reason":"sni\u005fallowed"})", body + R"(,"extra":{"x":1}})",
+        body + R"(,"latency":4.43e2})", body + R"(,"flag":true})", "{\"event\":" + base + "}"}) {
+    INFO(text);
+    CHECK_FALSE(suggest::scanFlatEvent(text));
+    CHECK(suggest::readLine(text).kind == suggest::LineKind::Event);
+  }
+  // Invalid values are declined too, and refused by both.
+  for (const std::string& text : {body + R"(,"sport":0443})", body + R"(,"queue":70000})",
+                                  body + R"(,"qtype":"NOPE"})", body + R"(,"rulesets":["a",5]})"}) {
+    INFO(text);
+    CHECK_FALSE(suggest::scanFlatEvent(text));
+    CHECK(suggest::readLine(text).kind == suggest::LineKind::Invalid);
+  }
 }
