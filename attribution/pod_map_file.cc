@@ -124,7 +124,8 @@ PodMapParse parsePodMap(std::string_view text) {
       continue;
     }
     if (!isDnsLabel(fields[1])) {
-      problem("namespace " + quoted(fields[1]) + " is not a Kubernetes name (a DNS label: a-z, 0-9, '-', 1..63)");
+      problem("namespace " + quoted(fields[1]) +
+              " is not a Kubernetes name (a DNS label: a-z, 0-9, '-', 1..63)");
       continue;
     }
     if (!isDnsSubdomain(fields[2])) {
@@ -177,8 +178,7 @@ std::string formatPodMap(const std::vector<PodRecord>& records) {
 
 bool writePodMapFile(const std::string& path, std::string_view text, std::string& error) {
   const std::filesystem::path target(path);
-  const std::string temp =
-      (target.parent_path() / ("." + target.filename().string() + ".tmp")).string();
+  const std::string temp = (target.parent_path() / ("." + target.filename().string() + ".tmp")).string();
   const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) {
     error = temp + ": " + common::errnoText(errno);

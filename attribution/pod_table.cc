@@ -27,6 +27,19 @@ PodTable::Key PodTable::keyOf(const common::IpAddress& ip) noexcept {
   return key;
 }
 
+size_t PodTable::hashOf(const Key& key) noexcept {
+  uint64_t high = 0;
+  uint64_t low = 0;
+  std::memcpy(&high, key.data(), 8);
+  std::memcpy(&low, key.data() + 8, 8);
+  // A multiplicative mix (the constants of splitmix64): pod addresses
+  // differ in their last bytes, which must reach the bucket bits.
+  uint64_t x = low ^ (high * 0x9e3779b97f4a7c15ULL);
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return static_cast<size_t>(x ^ (x >> 31));
+}
+
 PodTable PodTable::build(const std::vector<PodRecord>& records) {
   PodTable table;
   size_t textBytes = 0;
@@ -58,15 +71,32 @@ PodTable PodTable::build(const std::vector<PodRecord>& records) {
                                  [](const Slot& a, const Slot& b) { return a.key == b.key; }),
                      table.slots_.end());
   table.slots_.shrink_to_fit();
+  size_t buckets = 16;
+  while (buckets < table.slots_.size() * 2) buckets *= 2;
+  table.buckets_.assign(buckets, 0);
+  const size_t mask = buckets - 1;
+  for (size_t i = 0; i < table.slots_.size(); ++i) {
+    size_t at = hashOf(table.slots_[i].key) & mask;
+    while (table.buckets_[at] != 0) at = (at + 1) & mask;
+    table.buckets_[at] = static_cast<uint32_t>(i + 1);
+  }
   return table;
 }
 
 bool PodTable::lookup(const common::IpAddress& ip, observe::PodIdentity& out) const noexcept {
   if (slots_.empty()) return false;
   const Key key = keyOf(ip);
-  const auto it = std::lower_bound(slots_.begin(), slots_.end(), key,
-                                   [](const Slot& slot, const Key& k) { return slot.key < k; });
-  if (it == slots_.end() || it->key != key) return false;
+  const size_t mask = buckets_.size() - 1;
+  const Slot* it = nullptr;
+  // At most half full: an empty bucket ends every probe sequence.
+  for (size_t at = hashOf(key) & mask; buckets_[at] != 0; at = (at + 1) & mask) {
+    const Slot& slot = slots_[buckets_[at] - 1];
+    if (slot.key == key) {
+      it = &slot;
+      break;
+    }
+  }
+  if (it == nullptr) return false;
   const char* text = arena_.data() + it->offset;
   const std::string_view ns(text, it->namespaceLength);
   text += it->namespaceLength;

@@ -130,6 +130,11 @@ int main(int argc, char** argv) {
   topCommand->add_option("-n,--rows", top.rows, "Rows per table")->capture_default_str();
   topCommand->add_option("--iterations", top.iterations, "Stop after N reports (default: until Ctrl-C)");
   topCommand->add_flag("--json", top.json, "One JSON object per report");
+  topCommand
+      ->add_option("--by", top.by,
+                   "Also count decisions per client: namespace, or workload (NAMESPACE/KIND/NAME); "
+                   "needs attribution (docs/attribution.md)")
+      ->check(CLI::IsMember({"namespace", "workload"}));
   addSocketOption(topCommand, socketFlags);
 
   cli::SuggestOptions suggest;

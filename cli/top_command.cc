@@ -70,6 +70,19 @@ nlohmann::json rowsJson(const std::vector<TopTable::Row>& rows) {
 
 void TopTable::add(const observe::Event& event) {
   ++events_;
+  if (!by_.empty()) {
+    std::string key = "-";
+    if (event.client.known()) {
+      key = std::string(event.namespaceView());
+      if (by_ == "workload") {
+        key += '/';
+        key += event.client.workloadLength > 0 ? event.workloadView() : std::string_view("-");
+      }
+    }
+    Row& row = clients_[key];
+    row.key = key;
+    count(row, event.verdict);
+  }
   if (event.kind == observe::EventKind::Verdict) {
     const std::string key = hostOf(event) + ":" + std::to_string(event.dstPort);
     Row& row = destinations_[key];
@@ -95,6 +108,7 @@ void TopTable::clear() {
   destinations_.clear();
   dnsNames_.clear();
   denied_.clear();
+  clients_.clear();
   events_ = 0;
 }
 
@@ -110,12 +124,21 @@ std::vector<TopTable::Row> TopTable::deniedNames(size_t limit) const {
   return topRows(denied_, limit);
 }
 
+std::vector<TopTable::Row> TopTable::clients(size_t limit) const {
+  return topRows(clients_, limit);
+}
+
 nlohmann::json TopTable::toJson(size_t limit, double seconds) const {
-  return {{"window_seconds", seconds},
-          {"events", events_},
-          {"destinations", rowsJson(destinations(limit))},
-          {"dns_names", rowsJson(dnsNames(limit))},
-          {"denied", rowsJson(deniedNames(limit))}};
+  nlohmann::json out = {{"window_seconds", seconds},
+                        {"events", events_},
+                        {"destinations", rowsJson(destinations(limit))},
+                        {"dns_names", rowsJson(dnsNames(limit))},
+                        {"denied", rowsJson(deniedNames(limit))}};
+  if (!by_.empty()) {
+    out["by"] = by_;
+    out["clients"] = rowsJson(clients(limit));
+  }
+  return out;
 }
 
 void TopTable::print(std::ostream& out, size_t limit, double seconds) const {
@@ -137,6 +160,10 @@ void TopTable::print(std::ostream& out, size_t limit, double seconds) const {
   table("DNS NAME", dnsNames(limit));
   out << '\n';
   table("DENIED NAME", deniedNames(limit));
+  if (!by_.empty()) {
+    out << '\n';
+    table(by_ == "workload" ? "WORKLOAD" : "NAMESPACE", clients(limit));
+  }
 }
 
 int runTop(const TopOptions& options, std::ostream& out, std::ostream& err) {
@@ -169,7 +196,7 @@ int runTop(const TopOptions& options, std::ostream& out, std::ostream& err) {
   const bool clear = !options.json && ::isatty(STDOUT_FILENO) == 1;
   const auto interval = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
       std::chrono::duration<double>(options.intervalSeconds));
-  TopTable table;
+  TopTable table(options.by);
   uint64_t reports = 0;
   auto deadline = std::chrono::steady_clock::now() + interval;
   std::string line;

@@ -23,6 +23,7 @@ struct TopOptions {
   size_t rows = 10;
   uint64_t iterations = 0;  // stop after this many reports (0: never)
   bool json = false;
+  std::string by;  // "namespace" or "workload": also count per client (attribution); "" not
 };
 
 // The window's counts (pure, tested without a daemon).
@@ -39,11 +40,16 @@ class TopTable {
   // Connection verdicts count towards destinations, DNS events (allowed
   // or not) towards the DNS names; denied connections and DNS denials
   // towards the denied names.
+  // by: "namespace" or "workload" adds the clients table (every decision
+  // counted towards its client's namespace, or "NAMESPACE/KIND/NAME"; "-"
+  // for clients that are no known pod). "": no clients table.
+  explicit TopTable(std::string by = {}) : by_(std::move(by)) {}
   void add(const observe::Event& event);
   void clear();
   std::vector<Row> destinations(size_t limit) const;
   std::vector<Row> dnsNames(size_t limit) const;
   std::vector<Row> deniedNames(size_t limit) const;
+  std::vector<Row> clients(size_t limit) const;
   uint64_t events() const noexcept { return events_; }
 
   nlohmann::json toJson(size_t limit, double seconds) const;
@@ -53,6 +59,8 @@ class TopTable {
   std::map<std::string, Row> destinations_;
   std::map<std::string, Row> dnsNames_;
   std::map<std::string, Row> denied_;
+  std::map<std::string, Row> clients_;
+  std::string by_;
   uint64_t events_ = 0;
 };
 

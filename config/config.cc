@@ -90,6 +90,7 @@ constexpr std::array kKeys{
     EGRESSD_KEY("control.socket_mode", Restart, control.socketMode),
     EGRESSD_KEY("metrics.enabled", Restart, metrics.enabled),
     EGRESSD_KEY("metrics.listen", Restart, metrics.listen),
+    EGRESSD_KEY("attribution.map_file", Restart, attribution.mapFile),
     EGRESSD_KEY("log.level", Live, log.level),
     EGRESSD_KEY("log.format", Restart, log.format),
 };

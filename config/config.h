@@ -103,6 +103,13 @@ struct MetricsConfig {
   friend bool operator==(const MetricsConfig&, const MetricsConfig&) = default;
 };
 
+// Attribution (docs/attribution.md): the pod map file naming the pod of
+// each client address; written by egress-controller or by hand. Empty: off.
+struct AttributionConfig {
+  std::string mapFile;
+  friend bool operator==(const AttributionConfig&, const AttributionConfig&) = default;
+};
+
 struct LogConfig {
   common::LogLevel level = common::LogLevel::Info;
   LogFormat format = LogFormat::Logfmt;
@@ -116,6 +123,7 @@ struct Config {
   NfqueueConfig nfqueue;
   ControlConfig control;
   MetricsConfig metrics;
+  AttributionConfig attribution;
   LogConfig log;
 
   friend bool operator==(const Config&, const Config&) = default;

@@ -757,6 +757,29 @@ void readMetrics(Section& section, MetricsConfig& metrics) {
   }
 }
 
+void readAttribution(Section& section, AttributionConfig& attribution, const std::filesystem::path& base) {
+  const toml::node* node = section.find("map_file");
+  if (node == nullptr) return;
+  const auto* value = node->as_string();
+  if (value == nullptr) {
+    typeError(section, "map_file", *node, "a string (the path of the pod map file)");
+    return;
+  }
+  if (value->get().empty()) {
+    attribution.mapFile.clear();  // off
+    return;
+  }
+  std::string error;
+  const auto checked = checkPath(value->get(), error);
+  if (!checked) {
+    section.loader().problem("attribution.map_file", std::move(error), *node);
+    return;
+  }
+  // A missing file is fine (the controller writes it once it has listed
+  // the pods); egressd watches its folder.
+  attribution.mapFile = resolvePath(*checked, base);
+}
+
 void readLog(Section& section, LogConfig& log) {
   readChoice<common::LogLevel>(section, "level",
                                {{"debug", common::LogLevel::Debug},
@@ -783,6 +806,7 @@ ConfigLoad loadTable(const toml::table& root, Loader& loader, const std::filesys
   section("nfqueue", [&](Section& s) { readNfqueue(s, config.nfqueue); });
   section("control", [&](Section& s) { readControl(s, config.control, base); });
   section("metrics", [&](Section& s) { readMetrics(s, config.metrics); });
+  section("attribution", [&](Section& s) { readAttribution(s, config.attribution, base); });
   section("log", [&](Section& s) { readLog(s, config.log); });
   top.reportUnknownKeys();
 

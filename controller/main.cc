@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "controller/controller.h"
 #include "controller/kubeconfig.h"
+#include "controller/pod_watch.h"
 
 int main(int argc, char** argv) {
   CLI::App app{
@@ -53,10 +54,18 @@ int main(int argc, char** argv) {
   app.add_option("--lease-duration", options.leaseDurationSeconds, "Lease duration in seconds")
       ->capture_default_str()
       ->check(CLI::Range(2, 3600));
+  controller::PodWatchOptions pods;
+  app.add_option("--pod-map", pods.mapFile,
+                 "Also watch Pods and keep this pod map file for egressd's attribution "
+                 "([attribution] map_file; docs/attribution.md)");
+  app.add_option("--node-name", pods.nodeName,
+                 "With --pod-map: only the pods of this node (the node-local shape; default: $NODE_NAME, "
+                 "from the downward API); empty: all pods (the central shape)");
   app.add_option("--log-level", logLevel, "debug, info, warn or error")->capture_default_str();
   app.footer(
       "RBAC: get/list/watch egressrulesets.zalando.org, patch egressrulesets/status,\n"
-      "get/create/update leases.coordination.k8s.io (in --lease-namespace). See docs/controller.md.");
+      "get/create/update leases.coordination.k8s.io (in --lease-namespace); with --pod-map\n"
+      "get/list/watch pods. See docs/controller.md.");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -83,6 +92,9 @@ int main(int argc, char** argv) {
   }
 
   // Read once at start-up, before any other thread exists.
+  if (!pods.mapFile.empty() && pods.nodeName.empty()) {
+    if (const char* node = std::getenv("NODE_NAME")) pods.nodeName = node;  // NOLINT(concurrency-mt-unsafe)
+  }
   const char* serviceHost = std::getenv("KUBERNETES_SERVICE_HOST");  // NOLINT(concurrency-mt-unsafe)
   const char* servicePort = std::getenv("KUBERNETES_SERVICE_PORT");  // NOLINT(concurrency-mt-unsafe)
   const controller::ConfigResult config =
@@ -119,7 +131,16 @@ int main(int argc, char** argv) {
       .field("identity", options.identity)
       .field("lease",
              options.leaseName.empty() ? std::string("-") : options.leaseNamespace + "/" + options.leaseName);
+  std::thread podThread;
+  if (!pods.mapFile.empty()) {
+    common::LogLine(common::LogLevel::Info, "pods.watch.starting")
+        .field("map_file", pods.mapFile)
+        .field("node", pods.nodeName.empty() ? std::string("*") : pods.nodeName);
+    podThread = std::thread([&] { controller::runPodWatch(*config.config, pods, stopper); });
+  }
   const int code = controller::runController(*config.config, options, stopper);
+  stopper.request();
+  if (podThread.joinable()) podThread.join();
   // runController only returns after a stop; wake the signal thread if the
   // stop did not come from a signal.
   if (signalThread.joinable()) {

@@ -26,6 +26,7 @@ Daemon::Daemon(std::string configPath, config::Config config)
       config_(std::move(config)),
       base_(event_base_new()),
       policy_(policy::Policy::empty()),
+      pods_(std::make_shared<const attribution::PodTable>()),
       bindings_(std::make_unique<dns::BindingTable>(kBindingTableEntries)) {}
 
 Daemon::~Daemon() {
@@ -36,6 +37,7 @@ Daemon::~Daemon() {
   decisions_.reset();
   dns_.reset();
   watcher_.reset();
+  podMap_.reset();
 }
 
 int Daemon::run() {
@@ -59,7 +61,20 @@ int Daemon::run() {
     return 1;
   }
   decisions_ = std::make_unique<EventHub>(base_.get());
-  decisions_->setCounterHook([this](const observe::Event& event) { ruleSetHits_.count(event); });
+  if (!config_.attribution.mapFile.empty()) {
+    podMap_ = std::make_unique<PodMapLoader>(base_.get(), config_.attribution.mapFile, pods_);
+    if (!podMap_->start(error)) {
+      common::LogLine(common::LogLevel::Error, "startup.failed")
+          .field("component", "attribution")
+          .field("error", error);
+      return 1;
+    }
+    decisions_->setPodTable(&pods_);
+  }
+  decisions_->setCounterHook([this](const observe::Event& event) {
+    ruleSetHits_.count(event);
+    namespaceDenials_.count(event);
+  });
   if (config_.dns.enabled && !startDns(error)) {
     common::LogLine(common::LogLevel::Error, "startup.failed")
         .field("component", "dns")
@@ -113,6 +128,8 @@ int Daemon::run() {
                  : std::string("-"))
       .field("nfqueue", nfq ? "queues " + queues : std::string("off: connections are not judged"))
       .field("proxy", "not configured")
+      .field("attribution",
+             config_.attribution.mapFile.empty() ? std::string("off") : config_.attribution.mapFile)
       .field("strict_binding", config_.rules.strictBinding);
   event_base_dispatch(base_.get());
   // The chain stays: until egressd is back, new flows are dropped, not let
@@ -288,6 +305,8 @@ StatsSources Daemon::statsSources() const {
   sources.dnsCacheCapacity = config_.dns.cacheSize;
   sources.bindings = bindings_.get();
   sources.ruleSetHits = &ruleSetHits_;
+  sources.namespaceDenials = &namespaceDenials_;
+  if (podMap_) sources.podMap = &podMap_->counters();
   if (decisions_) sources.eventsDropped = decisions_->counters().dropped;
   if (control_) sources.controlClientDrops = control_->counters().watchEventsDropped;
   return sources;

@@ -21,6 +21,8 @@
 #include "daemon/enforcement.h"
 #include "daemon/event_hub.h"
 #include "daemon/metrics.h"
+#include "daemon/namespace_denials.h"
+#include "daemon/pod_map_loader.h"
 #include "daemon/rule_set_hits.h"
 #include "daemon/rules_state.h"
 #include "daemon/rules_watcher.h"
@@ -61,6 +63,9 @@ class Daemon final : public dns::DnsEventSink {
   common::SnapshotHolder<policy::Policy> policy_;
   RulesState rules_;
   std::unique_ptr<RulesWatcher> watcher_;
+  // Attribution ([attribution] map_file): the pod of each client address.
+  common::SnapshotHolder<attribution::PodTable> pods_;
+  std::unique_ptr<PodMapLoader> podMap_;
   std::unique_ptr<dns::BindingTable> bindings_;
   std::unique_ptr<dns::DnsService> dns_;
   std::unique_ptr<EventHub> decisions_;  // every decision: log, counters, watch
@@ -78,6 +83,7 @@ class Daemon final : public dns::DnsEventSink {
   // /metrics listener.
   DaemonStats stats_;
   RuleSetHits ruleSetHits_;
+  NamespaceDenials namespaceDenials_;
   std::unique_ptr<MetricsServer> metrics_;
 };
 

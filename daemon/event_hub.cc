@@ -195,6 +195,7 @@ void EventHub::onDecision(const nfq::DecisionEvent& in) noexcept {
   }
   Slot& slot = stripe.filling.emplace_back();  // within the reserved capacity: no allocation
   fromDecision(in, slot.event);
+  if (stripe.pods) stripe.pods->get().lookup(in.src, slot.event.client);
   slot.hasPacket = false;
   if (!capture_.load(std::memory_order_relaxed) || in.packet.empty()) return;
   if (stripe.fillingPackets.size() >= stripe.packetCapacity) {
@@ -221,8 +222,19 @@ void EventHub::onDnsEvent(const dns::DnsEvent& in) {
   }
   observe::Event event;
   fromDns(in, listener, event);
+  if (loopPods_) loopPods_->get().lookup(event.src, event.client);
   ++dnsEvents_;
   deliver(event, nullptr);
+}
+
+void EventHub::setPodTable(const common::SnapshotHolder<attribution::PodTable>* pods) {
+  for (auto& stripe : stripes_) {
+    const std::lock_guard lock(stripe->mutex);
+    stripe->pods =
+        pods != nullptr ? std::make_unique<common::SnapshotReader<attribution::PodTable>>(*pods) : nullptr;
+  }
+  loopPods_ =
+      pods != nullptr ? std::make_unique<common::SnapshotReader<attribution::PodTable>>(*pods) : nullptr;
 }
 
 void EventHub::setCapturePackets(bool on) {
@@ -363,6 +375,11 @@ void EventHub::writeLogLine(const observe::Event& event, common::BatchedLog* bat
   }
   if (event.ruleSetsLength > 0) {
     line.field("rulesets", event.ruleSetsView()).field("match", event.match.empty() ? "none" : event.match);
+  }
+  // Last, so that the fields above keep their places for whoever parses them.
+  if (event.client.known()) {
+    line.field("namespace", event.namespaceView()).field("pod", event.podView());
+    if (event.client.workloadLength > 0) line.field("workload", event.workloadView());
   }
 }
 

@@ -34,8 +34,10 @@
 #include <mutex>
 #include <vector>
 
+#include "attribution/pod_table.h"
 #include "common/batched_log.h"
 #include "common/c_handle.h"
+#include "common/snapshot.h"
 #include "common/socket_address.h"
 #include "dns/query_log.h"
 #include "dns/service.h"
@@ -79,6 +81,10 @@ class EventHub final : public nfq::EventSink, public dns::DnsEventSink {
   // The DNS listen addresses: a DNS event's destination is the first one of
   // the client's family.
   void setDnsListeners(std::vector<common::SocketAddress> listeners) { dnsListeners_ = std::move(listeners); }
+  // Attribution: every event then names the pod of its client address
+  // (src of a verdict, the client of a DNS query). Before the workers start;
+  // the holder must outlive the hub.
+  void setPodTable(const common::SnapshotHolder<attribution::PodTable>* pods);
   // Starts or stops copying the deciding packets (allocates the packet
   // rings on first use, off the worker path).
   void setCapturePackets(bool on);
@@ -108,6 +114,10 @@ class EventHub final : public nfq::EventSink, public dns::DnsEventSink {
     std::vector<Slot> filling;
     std::vector<observe::CapturedPacket> fillingPackets;
     size_t packetCapacity = 0;  // 0 until capture was first enabled
+    // The pod table as this stripe's workers see it (read under `mutex`,
+    // which they hold anyway): a generation check per event, the holder's
+    // lock only after a new map was published.
+    std::unique_ptr<common::SnapshotReader<attribution::PodTable>> pods;
     // Event loop only.
     std::vector<Slot> draining;
     std::vector<observe::CapturedPacket> drainingPackets;
@@ -133,6 +143,7 @@ class EventHub final : public nfq::EventSink, public dns::DnsEventSink {
   std::function<void(const observe::Event&)> counterHook_;
   Consumer fanout_;
   std::vector<common::SocketAddress> dnsListeners_;
+  std::unique_ptr<common::SnapshotReader<attribution::PodTable>> loopPods_;  // DNS events
   common::CHandle<event, event_free> timer_;
   // Every event's log line goes into this batch (stderr, where
   // common::LogLine writes) and out with one write(2) per drain(), instead

@@ -496,6 +496,36 @@ void renderEvents(Exposition& e, const StatsSnapshot& s) {
   e.family("egressd_ruleset_tracked_limit", "gauge",
            "Rule sets counted separately in egressd_ruleset_decisions_total at most.");
   e.sample("egressd_ruleset_tracked_limit", {}, uint64_t{s.ruleSetHitsLimit});
+
+  // Attribution (docs/attribution.md).
+  e.family("egressd_denials_by_namespace_total", "counter",
+           "Denied (verdict=deny) and would-be denied (verdict=audit) decisions by the client pod's "
+           "namespace and kind (connection, dns); namespaces beyond the tracked limit are summed in "
+           "namespace=\"_other\", clients that are no known pod in namespace=\"_none\".");
+  static constexpr std::array<std::string_view, 2> kDenialVerdicts = {"deny", "audit"};
+  for (const NamespaceDenialRow& row : s.namespaceDenials) {
+    for (size_t kind = 0; kind < kEventKinds.size(); ++kind) {
+      for (size_t verdict = 0; verdict < kDenialVerdicts.size(); ++verdict) {
+        if (row.counts[kind][verdict] == 0) continue;
+        e.sample("egressd_denials_by_namespace_total",
+                 {{"namespace", row.ns}, {"kind", kEventKinds[kind]}, {"verdict", kDenialVerdicts[verdict]}},
+                 row.counts[kind][verdict]);
+      }
+    }
+  }
+  e.family("egressd_denials_namespace_tracked_limit", "gauge",
+           "Namespaces counted separately in egressd_denials_by_namespace_total at most.");
+  e.sample("egressd_denials_namespace_tracked_limit", {}, uint64_t{s.namespaceDenialsLimit});
+  if (s.podMap) {
+    e.family("egressd_pod_map_pods", "gauge", "Addresses in the pod map in force (attribution).");
+    e.sample("egressd_pod_map_pods", {}, uint64_t{s.podMap->pods});
+    e.family("egressd_pod_map_bytes", "gauge", "Memory of the pod map in force, in bytes.");
+    e.sample("egressd_pod_map_bytes", {}, uint64_t{s.podMap->bytes});
+    e.family("egressd_pod_map_problems", "gauge", "Lines of the pod map file that were skipped.");
+    e.sample("egressd_pod_map_problems", {}, uint64_t{s.podMap->problems});
+    e.family("egressd_pod_map_loads_total", "counter", "Pod maps loaded (one per change of the file).");
+    e.sample("egressd_pod_map_loads_total", {}, s.podMap->loads);
+  }
 }
 
 nlohmann::json histogramJson(const HistogramValue& h) {
@@ -577,6 +607,11 @@ StatsSnapshot collectStats(const StatsSources& sources) {
     s.ruleSetHits = sources.ruleSetHits->rows();
     s.ruleSetHitsLimit = sources.ruleSetHits->maxRuleSets();
   }
+  if (sources.namespaceDenials != nullptr) {
+    s.namespaceDenials = sources.namespaceDenials->rows();
+    s.namespaceDenialsLimit = sources.namespaceDenials->maxNamespaces();
+  }
+  if (sources.podMap != nullptr) s.podMap = *sources.podMap;
   return s;
 }
 
@@ -734,6 +769,22 @@ nlohmann::json toJson(const StatsSnapshot& s) {
     ruleSets.push_back(std::move(entry));
   }
   out["rulesets"] = {{"limit", s.ruleSetHitsLimit}, {"hits", std::move(ruleSets)}};
+  json denials = json::array();
+  for (const NamespaceDenialRow& row : s.namespaceDenials) {
+    json entry = {{"namespace", row.ns}};
+    for (size_t kind = 0; kind < kEventKinds.size(); ++kind) {
+      entry[std::string(kEventKinds[kind])] = {{"deny", row.counts[kind][0]}, {"audit", row.counts[kind][1]}};
+    }
+    denials.push_back(std::move(entry));
+  }
+  out["denials_by_namespace"] = {{"limit", s.namespaceDenialsLimit}, {"namespaces", std::move(denials)}};
+  if (s.podMap) {
+    out["pod_map"] = {{"pods", s.podMap->pods},
+                      {"bytes", s.podMap->bytes},
+                      {"problems", s.podMap->problems},
+                      {"loads", s.podMap->loads},
+                      {"failures", s.podMap->failures}};
+  }
   return out;
 }
 

@@ -29,6 +29,8 @@
 #include <vector>
 
 #include "daemon/enforcement.h"
+#include "daemon/namespace_denials.h"
+#include "daemon/pod_map_loader.h"
 #include "daemon/rule_set_hits.h"
 #include "daemon/rules_state.h"
 #include "dns/binding_table.h"
@@ -152,6 +154,9 @@ struct StatsSnapshot {
   uint64_t controlClientDrops = 0;            // events dropped for slow control-socket (watch) clients
   std::vector<RuleSetHitRow> ruleSetHits;
   size_t ruleSetHitsLimit = RuleSetHits::kDefaultMaxRuleSets;
+  std::vector<NamespaceDenialRow> namespaceDenials;  // attribution
+  size_t namespaceDenialsLimit = NamespaceDenials::kDefaultMaxNamespaces;
+  std::optional<PodMapCounters> podMap;  // nullopt: attribution off
 };
 
 // What a running egressd has; every pointer may be null (component off).
@@ -167,6 +172,8 @@ struct StatsSources {
   size_t dnsCacheCapacity = 0;  // dns.cache_size
   const dns::BindingTable* bindings = nullptr;
   const RuleSetHits* ruleSetHits = nullptr;
+  const NamespaceDenials* namespaceDenials = nullptr;
+  const PodMapCounters* podMap = nullptr;
   uint64_t eventsDropped = 0;
   uint64_t controlClientDrops = 0;
 };

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <cstring>
 #include <optional>
 #include <vector>
@@ -27,6 +28,9 @@ enum class Op : uint8_t {
   Rcode,
   Reason,
   RuleSet,
+  Namespace,  // attribution: the client pod's namespace
+  Pod,        // "NS/NAME" of the client pod
+  Workload,   // "Kind/NAME" of the client pod
   Not,
   And,
   Or
@@ -34,7 +38,8 @@ enum class Op : uint8_t {
 // Either: no qualifier or "src or dst"; Both: "src and dst".
 enum class Dir : uint8_t { Either, Src, Dst, Both };
 enum class NameKind : uint8_t { Exact, Wildcard, Any };
-// Reason: the whole word, or a prefix ("sni_*").
+// Reason: the whole word, or a prefix ("sni_*"). Namespace/Pod/Workload
+// patterns too ("web-*").
 enum class ReasonKind : uint8_t { Exact, Prefix };
 
 // One node of the compiled filter. Addresses live in the IPv6 space with
@@ -184,6 +189,33 @@ bool ruleSetMatches(std::string_view list, std::string_view id) noexcept {
   return false;
 }
 
+// Attribution patterns: the whole text, or with ReasonKind::Prefix a
+// prefix (the pattern's trailing '*' dropped). Kubernetes names are lower
+// case; kinds are compared without case ("deployment/web").
+bool textMatches(std::string_view text, std::string_view pattern, bool prefix) noexcept {
+  if (prefix) return text.size() >= pattern.size() && text.substr(0, pattern.size()) == pattern;
+  return text == pattern;
+}
+
+// "NS/NAME" against the event's namespace and pod (no joined copy).
+bool podMatches(const Event& event, std::string_view pattern, bool prefix) noexcept {
+  if (!event.client.known()) return false;
+  const size_t slash = pattern.find('/');
+  if (slash == std::string_view::npos) return false;
+  return event.namespaceView() == pattern.substr(0, slash) &&
+         textMatches(event.podView(), pattern.substr(slash + 1), prefix);
+}
+
+// "Kind/NAME" against the event's workload.
+bool workloadMatches(const Event& event, std::string_view pattern, bool prefix) noexcept {
+  const std::string_view workload = event.workloadView();
+  const size_t slash = pattern.find('/');
+  const size_t have = workload.find('/');
+  if (slash == std::string_view::npos || have == std::string_view::npos) return false;
+  return common::equalsIgnoreCase(workload.substr(0, have), pattern.substr(0, slash)) &&
+         textMatches(workload.substr(have + 1), pattern.substr(slash + 1), prefix);
+}
+
 bool directional(Dir dir, bool srcMatch, bool dstMatch) noexcept {
   switch (dir) {
     case Dir::Either:
@@ -254,6 +286,17 @@ bool evaluate(const Program& program, uint32_t index, const Subject& s) noexcept
     case Op::RuleSet:
       return ruleSetMatches(s.event.ruleSetsView(),
                             std::string_view(program.strings.data() + node.first, node.count));
+    case Op::Namespace:
+    case Op::Pod:
+    case Op::Workload: {
+      const std::string_view pattern(program.strings.data() + node.first, node.count);
+      const bool prefix = static_cast<ReasonKind>(node.value) == ReasonKind::Prefix;
+      if (node.op == Op::Namespace) {
+        return s.event.client.known() && textMatches(s.event.namespaceView(), pattern, prefix);
+      }
+      return node.op == Op::Pod ? podMatches(s.event, pattern, prefix)
+                                : workloadMatches(s.event, pattern, prefix);
+    }
     case Op::Not:
       return !evaluate(program, node.first, s);
     case Op::And:
@@ -382,12 +425,28 @@ std::vector<Token> tokenize(std::string_view text) {
 
 // ---------------------------------------------------------------- parsing
 
-enum class Kind : uint8_t { None, Host, Net, Port, Name, Sni, Verdict, Proto, Qtype, Rcode, Reason, RuleSet };
+enum class Kind : uint8_t {
+  None,
+  Host,
+  Net,
+  Port,
+  Name,
+  Sni,
+  Verdict,
+  Proto,
+  Qtype,
+  Rcode,
+  Reason,
+  RuleSet,
+  Namespace,
+  Pod,
+  Workload
+};
 
-constexpr std::string_view kKeywords[] = {"host",    "net",   "port", "portrange", "name",  "sni",
-                                          "verdict", "proto", "tcp",  "udp",       "icmp",  "icmp6",
-                                          "ip",      "ip6",   "dns",  "qtype",     "rcode", "reason",
-                                          "src",     "dst",   "and",  "or",        "not",   "ruleset"};
+constexpr std::string_view kKeywords[] = {
+    "host", "net",  "port",  "portrange", "name", "sni",     "verdict",   "proto", "tcp",
+    "udp",  "icmp", "icmp6", "ip",        "ip6",  "dns",     "qtype",     "rcode", "reason",
+    "src",  "dst",  "and",   "or",        "not",  "ruleset", "namespace", "pod",   "workload"};
 
 // Optimal string alignment distance (a transposition costs 1: "hots").
 size_t editDistance(std::string_view a, std::string_view b) {
@@ -597,7 +656,13 @@ class Parser {
       case Kind::Sni:
         return word.find('.') != std::string_view::npos || word.find('*') != std::string_view::npos;
       case Kind::RuleSet:
+      case Kind::Pod:
+      case Kind::Workload:
         return word.find('/') != std::string_view::npos;
+      case Kind::Namespace:
+        // A namespace looks like any word: only one that is no keyword and
+        // not close to one ("namespace a or b", but "... or hots x" errs).
+        return !isKeyword(word) && closestKeyword(word).empty();
       case Kind::Verdict:
       case Kind::Proto:
         // "verdict deny or mabye" says what verdict expects; "verdict deny
@@ -635,6 +700,14 @@ class Parser {
     if (is("verdict")) return parseVerdict(word, value(word, "allow, deny or audit"));
     if (is("proto")) return parseProto(word, value(word, "tcp, udp, icmp, icmp6 or a protocol number"));
     if (is("ruleset")) return parseRuleSet(word, value(word, "a rule set id NAMESPACE/NAME"));
+    if (is("namespace")) {
+      return parseAttribution(word, value(word, "a namespace like team-a (or team-*)"), Kind::Namespace);
+    }
+    if (is("pod"))
+      return parseAttribution(word, value(word, "a pod NAMESPACE/NAME (or NAMESPACE/web-*)"), Kind::Pod);
+    if (is("workload")) {
+      return parseAttribution(word, value(word, "a workload KIND/NAME like Deployment/web"), Kind::Workload);
+    }
     if (is("tcp")) return addProto(kProtoTcp);
     if (is("udp")) return addProto(kProtoUdp);
     if (is("icmp")) return addProto(kProtoIcmp);
@@ -741,6 +814,10 @@ class Parser {
         return parseProto(keyword, word);
       case Kind::RuleSet:
         return parseRuleSet(keyword, word);
+      case Kind::Namespace:
+      case Kind::Pod:
+      case Kind::Workload:
+        return parseAttribution(keyword, word, kind);
       case Kind::None:
         break;
     }
@@ -1033,6 +1110,50 @@ class Parser {
     return addString(node, common::toLowerAscii(text));
   }
 
+  // namespace NAME[*] | pod NS/NAME[*] | workload KIND/NAME[*]: Kubernetes
+  // names (a-z 0-9 - .), a kind of letters and digits; a trailing '*'
+  // matches any rest of the (pod or workload) name.
+  uint32_t parseAttribution(const Token& keyword, const Token& word, Kind kind) {
+    std::string_view text = word.text;
+    Node node;
+    node.op = kind == Kind::Namespace ? Op::Namespace : kind == Kind::Pod ? Op::Pod : Op::Workload;
+    node.value = static_cast<uint8_t>(ReasonKind::Exact);
+    if (!text.empty() && text.back() == '*') {
+      node.value = static_cast<uint8_t>(ReasonKind::Prefix);
+      text.remove_suffix(1);
+    }
+    const auto nameChars = [](std::string_view part, bool allowEmpty) {
+      return (allowEmpty || !part.empty()) && std::all_of(part.begin(), part.end(), [](char c) {
+               return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
+             });
+    };
+    const bool prefix = node.value == static_cast<uint8_t>(ReasonKind::Prefix);
+    const size_t slash = text.find('/');
+    bool ok = false;
+    std::string_view expected;
+    if (kind == Kind::Namespace) {
+      ok = slash == std::string_view::npos && nameChars(text, prefix);
+      expected = "a namespace (a-z, 0-9, '-'; a trailing '*' for a prefix)";
+    } else if (kind == Kind::Pod) {
+      ok = slash != std::string_view::npos && nameChars(text.substr(0, slash), false) &&
+           nameChars(text.substr(slash + 1), prefix);
+      expected = "a pod NAMESPACE/NAME (NAME may end in '*': team-a/web-*)";
+    } else {
+      const std::string_view kindText = text.substr(0, slash == std::string_view::npos ? 0 : slash);
+      ok = slash != std::string_view::npos && !kindText.empty() &&
+           std::all_of(kindText.begin(), kindText.end(),
+                       [](char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; }) &&
+           nameChars(text.substr(slash + 1), prefix);
+      expected = "a workload KIND/NAME (Deployment/web, StatefulSet/db, DaemonSet/*, ...)";
+    }
+    if (!ok) {
+      fail(word, "expected " + std::string(expected) + " after " + quote(keyword.text) + ", got " +
+                     quote(word.text));
+    }
+    remember(kind, Dir::Either, keyword);
+    return addString(node, text);
+  }
+
   std::string_view text_;
   Program& program_;
   std::vector<Token> tokens_;
@@ -1152,6 +1273,13 @@ void print(const Program& program, uint32_t index, int parentPrecedence, std::st
     case Op::RuleSet:
       out += "ruleset ";
       out += text;
+      return;
+    case Op::Namespace:
+    case Op::Pod:
+    case Op::Workload:
+      out += node.op == Op::Namespace ? "namespace " : node.op == Op::Pod ? "pod " : "workload ";
+      out += text;
+      if (static_cast<ReasonKind>(node.value) == ReasonKind::Prefix) out += '*';
       return;
     case Op::Not:
       out += "not ";

@@ -333,7 +333,15 @@ std::string formatLineBody(const Event& event, bool colourOn) {
   const LineStyle style{.colour = colourOn, .utc = false};
   std::string out;
   const bool ports = showsPorts(event);
-  appendEndpoint(out, event.src, event.srcPort, ports);
+  if (event.client.known()) {
+    // The pod instead of its address (attribution); --json keeps both.
+    appendSafe(out, event.namespaceView());
+    out += '/';
+    appendSafe(out, event.podView());
+    if (ports) out += ":" + std::to_string(event.srcPort);
+  } else {
+    appendEndpoint(out, event.src, event.srcPort, ports);
+  }
   out += " > ";
   appendEndpoint(out, event.dst, event.dstPort, ports);
 

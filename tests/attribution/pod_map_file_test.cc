@@ -27,7 +27,8 @@ TEST_CASE("pod map: good lines, comments, blanks, dashes") {
       "10.244.1.10 kube-system etcd-node1 - -");
   CHECK(parsed.problems.empty());
   REQUIRE(parsed.records.size() == 4);
-  CHECK(parsed.records[0] == PodRecord{ip("10.244.1.7"), "team-a", "web-7d9c6b5f4-x2x9q", "Deployment/web", "web-sa"});
+  CHECK(parsed.records[0] ==
+        PodRecord{ip("10.244.1.7"), "team-a", "web-7d9c6b5f4-x2x9q", "Deployment/web", "web-sa"});
   CHECK(parsed.records[1].ip == ip("fd00:10:244::7"));
   // The ::ffff: form is the IPv4 address: one address, one spelling.
   CHECK(parsed.records[2] == PodRecord{ip("10.244.1.9"), "team-b", "db-0", "StatefulSet/db", ""});
@@ -37,18 +38,20 @@ TEST_CASE("pod map: good lines, comments, blanks, dashes") {
 TEST_CASE("pod map: a bad line is skipped and named, the others stay") {
   const auto parsed = parsePodMap(
       "10.0.0.1 ns a - -\n"
-      "10.0.0.2 ns b\n"                              // 2: too few fields
-      "10.0.0.3 ns c - - extra\n"                    // 3: too many
-      "10.0.0.300 ns d - -\n"                        // 4: address
-      "10.0.0.5 NS e - -\n"                          // 5: namespace case
-      "10.0.0.6 ns f_g - -\n"                        // 6: pod name
-      "10.0.0.7 ns h web -\n"                        // 7: workload without kind
-      "10.0.0.8 ns i Deployment/Web -\n"             // 8: workload name case
-      "10.0.0.9 ns j - bad@sa\n"                     // 9: service account
-      "10.0.0.1 other k - -\n"                       // 10: address again
-      "::ffff:10.0.0.1 other l - -\n"                // 11: the same address, mapped
-      "10.0.0.12 " + std::string(64, 'n') + " m - -\n"  // 12: namespace > 63
-      "10.0.0.13 ns n 1Kind/x -\n"                   // 13: kind must start with a letter
+      "10.0.0.2 ns b\n"                   // 2: too few fields
+      "10.0.0.3 ns c - - extra\n"         // 3: too many
+      "10.0.0.300 ns d - -\n"             // 4: address
+      "10.0.0.5 NS e - -\n"               // 5: namespace case
+      "10.0.0.6 ns f_g - -\n"             // 6: pod name
+      "10.0.0.7 ns h web -\n"             // 7: workload without kind
+      "10.0.0.8 ns i Deployment/Web -\n"  // 8: workload name case
+      "10.0.0.9 ns j - bad@sa\n"          // 9: service account
+      "10.0.0.1 other k - -\n"            // 10: address again
+      "::ffff:10.0.0.1 other l - -\n"     // 11: the same address, mapped
+      "10.0.0.12 " +
+      std::string(64, 'n') +
+      " m - -\n"                    // 12: namespace > 63
+      "10.0.0.13 ns n 1Kind/x -\n"  // 13: kind must start with a letter
       "10.0.0.14 ns o - -\n");
   REQUIRE(parsed.records.size() == 2);
   CHECK(parsed.records[0].pod == "a");

@@ -2,6 +2,7 @@
 // daemon.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -81,6 +82,51 @@ TEST_CASE("top: destinations by count, denied names from DNS and connections", "
   CHECK(table.destinations(10).empty());
   CHECK(table.dnsNames(10).empty());
   CHECK(table.events() == 0);
+}
+
+TEST_CASE("top --by namespace|workload: decisions per client", "[top]") {
+  const auto from = [](std::string_view ns, std::string_view pod, std::string_view workload,
+                       observe::EventVerdict verdict) {
+    observe::Event e = event("api.example.com", "203.0.113.10", 443, verdict);
+    REQUIRE(e.client.assign(ns, pod, workload, ""));
+    return e;
+  };
+  cli::TopTable byNamespace("namespace");
+  cli::TopTable byWorkload("workload");
+  const std::vector<observe::Event> events = {
+      from("team-a", "web-1", "Deployment/web", observe::EventVerdict::Allow),
+      from("team-a", "web-2", "Deployment/web", observe::EventVerdict::Deny),
+      from("team-a", "db-0", "StatefulSet/db", observe::EventVerdict::Deny),
+      from("team-b", "web-1", "Deployment/web", observe::EventVerdict::Audit),
+      from("team-b", "static", "", observe::EventVerdict::Allow),
+      event("x.example.com", "203.0.113.11", 443, observe::EventVerdict::Deny),  // no pod
+  };
+  for (const auto& e : events) {
+    byNamespace.add(e);
+    byWorkload.add(e);
+  }
+  const auto namespaces = byNamespace.clients(10);
+  REQUIRE(namespaces.size() == 3);
+  CHECK(namespaces[0].key == "team-a");
+  CHECK(namespaces[0].total == 3);
+  CHECK(namespaces[0].denied == 2);
+  CHECK(namespaces[1].key == "team-b");
+  CHECK(namespaces[1].audit == 1);
+  CHECK(namespaces[2].key == "-");
+  const auto workloads = byWorkload.clients(10);
+  REQUIRE(workloads.size() == 5);
+  CHECK(workloads[0].key == "team-a/Deployment/web");
+  CHECK(workloads[0].total == 2);
+  std::vector<std::string> keys;
+  for (const auto& row : workloads) keys.push_back(row.key);
+  CHECK(std::find(keys.begin(), keys.end(), "team-b/-") != keys.end());
+  const auto json = byWorkload.toJson(10, 5);
+  CHECK(json["by"] == "workload");
+  CHECK(json["clients"].size() == 5);
+  CHECK_FALSE(cli::TopTable().toJson(10, 5).contains("clients"));
+  std::ostringstream text;
+  byNamespace.print(text, 10, 5);
+  CHECK(text.str().find("NAMESPACE") != std::string::npos);
 }
 
 TEST_CASE("watch: filter words are joined as tcpdump does", "[watch]") {

@@ -143,6 +143,8 @@ socket_mode = "0660"
 [metrics]
 enabled = false
 listen = "[::1]:9999"
+[attribution]
+map_file = "pods/pods.map"
 [log]
 level = "debug"
 format = "json"
@@ -179,6 +181,7 @@ format = "json"
   CHECK(c.control.socketMode == 0660);
   CHECK_FALSE(c.metrics.enabled);
   CHECK(c.metrics.listen == addr("[::1]:9999"));
+  CHECK(c.attribution.mapFile == "/etc/egressd/pods/pods.map");
   CHECK(c.log.level == common::LogLevel::Debug);
   CHECK(c.log.format == config::LogFormat::Json);
   // Every field differs from its default, so no key was silently ignored.

@@ -281,6 +281,11 @@ can no "$controller_sa" get secrets -n "$ns"
 can no "$controller_sa" list secrets --all-namespaces
 can no "$controller_sa" get configmaps -n "$ns"
 can no "$controller_sa" create pods -n "$ns"
+# Attribution: pods read (only), never changed; their owners not read at all.
+for verb in get list watch; do can yes "$controller_sa" "$verb" pods --all-namespaces; done
+for verb in update patch delete; do can no "$controller_sa" "$verb" pods -n team-a; done
+can no "$controller_sa" list replicasets.apps --all-namespaces
+can no "$controller_sa" get pods/log -n team-a
 can no "$controller_sa" patch daemonsets.apps -n "$ns"
 
 step "RBAC: egressd's account can do nothing"

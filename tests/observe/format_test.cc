@@ -67,6 +67,23 @@ TEST_CASE("format: verdict lines") {
         "12:00:01.123456 10.0.1.2 > 192.0.2.9 ip-proto-47 DENY protocol_not_allowed");
 }
 
+TEST_CASE("format: a known client shows as namespace/pod") {
+  CHECK(formatLine(podDenied(), kUtc) ==
+        "12:00:01.123456 team-a/web-7d9c6b5f4-x2x9q:41000 > 198.51.100.9:443 tcp sni=evil.example DENY "
+        "sni_not_allowed");
+  CHECK(formatLine(podDns(), kUtc) ==
+        "12:00:01.123456 team-b/db-0:40002 > 10.0.1.1:53 dns A api.example.com ALLOW rcode=NOERROR answers=1 "
+        "by "
+        "default/my-app-targets");
+  Event icmp = icmpDenied();
+  REQUIRE(icmp.client.assign("team-c", "ping", "", ""));
+  CHECK(formatLine(icmp, kUtc) == "12:00:01.123456 team-c/ping > 192.0.2.8 icmp DENY icmp_denied");
+  // From a file or a hostile peer: never raw control bytes on a terminal.
+  Event hostile = podDenied();
+  REQUIRE(hostile.client.assign("a[2J", "p", "", ""));
+  CHECK(formatLine(hostile, kUtc).find("a\\x1b[2J/p:41000") != std::string::npos);
+}
+
 TEST_CASE("format: DNS lines") {
   Event denied = dnsDenied();
   denied.time += std::chrono::microseconds(76544);  // 12:00:01.200000
