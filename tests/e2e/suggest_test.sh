@@ -6,7 +6,8 @@
 # rule sets, which lint passes; they go into the rules directory, egressd
 # switches to enforce, and the same traffic runs again with zero denials.
 # `suggest --for` against the live daemon shows its progress and gives the
-# same targets. The pod has no attribution here, so everything lands in
+# same targets. A static pod map names the pod's IPv6 address as a pod of
+# team-b; its IPv4 address is no known pod, so those decisions land in
 # default/suggested-unattributed. Topology: tests/e2e/topology.sh.
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -30,7 +31,11 @@ spec:
   targets:
   - edge.example.net:443
 EOF2
+# Attribution outside Kubernetes: a static pod map (docs/attribution.md).
+printf '%s team-b web-0 StatefulSet/web web\n' "$E2E_POD_IP6" > "$dir/pods.map"
+attribution() { printf '\n[attribution]\nmap_file = "%s"\n' "$dir/pods.map" >> "$dir/egressd.toml"; }
 E2E_MODE=audit write_egressd_config "$dir/egressd.toml" "$dir/rules"
+attribution
 sock="$dir/control.sock"
 start_egressd "$bin/egressd" "$dir/egressd.toml" || exit 1
 ctl() { "$bin/egressctl" "$@"; }
@@ -81,6 +86,8 @@ expect_match "a connection decided at the SYN: its address and port" "- \"$E2E_I
 expect_match "the address-only flow as an address target" "- \"$E2E_IP4_IP_TARGET:80\"" "$suggested"
 expect_match "... with its warning" 'WARNING: address only' "$suggested"
 expect_match "every target names its source" "from $E2E_POD_IP4" "$suggested"
+expect_match "the attributed client has its namespace's rule set" 'namespace: team-b' "$suggested"
+expect_match "... with its workload in the comment" 'by StatefulSet/web' "$suggested"
 expect_eq "the name the rules in force allow is left out (egressd asked)" 0 "$(grep -c 'edge\.example\.net:443' "$dir/out/suggested.yaml")"
 expect_eq "no world access" 0 "$(grep -c -- '- "\*:' "$dir/out/suggested.yaml")"
 lint="$(ctl lint "$dir/out/suggested.yaml")"
@@ -101,6 +108,7 @@ loaded() { egressd_log_since "$mark" | grep -q 'event=policy.loaded'; }
 expect_ok "the suggested rule sets load" wait_until 50 loaded
 expect_eq "... without errors" "" "$(egressd_log_since "$mark" | grep -E 'level=(error|warn)' | grep -i rule)"
 write_egressd_config "$dir/egressd.toml" "$dir/rules"
+attribution
 kill -HUP "$(cat "$E2E_PIDS/egressd.pid")"
 enforcing() { egressd_log_since "$mark" | grep -q 'event=config.reloaded.*mode=enforce'; }
 expect_ok "egressd switched to enforce" wait_until 50 enforcing
