@@ -12,6 +12,7 @@
 #include "cli/lint_command.h"
 #include "cli/rules_command.h"
 #include "cli/stats_command.h"
+#include "cli/suggest_command.h"
 #include "cli/top_command.h"
 #include "cli/watch_command.h"
 
@@ -136,6 +137,53 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"namespace", "workload"}));
   addSocketOption(topCommand, socketFlags);
 
+  cli::SuggestOptions suggest;
+  std::string suggestFile;
+  auto* suggestCommand = app.add_subcommand(
+      "suggest",
+      "Propose EgressRuleSets (YAML for kubectl apply) from observed decisions: listen to the running "
+      "egressd\n"
+      "  (--for 10m) or read a file saved by `egressctl watch --json` (--from FILE). One rule set per\n"
+      "  namespace (--per workload: per workload); each target with its hit count, first/last seen and\n"
+      "  the workloads that used it. Names already allowed by the rules in force are left out (--all:\n"
+      "  kept). e.g. egressctl suggest --for 10m > suggested.yaml; egressctl lint suggested.yaml\n"
+      "Exit 0 done, 1 egressd or the input failed, 2 usage error.");
+  suggestCommand->add_option("file", suggestFile, "Same as --from FILE");
+  suggestCommand->add_option("--from,-f", suggest.from,
+                             "A file saved by egressctl watch --json (- for stdin) instead of listening");
+  suggestCommand->add_option(
+      "--for", suggest.forDuration,
+      "Listen to egressd this long (30s, 10m, 1h); progress on stderr, Ctrl-C ends early");
+  suggestCommand->add_option("--per", suggest.per, "One rule set per namespace or per workload")
+      ->capture_default_str();
+  suggestCommand
+      ->add_option("--wildcard-min", suggest.wildcardMin,
+                   "Collapse names into *.DOMAIN:PORT when at least this many distinct names under one "
+                   "registrable domain were seen on PORT (never over a public suffix)")
+      ->capture_default_str();
+  suggestCommand->add_flag(
+      "--all", suggest.all,
+      "Also list destinations the rules in force already allow, marked as such (then an egressd "
+      "that cannot be reached only costs the marks)");
+  // One directory per --rules-dir, so that `--rules-dir DIR FILE` keeps FILE.
+  suggestCommand
+      ->add_option("--rules-dir,-r", suggest.rulesDirs,
+                   "The rules in force from this directory instead of from egressd (repeatable)")
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  suggestCommand
+      ->add_option(
+          "--unattributed-namespace", suggest.unattributedNamespace,
+          "Namespace of the rule set for clients that are not known pods (no namespace in the decisions)")
+      ->capture_default_str();
+  suggestCommand
+      ->add_option("--name", suggest.namePrefix,
+                   "metadata.name of each rule set (--per workload: NAME-KIND-WORKLOAD; unattributed: "
+                   "NAME-unattributed)")
+      ->capture_default_str();
+  addSocketOption(suggestCommand, socketFlags);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -158,7 +206,7 @@ int main(int argc, char** argv) {
       std::cerr << "egressctl " << app.get_subcommands().front()->get_name() << ": " << error << '\n';
       return 2;
     }
-    explain.socket = watch.socket = rules.socket = stats.socket = top.socket = socket;
+    explain.socket = watch.socket = rules.socket = stats.socket = top.socket = suggest.socket = socket;
   }
   if (*lintCommand) return cli::runLint(lint, std::cin, std::cout);
   if (*explainCommand) return cli::runExplain(explain, std::cout, std::cerr);
@@ -178,5 +226,15 @@ int main(int argc, char** argv) {
     return cli::runStats(stats, std::cout, std::cerr);
   }
   if (*topCommand) return cli::runTop(top, std::cout, std::cerr);
+  if (*suggestCommand) {
+    if (!suggestFile.empty()) {
+      if (!suggest.from.empty()) {
+        std::cerr << "egressctl suggest: a FILE and --from " << suggest.from << ": give one of them\n";
+        return 2;
+      }
+      suggest.from = suggestFile;
+    }
+    return cli::runSuggest(suggest, std::cin, std::cout, std::cerr);
+  }
   return 2;
 }

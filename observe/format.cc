@@ -236,6 +236,10 @@ std::optional<Clock::time_point> parseRfc3339(std::string_view text) {
   const auto minute = fixedDigits(text, 14, 2);
   const auto second = fixedDigits(text, 17, 2);
   if (!year || !month || !day || !hour || !minute || !second) return std::nullopt;
+  // system_clock counts nanoseconds in 64 bits: 1677-09-21 to 2262-04-11.
+  // Later (or earlier) times would overflow (undefined behaviour) and were
+  // never written by egressd; whole years inside that span are accepted.
+  if (*year < 1678 || *year > 2261) return std::nullopt;
   if (text[4] != '-' || text[7] != '-' || (text[10] != 'T' && text[10] != 't' && text[10] != ' ') ||
       text[13] != ':' || text[16] != ':') {
     return std::nullopt;
@@ -544,6 +548,32 @@ std::optional<Event> eventFromJson(const nlohmann::json& json) {
     copyText(joined, event.ruleSets, event.ruleSetsLength);
   }
   return event;
+}
+
+std::optional<std::chrono::system_clock::time_point> parseEventTime(std::string_view text) {
+  return parseRfc3339(text);
+}
+
+std::optional<uint8_t> parseEventProto(std::string_view text) {
+  return parseProto(text);
+}
+
+std::optional<EventVerdict> parseEventVerdict(std::string_view text) {
+  const auto* it = std::find(std::begin(kVerdictNames), std::end(kVerdictNames), text);
+  if (it == std::end(kVerdictNames)) return std::nullopt;
+  return static_cast<EventVerdict>(it - std::begin(kVerdictNames));
+}
+
+std::optional<uint16_t> parseEventQtype(std::string_view text) {
+  return parseCode(kQtypes, text, "TYPE");
+}
+
+std::optional<uint16_t> parseEventRcode(std::string_view text) {
+  return parseCode(kRcodes, text, "RCODE");
+}
+
+std::string_view eventText(std::string_view text) {
+  return staticText(text);
 }
 
 }  // namespace observe

@@ -58,4 +58,16 @@ nlohmann::json toJson(const Event& event);
 // Keys and formats: docs/watch.md.
 std::optional<Event> eventFromJson(const nlohmann::json& json);
 
+// eventFromJson's parsers for single fields, for readers that scan the JSON
+// text themselves (egressctl suggest's fast path, suggest/event_scanner.h)
+// and must accept exactly what eventFromJson accepts: `time`, `proto`,
+// `verdict`, `qtype`, `rcode`; eventText maps reason, name_from, match and
+// outcome to static storage as eventFromJson does.
+std::optional<std::chrono::system_clock::time_point> parseEventTime(std::string_view text);
+std::optional<uint8_t> parseEventProto(std::string_view text);
+std::optional<EventVerdict> parseEventVerdict(std::string_view text);
+std::optional<uint16_t> parseEventQtype(std::string_view text);
+std::optional<uint16_t> parseEventRcode(std::string_view text);
+std::string_view eventText(std::string_view text);
+
 }  // namespace observe

@@ -17,7 +17,7 @@ test_pkgs=(
   iproute2 iptables conntrack ipset curl openssl netcat-openbsd
   knot-dnsutils dnsutils unbound tcpdump nginx-light python3 python3-scapy jq
 )
-bench_pkgs=(dnsperf wrk squid-openssl python3-matplotlib valgrind)
+bench_pkgs=(dnsperf wrk squid-openssl python3-matplotlib valgrind time)
 # make image (scripts/image/build.py): apt-get download + dpkg-deb, readelf
 # and strip (binutils), and the image's own packages installed here too, so
 # that their libraries' packages can be found with `dpkg -S`.
