@@ -23,6 +23,7 @@ enum class Op : uint8_t {
   Proto,
   Family,
   Dns,
+  Proxy,
   Qtype,
   Rcode,
   Reason,
@@ -251,6 +252,8 @@ bool evaluate(const Program& program, uint32_t index, const Subject& s) noexcept
       return node.value == 4 ? (isMapped(s.src) || isMapped(s.dst)) : (!isMapped(s.src) || !isMapped(s.dst));
     case Op::Dns:
       return s.event.kind == EventKind::Dns;
+    case Op::Proxy:
+      return s.event.kind == EventKind::Proxy;
     case Op::RuleSet:
       return ruleSetMatches(s.event.ruleSetsView(),
                             std::string_view(program.strings.data() + node.first, node.count));
@@ -384,10 +387,10 @@ std::vector<Token> tokenize(std::string_view text) {
 
 enum class Kind : uint8_t { None, Host, Net, Port, Name, Sni, Verdict, Proto, Qtype, Rcode, Reason, RuleSet };
 
-constexpr std::string_view kKeywords[] = {"host",    "net",   "port", "portrange", "name",  "sni",
-                                          "verdict", "proto", "tcp",  "udp",       "icmp",  "icmp6",
-                                          "ip",      "ip6",   "dns",  "qtype",     "rcode", "reason",
-                                          "src",     "dst",   "and",  "or",        "not",   "ruleset"};
+constexpr std::string_view kKeywords[] = {"host",  "net",   "port",  "portrange", "name",   "sni", "verdict",
+                                          "proto", "tcp",   "udp",   "icmp",      "icmp6",  "ip",  "ip6",
+                                          "dns",   "proxy", "qtype", "rcode",     "reason", "src", "dst",
+                                          "and",   "or",    "not",   "ruleset"};
 
 // Optimal string alignment distance (a transposition costs 1: "hots").
 size_t editDistance(std::string_view a, std::string_view b) {
@@ -648,6 +651,11 @@ class Parser {
     if (is("dns")) {
       Node node;
       node.op = Op::Dns;
+      return add(node);
+    }
+    if (is("proxy")) {
+      Node node;
+      node.op = Op::Proxy;
       return add(node);
     }
 
@@ -1131,6 +1139,9 @@ void print(const Program& program, uint32_t index, int parentPrecedence, std::st
       return;
     case Op::Dns:
       out += "dns";
+      return;
+    case Op::Proxy:
+      out += "proxy";
       return;
     case Op::Qtype: {
       const std::string_view named = nameOf(kQtypeNames, node.portLow);
