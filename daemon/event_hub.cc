@@ -225,6 +225,11 @@ void EventHub::onDnsEvent(const dns::DnsEvent& in) {
   deliver(event, nullptr);
 }
 
+void EventHub::onProxyEvent(const observe::Event& event) {
+  ++proxyEvents_;
+  deliver(event, nullptr);
+}
+
 void EventHub::setCapturePackets(bool on) {
   if (on) {
     const size_t perStripe = std::max<size_t>(options_.packetCapacity / kStripes, 4);
@@ -315,6 +320,7 @@ EventHubCounters EventHub::counters() const noexcept {
   EventHubCounters c;
   c.verdictEvents = verdictEvents_;
   c.dnsEvents = dnsEvents_;
+  c.proxyEvents = proxyEvents_;
   c.dropped = dropped_.load(std::memory_order_relaxed);
   c.packetsCaptured = packetsCaptured_;
   c.packetsDropped = packetsDropped_.load(std::memory_order_relaxed);
@@ -322,6 +328,27 @@ EventHubCounters EventHub::counters() const noexcept {
 }
 
 void EventHub::writeLogLine(const observe::Event& event, common::BatchedLog* batch) {
+  if (event.kind == observe::EventKind::Proxy) {
+    // One line per proxy request (the access log): which client, which
+    // target, the verdict and why.
+    if (common::LogLevel::Info < common::logLevel()) return;
+    const bool audit = event.verdict == observe::EventVerdict::Audit;
+    common::LogLine line = batch != nullptr ? common::LogLine(common::LogLevel::Info, "proxy.request", *batch)
+                                            : common::LogLine(common::LogLevel::Info, "proxy.request");
+    line.field("client", endpoint(event.src, event.srcPort))
+        .field("target", event.nameLength > 0
+                             ? std::string(event.nameView()) + ":" + std::to_string(event.dstPort)
+                             : endpoint(event.dst, event.dstPort))
+        .field("dst", endpoint(event.dst, event.dstPort))
+        .field("method", event.nameSource == "connect" ? "CONNECT" : "http")
+        .field("verdict", audit                                           ? std::string_view("audit")
+                          : event.verdict == observe::EventVerdict::Allow ? std::string_view("allow")
+                                                                          : std::string_view("deny"));
+    if (audit) line.field("would", "deny");
+    line.field("reason", event.reason);
+    if (event.ruleSetsLength > 0) line.field("rulesets", event.ruleSetsView()).field("match", event.match);
+    return;
+  }
   if (event.kind == observe::EventKind::Dns) {
     // Denials are what operators look for; everything else is debug noise
     // at thousands of queries per second (the control socket streams them

@@ -54,6 +54,7 @@ struct EventHubOptions {
 struct EventHubCounters {
   uint64_t verdictEvents = 0;  // delivered to consumers
   uint64_t dnsEvents = 0;      // delivered to consumers
+  uint64_t proxyEvents = 0;    // delivered to consumers
   uint64_t dropped = 0;        // verdict events lost to a full ring
   uint64_t packetsCaptured = 0;
   uint64_t packetsDropped = 0;  // events that went out without their packet (ring full)
@@ -72,6 +73,9 @@ class EventHub final : public nfq::EventSink, public dns::DnsEventSink {
   void onDecision(const nfq::DecisionEvent& event) noexcept override;
   // Event loop (the DNS service's thread).
   void onDnsEvent(const dns::DnsEvent& event) override;
+  // Event loop: a proxy request's decision (proxy/server.h), already an
+  // observe::Event of kind Proxy.
+  void onProxyEvent(const observe::Event& event);
 
   // Event loop, before or while running.
   void setCounterHook(std::function<void(const observe::Event&)> hook) { counterHook_ = std::move(hook); }
@@ -129,6 +133,7 @@ class EventHub final : public nfq::EventSink, public dns::DnsEventSink {
   uint64_t droppedLogged_ = 0;
   uint64_t verdictEvents_ = 0;
   uint64_t dnsEvents_ = 0;
+  uint64_t proxyEvents_ = 0;
   uint64_t packetsCaptured_ = 0;
   std::function<void(const observe::Event&)> counterHook_;
   Consumer fanout_;
