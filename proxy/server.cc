@@ -33,7 +33,9 @@ constexpr std::chrono::milliseconds kAttemptDelay{250};
 // Addresses tried per request, at most (the rest of a long answer is not).
 constexpr size_t kMaxCandidates = 8;
 // An origin server's response head may be larger than a request's (cookies).
-constexpr size_t kMaxResponseHead = 64 * 1024;
+constexpr size_t kMaxResponseHead = size_t{64} * 1024;
+// Bytes of a chunked body scanned per step (pullup makes them contiguous).
+constexpr size_t kChunkScanStep = size_t{16} * 1024;
 
 timeval toTimeval(std::chrono::milliseconds ms) {
   timeval tv{};
@@ -763,7 +765,7 @@ struct ProxyServer::Connection {
         take = static_cast<size_t>(std::min<uint64_t>(bodyLeft, evbuffer_get_length(input)));
         bodyLeft -= take;
       } else {
-        const auto chunk = pullup(input, std::min<size_t>(evbuffer_get_length(input), 16 * 1024));
+        const auto chunk = pullup(input, std::min(evbuffer_get_length(input), kChunkScanStep));
         ChunkedScanner::Status status;
         take = bodyChunks.feed(chunk, status);
         if (status == ChunkedScanner::Status::Malformed) {
@@ -844,7 +846,7 @@ struct ProxyServer::Connection {
         responseLeft -= take;
       } else if (responseBody == BodyKind::Chunked) {
         ChunkedScanner::Status status;
-        take = responseChunks.feed(pullup(input, std::min<size_t>(take, 16 * 1024)), status);
+        take = responseChunks.feed(pullup(input, std::min(take, kChunkScanStep)), status);
         if (status == ChunkedScanner::Status::Malformed) {
           server.close(id);  // the client sees a cut response, as from the server
           return;

@@ -45,13 +45,13 @@ namespace proxy {
 
 struct ProxyOptions {
   std::vector<common::SocketAddress> listen;
-  size_t maxHeadBytes = 16 * 1024;
+  size_t maxHeadBytes = size_t{16} * 1024;
   size_t maxConnections = 4096;
   std::chrono::milliseconds headerTimeout{10'000};
   std::chrono::milliseconds idleTimeout{300'000};
   std::chrono::milliseconds connectTimeout{10'000};
   // Relay buffer per direction: reading stops while this much is waiting.
-  size_t relayHighWater = 64 * 1024;
+  size_t relayHighWater = size_t{64} * 1024;
   bool audit = false;
   // SO_MARK on upstream sockets (0: none): egressd's bypass mark.
   uint32_t socketMark = 0;
