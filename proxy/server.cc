@@ -34,6 +34,8 @@ constexpr std::chrono::milliseconds kAttemptDelay{250};
 constexpr size_t kMaxCandidates = 8;
 // An origin server's response head may be larger than a request's (cookies).
 constexpr size_t kMaxResponseHead = size_t{64} * 1024;
+// Bytes moved per read or write call while relaying.
+constexpr size_t kMaxSingleIo = size_t{64} * 1024;
 // Bytes of a chunked body scanned per step (pullup makes them contiguous).
 constexpr size_t kChunkScanStep = size_t{16} * 1024;
 
@@ -123,6 +125,8 @@ struct ProxyServer::Connection {
   EventHandle staggerTimer;
   EventHandle connectTimer;
   common::SocketAddress upstreamAddress;
+  // Last byte relayed either way (idle timeout of a one-way transfer).
+  std::chrono::steady_clock::time_point lastActivity;
 
   // The response being relayed (absolute-form).
   bool responseHeadDone = false;
@@ -172,7 +176,6 @@ struct ProxyServer::Connection {
         break;
       case State::Tunnel:
         self->relay(self->clientBev.get(), self->upstreamBev.get(), true);
-        self->setIdleTimeouts();
         break;
       case State::Body:
         self->forwardBody();
@@ -634,6 +637,13 @@ struct ProxyServer::Connection {
     const timeval idle = toTimeval(options().idleTimeout);
     bufferevent_set_timeouts(clientBev.get(), &idle, nullptr);
     bufferevent_set_timeouts(upstreamBev.get(), &idle, nullptr);
+    lastActivity = std::chrono::steady_clock::now();
+    // libevent moves 16 KiB per read or write by default: one loop pass
+    // per 16 KiB caps a bulk transfer far below the link.
+    for (bufferevent* bev : {clientBev.get(), upstreamBev.get()}) {
+      bufferevent_set_max_single_read(bev, kMaxSingleIo);
+      bufferevent_set_max_single_write(bev, kMaxSingleIo);
+    }
   }
 
   // Moves what `from` has read into `to`'s output; stops reading `from`
@@ -642,6 +652,7 @@ struct ProxyServer::Connection {
     evbuffer* input = bufferevent_get_input(from);
     const size_t length = evbuffer_get_length(input);
     if (length == 0) return;
+    lastActivity = std::chrono::steady_clock::now();
     (towardUpstream ? counters().bytesToUpstream : counters().bytesToClient)
         .fetch_add(length, std::memory_order_relaxed);
     evbuffer_add_buffer(bufferevent_get_output(to), input);
@@ -669,9 +680,12 @@ struct ProxyServer::Connection {
   }
 
   void onIdle(bufferevent* which) {
-    // A read timeout on one side; the tunnel is idle only when neither
+    // A read timeout on one side; the connection is idle only when neither
     // side has moved for the whole interval (a download reads only one).
-    (void)which;
+    if (std::chrono::steady_clock::now() - lastActivity < options().idleTimeout) {
+      bufferevent_enable(which, EV_READ);
+      return;
+    }
     counters().idleTimeouts.fetch_add(1, std::memory_order_relaxed);
     server.close(id);
   }
@@ -681,8 +695,6 @@ struct ProxyServer::Connection {
     if (self->dead) return;
     if (self->state == State::Tunnel) {
       self->relay(self->upstreamBev.get(), self->clientBev.get(), false);
-      // The other direction's idle timer restarts too: the tunnel is alive.
-      self->setIdleTimeouts();
     } else if (self->state == State::Response || self->state == State::Body) {
       self->relayResponse();
     }
