@@ -87,6 +87,12 @@ constexpr std::array kKeys{
     EGRESSD_KEY("nfqueue.max_held_flows", Restart, nfqueue.maxHeldFlows),
     EGRESSD_KEY("nfqueue.hold_timeout", Live, nfqueue.holdTimeout),
     EGRESSD_KEY("nfqueue.queue_maxlen", Restart, nfqueue.queueMaxlen),
+    EGRESSD_KEY("proxy.listen", Restart, proxy.listen),
+    EGRESSD_KEY("proxy.max_head_bytes", Restart, proxy.maxHeadBytes),
+    EGRESSD_KEY("proxy.max_connections", Restart, proxy.maxConnections),
+    EGRESSD_KEY("proxy.header_timeout", Restart, proxy.headerTimeout),
+    EGRESSD_KEY("proxy.idle_timeout", Restart, proxy.idleTimeout),
+    EGRESSD_KEY("proxy.connect_timeout", Restart, proxy.connectTimeout),
     EGRESSD_KEY("control.socket", Restart, control.socket),
     EGRESSD_KEY("control.socket_mode", Restart, control.socketMode),
     EGRESSD_KEY("metrics.enabled", Restart, metrics.enabled),
@@ -268,6 +274,25 @@ std::vector<ConfigProblem> validate(const Config& config) {
   checkDuplicates(
       config.nfqueue.protectedCidrs, "nfqueue.protected_cidrs",
       [](const common::IpNetwork& n) { return n.toString(); }, problems);
+
+  // proxy: its listeners must not take the DNS or metrics ports.
+  checkDuplicates(config.proxy.listen, "proxy.listen", showAddress, problems);
+  for (size_t i = 0; i < config.proxy.listen.size(); ++i) {
+    const common::SocketAddress& proxy = config.proxy.listen[i];
+    for (size_t j = 0; dns.enabled && j < dns.listen.size(); ++j) {
+      // DNS listens on TCP too: the same address and port cannot be both.
+      if (listenersCollide(proxy, dns.listen[j])) {
+        add(indexed("proxy.listen", i), proxy.toString() + " collides with dns.listen[" + std::to_string(j) +
+                                            "] " + dns.listen[j].toString() +
+                                            " (use another port, e.g. 3128)");
+      }
+    }
+    if (config.metrics.enabled && listenersCollide(proxy, config.metrics.listen)) {
+      add(indexed("proxy.listen", i), proxy.toString() + " collides with metrics.listen " +
+                                          config.metrics.listen.toString() +
+                                          " (use another port, e.g. 3128)");
+    }
+  }
 
   // control
   if (config.control.socket.empty()) add("control.socket", "a path is required");

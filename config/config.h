@@ -95,6 +95,21 @@ struct NfqueueConfig {
   friend bool operator==(const NfqueueConfig&, const NfqueueConfig&) = default;
 };
 
+// The explicit proxy (docs/proxy.md): off while `listen` is empty.
+struct ProxyConfig {
+  std::vector<common::SocketAddress> listen;  // "ADDRESS" or "ADDRESS:PORT"; the port defaults to 3128
+  uint32_t maxHeadBytes = 16 * 1024;          // a request head over this: 431
+  uint32_t maxConnections = 4096;             // client connections open at once; more: 503
+  common::Duration headerTimeout = std::chrono::seconds(10);   // a request head must arrive within it: 408
+  common::Duration idleTimeout = std::chrono::minutes(5);      // a tunnel with no byte either way is closed
+  common::Duration connectTimeout = std::chrono::seconds(10);  // every address of a target tried: 504
+
+  bool enabled() const noexcept { return !listen.empty(); }
+  friend bool operator==(const ProxyConfig&, const ProxyConfig&) = default;
+};
+
+inline constexpr uint16_t kDefaultProxyPort = 3128;
+
 struct ControlConfig {
   std::string socket = "/run/egressd/control.sock";
   // Permission bits of the socket file (connecting needs write permission):
@@ -127,6 +142,7 @@ struct Config {
   RulesConfig rules;
   DnsConfig dns;
   NfqueueConfig nfqueue;
+  ProxyConfig proxy;
   ControlConfig control;
   MetricsConfig metrics;
   AttributionConfig attribution;

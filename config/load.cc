@@ -742,6 +742,34 @@ void readControl(Section& section, ControlConfig& control, const std::filesystem
   control.socket = std::move(resolved);
 }
 
+// proxy.listen: "10.0.0.1:3128", "[fd00::1]:3128", or an address alone
+// (port 3128, the port HTTP_PROXY=http://$(EGRESSD_NODE_IP):3128 names).
+std::optional<common::SocketAddress> parseProxyListen(std::string_view text, std::string& error) {
+  const auto address = common::parseSocketAddress(text, kDefaultProxyPort);
+  if (!address) {
+    error = quote(text) + " is not an address or address:port" + addressHint(text) +
+            " (e.g. \"0.0.0.0:3128\"; brackets around IPv6: \"[::]:3128\")";
+    return std::nullopt;
+  }
+  if (address->port == 0) {
+    error = quote(text) + " has port 0; the injected HTTP_PROXY needs a fixed port (3128 by default)";
+    return std::nullopt;
+  }
+  return address;
+}
+
+void readProxy(Section& section, ProxyConfig& proxy) {
+  readArray<common::SocketAddress>(section, "listen", "strings",
+                                   fromString<common::SocketAddress>(parseProxyListen), proxy.listen);
+  readCount(section, "max_head_bytes", 1024, 1024 * 1024, proxy.maxHeadBytes);
+  readCount(section, "max_connections", 1, 1'000'000, proxy.maxConnections);
+  readDuration(section, "header_timeout", std::chrono::milliseconds(100), std::chrono::minutes(10),
+               proxy.headerTimeout);
+  readDuration(section, "idle_timeout", std::chrono::seconds(1), std::chrono::hours(24), proxy.idleTimeout);
+  readDuration(section, "connect_timeout", std::chrono::milliseconds(100), std::chrono::minutes(5),
+               proxy.connectTimeout);
+}
+
 void readMetrics(Section& section, MetricsConfig& metrics) {
   readBool(section, "enabled", metrics.enabled);
   const toml::node* node = section.find("listen");
@@ -806,6 +834,7 @@ ConfigLoad loadTable(const toml::table& root, Loader& loader, const std::filesys
   section("rules", [&](Section& s) { readRules(s, config.rules, base); });
   section("dns", [&](Section& s) { readDns(s, config.dns, base); });
   section("nfqueue", [&](Section& s) { readNfqueue(s, config.nfqueue); });
+  section("proxy", [&](Section& s) { readProxy(s, config.proxy); });
   section("control", [&](Section& s) { readControl(s, config.control, base); });
   section("metrics", [&](Section& s) { readMetrics(s, config.metrics); });
   section("attribution", [&](Section& s) { readAttribution(s, config.attribution, base); });

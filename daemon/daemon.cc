@@ -4,6 +4,8 @@
 
 #include "common/log.h"
 #include "config/load.h"
+#include "nfq/ruleset.h"
+#include "proxy/metrics_text.h"
 
 namespace daemon_main {
 
@@ -33,6 +35,7 @@ Daemon::~Daemon() {
   // Workers and the DNS service borrow the event base, bindings, policy
   // holder and the decision log: stop them first.
   enforcement_.reset();
+  proxy_.reset();
   control_.reset();
   decisions_.reset();
   dns_.reset();
@@ -110,6 +113,12 @@ int Daemon::run() {
       common::LogLine(common::LogLevel::Info, "dns.intercepting").field("address", address.toString());
     }
   }
+  if (config_.proxy.enabled() && !startProxy(error)) {
+    common::LogLine(common::LogLevel::Error, "startup.failed")
+        .field("component", "proxy")
+        .field("error", error);
+    return 1;
+  }
   if (config_.nfqueue.enabled) {
     enforcement_ = std::make_unique<Enforcement>(policy_, *bindings_, decisions_.get());
     if (!enforcement_->start(config_, error)) {
@@ -156,7 +165,7 @@ int Daemon::run() {
                        (config_.dns.upstreamsFrom.empty() ? "" : " (from " + config_.dns.upstreamsFrom + ")")
                  : std::string("-"))
       .field("nfqueue", nfq ? "queues " + queues : std::string("off: connections are not judged"))
-      .field("proxy", "not configured")
+      .field("proxy", proxy_ ? addresses(proxy_->boundAddresses()) : std::string("off"))
       .field("attribution",
              config_.attribution.mapFile.empty() ? std::string("off") : config_.attribution.mapFile)
       .field("strict_binding", config_.rules.strictBinding);
@@ -322,6 +331,53 @@ bool Daemon::wantsDnsEvent(dns::DnsOutcome outcome, dns::DenyReason reason, bool
   return decisions_ && decisions_->wantsDnsEvent(outcome, reason, audit);
 }
 
+bool Daemon::startProxy(std::string& error) {
+  const config::ProxyConfig& p = config_.proxy;
+  proxy::ProxyOptions options;
+  options.listen = p.listen;
+  options.maxHeadBytes = p.maxHeadBytes;
+  options.maxConnections = p.maxConnections;
+  options.headerTimeout = std::chrono::duration_cast<std::chrono::milliseconds>(p.headerTimeout);
+  options.idleTimeout = std::chrono::duration_cast<std::chrono::milliseconds>(p.idleTimeout);
+  options.connectTimeout = std::chrono::duration_cast<std::chrono::milliseconds>(p.connectTimeout);
+  options.audit = config_.mode == config::Mode::Audit;
+  // The proxy's own connections carry the bypass mark: egressd's chain
+  // lets them out instead of queueing them (the proxy has judged them).
+  options.socketMark = nfq::MarkScheme().bypass;
+  options.bindingGrace = std::chrono::duration_cast<std::chrono::seconds>(config_.rules.bindingGrace);
+  // Names are resolved by egressd's own DNS (same upstreams, cache and
+  // rebinding refusal; the answers become bindings there too), reached on
+  // loopback when it listens on a wildcard address.
+  if (dns_ && !dns_->boundAddresses().empty()) {
+    options.resolver = dns_->boundAddresses().front();
+    const common::IpAddress any4{};
+    common::IpAddress any6;
+    any6.family = common::IpFamily::V6;
+    if (options.resolver.ip == any4) options.resolver.ip = common::IpAddress::v4(0x7f000001);
+    if (options.resolver.ip == any6) options.resolver.ip.bytes[15] = 1;
+  } else if (!config_.dns.upstreams.empty()) {
+    options.resolver = config_.dns.upstreams.front();
+  } else {
+    error = "proxy.listen is set but there is no resolver: enable [dns] or give dns.upstreams";
+    return false;
+  }
+  proxy_ = std::make_unique<proxy::ProxyServer>(base_.get(), std::move(options), policy_, *bindings_, this);
+  if (!proxy_->start(error)) {
+    proxy_.reset();
+    return false;
+  }
+  for (const auto& address : proxy_->boundAddresses()) {
+    common::LogLine(common::LogLevel::Info, "proxy.listening")
+        .field("address", address.toString())
+        .field("resolver", proxy_->options().resolver.toString());
+  }
+  return true;
+}
+
+void Daemon::onProxyEvent(const observe::Event& event) {
+  if (decisions_) decisions_->onProxyEvent(event);
+}
+
 bool Daemon::startControl(std::string& error) {
   ControlServerOptions options;
   options.path = config_.control.socket;
@@ -377,7 +433,12 @@ StatsSources Daemon::statsSources() const {
 
 bool Daemon::startMetrics(std::string& error) {
   metrics_ = std::make_unique<MetricsServer>(
-      base_.get(), [this] { return renderPrometheus(collectStats(statsSources())); },
+      base_.get(),
+      [this] {
+        std::string text = renderPrometheus(collectStats(statsSources()));
+        if (proxy_) text += proxy::renderPrometheus(proxy_->counters());
+        return text;
+      },
       [this] { return readiness(); });
   if (!metrics_->start(config_.metrics.listen, error)) return false;
   common::LogLine(common::LogLevel::Info, "metrics.listening")

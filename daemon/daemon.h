@@ -31,10 +31,11 @@
 #include "dns/binding_table.h"
 #include "dns/service.h"
 #include "policy/policy.h"
+#include "proxy/server.h"
 
 namespace daemon_main {
 
-class Daemon final : public dns::DnsEventSink {
+class Daemon final : public dns::DnsEventSink, public proxy::ProxyEventSink {
  public:
   Daemon(std::string configPath, config::Config config);
   ~Daemon() override;
@@ -46,6 +47,7 @@ class Daemon final : public dns::DnsEventSink {
 
   void onDnsEvent(const dns::DnsEvent& event) override;
   bool wantsDnsEvent(dns::DnsOutcome outcome, dns::DenyReason reason, bool audit) const noexcept override;
+  void onProxyEvent(const observe::Event& event) override;
 
  private:
   static void onSignal(evutil_socket_t signal, short what, void* arg);
@@ -53,6 +55,7 @@ class Daemon final : public dns::DnsEventSink {
   void reloadConfig();
   bool startDns(std::string& error);
   dns::DnsOptions dnsOptions() const;
+  bool startProxy(std::string& error);
   bool startControl(std::string& error);
   nlohmann::json controlStats() const;
   // What /metrics and `egressctl stats` report (daemon/stats.h); event loop.
@@ -74,7 +77,8 @@ class Daemon final : public dns::DnsEventSink {
   std::unique_ptr<PodMapLoader> podMap_;
   std::unique_ptr<dns::BindingTable> bindings_;
   std::unique_ptr<dns::DnsService> dns_;
-  std::unique_ptr<EventHub> decisions_;  // every decision: log, counters, watch
+  std::unique_ptr<proxy::ProxyServer> proxy_;  // the explicit proxy, when proxy.listen is set
+  std::unique_ptr<EventHub> decisions_;        // every decision: log, counters, watch
   std::unique_ptr<ControlServer> control_;
   std::unique_ptr<Enforcement> enforcement_;
   common::CHandle<event, event_free> sighup_;

@@ -266,6 +266,18 @@ bool EventHub::wantsDnsEvent(dns::DnsOutcome outcome, dns::DenyReason reason, bo
   return fanout_ && (!fanoutListening_ || fanoutListening_());
 }
 
+void EventHub::onProxyEvent(const observe::Event& in) {
+  ++proxyEvents_;
+  if (!loopPods_) {
+    deliver(in, nullptr);
+    return;
+  }
+  // The client pod, as for DNS events (the proxy knows only the address).
+  observe::Event event = in;
+  loopPods_->get().lookup(event.src, event.client);
+  deliver(event, nullptr);
+}
+
 void EventHub::setCapturePackets(bool on) {
   if (on) {
     const size_t perStripe = std::max<size_t>(options_.packetCapacity / kStripes, 4);
@@ -357,6 +369,7 @@ EventHubCounters EventHub::counters() const noexcept {
   EventHubCounters c;
   c.verdictEvents = verdictEvents_;
   c.dnsEvents = dnsEvents_;
+  c.proxyEvents = proxyEvents_;
   c.dropped = dropped_.load(std::memory_order_relaxed);
   c.packetsCaptured = packetsCaptured_;
   c.packetsDropped = packetsDropped_.load(std::memory_order_relaxed);
@@ -364,6 +377,27 @@ EventHubCounters EventHub::counters() const noexcept {
 }
 
 void EventHub::writeLogLine(const observe::Event& event, common::BatchedLog* batch) {
+  if (event.kind == observe::EventKind::Proxy) {
+    // One line per proxy request (the access log): which client, which
+    // target, the verdict and why.
+    if (common::LogLevel::Info < common::logLevel()) return;
+    const bool audit = event.verdict == observe::EventVerdict::Audit;
+    common::LogLine line = batch != nullptr ? common::LogLine(common::LogLevel::Info, "proxy.request", *batch)
+                                            : common::LogLine(common::LogLevel::Info, "proxy.request");
+    line.field("client", endpoint(event.src, event.srcPort))
+        .field("target", event.nameLength > 0
+                             ? std::string(event.nameView()) + ":" + std::to_string(event.dstPort)
+                             : endpoint(event.dst, event.dstPort))
+        .field("dst", endpoint(event.dst, event.dstPort))
+        .field("method", event.nameSource == "connect" ? "CONNECT" : "http")
+        .field("verdict", audit                                           ? std::string_view("audit")
+                          : event.verdict == observe::EventVerdict::Allow ? std::string_view("allow")
+                                                                          : std::string_view("deny"));
+    if (audit) line.field("would", "deny");
+    line.field("reason", event.reason);
+    if (event.ruleSetsLength > 0) line.field("rulesets", event.ruleSetsView()).field("match", event.match);
+    return;
+  }
   if (event.kind == observe::EventKind::Dns) {
     // Denials are what operators look for; everything else is debug noise
     // at thousands of queries per second (the control socket streams them

@@ -61,6 +61,7 @@ struct EventHubOptions {
 struct EventHubCounters {
   uint64_t verdictEvents = 0;  // delivered to consumers
   uint64_t dnsEvents = 0;      // delivered to consumers
+  uint64_t proxyEvents = 0;    // delivered to consumers
   uint64_t dropped = 0;        // verdict events lost to a full ring
   uint64_t packetsCaptured = 0;
   uint64_t packetsDropped = 0;  // events that went out without their packet (ring full)
@@ -83,6 +84,10 @@ class EventHub final : public nfq::EventSink, public dns::DnsEventSink {
   // names rule sets and a counter hook is set) or sent to a listening
   // fan-out.
   bool wantsDnsEvent(dns::DnsOutcome outcome, dns::DenyReason reason, bool audit) const noexcept override;
+
+  // Event loop: a proxy request's decision (proxy/server.h), already an
+  // observe::Event of kind Proxy.
+  void onProxyEvent(const observe::Event& event);
 
   // Event loop, before or while running.
   // `counts` tells which DNS events the hook counts anything for (outcome,
@@ -165,6 +170,7 @@ class EventHub final : public nfq::EventSink, public dns::DnsEventSink {
   uint64_t droppedLogged_ = 0;
   uint64_t verdictEvents_ = 0;
   uint64_t dnsEvents_ = 0;
+  uint64_t proxyEvents_ = 0;
   uint64_t packetsCaptured_ = 0;
   std::function<void(const observe::Event&)> counterHook_;
   DnsEventFilter counterCounts_;

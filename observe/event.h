@@ -19,7 +19,9 @@
 
 namespace observe {
 
-enum class EventKind : uint8_t { Verdict, Dns };
+// Proxy: a request to egressd's explicit proxy (proxy/server.h); src = the
+// client, dst = the address connected to (unspecified when refused before).
+enum class EventKind : uint8_t { Verdict, Dns, Proxy };
 
 // What the filter's `verdict allow|deny|audit` sees. Audit: a flow that
 // would have been denied and was let through (mode = "audit").
@@ -98,7 +100,8 @@ struct Event {
   // Verdict events: nfq::reasonName(); Dns events: dns::denyReasonName()
   // or "" when allowed. Static storage.
   std::string_view reason;
-  // Where the name came from: "sni", "host", "quic", "binding", "dns" or "".
+  // Where the name came from: "sni", "host", "quic", "binding", "dns",
+  // "connect" / "request" (proxy: CONNECT, absolute-form) or "".
   std::string_view nameSource;
   // How the rule matched: policy::matchKindName() or "".
   std::string_view match;

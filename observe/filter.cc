@@ -24,6 +24,7 @@ enum class Op : uint8_t {
   Proto,
   Family,
   Dns,
+  Proxy,
   Qtype,
   Rcode,
   Reason,
@@ -283,6 +284,8 @@ bool evaluate(const Program& program, uint32_t index, const Subject& s) noexcept
       return node.value == 4 ? (isMapped(s.src) || isMapped(s.dst)) : (!isMapped(s.src) || !isMapped(s.dst));
     case Op::Dns:
       return s.event.kind == EventKind::Dns;
+    case Op::Proxy:
+      return s.event.kind == EventKind::Proxy;
     case Op::RuleSet:
       return ruleSetMatches(s.event.ruleSetsView(),
                             std::string_view(program.strings.data() + node.first, node.count));
@@ -444,9 +447,9 @@ enum class Kind : uint8_t {
 };
 
 constexpr std::string_view kKeywords[] = {
-    "host", "net",  "port",  "portrange", "name", "sni",     "verdict",   "proto", "tcp",
-    "udp",  "icmp", "icmp6", "ip",        "ip6",  "dns",     "qtype",     "rcode", "reason",
-    "src",  "dst",  "and",   "or",        "not",  "ruleset", "namespace", "pod",   "workload"};
+    "host", "net",   "port", "portrange", "name",    "sni",       "verdict", "proto",   "tcp",    "udp",
+    "icmp", "icmp6", "ip",   "ip6",       "dns",     "proxy",     "qtype",   "rcode",   "reason", "src",
+    "dst",  "and",   "or",   "not",       "ruleset", "namespace", "pod",     "workload"};
 
 // Optimal string alignment distance (a transposition costs 1: "hots").
 size_t editDistance(std::string_view a, std::string_view b) {
@@ -721,6 +724,11 @@ class Parser {
     if (is("dns")) {
       Node node;
       node.op = Op::Dns;
+      return add(node);
+    }
+    if (is("proxy")) {
+      Node node;
+      node.op = Op::Proxy;
       return add(node);
     }
 
@@ -1252,6 +1260,9 @@ void print(const Program& program, uint32_t index, int parentPrecedence, std::st
       return;
     case Op::Dns:
       out += "dns";
+      return;
+    case Op::Proxy:
+      out += "proxy";
       return;
     case Op::Qtype: {
       const std::string_view named = nameOf(kQtypeNames, node.portLow);

@@ -19,6 +19,7 @@
 //     | proto tcp|udp|icmp|icmp6|N      also bare "tcp", "udp", "icmp", "icmp6"
 //     | ip | ip6                        address family
 //     | dns                             DNS events only
+//     | proxy                           explicit proxy requests only (CONNECT, GET http://...)
 //     | qtype TYPE                      DNS events of that query type (A, AAAA, TXT, HTTPS,
 //                                       TYPE65, a number)
 //     | rcode RCODE                     DNS events answered with that rcode (NOERROR,

@@ -123,6 +123,10 @@ constexpr std::string_view kKnownTexts[] = {
     // dns deny reasons and outcomes
     "none", "not_allowed", "invalid_name", "rebinding", "world_non_address_query", "dns_tunnel_budget",
     "allowed", "cache_hit", "denied", "cluster", "upstream_error", "malformed", "refused",
+    // proxy reasons (proxy::proxyReasonName) and name sources
+    "name_allowed", "name_not_allowed", "address_not_allowed", "no_address", "upstream_unreachable",
+    "upstream_timeout", "head_too_large", "header_timeout", "too_many_connections", "https_scheme",
+    "not_proxy_request", "pipelining_refused", "connect", "request",
     // name sources and match kinds
     "sni", "host", "quic", "binding", "dns", "world", "wildcard", "exact", "network", "address", "unknown"};
 
@@ -357,7 +361,7 @@ std::string formatLineBody(const Event& event, bool colourOn) {
     }
   } else {
     out += ' ';
-    out += protoName(event.protocol);
+    out += event.kind == EventKind::Proxy ? std::string_view("proxy") : protoName(event.protocol);
     if (event.nameLength > 0) {
       out += ' ';
       out += nameLabel(event.nameSource);
@@ -416,7 +420,7 @@ nlohmann::json toJson(const Event& event) {
   // Key by key: nlohmann's initializer-list form copies every value once
   // more and is about 2.5 times slower (this runs per event and client).
   nlohmann::json json = nlohmann::json::object();
-  json["kind"] = dns ? "dns" : "verdict";
+  json["kind"] = dns ? "dns" : event.kind == EventKind::Proxy ? "proxy" : "verdict";
   json["time"] = rfc3339(event.time);
   json["src"] = event.src.toString();
   json["sport"] = event.srcPort;
@@ -487,6 +491,8 @@ std::optional<Event> eventFromJson(const nlohmann::json& json) {
     event.kind = EventKind::Verdict;
   } else if (kind == "dns") {
     event.kind = EventKind::Dns;
+  } else if (kind == "proxy") {
+    event.kind = EventKind::Proxy;
   } else {
     return std::nullopt;
   }

@@ -138,6 +138,13 @@ protected_cidrs = ["10.0.0.0/8", "fd00::/8"]
 max_held_flows = 9
 hold_timeout = "500ms"
 queue_maxlen = 11
+[proxy]
+listen = ["10.0.0.1", "[::1]:8080"]
+max_head_bytes = 2048
+max_connections = 10
+header_timeout = "3s"
+idle_timeout = "1m"
+connect_timeout = "2s"
 [control]
 socket = "run/ctl.sock"
 socket_mode = "0660"
@@ -179,6 +186,12 @@ format = "json"
   CHECK(c.nfqueue.maxHeldFlows == 9);
   CHECK(c.nfqueue.holdTimeout == 500ms);
   CHECK(c.nfqueue.queueMaxlen == 11);
+  CHECK(c.proxy.listen == std::vector{addr("10.0.0.1:3128"), addr("[::1]:8080")});
+  CHECK(c.proxy.maxHeadBytes == 2048);
+  CHECK(c.proxy.maxConnections == 10);
+  CHECK(c.proxy.headerTimeout == 3s);
+  CHECK(c.proxy.idleTimeout == 60s);
+  CHECK(c.proxy.connectTimeout == 2s);
   CHECK(c.control.socket == "/etc/egressd/run/ctl.sock");
   CHECK(c.control.socketMode == 0660);
   CHECK_FALSE(c.metrics.enabled);
@@ -679,4 +692,42 @@ TEST_CASE("dns.intercept: the kube-dns ClusterIP, also egressd's cluster upstrea
   config::Config after = before;
   after.dns.intercept.clear();
   CHECK(config::restartOnlyChanges(before, after) == std::vector<std::string>{"dns.intercept"});
+}
+
+TEST_CASE("[proxy]: off by default, port 3128 by default, errors name the key and the fix") {
+  CHECK_FALSE(config::Config{}.proxy.enabled());
+  const ConfigLoad ok = load("[dns]\nupstreams = [\"192.0.2.1\"]\n[proxy]\nlisten = [\"0.0.0.0\"]\n");
+  INFO(describe(ok));
+  REQUIRE(ok.ok());
+  CHECK(ok.config->proxy.listen == std::vector{addr("0.0.0.0:3128")});
+
+  const ConfigLoad bad = load(R"([dns]
+upstreams = ["192.0.2.1"]
+listen = ["127.0.0.1:5353"]
+[proxy]
+listen = ["not-an-address", "10.0.0.1:0"]
+max_head_bytes = 10
+header_timeout = 5
+)");
+  const std::string text = describe(bad);
+  CHECK(text.find("proxy.listen[0]") != std::string::npos);
+  CHECK(text.find("e.g. \"0.0.0.0:3128\"") != std::string::npos);
+  CHECK(text.find("proxy.listen[1]") != std::string::npos);
+  CHECK(text.find("port 0") != std::string::npos);
+  CHECK(text.find("proxy.max_head_bytes") != std::string::npos);
+  CHECK(text.find("proxy.header_timeout") != std::string::npos);
+
+  const ConfigLoad collide = load(R"([dns]
+upstreams = ["192.0.2.1"]
+listen = ["127.0.0.1:5353"]
+[proxy]
+listen = ["127.0.0.1:5353", "127.0.0.1:9153"]
+)");
+  const std::string collisions = describe(collide);
+  CHECK(collisions.find("proxy.listen[0]: 127.0.0.1:5353 collides with dns.listen[0]") != std::string::npos);
+  CHECK(collisions.find("proxy.listen[1]: 127.0.0.1:9153 collides with metrics.listen") != std::string::npos);
+
+  const ConfigLoad typo = load("[dns]\nupstreams = [\"192.0.2.1\"]\n[proxy]\nlisten_on = []\n");
+  CHECK(describe(typo).find("listen") != std::string::npos);
+  CHECK_FALSE(typo.ok());
 }

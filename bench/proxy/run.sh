@@ -1,0 +1,307 @@
+#!/usr/bin/env bash
+# bench/proxy: egressd's explicit proxy against the anchors of issue 14, on
+# the end-to-end topology (tests/e2e/topology.sh: pod -> gateway ->
+# internet, network namespaces this script creates and removes). All the
+# proxies run at once in the gateway, each allowing only the bench name:
+#
+#   egressd      build/bin/egressd, [proxy] on :3128, a rule set allowing
+#                the bench name and port (its NFQUEUE off: the proxy alone)
+#   squid        Debian's squid, plain CONNECT, `dstdomain` ACL, no bump,
+#                no cache, on :3129
+#   smokescreen  Stripe's Smokescreen, built from its Go module at
+#                SMOKESCREEN_VERSION (skipped when the module proxy does not
+#                serve it), allowed_domains ACL, on :4750
+#   direct       no proxy: the pod connects to the server itself
+#
+# Measured side by side in the same run, in alternating rounds (the order
+# rotates each round), medians reported with their ratios:
+#   - new tunnels/s: concurrent workers each doing CONNECT, one HTTP request
+#     inside the tunnel, close (direct: connect, request, close). Plain HTTP
+#     inside the tunnel, so the client's and server's TLS cost (the same for
+#     every proxy) does not hide the proxy's own;
+#   - bulk: bytes/s of one download on one tunnel;
+#   - memory per idle tunnel: the proxy's resident memory with
+#     PROXY_BENCH_IDLE tunnels open and idle, less before, per tunnel.
+# The load generator is bench/proxy/load.go (Go, built here, no modules).
+#
+# Usage: bench/proxy/run.sh BUILD_DIR RESULTS_DIR   (root; writes
+# RESULTS_DIR/proxy.json). Knobs: PROXY_BENCH_ROUNDS [3]
+# PROXY_BENCH_SECONDS [3] PROXY_BENCH_WORKERS [32] PROXY_BENCH_BULK_SECONDS [2]
+# PROXY_BENCH_IDLE [1000] PROXY_BENCH_KEEP [0].
+set -uo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/../.." && pwd)"
+topology="$root/tests/e2e/topology.sh"
+build="$(cd "${1:?usage: run.sh BUILD_DIR RESULTS_DIR}" && pwd)"
+results="${2:?usage: run.sh BUILD_DIR RESULTS_DIR}"
+mkdir -p "$results"
+results="$(cd "$results" && pwd)"
+SMOKESCREEN_VERSION=v0.1.0
+
+if [ "$(id -u)" != 0 ]; then
+  echo "bench/proxy: skipped (needs root for network namespaces)"
+  exit 0
+fi
+for tool in go nginx squid python3; do
+  command -v "$tool" > /dev/null || { echo "bench/proxy: $tool missing (make deps-bench)" >&2; exit 1; }
+done
+egressd="$build/bin/egressd"
+[ -x "$egressd" ] || { echo "bench/proxy: $egressd missing (build it first)" >&2; exit 1; }
+
+rounds="${PROXY_BENCH_ROUNDS:-3}"
+seconds="${PROXY_BENCH_SECONDS:-3}"
+workers="${PROXY_BENCH_WORKERS:-32}"
+bulk_seconds="${PROXY_BENCH_BULK_SECONDS:-2}"
+idle_count="${PROXY_BENCH_IDLE:-1000}"
+name=api.example.com
+port=10080
+cache="${XDG_CACHE_HOME:-$HOME/.cache}/egressd-bench"
+ulimit -n 65536 2> /dev/null || true
+
+work="$(mktemp -d /tmp/egressd-proxy-bench.XXXXXX)"
+say() { echo "bench/proxy: $*" >&2; }
+fail() {
+  say "FAIL: $*"
+  PROXY_BENCH_KEEP=1
+  exit 1
+}
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM HUP
+  if [ -n "${E2E_NS_GW:-}" ] && [ -e "/run/netns/$E2E_NS_GW" ]; then stop_egressd TERM > /dev/null 2>&1; fi
+  "$topology" down "$work" > /dev/null 2>&1
+  if [ "${PROXY_BENCH_KEEP:-0}" = 1 ]; then say "work directory kept: $work"; else rm -rf "$work"; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'say interrupted; exit 130' INT TERM HUP
+
+# ---- tools ----------------------------------------------------------------------------
+mkdir -p "$work/load"
+cp "$here/load.go" "$work/load/"
+(cd "$work/load" && GO111MODULE=off GOFLAGS= go build -o load load.go) || fail "building load.go"
+load="$work/load/load"
+smokescreen=""
+if [ -x "$cache/smokescreen-$SMOKESCREEN_VERSION" ]; then
+  smokescreen="$cache/smokescreen-$SMOKESCREEN_VERSION"
+else
+  mkdir -p "$cache/gobin"
+  if GOBIN="$cache/gobin" go install "github.com/stripe/smokescreen@$SMOKESCREEN_VERSION" > "$work/smokescreen-build.log" 2>&1; then
+    mv "$cache/gobin/smokescreen" "$cache/smokescreen-$SMOKESCREEN_VERSION"
+    smokescreen="$cache/smokescreen-$SMOKESCREEN_VERSION"
+  else
+    say "smokescreen $SMOKESCREEN_VERSION could not be built (module proxy?): skipped ($(tail -1 "$work/smokescreen-build.log"))"
+  fi
+fi
+
+# ---- topology and the bench server ---------------------------------------------------------
+export E2E_OWNER_PID=$$
+"$topology" up "$work" || fail "topology up"
+eval "$("$topology" env "$work")"
+# shellcheck source=tests/e2e/lib.sh
+. "$root/tests/e2e/lib.sh"
+tune_for_connection_rate || fail "TIME-WAIT tuning"
+in_gw sysctl -qw net.ipv4.ip_local_port_range="1024 65535"
+mkdir -p "$work/bench/tmp"
+truncate -s 64G "$work/bench/bulk.bin"
+cat > "$work/bench/nginx.conf" << EOF
+user root;
+worker_processes 1;
+pid $work/bench/nginx.pid;
+error_log $work/logs/bench-nginx-error.log warn;
+events { worker_connections 16384; multi_accept on; }
+http {
+  access_log off;
+  client_body_temp_path $work/bench/tmp/body;
+  proxy_temp_path $work/bench/tmp/proxy;
+  fastcgi_temp_path $work/bench/tmp/fastcgi;
+  uwsgi_temp_path $work/bench/tmp/uwsgi;
+  scgi_temp_path $work/bench/tmp/scgi;
+  default_type text/plain;
+  sendfile on;
+  server {
+    listen $E2E_IP4_API_EXAMPLE_COM:$port backlog=8192;
+    listen [$E2E_IP6_API_EXAMPLE_COM]:$port backlog=8192;
+    location = /bulk { alias $work/bench/bulk.bin; }
+    location / { return 200 "ok\n"; }
+  }
+}
+EOF
+setsid ip netns exec "$E2E_NS_INET" nginx -p "$work/bench" -c "$work/bench/nginx.conf" -g 'daemon off;' \
+  > "$work/logs/bench-nginx.log" 2>&1 < /dev/null &
+listening() { ip netns exec "$1" bash -c "exec 3<>/dev/tcp/$2/$3" 2> /dev/null; }
+wait_until 50 listening "$E2E_NS_INET" "$E2E_IP4_API_EXAMPLE_COM" "$port" || fail "bench nginx"
+
+# ---- the proxies -------------------------------------------------------------------------
+mkdir -p "$work/rules"
+cat > "$work/rules/bench.yaml" << EOF
+apiVersion: zalando.org/v1
+kind: EgressRuleSet
+metadata: {name: bench, namespace: bench}
+spec:
+  targets: ["$name:$port"]
+EOF
+E2E_NFQUEUE=false write_egressd_config "$work/egressd.toml" "$work/rules"
+printf '\n[proxy]\nlisten = ["%s:3128"]\nmax_connections = 100000\n' "$E2E_GW_POD_IP4" >> "$work/egressd.toml"
+start_egressd "$egressd" "$work/egressd.toml" || fail "egressd did not start"
+egressd_pid="$(cat "$E2E_PIDS/egressd.pid")"
+
+squid_dir="$work/squid"
+mkdir -p "$squid_dir"
+cat > "$squid_dir/squid.conf" << EOF
+# A plain CONNECT proxy allowing one name: Squid's usual egress setup.
+http_port $E2E_GW_POD_IP4:3129
+acl allowed dstdomain $name
+acl CONNECT method CONNECT
+http_access allow CONNECT allowed
+http_access deny all
+cache deny all
+cache_mem 8 MB
+dns_nameservers $E2E_DNS4
+pid_filename $squid_dir/squid.pid
+cache_log $squid_dir/cache.log
+access_log stdio:$squid_dir/access.log
+coredump_dir $squid_dir
+netdb_filename none
+pinger_enable off
+logfile_rotate 0
+shutdown_lifetime 0 seconds
+max_filedescriptors 65536
+cache_effective_user proxy
+EOF
+chmod 711 "$work"
+chown -R proxy "$squid_dir"
+# shellcheck disable=SC2016 # expanded by the inner shell
+setsid ip netns exec "$E2E_NS_GW" bash -c 'ulimit -n "$(ulimit -Hn)"; exec squid -N -f "$1"' _ \
+  "$squid_dir/squid.conf" > "$work/logs/squid.log" 2>&1 < /dev/null &
+squid_pid=$!
+wait_until 100 listening "$E2E_NS_GW" "$E2E_GW_POD_IP4" 3129 || fail "squid: $(tail -3 "$squid_dir/cache.log")"
+
+configs="direct egressd squid"
+smokescreen_pid=""
+if [ -n "$smokescreen" ]; then
+  # Without client certificates Smokescreen has no role: allow_missing_role
+  # applies the default ACL entry to every client.
+  cat > "$work/smokescreen-acl.yaml" << EOF
+---
+version: v1
+services: []
+default:
+  name: default
+  project: bench
+  action: enforce
+  allowed_domains:
+    - $name
+EOF
+  cat > "$work/smokescreen.yaml" << EOF
+ip: $E2E_GW_POD_IP4
+port: 4750
+acl_file: $work/smokescreen-acl.yaml
+allow_missing_role: true
+allow_ranges: ["203.0.113.0/24", "2001:db8::/32"]
+resolver_addresses: ["$E2E_DNS4:53"]
+EOF
+  setsid ip netns exec "$E2E_NS_GW" "$smokescreen" --config-file "$work/smokescreen.yaml" \
+    > "$work/logs/smokescreen.log" 2>&1 < /dev/null &
+  smokescreen_pid=$!
+  if wait_until 100 listening "$E2E_NS_GW" "$E2E_GW_POD_IP4" 4750; then
+    configs="$configs smokescreen"
+  else
+    say "smokescreen did not start: $(tail -3 "$work/logs/smokescreen.log")"
+  fi
+fi
+
+proxy_of() {
+  case $1 in
+    direct) echo direct ;;
+    egressd) echo "$E2E_GW_POD_IP4:3128" ;;
+    squid) echo "$E2E_GW_POD_IP4:3129" ;;
+    smokescreen) echo "$E2E_GW_POD_IP4:4750" ;;
+  esac
+}
+pid_of() {
+  case $1 in
+    egressd) echo "$egressd_pid" ;;
+    squid) pgrep -P "$squid_pid" squid | head -1 || echo "$squid_pid" ;;
+    smokescreen) echo "$smokescreen_pid" ;;
+  esac
+}
+target() { if [ "$1" = direct ]; then echo "$E2E_IP4_API_EXAMPLE_COM:$port"; else echo "$name:$port"; fi; }
+rss_kib() { # the resident memory of a process and its children
+  local pid=$1 total=0 p
+  for p in $pid $(pgrep -P "$pid"); do total=$((total + $(awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2> /dev/null || echo 0))); done
+  echo "$total"
+}
+
+# ---- probes: each proxy serves the name and refuses another ------------------------------------
+for c in $configs; do
+  out="$(in_pod "$load" tunnels "$(proxy_of "$c")" "$(target "$c")" "$name" 0.5 1)"
+  case $out in tunnels_per_s=0.0*) fail "$c serves nothing: $out" ;; esac
+  [ "$c" = direct ] && continue
+  if in_pod "$load" idle "$(proxy_of "$c")" "other.example.com:$port" 1 0 | grep -q 'open=1'; then
+    fail "$c let a CONNECT to a name it does not allow through"
+  fi
+done
+
+# ---- rounds ----------------------------------------------------------------------------------
+raw="$work/raw.txt"
+: > "$raw"
+for r in $(seq "$rounds"); do
+  order="$(echo "$configs" | tr ' ' '\n' | awk -v r="$r" '{a[NR]=$0} END {for (i=0;i<NR;i++) print a[(i+r)%NR+1]}')"
+  for c in $order; do
+    t="$(in_pod "$load" tunnels "$(proxy_of "$c")" "$(target "$c")" "$name" "$seconds" "$workers")"
+    b="$(in_pod "$load" bulk "$(proxy_of "$c")" "$(target "$c")" "$name" /bulk "$bulk_seconds")"
+    echo "round=$r config=$c $t $b" | tee -a "$raw" >&2
+  done
+done
+for c in $configs; do
+  [ "$c" = direct ] && continue
+  pid="$(pid_of "$c")"
+  before="$(rss_kib "$pid")"
+  in_pod "$load" idle "$(proxy_of "$c")" "$(target "$c")" "$idle_count" 4 > "$work/idle-$c.out" &
+  idle_pid=$!
+  sleep 3
+  during="$(rss_kib "$pid")"
+  wait "$idle_pid"
+  echo "idle config=$c $(cat "$work/idle-$c.out") rss_before_kib=$before rss_during_kib=$during" | tee -a "$raw" >&2
+done
+
+python3 - "$raw" "$results/proxy.json" "$rounds" "$seconds" "$workers" "$idle_count" << 'PY'
+import json, re, statistics, sys
+raw, out, rounds, seconds, workers, idle = sys.argv[1:7]
+runs, idle_rows = {}, {}
+for line in open(raw):
+    fields = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+    if line.startswith("idle"):
+        opened = int(fields.get("open", 0)) or 1
+        idle_rows[fields["config"]] = {
+            "tunnels": opened,
+            "kib_per_idle_tunnel": round((int(fields["rss_during_kib"]) - int(fields["rss_before_kib"])) / opened, 2)}
+        continue
+    r = runs.setdefault(fields["config"], {"tunnels_per_s": [], "bulk_bytes_per_s": [], "errors": 0})
+    r["tunnels_per_s"].append(float(fields["tunnels_per_s"]))
+    r["bulk_bytes_per_s"].append(float(fields.get("bytes_per_s", 0)))
+    r["errors"] += int(fields["errors"])
+result = {"bench": "proxy", "rounds": int(rounds), "seconds": float(seconds), "workers": int(workers),
+          "configs": {}, "ratios": {}, "goals": {}}
+for c, r in runs.items():
+    result["configs"][c] = {"tunnels_per_s_median": statistics.median(r["tunnels_per_s"]),
+                            "bulk_bytes_per_s_median": statistics.median(r["bulk_bytes_per_s"]),
+                            "errors": r["errors"], "rounds": r, **({"idle": idle_rows[c]} if c in idle_rows else {})}
+med = lambda c, k: result["configs"].get(c, {}).get(k)
+e = "egressd"
+for other in ("squid", "smokescreen", "direct"):
+    if med(other, "tunnels_per_s_median"):
+        result["ratios"][f"egressd_vs_{other}_tunnels"] = round(med(e, "tunnels_per_s_median") / med(other, "tunnels_per_s_median"), 3)
+    if med(other, "bulk_bytes_per_s_median"):
+        result["ratios"][f"egressd_vs_{other}_bulk"] = round(med(e, "bulk_bytes_per_s_median") / med(other, "bulk_bytes_per_s_median"), 3)
+ratios = result["ratios"]
+goal = lambda key, target: {"target": target, "value": ratios.get(key), "pass": ratios.get(key) is not None and ratios[key] >= target}
+result["goals"]["tunnels_vs_squid_ge_2"] = goal("egressd_vs_squid_tunnels", 2.0)
+result["goals"]["tunnels_vs_smokescreen_ge_1.5"] = goal("egressd_vs_smokescreen_tunnels", 1.5)
+result["goals"]["bulk_vs_direct_ge_0.9"] = goal("egressd_vs_direct_bulk", 0.9)
+kib = idle_rows.get(e, {}).get("kib_per_idle_tunnel")
+result["goals"]["idle_tunnel_le_16_kib"] = {"target": 16, "value": kib, "pass": kib is not None and kib <= 16}
+json.dump(result, open(out, "w"), indent=2, sort_keys=True)
+print(json.dumps({"ratios": ratios, "goals": result["goals"]}, indent=1))
+PY

@@ -1,0 +1,131 @@
+// The explicit egress proxy: HTTP/1.1 CONNECT and absolute-form requests
+// from clients that honour HTTP_PROXY/HTTPS_PROXY, judged by the same
+// policy as the transparent path. A thin libevent shell around the pure
+// parts (http_head.h parses, decision.h judges, response.h words the
+// refusals); this file only accepts, reads, resolves, connects and relays.
+//
+// Per connection: read one request head (bounded by maxHeadBytes, within
+// headerTimeout), judge its authority, resolve a name through egressd's
+// own DNS listener (same upstreams, cache and rebinding refusal), connect
+// (A and AAAA raced, happy-eyeballs style, within connectTimeout) with the
+// bypass mark so egressd's own chain does not queue the proxy's sockets,
+// record the address as a binding, then relay. CONNECT becomes a tunnel;
+// an absolute-form request is forwarded in origin-form with its body and
+// the response relayed back; the connection is then kept for the next
+// request, judged on its own. Memory per connection is bounded by the
+// relay's high-water mark in each direction.
+//
+// Ownership: borrows the event_base, the policy holder, the binding table
+// and the event sink (all must outlive the server). Thread-safety: every
+// method on the event_base's thread; counters() from any thread.
+#pragma once
+
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/c_handle.h"
+#include "common/snapshot.h"
+#include "common/socket_address.h"
+#include "dns/binding_table.h"
+#include "observe/event.h"
+#include "policy/policy.h"
+#include "proxy/decision.h"
+
+namespace proxy {
+
+struct ProxyOptions {
+  std::vector<common::SocketAddress> listen;
+  size_t maxHeadBytes = size_t{16} * 1024;
+  size_t maxConnections = 4096;
+  std::chrono::milliseconds headerTimeout{10'000};
+  std::chrono::milliseconds idleTimeout{300'000};
+  std::chrono::milliseconds connectTimeout{10'000};
+  // Relay buffer per direction: reading stops while this much is waiting.
+  size_t relayHighWater = size_t{64} * 1024;
+  bool audit = false;
+  // SO_MARK on upstream sockets (0: none): egressd's bypass mark.
+  uint32_t socketMark = 0;
+  // The resolver asked for names: egressd's own DNS listener.
+  common::SocketAddress resolver;
+  std::chrono::seconds bindingGrace{300};
+};
+
+class ProxyEventSink {
+ public:
+  virtual ~ProxyEventSink() = default;
+  // One decision (kind Proxy), on the event loop thread; must not block.
+  virtual void onProxyEvent(const observe::Event& event) = 0;
+};
+
+// Monotonic counters (STYLE.md rule 3) and two gauges.
+struct ProxyCounters {
+  std::atomic<uint64_t> connectionsAccepted{0};
+  std::atomic<uint64_t> connectionsActive{0};  // gauge
+  std::atomic<uint64_t> tunnelsActive{0};      // gauge
+  std::atomic<uint64_t> connectRequests{0};
+  std::atomic<uint64_t> httpRequests{0};
+  std::atomic<uint64_t> idleTimeouts{0};
+  std::atomic<uint64_t> bytesToUpstream{0};
+  std::atomic<uint64_t> bytesToClient{0};
+  std::atomic<uint64_t> bindingsRecorded{0};
+  // By reason: requests answered (allowed ones too) and, in audit mode,
+  // let through although enforce mode would have refused them.
+  std::array<std::atomic<uint64_t>, kProxyReasonCount> outcomes{};
+  std::array<std::atomic<uint64_t>, kProxyReasonCount> wouldDeny{};
+};
+
+class ProxyServer {
+ public:
+  ProxyServer(event_base* base, ProxyOptions options, const common::SnapshotHolder<policy::Policy>& policy,
+              dns::BindingTable& bindings, ProxyEventSink* sink);
+  ~ProxyServer();
+  ProxyServer(const ProxyServer&) = delete;
+  ProxyServer& operator=(const ProxyServer&) = delete;
+
+  // Binds every listen address. False with `error` naming the address.
+  bool start(std::string& error);
+  const std::vector<common::SocketAddress>& boundAddresses() const noexcept { return bound_; }
+  const ProxyCounters& counters() const noexcept { return counters_; }
+  const ProxyOptions& options() const noexcept { return options_; }
+
+  struct Connection;  // public for the C callbacks in server.cc
+
+ private:
+  static void onAccept(evconnlistener* listener, int fd, struct sockaddr* addr, int length, void* arg);
+  static void onDnsAnswer(int result, char type, int count, int ttl, void* addresses, void* arg);
+  static void onReap(evutil_socket_t fd, short what, void* arg);
+
+  friend struct Connection;
+  void close(uint64_t id);
+  void count(ProxyReason reason) noexcept;
+
+  event_base* base_;
+  ProxyOptions options_;
+  const common::SnapshotHolder<policy::Policy>& policy_;
+  dns::BindingTable& bindings_;
+  ProxyEventSink* sink_;
+  ProxyCounters counters_;
+  std::vector<common::CHandle<evconnlistener, evconnlistener_free>> listeners_;
+  std::vector<common::SocketAddress> bound_;
+  struct DnsBaseFree {
+    // Pending lookups are failed (their callbacks find no connection).
+    void operator()(evdns_base* dns) const noexcept { evdns_base_free(dns, 1); }
+  };
+  std::unique_ptr<evdns_base, DnsBaseFree> dns_;
+  std::unordered_map<uint64_t, std::unique_ptr<Connection>> connections_;
+  std::vector<std::unique_ptr<Connection>> graveyard_;  // closed, freed by reaper_ on the next loop pass
+  common::CHandle<event, event_free> reaper_;
+  uint64_t nextId_ = 1;
+};
+
+}  // namespace proxy

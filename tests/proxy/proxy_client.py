@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""Clients for the proxy end-to-end test (tests/proxy/e2e_test.sh).
+
+  proxy_client.py raw PROXY BYTES            send BYTES (Python escapes: \\r\\n),
+                                             print the status code, then the
+                                             X-Egressd-Reason and the body
+  proxy_client.py urllib PROXY URL CA        urllib.request with the proxy from
+                                             HTTP_PROXY/HTTPS_PROXY (set here)
+  proxy_client.py requests PROXY URL CA      the same with python-requests
+  proxy_client.py keepalive PROXY HOST FLAG  two requests on one connection:
+                                             the second after FLAG exists
+  proxy_client.py tunnels PROXY N HOST PORT  N CONNECT tunnels open at once,
+                                             then one HTTP request in each
+  proxy_client.py slowloris PROXY SECONDS    a request head dribbled out one
+                                             line every 0.5 s; prints what the
+                                             proxy answered and after how long
+PROXY is host:port. Each prints one result line; the shell judges it.
+"""
+import asyncio
+import os
+import resource
+import socket
+import ssl
+import sys
+import time
+
+
+def split(proxy):
+    host, _, port = proxy.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def read_response(sock, deadline=5.0):
+    """Status, headers dict (lower-case names) and body of one response."""
+    sock.settimeout(deadline)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    if not lines or not lines[0].startswith("HTTP/"):
+        return None, {}, data
+    status = int(lines[0].split(" ")[1])
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers.get("content-length", "-1"))
+    while length >= 0 and len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return status, headers, body
+
+
+def cmd_raw(proxy, text):
+    payload = text.encode("latin-1").decode("unicode_escape").encode("latin-1")
+    with socket.create_connection(split(proxy), timeout=5) as sock:
+        sock.sendall(payload)
+        status, headers, body = read_response(sock)
+    print(status, headers.get("x-egressd-reason", "-"), body.decode("utf-8", "replace").strip())
+
+
+def cmd_urllib(proxy, url, ca):
+    import urllib.request
+
+    os.environ["HTTP_PROXY"] = os.environ["HTTPS_PROXY"] = "http://" + proxy
+    os.environ.pop("NO_PROXY", None)
+    context = ssl.create_default_context(cafile=ca)
+    try:
+        with urllib.request.urlopen(url, context=context, timeout=5) as response:
+            print(response.status, response.read().decode().strip())
+    except urllib.error.HTTPError as error:
+        print(error.code, error.read().decode("utf-8", "replace").strip())
+    except OSError as error:  # CONNECT refusals surface as URLError/OSError
+        print("error", error)
+
+
+def cmd_requests(proxy, url, ca):
+    import requests
+
+    os.environ["HTTP_PROXY"] = os.environ["HTTPS_PROXY"] = "http://" + proxy
+    try:
+        response = requests.get(url, verify=ca, timeout=5)
+        print(response.status_code, response.text.strip())
+    except requests.exceptions.ProxyError as error:
+        print("proxy-error", error)
+
+
+def cmd_keepalive(proxy, host, flag):
+    request = f"GET http://{host}/ HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    with socket.create_connection(split(proxy), timeout=5) as sock:
+        sock.sendall(request)
+        first, _, _ = read_response(sock)
+        deadline = time.time() + 20
+        while not os.path.exists(flag) and time.time() < deadline:
+            time.sleep(0.05)
+        sock.sendall(request)
+        second, headers, _ = read_response(sock)
+    print(first, second, headers.get("x-egressd-reason", "-"))
+
+
+async def one_tunnel(proxy, host, port, opened, go):
+    reader, writer = await asyncio.open_connection(*split(proxy))
+    writer.write(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+    head = await reader.readuntil(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200"):
+        writer.close()
+        return "connect:" + head.split(b"\r\n")[0].decode()
+    opened.append(1)
+    await go.wait()  # every tunnel is open at the same time
+    writer.write(f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+    body = await reader.read()
+    writer.close()
+    return "ok" if f"vhost={host}".encode() in body else "bad:" + body[:80].decode("latin-1")
+
+
+async def tunnels(proxy, count, host, port):
+    opened = []
+    go = asyncio.Event()
+    tasks = [asyncio.create_task(one_tunnel(proxy, host, port, opened, go)) for _ in range(count)]
+    deadline = time.time() + 60
+    while len(opened) < count and time.time() < deadline and not all(t.done() for t in tasks):
+        await asyncio.sleep(0.1)
+    at_once = len(opened)
+    go.set()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    ok = sum(1 for r in results if r == "ok")
+    failures = [str(r) for r in results if r != "ok"][:3]
+    print(f"open_at_once={at_once} ok={ok}", *failures)
+
+
+def cmd_tunnels(proxy, count, host, port):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+    asyncio.run(tunnels(proxy, int(count), host, int(port)))
+
+
+def cmd_slowloris(proxy, seconds):
+    start = time.time()
+    with socket.create_connection(split(proxy), timeout=float(seconds) + 5) as sock:
+        sock.sendall(b"GET http://api.example.com/ HTTP/1.1\r\n")
+        try:
+            while time.time() - start < float(seconds):
+                sock.sendall(b"X-Slow: 1\r\n")
+                sock.settimeout(0.5)
+                try:
+                    data = sock.recv(4096)
+                except socket.timeout:
+                    continue
+                status = data.split(b"\r\n")[0].decode("latin-1") if data else "closed"
+                print(f"answered after {time.time() - start:.1f}s: {status}")
+                return
+        except OSError as error:
+            print(f"answered after {time.time() - start:.1f}s: {error}")
+            return
+    print(f"still open after {seconds}s")
+
+
+if __name__ == "__main__":
+    commands = {
+        "raw": cmd_raw,
+        "urllib": cmd_urllib,
+        "requests": cmd_requests,
+        "keepalive": cmd_keepalive,
+        "tunnels": cmd_tunnels,
+        "slowloris": cmd_slowloris,
+    }
+    commands[sys.argv[1]](*sys.argv[2:])
