@@ -80,7 +80,7 @@ started="$(grep egressd.started "$work/log")"
 
 # ---- the started line says what is enforced ---------------------------------
 for field in "mode=enforce" "enforces=dns_only" "dns=127.0.0.1:$dns_port" "upstreams=127.0.0.1:$upstream_port" \
-  'nfqueue="off: connections are not judged"' 'proxy="not configured"' "strict_binding=true"; do
+  'nfqueue="off: connections are not judged"' 'proxy=off' "strict_binding=true"; do
   if grep -qF -- "$field" <<< "$started"; then ok "egressd.started has $field"; else fail "egressd.started lacks $field" "$started"; fi
 done
 

@@ -193,7 +193,7 @@ dns_case() { # NAME LISTEN INTERCEPT CLUSTER_UPSTREAMS ADDRESSES
     fail "$1: ConfigMap egressd-node-dns ($cm) is not deploy/node-dns/node-dns.sh or not mounted"
   fi
 }
-dns_case overlay '["10.96.0.10:53"]' '["10.96.0.10:53"]' '["10.96.0.10:53"]' 10.96.0.10
+dns_case overlay '["10.96.0.10:53", "127.0.0.1:53"]' '["10.96.0.10:53"]' '["10.96.0.10:53"]' 10.96.0.10
 dns_case linklocal '["169.254.20.11:53"]' '' '["10.96.0.10:53"]' 169.254.20.11
 if cmp -s <(toml_of linklocal) "$deploy/overlays/node-local-link-local/egressd.toml"; then
   ok "linklocal: ConfigMap egressd-config holds its own egressd.toml (replacing the base's)"
@@ -307,8 +307,8 @@ check_ds "rules.d: one emptyDir, written by the controller, read-only in egressd
   "($pod.volumes[] | select(.name == \"rules\") | .emptyDir != null) and ([$c_egressd | .volumeMounts[] | select(.name == \"rules\") | [.mountPath, .readOnly]] == [[\"/var/lib/egressd/rules.d\", true]]) and ([$c_ctrl | .volumeMounts[] | select(.name == \"rules\") | [.mountPath, (.readOnly // false)]] == [[\"/var/lib/egressd/rules.d\", false]])"
 check_ds "system rules ConfigMap at /etc/egressd/system.d" \
   "[$c_egressd | .volumeMounts[] | select(.name == \"system-rules\") | .mountPath] == [\"/etc/egressd/system.d\"]"
-check_ds "controller: --in-cluster, rules dir, Lease, --identity \$(NODE_NAME) from spec.nodeName" \
-  "[$c_ctrl | (.command + (.args // [])) | join(\" \")] == [\"egress-controller --in-cluster --rules-dir /var/lib/egressd/rules.d --lease-namespace $ns --lease-name egress-controller-status --identity \$(NODE_NAME)\"] and ([$c_ctrl | .env[] | select(.name == \"NODE_NAME\") | .valueFrom.fieldRef.fieldPath] == [\"spec.nodeName\"])"
+check_ds "controller: --in-cluster, rules dir, Lease, --identity and --node-name \$(NODE_NAME) from spec.nodeName, the pod map" \
+  "[$c_ctrl | (.command + (.args // [])) | join(\" \")] == [\"egress-controller --in-cluster --rules-dir /var/lib/egressd/rules.d --lease-namespace $ns --lease-name egress-controller-status --identity \$(NODE_NAME) --pod-map /var/lib/egressd/pods/pods.map --node-name \$(NODE_NAME)\"] and ([$c_ctrl | .env[] | select(.name == \"NODE_NAME\") | .valueFrom.fieldRef.fieldPath] == [\"spec.nodeName\"])"
 version="$(sed -n 's/^project(egressd VERSION \([0-9.]*\).*/\1/p' "$src/CMakeLists.txt")"
 check_ds "image localhost/egressd:$version (make image) everywhere" \
   "[$pod.initContainers[], $pod.containers[] | .image] | unique == [\"localhost/egressd:$version\"]"
@@ -349,7 +349,7 @@ can no "$controller_sa" create pods -n "$ns"
 for verb in get list watch; do can yes "$controller_sa" "$verb" pods --all-namespaces; done
 for verb in update patch delete; do can no "$controller_sa" "$verb" pods -n team-a; done
 can no "$controller_sa" list replicasets.apps --all-namespaces
-can no "$controller_sa" get pods/log -n team-a
+can no "$controller_sa" get pods --subresource=log -n team-a
 can no "$controller_sa" patch daemonsets.apps -n "$ns"
 
 step "RBAC: egressd's account can do nothing"
@@ -373,7 +373,7 @@ else
 fi
 # The controller's role is exactly the one in docs/controller.md.
 rules="$(kc get clusterrole egress-controller -o json | jq -c '[.rules[] | {g: .apiGroups, r: .resources, v: (.verbs | sort)}]')"
-if [[ "$rules" == '[{"g":["zalando.org"],"r":["egressrulesets"],"v":["get","list","watch"]},{"g":["zalando.org"],"r":["egressrulesets/status"],"v":["patch"]}]' ]]; then
+if [[ "$rules" == '[{"g":["zalando.org"],"r":["egressrulesets"],"v":["get","list","watch"]},{"g":["zalando.org"],"r":["egressrulesets/status"],"v":["patch"]},{"g":[""],"r":["pods"],"v":["get","list","watch"]}]' ]]; then
   ok "ClusterRole egress-controller as documented: $rules"
 else
   fail "ClusterRole egress-controller: $rules"
