@@ -1,5 +1,6 @@
 #include "daemon/daemon.h"
 
+#include <algorithm>
 #include <csignal>
 
 #include "common/log.h"
@@ -347,9 +348,22 @@ bool Daemon::startProxy(std::string& error) {
   options.bindingGrace = std::chrono::duration_cast<std::chrono::seconds>(config_.rules.bindingGrace);
   // Names are resolved by egressd's own DNS (same upstreams, cache and
   // rebinding refusal; the answers become bindings there too), reached on
-  // loopback when it listens on a wildcard address.
+  // loopback when it listens on a wildcard address. Not on an address of
+  // dns.intercept: egressd's own queries to it leave through OUTPUT, which
+  // the take-over leaves to kube-proxy, so they would reach CoreDNS.
   if (dns_ && !dns_->boundAddresses().empty()) {
-    options.resolver = dns_->boundAddresses().front();
+    const auto& bound = dns_->boundAddresses();
+    const auto& intercepted = config_.dns.intercept;
+    const auto own = std::find_if(bound.begin(), bound.end(), [&](const common::SocketAddress& address) {
+      return std::find(intercepted.begin(), intercepted.end(), address) == intercepted.end();
+    });
+    if (own == bound.end()) {
+      error = "proxy.listen is set but every dns.listen address is in dns.intercept, which egressd's own "
+              "queries do not reach (they go to CoreDNS): add a listener for the proxy, e.g. \"127.0.0.1:53\" "
+              "in dns.listen";
+      return false;
+    }
+    options.resolver = *own;
     const common::IpAddress any4{};
     common::IpAddress any6;
     any6.family = common::IpFamily::V6;

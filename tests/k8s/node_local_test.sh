@@ -168,6 +168,9 @@ kind: Pod
 metadata:
   name: client
   namespace: egressd-test
+  # The transparent path alone: the injection webhook leaves this pod
+  # without proxy variables (docs/injection.md); "proxied" below gets them.
+  labels: {egressd.io/inject: disabled}
 spec:
   terminationGracePeriodSeconds: 1
   containers:
@@ -230,11 +233,66 @@ for _ in $(seq 30); do
 done
 kill "$watch_pid" 2> /dev/null
 wait "$watch_pid" 2> /dev/null
-if grep -q "^[0-9:.]* $pod_ip:[0-9]* > .* dns A other.example.com DENY" "$work/watch.out"; then
-  ok "egressctl watch: $(grep -m1 ' dns A other.example.com' "$work/watch.out")"
+# The line names the pod (attribution: the controller's pod map), not
+# its address $pod_ip.
+if grep -q "^[0-9:.]* egressd-test/client:[0-9]* > .* dns A other.example.com DENY" "$work/watch.out"; then
+  ok "egressctl watch names the pod: $(grep -m1 ' dns A other.example.com' "$work/watch.out")"
 else
   fail "egressctl watch printed: $(head -c 500 "$work/watch.out")"
 fi
+
+step "an injected pod: proxy variables from the webhook, egressd's proxy on the node"
+if kc -n egressd-system rollout status deploy/egressd-webhook --timeout=120s > /dev/null 2>&1; then
+  ok "the injection webhook's Deployment is Ready"
+else
+  fail "webhook not ready: $(kc -n egressd-system get pods -o wide 2>&1 | grep webhook | tail -n 3)"
+fi
+node_ip="$(kc get node -o jsonpath='{.items[0].status.addresses[?(@.type=="InternalIP")].address}')"
+proxied_env=""
+for _ in $(seq 20); do # the API server may need a moment for the new caBundle
+  kc -n egressd-test delete pod proxied --now --ignore-not-found > /dev/null 2>&1
+  kc apply -f - > /dev/null << EOF || fail "proxied pod refused"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: proxied
+  namespace: egressd-test
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: client
+    image: $client_image
+    imagePullPolicy: Never
+    volumeMounts:
+    - {name: test-ca, mountPath: /test-ca, readOnly: true}
+  volumes:
+  - name: test-ca
+    configMap: {name: test-ca}
+EOF
+  proxied_env="$(kc -n egressd-test get pod proxied -o jsonpath='{.spec.containers[0].env[?(@.name=="HTTPS_PROXY")].value}')"
+  [[ -n "$proxied_env" ]] && break
+  sleep 1
+done
+# shellcheck disable=SC2016 # $(EGRESSD_NODE_IP) is the kubelet's expansion
+[[ "$proxied_env" == 'http://$(EGRESSD_NODE_IP):3128' ]] &&
+  ok "a new pod is stored with HTTPS_PROXY=$proxied_env" ||
+  fail "pod proxied: HTTPS_PROXY '$proxied_env'; env $(kc -n egressd-test get pod proxied -o jsonpath='{.spec.containers[0].env}')"
+kc -n egressd-test wait --for=condition=Ready pod/proxied --timeout=120s > /dev/null ||
+  fail "proxied pod not Ready: $(kc -n egressd-test describe pod proxied 2>&1 | tail -n 5)"
+# shellcheck disable=SC2016 # expanded in the pod
+got="$(kc -n egressd-test exec proxied -- sh -c 'echo "$HTTPS_PROXY"' 2>&1)"
+[[ "$got" == "http://$node_ip:3128" ]] && ok "in the pod: HTTPS_PROXY=$got (the node's address)" ||
+  fail "HTTPS_PROXY in the pod: $got (node $node_ip)"
+out="$(kc -n egressd-test exec proxied -- curl -sS --max-time 5 --cacert /test-ca/ca.pem https://api.example.com/ 2>&1)"
+[[ "$out" == "vhost=api.example.com scheme=https port=443" ]] &&
+  ok "allowed name through the proxy (CONNECT api.example.com:443)" || fail "proxied https://api.example.com/: $out"
+out="$(kc -n egressd-test exec proxied -- curl -sS --max-time 5 --cacert /test-ca/ca.pem https://other.example.com/ 2>&1)"
+[[ "$out" == *403* && "$out" != *vhost=* ]] &&
+  ok "a name no rule allows is refused by the proxy (${out:0:90})" || fail "proxied https://other.example.com/: $out"
+logs="$(kc -n egressd-system logs ds/egressd -c egressd 2>&1)"
+grep -q 'event=proxy.request.*other.example.com' <<< "$logs" &&
+  ok "egressd logs the proxy's refusal" || fail "no proxy.request line for other.example.com"
+kc -n egressd-test delete pod proxied --now > /dev/null 2>&1
 
 step "kubectl apply of a new rule set opens a refused name; delete closes it"
 t0=$(now_ms)
