@@ -13,7 +13,8 @@
 # same machine - as CI is - reuses the binaries). Set
 # EGRESSD_K8S_CACHE="$PWD/tests/k8s/.cache" to keep them in the tree instead
 # (that folder is git-ignored). The folder's `stamp` records, per binary, the
-# version it was built from; coredns is rebuilt when COREDNS_VERSION changes.
+# version it was built from; coredns is rebuilt when COREDNS_VERSION or its
+# plugin list (coredns/main.go) changes.
 #
 # Idempotent: exits at once when every binary of the pinned versions is
 # there, and otherwise builds only the missing ones; a concurrent second run
@@ -32,6 +33,11 @@ log() { echo "k8s-build: $*" >&2; }
 
 cache_root="${EGRESSD_K8S_CACHE:-${HOME:-/root}/.cache/egressd-k8s}"
 key="${KUBE_VERSION}-etcd${ETCD_VERSION}"
+# CoreDNS is our coredns/main.go (only the plugins the cluster uses) built
+# against COREDNS_VERSION: its stamp names both, so a changed plugin list
+# rebuilds it.
+coredns_main="$(sha256sum "$here/coredns/main.go" | cut -c1-16)"
+coredns_stamp="$COREDNS_VERSION-main.$coredns_main"
 dir="$cache_root/$key"
 bin="$dir/bin"
 # binary  wrapper-module  package  version (recorded in the stamp)
@@ -44,7 +50,7 @@ kube-controller-manager kube k8s.io/kubernetes/cmd/kube-controller-manager $KUBE
 kube-scheduler kube k8s.io/kubernetes/cmd/kube-scheduler $KUBE_VERSION
 kubelet kube k8s.io/kubernetes/cmd/kubelet $KUBE_VERSION
 kube-proxy kube k8s.io/kubernetes/cmd/kube-proxy $KUBE_VERSION
-coredns coredns github.com/coredns/coredns $COREDNS_VERSION
+coredns coredns . $coredns_stamp
 "
 
 # Is binary $1 of version $2 in the cache? The kube and etcd binaries are
@@ -82,13 +88,18 @@ if [[ -z "$todo" ]]; then # built by the run we waited for
 fi
 force=0 # what --force asked for is now in $todo
 
-# A version bump in versions.env regenerates the wrapper go.mod files.
+# A version bump in versions.env (or a new coredns/main.go) regenerates the
+# wrapper go.mod files.
 if ! grep -q "k8s.io/kubernetes $KUBE_VERSION\b" "$here/kube/go.mod" ||
   ! grep -q "k8s.io/kubernetes/cmd/kubelet$" "$here/kube/go.mod" ||
-  ! grep -q "go.etcd.io/etcd/server/v3 $ETCD_VERSION\b" "$here/etcd/go.mod" ||
-  ! grep -q "github.com/coredns/coredns $COREDNS_VERSION\b" "$here/coredns/go.mod" 2> /dev/null; then
-  log "go.mod files do not match versions.env; running gen-gomod.sh"
-  "$here/gen-gomod.sh" >&2
+  ! grep -q "go.etcd.io/etcd/server/v3 $ETCD_VERSION\b" "$here/etcd/go.mod"; then
+  log "kube/etcd go.mod files do not match versions.env; running gen-gomod.sh kube etcd"
+  "$here/gen-gomod.sh" kube etcd >&2
+fi
+if ! grep -q "github.com/coredns/coredns $COREDNS_VERSION\b" "$here/coredns/go.mod" ||
+  ! grep -qx "// main.go sha256 $coredns_main" "$here/coredns/go.mod"; then
+  log "coredns/go.mod does not match versions.env or coredns/main.go; running gen-gomod.sh coredns"
+  "$here/gen-gomod.sh" coredns >&2
 fi
 
 kminor="${KUBE_VERSION#v1.}"

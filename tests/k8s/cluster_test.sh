@@ -197,11 +197,13 @@ if envlines="$(EGRESSD_K8S_OWNER_PID=$owner_pid "$cluster" up)"; then
     ok "node Ready again" || fail "second node not Ready"
   kill -9 "$owner_pid"
   wait "$owner_pid" 2> /dev/null
+  # The watchdog's `down` removes the folder before it exits: wait for
+  # the process too, not just the folder.
   for _ in $(seq 150); do
-    [[ -e "$EGRESSD_K8S_CLUSTER_DIR" ]] || break
+    after="$(snapshot)"
+    [[ ! -e "$EGRESSD_K8S_CLUSTER_DIR" && "$after" == "$before" ]] && break
     sleep 0.2
   done
-  after="$(snapshot)"
   [[ ! -e "$EGRESSD_K8S_CLUSTER_DIR" && "$after" == "$before" ]] &&
     ok "owner killed: the cluster is gone, nothing left" ||
     fail "after the owner died: $(diff <(echo "$before") <(echo "$after") | grep '^>' | head -n 20)"

@@ -2,6 +2,9 @@
 # Regenerates kube/go.mod, etcd/go.mod and coredns/go.mod (and their
 # go.sum) from versions.env.
 #
+#   tests/k8s/gen-gomod.sh                 # all three
+#   tests/k8s/gen-gomod.sh coredns ...     # only the named ones (kube etcd coredns)
+#
 # Neither k8s.io/kubernetes nor etcd can be `go install`ed at a version:
 # their go.mod files carry replace directives pointing into their own source
 # trees (./staging/src/k8s.io/..., ../api, ...). A wrapper module has to
@@ -73,31 +76,60 @@ write_mod() { # dir module-path "upstream go.mod files" local-version tool...
   for t in "$@"; do
     (cd "$dir" && "$GO" get -tool "$t")
   done
-  (cd "$dir" && "$GO" mod tidy)
+  # No tools: the caller requires and tidies itself (see coredns below).
+  (($# == 0)) || (cd "$dir" && "$GO" mod tidy)
 }
 
-kminor="${KUBE_VERSION#v1.}"
-staging="v0.${kminor}"
-kmod="$(modfile k8s.io/kubernetes "$KUBE_VERSION")"
-echo "gen-gomod: k8s.io/kubernetes $KUBE_VERSION (staging modules at $staging)"
-write_mod "$here/kube" egressd.local/tests/k8s/kube "$kmod" "$staging" \
-  "k8s.io/kubernetes/cmd/kube-apiserver@$KUBE_VERSION" \
-  "k8s.io/kubernetes/cmd/kubectl@$KUBE_VERSION" \
-  "k8s.io/kubernetes/cmd/kube-controller-manager@$KUBE_VERSION" \
-  "k8s.io/kubernetes/cmd/kube-scheduler@$KUBE_VERSION" \
-  "k8s.io/kubernetes/cmd/kubelet@$KUBE_VERSION" \
-  "k8s.io/kubernetes/cmd/kube-proxy@$KUBE_VERSION"
+want() { # is module $1 selected on the command line (all when none is)?
+  (($# == 1 && nargs == 0)) && return 0
+  local a
+  for a in "${@:2}"; do [[ "$a" == "$1" ]] && return 0; done
+  return 1
+}
+nargs=$#
+for a in "$@"; do
+  case "$a" in kube | etcd | coredns) ;; *)
+    echo "gen-gomod: unknown module '$a' (kube, etcd, coredns)" >&2
+    exit 2
+    ;;
+  esac
+done
 
-emod="$(modfile go.etcd.io/etcd/server/v3 "$ETCD_VERSION") $(modfile go.etcd.io/etcd/etcdctl/v3 "$ETCD_VERSION")"
-echo "gen-gomod: etcd $ETCD_VERSION"
-write_mod "$here/etcd" egressd.local/tests/k8s/etcd "$emod" "$ETCD_VERSION" \
-  "go.etcd.io/etcd/server/v3@$ETCD_VERSION" \
-  "go.etcd.io/etcd/etcdctl/v3@$ETCD_VERSION"
+if want kube "$@"; then
+  kminor="${KUBE_VERSION#v1.}"
+  staging="v0.${kminor}"
+  kmod="$(modfile k8s.io/kubernetes "$KUBE_VERSION")"
+  echo "gen-gomod: k8s.io/kubernetes $KUBE_VERSION (staging modules at $staging)"
+  write_mod "$here/kube" egressd.local/tests/k8s/kube "$kmod" "$staging" \
+    "k8s.io/kubernetes/cmd/kube-apiserver@$KUBE_VERSION" \
+    "k8s.io/kubernetes/cmd/kubectl@$KUBE_VERSION" \
+    "k8s.io/kubernetes/cmd/kube-controller-manager@$KUBE_VERSION" \
+    "k8s.io/kubernetes/cmd/kube-scheduler@$KUBE_VERSION" \
+    "k8s.io/kubernetes/cmd/kubelet@$KUBE_VERSION" \
+    "k8s.io/kubernetes/cmd/kube-proxy@$KUBE_VERSION"
+fi
 
-# CoreDNS's main package is its module root; its go.mod has no local
-# replaces, so the wrapper only repeats its go line.
-cmod="$(modfile github.com/coredns/coredns "$COREDNS_VERSION")"
-echo "gen-gomod: coredns $COREDNS_VERSION"
-mkdir -p "$here/coredns"
-write_mod "$here/coredns" egressd.local/tests/k8s/coredns "$cmod" "$COREDNS_VERSION" \
-  "github.com/coredns/coredns@$COREDNS_VERSION"
+if want etcd "$@"; then
+  emod="$(modfile go.etcd.io/etcd/server/v3 "$ETCD_VERSION") $(modfile go.etcd.io/etcd/etcdctl/v3 "$ETCD_VERSION")"
+  echo "gen-gomod: etcd $ETCD_VERSION"
+  write_mod "$here/etcd" egressd.local/tests/k8s/etcd "$emod" "$ETCD_VERSION" \
+    "go.etcd.io/etcd/server/v3@$ETCD_VERSION" \
+    "go.etcd.io/etcd/etcdctl/v3@$ETCD_VERSION"
+fi
+
+# CoreDNS is built from our own main package (coredns/main.go) that imports
+# only the plugins the cluster's Corefile uses, not upstream's main, which
+# imports all of them. Its go.mod has no local replaces, so the wrapper only
+# repeats its go line, requires the pinned version, and lets `go mod tidy`
+# add what main.go's imports need. The sha256 of main.go is recorded in
+# go.mod: build.sh regenerates when the plugin list (and so the needed
+# go.sum lines) changes.
+if want coredns "$@"; then
+  cmod="$(modfile github.com/coredns/coredns "$COREDNS_VERSION")"
+  echo "gen-gomod: coredns $COREDNS_VERSION"
+  write_mod "$here/coredns" egressd.local/tests/k8s/coredns "$cmod" "$COREDNS_VERSION"
+  (cd "$here/coredns" && "$GO" get "github.com/coredns/coredns@$COREDNS_VERSION" &&
+    "$GO" mod tidy)
+  sum="$(sha256sum "$here/coredns/main.go" | cut -c1-16)"
+  sed -i "2a // main.go sha256 $sum" "$here/coredns/go.mod"
+fi
