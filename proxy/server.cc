@@ -37,6 +37,9 @@ constexpr size_t kMaxCandidates = 8;
 constexpr size_t kMaxResponseHead = size_t{64} * 1024;
 // Bytes moved per read or write call while relaying.
 constexpr size_t kMaxSingleIo = size_t{64} * 1024;
+// Top-up reads per read callback of a tunnel, at most (a bulk tunnel then
+// yields the loop to the others every relay_high_water * this bytes).
+constexpr int kTopUpsPerWakeup = 4;
 // Bytes of a chunked body scanned per step (pullup makes them contiguous).
 constexpr size_t kChunkScanStep = size_t{16} * 1024;
 
@@ -654,18 +657,26 @@ struct ProxyServer::Connection {
     evbuffer* input = bufferevent_get_input(from);
     evbuffer* output = bufferevent_get_output(to);
     size_t length = evbuffer_get_length(input);
+    if (length == 0) return;  // nothing came: no top-up (it would reserve a chain)
     evbuffer_add_buffer(output, input);
-    const TopUp topUp = topUpFromSocket(from, output);
-    length += topUp.bytes;
-    if (length > 0) {
-      lastActivity = std::chrono::steady_clock::now();
-      (towardUpstream ? counters().bytesToUpstream : counters().bytesToClient)
-          .fetch_add(length, std::memory_order_relaxed);
-      // Written now rather than on the next loop pass: one pass per
-      // buffer instead of two. What the socket does not take waits for
-      // its write event, as before; errors surface there too.
+    TopUp topUp;
+    for (int pass = 0; pass < kTopUpsPerWakeup && topUp.end == 0; ++pass) {
+      const size_t queued = evbuffer_get_length(output);
+      topUp = topUpFromSocket(from, output);
+      length += topUp.bytes;
+      // Written now rather than on the next loop pass. What the socket does
+      // not take waits for its write event, as before; errors surface there.
       evbuffer_write_atmost(output, bufferevent_getfd(to), static_cast<ev_ssize_t>(kMaxSingleIo));
+      // Another round only while the socket filled all the room and the
+      // other side took everything.
+      if (topUp.bytes == 0 || queued + topUp.bytes < options().relayHighWater ||
+          evbuffer_get_length(output) != 0) {
+        break;
+      }
     }
+    lastActivity = std::chrono::steady_clock::now();
+    (towardUpstream ? counters().bytesToUpstream : counters().bytesToClient)
+        .fetch_add(length, std::memory_order_relaxed);
     if (topUp.end != 0) {
       // The socket said EOF or failed during the top-up: libevent would
       // see it on its next read, report it the same way now.
