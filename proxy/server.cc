@@ -7,6 +7,7 @@
 #include <netinet/tcp.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -36,6 +37,9 @@ constexpr size_t kMaxCandidates = 8;
 constexpr size_t kMaxResponseHead = size_t{64} * 1024;
 // Bytes moved per read or write call while relaying.
 constexpr size_t kMaxSingleIo = size_t{64} * 1024;
+// Top-up reads per read callback of a tunnel, at most (a bulk tunnel then
+// yields the loop to the others every relay_high_water * this bytes).
+constexpr int kTopUpsPerWakeup = 4;
 // Bytes of a chunked body scanned per step (pullup makes them contiguous).
 constexpr size_t kChunkScanStep = size_t{16} * 1024;
 
@@ -646,20 +650,88 @@ struct ProxyServer::Connection {
     }
   }
 
-  // Moves what `from` has read into `to`'s output; stops reading `from`
-  // while `to` has a relay buffer's worth queued (bounded memory).
+  // Moves what `from` has read into `to`'s output, tops it up straight
+  // from `from`'s socket and writes what it can at once; stops reading
+  // `from` while `to` has a relay buffer's worth queued (bounded memory).
   void relay(bufferevent* from, bufferevent* to, bool towardUpstream) {
     evbuffer* input = bufferevent_get_input(from);
-    const size_t length = evbuffer_get_length(input);
-    if (length == 0) return;
+    evbuffer* output = bufferevent_get_output(to);
+    size_t length = evbuffer_get_length(input);
+    if (length == 0) return;  // nothing came: no top-up (it would reserve a chain)
+    evbuffer_add_buffer(output, input);
+    TopUp topUp;
+    for (int pass = 0; pass < kTopUpsPerWakeup && topUp.end == 0; ++pass) {
+      const size_t queued = evbuffer_get_length(output);
+      topUp = topUpFromSocket(from, output);
+      length += topUp.bytes;
+      // Written now rather than on the next loop pass. What the socket does
+      // not take waits for its write event, as before; errors surface there.
+      evbuffer_write_atmost(output, bufferevent_getfd(to), static_cast<ev_ssize_t>(kMaxSingleIo));
+      // Another round only while the socket filled all the room and the
+      // other side took everything.
+      if (topUp.bytes == 0 || queued + topUp.bytes < options().relayHighWater ||
+          evbuffer_get_length(output) != 0) {
+        break;
+      }
+    }
     lastActivity = std::chrono::steady_clock::now();
     (towardUpstream ? counters().bytesToUpstream : counters().bytesToClient)
         .fetch_add(length, std::memory_order_relaxed);
-    evbuffer_add_buffer(bufferevent_get_output(to), input);
-    if (evbuffer_get_length(bufferevent_get_output(to)) >= options().relayHighWater) {
+    if (topUp.end != 0) {
+      // The socket said EOF or failed during the top-up: libevent would
+      // see it on its next read, report it the same way now.
+      bufferevent_disable(from, EV_READ);
+      (towardUpstream ? onClientEvent : onUpstreamEvent)(
+          from, static_cast<short>(BEV_EVENT_READING | topUp.end), this);
+      return;
+    }
+    if (evbuffer_get_length(output) >= options().relayHighWater) {
       bufferevent_disable(from, EV_READ);
       bufferevent_setwatermark(to, EV_WRITE, options().relayHighWater / 2, 0);
     }
+  }
+
+  struct TopUp {
+    size_t bytes = 0;
+    short end = 0;  // BEV_EVENT_EOF or BEV_EVENT_ERROR when the socket ended
+  };
+
+  // libevent 2.1 reads at most 4 KiB per call into a bufferevent
+  // (EVBUFFER_MAX_READ in buffer.c), whatever bufferevent_set_max_single_read
+  // says: a bulk tunnel then costs a loop pass (epoll_wait, FIONREAD, readv,
+  // writev) per 4 KiB. One readv here moves up to the free room below the
+  // relay high-water mark, straight into the other side's output.
+  TopUp topUpFromSocket(bufferevent* from, evbuffer* output) {
+    TopUp result;
+    const size_t queued = evbuffer_get_length(output);
+    if (queued >= options().relayHighWater) return result;
+    const size_t room = std::min(options().relayHighWater - queued, kMaxSingleIo);
+    evbuffer_iovec vecs[2];
+    const int count = evbuffer_reserve_space(output, static_cast<ev_ssize_t>(room), vecs, 2);
+    if (count <= 0) return result;
+    iovec io[2];
+    size_t wanted = room;
+    for (int i = 0; i < count; ++i) {
+      io[i].iov_base = vecs[i].iov_base;
+      io[i].iov_len = std::min(vecs[i].iov_len, wanted);
+      wanted -= io[i].iov_len;
+    }
+    const ssize_t n = ::readv(bufferevent_getfd(from), io, count);
+    if (n <= 0) {
+      evbuffer_commit_space(output, vecs, 0);
+      if (n == 0) result.end = BEV_EVENT_EOF;
+      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) result.end = BEV_EVENT_ERROR;
+      return result;
+    }
+    size_t left = static_cast<size_t>(n);
+    int used = 0;
+    for (; used < count && left > 0; ++used) {
+      vecs[used].iov_len = std::min(io[used].iov_len, left);
+      left -= vecs[used].iov_len;
+    }
+    evbuffer_commit_space(output, vecs, used);
+    result.bytes = static_cast<size_t>(n);
+    return result;
   }
 
   void halfClose(bufferevent* to) {

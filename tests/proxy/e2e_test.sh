@@ -40,6 +40,7 @@ spec:
   - metadata.example.com:443
   - private.example.com:80
   - $E2E_IP4_WWW_EXAMPLE_ORG/32:8080
+  - $E2E_IP4_WWW_EXAMPLE_ORG/32:9099
 EOF
 cat > "$dir/rules/temp.yaml" << EOF
 apiVersion: zalando.org/v1
@@ -94,6 +95,15 @@ time.sleep(3)" &
 marked() { in_gw ss -tnie "dst $E2E_IP4_WWW_EXAMPLE_ORG:8080" | grep -q 'fwmark:0x400000'; }
 expect_ok "the proxy's upstream sockets carry the bypass mark (never queued by egressd's chain)" wait_until 25 marked
 wait
+# A tunnel carries bulk data both ways intact and passes a half-close on:
+# 32 MiB up, the client's FIN, then the server's digest of what it got and
+# 32 MiB down (bytes are moved in 64 KiB reads, past libevent's 4 KiB ones).
+setsid ip netns exec "$E2E_NS_INET" "$py" "$client" bulk-server 9099 32 > "$E2E_LOGS/bulk-server.log" 2>&1 < /dev/null &
+echo $! > "$E2E_PIDS/bulk-server.pid"
+disown $!
+wait_until 50 grep -q listening "$E2E_LOGS/bulk-server.log"
+expect_match "a tunnel relays 32 MiB each way intact, across the client's half-close" '^up ok, down ok' \
+  "$(in_pod "$py" "$client" bulk "$proxy" "$E2E_IP4_WWW_EXAMPLE_ORG:9099" 32)"
 expect_ok "allowed requests are logged as proxy.request allow" \
   wait_until 20 logged "event=proxy.request .*target=api.example.com:443 .*method=CONNECT verdict=allow reason=name_allowed rulesets=team-a/app"
 expect_ok "the address connected to became a binding (the transparent path agrees)" \

@@ -14,10 +14,19 @@
   proxy_client.py slowloris PROXY SECONDS    a request head dribbled out one
                                              line every 0.5 s; prints what the
                                              proxy answered and after how long
+  proxy_client.py bulk-server PORT MIB       (in the internet namespace) per
+                                             connection: read to EOF, answer
+                                             the SHA-256 of what came, then
+                                             MIB MiB of seeded bytes, close
+  proxy_client.py bulk PROXY TARGET MIB      CONNECT TARGET, send MIB MiB,
+                                             half-close, check both digests
 PROXY is host:port. Each prints one result line; the shell judges it.
 """
 import asyncio
+import hashlib
 import os
+import random
+import threading
 import resource
 import socket
 import ssl
@@ -161,6 +170,67 @@ def cmd_slowloris(proxy, seconds):
     print(f"still open after {seconds}s")
 
 
+def seeded(seed, mib):
+    """MIB MiB of bytes both ends can regenerate: a change shows in the digest."""
+    rng = random.Random(seed)
+    for _ in range(mib * 16):
+        yield rng.randbytes(65536)
+
+
+def cmd_bulk_server(port, mib):
+    def serve(conn):
+        with conn:
+            digest = hashlib.sha256()
+            while True:
+                data = conn.recv(1 << 20)
+                if not data:
+                    break
+                digest.update(data)
+            conn.sendall(digest.hexdigest().encode() + b"\n")
+            for block in seeded(2, int(mib)):
+                conn.sendall(block)
+
+    listener = socket.create_server(("0.0.0.0", int(port)), reuse_port=True)
+    print("listening", flush=True)
+    while True:
+        conn, _ = listener.accept()
+        threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+
+def cmd_bulk(proxy, target, mib):
+    start = time.time()
+    sock = socket.create_connection(split(proxy), timeout=30)
+    sock.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        data = sock.recv(1)
+        if not data:
+            print("closed before the CONNECT answer")
+            return
+        head += data
+    if not head.startswith(b"HTTP/1.1 200"):
+        print(head.split(b"\r\n")[0].decode("latin-1"))
+        return
+    sent = hashlib.sha256()
+    for block in seeded(1, int(mib)):
+        sock.sendall(block)
+        sent.update(block)
+    sock.shutdown(socket.SHUT_WR)  # the server answers only after this EOF
+    received = bytearray()
+    while True:
+        data = sock.recv(1 << 20)
+        if not data:
+            break
+        received += data
+    line, _, rest = bytes(received).partition(b"\n")
+    expected = hashlib.sha256()
+    for block in seeded(2, int(mib)):
+        expected.update(block)
+    up = "up ok" if line.decode("latin-1") == sent.hexdigest() else f"up differs ({line[:16]!r})"
+    down = "down ok" if hashlib.sha256(rest).hexdigest() == expected.hexdigest() else f"down differs ({len(rest)} bytes)"
+    print(f"{up}, {down} in {time.time() - start:.1f}s")
+
+
 if __name__ == "__main__":
     commands = {
         "raw": cmd_raw,
@@ -169,5 +239,7 @@ if __name__ == "__main__":
         "keepalive": cmd_keepalive,
         "tunnels": cmd_tunnels,
         "slowloris": cmd_slowloris,
+        "bulk-server": cmd_bulk_server,
+        "bulk": cmd_bulk,
     }
     commands[sys.argv[1]](*sys.argv[2:])
