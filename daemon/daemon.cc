@@ -358,9 +358,10 @@ bool Daemon::startProxy(std::string& error) {
       return std::find(intercepted.begin(), intercepted.end(), address) == intercepted.end();
     });
     if (own == bound.end()) {
-      error = "proxy.listen is set but every dns.listen address is in dns.intercept, which egressd's own "
-              "queries do not reach (they go to CoreDNS): add a listener for the proxy, e.g. \"127.0.0.1:53\" "
-              "in dns.listen";
+      error =
+          "proxy.listen is set but every dns.listen address is in dns.intercept, which egressd's own "
+          "queries do not reach (they go to CoreDNS): add a listener for the proxy, e.g. \"127.0.0.1:53\" "
+          "in dns.listen";
       return false;
     }
     options.resolver = *own;
