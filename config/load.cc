@@ -761,7 +761,7 @@ std::optional<common::SocketAddress> parseProxyListen(std::string_view text, std
 void readProxy(Section& section, ProxyConfig& proxy) {
   readArray<common::SocketAddress>(section, "listen", "strings",
                                    fromString<common::SocketAddress>(parseProxyListen), proxy.listen);
-  readCount(section, "max_head_bytes", 1024, 1024 * 1024, proxy.maxHeadBytes);
+  readCount(section, "max_head_bytes", 1024, int64_t{1024} * 1024, proxy.maxHeadBytes);
   readCount(section, "max_connections", 1, 1'000'000, proxy.maxConnections);
   readDuration(section, "header_timeout", std::chrono::milliseconds(100), std::chrono::minutes(10),
                proxy.headerTimeout);
