@@ -162,15 +162,15 @@ done
 
 step "an ordinary pod: no proxy, the cluster's default DNS"
 kc -n egressd-test create configmap test-ca --from-file=ca.pem="$EGRESSD_K8S_TEST_CA" > /dev/null
-kc apply -f - > /dev/null << EOF || fail "client pod refused"
-apiVersion: v1
-kind: Pod
-metadata:
-  name: client
-  namespace: egressd-test
-  # The transparent path alone: the injection webhook leaves this pod
-  # without proxy variables (docs/injection.md); "proxied" below gets them.
-  labels: {egressd.io/inject: disabled}
+# A test client pod (curl and the test CA) named $1 in egressd-test; the
+# rest of the arguments are YAML lines added under its metadata.
+apply_client_pod() {
+  local name=$1
+  shift
+  {
+    printf 'apiVersion: v1\nkind: Pod\nmetadata:\n  name: %s\n  namespace: egressd-test\n' "$name"
+    printf '  %s\n' "$@"
+    cat << EOF
 spec:
   terminationGracePeriodSeconds: 1
   containers:
@@ -183,6 +183,11 @@ spec:
   - name: test-ca
     configMap: {name: test-ca}
 EOF
+  } | kc apply -f - > /dev/null
+}
+# The transparent path alone: the injection webhook leaves this pod without
+# proxy variables (docs/injection.md); "proxied" below gets them.
+apply_client_pod client 'labels: {egressd.io/inject: disabled}' || fail "client pod refused"
 kc -n egressd-test wait --for=condition=Ready pod/client --timeout=120s > /dev/null ||
   fatal "client pod not Ready: $(kc -n egressd-test describe pod client 2>&1 | tail -n 10)"
 in_pod() { kc -n egressd-test exec client -- "$@"; }
@@ -251,24 +256,7 @@ node_ip="$(kc get node -o jsonpath='{.items[0].status.addresses[?(@.type=="Inter
 proxied_env=""
 for _ in $(seq 20); do # the API server may need a moment for the new caBundle
   kc -n egressd-test delete pod proxied --now --ignore-not-found > /dev/null 2>&1
-  kc apply -f - > /dev/null << EOF || fail "proxied pod refused"
-apiVersion: v1
-kind: Pod
-metadata:
-  name: proxied
-  namespace: egressd-test
-spec:
-  terminationGracePeriodSeconds: 1
-  containers:
-  - name: client
-    image: $client_image
-    imagePullPolicy: Never
-    volumeMounts:
-    - {name: test-ca, mountPath: /test-ca, readOnly: true}
-  volumes:
-  - name: test-ca
-    configMap: {name: test-ca}
-EOF
+  apply_client_pod proxied || fail "proxied pod refused"
   proxied_env="$(kc -n egressd-test get pod proxied -o jsonpath='{.spec.containers[0].env[?(@.name=="HTTPS_PROXY")].value}')"
   [[ -n "$proxied_env" ]] && break
   sleep 1
