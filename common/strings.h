@@ -26,6 +26,31 @@ constexpr bool equalsIgnoreCase(std::string_view a, std::string_view b) noexcept
   return true;
 }
 
+// RFC 9110 section 5.6.2: tchar, the bytes of HTTP methods and field names.
+constexpr bool isHttpTokenChar(char c) noexcept {
+  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
+  switch (c) {
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '.':
+    case '^':
+    case '_':
+    case '`':
+    case '|':
+    case '~':
+      return true;
+    default:
+      return false;
+  }
+}
+
 constexpr std::string_view trimAscii(std::string_view s) noexcept {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r' || s.front() == '\n')) {
     s.remove_prefix(1);

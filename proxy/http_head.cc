@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "common/ip_address.h"
+#include "common/strings.h"
 
 namespace proxy {
 
@@ -14,37 +15,8 @@ std::string_view asText(std::span<const uint8_t> bytes) noexcept {
   return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
 }
 
-char lower(char c) noexcept {
-  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
-}
-
-// tchar (RFC 9110 section 5.6.2): the bytes of methods and field names.
-bool isTchar(char c) noexcept {
-  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
-  switch (c) {
-    case '!':
-    case '#':
-    case '$':
-    case '%':
-    case '&':
-    case '\'':
-    case '*':
-    case '+':
-    case '-':
-    case '.':
-    case '^':
-    case '_':
-    case '`':
-    case '|':
-    case '~':
-      return true;
-    default:
-      return false;
-  }
-}
-
 bool isToken(std::string_view text) noexcept {
-  return !text.empty() && std::all_of(text.begin(), text.end(), isTchar);
+  return !text.empty() && std::all_of(text.begin(), text.end(), common::isHttpTokenChar);
 }
 
 // field-value bytes (RFC 9110 section 5.5): VCHAR, obs-text, SP, HTAB.
@@ -249,11 +221,7 @@ std::string_view parseStatusName(ParseStatus status) noexcept {
 }
 
 bool fieldIs(std::string_view field, std::string_view name) noexcept {
-  if (field.size() != name.size()) return false;
-  for (size_t i = 0; i < field.size(); ++i) {
-    if (lower(field[i]) != lower(name[i])) return false;
-  }
-  return true;
+  return common::equalsIgnoreCase(field, name);
 }
 
 bool parseAuthority(std::string_view text, bool portRequired, uint16_t defaultPort, Authority& out,

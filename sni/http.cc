@@ -1,5 +1,6 @@
 #include "sni/http.h"
 
+#include "common/strings.h"
 #include "sni/host_name.h"
 
 namespace sni {
@@ -11,44 +12,6 @@ constexpr size_t kMaxMethodBytes = 24;
 // RFC 9112 §2.2: a server SHOULD ignore at least one empty line before the
 // request-line; two are tolerated, more is not HTTP.
 constexpr size_t kMaxLeadingEmptyLines = 2;
-
-// RFC 9110 §5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" /
-// "-" / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA
-constexpr bool isTchar(uint8_t c) noexcept {
-  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
-  switch (c) {
-    case '!':
-    case '#':
-    case '$':
-    case '%':
-    case '&':
-    case '\'':
-    case '*':
-    case '+':
-    case '-':
-    case '.':
-    case '^':
-    case '_':
-    case '`':
-    case '|':
-    case '~':
-      return true;
-    default:
-      return false;
-  }
-}
-
-constexpr char lower(char c) noexcept {
-  return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c;
-}
-
-bool equalsIgnoreCase(std::string_view a, std::string_view b) noexcept {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (lower(a[i]) != lower(b[i])) return false;
-  }
-  return true;
-}
 
 HttpRequestResult status(ParseStatus s, MalformedReason reason = MalformedReason::None) noexcept {
   HttpRequestResult r;
@@ -146,7 +109,7 @@ HttpRequestResult parseHttpRequest(std::span<const uint8_t> in) noexcept {
   // RFC 9112 §3: request-line = method SP request-target SP HTTP-version CRLF,
   // single SPs (the "MAY parse on whitespace" leniency is not taken).
   const size_t methodStart = pos;
-  while (pos < n && isTchar(in[pos])) {
+  while (pos < n && common::isHttpTokenChar(static_cast<char>(in[pos]))) {
     if (pos - methodStart == kMaxMethodBytes) return status(ParseStatus::NotThisProtocol);
     ++pos;
   }
@@ -203,7 +166,7 @@ HttpRequestResult parseHttpRequest(std::span<const uint8_t> in) noexcept {
     if (in[pos] == ' ' || in[pos] == '\t')
       return status(ParseStatus::Malformed, MalformedReason::HttpObsFold);
     const size_t nameStart = pos;
-    while (pos < n && isTchar(in[pos])) ++pos;
+    while (pos < n && common::isHttpTokenChar(static_cast<char>(in[pos]))) ++pos;
     if (pos >= n) return needMore(in);
     if (in[pos] == ' ' || in[pos] == '\t') {
       // §5.1: "No whitespace is allowed between the field name and colon";
@@ -227,7 +190,7 @@ HttpRequestResult parseHttpRequest(std::span<const uint8_t> in) noexcept {
     size_t valueEnd = pos;
     while (valueEnd > valueStart && (in[valueEnd - 1] == ' ' || in[valueEnd - 1] == '\t')) --valueEnd;
     pos += 2;
-    if (equalsIgnoreCase(name, "host")) {
+    if (common::equalsIgnoreCase(name, "host")) {
       // RFC 9112 §3.2: a request with more than one Host line MUST be refused.
       if (result.hasHostHeader) return status(ParseStatus::Malformed, MalformedReason::HttpDuplicateHost);
       result.hasHostHeader = true;
@@ -259,9 +222,9 @@ HttpRequestResult parseHttpRequest(std::span<const uint8_t> in) noexcept {
   } else {
     // §3.2.2 absolute-form; only the http and https schemes (RFC 9110 §4.2).
     size_t schemeEnd = 0;
-    if (target.size() > 7 && equalsIgnoreCase(target.substr(0, 7), "http://")) {
+    if (target.size() > 7 && common::equalsIgnoreCase(target.substr(0, 7), "http://")) {
       schemeEnd = 7;
-    } else if (target.size() > 8 && equalsIgnoreCase(target.substr(0, 8), "https://")) {
+    } else if (target.size() > 8 && common::equalsIgnoreCase(target.substr(0, 8), "https://")) {
       schemeEnd = 8;
     } else {
       return status(ParseStatus::Malformed, MalformedReason::HttpTarget);
@@ -290,7 +253,7 @@ HttpRequestResult parseHttpRequest(std::span<const uint8_t> in) noexcept {
     // server then uses the target (§3.2.2); refusing a mismatch keeps us from
     // reading a different name than the server acts on.
     if (result.hasHostHeader &&
-        (!equalsIgnoreCase(fromHost.host, fromTarget.host) || fromHost.port != fromTarget.port))
+        (!common::equalsIgnoreCase(fromHost.host, fromTarget.host) || fromHost.port != fromTarget.port))
       return status(ParseStatus::Malformed, MalformedReason::HttpHostMismatch);
     result.host = fromTarget.host;
     result.port = fromTarget.port;
