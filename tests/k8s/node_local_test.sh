@@ -289,6 +289,21 @@ step "kubectl apply of a new rule set opens a refused name; delete closes it"
 # 20 and reports p50/p99). Each time runs from the API call to the first
 # curl (through kubectl exec, which adds its own round trip) that succeeds.
 opened_all=() closed_all=()
+# ms_until PATTERN URL: curl URL in the pod every 0.1 s until its
+# "exit=N body" matches PATTERN; prints the ms since $t0 (nothing after
+# 30 s, when the last output goes to $work/ms_until.last for the message).
+ms_until() {
+  while (($(now_ms) - t0 < 30000)); do
+    out="$(curl_pod "$2")"
+    # shellcheck disable=SC2053 # PATTERN is a glob on purpose
+    if [[ "$out" == $1 ]]; then
+      echo $(($(now_ms) - t0))
+      return
+    fi
+    sleep 0.1
+  done
+  echo "$out" > "$work/ms_until.last"
+}
 for round in $(seq "${EGRESSD_NODE_LOCAL_CHANGES:-1}"); do
   t0=$(now_ms)
   kc -n egressd-test apply -f - > /dev/null << 'EOF' || fail "rule set other-https refused"
@@ -300,30 +315,14 @@ spec:
   targets:
   - other.example.com:443
 EOF
-  opened=""
-  while (($(now_ms) - t0 < 30000)); do
-    out="$(curl_pod https://other.example.com/)"
-    if [[ "$out" == "exit=0 vhost=other.example.com"* ]]; then
-      opened=$(($(now_ms) - t0))
-      break
-    fi
-    sleep 0.1
-  done
+  opened="$(ms_until "exit=0 vhost=other.example.com*" https://other.example.com/)"
   [[ -n "$opened" ]] && ok "round $round: apply -> first successful connection in $opened ms (through kubectl exec)" ||
-    fail "round $round: other.example.com still refused 30 s after apply: $out"
+    fail "round $round: other.example.com still refused 30 s after apply: $(cat "$work/ms_until.last")"
   t0=$(now_ms)
   kc -n egressd-test delete ers other-https > /dev/null || fail "delete other-https"
-  closed=""
-  while (($(now_ms) - t0 < 30000)); do
-    out="$(curl_pod https://other.example.com/)"
-    if [[ "$out" == "exit=6 "* ]]; then
-      closed=$(($(now_ms) - t0))
-      break
-    fi
-    sleep 0.1
-  done
+  closed="$(ms_until "exit=6 *" https://other.example.com/)"
   [[ -n "$closed" ]] && ok "round $round: delete -> the name no longer resolves in $closed ms" ||
-    fail "round $round: other.example.com still resolves 30 s after delete: $out"
+    fail "round $round: other.example.com still resolves 30 s after delete: $(cat "$work/ms_until.last")"
   opened_all+=("${opened:-?}") closed_all+=("${closed:-?}")
 done
 out="$(curl_pod --resolve other.example.com:443:203.0.113.11 https://other.example.com/)"
