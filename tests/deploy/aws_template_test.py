@@ -9,7 +9,10 @@ itself is taken to be the nodes' (fail closed), and each must be either
   - DNS/proxy ports to the gateways' security group;
 0.0.0.0/0, ::/0, any IPv6 range, prefix lists (public AWS ranges),
 literal or computed CIDRs, other groups and conditional values are refused.
-VpcCidr's AllowedPattern must refuse ranges larger than a VPC can be.
+VpcCidr's AllowedPattern must refuse ranges larger than a VPC can be, and
+the other groups the template creates (the load balancer's) must state
+their egress inline (replacing the default allow-all) within the VPC or
+toward the template's groups.
 
 Also: the rules the nodes need exist (the promise is not kept by having no
 rules), the gateway's egressd.toml in the user data passes
@@ -157,6 +160,17 @@ def promise_problems(template):
             src = p.get("SourceSecurityGroupId")
             if not (src == {"Ref": "NodeSecurityGroupId"} or refers_to(src, own - {GATEWAY_GROUP})):
                 out.append(f"{name}: gateway ingress from {p} (only the nodes' or the load balancer's group)")
+    # Every other group the template creates (the load balancer's) states
+    # its egress inline, which replaces a new group's default allow-all,
+    # and reaches no further than the VPC or a group of the template.
+    for name in sorted(own - {GATEWAY_GROUP}):
+        egress = template["Resources"][name].get("Properties", {}).get("SecurityGroupEgress")
+        if not egress:
+            out.append(f"{name}: no inline SecurityGroupEgress, so it keeps the default allow-all egress")
+            continue
+        for rule in egress:
+            if not (rule.get("CidrIp") == {"Ref": VPC_PARAM} or refers_to(rule.get("DestinationSecurityGroupId"), own)):
+                out.append(f"{name}: egress {rule} reaches beyond the VPC and the template's groups")
     if template["Resources"].get(GATEWAY_GROUP, {}).get("Properties", {}).get("SecurityGroupIngress"):
         out.append(f"{GATEWAY_GROUP}: inline ingress rules (not checked; use SecurityGroupIngress resources)")
     return out
@@ -256,6 +270,13 @@ def mutations(template):
     t = copy.deepcopy(template)
     t["Parameters"][VPC_PARAM]["AllowedPattern"] = r"^[0-9./]+$"
     yield "VpcCidr accepting 0.0.0.0/0", "accepts '0.0.0.0/0'", t
+    t = copy.deepcopy(template)
+    del t["Resources"]["LoadBalancerSecurityGroup"]["Properties"]["SecurityGroupEgress"]
+    yield "load balancer group with the default egress", "keeps the default allow-all", t
+    t = copy.deepcopy(template)
+    t["Resources"]["LoadBalancerSecurityGroup"]["Properties"]["SecurityGroupEgress"].append(
+        {"IpProtocol": "-1", "CidrIp": "0.0.0.0/0"})
+    yield "load balancer group open to the world", "reaches beyond the VPC", t
     t = copy.deepcopy(template)
     del t["Resources"]["NodesEgressVpc"]
     yield "no VPC rule", "no egress rule of the nodes' group to !Ref", t
