@@ -305,6 +305,10 @@ failover sigkill
 failover linkdown
 
 step "DNS failover through dnsdist (gateway 1's link down)"
+# dnsdist has no state query without a console key: its log says when it
+# marks a server up or down.
+dnsdist_up() { grep "Marking downstream gw$1 " "$DMZ_DIR/logs/dnsdist.log" | tail -1 | grep -q "'up'"; }
+dmz_wait "dnsdist: gw1 up" 100 dnsdist_up 1 || fail "dnsdist did not mark gw1 up again"
 t_kill=$(now_ms)
 ip -n "$(dmz_ns vpc)" link set gw1 down
 dns_fail=0 dns_last=0 dns_total=0
@@ -315,6 +319,7 @@ while (($(now_ms) - t_kill < 5000)); do
   if [[ "$r" != 203.0.113.10 ]]; then dns_fail=$((dns_fail + 1)); dns_last=$(($(now_ms) - t_kill)); fi
   sleep 0.1
 done
+dnsdist_up 1 && fail "dnsdist never marked gw1 down" || ok "dnsdist marked gw1 down"
 ip -n "$(dmz_ns vpc)" link set gw1 up
 echo "DMZ_RESULT failover=dns-linkdown failed_queries=$dns_fail of=$dns_total gap_ms=$dns_last"
 if ((dns_last <= 3000)); then
