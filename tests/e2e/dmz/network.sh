@@ -80,11 +80,14 @@ dmz_link() { # ROUTER_IF ROLE ROUTER_ADDR/LEN PEER_ADDR/LEN: a veth router<->ROL
 }
 
 dmz_up() { # DIR
+  dmz_gc
   DMZ_DIR="$(cd "$1" && pwd)"
   DMZ_ID="$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
-  mkdir -p "$DMZ_DIR/logs" "$DMZ_DIR/pids" "$DMZ_DIR/inet"
-  # Recorded before anything exists, so dmz_down can undo a partial up.
+  mkdir -p "$DMZ_DIR/logs" "$DMZ_DIR/pids" "$DMZ_DIR/inet" /run/egressd-dmz
+  # Recorded before anything exists, so dmz_down can undo a partial up,
+  # and dmz_gc can remove what a killed run (its owner gone) left behind.
   echo "$DMZ_ID" > "$DMZ_DIR/dmz.id"
+  printf 'owner=%s\ndir=%s\n' "$$" "$DMZ_DIR" > "/run/egressd-dmz/$DMZ_ID"
   local role
   for role in vpc node1 node2 lb gw1 gw2 gw3 inet; do
     ip netns add "$(dmz_ns "$role")"
@@ -349,13 +352,36 @@ dmz_lb_start() { # N...
 
 dmz_down() {
   [ -n "${DMZ_DIR:-}" ] && [ -f "$DMZ_DIR/dmz.id" ] || return 0
-  local role ns pids f
+  local f
   # Forwarders left the gateway namespaces (setns): kill them by pid.
   for f in "$DMZ_DIR"/pids/apifwd-*.pid; do
     [ -f "$f" ] && kill "$(cat "$f")" 2> /dev/null
   done
+  dmz_remove_namespaces "$DMZ_ID"
+  rm -f "$DMZ_DIR/dmz.id" "/run/egressd-dmz/$DMZ_ID"
+}
+
+# Leftovers of runs whose owner process is gone (a test killed by a
+# timeout): their namespaces, and their API forwarders, found by the run's
+# folder on their command line (they live in the host's namespace).
+dmz_gc() {
+  local f id owner dir p
+  for f in /run/egressd-dmz/*; do
+    [ -f "$f" ] || continue
+    id="${f##*/}"
+    owner="$(sed -n 's/^owner=//p' "$f")" dir="$(sed -n 's/^dir=//p' "$f")"
+    if [ -n "$owner" ] && kill -0 "$owner" 2> /dev/null; then continue; fi
+    echo "dmz: removing leftover run $id" >&2
+    for p in $(pgrep -f "nsforward.py .*$dir/" 2> /dev/null); do kill "$p" 2> /dev/null; done
+    dmz_remove_namespaces "$id"
+    rm -f "$f"
+  done
+}
+
+dmz_remove_namespaces() { # ID
+  local role ns pids
   for role in vpc node1 node2 lb gw1 gw2 gw3 inet; do
-    ns="$(dmz_ns "$role")"
+    ns="egressd-dmz-$1-$role"
     [ -e "/run/netns/$ns" ] || continue
     pids="$(ip netns pids "$ns" 2> /dev/null)"
     # shellcheck disable=SC2086 # one argument per pid
@@ -363,7 +389,8 @@ dmz_down() {
   done
   sleep 0.5
   for role in vpc node1 node2 lb gw1 gw2 gw3 inet; do
-    ns="$(dmz_ns "$role")"
+    ns="egressd-dmz-$1-$role"
+    [ -e "/run/netns/$ns" ] || rm -rf "/etc/netns/$ns"
     [ -e "/run/netns/$ns" ] || continue
     pids="$(ip netns pids "$ns" 2> /dev/null)"
     # shellcheck disable=SC2086
@@ -371,5 +398,5 @@ dmz_down() {
     ip netns del "$ns" 2> /dev/null
     rm -rf "/etc/netns/$ns"
   done
-  rm -f "$DMZ_DIR/dmz.id"
+  return 0
 }
