@@ -25,7 +25,7 @@ src="${EGRESSD_SOURCE_DIR:-$(cd "$here/../.." && pwd)}"
 # The binaries under test, in one place: the build tree by default; point
 # EGRESSD_BIN at /usr/bin to test an installed package instead.
 bin="${EGRESSD_BIN:-$src/build/bin}"
-DMZ_EGRESSD="$bin/egressd" DMZ_CONTROLLER="$bin/egress-controller"
+DMZ_EGRESSD="$bin/egressd" DMZ_CONTROLLER="$bin/egress-controller" egressctl="$bin/egressctl"
 
 if [[ "$(id -u)" != 0 ]]; then
   echo "SKIP: needs root (network namespaces)"
@@ -37,7 +37,7 @@ k8s_test_init e2e.dmz
 # shellcheck source=dmz/network.sh
 source "$here/dmz/network.sh"
 
-for b in "$DMZ_EGRESSD" "$DMZ_CONTROLLER"; do [[ -x "$b" ]] || fatal "$b not built"; done
+for b in "$DMZ_EGRESSD" "$DMZ_CONTROLLER" "$egressctl"; do [[ -x "$b" ]] || fatal "$b not built"; done
 for t in haproxy dnsdist jq dig curl python3; do
   command -v "$t" > /dev/null || fatal "$t is needed (scripts/install-deps.sh test)"
 done
@@ -205,6 +205,14 @@ else
 fi
 got="$(via_proxy 1 "$lb_proxy" https://www.example.org/)"
 [[ "$got" == 200 ]] && ok "and through the LB: 200" || fail "www.example.org via LB: $got"
+for n in 1 2; do
+  got="$("$egressctl" explain --config "$DMZ_DIR/gw$n/egressd.toml" www.example.org:443 2>&1)"
+  if [[ $? == 0 && "$got" == *team-a/app* ]]; then
+    ok "egressctl explain on gw$n: $(echo "$got" | head -1)"
+  else
+    fail "egressctl explain www.example.org:443 on gw$n: $got"
+  fi
+done
 
 # failover KIND: KIND is "sigkill" or "linkdown" on gateway 1; then back.
 failover() {
@@ -314,7 +322,8 @@ ip -n "$(dmz_ns vpc)" link set gw1 down
 dns_fail=0 dns_last=0 dns_total=0
 while (($(now_ms) - t_kill < 5000)); do
   t=$(now_ms)
-  r="$(in_node 2 dig +time=1 +tries=1 +short "@$DMZ_LB" api.example.com A)"
+  # As the nodes' resolv.conf has it: 1 s timeout, 2 attempts.
+  r="$(in_node 2 dig +time=1 +tries=2 +short "@$DMZ_LB" api.example.com A)"
   dns_total=$((dns_total + 1))
   if [[ "$r" != 203.0.113.10 ]]; then dns_fail=$((dns_fail + 1)); dns_last=$(($(now_ms) - t_kill)); fi
   sleep 0.1
@@ -323,7 +332,7 @@ dnsdist_up 1 && fail "dnsdist never marked gw1 down" || ok "dnsdist marked gw1 d
 ip -n "$(dmz_ns vpc)" link set gw1 up
 echo "DMZ_RESULT failover=dns-linkdown failed_queries=$dns_fail of=$dns_total gap_ms=$dns_last"
 if ((dns_last <= 3000)); then
-  ok "DNS: $dns_fail of $dns_total queries (1 s timeout, 1 try) failed, the last ${dns_last} ms after the link went down"
+  ok "DNS: $dns_fail of $dns_total lookups (1 s timeout, 2 tries) failed, the last ${dns_last} ms after the link went down"
 else
   fail "DNS via dnsdist still failing ${dns_last} ms after the link went down ($dns_fail of $dns_total)"
 fi
