@@ -185,6 +185,20 @@ in_node 2 getent ahostsv4 other.example.com > /dev/null &&
   fail "node2's resolver resolves other.example.com (no rule)" ||
   ok "node2's own resolver: other.example.com (no rule) does not resolve"
 
+got="$(via_proxy pod1 "$lb_proxy" https://api.example.com/)"
+[[ "$got" == 200 ]] && ok "pod1 (behind node1, masqueraded) -> LB proxy -> https://api.example.com/: 200" ||
+  fail "pod1 through the proxy: $got"
+got="$(via_proxy pod1 "$lb_proxy" https://other.example.com/)"
+[[ "$got" == connect:403 ]] && ok "pod1 -> https://other.example.com/: CONNECT answered 403" ||
+  fail "pod1, denied name: $got"
+before="$(dmz_dropped NODES)"
+got="$(in_node pod1 curl -sS -o /dev/null --cacert "$(ca)" --connect-timeout 1 \
+  --resolve api.example.com:443:203.0.113.10 https://api.example.com/ 2> /dev/null; echo "rc=$?")"
+after="$(dmz_dropped NODES)"
+[[ "$got" == rc=28 ]] && ((after > before)) &&
+  ok "pod1 -> 203.0.113.10:443 directly: timed out, dropped by the nodes' security group" ||
+  fail "pod1 direct: $got, drops $before -> $after"
+
 step "kubectl apply is enforced by both gateways within 1 s"
 for n in 1 2; do
   allowed_on "$n" https://www.example.org/ && fail "www.example.org allowed on gw$n before the apply"

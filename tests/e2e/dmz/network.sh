@@ -3,7 +3,9 @@
 # namespaces with real parts (docs/dmz-simulation.md). Sourced by
 # tests/e2e/dmz_test.sh and bench/dmz/run.sh:
 #
-#   node1  node2          (clients: a node and the pods behind it)
+#   pod1                  (a pod on node1, masqueraded to the node's address)
+#     |
+#   node1  node2          (clients: nodes)
 #      \    /
 #       vpc ---- lb       (router: the security groups are its FORWARD rules;
 #      / | \              lb: HAProxy for the proxy port, dnsdist for DNS,
@@ -47,10 +49,12 @@ DMZ_CHECK_FALL=2 DMZ_CHECK_RISE=2 DMZ_DNS_CHECK_FALL=1
 dmz_die() { echo "dmz: $*" >&2; return 1; }
 dmz_ns() { echo "egressd-dmz-$DMZ_ID-$1"; }
 in_ns() { local ns; ns="$(dmz_ns "$1")"; shift; ip netns exec "$ns" "$@"; }
-# A client on node N: never any proxy variable from the caller.
+# A client on node N (or "pod1": the pod on node 1): never any proxy
+# variable from the caller.
 in_node() {
-  local n=$1; shift
-  ip netns exec "$(dmz_ns "node$n")" env -u http_proxy -u https_proxy -u HTTP_PROXY \
+  local role=node$1; shift
+  [ "$role" = nodepod1 ] && role=pod1
+  ip netns exec "$(dmz_ns "$role")" env -u http_proxy -u https_proxy -u HTTP_PROXY \
     -u HTTPS_PROXY -u all_proxy -u ALL_PROXY -u no_proxy -u NO_PROXY "$@"
 }
 
@@ -89,7 +93,7 @@ dmz_up() { # DIR
   echo "$DMZ_ID" > "$DMZ_DIR/dmz.id"
   printf 'owner=%s\ndir=%s\n' "$$" "$DMZ_DIR" > "/run/egressd-dmz/$DMZ_ID"
   local role
-  for role in vpc node1 node2 lb gw1 gw2 gw3 inet; do
+  for role in vpc node1 node2 pod1 lb gw1 gw2 gw3 inet; do
     ip netns add "$(dmz_ns "$role")"
     ip -n "$(dmz_ns "$role")" link set lo up
   done
@@ -108,10 +112,20 @@ dmz_up() { # DIR
     > "$DMZ_DIR/logs/internet.log" 2>&1 || dmz_die "internet: $(tail -3 "$DMZ_DIR/logs/internet.log")" || return 1
   ip -n "$(dmz_ns inet)" route add "$DMZ_VPC" via 198.51.100.1
   ip -n "$(dmz_ns vpc)" route add 203.0.113.0/24 via 198.51.100.2
+  # A pod on node1, its traffic masqueraded to the node's address (as the
+  # AWS VPC CNI does by default), so the security group judges the node.
+  ip link add pod0 netns "$(dmz_ns node1)" type veth peer name eth0 netns "$(dmz_ns pod1)"
+  ip -n "$(dmz_ns node1)" addr add 10.244.1.1/24 dev pod0
+  ip -n "$(dmz_ns node1)" link set pod0 up
+  ip -n "$(dmz_ns pod1)" addr add 10.244.1.2/24 dev eth0
+  ip -n "$(dmz_ns pod1)" link set eth0 up
+  ip -n "$(dmz_ns pod1)" route add default via 10.244.1.1
+  in_ns node1 sysctl -qw net.ipv4.ip_forward=1
+  in_ns node1 iptables -w -t nat -A POSTROUTING -s 10.244.1.0/24 -o eth0 -j MASQUERADE
   dmz_security_groups
-  mkdir -p "/etc/netns/$(dmz_ns node1)" "/etc/netns/$(dmz_ns node2)"
-  for n in 1 2; do  # the nodes resolve through the load balancer
-    printf 'nameserver %s\noptions timeout:1 attempts:2\n' "$DMZ_LB" > "/etc/netns/$(dmz_ns "node$n")/resolv.conf"
+  for role in node1 node2 pod1; do  # all resolve through the load balancer
+    mkdir -p "/etc/netns/$(dmz_ns "$role")"
+    printf 'nameserver %s\noptions timeout:1 attempts:2\n' "$DMZ_LB" > "/etc/netns/$(dmz_ns "$role")/resolv.conf"
   done
 }
 
@@ -380,7 +394,7 @@ dmz_gc() {
 
 dmz_remove_namespaces() { # ID
   local role ns pids
-  for role in vpc node1 node2 lb gw1 gw2 gw3 inet; do
+  for role in vpc node1 node2 pod1 lb gw1 gw2 gw3 inet; do
     ns="egressd-dmz-$1-$role"
     [ -e "/run/netns/$ns" ] || continue
     pids="$(ip netns pids "$ns" 2> /dev/null)"
@@ -388,7 +402,7 @@ dmz_remove_namespaces() { # ID
     [ -n "$pids" ] && kill -TERM $pids 2> /dev/null
   done
   sleep 0.5
-  for role in vpc node1 node2 lb gw1 gw2 gw3 inet; do
+  for role in vpc node1 node2 pod1 lb gw1 gw2 gw3 inet; do
     ns="egressd-dmz-$1-$role"
     [ -e "/run/netns/$ns" ] || rm -rf "/etc/netns/$ns"
     [ -e "/run/netns/$ns" ] || continue
