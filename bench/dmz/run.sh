@@ -150,6 +150,10 @@ for c, r in runs.items():
                             "cpu_cores_haproxy": round(med(r["cpu_haproxy"]), 3),
                             "machine_busy_fraction": round(med(r["machine_busy"]), 3), "rounds": r}
 t = lambda c: result["configs"][c]["tunnels_per_s_median"]
+for c, r in result["configs"].items():
+    # egressd's CPU per tunnel (both gateways together): what one gateway's
+    # capacity per core would be if the rest of the machine kept up.
+    r["egressd_cpu_ms_per_tunnel"] = round(1000 * (r["cpu_cores_gw1"] + r["cpu_cores_gw2"]) / t(c), 3)
 result["ratios"]["two_vs_one_gateway_tunnels"] = round(t("two") / t("one"), 3)
 result["ratios"]["lb_vs_direct_one_gateway_tunnels"] = round(t("one") / t("gw1"), 3)
 v = result["ratios"]["two_vs_one_gateway_tunnels"]
@@ -157,5 +161,6 @@ result["goals"]["two_vs_one_ge_1_8"] = {"target": 1.8, "value": v, "pass": v >= 
                                         "note": "needs cores for two gateways besides the client, HAProxy and nginx"}
 json.dump(result, open(out, "w"), indent=2, sort_keys=True)
 print(json.dumps({"ratios": result["ratios"], "goals": result["goals"],
-                  "tunnels_per_s": {c: t(c) for c in runs}}, indent=1))
+                  "tunnels_per_s": {c: t(c) for c in runs},
+                  "egressd_cpu_ms_per_tunnel": {c: result["configs"][c]["egressd_cpu_ms_per_tunnel"] for c in runs}}, indent=1))
 PY
