@@ -16,6 +16,10 @@
       are open. OUT gets one line a tunnel: "PORT alive|eof|reset|hung
       END_MS" (eof and reset: the tunnel ended cleanly; hung: no echo and
       no end within 3 s).
+
+  probe.py hastate SOCKET SERVER SECONDS OUT
+      polls HAProxy's runtime API (SOCKET) every 50 ms for SECONDS; OUT gets
+      "MS STATUS" each time the status of SERVER (backend/server) changes.
 """
 import socket
 import ssl
@@ -133,10 +137,44 @@ def hold(proxy, target, count, seconds, out):
         f.write("\n".join(results) + "\n")
 
 
+def haproxy_status(sock_path, backend, server):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sock_path)
+    s.sendall(b"show stat\n")
+    out = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        out += b
+    s.close()
+    for line in out.decode().splitlines():
+        f = line.split(",")
+        if len(f) > 17 and f[0] == backend and f[1] == server:
+            return f[17]
+    return "absent"
+
+
+def hastate(sock_path, server, seconds, out):
+    backend, name = server.split("/", 1)
+    end = time.time() + seconds
+    last = None
+    with open(out, "w") as f:
+        while time.time() < end:
+            st = haproxy_status(sock_path, backend, name)
+            if st != last:
+                f.write(f"{now_ms()} {st}\n")
+                f.flush()
+                last = st
+            time.sleep(0.05)
+
+
 def main():
     a = sys.argv[1:]
     if len(a) == 7 and a[0] == "loop":
         loop(a[1], a[2], a[3], float(a[4]), float(a[5]), a[6])
+    elif len(a) == 5 and a[0] == "hastate":
+        hastate(a[1], a[2], float(a[3]), a[4])
     elif len(a) == 6 and a[0] == "hold":
         hold(a[1], a[2], int(a[3]), float(a[4]), a[5])
     else:
