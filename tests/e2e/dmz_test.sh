@@ -245,6 +245,14 @@ failover() {
   ok "8 tunnels open through the LB: $on1 on gw1, $on2 on gw2"
   probe_py 1 loop "$DMZ_LB:$DMZ_PROXY_PORT" api.example.com:443 "$(ca)" 7 0.1 "$loop_out" &
   loop_pid=$!
+  # Control: one tunnel straight to gw1, no load balancer in between. With
+  # the link down nothing will end it, and the probe must call it hung.
+  local direct_pid=
+  if [[ $kind == linkdown ]]; then
+    probe_py 1 hold "$(dmz_gw_ip 1):$DMZ_PROXY_PORT" ssh.example.com:22 1 9 "$work/hold-direct" \
+      > /dev/null 2>&1 &
+    direct_pid=$!
+  fi
   python3 "$here/dmz/probe.py" hastate "$DMZ_DIR/lb/haproxy.sock" gateways/gw1 6 "$work/state-$kind" &
   local state_pid=$!
   sleep 1.5
@@ -298,6 +306,14 @@ failover() {
     fail "tunnels: $ended ended, $lived alive, $bad wrong (gw1 had $on1, gw2 $on2): $(tr '\n' ';' < "$hold_out")"
   fi
   echo "DMZ_RESULT tunnels=$kind on_dead=$on1 ended_cleanly=$ended last_end_ms=$worst hung=$bad"
+  if [[ -n "$direct_pid" ]]; then
+    wait "$direct_pid"
+    if [[ "$(awk '{print $2}' "$work/hold-direct" 2> /dev/null)" == hung ]]; then
+      ok "control: a tunnel straight to gw1 (no load balancer) hung, as the probe must report it"
+    else
+      fail "control: the direct tunnel to gw1 was '$(cat "$work/hold-direct" 2> /dev/null)', not hung"
+    fi
+  fi
 
   step "gateway 1 comes back after the $kind and takes traffic again"
   local t_back
