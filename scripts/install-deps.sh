@@ -17,6 +17,7 @@ test_pkgs=(
   iproute2 iptables conntrack ipset curl openssl netcat-openbsd
   knot-dnsutils dnsutils unbound tcpdump nginx-light python3 python3-scapy jq
   python3-requests default-jdk-headless python3-venv python3-yaml
+  haproxy dnsdist
 )
 bench_pkgs=(dnsperf wrk squid-openssl python3-matplotlib valgrind time)
 # make image (scripts/image/build.py): apt-get download + dpkg-deb, readelf

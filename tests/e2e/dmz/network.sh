@@ -1,0 +1,416 @@
+# shellcheck shell=bash
+# The central-gateway ("DMZ") shape of docs/deploy.md, simulated in network
+# namespaces with real parts (docs/dmz-simulation.md). Sourced by
+# tests/e2e/dmz_test.sh and bench/dmz/run.sh:
+#
+#   pod1                  (a pod on node1, masqueraded to the node's address)
+#     |
+#   node1  node2          (clients: nodes)
+#      \    /
+#       vpc ---- lb       (router: the security groups are its FORWARD rules;
+#      / | \              lb: HAProxy for the proxy port, dnsdist for DNS,
+#   gw1 gw2 gw3           both health-checking the gateways; the NLB)
+#       |
+#    internet             (tests/e2e/topology.sh's servers: unbound, nginx)
+#
+# Each gateway runs egressd (proxy + DNS, no NFQUEUE: nodes reach the world
+# only through the proxy) and its own egress-controller, whose API
+# connection leaves the gateway namespace through a loopback forwarder
+# (tests/k8s/nsforward.py) to the kube-apiserver of tests/k8s/apiserver.sh.
+#
+#   dmz_up DIR                  namespaces, links, router rules, internet
+#   dmz_gateway_start N         egressd + egress-controller in gateway N
+#   dmz_lb_start N...           HAProxy and dnsdist in front of gateways N...
+#   dmz_down                    everything above (idempotent; for traps)
+#
+# Needs: DMZ_EGRESSD, DMZ_CONTROLLER (binaries), DMZ_KUBECONFIG_TEMPLATE
+# (a kubeconfig of the controller's ServiceAccount; its server is
+# rewritten to each gateway's forwarder) before dmz_gateway_start.
+dmz_lib_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+dmz_src="$(cd "$dmz_lib_dir/../../.." && pwd)"
+
+# ---- addresses --------------------------------------------------------------
+DMZ_VPC=10.80.0.0/16
+DMZ_LB=10.80.10.10          # the "Network Load Balancer" address nodes use
+DMZ_PROXY_PORT=3128
+DMZ_HEALTH_PORT=9153        # egressd's metrics.listen: /readyz
+dmz_node_ip() { echo "10.80.$1.2"; }      # node N
+dmz_gw_ip() { echo "10.80.1$1.2"; }       # gateway N (1..3)
+DMZ_INET_DNS=198.51.100.53  # the internet's resolver (tests/e2e/topology.sh)
+
+# Health checks (docs/dmz-simulation.md): HAProxy checks /readyz every
+# 500 ms (250 ms while a check is failing), 500 ms timeout, down after 2
+# failures, up after 2 successes; dnsdist sends a DNS query every 1 s
+# (its minimum), 500 ms timeout, down after 1 failure (its interval is
+# twice HAProxy's, so one miss already takes as long), up after 2.
+DMZ_CHECK_INTER_MS=500 DMZ_CHECK_FASTINTER_MS=250 DMZ_CHECK_TIMEOUT_MS=500
+DMZ_CHECK_FALL=2 DMZ_CHECK_RISE=2 DMZ_DNS_CHECK_FALL=1
+
+dmz_die() { echo "dmz: $*" >&2; return 1; }
+dmz_ns() { echo "egressd-dmz-$DMZ_ID-$1"; }
+in_ns() { local ns; ns="$(dmz_ns "$1")"; shift; ip netns exec "$ns" "$@"; }
+# A client on node N (or "pod1": the pod on node 1): never any proxy
+# variable from the caller.
+in_node() {
+  local role=node$1; shift
+  [ "$role" = nodepod1 ] && role=pod1
+  ip netns exec "$(dmz_ns "$role")" env -u http_proxy -u https_proxy -u HTTP_PROXY \
+    -u HTTPS_PROXY -u all_proxy -u ALL_PROXY -u no_proxy -u NO_PROXY "$@"
+}
+
+dmz_wait() { # DESC TRIES CMD...: poll every 0.1 s
+  local desc=$1 tries=$2; shift 2
+  for _ in $(seq "$tries"); do "$@" > /dev/null 2>&1 && return 0; sleep 0.1; done
+  dmz_die "timed out waiting for $desc"
+}
+
+# start CMD in namespace ROLE, detached, log DIR/logs/NAME.log, pid DIR/pids/NAME.pid
+dmz_start_in() {
+  local role=$1 name=$2; shift 2
+  setsid ip netns exec "$(dmz_ns "$role")" "$@" > "$DMZ_DIR/logs/$name.log" 2>&1 < /dev/null &
+  echo $! > "$DMZ_DIR/pids/$name.pid"
+  disown $!
+}
+
+dmz_link() { # ROUTER_IF ROLE ROUTER_ADDR/LEN PEER_ADDR/LEN: a veth router<->ROLE
+  local vpc ns
+  vpc="$(dmz_ns vpc)" ns="$(dmz_ns "$2")"
+  ip link add "$1" netns "$vpc" type veth peer name eth0 netns "$ns"
+  ip -n "$vpc" addr add "$3" dev "$1"
+  ip -n "$vpc" link set "$1" up
+  ip -n "$ns" addr add "$4" dev eth0
+  ip -n "$ns" link set eth0 up
+  ip -n "$ns" route add default via "${3%/*}"
+}
+
+dmz_up() { # DIR
+  dmz_gc
+  DMZ_DIR="$(cd "$1" && pwd)"
+  DMZ_ID="$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')"
+  mkdir -p "$DMZ_DIR/logs" "$DMZ_DIR/pids" "$DMZ_DIR/inet" /run/egressd-dmz
+  # Recorded before anything exists, so dmz_down can undo a partial up,
+  # and dmz_gc can remove what a killed run (its owner gone) left behind.
+  echo "$DMZ_ID" > "$DMZ_DIR/dmz.id"
+  printf 'owner=%s\ndir=%s\n' "$$" "$DMZ_DIR" > "/run/egressd-dmz/$DMZ_ID"
+  local role
+  for role in vpc node1 node2 pod1 lb gw1 gw2 gw3 inet; do
+    ip netns add "$(dmz_ns "$role")"
+    ip -n "$(dmz_ns "$role")" link set lo up
+  done
+  in_ns vpc sysctl -qw net.ipv4.ip_forward=1
+  dmz_link node1 node1 10.80.1.1/24 "$(dmz_node_ip 1)/24"
+  dmz_link node2 node2 10.80.2.1/24 "$(dmz_node_ip 2)/24"
+  dmz_link lb0 lb 10.80.10.1/24 "$DMZ_LB/24"
+  local n
+  for n in 1 2 3; do dmz_link "gw$n" "gw$n" "10.80.1$n.1/24" "$(dmz_gw_ip "$n")/24"; done
+  # The internet: tests/e2e/topology.sh's servers on the far side of the
+  # router; it routes the VPC back, and has no default route.
+  ip link add inet0 netns "$(dmz_ns vpc)" type veth peer name eth0 netns "$(dmz_ns inet)"
+  ip -n "$(dmz_ns vpc)" addr add 198.51.100.1/24 dev inet0
+  ip -n "$(dmz_ns vpc)" link set inet0 up
+  "$dmz_src/tests/e2e/topology.sh" internet "$DMZ_DIR" "$(dmz_ns inet)" \
+    > "$DMZ_DIR/logs/internet.log" 2>&1 || dmz_die "internet: $(tail -3 "$DMZ_DIR/logs/internet.log")" || return 1
+  ip -n "$(dmz_ns inet)" route add "$DMZ_VPC" via 198.51.100.1
+  ip -n "$(dmz_ns vpc)" route add 203.0.113.0/24 via 198.51.100.2
+  # A pod on node1, its traffic masqueraded to the node's address (as the
+  # AWS VPC CNI does by default), so the security group judges the node.
+  ip link add pod0 netns "$(dmz_ns node1)" type veth peer name eth0 netns "$(dmz_ns pod1)"
+  ip -n "$(dmz_ns node1)" addr add 10.244.1.1/24 dev pod0
+  ip -n "$(dmz_ns node1)" link set pod0 up
+  ip -n "$(dmz_ns pod1)" addr add 10.244.1.2/24 dev eth0
+  ip -n "$(dmz_ns pod1)" link set eth0 up
+  ip -n "$(dmz_ns pod1)" route add default via 10.244.1.1
+  in_ns node1 sysctl -qw net.ipv4.ip_forward=1
+  in_ns node1 iptables -w -t nat -A POSTROUTING -s 10.244.1.0/24 -o eth0 -j MASQUERADE
+  dmz_security_groups
+  for role in node1 node2 pod1; do  # all resolve through the load balancer
+    mkdir -p "/etc/netns/$(dmz_ns "$role")"
+    printf 'nameserver %s\noptions timeout:1 attempts:2\n' "$DMZ_LB" > "/etc/netns/$(dmz_ns "$role")/resolv.conf"
+  done
+}
+
+# The security groups, as the router's FORWARD chain (policy DROP). Each
+# group's last rule is a counted DROP, read by dmz_dropped.
+#   nodes:    egress only to the load balancer and the gateways, on DNS
+#             (UDP and TCP 53) and the proxy port; nothing else.
+#   lb:       to the gateways on DNS, the proxy port and the health port.
+#   gateways: full egress.
+#   internet: nothing unsolicited into the VPC.
+dmz_security_groups() {
+  local gws
+  gws="$(dmz_gw_ip 1),$(dmz_gw_ip 2),$(dmz_gw_ip 3)"
+  in_ns vpc iptables-restore << EOF
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+:SG-NODES - [0:0]
+:SG-LB - [0:0]
+:SG-GATEWAYS - [0:0]
+:SG-INTERNET - [0:0]
+-A FORWARD -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT
+-A FORWARD -i node+ -j SG-NODES
+-A FORWARD -i lb0 -j SG-LB
+-A FORWARD -i gw+ -j SG-GATEWAYS
+-A FORWARD -i inet0 -j SG-INTERNET
+-A SG-NODES -d $DMZ_LB,$gws -p tcp -m multiport --dports 53,$DMZ_PROXY_PORT -j ACCEPT
+-A SG-NODES -d $DMZ_LB,$gws -p udp --dport 53 -j ACCEPT
+-A SG-NODES -m comment --comment dmz-drop -j DROP
+-A SG-LB -d $gws -p tcp -m multiport --dports 53,$DMZ_PROXY_PORT,$DMZ_HEALTH_PORT -j ACCEPT
+-A SG-LB -d $gws -p udp --dport 53 -j ACCEPT
+-A SG-LB -m comment --comment dmz-drop -j DROP
+-A SG-GATEWAYS -j ACCEPT
+-A SG-INTERNET -m comment --comment dmz-drop -j DROP
+COMMIT
+EOF
+}
+
+# dmz_dropped GROUP: packets the group's counted DROP rule dropped so far
+dmz_dropped() {
+  in_ns vpc iptables -w -nvxL "SG-$1" | awk '/dmz-drop/ {print $1}'
+}
+
+# ---- gateways ---------------------------------------------------------------
+
+dmz_gateway_config() { # N
+  local n=$1 d ip
+  d=$DMZ_DIR/gw$n
+  ip="$(dmz_gw_ip "$n")"
+  mkdir -p "$d/rules"
+  cat > "$d/egressd.toml" << EOF
+# Gateway $n of the DMZ simulation: the explicit proxy and DNS on the
+# gateway's address, the internet's resolver upstream, no NFQUEUE (nodes
+# have no route out; the security groups leave them only the proxy).
+mode = "enforce"
+
+[rules]
+dirs = ["$d/rules"]
+# The test internet is documentation address space (tests/e2e/lib.sh).
+public_cidrs = ["198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32"]
+
+[dns]
+listen = ["$ip:53"]
+upstreams = ["$DMZ_INET_DNS:53"]
+
+[nfqueue]
+enabled = false
+
+[proxy]
+listen = ["$ip:$DMZ_PROXY_PORT"]
+max_connections = 8000
+
+[control]
+socket = "$d/control.sock"
+
+[metrics]
+listen = "0.0.0.0:$DMZ_HEALTH_PORT"
+
+[log]
+level = "${DMZ_LOG_LEVEL:-info}"
+EOF
+}
+
+dmz_readyz() { # N: gateway N's /readyz answers 200 (asked from the lb)
+  in_ns lb curl -fsS --max-time 1 -o /dev/null "http://$(dmz_gw_ip "$1"):$DMZ_HEALTH_PORT/readyz"
+}
+
+# dmz_egressd_start N: (re)start egressd in gateway N, wait for /readyz
+dmz_egressd_start() {
+  local n=$1
+  [ -f "$DMZ_DIR/gw$n/egressd.toml" ] || dmz_gateway_config "$n"
+  setsid ip netns exec "$(dmz_ns "gw$n")" "$DMZ_EGRESSD" --config "$DMZ_DIR/gw$n/egressd.toml" \
+    >> "$DMZ_DIR/logs/egressd-gw$n.log" 2>&1 < /dev/null &
+  echo $! > "$DMZ_DIR/pids/egressd-gw$n.pid"
+  disown $!
+  dmz_wait "gateway $n /readyz" 100 dmz_readyz "$n" || {
+    tail -5 "$DMZ_DIR/logs/egressd-gw$n.log" >&2
+    return 1
+  }
+}
+
+dmz_egressd_kill() { # N SIGNAL: signal gateway N's egressd and wait for it to go
+  local pid
+  pid="$(cat "$DMZ_DIR/pids/egressd-gw$1.pid")"
+  kill "-$2" "$pid" 2> /dev/null || return 0
+  for _ in $(seq 50); do [ -e "/proc/$pid" ] || return 0; sleep 0.1; done
+}
+
+# dmz_controller_start N: egress-controller in gateway N (--kubeconfig), its
+# API connection through a forwarder listening on the gateway's loopback.
+dmz_controller_start() {
+  local n=$1 d port py=python3
+  d=$DMZ_DIR/gw$n
+  [ -x /usr/bin/python3 ] && py=/usr/bin/python3
+  rm -f "$d/api.port"
+  # nsforward.py listens where it starts (the gateway's loopback), then
+  # enters this script's namespace to connect to the API server.
+  setsid ip netns exec "$(dmz_ns "gw$n")" "$py" "$dmz_src/tests/k8s/nsforward.py" \
+    "/proc/$$/ns/net" 127.0.0.1 "${DMZ_API_PORT:?}" "$d/api.port" \
+    > "$DMZ_DIR/logs/apifwd-gw$n.log" 2>&1 < /dev/null &
+  echo $! > "$DMZ_DIR/pids/apifwd-gw$n.pid"
+  disown $!
+  dmz_wait "gateway $n API forwarder" 100 test -s "$d/api.port" || return 1
+  port="$(cat "$d/api.port")"
+  sed "s#server: https://127.0.0.1:[0-9]*#server: https://127.0.0.1:$port#" \
+    "${DMZ_KUBECONFIG_TEMPLATE:?}" > "$d/kubeconfig"
+  chmod 600 "$d/kubeconfig"
+  dmz_start_in "gw$n" "controller-gw$n" "$DMZ_CONTROLLER" --kubeconfig "$d/kubeconfig" \
+    --rules-dir "$d/rules" --lease-namespace egressd-system \
+    --lease-name egress-controller-status --identity "gw$n"
+  dmz_wait "gateway $n controller list" 300 grep -q 'event=list.done' \
+    "$DMZ_DIR/logs/controller-gw$n.log" || {
+    tail -5 "$DMZ_DIR/logs/controller-gw$n.log" >&2
+    return 1
+  }
+}
+
+dmz_gateway_start() { # N: controller first (rules), then egressd
+  dmz_gateway_config "$1"
+  if [ -n "${DMZ_KUBECONFIG_TEMPLATE:-}" ]; then dmz_controller_start "$1" || return 1; fi
+  dmz_egressd_start "$1"
+}
+
+# ---- the load balancer ------------------------------------------------------
+
+dmz_haproxy_config() { # N...: gateways behind it
+  local n f=$DMZ_DIR/lb/haproxy.cfg
+  mkdir -p "$DMZ_DIR/lb"
+  cat > "$f" << EOF
+# The Network Load Balancer's proxy listener: TCP only (CONNECT and the
+# tunnels pass through untouched), health checks on egressd's /readyz.
+global
+  log stdout format raw local0 info
+  stats socket $DMZ_DIR/lb/haproxy.sock mode 600 level admin
+  maxconn 8000
+defaults
+  mode tcp
+  log global
+  option tcplog
+  timeout connect 500ms
+  timeout client 10m
+  timeout server 10m
+  timeout check ${DMZ_CHECK_TIMEOUT_MS}ms
+  # A connect that fails (gateway killed: reset; link down: timeout) is
+  # retried on another gateway at once, before the checks mark it down.
+  retries 2
+  option redispatch 1
+frontend proxy
+  bind $DMZ_LB:$DMZ_PROXY_PORT
+  default_backend gateways
+backend gateways
+  balance roundrobin
+  option httpchk GET /readyz
+  http-check expect status 200
+  default-server check port $DMZ_HEALTH_PORT inter ${DMZ_CHECK_INTER_MS}ms fastinter ${DMZ_CHECK_FASTINTER_MS}ms downinter ${DMZ_CHECK_INTER_MS}ms fall $DMZ_CHECK_FALL rise $DMZ_CHECK_RISE on-marked-down shutdown-sessions
+EOF
+  for n in "$@"; do echo "  server gw$n $(dmz_gw_ip "$n"):$DMZ_PROXY_PORT" >> "$f"; done
+}
+
+dmz_dnsdist_config() { # N...
+  local n f=$DMZ_DIR/lb/dnsdist.conf
+  mkdir -p "$DMZ_DIR/lb"
+  cat > "$f" << EOF
+-- The Network Load Balancer's DNS listener (UDP and TCP). dnsdist cannot
+-- ask an HTTP /readyz; its health check is a DNS query to the gateway's
+-- DNS listener (a name no rule allows, answered by egressd itself, so the
+-- check does not depend on the internet's resolver): any answer but
+-- SERVFAIL is up, no answer within checkTimeout is a failure.
+setSecurityPollSuffix("")
+setLocal("$DMZ_LB:53")
+setServerPolicy(roundrobin)
+EOF
+  for n in "$@"; do
+    cat >> "$f" << EOF
+newServer({address="$(dmz_gw_ip "$n"):53", name="gw$n", checkName="health.dmz.invalid.", checkInterval=1, checkTimeout=$DMZ_CHECK_TIMEOUT_MS, maxCheckFailures=$DMZ_DNS_CHECK_FALL, rise=$DMZ_CHECK_RISE})
+EOF
+  done
+}
+
+# haproxy_cmd CMD: one command on HAProxy's runtime API (stats socket)
+haproxy_cmd() {
+  python3 - "$DMZ_DIR/lb/haproxy.sock" "$1" << 'EOF'
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(sys.argv[2].encode() + b"\n")
+out = b""
+while True:
+    b = s.recv(65536)
+    if not b:
+        break
+    out += b
+sys.stdout.write(out.decode())
+EOF
+}
+
+# haproxy_state N: UP, DOWN, MAINT... of server gwN as HAProxy sees it
+haproxy_state() {
+  haproxy_cmd "show stat" | awk -F, -v s="gw$1" '$1 == "gateways" && $2 == s {print $18}'
+}
+
+dmz_lb_start() { # N...
+  dmz_haproxy_config "$@"
+  dmz_dnsdist_config "$@"
+  haproxy -c -f "$DMZ_DIR/lb/haproxy.cfg" > "$DMZ_DIR/logs/haproxy-check.log" 2>&1 ||
+    dmz_die "haproxy.cfg: $(tail -5 "$DMZ_DIR/logs/haproxy-check.log")" || return 1
+  dmz_start_in lb haproxy haproxy -db -f "$DMZ_DIR/lb/haproxy.cfg"
+  dmz_start_in lb dnsdist dnsdist --supervised --disable-syslog -C "$DMZ_DIR/lb/dnsdist.conf"
+  local n
+  for n in "$@"; do
+    dmz_wait "HAProxy: gw$n UP" 100 eval '[ "$(haproxy_state '"$n"')" = UP ]' || return 1
+  done
+  dmz_wait "dnsdist" 100 in_ns lb dig +time=1 +tries=1 @"$DMZ_LB" health.dmz.invalid A
+}
+
+# ---- teardown ---------------------------------------------------------------
+
+dmz_down() {
+  [ -n "${DMZ_DIR:-}" ] && [ -f "$DMZ_DIR/dmz.id" ] || return 0
+  local f
+  # Forwarders left the gateway namespaces (setns): kill them by pid.
+  for f in "$DMZ_DIR"/pids/apifwd-*.pid; do
+    [ -f "$f" ] && kill "$(cat "$f")" 2> /dev/null
+  done
+  dmz_remove_namespaces "$DMZ_ID"
+  rm -f "$DMZ_DIR/dmz.id" "/run/egressd-dmz/$DMZ_ID"
+}
+
+# Leftovers of runs whose owner process is gone (a test killed by a
+# timeout): their namespaces, and their API forwarders, found by the run's
+# folder on their command line (they live in the host's namespace).
+dmz_gc() {
+  local f id owner dir p
+  for f in /run/egressd-dmz/*; do
+    [ -f "$f" ] || continue
+    id="${f##*/}"
+    owner="$(sed -n 's/^owner=//p' "$f")" dir="$(sed -n 's/^dir=//p' "$f")"
+    if [ -n "$owner" ] && kill -0 "$owner" 2> /dev/null; then continue; fi
+    echo "dmz: removing leftover run $id" >&2
+    for p in $(pgrep -f "nsforward.py .*$dir/" 2> /dev/null); do kill "$p" 2> /dev/null; done
+    dmz_remove_namespaces "$id"
+    rm -f "$f"
+  done
+}
+
+dmz_remove_namespaces() { # ID
+  local role ns pids
+  for role in vpc node1 node2 pod1 lb gw1 gw2 gw3 inet; do
+    ns="egressd-dmz-$1-$role"
+    [ -e "/run/netns/$ns" ] || continue
+    pids="$(ip netns pids "$ns" 2> /dev/null)"
+    # shellcheck disable=SC2086 # one argument per pid
+    [ -n "$pids" ] && kill -TERM $pids 2> /dev/null
+  done
+  sleep 0.5
+  for role in vpc node1 node2 pod1 lb gw1 gw2 gw3 inet; do
+    ns="egressd-dmz-$1-$role"
+    [ -e "/run/netns/$ns" ] || rm -rf "/etc/netns/$ns"
+    [ -e "/run/netns/$ns" ] || continue
+    pids="$(ip netns pids "$ns" 2> /dev/null)"
+    # shellcheck disable=SC2086
+    [ -n "$pids" ] && kill -KILL $pids 2> /dev/null
+    ip netns del "$ns" 2> /dev/null
+    rm -rf "/etc/netns/$ns"
+  done
+  return 0
+}
