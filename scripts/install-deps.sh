@@ -16,7 +16,7 @@ test_pkgs=(
   clang libclang-rt-14-dev clang-format clang-tidy
   iproute2 iptables conntrack ipset curl openssl netcat-openbsd
   knot-dnsutils dnsutils unbound tcpdump nginx-light python3 python3-scapy jq
-  python3-requests default-jdk-headless
+  python3-requests default-jdk-headless python3-venv python3-yaml
   haproxy dnsdist
 )
 bench_pkgs=(dnsperf wrk squid-openssl python3-matplotlib valgrind time)
@@ -42,13 +42,24 @@ case "$group" in
   *) echo "usage: $0 [build|test|bench|image]" >&2; exit 2 ;;
 esac
 
+# PyPI tools of the test group (cfn-lint), in a virtualenv outside the tree
+# (scripts/python-tools.sh); needs python3-venv, so after the packages.
+python_tools() {
+  if [ "$group" = test ]; then
+    "$(dirname "$0")/python-tools.sh" install
+  fi
+}
+
 missing=()
 for p in "${want[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
     missing+=("$p")
   fi
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+if [ ${#missing[@]} -eq 0 ]; then
+  python_tools
+  exit 0
+fi
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-deps: missing packages: ${missing[*]}" >&2
@@ -59,3 +70,4 @@ echo "install-deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+python_tools

@@ -13,7 +13,9 @@
 #   - certificates rotated every few seconds (CA included) never make an
 #     admission miss, and the served certificate really changes;
 #   - the controller runs with exactly the shipped RBAC (deploy/base/
-#     webhook-rbac.yaml), which reaches no other Secret and creates nothing.
+#     webhook-rbac.yaml), which reaches no other Secret and creates nothing;
+#   - with the flags of deploy/overlays/central-gateway, pods get the
+#     gateways' proxy URL and no node address.
 # No kubelet: pods stay Pending, which is all admission needs.
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -328,6 +330,41 @@ openssl verify -CAfile "$work/bundle2.pem" "$work/tls2.crt" > /dev/null 2>&1 &&
 stop_controller
 grep -q 'event=controller.bug\|event=webhook.certificate.refused' "$work"/*.log &&
   fail "bug or refused certificate in the logs" || ok "no bug or refused certificate logged"
+
+step "deploy/overlays/central-gateway: the overlay's webhook flags inject the gateways' proxy"
+# The command of the overlay's egressd-webhook as rendered, run here with
+# a kubeconfig and on loopback instead of --in-cluster on 0.0.0.0.
+kc kustomize "$src/deploy/overlays/central-gateway" 2> "$work/render.err" |
+  kc create --dry-run=client -o json -f - 2>> "$work/render.err" | jq -s '.' > "$work/central.json" ||
+  fail "kustomize deploy/overlays/central-gateway: $(cat "$work/render.err")"
+mapfile -t central_args < <(jq -r '.[] | select(.kind == "Deployment" and .metadata.name == "egressd-webhook") |
+  .spec.template.spec.containers[0].command[1:][] | select(test("^--(in-cluster$|webhook-listen=|identity=)") | not)' \
+  "$work/central.json")
+gateway_url="$(printf '%s\n' "${central_args[@]}" | sed -n 's/^--inject-proxy-url=//p')"
+if [[ "$gateway_url" == http://*:3128 && "$gateway_url" != *EGRESSD_NODE_IP* ]]; then
+  ok "central-gateway: --inject-proxy-url=$gateway_url"
+else
+  fail "central-gateway: proxy URL '$gateway_url' in ${central_args[*]}"
+fi
+"$controller" --kubeconfig "$user" --webhook-listen "127.0.0.1:$port" --webhook-cert-san 127.0.0.1 \
+  --webhook-cert-poll 500ms --identity "test-central-$RANDOM" "${central_args[@]}" > "$work/central.log" 2>&1 &
+ctl_pid=$!
+wait_for 60 grep -q 'event=webhook.listening' "$work/central.log" || fatal "the central-gateway webhook did not start"
+wait_for 30 probe_injected ||
+  fatal "central-gateway: no injected pod; a dry-run pod gives: $(kc -n team-a run probe-central --image=busybox --restart=Never \
+    --dry-run=server -o json 2>&1 | head -c 800)"
+kc -n team-a run central --image=busybox --restart=Never > /dev/null 2>&1 || fail "pod central refused"
+env="$(kc -n team-a get pod central -o json | jq -c '.spec.containers[0].env // []')"
+if jq -e --arg url "$gateway_url" '
+    (map(.name) == ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "NO_PROXY", "no_proxy"]) and
+    ([.[0:4][].value] == [$url, $url, $url, $url]) and
+    (.[4].value | split(",") | index("10.0.0.0/16") != null and index("172.20.0.0/16") != null and index(".svc") != null)' \
+  <<< "$env" > /dev/null; then
+  ok "central-gateway: the pod gets the gateways' proxy URL, no node address, the VPC range in NO_PROXY"
+else
+  fail "central-gateway: pod env $env"
+fi
+stop_controller
 
 step "deploy/: the base's webhook Deployment and the cert-manager component render"
 render_dir="$src/build/.webhook-render-$$"

@@ -5,6 +5,8 @@
 #   - the copies under deploy/ equal their sources in examples/rules/;
 #   - `kubectl kustomize` renders deploy/base and deploy/overlays/node-local,
 #     the overlay carries the bootstrap rule sets, the base does not;
+#     deploy/overlays/central-gateway renders no DaemonSet, the status
+#     writer Deployment and the webhook injecting the gateways' proxy URL;
 #   - the egressd.toml inside the rendered ConfigMap passes
 #     `egressd --check-config`, and egressd's loader puts the ConfigMap's
 #     system rule sets in force; the uninstall config is valid too;
@@ -72,7 +74,8 @@ render base "$deploy/base"
 render overlay "$deploy/overlays/node-local"
 render linklocal "$deploy/overlays/node-local-link-local"
 render uninstall "$deploy/uninstall"
-for r in base overlay linklocal uninstall; do
+render central "$deploy/overlays/central-gateway"
+for r in base overlay linklocal uninstall central; do
   [[ -s "$work/$r.json" ]] || fatal "cannot continue without the rendered $r"
 done
 obj() { # NAME KIND NAME-PREFIX -> the object (generated names have a hash suffix)
@@ -111,6 +114,65 @@ for r in base overlay linklocal; do
     fail "$r: DaemonSet mounts '$got', generated '$want'"
   fi
 done
+
+step "the central-gateway overlay: nothing on the nodes, the controller and the injection towards the gateways"
+# egressd runs on gateway hosts there (deploy/aws/, docs/aws.md).
+for kind_name in "DaemonSet egressd" "ConfigMap egressd-config" "ConfigMap egressd-node-dns" \
+  "ConfigMap egressd-system-rules"; do
+  # shellcheck disable=SC2086
+  if [[ -z "$(obj central $kind_name)" ]]; then
+    ok "central: no $kind_name"
+  else
+    fail "central: has $kind_name"
+  fi
+done
+# By exact name: obj's hash-suffix match would take egressd-gateway for it.
+if [[ "$(jq '[.items[] | select(.kind == "ServiceAccount" and .metadata.name == "egressd")] | length' "$work/central.json")" == 0 ]]; then
+  ok "central: no ServiceAccount egressd (nothing runs egressd in the cluster)"
+else
+  fail "central: has ServiceAccount egressd"
+fi
+if [[ "$(jq '[.items[] | select(.kind == "DaemonSet")] | length' "$work/central.json")" == 0 ]]; then
+  ok "central: no DaemonSet at all"
+else
+  fail "central: renders a DaemonSet: $(jq -c '[.items[] | select(.kind == "DaemonSet") | .metadata.name]' "$work/central.json")"
+fi
+for kind_name in "CustomResourceDefinition egressrulesets.zalando.org" "ClusterRole egress-controller" \
+  "MutatingWebhookConfiguration egressd-inject" "Service egressd-webhook" "ServiceAccount egressd-gateway" \
+  "Secret egressd-gateway-token" "ClusterRoleBinding egressd-gateway" "RoleBinding egressd-gateway-lease"; do
+  # shellcheck disable=SC2086
+  if [[ -n "$(obj central $kind_name)" ]]; then
+    ok "central has $kind_name"
+  else
+    fail "central lacks $kind_name"
+  fi
+done
+got="$(obj central Deployment egress-controller | jq -r '.spec.template.spec.containers[0].command | join(" ")')"
+if [[ "$got" == "egress-controller --in-cluster --rules-dir=/var/lib/egressd/rules.d --lease-namespace=egressd-system --lease-name=egress-controller-status --identity=\$(POD_NAME)" ]] &&
+  [[ "$(obj central Deployment egress-controller | jq -r '.spec.template.spec | .serviceAccountName + " " + (.automountServiceAccountToken | tostring)')" == "egress-controller true" ]]; then
+  ok "central: Deployment egress-controller writes status under the Lease egress-controller-status"
+else
+  fail "central: Deployment egress-controller: '$got'"
+fi
+# The injected proxy URL is the one written in patch-gateway.yaml, and no
+# per-node address is injected.
+want_url="$(sed -n 's/^  - --inject-proxy-url=//p' "$deploy/overlays/central-gateway/patch-gateway.yaml")"
+webhook_cmd() { obj "$1" Deployment egressd-webhook | jq -r '.spec.template.spec.containers[0].command[]'; }
+if [[ -n "$want_url" && "$want_url" != *EGRESSD_NODE_IP* ]] &&
+  [[ "$(webhook_cmd central | grep -c '^--inject-proxy-url=')" == 1 ]] &&
+  webhook_cmd central | grep -qxF -- "--inject-proxy-url=$want_url" &&
+  [[ "$(obj central Deployment egressd-webhook | jq -c '.spec.template.spec.containers[0].command as $c |
+    [$c | index("--inject-node-ip-env") as $i | $c[$i + 1]]')" == '[""]' ]] &&
+  webhook_cmd central | grep -qx -- '--webhook-listen=0.0.0.0:9443'; then
+  ok "central: the webhook injects $want_url (patch-gateway.yaml), no node address"
+else
+  fail "central: webhook command: $(webhook_cmd central | tr '\n' ' ')"
+fi
+if webhook_cmd overlay | grep -qxF -- '--inject-proxy-url=http://$$(EGRESSD_NODE_IP):3128'; then
+  ok "node-local: the webhook still injects the node's own proxy"
+else
+  fail "node-local: webhook command: $(webhook_cmd overlay | tr '\n' ' ')"
+fi
 
 step "egressd --check-config on the egressd.toml of the rendered ConfigMap"
 if [[ ! -x "$egressd" ]]; then
@@ -243,7 +305,7 @@ else
 fi
 
 step "kubectl apply --dry-run=server -k"
-for dir in base overlays/node-local overlays/node-local-link-local uninstall; do
+for dir in base overlays/node-local overlays/node-local-link-local overlays/central-gateway uninstall; do
   if kc apply --dry-run=server -k "$deploy/$dir" > "$work/dry-k.out" 2>&1; then
     ok "deploy/$dir: $(grep -c 'server dry run' "$work/dry-k.out") objects"
   else
@@ -254,7 +316,8 @@ done
 step "kubectl apply --dry-run=server -f of every plain YAML file under deploy/"
 # Files of cert-manager kinds need its CRDs, which this control plane does
 # not have (components/webhook-cert-manager; k8s.webhook renders it).
-mapfile -t files < <(find "$deploy" -type f \( -name '*.yaml' -o -name '*.yml' \) \
+# deploy/aws/ holds CloudFormation, not Kubernetes objects (deploy.aws_lint).
+mapfile -t files < <(find "$deploy" -path "$deploy/aws" -prune -o -type f \( -name '*.yaml' -o -name '*.yml' \) \
   ! -name kustomization.yaml ! -name kustomization.yml ! -name 'patch-*.yaml' -print0 |
   xargs -0 grep -L '^apiVersion: cert-manager.io/' | sort)
 if ((${#files[@]} >= 8)); then
@@ -352,6 +415,24 @@ for verb in update patch delete; do can no "$controller_sa" "$verb" pods -n team
 can no "$controller_sa" list replicasets.apps --all-namespaces
 can no "$controller_sa" get pods --subresource=log -n team-a
 can no "$controller_sa" patch daemonsets.apps -n "$ns"
+
+step "RBAC: the gateways' account (central-gateway) gets what the controller gets"
+gateway_sa="system:serviceaccount:$ns:egressd-gateway"
+if kc apply -k "$deploy/overlays/central-gateway" > "$work/apply-central.out" 2>&1; then
+  ok "applied overlays/central-gateway: $(grep -c . "$work/apply-central.out") objects"
+else
+  fail "kubectl apply -k overlays/central-gateway: $(cat "$work/apply-central.out")"
+fi
+for verb in get list watch; do
+  can yes "$gateway_sa" "$verb" egressrulesets.zalando.org --all-namespaces
+  can yes "$gateway_sa" "$verb" pods --all-namespaces
+done
+can yes "$gateway_sa" patch egressrulesets.zalando.org --subresource=status -n team-a
+can yes "$gateway_sa" update leases.coordination.k8s.io -n "$ns"
+can no "$gateway_sa" create egressrulesets.zalando.org -n team-a
+can no "$gateway_sa" get secrets -n "$ns"
+can no "$gateway_sa" get leases.coordination.k8s.io -n kube-system
+can no "$gateway_sa" patch deployments.apps -n "$ns"
 
 step "RBAC: egressd's account can do nothing"
 for args in "get egressrulesets.zalando.org -n team-a" "list egressrulesets.zalando.org --all-namespaces" \
