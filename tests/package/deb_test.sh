@@ -13,7 +13,11 @@
 #    --help`, ldd, and dpkg's view of the conffiles; the shipped config is
 #    the central-gateway shape and agrees with the units' directories;
 #  - then systemd installed in the root as well (for its own units), and
-#    systemd-analyze verify on both of ours.
+#    systemd-analyze verify on both of ours;
+#  - the installed egressd started as its unit starts it (ExecStart, the
+#    capability bounding set, no new privileges, read-only root, a fresh
+#    /run, NOTIFY_SOCKET) in a network namespace: READY=1 and STATUS,
+#    /readyz, DNS and the proxy on the host's address, SIGTERM.
 # The minbase root is made once and kept as a tarball in
 # ~/.cache/egressd-deb-test (EGRESSD_DEB_CACHE; 170 MB), with apt's
 # downloaded packages beside it: the first run's debootstrap downloads the
@@ -37,7 +41,12 @@ checks=0
 ok() { checks=$((checks + 1)); echo "ok: $1"; }
 fail() { checks=$((checks + 1)); failures=$((failures + 1)); echo "FAIL: $1"; }
 check() { local d=$1; shift; if "$@"; then ok "$d"; else fail "$d"; fi; }
-cleanup() { rm -rf "$work"; }
+netns=""
+cleanup() {
+  [ -n "$netns" ] && { for p in $(ip netns pids "$netns" 2> /dev/null); do kill -9 "$p"; done; ip netns del "$netns" 2> /dev/null; }
+  jobs -p | xargs -r kill 2> /dev/null
+  rm -rf "$work"
+}
 trap cleanup EXIT
 trap "exit 1" INT TERM HUP
 elapsed() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$(date +%s.%N)"; }
@@ -235,6 +244,70 @@ check "egressd.service: Restart=always, ProtectSystem=strict, NoNewPrivileges" \
 unit="$chroot_dir/lib/systemd/system/egress-controller.service"
 check "egress-controller.service: DynamicUser, no capabilities, --kubeconfig from a credential" \
   sh -c "grep -qx DynamicUser=yes '$unit' && grep -qx CapabilityBoundingSet= '$unit' && grep -q 'ExecStart=.* --kubeconfig %d/kubeconfig' '$unit'"
+# ---- the installed egressd serving, as its unit runs it ---------------------------------------
+# No systemd runs here, so the unit's essentials are reproduced by hand: in
+# a network namespace of its own (only lo), the root read-only
+# (ProtectSystem=strict) with a fresh /run (RuntimeDirectory=egressd), the
+# capability bounding set read from the installed unit, no new privileges,
+# NOTIFY_SOCKET for Type=notify. Then, from inside the namespace: READY=1
+# with the /readyz verdict in STATUS, /readyz 200 once the controller's
+# directory exists, DNS answering (an unknown name denied: NXDOMAIN), the
+# proxy refusing a name no rule set allows (403), SIGTERM: STOPPING=1.
+netns="egdeb-$id"
+host_ip=198.51.100.7  # the gateway's own address, as the load balancer reaches it
+ip netns add "$netns" && ip -n "$netns" link set lo up && ip -n "$netns" addr add "$host_ip/32" dev lo
+caps="$(sed -n 's/^CapabilityBoundingSet=//p' "$chroot_dir/lib/systemd/system/egressd.service" |
+  tr 'A-Z' 'a-z' | sed 's/cap_/+/g; s/ /,/g')"
+exec_line="$(sed -n 's/^ExecStart=//p' "$chroot_dir/lib/systemd/system/egressd.service")"
+mkdir -p "$chroot_dir/var/lib/egressd"
+python3 - "$chroot_dir/tmp/notify.sock" "$work/notify.msgs" << 'PY' &
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+with open(sys.argv[2], "a", buffering=1) as f:
+    while True:
+        f.write(s.recv(4096).decode().replace("\n", " | ") + "\n")
+PY
+listener=$!
+for _ in $(seq 50); do [ -S "$chroot_dir/tmp/notify.sock" ] && break; sleep 0.1; done
+ip netns exec "$netns" unshare --mount --propagation private -- sh -c '
+  root=$1; caps=$2; shift 2
+  mount --bind "$root" "$root" && mount -o remount,bind,ro "$root" &&
+    mount -t proc proc "$root/proc" && mount -t tmpfs -o mode=0755 tmpfs "$root/run" &&
+    mount -t tmpfs tmpfs "$root/var/lib/egressd" &&
+    mkdir -m 0755 "$root/run/egressd" &&
+    exec chroot "$root" setpriv --bounding-set=-all,$caps --inh-caps=-all --no-new-privs \
+      /usr/bin/env -i PATH=/usr/sbin:/usr/bin NOTIFY_SOCKET=/tmp/notify.sock "$@"' \
+  run_unit "$chroot_dir" "$caps" $exec_line > "$work/egressd.log" 2>&1 &
+egressd_pid=$!
+waitfor() { for _ in $(seq "$2"); do grep -q -- "$1" "$work/notify.msgs" 2> /dev/null && return 0; sleep 0.1; done; return 1; }
+check "the unit's ExecStart ($exec_line) with bounding set $caps, read-only root: READY=1" waitfor "READY=1" 100
+check "STATUS names the controller's missing directory" waitfor "STATUS=not ready: rules failed: .*/var/lib/egressd/rules.d" 10
+# What egress-controller's StateDirectory= does, in egressd's mount namespace
+# (a tmpfs only it sees): the directory appears.
+egressd_main="$(for p in $(ip netns pids "$netns"); do [ "$(cat "/proc/$p/comm")" = egressd ] && echo "$p"; done | head -1)"
+nsenter -t "$egressd_main" -m mkdir "$chroot_dir/var/lib/egressd/rules.d"
+check "then STATUS=ready: rules, dns" waitfor "STATUS=ready: rules, dns" 40
+check "/readyz on 127.0.0.1:9153: 200" \
+  [ "$(ip netns exec "$netns" curl -s -o /dev/null -w '%{http_code}' --max-time 3 http://127.0.0.1:9153/readyz)" = 200 ]
+check "/readyz on the host's address $host_ip:9153 (the load balancer's health check): 200" \
+  [ "$(ip netns exec "$netns" curl -s -o /dev/null -w '%{http_code}' --max-time 3 "http://$host_ip:9153/readyz")" = 200 ]
+check "DNS on $host_ip:53: an unallowed name is NXDOMAIN" \
+  sh -c "ip netns exec '$netns' kdig +timeout=2 +retry=0 @$host_ip unallowed.example A | grep -q 'status: NXDOMAIN'"
+code="$(ip netns exec "$netns" curl -s -o /dev/null -w '%{http_connect}' --max-time 5 -x "http://$host_ip:3128" https://unallowed.example/)"
+check "the proxy on $host_ip:3128 refuses CONNECT to an unallowed name: 403 ($code)" [ "$code" = 403 ]
+code="$(ip netns exec "$netns" curl -s -o /dev/null -w '%{http_code}' --max-time 5 -x "http://$host_ip:3128" http://unallowed.example/)"
+check "and GET http://unallowed.example/: 403 ($code)" [ "$code" = 403 ]
+check "egressd runs without root's other capabilities (CapEff = the unit's set)" \
+  [ "$(awk '/^CapEff/ {print $2}' "/proc/$egressd_main/status")" = 0000000000003400 ]
+kill -TERM "$egressd_main"
+check "SIGTERM: STOPPING=1" waitfor "STOPPING=1" 50
+wait "$egressd_pid"
+check "egressd exits 0" [ $? = 0 ]
+kill "$listener" 2> /dev/null
+ip netns del "$netns"
+sed 's/^/  notify: /' "$work/notify.msgs"
+
 start=$(date +%s.%N)
 systemd-analyze security --offline=yes --root="$chroot_dir" egressd.service egress-controller.service > "$work/security" 2>&1 &&
   grep -E '^→ Overall exposure' "$work/security" | sed 's/^/  systemd-analyze security: /'
