@@ -9,7 +9,8 @@ JOBS       ?= $(shell nproc)
 FUZZ_SECONDS ?= 20
 CMAKE_FLAGS ?=
 
-.PHONY: all deps deps-test deps-bench deps-image image build build-asan build-fuzz test test-release test-asan \
+# (deb: the gateway host's Debian package, scripts/deb/, docs/gateway.md)
+.PHONY: all deps deps-test deps-bench deps-image deps-deb deb image build build-asan build-fuzz test test-release test-asan \
         fuzz-smoke fuzz demo demo-offline bench format format-check tidy clean
 
 all: build
@@ -22,6 +23,8 @@ deps-bench:
 	@scripts/install-deps.sh bench
 deps-image:
 	@scripts/install-deps.sh image
+deps-deb:
+	@scripts/install-deps.sh deb
 
 $(BUILD)/build.ninja: | deps
 	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS)
@@ -68,6 +71,12 @@ fuzz: build-fuzz
 # Docker engine (scripts/image/egressd.sh, README.md "Deploying").
 image: deps-image build
 	scripts/image/egressd.sh $(BUILD)
+
+# The gateway hosts' Debian package build/egressd_VERSION_ARCH.deb
+# (scripts/deb/build.sh; docs/gateway.md): the three programs, systemd
+# units egressd.service and egress-controller.service, /etc/egressd.
+deb: deps-deb build
+	scripts/deb/build.sh $(BUILD)
 
 demo: build deps-test
 	scripts/demo-live.sh $(BUILD)

@@ -1,6 +1,9 @@
 #include "daemon/daemon.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <chrono>
 #include <csignal>
 
 #include "common/log.h"
@@ -54,6 +57,12 @@ int Daemon::run() {
   sigterm_.reset(evsignal_new(base_.get(), SIGTERM, &Daemon::onSignal, this));
   sigint_.reset(evsignal_new(base_.get(), SIGINT, &Daemon::onSignal, this));
   for (auto* ev : {sighup_.get(), sigterm_.get(), sigint_.get()}) event_add(ev, nullptr);
+  // Read before any thread starts (getenv).
+  std::string notifyError;
+  notifier_ = ServiceNotifier::fromEnvironment(notifyError);
+  if (!notifyError.empty()) {
+    common::LogLine(common::LogLevel::Warn, "systemd.notify_unusable").field("error", notifyError);
+  }
 
   stats_.startedAt = std::chrono::system_clock::now();
   // Rules first: no listener opens before the policy is in force.
@@ -170,6 +179,7 @@ int Daemon::run() {
       .field("attribution",
              config_.attribution.mapFile.empty() ? std::string("off") : config_.attribution.mapFile)
       .field("strict_binding", config_.rules.strictBinding);
+  startServiceNotify();
   event_base_dispatch(base_.get());
   // The chain stays: until egressd is back, new flows are dropped, not let
   // through (fail closed across restarts and upgrades).
@@ -188,7 +198,45 @@ void Daemon::onSignal(evutil_socket_t signal, short, void* arg) {
   }
   common::LogLine(common::LogLevel::Info, "egressd.stopping")
       .field("signal", signal == SIGTERM ? "TERM" : "INT");
+  if (self->notifier_) self->notifyService("STOPPING=1");
   event_base_loopbreak(self->base_.get());
+}
+
+void Daemon::startServiceNotify() {
+  if (!notifier_) return;
+  // Start-up is complete: every component is up (one that cannot start
+  // ends egressd with exit code 1 before this). Whether egressd serves is
+  // /readyz, carried in STATUS= (a rules directory may still be missing).
+  notifiedStatus_ = readinessStatus(readiness());
+  notifyService("READY=1\nMAINPID=" + std::to_string(::getpid()) + "\nSTATUS=" + notifiedStatus_);
+  // Every second, or twice per watchdog interval when that is shorter.
+  std::chrono::microseconds interval = std::chrono::seconds(1);
+  if (notifier_->watchdog().count() > 0) interval = std::min(interval, notifier_->watchdog() / 2);
+  const timeval tv{static_cast<time_t>(interval.count() / 1000000),
+                   static_cast<suseconds_t>(interval.count() % 1000000)};
+  notifyTimer_.reset(event_new(base_.get(), -1, EV_PERSIST, &Daemon::onNotifyTimer, this));
+  event_add(notifyTimer_.get(), &tv);
+}
+
+void Daemon::onNotifyTimer(evutil_socket_t, short, void* arg) {
+  auto* self = static_cast<Daemon*>(arg);
+  std::string message;
+  std::string status = readinessStatus(self->readiness());
+  if (status != self->notifiedStatus_) {
+    message = "STATUS=" + status;
+    self->notifiedStatus_ = std::move(status);
+  }
+  // The loop turned: what /healthz answers for the kubelet, for systemd.
+  if (self->notifier_->watchdog().count() > 0)
+    message += (message.empty() ? "" : "\n") + std::string("WATCHDOG=1");
+  if (!message.empty()) self->notifyService(message);
+}
+
+void Daemon::notifyService(const std::string& message) {
+  std::string error;
+  if (notifier_->send(message, error) || notifyFailureLogged_) return;
+  notifyFailureLogged_ = true;  // once: systemd gone away is not news every second
+  common::LogLine(common::LogLevel::Warn, "systemd.notify_failed").field("error", error);
 }
 
 void Daemon::reloadRules() {

@@ -27,6 +27,7 @@
 #include "daemon/rule_set_hits.h"
 #include "daemon/rules_state.h"
 #include "daemon/rules_watcher.h"
+#include "daemon/service_notify.h"
 #include "daemon/stats.h"
 #include "dns/binding_table.h"
 #include "dns/service.h"
@@ -51,6 +52,11 @@ class Daemon final : public dns::DnsEventSink, public proxy::ProxyEventSink {
 
  private:
   static void onSignal(evutil_socket_t signal, short what, void* arg);
+  // systemd (Type=notify, daemon/service_notify.h): READY=1 after start-up,
+  // then STATUS= on every /readyz change and WATCHDOG=1 from the loop.
+  void startServiceNotify();
+  static void onNotifyTimer(evutil_socket_t fd, short what, void* arg);
+  void notifyService(const std::string& message);
   void reloadRules();
   void reloadConfig();
   bool startDns(std::string& error);
@@ -84,6 +90,10 @@ class Daemon final : public dns::DnsEventSink, public proxy::ProxyEventSink {
   common::CHandle<event, event_free> sighup_;
   common::CHandle<event, event_free> sigterm_;
   common::CHandle<event, event_free> sigint_;
+  std::unique_ptr<ServiceNotifier> notifier_;  // null unless started by systemd with NOTIFY_SOCKET
+  common::CHandle<event, event_free> notifyTimer_;
+  std::string notifiedStatus_;
+  bool notifyFailureLogged_ = false;
   uint64_t policyGeneration_ = 0;
   // What the running policy was compiled from: a reload that finds the
   // same rule sets publishes nothing.

@@ -24,6 +24,13 @@ bench_pkgs=(dnsperf wrk squid-openssl python3-matplotlib valgrind time)
 # and strip (binutils), and the image's own packages installed here too, so
 # that their libraries' packages can be found with `dpkg -S`.
 image_pkgs=(python3 binutils iptables ipset iproute2 dash publicsuffix)
+# make deb (scripts/deb/build.sh): dpkg-deb and dpkg-shlibdeps (dpkg-dev),
+# strip (binutils). tests/package also lints the package (lintian), checks
+# the units (systemd-analyze, in systemd) and installs it into a fresh
+# Debian 12 root (debootstrap; unshare and chroot are in util-linux and
+# coreutils).
+deb_pkgs=(dpkg-dev binutils)
+deb_test_pkgs=(dpkg-dev binutils debootstrap lintian systemd util-linux)
 # tests/image: a private containerd that imports and runs the image; skopeo
 # reads the archive as `skopeo copy` to a registry would.
 image_test_pkgs=(containerd runc skopeo)
@@ -36,10 +43,11 @@ cluster_pkgs=(containerd runc containernetworking-plugins util-linux)
 case "$group" in
   build) want=("${build_pkgs[@]}") ;;
   test) want=("${build_pkgs[@]}" "${test_pkgs[@]}" "${image_pkgs[@]}" "${image_test_pkgs[@]}"
-    "${cluster_pkgs[@]}") ;;
+    "${cluster_pkgs[@]}" "${deb_test_pkgs[@]}") ;;
   bench) want=("${build_pkgs[@]}" "${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
   image) want=("${build_pkgs[@]}" "${image_pkgs[@]}") ;;
-  *) echo "usage: $0 [build|test|bench|image]" >&2; exit 2 ;;
+  deb) want=("${build_pkgs[@]}" "${deb_pkgs[@]}") ;;
+  *) echo "usage: $0 [build|test|bench|image|deb]" >&2; exit 2 ;;
 esac
 
 # PyPI tools of the test group (cfn-lint), in a virtualenv outside the tree
