@@ -25,8 +25,12 @@
 # e.g. "--etcd-compaction-interval=0" for a test that compacts with etcdctl).
 #
 # Logs: DIR/etcd.log, DIR/kube-apiserver.log. Certificates: DIR/pki.
+# etcd and kube-apiserver are started as in tests/k8s/cluster.sh, by the
+# functions of tests/k8s/control_plane.sh.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=control_plane.sh
+source "$here/control_plane.sh"
 marker=".egressd-k8s-harness"
 
 die() {
@@ -59,56 +63,6 @@ resolve_dir() { # [DIR] -> absolute DIR of a running (or started) harness
   (cd "$d" && pwd)
 }
 
-gen_certs() { # DIR
-  local d="$1/pki"
-  mkdir -p "$d"
-  (
-    cd "$d"
-    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 \
-      -subj "/CN=egressd-test-ca" -addext "basicConstraints=critical,CA:TRUE" \
-      -addext "keyUsage=critical,keyCertSign,cRLSign"
-    openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr \
-      -subj "/CN=kube-apiserver"
-    cat > server.ext <<'EOF'
-basicConstraints=CA:FALSE
-keyUsage=critical,digitalSignature,keyEncipherment
-extendedKeyUsage=serverAuth
-subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc
-EOF
-    openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
-      -out server.crt -days 2 -extfile server.ext
-    # Service-account token signing key pair (TokenRequest, `kubectl create token`).
-    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key
-    openssl pkey -in sa.key -pubout -out sa.pub
-  ) > "$1/openssl.log" 2>&1 || {
-    cat "$1/openssl.log" >&2
-    die "certificate generation failed"
-  }
-}
-
-write_kubeconfig() { # FILE SERVER CA USER TOKEN
-  cat > "$1" <<EOF
-apiVersion: v1
-kind: Config
-clusters:
-- name: egressd-test
-  cluster:
-    server: $2
-    certificate-authority: $3
-users:
-- name: $4
-  user:
-    token: $5
-contexts:
-- name: $4@egressd-test
-  context:
-    cluster: egressd-test
-    user: $4
-current-context: $4@egressd-test
-EOF
-  chmod 600 "$1"
-}
-
 print_env() { # DIR
   local d="$1" BIN API_PORT ETCD_PORT
   # shellcheck source=/dev/null
@@ -123,18 +77,6 @@ print_env() { # DIR
 
 alive() { [[ -n "${1:-}" ]] && kill -0 "$1" 2>/dev/null; }
 
-stop_pid() { # PID NAME
-  local pid="$1" i
-  alive "$pid" || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 100; i++)); do
-    alive "$pid" || return 0
-    sleep 0.1
-  done
-  log "$2 ($pid) did not stop on TERM; killing"
-  kill -KILL "$pid" 2>/dev/null || true
-}
-
 do_stop() { # DIR
   local d="$1"
   [[ -f "$d/$marker" ]] || die "$d is not a harness folder (no $marker)"
@@ -145,112 +87,63 @@ do_stop() { # DIR
     if [[ -n "${WATCHDOG_PID:-}" && -z "${EGRESSD_K8S_FROM_WATCHDOG:-}" ]]; then
       kill -TERM "$WATCHDOG_PID" 2>/dev/null || true
     fi
-    stop_pid "${API_PID:-}" kube-apiserver
-    stop_pid "${ETCD_PID:-}" etcd
+    control_plane_stop "${API_PID:-}" "${ETCD_PID:-}"
   fi
   rm -rf "$d"
 }
 
-# Waits until URL answers 200 (extra curl args after URL), or the process
-# PID dies, or TIMEOUT seconds pass.
-wait_url() { # NAME PID TIMEOUT LOG URL curl-args...
-  local name="$1" pid="$2" timeout="$3" logf="$4" url="$5"
-  shift 5
-  local start=$SECONDS
-  while ((SECONDS - start < timeout)); do
-    if ! alive "$pid"; then
-      log "$name exited during startup; last lines of $logf:"
-      tail -n 30 "$logf" >&2 || true
-      return 1
-    fi
-    if curl -fsS --max-time 5 -o /dev/null "$@" "$url" 2>/dev/null; then
-      log "$name ready after $((SECONDS - start)) s"
-      return 0
-    fi
-    sleep 0.5
-  done
-  log "$name not ready after ${timeout} s; last lines of $logf:"
-  tail -n 30 "$logf" >&2 || true
-  return 1
+# LAUNCH of control_plane.sh: a background job of this script, its output in
+# DIR/NAME.log.
+launch() { # NAME CMD...
+  "${@:2}" > "$harness_dir/$1.log" 2>&1 < /dev/null &
+  CONTROL_PLANE_PID=$!
 }
 
 do_start() { # [DIR]
-  local d="${1:-}"
-  if [[ -z "$d" ]]; then
-    d="$(mktemp -d "${TMPDIR:-/tmp}/egressd-k8s.XXXXXX")"
-  else
-    mkdir -p "$d"
-    [[ -z "$(ls -A "$d")" ]] || die "$d is not empty"
-  fi
-  d="$(cd "$d" && pwd)"
-  touch "$d/$marker"
-  local bin="${EGRESSD_K8S_BIN:-}"
-  if [[ -z "$bin" ]]; then
-    bin="$("$here/build.sh")" || die "building the control plane failed"
-  fi
-  local b
-  for b in etcd kube-apiserver kubectl; do
-    [[ -x "$bin/$b" ]] || die "$bin/$b missing (run tests/k8s/build.sh)"
-  done
-  gen_certs "$d"
+  local d bin
+  d="$(control_plane_new_dir "${1:-}" egressd-k8s.XXXXXX "$marker")"
+  bin="$(control_plane_bin etcd kube-apiserver kubectl)"
+  control_plane_certs "$d/pki" "$d/openssl.log" egressd-test-ca \
+    "IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc"
   local token
-  token="$(openssl rand -hex 24)"
-  # token,user,uid,"groups": the admin is in system:masters (RBAC bypass).
-  echo "$token,egressd-test-admin,egressd-test-admin,\"system:masters\"" > "$d/pki/tokens.csv"
-  chmod 600 "$d/pki/tokens.csv"
+  # The admin is in system:masters (RBAC bypass).
+  token="$(control_plane_add_token "$d/pki" egressd-test-admin system:masters)"
 
   local timeout="${EGRESSD_K8S_READY_TIMEOUT:-180}" extra=()
   read -r -a extra <<< "${EGRESSD_K8S_APISERVER_ARGS:-}"
+  # No controller-manager, no nodes: no endpoint reconciler, no privileged pods.
+  local flags=(--authorization-mode=RBAC
+    --service-account-issuer=https://kubernetes.default.svc
+    --service-cluster-ip-range=10.96.0.0/24
+    --endpoint-reconciler-type=none --allow-privileged=false
+    "${extra[@]}")
+  harness_dir="$d"
   local attempt etcd_port peer_port api_port etcd_pid api_pid
   for attempt in 1 2 3; do
     etcd_port="$(free_port)"
     peer_port="$(free_port)"
     api_port="$(free_port)"
     rm -rf "$d/etcd"
-    "$bin/etcd" --name egressd-test --data-dir "$d/etcd" \
-      --listen-client-urls "http://127.0.0.1:$etcd_port" \
-      --advertise-client-urls "http://127.0.0.1:$etcd_port" \
-      --listen-peer-urls "http://127.0.0.1:$peer_port" \
-      --initial-advertise-peer-urls "http://127.0.0.1:$peer_port" \
-      --initial-cluster "egressd-test=http://127.0.0.1:$peer_port" \
-      --unsafe-no-fsync --log-level warn \
-      > "$d/etcd.log" 2>&1 < /dev/null &
-    etcd_pid=$!
+    control_plane_start_etcd launch "$bin" "$d/etcd" egressd-test "$etcd_port" "$peer_port"
+    etcd_pid="$CONTROL_PLANE_PID"
     printf 'BIN=%q\nETCD_PID=%s\nETCD_PORT=%s\n' "$bin" "$etcd_pid" "$etcd_port" > "$d/state"
-    if ! wait_url etcd "$etcd_pid" 60 "$d/etcd.log" "http://127.0.0.1:$etcd_port/health"; then
-      stop_pid "$etcd_pid" etcd
+    if ! control_plane_wait_ready etcd "$etcd_pid" 60 "$d/etcd.log" \
+      curl -fsS --max-time 5 "http://127.0.0.1:$etcd_port/health"; then
+      control_plane_stop "" "$etcd_pid"
       grep -q 'address already in use' "$d/etcd.log" && continue
       do_stop "$d"
       die "etcd did not start"
     fi
 
-    "$bin/kube-apiserver" \
-      --bind-address=127.0.0.1 --advertise-address=127.0.0.1 \
-      --secure-port="$api_port" \
-      --etcd-servers="http://127.0.0.1:$etcd_port" \
-      --cert-dir="$d/pki" \
-      --tls-cert-file="$d/pki/server.crt" --tls-private-key-file="$d/pki/server.key" \
-      --client-ca-file="$d/pki/ca.crt" \
-      --token-auth-file="$d/pki/tokens.csv" \
-      --authorization-mode=RBAC \
-      --service-account-issuer=https://kubernetes.default.svc \
-      --service-account-key-file="$d/pki/sa.pub" \
-      --service-account-signing-key-file="$d/pki/sa.key" \
-      --service-cluster-ip-range=10.96.0.0/24 \
-      --endpoint-reconciler-type=none \
-      --allow-privileged=false --profiling=false \
-      --v=1 \
-      "${extra[@]}" \
-      > "$d/kube-apiserver.log" 2>&1 < /dev/null &
-    api_pid=$!
+    control_plane_start_apiserver launch "$bin" "$d/pki" "http://127.0.0.1:$etcd_port" \
+      127.0.0.1 127.0.0.1 "$api_port" "${flags[@]}"
+    api_pid="$CONTROL_PLANE_PID"
     printf 'API_PID=%s\nAPI_PORT=%s\n' "$api_pid" "$api_port" >> "$d/state"
-    if wait_url kube-apiserver "$api_pid" "$timeout" "$d/kube-apiserver.log" \
-      "https://127.0.0.1:$api_port/readyz" --cacert "$d/pki/ca.crt" \
-      -H "Authorization: Bearer $token"; then
+    if control_plane_wait_ready kube-apiserver "$api_pid" "$timeout" "$d/kube-apiserver.log" \
+      control_plane_readyz "https://127.0.0.1:$api_port" "$d/pki/ca.crt" "$token"; then
       break
     fi
-    stop_pid "$api_pid" kube-apiserver
-    stop_pid "$etcd_pid" etcd
+    control_plane_stop "$api_pid" "$etcd_pid"
     if ((attempt < 3)) && grep -q 'address already in use' "$d/kube-apiserver.log"; then
       continue
     fi
@@ -262,18 +155,12 @@ do_start() { # [DIR]
     die "could not start on free ports after 3 attempts"
   }
 
-  write_kubeconfig "$d/admin.kubeconfig" "https://127.0.0.1:$api_port" "$d/pki/ca.crt" \
+  control_plane_kubeconfig "$d/admin.kubeconfig" "https://127.0.0.1:$api_port" "$d/pki/ca.crt" \
     egressd-test-admin "$token"
 
   if [[ -n "${EGRESSD_K8S_OWNER_PID:-}" ]]; then
-    local owner="$EGRESSD_K8S_OWNER_PID"
-    # The watchdog runs this script's stop when the owner is gone.
-    (
-      exec > /dev/null 2>&1 < /dev/null
-      while kill -0 "$owner" 2>/dev/null && [[ -d "$d" ]]; do sleep 2; done
-      [[ -d "$d" ]] && EGRESSD_K8S_FROM_WATCHDOG=1 "$here/apiserver.sh" stop "$d"
-    ) &
-    echo "WATCHDOG_PID=$!" >> "$d/state"
+    control_plane_watchdog "$EGRESSD_K8S_OWNER_PID" "$d" "$here/apiserver.sh" stop "$d"
+    echo "WATCHDOG_PID=$CONTROL_PLANE_PID" >> "$d/state"
   fi
   log "etcd 127.0.0.1:$etcd_port, kube-apiserver https://127.0.0.1:$api_port, folder $d"
   print_env "$d"
@@ -300,7 +187,7 @@ do_user() { # DIR NAME CLUSTERROLE [NAMESPACE]
   fi
   local token
   token="$("${k[@]}" -n egressd-test-users create token "$name" --duration 2h)"
-  write_kubeconfig "$d/user-$name.kubeconfig" "https://127.0.0.1:$API_PORT" "$d/pki/ca.crt" \
+  control_plane_kubeconfig "$d/user-$name.kubeconfig" "https://127.0.0.1:$API_PORT" "$d/pki/ca.crt" \
     "$name" "$token"
   echo "$d/user-$name.kubeconfig"
 }

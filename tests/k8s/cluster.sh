@@ -49,6 +49,10 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=versions.env
 source "$here/versions.env"
+# etcd and kube-apiserver as in tests/k8s/apiserver.sh, with the flags of a
+# node-backed cluster added.
+# shellcheck source=control_plane.sh
+source "$here/control_plane.sh"
 
 # ---- addresses (inside the namespaces only) --------------------------------
 NODE_NAME=egressd-node
@@ -101,68 +105,25 @@ wait_for() { # DESC TIMEOUT CMD...: poll every 0.2 s
 }
 
 # ---- certificates and kubeconfigs -----------------------------------------
-gen_cert() { # PKI NAME SUBJECT [SAN] [EKU]: NAME.{key,crt} signed by PKI/ca
-  local d="$1" n="$2"
-  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "$3" \
-    -keyout "$d/$n.key" -out "$d/$n.csr"
-  {
-    echo "basicConstraints=CA:FALSE"
-    echo "keyUsage=critical,digitalSignature,keyEncipherment"
-    echo "extendedKeyUsage=${5:-serverAuth}"
-    [[ -n "${4:-}" ]] && echo "subjectAltName=$4"
-  } > "$d/$n.ext"
-  openssl x509 -req -in "$d/$n.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial \
-    -days 2 -extfile "$d/$n.ext" -out "$d/$n.crt"
-}
-
+# The control plane's certificates (control_plane.sh), and those of the
+# kubelet: its serving certificate and its client one for the API server.
 gen_pki() { # DIR
   local d="$1/pki"
-  mkdir -p "$d"
-  (
-    cd "$d"
-    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-      -subj "/CN=egressd-test-cluster-ca" -keyout ca.key -out ca.crt \
-      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
-    gen_cert . apiserver "/CN=kube-apiserver" \
-      "IP:127.0.0.1,IP:$NODE_IP,IP:$API_SVC_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.$CLUSTER_DOMAIN"
-    gen_cert . apiserver-kubelet-client "/CN=kube-apiserver-kubelet-client" "" clientAuth
-    gen_cert . kubelet "/CN=$NODE_NAME" "IP:$NODE_IP,DNS:$NODE_NAME"
-    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out sa.key
-    openssl pkey -in sa.key -pubout -out sa.pub
-  ) > "$1/logs/openssl.log" 2>&1 || {
+  control_plane_certs "$d" "$1/logs/openssl.log" egressd-test-cluster-ca \
+    "IP:127.0.0.1,IP:$NODE_IP,IP:$API_SVC_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.$CLUSTER_DOMAIN"
+  {
+    control_plane_cert "$d" apiserver-kubelet-client "/CN=kube-apiserver-kubelet-client" "" clientAuth &&
+      control_plane_cert "$d" kubelet "/CN=$NODE_NAME" "IP:$NODE_IP,DNS:$NODE_NAME"
+  } >> "$1/logs/openssl.log" 2>&1 || {
     cat "$1/logs/openssl.log" >&2
     die "certificate generation failed"
   }
-}
-
-write_kubeconfig() { # FILE SERVER CA USER TOKEN
-  cat > "$1" << EOF
-apiVersion: v1
-kind: Config
-clusters:
-- name: egressd-test
-  cluster:
-    server: $2
-    certificate-authority: $3
-users:
-- name: $4
-  user:
-    token: $5
-contexts:
-- name: $4@egressd-test
-  context:
-    cluster: egressd-test
-    user: $4
-current-context: $4@egressd-test
-EOF
-  chmod 600 "$1"
 }
 
 # One static token per component, each with the identity a kubeadm cluster
 # gives it, so the default RBAC bindings and the Node authorizer apply.
 gen_tokens() { # DIR
   local d="$1" who user groups token
-  : > "$d/pki/tokens.csv"
   for who in admin kubelet kube-proxy controller-manager scheduler; do
     case $who in
       admin) user=egressd-test-admin groups=system:masters ;;
@@ -171,12 +132,11 @@ gen_tokens() { # DIR
       controller-manager) user=system:kube-controller-manager groups="" ;;
       scheduler) user=system:kube-scheduler groups="" ;;
     esac
-    token="$(openssl rand -hex 24)"
-    echo "$token,$user,$user,\"$groups\"" >> "$d/pki/tokens.csv"
-    write_kubeconfig "$d/$who.kubeconfig" "https://$NODE_IP:6443" "$d/pki/ca.crt" "$user" "$token"
+    token="$(control_plane_add_token "$d/pki" "$user" "$groups")"
+    control_plane_kubeconfig "$d/$who.kubeconfig" "https://$NODE_IP:6443" "$d/pki/ca.crt" "$user" "$token"
     [[ $who == admin ]] && echo "$token" > "$d/pki/admin.token"
   done
-  chmod 600 "$d/pki/tokens.csv" "$d/pki/admin.token"
+  chmod 600 "$d/pki/admin.token"
 }
 
 # ---- configuration files ---------------------------------------------------
@@ -366,23 +326,13 @@ start_node() { # DIR NAME CMD...
 node_pid() { cat "$1/pids/$2.pid" 2> /dev/null || true; }
 
 wait_started() { # DIR NAME TIMEOUT CMD...: CMD succeeds, or NAME died
-  local d="$1" name="$2" timeout="$3" start=$SECONDS pid
-  shift 3
-  pid="$(node_pid "$d" "$name")"
-  until "$@" > /dev/null 2>&1; do
-    if ! alive "$pid"; then
-      log "$name exited during startup; last lines of $d/logs/$name.log:"
-      tail -n 30 "$d/logs/$name.log" >&2 || true
-      return 1
-    fi
-    if ((SECONDS - start >= timeout)); then
-      log "$name not ready after $timeout s; last lines of $d/logs/$name.log:"
-      tail -n 30 "$d/logs/$name.log" >&2 || true
-      return 1
-    fi
-    sleep 0.2
-  done
-  log "$name ready after $((SECONDS - start)) s"
+  control_plane_wait_ready "$2" "$(node_pid "$1" "$2")" "$3" "$1/logs/$2.log" "${@:4}"
+}
+
+# LAUNCH of control_plane.sh: in the node, as start_node.
+launch_node() { # NAME CMD...
+  start_node "$DIR" "$@"
+  CONTROL_PLANE_PID="$(node_pid "$DIR" "$1")"
 }
 
 in_node() { # DIR CMD...
@@ -421,27 +371,15 @@ claim_machine() { # DIR
 
 cmd_up() { # [DIR]
   [[ "$(id -u)" == 0 ]] || die "must run as root"
-  local d="${1:-}"
-  if [[ -z "$d" ]]; then
-    d="$(mktemp -d "${TMPDIR:-/tmp}/egressd-cluster.XXXXXX")"
-  else
-    mkdir -p "$d"
-    [[ -z "$(ls -A "$d")" ]] || die "$d is not empty"
-  fi
-  d="$(cd "$d" && pwd)"
+  local d
+  d="$(control_plane_new_dir "${1:-}" egressd-cluster.XXXXXX "$marker")"
   DIR="$d"
   local t0=$SECONDS timeout="${EGRESSD_K8S_READY_TIMEOUT:-180}"
-  touch "$d/$marker"
   mkdir -p "$d/logs" "$d/pids" "$d/images"
 
-  BIN="${EGRESSD_K8S_BIN:-}"
-  if [[ -z "$BIN" ]]; then
-    BIN="$("$here/build.sh")" || die "building the Kubernetes binaries failed (tests/k8s/build.sh)"
-  fi
+  BIN="$(control_plane_bin etcd kube-apiserver kube-controller-manager kube-scheduler kubelet \
+    kube-proxy kubectl coredns)"
   local b
-  for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl coredns; do
-    [[ -x "$BIN/$b" ]] || die "$BIN/$b missing (run tests/k8s/build.sh)"
-  done
   for b in containerd containerd-shim-runc-v2 runc ctr nsenter python3; do
     command -v "$b" > /dev/null || die "$b not found (scripts/install-deps.sh test)"
   done
@@ -473,13 +411,8 @@ EOF
   trap 'rc=$?; if ((rc != 0)); then log "up failed; removing what it made"; kill $(jobs -p) 2> /dev/null; wait; cmd_down "'"$d"'" || true; fi' EXIT
 
   if [[ -n "${EGRESSD_K8S_OWNER_PID:-}" ]]; then
-    local owner="$EGRESSD_K8S_OWNER_PID"
-    (
-      exec > /dev/null 2>&1 < /dev/null
-      while kill -0 "$owner" 2> /dev/null && [[ -f "$d/cluster.state" ]]; do sleep 2; done
-      [[ -f "$d/cluster.state" ]] && EGRESSD_K8S_FROM_WATCHDOG=1 "$here/cluster.sh" down "$d"
-    ) &
-    state_set watchdog $! "$d"
+    control_plane_watchdog "$EGRESSD_K8S_OWNER_PID" "$d/cluster.state" "$here/cluster.sh" down "$d"
+    state_set watchdog "$CONTROL_PLANE_PID" "$d"
   fi
 
   log "network namespaces $ns_node and $ns_inet"
@@ -524,26 +457,20 @@ EOF
 
   start_holder "$d"
   start_node "$d" containerd containerd --config "$d/containerd/config.toml"
-  start_node "$d" etcd "$BIN/etcd" --name "$NODE_NAME" --data-dir "$d/etcd" \
-    --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
-    --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
-    --initial-cluster "$NODE_NAME=http://127.0.0.1:2380" --unsafe-no-fsync --log-level warn
+  # etcd and kube-apiserver on the node's fixed ports, the API server on all
+  # of the node's addresses (kubelet, kube-proxy and pods reach it there).
+  control_plane_start_etcd launch_node "$BIN" "$d/etcd" "$NODE_NAME" 2379 2380
   wait_started "$d" etcd "$timeout" in_node "$d" curl -fsS http://127.0.0.1:2379/health
-
-  start_node "$d" kube-apiserver "$BIN/kube-apiserver" \
-    --bind-address=0.0.0.0 --advertise-address="$NODE_IP" --secure-port=6443 \
-    --etcd-servers=http://127.0.0.1:2379 --cert-dir="$d/pki" \
-    --tls-cert-file="$d/pki/apiserver.crt" --tls-private-key-file="$d/pki/apiserver.key" \
-    --client-ca-file="$d/pki/ca.crt" --token-auth-file="$d/pki/tokens.csv" \
+  control_plane_start_apiserver launch_node "$BIN" "$d/pki" http://127.0.0.1:2379 \
+    0.0.0.0 "$NODE_IP" 6443 \
     --authorization-mode=Node,RBAC --enable-admission-plugins=NodeRestriction \
     --service-account-issuer="https://kubernetes.default.svc.$CLUSTER_DOMAIN" \
-    --service-account-key-file="$d/pki/sa.pub" --service-account-signing-key-file="$d/pki/sa.key" \
     --service-cluster-ip-range="$SERVICE_CIDR" \
     --kubelet-client-certificate="$d/pki/apiserver-kubelet-client.crt" \
     --kubelet-client-key="$d/pki/apiserver-kubelet-client.key" \
     --kubelet-certificate-authority="$d/pki/ca.crt" \
     --kubelet-preferred-address-types=InternalIP \
-    --allow-privileged=true --profiling=false --v=1
+    --allow-privileged=true
 
   # kubectl on the host: 127.0.0.1:<free port> -> NODE_IP:6443 in the node.
   /usr/bin/env python3 "$here/nsforward.py" "/run/netns/$ns_node" "$NODE_IP" 6443 "$d/apiserver.port" \
@@ -552,7 +479,7 @@ EOF
   wait_for "API forwarder listening" 10 test -s "$d/apiserver.port" || die "nsforward.py did not start"
   local port
   port="$(cat "$d/apiserver.port")"
-  write_kubeconfig "$d/admin.kubeconfig" "https://127.0.0.1:$port" "$d/pki/ca.crt" \
+  control_plane_kubeconfig "$d/admin.kubeconfig" "https://127.0.0.1:$port" "$d/pki/ca.crt" \
     egressd-test-admin "$(cat "$d/pki/admin.token")"
 
   # The pods' images before the kubelet, which would otherwise try to pull.
@@ -575,8 +502,8 @@ EOF
     --hostname-override="$NODE_NAME" --node-ip="$NODE_IP" --v=1
   start_node "$d" kube-proxy "$BIN/kube-proxy" --config="$d/kube-proxy.yaml" --v=1
 
-  wait_started "$d" kube-apiserver "$timeout" curl -fsS --max-time 5 --cacert "$d/pki/ca.crt" \
-    -H "Authorization: Bearer $(cat "$d/pki/admin.token")" "https://127.0.0.1:$port/readyz"
+  wait_started "$d" kube-apiserver "$timeout" control_plane_readyz "https://127.0.0.1:$port" \
+    "$d/pki/ca.crt" "$(cat "$d/pki/admin.token")"
   # The API server's calls to the kubelet (logs, exec, port-forward).
   kc create clusterrolebinding egressd-test:apiserver-kubelet \
     --clusterrole=system:kubelet-api-admin --user=kube-apiserver-kubelet-client > /dev/null
@@ -646,7 +573,8 @@ cgroup_pids() { # CGROUP
 }
 
 # SIGKILL at once: nothing of a test cluster needs a graceful stop, and a
-# kubelet left running a moment longer would restart what was just stopped.
+# kubelet left running a moment longer would restart what was just stopped
+# (so not control_plane_stop's TERM-then-wait of apiserver.sh).
 # Repeated until nothing is left (a process may fork meanwhile).
 kill_tree() { # CGROUP NS...: everything of the cluster
   local cg="$1" pids ns i
