@@ -15,6 +15,7 @@
 #include "cli/suggest_command.h"
 #include "cli/top_command.h"
 #include "cli/watch_command.h"
+#include "common/command_line.h"
 
 namespace {
 
@@ -185,7 +186,8 @@ int main(int argc, char** argv) {
   addSocketOption(suggestCommand, socketFlags);
 
   try {
-    app.parse(argc, argv);
+    common::CommandLine line(argc, argv);
+    app.parse(line.argc(), line.argv());
   } catch (const CLI::ParseError& e) {
     // CLI11 exits 0 for --help; usage errors are 2 for every subcommand.
     const int code = app.exit(e);

@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/command_line.h"
 #include "common/duration.h"
 #include "common/log.h"
 #include "common/socket_address.h"
@@ -22,6 +23,27 @@
 #include "controller/webhook_server.h"
 
 namespace {
+
+// The API server refuses a pod whose env entry is not a C identifier, so a
+// bad name here would make every admitted pod fail to create: refused at
+// start instead, naming the value.
+CLI::Validator environmentVariableName() {
+  return CLI::Validator(
+      [](const std::string& name) -> std::string {
+        if (name.empty()) return {};
+        const auto isStart = [](char c) {
+          return c == '_' || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+        };
+        const auto isRest = [&](char c) { return isStart(c) || (c >= '0' && c <= '9'); };
+        bool valid = isStart(name.front());
+        for (const char c : name) valid = valid && isRest(c);
+        if (valid) return {};
+        return "\"" + name +
+               "\" is not an environment variable name (letters, digits and '_', not starting with a digit); "
+               "give an empty value (--inject-node-ip-env=) to inject none";
+      },
+      "NAME");
+}
 
 // The webhook's flags (docs/injection.md): what is injected, and where the
 // certificates live.
@@ -89,6 +111,7 @@ void addWebhookFlags(CLI::App& app, WebhookFlags& flags) {
   app.add_option("--inject-node-ip-env", flags.inject.nodeIpVariable,
                  "Variable set from status.hostIP before the proxy variables (empty: none)")
       ->capture_default_str()
+      ->check(environmentVariableName())
       ->group(group);
   app.add_option("--inject-cluster-domain", flags.noProxy.clusterDomains,
                  "Cluster DNS domain for NO_PROXY (repeatable; .cluster.local is always in)")
@@ -203,7 +226,8 @@ int main(int argc, char** argv) {
       "get/create/update leases.coordination.k8s.io (in --lease-namespace); with --pod-map\n"
       "get/list/watch pods. See docs/controller.md; the webhook's own RBAC is in docs/injection.md.");
   try {
-    app.parse(argc, argv);
+    common::CommandLine line(argc, argv);
+    app.parse(line.argc(), line.argv());
   } catch (const CLI::ParseError& e) {
     // CLI11 exits 0 for --help and --version; usage errors are 2, as for
     // egressctl and egressd (CLI11's own codes are 100 and up).

@@ -3,6 +3,7 @@
 
 #include <iostream>
 
+#include "common/command_line.h"
 #include "common/log.h"
 #include "config/load.h"
 #include "daemon/check_config.h"
@@ -31,7 +32,8 @@ int main(int argc, char** argv) {
       "leaks while egressd restarts; the DNS take-over chains of dns.intercept too), then exit");
   app.set_version_flag("--version", "egressd " + std::string(control::kVersion));
   try {
-    app.parse(argc, argv);
+    common::CommandLine line(argc, argv);
+    app.parse(line.argc(), line.argv());
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);
     return code == 0 ? 0 : 2;

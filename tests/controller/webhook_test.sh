@@ -346,6 +346,19 @@ if [[ "$gateway_url" == http://*:3128 && "$gateway_url" != *EGRESSD_NODE_IP* ]];
 else
   fail "central-gateway: proxy URL '$gateway_url' in ${central_args[*]}"
 fi
+if printf '%s\n' "${central_args[@]}" | grep -qx -- '--inject-node-ip-env='; then
+  ok "central-gateway: no node address, written --inject-node-ip-env="
+else
+  fail "central-gateway: no empty --inject-node-ip-env= in ${central_args[*]}"
+fi
+# A name the API server would refuse in every pod is refused at start.
+"$controller" --kubeconfig "$user" --inject-node-ip-env=--inject-no-proxy=x > "$work/badenv.log" 2>&1
+rc=$?
+if ((rc == 2)) && grep -q '"--inject-no-proxy=x" is not an environment variable name' "$work/badenv.log"; then
+  ok "--inject-node-ip-env with a flag-like value is refused at start (exit 2)"
+else
+  fail "--inject-node-ip-env=--inject-no-proxy=x: exit $rc, $(head -c 300 "$work/badenv.log")"
+fi
 "$controller" --kubeconfig "$user" --webhook-listen "127.0.0.1:$port" --webhook-cert-san 127.0.0.1 \
   --webhook-cert-poll 500ms --identity "test-central-$RANDOM" "${central_args[@]}" > "$work/central.log" 2>&1 &
 ctl_pid=$!
