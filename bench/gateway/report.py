@@ -134,6 +134,8 @@ def main():
         if not m:
             continue
         rnd, cfg, proto, kind = int(m.group(1)), m.group(2), m.group(3), m.group(4)
+        if rnd == 0:
+            continue  # run.sh's profiled run (GATEWAY_BENCH_PERF=1): perf's own cost is in it
         path = os.path.join(args.raw, fn)
         if kind == "wrk":
             wrk.setdefault(proto, {}).setdefault(cfg, {})[rnd] = parse_wrk(path)

@@ -60,9 +60,10 @@
 #   egressd egressd-world squid"]  GATEWAY_BENCH_KEEP [0] (keep the work directory)
 #   GATEWAY_BENCH_STRICT [0]
 #   GATEWAY_BENCH_EGRESSD_BASE [unset] (a second egressd binary: config egressd-base)
-#   GATEWAY_BENCH_PERF [0] (1: `perf record -a -g`, kernel included, during
-#   round 1's HTTP rate run of each egressd configuration; the report's top
-#   symbols go to RESULTS_DIR/perf-CONFIG-http.txt, the data file is removed)
+#   GATEWAY_BENCH_PERF [0] (1: after the rounds, one more HTTP rate run per
+#   egressd configuration under `perf record -a -g`, kernel included, left
+#   out of the figures; the report's top symbols go to
+#   RESULTS_DIR/perf-CONFIG-http.txt, the data file is removed)
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -439,7 +440,7 @@ run_wrk() {
   q0="$(queued)" d0="$(queue_drops)" g0="$(ns_cpu_ticks "$E2E_NS_GW")" s0="$(ns_cpu_ticks "$E2E_NS_INET")"
   # bash's `time`: the client's own CPU (wrk's rusage, reaped by timeout)
   local TIMEFORMAT='%U %S' perf_pid=""
-  if [ "$perf_on" = 1 ] && [ "$r" = 1 ] && [ "$proto" = http ] && [[ $cfg == egressd* ]]; then
+  if [ "$r" = 0 ]; then
     # The whole machine, kernel included: the gateway's forwarding and
     # NFQUEUE work runs in softirq context of whichever process sent the
     # packet (wrk, nginx, egressd's verdicts), not only in egressd.
@@ -530,6 +531,17 @@ for r in $(seq "$rounds"); do
     measure "${cfg_list[$(((i + r - 1) % n))]}" "$r"
   done
 done
+
+# Profiles: one more HTTP rate run per egressd configuration, "round 0",
+# which the report leaves out (perf's sampling costs CPU of its own).
+if [ "$perf_on" = 1 ]; then
+  for cfg in "${cfg_list[@]}"; do
+    [[ $cfg == egressd* ]] || continue
+    "enable_${cfg//-/_}"
+    run_wrk "$cfg" 0 http "http://$name:$http_port/"
+    "disable_${cfg//-/_}"
+  done
+fi
 
 loadavg_end="$(cut -d' ' -f1-3 /proc/loadavg)"
 python3 "$here/report.py" --raw "$raw" --out "$results/gateway.json" --nfq-queue "$results/nfq_queue.json" \
