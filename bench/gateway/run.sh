@@ -426,23 +426,22 @@ nfq_counters() {
     END {if (have) print p + 0, r + 0, s + 0; else print p + 0, "-", "-"}'
 }
 
-# perf_summary DATA: where the bench's own processes spent the CPU (the
-# machine may run other work: only wrk, nginx, egressd and the softirq
-# threads count), by command, then by command and symbol (self time, kernel
-# and user space), then egressd's threads alone.
+# perf_summary DATA PIDS EGRESSD_PID: where the bench's own processes (PIDS:
+# wrk, nginx, egressd, threads included) spent the CPU, kernel included:
+# by command, by command and symbol (self time), then egressd alone, split
+# into kernel and user space and by symbol. Shares are of those processes'
+# samples.
 perf_summary() {
-  local comms="wrk,nginx,egressd,ksoftirqd/0,ksoftirqd/1,ksoftirqd/2,ksoftirqd/3"
-  echo "# perf record -a -g during the HTTP rate run; self time, share of the bench's processes ($comms)"
-  perf report -i "$1" --percentage relative --no-children --comms "$comms" --sort comm --stdio -g none 2> /dev/null | grep -vE '^(#|$)'
+  local report=(perf report -i "$1" --percentage relative --no-children --stdio -g none)
+  echo "# perf record -a -g during an HTTP rate run, the bench's processes only (pids $2)"
+  "${report[@]}" --pid "$2" --sort comm 2> /dev/null | grep -vE '^(#|$)'
   echo "# by command and symbol"
-  perf report -i "$1" --percentage relative --no-children --comms "$comms" --sort comm,sym --percent-limit 0.5 --stdio -g none \
-    2> /dev/null | grep -vE '^(#|$)'
-  echo "# egressd's threads alone, kernel or user space (share of egressd's samples)"
-  perf report -i "$1" --percentage relative --no-children --comms egressd --sort dso --stdio -g none \
-    2> /dev/null | grep -vE '^(#|$)'
-  echo "# egressd's threads alone, by symbol (share of egressd's samples)"
-  perf report -i "$1" --percentage relative --no-children --comms egressd --sort sym --percent-limit 0.5 --stdio -g none \
-    2> /dev/null | grep -vE '^(#|$)'
+  "${report[@]}" --pid "$2" --sort comm,sym --percent-limit 0.5 2> /dev/null | grep -vE '^(#|$)'
+  echo "# egressd (pid $3) alone, kernel or user space"
+  "${report[@]}" --pid "$3" --sort sym 2> /dev/null | awk '$2 == "[k]" {k += $1} $2 == "[.]" {u += $1}
+    END {printf "kernel %.1f %%, user space %.1f %%\n", k, u}'
+  echo "# egressd alone, by symbol"
+  "${report[@]}" --pid "$3" --sort sym --percent-limit 0.5 2> /dev/null | grep -vE '^(#|$)'
 }
 
 # run_wrk CFG ROUND PROTO URL
@@ -457,14 +456,23 @@ run_wrk() {
     # The whole machine, kernel included: the gateway's forwarding and
     # NFQUEUE work runs in softirq context of whichever process sent the
     # packet (wrk, nginx, egressd's verdicts), not only in egressd.
-    perf record -F 4999 -a -g -q -o "$work/perf-$cfg.data" -- sleep "$seconds" > /dev/null 2>&1 &
+    # perf takes a moment to start on a busy machine: give it two seconds
+    # before wrk, and note the bench's processes (other work on the machine,
+    # other egressd and nginx instances included, is left out of the report).
+    perf record -F 2999 -a -g -q -o "$work/perf-$cfg.data" -- sleep $((seconds + 4)) > /dev/null 2>&1 &
     perf_pid=$!
+    sleep 2
+    (
+      sleep 1
+      for ns in "$E2E_NS_POD" "$E2E_NS_GW" "$E2E_NS_INET"; do ip netns pids "$ns"; done
+    ) > "$work/perf-$cfg.pids" 2> /dev/null &
   fi
   { time in_pod timeout $((seconds + 30)) wrk -t"$threads" -c"$conns" -d"${seconds}s" --latency \
     -H 'Connection: close' "$url" > "$out" 2>&1; } 2> "$out.time"
   if [ -n "$perf_pid" ]; then
     wait "$perf_pid"
-    perf_summary "$work/perf-$cfg.data" > "$results/perf-$cfg-http.txt" 2>&1
+    perf_summary "$work/perf-$cfg.data" "$(sort -un "$work/perf-$cfg.pids" | paste -sd,)" \
+      "$(cat "$E2E_PIDS/egressd.pid")" > "$results/perf-$cfg-http.txt" 2>&1
     rm -f "$work/perf-$cfg.data"
   fi
   q1="$(queued)" d1="$(queue_drops)" g1="$(ns_cpu_ticks "$E2E_NS_GW")" s1="$(ns_cpu_ticks "$E2E_NS_INET")"
