@@ -292,6 +292,13 @@ void renderQueues(Exposition& e, const StatsSnapshot& s) {
            "Server packets the insertion guard dropped: no allow waited for them, or they came in on "
            "the client's interface.",
            [](const QueueStats& q) { return q.repliesDropped; });
+  perQueue("egressd_nfq_replies_total", "counter",
+           "Server packets the insertion guard read (SYN-ACKs included); the rest of "
+           "egressd_nfq_packets_total came from clients.",
+           [](const QueueStats& q) { return q.replies; });
+  perQueue("egressd_nfq_reply_syn_acks_total", "counter",
+           "Server SYN-ACKs the insertion guard read to learn where a client's stream starts.",
+           [](const QueueStats& q) { return q.replySynAcks; });
   e.family("egressd_nfq_server_resets_total", "counter",
            "TCP resets sent to the servers of connections denied after their handshake, by result.");
   for (size_t i = 0; i < s.queues.size(); ++i) {
@@ -677,6 +684,8 @@ nlohmann::json toJson(const StatsSnapshot& s) {
                       {"confirmed", q.confirmed},
                       {"confirm_segments_passed", q.confirmSegmentsPassed},
                       {"confirm_replies_dropped", q.repliesDropped},
+                      {"replies", q.replies},
+                      {"reply_syn_acks", q.replySynAcks},
                       {"verdicts", std::move(verdicts)},
                       {"reasons", std::move(reasons)},
                       {"decode_errors", std::move(decodeErrors)},

@@ -110,6 +110,8 @@ QueueCounters& QueueCounters::operator+=(const QueueCounters& other) noexcept {
   confirmed += other.confirmed;
   confirmSegmentsPassed += other.confirmSegmentsPassed;
   repliesDropped += other.repliesDropped;
+  replies += other.replies;
+  replySynAcks += other.replySynAcks;
   for (size_t i = 0; i < verdicts.size(); ++i) verdicts[i] += other.verdicts[i];
   for (size_t i = 0; i < reasons.size(); ++i) reasons[i] += other.reasons[i];
   for (size_t i = 0; i < decodeErrors.size(); ++i) decodeErrors[i] += other.decodeErrors[i];
@@ -140,6 +142,8 @@ QueueCounters QueueWorker::counters() const noexcept {
   out.confirmed = load(stats_.confirmed);
   out.confirmSegmentsPassed = load(stats_.confirmSegmentsPassed);
   out.repliesDropped = load(stats_.repliesDropped);
+  out.replies = load(stats_.replies);
+  out.replySynAcks = load(stats_.replySynAcks);
   for (size_t i = 0; i < out.verdicts.size(); ++i) out.verdicts[i] = load(stats_.verdicts[i]);
   for (size_t i = 0; i < out.reasons.size(); ++i) out.reasons[i] = load(stats_.reasons[i]);
   for (size_t i = 0; i < out.decodeErrors.size(); ++i) out.decodeErrors[i] = load(stats_.decodeErrors[i]);
@@ -454,6 +458,7 @@ void QueueWorker::withdraw(const FlowTable::Flow& entry, const Decision& decisio
 
 void QueueWorker::handleReply(uint32_t id, uint32_t mark, uint32_t indev, const PacketView& packet,
                               TimePoint now) noexcept {
+  stats_.replies.fetch_add(1, std::memory_order_relaxed);
   if (!packet.isTcp()) {
     sendVerdict(id, Verdict::Pass, mark);
     return;
@@ -462,6 +467,7 @@ void QueueWorker::handleReply(uint32_t id, uint32_t mark, uint32_t indev, const 
   if (packet.isSynAck()) {
     // RFC 9293 section 3.5: the SYN-ACK acknowledges ISN + 1, the client's
     // first payload byte. A new connection on the 5-tuple starts over.
+    stats_.replySynAcks.fetch_add(1, std::memory_order_relaxed);
     starts_.record(key, {packet.tcpAck, indev}, now);
     confirmedRecently_.erase(key);
     sendVerdict(id, Verdict::Pass, mark);

@@ -129,6 +129,11 @@ struct QueueWorkerStats {
   std::atomic<uint64_t> confirmed{0};
   std::atomic<uint64_t> confirmSegmentsPassed{0};
   std::atomic<uint64_t> repliesDropped{0};
+  // Server packets the chain queued for the guard (replies, SYN-ACKs
+  // included), and of those the SYN-ACKs: with `packets`, where a
+  // connection's queued packets come from (bench/gateway prints them).
+  std::atomic<uint64_t> replies{0};
+  std::atomic<uint64_t> replySynAcks{0};
 };
 
 // A worker's counters as plain numbers (QueueWorker::counters(), one
@@ -146,6 +151,8 @@ struct QueueCounters {
   uint64_t confirmed = 0;
   uint64_t confirmSegmentsPassed = 0;
   uint64_t repliesDropped = 0;
+  uint64_t replies = 0;
+  uint64_t replySynAcks = 0;
   std::array<uint64_t, kVerdictCount> verdicts{};
   std::array<uint64_t, kReasonCount> reasons{};
   std::array<uint64_t, kDecodeErrorCount> decodeErrors{};

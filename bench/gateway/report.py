@@ -22,9 +22,12 @@ GOALS = {  # ratio egressd / unfiltered, at least
     "https_conn_rate": 0.85,
     "bulk_throughput": 0.95,
 }
+# Issue 17's connection-rate goals (a quiet machine), printed beside issue 7's.
+GOALS_CLOSER = {"http_conn_rate": 0.9, "https_conn_rate": 0.98}
 MAX_ERROR_RATE = 0.01
 NAME_RE = re.compile(r"^r(\d+)-([a-z]+(?:-[a-z]+)*)-(http|https)\.(wrk|lat|bulk)$")
-EGRESSD_CONFIGS = ("egressd", "egressd-world")  # egressd with named rules / world access
+# egressd with named rules / world access / named rules by a baseline binary
+EGRESSD_CONFIGS = ("egressd", "egressd-world", "egressd-base")
 
 
 def wrk_duration_ms(text):
@@ -60,6 +63,8 @@ def parse_wrk(path):
                 out["queue_drops"] = int(words[1])
             elif words and words[0] in ("gateway_cpu_ticks", "server_cpu_ticks"):
                 out[words[0].replace("_ticks", "_seconds")] = int(words[1]) / int(words[2])
+            elif words and words[0] in ("egressd_counters_before", "egressd_counters_after") and len(words) == 4:
+                out[words[0]] = [int(x) if x.isdigit() else None for x in words[1:]]
             elif words and words[0] == "client_cpu_seconds" and len(words) == 3:
                 out["client_cpu_seconds"] = round(float(words[1]) + float(words[2]), 3)
     return out
@@ -129,6 +134,8 @@ def main():
         if not m:
             continue
         rnd, cfg, proto, kind = int(m.group(1)), m.group(2), m.group(3), m.group(4)
+        if rnd == 0:
+            continue  # run.sh's profiled run (GATEWAY_BENCH_PERF=1): perf's own cost is in it
         path = os.path.join(args.raw, fn)
         if kind == "wrk":
             wrk.setdefault(proto, {}).setdefault(cfg, {})[rnd] = parse_wrk(path)
@@ -153,6 +160,11 @@ def main():
             "bulk": "bytes/s of one HTTP download on one connection (transfer phase), median of the rounds",
             "queued_packets_per_connection": "egressd: packets its NFQUEUE handed to user space per "
                                              "connection during the rate runs",
+            "client_packets_per_connection": "of egressd's queued packets (its own counters), those the "
+                                             "client sent; server_syn_acks_ and server_other_packets_"
+                                             "per_connection: the server packets the insertion guard read",
+            "egressd-base": "the egressd configuration run by a second binary (GATEWAY_BENCH_EGRESSD_BASE), "
+                            "alternating with egressd round by round: what a change moved, in the same run",
             "egressd-world": "egressd enforcing world access (*:PORT on the bench's ports) instead of "
                              "the bench name: every connection takes the world-access path (public "
                              "destination, final allow at the SYN)",
@@ -174,6 +186,16 @@ def main():
                 if cfg in EGRESSD_CONFIGS and "queued_packets" in row and conns:
                     row["queued_packets_per_connection"] = round(row["queued_packets"] / conns, 3)
                     row["queued_packets_per_second"] = round(row["queued_packets"] / params.get("seconds", 1))
+                # egressd's own counters: where the queued packets came from.
+                before, after = row.pop("egressd_counters_before", None), row.pop("egressd_counters_after", None)
+                if before and after and conns and None not in before[:1] + after[:1]:
+                    packets = after[0] - before[0]
+                    row["egressd_packets_per_connection"] = round(packets / conns, 3)
+                    if None not in before + after:
+                        replies, syn_acks = after[1] - before[1], after[2] - before[2]
+                        row["client_packets_per_connection"] = round((packets - replies) / conns, 3)
+                        row["server_syn_acks_per_connection"] = round(syn_acks / conns, 3)
+                        row["server_other_packets_per_connection"] = round((replies - syn_acks) / conns, 3)
                 if "gateway_cpu_seconds" in row and conns and cfg != "unfiltered":
                     row["gateway_cpu_us_per_connection"] = round(row["gateway_cpu_seconds"] / conns * 1e6, 1)
                 parts = [row.get(k) for k in ("client_cpu_seconds", "server_cpu_seconds", "gateway_cpu_seconds")]
@@ -196,7 +218,9 @@ def main():
                 "rounds": rows,
             }
             for key in ("queued_packets_per_connection", "queued_packets_per_second",
-                        "gateway_cpu_us_per_connection", "path_cpu_us_per_connection"):
+                        "gateway_cpu_us_per_connection", "path_cpu_us_per_connection",
+                        "egressd_packets_per_connection", "client_packets_per_connection",
+                        "server_syn_acks_per_connection", "server_other_packets_per_connection"):
                 vals = [x[key] for x in rows if key in x]
                 if vals:
                     entry[key] = rounded(median(vals))
@@ -248,6 +272,20 @@ def main():
             base = report.get(proto, {}).get("unfiltered", {}).get("path_cpu_us_per_connection")
             if mine is not None or cfg != "egressd-world":
                 ratios[f"{proto}_{cfg.replace('-', '_')}_vs_unfiltered_cpu_estimate"] = ratio(base, mine)
+        # A change against its base build, same run: per-round rate ratios
+        # and their median, and the gateway CPU per connection of each.
+        ba = {x["round"]: x["rate"] for x in report.get(proto, {}).get("egressd-base", {}).get("rounds", [])}
+        if ba:
+            per = [ratio(eg[r], ba[r]) for r in sorted(eg) if r in ba]
+            ratios[f"{proto}_egressd_vs_base_per_round"] = per
+            ratios[f"{proto}_egressd_vs_base_median_of_rounds"] = rounded(median(per))
+            ratios[f"{proto}_egressd_base_vs_unfiltered"] = ratio(rate(proto, "egressd-base"),
+                                                                 rate(proto, "unfiltered"))
+            mine = report.get(proto, {}).get("egressd", {}).get("gateway_cpu_us_per_connection")
+            base = report.get(proto, {}).get("egressd-base", {}).get("gateway_cpu_us_per_connection")
+            ratios[f"{proto}_egressd_vs_base_gateway_cpu"] = ratio(mine, base)
+        per = [x for x in ratios[f"{proto}_egressd_vs_unfiltered_per_round"] if x is not None]
+        ratios[f"{proto}_egressd_vs_unfiltered_median_of_rounds"] = rounded(median(per))
     bulk_eg = report["bulk"].get("egressd", {}).get("bytes_per_second")
     bulk_un = report["bulk"].get("unfiltered", {}).get("bytes_per_second")
     ratios["bulk_egressd_vs_unfiltered"] = ratio(bulk_eg, bulk_un)
@@ -270,6 +308,12 @@ def main():
     value = ratios.get("bulk_egressd_vs_unfiltered")
     goals["bulk_throughput"] = {"goal_min": GOALS["bulk_throughput"], "value": value,
                                 "pass": value is not None and value >= GOALS["bulk_throughput"]}
+    closer = {}
+    for key, proto in (("http_conn_rate", "http"), ("https_conn_rate", "https")):
+        value = ratios.get(f"{proto}_egressd_vs_unfiltered_median_of_rounds")
+        closer[key] = {"goal_min": GOALS_CLOSER[key], "value": value,
+                       "pass": value is not None and value >= GOALS_CLOSER[key]}
+    report["goals_issue17"] = closer
     report["goals"] = goals
     report["goals_met"] = all(g["pass"] for g in goals.values())
 
@@ -311,11 +355,26 @@ def main():
                   f"{fmt(lm['p99'], '8.2f')} {fmt(e.get('queued_packets_per_connection'), '9.2f')} "
                   f"{fmt(e.get('gateway_cpu_us_per_connection'), '10.1f')} "
                   f"{fmt(e.get('path_cpu_us_per_connection'), '12.1f')}")
+    for proto in ("http", "https"):
+        for cfg, e in report.get(proto, {}).items():
+            if "client_packets_per_connection" in e:
+                print(f"{proto:8} {cfg:13} queued per connection: client {e['client_packets_per_connection']:.2f}, "
+                      f"server SYN-ACK {e['server_syn_acks_per_connection']:.2f}, "
+                      f"other server {e['server_other_packets_per_connection']:.2f}")
     for cfg, b in report["bulk"].items():
         print(f"bulk     {cfg:13} {b['bytes_per_second'] / 1e6:9.0f} MB/s")
     for key, g in goals.items():
         print(f"goal {key}: egressd/unfiltered = {g['value']} (>= {g['goal_min']}): "
               f"{'pass' if g['pass'] else 'MISSED'}")
+    for key, g in closer.items():
+        print(f"goal (issue 17, median of same-round ratios) {key}: {g['value']} (>= {g['goal_min']}): "
+              f"{'pass' if g['pass'] else 'MISSED'}")
+    for proto in ("http", "https"):
+        k = f"{proto}_egressd_vs_base"
+        if k + "_per_round" in ratios:
+            print(f"{k}: median of rounds {ratios[k + '_median_of_rounds']} (per round {ratios[k + '_per_round']}), "
+                  f"gateway CPU per connection {ratios[k + '_gateway_cpu']}x; "
+                  f"base vs unfiltered {ratios[f'{proto}_egressd_base_vs_unfiltered']}")
     for key in ("http_egressd_vs_squid", "https_egressd_vs_squid", "http_egressd_vs_unfiltered_cpu_estimate",
                 "https_egressd_vs_unfiltered_cpu_estimate"):
         print(f"{key}: {ratios.get(key)}")

@@ -16,6 +16,11 @@
 #               each). The bench's internet is documentation space, declared
 #               public with rules.public_cidrs (tests/e2e/lib.sh's
 #               write_egressd_config does that for every configuration).
+#   egressd-base  the same named-rule configuration run by another egressd
+#               binary (GATEWAY_BENCH_EGRESSD_BASE, e.g. main's build): a
+#               change is measured against the build before it in the same
+#               run, alternating round by round (added to the configurations
+#               when the variable is set)
 #   squid       Debian's squid-openssl doing the same job transparently:
 #               iptables REDIRECT to `http_port intercept` (dstdomain allow
 #               list) and `https_port intercept ssl-bump` (peek at step 1,
@@ -54,6 +59,11 @@
 #   GATEWAY_BENCH_NGINX_WORKERS [nproc]  GATEWAY_BENCH_CONFIGS ["unfiltered
 #   egressd egressd-world squid"]  GATEWAY_BENCH_KEEP [0] (keep the work directory)
 #   GATEWAY_BENCH_STRICT [0]
+#   GATEWAY_BENCH_EGRESSD_BASE [unset] (a second egressd binary: config egressd-base)
+#   GATEWAY_BENCH_PERF [0] (1: after the rounds, one more HTTP rate run per
+#   egressd configuration under `perf record -a -g`, kernel included, left
+#   out of the figures; the report's top symbols go to
+#   RESULTS_DIR/perf-CONFIG-http.txt, the data file is removed)
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -83,6 +93,15 @@ queues="${GATEWAY_BENCH_QUEUES:-[0]}"
 log_level="${GATEWAY_BENCH_LOG_LEVEL:-info}"
 nginx_workers="${GATEWAY_BENCH_NGINX_WORKERS:-$(nproc)}"
 configs="${GATEWAY_BENCH_CONFIGS:-unfiltered egressd egressd-world squid}"
+egressd_base="${GATEWAY_BENCH_EGRESSD_BASE:-}"
+if [ -n "$egressd_base" ]; then
+  [ -x "$egressd_base" ] || { echo "bench/gateway: GATEWAY_BENCH_EGRESSD_BASE=$egressd_base is not executable" >&2; exit 1; }
+  [[ " $configs " == *" egressd-base "* ]] || configs="$configs egressd-base"
+fi
+perf_on="${GATEWAY_BENCH_PERF:-0}"
+if [ "$perf_on" = 1 ]; then
+  command -v perf > /dev/null || { echo "bench/gateway: GATEWAY_BENCH_PERF=1 needs perf (linux-perf)" >&2; exit 1; }
+fi
 # The bench server: its own nginx on the api.example.com address, on ports
 # no other service of the topology uses, without access logs (the server's
 # logging is not what is measured).
@@ -276,9 +295,22 @@ spec:
   - "*:$http_port"
   - "*:$https_port"
 EOF
-for c in egressd:rules egressd-world:rules-world; do
+for c in egressd:rules egressd-world:rules-world egressd-base:rules; do
   E2E_QUEUES="$queues" E2E_LOG_LEVEL="$log_level" write_egressd_config "$work/${c%%:*}.toml" "$work/${c#*:}"
-  "$egressd" --check-config --config "$work/${c%%:*}.toml" > "$work/logs/check-config.log" 2>&1 \
+  bin=$egressd
+  if [ "${c%%:*}" = egressd-base ]; then
+    [ -n "$egressd_base" ] || continue
+    bin=$egressd_base
+    # An older base build does not know keys added since (it refuses them
+    # as "unknown key"): leave those lines out of its configuration.
+    "$bin" --check-config --config "$work/egressd-base.toml" 2>&1 \
+      | sed -nE 's/^[^:]+:([0-9]+):[0-9]+: ([a-z_.]+): unknown key$/\1 \2/p' > "$work/base-unknown-keys"
+    while read -r line key; do
+      say "egressd-base: its build does not know $key: left out of its configuration"
+      sed -i "${line}s/^/# (unknown to the base build) /" "$work/egressd-base.toml"
+    done < "$work/base-unknown-keys"
+  fi
+  "$bin" --check-config --config "$work/${c%%:*}.toml" > "$work/logs/check-config.log" 2>&1 \
     || fail "egressd --check-config (${c%%:*}): $(cat "$work/logs/check-config.log")"
 done
 
@@ -291,15 +323,17 @@ enable_unfiltered() {
 }
 disable_unfiltered() { :; }
 
-# enable_egressd [CFG]: egressd with $work/CFG.toml (egressd or egressd-world)
+# enable_egressd [CFG]: egressd with $work/CFG.toml (egressd, egressd-world,
+# egressd-base: the latter run by $egressd_base)
 enable_egressd() {
-  local cfg=${1:-egressd}
+  local cfg=${1:-egressd} bin=$egressd
+  [ "$cfg" = egressd-base ] && bin=$egressd_base
   diverted && fail "$cfg: a diversion is left from another configuration"
   # this start's lines of the log (appended across starts) begin after this
   touch "$E2E_LOGS/egressd.log"
   log_from=$(($(wc -l < "$E2E_LOGS/egressd.log") + 1))
   set_pod_resolver "$E2E_GW_POD_IP4"
-  start_egressd "$egressd" "$work/$cfg.toml" || fail "$cfg: egressd did not start (log: $E2E_LOGS/egressd.log)"
+  start_egressd "$bin" "$work/$cfg.toml" || fail "$cfg: egressd did not start (log: $E2E_LOGS/egressd.log)"
   in_gw iptables-save | grep -q -- '-j NFQUEUE' || fail "$cfg: egressd installed no NFQUEUE rule"
   # The binding: the pod resolves the name through egressd (wrk resolves it
   # again at start, through the same resolver). World access needs none,
@@ -316,6 +350,8 @@ disable_egressd() {
 }
 enable_egressd_world() { enable_egressd egressd-world; }
 disable_egressd_world() { disable_egressd egressd-world; }
+enable_egressd_base() { enable_egressd egressd-base; }
+disable_egressd_base() { disable_egressd egressd-base; }
 
 enable_squid() {
   diverted && fail "squid: a diversion is left from another configuration"
@@ -377,21 +413,78 @@ ns_cpu_ticks() {
   done | awk '{n += $12 + $13} END {print n + 0}'
 }
 
+# nfq_counters CFG: "PACKETS REPLIES SYN_ACKS" from egressd's /metrics (all
+# queues): packets it read, of those the server packets the insertion guard
+# read, and of those the SYN-ACKs ("- -" for a build without those counters,
+# "- - -" when CFG is not egressd).
+nfq_counters() {
+  [[ $1 == egressd* ]] || { echo "- - -"; return; }
+  in_gw curl -s --max-time 3 http://127.0.0.1:9153/metrics 2> /dev/null | awk '
+    /^egressd_nfq_packets_total\{/ {p += $2}
+    /^egressd_nfq_replies_total\{/ {r += $2; have = 1}
+    /^egressd_nfq_reply_syn_acks_total\{/ {s += $2}
+    END {if (have) print p + 0, r + 0, s + 0; else print p + 0, "-", "-"}'
+}
+
+# perf_summary DATA PIDS EGRESSD_PID: where the bench's own processes (PIDS:
+# wrk, nginx, egressd, threads included) spent the CPU, kernel included:
+# by command, by command and symbol (self time), then egressd alone, split
+# into kernel and user space and by symbol. Shares are of those processes'
+# samples.
+perf_summary() {
+  local report=(perf report -i "$1" --percentage relative --no-children --stdio -g none)
+  echo "# perf record -a -g during an HTTP rate run, the bench's processes only (pids $2)"
+  "${report[@]}" --pid "$2" --sort comm 2> /dev/null | grep -vE '^(#|$)'
+  echo "# by command and symbol"
+  "${report[@]}" --pid "$2" --sort comm,sym --percent-limit 0.5 2> /dev/null | grep -vE '^(#|$)'
+  echo "# egressd (pid $3) alone, kernel or user space"
+  "${report[@]}" --pid "$3" --sort sym 2> /dev/null | awk '$2 == "[k]" {k += $1} $2 == "[.]" {u += $1}
+    END {printf "kernel %.1f %%, user space %.1f %%\n", k, u}'
+  echo "# egressd alone, by symbol"
+  "${report[@]}" --pid "$3" --sort sym --percent-limit 0.5 2> /dev/null | grep -vE '^(#|$)'
+}
+
 # run_wrk CFG ROUND PROTO URL
 run_wrk() {
   local cfg=$1 r=$2 proto=$3 url=$4 out="$raw/r$2-$1-$3.wrk" q0 q1 d0 d1 g0 g1 s0 s1
+  local n0 n1
+  n0="$(nfq_counters "$cfg")"
   q0="$(queued)" d0="$(queue_drops)" g0="$(ns_cpu_ticks "$E2E_NS_GW")" s0="$(ns_cpu_ticks "$E2E_NS_INET")"
   # bash's `time`: the client's own CPU (wrk's rusage, reaped by timeout)
-  local TIMEFORMAT='%U %S'
+  local TIMEFORMAT='%U %S' perf_pid=""
+  if [ "$r" = 0 ]; then
+    # The whole machine, kernel included: the gateway's forwarding and
+    # NFQUEUE work runs in softirq context of whichever process sent the
+    # packet (wrk, nginx, egressd's verdicts), not only in egressd.
+    # perf takes a moment to start on a busy machine: give it two seconds
+    # before wrk, and note the bench's processes (other work on the machine,
+    # other egressd and nginx instances included, is left out of the report).
+    perf record -F 2999 -a -g -q -o "$work/perf-$cfg.data" -- sleep $((seconds + 4)) > /dev/null 2>&1 &
+    perf_pid=$!
+    sleep 2
+    (
+      sleep 1
+      for ns in "$E2E_NS_POD" "$E2E_NS_GW" "$E2E_NS_INET"; do ip netns pids "$ns"; done
+    ) > "$work/perf-$cfg.pids" 2> /dev/null &
+  fi
   { time in_pod timeout $((seconds + 30)) wrk -t"$threads" -c"$conns" -d"${seconds}s" --latency \
     -H 'Connection: close' "$url" > "$out" 2>&1; } 2> "$out.time"
+  if [ -n "$perf_pid" ]; then
+    wait "$perf_pid"
+    perf_summary "$work/perf-$cfg.data" "$(sort -un "$work/perf-$cfg.pids" | paste -sd,)" \
+      "$(cat "$E2E_PIDS/egressd.pid")" > "$results/perf-$cfg-http.txt" 2>&1
+    rm -f "$work/perf-$cfg.data"
+  fi
   q1="$(queued)" d1="$(queue_drops)" g1="$(ns_cpu_ticks "$E2E_NS_GW")" s1="$(ns_cpu_ticks "$E2E_NS_INET")"
+  n1="$(nfq_counters "$cfg")"
   {
     echo "queued $((q1 - q0))"
     echo "queue_drops $((d1 - d0))"
     echo "gateway_cpu_ticks $((g1 - g0)) $(getconf CLK_TCK)"
     echo "server_cpu_ticks $((s1 - s0)) $(getconf CLK_TCK)"
     echo "client_cpu_seconds $(tail -1 "$out.time")"
+    echo "egressd_counters_before $n0"
+    echo "egressd_counters_after $n1"
   } >> "$out"
   # Fail at once when a configuration does not work at all.
   local requests errors
@@ -459,6 +552,17 @@ for r in $(seq "$rounds"); do
     measure "${cfg_list[$(((i + r - 1) % n))]}" "$r"
   done
 done
+
+# Profiles: one more HTTP rate run per egressd configuration, "round 0",
+# which the report leaves out (perf's sampling costs CPU of its own).
+if [ "$perf_on" = 1 ]; then
+  for cfg in "${cfg_list[@]}"; do
+    [[ $cfg == egressd* ]] || continue
+    "enable_${cfg//-/_}"
+    run_wrk "$cfg" 0 http "http://$name:$http_port/"
+    "disable_${cfg//-/_}"
+  done
+fi
 
 loadavg_end="$(cut -d' ' -f1-3 /proc/loadavg)"
 python3 "$here/report.py" --raw "$raw" --out "$results/gateway.json" --nfq-queue "$results/nfq_queue.json" \

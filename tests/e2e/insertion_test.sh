@@ -199,6 +199,15 @@ if [ "${EGRESSD_INSERTION_EXPECT_BYPASS:-0}" != 1 ]; then
   grep -Eq '^egressd_nfq_confirmed_total\{queue="0"\} [1-9]' <<< "$metrics" &&
     ok "the controls' allows were confirmed by the server (egressd_nfq_confirmed_total)" ||
     bad "egressd_nfq_confirmed_total is 0"
+  # The guard's server packets are counted apart (bench/gateway's packets
+  # per connection): SYN-ACKs for the stream starts, and every confirmation
+  # is a server packet that is not a SYN-ACK.
+  counter() { awk -v m="$1" '$1 == m "{queue=\"0\"}" {print $2}' <<< "$metrics"; }
+  replies="$(counter egressd_nfq_replies_total)" synacks="$(counter egressd_nfq_reply_syn_acks_total)"
+  confirmed="$(counter egressd_nfq_confirmed_total)"
+  [ "${synacks:-0}" -ge 1 ] && [ "$((${replies:-0} - synacks))" -ge "${confirmed:-1}" ] &&
+    ok "server packets read: $replies, of them SYN-ACKs $synacks, confirmations $confirmed" ||
+    bad "server packets read: ${replies:-none}, SYN-ACKs ${synacks:-none}, confirmations ${confirmed:-none}"
   # Real clients are not affected: curl with the bound name, over both families.
   code="$(P curl -sk -o /dev/null -w '%{http_code}' --max-time 4 --resolve allowed.example.com:80:203.0.113.10 http://allowed.example.com/)"
   [ "$code" = 200 ] && ok "curl (HTTP) to the allowed name" || bad "curl (HTTP) got $code"
