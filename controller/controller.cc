@@ -6,7 +6,6 @@
 #include <map>
 #include <mutex>
 #include <optional>
-#include <random>
 #include <set>
 #include <thread>
 
@@ -20,6 +19,7 @@
 #include "controller/rules_dir.h"
 #include "controller/status.h"
 #include "controller/watch_event.h"
+#include "controller/watch_loop.h"
 #include "controller/world_access.h"
 #include "policy/public_suffix.h"
 
@@ -32,22 +32,6 @@ using common::LogLine;
 using nlohmann::json;
 
 constexpr const char* kResourcePath = "/apis/zalando.org/v1/egressrulesets";
-
-std::string urlEscape(const std::string& text) {
-  std::string out;
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  for (const unsigned char c : text) {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-        c == '.' || c == '~') {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 15]);
-    }
-  }
-  return out;
-}
 
 // The objects the status writer works on, shared with the watch thread.
 class StatusQueue {
@@ -399,205 +383,64 @@ class DirWriter {
   std::thread thread_;                         // last: starts once the members above exist
 };
 
-enum class WatchEnd : uint8_t { Expired, Gone, Failed, Stopped };
-
-class Mirror {
+// The rule-set half of the watch loop: a list replaces the whole rules
+// dir (also removing the files of objects deleted while nobody watched);
+// each event writes or removes one file and queues the object for status.
+class RuleSetMirror : public WatchHandler {
  public:
-  Mirror(const ClusterConfig& cluster, const ControllerOptions& options, Stopper& stopper, StatusQueue& queue)
-      : options_(options),
-        stopper_(stopper),
-        queue_(queue),
-        client_(cluster, stopper),
-        files_(options.rulesDir),
-        backoff_(options.backoffInitial, options.backoffMax, std::random_device{}()) {}
+  RuleSetMirror(const ControllerOptions& options, StatusQueue& queue)
+      : queue_(queue), files_(options.rulesDir) {}
 
-  // An exception here is a bug (the code paths are exception-free by
-  // design); log it and start over with a relist rather than die and leave
-  // the rules dir unmanaged.
-  void run() {
-    while (!stopper_.requested()) {
-      try {
-        loop();
-        return;
-      } catch (const std::exception& e) {
-        LogLine(LogLevel::Error, "controller.bug").field("where", "mirror").field("error", e.what());
-        if (stopper_.waitFor(backoff_.next())) return;
-      }
+  void listStarted() override { listed_.clear(); }
+
+  void listItem(const json& item) override {
+    std::string error;
+    auto object = ruleSetFromJson(item, error);
+    if (!object) {
+      LogLine(LogLevel::Warn, "list.item.skipped").field("error", error);
+      return;
     }
+    listed_[object->key()] = std::move(*object);
   }
 
- private:
-  void loop() {
-    bool needList = true;
-    while (!stopper_.requested()) {
-      if (needList) {
-        if (!list()) {
-          if (stopper_.waitFor(backoff_.next())) break;
-          continue;
-        }
-        needList = false;
-      }
-      if (files_.failed()) {
-        needList = true;
-        if (stopper_.waitFor(backoff_.next())) return;
-        continue;
-      }
-      switch (watch()) {
-        case WatchEnd::Stopped:
-          return;
-        case WatchEnd::Gone:
-          needList = true;
-          break;
-        case WatchEnd::Expired:
-          break;
-        case WatchEnd::Failed:
-          if (stopper_.waitFor(backoff_.next())) return;
-          break;
-      }
-    }
-  }
-
-  bool list() {
-    std::map<std::string, RuleSetObject> objects;
-    std::string continueToken;
-    std::string listVersion;
-    do {
-      std::string path = std::string(kResourcePath) + "?limit=" + std::to_string(options_.listPageSize);
-      if (!continueToken.empty()) path += "&continue=" + urlEscape(continueToken);
-      const HttpResponse response = client_.request("GET", path);
-      if (!response.ok()) {
-        // 410 here: the continue token expired; the next attempt starts over.
-        LogLine(LogLevel::Warn, "list.failed").field("error", response.describe());
-        return false;
-      }
-      const json page = json::parse(response.body, nullptr, false);
-      if (!page.is_object() || !page.contains("items") || !page["items"].is_array()) {
-        logEvent(LogLevel::Warn, "list.malformed");
-        return false;
-      }
-      for (const auto& item : page["items"]) {
-        std::string error;
-        auto object = ruleSetFromJson(item, error);
-        if (!object) {
-          LogLine(LogLevel::Warn, "list.item.skipped").field("error", error);
-          continue;
-        }
-        objects[object->key()] = std::move(*object);
-      }
-      const auto metadata = page.find("metadata");
-      listVersion = metadata != page.end() ? jsonString(*metadata, "resourceVersion") : std::string();
-      continueToken = metadata != page.end() ? jsonString(*metadata, "continue") : std::string();
-    } while (!continueToken.empty());
-    if (listVersion.empty()) {
-      logEvent(LogLevel::Warn, "list.no_resource_version");
-      return false;
-    }
-    resourceVersion_ = listVersion;
-    // The whole dir: also removes the files of objects deleted while we
-    // were not watching.
+  bool listDone(const std::string& resourceVersion) override {
     std::map<std::string, std::string> desired;
-    for (const auto& [key, object] : objects) desired[manifestFileName(object)] = manifestContent(object);
+    for (const auto& [key, object] : listed_) desired[manifestFileName(object)] = manifestContent(object);
     files_.replaceAll(std::move(desired));
-    // Synchronously, so that a failed write is noticed before watching (loop()).
+    // Synchronously, so that a failed write is noticed before watching
+    // (needsRelist()).
     files_.drain();
-    const size_t count = objects.size();
+    const size_t count = listed_.size();
     // The objects themselves are kept once, by the status queue.
-    queue_.replaceAll(std::move(objects));
-    backoff_.reset();
-    LogLine(LogLevel::Info, "list.done").field("rulesets", count).field("resource_version", resourceVersion_);
+    queue_.replaceAll(std::exchange(listed_, {}));
+    LogLine(LogLevel::Info, "list.done").field("rulesets", count).field("resource_version", resourceVersion);
     return true;
   }
 
-  WatchEnd watch() {
-    // Like client-go, spread the server-side timeouts so watches of many
-    // controllers do not all end at once.
-    static thread_local std::mt19937 rng{std::random_device{}()};
-    const int64_t timeout = options_.watchTimeoutSeconds +
-                            std::uniform_int_distribution<int64_t>(0, options_.watchTimeoutSeconds)(rng);
-    const std::string path =
-        std::string(kResourcePath) +
-        "?watch=1&allowWatchBookmarks=true&resourceVersion=" + urlEscape(resourceVersion_) +
-        "&timeoutSeconds=" + std::to_string(timeout);
-    WatchEnd end = WatchEnd::Expired;
-    bool sawEvent = false;
-    LogLine(LogLevel::Debug, "watch.start").field("resource_version", resourceVersion_);
-    const std::function<bool(std::string_view)> onLine = [&](std::string_view line) {
-      WatchParse parsed = parseWatchLine(line);
-      if (!parsed.event) {
-        LogLine(LogLevel::Warn, "watch.line.malformed").field("error", parsed.error);
-        end = WatchEnd::Failed;
-        return false;
-      }
-      if (!sawEvent) {
-        sawEvent = true;
-        backoff_.reset();  // the connection works again
-      }
-      // A failed file write ends the watch: the relist retries the whole dir.
-      return handle(*parsed.event, end) && !files_.failed();
-    };
-    const HttpResponse response = client_.stream(path, onLine, std::chrono::seconds(timeout + 30));
-    if (stopper_.requested()) return WatchEnd::Stopped;
-    if (end != WatchEnd::Expired || files_.failed()) return end;
-    if (response.status == 410) {
-      LogLine(LogLevel::Info, "watch.gone")
-          .field("resource_version", resourceVersion_)
-          .field("source", "http");
-      return WatchEnd::Gone;
-    }
-    if (!response.transportError.empty() || response.status != 200) {
-      LogLine(LogLevel::Warn, "watch.failed").field("error", response.describe());
-      return WatchEnd::Failed;
-    }
-    LogLine(LogLevel::Debug, "watch.ended").field("resource_version", resourceVersion_);
-    return WatchEnd::Expired;
-  }
-
-  bool handle(const WatchEvent& event, WatchEnd& end) {
-    switch (event.type) {
-      case WatchEventType::Error:
-        if (event.code == 410) {
-          LogLine(LogLevel::Info, "watch.gone")
-              .field("resource_version", resourceVersion_)
-              .field("source", "event");
-          end = WatchEnd::Gone;
-        } else {
-          LogLine(LogLevel::Warn, "watch.error").field("code", event.code).field("message", event.message);
-          end = WatchEnd::Failed;
-        }
-        return false;
-      case WatchEventType::Bookmark:
-        resourceVersion_ = event.resourceVersion;
-        return true;
-      case WatchEventType::Added:
-      case WatchEventType::Modified:
-      case WatchEventType::Deleted:
-        break;
-    }
+  void changed(WatchEventType type, const json& item) override {
     std::string error;
-    auto object = ruleSetFromJson(event.object, error);
-    resourceVersion_ = event.resourceVersion;
+    auto object = ruleSetFromJson(item, error);
     if (!object) {
       LogLine(LogLevel::Warn, "watch.object.skipped").field("error", error);
-      return true;
+      return;
     }
     const std::string fileName = manifestFileName(*object);
-    if (event.type == WatchEventType::Deleted) {
+    if (type == WatchEventType::Deleted) {
       queue_.erase(object->key());
       files_.set(fileName, std::nullopt);
     } else {
       files_.set(fileName, manifestContent(*object));
       queue_.upsert(*object);
     }
-    return true;
   }
 
-  const ControllerOptions& options_;
-  Stopper& stopper_;
+  // A failed file write: the relist retries the whole dir.
+  bool needsRelist() const override { return files_.failed(); }
+
+ private:
   StatusQueue& queue_;
-  KubeClient client_;
   DirWriter files_;
-  Backoff backoff_;
-  std::string resourceVersion_;
+  std::map<std::string, RuleSetObject> listed_;  // the list in progress
 };
 
 }  // namespace
@@ -605,9 +448,19 @@ class Mirror {
 int runController(const ClusterConfig& cluster, const ControllerOptions& options, Stopper& stopper) {
   StatusQueue queue;
   StatusWriter writer(cluster, options, stopper, queue);
-  Mirror mirror(cluster, options, stopper, queue);
+  RuleSetMirror mirror(options, queue);
+  WatchLoop loop(cluster,
+                 WatchLoopOptions{.resourcePath = kResourcePath,
+                                  .fieldSelector = "",
+                                  .logPrefix = "",
+                                  .where = "mirror",
+                                  .backoffInitial = options.backoffInitial,
+                                  .backoffMax = options.backoffMax,
+                                  .watchTimeoutSeconds = options.watchTimeoutSeconds,
+                                  .listPageSize = options.listPageSize},
+                 mirror, stopper);
   std::thread statusThread([&] { writer.run(); });
-  mirror.run();
+  loop.run();
   stopper.request();
   queue.wake();
   statusThread.join();

@@ -1,7 +1,7 @@
 // egress-controller's reconcile loop (source -> plan -> apply):
-//   source: list EgressRuleSets in all namespaces (paged), then watch from
-//           the list's resourceVersion with bookmarks; relist on 410 Gone
-//           (HTTP status or watch ERROR event); reconnect with backoff.
+//   source: the watch loop (controller/watch_loop.h) over EgressRuleSets in
+//           all namespaces: paged list, watch with bookmarks, relist on 410
+//           Gone, backoff; a failed file write also forces a relist.
 //   plan:   controller::plan() between the objects and the owned files.
 //   apply:  RulesDir::apply() (atomic writes, removes).
 // A second thread writes status (validated with egressd's loader) when

@@ -1,6 +1,7 @@
 // The pod half of egress-controller (attribution, docs/attribution.md):
-// lists Pods (the node's own with --node-name, else all), watches from the
-// list's resourceVersion, relists after 410 Gone, and after every change
+// through the watch loop (controller/watch_loop.h), lists Pods (the node's
+// own with --node-name, else all), watches from the list's
+// resourceVersion, relists after 410 Gone, and after every change
 // rewrites the pod map file egressd reads (atomically, and only when its
 // text changes). The file is complete after each (re)list, so it survives
 // restarts of either side: a restarted controller relists and rewrites it,

@@ -2,7 +2,7 @@
 # Builds the egressd image (`make image`): build/egressd-image.tar, an OCI
 # archive named localhost/egressd:VERSION (VERSION: `egressd --version`, the
 # CMake project version), holding egressd, egress-controller and egressctl
-# (stripped), the shared libraries they link and the packages in
+# (stripped), egressd-pause (scripts/image/pause.c), the shared libraries they link and the packages in
 # egressd.packages, with iptables/ip6tables on the nf_tables backend.
 #
 #   scripts/image/egressd.sh [BUILD_DIR]      (default: build)
@@ -37,6 +37,10 @@ trap 'rm -rf "$stripped"' EXIT
 for bin in egressd egress-controller egressctl; do
   strip --strip-unneeded -o "$stripped/$bin" "$build/bin/$bin"
 done
+# The uninstall DaemonSet's idle container (deploy/uninstall): static, so it
+# adds no library; the same source as the test cluster's pause image.
+"${CC:-cc}" -static -Os -s -Wall -Wextra -Werror -o "$stripped/egressd-pause" "$here/pause.c" ||
+  { echo "egressd.sh: cannot compile a static egressd-pause (libc6-dev provides libc.a)" >&2; exit 1; }
 
 # iptables on nf_tables only (what Debian's update-alternatives picks by
 # default), so no legacy binaries; iptables-apply, ip6tables-apply and routel
@@ -60,6 +64,7 @@ exec "$here/build.py" \
   --add "$stripped/egressd:/usr/local/bin/egressd:755" \
   --add "$stripped/egress-controller:/usr/local/bin/egress-controller:755" \
   --add "$stripped/egressctl:/usr/local/bin/egressctl:755" \
+  --add "$stripped/egressd-pause:/usr/local/bin/egressd-pause:755" \
   "${nft[@]}" \
   "${legacy[@]}" \
   --remove /usr/sbin/xtables-legacy-multi \

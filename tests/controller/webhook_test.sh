@@ -9,6 +9,7 @@
 #   - a container that sets one of them keeps its env untouched;
 #   - opted-out namespace, pod label, pod annotation, hostNetwork and
 #     kube-system pods are stored unchanged;
+#   - a review after 12 s of quiet comes over the same kept-alive connection;
 #   - with the webhook down, pods are still created (failurePolicy Ignore);
 #   - certificates rotated every few seconds (CA included) never make an
 #     admission miss, and the served certificate really changes;
@@ -193,6 +194,22 @@ check_injected "$work/plain.json" containers 0 "container app"
 check_injected "$work/plain.json" containers 1 "container sidecar"
 [[ "$(jq -r '.spec.containers[0].env[0] | "\(.name)=\(.value)"' "$work/plain.json")" == "OTHER=kept" ]] &&
   ok "the container's own variable stays first and unchanged" || fail "OTHER lost or moved"
+
+step "kept alive: a review after a quiet spell reuses the API server's connection"
+# The webhook keeps a connection that carried a review open for 120 s idle,
+# longer than the API server (90 s): no TCP and TLS handshake on the pod
+# path after a quiet spell (bench/webhook). With the former 10 s, the
+# review after 12 s came over a new connection (another peer port).
+last_peer() { grep -o 'event=inject.review .* peer=[^ ]*' "$work/controller.log" | tail -1 | sed 's/.* peer=//'; }
+peer_before="$(last_peer)"
+sleep 12
+probe_injected || fail "the pod after 12 s of quiet was not injected"
+peer_after="$(last_peer)"
+if [[ -n "$peer_before" && "$peer_before" == "$peer_after" ]]; then
+  ok "after 12 s idle the review came over the same connection ($peer_after)"
+else
+  fail "after 12 s idle: a new connection (before '$peer_before', after '$peer_after')"
+fi
 
 step "user-set variables win"
 kc -n team-a apply -f - > /dev/null << 'EOF' || fail "pod user-set refused"

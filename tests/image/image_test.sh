@@ -6,7 +6,8 @@
 #    the name the DaemonSet uses, localhost/egressd:VERSION;
 #  - every program starts inside it (`ctr run --rm --read-only`): egressd,
 #    egress-controller, egressctl, iptables/ip6tables (+ -save, -restore,
-#    nf_tables backend), ipset, ip, sh; the versions are checked;
+#    nf_tables backend), ipset, ip, sh, egressd-pause; the versions are
+#    checked;
 #  - egressd --check-config on deploy/base/egressd.toml, read-only root;
 #  - egressd enforcing as the DaemonSet runs it: read-only root, exactly the
 #    capabilities NET_ADMIN, NET_RAW and NET_BIND_SERVICE, in a network
@@ -150,6 +151,7 @@ done
 expect_output "ipset starts" "ipset v[0-9.]+" "$image" "$(cid)" ipset --version
 expect_output "ip (iproute2) starts" "^ip utility, iproute2-" "$image" "$(cid)" ip -V
 expect_output "/bin/sh runs the init containers' scripts" "^sh-ok$" "$image" "$(cid)" /bin/sh -c 'set -e; echo sh-ok'
+expect_output "egressd-pause starts (deploy/uninstall's idle container)" "^egressd-pause 1$" "$image" "$(cid)" egressd-pause -v
 expect_output "no legacy iptables" "executable file not found" "$image" "$(cid)" iptables-legacy --version
 expect_output "the root filesystem is read-only" "Read-only file system" "$image" "$(cid)" /bin/sh -c 'echo x > /probe'
 

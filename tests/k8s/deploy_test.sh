@@ -9,7 +9,8 @@
 #     writer Deployment and the webhook injecting the gateways' proxy URL;
 #   - the egressd.toml inside the rendered ConfigMap passes
 #     `egressd --check-config`, and egressd's loader puts the ConfigMap's
-#     system rule sets in force; the uninstall config is valid too;
+#     system rule sets in force; the uninstall config is valid too, and
+#     the uninstall needs no image but egressd's;
 #   - `kubectl apply --dry-run=server -k` of both, and of every plain YAML
 #     file under deploy/ (not kustomization.yaml, not component patches
 #     named patch-*.yaml), after the CRD and the namespace exist for real;
@@ -376,6 +377,13 @@ check_ds "controller: --in-cluster, rules dir, Lease, --identity and --node-name
 version="$(sed -n 's/^project(egressd VERSION \([0-9.]*\).*/\1/p' "$src/CMakeLists.txt")"
 check_ds "image localhost/egressd:$version (make image) everywhere" \
   "[$pod.initContainers[], $pod.containers[] | .image] | unique == [\"localhost/egressd:$version\"]"
+# The uninstall runs where egressd ran: the egressd image is all it may need
+# (offline nodes cannot pull anything else, e.g. a registry's pause).
+uninstall_images="$(jq -c '[.items[] | select(.kind == "DaemonSet") | .spec.template.spec |
+  (.initContainers // [])[], .containers[] | .image] | unique' "$work/uninstall.json")"
+[[ "$uninstall_images" == "[\"localhost/egressd:$version\"]" ]] &&
+  ok "deploy/uninstall: only the image localhost/egressd:$version, nothing else to pull" ||
+  fail "deploy/uninstall needs other images: $uninstall_images"
 metrics_port="$(sed -n 's/^listen = "[0-9.]*:\([0-9]*\)"$/\1/p' "$deploy/base/egressd.toml")"
 check_ds "probes: GET /readyz and /healthz on 127.0.0.1:$metrics_port (metrics.listen)" \
   "[$c_egressd | .readinessProbe.httpGet, .livenessProbe.httpGet | [.host, .port, .path]] == [[\"127.0.0.1\", $metrics_port, \"/readyz\"], [\"127.0.0.1\", $metrics_port, \"/healthz\"]]"

@@ -4,7 +4,7 @@
 # packages, no engine, no registry) for `ctr -n k8s.io images import`
 # (docs/kubernetes-testing.md).
 #
-#   images.sh pause   OUT.tar           the sandbox image: tests/k8s/images/pause.c,
+#   images.sh pause   OUT.tar           the sandbox image: scripts/image/pause.c,
 #                                       compiled statically now
 #   images.sh coredns OUT.tar COREDNS   CoreDNS from the binary build.sh made
 #   images.sh client  OUT.tar           a test client: curl (and sleep, cat)
@@ -51,7 +51,7 @@ build_pause() { # OUT
   tmp="$(mktemp -d)"
   # shellcheck disable=SC2064 # expand now: the folder of this call
   trap "rm -rf '$tmp'" RETURN
-  "${CC:-cc}" -static -Os -Wall -Wextra -Werror -o "$tmp/pause" "$here/images/pause.c" ||
+  "${CC:-cc}" -static -Os -Wall -Wextra -Werror -o "$tmp/pause" "$src/scripts/image/pause.c" ||
     die "cannot compile a static pause (libc6-dev provides libc.a)"
   build pause "$1" --add "$tmp/pause:/pause:755" --entrypoint '["/pause"]' --user 65535:65535
 }

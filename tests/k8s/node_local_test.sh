@@ -412,8 +412,9 @@ before_uninstall="$(node_traces)"
 grep -q '^iptables: :EGRESSD ' <<< "$before_uninstall" && grep -q "^address: lo $EGRESSD_K8S_DNS_IP/32" <<< "$before_uninstall" &&
   ok "while installed: the EGRESSD chain and $EGRESSD_K8S_DNS_IP on lo are on the node" ||
   fail "egressd's traces on the node while installed: $before_uninstall"
-# The uninstall DaemonSet's second container is a pause image from a
-# registry; this node has no registry, so the overlay names the test's.
+# The uninstall DaemonSet needs no image but egressd's (its idle container
+# is egressd-pause from that image; this node has no registry): the
+# overlay only sets the tag of the image the install used.
 uninstall="$work/uninstall"
 mkdir -p "$uninstall"
 cat > "$uninstall/kustomization.yaml" << EOF
@@ -424,9 +425,6 @@ resources:
 images:
 - name: localhost/egressd
   newTag: "$version"
-- name: registry.k8s.io/pause
-  newName: localhost/egressd-test/pause
-  newTag: "1"
 EOF
 kc -n egressd-system delete ds egressd --wait=true --timeout=60s > /dev/null || fail "delete ds egressd"
 kc apply -k "$uninstall" > "$work/uninstall.log" 2>&1 || fail "apply -k deploy/uninstall: $(tail -n 3 "$work/uninstall.log")"
