@@ -12,6 +12,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 
 #include "common/errno_text.h"
 #include "common/log.h"
@@ -103,6 +104,24 @@ common::CHandle<SSL_CTX, SSL_CTX_free> makeContext(const std::string& certPem, c
   }
   ERR_clear_error();
   return context;
+}
+
+// libevent 2.1 serves a connection in plain HTTP when the bufferevent
+// callback returns null. When TLS cannot be set up (out of memory), the
+// connection gets one end of a pair instead: its socket is never read, so
+// nothing is answered in plain text, and evhttp's timeout closes it (the
+// pair does not own the socket, so evhttp closes it itself). The API server
+// sees a timed-out call: failurePolicy Ignore, as for a webhook that is down.
+bufferevent* deadEnd(event_base* base) {
+  LogLine(LogLevel::Error, "webhook.tls_setup_failed").field("action", "connection not served");
+  bufferevent* pair[2] = {nullptr, nullptr};
+  if (bufferevent_pair_new(base, 0, pair) != 0) {
+    // Not even that: stopping is the only answer that is not plain text.
+    LogLine(LogLevel::Error, "webhook.out_of_memory").field("action", "exiting");
+    std::abort();
+  }
+  bufferevent_free(pair[1]);
+  return pair[0];
 }
 
 }  // namespace
@@ -227,13 +246,13 @@ void WebhookServer::loadPendingCertificate() {
 bufferevent* WebhookServer::onConnection(event_base* base, void* self) {
   auto* server = static_cast<WebhookServer*>(self);
   SSL* ssl = SSL_new(server->tls_.get());
-  if (ssl == nullptr) return nullptr;
+  if (ssl == nullptr) return deadEnd(base);
   // With BEV_OPT_CLOSE_ON_FREE the bufferevent frees the SSL (and the socket).
   bufferevent* bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
                                                     BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
   if (bev == nullptr) {
     SSL_free(ssl);
-    return nullptr;
+    return deadEnd(base);
   }
   // The API server closes kept-alive connections without close_notify.
   bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
