@@ -9,7 +9,8 @@
 // own DNS listener (same upstreams, cache and rebinding refusal), connect
 // (A and AAAA raced, happy-eyeballs style, within connectTimeout) with the
 // bypass mark so egressd's own chain does not queue the proxy's sockets,
-// record the address as a binding, then relay. CONNECT becomes a tunnel;
+// record the address as a binding, then relay. CONNECT becomes a tunnel
+// (handed to proxy/relay.h, which owns both sockets from then on);
 // an absolute-form request is forwarded in origin-form with its body and
 // the response relayed back; the connection is then kept for the next
 // request, judged on its own. Memory per connection is bounded by the
@@ -50,8 +51,13 @@ struct ProxyOptions {
   std::chrono::milliseconds headerTimeout{10'000};
   std::chrono::milliseconds idleTimeout{300'000};
   std::chrono::milliseconds connectTimeout{10'000};
-  // Relay buffer per direction: reading stops while this much is waiting.
+  // Relay buffer per direction: reading stops while this much is waiting
+  // (absolute-form, and tunnels that could not get a pipe).
   size_t relayHighWater = size_t{64} * 1024;
+  // Tunnels: pipe capacity per direction for splice(2) (proxy/relay.h).
+  size_t tunnelPipeBytes = size_t{64} * 1024;
+  // Tunnels splice through pipes; false: recv/send through relayHighWater.
+  bool splice = false;
   bool audit = false;
   // SO_MARK on upstream sockets (0: none): egressd's bypass mark.
   uint32_t socketMark = 0;
