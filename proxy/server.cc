@@ -640,12 +640,19 @@ struct ProxyServer::Connection {
     relay = std::make_unique<TunnelRelay>(server.base_, std::move(clientFd), std::move(upstream),
                                           relayOptions, counters().bytesToUpstream, counters().bytesToClient,
                                           &Connection::onRelayEnd, this);
-    if (!relay->start(std::move(toClient), std::move(toUpstream))) server.close(id);
+    if (!relay->start(std::move(toClient), std::move(toUpstream))) {
+      server.close(id);
+      return;
+    }
+    if (options().splice && !relay->spliced()) {
+      counters().tunnelsUnspliced.fetch_add(1, std::memory_order_relaxed);
+    }
   }
 
   static void onRelayEnd(void* arg, RelayEnd end) {
     auto* self = static_cast<Connection*>(arg);
     if (end == RelayEnd::Idle) self->counters().idleTimeouts.fetch_add(1, std::memory_order_relaxed);
+    if (end == RelayEnd::Reset) self->counters().tunnelResets.fetch_add(1, std::memory_order_relaxed);
     self->server.close(self->id);
   }
 

@@ -57,7 +57,7 @@ struct ProxyOptions {
   // Tunnels: pipe capacity per direction for splice(2) (proxy/relay.h).
   size_t tunnelPipeBytes = size_t{64} * 1024;
   // Tunnels splice through pipes; false: recv/send through relayHighWater.
-  bool splice = false;
+  bool splice = true;
   bool audit = false;
   // SO_MARK on upstream sockets (0: none): egressd's bypass mark.
   uint32_t socketMark = 0;
@@ -78,6 +78,10 @@ struct ProxyCounters {
   std::atomic<uint64_t> connectionsAccepted{0};
   std::atomic<uint64_t> connectionsActive{0};  // gauge
   std::atomic<uint64_t> tunnelsActive{0};      // gauge
+  // Tunnels relayed by recv/send because no pipe could be had (EMFILE...).
+  std::atomic<uint64_t> tunnelsUnspliced{0};
+  // Tunnels ended by a reset or error on one side (passed on to the other).
+  std::atomic<uint64_t> tunnelResets{0};
   std::atomic<uint64_t> connectRequests{0};
   std::atomic<uint64_t> httpRequests{0};
   std::atomic<uint64_t> idleTimeouts{0};
