@@ -62,6 +62,9 @@ std::string renderPrometheus(const ProxyCounters& c) {
            std::string(proxyReasonName(static_cast<ProxyReason>(i))) + "\"} " +
            std::to_string(load(c.wouldDeny[i])) + "\n";
   }
+  family(out, "egressd_proxy_resolver_cache_hits_total", "counter",
+         "Names resolved from the proxy's copy of egressd's DNS answers, within their TTL.");
+  sample(out, "egressd_proxy_resolver_cache_hits_total", load(c.resolverCacheHits));
   family(out, "egressd_proxy_idle_timeouts_total", "counter",
          "Connections closed after proxy.idle_timeout (tunnels) or idle between requests.");
   sample(out, "egressd_proxy_idle_timeouts_total", load(c.idleTimeouts));

@@ -37,6 +37,52 @@ void resetOnClose(int fd) {
 
 }  // namespace
 
+PipePool::PipePool(event_base* base, size_t pipeBytes, size_t maxIdle, std::chrono::milliseconds trim)
+    : pipeBytes_(pipeBytes),
+      maxIdle_(maxIdle),
+      trim_(trim),
+      trimTimer_(evtimer_new(base, &PipePool::onTrim, this)) {}
+
+PipePool::Pipe PipePool::take() {
+  takenSinceTrim_ = true;
+  if (!idle_.empty()) {
+    Pipe pipe = std::move(idle_.back());
+    idle_.pop_back();
+    return pipe;
+  }
+  Pipe pipe;
+  int fds[2];
+  if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return pipe;  // EMFILE, ENFILE: the caller copies
+  pipe.read.reset(fds[0]);
+  pipe.write.reset(fds[1]);
+  // The kernel rounds up to pages and may grant less than asked
+  // (/proc/sys/fs/pipe-max-size, the user's pipe budget): read it back.
+  ::fcntl(fds[1], F_SETPIPE_SZ, static_cast<int>(pipeBytes_));
+  const int granted = ::fcntl(fds[1], F_GETPIPE_SZ);
+  pipe.capacity = granted > 0 ? static_cast<size_t>(granted) : size_t{4096};
+  return pipe;
+}
+
+void PipePool::give(Pipe pipe) {
+  if (!pipe || idle_.size() >= maxIdle_) return;  // closed with `pipe`
+  idle_.push_back(std::move(pipe));
+  if (trimTimer_ && !evtimer_pending(trimTimer_.get(), nullptr)) {
+    const timeval tick = toTimeval(trim_);
+    evtimer_add(trimTimer_.get(), &tick);
+  }
+}
+
+void PipePool::onTrim(evutil_socket_t, short, void* arg) {
+  auto* self = static_cast<PipePool*>(arg);
+  // Nobody took one for a whole tick: the burst is over, the descriptors go.
+  if (!self->takenSinceTrim_) self->idle_.clear();
+  self->takenSinceTrim_ = false;
+  if (!self->idle_.empty()) {
+    const timeval tick = toTimeval(self->trim_);
+    evtimer_add(self->trimTimer_.get(), &tick);
+  }
+}
+
 // One direction: bytes read from `source` wait in the pipe (or the buffer)
 // until `sink` takes them.
 struct TunnelRelay::Direction {
@@ -47,10 +93,8 @@ struct TunnelRelay::Direction {
   // Written before anything in flight (the CONNECT answer, early bytes).
   std::string pending;
   size_t pendingSent = 0;
-  // splice(2) path: the pipe, and how many bytes sit in it.
-  UniqueFd pipeRead;
-  UniqueFd pipeWrite;
-  size_t capacity = 0;
+  // splice(2) path: the borrowed pipe, and how many bytes sit in it.
+  PipePool::Pipe pipe;
   size_t inPipe = 0;
   // recv/send path: [head, tail) of buffer are in flight.
   std::unique_ptr<uint8_t[]> buffer;
@@ -67,24 +111,30 @@ struct TunnelRelay::Direction {
   bool reading = false;
   bool writing = false;
 
-  bool spliced() const { return static_cast<bool>(pipeRead); }
+  bool spliced() const { return static_cast<bool>(pipe); }
   size_t inFlight() const { return spliced() ? inPipe : tail - head; }
   bool pendingLeft() const { return pendingSent < pending.size(); }
 
-  // A pipe of `wanted` capacity; false (and the buffer path) if none can be
-  // had: a tunnel is never refused for want of descriptors.
-  bool openPipe(size_t wanted) {
-    int fds[2];
-    if (::pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) return false;
-    pipeRead.reset(fds[0]);
-    pipeWrite.reset(fds[1]);
-    // The kernel rounds up to pages and may refuse more than
-    // /proc/sys/fs/pipe-max-size or the user's pipe budget: ask, then read
-    // back what it granted (the default, 16 pages, when it refused).
-    ::fcntl(fds[1], F_SETPIPE_SZ, static_cast<int>(wanted));
-    const int granted = ::fcntl(fds[1], F_GETPIPE_SZ);
-    capacity = granted > 0 ? static_cast<size_t>(granted) : size_t{4096};
-    return true;
+  // Before reading into an empty direction: a pipe from the pool, or the
+  // buffer when none can be had (a tunnel is never refused for want of
+  // descriptors). False: the buffer it is.
+  bool carrier(PipePool* pipes, size_t bufferBytes) {
+    if (spliced() || buffer) return spliced();
+    if (pipes != nullptr) pipe = pipes->take();
+    if (spliced()) return true;
+    buffer = std::make_unique_for_overwrite<uint8_t[]>(bufferBytes);
+    return false;
+  }
+
+  // Once empty, the pipe goes back to the pool and the buffer is freed:
+  // an idle direction holds neither.
+  void release(PipePool* pipes) {
+    if (inFlight() != 0) return;
+    pipeMaybeFull = false;
+    if (spliced()) pipes->give(std::move(pipe));
+    pipe = PipePool::Pipe();
+    buffer.reset();
+    head = tail = 0;
   }
 
   // Writes pending bytes, then what is in flight. Moved: the sink took
@@ -105,7 +155,7 @@ struct TunnelRelay::Direction {
     while (inFlight() > 0) {
       ssize_t n;
       if (spliced()) {
-        n = ::splice(pipeRead.get(), nullptr, sink, nullptr, inPipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        n = ::splice(pipe.read.get(), nullptr, sink, nullptr, inPipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       } else {
         n = ::send(sink, buffer.get() + head, tail - head, MSG_NOSIGNAL);
       }
@@ -129,14 +179,13 @@ struct TunnelRelay::Direction {
   // Reads once from the source into the free room.
   Io fill(size_t bufferBytes, bool& progress) {
     if (sourceEof) return Io::End;
-    if (spliced() ? (inPipe >= capacity || pipeMaybeFull) : tail >= bufferBytes) return Io::Blocked;
+    if (spliced() ? (inPipe >= pipe.capacity || pipeMaybeFull) : tail >= bufferBytes) return Io::Blocked;
     for (;;) {
       ssize_t n;
       if (spliced()) {
-        n = ::splice(source, nullptr, pipeWrite.get(), nullptr, capacity - inPipe,
+        n = ::splice(source, nullptr, pipe.write.get(), nullptr, pipe.capacity - inPipe,
                      SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       } else {
-        if (!buffer) buffer = std::make_unique<uint8_t[]>(bufferBytes);
         n = ::recv(source, buffer.get() + tail, bufferBytes - tail, 0);
       }
       if (n > 0) {
@@ -179,10 +228,11 @@ struct TunnelRelay::Direction {
   bool done() const { return sinkShut; }
 };
 
-TunnelRelay::TunnelRelay(event_base* base, UniqueFd client, UniqueFd upstream, const RelayOptions& options,
-                         std::atomic<uint64_t>& bytesToUpstream, std::atomic<uint64_t>& bytesToClient,
-                         Finished finished, void* arg)
+TunnelRelay::TunnelRelay(event_base* base, UniqueFd client, UniqueFd upstream, PipePool* pipes,
+                         const RelayOptions& options, std::atomic<uint64_t>& bytesToUpstream,
+                         std::atomic<uint64_t>& bytesToClient, Finished finished, void* arg)
     : base_(base),
+      pipes_(pipes),
       options_(options),
       client_(std::move(client)),
       upstream_(std::move(upstream)),
@@ -208,11 +258,6 @@ bool TunnelRelay::start(std::string toClient, std::string toUpstream) {
     d->readable.reset(event_new(base_, d->source, EV_READ | EV_PERSIST, &TunnelRelay::onReadable, d));
     d->writable.reset(event_new(base_, d->sink, EV_WRITE | EV_PERSIST, &TunnelRelay::onWritable, d));
     if (!d->readable || !d->writable) return false;
-    if (options_.splice && !d->openPipe(options_.pipeBytes)) {
-      // EMFILE/ENFILE: this direction copies through its buffer instead.
-      d->pipeRead.reset();
-      d->pipeWrite.reset();
-    }
   }
   idleTimer_.reset(evtimer_new(base_, &TunnelRelay::onIdleCheck, this));
   if (!idleTimer_) return false;
@@ -224,18 +269,15 @@ bool TunnelRelay::start(std::string toClient, std::string toUpstream) {
   return true;
 }
 
-bool TunnelRelay::spliced() const noexcept {
-  return up_->spliced() && down_->spliced();
-}
-
 void TunnelRelay::stop() noexcept {
   over_ = true;
   for (Direction* d : {up_.get(), down_.get()}) {
     d->readable.reset();
     d->writable.reset();
     d->reading = d->writing = false;
-    d->pipeRead.reset();
-    d->pipeWrite.reset();
+    // An empty pipe is as good as new; one with bytes in it is closed.
+    if (pipes_ != nullptr) d->release(pipes_);
+    d->pipe = PipePool::Pipe();
     d->buffer.reset();
     std::string().swap(d->pending);
   }
@@ -273,16 +315,14 @@ void TunnelRelay::onIdleCheck(evutil_socket_t, short, void* arg) {
 void TunnelRelay::pump(Direction& d) {
   if (over_) return;
   bool progress = false;
-  Io out = Io::Moved;
   for (int round = 0; round < kRoundsPerWakeup; ++round) {
     bool moved = false;
-    out = d.drain(moved);
-    if (out == Io::Failed) {
+    if (d.drain(moved) == Io::Failed) {
       finish(RelayEnd::Reset);
       return;
     }
-    const Io in = d.fill(options_.bufferBytes, moved);
-    if (in == Io::Failed) {
+    if (!d.sourceEof && !d.carrier(pipes_, options_.bufferBytes) && pipes_ != nullptr) copied_ = true;
+    if (d.fill(options_.bufferBytes, moved) == Io::Failed) {
       finish(RelayEnd::Reset);
       return;
     }
@@ -300,8 +340,10 @@ void TunnelRelay::pump(Direction& d) {
     finish(RelayEnd::Done);
     return;
   }
-  const bool roomToRead =
-      d.spliced() ? d.inPipe < d.capacity && !d.pipeMaybeFull : d.tail < options_.bufferBytes;
+  if (pipes_ != nullptr) d.release(pipes_);
+  const bool roomToRead = d.spliced() ? d.inPipe < d.pipe.capacity && !d.pipeMaybeFull
+                          : d.buffer  ? d.tail < options_.bufferBytes
+                                      : true;  // empty: a carrier comes with the next read
   d.want(!d.sourceEof && roomToRead, queued);
 }
 

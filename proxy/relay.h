@@ -4,9 +4,15 @@
 // Each direction moves bytes from its source socket to its sink socket
 // through a pipe with splice(2) (zero-copy: the payload never enters user
 // space), or, when no pipe can be had (EMFILE, ENFILE, or splicing
-// switched off), through a buffer of its own with recv/send. Either way at
-// most `pipeBytes` (or `bufferBytes`) per direction are in flight: reading
-// a source stops while its sink has not taken them (bounded memory).
+// switched off), through a buffer with recv/send. Either way at most
+// `pipeBytes` (or `bufferBytes`) per direction are in flight: reading a
+// source stops while its sink has not taken them (bounded memory).
+//
+// A direction holds its pipe (or buffer) only while bytes are in flight:
+// it borrows an empty pipe from the PipePool when its source has data and
+// gives it back once the sink took everything. An idle tunnel thus costs
+// its two sockets and this object, not two pipes (4 descriptors, their
+// rings); a busy one reuses pipes without a pipe2() per tunnel.
 //
 // Half-close: a source's EOF becomes shutdown(SHUT_WR) on the sink once
 // everything before it is written; the relay ends when both directions
@@ -27,6 +33,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "common/c_handle.h"
 
@@ -58,14 +65,44 @@ class UniqueFd {
   int fd_ = -1;
 };
 
+// Empty pipes waiting for the next direction with bytes to move. Bounded
+// (maxIdle); pipes nobody took for a tick of `trim` are closed, so a burst
+// leaves no descriptors behind. Thread-safety: the event_base's thread.
+class PipePool {
+ public:
+  struct Pipe {
+    UniqueFd read;
+    UniqueFd write;
+    size_t capacity = 0;  // bytes, as the kernel granted
+    explicit operator bool() const noexcept { return static_cast<bool>(read); }
+  };
+
+  PipePool(event_base* base, size_t pipeBytes, size_t maxIdle = 256,
+           std::chrono::milliseconds trim = std::chrono::milliseconds(1000));
+  // An empty pipe, pooled or new (pipe2, sized with F_SETPIPE_SZ); an empty
+  // Pipe when none can be had (EMFILE, ENFILE).
+  Pipe take();
+  // `pipe` must be empty. Kept for the next take(), or closed.
+  void give(Pipe pipe);
+  size_t idle() const noexcept { return idle_.size(); }
+
+ private:
+  static void onTrim(evutil_socket_t fd, short what, void* arg);
+
+  size_t pipeBytes_;
+  size_t maxIdle_;
+  std::chrono::milliseconds trim_;
+  std::vector<Pipe> idle_;
+  common::CHandle<event, event_free> trimTimer_;
+  bool takenSinceTrim_ = false;
+};
+
 struct RelayOptions {
   // Pipe capacity per direction (F_SETPIPE_SZ), the most bytes in flight.
   size_t pipeBytes = size_t{64} * 1024;
   // Without a pipe: the buffer per direction, allocated on first use.
   size_t bufferBytes = size_t{64} * 1024;
   std::chrono::milliseconds idleTimeout{300'000};
-  // False: always recv/send (the fallback path, for comparisons).
-  bool splice = true;
 };
 
 // Why a relay ended.
@@ -81,9 +118,10 @@ class TunnelRelay {
   // relay may be destroyed only after it returned.
   using Finished = void (*)(void* arg, RelayEnd end);
 
-  TunnelRelay(event_base* base, UniqueFd client, UniqueFd upstream, const RelayOptions& options,
-              std::atomic<uint64_t>& bytesToUpstream, std::atomic<uint64_t>& bytesToClient, Finished finished,
-              void* arg);
+  // `pipes` null: always recv/send (splicing switched off).
+  TunnelRelay(event_base* base, UniqueFd client, UniqueFd upstream, PipePool* pipes,
+              const RelayOptions& options, std::atomic<uint64_t>& bytesToUpstream,
+              std::atomic<uint64_t>& bytesToClient, Finished finished, void* arg);
   ~TunnelRelay();
   TunnelRelay(const TunnelRelay&) = delete;
   TunnelRelay& operator=(const TunnelRelay&) = delete;
@@ -96,8 +134,9 @@ class TunnelRelay {
   // Stops every event and closes the sockets now (the connection is closed
   // from outside, e.g. on shutdown). Finished is not called.
   void stop() noexcept;
-  // True when both directions splice through pipes (else recv/send).
-  bool spliced() const noexcept;
+  // True once a direction had to copy through user space for want of a
+  // pipe (with a pool).
+  bool copied() const noexcept { return copied_; }
 
  private:
   struct Direction;
@@ -108,6 +147,7 @@ class TunnelRelay {
   void finish(RelayEnd end);
 
   event_base* base_;
+  PipePool* pipes_;
   RelayOptions options_;
   UniqueFd client_;
   UniqueFd upstream_;
@@ -118,6 +158,7 @@ class TunnelRelay {
   Finished finished_;
   void* arg_;
   bool over_ = false;
+  bool copied_ = false;
 };
 
 }  // namespace proxy

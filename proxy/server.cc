@@ -121,6 +121,7 @@ struct ProxyServer::Connection {
   int dnsPending = 0;
   int dnsTtl = INT32_MAX;
   std::vector<common::IpAddress> v4, v6;
+  std::vector<common::IpAddress> answers;  // as egressd's DNS gave them, for the cache
   bool refusedInternal = false;
   std::vector<common::SocketAddress> candidates;
   size_t nextCandidate = 0;
@@ -404,9 +405,20 @@ struct ProxyServer::Connection {
     bufferevent_disable(clientBev.get(), EV_READ);
     v4.clear();
     v6.clear();
+    answers.clear();
     refusedInternal = false;
     dnsTtl = INT32_MAX;
     dnsPending = 0;
+    if (const auto* cached = server.cachedAnswer(host)) {
+      // Asked within its TTL: the same addresses egressd's DNS handed out,
+      // judged against the policy in force now.
+      const auto left = std::chrono::duration_cast<std::chrono::seconds>(cached->expires - dns::Clock::now());
+      dnsTtl = static_cast<int>(std::max<int64_t>(left.count(), 0));
+      for (const common::IpAddress& ip : cached->addresses) takeAddress(ip);
+      counters().resolverCacheHits.fetch_add(1, std::memory_order_relaxed);
+      answered();
+      return;
+    }
     for (const bool ipv6 : {false, true}) {
       auto* wait = new DnsWait{&server, id, ipv6};  // owned by the callback
       ++dnsPending;
@@ -436,14 +448,27 @@ struct ProxyServer::Connection {
           ip = common::IpAddress::v4Bytes(
               reinterpret_cast<const uint8_t*>(&static_cast<const uint32_t*>(addresses)[i]));
         }
-        if (!resolvedAddressAllowed(*policy, ip, port)) {
-          refusedInternal = true;
-          continue;
-        }
-        (ipv6 ? v6 : v4).push_back(ip);
+        if (answers.size() < kMaxCandidates * 2) answers.push_back(ip);
+        takeAddress(ip);
       }
     }
     if (dnsPending > 0) return;
+    if (dnsTtl != INT32_MAX && dnsTtl > 0 && !answers.empty()) {
+      server.rememberAnswer(host, answers, dns::Clock::now() + std::chrono::seconds(dnsTtl));
+    }
+    answered();
+  }
+
+  void takeAddress(const common::IpAddress& ip) {
+    if (!resolvedAddressAllowed(*policy, ip, port)) {
+      refusedInternal = true;
+      return;
+    }
+    (ip.family == common::IpFamily::V6 ? v6 : v4).push_back(ip);
+  }
+
+  // Both families answered (or the cache did): connect, or say why not.
+  void answered() {
     // RFC 8305 section 4: interleave the families, IPv6 first.
     candidates.clear();
     for (size_t i = 0; candidates.size() < kMaxCandidates && (i < v6.size() || i < v4.size()); ++i) {
@@ -636,23 +661,17 @@ struct ProxyServer::Connection {
     relayOptions.pipeBytes = options().tunnelPipeBytes;
     relayOptions.bufferBytes = options().relayHighWater;
     relayOptions.idleTimeout = options().idleTimeout;
-    relayOptions.splice = options().splice;
     relay = std::make_unique<TunnelRelay>(server.base_, std::move(clientFd), std::move(upstream),
-                                          relayOptions, counters().bytesToUpstream, counters().bytesToClient,
-                                          &Connection::onRelayEnd, this);
-    if (!relay->start(std::move(toClient), std::move(toUpstream))) {
-      server.close(id);
-      return;
-    }
-    if (options().splice && !relay->spliced()) {
-      counters().tunnelsUnspliced.fetch_add(1, std::memory_order_relaxed);
-    }
+                                          server.pipes_.get(), relayOptions, counters().bytesToUpstream,
+                                          counters().bytesToClient, &Connection::onRelayEnd, this);
+    if (!relay->start(std::move(toClient), std::move(toUpstream))) server.close(id);
   }
 
   static void onRelayEnd(void* arg, RelayEnd end) {
     auto* self = static_cast<Connection*>(arg);
     if (end == RelayEnd::Idle) self->counters().idleTimeouts.fetch_add(1, std::memory_order_relaxed);
     if (end == RelayEnd::Reset) self->counters().tunnelResets.fetch_add(1, std::memory_order_relaxed);
+    if (self->relay->copied()) self->counters().tunnelsUnspliced.fetch_add(1, std::memory_order_relaxed);
     self->server.close(self->id);
   }
 
@@ -906,6 +925,7 @@ bool ProxyServer::start(std::string& error) {
     ::setrlimit(RLIMIT_NOFILE, &files);
   }
   reaper_.reset(event_new(base_, -1, 0, &ProxyServer::onReap, this));
+  if (options_.splice) pipes_ = std::make_unique<PipePool>(base_, options_.tunnelPipeBytes);
   dns_.reset(evdns_base_new(base_, 0));
   if (!dns_) {
     error = "evdns_base_new failed";
@@ -1008,6 +1028,25 @@ void ProxyServer::close(uint64_t id) {
 
 void ProxyServer::onReap(evutil_socket_t, short, void* arg) {
   static_cast<ProxyServer*>(arg)->graveyard_.clear();
+}
+
+const ProxyServer::CachedAnswer* ProxyServer::cachedAnswer(const std::string& name) const {
+  auto it = answers_.find(name);
+  if (it == answers_.end() || it->second.expires <= dns::Clock::now()) return nullptr;
+  return &it->second;
+}
+
+void ProxyServer::rememberAnswer(const std::string& name, const std::vector<common::IpAddress>& addresses,
+                                 dns::Clock::time_point expires) {
+  if (answers_.size() >= kMaxCachedNames && answers_.find(name) == answers_.end()) {
+    const auto now = dns::Clock::now();
+    std::erase_if(answers_, [now](const auto& entry) { return entry.second.expires <= now; });
+    // Still full of live names: one goes (bounded memory beats the hit).
+    if (answers_.size() >= kMaxCachedNames) answers_.erase(answers_.begin());
+  }
+  CachedAnswer& entry = answers_[name];
+  entry.addresses = addresses;
+  entry.expires = expires;
 }
 
 void ProxyServer::count(ProxyReason reason) noexcept {

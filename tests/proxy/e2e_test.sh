@@ -108,11 +108,12 @@ expect_match "a tunnel relays 64 MiB each way intact, across the client's half-c
 proxy_metric() { in_gw curl -s http://127.0.0.1:9153/metrics | awk -v m="$1" '$1 == m {print $2}'; }
 expect_eq "... spliced: no tunnel fell back to copying" 0 "$(proxy_metric egressd_proxy_tunnels_unspliced_total)"
 # Out of descriptors for pipes (EMFILE): the tunnel is still served, through
-# the copying path. egressd's limit is set so that exactly two descriptor
+# the copying path. Once the pool's idle pipes are closed (a tick of 1 s
+# without a taker), egressd's limit is set so that exactly two descriptor
 # numbers are free below it: the client's and the upstream's sockets take
 # them, and pipe2() is what fails.
 epid="$(cat "$E2E_PIDS/egressd.pid")"
-sleep 0.5 # the connections above are closed and reaped
+sleep 2.5
 hard="$(prlimit --pid "$epid" --nofile --output HARD --noheadings | tr -d ' ')"
 limit="$("$py" -c '
 import os, sys
