@@ -322,12 +322,14 @@ void TunnelRelay::pump(Direction& d) {
       return;
     }
     if (!d.sourceEof && !d.carrier(pipes_, options_.bufferBytes) && pipes_ != nullptr) copied_ = true;
-    if (d.fill(options_.bufferBytes, moved) == Io::Failed) {
+    bool filled = false;
+    if (d.fill(options_.bufferBytes, filled) == Io::Failed) {
       finish(RelayEnd::Reset);
       return;
     }
-    progress = progress || moved;
-    if (!moved) break;
+    progress = progress || moved || filled;
+    // Nothing new read: the drain above already wrote what it could.
+    if (!filled) break;
   }
   if (progress) lastActivity_ = std::chrono::steady_clock::now();
   const bool queued = d.pendingLeft() || d.inFlight() > 0;

@@ -167,7 +167,14 @@ struct ProxyServer::Connection {
     bufferevent_set_timeouts(clientBev.get(), nullptr, nullptr);
     const timeval tv = toTimeval(options().headerTimeout);
     evtimer_add(headerTimer.get(), &tv);
-    bufferevent_enable(clientBev.get(), EV_READ | EV_WRITE);
+    // Writing is enabled when there is something to write (refuse(), the
+    // previous response's tail): enabled on an empty output, libevent
+    // would poll for EPOLLOUT once for nothing (two epoll_ctl and a wakeup
+    // per connection).
+    bufferevent_enable(clientBev.get(), EV_READ);
+    if (evbuffer_get_length(bufferevent_get_output(clientBev.get())) > 0) {
+      bufferevent_enable(clientBev.get(), EV_WRITE);
+    }
     if (sawRequestBytes) readHead();
   }
 
@@ -973,7 +980,8 @@ bool ProxyServer::start(std::string& error) {
 void ProxyServer::onAccept(evconnlistener*, int fd, struct sockaddr* addr, int, void* arg) {
   auto* self = static_cast<ProxyServer*>(arg);
   self->counters_.connectionsAccepted.fetch_add(1, std::memory_order_relaxed);
-  evutil_make_socket_nonblocking(fd);
+  // Already non-blocking and close-on-exec: evconnlistener accepts with
+  // accept4(SOCK_NONBLOCK | SOCK_CLOEXEC).
   const auto client = common::SocketAddress::fromSockaddr(addr).value_or(common::SocketAddress{});
   if (self->connections_.size() >= self->options_.maxConnections) {
     // Over proxy.max_connections: one best-effort answer, then closed.
