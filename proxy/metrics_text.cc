@@ -37,6 +37,12 @@ std::string renderPrometheus(const ProxyCounters& c) {
   sample(out, "egressd_proxy_connections", load(c.connectionsActive));
   family(out, "egressd_proxy_tunnels", "gauge", "CONNECT tunnels open now.");
   sample(out, "egressd_proxy_tunnels", load(c.tunnelsActive));
+  family(out, "egressd_proxy_tunnels_unspliced_total", "counter",
+         "Tunnels relayed through user space because no pipe could be had (descriptor limit).");
+  sample(out, "egressd_proxy_tunnels_unspliced_total", load(c.tunnelsUnspliced));
+  family(out, "egressd_proxy_tunnel_resets_total", "counter",
+         "Tunnels ended by a reset or error on one side, passed on to the other as a reset.");
+  sample(out, "egressd_proxy_tunnel_resets_total", load(c.tunnelResets));
   family(out, "egressd_proxy_requests_total", "counter", "Requests read, by method kind.");
   out += "egressd_proxy_requests_total{kind=\"connect\"} " + std::to_string(load(c.connectRequests)) + "\n";
   out += "egressd_proxy_requests_total{kind=\"http\"} " + std::to_string(load(c.httpRequests)) + "\n";
@@ -56,6 +62,9 @@ std::string renderPrometheus(const ProxyCounters& c) {
            std::string(proxyReasonName(static_cast<ProxyReason>(i))) + "\"} " +
            std::to_string(load(c.wouldDeny[i])) + "\n";
   }
+  family(out, "egressd_proxy_resolver_cache_hits_total", "counter",
+         "Names resolved from the proxy's copy of egressd's DNS answers, within their TTL.");
+  sample(out, "egressd_proxy_resolver_cache_hits_total", load(c.resolverCacheHits));
   family(out, "egressd_proxy_idle_timeouts_total", "counter",
          "Connections closed after proxy.idle_timeout (tunnels) or idle between requests.");
   sample(out, "egressd_proxy_idle_timeouts_total", load(c.idleTimeouts));

@@ -7,7 +7,6 @@
 #include <netinet/tcp.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,6 +18,7 @@
 #include "common/log.h"
 #include "proxy/chunked.h"
 #include "proxy/http_head.h"
+#include "proxy/relay.h"
 #include "proxy/response.h"
 
 namespace proxy {
@@ -37,9 +37,6 @@ constexpr size_t kMaxCandidates = 8;
 constexpr size_t kMaxResponseHead = size_t{64} * 1024;
 // Bytes moved per read or write call while relaying.
 constexpr size_t kMaxSingleIo = size_t{64} * 1024;
-// Top-up reads per read callback of a tunnel, at most (a bulk tunnel then
-// yields the loop to the others every relay_high_water * this bytes).
-constexpr int kTopUpsPerWakeup = 4;
 // Bytes of a chunked body scanned per step (pullup makes them contiguous).
 constexpr size_t kChunkScanStep = size_t{16} * 1024;
 
@@ -91,6 +88,7 @@ struct ProxyServer::Connection {
   common::SocketAddress client;
   BevHandle clientBev;
   BevHandle upstreamBev;
+  std::unique_ptr<TunnelRelay> relay;  // once CONNECT succeeded: owns both sockets
   EventHandle headerTimer;
   State state = State::Head;
   bool sawRequestBytes = false;
@@ -122,6 +120,7 @@ struct ProxyServer::Connection {
   int dnsPending = 0;
   int dnsTtl = INT32_MAX;
   std::vector<common::IpAddress> v4, v6;
+  std::vector<common::IpAddress> answers;  // as egressd's DNS gave them, for the cache
   bool refusedInternal = false;
   std::vector<common::SocketAddress> candidates;
   size_t nextCandidate = 0;
@@ -167,7 +166,14 @@ struct ProxyServer::Connection {
     bufferevent_set_timeouts(clientBev.get(), nullptr, nullptr);
     const timeval tv = toTimeval(options().headerTimeout);
     evtimer_add(headerTimer.get(), &tv);
-    bufferevent_enable(clientBev.get(), EV_READ | EV_WRITE);
+    // Writing is enabled when there is something to write (refuse(), the
+    // previous response's tail): enabled on an empty output, libevent
+    // would poll for EPOLLOUT once for nothing (two epoll_ctl and a wakeup
+    // per connection).
+    bufferevent_enable(clientBev.get(), EV_READ);
+    if (evbuffer_get_length(bufferevent_get_output(clientBev.get())) > 0) {
+      bufferevent_enable(clientBev.get(), EV_WRITE);
+    }
     if (sawRequestBytes) readHead();
   }
 
@@ -177,9 +183,6 @@ struct ProxyServer::Connection {
     switch (self->state) {
       case State::Head:
         self->readHead();
-        break;
-      case State::Tunnel:
-        self->relay(self->clientBev.get(), self->upstreamBev.get(), true);
         break;
       case State::Body:
         self->forwardBody();
@@ -203,10 +206,9 @@ struct ProxyServer::Connection {
       self->server.close(self->id);
       return;
     }
-    if (self->state == State::Tunnel || self->state == State::Response) {
+    if (self->state == State::Response) {
       // The client drained what was queued: resume reading upstream.
       if (self->upstreamBev && !self->upstreamEof) bufferevent_enable(self->upstreamBev.get(), EV_READ);
-      if (self->state == State::Tunnel) self->maybeFinishTunnel();
     }
   }
 
@@ -215,12 +217,6 @@ struct ProxyServer::Connection {
     if (self->dead) return;
     if ((what & BEV_EVENT_TIMEOUT) != 0) {
       self->onIdle(self->clientBev.get());
-      return;
-    }
-    if ((what & BEV_EVENT_EOF) != 0 && self->state == State::Tunnel) {
-      self->clientEof = true;
-      self->halfClose(self->upstreamBev.get());
-      self->maybeFinishTunnel();
       return;
     }
     if ((what & BEV_EVENT_EOF) != 0 && (self->state == State::Response || self->state == State::Body)) {
@@ -415,9 +411,20 @@ struct ProxyServer::Connection {
     bufferevent_disable(clientBev.get(), EV_READ);
     v4.clear();
     v6.clear();
+    answers.clear();
     refusedInternal = false;
     dnsTtl = INT32_MAX;
     dnsPending = 0;
+    if (const auto* cached = server.cachedAnswer(host)) {
+      // Asked within its TTL: the same addresses egressd's DNS handed out,
+      // judged against the policy in force now.
+      const auto left = std::chrono::duration_cast<std::chrono::seconds>(cached->expires - dns::Clock::now());
+      dnsTtl = static_cast<int>(std::max<int64_t>(left.count(), 0));
+      for (const common::IpAddress& ip : cached->addresses) takeAddress(ip);
+      counters().resolverCacheHits.fetch_add(1, std::memory_order_relaxed);
+      answered();
+      return;
+    }
     for (const bool ipv6 : {false, true}) {
       auto* wait = new DnsWait{&server, id, ipv6};  // owned by the callback
       ++dnsPending;
@@ -447,14 +454,27 @@ struct ProxyServer::Connection {
           ip = common::IpAddress::v4Bytes(
               reinterpret_cast<const uint8_t*>(&static_cast<const uint32_t*>(addresses)[i]));
         }
-        if (!resolvedAddressAllowed(*policy, ip, port)) {
-          refusedInternal = true;
-          continue;
-        }
-        (ipv6 ? v6 : v4).push_back(ip);
+        if (answers.size() < kMaxCandidates * 2) answers.push_back(ip);
+        takeAddress(ip);
       }
     }
     if (dnsPending > 0) return;
+    if (dnsTtl != INT32_MAX && dnsTtl > 0 && !answers.empty()) {
+      server.rememberAnswer(host, answers, dns::Clock::now() + std::chrono::seconds(dnsTtl));
+    }
+    answered();
+  }
+
+  void takeAddress(const common::IpAddress& ip) {
+    if (!resolvedAddressAllowed(*policy, ip, port)) {
+      refusedInternal = true;
+      return;
+    }
+    (ip.family == common::IpFamily::V6 ? v6 : v4).push_back(ip);
+  }
+
+  // Both families answered (or the cache did): connect, or say why not.
+  void answered() {
     // RFC 8305 section 4: interleave the families, IPv6 first.
     candidates.clear();
     for (size_t i = 0; candidates.size() < kMaxCandidates && (i < v6.size() || i < v4.size()); ++i) {
@@ -597,14 +617,16 @@ struct ProxyServer::Connection {
       server.bindings_.record(host, upstreamAddress.ip, dns::Clock::now() + ttl + options().bindingGrace);
       counters().bindingsRecorded.fetch_add(1, std::memory_order_relaxed);
     }
-    upstreamBev.reset(bufferevent_socket_new(server.base_, fd, BEV_OPT_CLOSE_ON_FREE));
-    if (!upstreamBev) {
-      ::close(fd);
-      fail(ProxyReason::UpstreamUnreachable, "out of memory");
-      return;
+    if (!connect) {
+      upstreamBev.reset(bufferevent_socket_new(server.base_, fd, BEV_OPT_CLOSE_ON_FREE));
+      if (!upstreamBev) {
+        ::close(fd);
+        fail(ProxyReason::UpstreamUnreachable, "out of memory");
+        return;
+      }
+      bufferevent_setcb(upstreamBev.get(), &Connection::onUpstreamRead, &Connection::onUpstreamWrite,
+                        &Connection::onUpstreamEvent, this);
     }
-    bufferevent_setcb(upstreamBev.get(), &Connection::onUpstreamRead, &Connection::onUpstreamWrite,
-                      &Connection::onUpstreamEvent, this);
     if (audited) {
       counters().wouldDeny[static_cast<size_t>(auditReason)].fetch_add(1, std::memory_order_relaxed);
       emit(observe::EventVerdict::Audit, auditReason, upstreamAddress);
@@ -615,7 +637,7 @@ struct ProxyServer::Connection {
     upstreamEof = false;
     clientEof = false;
     if (connect) {
-      startTunnel();
+      startTunnel(UniqueFd(fd));
     } else {
       startForwarding();
     }
@@ -623,18 +645,40 @@ struct ProxyServer::Connection {
 
   // ---- relaying ---------------------------------------------------------------
 
-  void startTunnel() {
+  // From here on the tunnel relay owns both sockets: the client's leaves
+  // its bufferevent, taking along what that still held either way.
+  void startTunnel(UniqueFd upstream) {
     state = State::Tunnel;
     counters().tunnelsActive.fetch_add(1, std::memory_order_relaxed);
     countedTunnel = true;
-    bufferevent_write(clientBev.get(), kConnectEstablished.data(), kConnectEstablished.size());
-    setIdleTimeouts();
-    bufferevent_setwatermark(clientBev.get(), EV_READ, 0, 0);
-    bufferevent_setwatermark(upstreamBev.get(), EV_READ, 0, 0);
-    bufferevent_enable(clientBev.get(), EV_READ | EV_WRITE);
-    bufferevent_enable(upstreamBev.get(), EV_READ | EV_WRITE);
+    evbuffer* unsent = bufferevent_get_output(clientBev.get());
+    std::string toClient(evbuffer_get_length(unsent), '\0');
+    evbuffer_remove(unsent, toClient.data(), toClient.size());
+    toClient.append(kConnectEstablished);
     // Bytes the client sent right behind CONNECT (a TLS ClientHello).
-    relay(clientBev.get(), upstreamBev.get(), true);
+    evbuffer* early = bufferevent_get_input(clientBev.get());
+    std::string toUpstream(evbuffer_get_length(early), '\0');
+    evbuffer_remove(early, toUpstream.data(), toUpstream.size());
+    UniqueFd clientFd(bufferevent_getfd(clientBev.get()));
+    bufferevent_setfd(clientBev.get(), -1);  // its free must not close the socket
+    clientBev.reset();
+    evtimer_del(headerTimer.get());
+    RelayOptions relayOptions;
+    relayOptions.pipeBytes = options().tunnelPipeBytes;
+    relayOptions.bufferBytes = options().relayHighWater;
+    relayOptions.idleTimeout = options().idleTimeout;
+    relay = std::make_unique<TunnelRelay>(server.base_, std::move(clientFd), std::move(upstream),
+                                          server.pipes_.get(), relayOptions, counters().bytesToUpstream,
+                                          counters().bytesToClient, &Connection::onRelayEnd, this);
+    if (!relay->start(std::move(toClient), std::move(toUpstream))) server.close(id);
+  }
+
+  static void onRelayEnd(void* arg, RelayEnd end) {
+    auto* self = static_cast<Connection*>(arg);
+    if (end == RelayEnd::Idle) self->counters().idleTimeouts.fetch_add(1, std::memory_order_relaxed);
+    if (end == RelayEnd::Reset) self->counters().tunnelResets.fetch_add(1, std::memory_order_relaxed);
+    if (self->relay->copied()) self->counters().tunnelsUnspliced.fetch_add(1, std::memory_order_relaxed);
+    self->server.close(self->id);
   }
 
   void setIdleTimeouts() {
@@ -648,107 +692,6 @@ struct ProxyServer::Connection {
       bufferevent_set_max_single_read(bev, kMaxSingleIo);
       bufferevent_set_max_single_write(bev, kMaxSingleIo);
     }
-  }
-
-  // Moves what `from` has read into `to`'s output, tops it up straight
-  // from `from`'s socket and writes what it can at once; stops reading
-  // `from` while `to` has a relay buffer's worth queued (bounded memory).
-  void relay(bufferevent* from, bufferevent* to, bool towardUpstream) {
-    evbuffer* input = bufferevent_get_input(from);
-    evbuffer* output = bufferevent_get_output(to);
-    size_t length = evbuffer_get_length(input);
-    if (length == 0) return;  // nothing came: no top-up (it would reserve a chain)
-    evbuffer_add_buffer(output, input);
-    TopUp topUp;
-    for (int pass = 0; pass < kTopUpsPerWakeup && topUp.end == 0; ++pass) {
-      const size_t queued = evbuffer_get_length(output);
-      topUp = topUpFromSocket(from, output);
-      length += topUp.bytes;
-      // Written now rather than on the next loop pass. What the socket does
-      // not take waits for its write event, as before; errors surface there.
-      evbuffer_write_atmost(output, bufferevent_getfd(to), static_cast<ev_ssize_t>(kMaxSingleIo));
-      // Another round only while the socket filled all the room and the
-      // other side took everything.
-      if (topUp.bytes == 0 || queued + topUp.bytes < options().relayHighWater ||
-          evbuffer_get_length(output) != 0) {
-        break;
-      }
-    }
-    lastActivity = std::chrono::steady_clock::now();
-    (towardUpstream ? counters().bytesToUpstream : counters().bytesToClient)
-        .fetch_add(length, std::memory_order_relaxed);
-    if (topUp.end != 0) {
-      // The socket said EOF or failed during the top-up: libevent would
-      // see it on its next read, report it the same way now.
-      bufferevent_disable(from, EV_READ);
-      (towardUpstream ? onClientEvent : onUpstreamEvent)(
-          from, static_cast<short>(BEV_EVENT_READING | topUp.end), this);
-      return;
-    }
-    if (evbuffer_get_length(output) >= options().relayHighWater) {
-      bufferevent_disable(from, EV_READ);
-      bufferevent_setwatermark(to, EV_WRITE, options().relayHighWater / 2, 0);
-    }
-  }
-
-  struct TopUp {
-    size_t bytes = 0;
-    short end = 0;  // BEV_EVENT_EOF or BEV_EVENT_ERROR when the socket ended
-  };
-
-  // libevent 2.1 reads at most 4 KiB per call into a bufferevent
-  // (EVBUFFER_MAX_READ in buffer.c), whatever bufferevent_set_max_single_read
-  // says: a bulk tunnel then costs a loop pass (epoll_wait, FIONREAD, readv,
-  // writev) per 4 KiB. One readv here moves up to the free room below the
-  // relay high-water mark, straight into the other side's output.
-  TopUp topUpFromSocket(bufferevent* from, evbuffer* output) {
-    TopUp result;
-    const size_t queued = evbuffer_get_length(output);
-    if (queued >= options().relayHighWater) return result;
-    const size_t room = std::min(options().relayHighWater - queued, kMaxSingleIo);
-    evbuffer_iovec vecs[2];
-    const int count = evbuffer_reserve_space(output, static_cast<ev_ssize_t>(room), vecs, 2);
-    if (count <= 0) return result;
-    iovec io[2];
-    size_t wanted = room;
-    for (int i = 0; i < count; ++i) {
-      io[i].iov_base = vecs[i].iov_base;
-      io[i].iov_len = std::min(vecs[i].iov_len, wanted);
-      wanted -= io[i].iov_len;
-    }
-    const ssize_t n = ::readv(bufferevent_getfd(from), io, count);
-    if (n <= 0) {
-      evbuffer_commit_space(output, vecs, 0);
-      if (n == 0) result.end = BEV_EVENT_EOF;
-      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) result.end = BEV_EVENT_ERROR;
-      return result;
-    }
-    size_t left = static_cast<size_t>(n);
-    int used = 0;
-    for (; used < count && left > 0; ++used) {
-      vecs[used].iov_len = std::min(io[used].iov_len, left);
-      left -= vecs[used].iov_len;
-    }
-    evbuffer_commit_space(output, vecs, used);
-    result.bytes = static_cast<size_t>(n);
-    return result;
-  }
-
-  void halfClose(bufferevent* to) {
-    // Once what is queued toward `to` is written, pass the FIN on.
-    if (evbuffer_get_length(bufferevent_get_output(to)) == 0) {
-      ::shutdown(bufferevent_getfd(to), SHUT_WR);
-    } else {
-      bufferevent_setwatermark(to, EV_WRITE, 0, 0);
-    }
-  }
-
-  void maybeFinishTunnel() {
-    const bool upDrained = evbuffer_get_length(bufferevent_get_output(upstreamBev.get())) == 0;
-    const bool downDrained = evbuffer_get_length(bufferevent_get_output(clientBev.get())) == 0;
-    if (clientEof && upDrained) ::shutdown(bufferevent_getfd(upstreamBev.get()), SHUT_WR);
-    if (upstreamEof && downDrained) ::shutdown(bufferevent_getfd(clientBev.get()), SHUT_WR);
-    if (clientEof && upstreamEof && upDrained && downDrained) server.close(id);
   }
 
   void onIdle(bufferevent* which) {
@@ -765,22 +708,13 @@ struct ProxyServer::Connection {
   static void onUpstreamRead(bufferevent*, void* arg) {
     auto* self = static_cast<Connection*>(arg);
     if (self->dead) return;
-    if (self->state == State::Tunnel) {
-      self->relay(self->upstreamBev.get(), self->clientBev.get(), false);
-    } else if (self->state == State::Response || self->state == State::Body) {
-      self->relayResponse();
-    }
+    if (self->state == State::Response || self->state == State::Body) self->relayResponse();
   }
 
   static void onUpstreamWrite(bufferevent*, void* arg) {
     auto* self = static_cast<Connection*>(arg);
     if (self->dead) return;
-    if (self->state == State::Tunnel) {
-      if (!self->clientEof) bufferevent_enable(self->clientBev.get(), EV_READ);
-      self->maybeFinishTunnel();
-    } else if (self->state == State::Body) {
-      bufferevent_enable(self->clientBev.get(), EV_READ);
-    }
+    if (self->state == State::Body) bufferevent_enable(self->clientBev.get(), EV_READ);
   }
 
   static void onUpstreamEvent(bufferevent*, short what, void* arg) {
@@ -788,12 +722,6 @@ struct ProxyServer::Connection {
     if (self->dead) return;
     if ((what & BEV_EVENT_TIMEOUT) != 0) {
       self->onIdle(self->upstreamBev.get());
-      return;
-    }
-    if ((what & BEV_EVENT_EOF) != 0 && self->state == State::Tunnel) {
-      self->upstreamEof = true;
-      self->halfClose(self->clientBev.get());
-      self->maybeFinishTunnel();
       return;
     }
     if (self->state == State::Response || self->state == State::Body) {
@@ -1003,6 +931,7 @@ bool ProxyServer::start(std::string& error) {
     ::setrlimit(RLIMIT_NOFILE, &files);
   }
   reaper_.reset(event_new(base_, -1, 0, &ProxyServer::onReap, this));
+  if (options_.splice) pipes_ = std::make_unique<PipePool>(base_, options_.tunnelPipeBytes);
   dns_.reset(evdns_base_new(base_, 0));
   if (!dns_) {
     error = "evdns_base_new failed";
@@ -1050,7 +979,8 @@ bool ProxyServer::start(std::string& error) {
 void ProxyServer::onAccept(evconnlistener*, int fd, struct sockaddr* addr, int, void* arg) {
   auto* self = static_cast<ProxyServer*>(arg);
   self->counters_.connectionsAccepted.fetch_add(1, std::memory_order_relaxed);
-  evutil_make_socket_nonblocking(fd);
+  // Already non-blocking and close-on-exec: evconnlistener accepts with
+  // accept4(SOCK_NONBLOCK | SOCK_CLOEXEC).
   const auto client = common::SocketAddress::fromSockaddr(addr).value_or(common::SocketAddress{});
   if (self->connections_.size() >= self->options_.maxConnections) {
     // Over proxy.max_connections: one best-effort answer, then closed.
@@ -1090,6 +1020,7 @@ void ProxyServer::close(uint64_t id) {
   // close() runs inside the connection's own callbacks, which may go on
   // after it returns: stop everything now, free it from the loop next.
   connection.dead = true;
+  if (connection.relay) connection.relay->stop();
   if (connection.clientBev) bufferevent_disable(connection.clientBev.get(), EV_READ | EV_WRITE);
   if (connection.upstreamBev) bufferevent_disable(connection.upstreamBev.get(), EV_READ | EV_WRITE);
   if (connection.headerTimer) evtimer_del(connection.headerTimer.get());
@@ -1104,6 +1035,25 @@ void ProxyServer::close(uint64_t id) {
 
 void ProxyServer::onReap(evutil_socket_t, short, void* arg) {
   static_cast<ProxyServer*>(arg)->graveyard_.clear();
+}
+
+const ProxyServer::CachedAnswer* ProxyServer::cachedAnswer(const std::string& name) const {
+  auto it = answers_.find(name);
+  if (it == answers_.end() || it->second.expires <= dns::Clock::now()) return nullptr;
+  return &it->second;
+}
+
+void ProxyServer::rememberAnswer(const std::string& name, const std::vector<common::IpAddress>& addresses,
+                                 dns::Clock::time_point expires) {
+  if (answers_.size() >= kMaxCachedNames && answers_.find(name) == answers_.end()) {
+    const auto now = dns::Clock::now();
+    std::erase_if(answers_, [now](const auto& entry) { return entry.second.expires <= now; });
+    // Still full of live names: one goes (bounded memory beats the hit).
+    if (answers_.size() >= kMaxCachedNames) answers_.erase(answers_.begin());
+  }
+  CachedAnswer& entry = answers_[name];
+  entry.addresses = addresses;
+  entry.expires = expires;
 }
 
 void ProxyServer::count(ProxyReason reason) noexcept {

@@ -9,7 +9,8 @@
 // own DNS listener (same upstreams, cache and rebinding refusal), connect
 // (A and AAAA raced, happy-eyeballs style, within connectTimeout) with the
 // bypass mark so egressd's own chain does not queue the proxy's sockets,
-// record the address as a binding, then relay. CONNECT becomes a tunnel;
+// record the address as a binding, then relay. CONNECT becomes a tunnel
+// (handed to proxy/relay.h, which owns both sockets from then on);
 // an absolute-form request is forwarded in origin-form with its body and
 // the response relayed back; the connection is then kept for the next
 // request, judged on its own. Memory per connection is bounded by the
@@ -40,6 +41,7 @@
 #include "observe/event.h"
 #include "policy/policy.h"
 #include "proxy/decision.h"
+#include "proxy/relay.h"
 
 namespace proxy {
 
@@ -50,8 +52,14 @@ struct ProxyOptions {
   std::chrono::milliseconds headerTimeout{10'000};
   std::chrono::milliseconds idleTimeout{300'000};
   std::chrono::milliseconds connectTimeout{10'000};
-  // Relay buffer per direction: reading stops while this much is waiting.
+  // Relay buffer per direction: reading stops while this much is waiting
+  // (absolute-form, and tunnels that could not get a pipe).
   size_t relayHighWater = size_t{64} * 1024;
+  // Tunnels: pipe capacity per direction for splice(2) (proxy/relay.h),
+  // the bytes in flight per direction; pipes are held only while busy.
+  size_t tunnelPipeBytes = size_t{256} * 1024;
+  // Tunnels splice through pipes; false: recv/send through relayHighWater.
+  bool splice = true;
   bool audit = false;
   // SO_MARK on upstream sockets (0: none): egressd's bypass mark.
   uint32_t socketMark = 0;
@@ -72,12 +80,19 @@ struct ProxyCounters {
   std::atomic<uint64_t> connectionsAccepted{0};
   std::atomic<uint64_t> connectionsActive{0};  // gauge
   std::atomic<uint64_t> tunnelsActive{0};      // gauge
+  // Tunnels that copied through user space because no pipe could be had
+  // (EMFILE...), counted when they end.
+  std::atomic<uint64_t> tunnelsUnspliced{0};
+  // Tunnels ended by a reset or error on one side (passed on to the other).
+  std::atomic<uint64_t> tunnelResets{0};
   std::atomic<uint64_t> connectRequests{0};
   std::atomic<uint64_t> httpRequests{0};
   std::atomic<uint64_t> idleTimeouts{0};
   std::atomic<uint64_t> bytesToUpstream{0};
   std::atomic<uint64_t> bytesToClient{0};
   std::atomic<uint64_t> bindingsRecorded{0};
+  // Names answered from the proxy's copy of egressd's DNS answers (TTL).
+  std::atomic<uint64_t> resolverCacheHits{0};
   // By reason: requests answered (allowed ones too) and, in audit mode,
   // let through although enforce mode would have refused them.
   std::array<std::atomic<uint64_t>, kProxyReasonCount> outcomes{};
@@ -106,6 +121,17 @@ class ProxyServer {
   static void onReap(evutil_socket_t fd, short what, void* arg);
 
   friend struct Connection;
+  // What egressd's DNS answered for a name, kept for the record's TTL so
+  // that a burst of tunnels to one name asks once. Only the answer is kept:
+  // every request still judges each address against the policy in force.
+  struct CachedAnswer {
+    std::vector<common::IpAddress> addresses;
+    dns::Clock::time_point expires;
+  };
+  static constexpr size_t kMaxCachedNames = 4096;
+  const CachedAnswer* cachedAnswer(const std::string& name) const;
+  void rememberAnswer(const std::string& name, const std::vector<common::IpAddress>& addresses,
+                      dns::Clock::time_point expires);
   void close(uint64_t id);
   void count(ProxyReason reason) noexcept;
 
@@ -122,6 +148,8 @@ class ProxyServer {
     void operator()(evdns_base* dns) const noexcept { evdns_base_free(dns, 1); }
   };
   std::unique_ptr<evdns_base, DnsBaseFree> dns_;
+  std::unordered_map<std::string, CachedAnswer> answers_;
+  std::unique_ptr<PipePool> pipes_;  // tunnels borrow pipes while bytes are in flight
   std::unordered_map<uint64_t, std::unique_ptr<Connection>> connections_;
   std::vector<std::unique_ptr<Connection>> graveyard_;  // closed, freed by reaper_ on the next loop pass
   common::CHandle<event, event_free> reaper_;

@@ -20,12 +20,15 @@
 #     inside the tunnel, so the client's and server's TLS cost (the same for
 #     every proxy) does not hide the proxy's own;
 #   - bulk: bytes/s of one download on one tunnel;
-#   - memory per idle tunnel: the proxy's resident memory with
-#     PROXY_BENCH_IDLE tunnels open and idle, less before, per tunnel.
+#   - memory per idle tunnel: the proxy's resident memory and the kernel's
+#     (slab growth beyond what the same connections cost without a proxy)
+#     with PROXY_BENCH_IDLE tunnels open and idle, less before, per tunnel.
+# Ratios are egressd against the others in the same round, median over the
+# rounds; the load average at start and end is printed (shared machine).
 # The load generator is bench/proxy/load.go (Go, built here, no modules).
 #
 # Usage: bench/proxy/run.sh BUILD_DIR RESULTS_DIR   (root; writes
-# RESULTS_DIR/proxy.json). Knobs: PROXY_BENCH_ROUNDS [3]
+# RESULTS_DIR/proxy.json). Knobs: PROXY_BENCH_ROUNDS [5]
 # PROXY_BENCH_SECONDS [3] PROXY_BENCH_WORKERS [32] PROXY_BENCH_BULK_SECONDS [2]
 # PROXY_BENCH_IDLE [1000] PROXY_BENCH_KEEP [0].
 set -uo pipefail
@@ -48,7 +51,7 @@ done
 egressd="$build/bin/egressd"
 [ -x "$egressd" ] || { echo "bench/proxy: $egressd missing (build it first)" >&2; exit 1; }
 
-rounds="${PROXY_BENCH_ROUNDS:-3}"
+rounds="${PROXY_BENCH_ROUNDS:-5}"
 seconds="${PROXY_BENCH_SECONDS:-3}"
 workers="${PROXY_BENCH_WORKERS:-32}"
 bulk_seconds="${PROXY_BENCH_BULK_SECONDS:-2}"
@@ -229,6 +232,7 @@ pid_of() {
 target() { if [ "$1" = direct ]; then echo "$E2E_IP4_API_EXAMPLE_COM:$port"; else echo "$name:$port"; fi; }
 rss_kib() { # the resident memory of a process and its children
   local pid=$1 total=0 p
+  [ -n "$pid" ] || { echo 0; return; }
   for p in $pid $(pgrep -P "$pid"); do total=$((total + $(awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2> /dev/null || echo 0))); done
   echo "$total"
 }
@@ -246,6 +250,17 @@ done
 # ---- rounds ----------------------------------------------------------------------------------
 raw="$work/raw.txt"
 : > "$raw"
+# 8 engineers share this machine: say how busy it was.
+loadavg_start="$(cut -d' ' -f1-3 /proc/loadavg)"
+say "load average at start: $loadavg_start"
+# One pass not counted: the first transfers after start-up ran slower for
+# every config (page cache of the served file, the kernel's first TIME-WAIT
+# wave), and the rotation puts egressd first in round 1, so round 1 had
+# charged that to egressd alone.
+for c in $configs; do
+  in_pod "$load" tunnels "$(proxy_of "$c")" "$(target "$c")" "$name" 1 "$workers" > /dev/null
+  in_pod "$load" bulk "$(proxy_of "$c")" "$(target "$c")" "$name" /bulk 1 > /dev/null
+done
 for r in $(seq "$rounds"); do
   order="$(echo "$configs" | tr ' ' '\n' | awk -v r="$r" '{a[NR]=$0} END {for (i=0;i<NR;i++) print a[(i+r)%NR+1]}')"
   for c in $order; do
@@ -254,21 +269,31 @@ for r in $(seq "$rounds"); do
     echo "round=$r config=$c $t $b" | tee -a "$raw" >&2
   done
 done
+# Memory per idle tunnel: the proxy's resident memory, and the kernel's
+# (slab: sockets, pipes, their files), with PROXY_BENCH_IDLE tunnels open
+# and idle, less before, per tunnel. The kernel's share counts the client's
+# and the server's sockets too: `direct` (the same connections without a
+# proxy) measures those, and is subtracted.
+slab_kib() { awk '/^Slab:/ {print $2}' /proc/meminfo; }
 for c in $configs; do
-  [ "$c" = direct ] && continue
   pid="$(pid_of "$c")"
   before="$(rss_kib "$pid")"
+  slab_before="$(slab_kib)"
   in_pod "$load" idle "$(proxy_of "$c")" "$(target "$c")" "$idle_count" 4 > "$work/idle-$c.out" &
   idle_pid=$!
   sleep 3
   during="$(rss_kib "$pid")"
+  slab_during="$(slab_kib)"
   wait "$idle_pid"
-  echo "idle config=$c $(cat "$work/idle-$c.out") rss_before_kib=$before rss_during_kib=$during" | tee -a "$raw" >&2
+  echo "idle config=$c $(cat "$work/idle-$c.out") rss_before_kib=$before rss_during_kib=$during" \
+    "slab_before_kib=$slab_before slab_during_kib=$slab_during" | tee -a "$raw" >&2
+  sleep 1 # the idle connections are gone before the next one measures
 done
+loadavg_end="$(cut -d' ' -f1-3 /proc/loadavg)"
 
-python3 - "$raw" "$results/proxy.json" "$rounds" "$seconds" "$workers" "$idle_count" << 'PY'
+python3 - "$raw" "$results/proxy.json" "$rounds" "$seconds" "$workers" "$idle_count" "$loadavg_start" "$loadavg_end" << 'PY'
 import json, re, statistics, sys
-raw, out, rounds, seconds, workers, idle = sys.argv[1:7]
+raw, out, rounds, seconds, workers, idle, load_start, load_end = sys.argv[1:9]
 runs, idle_rows = {}, {}
 for line in open(raw):
     fields = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
@@ -276,32 +301,60 @@ for line in open(raw):
         opened = int(fields.get("open", 0)) or 1
         idle_rows[fields["config"]] = {
             "tunnels": opened,
-            "kib_per_idle_tunnel": round((int(fields["rss_during_kib"]) - int(fields["rss_before_kib"])) / opened, 2)}
+            "rss_kib_per_tunnel": (int(fields["rss_during_kib"]) - int(fields["rss_before_kib"])) / opened if fields["config"] != "direct" else None,
+            "slab_kib_per_tunnel": (int(fields["slab_during_kib"]) - int(fields["slab_before_kib"])) / opened}
         continue
     r = runs.setdefault(fields["config"], {"tunnels_per_s": [], "bulk_bytes_per_s": [], "errors": 0})
     r["tunnels_per_s"].append(float(fields["tunnels_per_s"]))
     r["bulk_bytes_per_s"].append(float(fields.get("bytes_per_s", 0)))
     r["errors"] += int(fields["errors"])
 result = {"bench": "proxy", "rounds": int(rounds), "seconds": float(seconds), "workers": int(workers),
+          "load_average": {"start": load_start, "end": load_end},
           "configs": {}, "ratios": {}, "goals": {}}
 for c, r in runs.items():
     result["configs"][c] = {"tunnels_per_s_median": statistics.median(r["tunnels_per_s"]),
                             "bulk_bytes_per_s_median": statistics.median(r["bulk_bytes_per_s"]),
-                            "errors": r["errors"], "rounds": r, **({"idle": idle_rows[c]} if c in idle_rows else {})}
-med = lambda c, k: result["configs"].get(c, {}).get(k)
+                            "errors": r["errors"], "rounds": r}
+# Memory per idle tunnel: resident memory, plus the kernel's share (the
+# slab growth beyond what the same connections cost without a proxy).
+direct_slab = idle_rows.get("direct", {}).get("slab_kib_per_tunnel")
+for c, row in idle_rows.items():
+    if c == "direct":
+        continue
+    kernel = row["slab_kib_per_tunnel"] - direct_slab if direct_slab is not None else None
+    result["configs"][c]["idle"] = {
+        "tunnels": row["tunnels"], "rss_kib_per_tunnel": round(row["rss_kib_per_tunnel"], 2),
+        "kernel_kib_per_tunnel": None if kernel is None else round(kernel, 2),
+        "kib_per_idle_tunnel": round(row["rss_kib_per_tunnel"] + (kernel or 0), 2)}
+# Ratios: egressd against each other config in the same round (they ran
+# back to back), then the median over the rounds: a busy minute on the
+# shared machine moves both sides of one ratio, not the median.
 e = "egressd"
+def per_round(other, key):
+    mine, theirs = runs.get(e, {}).get(key, []), runs.get(other, {}).get(key, [])
+    ratios = [a / b for a, b in zip(mine, theirs) if b]
+    return round(statistics.median(ratios), 3) if ratios else None
 for other in ("squid", "smokescreen", "direct"):
-    if med(other, "tunnels_per_s_median"):
-        result["ratios"][f"egressd_vs_{other}_tunnels"] = round(med(e, "tunnels_per_s_median") / med(other, "tunnels_per_s_median"), 3)
-    if med(other, "bulk_bytes_per_s_median"):
-        result["ratios"][f"egressd_vs_{other}_bulk"] = round(med(e, "bulk_bytes_per_s_median") / med(other, "bulk_bytes_per_s_median"), 3)
+    if other not in runs:
+        continue
+    result["ratios"][f"egressd_vs_{other}_tunnels"] = per_round(other, "tunnels_per_s")
+    result["ratios"][f"egressd_vs_{other}_bulk"] = per_round(other, "bulk_bytes_per_s")
 ratios = result["ratios"]
 goal = lambda key, target: {"target": target, "value": ratios.get(key), "pass": ratios.get(key) is not None and ratios[key] >= target}
 result["goals"]["tunnels_vs_squid_ge_2"] = goal("egressd_vs_squid_tunnels", 2.0)
 result["goals"]["tunnels_vs_smokescreen_ge_1.5"] = goal("egressd_vs_smokescreen_tunnels", 1.5)
 result["goals"]["bulk_vs_direct_ge_0.9"] = goal("egressd_vs_direct_bulk", 0.9)
-kib = idle_rows.get(e, {}).get("kib_per_idle_tunnel")
+kib = result["configs"].get(e, {}).get("idle", {}).get("kib_per_idle_tunnel")
 result["goals"]["idle_tunnel_le_16_kib"] = {"target": 16, "value": kib, "pass": kib is not None and kib <= 16}
 json.dump(result, open(out, "w"), indent=2, sort_keys=True)
+print(f"load average {load_start} at start, {load_end} at end; {rounds} alternating rounds, medians of per-round ratios")
+print(f"bulk on one tunnel: egressd {ratios.get('egressd_vs_direct_bulk')}x direct (goal >= 0.9)")
+print(f"new tunnels/s: egressd {ratios.get('egressd_vs_squid_tunnels')}x squid (goal >= 2), "
+      f"{ratios.get('egressd_vs_smokescreen_tunnels')}x smokescreen (goal >= 1.5)")
+for c in ("egressd", "squid", "smokescreen"):
+    i = result["configs"].get(c, {}).get("idle")
+    if i:
+        print(f"memory per idle tunnel, {c}: {i['kib_per_idle_tunnel']} KiB "
+              f"(resident {i['rss_kib_per_tunnel']} + kernel {i['kernel_kib_per_tunnel']}; goal for egressd <= 16)")
 print(json.dumps({"ratios": ratios, "goals": result["goals"]}, indent=1))
 PY

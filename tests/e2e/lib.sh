@@ -76,7 +76,7 @@ expect_eq() {
 
 # expect_match DESC REGEX GOT (grep -E)
 expect_match() {
-  if printf '%s\n' "$3" | grep -Eq -- "$2"; then _e2e_ok "$1"; else _e2e_fail "$1" "'$3' does not match /$2/"; fi
+  if grep -Eq -- "$2" <<< "$3"; then _e2e_ok "$1"; else _e2e_fail "$1" "'$3' does not match /$2/"; fi
 }
 
 # set_pod_resolver ADDR: what the pod's /etc/resolv.conf names

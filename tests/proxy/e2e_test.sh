@@ -41,6 +41,7 @@ spec:
   - private.example.com:80
   - $E2E_IP4_WWW_EXAMPLE_ORG/32:8080
   - $E2E_IP4_WWW_EXAMPLE_ORG/32:9099
+  - $E2E_IP4_WWW_EXAMPLE_ORG/32:9098
 EOF
 cat > "$dir/rules/temp.yaml" << EOF
 apiVersion: zalando.org/v1
@@ -96,14 +97,46 @@ marked() { in_gw ss -tnie "dst $E2E_IP4_WWW_EXAMPLE_ORG:8080" | grep -q 'fwmark:
 expect_ok "the proxy's upstream sockets carry the bypass mark (never queued by egressd's chain)" wait_until 25 marked
 wait
 # A tunnel carries bulk data both ways intact and passes a half-close on:
-# 32 MiB up, the client's FIN, then the server's digest of what it got and
-# 32 MiB down (bytes are moved in 64 KiB reads, past libevent's 4 KiB ones).
-setsid ip netns exec "$E2E_NS_INET" "$py" "$client" bulk-server 9099 32 > "$E2E_LOGS/bulk-server.log" 2>&1 < /dev/null &
+# 64 MiB up, the client's FIN, then the server's digest of what it got and
+# 64 MiB down, spliced through the relay's pipes (zero-copy).
+setsid ip netns exec "$E2E_NS_INET" "$py" "$client" bulk-server 9099 64 > "$E2E_LOGS/bulk-server.log" 2>&1 < /dev/null &
 echo $! > "$E2E_PIDS/bulk-server.pid"
 disown $!
 wait_until 50 grep -q listening "$E2E_LOGS/bulk-server.log"
-expect_match "a tunnel relays 32 MiB each way intact, across the client's half-close" '^up ok, down ok' \
-  "$(in_pod "$py" "$client" bulk "$proxy" "$E2E_IP4_WWW_EXAMPLE_ORG:9099" 32)"
+expect_match "a tunnel relays 64 MiB each way intact, across the client's half-close" '^up ok, down ok' \
+  "$(in_pod "$py" "$client" bulk "$proxy" "$E2E_IP4_WWW_EXAMPLE_ORG:9099" 64)"
+proxy_metric() { in_gw curl -s http://127.0.0.1:9153/metrics | awk -v m="$1" '$1 == m {print $2}'; }
+expect_eq "... spliced: no tunnel fell back to copying" 0 "$(proxy_metric egressd_proxy_tunnels_unspliced_total)"
+# Out of descriptors for pipes (EMFILE): the tunnel is still served, through
+# the copying path. Once the pool's idle pipes are closed (a tick of 1 s
+# without a taker), egressd's limit is set so that exactly two descriptor
+# numbers are free below it: the client's and the upstream's sockets take
+# them, and pipe2() is what fails.
+epid="$(cat "$E2E_PIDS/egressd.pid")"
+sleep 2.5
+hard="$(prlimit --pid "$epid" --nofile --output HARD --noheadings | tr -d ' ')"
+limit="$("$py" -c '
+import os, sys
+used = {int(fd) for fd in os.listdir(f"/proc/{sys.argv[1]}/fd")}
+limit = free = 0
+while free < 2:
+    free += limit not in used
+    limit += 1
+print(limit)' "$epid")"
+prlimit --pid "$epid" --nofile="$limit:$hard"
+out="$(in_pod "$py" "$client" bulk "$proxy" "$E2E_IP4_WWW_EXAMPLE_ORG:9099" 64)"
+prlimit --pid "$epid" --nofile="$hard:$hard"
+expect_match "without descriptors for pipes a tunnel is still served, intact, half-close and all" \
+  '^up ok, down ok' "$out"
+expect_ok "... through the copying path (egressd_proxy_tunnels_unspliced_total)" \
+  test "$(proxy_metric egressd_proxy_tunnels_unspliced_total)" -ge 1
+# A reset on one side reaches the other as a reset, not as an orderly EOF.
+setsid ip netns exec "$E2E_NS_INET" "$py" "$client" reset-server 9098 > "$E2E_LOGS/reset-server.log" 2>&1 < /dev/null &
+echo $! > "$E2E_PIDS/reset-server.pid"
+disown $!
+wait_until 50 grep -q listening "$E2E_LOGS/reset-server.log"
+expect_eq "the server's reset reaches the client through the tunnel" reset \
+  "$(in_pod "$py" "$client" reset "$proxy" "$E2E_IP4_WWW_EXAMPLE_ORG:9098")"
 expect_ok "allowed requests are logged as proxy.request allow" \
   wait_until 20 logged "event=proxy.request .*target=api.example.com:443 .*method=CONNECT verdict=allow reason=name_allowed rulesets=team-a/app"
 expect_ok "the address connected to became a binding (the transparent path agrees)" \

@@ -20,6 +20,10 @@
                                              MIB MiB of seeded bytes, close
   proxy_client.py bulk PROXY TARGET MIB      CONNECT TARGET, send MIB MiB,
                                              half-close, check both digests
+  proxy_client.py reset-server PORT          (in the internet namespace) per
+                                             connection: read a line, reset
+  proxy_client.py reset PROXY TARGET         CONNECT TARGET, send a line,
+                                             print how the tunnel ended
 PROXY is host:port. Each prints one result line; the shell judges it.
 """
 import asyncio
@@ -231,6 +235,40 @@ def cmd_bulk(proxy, target, mib):
     print(f"{up}, {down} in {time.time() - start:.1f}s")
 
 
+def cmd_reset_server(port):
+    def serve(conn):
+        conn.recv(100)
+        # SO_LINGER 0: the close sends a reset, not a FIN.
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        conn.close()
+
+    listener = socket.create_server(("0.0.0.0", int(port)), reuse_port=True)
+    print("listening", flush=True)
+    while True:
+        conn, _ = listener.accept()
+        threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+
+def cmd_reset(proxy, target):
+    sock = socket.create_connection(split(proxy), timeout=10)
+    sock.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        data = sock.recv(1)
+        if not data:
+            print("closed before the CONNECT answer")
+            return
+        head += data
+    sock.sendall(b"ping\n")
+    try:
+        data = sock.recv(100)
+        print("eof" if not data else f"data {data!r}")
+    except ConnectionResetError:
+        print("reset")
+    except socket.timeout:
+        print("timeout")
+
+
 if __name__ == "__main__":
     commands = {
         "raw": cmd_raw,
@@ -241,5 +279,7 @@ if __name__ == "__main__":
         "slowloris": cmd_slowloris,
         "bulk-server": cmd_bulk_server,
         "bulk": cmd_bulk,
+        "reset-server": cmd_reset_server,
+        "reset": cmd_reset,
     }
     commands[sys.argv[1]](*sys.argv[2:])

@@ -1,0 +1,164 @@
+// The tunnel relay: the bidirectional byte pump between a client and its
+// upstream once CONNECT has succeeded. It owns both sockets from then on.
+//
+// Each direction moves bytes from its source socket to its sink socket
+// through a pipe with splice(2) (zero-copy: the payload never enters user
+// space), or, when no pipe can be had (EMFILE, ENFILE, or splicing
+// switched off), through a buffer with recv/send. Either way at most
+// `pipeBytes` (or `bufferBytes`) per direction are in flight: reading a
+// source stops while its sink has not taken them (bounded memory).
+//
+// A direction holds its pipe (or buffer) only while bytes are in flight:
+// it borrows an empty pipe from the PipePool when its source has data and
+// gives it back once the sink took everything. An idle tunnel thus costs
+// its two sockets and this object, not two pipes (4 descriptors, their
+// rings); a busy one reuses pipes without a pipe2() per tunnel.
+//
+// Half-close: a source's EOF becomes shutdown(SHUT_WR) on the sink once
+// everything before it is written; the relay ends when both directions
+// have passed their EOF on. A reset or write error on either side closes
+// both sockets with SO_LINGER 0, so the other peer sees the reset too.
+//
+// Ownership: owns the two sockets and the pipes; borrows the event_base
+// and the byte counters (both must outlive it). Thread-safety: everything
+// on the event_base's thread.
+#pragma once
+
+#include <event2/event.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "common/c_handle.h"
+
+namespace proxy {
+
+// A descriptor owned by exactly one object, closed with it.
+class UniqueFd {
+ public:
+  UniqueFd() = default;
+  explicit UniqueFd(int fd) noexcept : fd_(fd) {}
+  ~UniqueFd() { reset(); }
+  UniqueFd(UniqueFd&& other) noexcept : fd_(other.release()) {}
+  UniqueFd& operator=(UniqueFd&& other) noexcept {
+    if (this != &other) reset(other.release());
+    return *this;
+  }
+  UniqueFd(const UniqueFd&) = delete;
+  UniqueFd& operator=(const UniqueFd&) = delete;
+
+  int get() const noexcept { return fd_; }
+  int release() noexcept { return std::exchange(fd_, -1); }
+  void reset(int fd = -1) noexcept {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = fd;
+  }
+  explicit operator bool() const noexcept { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
+};
+
+// Empty pipes waiting for the next direction with bytes to move. Bounded
+// (maxIdle); pipes nobody took for a tick of `trim` are closed, so a burst
+// leaves no descriptors behind. Thread-safety: the event_base's thread.
+class PipePool {
+ public:
+  struct Pipe {
+    UniqueFd read;
+    UniqueFd write;
+    size_t capacity = 0;  // bytes, as the kernel granted
+    explicit operator bool() const noexcept { return static_cast<bool>(read); }
+  };
+
+  PipePool(event_base* base, size_t pipeBytes, size_t maxIdle = 256,
+           std::chrono::milliseconds trim = std::chrono::milliseconds(1000));
+  // An empty pipe, pooled or new (pipe2, sized with F_SETPIPE_SZ); an empty
+  // Pipe when none can be had (EMFILE, ENFILE).
+  Pipe take();
+  // `pipe` must be empty. Kept for the next take(), or closed.
+  void give(Pipe pipe);
+  size_t idle() const noexcept { return idle_.size(); }
+
+ private:
+  static void onTrim(evutil_socket_t fd, short what, void* arg);
+
+  size_t pipeBytes_;
+  size_t maxIdle_;
+  std::chrono::milliseconds trim_;
+  std::vector<Pipe> idle_;
+  common::CHandle<event, event_free> trimTimer_;
+  bool takenSinceTrim_ = false;
+};
+
+struct RelayOptions {
+  // Pipe capacity per direction (F_SETPIPE_SZ), the most bytes in flight.
+  size_t pipeBytes = size_t{64} * 1024;
+  // Without a pipe: the buffer per direction, allocated on first use.
+  size_t bufferBytes = size_t{64} * 1024;
+  std::chrono::milliseconds idleTimeout{300'000};
+};
+
+// Why a relay ended.
+enum class RelayEnd : uint8_t {
+  Done,   // both sides sent EOF and everything was delivered
+  Reset,  // a side reset or failed; the other was reset too
+  Idle,   // nothing moved either way for idleTimeout
+};
+
+class TunnelRelay {
+ public:
+  // Called once when the relay ends (its sockets are closed by then); the
+  // relay may be destroyed only after it returned.
+  using Finished = void (*)(void* arg, RelayEnd end);
+
+  // `pipes` null: always recv/send (splicing switched off).
+  TunnelRelay(event_base* base, UniqueFd client, UniqueFd upstream, PipePool* pipes,
+              const RelayOptions& options, std::atomic<uint64_t>& bytesToUpstream,
+              std::atomic<uint64_t>& bytesToClient, Finished finished, void* arg);
+  ~TunnelRelay();
+  TunnelRelay(const TunnelRelay&) = delete;
+  TunnelRelay& operator=(const TunnelRelay&) = delete;
+
+  // Starts relaying. `toClient` and `toUpstream` are written first, before
+  // anything read from the other side (the CONNECT answer, bytes the client
+  // sent right behind its CONNECT). False if the events cannot be created:
+  // nothing was started, the caller closes the connection.
+  bool start(std::string toClient, std::string toUpstream);
+  // Stops every event and closes the sockets now (the connection is closed
+  // from outside, e.g. on shutdown). Finished is not called.
+  void stop() noexcept;
+  // True once a direction had to copy through user space for want of a
+  // pipe (with a pool).
+  bool copied() const noexcept { return copied_; }
+
+ private:
+  struct Direction;
+  static void onReadable(evutil_socket_t fd, short what, void* arg);
+  static void onWritable(evutil_socket_t fd, short what, void* arg);
+  static void onIdleCheck(evutil_socket_t fd, short what, void* arg);
+  void pump(Direction& direction);
+  void finish(RelayEnd end);
+
+  event_base* base_;
+  PipePool* pipes_;
+  RelayOptions options_;
+  UniqueFd client_;
+  UniqueFd upstream_;
+  std::unique_ptr<Direction> up_;    // client -> upstream
+  std::unique_ptr<Direction> down_;  // upstream -> client
+  common::CHandle<event, event_free> idleTimer_;
+  std::chrono::steady_clock::time_point lastActivity_;
+  Finished finished_;
+  void* arg_;
+  bool over_ = false;
+  bool copied_ = false;
+};
+
+}  // namespace proxy
