@@ -350,12 +350,18 @@ failover() {
   local direct_pid=
   if [[ $kind == linkdown ]]; then
     probe_py 1 hold "$(dmz_gw_ip 1):$DMZ_PROXY_PORT" ssh.example.com:22 1 9 "$work/hold-direct" \
-      > /dev/null 2>&1 &
+      > "$work/hold-direct.ready" 2>&1 &
     direct_pid=$!
   fi
   python3 "$here/dmz/probe.py" hastate "$DMZ_DIR/lb/haproxy.sock" gateways/gw1 6 "$work/state-$kind" &
   local state_pid=$!
   sleep 1.5
+  # The control tunnel must be open before the link goes down (a loaded
+  # machine can take longer than the 1.5 s to start it).
+  if [[ -n "$direct_pid" ]]; then
+    dmz_wait "the direct tunnel open" 30 grep -q '^ready' "$work/hold-direct.ready" ||
+      fail "control: the direct tunnel to gw1 did not open: $(cat "$work/hold-direct.ready")"
+  fi
   t_kill=$(now_ms)
   if [[ $kind == sigkill ]]; then
     dmz_egressd_kill 1 KILL
@@ -411,7 +417,7 @@ failover() {
     if [[ "$(awk '{print $2}' "$work/hold-direct" 2> /dev/null)" == hung ]]; then
       ok "control: a tunnel straight to gw1 (no load balancer) hung, as the probe must report it"
     else
-      fail "control: the direct tunnel to gw1 was '$(cat "$work/hold-direct" 2> /dev/null)', not hung"
+      fail "control: the direct tunnel to gw1 was '$(cat "$work/hold-direct" 2> /dev/null)', not hung ($(tail -2 "$work/hold-direct.ready"))"
     fi
   fi
 
