@@ -26,7 +26,8 @@ build="$(cd "${1:?usage: run.sh BUILD_DIR RESULTS_DIR}" && pwd)"
 results="${2:?usage: run.sh BUILD_DIR RESULTS_DIR}"
 mkdir -p "$results"
 results="$(cd "$results" && pwd)"
-# The binary under test, in one place (an installed package: /usr/bin).
+# The binary under test, in one place (an installed package: /usr/sbin),
+# run with the package's egressd.toml and unit (scripts/deb/; network.sh).
 DMZ_EGRESSD="${DMZ_BENCH_EGRESSD:-$build/bin/egressd}"
 
 if [ "$(id -u)" != 0 ]; then
@@ -69,12 +70,13 @@ load="$work/load/load"
 
 # ---- the network ---------------------------------------------------------------------
 mkdir -p "$work/dmz"
+dmz_root_from_build "$(dirname "$DMZ_EGRESSD")" "$work/root" || fail "package layout"
 E2E_NGINX_WORKERS=2 dmz_up "$work/dmz" || fail "network up"
 DMZ_LOG_LEVEL=warn
 for n in 1 2; do
   dmz_gateway_config "$n"
   printf 'apiVersion: zalando.org/v1\nkind: EgressRuleSet\nmetadata: {name: bench, namespace: bench}\nspec:\n  targets:\n  - api.example.com:80\n' \
-    > "$DMZ_DIR/gw$n/rules/bench.yaml"
+    > "$(dmz_rules_dir "$n")/bench.yaml"
   dmz_egressd_start "$n" || fail "gateway $n"
 done
 dmz_lb_start 1 2 || fail "load balancer"

@@ -7,6 +7,13 @@
 # checks on /readyz) and dnsdist (DNS) as the Network Load Balancer; the
 # internet of tests/e2e/topology.sh.
 #
+# The gateways run what the Debian package installs: the .deb of `make
+# deb` (scripts/deb/build.sh, built here from the build tree), unpacked
+# with dpkg-deb -x, its programs started with its shipped /etc/egressd
+# files and its units' command lines (tests/e2e/dmz/package.py). With
+# EGRESSD_BIN set (a quick run) the programs come from there instead, the
+# files and units still from scripts/deb/.
+#
 #   - from a node: an allowed name through the proxy works, a denied one is
 #     403, a direct connection is dropped (and counted) by the security
 #     group, DNS through the load balancer answers allowed names only;
@@ -14,18 +21,21 @@
 #   - SIGKILL of a gateway, then its link down: new requests keep working
 #     through the other (failure gap measured, at most 3 s), its tunnels end
 #     with a reset or EOF (not a hang), it takes traffic again when back;
+#   - a request straight from a pod to a gateway names the pod (the
+#     package's controller keeps a pod map of all pods);
 #   - a third gateway added to the load balancer takes its share.
 #
 # Needs root, haproxy, dnsdist, the topology's servers (nginx, unbound), jq,
-# dig, curl, python3, and the control plane of tests/k8s (77 without it).
+# dig, curl, python3, dpkg-dev (make deb), and the control plane of tests/k8s
+# (77 without it).
 # shellcheck source-path=SCRIPTDIR
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 src="${EGRESSD_SOURCE_DIR:-$(cd "$here/../.." && pwd)}"
-# The binaries under test, in one place: the build tree by default; point
-# EGRESSD_BIN at /usr/bin to test an installed package instead.
-bin="${EGRESSD_BIN:-$src/build/bin}"
-DMZ_EGRESSD="$bin/egressd" DMZ_CONTROLLER="$bin/egress-controller" egressctl="$bin/egressctl"
+# What runs on the gateways: the package built from EGRESSD_BUILD_DIR (ctest
+# sets it) by default; EGRESSD_BIN: that folder's programs, no package.
+build_dir="${EGRESSD_BUILD_DIR:-$src/build}"
+quick_bin="${EGRESSD_BIN:-}"
 
 if [[ "$(id -u)" != 0 ]]; then
   echo "SKIP: needs root (network namespaces)"
@@ -37,8 +47,10 @@ k8s_test_init e2e.dmz
 # shellcheck source=dmz/network.sh
 source "$here/dmz/network.sh"
 
-for b in "$DMZ_EGRESSD" "$DMZ_CONTROLLER" "$egressctl"; do [[ -x "$b" ]] || fatal "$b not built"; done
-for t in haproxy dnsdist jq dig curl python3; do
+for b in egressd egress-controller egressctl; do
+  [[ -x "${quick_bin:-$build_dir/bin}/$b" ]] || fatal "${quick_bin:-$build_dir/bin}/$b not built"
+done
+for t in haproxy dnsdist jq dig curl python3 dpkg-deb; do
   command -v "$t" > /dev/null || fatal "$t is needed (scripts/install-deps.sh test)"
 done
 
@@ -85,6 +97,18 @@ sessions() {
   haproxy_cmd "show sess" | sed -n 's/.* src=[0-9.]*:\([0-9]*\) fe=proxy be=gateways srv=\(gw[0-9]\).*/\1 \2/p'
 }
 
+step "the package the gateways run"
+if [[ -n "$quick_bin" ]]; then
+  dmz_root_from_build "$quick_bin" "$work/root" || fatal "no package layout from $quick_bin"
+  ok "EGRESSD_BIN=$quick_bin: its programs, with scripts/deb/'s config and units (no .deb)"
+else
+  deb="$(DEB_OUT="$work/egressd.deb" "$src/scripts/deb/build.sh" "$build_dir" 2> "$work/deb.log")" ||
+    fatal "scripts/deb/build.sh $build_dir failed: $(tail -5 "$work/deb.log")"
+  dmz_root_from_deb "$deb" "$work/root" || fatal "dpkg-deb -x $deb failed"
+  ok "make deb's package $(dpkg-deb -f "$deb" Package)_$(dpkg-deb -f "$deb" Version) unpacked into $work/root"
+fi
+egressctl="$DMZ_ROOT/usr/bin/egressctl"
+
 k8s_start_control_plane
 
 step "CRD, the controller's ServiceAccount and RBAC (deploy/base/), a first rule set"
@@ -105,7 +129,7 @@ clusters:
 - name: dmz
   cluster:
     server: $EGRESSD_K8S_SERVER
-    certificate-authority: $EGRESSD_K8S_DIR/pki/ca.crt
+    certificate-authority-data: $(base64 -w0 "$EGRESSD_K8S_DIR/pki/ca.crt")
 users:
 - name: egress-controller
   user:
@@ -128,7 +152,7 @@ spec:
   - ssh.example.com:22
 EOF
 kc apply -f "$work/app.yaml" > /dev/null || fatal "rule set refused"
-ok "controller token, kubeconfig for --kubeconfig, rule set team-a/app"
+ok "controller token, kubeconfig (credentials inline, as the package wants), rule set team-a/app"
 
 step "the network: nodes, VPC router, load balancer, gateways, internet"
 mkdir -p "$work/dmz"
@@ -136,10 +160,16 @@ dmz_up "$work/dmz" || fatal "network up failed"
 for n in 1 2; do dmz_gateway_start "$n" || fatal "gateway $n did not start"; done
 dmz_lb_start 1 2 || fatal "load balancer did not start: $(tail -5 "$DMZ_DIR/logs/haproxy.log")"
 ok "gateways 1 and 2 ready (/readyz 200); HAProxy sees both UP; dnsdist answers at $DMZ_LB"
-mirrored() { jq -e 'any(.spec.targets[]; . == "api.example.com:443")' "$DMZ_DIR/gw$1/rules/team-a_app.json"; }
+mirrored() { jq -e 'any(.spec.targets[]; . == "api.example.com:443")' "$(dmz_rules_dir "$1")/team-a_app.json"; }
 mirrored 1 > /dev/null 2>&1 && mirrored 2 > /dev/null 2>&1 &&
   ok "each gateway's controller mirrored team-a/app into its own rules dir" ||
-  fail "rules dirs: gw1 $(ls "$DMZ_DIR/gw1/rules") gw2 $(ls "$DMZ_DIR/gw2/rules")"
+  fail "rules dirs: gw1 $(ls "$(dmz_rules_dir 1)") gw2 $(ls "$(dmz_rules_dir 2)")"
+for n in 1 2; do
+  dmz_unit_argv "$n" egress-controller.service ExecStart
+  echo "    gw$n: ${dmz_argv[*]}"
+  dmz_unit_argv "$n" egressd.service ExecStart
+  echo "    gw$n: ${dmz_argv[*]}"
+done
 
 step "from a node: allowed, denied, bypassing the proxy, DNS"
 got="$(via_proxy 1 "$lb_proxy" https://api.example.com/)"
@@ -186,7 +216,7 @@ in_node 2 getent ahostsv4 other.example.com > /dev/null &&
   ok "node2's own resolver: other.example.com (no rule) does not resolve"
 
 got="$(via_proxy pod1 "$lb_proxy" https://api.example.com/)"
-[[ "$got" == 200 ]] && ok "pod1 (behind node1, masqueraded) -> LB proxy -> https://api.example.com/: 200" ||
+[[ "$got" == 200 ]] && ok "pod1 (behind node1) -> LB proxy -> https://api.example.com/: 200" ||
   fail "pod1 through the proxy: $got"
 got="$(via_proxy pod1 "$lb_proxy" https://other.example.com/)"
 [[ "$got" == connect:403 ]] && ok "pod1 -> https://other.example.com/: CONNECT answered 403" ||
@@ -198,6 +228,76 @@ after="$(dmz_dropped NODES)"
 [[ "$got" == rc=28 ]] && ((after > before)) &&
   ok "pod1 -> 203.0.113.10:443 directly: timed out, dropped by the nodes' security group" ||
   fail "pod1 direct: $got, drops $before -> $after"
+
+step "attribution: a request straight from a pod to a gateway names the pod"
+# The package's controller keeps a pod map of all the cluster's pods
+# (--pod-map, no --node-name), egressd reads it ([attribution] map_file).
+# The Pod object as a scheduler and a kubelet leave it: created with its
+# node, then its status patched with the address (as tests/controller/
+# pod_watch_test.sh does). Straight to the gateway, not through HAProxy,
+# which hides the client's address (TCP mode, egressd reads no PROXY
+# protocol).
+pod_ns=team-a pod_name=web-7d9c6b5f4-x2x9q
+kc -n "$pod_ns" create serviceaccount web-sa > /dev/null || fatal "serviceaccount team-a/web-sa"
+kc -n "$pod_ns" create serviceaccount default > /dev/null 2>&1 || true
+kc create -f - > /dev/null << EOF2 || fatal "pod $pod_ns/$pod_name refused"
+{"apiVersion": "v1", "kind": "Pod",
+ "metadata": {"namespace": "$pod_ns", "name": "$pod_name", "labels": {"pod-template-hash": "7d9c6b5f4"},
+   "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7d9c6b5f4",
+     "uid": "$(cat /proc/sys/kernel/random/uuid)", "controller": true}]},
+ "spec": {"nodeName": "node1", "serviceAccountName": "web-sa", "automountServiceAccountToken": false,
+   "containers": [{"name": "c", "image": "registry.invalid/none:1"}]}}
+EOF2
+t0=$(now_ms)
+kc -n "$pod_ns" patch pod "$pod_name" --subresource=status --type=merge -p "{\"status\": {\"phase\": \"Running\",
+  \"podIP\": \"$(dmz_pod_ip)\", \"podIPs\": [{\"ip\": \"$(dmz_pod_ip)\"}],
+  \"startTime\": \"$(date -u +%Y-%m-%dT%H:%M:%SZ)\"}}" > /dev/null || fatal "status patch of $pod_name refused"
+pod_line="$(dmz_pod_ip) $pod_ns $pod_name Deployment/web web-sa"
+mapped() { grep -qx "$pod_line" "$(dmz_pod_map "$1")"; }
+if dmz_wait "pod maps" 100 eval 'mapped 1 && mapped 2'; then
+  ok "both gateways' pod maps have '$pod_line' $(($(now_ms) - t0)) ms after the status patch"
+else
+  fail "pod maps: gw1 '$(grep -v '^#' "$(dmz_pod_map 1)" 2> /dev/null)' gw2 '$(grep -v '^#' "$(dmz_pod_map 2)" 2> /dev/null)'"
+fi
+loaded() { [[ "$(metric "$1" egressd_pod_map_pods)" == 1 ]]; }
+dmz_wait "egressd loaded the map" 20 eval 'loaded 1 && loaded 2' &&
+  ok "both egressd hold it (egressd_pod_map_pods 1)" ||
+  fail "egressd_pod_map_pods: gw1 $(metric 1 egressd_pod_map_pods) gw2 $(metric 2 egressd_pod_map_pods)"
+timeout 15 "$egressctl" watch --config "$(dmz_gw_config 1)" --json -c 2 "pod $pod_ns/$pod_name" \
+  > "$work/watch-pod.json" 2> "$work/watch-pod.err" &
+watch_pid=$!
+timeout 15 "$egressctl" watch --config "$(dmz_gw_config 1)" --json -c 2 "src host $(dmz_pod_ip)" \
+  > "$work/watch-src.json" 2>&1 &
+watch_src_pid=$!
+sleep 0.5
+gw1_proxy="http://$(dmz_gw_ip 1):$DMZ_PROXY_PORT"
+a="$(via_proxy pod1 "$gw1_proxy" https://api.example.com/)"
+d="$(via_proxy pod1 "$gw1_proxy" https://other.example.com/)"
+[[ "$a $d" == "200 connect:403" ]] && ok "pod1 -> gw1's proxy directly: api.example.com 200, other.example.com 403" ||
+  fail "pod1 straight to gw1: $a, $d"
+wait "$watch_pid" "$watch_src_pid"
+# Both decisions, selected by the pod filter, and each naming the pod.
+if jq -se --arg src "$(dmz_pod_ip)" --arg ns "$pod_ns" --arg pod "$pod_name" '
+    length == 2 and all(.[]; .src == $src and .namespace == $ns and .pod == $pod and
+      .workload == "Deployment/web" and .service_account == "web-sa")' "$work/watch-pod.json" > /dev/null; then
+  ok "egressctl watch --json 'pod $pod_ns/$pod_name' on gw1: both decisions, src $(dmz_pod_ip), $pod_ns/$pod_name, Deployment/web, web-sa"
+else
+  fail "watch by pod: $(cat "$work/watch-pod.json" "$work/watch-pod.err")"
+fi
+cmp -s <(jq -c 'del(.time, .ts, .timestamp)' "$work/watch-pod.json") \
+  <(jq -c 'del(.time, .ts, .timestamp)' "$work/watch-src.json") &&
+  ok "the same two decisions as 'src host $(dmz_pod_ip)' (the filter selects exactly the pod's)" ||
+  fail "by pod vs by address: $(cat "$work/watch-pod.json") / $(cat "$work/watch-src.json")"
+# Control: through the load balancer the gateway sees HAProxy's address.
+timeout 10 "$egressctl" watch --config "$(dmz_gw_config 1)" --json -c 1 "src host $DMZ_LB and not dns" \
+  > "$work/watch-lb.json" 2>&1 &
+watch_pid=$!
+sleep 0.5
+for _ in 1 2 3 4; do via_proxy pod1 "$lb_proxy" https://other.example.com/ > /dev/null; done
+wait "$watch_pid"
+jq -se 'length == 1 and (.[0].pod // "") == ""' "$work/watch-lb.json" > /dev/null &&
+  ok "control: through HAProxy the decision's source is the load balancer ($DMZ_LB), no pod named" ||
+  fail "through the LB: $(cat "$work/watch-lb.json")"
 
 step "kubectl apply is enforced by both gateways within 1 s"
 for n in 1 2; do
@@ -220,7 +320,7 @@ fi
 got="$(via_proxy 1 "$lb_proxy" https://www.example.org/)"
 [[ "$got" == 200 ]] && ok "and through the LB: 200" || fail "www.example.org via LB: $got"
 for n in 1 2; do
-  got="$("$egressctl" explain --config "$DMZ_DIR/gw$n/egressd.toml" www.example.org:443 2>&1)"
+  got="$("$egressctl" explain --config "$(dmz_gw_config "$n")" www.example.org:443 2>&1)"
   if [[ $? == 0 && "$got" == *team-a/app* ]]; then
     ok "egressctl explain on gw$n: $(echo "$got" | head -1)"
   else
@@ -250,12 +350,18 @@ failover() {
   local direct_pid=
   if [[ $kind == linkdown ]]; then
     probe_py 1 hold "$(dmz_gw_ip 1):$DMZ_PROXY_PORT" ssh.example.com:22 1 9 "$work/hold-direct" \
-      > /dev/null 2>&1 &
+      > "$work/hold-direct.ready" 2>&1 &
     direct_pid=$!
   fi
   python3 "$here/dmz/probe.py" hastate "$DMZ_DIR/lb/haproxy.sock" gateways/gw1 6 "$work/state-$kind" &
   local state_pid=$!
   sleep 1.5
+  # The control tunnel must be open before the link goes down (a loaded
+  # machine can take longer than the 1.5 s to start it).
+  if [[ -n "$direct_pid" ]]; then
+    dmz_wait "the direct tunnel open" 30 grep -q '^ready' "$work/hold-direct.ready" ||
+      fail "control: the direct tunnel to gw1 did not open: $(cat "$work/hold-direct.ready")"
+  fi
   t_kill=$(now_ms)
   if [[ $kind == sigkill ]]; then
     dmz_egressd_kill 1 KILL
@@ -311,7 +417,7 @@ failover() {
     if [[ "$(awk '{print $2}' "$work/hold-direct" 2> /dev/null)" == hung ]]; then
       ok "control: a tunnel straight to gw1 (no load balancer) hung, as the probe must report it"
     else
-      fail "control: the direct tunnel to gw1 was '$(cat "$work/hold-direct" 2> /dev/null)', not hung"
+      fail "control: the direct tunnel to gw1 was '$(cat "$work/hold-direct" 2> /dev/null)', not hung ($(tail -2 "$work/hold-direct.ready"))"
     fi
   fi
 

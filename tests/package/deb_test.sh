@@ -192,16 +192,24 @@ check "ldd in the root: no library missing${missing:+ ($missing)}" [ -z "$missin
 in_root dpkg-query -W -f '${Conffiles}\n' egressd > "$work/conffiles.installed"
 check "dpkg registered both conffiles" sh -c "grep -q '/etc/egressd/egressd.toml [0-9a-f]' '$work/conffiles.installed' && grep -q '/etc/egressd/controller.env [0-9a-f]' '$work/conffiles.installed'"
 # The shipped config is the central-gateway shape, and it agrees with the
-# units: the controller writes the rules directory egressd reads, egressd's
-# control socket is in its RuntimeDirectory.
+# units: the controller writes the rules directory egressd reads and the
+# pod map of all pods (--pod-map, no --node-name) egressd names clients
+# from, both in its StateDirectory; egressd's control socket is in its
+# RuntimeDirectory.
 python3 - "$chroot_dir" > "$work/shape" 2>&1 << 'PY'
-import re, sys, tomllib
+import os, re, sys, tomllib
 root = sys.argv[1]
 c = tomllib.load(open(f"{root}/etc/egressd/egressd.toml", "rb"))
 controller = open(f"{root}/lib/systemd/system/egress-controller.service").read()
 egressd = open(f"{root}/lib/systemd/system/egressd.service").read()
-rules_dir = re.search(r"--rules-dir (\S+)", controller).group(1)
-state_dir = "/var/lib/" + re.search(r"^StateDirectory=(\S+)$", controller, re.M).group(1)
+exec_start = re.search(r"^ExecStart=(.*)$", controller, re.M).group(1)
+rules_dir = re.search(r"--rules-dir (\S+)", exec_start).group(1)
+pod_map_arg = re.search(r"--pod-map (\S+)", exec_start)
+pod_map = pod_map_arg.group(1) if pod_map_arg else ""
+env = "\n".join(l for l in open(f"{root}/etc/egressd/controller.env").read().splitlines()
+                if not l.lstrip().startswith("#"))
+state_dirs = ["/var/lib/" + d for d in re.search(r"^StateDirectory=(.+)$", controller, re.M).group(1).split()]
+map_file = c.get("attribution", {}).get("map_file", "")
 runtime_dir = "/run/" + re.search(r"^RuntimeDirectory=(\S+)$", egressd, re.M).group(1)
 wanted = {
     "dns.listen on every address, port 53": c["dns"]["listen"] == ["0.0.0.0:53"],
@@ -209,8 +217,13 @@ wanted = {
     "metrics (/readyz) on every address, port 9153": c["metrics"]["listen"] == "0.0.0.0:9153",
     "nfqueue off": c["nfqueue"]["enabled"] is False,
     "mode enforce": c["mode"] == "enforce",
-    f"the controller's --rules-dir {rules_dir} is its StateDirectory {state_dir}": rules_dir == state_dir,
+    f"the controller's --rules-dir {rules_dir} is one of its StateDirectory {state_dirs}": rules_dir in state_dirs,
     f"egressd reads {rules_dir}": rules_dir in c["rules"]["dirs"],
+    f"the controller keeps a pod map (--pod-map {pod_map}) in its StateDirectory":
+        bool(pod_map) and os.path.dirname(pod_map) in state_dirs,
+    "of all pods (no --node-name, no NODE_NAME set: the central shape)":
+        "--node-name" not in exec_start + env and not re.search(r"^\s*(Environment=.*)?NODE_NAME=", controller + env, re.M),
+    f"egressd's attribution.map_file {map_file!r} is the controller's --pod-map": map_file == pod_map,
     f"control.socket in egressd's RuntimeDirectory {runtime_dir}": c["control"]["socket"].startswith(runtime_dir + "/"),
 }
 for name, good in wanted.items():
@@ -219,7 +232,7 @@ PY
 cat "$work/shape"
 checks=$((checks + $(grep -c '^ok: \|^FAIL: ' "$work/shape")))
 failures=$((failures + $(grep -c '^FAIL: ' "$work/shape")))
-check "the shape check ran (8 lines)" [ "$(grep -c '^ok: \|^FAIL: ' "$work/shape")" = 8 ]
+check "the shape check ran (11 lines)" [ "$(grep -c '^ok: \|^FAIL: ' "$work/shape")" = 11 ]
 
 # ---- the units ------------------------------------------------------------------------------
 # systemd-analyze verify against the installed root: the units as dpkg put

@@ -3,8 +3,8 @@
 # namespaces with real parts (docs/dmz-simulation.md). Sourced by
 # tests/e2e/dmz_test.sh and bench/dmz/run.sh:
 #
-#   pod1                  (a pod on node1, masqueraded to the node's address)
-#     |
+#   pod1                  (a pod on node1: its own address towards the VPC,
+#     |                    masqueraded to its node's only outside it)
 #   node1  node2          (clients: nodes)
 #      \    /
 #       vpc ---- lb       (router: the security groups are its FORWARD rules;
@@ -13,19 +13,26 @@
 #       |
 #    internet             (tests/e2e/topology.sh's servers: unbound, nginx)
 #
-# Each gateway runs egressd (proxy + DNS, no NFQUEUE: nodes reach the world
-# only through the proxy) and its own egress-controller, whose API
-# connection leaves the gateway namespace through a loopback forwarder
+# Each gateway runs what the egressd Debian package installs (make deb;
+# docs/gateway.md): egressd (proxy + DNS, no NFQUEUE: nodes reach the world
+# only through the proxy) and its own egress-controller, from the package's
+# programs, with its shipped /etc/egressd files and the command lines of
+# its systemd units (tests/e2e/dmz/package.py reads them). The controller's
+# API connection leaves the gateway namespace through a loopback forwarder
 # (tests/k8s/nsforward.py) to the kube-apiserver of tests/k8s/apiserver.sh.
 #
+#   dmz_root_from_deb DEB DIR   DMZ_ROOT: the package unpacked (dpkg-deb -x)
+#   dmz_root_from_build BIN DIR DMZ_ROOT: the same files from the source tree
+#                               (scripts/deb/) around BIN's programs
 #   dmz_up DIR                  namespaces, links, router rules, internet
-#   dmz_gateway_start N         egressd + egress-controller in gateway N
+#   dmz_gateway_start N         egress-controller + egressd in gateway N
 #   dmz_lb_start N...           HAProxy and dnsdist in front of gateways N...
 #   dmz_down                    everything above (idempotent; for traps)
 #
-# Needs: DMZ_EGRESSD, DMZ_CONTROLLER (binaries), DMZ_KUBECONFIG_TEMPLATE
-# (a kubeconfig of the controller's ServiceAccount; its server is
-# rewritten to each gateway's forwarder) before dmz_gateway_start.
+# Needs: DMZ_ROOT, and DMZ_KUBECONFIG_TEMPLATE (a kubeconfig of the
+# controller's ServiceAccount, credentials inline as the package wants; its
+# server is rewritten to each gateway's forwarder) before
+# dmz_gateway_start; without it the gateways run egressd alone.
 dmz_lib_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 dmz_src="$(cd "$dmz_lib_dir/../../.." && pwd)"
 
@@ -37,6 +44,8 @@ DMZ_HEALTH_PORT=9153        # egressd's metrics.listen: /readyz
 dmz_node_ip() { echo "10.80.$1.2"; }      # node N
 dmz_gw_ip() { echo "10.80.1$1.2"; }       # gateway N (1..3)
 DMZ_INET_DNS=198.51.100.53  # the internet's resolver (tests/e2e/topology.sh)
+DMZ_POD_CIDR=10.244.1.0/24  # node1's pods
+dmz_pod_ip() { echo 10.244.1.2; }         # pod1
 
 # Health checks (docs/dmz-simulation.md): HAProxy checks /readyz every
 # 500 ms (250 ms while a check is failing), 500 ms timeout, down after 2
@@ -112,16 +121,20 @@ dmz_up() { # DIR
     > "$DMZ_DIR/logs/internet.log" 2>&1 || dmz_die "internet: $(tail -3 "$DMZ_DIR/logs/internet.log")" || return 1
   ip -n "$(dmz_ns inet)" route add "$DMZ_VPC" via 198.51.100.1
   ip -n "$(dmz_ns vpc)" route add 203.0.113.0/24 via 198.51.100.2
-  # A pod on node1, its traffic masqueraded to the node's address (as the
-  # AWS VPC CNI does by default), so the security group judges the node.
+  # A pod on node1, routed through it: the security group judges it as
+  # the node (the router's rules go by the node's link).
   ip link add pod0 netns "$(dmz_ns node1)" type veth peer name eth0 netns "$(dmz_ns pod1)"
   ip -n "$(dmz_ns node1)" addr add 10.244.1.1/24 dev pod0
   ip -n "$(dmz_ns node1)" link set pod0 up
-  ip -n "$(dmz_ns pod1)" addr add 10.244.1.2/24 dev eth0
+  ip -n "$(dmz_ns pod1)" addr add "$(dmz_pod_ip)/24" dev eth0
   ip -n "$(dmz_ns pod1)" link set eth0 up
   ip -n "$(dmz_ns pod1)" route add default via 10.244.1.1
   in_ns node1 sysctl -qw net.ipv4.ip_forward=1
-  in_ns node1 iptables -w -t nat -A POSTROUTING -s 10.244.1.0/24 -o eth0 -j MASQUERADE
+  # As the AWS VPC CNI does by default: pods keep their own address inside
+  # the VPC (the gateways see the pod, so decisions name it), and are
+  # masqueraded to the node's address only towards the outside.
+  in_ns node1 iptables -w -t nat -A POSTROUTING -s "$DMZ_POD_CIDR" ! -d "$DMZ_VPC" -o eth0 -j MASQUERADE
+  ip -n "$(dmz_ns vpc)" route add "$DMZ_POD_CIDR" via "$(dmz_node_ip 1)"
   dmz_security_groups
   for role in node1 node2 pod1; do  # all resolve through the load balancer
     mkdir -p "/etc/netns/$(dmz_ns "$role")"
@@ -172,58 +185,91 @@ dmz_dropped() {
 
 # ---- gateways ---------------------------------------------------------------
 
-dmz_gateway_config() { # N
-  local n=$1 d ip
-  d=$DMZ_DIR/gw$n
-  ip="$(dmz_gw_ip "$n")"
-  mkdir -p "$d/rules"
-  cat > "$d/egressd.toml" << EOF
-# Gateway $n of the DMZ simulation: the explicit proxy and DNS on the
-# gateway's address, the internet's resolver upstream, no NFQUEUE (nodes
-# have no route out; the security groups leave them only the proxy).
-mode = "enforce"
+# ---- the package --------------------------------------------------------------
 
-[rules]
-dirs = ["$d/rules"]
-# The test internet is documentation address space (tests/e2e/lib.sh).
-public_cidrs = ["198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32"]
+# dmz_root_from_deb DEB DIR: DMZ_ROOT=DIR, the package's files as dpkg
+# would install them (no maintainer scripts: they only talk to systemd).
+dmz_root_from_deb() {
+  rm -rf "$2" && mkdir -p "$2" && dpkg-deb -x "$1" "$2" || dmz_die "dpkg-deb -x $1 failed" || return 1
+  DMZ_ROOT="$(cd "$2" && pwd)"
+}
 
-[dns]
-listen = ["$ip:53"]
-upstreams = ["$DMZ_INET_DNS:53"]
+# dmz_root_from_build BIN DIR: DMZ_ROOT=DIR laid out like the package
+# (scripts/deb/build.sh's file list) from the source tree's scripts/deb/
+# and BIN's programs, linked not copied: a quick run without `make deb`.
+dmz_root_from_build() {
+  local bin deb=$dmz_src/scripts/deb r
+  bin="$(cd "$1" && pwd)" || return 1
+  rm -rf "$2" && mkdir -p "$2/usr/sbin" "$2/usr/bin" "$2/lib/systemd/system" "$2/etc/egressd/system.d"
+  r="$(cd "$2" && pwd)"
+  ln -s "$bin/egressd" "$r/usr/sbin/egressd"
+  ln -s "$bin/egress-controller" "$r/usr/sbin/egress-controller"
+  ln -s "$bin/egressctl" "$r/usr/bin/egressctl"
+  cp "$deb/egressd.service" "$deb/egress-controller.service" "$r/lib/systemd/system/"
+  cp "$deb/egressd.toml" "$deb/controller.env" "$r/etc/egressd/"
+  DMZ_ROOT=$r
+}
 
-[nfqueue]
-enabled = false
+dmz_pkg() { python3 "$dmz_lib_dir/package.py" "$@"; }
+dmz_gw_dir() { echo "$DMZ_DIR/gw$1"; }
+# Gateway N's files where the package puts them on a host (/etc/egressd,
+# /var/lib/egressd, /run/egressd), under its own folder.
+dmz_gw_config() { echo "$DMZ_DIR/gw$1/etc/egressd/egressd.toml"; }
+dmz_rules_dir() { echo "$DMZ_DIR/gw$1/var/lib/egressd/rules.d"; }
+dmz_pod_map() { echo "$DMZ_DIR/gw$1/var/lib/egressd/pods/pods.map"; }
 
-[proxy]
-listen = ["$ip:$DMZ_PROXY_PORT"]
-max_connections = 8000
+# dmz_unit_argv N UNIT KEY: the unit's command line for gateway N, into
+# the array dmz_argv
+dmz_unit_argv() {
+  local out
+  out="$(dmz_pkg argv "${DMZ_ROOT:?}" "$(dmz_gw_dir "$1")" "$2" "$3" "gw$1")" || return 1
+  mapfile -t dmz_argv <<< "$out"
+}
 
-[control]
-socket = "$d/control.sock"
-
-[metrics]
-listen = "0.0.0.0:$DMZ_HEALTH_PORT"
-
-[log]
-level = "${DMZ_LOG_LEVEL:-info}"
-EOF
+# dmz_gateway_config N: gateway N's /etc/egressd from the package's, with
+# only what a gateway host changes (deploy/aws/egress-gateway.yaml's user
+# data writes the same file with its own upstream): the package's paths
+# moved under the gateway's folder (package.py), the test internet's
+# documentation ranges declared public (as every e2e test does), and the
+# log level when DMZ_LOG_LEVEL asks. The listeners stay the package's
+# (0.0.0.0: every address of the gateway's namespace). The upstream stays
+# the package's upstreams_from = /etc/resolv.conf: the gateway's
+# resolv.conf (ip netns exec's /etc/netns) names the internet's resolver,
+# as a host's names the VPC resolver. Also the controller's StateDirectory
+# rules.d, so that a gateway without a controller (bench/dmz) is ready.
+dmz_gateway_config() {
+  local n=$1 g sets=()
+  g="$(dmz_gw_dir "$n")"
+  sets+=(--set 'rules.public_cidrs=["198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32"]')
+  [ -n "${DMZ_LOG_LEVEL:-}" ] && sets+=(--set "log.level=\"$DMZ_LOG_LEVEL\"")
+  dmz_pkg config "${DMZ_ROOT:?}" "$g" "${sets[@]}" || return 1
+  mkdir -p "$(dmz_rules_dir "$n")" "/etc/netns/$(dmz_ns "gw$n")"
+  printf 'nameserver %s\n' "$DMZ_INET_DNS" > "/etc/netns/$(dmz_ns "gw$n")/resolv.conf"
 }
 
 dmz_readyz() { # N: gateway N's /readyz answers 200 (asked from the lb)
   in_ns lb curl -fsS --max-time 1 -o /dev/null "http://$(dmz_gw_ip "$1"):$DMZ_HEALTH_PORT/readyz"
 }
 
-# dmz_egressd_start N: (re)start egressd in gateway N, wait for /readyz
+# dmz_egressd_start N: (re)start egressd in gateway N as egressd.service
+# does (its RuntimeDirectory, ExecStartPre, ExecStart), wait for /readyz
 dmz_egressd_start() {
-  local n=$1
-  [ -f "$DMZ_DIR/gw$n/egressd.toml" ] || dmz_gateway_config "$n"
-  setsid ip netns exec "$(dmz_ns "gw$n")" "$DMZ_EGRESSD" --config "$DMZ_DIR/gw$n/egressd.toml" \
-    >> "$DMZ_DIR/logs/egressd-gw$n.log" 2>&1 < /dev/null &
+  local n=$1 log
+  log=$DMZ_DIR/logs/egressd-gw$n.log
+  [ -f "$(dmz_gw_config "$n")" ] || dmz_gateway_config "$n" || return 1
+  dmz_pkg prepare "$DMZ_ROOT" "$(dmz_gw_dir "$n")" egressd.service || return 1
+  dmz_unit_argv "$n" egressd.service ExecStartPre || return 1
+  in_ns "gw$n" "${dmz_argv[@]}" >> "$log" 2>&1 < /dev/null || {
+    tail -5 "$log" >&2
+    dmz_die "gateway $n: ExecStartPre (${dmz_argv[*]}) failed"
+    return 1
+  }
+  dmz_unit_argv "$n" egressd.service ExecStart || return 1
+  setsid ip netns exec "$(dmz_ns "gw$n")" "${dmz_argv[@]}" >> "$log" 2>&1 < /dev/null &
   echo $! > "$DMZ_DIR/pids/egressd-gw$n.pid"
   disown $!
   dmz_wait "gateway $n /readyz" 100 dmz_readyz "$n" || {
-    tail -5 "$DMZ_DIR/logs/egressd-gw$n.log" >&2
+    tail -5 "$log" >&2
     return 1
   }
 }
@@ -235,28 +281,30 @@ dmz_egressd_kill() { # N SIGNAL: signal gateway N's egressd and wait for it to g
   for _ in $(seq 50); do [ -e "/proc/$pid" ] || return 0; sleep 0.1; done
 }
 
-# dmz_controller_start N: egress-controller in gateway N (--kubeconfig), its
-# API connection through a forwarder listening on the gateway's loopback.
+# dmz_controller_start N: egress-controller in gateway N as
+# egress-controller.service runs it (kubeconfig as a credential,
+# controller.env's arguments, StateDirectory), its API connection through
+# a forwarder listening on the gateway's loopback.
 dmz_controller_start() {
-  local n=$1 d port py=python3
-  d=$DMZ_DIR/gw$n
+  local n=$1 g port py=python3
+  g="$(dmz_gw_dir "$n")"
   [ -x /usr/bin/python3 ] && py=/usr/bin/python3
-  rm -f "$d/api.port"
+  rm -f "$g/api.port"
   # nsforward.py listens where it starts (the gateway's loopback), then
   # enters this script's namespace to connect to the API server.
   setsid ip netns exec "$(dmz_ns "gw$n")" "$py" "$dmz_src/tests/k8s/nsforward.py" \
-    "/proc/$$/ns/net" 127.0.0.1 "${DMZ_API_PORT:?}" "$d/api.port" \
+    "/proc/$$/ns/net" 127.0.0.1 "${DMZ_API_PORT:?}" "$g/api.port" \
     > "$DMZ_DIR/logs/apifwd-gw$n.log" 2>&1 < /dev/null &
   echo $! > "$DMZ_DIR/pids/apifwd-gw$n.pid"
   disown $!
-  dmz_wait "gateway $n API forwarder" 100 test -s "$d/api.port" || return 1
-  port="$(cat "$d/api.port")"
-  sed "s#server: https://127.0.0.1:[0-9]*#server: https://127.0.0.1:$port#" \
-    "${DMZ_KUBECONFIG_TEMPLATE:?}" > "$d/kubeconfig"
-  chmod 600 "$d/kubeconfig"
-  dmz_start_in "gw$n" "controller-gw$n" "$DMZ_CONTROLLER" --kubeconfig "$d/kubeconfig" \
-    --rules-dir "$d/rules" --lease-namespace egressd-system \
-    --lease-name egress-controller-status --identity "gw$n"
+  dmz_wait "gateway $n API forwarder" 100 test -s "$g/api.port" || return 1
+  port="$(cat "$g/api.port")"
+  # /etc/egressd/kubeconfig, root-only, as docs/gateway.md has it.
+  (umask 077 && sed "s#server: https://127.0.0.1:[0-9]*#server: https://127.0.0.1:$port#" \
+    "${DMZ_KUBECONFIG_TEMPLATE:?}" > "$g/etc/egressd/kubeconfig")
+  dmz_pkg prepare "$DMZ_ROOT" "$g" egress-controller.service || return 1
+  dmz_unit_argv "$n" egress-controller.service ExecStart || return 1
+  dmz_start_in "gw$n" "controller-gw$n" "${dmz_argv[@]}"
   dmz_wait "gateway $n controller list" 300 grep -q 'event=list.done' \
     "$DMZ_DIR/logs/controller-gw$n.log" || {
     tail -5 "$DMZ_DIR/logs/controller-gw$n.log" >&2
@@ -265,7 +313,7 @@ dmz_controller_start() {
 }
 
 dmz_gateway_start() { # N: controller first (rules), then egressd
-  dmz_gateway_config "$1"
+  dmz_gateway_config "$1" || return 1
   if [ -n "${DMZ_KUBECONFIG_TEMPLATE:-}" ]; then dmz_controller_start "$1" || return 1; fi
   dmz_egressd_start "$1"
 }
