@@ -185,6 +185,7 @@ struct ProxyServer::Connection {
         self->readHead();
         break;
       case State::Body:
+        self->lastActivity = std::chrono::steady_clock::now();  // an upload moves only this side
         self->forwardBody();
         break;
       case State::Response:
@@ -708,7 +709,10 @@ struct ProxyServer::Connection {
   static void onUpstreamRead(bufferevent*, void* arg) {
     auto* self = static_cast<Connection*>(arg);
     if (self->dead) return;
-    if (self->state == State::Response || self->state == State::Body) self->relayResponse();
+    if (self->state == State::Response || self->state == State::Body) {
+      self->lastActivity = std::chrono::steady_clock::now();  // a download moves only this side
+      self->relayResponse();
+    }
   }
 
   static void onUpstreamWrite(bufferevent*, void* arg) {

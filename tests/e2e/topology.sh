@@ -207,6 +207,7 @@ http {
     ssl_certificate $dir/certs/default.invalid.pem;
     ssl_certificate_key $dir/certs/default.invalid.key;
     location = /bulk { alias $dir/inet/www/bulk.bin; }
+    location = /slow { alias $dir/inet/www/bulk.bin; limit_rate 100k; }
     location / { return 200 "vhost=default host=\$host scheme=\$scheme port=\$server_port\n"; }
   }
 EOF
@@ -219,6 +220,7 @@ EOF
     ssl_certificate $dir/certs/$n.pem;
     ssl_certificate_key $dir/certs/$n.key;
     location = /bulk { alias $dir/inet/www/bulk.bin; }
+    location = /slow { alias $dir/inet/www/bulk.bin; limit_rate 100k; }
     location / { return 200 "vhost=$n scheme=\$scheme port=\$server_port\n"; }
   }
 EOF

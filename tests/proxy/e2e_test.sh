@@ -267,8 +267,15 @@ cat >> "$dir/egressd.toml" << EOF
 
 [proxy]
 listen = ["$E2E_GW_POD_IP4"]
+idle_timeout = "2s"
 EOF
 start_egressd "$bin/egressd" "$dir/egressd.toml" || exit 1
+# proxy.idle_timeout is about silence, not length: a plain-HTTP download
+# that keeps moving for twice the timeout (400 KB at 100 KB/s; the client
+# only reads) is served whole.
+code="$(E2E_MAX_TIME=15 via http://api.example.com/slow -r 0-409599)"
+expect_eq "absolute-form: a download longer than proxy.idle_timeout (2s) that keeps moving is served whole" \
+  "206 409600" "$code $(wc -c < "$E2E_LAST_BODY")"
 expect_eq "audit: a denied name is let through the proxy" 200 "$(via https://edge.example.net/)"
 expect_match "... it reached the server" 'vhost=edge.example.net' "$(last_body)"
 expect_ok "... and is logged as would-deny" \
