@@ -6,12 +6,14 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <ctime>
 
 namespace common {
 
 namespace {
 std::atomic<LogLevel> gLevel{LogLevel::Info};
+std::atomic<LogStyle> gStyle{LogStyle::Logfmt};
 
 const char* levelName(LogLevel level) noexcept {
   switch (level) {
@@ -41,10 +43,34 @@ void appendTimestamp(std::string& out) {
       std::snprintf(fraction, sizeof fraction, ".%06lldZ", static_cast<long long>(micros % 1'000'000));
   out.append(fraction, static_cast<size_t>(m));
 }
+// The length of the well-formed UTF-8 sequence `text` starts with (RFC 3629:
+// no overlong forms, no surrogates, nothing above U+10FFFF), or 0.
+size_t utf8SequenceLength(std::string_view text) noexcept {
+  const auto byte = [&](size_t i) { return static_cast<unsigned char>(text[i]); };
+  const auto continuation = [&](size_t i) { return i < text.size() && (byte(i) & 0xC0) == 0x80; };
+  const unsigned char lead = byte(0);
+  if (lead >= 0xC2 && lead <= 0xDF) return continuation(1) ? 2 : 0;
+  if (lead >= 0xE0 && lead <= 0xEF) {
+    if (!continuation(1) || !continuation(2)) return 0;
+    if (lead == 0xE0 && byte(1) < 0xA0) return 0;   // overlong
+    if (lead == 0xED && byte(1) >= 0xA0) return 0;  // surrogate
+    return 3;
+  }
+  if (lead >= 0xF0 && lead <= 0xF4) {
+    if (!continuation(1) || !continuation(2) || !continuation(3)) return 0;
+    if (lead == 0xF0 && byte(1) < 0x90) return 0;   // overlong
+    if (lead == 0xF4 && byte(1) >= 0x90) return 0;  // above U+10FFFF
+    return 4;
+  }
+  return 0;
+}
 }  // namespace
 
 void setLogLevel(LogLevel level) noexcept {
   gLevel.store(level, std::memory_order_relaxed);
+}
+void setLogStyle(LogStyle style) noexcept {
+  gStyle.store(style, std::memory_order_relaxed);
 }
 LogLevel logLevel() noexcept {
   return gLevel.load(std::memory_order_relaxed);
@@ -101,14 +127,62 @@ void appendLogfmtValue(std::string& out, std::string_view value) {
   out.push_back('"');
 }
 
-LogLine::LogLine(LogLevel level, std::string_view event) : enabled_(level >= logLevel()) {
+void appendJsonString(std::string& out, std::string_view value) {
+  out.push_back('"');
+  for (size_t i = 0; i < value.size(); ++i) {
+    const char c = value[i];
+    if (static_cast<unsigned char>(c) >= 0x80) {
+      // Names come from packets: a line must stay valid JSON (UTF-8), so a
+      // byte that does not start a well-formed sequence becomes U+FFFD.
+      const size_t length = utf8SequenceLength(value.substr(i));
+      if (length == 0) {
+        out.append("\\ufffd");
+      } else {
+        out.append(value.substr(i, length));
+        i += length - 1;
+      }
+      continue;
+    }
+    switch (c) {
+      case '"':
+        out.append("\\\"");
+        break;
+      case '\\':
+        out.append("\\\\");
+        break;
+      case '\n':
+        out.append("\\n");
+        break;
+      case '\r':
+        out.append("\\r");
+        break;
+      case '\t':
+        out.append("\\t");
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+          char hex[8];
+          std::snprintf(hex, sizeof hex, "\\u%04x", static_cast<unsigned char>(c));
+          out.append(hex);
+        } else {
+          out.push_back(c);
+        }
+    }
+  }
+  out.push_back('"');
+}
+
+LogLine::LogLine(LogLevel level, std::string_view event)
+    : enabled_(level >= logLevel()), json_(gStyle.load(std::memory_order_relaxed) == LogStyle::Json) {
   if (!enabled_) return;
   line_.reserve(160);
   begin(level, event);
 }
 
 LogLine::LogLine(LogLevel level, std::string_view event, BatchedLog& batch)
-    : enabled_(level >= logLevel()), batch_(&batch) {
+    : enabled_(level >= logLevel()),
+      json_(gStyle.load(std::memory_order_relaxed) == LogStyle::Json),
+      batch_(&batch) {
   if (!enabled_) return;
   out_ = &batch.lineBuffer();
   begin(level, event);
@@ -116,6 +190,15 @@ LogLine::LogLine(LogLevel level, std::string_view event, BatchedLog& batch)
 
 void LogLine::begin(LogLevel level, std::string_view event) {
   std::string& out = *out_;
+  if (json_) {
+    out.append("{\"ts\":\"");
+    appendTimestamp(out);
+    out.append("\",\"level\":\"");
+    out.append(levelName(level));
+    out.append("\",\"event\":");
+    appendJsonString(out, event);
+    return;
+  }
   out.append("ts=");
   appendTimestamp(out);
   out.append(" level=");
@@ -124,8 +207,22 @@ void LogLine::begin(LogLevel level, std::string_view event) {
   appendLogfmtValue(out, event);
 }
 
+void LogLine::appendKey(std::string_view key) {
+  std::string& out = *out_;
+  if (json_) {
+    out.push_back(',');
+    appendJsonString(out, key);
+    out.push_back(':');
+    return;
+  }
+  out.push_back(' ');
+  out.append(key);
+  out.push_back('=');
+}
+
 LogLine::~LogLine() {
   if (!enabled_) return;
+  if (json_) out_->push_back('}');
   if (batch_ != nullptr) {
     out_->push_back('\n');
     batch_->lineAppended();
@@ -140,19 +237,27 @@ LogLine::~LogLine() {
 
 LogLine& LogLine::field(std::string_view key, std::string_view value) {
   if (!enabled_) return *this;
-  std::string& out = *out_;
-  out.push_back(' ');
-  out.append(key);
-  out.push_back('=');
-  appendLogfmtValue(out, value);
+  appendKey(key);
+  if (json_) {
+    appendJsonString(*out_, value);
+  } else {
+    appendLogfmtValue(*out_, value);
+  }
   return *this;
 }
 
+// Numbers are bare in both styles (a JSON number, not a string).
 LogLine& LogLine::field(std::string_view key, int64_t value) {
-  return field(key, std::string_view(std::to_string(value)));
+  if (!enabled_) return *this;
+  appendKey(key);
+  out_->append(std::to_string(value));
+  return *this;
 }
 LogLine& LogLine::field(std::string_view key, uint64_t value) {
-  return field(key, std::string_view(std::to_string(value)));
+  if (!enabled_) return *this;
+  appendKey(key);
+  out_->append(std::to_string(value));
+  return *this;
 }
 
 }  // namespace common

@@ -1,4 +1,5 @@
-// Structured logs: one line per event, logfmt (key=value), on stderr.
+// Structured logs: one line per event on stderr, logfmt (key=value) by
+// default or one JSON object per line (setLogFormat, `log.format`).
 //
 //   common::LogLine(common::LogLevel::Info, "policy.reloaded")
 //       .field("rulesets", 12).field("file", path);
@@ -19,10 +20,13 @@ namespace common {
 class BatchedLog;
 
 enum class LogLevel : uint8_t { Debug, Info, Warn, Error };
+enum class LogStyle : uint8_t { Logfmt, Json };
 
 void setLogLevel(LogLevel level) noexcept;
 LogLevel logLevel() noexcept;
 std::optional<LogLevel> parseLogLevel(std::string_view text) noexcept;
+// Set once at start, before other threads log.
+void setLogStyle(LogStyle style) noexcept;
 
 class LogLine {
  public:
@@ -46,8 +50,10 @@ class LogLine {
 
  private:
   void begin(LogLevel level, std::string_view event);
+  void appendKey(std::string_view key);
 
   bool enabled_;
+  bool json_;
   std::string line_;
   std::string* out_ = &line_;  // line_, or the batch's buffer
   BatchedLog* batch_ = nullptr;
@@ -61,5 +67,7 @@ inline void logEvent(LogLevel level, std::string_view event) {
 // Appends `value` to `out` in logfmt: bare when safe, otherwise quoted with
 // \" \\ \n escapes.
 void appendLogfmtValue(std::string& out, std::string_view value);
+// Appends `value` to `out` as a JSON string, quotes included.
+void appendJsonString(std::string& out, std::string_view value);
 
 }  // namespace common

@@ -182,6 +182,7 @@ int main(int argc, char** argv) {
   bool inCluster = false;
   controller::ControllerOptions options;
   std::string logLevel = "info";
+  std::string logFormat = "logfmt";
   auto* kubeconfigOption =
       app.add_option("--kubeconfig", kubeconfig, "kubeconfig file (token or client certificate; https only)");
   auto* inClusterFlag =
@@ -221,6 +222,10 @@ int main(int argc, char** argv) {
                  "With --pod-map: only the pods of this node (the node-local shape; default: $NODE_NAME, "
                  "from the downward API); empty: all pods (the central shape)");
   app.add_option("--log-level", logLevel, "debug, info, warn or error")->capture_default_str();
+  app.add_option("--log-format", logFormat,
+                 "logfmt (key=value) or json (one object per line), as egressd's log.format")
+      ->check(CLI::IsMember({"logfmt", "json"}))
+      ->capture_default_str();
   app.footer(
       "RBAC: get/list/watch egressrulesets.zalando.org, patch egressrulesets/status,\n"
       "get/create/update leases.coordination.k8s.io (in --lease-namespace); with --pod-map\n"
@@ -250,6 +255,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   common::setLogLevel(*level);
+  common::setLogStyle(logFormat == "json" ? common::LogStyle::Json : common::LogStyle::Logfmt);
   if (options.identity.empty()) {
     char host[256] = {};
     ::gethostname(host, sizeof(host) - 1);

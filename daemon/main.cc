@@ -64,6 +64,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   common::setLogLevel(loaded.config->log.level);
+  common::setLogStyle(loaded.config->log.format == config::LogFormat::Json ? common::LogStyle::Json
+                                                                           : common::LogStyle::Logfmt);
   for (const auto& warning : loaded.warnings) {
     common::LogLine(common::LogLevel::Warn, "config.warning").field("problem", warning.toString());
   }

@@ -317,6 +317,9 @@ kill -TERM "$egressd_main"
 check "SIGTERM: STOPPING=1" waitfor "STOPPING=1" 50
 wait "$egressd_pid"
 check "egressd exits 0" [ $? = 0 ]
+# The shipped config says log.format = "json": every line is one object.
+check "its log is JSON lines, as the shipped log.format says ($(wc -l < "$work/egressd.log") lines)" \
+  sh -c "jq -e -s 'length > 2 and all(.[]; (.ts | type) == \"string\" and (.event | type) == \"string\")' '$work/egressd.log' > /dev/null"
 kill "$listener" 2> /dev/null
 ip netns del "$netns"
 sed 's/^/  notify: /' "$work/notify.msgs"

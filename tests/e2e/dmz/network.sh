@@ -305,7 +305,7 @@ dmz_controller_start() {
   dmz_pkg prepare "$DMZ_ROOT" "$g" egress-controller.service || return 1
   dmz_unit_argv "$n" egress-controller.service ExecStart || return 1
   dmz_start_in "gw$n" "controller-gw$n" "${dmz_argv[@]}"
-  dmz_wait "gateway $n controller list" 300 grep -q 'event=list.done' \
+  dmz_wait "gateway $n controller list" 300 grep -qE 'event=list\.done|"event":"list\.done"' \
     "$DMZ_DIR/logs/controller-gw$n.log" || {
     tail -5 "$DMZ_DIR/logs/controller-gw$n.log" >&2
     return 1

@@ -1,0 +1,56 @@
+#include "common/log.h"
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "common/batched_log.h"
+
+namespace {
+
+// One line written in `style` into a batch (never flushed: fd -1 is not
+// written to before the batch is read).
+std::string lineIn(common::LogStyle style, const std::string& value) {
+  common::setLogStyle(style);
+  common::BatchedLog batch(-1);
+  {
+    common::LogLine(common::LogLevel::Error, "test.event", batch)
+        .field("name", value)
+        .field("count", static_cast<uint64_t>(42))
+        .field("delta", static_cast<int64_t>(-7));
+  }
+  std::string line(batch.pending());
+  common::setLogStyle(common::LogStyle::Logfmt);
+  return line;
+}
+
+}  // namespace
+
+TEST_CASE("log.format json: one JSON object per line, numbers bare") {
+  const std::string line = lineIn(common::LogStyle::Json, "a \"quoted\"\nname\\");
+  REQUIRE(line.back() == '\n');
+  const auto parsed = nlohmann::json::parse(line);
+  CHECK(parsed["level"] == "error");
+  CHECK(parsed["event"] == "test.event");
+  CHECK(parsed["name"] == "a \"quoted\"\nname\\");
+  CHECK(parsed["count"] == 42);
+  CHECK(parsed["delta"] == -7);
+  CHECK(parsed["ts"].get<std::string>().ends_with("Z"));
+}
+
+TEST_CASE("log.format json: bytes from packets never break the line") {
+  // Invalid UTF-8 (a lone continuation byte, an overlong form, a surrogate)
+  // and control bytes; a valid multibyte name passes through.
+  const std::string hostile = std::string("x\x80y\xC0\xAF\xED\xA0\x80z\x01") + "\xC3\xA9t\xC3\xA9";
+  const std::string line = lineIn(common::LogStyle::Json, hostile);
+  const auto parsed = nlohmann::json::parse(line);  // throws on invalid UTF-8
+  CHECK(parsed["name"] ==
+        "x\xEF\xBF\xBDy\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBDz\x01\xC3\xA9t\xC3\xA9");
+}
+
+TEST_CASE("log.format logfmt stays key=value") {
+  const std::string line = lineIn(common::LogStyle::Logfmt, "two words");
+  CHECK(line.find(" level=error event=test.event name=\"two words\" count=42 delta=-7\n") !=
+        std::string::npos);
+  CHECK(line.starts_with("ts="));
+}
