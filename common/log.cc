@@ -72,6 +72,9 @@ void setLogLevel(LogLevel level) noexcept {
 void setLogStyle(LogStyle style) noexcept {
   gStyle.store(style, std::memory_order_relaxed);
 }
+LogStyle logStyle() noexcept {
+  return gStyle.load(std::memory_order_relaxed);
+}
 LogLevel logLevel() noexcept {
   return gLevel.load(std::memory_order_relaxed);
 }
@@ -173,16 +176,14 @@ void appendJsonString(std::string& out, std::string_view value) {
 }
 
 LogLine::LogLine(LogLevel level, std::string_view event)
-    : enabled_(level >= logLevel()), json_(gStyle.load(std::memory_order_relaxed) == LogStyle::Json) {
+    : enabled_(level >= logLevel()), json_(logStyle() == LogStyle::Json) {
   if (!enabled_) return;
   line_.reserve(160);
   begin(level, event);
 }
 
 LogLine::LogLine(LogLevel level, std::string_view event, BatchedLog& batch)
-    : enabled_(level >= logLevel()),
-      json_(gStyle.load(std::memory_order_relaxed) == LogStyle::Json),
-      batch_(&batch) {
+    : enabled_(level >= logLevel()), json_(logStyle() == LogStyle::Json), batch_(&batch) {
   if (!enabled_) return;
   out_ = &batch.lineBuffer();
   begin(level, event);

@@ -27,6 +27,7 @@ LogLevel logLevel() noexcept;
 std::optional<LogLevel> parseLogLevel(std::string_view text) noexcept;
 // Set once at start, before other threads log.
 void setLogStyle(LogStyle style) noexcept;
+LogStyle logStyle() noexcept;
 
 class LogLine {
  public:

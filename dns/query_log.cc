@@ -58,7 +58,8 @@ void appendQueryLogLine(std::string& out, const QueryLogLine& line, int64_t& sec
     secondsText.assign(text, n);
     secondsCache = seconds;
   }
-  out.append("ts=");
+  const bool json = common::logStyle() == common::LogStyle::Json;
+  out.append(json ? "{\"ts\":\"" : "ts=");
   out.append(secondsText);
   // ".uuuuuuZ", zero-padded like common::LogLine's "%06lld".
   char fraction[8] = {'.', '0', '0', '0', '0', '0', '0', 'Z'};
@@ -69,6 +70,29 @@ void appendQueryLogLine(std::string& out, const QueryLogLine& line, int64_t& sec
     rest /= 10;
   }
   out.append(fraction, sizeof fraction);
+  if (json) {
+    out.append("\",\"level\":\"");
+    out.append(levelName(line.level));
+    out.append("\",\"event\":\"dns.query\",\"client\":\"");
+    appendEndpoint(out, line.client);
+    out.append("\",\"name\":");
+    common::appendJsonString(out, line.name);
+    out.append(",\"qtype\":");
+    appendNumber(out, line.qtype);
+    out.append(",\"outcome\":");
+    common::appendJsonString(out, line.outcome);
+    out.append(",\"rcode\":");
+    appendNumber(out, line.rcode);
+    out.append(",\"answers\":");
+    appendNumber(out, line.answers);
+    if (!line.reason.empty()) {
+      out.append(",\"reason\":");
+      common::appendJsonString(out, line.reason);
+    }
+    if (line.audit) out.append(",\"verdict\":\"audit\",\"would\":\"deny\"");
+    out.append("}\n");
+    return;
+  }
   out.append(" level=");
   out.append(levelName(line.level));
   out.append(" event=dns.query client=");

@@ -1,8 +1,8 @@
 // The `event=dns.query` log lines, formatted straight into a
 // common::BatchedLog (one write(2) per event-hub drain instead of one per
 // query). The line format is exactly common::LogLine's (ts, level, event,
-// then the fields in logfmt), with `ts` the time of the query, not of the
-// write. Thread-safety: none (one thread, the event loop).
+// then the fields, in logfmt or JSON as common::logStyle() says), with `ts`
+// the time of the query, not of the write. Thread-safety: none (one thread, the event loop).
 #pragma once
 
 #include <chrono>

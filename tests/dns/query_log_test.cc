@@ -104,6 +104,37 @@ TEST_CASE("query log line: same fields and quoting as common::LogLine", "[dns][q
   CHECK(ours.find(' ') == expected.find(' '));
 }
 
+TEST_CASE("query log line: log.format json gives common::LogLine's JSON object", "[dns][query_log]") {
+  dns::QueryLogLine line = sampleLine();
+  line.client = *common::parseSocketAddress("[2001:db8::7]:53");
+  line.name = "we ird=\"name\\\x80";
+  line.reason = "not_allowed";
+  line.audit = true;
+  common::setLogStyle(common::LogStyle::Json);
+  const std::string expected = captureLogLine([&] {
+    common::LogLine(common::LogLevel::Info, "dns.query")
+        .field("client", line.client.toString())
+        .field("name", line.name)
+        .field("qtype", static_cast<unsigned>(line.qtype))
+        .field("outcome", line.outcome)
+        .field("rcode", static_cast<unsigned>(line.rcode))
+        .field("answers", static_cast<unsigned>(line.answers))
+        .field("reason", line.reason)
+        .field("verdict", "audit")
+        .field("would", "deny");
+  });
+  const std::string ours = format(line);
+  common::setLogStyle(common::LogStyle::Logfmt);
+  const auto withoutTs = [](const std::string& text) {
+    REQUIRE(text.rfind("{\"ts\":\"", 0) == 0);
+    return text.substr(text.find("\"level\""));
+  };
+  CHECK(withoutTs(ours) == withoutTs(expected));
+  CHECK(ours.rfind("{\"ts\":\"2026-11-26T20:07:43.000042Z\",\"level\":\"info\",\"event\":\"dns.query\",",
+                   0) == 0);
+  CHECK(ours.find(R"("name":"we ird=\"name\\\ufffd")") != std::string::npos);
+}
+
 TEST_CASE("query log line: the memoised second follows the time", "[dns][query_log]") {
   std::string out;
   int64_t cache = -1;
