@@ -92,13 +92,21 @@ int Daemon::run() {
   // (those naming rule sets) and per-namespace denials (every policy denial
   // and every audit "would deny"). A counter added to the hook must be added
   // to it, or its DNS events are skipped when nothing else wants them.
+  // Cache hits (not audit) are left out: the DNS service counts those on
+  // its cache entries and hands them over in bulk (onDnsCacheHits) when
+  // /metrics or `egressctl stats` is read (statsSources()). Without
+  // attribution, every DNS denial is "_none": those come from the DNS
+  // service's verdict counters then, not from events.
+  const bool attributed = podMap_ != nullptr;
   decisions_->setCounterHook(
-      [this](const observe::Event& event) {
-        ruleSetHits_.count(event);
-        namespaceDenials_.count(event);
+      [this, attributed](const observe::Event& event, uint64_t times) {
+        ruleSetHits_.count(event, times);
+        if (attributed || event.kind != observe::EventKind::Dns) namespaceDenials_.count(event, times);
       },
-      [](dns::DnsOutcome outcome, dns::DenyReason reason, bool audit) {
-        return EventHub::namesRuleSets(outcome, reason) || outcome == dns::DnsOutcome::Denied || audit;
+      [attributed](dns::DnsOutcome outcome, dns::DenyReason reason, bool audit) {
+        if (outcome == dns::DnsOutcome::CacheHit && !audit) return false;
+        return EventHub::namesRuleSets(outcome, reason) ||
+               (attributed && (outcome == dns::DnsOutcome::Denied || audit));
       });
   if (config_.dns.enabled && !startDns(error)) {
     common::LogLine(common::LogLevel::Error, "startup.failed")
@@ -380,6 +388,10 @@ bool Daemon::wantsDnsEvent(dns::DnsOutcome outcome, dns::DenyReason reason, bool
   return decisions_ && decisions_->wantsDnsEvent(outcome, reason, audit);
 }
 
+void Daemon::onDnsCacheHits(std::string_view name, const policy::Policy& policy, uint64_t hits) {
+  if (decisions_) decisions_->onDnsCacheHits(name, policy, hits);
+}
+
 bool Daemon::startProxy(std::string& error) {
   const config::ProxyConfig& p = config_.proxy;
   proxy::ProxyOptions options;
@@ -460,7 +472,7 @@ bool Daemon::startControl(std::string& error) {
   return true;
 }
 
-nlohmann::json Daemon::controlStats() const {
+nlohmann::json Daemon::controlStats() {
   // The numbers of /metrics (daemon/stats.h), plus the control socket's own.
   nlohmann::json out = collectStatsJson(statsSources());
   if (control_) {
@@ -475,7 +487,18 @@ nlohmann::json Daemon::controlStats() const {
   return out;
 }
 
-StatsSources Daemon::statsSources() const {
+StatsSources Daemon::statsSources() {
+  // Cache hits counted lazily reach the per-rule-set counts now, before
+  // they are read; so do DNS denials when no attribution names their
+  // clients (all of them are "_none", no event needed).
+  if (dns_) {
+    dns_->reportCacheHits();
+    if (!podMap_) {
+      const dns::DnsCounters& counters = dns_->counters();
+      namespaceDenials_.setUnattributedDns(counters.verdictDeny.load(std::memory_order_relaxed),
+                                           counters.verdictAudit.load(std::memory_order_relaxed));
+    }
+  }
   StatsSources sources;
   sources.audit = config_.mode == config::Mode::Audit;
   sources.daemon = &stats_;

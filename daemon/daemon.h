@@ -48,6 +48,7 @@ class Daemon final : public dns::DnsEventSink, public proxy::ProxyEventSink {
 
   void onDnsEvent(const dns::DnsEvent& event) override;
   bool wantsDnsEvent(dns::DnsOutcome outcome, dns::DenyReason reason, bool audit) const noexcept override;
+  void onDnsCacheHits(std::string_view name, const policy::Policy& policy, uint64_t hits) override;
   void onProxyEvent(const observe::Event& event) override;
 
  private:
@@ -63,9 +64,11 @@ class Daemon final : public dns::DnsEventSink, public proxy::ProxyEventSink {
   dns::DnsOptions dnsOptions() const;
   bool startProxy(std::string& error);
   bool startControl(std::string& error);
-  nlohmann::json controlStats() const;
+  nlohmann::json controlStats();
   // What /metrics and `egressctl stats` report (daemon/stats.h); event loop.
-  StatsSources statsSources() const;
+  // Brings the counts the DNS service keeps for later (cache hits per rule
+  // set, denials without attribution) up to date first.
+  StatsSources statsSources();
   bool startMetrics(std::string& error);
   // /readyz (daemon/health.h): what the last rules pass and the running
   // components say; event loop.

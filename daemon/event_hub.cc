@@ -247,6 +247,18 @@ void EventHub::onDnsEvent(const dns::DnsEvent& in) {
   deliver(event, nullptr);
 }
 
+void EventHub::onDnsCacheHits(std::string_view name, const policy::Policy& policy, uint64_t hits) {
+  if (!counterHook_ || hits == 0) return;
+  dns::DnsEvent in;
+  in.time = std::chrono::system_clock::now();
+  in.qname = name;
+  in.outcome = dns::DnsOutcome::CacheHit;
+  in.policy = &policy;
+  observe::Event event;
+  fromDns(in, nullptr, event);
+  counterHook_(event, hits);
+}
+
 void EventHub::setPodTable(const common::SnapshotHolder<attribution::PodTable>* pods) {
   for (auto& stripe : stripes_) {
     const std::lock_guard lock(stripe->mutex);
@@ -257,9 +269,23 @@ void EventHub::setPodTable(const common::SnapshotHolder<attribution::PodTable>* 
       pods != nullptr ? std::make_unique<common::SnapshotReader<attribution::PodTable>>(*pods) : nullptr;
 }
 
+void EventHub::setCounterHook(CounterHook hook, const DnsEventFilter& counts) {
+  counterHook_ = std::move(hook);
+  for (size_t outcome = 0; outcome < kDnsOutcomes; ++outcome) {
+    for (size_t reason = 0; reason < dns::kDenyReasonCount; ++reason) {
+      for (const bool audit : {false, true}) {
+        const auto o = static_cast<dns::DnsOutcome>(outcome);
+        const auto r = static_cast<dns::DenyReason>(reason);
+        counterWants_[counterIndex(o, r, audit)] = counterHook_ && (!counts || counts(o, r, audit));
+      }
+    }
+  }
+}
+
 bool EventHub::wantsDnsEvent(dns::DnsOutcome outcome, dns::DenyReason reason, bool audit) const noexcept {
-  // The counter first: it wants every answer, the busiest kind of event.
-  if (counterHook_ && (!counterCounts_ || counterCounts_(outcome, reason, audit))) return true;
+  // The counter first: it wants most answers when it wants any.
+  const size_t index = counterIndex(outcome, reason, audit);
+  if (counterHook_ && (index >= counterWants_.size() || counterWants_[index])) return true;
   if (options_.logEvents && dnsLogLevel(outcome == dns::DnsOutcome::Denied, audit) >= common::logLevel()) {
     return true;
   }
@@ -340,7 +366,7 @@ void EventHub::deliver(const observe::Event& event, const observe::CapturedPacke
       scheduleDrain();
     }
   }
-  if (counterHook_) counterHook_(event);
+  if (counterHook_) counterHook_(event, 1);
   if (fanout_) fanout_(event, packet);
 }
 

@@ -4,7 +4,9 @@
 // hands each one to its consumers:
 //   1. the structured log (event=verdict / event=dns.query lines, the keys
 //      tests and operators grep);
-//   2. a counter hook (per-rule-set hit counts for /metrics);
+//   2. a counter hook (per-rule-set hit counts for /metrics), which also
+//      gets the DNS service's lazily counted cache hits (onDnsCacheHits:
+//      one event standing for many answers);
 //   3. a fan-out (the control socket's `watch` clients).
 //
 // The worker path copies the decision into a preallocated ring and never
@@ -84,6 +86,11 @@ class EventHub final : public nfq::EventSink, public dns::DnsEventSink {
   // names rule sets and a counter hook is set) or sent to a listening
   // fan-out.
   bool wantsDnsEvent(dns::DnsOutcome outcome, dns::DenyReason reason, bool audit) const noexcept override;
+  // Event loop: `hits` cache hits for `name` that were not events; the
+  // counter hook gets one cache-hit event (no client, no pod; the rule sets
+  // allowing `name` under `policy`) with times = hits. Nothing is logged
+  // or sent to watchers (they would have wanted the events one by one).
+  void onDnsCacheHits(std::string_view name, const policy::Policy& policy, uint64_t hits) override;
 
   // Event loop: a proxy request's decision (proxy/server.h), already an
   // observe::Event of kind Proxy.
@@ -92,12 +99,14 @@ class EventHub final : public nfq::EventSink, public dns::DnsEventSink {
   // Event loop, before or while running.
   // `counts` tells which DNS events the hook counts anything for (outcome,
   // reason, audit), so that wantsDnsEvent() can skip the others; not given:
-  // every event. Every counter the hook feeds must be reflected in it.
+  // every event. Every counter the hook feeds must be reflected in it,
+  // except cache hits that are not audit: those the hook also gets from
+  // onDnsCacheHits(), so the filter may leave them out.
+  // The hook's `times`: how many decisions the event stands for (1, or
+  // the count of onDnsCacheHits()).
   using DnsEventFilter = std::function<bool(dns::DnsOutcome, dns::DenyReason, bool)>;
-  void setCounterHook(std::function<void(const observe::Event&)> hook, DnsEventFilter counts = {}) {
-    counterHook_ = std::move(hook);
-    counterCounts_ = std::move(counts);
-  }
+  using CounterHook = std::function<void(const observe::Event& event, uint64_t times)>;
+  void setCounterHook(CounterHook hook, const DnsEventFilter& counts = {});
   // The DNS events that name the rule sets allowing their name (answers and
   // a rebinding denial): those the per-rule-set counter counts.
   static bool namesRuleSets(dns::DnsOutcome outcome, dns::DenyReason reason) noexcept;
@@ -172,8 +181,15 @@ class EventHub final : public nfq::EventSink, public dns::DnsEventSink {
   uint64_t dnsEvents_ = 0;
   uint64_t proxyEvents_ = 0;
   uint64_t packetsCaptured_ = 0;
-  std::function<void(const observe::Event&)> counterHook_;
-  DnsEventFilter counterCounts_;
+  CounterHook counterHook_;
+  // The filter's answer for every (outcome, reason, audit), asked once in
+  // setCounterHook(): wantsDnsEvent() runs for every query.
+  static constexpr size_t kDnsOutcomes = static_cast<size_t>(dns::DnsOutcome::Refused) + 1;
+  static size_t counterIndex(dns::DnsOutcome outcome, dns::DenyReason reason, bool audit) noexcept {
+    return (static_cast<size_t>(outcome) * dns::kDenyReasonCount + static_cast<size_t>(reason)) * 2 +
+           (audit ? 1 : 0);
+  }
+  std::array<bool, kDnsOutcomes * dns::kDenyReasonCount * 2> counterWants_{};
   Consumer fanout_;
   std::function<bool()> fanoutListening_;
   std::vector<common::SocketAddress> dnsListeners_;

@@ -39,7 +39,15 @@ class NamespaceDenials {
   explicit NamespaceDenials(size_t maxNamespaces = kDefaultMaxNamespaces) : maxNamespaces_(maxNamespaces) {}
 
   // Counts a deny or audit event; allowed decisions count nothing.
-  void count(const observe::Event& event);
+  // `times`: how many decisions the event stands for.
+  void count(const observe::Event& event, uint64_t times = 1);
+  // DNS decisions of clients no attribution names, counted elsewhere (the
+  // DNS service's verdict counters, when attribution is off and no DNS
+  // event is counted here): totals so far, reported in the "_none" row
+  // on top of what count() put there.
+  void setUnattributedDns(uint64_t denied, uint64_t audited) noexcept {
+    unattributedDns_ = {denied, audited};
+  }
   // Namespaces sorted, then "_other" and "_none" (when used).
   std::vector<NamespaceDenialRow> rows() const;
   size_t maxNamespaces() const noexcept { return maxNamespaces_; }
@@ -54,6 +62,7 @@ class NamespaceDenials {
   std::unordered_map<std::string, Counts, Hash, std::equal_to<>> counts_;
   Counts other_{};
   Counts none_{};
+  std::array<uint64_t, 2> unattributedDns_{};  // verdict 0 = deny, 1 = audit
   bool otherUsed_ = false;
   bool noneUsed_ = false;
 };

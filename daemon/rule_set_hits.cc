@@ -4,7 +4,7 @@
 
 namespace daemon_main {
 
-void RuleSetHits::count(const observe::Event& event) {
+void RuleSetHits::count(const observe::Event& event, uint64_t times) {
   std::string_view list = event.ruleSetsView();
   if (list.empty()) return;
   const size_t kind = event.kind == observe::EventKind::Dns ? 1 : 0;
@@ -20,25 +20,25 @@ void RuleSetHits::count(const observe::Event& event) {
     list = last ? std::string_view() : list.substr(comma + 1);
     if (last && cut) break;
     if (id.empty()) continue;
-    countOne(id, kind, verdict);
+    countOne(id, kind, verdict, times);
   }
 }
 
-void RuleSetHits::countOne(std::string_view id, size_t kind, size_t verdict) {
+void RuleSetHits::countOne(std::string_view id, size_t kind, size_t verdict, uint64_t times) {
   // Decided under a policy that is gone: its rule set may have been removed,
   // and counting it would bring the series back.
   if (policyKnown_ && known_.find(id) == known_.end()) return;
   if (auto it = counts_.find(id); it != counts_.end()) {
-    ++it->second[kind][verdict];
+    it->second[kind][verdict] += times;
     return;
   }
   if (counts_.size() < maxRuleSets_) {
     Counts counts{};
-    ++counts[kind][verdict];
+    counts[kind][verdict] += times;
     counts_.emplace(std::string(id), counts);
     return;
   }
-  ++other_[kind][verdict];
+  other_[kind][verdict] += times;
   otherUsed_ = true;
 }
 

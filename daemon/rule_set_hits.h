@@ -48,7 +48,8 @@ class RuleSetHits {
   // Counts one decision for each rule set the event names
   // (Event::ruleSetsView(): "ns/name,ns/name", "..." at the end when cut;
   // a cut last id is not counted). Events without rule sets count nothing.
-  void count(const observe::Event& event);
+  // `times`: how many decisions the event stands for.
+  void count(const observe::Event& event, uint64_t times = 1);
 
   // The ids in force from now on: drops the counts of every other id.
   void retain(const policy::Policy& policy);
@@ -66,7 +67,7 @@ class RuleSetHits {
     size_t operator()(std::string_view text) const noexcept { return std::hash<std::string_view>{}(text); }
   };
 
-  void countOne(std::string_view id, size_t kind, size_t verdict);
+  void countOne(std::string_view id, size_t kind, size_t verdict, uint64_t times);
 
   size_t maxRuleSets_;
   bool policyKnown_ = false;

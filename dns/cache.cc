@@ -18,13 +18,13 @@ size_t AnswerCache::buildKey(const Query& query, char* out) noexcept {
   // and CD (validation) of the query.
   out[4] = static_cast<char>((query.hasEdns ? 1 : 0) | (query.dnssecOk ? 2 : 0) |
                              ((query.header.flags & flag::CD) != 0 ? 4 : 0));
-  std::memcpy(out + 5, query.qname.text.data(), query.qname.length);
-  return 5 + size_t{query.qname.length};
+  std::memcpy(out + kKeyPrefix, query.qname.text.data(), query.qname.length);
+  return kKeyPrefix + size_t{query.qname.length};
 }
 
 AnswerCache::Hit AnswerCache::lookup(const Query& query, std::span<const uint8_t> queryWire,
-                                     uint64_t policyGeneration, TimePoint now,
-                                     std::span<uint8_t> out) noexcept {
+                                     uint64_t policyGeneration, TimePoint now, std::span<uint8_t> out,
+                                     bool countHit) noexcept {
   Hit hit;
   if (maxEntries_ == 0) return hit;
   char key[5 + kMaxWireNameLength];
@@ -63,6 +63,11 @@ AnswerCache::Hit AnswerCache::lookup(const Query& query, std::span<const uint8_t
   }
   lru_.splice(lru_.begin(), lru_, it);
   ++hits_;
+  if (countHit && entry.untakenHits++ == 0) {
+    entry.hitsNext = hitsHead_;
+    if (hitsHead_ != nullptr) hitsHead_->hitsPrev = &entry;
+    hitsHead_ = &entry;
+  }
   hit.length = length;
   hit.bindings = entry.bindings;
   hit.answerFlags = flags;
@@ -107,7 +112,34 @@ void AnswerCache::insert(const Query& query, std::span<const uint8_t> answer, ui
   index_.emplace(IndexKey::of(lru_.front().key), lru_.begin());
 }
 
+void AnswerCache::unlinkHits(Entry& entry) noexcept {
+  if (entry.hitsPrev != nullptr) {
+    entry.hitsPrev->hitsNext = entry.hitsNext;
+  } else {
+    hitsHead_ = entry.hitsNext;
+  }
+  if (entry.hitsNext != nullptr) entry.hitsNext->hitsPrev = entry.hitsPrev;
+  entry.hitsPrev = nullptr;
+  entry.hitsNext = nullptr;
+  entry.untakenHits = 0;
+}
+
+void AnswerCache::takeHits(const HitSink& take) {
+  while (hitsHead_ != nullptr) {
+    Entry& entry = *hitsHead_;
+    const uint64_t hits = entry.untakenHits;
+    unlinkHits(entry);
+    if (take) take(entry.name(), hits);
+  }
+}
+
 void AnswerCache::erase(Lru::iterator it) noexcept {
+  if (it->untakenHits != 0) {
+    // Reported before the entry (and the name it counts) is gone.
+    const uint64_t hits = it->untakenHits;
+    unlinkHits(*it);
+    if (hitSink_) hitSink_(it->name(), hits);
+  }
   bytes_ -= it->answer.size();
   index_.erase(IndexKey::of(it->key));
   lru_.erase(it);
@@ -124,6 +156,7 @@ void AnswerCache::setMaxEntries(size_t maxEntries) {
 }
 
 void AnswerCache::clear() {
+  takeHits(hitSink_);
   index_.clear();
   lru_.clear();
   bytes_ = 0;

@@ -12,12 +12,21 @@
 // allowed (or an address no longer named) is never served from cache.
 //
 // Bounded by entry count, least recently used evicted first.
+//
+// Hits can be counted per entry instead of reported one by one (the
+// per-rule-set counts of /metrics need the name, not each query): lookup()
+// with `countHit` adds one to the entry; takeHits() hands every entry's
+// count since the last call to a function, and an entry that leaves the
+// cache (expiry, eviction, a new policy generation, a smaller bound) hands
+// its count to the sink set with setHitSink() first. So each counted hit
+// is reported exactly once, and counting costs an increment per hit.
 // Thread-safety: none; owned by the DNS service's event-loop thread.
 #pragma once
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <span>
 #include <string>
@@ -61,9 +70,20 @@ class AnswerCache {
     uint64_t* bindingsStamp = nullptr;
   };
 
-  // `queryWire` is the client's query (parsed as `query`).
+  // `queryWire` is the client's query (parsed as `query`). `countHit`: a
+  // hit adds one to the entry's untaken hits (see takeHits()).
   Hit lookup(const Query& query, std::span<const uint8_t> queryWire, uint64_t policyGeneration, TimePoint now,
-             std::span<uint8_t> out) noexcept;
+             std::span<uint8_t> out, bool countHit = false) noexcept;
+
+  // Receives the untaken hits of an entry that leaves the cache: its name
+  // (lower case, no trailing dot) and the count (never 0). Called from
+  // lookup(), insert(), setMaxEntries() and clear(); must not call back
+  // into the cache.
+  using HitSink = std::function<void(std::string_view name, uint64_t hits)>;
+  void setHitSink(HitSink sink) { hitSink_ = std::move(sink); }
+  // Hands every entry's untaken hits to `take` (same arguments as the
+  // sink) and resets them; touches only entries hit since the last call.
+  void takeHits(const HitSink& take);
 
   // Stores `answer` (already post-processed) for `ttlSeconds`; 0 is ignored.
   void insert(const Query& query, std::span<const uint8_t> answer, uint32_t ttlSeconds,
@@ -93,7 +113,14 @@ class AnswerCache {
     TimePoint expiry;
     uint64_t generation = 0;
     uint64_t bindingsStamp = 0;
+    // Hits counted since the last takeHits(); entries with some are
+    // linked in a list (hitsHead_) so that takeHits() visits only them.
+    uint64_t untakenHits = 0;
+    Entry* hitsPrev = nullptr;
+    Entry* hitsNext = nullptr;
+    std::string_view name() const noexcept { return std::string_view(key).substr(kKeyPrefix); }
   };
+  static constexpr size_t kKeyPrefix = 5;  // type, class, flags (buildKey)
   // The index key carries its hash: a lookup hashes the query's key once,
   // and walking a bucket compares stored hashes (and finds the bucket's end)
   // without touching, let alone rehashing, the other entries' key bytes.
@@ -118,6 +145,7 @@ class AnswerCache {
   // Key: type, class, flags byte, lower-case name. Returns its length.
   static size_t buildKey(const Query& query, char* out) noexcept;
   void erase(Lru::iterator it) noexcept;
+  void unlinkHits(Entry& entry) noexcept;
 
   size_t maxEntries_;
   size_t bytes_ = 0;
@@ -126,6 +154,8 @@ class AnswerCache {
   uint64_t hits_ = 0;
   uint64_t misses_ = 0;
   uint64_t evictions_ = 0;
+  Entry* hitsHead_ = nullptr;  // entries with untaken hits
+  HitSink hitSink_;
 };
 
 }  // namespace dns

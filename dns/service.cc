@@ -126,6 +126,11 @@ struct DnsService::UdpBatch {
   std::vector<uint8_t> outBuffers = std::vector<uint8_t>(kUdpBatch * kUdpSlot);
   size_t outCount = 0;
   int collectingFd = -1;
+  // Receive headers the kernel wrote since they were last prepared, and
+  // the kind of listener they were prepared for (a wildcard one gets a
+  // control buffer): only those are reset before the next recvmmsg.
+  size_t headersWritten = kUdpBatch;
+  bool preparedForWildcard = false;
 
   UdpBatch() {
     for (size_t i = 0; i < kUdpBatch; ++i) {
@@ -219,7 +224,9 @@ DnsService::DnsService(event_base* base, DnsOptions options,
       tx_(kMaxMessageSize + 2),
       upstreamRx_(kMaxMessageSize + 1),
       scratch_(kMaxMessageSize),
-      udpBatch_(std::make_unique<UdpBatch>()) {}
+      udpBatch_(std::make_unique<UdpBatch>()) {
+  cache_.setHitSink([this](std::string_view name, uint64_t hits) { reportHits(name, hits); });
+}
 
 DnsService::~DnsService() {
   for (auto& pending : pendingPool_) pending->closeTransport();
@@ -374,14 +381,19 @@ void DnsService::onUdpReadable(int fd, short, void* arg) {
   // recvmmsg: one syscall for everything queued (up to a batch), and no
   // extra EAGAIN round trip when the batch is not full.
   for (int round = 0; round < 4; ++round) {
-    for (size_t i = 0; i < kUdpBatch; ++i) {
-      // In/out fields: the kernel overwrote them for the last batch.
+    // In/out fields: the kernel overwrote them in the headers it filled
+    // (one per datagram received), the others are still as prepared.
+    const size_t dirty = batch.preparedForWildcard != listener->wildcard ? kUdpBatch : batch.headersWritten;
+    for (size_t i = 0; i < dirty; ++i) {
       batch.headers[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
       batch.headers[i].msg_hdr.msg_flags = 0;
       batch.headers[i].msg_hdr.msg_control = listener->wildcard ? batch.control[i].bytes.data() : nullptr;
       batch.headers[i].msg_hdr.msg_controllen = listener->wildcard ? kPktinfoControl : 0;
     }
+    batch.preparedForWildcard = listener->wildcard;
     const int received = ::recvmmsg(fd, batch.headers.data(), kUdpBatch, MSG_DONTWAIT, nullptr);
+    // On an error nothing says which headers were touched: all are reset.
+    batch.headersWritten = received < 0 ? kUdpBatch : static_cast<size_t>(received);
     if (received <= 0) return;  // EAGAIN, or an ICMP error from an earlier send
     batch.collectingFd = fd;
     for (size_t i = 0; i < static_cast<size_t>(received); ++i) {
@@ -638,10 +650,16 @@ void DnsService::sendToClient(const ClientRef& client, std::span<const uint8_t> 
   sendUdp(client, wire);
 }
 
-void DnsService::emit(const ClientRef& client, const Query* query, std::span<const uint8_t> wire,
+bool DnsService::emit(const ClientRef& client, const Query* query, std::span<const uint8_t> wire,
                       DnsOutcome outcome, DenyReason reason, uint16_t rcode, uint16_t answers,
                       bool upstreamTcp, bool echStripped, bool audit) {
-  if (sink_ == nullptr || !sink_->wantsDnsEvent(outcome, reason, audit)) return;
+  // The verdict the event would carry (EventHub::fromDns).
+  if (audit) {
+    inc(counters_.verdictAudit);
+  } else if (outcome == DnsOutcome::Denied) {
+    inc(counters_.verdictDeny);
+  }
+  if (sink_ == nullptr || !sink_->wantsDnsEvent(outcome, reason, audit)) return false;
   DnsEvent event;
   event.time = std::chrono::system_clock::now();
   if (auto address = common::SocketAddress::fromSockaddr(reinterpret_cast<const sockaddr*>(&client.addr))) {
@@ -675,6 +693,17 @@ void DnsService::emit(const ClientRef& client, const Query* query, std::span<con
   }
   event.policy = policy_.shared().get();  // the snapshot this call decided with
   sink_->onDnsEvent(event);
+  return true;
+}
+
+void DnsService::reportHits(std::string_view name, uint64_t hits) {
+  // The cache's entries all belong to epochPolicy_'s rules: cacheEpoch()
+  // reports them before it moves to other rules.
+  if (sink_ != nullptr && epochPolicy_) sink_->onDnsCacheHits(name, *epochPolicy_, hits);
+}
+
+void DnsService::reportCacheHits() {
+  cache_.takeHits([this](std::string_view name, uint64_t hits) { reportHits(name, hits); });
 }
 
 namespace {
@@ -702,7 +731,11 @@ uint64_t DnsService::cacheEpoch(const std::shared_ptr<const policy::Policy>& pol
   // Tagging entries with the epoch of the very policy that decided them
   // (not a generation read before or after) leaves no window where an
   // entry looks newer than its rules.
-  if (!epochPolicy_ || !sameRules(*epochPolicy_, *policy)) ++epoch_;
+  if (!epochPolicy_ || !sameRules(*epochPolicy_, *policy)) {
+    // The hits counted so far were allowed by the rules going out.
+    reportCacheHits();
+    ++epoch_;
+  }
   epochPolicy_ = policy;
   return epoch_;
 }
@@ -747,7 +780,14 @@ void DnsService::handleQuery(std::span<const uint8_t> wire, const ClientRef& cli
       return;
     case QueryAction::Forward: {
       const TimePoint current = now();
-      const AnswerCache::Hit hit = cache_.lookup(query, wire, generation, current, out);
+      // A hit nobody wants as an event (no log line at this level, no
+      // watcher) is only counted, on its cache entry, for the per-rule-set
+      // counts of /metrics (reportCacheHits()); an audit hit is always an
+      // event (its would-deny is counted from it).
+      const bool hitEvent =
+          sink_ != nullptr && sink_->wantsDnsEvent(DnsOutcome::CacheHit, decision.reason, decision.audit);
+      const AnswerCache::Hit hit = cache_.lookup(query, wire, generation, current, out,
+                                                 sink_ != nullptr && !hitEvent && !decision.audit);
       if (hit.length != 0) {
         inc(counters_.cacheHit);
         // Keep the bindings alive as long as the cache hands the answer out:
@@ -762,8 +802,10 @@ void DnsService::handleQuery(std::span<const uint8_t> wire, const ClientRef& cli
             bindings_.record(query.qname.view(), binding.ip, binding.expiry);
         }
         sendToClient(client, std::span<const uint8_t>(tx_.data(), hit.length), &query);
-        emit(client, &query, wire, DnsOutcome::CacheHit, decision.reason, hit.answerFlags & 0xf,
-             hit.answerCount, false, false, decision.audit);
+        if (hitEvent || decision.audit) {  // an audit hit's verdict is counted in emit()
+          emit(client, &query, wire, DnsOutcome::CacheHit, decision.reason, hit.answerFlags & 0xf,
+               hit.answerCount, false, false, decision.audit);
+        }
         return;
       }
       // The tunnel guard charges only what leaves: a cache hit reaches no

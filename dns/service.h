@@ -53,7 +53,7 @@ enum class DnsOutcome : uint8_t {
   Cluster,        // cluster domain, relayed unfiltered
   UpstreamError,  // every upstream failed: SERVFAIL
   Malformed,      // FORMERR (or dropped when not even a header)
-  Refused,        // opcode/class/transfer/EDNS version: NOTIMP/REFUSED/BADVERS
+  Refused,        // opcode/class/transfer/EDNS version: NOTIMP/REFUSED/BADVERS (last: EventHub::kDnsOutcomes)
 };
 
 std::string_view dnsOutcomeName(DnsOutcome outcome) noexcept;
@@ -100,6 +100,15 @@ class DnsEventSink {
   virtual bool wantsDnsEvent(DnsOutcome /*outcome*/, DenyReason /*reason*/, bool /*audit*/) const noexcept {
     return true;
   }
+  // Cache hits that were not sent as events (wantsDnsEvent() said no to
+  // them), counted per answer and reported later, all at once: `hits`
+  // answers for `name` (lower case, no trailing dot) from the cache, not
+  // audit, allowed by `policy` (do not keep the reference). The per-rule-
+  // set counts of /metrics need these and nothing else does; they arrive
+  // when DnsService::reportCacheHits() is called (before /metrics is read),
+  // when a cache entry leaves and before a rules change. Event-loop thread.
+  virtual void onDnsCacheHits(std::string_view /*name*/, const policy::Policy& /*policy*/,
+                              uint64_t /*hits*/) {}
 };
 
 // Monotonic counters, one per outcome and per anomaly (STYLE.md rule 3).
@@ -123,6 +132,11 @@ struct DnsCounters {
   std::atomic<uint64_t> pendingOverflow{0};  // over maxPendingQueries: SERVFAIL
   std::atomic<uint64_t> bindingsRecorded{0};
   std::atomic<uint64_t> tcpHalfClosed{0};  // clients that shut down their write side first
+  // Decisions by the verdict their event carries, whether or not an event
+  // was built (a policy denial; an audit "would deny"): the per-namespace
+  // denials of /metrics when no attribution names the clients.
+  std::atomic<uint64_t> verdictDeny{0};
+  std::atomic<uint64_t> verdictAudit{0};
   // By DenyReason: answered with a denial; and (audit mode) let through
   // although enforce mode would have denied them.
   std::array<std::atomic<uint64_t>, kDenyReasonCount> denials{};
@@ -164,6 +178,10 @@ class DnsService {
   // Event-loop thread only (the cache is not shared).
   CacheStats cacheStats() const noexcept { return cache_.stats(); }
   size_t tcpClients() const noexcept { return tcp_.size(); }
+  // Hands the cache hits counted since the last call to the sink
+  // (DnsEventSink::onDnsCacheHits). Event-loop thread; call it before
+  // reading counts that include them.
+  void reportCacheHits();
 
  private:
   struct Listener;
@@ -191,9 +209,12 @@ class DnsService {
   void sendToClient(const ClientRef& client, std::span<const uint8_t> wire, const Query* query);
   // `wire` is the client's query (for the name as asked); empty when
   // `query` is null.
-  void emit(const ClientRef& client, const Query* query, std::span<const uint8_t> wire, DnsOutcome outcome,
+  // False when the sink did not want the event (nothing was built).
+  bool emit(const ClientRef& client, const Query* query, std::span<const uint8_t> wire, DnsOutcome outcome,
             DenyReason reason, uint16_t rcode, uint16_t answers, bool upstreamTcp = false,
             bool echStripped = false, bool audit = false);
+  // One name's lazily counted cache hits, under the cache's policy.
+  void reportHits(std::string_view name, uint64_t hits);
   // The tunnel guard's charge for a world-only name at `current`: false
   // when the client is over its budget (logged once per window).
   bool chargeTunnelGuard(const Query& query, const ClientRef& client, const DnsOptions& options,

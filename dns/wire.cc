@@ -18,21 +18,44 @@ bool parseHeader(std::span<const uint8_t> message, Header& out) noexcept {
 
 namespace {
 
-// Appends one label to the text form, lower-casing it.
-bool appendLabel(Name& out, const uint8_t* label, size_t length) noexcept {
-  const size_t needed = (out.length == 0 ? 0 : 1) + length;
-  if (out.length + needed > out.text.size()) return false;
-  size_t at = out.length;
-  if (at != 0) out.text[at++] = '.';
-  for (size_t i = 0; i < length; ++i) {
-    uint8_t c = label[i];
-    if (c == '.' || c < 0x21 || c >= 0x7f) out.unusualBytes = true;
-    if (c >= 'A' && c <= 'Z') c = static_cast<uint8_t>(c - 'A' + 'a');
-    out.text[at++] = static_cast<char>(c);
+// Lower-cases the name text in place (A-Z only) and tells whether it holds
+// a byte that makes the dotted text ambiguous: a '.' inside a label (more
+// dots than label separators), a control character or space (< 0x21), or a
+// byte >= 0x7f. Eight bytes at a time (SWAR), within `text`'s array: bytes
+// past `length` may be rewritten but do not count.
+bool lowerCaseAndCheck(std::array<char, kMaxWireNameLength>& text, size_t length, size_t labels) noexcept {
+  constexpr uint64_t kOnes = 0x0101010101010101ULL;
+  constexpr uint64_t kHigh = 0x8080808080808080ULL;
+  uint64_t unusual = 0;
+  size_t dots = 0;
+  size_t i = 0;
+  for (; i < length && i + 8 <= text.size(); i += 8) {
+    uint64_t v;
+    std::memcpy(&v, text.data() + i, 8);
+    const uint64_t valid = length - i >= 8 ? kHigh : kHigh & ((uint64_t{1} << ((length - i) * 8)) - 1);
+    const uint64_t nonAscii = v & kHigh;
+    const uint64_t low = v & ~kHigh;  // 7 bits a byte: the additions below cannot carry into the next byte
+    // Each byte's high bit after adding (0x80 - k) to its low 7 bits: "byte >= k".
+    const uint64_t atLeastA = (low + kOnes * (0x80 - 'A')) & kHigh;
+    const uint64_t aboveZ = (low + kOnes * (0x80 - 'Z' - 1)) & kHigh;
+    const uint64_t atLeast21 = (low + kOnes * (0x80 - 0x21)) & kHigh;
+    const uint64_t atLeast7f = (low + kOnes * (0x80 - 0x7f)) & kHigh;
+    const uint64_t notDot = (low ^ (kOnes * '.')) + kOnes * 0x7f;  // high bit set unless the byte is '.'
+    const uint64_t upper = atLeastA & ~aboveZ & ~nonAscii;
+    v |= upper >> 2;  // 0x80 >> 2 = 0x20: 'A' -> 'a'
+    std::memcpy(text.data() + i, &v, 8);
+    unusual |= (nonAscii | ~atLeast21 | atLeast7f) & kHigh & valid;
+    // One bit per '.' byte moved to the byte's low bit; the multiply sums
+    // the eight bytes into the top one (no popcount instruction needed).
+    dots += static_cast<size_t>(((((~notDot & ~nonAscii & valid) >> 7) * kOnes) >> 56) & 0xff);
   }
-  out.length = static_cast<uint8_t>(at);
-  ++out.labels;
-  return true;
+  for (; i < length; ++i) {  // the last bytes of a name too long for whole words
+    auto c = static_cast<uint8_t>(text[i]);
+    if (c < 0x21 || c >= 0x7f) unusual = 1;
+    if (c == '.') ++dots;
+    if (c >= 'A' && c <= 'Z') text[i] = static_cast<char>(c - 'A' + 'a');
+  }
+  return unusual != 0 || (labels != 0 && dots + 1 != labels);
 }
 
 }  // namespace
@@ -61,6 +84,24 @@ bool readName(std::span<const uint8_t> message, size_t& offset, Name& out, bool 
   // Pointers must go strictly backwards (below the start of the name part
   // that holds them), so following them always terminates.
   size_t limit = offset;
+  // The labels between two pointers sit one after the other: each such
+  // run is copied as one block (length bytes included), and the length
+  // bytes become the dots between labels (the name's first one is left
+  // out). The text is lower-cased and checked once, at the end.
+  size_t run = at;
+  size_t textLength = 0;
+  const auto copyRun = [&](size_t end) noexcept {
+    if (end == run) return;
+    const size_t skip = textLength == 0 ? 1 : 0;  // the name's first length byte
+    std::memcpy(out.text.data() + textLength, message.data() + run + skip, end - run - skip);
+    // The run's length bytes become the dots between labels (its first
+    // one is the name's first byte when skipped).
+    for (size_t lengthByte = skip != 0 ? run + 1 + message[run] : run; lengthByte < end;
+         lengthByte += 1 + message[lengthByte]) {
+      out.text[textLength + lengthByte - run - skip] = '.';
+    }
+    textLength += end - run - skip;
+  };
   while (true) {
     if (at >= message.size()) return false;
     const uint8_t length = message[at];
@@ -70,9 +111,11 @@ bool readName(std::span<const uint8_t> message, size_t& offset, Name& out, bool 
       const size_t target = static_cast<size_t>(((length & 0x3f) << 8) | message[at + 1]);
       if (target >= limit) return false;
       if (!jumped) offset = at + 2;
+      copyRun(at);
       jumped = true;
       limit = target;
       at = target;
+      run = at;
       continue;
     }
     if ((length & 0xc0) != 0) return false;  // 0x40/0x80: extended label types (RFC 6891 section 5)
@@ -80,10 +123,13 @@ bool readName(std::span<const uint8_t> message, size_t& offset, Name& out, bool 
     if (wireLength > kMaxWireNameLength) return false;
     if (length == 0) {
       if (!jumped) offset = at + 1;
+      copyRun(at);
+      out.length = static_cast<uint8_t>(textLength);
+      out.unusualBytes = lowerCaseAndCheck(out.text, textLength, out.labels);
       return true;
     }
     if (at + 1 + length > message.size()) return false;
-    if (!appendLabel(out, message.data() + at + 1, length)) return false;
+    ++out.labels;
     at += 1 + length;
   }
 }

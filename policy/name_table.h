@@ -9,6 +9,7 @@
 // Thread-safety: immutable after build(); concurrent find() is safe.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -28,7 +29,9 @@ class NameTable {
     mask_ = capacity - 1;
     arena_.clear();
     size_ = 0;
+    lengths_ = {};
     for (const auto& [name, value] : entries) {
+      if (name.size() < kLengths) lengths_[name.size() / 64] |= uint64_t{1} << (name.size() % 64);
       const uint64_t hash = hashOf(name);
       size_t index = hash & mask_;
       while (slots_[index].used) index = (index + 1) & mask_;
@@ -46,6 +49,11 @@ class NameTable {
 
   const Value* find(std::string_view name) const noexcept {
     if (size_ == 0) return nullptr;
+    // No key of this length: no hash to compute (a name's suffixes are
+    // probed one by one, and most of them have a length no key has).
+    if (name.size() < kLengths && ((lengths_[name.size() / 64] >> (name.size() % 64)) & 1) == 0) {
+      return nullptr;
+    }
     const uint64_t hash = hashOf(name);
     for (size_t index = hash & mask_;; index = (index + 1) & mask_) {
       const Slot& slot = slots_[index];
@@ -69,10 +77,14 @@ class NameTable {
     bool used = false;
   };
   static uint64_t hashOf(std::string_view name) noexcept { return std::hash<std::string_view>{}(name); }
+  // Key lengths present, one bit per length below kLengths (longer keys,
+  // which names never are, are always looked up).
+  static constexpr size_t kLengths = 256;
 
   std::vector<Slot> slots_;
   size_t mask_ = 0;
   size_t size_ = 0;
+  std::array<uint64_t, kLengths / 64> lengths_{};
   std::string arena_;
 };
 

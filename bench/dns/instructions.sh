@@ -25,7 +25,8 @@
 #
 # Usage: bench/dns/instructions.sh BUILD_DIR [RESULTS_DIR]
 # Knobs: DNS_INSTR_SMALL, DNS_INSTR_LARGE, DNS_INSTR_CASES (default
-# "cached denied uncached"). Writes RESULTS_DIR/dns_instructions.json when
+# "cached denied uncached"), DNS_INSTR_PROFILES (a directory: the callgrind
+# files are kept there, for callgrind_annotate). Writes RESULTS_DIR/dns_instructions.json when
 # RESULTS_DIR is given. Needs valgrind, unbound, python3.
 set -euo pipefail
 build="$(cd "${1:?build dir}" && pwd)"
@@ -33,6 +34,7 @@ results="${2:-}"
 small="${DNS_INSTR_SMALL:-2000}"
 large="${DNS_INSTR_LARGE:-12000}"
 cases="${DNS_INSTR_CASES:-cached denied uncached}"
+profiles="${DNS_INSTR_PROFILES:-}"
 egressd="$build/bin/egressd"
 for tool in valgrind callgrind_annotate unbound python3; do
   command -v "$tool" >/dev/null || { echo "bench/dns/instructions: $tool missing" >&2; exit 1; }
@@ -182,6 +184,7 @@ measure() {
   queries "$port" "$case" "$count" "$server-$count"
   kill -TERM "$pid"
   wait "$pid" 2>/dev/null || true
+  if [ -n "$profiles" ]; then mkdir -p "$profiles" && cp "$out" "$profiles/"; fi
   callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}'
 }
 

@@ -144,7 +144,7 @@ TEST_CASE("event hub: events reach the hook and the fan-out on drain, in order",
   const auto policy = twoRuleSets();
   Collected fanout;
   size_t hooked = 0;
-  hub.setCounterHook([&](const observe::Event&) { ++hooked; });
+  hub.setCounterHook([&](const observe::Event&, uint64_t) { ++hooked; });
   hub.setFanout([&](const observe::Event& event, const observe::CapturedPacket* packet) {
     fanout.events.push_back(event);
     fanout.packetLengths.push_back(packet != nullptr ? packet->length : 0);
@@ -322,7 +322,7 @@ TEST_CASE("event hub: a DNS answer names the rule sets that allow the name", "[e
   daemon_main::EventHub hub(base.get());
   daemon_main::RuleSetHits hits;
   hits.retain(*policy);
-  hub.setCounterHook([&](const observe::Event& event) { hits.count(event); });
+  hub.setCounterHook([&](const observe::Event& event, uint64_t times) { hits.count(event, times); });
   hub.onDnsEvent(dnsAnswer(policy.get(), dns::DnsOutcome::Allowed));
   hub.onDnsEvent(dnsAnswer(policy.get(), dns::DnsOutcome::CacheHit));
   hub.onDnsEvent(dnsAnswer(policy.get(), dns::DnsOutcome::Denied, dns::DenyReason::Rebinding));
@@ -335,6 +335,34 @@ TEST_CASE("event hub: a DNS answer names the rule sets that allow the name", "[e
   CHECK(rows[0].counts[0][0] == 0);  // no connection counted
   CHECK(rows[1].ruleSet == "team-b/web");
   CHECK(rows[1].counts[1][0] == 2);
+}
+
+// Cache hits nobody wanted as events arrive counted (onDnsCacheHits): the
+// hook gets one event standing for all of them, naming the same rule sets
+// an event per hit would have named, and nothing is logged or watched.
+TEST_CASE("event hub: lazily counted cache hits reach the per-rule-set counts", "[events]") {
+  const auto policy = provenancePolicy();
+  EventBase base(event_base_new());
+  daemon_main::EventHub hub(base.get());
+  daemon_main::RuleSetHits hits;
+  hits.retain(*policy);
+  hub.setCounterHook([&](const observe::Event& event, uint64_t times) { hits.count(event, times); });
+  size_t watched = 0;
+  hub.setFanout([&](const observe::Event&, const observe::CapturedPacket*) { ++watched; });
+  hub.onDnsEvent(dnsAnswer(policy.get(), dns::DnsOutcome::CacheHit));  // one hit as an event
+  hub.onDnsCacheHits("api.example.com", *policy, 41);                  // 41 counted on the cache entry
+  hub.onDnsCacheHits("www.example.com", *policy, 5);                   // only team-b's wildcard
+  hub.onDnsCacheHits("api.example.com", *policy, 0);                   // nothing
+  hub.drain();
+  CHECK(watched == 1);
+  const auto rows = hits.rows();
+  REQUIRE(rows.size() == 2);
+  CHECK(rows[0].ruleSet == "team-a/app");
+  CHECK(rows[0].counts[1][0] == 42);  // dns, allow
+  CHECK(rows[0].counts[1][1] == 0);
+  CHECK(rows[0].counts[0][0] == 0);
+  CHECK(rows[1].ruleSet == "team-b/web");
+  CHECK(rows[1].counts[1][0] == 47);
 }
 
 TEST_CASE("event hub: a DNS event's rule set list is cut with a marker, never mid-id", "[events]") {
@@ -373,7 +401,7 @@ TEST_CASE("event hub: a DNS event goes to the address that received it", "[event
   hub.setDnsListeners(
       {{*common::parseIpAddress("10.77.0.1"), 53}, {*common::parseIpAddress("10.77.0.9"), 5353}});
   std::vector<observe::Event> seen;
-  hub.setCounterHook([&](const observe::Event& event) { seen.push_back(event); });
+  hub.setCounterHook([&](const observe::Event& event, uint64_t) { seen.push_back(event); });
   dns::DnsEvent in = dnsAnswer(nullptr, dns::DnsOutcome::Allowed);
   in.server = {*common::parseIpAddress("10.77.0.9"), 5353};
   hub.onDnsEvent(in);
@@ -485,9 +513,9 @@ TEST_CASE("event hub: a DNS event is wanted only by a log line, a counter or a w
   CHECK_FALSE(hub.wantsDnsEvent(DnsOutcome::CacheHit, DenyReason::None, false));
   // A counter without a filter wants every event; with the per-rule-set
   // filter, the events that name rule sets: answers and rebinding.
-  hub.setCounterHook([](const observe::Event&) {});
+  hub.setCounterHook([](const observe::Event&, uint64_t) {});
   CHECK(hub.wantsDnsEvent(DnsOutcome::Denied, DenyReason::NotAllowed, false));
-  hub.setCounterHook([](const observe::Event&) {},
+  hub.setCounterHook([](const observe::Event&, uint64_t) {},
                      [](DnsOutcome outcome, DenyReason reason, bool) {
                        return daemon_main::EventHub::namesRuleSets(outcome, reason);
                      });

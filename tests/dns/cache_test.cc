@@ -2,6 +2,8 @@
 // generations, LRU bound, the client's ID and question spelling.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
 #include "dns/answer.h"
 #include "dns/cache.h"
 #include "dns_test_util.h"
@@ -124,4 +126,64 @@ TEST_CASE("zero TTLs, size 0 and malformed answers are not cached", "[dns][cache
   dns::AnswerCache disabled(0);
   disabled.insert(q, answerFor("api.example.com", 60).bytes, 60, 1, t0, {});
   CHECK(disabled.stats().entries == 0);
+}
+
+// Hits counted on their entries (the per-rule-set counts of /metrics read
+// them later): each counted hit is reported exactly once, by takeHits() or
+// by the sink when its entry leaves (expiry, eviction, generation, clear).
+TEST_CASE("counted hits are reported once, by takeHits or when the entry leaves", "[dns][cache]") {
+  dns::AnswerCache cache(2);
+  std::vector<std::pair<std::string, uint64_t>> left;
+  cache.setHitSink([&](std::string_view name, uint64_t hits) { left.emplace_back(std::string(name), hits); });
+  std::vector<std::pair<std::string, uint64_t>> taken;
+  const dns::AnswerCache::HitSink take = [&](std::string_view name, uint64_t hits) {
+    taken.emplace_back(std::string(name), hits);
+  };
+  const dns::TimePoint t0{};
+  auto api = dnstest::query("API.example.com", 1);
+  auto www = dnstest::query("www.example.com", 1);
+  cache.insert(dnstest::parsed(api), answerFor("api.example.com", 60).bytes, 60, 1, t0, {});
+  cache.insert(dnstest::parsed(www), answerFor("www.example.com", 300).bytes, 300, 1, t0, {});
+  std::vector<uint8_t> out(dns::kMaxMessageSize);
+  for (int i = 0; i < 3; ++i)
+    REQUIRE(cache.lookup(dnstest::parsed(api), api.bytes, 1, t0, out, true).length > 0);
+  REQUIRE(cache.lookup(dnstest::parsed(www), www.bytes, 1, t0, out, true).length > 0);
+  REQUIRE(cache.lookup(dnstest::parsed(www), www.bytes, 1, t0, out, false).length > 0);  // not counted
+  cache.takeHits(take);
+  std::sort(taken.begin(), taken.end());
+  CHECK(taken ==
+        std::vector<std::pair<std::string, uint64_t>>{{"api.example.com", 3}, {"www.example.com", 1}});
+  CHECK(left.empty());
+  taken.clear();
+  cache.takeHits(take);  // nothing new
+  CHECK(taken.empty());
+
+  // Two more hits on api, then it expires: the sink gets them as it goes.
+  for (int i = 0; i < 2; ++i)
+    REQUIRE(cache.lookup(dnstest::parsed(api), api.bytes, 1, t0, out, true).length > 0);
+  CHECK(cache.lookup(dnstest::parsed(api), api.bytes, 1, t0 + 61s, out, true).length == 0);
+  CHECK(left == std::vector<std::pair<std::string, uint64_t>>{{"api.example.com", 2}});
+  // A hit on www, then www falls to a new generation's miss.
+  left.clear();
+  REQUIRE(cache.lookup(dnstest::parsed(www), www.bytes, 1, t0, out, true).length > 0);
+  CHECK(cache.lookup(dnstest::parsed(www), www.bytes, 2, t0, out, true).length == 0);
+  CHECK(left == std::vector<std::pair<std::string, uint64_t>>{{"www.example.com", 1}});
+
+  // Eviction by the bound (2 entries) and clear().
+  left.clear();
+  auto a = dnstest::query("a.example.com", 1);
+  auto b = dnstest::query("b.example.com", 1);
+  auto c = dnstest::query("c.example.com", 1);
+  cache.insert(dnstest::parsed(a), answerFor("a.example.com", 300).bytes, 300, 1, t0, {});
+  cache.insert(dnstest::parsed(b), answerFor("b.example.com", 300).bytes, 300, 1, t0, {});
+  REQUIRE(cache.lookup(dnstest::parsed(a), a.bytes, 1, t0, out, true).length > 0);
+  REQUIRE(cache.lookup(dnstest::parsed(b), b.bytes, 1, t0, out, true).length > 0);
+  REQUIRE(cache.lookup(dnstest::parsed(b), b.bytes, 1, t0, out, true).length > 0);
+  cache.insert(dnstest::parsed(c), answerFor("c.example.com", 300).bytes, 300, 1, t0, {});  // evicts a
+  CHECK(left == std::vector<std::pair<std::string, uint64_t>>{{"a.example.com", 1}});
+  cache.clear();
+  CHECK(left == std::vector<std::pair<std::string, uint64_t>>{{"a.example.com", 1}, {"b.example.com", 2}});
+  taken.clear();
+  cache.takeHits(take);
+  CHECK(taken.empty());
 }

@@ -175,3 +175,111 @@ TEST_CASE("MessageReader walks sections and stops at a truncated record", "[dns]
   CHECK(count == 3);
   CHECK(reader.failed());
 }
+
+namespace {
+
+// readName as it was written first, a byte at a time (the reference the
+// word-at-a-time version must agree with).
+bool referenceReadName(std::span<const uint8_t> message, size_t& offset, dns::Name& out,
+                       bool allowCompression) {
+  out.length = 0;
+  out.labels = 0;
+  out.unusualBytes = false;
+  size_t at = offset;
+  size_t wireLength = 0;
+  bool jumped = false;
+  size_t limit = offset;
+  while (true) {
+    if (at >= message.size()) return false;
+    const uint8_t length = message[at];
+    if ((length & 0xc0) == 0xc0) {
+      if (!allowCompression || at + 1 >= message.size()) return false;
+      const size_t target = static_cast<size_t>(((length & 0x3f) << 8) | message[at + 1]);
+      if (target >= limit) return false;
+      if (!jumped) offset = at + 2;
+      jumped = true;
+      limit = target;
+      at = target;
+      continue;
+    }
+    if ((length & 0xc0) != 0) return false;
+    wireLength += 1 + length;
+    if (wireLength > dns::kMaxWireNameLength) return false;
+    if (length == 0) {
+      if (!jumped) offset = at + 1;
+      return true;
+    }
+    if (at + 1 + length > message.size()) return false;
+    size_t text = out.length;
+    if (text != 0) out.text[text++] = '.';
+    for (size_t i = 0; i < length; ++i) {
+      uint8_t c = message[at + 1 + i];
+      if (c == '.' || c < 0x21 || c >= 0x7f) out.unusualBytes = true;
+      if (c >= 'A' && c <= 'Z') c = static_cast<uint8_t>(c - 'A' + 'a');
+      out.text[text++] = static_cast<char>(c);
+    }
+    out.length = static_cast<uint8_t>(text);
+    ++out.labels;
+    at += 1 + length;
+  }
+}
+
+}  // namespace
+
+// Random names (every byte value, long and short labels, pointers forward
+// and back, names over 255 octets) decode exactly as the reference does.
+TEST_CASE("readName agrees with the byte-at-a-time reference on random messages", "[dns][wire]") {
+  uint64_t state = 0x9e3779b97f4a7c15ULL;
+  const auto next = [&state] {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return state;
+  };
+  const std::string alphabet = "abcxyzABCXYZ019-_.*";
+  size_t agreed = 0;
+  for (int round = 0; round < 20000; ++round) {
+    std::vector<uint8_t> message;
+    const size_t names = 1 + next() % 3;
+    std::vector<size_t> starts;
+    for (size_t n = 0; n < names; ++n) {
+      starts.push_back(message.size());
+      const size_t labels = next() % 6;
+      for (size_t l = 0; l < labels; ++l) {
+        const size_t length = next() % 4 == 0 ? next() % 64 : 1 + next() % 12;
+        message.push_back(static_cast<uint8_t>(length));
+        for (size_t i = 0; i < length; ++i) {
+          const uint64_t r = next();
+          message.push_back(r % 8 == 0 ? static_cast<uint8_t>(r >> 8)
+                                       : static_cast<uint8_t>(alphabet[(r >> 8) % alphabet.size()]));
+        }
+      }
+      if (!starts.empty() && next() % 2 == 0) {
+        const size_t target = starts[next() % starts.size()];
+        message.push_back(static_cast<uint8_t>(0xc0 | (target >> 8)));
+        message.push_back(static_cast<uint8_t>(target));
+      } else {
+        message.push_back(0);
+      }
+    }
+    if (next() % 8 == 0 && !message.empty()) message.resize(next() % message.size());  // cut short
+    for (size_t start : starts) {
+      for (bool compression : {false, true}) {
+        size_t offsetA = start;
+        size_t offsetB = start;
+        dns::Name a;
+        dns::Name b;
+        const bool okA = dns::readName(message, offsetA, a, compression);
+        const bool okB = referenceReadName(message, offsetB, b, compression);
+        REQUIRE(okA == okB);
+        if (!okA) continue;
+        REQUIRE(offsetA == offsetB);
+        REQUIRE(a.view() == b.view());
+        REQUIRE(a.labels == b.labels);
+        REQUIRE(a.unusualBytes == b.unusualBytes);
+        ++agreed;
+      }
+    }
+  }
+  CHECK(agreed > 10000);
+}

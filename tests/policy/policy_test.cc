@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "policy/manifest.h"
+#include "policy/name_table.h"
 #include "policy/policy.h"
 #include "tests/support/rule_sets.h"
 #include "tests/support/test_internet.h"
@@ -180,4 +181,26 @@ TEST_CASE("explain covers IP hosts and world access", "[policy]") {
   CHECK(explained[1].kind == policy::MatchKind::World);
   CHECK(p->explain("[2001:db8::1]", 443).size() == 1);
   CHECK(p->explain("203.0.113.5", 80).empty());
+}
+
+// The key-length filter skips the hash only for lengths no key has: every
+// key is still found, names of a key's length but other bytes are misses.
+TEST_CASE("name table: found by exact name whatever the lengths of the others", "[policy]") {
+  policy::NameTable<int> table;
+  std::vector<std::pair<std::string, int>> entries;
+  for (int length = 1; length <= 253; length += 7) entries.emplace_back(std::string(length, 'a'), length);
+  entries.emplace_back("example.com", 1000);
+  entries.emplace_back(std::string(300, 'x'), 300);  // longer than any name: still stored and found
+  table.build(entries);
+  for (const auto& [name, value] : entries) {
+    const int* found = table.find(name);
+    REQUIRE(found != nullptr);
+    CHECK(*found == value);
+  }
+  CHECK(table.find("example.org") == nullptr);        // a key's length, other bytes
+  CHECK(table.find(std::string(2, 'a')) == nullptr);  // a length no key has
+  CHECK(table.find("") == nullptr);
+  CHECK(table.find(std::string(300, 'y')) == nullptr);
+  table.build({});
+  CHECK(table.find("example.com") == nullptr);
 }
