@@ -3,8 +3,8 @@
 # user-space instructions (valgrind's callgrind) per connection and per DNS
 # query, with attribution off and with a map of 10,000 pods that names the
 # client, in the same run. The figure of record for issue 15's "attribution
-# costs <= 2 % of egressd's CPU per connection": instruction counts do not
-# move with the machine's load, which CPU time on these shared machines
+# costs <= 2 % of egressd's CPU per connection": instruction counts move
+# far less with the machine's load than CPU time on these shared machines
 # does (the CPU-time ratio of bench/observe/run.sh is kept as information).
 # `perf stat -e instructions:u` would be as exact and cheaper, but needs a
 # hardware counter, which virtual machines often lack (ours report
@@ -27,7 +27,10 @@
 # whole-program counts divided by the difference in operations: start-up
 # (including loading the map), shutdown and warm-up cancel out; the work
 # done while the operations run (timers, the event hub's drain, the log)
-# is counted, as it is part of what an operation costs. Operations go one
+# is counted, as it is part of what an operation costs. That part grows
+# with the run's wall time, which under callgrind follows the machine's
+# load: two runs of one binary differed by 5 % per connection. Use
+# ATTR_INSTR_REPEAT for medians. Operations go one
 # at a time from a Python client in the pod namespace; every one must
 # succeed (HTTP 200, DNS NOERROR with an answer).
 #
