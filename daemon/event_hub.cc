@@ -164,6 +164,7 @@ void EventHub::fromDecision(const nfq::DecisionEvent& in, observe::Event& out) n
   }
   out.dnsOutcome = {};
   out.qtype = out.rcode = out.answers = 0;
+  out.addressCount = 0;
 }
 
 void EventHub::fromDns(const dns::DnsEvent& in, const common::SocketAddress* listener,
@@ -204,6 +205,11 @@ void EventHub::fromDns(const dns::DnsEvent& in, const common::SocketAddress* lis
   out.qtype = in.qtype;
   out.rcode = in.rcode;
   out.answers = in.answers;
+  out.addressCount = 0;
+  for (const dns::CachedBinding& binding : in.addresses) {
+    if (out.addressCount == out.addresses.size()) break;
+    out.addresses[out.addressCount++] = binding.ip;
+  }
 }
 
 void EventHub::onDecision(const nfq::DecisionEvent& in) noexcept {

@@ -30,6 +30,17 @@ struct PodMapCounters {
   size_t bytes = 0;       // memory of the table in force
 };
 
+// The identity of the map file's version as stat(2) gives it.
+struct FileStamp {
+  bool valid = false;
+  uint64_t device = 0;
+  uint64_t inode = 0;
+  int64_t size = 0;
+  int64_t mtimeNs = 0;
+  int64_t ctimeNs = 0;
+  bool operator==(const FileStamp&) const = default;
+};
+
 class PodMapLoader {
  public:
   PodMapLoader(event_base* base, std::string path, common::SnapshotHolder<attribution::PodTable>& table);
@@ -44,6 +55,7 @@ class PodMapLoader {
   common::SnapshotHolder<attribution::PodTable>& table_;
   std::unique_ptr<RulesWatcher> watcher_;
   std::string lastText_;
+  FileStamp lastStamp_;  // of the file last read: unchanged means no read
   bool loaded_ = false;
   PodMapCounters counters_;
 };

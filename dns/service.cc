@@ -652,7 +652,8 @@ void DnsService::sendToClient(const ClientRef& client, std::span<const uint8_t> 
 
 bool DnsService::emit(const ClientRef& client, const Query* query, std::span<const uint8_t> wire,
                       DnsOutcome outcome, DenyReason reason, uint16_t rcode, uint16_t answers,
-                      bool upstreamTcp, bool echStripped, bool audit) {
+                      bool upstreamTcp, bool echStripped, bool audit,
+                      std::span<const CachedBinding> addresses) {
   // The verdict the event would carry (EventHub::fromDns).
   if (audit) {
     inc(counters_.verdictAudit);
@@ -675,6 +676,7 @@ bool DnsService::emit(const ClientRef& client, const Query* query, std::span<con
   event.audit = audit;
   event.rcode = rcode;
   event.answers = answers;
+  event.addresses = addresses;
   event.upstreamTcp = upstreamTcp;
   event.echStripped = echStripped;
   // The address that received it: for TCP the connection's own (taken at
@@ -804,7 +806,7 @@ void DnsService::handleQuery(std::span<const uint8_t> wire, const ClientRef& cli
         sendToClient(client, std::span<const uint8_t>(tx_.data(), hit.length), &query);
         if (hitEvent || decision.audit) {  // an audit hit's verdict is counted in emit()
           emit(client, &query, wire, DnsOutcome::CacheHit, decision.reason, hit.answerFlags & 0xf,
-               hit.answerCount, false, false, decision.audit);
+               hit.answerCount, false, false, decision.audit, hit.bindings);
         }
         return;
       }
@@ -1207,7 +1209,8 @@ void DnsService::handleUpstreamAnswer(Pending& pending, std::span<uint8_t> answe
   inc(counters_.allowed);
   sendToClient(pending.client, relay, &query);
   emit(pending.client, &query, pending.wire, DnsOutcome::Allowed, audit ? reason : DenyReason::None,
-       answerRcode, answers, overTcp, stripped, audit);
+       answerRcode, answers, overTcp, stripped, audit,
+       std::span<const CachedBinding>(cached.data(), cachedCount));
   release(pending);
 }
 

@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -74,7 +75,10 @@ struct DnsEvent {
   DenyReason reason = DenyReason::None;
   bool audit = false;
   uint16_t rcode = 0;
-  uint16_t answers = 0;      // ANCOUNT of the response
+  uint16_t answers = 0;  // ANCOUNT of the response
+  // Allowed / CacheHit: the answer's addresses for the asked name (its
+  // CNAME chain), as bound; empty otherwise.
+  std::span<const CachedBinding> addresses;
   bool upstreamTcp = false;  // the answer came over TCP (truncated over UDP)
   bool echStripped = false;
   // The local address that received the query: the receiving UDP
@@ -212,7 +216,7 @@ class DnsService {
   // False when the sink did not want the event (nothing was built).
   bool emit(const ClientRef& client, const Query* query, std::span<const uint8_t> wire, DnsOutcome outcome,
             DenyReason reason, uint16_t rcode, uint16_t answers, bool upstreamTcp = false,
-            bool echStripped = false, bool audit = false);
+            bool echStripped = false, bool audit = false, std::span<const CachedBinding> addresses = {});
   // One name's lazily counted cache hits, under the cache's policy.
   void reportHits(std::string_view name, uint64_t hits);
   // The tunnel guard's charge for a world-only name at `current`: false

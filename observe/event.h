@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <span>
 #include <string_view>
 #include <type_traits>
 
@@ -29,6 +30,8 @@ enum class EventVerdict : uint8_t { Allow, Deny, Audit };
 
 inline constexpr size_t kMaxEventName = 253;
 inline constexpr size_t kMaxEventRuleSets = 256;
+// Answer addresses a DNS event keeps (the first of its answer).
+inline constexpr size_t kMaxEventAddresses = 8;
 // Bytes of the deciding packet kept for `egressctl watch -w` (IP header
 // first). Longer packets are truncated; their original length is kept.
 inline constexpr size_t kMaxEventPacket = 2048;
@@ -118,6 +121,11 @@ struct Event {
   uint16_t qtype = 0;
   uint16_t rcode = 0;
   uint16_t answers = 0;
+  // The addresses the answer gave for the asked name (A/AAAA records on
+  // its CNAME chain), the first kMaxEventAddresses: what lets `egressctl
+  // suggest` name a later connection to one of them that carried no name.
+  uint8_t addressCount = 0;
+  std::array<common::IpAddress, kMaxEventAddresses> addresses{};
 
   // The client's pod when attribution knows its source address (verdict
   // events: src; DNS events: the client). Empty otherwise.
@@ -129,6 +137,9 @@ struct Event {
   std::string_view podView() const noexcept { return client.podView(); }
   std::string_view workloadView() const noexcept { return client.workloadView(); }
   std::string_view serviceAccountView() const noexcept { return client.serviceAccountView(); }
+  std::span<const common::IpAddress> addressesView() const noexcept {
+    return {addresses.data(), addressCount};
+  }
 };
 
 static_assert(std::is_trivially_copyable_v<PodIdentity>);

@@ -442,6 +442,11 @@ nlohmann::json toJson(const Event& event) {
     json["rcode"] = codeName(kRcodes, event.rcode, "RCODE");
     json["outcome"] = event.dnsOutcome;
     json["answers"] = event.answers;
+    if (event.addressCount > 0) {
+      nlohmann::json addresses = nlohmann::json::array();
+      for (const auto& address : event.addressesView()) addresses.push_back(address.toString());
+      json["addresses"] = std::move(addresses);
+    }
   } else {
     json["queue"] = event.queue;
   }
@@ -552,6 +557,17 @@ std::optional<Event> eventFromJson(const nlohmann::json& json) {
       if (joined.size() > kMaxEventRuleSets) break;
     }
     copyText(joined, event.ruleSets, event.ruleSetsLength);
+  }
+  if (const auto it = json.find("addresses"); it != json.end()) {
+    // DNS answers' addresses: a list of address strings, the first
+    // kMaxEventAddresses kept (every item is still checked).
+    if (!it->is_array()) return std::nullopt;
+    for (const auto& item : *it) {
+      if (!item.is_string()) return std::nullopt;
+      const auto address = common::parseIpAddress(item.get_ref<const std::string&>());
+      if (!address) return std::nullopt;
+      if (event.addressCount < kMaxEventAddresses) event.addresses[event.addressCount++] = *address;
+    }
   }
   return event;
 }

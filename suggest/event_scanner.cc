@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 
 #include "observe/format.h"
@@ -35,14 +36,15 @@ enum Key : uint8_t {
   kWorkload,
   kServiceAccount,
   kRuleSets,
+  kAddresses,
   kKeyCount,
   kOther = kKeyCount
 };
 
 constexpr std::array<std::string_view, kKeyCount> kKeyNames = {
-    "kind",    "time",      "src",       "dst",      "proto",           "verdict", "sport", "dport",
-    "reason",  "name",      "name_from", "match",    "queue",           "outcome", "qtype", "rcode",
-    "answers", "namespace", "pod",       "workload", "service_account", "rulesets"};
+    "kind",    "time",      "src",       "dst",      "proto",           "verdict",  "sport",    "dport",
+    "reason",  "name",      "name_from", "match",    "queue",           "outcome",  "qtype",    "rcode",
+    "answers", "namespace", "pod",       "workload", "service_account", "rulesets", "addresses"};
 
 // By length first: most keys are told apart without comparing bytes.
 Key keyOf(std::string_view text) {
@@ -81,8 +83,8 @@ Key keyOf(std::string_view text) {
     case 8:  // rulesets workload
       candidates[0] = kRuleSets, candidates[1] = kWorkload;
       break;
-    case 9:  // name_from namespace
-      candidates[0] = kNameFrom, candidates[1] = kNamespace;
+    case 9:  // name_from namespace addresses
+      candidates[0] = kNameFrom, candidates[1] = kNamespace, candidates[2] = kAddresses;
       break;
     case 15:
       return text == "service_account" ? kServiceAccount : kOther;
@@ -102,6 +104,13 @@ struct Value {
   std::string_view text;  // String: the contents; Number: the digits; Array: between the brackets
   uint64_t number = 0;
 };
+
+// Bytes a plain string may hold: printable ASCII but '"' and '\\'.
+constexpr std::array<bool, 256> kPlain = [] {
+  std::array<bool, 256> table{};
+  for (unsigned byte = 0x20; byte < 0x80; ++byte) table[byte] = byte != '"' && byte != '\\';
+  return table;
+}();
 
 // A cursor over the line; every read is checked against the end.
 class Scanner {
@@ -132,6 +141,8 @@ class Scanner {
   bool string(std::string_view& out) {
     if (!consume('"')) return false;
     const size_t start = at_;
+    // One table look-up per byte for the common case (a plain character).
+    while (at_ < text_.size() && kPlain[static_cast<unsigned char>(text_[at_])]) ++at_;
     while (at_ < text_.size()) {
       const auto byte = static_cast<unsigned char>(text_[at_]);
       if (byte == '"') {
@@ -197,6 +208,55 @@ class Scanner {
   size_t at_ = 0;
 };
 
+// Dotted-quad IPv4 as egressd writes it ("10.42.0.7"), without the C
+// library; anything else (IPv6, or a form this does not take) goes to
+// common::parseIpAddress, whose result this equals.
+std::optional<common::IpAddress> parseAddress(std::string_view text) {
+  common::IpAddress ip;
+  size_t at = 0;
+  for (int part = 0; part < 4; ++part) {
+    if (part > 0) {
+      if (at >= text.size() || text[at] != '.') return common::parseIpAddress(text);
+      ++at;
+    }
+    const size_t start = at;
+    unsigned value = 0;
+    while (at < text.size() && at - start < 3 && text[at] >= '0' && text[at] <= '9') {
+      value = value * 10 + static_cast<unsigned>(text[at] - '0');
+      ++at;
+    }
+    const size_t digits = at - start;
+    if (digits == 0 || value > 255 || (digits > 1 && text[start] == '0')) return common::parseIpAddress(text);
+    ip.bytes[static_cast<size_t>(part)] = static_cast<uint8_t>(value);
+  }
+  if (at != text.size()) return common::parseIpAddress(text);
+  ip.family = common::IpFamily::V4;
+  return ip;
+}
+
+// observe::eventText, remembering the last text of each field: a recorded
+// run repeats a handful of reasons and outcomes line after line, and the
+// views it returns are static (valid for the program's life).
+class TextMemo {
+ public:
+  std::string_view operator()(std::string_view text) {
+    if (text.size() == length_ && std::memcmp(text.data(), last_.data(), length_) == 0) return view_;
+    view_ = observe::eventText(text);
+    if (text.size() <= last_.size()) {
+      length_ = text.size();
+      std::memcpy(last_.data(), text.data(), length_);
+    } else {
+      length_ = last_.size() + 1;  // never matches
+    }
+    return view_;
+  }
+
+ private:
+  std::array<char, 64> last_{};
+  size_t length_ = 0;
+  std::string_view view_;
+};
+
 template <size_t N, typename Length>
 void copyText(std::string_view text, std::array<char, N>& out, Length& length) {
   length = static_cast<Length>(std::min(text.size(), N));
@@ -206,24 +266,30 @@ void copyText(std::string_view text, std::array<char, N>& out, Length& length) {
 }  // namespace
 
 std::optional<observe::Event> scanFlatEvent(std::string_view line) {
-  std::array<Value, kKeyCount> values{};
+  observe::Event event;
+  if (!scanFlatEvent(line, event)) return std::nullopt;
+  return event;
+}
+
+bool scanFlatEvent(std::string_view line, observe::Event& event) {
+  std::array<Value, kKeyCount> values;  // read only where `present`
   std::array<bool, kKeyCount> present{};
   Scanner scan(line);
-  if (!scan.consume('{')) return std::nullopt;
+  if (!scan.consume('{')) return false;
   if (!scan.consume('}')) {
     do {
       std::string_view keyText;
       Value value;
-      if (!scan.string(keyText) || !scan.consume(':') || !scan.value(value)) return std::nullopt;
+      if (!scan.string(keyText) || !scan.consume(':') || !scan.value(value)) return false;
       const Key key = keyOf(keyText);
       if (key == kOther) continue;
-      if (present[key]) return std::nullopt;  // a key twice: the general reader decides
+      if (present[key]) return false;  // a key twice: the general reader decides
       present[key] = true;
       values[key] = value;
     } while (scan.consume(','));
-    if (!scan.consume('}')) return std::nullopt;
+    if (!scan.consume('}')) return false;
   }
-  if (!scan.atEnd()) return std::nullopt;
+  if (!scan.atEnd()) return false;
 
   // From here on eventFromJson's rules, field by field; a value it refuses
   // is declined (the general reader then says why).
@@ -240,25 +306,25 @@ std::optional<observe::Event> scanFlatEvent(std::string_view line) {
     out = static_cast<std::remove_reference_t<decltype(out)>>(values[key].number);
     return true;
   };
-  observe::Event event;
+  // Every field is written below (the event may be reused line after line).
   std::string_view kind, time, src, dst, proto, verdict;
   if (!text(kKind, kind, true) || !text(kTime, time, true) || !text(kSrc, src, true) ||
       !text(kDst, dst, true) || !text(kProto, proto, true) || !text(kVerdict, verdict, true)) {
-    return std::nullopt;
+    return false;
   }
   if (kind == "verdict") {
     event.kind = observe::EventKind::Verdict;
   } else if (kind == "dns") {
     event.kind = observe::EventKind::Dns;
   } else {
-    return std::nullopt;
+    return false;
   }
   const auto when = observe::parseEventTime(time);
-  const auto srcIp = common::parseIpAddress(src);
-  const auto dstIp = common::parseIpAddress(dst);
+  const auto srcIp = parseAddress(src);
+  const auto dstIp = parseAddress(dst);
   const auto protocol = observe::parseEventProto(proto);
   const auto verdictValue = observe::parseEventVerdict(verdict);
-  if (!when || !srcIp || !dstIp || !protocol || !verdictValue) return std::nullopt;
+  if (!when || !srcIp || !dstIp || !protocol || !verdictValue) return false;
   event.time = *when;
   event.src = *srcIp;
   event.dst = *dstIp;
@@ -266,33 +332,37 @@ std::optional<observe::Event> scanFlatEvent(std::string_view line) {
   event.verdict = *verdictValue;
 
   std::string_view reason, name, nameSource, match, outcome, qtype, rcode, ns, pod, workload, account;
+  event.srcPort = event.dstPort = event.queue = event.answers = 0;
+  event.qtype = event.rcode = 0;
+  event.ruleSetsLength = 0;
   if (!number(kSport, event.srcPort) || !number(kDport, event.dstPort) || !text(kReason, reason, false) ||
       !text(kName, name, false) || !text(kNameFrom, nameSource, false) || !text(kMatch, match, false) ||
       !number(kQueue, event.queue) || !text(kOutcome, outcome, false) || !text(kQtype, qtype, false) ||
       !text(kRcode, rcode, false) || !number(kAnswers, event.answers) || !text(kNamespace, ns, false) ||
       !text(kPod, pod, false) || !text(kWorkload, workload, false) ||
       !text(kServiceAccount, account, false)) {
-    return std::nullopt;
+    return false;
   }
-  event.reason = observe::eventText(reason);
-  event.nameSource = observe::eventText(nameSource);
-  event.match = observe::eventText(match);
-  event.dnsOutcome = observe::eventText(outcome);
+  thread_local std::array<TextMemo, 4> memo;
+  event.reason = memo[0](reason);
+  event.nameSource = memo[1](nameSource);
+  event.match = memo[2](match);
+  event.dnsOutcome = memo[3](outcome);
   copyText(name, event.name, event.nameLength);
   if (!qtype.empty()) {
     const auto value = observe::parseEventQtype(qtype);
-    if (!value) return std::nullopt;
+    if (!value) return false;
     event.qtype = *value;
   }
   if (!rcode.empty()) {
     const auto value = observe::parseEventRcode(rcode);
-    if (!value) return std::nullopt;
+    if (!value) return false;
     event.rcode = *value;
   }
   event.client.assign(ns, pod, workload, account);
 
   if (present[kRuleSets]) {
-    if (values[kRuleSets].type != ValueType::Array) return std::nullopt;
+    if (values[kRuleSets].type != ValueType::Array) return false;
     // The items again (the first pass checked them): joined with ',', as
     // eventFromJson does, stopping once past the event's bound.
     std::array<char, observe::kMaxEventRuleSets + 1> joined{};
@@ -301,8 +371,8 @@ std::optional<observe::Event> scanFlatEvent(std::string_view line) {
     std::string_view item;
     bool first = true;
     while (!items.atEnd() && length <= observe::kMaxEventRuleSets) {
-      if (!first && !items.consume(',')) return std::nullopt;
-      if (!items.string(item)) return std::nullopt;
+      if (!first && !items.consume(',')) return false;
+      if (!items.string(item)) return false;
       const std::string_view parts[2] = {first ? std::string_view() : std::string_view(","), item};
       for (const std::string_view part : parts) {
         const size_t room = joined.size() - length;
@@ -315,7 +385,19 @@ std::optional<observe::Event> scanFlatEvent(std::string_view line) {
     copyText(std::string_view(joined.data(), std::min(length, observe::kMaxEventRuleSets)), event.ruleSets,
              event.ruleSetsLength);
   }
-  return event;
+  event.addressCount = 0;
+  if (present[kAddresses]) {
+    if (values[kAddresses].type != ValueType::Array) return false;
+    Scanner items(values[kAddresses].text);
+    std::string_view item;
+    for (bool first = true; !items.atEnd(); first = false) {
+      if ((!first && !items.consume(',')) || !items.string(item)) return false;
+      const auto address = parseAddress(item);
+      if (!address) return false;
+      if (event.addressCount < observe::kMaxEventAddresses) event.addresses[event.addressCount++] = *address;
+    }
+  }
+  return true;
 }
 
 }  // namespace suggest

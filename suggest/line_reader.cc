@@ -28,6 +28,14 @@ std::string whyInvalid(const nlohmann::json& json) {
     const auto it = json.find(key);
     if (it != json.end() && !it->is_string()) return std::string("\"") + key + "\" is not a string";
   }
+  if (const auto it = json.find("addresses"); it != json.end()) {
+    if (!it->is_array()) return "\"addresses\" is not a list of addresses";
+    for (const auto& item : *it) {
+      if (!item.is_string() || !common::parseIpAddress(item.get<std::string>())) {
+        return "\"addresses\" holds " + item.dump() + ", not an IPv4 or IPv6 address";
+      }
+    }
+  }
   const std::string verdict = json["verdict"].get<std::string>();
   if (verdict != "allow" && verdict != "deny" && verdict != "audit") {
     return "\"verdict\" is \"" + verdict + "\", not allow, deny or audit";
@@ -50,17 +58,17 @@ std::optional<observe::Event> eventFromJson(const nlohmann::json& json, std::str
 
 LineResult readLine(std::string_view line, uint64_t* dropped) {
   LineResult result;
-  if (line.find_first_not_of(" \t\r\n") == std::string_view::npos) return result;  // blank
-  if (auto event = scanFlatEvent(line)) {
-    result.kind = LineKind::Event;
-    result.event = *event;
-    return result;
-  }
+  result.kind = readLine(line, result.event, result.error, dropped);
+  return result;
+}
+
+LineKind readLine(std::string_view line, observe::Event& event, std::string& error, uint64_t* dropped) {
+  if (line.find_first_not_of(" \t\r\n") == std::string_view::npos) return LineKind::Skip;  // blank
+  if (scanFlatEvent(line, event)) return LineKind::Event;
   const auto doc = nlohmann::json::parse(line, nullptr, false);
   if (doc.is_discarded()) {
-    result.kind = LineKind::Invalid;
-    result.error = "not JSON (one event object per line, as egressctl watch --json writes)";
-    return result;
+    error = "not JSON (one event object per line, as egressctl watch --json writes)";
+    return LineKind::Invalid;
   }
   const nlohmann::json* object = &doc;
   if (doc.is_object()) {
@@ -70,19 +78,15 @@ LineResult readLine(std::string_view line, uint64_t* dropped) {
       // The control stream's other messages.
       if (const auto count = doc.find("dropped"); count != doc.end() && count->is_number_unsigned()) {
         if (dropped != nullptr) *dropped += count->get<uint64_t>();
-        return result;
+        return LineKind::Skip;
       }
-      if (doc.contains("packet") || doc.contains("ok") || doc.contains("egressd")) return result;
+      if (doc.contains("packet") || doc.contains("ok") || doc.contains("egressd")) return LineKind::Skip;
     }
   }
-  auto event = eventFromJson(*object, result.error);
-  if (!event) {
-    result.kind = LineKind::Invalid;
-    return result;
-  }
-  result.kind = LineKind::Event;
-  result.event = *event;
-  return result;
+  auto parsed = eventFromJson(*object, error);
+  if (!parsed) return LineKind::Invalid;
+  event = *parsed;
+  return LineKind::Event;
 }
 
 }  // namespace suggest

@@ -41,4 +41,11 @@ struct LineResult {
 // receives N from {"dropped":N}.
 LineResult readLine(std::string_view line, uint64_t* dropped = nullptr);
 
+// The same into caller-owned `event` and `error`, reused from line to line
+// (what `egressctl suggest` does a million times): no event is built or
+// copied. `event` is meaningful only for LineKind::Event, `error` only
+// for LineKind::Invalid.
+LineKind readLine(std::string_view line, observe::Event& event, std::string& error,
+                  uint64_t* dropped = nullptr);
+
 }  // namespace suggest

@@ -168,7 +168,7 @@ bool Suggester::AddressKey::operator<(const AddressKey& other) const {
 Suggester::Suggester(const policy::PublicSuffixList& suffixes, Options options)
     : suffixes_(suffixes), options_(std::move(options)) {}
 
-const Suggester::ClientGroup& Suggester::groupFor(const observe::Event& event) {
+Suggester::ClientGroup& Suggester::groupFor(const observe::Event& event) {
   const std::string_view eventNs = event.client.namespaceView();
   const bool attributed = isNamespace(eventNs);
   // The identity that decides the rule set and the client's name, without
@@ -249,7 +249,8 @@ void Suggester::add(const observe::Event& event) {
         event.qtype != kQtypeSvcb) {
       return;
     }
-    const ClientGroup& client = groupFor(event);
+    ClientGroup& client = groupFor(event);
+    noteResolved(client, event);
     auto it = client.group->dns.find(std::string_view(nameScratch_));
     if (it == client.group->dns.end()) {
       if (!roomFor(dropped_)) return;
@@ -288,13 +289,32 @@ void Suggester::add(const observe::Event& event) {
     name->second[event.dstPort].count(event, client.client);
     return;
   }
-  AddressKey key{event.dst.unmapped(), event.dstPort};
+  const std::pair<const ClientGroup*, AddressKey> key{&client, {event.dst.unmapped(), event.dstPort}};
   auto it = group.addresses.find(key);
   if (it == group.addresses.end()) {
     if (!roomFor(dropped_)) return;
     it = group.addresses.emplace(key, Usage{}).first;
   }
   it->second.count(event, client.client);
+}
+
+void Suggester::noteResolved(ClientGroup& client, const observe::Event& event) {
+  for (const common::IpAddress& address : event.addressesView()) {
+    const AddressKey key{address.unmapped(), 0};
+    auto it = client.resolved.find(key);
+    if (it == client.resolved.end()) {
+      if (!roomFor(dropped_)) return;
+      it = client.resolved.emplace(key, std::vector<std::string>{}).first;
+    }
+    std::vector<std::string>& names = it->second;
+    const auto at = std::lower_bound(names.begin(), names.end(), nameScratch_);
+    if (at != names.end() && *at == nameScratch_) continue;
+    if (names.size() >= kMaxResolvedNames) {
+      if (at == names.end()) continue;
+      names.pop_back();
+    }
+    names.insert(std::lower_bound(names.begin(), names.end(), nameScratch_), nameScratch_);
+  }
 }
 
 Suggestion Suggester::finish(const policy::Policy* inForce) const {
@@ -316,7 +336,32 @@ Suggestion Suggester::finish(const policy::Policy* inForce) const {
     ruleSet.unattributed = group.unattributed;
     ruleSet.unsuggestable = group.unsuggestable;
 
-    std::map<AddressKey, Usage> addresses = group.addresses;
+    // Connections without a name: to a name when their client resolved
+    // the address through egressd (every name it asked that gave it),
+    // otherwise to the address. Merging is order-independent, so walking
+    // the clients in memory order gives the same result every time.
+    std::map<AddressKey, Usage> addresses;
+    std::map<std::pair<std::string, uint16_t>, Usage> throughDns;
+    for (const auto& [clientAddress, usage] : group.addresses) {
+      const auto& [client, addressKey] = clientAddress;
+      const auto resolved = client->resolved.find(AddressKey{addressKey.address, 0});
+      if (resolved == client->resolved.end()) {
+        addresses[addressKey].merge(usage);
+        continue;
+      }
+      for (const std::string& name : resolved->second) throughDns[{name, addressKey.port}].merge(usage);
+    }
+    // Every name and port seen, with its connections' usage, named or
+    // matched through DNS.
+    std::map<std::pair<std::string, uint16_t>, std::pair<Usage, uint64_t>> seen;  // usage, hits through DNS
+    for (const auto& [nameText, ports] : group.names) {
+      for (const auto& [port, usage] : ports) seen[{nameText, port}].first = usage;
+    }
+    for (const auto& [nameKey, usage] : throughDns) {
+      auto& entry = seen[nameKey];
+      entry.first.merge(usage);
+      entry.second += usage.hits;
+    }
     // Names as targets; a host that is an address (an HTTP Host of
     // "203.0.113.7") counts as an address flow.
     struct Named {
@@ -324,10 +369,13 @@ Suggestion Suggester::finish(const policy::Policy* inForce) const {
       uint16_t port;
       const Usage* usage;
       bool inForce;
+      uint64_t throughDns;
     };
     std::vector<Named> named;
-    for (const auto& [nameText, ports] : group.names) {
-      for (const auto& [port, usage] : ports) {
+    {
+      for (const auto& [nameAndPort, entry] : seen) {
+        const auto& [nameText, port] = nameAndPort;
+        const Usage& usage = entry.first;
         const NameKey nameKey{nameText, port};
         const std::string text = nameKey.name + ":" + std::to_string(nameKey.port);
         const auto parsed = policy::parseTarget(text, suffixes_);
@@ -346,7 +394,7 @@ Suggestion Suggester::finish(const policy::Policy* inForce) const {
           ++out.leftOutInForce;
           continue;
         }
-        named.push_back({nameKey.name, nameKey.port, &usage, allowed});
+        named.push_back({nameKey.name, nameKey.port, &usage, allowed, entry.second});
       }
     }
 
@@ -379,6 +427,7 @@ Suggestion Suggester::finish(const policy::Policy* inForce) const {
       target.inForce = true;
       for (const Named* entry : entries) {
         target.usage.merge(*entry->usage);
+        target.throughDns += entry->throughDns;
         target.names.push_back(entry->name);
         target.inForce = target.inForce && entry->inForce;
         covered.push_back(entry);
@@ -394,6 +443,7 @@ Suggestion Suggester::finish(const policy::Policy* inForce) const {
       target.target = entry.name + ":" + std::to_string(entry.port);
       target.usage = *entry.usage;
       target.inForce = entry.inForce;
+      target.throughDns = entry.throughDns;
       ruleSet.targets.push_back(std::move(target));
     }
 
@@ -417,7 +467,7 @@ Suggestion Suggester::finish(const policy::Policy* inForce) const {
     // DNS-only names: resolved but never connected to by this rule set's
     // clients (by name), and not already resolvable.
     std::set<std::string_view> connectedNames;
-    for (const auto& entry : group.names) connectedNames.insert(entry.first);
+    for (const auto& entry : seen) connectedNames.insert(entry.first.first);
     std::set<std::string_view> wildcardParents;  // "example.com" of "*.example.com:443"
     for (const auto& target : ruleSet.targets) {
       if (target.kind == SuggestedTarget::Kind::Wildcard) {

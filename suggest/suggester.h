@@ -84,6 +84,10 @@ struct SuggestedTarget {
   Usage usage;                     // summed over the covered names for a wildcard
   std::vector<std::string> names;  // Wildcard: the names it covers (sorted)
   bool inForce = false;            // already allowed (listed only with `all`)
+  // Of usage.hits: connections that carried no name (decided at the SYN)
+  // but went to an address the same client had resolved this name to
+  // through egressd's DNS (the DNS event's answer addresses).
+  uint64_t throughDns = 0;
 };
 
 struct DnsOnlyName {
@@ -144,13 +148,16 @@ class Suggester {
     uint16_t port;
     bool operator<(const AddressKey& other) const;
   };
+  struct ClientGroup;
   struct Group {
     std::string ns;
     std::string name;
     bool unattributed = false;
     // Hash maps: looked up once per decision; finish() sorts what it emits.
     StringMap<std::map<uint16_t, Usage>> names;  // name → port → usage
-    std::map<AddressKey, Usage> addresses;
+    // Connections without a name, per client and address: finish() names
+    // those whose client resolved the address through egressd's DNS.
+    std::map<std::pair<const ClientGroup*, AddressKey>, Usage> addresses;
     StringMap<Usage> dns;
     std::map<std::string, uint64_t> unsuggestable;
   };
@@ -159,9 +166,14 @@ class Suggester {
   struct ClientGroup {
     Group* group = nullptr;
     std::string client;  // "Deployment/web", "Pod/NAME" or a source address
+    // Addresses (port 0) its DNS answers gave → the names asked, the
+    // kMaxResolvedNames smallest (sorted: independent of the input order).
+    std::map<AddressKey, std::vector<std::string>> resolved;
   };
+  static constexpr size_t kMaxResolvedNames = 4;
 
-  const ClientGroup& groupFor(const observe::Event& event);
+  ClientGroup& groupFor(const observe::Event& event);
+  void noteResolved(ClientGroup& client, const observe::Event& event);
   bool roomFor(uint64_t& dropped);
 
   const policy::PublicSuffixList& suffixes_;

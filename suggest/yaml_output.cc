@@ -72,6 +72,12 @@ void renderTarget(std::string& out, const SuggestedTarget& target, bool unattrib
       names += " and " + std::to_string(target.names.size() - kShownNames) + " more";
     comment(out, indent, "wildcard for " + names);
   }
+  if (target.throughDns > 0) {
+    comment(out, indent,
+            plural(target.throughDns, " connection", " connections") +
+                " without a name matched through DNS: the client had resolved this name (through egressd) "
+                "to the address it connected to");
+  }
   if (target.kind == SuggestedTarget::Kind::Address) {
     comment(out, indent,
             "WARNING: address only: no name was seen for these connections (no SNI, Host or DNS-bound "

@@ -14,7 +14,11 @@
 #              client (docs/attribution.md); every other phase runs with
 #              an empty map, so `attributed` against `base` is the cost of
 #              the lookup and the names in each event (goal: <= 2 % more
-#              egressd CPU per connection, "attribution_cpu_ratio")
+#              egressd CPU per connection, "attribution_cpu_ratio"; CPU
+#              time here is information only: the figure of record is
+#              bench/observe/instructions.sh, instructions per connection
+#              and per DNS query under callgrind, run at the end unless
+#              OBSERVE_BENCH_INSTRUCTIONS=0)
 # Besides the rate, each phase reports CPU time per connection of egressd
 # and of the watch clients (utime+stime from /proc), which a shared machine
 # disturbs less than the rate. Each phase runs OBSERVE_BENCH_ROUNDS times,
@@ -198,3 +202,9 @@ print(json.dumps({k: doc[k] for k in ("base_cps", "ratio_watch4", "ratio_watch4_
                                       "attributed_cps", "attribution_cpu_ratio",
                                       "egressd_cpu_us_per_connection", "watch_clients_cpu_us_per_connection")}))
 PY
+if [ "${OBSERVE_BENCH_INSTRUCTIONS:-1}" != 0 ]; then
+  # After this run's topology is gone (the trap), in its own.
+  trap - EXIT
+  cleanup
+  bash "$root/bench/observe/instructions.sh" "$build" "$results"
+fi

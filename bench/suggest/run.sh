@@ -10,7 +10,8 @@ here="$(cd "$(dirname "$0")" && pwd)"
 events="${SUGGEST_BENCH_EVENTS:-1000000}"
 work="$(mktemp -d /tmp/egressd-bench-suggest.XXXXXX)"
 trap 'rm -rf "$work"' EXIT
-python3 "$here/make_events.py" "$events" > "$work/events.jsonl"
+# make_events.py picks ports with hash(): a fixed seed keeps the input the same.
+PYTHONHASHSEED=0 python3 "$here/make_events.py" "$events" > "$work/events.jsonl"
 bytes="$(stat -c %s "$work/events.jsonl")"
 # One warm-up run (page cache), then three measured runs: the median counts.
 "$build/bin/egressctl" suggest --from "$work/events.jsonl" --all > /dev/null

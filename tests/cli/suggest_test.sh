@@ -41,6 +41,17 @@ expect_no_line "never world access" '- "*:'
 expect_line "an address-only flow is a /32 target with a warning" '- "198.51.100.23:5432"'
 expect_line "... IPv6 a /128 one" '- "[2001:db8:5::10]:443"'
 expect_line "... the warning" "WARNING: address only"
+expect_line "a flow without a name to an address its client resolved through egressd gets the name" \
+  '- "db.ledger-partner.example:5432"'
+expect_line "... saying so" "# 4 connections without a name matched through DNS: the client had resolved this name (through egressd) to the address it connected to"
+expect_no_line "... and no address target for it" '198.51.100.24'
+expect_no_line "... nor for its IPv6 address" '2001:db8:5::24'
+checks=$((checks + 1))
+if [ "$(grep -c 'WARNING: address only' "$work/out.yaml")" = 2 ]; then
+  echo "ok: the warning only for the two truly nameless flows"
+else
+  echo "FAIL: the warning only for the two truly nameless flows"; failures=$((failures + 1))
+fi
 expect_line "every target has hits, first/last seen and its workloads" \
   "# 12 hits (12 audit), first 2026-12-01T09:00:20Z, last 2026-12-01T09:09:06Z; by Deployment/gateway"
 expect_line "a name only resolved is a comment, not a target" "#   unused.example.net: 3 queries"

@@ -80,9 +80,15 @@ expect_match "the rule set of clients without attribution" 'name: suggested-unat
 expect_match "two names under example.org on 443: a wildcard (--wildcard-min 2)" '- "\*\.example\.org:443"' "$suggested"
 expect_match "two under example.com: another" '- "\*\.example\.com:443"' "$suggested"
 # Port 8080 is in no rule: egressd decides such a connection at its SYN,
-# before any name is known, so the recording has only the address (and
-# suggest proposes it with its warning).
-expect_match "a connection decided at the SYN: its address and port" "- \"$E2E_IP4_OTHER_EXAMPLE_COM:8080\"" "$suggested"
+# before any name is known, so its verdict has only the address; but the
+# pod resolved the name through egressd, whose DNS event lists the answer's
+# addresses, so suggest proposes the name (and says how it matched).
+expect_match "a connection decided at the SYN: the name its client resolved to the address" \
+  '- "other\.example\.com:8080"' "$suggested"
+expect_match "... matched through DNS" '1 connection without a name matched through DNS' "$suggested"
+expect_eq "... not its address" 0 "$(grep -c -- "- \"$E2E_IP4_OTHER_EXAMPLE_COM:8080\"" "$dir/out/suggested.yaml")"
+expect_match "the DNS events carry the answer's addresses" "\"addresses\":\\[[^]]*\"$E2E_IP4_OTHER_EXAMPLE_COM\"" \
+  "$(cat "$dir/out/audit.jsonl")"
 expect_match "the address-only flow as an address target" "- \"$E2E_IP4_IP_TARGET:80\"" "$suggested"
 expect_match "... with its warning" 'WARNING: address only' "$suggested"
 expect_match "every target names its source" "from $E2E_POD_IP4" "$suggested"

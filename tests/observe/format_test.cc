@@ -1,5 +1,6 @@
 #include "observe/format.h"
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <ctime>
@@ -42,6 +43,8 @@ void checkSame(const Event& a, const Event& b) {
   CHECK(a.podView() == b.podView());
   CHECK(a.workloadView() == b.workloadView());
   CHECK(a.serviceAccountView() == b.serviceAccountView());
+  CHECK(std::equal(a.addressesView().begin(), a.addressesView().end(), b.addressesView().begin(),
+                   b.addressesView().end()));
 }
 }  // namespace
 
@@ -262,9 +265,16 @@ TEST_CASE("format: JSON round trip is exact") {
   Event podOnly = tlsAllowed();
   REQUIRE(podOnly.client.assign("kube-system", "etcd-node1", "", ""));
 
+  // A DNS answer's addresses, both families, as many as an event keeps.
+  Event dnsAddresses = dnsAllowedV6();
+  for (size_t i = 0; i < observe::kMaxEventAddresses; ++i) {
+    const std::string text = i % 2 ? "2001:db8::" + std::to_string(i) : "192.0.2." + std::to_string(i);
+    dnsAddresses.addresses[dnsAddresses.addressCount++] = *common::parseIpAddress(text);
+  }
+
   for (const Event& event :
        {tlsAllowed(), httpDenied(), quicAudit(), icmpDenied(), mappedAllowed(), dnsDenied(), dnsAllowedV6(),
-        odd, longName, dnsOdd, fullRuleSets, podDenied(), podDns(), fullPod, podOnly}) {
+        odd, longName, dnsOdd, fullRuleSets, podDenied(), podDns(), fullPod, podOnly, dnsAddresses}) {
     const nlohmann::json json = toJson(event);
     INFO(json.dump());
     // Through text, as on the socket.

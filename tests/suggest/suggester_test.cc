@@ -229,6 +229,48 @@ TEST_CASE("suggest: flows without a name become address targets with a warning",
   }
 }
 
+// A DNS event as egressd writes it for an answer with addresses.
+std::string resolved(std::string_view name, std::string_view addresses, std::string_view ns = "team-a") {
+  std::string line = dnsQuery(name, ns);
+  return line.substr(0, line.size() - 1) + R"(,"addresses":)" + std::string(addresses) + "}";
+}
+
+TEST_CASE("suggest: a flow without a name to an address its client resolved gets the name", "[suggest]") {
+  Run run;
+  run.lines = {// team-a resolved api.vendor.example (two addresses) and cdn.vendor.example,
+               // then connected without a name (decided at the SYN) to one of them.
+               resolved("api.vendor.example", R"(["203.0.113.9","2001:db8::9"])"),
+               connection("", 443, "team-a", "Deployment/web", "audit", "203.0.113.9"),
+               connection("", 443, "team-a", "Deployment/web", "audit", "2001:db8::9"),
+               // Another address, never resolved: stays an address target.
+               connection("", 443, "team-a", "Deployment/web", "audit", "203.0.113.10"),
+               // team-b connects to the same address without having resolved it.
+               connection("", 443, "team-b", "Deployment/api", "audit", "203.0.113.9"),
+               // A name resolved by team-b only is no name for team-a's flow.
+               resolved("other.vendor.example", R"(["203.0.113.10"])", "team-b")};
+  const auto suggestion = run.finish();
+  CHECK(targetsOf(suggestion) == std::vector<std::string>{"api.vendor.example:443", "203.0.113.10:443"});
+  CHECK(targetsOf(suggestion, "team-b/suggested") == std::vector<std::string>{"203.0.113.9:443"});
+  const auto yaml = run.yaml();
+  CHECK(yaml.find("# 2 connections without a name matched through DNS: the client had resolved this name "
+                  "(through egressd) to the address it connected to\n    # 2 hits (2 audit)") !=
+        std::string::npos);
+  // The warning stays for the flows that truly had no name, and only them.
+  size_t warnings = 0;
+  for (size_t at = yaml.find("WARNING: address only"); at != std::string::npos;
+       at = yaml.find("WARNING: address only", at + 1)) {
+    ++warnings;
+  }
+  CHECK(warnings == 2);
+  // Not listed as "resolved but never connected to" either.
+  CHECK(yaml.find("#   api.vendor.example:") == std::string::npos);
+  // Whatever the order (the connection before its DNS answer in the file).
+  Run reversed = run;
+  std::reverse(reversed.lines.begin(), reversed.lines.end());
+  CHECK(reversed.yaml() == yaml);
+  CHECK(lint(yaml).count("team-a/suggested") == 1);
+}
+
 TEST_CASE("suggest: names the rules in force allow are left out, unless --all", "[suggest]") {
   Run run;
   run.inForce = policyOf(R"(apiVersion: zalando.org/v1
@@ -352,6 +394,12 @@ TEST_CASE("suggest: input cannot inject YAML", "[suggest]") {
 
 TEST_CASE("suggest: reading lines names what is wrong", "[suggest]") {
   CHECK(suggest::readLine("").kind == suggest::LineKind::Skip);
+  for (const std::string& addresses : {R"(["192.0.2.x"])", R"("192.0.2.1")", R"([1])"}) {
+    const auto wrong = suggest::readLine(resolved("a.example.com", addresses));
+    INFO(addresses);
+    CHECK(wrong.kind == suggest::LineKind::Invalid);
+    CHECK(wrong.error.find("\"addresses\"") != std::string::npos);
+  }
   CHECK(suggest::readLine(R"({"dropped":3})").kind == suggest::LineKind::Skip);
   uint64_t dropped = 0;
   suggest::readLine(R"({"dropped":3})", &dropped);
@@ -391,7 +439,8 @@ TEST_CASE("suggest: the fast reader takes egressd's lines and agrees with eventF
   // What egressd writes (observe::toJson, dumped) always takes the fast path.
   for (const auto& line :
        {connection("api.example.com", 443), connection("", 80, "", "", "deny", "2001:db8::1"),
-        dnsQuery("Resolved.Example.COM."), dnsQuery("x.example.com", "", "TYPE65534")}) {
+        dnsQuery("Resolved.Example.COM."), dnsQuery("x.example.com", "", "TYPE65534"),
+        resolved("a.example.com", R"(["192.0.2.1","2001:db8::1","192.0.2.2"])")}) {
     const auto general = observe::eventFromJson(nlohmann::json::parse(line));
     REQUIRE(general);
     const std::string dumped = observe::toJson(*general).dump();
