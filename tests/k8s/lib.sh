@@ -69,3 +69,11 @@ k8s_start_control_plane() {
 
 # kubectl of the pinned release; KUBECONFIG (admin) comes from apiserver.sh.
 kc() { "$EGRESSD_K8S_BIN/kubectl" "$@"; }
+
+# Log lines as key=value text whatever log.format says: the shipped config
+# logs JSON, so a JSON object becomes `key=value ...` (in its field order)
+# and any other line is passed through. grep 'event=X .*field=Y' then
+# works on both.
+flat_logs() {
+  jq -rR '(fromjson? // .) | if type == "object" then (to_entries | map("\(.key)=\(.value | tostring)") | join(" ")) else . end'
+}

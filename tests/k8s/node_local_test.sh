@@ -132,11 +132,11 @@ else
   fail "DaemonSet not ready: $(kc -n egressd-system get pods -o wide 2>&1 | tail -n 3)"
   fatal "no egressd on the node; the pod checks cannot run"
 fi
-logs="$(kc -n egressd-system logs ds/egressd -c egressd 2>&1)"
+logs="$(kc -n egressd-system logs ds/egressd -c egressd 2>&1 | flat_logs)"
 grep -q 'event=egressd.started' <<< "$logs" && grep -q "event=dns.intercepting address=$EGRESSD_K8S_DNS_IP:53" <<< "$logs" &&
   ok "egressd logs that it started and took $EGRESSD_K8S_DNS_IP:53 over" ||
   fail "egressd log: $(head -c 600 <<< "$logs")"
-logs="$(kc -n egressd-system logs ds/egressd -c controller 2>&1)"
+logs="$(kc -n egressd-system logs ds/egressd -c controller 2>&1 | flat_logs)"
 grep -q 'event=lease.acquired' <<< "$logs" && grep -q 'event=list.done' <<< "$logs" &&
   ok "egress-controller logs its Lease and its first list" || fail "controller log: $(head -c 600 <<< "$logs")"
 
@@ -277,7 +277,7 @@ out="$(kc -n egressd-test exec proxied -- curl -sS --max-time 5 --cacert /test-c
 # (the image has no shell to print the variables; the kubelet expanded
 # $(EGRESSD_NODE_IP) to the node's address $node_ip or curl would not have
 # reached the proxy).
-logs="$(kc -n egressd-system logs ds/egressd -c egressd 2>&1)"
+logs="$(kc -n egressd-system logs ds/egressd -c egressd 2>&1 | flat_logs)"
 for name in api.example.com other.example.com; do
   grep -q "event=proxy.request.*$name" <<< "$logs" &&
     ok "egressd's proxy logged the request for $name" || fail "no proxy.request line for $name"
