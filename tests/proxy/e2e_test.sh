@@ -237,6 +237,11 @@ out="$(in_pod "$py" "$client" tunnels "$proxy" 1000 api.example.com 80)"
 expect_match "1,000 concurrent CONNECT tunnels, each answered" '^open_at_once=1000 ok=1000' "$out"
 in_pod "$py" "$client" slowloris "$proxy" 10 > "$E2E_DIR/slowloris.out" 2>&1 &
 spid=$!
+# A client that connects and says nothing: the listener's TCP_DEFER_ACCEPT
+# keeps it in the kernel about a second, then proxy.header_timeout (2s)
+# closes it without a word (an idle connection, not a 408).
+in_pod "$py" "$client" silent "$proxy" 12 > "$E2E_DIR/silent.out" 2>&1 &
+silentpid=$!
 sleep 0.5
 start=$(date +%s%N)
 expect_eq "while a slowloris client dribbles its head, others are served" 200 "$(via https://api.example.com/)"
@@ -245,6 +250,9 @@ expect_ok "... promptly (${elapsed} ms)" test "$elapsed" -lt 1500
 wait "$spid"
 expect_match "the slowloris client gets 408 after proxy.header_timeout (2s)" \
   '^answered after [23]\.[0-9]s: HTTP/1.1 408' "$(cat "$E2E_DIR/slowloris.out")"
+wait "$silentpid"
+expect_match "a silent client is closed without a word within header_timeout plus the deferred accept ($(cat "$E2E_DIR/silent.out"))" \
+  '^ended after [2-8]\.[0-9]s: closed' "$(cat "$E2E_DIR/silent.out")"
 
 # ---- observability: watch, metrics ----------------------------------------------------------------
 expect_ok "egressctl watch proxy shows proxy decisions" grep -q '"kind":"proxy"' "$E2E_LOGS/watch.json"

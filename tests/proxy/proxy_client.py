@@ -14,6 +14,9 @@
   proxy_client.py slowloris PROXY SECONDS    a request head dribbled out one
                                              line every 0.5 s; prints what the
                                              proxy answered and after how long
+  proxy_client.py silent PROXY SECONDS       connects and sends nothing;
+                                             prints how and after how long
+                                             the proxy ended it
   proxy_client.py bulk-server PORT MIB       (in the internet namespace) per
                                              connection: read to EOF, answer
                                              the SHA-256 of what came, then
@@ -174,6 +177,21 @@ def cmd_slowloris(proxy, seconds):
     print(f"still open after {seconds}s")
 
 
+def cmd_silent(proxy, seconds):
+    start = time.time()
+    with socket.create_connection(split(proxy), timeout=float(seconds)) as sock:
+        try:
+            data = sock.recv(4096)
+        except socket.timeout:
+            print(f"still open after {seconds}s")
+            return
+        except OSError as error:
+            print(f"ended after {time.time() - start:.1f}s: {error}")
+            return
+        what = "closed" if not data else data.split(b"\r\n")[0].decode("latin-1")
+        print(f"ended after {time.time() - start:.1f}s: {what}")
+
+
 def seeded(seed, mib):
     """MIB MiB of bytes both ends can regenerate: a change shows in the digest."""
     rng = random.Random(seed)
@@ -277,6 +295,7 @@ if __name__ == "__main__":
         "keepalive": cmd_keepalive,
         "tunnels": cmd_tunnels,
         "slowloris": cmd_slowloris,
+        "silent": cmd_silent,
         "bulk-server": cmd_bulk_server,
         "bulk": cmd_bulk,
         "reset-server": cmd_reset_server,
