@@ -43,6 +43,43 @@ void appendTimestamp(std::string& out) {
       std::snprintf(fraction, sizeof fraction, ".%06lldZ", static_cast<long long>(micros % 1'000'000));
   out.append(fraction, static_cast<size_t>(m));
 }
+// One byte of a quoted value: quote, backslash and the usual control
+// characters as \" \\ \n \r \t, other control bytes as \xHH (logfmt) or
+// \u00HH (JSON), anything else as is.
+void appendEscaped(std::string& out, char c, bool json) {
+  switch (c) {
+    case '"':
+      out.append("\\\"");
+      return;
+    case '\\':
+      out.append("\\\\");
+      return;
+    case '\n':
+      out.append("\\n");
+      return;
+    case '\r':
+      out.append("\\r");
+      return;
+    case '\t':
+      out.append("\\t");
+      return;
+    default:
+      break;
+  }
+  if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+    char hex[8];
+    const auto byte = static_cast<unsigned>(static_cast<unsigned char>(c));
+    if (json) {
+      std::snprintf(hex, sizeof hex, "\\u%04x", byte);
+    } else {
+      std::snprintf(hex, sizeof hex, "\\x%02x", byte);
+    }
+    out.append(hex);
+    return;
+  }
+  out.push_back(c);
+}
+
 // The length of the well-formed UTF-8 sequence `text` starts with (RFC 3629:
 // no overlong forms, no surrogates, nothing above U+10FFFF), or 0.
 size_t utf8SequenceLength(std::string_view text) noexcept {
@@ -100,33 +137,7 @@ void appendLogfmtValue(std::string& out, std::string_view value) {
     return;
   }
   out.push_back('"');
-  for (char c : value) {
-    switch (c) {
-      case '"':
-        out.append("\\\"");
-        break;
-      case '\\':
-        out.append("\\\\");
-        break;
-      case '\n':
-        out.append("\\n");
-        break;
-      case '\r':
-        out.append("\\r");
-        break;
-      case '\t':
-        out.append("\\t");
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
-          char hex[8];
-          std::snprintf(hex, sizeof hex, "\\x%02x", static_cast<unsigned char>(c));
-          out.append(hex);
-        } else {
-          out.push_back(c);
-        }
-    }
-  }
+  for (const char c : value) appendEscaped(out, c, false);
   out.push_back('"');
 }
 
@@ -146,31 +157,7 @@ void appendJsonString(std::string& out, std::string_view value) {
       }
       continue;
     }
-    switch (c) {
-      case '"':
-        out.append("\\\"");
-        break;
-      case '\\':
-        out.append("\\\\");
-        break;
-      case '\n':
-        out.append("\\n");
-        break;
-      case '\r':
-        out.append("\\r");
-        break;
-      case '\t':
-        out.append("\\t");
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
-          char hex[8];
-          std::snprintf(hex, sizeof hex, "\\u%04x", static_cast<unsigned char>(c));
-          out.append(hex);
-        } else {
-          out.push_back(c);
-        }
-    }
+    appendEscaped(out, c, true);
   }
   out.push_back('"');
 }

@@ -42,6 +42,37 @@ void appendEndpoint(std::string& out, const common::SocketAddress& address) {
   appendNumber(out, address.port);
 }
 
+// The fields after `ts`, as common::LogLine writes them: ` key=value` in
+// logfmt, `,"key":value` in JSON.
+struct FieldWriter {
+  std::string& out;
+  bool json;
+
+  void key(std::string_view name) {
+    if (json) {
+      out.append(",\"");
+      out.append(name);
+      out.append("\":");
+    } else {
+      out.push_back(' ');
+      out.append(name);
+      out.push_back('=');
+    }
+  }
+  void text(std::string_view name, std::string_view value) {
+    key(name);
+    if (json) {
+      common::appendJsonString(out, value);
+    } else {
+      common::appendLogfmtValue(out, value);
+    }
+  }
+  void number(std::string_view name, uint64_t value) {
+    key(name);
+    appendNumber(out, value);
+  }
+};
+
 }  // namespace
 
 void appendQueryLogLine(std::string& out, const QueryLogLine& line, int64_t& secondsCache,
@@ -70,49 +101,25 @@ void appendQueryLogLine(std::string& out, const QueryLogLine& line, int64_t& sec
     rest /= 10;
   }
   out.append(fraction, sizeof fraction);
-  if (json) {
-    out.append("\",\"level\":\"");
-    out.append(levelName(line.level));
-    out.append("\",\"event\":\"dns.query\",\"client\":\"");
-    appendEndpoint(out, line.client);
-    out.append("\",\"name\":");
-    common::appendJsonString(out, line.name);
-    out.append(",\"qtype\":");
-    appendNumber(out, line.qtype);
-    out.append(",\"outcome\":");
-    common::appendJsonString(out, line.outcome);
-    out.append(",\"rcode\":");
-    appendNumber(out, line.rcode);
-    out.append(",\"answers\":");
-    appendNumber(out, line.answers);
-    if (!line.reason.empty()) {
-      out.append(",\"reason\":");
-      common::appendJsonString(out, line.reason);
-    }
-    if (line.audit) out.append(",\"verdict\":\"audit\",\"would\":\"deny\"");
-    out.append("}\n");
-    return;
-  }
-  out.append(" level=");
-  out.append(levelName(line.level));
-  out.append(" event=dns.query client=");
+  if (json) out.push_back('"');
+  FieldWriter fields{out, json};
+  fields.text("level", levelName(line.level));
+  fields.text("event", "dns.query");
+  fields.key("client");
+  if (json) out.push_back('"');
   appendEndpoint(out, line.client);
-  out.append(" name=");
-  common::appendLogfmtValue(out, line.name);
-  out.append(" qtype=");
-  appendNumber(out, line.qtype);
-  out.append(" outcome=");
-  common::appendLogfmtValue(out, line.outcome);
-  out.append(" rcode=");
-  appendNumber(out, line.rcode);
-  out.append(" answers=");
-  appendNumber(out, line.answers);
-  if (!line.reason.empty()) {
-    out.append(" reason=");
-    common::appendLogfmtValue(out, line.reason);
+  if (json) out.push_back('"');
+  fields.text("name", line.name);
+  fields.number("qtype", line.qtype);
+  fields.text("outcome", line.outcome);
+  fields.number("rcode", line.rcode);
+  fields.number("answers", line.answers);
+  if (!line.reason.empty()) fields.text("reason", line.reason);
+  if (line.audit) {
+    fields.text("verdict", "audit");
+    fields.text("would", "deny");
   }
-  if (line.audit) out.append(" verdict=audit would=deny");
-  out.push_back('\n');
+  out.append(json ? "}\n" : "\n");
 }
 
 void QueryLog::append(const QueryLogLine& line) {
