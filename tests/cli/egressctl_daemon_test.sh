@@ -12,21 +12,9 @@ src="${EGRESSD_SOURCE_DIR:?}"
 for tool in unbound kdig jq python3; do
   command -v "$tool" > /dev/null || { echo "FAIL: $tool not installed"; exit 1; }
 done
-work="$(mktemp -d /tmp/egressctl-daemon-test.XXXXXX)"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2> /dev/null; done
-  wait 2> /dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-failures=0; checks=0
-ok() { checks=$((checks + 1)); echo "ok: $1"; }
-fail() {
-  checks=$((checks + 1)); failures=$((failures + 1)); echo "FAIL: $1"
-  [ -n "${2:-}" ] && printf '%s\n' "$2" | sed 's/^/    /'
-}
-check() { local d=$1; shift; if "$@"; then ok "$d"; else fail "$d"; fi; }
+# shellcheck source=tests/support/checks.sh
+. "$src/tests/support/checks.sh"
+checks_init egressctl-daemon-test
 jqe() { jq -e "$@" > /dev/null; }
 
 # shellcheck source=tests/dns/unbound.sh
@@ -147,5 +135,4 @@ check "watch 'rcode NOERROR and qtype a and not port https': the allowed A query
 line="$(watch_one 'sni api.example.test')"
 check "watch 'sni ...' matches no DNS event" [ -z "$line" ]
 
-echo "$((checks - failures)) passed, $failures failed"
-[ "$failures" -eq 0 ]
+checks_summary

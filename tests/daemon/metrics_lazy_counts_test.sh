@@ -17,18 +17,9 @@ for tool in unbound kdig curl python3; do
 done
 lint="$bin/metrics_lint"
 [ -x "$lint" ] || { echo "FAIL: missing $lint"; exit 1; }
-work="$(mktemp -d /tmp/egressd-lazy-counts.XXXXXX)"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2> /dev/null; done
-  wait 2> /dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-failures=0; checks=0
-ok() { checks=$((checks + 1)); echo "ok: $1"; }
-fail() { checks=$((checks + 1)); failures=$((failures + 1)); echo "FAIL: $1"; tail -5 "$work/log" | sed 's/^/    /'; }
-expect_eq() { if [ "$2" = "$3" ]; then ok "$1 ($3)"; else fail "$1: want $2, got $3"; fi; }
+# shellcheck source=tests/support/checks.sh
+. "$src/tests/support/checks.sh"
+checks_init egressd-lazy-counts
 
 # shellcheck source=tests/dns/unbound.sh
 . "$src/tests/dns/unbound.sh"
@@ -52,7 +43,6 @@ unbound_wait "$upstream_port" api.example.test 192.0.2.10 \
 dns_port="$(free_port)"
 metrics_port="$(free_port)"
 mkdir -p "$work/rules"
-write_rules() { printf '%s\n' "$2" > "$work/rules/.tmp"; mv "$work/rules/.tmp" "$work/rules/$1"; }
 write_rules app.yaml 'apiVersion: zalando.org/v1
 kind: EgressRuleSet
 metadata: {name: app, namespace: team}
@@ -178,5 +168,4 @@ expect_eq "DNS denials under namespace _none" 4 \
 expect_eq "as many as the denied responses" "$(val 'egressd_dns_responses_total{outcome="denied"}')" \
   "$(val 'egressd_denials_by_namespace_total{kind="dns",namespace="_none",verdict="deny"}')"
 
-echo "$((checks - failures)) passed, $failures failed"
-[ "$failures" -eq 0 ]
+checks_summary

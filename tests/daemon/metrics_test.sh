@@ -18,21 +18,9 @@ for tool in unbound kdig curl python3; do
 done
 lint="$bin/metrics_lint"
 [ -x "$lint" ] || { echo "FAIL: missing $lint"; exit 1; }
-work="$(mktemp -d /tmp/egressd-metrics-test.XXXXXX)"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -9 "$p" 2> /dev/null; done
-  wait 2> /dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-failures=0; checks=0
-ok() { checks=$((checks + 1)); echo "ok: $1"; }
-fail() {
-  checks=$((checks + 1)); failures=$((failures + 1)); echo "FAIL: $1"
-  [ -f "$work/log" ] && tail -5 "$work/log" | sed 's/^/    /'
-}
-check() { local d=$1; shift; if "$@"; then ok "$d"; else fail "$d"; fi; }
+# shellcheck source=tests/support/checks.sh
+. "$src/tests/support/checks.sh"
+checks_init egressd-metrics-test
 
 # shellcheck source=tests/dns/unbound.sh
 . "$src/tests/dns/unbound.sh"
@@ -59,9 +47,6 @@ unbound_wait "$upstream_port" api.example.test 192.0.2.10 \
 dns_port="$(free_port)"
 metrics_port="$(free_port)"
 mkdir -p "$work/rules"
-write_rules() {  # atomic, like the controller: temp file then rename
-  printf '%s\n' "$2" > "$work/rules/.tmp"; mv "$work/rules/.tmp" "$work/rules/$1"
-}
 write_rules app.yaml 'apiVersion: zalando.org/v1
 kind: EgressRuleSet
 metadata: {name: app, namespace: team}
@@ -304,5 +289,4 @@ kill -TERM "$pid"; wait "$pid"; rc=$?
 check "SIGTERM exits 0" [ "$rc" = 0 ]
 check "the metrics port is closed after exit" [ "$(code "$url/metrics")" = 000 ]
 
-echo "$((checks - failures)) passed, $failures failed"
-[ "$failures" -eq 0 ]
+checks_summary

@@ -19,22 +19,12 @@ src="${EGRESSD_SOURCE_DIR:?}"
 for tool in unbound kdig curl python3; do
   command -v "$tool" > /dev/null || { echo "FAIL: $tool not installed"; exit 1; }
 done
-work="$(mktemp -d /tmp/egressd-rules-reload-test.XXXXXX)"
-pids=()
-cleanup() {
-  exec 3>&- 2> /dev/null
-  for p in "${pids[@]}"; do kill -9 "$p" 2> /dev/null; done
-  wait 2> /dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-failures=0; checks=0
-ok() { checks=$((checks + 1)); echo "ok: $1"; }
-fail() {
-  checks=$((checks + 1)); failures=$((failures + 1)); echo "FAIL: $1"
-  [ -f "$work/log" ] && tail -8 "$work/log" | sed 's/^/    /'
-}
-check() { local d=$1; shift; if "$@"; then ok "$d"; else fail "$d"; fi; }
+# shellcheck source=tests/support/checks.sh
+. "$src/tests/support/checks.sh"
+checks_init egressd-rules-reload-test
+checks_log_lines=8
+close_fd3() { exec 3>&- 2> /dev/null; }
+checks_on_exit close_fd3
 
 # shellcheck source=tests/dns/unbound.sh
 . "$src/tests/dns/unbound.sh"
@@ -69,9 +59,6 @@ listen = "127.0.0.1:$metrics_port"
 socket = "$work/control.sock"
 TOML
 rules="$work/rules"
-write_rules() { # atomic, like the controller: temp file then rename
-  printf '%s\n' "$2" > "$rules/.tmp"; mv "$rules/.tmp" "$rules/$1"
-}
 doc() { # doc NAME TARGETS...: one EgressRuleSet document
   local name=$1; shift
   printf 'apiVersion: zalando.org/v1\nkind: EgressRuleSet\nmetadata: {name: %s, namespace: team}\nspec:\n  targets:\n' "$name"
@@ -164,5 +151,4 @@ check "emptied file: the warning names the rule sets" \
 check "emptied file: policy.loaded names the removed rule sets" grep -q 'event=policy.loaded .*removed=team/app,team/other' "$work/log"
 check "other files untouched (six)" test "$(status six.example.test)" = NOERROR
 
-echo "$((checks - failures)) passed, $failures failed"
-[ "$failures" -eq 0 ]
+checks_summary
