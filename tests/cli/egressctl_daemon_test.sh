@@ -20,21 +20,7 @@ jqe() { jq -e "$@" > /dev/null; }
 # shellcheck source=tests/dns/unbound.sh
 . "$src/tests/dns/unbound.sh"
 
-upstream_port="$(free_port)"
-cat > "$work/example.test.zone" << 'EOF'
-$ORIGIN example.test.
-$TTL 300
-@     IN SOA ns.example.test. admin.example.test. 1 3600 600 86400 60
-@     IN NS  ns.example.test.
-ns    IN A   192.0.2.1
-api   IN A   192.0.2.10
-api   IN TXT "hello"
-evil  IN A   203.0.113.66
-EOF
-unbound_auth_conf "$upstream_port" "example.test=$work/example.test.zone" > "$work/unbound.conf"
-unbound_start "$work/unbound.conf" unbound
-pids+=("$unbound_pid")
-unbound_wait "$upstream_port" api.example.test 192.0.2.10
+unbound_example_test 'api   IN TXT "hello"' 'evil  IN A   203.0.113.66'
 
 dns_port="$(free_port)"
 mkdir -p "$work/rules"

@@ -24,21 +24,7 @@ checks_init egressd-lazy-counts
 # shellcheck source=tests/dns/unbound.sh
 . "$src/tests/dns/unbound.sh"
 
-upstream_port="$(free_port)"
-cat > "$work/example.test.zone" << 'EOF2'
-$ORIGIN example.test.
-$TTL 300
-@     IN SOA ns.example.test. admin.example.test. 1 3600 600 86400 60
-@     IN NS  ns.example.test.
-ns    IN A   192.0.2.1
-api   IN A   192.0.2.10
-other IN A   192.0.2.11
-EOF2
-unbound_auth_conf "$upstream_port" "example.test=$work/example.test.zone" > "$work/unbound.conf"
-unbound_start "$work/unbound.conf" unbound
-pids+=("$unbound_pid")
-unbound_wait "$upstream_port" api.example.test 192.0.2.10 \
-  || { cat "$work/unbound.log"; echo "FAIL: unbound did not start"; exit 1; }
+unbound_example_test 'other IN A   192.0.2.11'
 
 dns_port="$(free_port)"
 metrics_port="$(free_port)"

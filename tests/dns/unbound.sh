@@ -14,6 +14,13 @@
 #   unbound_wait PORT NAME ADDR
 #                              waits (up to 5 s) until the server on PORT
 #                              answers NAME with ADDR; returns 1 if it never does
+#   unbound_example_test [RECORD...]
+#                              the loopback tests' upstream: unbound on a free
+#                              port ($upstream_port), authoritative for
+#                              example.test with ns and api (192.0.2.10)
+#                              plus each RECORD line ("other IN A 192.0.2.11");
+#                              its pid joins $pids; the test exits if it does
+#                              not answer
 
 free_port() {
   python3 - << 'PY'
@@ -91,4 +98,19 @@ unbound_wait() {
     sleep 0.1
   done
   return 1
+}
+
+unbound_example_test() {
+  upstream_port="$(free_port)"
+  {
+    printf '%s\n' '$ORIGIN example.test.' '$TTL 300' \
+      '@     IN SOA ns.example.test. admin.example.test. 1 3600 600 86400 60' \
+      '@     IN NS  ns.example.test.' 'ns    IN A   192.0.2.1' 'api   IN A   192.0.2.10'
+    printf '%s\n' "$@"
+  } > "$work/example.test.zone"
+  unbound_auth_conf "$upstream_port" "example.test=$work/example.test.zone" > "$work/unbound.conf"
+  unbound_start "$work/unbound.conf" unbound
+  pids+=("$unbound_pid")
+  unbound_wait "$upstream_port" api.example.test 192.0.2.10 ||
+    { cat "$work/unbound.log"; echo "FAIL: unbound did not start"; exit 1; }
 }
