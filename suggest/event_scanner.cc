@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
-#include <cstring>
 #include <limits>
 
 #include "observe/format.h"
@@ -240,11 +239,13 @@ std::optional<common::IpAddress> parseAddress(std::string_view text) {
 class TextMemo {
  public:
   std::string_view operator()(std::string_view text) {
-    if (text.size() == length_ && std::memcmp(text.data(), last_.data(), length_) == 0) return view_;
+    // string_view's compare and std::copy: `text` may be empty with a null
+    // data pointer, which memcmp and memcpy must never be given.
+    if (length_ <= last_.size() && text == std::string_view(last_.data(), length_)) return view_;
     view_ = observe::eventText(text);
     if (text.size() <= last_.size()) {
       length_ = text.size();
-      std::memcpy(last_.data(), text.data(), length_);
+      std::copy(text.begin(), text.end(), last_.begin());
     } else {
       length_ = last_.size() + 1;  // never matches
     }
@@ -253,7 +254,7 @@ class TextMemo {
 
  private:
   std::array<char, 64> last_{};
-  size_t length_ = 0;
+  size_t length_ = last_.size() + 1;  // nothing remembered yet
   std::string_view view_;
 };
 
