@@ -444,13 +444,57 @@ failover() {
     fail "gw1 took no new requests ($c1 -> $c2)"
   fi
 }
+step "a gateway that answers but is not ready takes no DNS and no proxy traffic"
+# Without one of its rules directories egressd keeps serving, with nothing
+# from that directory allowed (fail closed), and /readyz says 503: the load
+# balancer's /readyz checks (HAProxy's, and dnsdist's maintenance() poll)
+# must take it out although its DNS still answers.
+sysd="$(dmz_gw_dir 1)/etc/egressd/system.d"
+mv "$sysd" "$sysd.away"
+if dmz_wait "gw1 /readyz not 200" 150 eval '! dmz_readyz 1'; then
+  ok "gw1 is not ready once a rules directory is gone"
+else
+  fail "gw1's /readyz still 200 without $sysd"
+fi
+dmz_wait "HAProxy: gw1 not UP" 100 eval '[ "$(haproxy_state 1)" != UP ]' &&
+  ok "HAProxy took gw1 out ($(haproxy_state 1))" || fail "HAProxy still has gw1 $(haproxy_state 1)"
+dmz_wait "dnsdist: readyz gw1 down" 50 grep -q 'readyz gw1 down' "$DMZ_DIR/logs/dnsdist.log" &&
+  ok "dnsdist forced gw1 down on its /readyz" || fail "dnsdist did not take gw1 out on /readyz"
+own="$(dns_status 2 "$(dmz_gw_ip 1)" api.example.com)"
+[[ "$own" != timeout ]] && ok "gw1 itself still answers DNS ($own), so only /readyz can take it out" ||
+  fail "gw1's DNS stopped answering: the check would not tell /readyz from DNS"
+bad=0
+q1="$(metric 1 egressd_dns_queries_total)" p1="$(metric 1 egressd_proxy_connections_total)"
+for _ in 1 2 3 4 5 6 7 8 9 10; do
+  [[ "$(in_node 2 dig +time=1 +tries=1 +short "@$DMZ_LB" api.example.com A)" == 203.0.113.10 ]] || bad=$((bad + 1))
+  [[ "$(via_proxy 1 "$lb_proxy" https://api.example.com/)" == 200 ]] || bad=$((bad + 1))
+done
+q2="$(metric 1 egressd_dns_queries_total)" p2="$(metric 1 egressd_proxy_connections_total)"
+((bad == 0)) && ok "10 lookups and 10 requests through the load balancer all served" ||
+  fail "$bad of 20 lookups and requests failed while gw1 was not ready"
+# dnsdist's own DNS health check goes on (about one query a second).
+if [[ -n "$q2" && -n "$p2" ]] && ((${q2%.*} - ${q1%.*} <= 3 && ${p2%.*} == ${p1%.*})); then
+  ok "none of them reached gw1 (its queries $q1 -> $q2: health checks only; its proxy connections $p1 -> $p2)"
+else
+  fail "gw1 got traffic while not ready: queries $q1 -> $q2, proxy connections $p1 -> $p2"
+fi
+mv "$sysd.away" "$sysd"
+dmz_wait "gw1 ready again" 150 dmz_readyz 1 || fail "gw1 not ready after its directory came back"
+dmz_wait "HAProxy: gw1 UP" 100 eval '[ "$(haproxy_state 1)" = UP ]' || fail "HAProxy did not take gw1 back"
+dmz_wait "dnsdist: readyz gw1 up" 50 grep -q 'readyz gw1 up' "$DMZ_DIR/logs/dnsdist.log" &&
+  ok "gw1 ready again: back in HAProxy and dnsdist" || fail "dnsdist did not take gw1 back on /readyz"
+
 failover sigkill
 failover linkdown
 
 step "DNS failover through dnsdist (gateway 1's link down)"
 # dnsdist has no state query without a console key: its log says when it
-# marks a server up or down.
-dnsdist_up() { grep "Marking downstream gw$1 " "$DMZ_DIR/logs/dnsdist.log" | tail -1 | grep -q "'up'"; }
+# marks a server up or down, by its DNS check ("Marking downstream gwN ...
+# 'up'") or by the /readyz poll ("readyz gwN up"), whichever came last.
+dnsdist_up() {
+  grep -E "Marking downstream gw$1 |readyz gw$1 " "$DMZ_DIR/logs/dnsdist.log" | tail -1 |
+    grep -qE "'up'|readyz gw$1 up$"
+}
 dmz_wait "dnsdist: gw1 up" 100 dnsdist_up 1 || fail "dnsdist did not mark gw1 up again"
 t_kill=$(now_ms)
 ip -n "$(dmz_ns vpc)" link set gw1 down
@@ -463,7 +507,8 @@ while (($(now_ms) - t_kill < 5000)); do
   if [[ "$r" != 203.0.113.10 ]]; then dns_fail=$((dns_fail + 1)); dns_last=$(($(now_ms) - t_kill)); fi
   sleep 0.1
 done
-dnsdist_up 1 && fail "dnsdist never marked gw1 down" || ok "dnsdist marked gw1 down"
+dnsdist_up 1 && fail "dnsdist never marked gw1 down" ||
+  ok "dnsdist marked gw1 down ($(grep -E 'Marking downstream gw1 |readyz gw1 ' "$DMZ_DIR/logs/dnsdist.log" | tail -1))"
 ip -n "$(dmz_ns vpc)" link set gw1 up
 echo "DMZ_RESULT failover=dns-linkdown failed_queries=$dns_fail of=$dns_total gap_ms=$dns_last"
 if ((dns_last <= 3000)); then

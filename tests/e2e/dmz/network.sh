@@ -358,18 +358,40 @@ dmz_dnsdist_config() { # N...
   local n f=$DMZ_DIR/lb/dnsdist.conf
   mkdir -p "$DMZ_DIR/lb"
   cat > "$f" << EOF
--- The Network Load Balancer's DNS listener (UDP and TCP). dnsdist cannot
--- ask an HTTP /readyz; its health check is a DNS query to the gateway's
--- DNS listener (a name no rule allows, answered by egressd itself, so the
--- check does not depend on the internet's resolver): any answer but
--- SERVFAIL is up, no answer within checkTimeout is a failure.
+-- The Network Load Balancer's DNS listener (UDP and TCP). Two checks,
+-- like the NLB's target group plus what dnsdist does itself:
+--   - /readyz, as the NLB checks it: maintenance() (run by dnsdist every
+--     second) asks each gateway's /readyz; a gateway that does not answer
+--     200 is forced down (setDown), one that does is left to the DNS check
+--     (setAuto). A gateway whose DNS answers but that is not ready (its
+--     rules failed to load: it would deny every name) takes no queries.
+--   - a DNS query to the gateway's DNS listener (a name no rule allows,
+--     answered by egressd itself, so the check does not depend on the
+--     internet's resolver): any answer but SERVFAIL is up, no answer within
+--     checkTimeout is a failure.
 setSecurityPollSuffix("")
 setLocal("$DMZ_LB:53")
 setServerPolicy(roundrobin)
+readyz = {}
+function maintenance()
+  for i, gw in ipairs(readyz) do
+    -- popen, not os.execute: dnsdist ignores SIGCHLD, so system()'s
+    -- status is always -1; curl's output is read instead.
+    local curl = io.popen("curl -s -o /dev/null -w '%{http_code}' --max-time 0.5 " .. gw.url)
+    local ready = curl:read("*a") == "200"
+    curl:close()
+    if ready ~= gw.ready then
+      gw.ready = ready
+      if ready then getServer(i - 1):setAuto() else getServer(i - 1):setDown() end
+      infolog("readyz " .. gw.name .. (ready and " up" or " down"))
+    end
+  end
+end
 EOF
   for n in "$@"; do
     cat >> "$f" << EOF
 newServer({address="$(dmz_gw_ip "$n"):53", name="gw$n", checkName="health.dmz.invalid.", checkInterval=1, checkTimeout=$DMZ_CHECK_TIMEOUT_MS, maxCheckFailures=$DMZ_DNS_CHECK_FALL, rise=$DMZ_CHECK_RISE})
+table.insert(readyz, {name="gw$n", ready=true, url="http://$(dmz_gw_ip "$n"):$DMZ_HEALTH_PORT/readyz"})
 EOF
   done
 }
