@@ -40,11 +40,15 @@ image_test_pkgs=(containerd runc skopeo)
 # pause image is compiled statically (libc6-dev, in build-essential).
 cluster_pkgs=(containerd runc containernetworking-plugins util-linux)
 
+# The benchmarks run the same topologies as the tests (bench/cluster the
+# test cluster, bench/dmz the packaged gateways), so bench is test plus its
+# peers.
+all_test_pkgs=("${build_pkgs[@]}" "${test_pkgs[@]}" "${image_pkgs[@]}" "${image_test_pkgs[@]}"
+  "${cluster_pkgs[@]}" "${deb_test_pkgs[@]}")
 case "$group" in
   build) want=("${build_pkgs[@]}") ;;
-  test) want=("${build_pkgs[@]}" "${test_pkgs[@]}" "${image_pkgs[@]}" "${image_test_pkgs[@]}"
-    "${cluster_pkgs[@]}" "${deb_test_pkgs[@]}") ;;
-  bench) want=("${build_pkgs[@]}" "${test_pkgs[@]}" "${bench_pkgs[@]}") ;;
+  test) want=("${all_test_pkgs[@]}") ;;
+  bench) want=("${all_test_pkgs[@]}" "${bench_pkgs[@]}") ;;
   image) want=("${build_pkgs[@]}" "${image_pkgs[@]}") ;;
   deb) want=("${build_pkgs[@]}" "${deb_pkgs[@]}") ;;
   *) echo "usage: $0 [build|test|bench|image|deb]" >&2; exit 2 ;;
