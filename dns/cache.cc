@@ -27,7 +27,7 @@ AnswerCache::Hit AnswerCache::lookup(const Query& query, std::span<const uint8_t
                                      bool countHit) noexcept {
   Hit hit;
   if (maxEntries_ == 0) return hit;
-  char key[5 + kMaxWireNameLength];
+  char key[kKeyPrefix + kMaxWireNameLength];
   const size_t keyLength = buildKey(query, key);
   const auto found = index_.find(IndexKey::of(std::string_view(key, keyLength)));
   if (found == index_.end()) {
@@ -92,7 +92,7 @@ void AnswerCache::insert(const Query& query, std::span<const uint8_t> answer, ui
     entry.ttlOffsets.push_back(static_cast<uint16_t>(rr.ttlOffset));
   }
   if (reader.failed()) return;
-  char key[5 + kMaxWireNameLength];
+  char key[kKeyPrefix + kMaxWireNameLength];
   entry.key.assign(key, buildKey(query, key));
   entry.answer.assign(answer.begin(), answer.end());
   entry.bindings.assign(bindings.begin(), bindings.end());
