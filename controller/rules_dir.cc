@@ -1,5 +1,6 @@
 #include "controller/rules_dir.h"
 #include "common/errno_text.h"
+#include "common/unique_fd.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -23,21 +24,6 @@ constexpr std::string_view kTempPrefix = ".tmp-egress-controller-";
 std::string errnoText(const std::string& what) {
   return what + ": " + common::errnoText(errno);
 }
-
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const noexcept { return fd_; }
-  int release() noexcept { return std::exchange(fd_, -1); }
-
- private:
-  int fd_;
-};
 
 bool writeAll(int fd, std::string_view data) {
   while (!data.empty()) {
@@ -96,7 +82,7 @@ std::map<std::string, std::string> RulesDir::scan(std::vector<std::string>& erro
 std::vector<std::string> RulesDir::apply(const Plan& plan) const {
   std::vector<std::string> errors;
   bool changed = false;
-  const Fd dir(::open(path_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  const common::UniqueFd dir(::open(path_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   struct Staged {
     std::string temp;
     std::string target;
@@ -106,7 +92,7 @@ std::vector<std::string> RulesDir::apply(const Plan& plan) const {
   // 1. Every new content into a hidden temp file.
   for (const auto& write : plan.writes) {
     Staged s{path_ + "/" + std::string(kTempPrefix) + randomSuffix(), path_ + "/" + write.fileName};
-    Fd fd(::open(s.temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+    common::UniqueFd fd(::open(s.temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
     if (fd.get() < 0) {
       errors.push_back(errnoText("create " + s.temp));
       continue;

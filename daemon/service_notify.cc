@@ -106,12 +106,8 @@ std::unique_ptr<ServiceNotifier> ServiceNotifier::fromEnvironment(std::string& e
   return std::unique_ptr<ServiceNotifier>(new ServiceNotifier(fd, *address, watchdog));
 }
 
-ServiceNotifier::~ServiceNotifier() {
-  ::close(fd_);
-}
-
 bool ServiceNotifier::send(std::string_view message, std::string& error) const {
-  const ssize_t sent = ::sendto(fd_, message.data(), message.size(), MSG_NOSIGNAL,
+  const ssize_t sent = ::sendto(fd_.get(), message.data(), message.size(), MSG_NOSIGNAL,
                                 reinterpret_cast<const sockaddr*>(&address_.address), address_.length);
   if (sent < 0) {
     error = "notifying systemd (NOTIFY_SOCKET): " + common::errnoText(errno);

@@ -24,6 +24,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/unique_fd.h"
 #include "daemon/health.h"
 
 namespace daemon_main {
@@ -53,7 +54,6 @@ class ServiceNotifier {
   // empty error when the variable is unset (not started by systemd);
   // nullptr with the error when it is set but unusable.
   static std::unique_ptr<ServiceNotifier> fromEnvironment(std::string& error);
-  ~ServiceNotifier();
   ServiceNotifier(const ServiceNotifier&) = delete;
   ServiceNotifier& operator=(const ServiceNotifier&) = delete;
 
@@ -64,7 +64,7 @@ class ServiceNotifier {
  private:
   ServiceNotifier(int fd, NotifyAddress address, std::chrono::microseconds watchdog) noexcept
       : fd_(fd), address_(address), watchdog_(watchdog) {}
-  int fd_;
+  common::UniqueFd fd_;
   NotifyAddress address_;
   std::chrono::microseconds watchdog_;
 };
