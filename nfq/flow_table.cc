@@ -46,7 +46,23 @@ size_t FlowKey::hash(uint64_t seed) const noexcept {
   return static_cast<size_t>(h);
 }
 
-FlowTable::FlowTable(const FlowTableOptions& options) : options_(options) {
+FlowTable::FlowTable(const FlowTableOptions& options)
+    : options_(options),
+      slots_(validated(options).maxFlows),
+      index_(std::bit_ceil(options.maxFlows * 2)),
+      pool_(options.poolBytes / options.chunkBytes * options.chunkBytes) {
+  freeSlots_.reserve(options.maxFlows);
+  indexMask_ = index_.size() - 1;
+  const size_t chunks = options.poolBytes / options.chunkBytes;
+  freeChunks_.reserve(chunks);
+  // Lowest chunk on top: like the slots, the pool's pages are committed as
+  // far as the most chunks ever in use at once reach.
+  for (size_t i = chunks; i-- > 0;) freeChunks_.push_back(static_cast<uint32_t>(i));
+  std::random_device random;
+  seed_ = (uint64_t{random()} << 32) ^ random();
+}
+
+const FlowTableOptions& FlowTable::validated(const FlowTableOptions& options) {
   if (options.maxFlows == 0 || options.maxFlows >= kNone / 2 || options.chunkBytes == 0 ||
       options.maxFlowBytes == 0 || options.poolBytes < options.chunkBytes) {
     throw std::invalid_argument("flow table: sizes must be positive and the pool hold at least one chunk");
@@ -54,18 +70,7 @@ FlowTable::FlowTable(const FlowTableOptions& options) : options_(options) {
   if ((options.maxFlowBytes + options.chunkBytes - 1) / options.chunkBytes > kMaxChunksPerFlow) {
     throw std::invalid_argument("flow table: max_flow_bytes needs more than 64 chunks; use larger chunks");
   }
-  slots_.resize(options.maxFlows);
-  freeSlots_.reserve(options.maxFlows);
-  for (size_t i = options.maxFlows; i-- > 0;) freeSlots_.push_back(static_cast<uint32_t>(i));
-  const size_t buckets = std::bit_ceil(options.maxFlows * 2);
-  index_.assign(buckets, 0);
-  indexMask_ = buckets - 1;
-  const size_t chunks = options.poolBytes / options.chunkBytes;
-  pool_.resize(chunks * options.chunkBytes);
-  freeChunks_.reserve(chunks);
-  for (size_t i = chunks; i-- > 0;) freeChunks_.push_back(static_cast<uint32_t>(i));
-  std::random_device random;
-  seed_ = (uint64_t{random()} << 32) ^ random();
+  return options;
 }
 
 FlowTable::Flow* FlowTable::find(const FlowKey& key) noexcept {
@@ -77,8 +82,13 @@ FlowTable::Flow* FlowTable::find(const FlowKey& key) noexcept {
 }
 
 FlowTable::Flow& FlowTable::insertUnchecked(const FlowKey& key, TimePoint now) noexcept {
-  const uint32_t slot = freeSlots_.back();
-  freeSlots_.pop_back();
+  uint32_t slot = 0;
+  if (!freeSlots_.empty()) {
+    slot = freeSlots_.back();
+    freeSlots_.pop_back();
+  } else {
+    slot = static_cast<uint32_t>(unusedFrom_++);  // the caller evicted when full()
+  }
   Flow& flow = slots_[slot];
   flow = Flow{};
   flow.key = key;

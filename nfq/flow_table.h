@@ -3,9 +3,12 @@
 // client bytes so far, and when they were first seen.
 //
 // Bounded and preallocated: every slot, index entry and buffer chunk is
-// allocated by the constructor; insert/append/release/expire never
-// allocate. When the table is full the oldest flow is evicted (its held
-// packets handed to the caller for a verdict) and counted.
+// reserved by the constructor; insert/append/release/expire never
+// allocate. The reservation is lazy (common/lazy_array.h): slots are handed
+// out lowest index first, so memory is committed for the most flows ever
+// held at once, not for the capacity. When the table is full the oldest
+// flow is evicted (its held packets handed to the caller for a verdict) and
+// counted.
 //
 // Thread-safety: one table per verdict worker thread, which alone calls the
 // mutating members; stats() may be called from any thread (the counters are
@@ -22,6 +25,7 @@
 #include <vector>
 
 #include "common/ip_address.h"
+#include "common/lazy_array.h"
 #include "nfq/owned_counter.h"
 #include "nfq/packet.h"
 
@@ -93,7 +97,7 @@ class FlowTable {
     PoolExhausted,  // no free chunk; nothing added (evict, or deny)
   };
 
-  // Allocates everything. Throws std::invalid_argument on nonsensical
+  // Reserves everything. Throws std::invalid_argument on nonsensical
   // options (zero sizes, maxFlowBytes above kMaxChunksPerFlow chunks).
   explicit FlowTable(const FlowTableOptions& options);
   FlowTable(const FlowTable&) = delete;
@@ -105,7 +109,7 @@ class FlowTable {
   // `key` must not be in the table.
   template <typename OnEvict>
   Flow& insert(const FlowKey& key, TimePoint now, OnEvict&& onEvict) noexcept {
-    if (freeSlots_.empty()) {
+    if (full()) {
       Flow& oldest = slots_[head_];
       counters_.evicted.add();
       onEvict(static_cast<const Flow&>(oldest));
@@ -151,6 +155,9 @@ class FlowTable {
   // The slot index of a flow, 0 <= index < maxFlows: lets a worker keep
   // per-flow state of its own (e.g. QUIC reassembly) in a parallel array.
   size_t slotIndex(const Flow& flow) const noexcept { return static_cast<size_t>(&flow - slots_.data()); }
+  // How many slots were ever in use (0 <= slotsTouched() <= capacity()):
+  // the slots whose memory is committed.
+  size_t slotsTouched() const noexcept { return unusedFrom_; }
   // When the oldest flow expires (nullopt: empty), for the worker's timer.
   std::optional<TimePoint> nextExpiry() const noexcept;
 
@@ -158,6 +165,7 @@ class FlowTable {
   FlowTableStats stats() const noexcept;
   size_t size() const noexcept { return static_cast<size_t>(counters_.active.load()); }
   size_t capacity() const noexcept { return slots_.size(); }
+  bool full() const noexcept { return freeSlots_.empty() && unusedFrom_ == slots_.size(); }
   size_t freeChunks() const noexcept { return freeChunks_.size(); }
 
  private:
@@ -175,6 +183,8 @@ class FlowTable {
     OwnedCounter poolExhausted;
   };
 
+  // `options`, or std::invalid_argument (before anything is reserved).
+  static const FlowTableOptions& validated(const FlowTableOptions& options);
   Flow& insertUnchecked(const FlowKey& key, TimePoint now) noexcept;
   // release() without counting it as decided (expiry and eviction count
   // themselves).
@@ -187,13 +197,16 @@ class FlowTable {
   }
 
   FlowTableOptions options_;
-  std::vector<Flow> slots_;
-  std::vector<uint32_t> freeSlots_;  // stack
+  common::LazyArray<Flow> slots_;
+  // Slots at or above unusedFrom_ were never used; below it, the released
+  // ones are on the freeSlots_ stack (reserved, filled as they come back).
+  size_t unusedFrom_ = 0;
+  std::vector<uint32_t> freeSlots_;
   // Open addressing, linear probing: slot + 1, 0 = empty. Twice the slots.
-  std::vector<uint32_t> index_;
+  common::LazyArray<uint32_t> index_;
   size_t indexMask_ = 0;
   uint64_t seed_ = 0;  // random per table: pods cannot aim keys at one bucket
-  std::vector<uint8_t> pool_;
+  common::LazyArray<uint8_t> pool_;
   std::vector<uint32_t> freeChunks_;  // stack
   uint32_t head_ = kNone;             // oldest
   uint32_t tail_ = kNone;             // newest

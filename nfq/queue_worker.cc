@@ -42,23 +42,36 @@ FlowTableOptions confirmTableOptions(const QueueWorkerOptions& options) {
 
 }  // namespace
 
-// QUIC Initial state: the thread's parser and one CRYPTO reassembly per flow
-// table slot, plus one for datagrams of flows not held yet.
+// QUIC Initial state: the thread's parser, one CRYPTO reassembly per flow
+// table slot (committed as the slots are used, common/lazy_array.h), and a
+// spare one for datagrams of flows not held yet.
 struct QueueWorker::QuicSlot {
-  sni::QuicInitialParser parser;
-  std::vector<uint8_t> buffers;
-  std::vector<sni::QuicCryptoReassembly> flows;
-  explicit QuicSlot(size_t slots) : buffers((slots + 1) * kQuicBufferBytes) {
-    flows.reserve(slots + 1);
-    for (size_t i = 0; i <= slots; ++i) {
-      flows.emplace_back(std::span<uint8_t>(buffers.data() + i * kQuicBufferBytes, kQuicBufferBytes));
+  // The reassembly of slot i works in the i-th buffer of `buffers`.
+  struct InBuffer {
+    uint8_t* buffers;
+    sni::QuicCryptoReassembly operator()(size_t slot) const noexcept {
+      return sni::QuicCryptoReassembly(
+          std::span<uint8_t>(buffers + slot * kQuicBufferBytes, kQuicBufferBytes));
     }
-  }
+  };
+
+  sni::QuicInitialParser parser;
+  std::array<uint8_t, kQuicBufferBytes> spareBuffer{};
+  sni::QuicCryptoReassembly spare{spareBuffer};
+  common::LazyArray<uint8_t> buffers;
+  common::LazyArray<sni::QuicCryptoReassembly, InBuffer> flows;
+
+  explicit QuicSlot(size_t slots)
+      : buffers(slots * kQuicBufferBytes), flows(slots, InBuffer{buffers.data()}) {}
   QuicContext context(size_t slot) noexcept {
     flows[slot].reset();
     return {&parser, &flows[slot]};
   }
   QuicContext held(size_t slot) noexcept { return {&parser, &flows[slot]}; }
+  QuicContext spareContext() noexcept {
+    spare.reset();
+    return {&parser, &spare};
+  }
 };
 
 void QueueWorker::SocketClose::operator()(mnl_socket* socket) const noexcept {
@@ -76,12 +89,12 @@ QueueWorker::QueueWorker(QueueWorkerOptions options, const common::SnapshotHolde
       verdictBuffer_(kVerdictBufferBytes),
       streamScratch_(options_.flows.maxFlowBytes),
       parserScratch_(16384 + 4),
-      markOfSlot_(options_.flows.maxFlows, 0),
-      passedOfSlot_(options_.flows.maxFlows, 0),
+      markOfSlot_(options_.flows.maxFlows),
+      passedOfSlot_(options_.flows.maxFlows),
       recent_(options_.recentVerdicts, options_.recentLifetime),
       confirming_(confirmTableOptions(options_)),
-      confirmIndevOfSlot_(options_.flows.maxFlows, 0),
-      confirmPassedEndOfSlot_(options_.flows.maxFlows, 0),
+      confirmIndevOfSlot_(options_.flows.maxFlows),
+      confirmPassedEndOfSlot_(options_.flows.maxFlows),
       confirmDecisionOfSlot_(options_.flows.maxFlows),
       starts_(options_.streamStarts, options_.streamStartLifetime),
       confirmedRecently_(options_.flows.maxFlows, kConfirmedMemory),
@@ -631,7 +644,7 @@ void QueueWorker::handlePacket(uint32_t id, uint32_t mark, uint32_t indev,
 
   FlowState state;
   state.scratch = parserScratch_;
-  state.quic = quic_->context(flows_.capacity());  // the spare reassembly
+  state.quic = quic_->spareContext();
   Decision decision = decide(state, packet, *policy_, bindings_, options_.decide, now);
   if (decision.verdict != Verdict::Hold) {
     bool provisional = false;

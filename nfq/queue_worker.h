@@ -39,6 +39,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/lazy_array.h"
 #include "common/snapshot.h"
 #include "nfq/flow_table.h"
 #include "nfq/insertion_guard.h"
@@ -237,11 +238,11 @@ class QueueWorker {
   size_t verdictBytes_ = 0;
   std::vector<uint8_t> streamScratch_;
   std::vector<uint8_t> parserScratch_;
-  std::vector<uint32_t> markOfSlot_;  // the packet mark of each held flow's first packet
+  common::LazyArray<uint32_t> markOfSlot_;  // the packet mark of each held flow's first packet
   // Per held flow: how many of its first bytes the server has (passed
   // retransmissions), so a server reset carries the sequence number the
   // server expects (RFC 5961 section 3.2: any other is only challenged).
-  std::vector<uint32_t> passedOfSlot_;
+  common::LazyArray<uint32_t> passedOfSlot_;
   RecentVerdicts recent_;
   // Insertion guard: allows waiting for the server's acknowledgment, with
   // their judged bytes (holdTimeout = confirmTimeout) and per slot: the
@@ -250,9 +251,9 @@ class QueueWorker {
   // stream starts; connections confirmed a moment ago (their segments
   // queued before the connection mark changed pass).
   FlowTable confirming_;
-  std::vector<uint32_t> confirmIndevOfSlot_;
-  std::vector<uint32_t> confirmPassedEndOfSlot_;
-  std::vector<Decision> confirmDecisionOfSlot_;
+  common::LazyArray<uint32_t> confirmIndevOfSlot_;
+  common::LazyArray<uint32_t> confirmPassedEndOfSlot_;
+  common::LazyArray<Decision> confirmDecisionOfSlot_;
   StreamStarts starts_;
   StreamStarts confirmedRecently_;
   std::unique_ptr<QuicSlot> quic_;

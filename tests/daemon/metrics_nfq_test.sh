@@ -57,6 +57,12 @@ expect_eq "/readyz: rules, DNS and enforcement ready" "[+]rules ok|[+]dns ok|[+]
   "$(in_gw curl -s --max-time 5 http://127.0.0.1:9153/readyz | tr '\n' '|')"
 first=$samples
 expect_ok "queue 0 reports its held-flow capacity" grep -qx 'egressd_nfq_held_flows_capacity{queue="0"} 65536' "$samples"
+# The held-flow tables are reserved for 65,536 flows but committed only as
+# flows are held (common/lazy_array.h): at rest they must not be resident
+# (they took about 400 MiB per queue when every slot was constructed).
+rss_kib="$(awk '/^VmRSS:/ {print $2}' "/proc/$(cat "$E2E_PIDS/egressd.pid")/status")"
+expect_ok "65,536 held-flow slots cost no memory at rest (${rss_kib:-?} KiB resident, under 96 MiB)" \
+  test "${rss_kib:-999999}" -lt $((96 * 1024))
 expect_ok "the per-rule-set family is declared" grep -qx '# family egressd_ruleset_decisions_total counter' "$samples"
 
 reset_like() { case $1 in curl:7 | curl:35 | curl:52 | curl:56) echo reset ;; *) echo "$1" ;; esac; }
