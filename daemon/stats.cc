@@ -299,9 +299,10 @@ void renderQueues(Exposition& e, const StatsSnapshot& s) {
   perQueue("egressd_nfq_reply_syn_acks_total", "counter",
            "Server SYN-ACKs the insertion guard read to learn where a client's stream starts.",
            [](const QueueStats& q) { return q.replySynAcks; });
-  perQueue("egressd_nfq_kernel_starts_total", "counter",
-           "First payloads judged whose stream start the kernel guard recorded from the SYN-ACK (not queued).",
-           [](const QueueStats& q) { return q.kernelStarts; });
+  perQueue(
+      "egressd_nfq_kernel_starts_total", "counter",
+      "First payloads judged whose stream start the kernel guard recorded from the SYN-ACK (not queued).",
+      [](const QueueStats& q) { return q.kernelStarts; });
   perQueue("egressd_nfq_kernel_confirmed_total", "counter",
            "Provisional allows the kernel guard confirmed on the server's acknowledgment (also in "
            "egressd_nfq_confirmed_total).",

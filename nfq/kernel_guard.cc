@@ -39,14 +39,20 @@ class Assembler {
   }
   void mov(uint8_t dst, uint8_t src) { op(BPF_ALU64 | BPF_MOV | BPF_X, dst, src, 0, 0); }
   void movImm(uint8_t dst, int32_t imm) { op(BPF_ALU64 | BPF_MOV | BPF_K, dst, 0, 0, imm); }
-  void alu64Imm(uint8_t operation, uint8_t dst, int32_t imm) { op(BPF_ALU64 | operation | BPF_K, dst, 0, 0, imm); }
+  void alu64Imm(uint8_t operation, uint8_t dst, int32_t imm) {
+    op(BPF_ALU64 | operation | BPF_K, dst, 0, 0, imm);
+  }
   // 32-bit arithmetic: results are modulo 2^32 and zero-extended.
   void alu32(uint8_t operation, uint8_t dst, uint8_t src) { op(BPF_ALU | operation | BPF_X, dst, src, 0, 0); }
-  void alu32Imm(uint8_t operation, uint8_t dst, int32_t imm) { op(BPF_ALU | operation | BPF_K, dst, 0, 0, imm); }
+  void alu32Imm(uint8_t operation, uint8_t dst, int32_t imm) {
+    op(BPF_ALU | operation | BPF_K, dst, 0, 0, imm);
+  }
   // Legacy packet loads (socket filters): byte order converted to host,
   // and the program returns 0 when the offset lies beyond the packet.
   void loadAbs(uint8_t size, int32_t offset) { op(BPF_LD | size | BPF_ABS, 0, 0, 0, offset); }
-  void loadInd(uint8_t size, uint8_t base, int32_t offset) { op(BPF_LD | size | BPF_IND, 0, base, 0, offset); }
+  void loadInd(uint8_t size, uint8_t base, int32_t offset) {
+    op(BPF_LD | size | BPF_IND, 0, base, 0, offset);
+  }
   void load(uint8_t size, uint8_t dst, uint8_t base, int16_t offset) {
     op(BPF_LDX | size | BPF_MEM, dst, base, offset, 0);
   }
@@ -144,8 +150,10 @@ void readReply(Assembler& a, KernelFamily family, int32_t flags) {
   copy(srcOffset, false, static_cast<int16_t>(offsetof(KernelFlowKey, server)), addressBytes);
   copy(2, true, static_cast<int16_t>(offsetof(KernelFlowKey, clientPort)), 2);
   copy(0, true, static_cast<int16_t>(offsetof(KernelFlowKey, serverPort)), 2);
-  a.storeImm(BPF_B, FP, static_cast<int16_t>(kKey + static_cast<int16_t>(offsetof(KernelFlowKey, family))), v4 ? 4 : 6);
-  a.storeImm(BPF_B, FP, static_cast<int16_t>(kKey + static_cast<int16_t>(offsetof(KernelFlowKey, protocol))), IPPROTO_TCP);
+  a.storeImm(BPF_B, FP, static_cast<int16_t>(kKey + static_cast<int16_t>(offsetof(KernelFlowKey, family))),
+             v4 ? 4 : 6);
+  a.storeImm(BPF_B, FP, static_cast<int16_t>(kKey + static_cast<int16_t>(offsetof(KernelFlowKey, protocol))),
+             IPPROTO_TCP);
 }
 
 std::vector<bpf_insn> synAckProgram(KernelFamily family, int mapFd) {
@@ -153,11 +161,14 @@ std::vector<bpf_insn> synAckProgram(KernelFamily family, int mapFd) {
   a.mov(R6, R1);
   readReply(a, family, 0x12);  // SYN and ACK, no RST
   // RFC 9293 section 3.5: the SYN-ACK acknowledges ISN + 1.
-  a.store(BPF_W, FP, static_cast<int16_t>(kStartValue + static_cast<int16_t>(offsetof(KernelStart, seq))), R8);
+  a.store(BPF_W, FP, static_cast<int16_t>(kStartValue + static_cast<int16_t>(offsetof(KernelStart, seq))),
+          R8);
   a.load(BPF_W, R0, R6, kSkbIfindex);
-  a.store(BPF_W, FP, static_cast<int16_t>(kStartValue + static_cast<int16_t>(offsetof(KernelStart, ifindex))), R0);
+  a.store(BPF_W, FP, static_cast<int16_t>(kStartValue + static_cast<int16_t>(offsetof(KernelStart, ifindex))),
+          R0);
   a.call(BPF_FUNC_ktime_get_ns);
-  a.store(BPF_DW, FP, static_cast<int16_t>(kStartValue + static_cast<int16_t>(offsetof(KernelStart, timeNs))), R0);
+  a.store(BPF_DW, FP, static_cast<int16_t>(kStartValue + static_cast<int16_t>(offsetof(KernelStart, timeNs))),
+          R0);
   a.loadMapFd(R1, mapFd);
   a.mov(R2, FP);
   a.alu64Imm(BPF_ADD, R2, kKey);
@@ -241,7 +252,7 @@ int loadProgram(const std::vector<bpf_insn>& code, const char* name, std::string
 }
 
 bool isBpfFs(const std::string& path) {
-  struct statfs info{};
+  struct statfs info {};
   return statfs(path.c_str(), &info) == 0 && static_cast<unsigned long>(info.f_type) == BPF_FS_MAGIC;
 }
 
@@ -331,7 +342,8 @@ bool KernelGuard::open(const Options& options, std::string& error) {
       const std::string path = kernelPinPath(options.dir, program, family);
       std::string log;
       common::UniqueFd fd(loadProgram(kernelProgram(program, family, map), "egressd_guard", log));
-      if (!fd) return fail("loading " + path + ": " + common::errnoText(errno) + (log.empty() ? "" : ": " + log));
+      if (!fd)
+        return fail("loading " + path + ": " + common::errnoText(errno) + (log.empty() ? "" : ": " + log));
       ::unlink(path.c_str());  // an earlier run's pin
       bpf_attr attr{};
       attr.pathname = reinterpret_cast<uint64_t>(path.c_str());

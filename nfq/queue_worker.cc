@@ -525,8 +525,8 @@ void QueueWorker::kernelConfirmedAllow(const FlowTable::Flow& entry, const Kerne
   stats_.confirmed.fetch_add(1, std::memory_order_relaxed);
   stats_.kernelConfirmed.fetch_add(1, std::memory_order_relaxed);
   const size_t slot = confirming_.slotIndex(entry);
-  confirmedRecently_.record(entry.key, {entry.nextSeq, confirmIndevOfSlot_[slot], kernelTime(confirm.confirmedNs)},
-                            Clock::now());
+  confirmedRecently_.record(
+      entry.key, {entry.nextSeq, confirmIndevOfSlot_[slot], kernelTime(confirm.confirmedNs)}, Clock::now());
 }
 
 void QueueWorker::scheduleKernelCheck(const FlowKey& key, uint32_t judgedEnd, TimePoint due) noexcept {

@@ -138,6 +138,7 @@ protected_cidrs = ["10.0.0.0/8", "fd00::/8"]
 max_held_flows = 9
 hold_timeout = "500ms"
 queue_maxlen = 11
+kernel_guard = "off"
 [proxy]
 listen = ["10.0.0.1", "[::1]:8080"]
 max_head_bytes = 2048
@@ -186,6 +187,7 @@ format = "json"
   CHECK(c.nfqueue.maxHeldFlows == 9);
   CHECK(c.nfqueue.holdTimeout == 500ms);
   CHECK(c.nfqueue.queueMaxlen == 11);
+  CHECK(c.nfqueue.kernelGuard == config::KernelGuardMode::Off);
   CHECK(c.proxy.listen == std::vector{addr("10.0.0.1:3128"), addr("[::1]:8080")});
   CHECK(c.proxy.maxHeadBytes == 2048);
   CHECK(c.proxy.maxConnections == 10);
