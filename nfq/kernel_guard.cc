@@ -63,7 +63,10 @@ class Assembler {
     op(BPF_ST | size | BPF_MEM, base, 0, offset, imm);
   }
   void loadMapFd(uint8_t dst, int fd) {
-    op(BPF_LD | BPF_DW | BPF_IMM, dst, BPF_PSEUDO_MAP_FD, 0, fd);
+    // BPF_LD | BPF_DW | BPF_IMM (BPF_LD and BPF_IMM are 0): a 64-bit
+    // immediate over two instructions, here the map's descriptor.
+    static_assert(BPF_LD == 0 && BPF_IMM == 0);
+    op(BPF_DW, dst, BPF_PSEUDO_MAP_FD, 0, fd);
     op(0, 0, 0, 0, 0);
   }
   void call(int32_t helper) { op(BPF_JMP | BPF_CALL, 0, 0, 0, helper); }
