@@ -139,9 +139,19 @@ TEST_CASE("kernel guard confirm decision equals acknowledges()", "[nfq][kernel_g
     uint32_t judgedEnd, passedEnd, ack;
   };
   const Row rows[] = {
-      {1500, 1500, 1500}, {1500, 1500, 1501}, {1500, 1500, 1502}, {1500, 1500, 1499}, {1500, 1500, 1000},
-      {1500, 1800, 1800}, {1500, 1800, 1801}, {1500, 1800, 1802}, {0xfffffff0u, 0xfffffff0u, 0xfffffff0u},
-      {0xfffffff0u, 0x10, 0x10}, {0xfffffff0u, 0x10, 0x11}, {0xfffffff0u, 0x10, 0x12}, {1500, 1500, 1500u + (1u << 31)},
+      {1500, 1500, 1500},
+      {1500, 1500, 1501},
+      {1500, 1500, 1502},
+      {1500, 1500, 1499},
+      {1500, 1500, 1000},
+      {1500, 1800, 1800},
+      {1500, 1800, 1801},
+      {1500, 1800, 1802},
+      {0xfffffff0u, 0xfffffff0u, 0xfffffff0u},
+      {0xfffffff0u, 0x10, 0x10},
+      {0xfffffff0u, 0x10, 0x11},
+      {0xfffffff0u, 0x10, 0x12},
+      {1500, 1500, 1500u + (1u << 31)},
   };
   for (const Row& row : rows) {
     const nfq::KernelConfirm entry{row.judgedEnd, row.passedEnd, 7, 0, 0};
@@ -187,9 +197,10 @@ TEST_CASE("kernel guard programs in the kernel", "[nfq][kernel_guard]") {
       uint32_t clientIfindex;
     };
     const Row rows[] = {
-        {1500, 1500, kAck, 2},        {1500, 1501, kAck, 2}, {1500, 1502, kAck, 2},
-        {1500, 1499, kAck, 2},        {1500, 1000, kAck, 2}, {1800, 1800, kAck | kPsh, 2},
-        {1500, 1500, kAck, 1},        // from the client's interface (loopback here)
+        {1500, 1500, kAck, 2},        {1500, 1501, kAck, 2},
+        {1500, 1502, kAck, 2},        {1500, 1499, kAck, 2},
+        {1500, 1000, kAck, 2},        {1800, 1800, kAck | kPsh, 2},
+        {1500, 1500, kAck, 1},         // from the client's interface (loopback here)
         {1500, 1500, kAck | kRst, 2},  // RSTs and SYNs go to user space
         {1500, 1500, kAck | kSyn, 2}, {1500, 1500u + (1u << 31), kAck, 2},
     };
@@ -208,10 +219,13 @@ TEST_CASE("kernel guard programs in the kernel", "[nfq][kernel_guard]") {
   }
   // Not TCP right after the IP header: an IPv6 extension header, an IPv4
   // fragment. Queued as before.
-  common::UniqueFd synAck6 = load(nfq::kernelProgram(nfq::KernelProgram::SynAck, nfq::KernelFamily::V6, starts.get()));
-  common::UniqueFd synAck4 = load(nfq::kernelProgram(nfq::KernelProgram::SynAck, nfq::KernelFamily::V4, starts.get()));
+  common::UniqueFd synAck6 =
+      load(nfq::kernelProgram(nfq::KernelProgram::SynAck, nfq::KernelFamily::V6, starts.get()));
+  common::UniqueFd synAck4 =
+      load(nfq::kernelProgram(nfq::KernelProgram::SynAck, nfq::KernelFamily::V4, starts.get()));
   const Bytes segment = nfqtest::tcp(443, 40000, kSyn | kAck);
-  CHECK(run(synAck6.get(), nfqtest::ipv6("2001:db8::10", "fd00::2", 0, nfqtest::cat({nfqtest::ext(6), segment}))) == 0);
+  CHECK(run(synAck6.get(),
+            nfqtest::ipv6("2001:db8::10", "fd00::2", 0, nfqtest::cat({nfqtest::ext(6), segment}))) == 0);
   CHECK(run(synAck4.get(), nfqtest::ipv4("203.0.113.10", "10.0.0.2", 6, segment, {0, 0x2000, 0})) == 0);
   CHECK(run(synAck4.get(), nfqtest::ipv4("203.0.113.10", "10.0.0.2", 6, segment)) == 1);
 }
@@ -237,7 +251,8 @@ TEST_CASE("kernel guard rules: before the queueing ones they spare", "[nfq][kern
     REQUIRE(synAck < rules.size());
     // Confirm: only unmarked server packets of CONFIRM connections; sets
     // ALLOW, which the next rule saves into the connection.
-    CHECK(rules[confirm].find("--ctdir REPLY -m connmark --mark 0x500000/0x700000 -m mark --mark 0x0/0x700000") !=
+    CHECK(rules[confirm].find(
+              "--ctdir REPLY -m connmark --mark 0x500000/0x700000 -m mark --mark 0x0/0x700000") !=
           std::string::npos);
     CHECK(rules[confirm].find("-j MARK --set-xmark 0x100000/0x700000") != std::string::npos);
     CHECK(at("--ctdir REPLY -m connmark --mark 0x100000/0x700000 -j RETURN") < confirm);
