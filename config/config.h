@@ -27,6 +27,10 @@ namespace config {
 enum class Mode : uint8_t { Enforce, Audit };
 enum class DenyRcode : uint8_t { NxDomain, Refused };
 enum class LogFormat : uint8_t { Logfmt, Json };
+// nfqueue.kernel_guard: the insertion guard's SYN-ACK and confirmation
+// checks in eBPF (docs/nfq.md "Kernel guard"); auto falls back to user
+// space when the kernel or the capabilities do not allow it.
+enum class KernelGuardMode : uint8_t { Auto, Off };
 
 std::string_view toString(Mode mode) noexcept;
 std::string_view toString(DenyRcode rcode) noexcept;
@@ -91,6 +95,7 @@ struct NfqueueConfig {
   uint32_t maxHeldFlows = 65536;                           // flows awaiting their first payload
   common::Duration holdTimeout = std::chrono::seconds(2);  // ...and for how long at most
   uint32_t queueMaxlen = 4096;                             // kernel queue length, packets
+  KernelGuardMode kernelGuard = KernelGuardMode::Auto;     // with install_rules
 
   friend bool operator==(const NfqueueConfig&, const NfqueueConfig&) = default;
 };

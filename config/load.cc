@@ -674,6 +674,9 @@ void readNfqueue(Section& section, NfqueueConfig& nfqueue) {
   readCount(section, "max_held_flows", 1, 10'000'000, nfqueue.maxHeldFlows);
   readDuration(section, "hold_timeout", Duration(1), std::chrono::seconds(60), nfqueue.holdTimeout);
   readCount(section, "queue_maxlen", 1, 1'000'000, nfqueue.queueMaxlen);
+  readChoice<KernelGuardMode>(section, "kernel_guard",
+                              {{"auto", KernelGuardMode::Auto}, {"off", KernelGuardMode::Off}},
+                              nfqueue.kernelGuard);
 }
 
 // control.socket_mode: "0600", "0660", "600". Whoever can connect can read

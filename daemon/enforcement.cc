@@ -181,6 +181,14 @@ nfq::RulesetOptions rulesetOptions(const config::Config& config) {
   return options;
 }
 
+// Where the kernel guard pins its programs (the chain's rules name them).
+std::string kernelGuardDir(const nfq::RulesetOptions& ruleset) {
+  std::string name = ruleset.chain;
+  std::transform(name.begin(), name.end(), name.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return "/sys/fs/bpf/" + name;
+}
+
 void RetiredCounters::retire(uint16_t queue, const nfq::QueueCounters& last) {
   retired_[queue] += last;
 }
@@ -212,7 +220,30 @@ bool Enforcement::start(const config::Config& config, std::string& error) {
   }
   if (config.nfqueue.installRules) {
     nfq::RulesetOptions ruleset = rulesetOptions(config);
+    if (config.nfqueue.kernelGuard == config::KernelGuardMode::Auto) {
+      // Loaded before the chain that names its pins; any failure (no
+      // CAP_BPF, no bpffs, an old kernel) leaves the checks in user space.
+      auto guard = std::make_unique<nfq::KernelGuard>();
+      nfq::KernelGuard::Options guardOptions;
+      guardOptions.dir = kernelGuardDir(ruleset);
+      guardOptions.confirms = static_cast<uint32_t>(
+          std::min<uint64_t>(uint64_t{config.nfqueue.maxHeldFlows} * queues.size(), 1U << 20));
+      std::string guardError;
+      if (guard->open(guardOptions, guardError)) {
+        ruleset.kernelGuardDir = guardOptions.dir;
+        kernelGuard_ = std::move(guard);
+      } else {
+        common::LogLine(common::LogLevel::Warn, "nfq.kernel_guard_unavailable").field("error", guardError);
+      }
+    }
     nfq::CommandResult installed = nfq::applyRuleset(ruleset);
+    if (!installed.ok && kernelGuard_) {
+      // A kernel without xt_bpf: the rules that name the programs fail.
+      common::LogLine(common::LogLevel::Warn, "nfq.kernel_guard_unavailable").field("error", installed.error);
+      kernelGuard_.reset();
+      ruleset.kernelGuardDir.clear();
+      installed = nfq::applyRuleset(ruleset);
+    }
     if (!installed.ok && ruleset.kernelFastPath) {
       // A kernel without ip_set / xt_set / xt_u32: enforce without the
       // fast path (every SYN to user space) rather than not at all.
@@ -227,7 +258,8 @@ bool Enforcement::start(const config::Config& config, std::string& error) {
     common::LogLine(common::LogLevel::Info, "nfq.chain_installed")
         .field("chain", ruleset.chain)
         .field("queues", std::to_string(*low) + "-" + std::to_string(*high))
-        .field("fast_path", ruleset.kernelFastPath ? "on" : "off");
+        .field("fast_path", ruleset.kernelFastPath ? "on" : "off")
+        .field("kernel_guard", kernelGuard_ ? kernelGuard_->dir() : std::string("off"));
     if (ruleset.kernelFastPath) {
       auto feeder = std::make_unique<BoundSetFeeder>(policy_, table_,
                                                      nfq::boundSetName(ruleset, nfq::IpTablesFamily::V4),
@@ -267,6 +299,7 @@ bool Enforcement::startWorkers(const config::Config& config, std::string& error)
     // (its reply rules), an allow on a first payload waits for the server
     // to acknowledge exactly those bytes (docs/nfq.md "Insertion").
     options.confirmFirstPayload = config.nfqueue.installRules;
+    options.kernelGuard = kernelGuard_.get();
     auto worker = std::make_unique<nfq::QueueWorker>(options, policy_, bindings_, events_);
     try {
       worker->start();
@@ -316,6 +349,9 @@ void Enforcement::stop() {
     feeder_->clear();
     feeder_.reset();
   }
+  // The pins go; the chain's rules keep their programs (and maps) while
+  // the chain stays, as the fail-closed chain does.
+  kernelGuard_.reset();
 }
 
 void Enforcement::policyChanged() {
@@ -359,6 +395,8 @@ bool applyDnsIntercept(const config::Config& config, std::string& error) {
 
 bool uninstall(const config::Config& config, std::string& error) {
   const nfq::CommandResult removed = nfq::removeRuleset(rulesetOptions(config));
+  // A killed run's pins (the chain that used them is gone now).
+  nfq::removeKernelPins(kernelGuardDir(rulesetOptions(config)));
   // The DNS take-over chains too, whatever dns.intercept says now.
   const nfq::CommandResult dns = nfq::removeDnsIntercept(nfq::DnsInterceptOptions{});
   if (!removed.ok) {

@@ -158,6 +158,9 @@ class Enforcement {
   std::vector<QueueTotals> queueTotals() const;
   // Null when the fast path is off (nfqueue.install_rules = false).
   const BoundSetFeeder* fastPath() const noexcept { return feeder_.get(); }
+  // Null when the insertion guard's checks run in user space
+  // (nfqueue.kernel_guard = "off", or the kernel guard could not load).
+  const nfq::KernelGuard* kernelGuard() const noexcept { return kernelGuard_.get(); }
 
  private:
   bool startWorkers(const config::Config& config, std::string& error);
@@ -167,6 +170,7 @@ class Enforcement {
   dns::BindingTable& table_;
   BindingTableLookup bindings_;
   std::unique_ptr<BoundSetFeeder> feeder_;
+  std::unique_ptr<nfq::KernelGuard> kernelGuard_;  // before the workers, which borrow it
   nfq::EventSink* events_;
   std::vector<std::unique_ptr<nfq::QueueWorker>> workers_;
   std::vector<uint16_t> workerQueues_;  // the queue of each of workers_

@@ -299,6 +299,17 @@ void renderQueues(Exposition& e, const StatsSnapshot& s) {
   perQueue("egressd_nfq_reply_syn_acks_total", "counter",
            "Server SYN-ACKs the insertion guard read to learn where a client's stream starts.",
            [](const QueueStats& q) { return q.replySynAcks; });
+  perQueue(
+      "egressd_nfq_kernel_starts_total", "counter",
+      "First payloads judged whose stream start the kernel guard recorded from the SYN-ACK (not queued).",
+      [](const QueueStats& q) { return q.kernelStarts; });
+  perQueue("egressd_nfq_kernel_confirmed_total", "counter",
+           "Provisional allows the kernel guard confirmed on the server's acknowledgment (also in "
+           "egressd_nfq_confirmed_total).",
+           [](const QueueStats& q) { return q.kernelConfirmed; });
+  perQueue("egressd_nfq_kernel_confirm_missed_total", "counter",
+           "Provisional allows the kernel guard's map could not take (full): confirmed in user space.",
+           [](const QueueStats& q) { return q.kernelConfirmMissed; });
   e.family("egressd_nfq_server_resets_total", "counter",
            "TCP resets sent to the servers of connections denied after their handshake, by result.");
   for (size_t i = 0; i < s.queues.size(); ++i) {
@@ -338,6 +349,11 @@ void renderQueues(Exposition& e, const StatsSnapshot& s) {
 }
 
 void renderFastPath(Exposition& e, const StatsSnapshot& s) {
+  e.family("egressd_nfq_kernel_guard_active", "gauge",
+           "1 when the insertion guard's SYN-ACK and confirmation checks run in the kernel (eBPF); 0 when "
+           "they run in user space (nfqueue.kernel_guard = \"off\", or loading failed: see "
+           "event=nfq.kernel_guard_unavailable).");
+  if (s.kernelGuard) e.sample("egressd_nfq_kernel_guard_active", {}, uint64_t{*s.kernelGuard ? 1u : 0u});
   const FastPathSnapshot* f = s.fastPath ? &*s.fastPath : nullptr;
   const auto single = [&](std::string_view name, std::string_view type, std::string_view help, auto value) {
     e.family(name, type, help);
@@ -603,6 +619,7 @@ StatsSnapshot collectStats(const StatsSources& sources) {
       s.queues.push_back(queueStats(totals, sources.flowCapacity));
     }
     s.fastPath = fastPathStats(*sources.enforcement);
+    s.kernelGuard = sources.enforcement->kernelGuard() != nullptr;
   }
   if (sources.dns != nullptr) s.dns = dnsStats(*sources.dns, sources.dnsCacheCapacity);
   if (sources.bindings != nullptr) {
@@ -686,6 +703,9 @@ nlohmann::json toJson(const StatsSnapshot& s) {
                       {"confirm_replies_dropped", q.repliesDropped},
                       {"replies", q.replies},
                       {"reply_syn_acks", q.replySynAcks},
+                      {"kernel_starts", q.kernelStarts},
+                      {"kernel_confirmed", q.kernelConfirmed},
+                      {"kernel_confirm_missed", q.kernelConfirmMissed},
                       {"verdicts", std::move(verdicts)},
                       {"reasons", std::move(reasons)},
                       {"decode_errors", std::move(decodeErrors)},
@@ -702,6 +722,7 @@ nlohmann::json toJson(const StatsSnapshot& s) {
                         {"pool_exhausted", f.poolExhausted}}}});
   }
   out["nfqueue"] = {{"enabled", !s.queues.empty()}, {"queues", std::move(queues)}};
+  if (s.kernelGuard) out["nfqueue"]["kernel_guard"] = {{"active", *s.kernelGuard}};
   if (s.fastPath) {
     const FastPathSnapshot& f = *s.fastPath;
     json sets = json::object();

@@ -146,9 +146,10 @@ struct StatsSnapshot {
   SystemTime now{};
   bool audit = false;  // mode = "audit" (a live setting)
   DaemonStats daemon;
-  std::vector<QueueStats> queues;             // empty: NFQUEUE off
-  std::optional<FastPathSnapshot> fastPath;   // nullopt: NFQUEUE off
-  std::optional<DnsStats> dns;                // nullopt: DNS off
+  std::vector<QueueStats> queues;            // empty: NFQUEUE off
+  std::optional<FastPathSnapshot> fastPath;  // nullopt: NFQUEUE off
+  std::optional<bool> kernelGuard;           // the insertion guard's eBPF checks loaded; nullopt: NFQUEUE off
+  std::optional<DnsStats> dns;               // nullopt: DNS off
   std::optional<BindingTableStats> bindings;  // nullopt: no table
   uint64_t eventsDropped = 0;                 // decision events the event hub could not take
   uint64_t controlClientDrops = 0;            // events dropped for slow control-socket (watch) clients

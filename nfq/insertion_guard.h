@@ -74,6 +74,7 @@ class StreamStarts {
   struct Start {
     uint32_t seq = 0;         // the client's first payload byte
     uint32_t replyIndev = 0;  // interface of the SYN-ACK (0: learnt from the SYN)
+    TimePoint at{};           // when it was learnt (the newest start of a 5-tuple counts)
   };
 
   // At least `capacity` entries. Throws std::invalid_argument when 0.

@@ -98,11 +98,17 @@ QueueWorker::QueueWorker(QueueWorkerOptions options, const common::SnapshotHolde
       confirmDecisionOfSlot_(options_.flows.maxFlows),
       starts_(options_.streamStarts, options_.streamStartLifetime),
       confirmedRecently_(options_.flows.maxFlows, kConfirmedMemory),
+      confirmInKernelOfSlot_(options_.flows.maxFlows, 0),
+      confirmBeganOfSlot_(options_.flows.maxFlows),
+      kernelChecks_(options_.flows.maxFlows),
       quic_(std::make_unique<QuicSlot>(options_.flows.maxFlows)),
       resets_(options_.marks.bypass) {
   // The guard reads the server's packets through the chain's reply rules
   // and saves its verdicts with NF_REPEAT.
   if (!options_.repeatVerdicts) options_.confirmFirstPayload = false;
+  if (!options_.confirmFirstPayload || (options_.kernelGuard != nullptr && !options_.kernelGuard->active())) {
+    options_.kernelGuard = nullptr;
+  }
   options_.decide.maxHoldBytes = options_.flows.maxFlowBytes;
   refreshPolicy();
 }
@@ -125,6 +131,9 @@ QueueCounters& QueueCounters::operator+=(const QueueCounters& other) noexcept {
   repliesDropped += other.repliesDropped;
   replies += other.replies;
   replySynAcks += other.replySynAcks;
+  kernelStarts += other.kernelStarts;
+  kernelConfirmed += other.kernelConfirmed;
+  kernelConfirmMissed += other.kernelConfirmMissed;
   for (size_t i = 0; i < verdicts.size(); ++i) verdicts[i] += other.verdicts[i];
   for (size_t i = 0; i < reasons.size(); ++i) reasons[i] += other.reasons[i];
   for (size_t i = 0; i < decodeErrors.size(); ++i) decodeErrors[i] += other.decodeErrors[i];
@@ -157,6 +166,9 @@ QueueCounters QueueWorker::counters() const noexcept {
   out.repliesDropped = load(stats_.repliesDropped);
   out.replies = load(stats_.replies);
   out.replySynAcks = load(stats_.replySynAcks);
+  out.kernelStarts = load(stats_.kernelStarts);
+  out.kernelConfirmed = load(stats_.kernelConfirmed);
+  out.kernelConfirmMissed = load(stats_.kernelConfirmMissed);
   for (size_t i = 0; i < out.verdicts.size(); ++i) out.verdicts[i] = load(stats_.verdicts[i]);
   for (size_t i = 0; i < out.reasons.size(); ++i) out.reasons[i] = load(stats_.reasons[i]);
   for (size_t i = 0; i < out.decodeErrors.size(); ++i) out.decodeErrors[i] = load(stats_.decodeErrors[i]);
@@ -420,7 +432,7 @@ Decision QueueWorker::guard(const FlowKey& key, const Decision& decision, uint32
   // The judged bytes must be the first of the connection: a segment placed
   // before the real start (old data the server discards) or straddling it
   // (the server keeps only its tail) would show the server other bytes.
-  const std::optional<StreamStarts::Start> known = starts_.find(key, now);
+  const std::optional<StreamStarts::Start> known = streamStart(key, now);
   // A SYN-ACK that came in on the client's own interface was forged there.
   if (!known || (known->replyIndev != 0 && known->replyIndev == indev)) {
     return denyKeepingName(Reason::StreamStartUnknown, decision, options_.decide);
@@ -432,9 +444,11 @@ Decision QueueWorker::guard(const FlowKey& key, const Decision& decision, uint32
 
 bool QueueWorker::beginConfirm(const FlowKey& key, const Decision& decision, uint32_t start,
                                std::span<const uint8_t> judged, uint32_t indev, TimePoint now) noexcept {
-  if (FlowTable::Flow* stale = confirming_.find(key)) confirming_.release(*stale);
+  if (FlowTable::Flow* stale = confirming_.find(key)) releaseConfirm(*stale);
   FlowTable::Flow& entry = confirming_.insert(key, now, [&](const FlowTable::Flow& evicted) {
-    // Full: the oldest unconfirmed allow is withdrawn (fail-closed).
+    // Full: the oldest unconfirmed allow is withdrawn (fail-closed), unless
+    // the kernel has confirmed it meanwhile.
+    if (kernelTookConfirm(evicted)) return;
     withdraw(evicted,
              denyKeepingName(Reason::Unconfirmed, confirmDecisionOfSlot_[confirming_.slotIndex(evicted)],
                              options_.decide),
@@ -449,7 +463,114 @@ bool QueueWorker::beginConfirm(const FlowKey& key, const Decision& decision, uin
   confirmPassedEndOfSlot_[slot] = entry.nextSeq;
   confirmDecisionOfSlot_[slot] = decision;
   confirmedRecently_.erase(key);
+  confirmBeganOfSlot_[slot] = now;
+  confirmInKernelOfSlot_[slot] = 0;
+  if (options_.kernelGuard != nullptr) {
+    // Written before the provisional verdict leaves (verdicts are sent at
+    // the end of the wake-up): the server cannot answer before the kernel
+    // knows what to compare. passedEnd = judged end: bytes the client is
+    // let send later are confirmed in user space (stricter, never looser).
+    const KernelConfirm expected{entry.nextSeq, entry.nextSeq, indev, 0, 0};
+    if (options_.kernelGuard->expectConfirm(key, expected)) {
+      confirmInKernelOfSlot_[slot] = 1;
+      scheduleKernelCheck(key, entry.nextSeq, now + options_.kernelCheckInterval);
+    } else {
+      stats_.kernelConfirmMissed.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
   return true;
+}
+
+std::optional<StreamStarts::Start> QueueWorker::streamStart(const FlowKey& key, TimePoint now) noexcept {
+  std::optional<StreamStarts::Start> known = starts_.find(key, now);
+  if (options_.kernelGuard == nullptr) return known;
+  // The newest of the two counts, as when both came through the queue: a
+  // SYN-ACK the kernel recorded, or a SYN/SYN-ACK this worker read.
+  const std::optional<KernelStart> kernel = options_.kernelGuard->findStart(key);
+  if (!kernel) return known;
+  const TimePoint at = kernelTime(kernel->timeNs);
+  if (at + options_.streamStartLifetime <= now || (known && known->at > at)) return known;
+  stats_.kernelStarts.fetch_add(1, std::memory_order_relaxed);
+  return StreamStarts::Start{kernel->seq, kernel->ifindex, at};
+}
+
+bool QueueWorker::recentlyConfirmed(const FlowKey& key, TimePoint now) noexcept {
+  const std::optional<StreamStarts::Start> confirmed = confirmedRecently_.find(key, now);
+  if (!confirmed) return false;
+  if (options_.kernelGuard != nullptr) {
+    // The kernel passes SYN-ACKs without this worker seeing them: a start
+    // recorded after the confirmation is a new connection on the 5-tuple,
+    // whose first payload must be judged.
+    const std::optional<KernelStart> start = options_.kernelGuard->findStart(key);
+    if (start && kernelTime(start->timeNs) > confirmed->at) {
+      confirmedRecently_.erase(key);
+      return false;
+    }
+  }
+  return true;
+}
+
+void QueueWorker::releaseConfirm(FlowTable::Flow& entry) noexcept {
+  const size_t slot = confirming_.slotIndex(entry);
+  if (confirmInKernelOfSlot_[slot] != 0) {
+    options_.kernelGuard->forgetConfirm(entry.key);
+    confirmInKernelOfSlot_[slot] = 0;
+  }
+  confirming_.release(entry);
+}
+
+bool QueueWorker::kernelTookConfirm(const FlowTable::Flow& entry) noexcept {
+  const size_t slot = confirming_.slotIndex(entry);
+  if (confirmInKernelOfSlot_[slot] == 0) return false;
+  confirmInKernelOfSlot_[slot] = 0;
+  // Read and delete at once: from here on the kernel cannot confirm, so a
+  // withdrawal that follows is not overtaken by a late confirmation.
+  const std::optional<KernelConfirm> taken = options_.kernelGuard->takeConfirm(entry.key);
+  if (!taken || taken->confirmed == 0 || taken->judgedEnd != entry.nextSeq) return false;
+  kernelConfirmedAllow(entry, *taken);
+  return true;
+}
+
+void QueueWorker::kernelConfirmedAllow(const FlowTable::Flow& entry, const KernelConfirm& confirm) noexcept {
+  // The chain saved ALLOW on the confirming server packet already; segments
+  // queued before that still pass (confirmedRecently_), as after a
+  // confirmation read here.
+  stats_.confirmed.fetch_add(1, std::memory_order_relaxed);
+  stats_.kernelConfirmed.fetch_add(1, std::memory_order_relaxed);
+  const size_t slot = confirming_.slotIndex(entry);
+  confirmedRecently_.record(
+      entry.key, {entry.nextSeq, confirmIndevOfSlot_[slot], kernelTime(confirm.confirmedNs)}, Clock::now());
+}
+
+void QueueWorker::scheduleKernelCheck(const FlowKey& key, uint32_t judgedEnd, TimePoint due) noexcept {
+  // Full: the entry is still looked at before it would be withdrawn.
+  if (kernelCheckCount_ == kernelChecks_.size()) return;
+  kernelChecks_[(kernelCheckHead_ + kernelCheckCount_) % kernelChecks_.size()] = {key, judgedEnd, due};
+  ++kernelCheckCount_;
+}
+
+void QueueWorker::checkKernelConfirms(TimePoint now) noexcept {
+  while (kernelCheckCount_ > 0 && kernelChecks_[kernelCheckHead_].due <= now) {
+    const KernelCheck check = kernelChecks_[kernelCheckHead_];
+    kernelCheckHead_ = (kernelCheckHead_ + 1) % kernelChecks_.size();
+    --kernelCheckCount_;
+    FlowTable::Flow* entry = confirming_.find(check.key);
+    // Released since (confirmed here, denied, replaced by a new connection).
+    if (entry == nullptr || entry->nextSeq != check.judgedEnd) continue;
+    const size_t slot = confirming_.slotIndex(*entry);
+    if (confirmInKernelOfSlot_[slot] == 0) continue;
+    const std::optional<KernelConfirm> found = options_.kernelGuard->findConfirm(check.key);
+    if (found && found->confirmed != 0 && found->judgedEnd == check.judgedEnd) {
+      kernelConfirmedAllow(*entry, *found);
+      releaseConfirm(*entry);
+      continue;
+    }
+    if (!found) {
+      confirmInKernelOfSlot_[slot] = 0;  // gone: only this worker can confirm now
+      continue;
+    }
+    scheduleKernelCheck(check.key, check.judgedEnd, now + options_.kernelCheckInterval);
+  }
 }
 
 void QueueWorker::withdraw(const FlowTable::Flow& entry, const Decision& decision, TimePoint now) noexcept {
@@ -481,7 +602,7 @@ void QueueWorker::handleReply(uint32_t id, uint32_t mark, uint32_t indev, const 
     // RFC 9293 section 3.5: the SYN-ACK acknowledges ISN + 1, the client's
     // first payload byte. A new connection on the 5-tuple starts over.
     stats_.replySynAcks.fetch_add(1, std::memory_order_relaxed);
-    starts_.record(key, {packet.tcpAck, indev}, now);
+    starts_.record(key, {packet.tcpAck, indev, now}, now);
     confirmedRecently_.erase(key);
     sendVerdict(id, Verdict::Pass, mark);
     return;
@@ -507,8 +628,8 @@ void QueueWorker::handleReply(uint32_t id, uint32_t mark, uint32_t indev, const 
     // passed the comparison: the allow is final (the chain saves it).
     sendVerdict(id, Verdict::Allow, mark);
     stats_.confirmed.fetch_add(1, std::memory_order_relaxed);
-    confirmedRecently_.record(key, {entry->nextSeq, indev}, now);
-    confirming_.release(*entry);
+    confirmedRecently_.record(key, {entry->nextSeq, indev, now}, now);
+    releaseConfirm(*entry);
     return;
   }
   sendVerdict(id, Verdict::Pass, mark);
@@ -518,8 +639,17 @@ bool QueueWorker::handleConfirming(FlowTable::Flow& entry, uint32_t id, uint32_t
                                    const PacketView& packet, std::span<const uint8_t> bytes,
                                    TimePoint now) noexcept {
   if (packet.isSyn()) {
-    confirming_.release(entry);  // a new connection on the 5-tuple
+    releaseConfirm(entry);  // a new connection on the 5-tuple
     return false;
+  }
+  if (confirmInKernelOfSlot_[confirming_.slotIndex(entry)] != 0) {
+    // A SYN-ACK the kernel recorded after this allow began: the 5-tuple
+    // carries a new connection (a new conntrack entry), judged afresh.
+    const std::optional<KernelStart> start = options_.kernelGuard->findStart(entry.key);
+    if (start && kernelTime(start->timeNs) > confirmBeganOfSlot_[confirming_.slotIndex(entry)]) {
+      releaseConfirm(entry);
+      return false;
+    }
   }
   const size_t slot = confirming_.slotIndex(entry);
   const uint32_t start = entry.nextSeq - static_cast<uint32_t>(entry.length);
@@ -545,7 +675,7 @@ bool QueueWorker::handleConfirming(FlowTable::Flow& entry, uint32_t id, uint32_t
   if (passedEnd != start) resetServer(packet, passedEnd, deny);
   remember(entry.key, deny, RecentVerdicts::TcpPosition{start, false}, passedEnd - start, now);
   emit(packet, deny, DecodeError::Ok, bytes);
-  confirming_.release(entry);
+  releaseConfirm(entry);
   return true;
 }
 
@@ -585,7 +715,7 @@ void QueueWorker::handlePacket(uint32_t id, uint32_t mark, uint32_t indev,
   if (options_.confirmFirstPayload && packet.isTcp()) {
     if (FlowTable::Flow* entry = confirming_.find(key)) {
       if (handleConfirming(*entry, id, mark, packet, bytes, now)) return;
-    } else if (!packet.isSyn() && confirmedRecently_.find(key, now)) {
+    } else if (!packet.isSyn() && recentlyConfirmed(key, now)) {
       // Queued before the server's confirmation reached the kernel.
       sendVerdict(id, Verdict::Pass, mark);
       return;
@@ -593,7 +723,7 @@ void QueueWorker::handlePacket(uint32_t id, uint32_t mark, uint32_t indev,
     if (packet.isSyn()) {
       // A SYN the kernel queued (unbound destination, TCP Fast Open): the
       // stream starts right after it.
-      starts_.record(key, {packet.tcpSeq + 1, 0}, now);
+      starts_.record(key, {packet.tcpSeq + 1, 0, now}, now);
       confirmedRecently_.erase(key);
     }
   }
@@ -693,6 +823,7 @@ void QueueWorker::expireHeld(bool all) noexcept {
   const TimePoint now = all ? TimePoint::max() : Clock::now();
   // Allows the server never confirmed are withdrawn.
   confirming_.expire(now, [&](const FlowTable::Flow& entry) {
+    if (kernelTookConfirm(entry)) return;
     const Decision& allowed = confirmDecisionOfSlot_[confirming_.slotIndex(entry)];
     withdraw(entry, denyKeepingName(Reason::Unconfirmed, allowed, options_.decide), Clock::now());
   });
@@ -708,7 +839,9 @@ void QueueWorker::run() noexcept {
   const int fd = mnl_socket_get_fd(socket_.get());
   for (;;) {
     int timeout = -1;
-    for (const auto expiry : {flows_.nextExpiry(), confirming_.nextExpiry()}) {
+    std::optional<TimePoint> check;
+    if (kernelCheckCount_ > 0) check = kernelChecks_[kernelCheckHead_].due;
+    for (const auto expiry : {flows_.nextExpiry(), confirming_.nextExpiry(), check}) {
       if (!expiry) continue;
       const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(*expiry - Clock::now()).count();
       const int ms = static_cast<int>(std::max<int64_t>(0, wait) + 1);
@@ -752,6 +885,7 @@ void QueueWorker::run() noexcept {
         stats_.receiveErrors.fetch_add(1, std::memory_order_relaxed);
       }
     }
+    if (options_.kernelGuard != nullptr) checkKernelConfirms(Clock::now());
     expireHeld(false);
     flushVerdicts();
   }

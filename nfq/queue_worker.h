@@ -43,6 +43,7 @@
 #include "common/snapshot.h"
 #include "nfq/flow_table.h"
 #include "nfq/insertion_guard.h"
+#include "nfq/kernel_guard.h"
 #include "nfq/packet.h"
 #include "nfq/recent_verdicts.h"
 #include "nfq/ruleset.h"
@@ -106,6 +107,15 @@ struct QueueWorkerOptions {
   // A client that waits longer than this after the handshake before its
   // first byte is denied (`stream_start_unknown`).
   std::chrono::nanoseconds streamStartLifetime = std::chrono::seconds(300);
+  // The kernel guard (nfq/kernel_guard.h; borrowed, must outlive the
+  // worker; null: off): where the chain's programs recorded stream starts
+  // and server confirmations. Its rules must be in the chain
+  // (RulesetOptions::kernelGuardDir). The worker reads a start when it
+  // judges a first payload, writes what the server must acknowledge when
+  // it allows provisionally, and looks for the kernel's confirmation every
+  // kernelCheckInterval (and before it would withdraw the allow).
+  const KernelGuard* kernelGuard = nullptr;
+  std::chrono::nanoseconds kernelCheckInterval = std::chrono::milliseconds(10);
 };
 
 struct QueueWorkerStats {
@@ -135,6 +145,12 @@ struct QueueWorkerStats {
   // connection's queued packets come from (bench/gateway prints them).
   std::atomic<uint64_t> replies{0};
   std::atomic<uint64_t> replySynAcks{0};
+  // Kernel guard: first payloads whose stream start the kernel recorded;
+  // allows the kernel confirmed (also in `confirmed`); provisional allows
+  // it could not take (map full: the server's packets are queued).
+  std::atomic<uint64_t> kernelStarts{0};
+  std::atomic<uint64_t> kernelConfirmed{0};
+  std::atomic<uint64_t> kernelConfirmMissed{0};
 };
 
 // A worker's counters as plain numbers (QueueWorker::counters(), one
@@ -154,6 +170,9 @@ struct QueueCounters {
   uint64_t repliesDropped = 0;
   uint64_t replies = 0;
   uint64_t replySynAcks = 0;
+  uint64_t kernelStarts = 0;
+  uint64_t kernelConfirmed = 0;
+  uint64_t kernelConfirmMissed = 0;
   std::array<uint64_t, kVerdictCount> verdicts{};
   std::array<uint64_t, kReasonCount> reasons{};
   std::array<uint64_t, kDecodeErrorCount> decodeErrors{};
@@ -210,6 +229,14 @@ class QueueWorker {
   bool handleConfirming(FlowTable::Flow& entry, uint32_t id, uint32_t mark, const PacketView& packet,
                         std::span<const uint8_t> bytes, TimePoint now) noexcept;
   void withdraw(const FlowTable::Flow& entry, const Decision& decision, TimePoint now) noexcept;
+  // Kernel guard.
+  std::optional<StreamStarts::Start> streamStart(const FlowKey& key, TimePoint now) noexcept;
+  bool recentlyConfirmed(const FlowKey& key, TimePoint now) noexcept;
+  void releaseConfirm(FlowTable::Flow& entry) noexcept;
+  bool kernelTookConfirm(const FlowTable::Flow& entry) noexcept;
+  void kernelConfirmedAllow(const FlowTable::Flow& entry, const KernelConfirm& confirm) noexcept;
+  void checkKernelConfirms(TimePoint now) noexcept;
+  void scheduleKernelCheck(const FlowKey& key, uint32_t judgedEnd, TimePoint due) noexcept;
   void remember(const FlowKey& key, const Decision& decision, std::optional<RecentVerdicts::TcpPosition> tcp,
                 size_t length, TimePoint now) noexcept;
   bool passRetransmit(const FlowTable::Flow& flow, const PacketView& packet, uint32_t id,
@@ -256,6 +283,19 @@ class QueueWorker {
   common::LazyArray<Decision> confirmDecisionOfSlot_;
   StreamStarts starts_;
   StreamStarts confirmedRecently_;
+  // Kernel guard: per confirming slot, whether the kernel has its entry and
+  // when the allow began; a FIFO of entries to look up (all due one
+  // interval after they were queued, so the FIFO is in due order).
+  std::vector<uint8_t> confirmInKernelOfSlot_;
+  std::vector<TimePoint> confirmBeganOfSlot_;
+  struct KernelCheck {
+    FlowKey key;
+    uint32_t judgedEnd = 0;
+    TimePoint due{};
+  };
+  std::vector<KernelCheck> kernelChecks_;
+  size_t kernelCheckHead_ = 0;
+  size_t kernelCheckCount_ = 0;
   std::unique_ptr<QuicSlot> quic_;
   ResetSender resets_;
   QueueWorkerStats stats_;

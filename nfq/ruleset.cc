@@ -116,6 +116,16 @@ std::vector<std::string> renderChainRules(const RulesetOptions& options, IpTable
     // bytes?). Replies of decided connections leave at once.
     const std::string reply = a + "-m conntrack --ctdir REPLY ";
     rules.push_back(reply + markMatch("connmark", m.allow, m.mask) + " -j RETURN");
+    const char* suffix = v4 ? "4" : "6";
+    if (!options.kernelGuardDir.empty()) {
+      // The server acknowledged the judged bytes (the program compares,
+      // nfq/kernel_guard.h): ALLOW, saved by the next rule. Only packets
+      // no verdict marked yet.
+      rules.push_back(a + "-p tcp -m conntrack --ctdir REPLY " + markMatch("connmark", m.confirm, m.mask) +
+                      " " + markMatch("mark", 0, m.mask) + " -m bpf --object-pinned " +
+                      options.kernelGuardDir + "/confirm" + suffix + " -j MARK --set-xmark " + hex(m.allow) +
+                      "/" + hex(m.mask));
+    }
     // The worker's verdict on a reply: ALLOW (confirmed) is saved; any
     // verdict mark means "judged", so the packet goes on.
     rules.push_back(reply + markMatch("mark", m.allow, m.mask) + save);
@@ -129,8 +139,15 @@ std::vector<std::string> renderChainRules(const RulesetOptions& options, IpTable
       if ((network.address.family == common::IpFamily::V4) != v4) continue;
       rules.push_back(a + "-m conntrack --ctorigdst " + network.toString() + " --ctdir REPLY -j RETURN");
     }
-    rules.push_back(a + "-p tcp -m tcp --tcp-flags SYN,RST,ACK SYN,ACK -m conntrack --ctdir REPLY " +
-                    markMatch("connmark", 0, m.mask) + setReply);
+    const std::string synAck = a +
+                               "-p tcp -m tcp --tcp-flags SYN,RST,ACK SYN,ACK -m conntrack --ctdir REPLY " +
+                               markMatch("connmark", 0, m.mask);
+    if (!options.kernelGuardDir.empty()) {
+      // The program recorded where the stream starts: no need to queue.
+      rules.push_back(synAck + " -m bpf --object-pinned " + options.kernelGuardDir + "/synack" + suffix +
+                      " -j RETURN");
+    }
+    rules.push_back(synAck + setReply);
     rules.push_back(reply + markMatch("mark", m.reply, m.mask) + " " + queue);
   }
   rules.push_back(a + "-m conntrack --ctdir REPLY -j RETURN");

@@ -12,7 +12,11 @@
 //   bypass mark (egressd's own sockets)     RETURN
 //   (insertion guard, confirmFirstPayload)
 //   reply of an ALLOW connection             RETURN
+//   (kernel guard) reply of a CONFIRM        mark ALLOW (saved below) when the
+//     connection, unmarked                     program says it confirms
 //   reply with a verdict mark                ALLOW saved; RETURN
+//   (kernel guard) SYN-ACK of an undecided   RETURN when the program recorded
+//     connection                               where the stream starts
 //   SYN-ACK of an undecided connection,      mark REPLY, NFQUEUE (where the
 //     any reply of a CONFIRM connection        stream starts; did the server
 //                                              acknowledge the judged bytes?)
@@ -93,6 +97,12 @@ struct RulesetOptions {
   // them. With hookOutput, replies to local clients come in through INPUT:
   // a jump for the reply direction is added there.
   bool confirmFirstPayload = false;
+  // The kernel guard (nfq/kernel_guard.h), with confirmFirstPayload: the
+  // directory its programs are pinned in. Empty: off (every SYN-ACK and
+  // confirmation is queued). With it, an undecided SYN-ACK whose start the
+  // program recorded passes, and a CONFIRM connection's server packet the
+  // program finds confirming gets ALLOW (saved); the rest is queued.
+  std::string kernelGuardDir;
 };
 
 // "<chain>-bound4" / "<chain>-bound6": the hash:ip,port sets of DNS-bound

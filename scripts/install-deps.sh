@@ -15,7 +15,7 @@ build_pkgs=(
 test_pkgs=(
   clang libclang-rt-14-dev clang-format clang-tidy
   iproute2 iptables conntrack ipset curl openssl netcat-openbsd
-  knot-dnsutils dnsutils unbound tcpdump nginx-light python3 python3-scapy jq
+  knot-dnsutils dnsutils unbound tcpdump nginx-light python3 python3-scapy jq libcap2-bin
   python3-requests default-jdk-headless python3-venv python3-yaml
   haproxy dnsdist
 )

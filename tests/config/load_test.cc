@@ -138,6 +138,7 @@ protected_cidrs = ["10.0.0.0/8", "fd00::/8"]
 max_held_flows = 9
 hold_timeout = "500ms"
 queue_maxlen = 11
+kernel_guard = "off"
 [proxy]
 listen = ["10.0.0.1", "[::1]:8080"]
 max_head_bytes = 2048
@@ -186,6 +187,7 @@ format = "json"
   CHECK(c.nfqueue.maxHeldFlows == 9);
   CHECK(c.nfqueue.holdTimeout == 500ms);
   CHECK(c.nfqueue.queueMaxlen == 11);
+  CHECK(c.nfqueue.kernelGuard == config::KernelGuardMode::Off);
   CHECK(c.proxy.listen == std::vector{addr("10.0.0.1:3128"), addr("[::1]:8080")});
   CHECK(c.proxy.maxHeadBytes == 2048);
   CHECK(c.proxy.maxConnections == 10);
@@ -293,6 +295,9 @@ TEST_CASE("every key with a value of the wrong type is one problem at its path")
        "\"SERVFAIL\" is not one of \"NXDOMAIN\", \"REFUSED\""},
       {"[dns]\ncache_size = \"10000\"", "dns.cache_size", "expected an integer, got a string"},
       {"[dns]\ncache_size = 1e4", "dns.cache_size", "expected an integer, got a float"},
+      {"[nfqueue]\nkernel_guard = \"on\"", "nfqueue.kernel_guard", "\"on\" is not one of \"auto\", \"off\""},
+      {"[nfqueue]\nkernel_guard = true", "nfqueue.kernel_guard",
+       "expected a string, one of \"auto\", \"off\", got a boolean"},
       {"[nfqueue]\nqueues = 0", "nfqueue.queues", "expected an array of integers, got an integer"},
       {"[nfqueue]\nqueues = [\"0\"]", "nfqueue.queues[0]", "expected an integer, got a string"},
       {"[control]\nsocket = 1", "control.socket", "expected a string (a path), got an integer"},

@@ -23,7 +23,22 @@
 #
 # The server also runs unbound (203.0.113.53, egressd's upstream) with
 # allowed.example.com → 203.0.113.10 / 2001:db8:113::10 and the TLS/HTTP servers.
+#
+# EGRESSD_INSERTION_KERNEL_GUARD=auto (default) | off: nfqueue.kernel_guard.
+# With auto the test also proves the kernel guard ran (its gauge, no
+# SYN-ACK queued, starts and confirmations counted by the kernel path).
+# nocap: auto, but egressd runs without CAP_BPF and CAP_SYS_ADMIN, so the
+# programs cannot load: it must fall back to the user-space guard (log
+# line, gauge 0) and stop the same attacks.
 set -uo pipefail
+kernel_guard="${EGRESSD_INSERTION_KERNEL_GUARD:-auto}"
+launch=()
+if [ "$kernel_guard" = nocap ]; then
+  command -v capsh > /dev/null || { echo "SKIP: capsh (libcap2-bin) is not installed"; exit 77; }
+  kernel_guard=auto
+  launch=(capsh --drop=cap_bpf,cap_sys_admin --)
+  nocap=1
+fi
 bin="${EGRESSD_BIN:?}"
 here="${EGRESSD_SOURCE_DIR:?}/tests/e2e"
 py=/usr/bin/python3
@@ -135,13 +150,18 @@ upstreams = ["203.0.113.53:53"]
 enabled = true
 queues = [0]
 install_rules = true
+kernel_guard = "$kernel_guard"
 protected_cidrs = ["10.88.0.0/24", "fd88:0::/64"]
 [control]
 socket = "$work/control.sock"
 [metrics]
 listen = "127.0.0.1:9153"
 EOF
-G "$bin/egressd" --config "$work/egressd.toml" > "$work/egressd.log" 2>&1 &
+if [ "${nocap:-0}" = 1 ]; then
+  G "${launch[@]}" -c "exec '$bin/egressd' --config '$work/egressd.toml'" > "$work/egressd.log" 2>&1 &
+else
+  G "$bin/egressd" --config "$work/egressd.toml" > "$work/egressd.log" 2>&1 &
+fi
 egressd_pid=$!
 for _ in $(seq 100); do grep -q egressd.started "$work/egressd.log" && break; sleep 0.1; done
 grep -q egressd.started "$work/egressd.log" || { echo "FAIL: egressd did not start"; tail -20 "$work/egressd.log"; exit 1; }
@@ -190,6 +210,9 @@ echo "== HTTP over IPv6"
 run_cases "http6" 2001:db8:113::10 http host paws ttl md5 checksum window straddle
 
 if [ "${EGRESSD_INSERTION_EXPECT_BYPASS:-0}" != 1 ]; then
+  # Real clients are not affected: curl with the bound name, over both families.
+  code="$(P curl -sk -o /dev/null -w '%{http_code}' --max-time 4 --resolve allowed.example.com:80:203.0.113.10 http://allowed.example.com/)"
+  [ "$code" = 200 ] && ok "curl (HTTP) to the allowed name" || bad "curl (HTTP) got $code"
   sleep 0.5
   grep -q 'reason=judged_bytes_differ' "$work/egressd.log" && ok "egressd logged judged_bytes_differ" ||
     bad "no judged_bytes_differ decision in the log"
@@ -205,13 +228,30 @@ if [ "${EGRESSD_INSERTION_EXPECT_BYPASS:-0}" != 1 ]; then
   counter() { awk -v m="$1" '$1 == m "{queue=\"0\"}" {print $2}' <<< "$metrics"; }
   replies="$(counter egressd_nfq_replies_total)" synacks="$(counter egressd_nfq_reply_syn_acks_total)"
   confirmed="$(counter egressd_nfq_confirmed_total)"
-  [ "${synacks:-0}" -ge 1 ] && [ "$((${replies:-0} - synacks))" -ge "${confirmed:-1}" ] &&
-    ok "server packets read: $replies, of them SYN-ACKs $synacks, confirmations $confirmed" ||
-    bad "server packets read: ${replies:-none}, SYN-ACKs ${synacks:-none}, confirmations ${confirmed:-none}"
-  # Real clients are not affected: curl with the bound name, over both families.
-  code="$(P curl -sk -o /dev/null -w '%{http_code}' --max-time 4 --resolve allowed.example.com:80:203.0.113.10 http://allowed.example.com/)"
-  [ "$code" = 200 ] && ok "curl (HTTP) to the allowed name" || bad "curl (HTTP) got $code"
+  kstarts="$(counter egressd_nfq_kernel_starts_total)" kconfirmed="$(counter egressd_nfq_kernel_confirmed_total)"
+  active="$(awk '$1 == "egressd_nfq_kernel_guard_active" {print $2}' <<< "$metrics")"
+  echo "server packets read: ${replies:-none}, SYN-ACKs ${synacks:-none}, confirmations ${confirmed:-none}" \
+    "(kernel guard active ${active:-none}: starts ${kstarts:-none}, confirmations ${kconfirmed:-none})"
+  if [ "$kernel_guard" = off ] || [ "${nocap:-0}" = 1 ]; then
+    [ "${active:-}" = 0 ] && ok "kernel guard off (egressd_nfq_kernel_guard_active 0)" || bad "kernel guard gauge: ${active:-none}"
+    if [ "${nocap:-0}" = 1 ]; then
+      grep -q 'event=nfq.kernel_guard_unavailable' "$work/egressd.log" &&
+        ok "without CAP_BPF: logged nfq.kernel_guard_unavailable and fell back" ||
+        bad "no nfq.kernel_guard_unavailable line without CAP_BPF"
+    fi
+    [ "${synacks:-0}" -ge 1 ] && [ "$((${replies:-0} - synacks))" -ge "${confirmed:-1}" ] &&
+      ok "user space read the SYN-ACKs and every confirmation" || bad "user-space guard counters"
+  else
+    # The same attacks were stopped with the checks in the kernel: no
+    # SYN-ACK reached user space, the starts judged came from the kernel's
+    # map, and the kernel confirmed allows.
+    [ "${active:-}" = 1 ] && ok "kernel guard active (egressd_nfq_kernel_guard_active 1)" || bad "kernel guard gauge: ${active:-none}"
+    [ "${synacks:-1}" = 0 ] && [ "${kstarts:-0}" -ge 8 ] &&
+      ok "no SYN-ACK queued; $kstarts stream starts read from the kernel" || bad "SYN-ACKs ${synacks:-none}, kernel starts ${kstarts:-none}"
+    [ "${kconfirmed:-0}" -ge 1 ] && ok "the kernel confirmed $kconfirmed allows" || bad "the kernel confirmed ${kconfirmed:-none}"
+  fi
 fi
+[ -n "${KG_DEBUG:-}" ] && G iptables -L EGRESSD -v -n -x | head -12
 echo "--- server record"; sort "$work/server.log" | uniq -c
 echo "--- decisions"; grep -o 'verdict=[a-z-]* reason=[a-z_]*' "$work/egressd.log" | sort | uniq -c
 echo "$passed passed, $failed failed"

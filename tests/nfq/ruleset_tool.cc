@@ -24,6 +24,8 @@ int main(int argc, char** argv) {
       options.kernelFastPath = true;
     } else if (arg == "--confirm") {
       options.confirmFirstPayload = true;
+    } else if (arg == "--kernel-guard" && i + 1 < argc) {
+      options.kernelGuardDir = argv[++i];
     } else if (arg == "--chain" && i + 1 < argc) {
       options.chain = argv[++i];
     } else if (arg == "--queues" && i + 1 < argc) {

@@ -250,8 +250,8 @@ for unit in egressd.service egress-controller.service; do
   check "systemd-analyze verify $unit exits 0 and says nothing ($rc)" sh -c "[ $rc = 0 ] && [ ! -s '$work/verify.$unit' ]"
 done
 unit="$chroot_dir/lib/systemd/system/egressd.service"
-check "egressd.service: exactly NET_ADMIN NET_RAW NET_BIND_SERVICE" \
-  grep -qx 'CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW CAP_NET_BIND_SERVICE' "$unit"
+check "egressd.service: exactly NET_ADMIN NET_RAW NET_BIND_SERVICE BPF" \
+  grep -qx 'CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW CAP_NET_BIND_SERVICE CAP_BPF' "$unit"
 check "egressd.service: Restart=always, ProtectSystem=strict, NoNewPrivileges" \
   sh -c "grep -qx Restart=always '$unit' && grep -qx ProtectSystem=strict '$unit' && grep -qx NoNewPrivileges=yes '$unit'"
 unit="$chroot_dir/lib/systemd/system/egress-controller.service"
