@@ -98,7 +98,7 @@ QueueWorker::QueueWorker(QueueWorkerOptions options, const common::SnapshotHolde
       confirmDecisionOfSlot_(options_.flows.maxFlows),
       starts_(options_.streamStarts, options_.streamStartLifetime),
       confirmedRecently_(options_.flows.maxFlows, kConfirmedMemory),
-      confirmInKernelOfSlot_(options_.flows.maxFlows, 0),
+      confirmInKernelOfSlot_(options_.flows.maxFlows),
       confirmBeganOfSlot_(options_.flows.maxFlows),
       kernelChecks_(options_.flows.maxFlows),
       quic_(std::make_unique<QuicSlot>(options_.flows.maxFlows)),

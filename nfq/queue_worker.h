@@ -286,14 +286,14 @@ class QueueWorker {
   // Kernel guard: per confirming slot, whether the kernel has its entry and
   // when the allow began; a FIFO of entries to look up (all due one
   // interval after they were queued, so the FIFO is in due order).
-  std::vector<uint8_t> confirmInKernelOfSlot_;
-  std::vector<TimePoint> confirmBeganOfSlot_;
+  common::LazyArray<uint8_t> confirmInKernelOfSlot_;
+  common::LazyArray<TimePoint> confirmBeganOfSlot_;
   struct KernelCheck {
     FlowKey key;
     uint32_t judgedEnd = 0;
     TimePoint due{};
   };
-  std::vector<KernelCheck> kernelChecks_;
+  common::LazyArray<KernelCheck> kernelChecks_;  // a ring: committed as far as it has gone round
   size_t kernelCheckHead_ = 0;
   size_t kernelCheckCount_ = 0;
   std::unique_ptr<QuicSlot> quic_;
