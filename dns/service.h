@@ -217,6 +217,12 @@ class DnsService {
   bool emit(const ClientRef& client, const Query* query, std::span<const uint8_t> wire, DnsOutcome outcome,
             DenyReason reason, uint16_t rcode, uint16_t answers, bool upstreamTcp = false,
             bool echStripped = false, bool audit = false, std::span<const CachedBinding> addresses = {});
+  // emit()'s second half, once the sink wants the event: builds and sends
+  // it. Out of line, so that a decision nobody asked to see costs emit()
+  // only the verdict counters and the question to the sink.
+  void sendEvent(const ClientRef& client, const Query* query, std::span<const uint8_t> wire,
+                 DnsOutcome outcome, DenyReason reason, uint16_t rcode, uint16_t answers, bool upstreamTcp,
+                 bool echStripped, bool audit, std::span<const CachedBinding> addresses);
   // One name's lazily counted cache hits, under the cache's policy.
   void reportHits(std::string_view name, uint64_t hits);
   // The tunnel guard's charge for a world-only name at `current`: false
@@ -252,7 +258,11 @@ class DnsService {
   // The cache's policy version: changes only when the rules change, not
   // on every publish (the daemon republishes the same rules on periodic
   // rescans, which would otherwise empty the cache every 30 s).
-  uint64_t cacheEpoch(const std::shared_ptr<const policy::Policy>& policy);
+  uint64_t cacheEpoch(const std::shared_ptr<const policy::Policy>& policy) {
+    if (policy.get() == epochPolicy_.get()) return epoch_;  // the usual case: one pointer compare
+    return nextCacheEpoch(policy);
+  }
+  uint64_t nextCacheEpoch(const std::shared_ptr<const policy::Policy>& policy);
   // Time to the next expiry sweep step with `bindings` entries in the table.
   static std::chrono::milliseconds housekeepingInterval(size_t bindings) noexcept;
   TimePoint now() const { return clock_ ? clock_() : Clock::now(); }
@@ -281,7 +291,10 @@ class DnsService {
   // number held back since the last.
   Clock::time_point lastFailureLog_{};
   uint64_t failuresNotLogged_ = 0;
-  std::array<char, kMaxWireNameLength> askedName_{};
+  std::array<char, kNameTextCapacity> askedName_{};
+  // The query being handled (handleQuery() is never re-entered): reused,
+  // so its name buffer is not cleared for every query.
+  Query query_;
 
   // Reused buffers: one message each, so nothing on the path allocates.
   std::vector<uint8_t> rx_;
@@ -289,6 +302,7 @@ class DnsService {
   std::vector<uint8_t> upstreamRx_;
   std::vector<uint8_t> scratch_;
   std::unique_ptr<UdpBatch> udpBatch_;
+  std::unique_ptr<ClientRef> udpClient_;  // the UDP datagram being handled (onUdpReadable)
   std::array<uint16_t, 256> ids_{};
   size_t idsLeft_ = 0;
 };

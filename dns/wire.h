@@ -23,6 +23,9 @@ inline constexpr size_t kHeaderSize = 12;
 inline constexpr size_t kMaxMessageSize = 65535;
 inline constexpr size_t kMaxWireNameLength = 255;  // RFC 1035 section 2.3.4
 inline constexpr size_t kMaxLabelLength = 63;
+// Room for a name's text: the longest (253 bytes) rounded up to whole
+// 16-byte blocks, which the parser lower-cases and checks at once.
+inline constexpr size_t kNameTextCapacity = 256;
 inline constexpr uint16_t kClassIn = 1;
 inline constexpr uint16_t kClassicUdpSize = 512;  // RFC 1035 section 4.2.1
 
@@ -101,7 +104,8 @@ bool parseHeader(std::span<const uint8_t> message, Header& out) noexcept;
 
 // A domain name as lower-case dotted text (no trailing dot; root is empty).
 struct Name {
-  std::array<char, kMaxWireNameLength> text{};
+  // Bytes past `length` are scratch (the parser works in 16-byte blocks).
+  std::array<char, kNameTextCapacity> text{};
   uint8_t length = 0;
   uint8_t labels = 0;
   // A label holds '.', a control character or a byte >= 0x7f: the text is
