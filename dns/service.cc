@@ -500,13 +500,22 @@ void DnsService::sendUdp(const ClientRef& client, std::span<const uint8_t> wire)
     return;
   }
   const size_t slot = batch.outCount++;
-  std::memcpy(batch.outBuffers.data() + slot * kUdpSlot, wire.data(), wire.size());
+  uint8_t* buffer = batch.outBuffers.data() + slot * kUdpSlot;
+  if (wire.data() != buffer) std::memcpy(buffer, wire.data(), wire.size());  // else built in place
   batch.outIov[slot].iov_len = wire.size();
   copyAddress(batch.outAddresses[slot], client.addr, client.addrLength);
   batch.outHeaders[slot].msg_hdr.msg_namelen = client.addrLength;
   msghdr& out = batch.outHeaders[slot].msg_hdr;
   out.msg_controllen = writePktinfo(client, batch.outControl[slot].bytes.data());
   out.msg_control = out.msg_controllen > 0 ? batch.outControl[slot].bytes.data() : nullptr;
+}
+
+std::span<uint8_t> DnsService::answerBuffer(const ClientRef& client) noexcept {
+  UdpBatch& batch = *udpBatch_;
+  if (client.tcp || client.udpFd != batch.collectingFd || batch.outCount == kUdpBatch) {
+    return {tx_.data(), kMaxMessageSize};
+  }
+  return {batch.outBuffers.data() + batch.outCount * kUdpSlot, kUdpSlot};
 }
 
 void DnsService::flushUdp() {
@@ -664,21 +673,6 @@ void DnsService::sendToClient(const ClientRef& client, std::span<const uint8_t> 
     return;
   }
   sendUdp(client, wire);
-}
-
-bool DnsService::emit(const ClientRef& client, const Query* query, std::span<const uint8_t> wire,
-                      DnsOutcome outcome, DenyReason reason, uint16_t rcode, uint16_t answers,
-                      bool upstreamTcp, bool echStripped, bool audit,
-                      std::span<const CachedBinding> addresses) {
-  // The verdict the event would carry (EventHub::fromDns).
-  if (audit) {
-    inc(counters_.verdictAudit);
-  } else if (outcome == DnsOutcome::Denied) {
-    inc(counters_.verdictDeny);
-  }
-  if (sink_ == nullptr || !sink_->wantsDnsEvent(outcome, reason, audit)) return false;
-  sendEvent(client, query, wire, outcome, reason, rcode, answers, upstreamTcp, echStripped, audit, addresses);
-  return true;
 }
 
 __attribute__((noinline)) void DnsService::sendEvent(const ClientRef& client, const Query* query,
@@ -896,10 +890,16 @@ void DnsService::deny(std::span<const uint8_t> wire, const Query& query, const C
                       const Classification& decision) {
   inc(counters_.denied);
   inc(counters_.denials[static_cast<size_t>(decision.reason)]);
-  const ExtendedError ede{kEdeBlocked, denyReasonText(decision.reason)};
-  const std::span<uint8_t> out(tx_.data(), kMaxMessageSize);
+  // The EDE travels in the OPT record, so only to clients that sent EDNS
+  // (buildResponse() leaves it out otherwise).
+  const ExtendedError ede{kEdeBlocked, query.hasEdns ? denyReasonText(decision.reason) : std::string_view()};
+  const std::span<uint8_t> out = answerBuffer(client);
   const size_t length = buildResponse(wire, query, decision.rcode, &ede, out);
-  sendToClient(client, std::span<const uint8_t>(tx_.data(), length), &query);
+  if (!client.tcp && length != 0 && length <= query.maxUdpResponse()) {
+    sendUdp(client, out.first(length));  // what sendToClient() would do, without its other cases
+  } else {
+    sendToClient(client, out.first(length), &query);
+  }
   emit(client, &query, wire, DnsOutcome::Denied, decision.reason, decision.rcode, 0);
 }
 

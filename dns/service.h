@@ -216,7 +216,17 @@ class DnsService {
   // False when the sink did not want the event (nothing was built).
   bool emit(const ClientRef& client, const Query* query, std::span<const uint8_t> wire, DnsOutcome outcome,
             DenyReason reason, uint16_t rcode, uint16_t answers, bool upstreamTcp = false,
-            bool echStripped = false, bool audit = false, std::span<const CachedBinding> addresses = {});
+            bool echStripped = false, bool audit = false, std::span<const CachedBinding> addresses = {}) {
+    // The verdict the event would carry (EventHub::fromDns).
+    if (audit) {
+      counters_.verdictAudit.fetch_add(1, std::memory_order_relaxed);
+    } else if (outcome == DnsOutcome::Denied) {
+      counters_.verdictDeny.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (sink_ == nullptr || !sink_->wantsDnsEvent(outcome, reason, audit)) return false;
+    sendEvent(client, query, wire, outcome, reason, rcode, answers, upstreamTcp, echStripped, audit, addresses);
+    return true;
+  }
   // emit()'s second half, once the sink wants the event: builds and sends
   // it. Out of line, so that a decision nobody asked to see costs emit()
   // only the verdict counters and the question to the sink.
@@ -253,6 +263,10 @@ class DnsService {
   // UDP answers: queued for one sendmmsg while a recvmmsg batch is being
   // handled, else sent at once.
   void sendUdp(const ClientRef& client, std::span<const uint8_t> wire);
+  // Where to build an answer for `client`: the next slot of the sendmmsg
+  // batch when the answer will join it (sendUdp() then copies nothing),
+  // else tx_.
+  std::span<uint8_t> answerBuffer(const ClientRef& client) noexcept;
   void flushUdp();
   uint16_t randomId() noexcept;
   // The cache's policy version: changes only when the rules change, not

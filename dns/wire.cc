@@ -5,18 +5,6 @@
 
 namespace dns {
 
-bool parseHeader(std::span<const uint8_t> message, Header& out) noexcept {
-  if (message.size() < kHeaderSize) return false;
-  const uint8_t* p = message.data();
-  out.id = readU16(p);
-  out.flags = readU16(p + 2);
-  out.qdcount = readU16(p + 4);
-  out.ancount = readU16(p + 6);
-  out.nscount = readU16(p + 8);
-  out.arcount = readU16(p + 10);
-  return true;
-}
-
 namespace {
 
 // Sixteen bytes as one value: the compiler's vector extension (GCC and
@@ -43,7 +31,8 @@ Block firstBytes(size_t n) noexcept {
 // dots than label separators), a control character or space (< 0x21), or a
 // byte >= 0x7f. A block of 16 bytes at a time, within `text`'s array:
 // bytes past `length` may be rewritten but do not count.
-bool lowerCaseAndCheck(std::array<char, kNameTextCapacity>& text, size_t length, size_t labels) noexcept {
+inline __attribute__((always_inline)) bool lowerCaseAndCheck(std::array<char, kNameTextCapacity>& text, size_t length,
+                                                             size_t labels) noexcept {
   Block unusual{};
   Block dots{};  // per byte: how many '.' its column held (at most 16)
   for (size_t i = 0; i < length; i += kBlock) {
@@ -242,7 +231,7 @@ QueryStatus parseQuery(std::span<const uint8_t> message, Query& out) noexcept {
   size_t offset = kHeaderSize;
   // RFC 1035 section 4.1.2: QNAME, QTYPE, QCLASS. A lone question has
   // nothing earlier to point at, so compression is refused outright.
-  if (!readName(message, offset, out.qname, false)) return QueryStatus::BadName;
+  if (!readUncompressedName(message, offset, out.qname)) return QueryStatus::BadName;
   if (offset + 4 > message.size()) return QueryStatus::Truncated;
   out.qtype = readU16(message.data() + offset);
   out.qclass = readU16(message.data() + offset + 2);

@@ -100,7 +100,17 @@ struct Header {
 };
 
 // False when fewer than 12 bytes.
-bool parseHeader(std::span<const uint8_t> message, Header& out) noexcept;
+inline bool parseHeader(std::span<const uint8_t> message, Header& out) noexcept {
+  if (message.size() < kHeaderSize) return false;
+  const uint8_t* p = message.data();
+  out.id = readU16(p);
+  out.flags = readU16(p + 2);
+  out.qdcount = readU16(p + 4);
+  out.ancount = readU16(p + 6);
+  out.nscount = readU16(p + 8);
+  out.arcount = readU16(p + 10);
+  return true;
+}
 
 // A domain name as lower-case dotted text (no trailing dot; root is empty).
 struct Name {
