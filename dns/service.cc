@@ -506,7 +506,7 @@ void DnsService::sendUdp(const ClientRef& client, std::span<const uint8_t> wire)
   copyAddress(batch.outAddresses[slot], client.addr, client.addrLength);
   batch.outHeaders[slot].msg_hdr.msg_namelen = client.addrLength;
   msghdr& out = batch.outHeaders[slot].msg_hdr;
-  out.msg_controllen = writePktinfo(client, batch.outControl[slot].bytes.data());
+  out.msg_controllen = client.hasLocal ? writePktinfo(client, batch.outControl[slot].bytes.data()) : 0;
   out.msg_control = out.msg_controllen > 0 ? batch.outControl[slot].bytes.data() : nullptr;
 }
 

@@ -261,7 +261,8 @@ bool Policy::normalizedNameRuleAllows(std::string_view normalized) const noexcep
   if (size <= wildcard_.shortestKey()) return false;
   const size_t first = size > wildcard_.longestKey() ? size - wildcard_.longestKey() - 1 : 0;
   const size_t last = size - wildcard_.shortestKey() - 1;
-  for (size_t dot = normalized.find('.', first); dot <= last; dot = normalized.find('.', dot + 1)) {
+  const std::string_view window = normalized.substr(0, last + 1);
+  for (size_t dot = window.find('.', first); dot != std::string_view::npos; dot = window.find('.', dot + 1)) {
     if (wildcard_.find(normalized.substr(dot + 1)) != nullptr) return true;
   }
   return false;
