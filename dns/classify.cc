@@ -117,7 +117,8 @@ Classification classifyQuery(QueryStatus status, const Query& query, const polic
   if (query.qclass != kClassIn || query.qtype == rrtype::AXFR || query.qtype == rrtype::IXFR) {
     return {QueryAction::Refuse, DenyReason::None, rcode::Refused};
   }
-  if (query.qname.unusualBytes || query.qname.length == 0) return denialInline(DenyReason::InvalidName, options);
+  if (query.qname.unusualBytes || query.qname.length == 0)
+    return denialInline(DenyReason::InvalidName, options);
   const std::string_view name = query.qname.view();
   for (const std::string& domain : options.clusterDomains) {
     if (isUnderDomainInline(name, domain)) return {QueryAction::Cluster, DenyReason::None, rcode::NoError};

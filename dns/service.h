@@ -224,7 +224,8 @@ class DnsService {
       counters_.verdictDeny.fetch_add(1, std::memory_order_relaxed);
     }
     if (sink_ == nullptr || !sink_->wantsDnsEvent(outcome, reason, audit)) return false;
-    sendEvent(client, query, wire, outcome, reason, rcode, answers, upstreamTcp, echStripped, audit, addresses);
+    sendEvent(client, query, wire, outcome, reason, rcode, answers, upstreamTcp, echStripped, audit,
+              addresses);
     return true;
   }
   // emit()'s second half, once the sink wants the event: builds and sends

@@ -31,8 +31,8 @@ Block firstBytes(size_t n) noexcept {
 // dots than label separators), a control character or space (< 0x21), or a
 // byte >= 0x7f. A block of 16 bytes at a time, within `text`'s array:
 // bytes past `length` may be rewritten but do not count.
-inline __attribute__((always_inline)) bool lowerCaseAndCheck(std::array<char, kNameTextCapacity>& text, size_t length,
-                                                             size_t labels) noexcept {
+inline __attribute__((always_inline)) bool lowerCaseAndCheck(std::array<char, kNameTextCapacity>& text,
+                                                             size_t length, size_t labels) noexcept {
   Block unusual{};
   Block dots{};  // per byte: how many '.' its column held (at most 16)
   for (size_t i = 0; i < length; i += kBlock) {
@@ -96,7 +96,8 @@ bool readUncompressedName(std::span<const uint8_t> message, size_t& offset, Name
   }
   const size_t textLength = at == offset ? 0 : at - offset - 1;  // without the first length byte
   std::memcpy(out.text.data(), message.data() + offset + 1, textLength);
-  for (size_t lengthByte = offset + 1 + message[offset]; lengthByte < at; lengthByte += 1 + message[lengthByte]) {
+  for (size_t lengthByte = offset + 1 + message[offset]; lengthByte < at;
+       lengthByte += 1 + message[lengthByte]) {
     out.text[lengthByte - offset - 1] = '.';
   }
   offset = at + 1;
