@@ -46,7 +46,13 @@ uint8_t denyRcodeFor(DenyReason reason, DenyRcode configured) noexcept {
   return reason == DenyReason::WorldNonAddressQuery ? rcode::NoError : denyRcodeValue(configured);
 }
 
-NameVerdict judgeName(const policy::Policy& policy, std::string_view name, uint16_t qtype) noexcept {
+namespace {
+
+// The bodies of judgeName(), denial() and isUnderDomain(), which
+// classifyQuery() (once per query) gets inlined.
+inline __attribute__((always_inline)) NameVerdict judgeNameInline(const policy::Policy& policy,
+                                                                  std::string_view name,
+                                                                  uint16_t qtype) noexcept {
   // `name` comes from the wire parser: lower case, no trailing dot.
   if (policy.normalizedNameRuleAllows(name)) return {DenyReason::None, false};
   if (!policy.hasWorldAccess()) return {DenyReason::NotAllowed, false};
@@ -59,18 +65,36 @@ NameVerdict judgeName(const policy::Policy& policy, std::string_view name, uint1
   return {DenyReason::WorldNonAddressQuery, true};
 }
 
-Classification denial(DenyReason reason, const DnsOptions& options) noexcept {
+inline __attribute__((always_inline)) Classification denialInline(DenyReason reason,
+                                                                  const DnsOptions& options) noexcept {
   if (options.audit && reason != DenyReason::Rebinding) {
     return {QueryAction::Forward, reason, rcode::NoError, false, true};
   }
   return {QueryAction::Deny, reason, denyRcodeFor(reason, options.denyRcode), false, false};
 }
 
-bool isUnderDomain(std::string_view name, std::string_view domain) noexcept {
+inline __attribute__((always_inline)) bool isUnderDomainInline(std::string_view name,
+                                                               std::string_view domain) noexcept {
   if (domain.empty()) return false;  // never "everything"
   if (name.size() < domain.size()) return false;
-  if (name.substr(name.size() - domain.size()) != domain) return false;
-  return name.size() == domain.size() || name[name.size() - domain.size() - 1] == '.';
+  // The dot before the domain first: one byte rules out most names
+  // before any comparison of the text.
+  if (name.size() != domain.size() && name[name.size() - domain.size() - 1] != '.') return false;
+  return name.substr(name.size() - domain.size()) == domain;
+}
+
+}  // namespace
+
+NameVerdict judgeName(const policy::Policy& policy, std::string_view name, uint16_t qtype) noexcept {
+  return judgeNameInline(policy, name, qtype);
+}
+
+Classification denial(DenyReason reason, const DnsOptions& options) noexcept {
+  return denialInline(reason, options);
+}
+
+bool isUnderDomain(std::string_view name, std::string_view domain) noexcept {
+  return isUnderDomainInline(name, domain);
 }
 
 Classification classifyQuery(QueryStatus status, const Query& query, const policy::Policy& policy,
@@ -93,13 +117,14 @@ Classification classifyQuery(QueryStatus status, const Query& query, const polic
   if (query.qclass != kClassIn || query.qtype == rrtype::AXFR || query.qtype == rrtype::IXFR) {
     return {QueryAction::Refuse, DenyReason::None, rcode::Refused};
   }
-  if (query.qname.unusualBytes || query.qname.length == 0) return denial(DenyReason::InvalidName, options);
+  if (query.qname.unusualBytes || query.qname.length == 0)
+    return denialInline(DenyReason::InvalidName, options);
   const std::string_view name = query.qname.view();
   for (const std::string& domain : options.clusterDomains) {
-    if (isUnderDomain(name, domain)) return {QueryAction::Cluster, DenyReason::None, rcode::NoError};
+    if (isUnderDomainInline(name, domain)) return {QueryAction::Cluster, DenyReason::None, rcode::NoError};
   }
-  const NameVerdict verdict = judgeName(policy, name, query.qtype);
-  if (verdict.reason != DenyReason::None) return denial(verdict.reason, options);
+  const NameVerdict verdict = judgeNameInline(policy, name, query.qtype);
+  if (verdict.reason != DenyReason::None) return denialInline(verdict.reason, options);
   return {QueryAction::Forward, DenyReason::None, rcode::NoError, verdict.worldOnly, false};
 }
 

@@ -76,6 +76,16 @@ void inc(std::atomic<uint64_t>& counter) noexcept {
   counter.fetch_add(1, std::memory_order_relaxed);
 }
 
+// A peer's address: IPv4 and IPv6 ones (all but a few bytes of the
+// storage unused) with a fixed-size copy, which compiles to a few moves.
+void copyAddress(sockaddr_storage& to, const sockaddr_storage& from, socklen_t length) noexcept {
+  if (length <= sizeof(sockaddr_in6)) {
+    std::memcpy(&to, &from, sizeof(sockaddr_in6));
+  } else {
+    std::memcpy(&to, &from, std::min<size_t>(length, sizeof to));
+  }
+}
+
 struct FdCloser {
   int fd = -1;
   ~FdCloser() {
@@ -224,7 +234,8 @@ DnsService::DnsService(event_base* base, DnsOptions options,
       tx_(kMaxMessageSize + 2),
       upstreamRx_(kMaxMessageSize + 1),
       scratch_(kMaxMessageSize),
-      udpBatch_(std::make_unique<UdpBatch>()) {
+      udpBatch_(std::make_unique<UdpBatch>()),
+      udpClient_(std::make_unique<ClientRef>()) {
   cache_.setHitSink([this](std::string_view name, uint64_t hits) { reportHits(name, hits); });
 }
 
@@ -396,11 +407,16 @@ void DnsService::onUdpReadable(int fd, short, void* arg) {
     batch.headersWritten = received < 0 ? kUdpBatch : static_cast<size_t>(received);
     if (received <= 0) return;  // EAGAIN, or an ICMP error from an earlier send
     batch.collectingFd = fd;
+    // One client at a time, in a reused ClientRef (its address buffer is
+    // not cleared per datagram; only addrLength bytes of it count).
+    ClientRef& client = *self.udpClient_;
+    client.tcp = false;
+    client.tcpId = kNoTcp;
+    client.udpFd = fd;
     for (size_t i = 0; i < static_cast<size_t>(received); ++i) {
-      ClientRef client;
-      client.udpFd = fd;
       client.addrLength = batch.headers[i].msg_hdr.msg_namelen;
-      std::memcpy(&client.addr, &batch.addresses[i], std::min<size_t>(client.addrLength, sizeof client.addr));
+      copyAddress(client.addr, batch.addresses[i], client.addrLength);
+      client.hasLocal = false;
       if (listener->wildcard) readPktinfo(batch.headers[i].msg_hdr, client);
       const std::span<const uint8_t> wire(batch.buffers.data() + i * kUdpSlot, batch.headers[i].msg_len);
       if ((batch.headers[i].msg_hdr.msg_flags & MSG_TRUNC) != 0) {
@@ -484,13 +500,22 @@ void DnsService::sendUdp(const ClientRef& client, std::span<const uint8_t> wire)
     return;
   }
   const size_t slot = batch.outCount++;
-  std::memcpy(batch.outBuffers.data() + slot * kUdpSlot, wire.data(), wire.size());
+  uint8_t* buffer = batch.outBuffers.data() + slot * kUdpSlot;
+  if (wire.data() != buffer) std::memcpy(buffer, wire.data(), wire.size());  // else built in place
   batch.outIov[slot].iov_len = wire.size();
-  std::memcpy(&batch.outAddresses[slot], &client.addr, client.addrLength);
+  copyAddress(batch.outAddresses[slot], client.addr, client.addrLength);
   batch.outHeaders[slot].msg_hdr.msg_namelen = client.addrLength;
   msghdr& out = batch.outHeaders[slot].msg_hdr;
-  out.msg_controllen = writePktinfo(client, batch.outControl[slot].bytes.data());
+  out.msg_controllen = client.hasLocal ? writePktinfo(client, batch.outControl[slot].bytes.data()) : 0;
   out.msg_control = out.msg_controllen > 0 ? batch.outControl[slot].bytes.data() : nullptr;
+}
+
+std::span<uint8_t> DnsService::answerBuffer(const ClientRef& client) noexcept {
+  UdpBatch& batch = *udpBatch_;
+  if (client.tcp || client.udpFd != batch.collectingFd || batch.outCount == kUdpBatch) {
+    return {tx_.data(), kMaxMessageSize};
+  }
+  return {batch.outBuffers.data() + batch.outCount * kUdpSlot, kUdpSlot};
 }
 
 void DnsService::flushUdp() {
@@ -650,17 +675,11 @@ void DnsService::sendToClient(const ClientRef& client, std::span<const uint8_t> 
   sendUdp(client, wire);
 }
 
-bool DnsService::emit(const ClientRef& client, const Query* query, std::span<const uint8_t> wire,
-                      DnsOutcome outcome, DenyReason reason, uint16_t rcode, uint16_t answers,
-                      bool upstreamTcp, bool echStripped, bool audit,
-                      std::span<const CachedBinding> addresses) {
-  // The verdict the event would carry (EventHub::fromDns).
-  if (audit) {
-    inc(counters_.verdictAudit);
-  } else if (outcome == DnsOutcome::Denied) {
-    inc(counters_.verdictDeny);
-  }
-  if (sink_ == nullptr || !sink_->wantsDnsEvent(outcome, reason, audit)) return false;
+__attribute__((noinline)) void DnsService::sendEvent(const ClientRef& client, const Query* query,
+                                                     std::span<const uint8_t> wire, DnsOutcome outcome,
+                                                     DenyReason reason, uint16_t rcode, uint16_t answers,
+                                                     bool upstreamTcp, bool echStripped, bool audit,
+                                                     std::span<const CachedBinding> addresses) {
   DnsEvent event;
   event.time = std::chrono::system_clock::now();
   if (auto address = common::SocketAddress::fromSockaddr(reinterpret_cast<const sockaddr*>(&client.addr))) {
@@ -695,7 +714,6 @@ bool DnsService::emit(const ClientRef& client, const Query* query, std::span<con
   }
   event.policy = policy_.shared().get();  // the snapshot this call decided with
   sink_->onDnsEvent(event);
-  return true;
 }
 
 void DnsService::reportHits(std::string_view name, uint64_t hits) {
@@ -728,8 +746,7 @@ bool sameRules(const policy::Policy& a, const policy::Policy& b) {
 
 }  // namespace
 
-uint64_t DnsService::cacheEpoch(const std::shared_ptr<const policy::Policy>& policy) {
-  if (policy.get() == epochPolicy_.get()) return epoch_;  // the usual case: one pointer compare
+uint64_t DnsService::nextCacheEpoch(const std::shared_ptr<const policy::Policy>& policy) {
   // Tagging entries with the epoch of the very policy that decided them
   // (not a generation read before or after) leaves no window where an
   // entry looks newer than its rules.
@@ -744,7 +761,7 @@ uint64_t DnsService::cacheEpoch(const std::shared_ptr<const policy::Policy>& pol
 
 void DnsService::handleQuery(std::span<const uint8_t> wire, const ClientRef& client) {
   inc(counters_.queries);
-  Query query;
+  Query& query = query_;
   const QueryStatus status = parseQuery(wire, query);
   const std::shared_ptr<const policy::Policy>& policyPointer = policy_.shared();
   const policy::Policy& policy = *policyPointer;
@@ -873,10 +890,16 @@ void DnsService::deny(std::span<const uint8_t> wire, const Query& query, const C
                       const Classification& decision) {
   inc(counters_.denied);
   inc(counters_.denials[static_cast<size_t>(decision.reason)]);
-  const ExtendedError ede{kEdeBlocked, denyReasonText(decision.reason)};
-  const std::span<uint8_t> out(tx_.data(), kMaxMessageSize);
+  // The EDE travels in the OPT record, so only to clients that sent EDNS
+  // (buildResponse() leaves it out otherwise).
+  const ExtendedError ede{kEdeBlocked, query.hasEdns ? denyReasonText(decision.reason) : std::string_view()};
+  const std::span<uint8_t> out = answerBuffer(client);
   const size_t length = buildResponse(wire, query, decision.rcode, &ede, out);
-  sendToClient(client, std::span<const uint8_t>(tx_.data(), length), &query);
+  if (!client.tcp && length != 0 && length <= query.maxUdpResponse()) {
+    sendUdp(client, out.first(length));  // what sendToClient() would do, without its other cases
+  } else {
+    sendToClient(client, out.first(length), &query);
+  }
   emit(client, &query, wire, DnsOutcome::Denied, decision.reason, decision.rcode, 0);
 }
 

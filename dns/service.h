@@ -216,7 +216,24 @@ class DnsService {
   // False when the sink did not want the event (nothing was built).
   bool emit(const ClientRef& client, const Query* query, std::span<const uint8_t> wire, DnsOutcome outcome,
             DenyReason reason, uint16_t rcode, uint16_t answers, bool upstreamTcp = false,
-            bool echStripped = false, bool audit = false, std::span<const CachedBinding> addresses = {});
+            bool echStripped = false, bool audit = false, std::span<const CachedBinding> addresses = {}) {
+    // The verdict the event would carry (EventHub::fromDns).
+    if (audit) {
+      counters_.verdictAudit.fetch_add(1, std::memory_order_relaxed);
+    } else if (outcome == DnsOutcome::Denied) {
+      counters_.verdictDeny.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (sink_ == nullptr || !sink_->wantsDnsEvent(outcome, reason, audit)) return false;
+    sendEvent(client, query, wire, outcome, reason, rcode, answers, upstreamTcp, echStripped, audit,
+              addresses);
+    return true;
+  }
+  // emit()'s second half, once the sink wants the event: builds and sends
+  // it. Out of line, so that a decision nobody asked to see costs emit()
+  // only the verdict counters and the question to the sink.
+  void sendEvent(const ClientRef& client, const Query* query, std::span<const uint8_t> wire,
+                 DnsOutcome outcome, DenyReason reason, uint16_t rcode, uint16_t answers, bool upstreamTcp,
+                 bool echStripped, bool audit, std::span<const CachedBinding> addresses);
   // One name's lazily counted cache hits, under the cache's policy.
   void reportHits(std::string_view name, uint64_t hits);
   // The tunnel guard's charge for a world-only name at `current`: false
@@ -247,12 +264,20 @@ class DnsService {
   // UDP answers: queued for one sendmmsg while a recvmmsg batch is being
   // handled, else sent at once.
   void sendUdp(const ClientRef& client, std::span<const uint8_t> wire);
+  // Where to build an answer for `client`: the next slot of the sendmmsg
+  // batch when the answer will join it (sendUdp() then copies nothing),
+  // else tx_.
+  std::span<uint8_t> answerBuffer(const ClientRef& client) noexcept;
   void flushUdp();
   uint16_t randomId() noexcept;
   // The cache's policy version: changes only when the rules change, not
   // on every publish (the daemon republishes the same rules on periodic
   // rescans, which would otherwise empty the cache every 30 s).
-  uint64_t cacheEpoch(const std::shared_ptr<const policy::Policy>& policy);
+  uint64_t cacheEpoch(const std::shared_ptr<const policy::Policy>& policy) {
+    if (policy.get() == epochPolicy_.get()) return epoch_;  // the usual case: one pointer compare
+    return nextCacheEpoch(policy);
+  }
+  uint64_t nextCacheEpoch(const std::shared_ptr<const policy::Policy>& policy);
   // Time to the next expiry sweep step with `bindings` entries in the table.
   static std::chrono::milliseconds housekeepingInterval(size_t bindings) noexcept;
   TimePoint now() const { return clock_ ? clock_() : Clock::now(); }
@@ -281,7 +306,10 @@ class DnsService {
   // number held back since the last.
   Clock::time_point lastFailureLog_{};
   uint64_t failuresNotLogged_ = 0;
-  std::array<char, kMaxWireNameLength> askedName_{};
+  std::array<char, kNameTextCapacity> askedName_{};
+  // The query being handled (handleQuery() is never re-entered): reused,
+  // so its name buffer is not cleared for every query.
+  Query query_;
 
   // Reused buffers: one message each, so nothing on the path allocates.
   std::vector<uint8_t> rx_;
@@ -289,6 +317,7 @@ class DnsService {
   std::vector<uint8_t> upstreamRx_;
   std::vector<uint8_t> scratch_;
   std::unique_ptr<UdpBatch> udpBatch_;
+  std::unique_ptr<ClientRef> udpClient_;  // the UDP datagram being handled (onUdpReadable)
   std::array<uint16_t, 256> ids_{};
   size_t idsLeft_ = 0;
 };

@@ -1,61 +1,59 @@
 #include "dns/wire.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace dns {
 
-bool parseHeader(std::span<const uint8_t> message, Header& out) noexcept {
-  if (message.size() < kHeaderSize) return false;
-  const uint8_t* p = message.data();
-  out.id = readU16(p);
-  out.flags = readU16(p + 2);
-  out.qdcount = readU16(p + 4);
-  out.ancount = readU16(p + 6);
-  out.nscount = readU16(p + 8);
-  out.arcount = readU16(p + 10);
-  return true;
-}
-
 namespace {
+
+// Sixteen bytes as one value: the compiler's vector extension (GCC and
+// Clang), SSE2 instructions on x86-64 and NEON on ARM. The bytes are
+// signed, as SSE2 compares them: 0x80-0xff are below 0. A comparison gives
+// -1 (all bits set) in each byte where it holds and 0 elsewhere.
+using Block = int8_t __attribute__((vector_size(16)));
+constexpr size_t kBlock = sizeof(Block);
+static_assert(kNameTextCapacity % kBlock == 0, "the name text is processed in whole blocks");
+
+// Sixteen -1 then sixteen 0: the 16 bytes from [16 - n] are -1 in the
+// first n bytes and 0 in the others.
+constexpr std::array<int8_t, 2 * kBlock> kFirstBytesWindow = {-1, -1, -1, -1, -1, -1, -1, -1,
+                                                              -1, -1, -1, -1, -1, -1, -1, -1};
+
+Block firstBytes(size_t n) noexcept {
+  Block mask;
+  std::memcpy(&mask, kFirstBytesWindow.data() + kBlock - n, kBlock);
+  return mask;
+}
 
 // Lower-cases the name text in place (A-Z only) and tells whether it holds
 // a byte that makes the dotted text ambiguous: a '.' inside a label (more
 // dots than label separators), a control character or space (< 0x21), or a
-// byte >= 0x7f. Eight bytes at a time (SWAR), within `text`'s array: bytes
-// past `length` may be rewritten but do not count.
-bool lowerCaseAndCheck(std::array<char, kMaxWireNameLength>& text, size_t length, size_t labels) noexcept {
+// byte >= 0x7f. A block of 16 bytes at a time, within `text`'s array:
+// bytes past `length` may be rewritten but do not count.
+inline __attribute__((always_inline)) bool lowerCaseAndCheck(std::array<char, kNameTextCapacity>& text,
+                                                             size_t length, size_t labels) noexcept {
+  Block unusual{};
+  Block dots{};  // per byte: how many '.' its column held (at most 16)
+  for (size_t i = 0; i < length; i += kBlock) {
+    Block v;
+    std::memcpy(&v, text.data() + i, kBlock);
+    const Block counted = firstBytes(std::min(length - i, kBlock));
+    v |= (v >= 'A') & (v <= 'Z') & 0x20;  // 'A' -> 'a'
+    std::memcpy(text.data() + i, &v, kBlock);
+    unusual |= ((v < 0x21) | (v == 0x7f)) & counted;  // 0x80-0xff are below 0x21 here
+    dots -= (v == '.') & counted;                     // -(-1): one more
+  }
+  uint64_t halves[2];
+  std::memcpy(halves, &unusual, sizeof halves);
+  const bool anyUnusual = (halves[0] | halves[1]) != 0;
+  std::memcpy(halves, &dots, sizeof halves);
+  // The sixteen counts added up: the two halves byte by byte (at most 32
+  // each), then the multiply sums a word's eight bytes into its top byte
+  // (a name has at most 253 dots, so nothing carries out).
   constexpr uint64_t kOnes = 0x0101010101010101ULL;
-  constexpr uint64_t kHigh = 0x8080808080808080ULL;
-  uint64_t unusual = 0;
-  size_t dots = 0;
-  size_t i = 0;
-  for (; i < length && i + 8 <= text.size(); i += 8) {
-    uint64_t v;
-    std::memcpy(&v, text.data() + i, 8);
-    const uint64_t valid = length - i >= 8 ? kHigh : kHigh & ((uint64_t{1} << ((length - i) * 8)) - 1);
-    const uint64_t nonAscii = v & kHigh;
-    const uint64_t low = v & ~kHigh;  // 7 bits a byte: the additions below cannot carry into the next byte
-    // Each byte's high bit after adding (0x80 - k) to its low 7 bits: "byte >= k".
-    const uint64_t atLeastA = (low + kOnes * (0x80 - 'A')) & kHigh;
-    const uint64_t aboveZ = (low + kOnes * (0x80 - 'Z' - 1)) & kHigh;
-    const uint64_t atLeast21 = (low + kOnes * (0x80 - 0x21)) & kHigh;
-    const uint64_t atLeast7f = (low + kOnes * (0x80 - 0x7f)) & kHigh;
-    const uint64_t notDot = (low ^ (kOnes * '.')) + kOnes * 0x7f;  // high bit set unless the byte is '.'
-    const uint64_t upper = atLeastA & ~aboveZ & ~nonAscii;
-    v |= upper >> 2;  // 0x80 >> 2 = 0x20: 'A' -> 'a'
-    std::memcpy(text.data() + i, &v, 8);
-    unusual |= (nonAscii | ~atLeast21 | atLeast7f) & kHigh & valid;
-    // One bit per '.' byte moved to the byte's low bit; the multiply sums
-    // the eight bytes into the top one (no popcount instruction needed).
-    dots += static_cast<size_t>(((((~notDot & ~nonAscii & valid) >> 7) * kOnes) >> 56) & 0xff);
-  }
-  for (; i < length; ++i) {  // the last bytes of a name too long for whole words
-    auto c = static_cast<uint8_t>(text[i]);
-    if (c < 0x21 || c >= 0x7f) unusual = 1;
-    if (c == '.') ++dots;
-    if (c >= 'A' && c <= 'Z') text[i] = static_cast<char>(c - 'A' + 'a');
-  }
-  return unusual != 0 || (labels != 0 && dots + 1 != labels);
+  const auto dotCount = static_cast<size_t>(((halves[0] + halves[1]) * kOnes) >> 56);
+  return anyUnusual || (labels != 0 && dotCount + 1 != labels);
 }
 
 }  // namespace
@@ -74,7 +72,45 @@ std::string_view askedName(std::span<const uint8_t> message, const Query& query,
   return {out.data(), lower.size()};
 }
 
+namespace {
+
+// readName() without compression (a client's question): the labels sit one
+// after the other, so the text is one block of the message. One walk over
+// the length bytes checks them, one copy moves the block, and the length
+// bytes inside it become the dots.
+bool readUncompressedName(std::span<const uint8_t> message, size_t& offset, Name& out) noexcept {
+  out.length = 0;
+  out.labels = 0;
+  out.unusualBytes = false;
+  // RFC 1035 section 3.1: at most 255 octets, the final zero included.
+  const size_t end = std::min(message.size(), offset + kMaxWireNameLength);
+  size_t at = offset;
+  size_t labels = 0;
+  while (true) {
+    if (at >= end) return false;  // past the message, or over 255 octets
+    const uint8_t length = message[at];
+    if (length == 0) break;
+    if (length > kMaxLabelLength) return false;  // a pointer, or an extended label type (RFC 6891 section 5)
+    at += 1 + size_t{length};
+    ++labels;
+  }
+  const size_t textLength = at == offset ? 0 : at - offset - 1;  // without the first length byte
+  std::memcpy(out.text.data(), message.data() + offset + 1, textLength);
+  for (size_t lengthByte = offset + 1 + message[offset]; lengthByte < at;
+       lengthByte += 1 + message[lengthByte]) {
+    out.text[lengthByte - offset - 1] = '.';
+  }
+  offset = at + 1;
+  out.length = static_cast<uint8_t>(textLength);
+  out.labels = static_cast<uint8_t>(labels);
+  out.unusualBytes = lowerCaseAndCheck(out.text, textLength, labels);
+  return true;
+}
+
+}  // namespace
+
 bool readName(std::span<const uint8_t> message, size_t& offset, Name& out, bool allowCompression) noexcept {
+  if (!allowCompression) return readUncompressedName(message, offset, out);
   out.length = 0;
   out.labels = 0;
   out.unusualBytes = false;
@@ -184,13 +220,19 @@ QueryStatus parseQuery(std::span<const uint8_t> message, Query& out) noexcept {
   out.ednsVersion = 0;
   out.udpSize = kClassicUdpSize;
   out.questionEnd = 0;
+  // `out` may be reused: what a failed parse leaves unset reads as empty.
+  out.qname.length = 0;
+  out.qname.labels = 0;
+  out.qname.unusualBytes = false;
+  out.qtype = 0;
+  out.qclass = 0;
   if (!parseHeader(message, out.header)) return QueryStatus::TooShort;
   if (out.header.qr()) return QueryStatus::NotAQuery;
   if (out.header.qdcount != 1) return QueryStatus::BadQuestionCount;
   size_t offset = kHeaderSize;
   // RFC 1035 section 4.1.2: QNAME, QTYPE, QCLASS. A lone question has
   // nothing earlier to point at, so compression is refused outright.
-  if (!readName(message, offset, out.qname, false)) return QueryStatus::BadName;
+  if (!readUncompressedName(message, offset, out.qname)) return QueryStatus::BadName;
   if (offset + 4 > message.size()) return QueryStatus::Truncated;
   out.qtype = readU16(message.data() + offset);
   out.qclass = readU16(message.data() + offset + 2);

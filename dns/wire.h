@@ -23,6 +23,9 @@ inline constexpr size_t kHeaderSize = 12;
 inline constexpr size_t kMaxMessageSize = 65535;
 inline constexpr size_t kMaxWireNameLength = 255;  // RFC 1035 section 2.3.4
 inline constexpr size_t kMaxLabelLength = 63;
+// Room for a name's text: the longest (253 bytes) rounded up to whole
+// 16-byte blocks, which the parser lower-cases and checks at once.
+inline constexpr size_t kNameTextCapacity = 256;
 inline constexpr uint16_t kClassIn = 1;
 inline constexpr uint16_t kClassicUdpSize = 512;  // RFC 1035 section 4.2.1
 
@@ -97,11 +100,22 @@ struct Header {
 };
 
 // False when fewer than 12 bytes.
-bool parseHeader(std::span<const uint8_t> message, Header& out) noexcept;
+inline bool parseHeader(std::span<const uint8_t> message, Header& out) noexcept {
+  if (message.size() < kHeaderSize) return false;
+  const uint8_t* p = message.data();
+  out.id = readU16(p);
+  out.flags = readU16(p + 2);
+  out.qdcount = readU16(p + 4);
+  out.ancount = readU16(p + 6);
+  out.nscount = readU16(p + 8);
+  out.arcount = readU16(p + 10);
+  return true;
+}
 
 // A domain name as lower-case dotted text (no trailing dot; root is empty).
 struct Name {
-  std::array<char, kMaxWireNameLength> text{};
+  // Bytes past `length` are scratch (the parser works in 16-byte blocks).
+  std::array<char, kNameTextCapacity> text{};
   uint8_t length = 0;
   uint8_t labels = 0;
   // A label holds '.', a control character or a byte >= 0x7f: the text is

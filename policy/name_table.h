@@ -9,7 +9,9 @@
 // Thread-safety: immutable after build(); concurrent find() is safe.
 #pragma once
 
+#include <algorithm>
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -30,7 +32,11 @@ class NameTable {
     arena_.clear();
     size_ = 0;
     lengths_ = {};
+    shortest_ = SIZE_MAX;
+    longest_ = 0;
     for (const auto& [name, value] : entries) {
+      shortest_ = std::min(shortest_, name.size());
+      longest_ = std::max(longest_, name.size());
       if (name.size() < kLengths) lengths_[name.size() / 64] |= uint64_t{1} << (name.size() % 64);
       const uint64_t hash = hashOf(name);
       size_t index = hash & mask_;
@@ -66,6 +72,10 @@ class NameTable {
   }
 
   size_t size() const noexcept { return size_; }
+  // The shortest and the longest key (SIZE_MAX and 0 when empty): a name
+  // whose suffixes are probed need not look outside that range.
+  size_t shortestKey() const noexcept { return shortest_; }
+  size_t longestKey() const noexcept { return longest_; }
   bool empty() const noexcept { return size_ == 0; }
 
  private:
@@ -85,6 +95,8 @@ class NameTable {
   size_t mask_ = 0;
   size_t size_ = 0;
   std::array<uint64_t, kLengths / 64> lengths_{};
+  size_t shortest_ = SIZE_MAX;
+  size_t longest_ = 0;
   std::string arena_;
 };
 

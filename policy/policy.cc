@@ -255,8 +255,14 @@ bool Policy::normalizedNameRuleAllows(std::string_view normalized) const noexcep
   if (normalized.empty()) return false;
   if (exact_.find(normalized) != nullptr) return true;
   if (wildcard_.empty()) return false;  // world access alone: no per-label probes
-  for (size_t dot = normalized.find('.'); dot != std::string_view::npos;
-       dot = normalized.find('.', dot + 1)) {
+  // Only the dots whose suffix is as long as some wildcard's domain can
+  // match: those between the longest and the shortest key from the end.
+  const size_t size = normalized.size();
+  if (size <= wildcard_.shortestKey()) return false;
+  const size_t first = size > wildcard_.longestKey() ? size - wildcard_.longestKey() - 1 : 0;
+  const size_t last = size - wildcard_.shortestKey() - 1;
+  const std::string_view window = normalized.substr(0, last + 1);
+  for (size_t dot = window.find('.', first); dot != std::string_view::npos; dot = window.find('.', dot + 1)) {
     if (wildcard_.find(normalized.substr(dot + 1)) != nullptr) return true;
   }
   return false;

@@ -685,3 +685,54 @@ TEST_CASE("service: events keep the name's case as asked; matching ignores it", 
   CHECK(h.last.qname == "EvIl.ExAmPlE.nEt");
   CHECK(h.last.reason == dns::DenyReason::NotAllowed);
 }
+
+// A UDP denial is built straight into its sendmmsg slot (and its EDE text
+// looked up only for EDNS clients): the bytes must be exactly what
+// buildResponse() gives for the same query, with and without EDNS, for
+// one query and for a burst that fills several slots, and over TCP.
+TEST_CASE("service: a denial's bytes are buildResponse()'s, over UDP alone and in bursts", "[dns][service]") {
+  Harness h;
+  h.start({});
+  const auto expected = [](const Bytes& query) {
+    dns::Query parsed;
+    REQUIRE(dns::parseQuery(query, parsed) == dns::QueryStatus::Ok);
+    const dns::ExtendedError ede{dns::kEdeBlocked, dns::denyReasonText(dns::DenyReason::NotAllowed)};
+    Bytes out(4096);
+    out.resize(dns::buildResponse(query, parsed, dns::rcode::NxDomain, &ede, out));
+    REQUIRE(!out.empty());
+    return out;
+  };
+  for (const bool edns : {true, false}) {
+    const Bytes query = dnstest::query("Evil.Example.COM", dns::rrtype::A, edns, 0x4242).bytes;
+    const auto answer = h.ask(query);
+    REQUIRE(answer);
+    CHECK(*answer == expected(query));
+    CHECK((edeOf(*answer) == dns::kEdeBlocked) == edns);
+  }
+  // A burst: several answers queued for one sendmmsg, each in its own slot.
+  sockaddr_storage to{};
+  const socklen_t length = h.service->boundAddresses().front().toSockaddr(to);
+  const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+  std::vector<Bytes> queries;
+  for (uint16_t i = 0; i < 40; ++i) {
+    queries.push_back(dnstest::query("n" + std::to_string(i) + ".denied.example", 1, i % 2 == 0, i).bytes);
+    ::sendto(fd, queries.back().data(), queries.back().size(), 0, reinterpret_cast<sockaddr*>(&to), length);
+  }
+  const timeval slice{0, 200'000};
+  event_base_loopexit(h.base.get(), &slice);
+  event_base_dispatch(h.base.get());
+  size_t matched = 0;
+  Bytes buffer(4096);
+  ssize_t n = 0;
+  while ((n = ::recv(fd, buffer.data(), buffer.size(), MSG_DONTWAIT)) > 0) {
+    const Bytes answer(buffer.begin(), buffer.begin() + n);
+    const uint16_t id = dns::readU16(answer.data());
+    REQUIRE(id < queries.size());
+    CHECK(answer == expected(queries[id]));
+    ++matched;
+  }
+  ::close(fd);
+  CHECK(matched == queries.size());
+  CHECK(h.service->counters().denied.load() == 2 + queries.size());
+  CHECK(h.service->counters().verdictDeny.load() == 2 + queries.size());
+}
