@@ -38,6 +38,10 @@ Phases:
 
 Usage: pod_latency.py SERVER CA_FILE TOKEN NS_WITH NS_WITHOUT WEBHOOK_NAME WEBHOOK_BASE_URL
        [--rounds N] [--pairs N] [--concurrency C,C] [--concurrent-pods N] [--sparse N] [--idle S]
+       [--both-injected]
+compare.sh uses it with two webhooks, one per namespace (--both-injected):
+then "with" is the first binary, "without" the second, and "added" the
+first's extra time.
 Prints one JSON object.
 """
 import argparse
@@ -224,8 +228,11 @@ class Creator:
         return elapsed, any(e["name"] == "HTTP_PROXY" for e in env)
 
 
+BOTH_INJECTED = False  # --both-injected: two webhooks compared (compare.sh), both sides injected
+
+
 def check_injected(phase, ns_with, with_injected, with_count, without_injected):
-    if with_injected != with_count or without_injected != 0:
+    if with_injected != with_count or without_injected != (with_count if BOTH_INJECTED else 0):
         sys.exit("%s: %d of %d pods in %s injected, %d in the opted-out namespace" %
                  (phase, with_injected, with_count, ns_with, without_injected))
 
@@ -324,7 +331,11 @@ def main():
     parser.add_argument("--concurrent-pods", type=int, default=400)
     parser.add_argument("--sparse", type=int, default=3)
     parser.add_argument("--idle", type=float, default=12)
+    parser.add_argument("--both-injected", action="store_true",
+                        help="NS_WITHOUT is injected too, by a second webhook (compare.sh)")
     args = parser.parse_args()
+    global BOTH_INJECTED
+    BOTH_INJECTED = args.both_injected
 
     context = ssl.create_default_context(cafile=args.ca)
     headers = {"Authorization": "Bearer " + args.token, "Accept": "application/json"}
