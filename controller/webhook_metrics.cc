@@ -45,7 +45,9 @@ std::string_view pathLabel(WebhookPath path) {
   return "other";
 }
 
-uint64_t load(const std::atomic<uint64_t>& counter) { return counter.load(std::memory_order_relaxed); }
+uint64_t load(const std::atomic<uint64_t>& counter) {
+  return counter.load(std::memory_order_relaxed);
+}
 
 }  // namespace
 

@@ -28,13 +28,15 @@ inline constexpr size_t kInjectOutcomes = static_cast<size_t>(InjectOutcome::Bad
 struct WebhookStats {
   std::atomic<uint64_t> connections{0};  // TCP connections accepted (each one begins a TLS handshake)
   std::atomic<uint64_t> handshakes{0};   // TLS handshakes completed
-  std::array<std::atomic<uint64_t>, kWebhookPaths> requests{};  // by WebhookPath
+  std::array<std::atomic<uint64_t>, kWebhookPaths> requests{};   // by WebhookPath
   std::array<std::atomic<uint64_t>, kInjectOutcomes> reviews{};  // by InjectOutcome
   // From the review handed over by the HTTP parser to the last byte of its
   // answer written to the socket (admit() plus the loop's turn to write).
   common::LatencyHistogram reviewSeconds;
 
-  static void add(std::atomic<uint64_t>& counter) noexcept { counter.fetch_add(1, std::memory_order_relaxed); }
+  static void add(std::atomic<uint64_t>& counter) noexcept {
+    counter.fetch_add(1, std::memory_order_relaxed);
+  }
 };
 
 // Prometheus text exposition format 0.0.4, every family with HELP and TYPE.

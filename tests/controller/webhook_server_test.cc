@@ -30,7 +30,8 @@ controller::TlsMaterial certsFor127() {
   const auto now = std::chrono::system_clock::now();
   const controller::TlsMaterial empty;
   std::string error;
-  auto material = controller::rotateCerts(empty, controller::decideCerts(empty, options, now), options, now, error);
+  auto material =
+      controller::rotateCerts(empty, controller::decideCerts(empty, options, now), options, now, error);
   REQUIRE(material);
   return *material;
 }
