@@ -18,26 +18,28 @@ int valueOf(char c) noexcept {
 }  // namespace
 
 std::string base64Encode(std::string_view data) {
-  std::string out;
-  out.reserve((data.size() + 2) / 3 * 4);
+  // Sized once and written by index: the webhook's answer is a patch of
+  // several KiB, and appending a character at a time cost a tenth of
+  // admit() (callgrind).
+  std::string out((data.size() + 2) / 3 * 4, '=');
   size_t i = 0;
-  for (; i + 3 <= data.size(); i += 3) {
+  size_t o = 0;
+  for (; i + 3 <= data.size(); i += 3, o += 4) {
     const uint32_t n = (static_cast<uint32_t>(static_cast<uint8_t>(data[i])) << 16) |
                        (static_cast<uint32_t>(static_cast<uint8_t>(data[i + 1])) << 8) |
                        static_cast<uint8_t>(data[i + 2]);
-    out += kAlphabet[(n >> 18) & 63];
-    out += kAlphabet[(n >> 12) & 63];
-    out += kAlphabet[(n >> 6) & 63];
-    out += kAlphabet[n & 63];
+    out[o] = kAlphabet[(n >> 18) & 63];
+    out[o + 1] = kAlphabet[(n >> 12) & 63];
+    out[o + 2] = kAlphabet[(n >> 6) & 63];
+    out[o + 3] = kAlphabet[n & 63];
   }
   const size_t rest = data.size() - i;
-  if (rest > 0) {
+  if (rest > 0) {  // the '=' padding is already in place
     uint32_t n = static_cast<uint32_t>(static_cast<uint8_t>(data[i])) << 16;
     if (rest == 2) n |= static_cast<uint32_t>(static_cast<uint8_t>(data[i + 1])) << 8;
-    out += kAlphabet[(n >> 18) & 63];
-    out += kAlphabet[(n >> 12) & 63];
-    out += rest == 2 ? kAlphabet[(n >> 6) & 63] : '=';
-    out += '=';
+    out[o] = kAlphabet[(n >> 18) & 63];
+    out[o + 1] = kAlphabet[(n >> 12) & 63];
+    if (rest == 2) out[o + 2] = kAlphabet[(n >> 6) & 63];
   }
   return out;
 }

@@ -62,9 +62,17 @@ std::string tlsError() {
   return code != 0 ? text : "unknown OpenSSL error";
 }
 
-// A server context for one certificate chain and key; null with `error`.
+// Counts completed handshakes into the WebhookStats the context carries.
+void onTlsInfo(const SSL* ssl, int where, int /*ret*/) {
+  if ((where & SSL_CB_HANDSHAKE_DONE) == 0) return;
+  auto* stats = static_cast<WebhookStats*>(SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl)));
+  if (stats != nullptr) WebhookStats::add(stats->handshakes);
+}
+
+// A server context for one certificate chain and key, counting its
+// handshakes into `stats`; null with `error`.
 common::CHandle<SSL_CTX, SSL_CTX_free> makeContext(const std::string& certPem, const std::string& keyPem,
-                                                   std::string& error) {
+                                                   WebhookStats& stats, std::string& error) {
   common::CHandle<SSL_CTX, SSL_CTX_free> context(SSL_CTX_new(TLS_server_method()));
   if (!context) {
     error = "SSL_CTX_new: " + tlsError();
@@ -75,6 +83,8 @@ common::CHandle<SSL_CTX, SSL_CTX_free> makeContext(const std::string& certPem, c
   // The API server's client keeps no session cache: TLS 1.3 session
   // tickets (two by default) would be two records per handshake for nothing.
   SSL_CTX_set_num_tickets(context.get(), 0);
+  SSL_CTX_set_app_data(context.get(), &stats);
+  SSL_CTX_set_info_callback(context.get(), &onTlsInfo);
   const common::CHandle<BIO, BIO_free_all> certBio(
       BIO_new_mem_buf(certPem.data(), static_cast<int>(certPem.size())));
   const common::CHandle<BIO, BIO_free_all> keyBio(
@@ -229,7 +239,7 @@ void WebhookServer::loadPendingCertificate() {
     hasPending_.store(false, std::memory_order_release);
   }
   std::string error;
-  auto context = makeContext(pair.first, pair.second, error);
+  auto context = makeContext(pair.first, pair.second, stats_, error);
   if (!context) {
     // Keep serving with the last good certificate.
     LogLine(LogLevel::Error, "webhook.certificate.refused").field("error", error);
@@ -245,6 +255,7 @@ void WebhookServer::loadPendingCertificate() {
 
 bufferevent* WebhookServer::onConnection(event_base* base, void* self) {
   auto* server = static_cast<WebhookServer*>(self);
+  WebhookStats::add(server->stats_.connections);
   SSL* ssl = SSL_new(server->tls_.get());
   if (ssl == nullptr) return deadEnd(base);
   // With BEV_OPT_CLOSE_ON_FREE the bufferevent frees the SSL (and the socket).
@@ -272,16 +283,36 @@ void WebhookServer::onRequest(evhttp_request* request, void* self) {
   static_cast<WebhookServer*>(self)->handle(request);
 }
 
+void WebhookServer::onAnswerWritten(evhttp_request* request, void* self) {
+  auto* server = static_cast<WebhookServer*>(self);
+  for (auto& slot : server->inFlight_) {
+    if (slot.request != request) continue;
+    server->stats_.reviewSeconds.record(std::chrono::steady_clock::now() - slot.arrived);
+    slot.request = nullptr;
+    return;
+  }
+}
+
 void WebhookServer::handle(evhttp_request* request) {
+  const auto arrived = std::chrono::steady_clock::now();
   const evhttp_uri* uri = evhttp_request_get_evhttp_uri(request);
   const char* rawPath = uri != nullptr ? evhttp_uri_get_path(uri) : nullptr;
   const std::string_view path = rawPath != nullptr ? rawPath : "";
   const evhttp_cmd_type method = evhttp_request_get_command(request);
-  if (path == "/healthz") {
+  const WebhookPath kind = path == "/inject"    ? WebhookPath::Inject
+                           : path == "/healthz" ? WebhookPath::Healthz
+                           : path == "/metrics" ? WebhookPath::Metrics
+                                                : WebhookPath::Other;
+  WebhookStats::add(stats_.requests[static_cast<size_t>(kind)]);
+  if (kind == WebhookPath::Healthz) {
     reply(request, HTTP_OK, "OK", "ok\n", "text/plain; charset=utf-8");
     return;
   }
-  if (path != "/inject") {
+  if (kind == WebhookPath::Metrics) {
+    reply(request, HTTP_OK, "OK", renderWebhookMetrics(stats_), "text/plain; version=0.0.4; charset=utf-8");
+    return;
+  }
+  if (kind != WebhookPath::Inject) {
     reply(request, HTTP_NOTFOUND, "Not Found",
           "404 not found: the webhook serves POST /inject and GET /healthz\n", "text/plain; charset=utf-8");
     return;
@@ -297,7 +328,7 @@ void WebhookServer::handle(evhttp_request* request) {
   const auto* data = size > 0 ? reinterpret_cast<const char*>(evbuffer_pullup(input, -1)) : "";
   const auto started = std::chrono::steady_clock::now();
   const AdmissionAnswer answer = admit(std::string_view(data, size), config_);
-  counts_[static_cast<size_t>(answer.outcome)].fetch_add(1, std::memory_order_relaxed);
+  WebhookStats::add(stats_.reviews[static_cast<size_t>(answer.outcome)]);
   const auto micros =
       std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started)
           .count();
@@ -305,8 +336,18 @@ void WebhookServer::handle(evhttp_request* request) {
   // Reviews from one peer address and port shared one TCP connection and
   // one TLS handshake (bench/webhook counts them).
   const std::string peer = peerOf(connection);
-  // The answer first, the log line after: a slow log pipe must not hold up
-  // the API server. `request` is freed once the reply is queued.
+  // Timed until its last byte is written (onAnswerWritten). A freed
+  // request's address may come back: its stale slot goes first.
+  for (auto& slot : inFlight_) {
+    if (slot.request == request) slot.request = nullptr;
+  }
+  inFlight_[nextSlot_] = {request, arrived};
+  nextSlot_ = (nextSlot_ + 1) % kInFlight;
+  evhttp_request_set_on_complete_cb(request, &WebhookServer::onAnswerWritten, this);
+  // The answer is queued first; the loop writes it to the socket after this
+  // returns, so the log line (one write to stderr) costs the API server
+  // that write's time, and the reply's headers and body are ready before.
+  // `request` is freed once the reply is written.
   if (answer.httpStatus != 200) {
     reply(request, answer.httpStatus, "Bad Request", answer.body, "text/plain; charset=utf-8");
   } else {

@@ -21,7 +21,9 @@
 #include <event2/listener.h>
 #include <openssl/ssl.h>
 
+#include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <mutex>
 #include <optional>
@@ -31,6 +33,7 @@
 #include "common/socket_address.h"
 #include "controller/injection.h"
 #include "controller/kube_client.h"
+#include "controller/webhook_metrics.h"
 
 namespace controller {
 
@@ -51,15 +54,18 @@ class WebhookServer {
   // Serves until the stopper fires. Call once, after bind().
   void run(const Stopper& stopper);
 
-  // Reviews answered so far, by outcome (InjectOutcome as index); any thread.
+  // Reviews answered so far, by outcome; any thread.
   uint64_t reviews(InjectOutcome outcome) const noexcept {
-    return counts_[static_cast<size_t>(outcome)].load(std::memory_order_relaxed);
+    return stats_.reviews[static_cast<size_t>(outcome)].load(std::memory_order_relaxed);
   }
+  // Every counter (what GET /metrics renders); any thread.
+  const WebhookStats& stats() const noexcept { return stats_; }
 
  private:
   static void onTick(evutil_socket_t, short, void* self);
   static bufferevent* onConnection(event_base* base, void* self);
   static void onRequest(evhttp_request* request, void* self);
+  static void onAnswerWritten(evhttp_request* request, void* self);
   void tick();
   void handle(evhttp_request* request);
   static std::string peerOf(evhttp_connection* connection);
@@ -78,7 +84,20 @@ class WebhookServer {
   std::optional<std::pair<std::string, std::string>> pending_;  // guarded by pendingMutex_
   std::atomic<bool> hasPending_{false};
 
-  std::atomic<uint64_t> counts_[8] = {};
+  WebhookStats stats_;
+
+  // Reviews whose answer is queued but not yet written, and when each
+  // arrived (for stats_.reviewSeconds): a fixed ring, no allocation. A
+  // review whose slot is reused before its answer leaves (more than
+  // kInFlight answers pending at once), or whose connection fails first,
+  // is not timed. Loop thread only.
+  struct InFlight {
+    const evhttp_request* request = nullptr;
+    std::chrono::steady_clock::time_point arrived;
+  };
+  static constexpr size_t kInFlight = 64;
+  std::array<InFlight, kInFlight> inFlight_{};
+  size_t nextSlot_ = 0;
 };
 
 }  // namespace controller

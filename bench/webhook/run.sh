@@ -2,31 +2,35 @@
 # bench/webhook: what the injection webhook (docs/injection.md) adds to pod
 # creation. A real kube-apiserver + etcd (tests/k8s/apiserver.sh) calls
 # egress-controller's webhook on 127.0.0.1 (url clientConfig, the shipped
-# webhook settings). Each round, pod_latency.py creates pods alternately in
-# a namespace the webhook is called for and in one its namespaceSelector
-# leaves out (the order flipping every pair), over one kept-alive
-# connection, and reports per side p50/p99 end to end, plus the API
-# server's own histogram of the webhook call
-# (apiserver_admission_webhook_admission_duration_seconds: exactly the added
-# admission time, far less noisy than the difference of two end-to-end
-# tails) and how many TLS connections carried the reviews. Then a sparse
-# phase: a few pods with the webhook idle longer than 10 s before each.
+# webhook settings). pod_latency.py creates pods alternately in a namespace
+# the webhook is called for and in one its namespaceSelector leaves out, in
+# many short rounds of one run (same API server, same moments), and reports
+# per side p50/p90/p99 end to end, pooled and per round, the API server's
+# own histogram of the webhook call
+# (apiserver_admission_webhook_admission_duration_seconds) and the
+# webhook's own metrics (TLS handshakes, review time; GET /metrics on its
+# port). Then bursts of concurrent clients (more calls in flight than the
+# API server keeps idle connections: handshakes?) and a sparse phase (the
+# webhook idle longer than 10 s before each pod).
 # Goal (issue 14): added p99 <= 10 ms. Writes RESULTS_DIR/webhook.json.
-# About three minutes on 2 busy cores.
+# About two minutes on 2 busy cores.
 #
 # Usage: bench/webhook/run.sh BUILD_DIR RESULTS_DIR
-# Knobs: WEBHOOK_BENCH_PODS (pods per side and round, default 500),
-# WEBHOOK_BENCH_ROUNDS (3), WEBHOOK_BENCH_SPARSE (sparse pods per side and
-# round, 3), WEBHOOK_BENCH_IDLE (the webhook's idle seconds before each
-# sparse pod, 12).
+# Knobs: WEBHOOK_BENCH_ROUNDS (sequential rounds, default 10),
+# WEBHOOK_BENCH_PAIRS (pod pairs per round, 100), WEBHOOK_BENCH_CONCURRENCY
+# (client counts of the concurrent phase, "8,64"), WEBHOOK_BENCH_CONCURRENT_PODS
+# (pods per concurrency level, 400), WEBHOOK_BENCH_SPARSE (sparse pairs, 3),
+# WEBHOOK_BENCH_IDLE (the webhook's idle seconds before each sparse pod, 12).
 set -euo pipefail
 build="$(cd "${1:?build dir}" && pwd)"
 results="${2:?results dir}"
 mkdir -p "$results"
 results="$(cd "$results" && pwd)"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-pods="${WEBHOOK_BENCH_PODS:-500}"
-rounds="${WEBHOOK_BENCH_ROUNDS:-3}"
+rounds="${WEBHOOK_BENCH_ROUNDS:-10}"
+pairs="${WEBHOOK_BENCH_PAIRS:-100}"
+concurrency="${WEBHOOK_BENCH_CONCURRENCY:-8,64}"
+concurrent_pods="${WEBHOOK_BENCH_CONCURRENT_PODS:-400}"
 sparse="${WEBHOOK_BENCH_SPARSE:-3}"
 idle="${WEBHOOK_BENCH_IDLE:-12}"
 controller="$build/bin/egress-controller"
@@ -85,36 +89,37 @@ for ((i = 0; i < 300; i++)); do
 done
 token="$(cut -d, -f1 "$EGRESSD_K8S_DIR/pki/tokens.csv")"
 webhook_name="$(kc get mutatingwebhookconfiguration egressd-inject -o jsonpath='{.webhooks[0].name}')"
-runs=()
-for ((r = 1; r <= rounds; r++)); do
-  log "round $r: $pods pods per side, then $sparse per side with the webhook idle ${idle}s before each"
-  kc delete pods --all -n bench-with --wait=false > /dev/null
-  kc delete pods --all -n bench-without --wait=false > /dev/null
-  out="$(python3 "$root/bench/webhook/pod_latency.py" "$EGRESSD_K8S_SERVER" "$EGRESSD_K8S_DIR/pki/ca.crt" "$token" \
-    bench-with bench-without "$pods" "$sparse" "$idle" "$webhook_name" "$work/controller.log")"
-  log "$(jq -c '{burst: (.burst | {added_p50_ms, added_p99_ms, apiserver_webhook_histogram, tls_connections}),
-    sparse: (.sparse | {with_webhook_ms, without_webhook_ms, tls_connections})}' <<< "$out")"
-  runs+=("$out")
-done
+log "$rounds rounds of $pairs pairs, concurrency $concurrency ($concurrent_pods pods each), $sparse sparse pairs"
+out="$(python3 "$root/bench/webhook/pod_latency.py" "$EGRESSD_K8S_SERVER" "$EGRESSD_K8S_DIR/pki/ca.crt" "$token" \
+  bench-with bench-without "$webhook_name" "https://127.0.0.1:$port" --rounds "$rounds" --pairs "$pairs" \
+  --concurrency "$concurrency" --concurrent-pods "$concurrent_pods" --sparse "$sparse" --idle "$idle")"
 reviews="$(grep -c 'event=inject.review' "$work/controller.log" || true)"
 # The webhook's own time per review (parse, patch, answer; from its log),
 # to tell it apart from the API server's side of the call.
 processing="$(grep -o 'event=inject.review .* us=[0-9]*' "$work/controller.log" | sed 's/.*us=//' | sort -n |
   awk '{ v[NR] = $1 } END { if (NR == 0) { print "{}"; exit }
     printf "{\"p50_us\": %d, \"p99_us\": %d, \"max_us\": %d}", v[int(NR * 0.5 + 0.5)], v[int(NR * 0.99 + 0.5)], v[NR] }')"
-printf '%s\n' "${runs[@]}" | jq -s --arg date "$(date -u +%FT%TZ)" --arg host "$(hostname)" \
+jq --arg date "$(date -u +%FT%TZ)" --arg host "$(hostname)" \
   --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" --arg cpus "$(nproc)" --argjson reviews "$reviews" \
-  --argjson processing "$processing" 'def median: sort | .[length / 2 | floor]; {
+  --argjson processing "$processing" '{
     bench: "webhook", date: $date, host: $host, cpus: ($cpus | tonumber), loadavg_at_end: $load,
-    reviews_served: $reviews, webhook_processing: $processing,
     goal: "added p99 <= 10 ms",
-    rounds: .,
-    apiserver_webhook_p99_ms_at_most_max: ([.[].burst.apiserver_webhook_histogram.p99_ms_at_most] | max),
-    apiserver_webhook_p99_ms_interpolated_median: ([.[].burst.apiserver_webhook_histogram.p99_ms_interpolated] | median),
-    apiserver_webhook_mean_ms_median: ([.[].burst.apiserver_webhook_histogram.mean_ms] | median),
-    added_p99_ms_median: ([.[].burst.added_p99_ms] | median),
-    added_p50_ms_median: ([.[].burst.added_p50_ms] | median),
-    sparse_apiserver_webhook_max_ms_at_most: ([.[].sparse.apiserver_webhook_histogram.p99_ms_at_most // empty] | max),
-    sparse_tls_connections: ([.[].sparse.tls_connections // empty] | add)}' > "$results/webhook.json"
+    reviews_served: $reviews, admit_time_from_log: $processing,
+    added_p50_ms: .sequential.pooled.added_p50_ms,
+    added_p90_ms: .sequential.pooled.added_p90_ms,
+    added_p99_ms: .sequential.pooled.added_p99_ms,
+    added_p99_ms_per_round: .sequential.spread_added_p99_ms,
+    with_webhook: .sequential.pooled.with_webhook,
+    without_webhook: .sequential.pooled.without_webhook,
+    apiserver_webhook_per_round: [.sequential.per_round[].apiserver_webhook_histogram |
+      {mean_ms, share_le_5ms, p99_ms_at_most}],
+    webhook_review_per_round: [.sequential.per_round[].webhook_review_histogram |
+      {mean_ms, share_le_1ms, p99_ms_at_most}],
+    sequential_tls_handshakes: ([.sequential.per_round[].webhook_tls_handshakes] | add),
+    concurrent: [.concurrent[] | {clients, pods_per_second, added_p50_ms, added_p99_ms,
+      webhook_tls_handshakes, webhook_connections, apiserver_p99_ms_at_most: .apiserver_webhook_histogram.p99_ms_at_most}],
+    sparse: (.sparse // {} | {with_webhook_ms, webhook_tls_handshakes,
+      apiserver_p99_ms_at_most: .apiserver_webhook_histogram.p99_ms_at_most}),
+    detail: .}' <<< "$out" > "$results/webhook.json"
 log "wrote $results/webhook.json"
-jq -c 'del(.rounds)' "$results/webhook.json" >&2
+jq -c 'del(.detail)' "$results/webhook.json" >&2

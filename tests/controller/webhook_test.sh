@@ -9,7 +9,8 @@
 #   - a container that sets one of them keeps its env untouched;
 #   - opted-out namespace, pod label, pod annotation, hostNetwork and
 #     kube-system pods are stored unchanged;
-#   - a review after 12 s of quiet comes over the same kept-alive connection;
+#   - a review after 12 s of quiet comes over the same kept-alive connection
+#     (its peer port, and the webhook's handshake counter on GET /metrics);
 #   - with the webhook down, pods are still created (failurePolicy Ignore);
 #   - certificates rotated every few seconds (CA included) never make an
 #     admission miss, and the served certificate really changes;
@@ -201,14 +202,30 @@ step "kept alive: a review after a quiet spell reuses the API server's connectio
 # path after a quiet spell (bench/webhook). With the former 10 s, the
 # review after 12 s came over a new connection (another peer port).
 last_peer() { grep -o 'event=inject.review .* peer=[^ ]*' "$work/controller.log" | tail -1 | sed 's/.* peer=//'; }
+# The webhook's own counters (GET /metrics on its port); each scrape is a
+# connection and a handshake of its own.
+metric() { curl -sk --max-time 10 "https://127.0.0.1:$port/metrics" | awk -v n="$1" '$1 == n { print $2 }'; }
 peer_before="$(last_peer)"
+handshakes_before="$(metric egressd_webhook_tls_handshakes_total)"
+injected_before="$(metric 'egressd_webhook_reviews_total{outcome="injected"}')"
 sleep 12
 probe_injected || fail "the pod after 12 s of quiet was not injected"
 peer_after="$(last_peer)"
+handshakes_after="$(metric egressd_webhook_tls_handshakes_total)"
+injected_after="$(metric 'egressd_webhook_reviews_total{outcome="injected"}')"
 if [[ -n "$peer_before" && "$peer_before" == "$peer_after" ]]; then
   ok "after 12 s idle the review came over the same connection ($peer_after)"
 else
   fail "after 12 s idle: a new connection (before '$peer_before', after '$peer_after')"
+fi
+# Between the two readings: one review, and two handshakes, the scrapes'
+# own (the second completes before it is answered); a new connection from
+# the API server would be a third.
+if [[ -n "$handshakes_before" && -n "$injected_before" && $((handshakes_after - handshakes_before)) -eq 2 &&
+  $((injected_after - injected_before)) -eq 1 ]]; then
+  ok "/metrics: the review counted, no handshake for it ($handshakes_after handshakes in all)"
+else
+  fail "/metrics: handshakes $handshakes_before -> $handshakes_after, injected $injected_before -> $injected_after (want +2, +1)"
 fi
 
 step "user-set variables win"
