@@ -19,6 +19,15 @@ bool RulesConfig::isSystemDir(std::string_view dir) const {
   return std::find(systemDirs.begin(), systemDirs.end(), dir) != systemDirs.end();
 }
 
+std::vector<common::IpNetwork> defaultProxyClients() {
+  std::vector<common::IpNetwork> out;
+  for (const char* text : {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8",
+                           "fc00::/7", "::1/128"}) {
+    out.push_back(*common::parseIpNetwork(text).network);
+  }
+  return out;
+}
+
 std::string ConfigProblem::toString() const {
   // Compiler style, so editors and CI annotate the right line.
   std::string out;
@@ -94,6 +103,8 @@ constexpr std::array kKeys{
     EGRESSD_KEY("proxy.header_timeout", Restart, proxy.headerTimeout),
     EGRESSD_KEY("proxy.idle_timeout", Restart, proxy.idleTimeout),
     EGRESSD_KEY("proxy.connect_timeout", Restart, proxy.connectTimeout),
+    EGRESSD_KEY("proxy.clients", Restart, proxy.clients),
+    EGRESSD_KEY("proxy.proxy_protocol_from", Restart, proxy.proxyProtocolFrom),
     EGRESSD_KEY("control.socket", Restart, control.socket),
     EGRESSD_KEY("control.socket_mode", Restart, control.socketMode),
     EGRESSD_KEY("metrics.enabled", Restart, metrics.enabled),
@@ -295,6 +306,17 @@ std::vector<ConfigProblem> validate(const Config& config) {
     }
   }
 
+  // proxy.clients: an empty list would refuse every client; "everybody"
+  // must be written out, so that nobody gets it by deleting the defaults.
+  if (config.proxy.enabled() && config.proxy.clients.empty()) {
+    add("proxy.clients",
+        "an empty list refuses every client; list the networks of your pods (e.g. the cluster's "
+        "pod CIDR \"10.244.0.0/16\"), leave the key out for the private ranges, or write "
+        "[\"0.0.0.0/0\", \"::/0\"] to serve every address that reaches proxy.listen");
+  }
+  checkDuplicates(config.proxy.clients, "proxy.clients", showNetwork, problems);
+  checkDuplicates(config.proxy.proxyProtocolFrom, "proxy.proxy_protocol_from", showNetwork, problems);
+
   // control
   if (config.control.socket.empty()) add("control.socket", "a path is required");
 
@@ -331,6 +353,17 @@ bool isDocumentationAddress(const common::IpAddress& ip) {
 
 std::vector<ConfigProblem> warnings(const Config& config) {
   std::vector<ConfigProblem> out;
+  // Every address in proxy.proxy_protocol_from may name any client it
+  // likes: a whole address family there lets anybody pass as a pod.
+  for (size_t i = 0; i < config.proxy.proxyProtocolFrom.size(); ++i) {
+    const common::IpNetwork& network = config.proxy.proxyProtocolFrom[i];
+    if (network.prefixLength == 0) {
+      out.push_back(pathProblem(indexed("proxy.proxy_protocol_from", i),
+                                "warning: " + network.toString() +
+                                    " trusts every address to name its client (a PROXY header is believed "
+                                    "from anyone); list only your load balancers' addresses or subnets"));
+    }
+  }
   const DnsConfig& dns = config.dns;
   if (!dns.enabled) return out;
   const std::string upstreamsKey = dns.upstreamsFrom.empty() ? "dns.upstreams" : "dns.upstreams_from";

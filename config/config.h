@@ -100,6 +100,12 @@ struct NfqueueConfig {
   friend bool operator==(const NfqueueConfig&, const NfqueueConfig&) = default;
 };
 
+// The networks the proxy serves by default (proxy.clients): the private
+// and shared ranges pod networks are drawn from (RFC 1918, RFC 6598's
+// 100.64.0.0/10, which EKS custom networking uses), loopback and
+// unique-local IPv6 (RFC 4193). Never the internet at large.
+std::vector<common::IpNetwork> defaultProxyClients();
+
 // The explicit proxy (docs/proxy.md): off while `listen` is empty.
 struct ProxyConfig {
   std::vector<common::SocketAddress> listen;  // "ADDRESS" or "ADDRESS:PORT"; the port defaults to 3128
@@ -108,6 +114,12 @@ struct ProxyConfig {
   common::Duration headerTimeout = std::chrono::seconds(10);   // a request head must arrive within it: 408
   common::Duration idleTimeout = std::chrono::minutes(5);      // a tunnel with no byte either way is closed
   common::Duration connectTimeout = std::chrono::seconds(10);  // every address of a target tried: 504
+  // Who may use the proxy: a connection from elsewhere is closed at accept.
+  // Never empty once validated (an explicit [] is an error, not "everybody").
+  std::vector<common::IpNetwork> clients = defaultProxyClients();
+  // Load balancers whose connections start with a PROXY protocol header
+  // (v1 or v2) naming the real client; empty: no header is ever read.
+  std::vector<common::IpNetwork> proxyProtocolFrom;
 
   bool enabled() const noexcept { return !listen.empty(); }
   friend bool operator==(const ProxyConfig&, const ProxyConfig&) = default;

@@ -771,6 +771,10 @@ void readProxy(Section& section, ProxyConfig& proxy) {
   readDuration(section, "idle_timeout", std::chrono::seconds(1), std::chrono::hours(24), proxy.idleTimeout);
   readDuration(section, "connect_timeout", std::chrono::milliseconds(100), std::chrono::minutes(5),
                proxy.connectTimeout);
+  readArray<common::IpNetwork>(section, "clients", "strings", fromString<common::IpNetwork>(parseCidr),
+                               proxy.clients);
+  readArray<common::IpNetwork>(section, "proxy_protocol_from", "strings",
+                               fromString<common::IpNetwork>(parseCidr), proxy.proxyProtocolFrom);
 }
 
 void readMetrics(Section& section, MetricsConfig& metrics) {

@@ -396,6 +396,8 @@ bool Daemon::startProxy(std::string& error) {
   const config::ProxyConfig& p = config_.proxy;
   proxy::ProxyOptions options;
   options.listen = p.listen;
+  options.clients = p.clients;
+  options.proxyProtocolFrom = p.proxyProtocolFrom;
   options.maxHeadBytes = p.maxHeadBytes;
   options.maxConnections = p.maxConnections;
   options.headerTimeout = std::chrono::duration_cast<std::chrono::milliseconds>(p.headerTimeout);

@@ -413,6 +413,10 @@ void EventHub::writeLogLine(const observe::Event& event, common::BatchedLog* bat
     // One line per proxy request (the access log): which client, which
     // target, the verdict and why.
     if (common::LogLevel::Info < common::logLevel()) return;
+    // Refused at accept (proxy.clients, a bad PROXY header): no request,
+    // and a port scan makes thousands; the proxy logs those itself, a
+    // line a second at most (proxy.client_refused).
+    if (event.nameSource == "client") return;
     const bool audit = event.verdict == observe::EventVerdict::Audit;
     common::LogLine line = batch != nullptr ? common::LogLine(common::LogLevel::Info, "proxy.request", *batch)
                                             : common::LogLine(common::LogLevel::Info, "proxy.request");

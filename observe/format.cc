@@ -126,7 +126,8 @@ constexpr std::string_view kKnownTexts[] = {
     // proxy reasons (proxy::proxyReasonName) and name sources
     "name_allowed", "name_not_allowed", "address_not_allowed", "no_address", "upstream_unreachable",
     "upstream_timeout", "head_too_large", "header_timeout", "too_many_connections", "https_scheme",
-    "not_proxy_request", "pipelining_refused", "connect", "request",
+    "not_proxy_request", "pipelining_refused", "client_not_allowed", "proxy_protocol_invalid", "connect",
+    "request", "client",
     // name sources and match kinds
     "sni", "host", "quic", "binding", "dns", "world", "wildcard", "exact", "network", "address", "unknown"};
 

@@ -6,10 +6,11 @@ namespace proxy {
 
 namespace {
 constexpr std::array<std::string_view, kProxyReasonCount> kReasonNames = {
-    "name_allowed",        "world_access",       "address_rule",   "port_not_in_policy",   "name_not_allowed",
-    "address_not_allowed", "internal_address",   "no_address",     "upstream_unreachable", "upstream_timeout",
-    "malformed_request",   "head_too_large",     "header_timeout", "too_many_connections", "https_scheme",
-    "not_proxy_request",   "pipelining_refused",
+    "name_allowed",         "world_access",         "address_rule",           "port_not_in_policy",
+    "name_not_allowed",     "address_not_allowed",  "internal_address",       "no_address",
+    "upstream_unreachable", "upstream_timeout",     "malformed_request",      "head_too_large",
+    "header_timeout",       "too_many_connections", "https_scheme",           "not_proxy_request",
+    "pipelining_refused",   "client_not_allowed",   "proxy_protocol_invalid",
 };
 }  // namespace
 

@@ -39,8 +39,11 @@ enum class ProxyReason : uint8_t {
   HttpsScheme,          // GET https://...: use CONNECT (400)
   NotProxyRequest,      // origin-form or `*`: a request for a server (400)
   PipeliningRefused,    // a second request before the first was answered
+  // The accept path (proxy/client_admission.h), before any request:
+  ClientNotAllowed,      // the client is not in proxy.clients: closed unread
+  ProxyProtocolInvalid,  // no valid PROXY header from a proxy.proxy_protocol_from address (400)
 };
-inline constexpr size_t kProxyReasonCount = 17;
+inline constexpr size_t kProxyReasonCount = 19;
 
 std::string_view proxyReasonName(ProxyReason reason) noexcept;
 

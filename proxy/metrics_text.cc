@@ -51,6 +51,7 @@ std::string renderPrometheus(const ProxyCounters& c) {
          "the refusal (its HTTP status in the status label).");
   for (size_t i = 0; i < kProxyReasonCount; ++i) {
     const auto reason = static_cast<ProxyReason>(i);
+    if (reason == ProxyReason::ClientNotAllowed) continue;  // no response: clients_refused_total
     out += "egressd_proxy_responses_total{reason=\"" + std::string(proxyReasonName(reason)) + "\",status=\"" +
            std::to_string(statusFor(reason)) + "\"} " + std::to_string(load(c.outcomes[i])) + "\n";
   }
@@ -72,6 +73,16 @@ std::string renderPrometheus(const ProxyCounters& c) {
   out +=
       "egressd_proxy_bytes_total{direction=\"upstream\"} " + std::to_string(load(c.bytesToUpstream)) + "\n";
   out += "egressd_proxy_bytes_total{direction=\"client\"} " + std::to_string(load(c.bytesToClient)) + "\n";
+  family(out, "egressd_proxy_clients_refused_total", "counter",
+         "Connections closed at accept, unread: the client is not in proxy.clients.");
+  sample(out, "egressd_proxy_clients_refused_total", load(c.clientsRefused));
+  family(out, "egressd_proxy_protocol_headers_total", "counter",
+         "PROXY protocol headers honoured from proxy.proxy_protocol_from, by command (proxy: a client "
+         "named; local: the balancer's own connection).");
+  out += "egressd_proxy_protocol_headers_total{command=\"proxy\"} " + std::to_string(load(c.proxyHeaders)) +
+         "\n";
+  out += "egressd_proxy_protocol_headers_total{command=\"local\"} " +
+         std::to_string(load(c.proxyHeadersLocal)) + "\n";
   family(out, "egressd_proxy_bindings_recorded_total", "counter",
          "Addresses the proxy connected to for a name, recorded as DNS bindings.");
   sample(out, "egressd_proxy_bindings_recorded_total", load(c.bindingsRecorded));

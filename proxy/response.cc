@@ -47,6 +47,7 @@ uint16_t statusFor(ProxyReason reason) noexcept {
     case ProxyReason::NameNotAllowed:
     case ProxyReason::AddressNotAllowed:
     case ProxyReason::InternalAddress:
+    case ProxyReason::ClientNotAllowed:  // never written: such a connection is closed unread
       return 403;
     case ProxyReason::NoAddress:
     case ProxyReason::UpstreamUnreachable:
@@ -63,6 +64,7 @@ uint16_t statusFor(ProxyReason reason) noexcept {
     case ProxyReason::HttpsScheme:
     case ProxyReason::NotProxyRequest:
     case ProxyReason::PipeliningRefused:
+    case ProxyReason::ProxyProtocolInvalid:
       return 400;
   }
   return 400;
@@ -138,6 +140,11 @@ std::string problemBody(ProxyReason reason, std::string_view detail) {
     case ProxyReason::NotProxyRequest:
       out +=
           "this is an egress proxy: send absolute-form requests (GET http://host/path) or CONNECT host:port";
+      break;
+    case ProxyReason::ProxyProtocolInvalid:
+      out +=
+          "expected a PROXY protocol header (v1 or v2) first: this address is in proxy.proxy_protocol_from "
+          "(a load balancer with send-proxy-v2, or an NLB target group with proxy protocol v2)";
       break;
     case ProxyReason::NoAddress:
       out += "no address";

@@ -19,6 +19,7 @@
 #include "common/log.h"
 #include "proxy/chunked.h"
 #include "proxy/http_head.h"
+#include "proxy/proxy_protocol.h"
 #include "proxy/relay.h"
 #include "proxy/response.h"
 
@@ -65,6 +66,13 @@ void copyName(std::string_view text, observe::Event& out) {
   std::copy_n(text.data(), out.nameLength, out.name.data());
 }
 
+// close() then sends a reset, not a FIN: the peer learns nothing more, and
+// no connection state lingers for a scanner's probes.
+void resetOnClose(int fd) {
+  const linger reset{1, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+}
+
 void lowerInPlace(std::string& text) {
   for (char& c : text) {
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
@@ -75,7 +83,7 @@ void lowerInPlace(std::string& text) {
 
 // One client connection, through all its requests.
 struct ProxyServer::Connection {
-  enum class State : uint8_t { Head, Resolving, Connecting, Tunnel, Body, Response, Closing };
+  enum class State : uint8_t { ProxyHeader, Head, Resolving, Connecting, Tunnel, Body, Response, Closing };
   enum class BodyKind : uint8_t { None, Length, Chunked };
 
   struct Attempt {
@@ -86,7 +94,11 @@ struct ProxyServer::Connection {
 
   ProxyServer& server;
   uint64_t id;
+  // Whom the decisions name: the TCP peer, or the client a trusted load
+  // balancer's PROXY header names.
   common::SocketAddress client;
+  common::SocketAddress peer;      // the TCP peer (the balancer, behind one)
+  bool expectProxyHeader = false;  // peer is in proxyProtocolFrom
   BevHandle clientBev;
   BevHandle upstreamBev;
   std::unique_ptr<TunnelRelay> relay;  // once CONNECT succeeded: owns both sockets
@@ -139,7 +151,7 @@ struct ProxyServer::Connection {
   uint64_t responseLeft = 0;
   ChunkedScanner responseChunks;
 
-  Connection(ProxyServer& s, uint64_t i, common::SocketAddress c) : server(s), id(i), client(c) {}
+  Connection(ProxyServer& s, uint64_t i, common::SocketAddress c) : server(s), id(i), client(c), peer(c) {}
   ~Connection() { dropAttempts(); }
 
   const ProxyOptions& options() const { return server.options_; }
@@ -161,6 +173,59 @@ struct ProxyServer::Connection {
     // rather than after a loop pass (an epoll_ctl and a wakeup saved).
     if (readEarlyBytes(fd) == 0) {
       server.close(id);  // connected and closed without a word
+      return;
+    }
+    if (expectProxyHeader) {
+      awaitProxyHeader();
+      return;
+    }
+    awaitHead();
+  }
+
+  // ---- a trusted load balancer's PROXY header ------------------------------
+
+  // Before the request: the header, within proxy.header_timeout.
+  void awaitProxyHeader() {
+    state = State::ProxyHeader;
+    bufferevent_setwatermark(clientBev.get(), EV_READ, 0, kMaxProxyHeaderBytes + options().maxHeadBytes + 1);
+    const timeval tv = toTimeval(options().headerTimeout);
+    evtimer_add(headerTimer.get(), &tv);
+    readProxyHeader();
+    if (dead || state != State::ProxyHeader) return;
+    bufferevent_enable(clientBev.get(), EV_READ);
+  }
+
+  void readProxyHeader() {
+    evbuffer* input = bufferevent_get_input(clientBev.get());
+    if (evbuffer_get_length(input) == 0) return;
+    sawRequestBytes = true;
+    ProxyHeader header;
+    const ProxyHeaderStatus status = parseProxyHeader(pullup(input, kMaxProxyHeaderBytes), header);
+    if (status == ProxyHeaderStatus::NeedMore) return;
+    if (status != ProxyHeaderStatus::Ok) {
+      // Anything else from a balancer's address is refused: a request
+      // without the header would be judged as the balancer's own.
+      server.refused(ProxyReason::ProxyProtocolInvalid, peer, peer);
+      refuse(ProxyReason::ProxyProtocolInvalid,
+             problemBody(ProxyReason::ProxyProtocolInvalid,
+                         status == ProxyHeaderStatus::Malformed ? header.why : "no header"),
+             false);
+      return;
+    }
+    evbuffer_drain(input, header.length);
+    if (header.local) {
+      counters().proxyHeadersLocal.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      counters().proxyHeaders.fetch_add(1, std::memory_order_relaxed);
+      client = {header.source.ip.unmapped(), header.source.port};
+    }
+    // The allowlist applies to the client the balancer speaks for (to the
+    // balancer itself for its own LOCAL connections).
+    if (!inNetworks(options().clients, client.ip)) {
+      evtimer_del(headerTimer.get());
+      resetOnClose(bufferevent_getfd(clientBev.get()));
+      server.refused(ProxyReason::ClientNotAllowed, client, peer);
+      server.close(id);
       return;
     }
     awaitHead();
@@ -208,6 +273,9 @@ struct ProxyServer::Connection {
     auto* self = static_cast<Connection*>(arg);
     if (self->dead) return;
     switch (self->state) {
+      case State::ProxyHeader:
+        self->readProxyHeader();
+        break;
       case State::Head:
         self->readHead();
         break;
@@ -261,6 +329,18 @@ struct ProxyServer::Connection {
   static void onHeaderTimeout(evutil_socket_t, short, void* arg) {
     auto* self = static_cast<Connection*>(arg);
     if (self->dead) return;
+    if (self->state == State::ProxyHeader) {
+      // A balancer's connection without its header in time: a partial one
+      // is refused as invalid; none at all (a TCP health check) just ends.
+      if (self->sawRequestBytes) {
+        self->server.refused(ProxyReason::ProxyProtocolInvalid, self->peer, self->peer);
+        self->refuse(ProxyReason::ProxyProtocolInvalid,
+                     problemBody(ProxyReason::ProxyProtocolInvalid, "incomplete header"), false);
+      } else {
+        self->server.close(self->id);
+      }
+      return;
+    }
     if (self->state != State::Head) return;
     if (!self->sawRequestBytes && evbuffer_get_length(bufferevent_get_input(self->clientBev.get())) == 0) {
       // An idle kept-alive connection: closed without a word.
@@ -1037,6 +1117,16 @@ void ProxyServer::onAccept(evconnlistener*, int fd, struct sockaddr* addr, int, 
   // Already non-blocking and close-on-exec: evconnlistener accepts with
   // accept4(SOCK_NONBLOCK | SOCK_CLOEXEC).
   const auto client = common::SocketAddress::fromSockaddr(addr).value_or(common::SocketAddress{});
+  // Who may use the proxy is settled before a byte is read: a client
+  // outside proxy.clients is reset, unread (docs/proxy.md "Who may use the
+  // proxy"); a trusted balancer's clients are checked after its header.
+  const bool balancer = inNetworks(self->options_.proxyProtocolFrom, client.ip);
+  if (!balancer && !inNetworks(self->options_.clients, client.ip)) {
+    resetOnClose(fd);
+    ::close(fd);
+    self->refused(ProxyReason::ClientNotAllowed, client, client);
+    return;
+  }
   if (self->connections_.size() >= self->options_.maxConnections) {
     // Over proxy.max_connections: one best-effort answer, then closed.
     self->count(ProxyReason::TooManyConnections);
@@ -1050,6 +1140,7 @@ void ProxyServer::onAccept(evconnlistener*, int fd, struct sockaddr* addr, int, 
   }
   const uint64_t id = self->nextId_++;
   auto connection = std::make_unique<Connection>(*self, id, client);
+  connection->expectProxyHeader = balancer;
   Connection* raw = connection.get();
   self->connections_.emplace(id, std::move(connection));
   self->counters_.connectionsActive.store(self->connections_.size(), std::memory_order_relaxed);
@@ -1113,6 +1204,38 @@ void ProxyServer::rememberAnswer(const std::string& name, const std::vector<comm
 
 void ProxyServer::count(ProxyReason reason) noexcept {
   counters_.outcomes[static_cast<size_t>(reason)].fetch_add(1, std::memory_order_relaxed);
+}
+
+void ProxyServer::refused(ProxyReason reason, const common::SocketAddress& client,
+                          const common::SocketAddress& peer) {
+  if (reason == ProxyReason::ClientNotAllowed) {
+    counters_.clientsRefused.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (sink_ != nullptr) {
+    // No request was read: the event has a client and a reason, no target.
+    observe::Event event;
+    event.kind = observe::EventKind::Proxy;
+    event.time = std::chrono::system_clock::now();
+    event.src = client.ip;
+    event.srcPort = client.port;
+    event.protocol = IPPROTO_TCP;
+    event.verdict = observe::EventVerdict::Deny;
+    event.reason = proxyReasonName(reason);
+    event.nameSource = "client";
+    sink_->onProxyEvent(event);
+  }
+  // A scan must not flood the log: a line a second at most, saying how
+  // many refusals it stands for (the events and counters have them all).
+  uint64_t suppressed = 0;
+  if (!refusalLog_.shouldLog(RefusalLog::Clock::now(), suppressed)) return;
+  common::LogLine line(common::LogLevel::Warn, "proxy.client_refused");
+  line.field("client", client.toString());
+  if (!(peer == client)) line.field("via", peer.toString());
+  line.field("reason", proxyReasonName(reason));
+  line.field("suppressed", suppressed);
+  line.field("hint", reason == ProxyReason::ClientNotAllowed
+                         ? "not in proxy.clients (add its network there if it should use the proxy)"
+                         : "no valid PROXY header from an address in proxy.proxy_protocol_from");
 }
 
 }  // namespace proxy

@@ -4,7 +4,9 @@
 // parts (http_head.h parses, decision.h judges, response.h words the
 // refusals); this file only accepts, reads, resolves, connects and relays.
 //
-// Per connection: read one request head (bounded by maxHeadBytes, within
+// Per connection: admit the client (proxy/client_admission.h: in
+// clients, or named by the PROXY header of a trusted load balancer; else
+// closed unread), read one request head (bounded by maxHeadBytes, within
 // headerTimeout), judge its authority, resolve a name through egressd's
 // own DNS listener (same upstreams, cache and rebinding refusal), connect
 // (A and AAAA raced, happy-eyeballs style, within connectTimeout) with the
@@ -40,6 +42,7 @@
 #include "dns/binding_table.h"
 #include "observe/event.h"
 #include "policy/policy.h"
+#include "proxy/client_admission.h"
 #include "proxy/decision.h"
 #include "proxy/relay.h"
 
@@ -47,6 +50,12 @@ namespace proxy {
 
 struct ProxyOptions {
   std::vector<common::SocketAddress> listen;
+  // Who may use the proxy (proxy.clients); empty: nobody. A connection from
+  // elsewhere is closed at accept, unread.
+  std::vector<common::IpNetwork> clients;
+  // Load balancers (proxy.proxy_protocol_from): their connections must
+  // start with a PROXY header, whose client is then the client.
+  std::vector<common::IpNetwork> proxyProtocolFrom;
   size_t maxHeadBytes = size_t{16} * 1024;
   size_t maxConnections = 4096;
   std::chrono::milliseconds headerTimeout{10'000};
@@ -93,6 +102,11 @@ struct ProxyCounters {
   std::atomic<uint64_t> bindingsRecorded{0};
   // Names answered from the proxy's copy of egressd's DNS answers (TTL).
   std::atomic<uint64_t> resolverCacheHits{0};
+  // Connections closed at accept: the client is not in `clients`.
+  std::atomic<uint64_t> clientsRefused{0};
+  // PROXY headers honoured: naming a client, or LOCAL (health checks).
+  std::atomic<uint64_t> proxyHeaders{0};
+  std::atomic<uint64_t> proxyHeadersLocal{0};
   // By reason: requests answered (allowed ones too) and, in audit mode,
   // let through although enforce mode would have refused them.
   std::array<std::atomic<uint64_t>, kProxyReasonCount> outcomes{};
@@ -134,6 +148,9 @@ class ProxyServer {
                       dns::Clock::time_point expires);
   void close(uint64_t id);
   void count(ProxyReason reason) noexcept;
+  // The accept path's refusals: a decision event (kind proxy, verdict
+  // deny) naming `client`, and a log line at most once a second.
+  void refused(ProxyReason reason, const common::SocketAddress& client, const common::SocketAddress& peer);
 
   event_base* base_;
   ProxyOptions options_;
@@ -153,6 +170,7 @@ class ProxyServer {
   std::unordered_map<uint64_t, std::unique_ptr<Connection>> connections_;
   std::vector<std::unique_ptr<Connection>> graveyard_;  // closed, freed by reaper_ on the next loop pass
   common::CHandle<event, event_free> reaper_;
+  RefusalLog refusalLog_;
   uint64_t nextId_ = 1;
 };
 

@@ -146,6 +146,8 @@ max_connections = 10
 header_timeout = "3s"
 idle_timeout = "1m"
 connect_timeout = "2s"
+clients = ["10.244.0.0/16", "fd00:10:244::/48"]
+proxy_protocol_from = ["10.80.10.10/32"]
 [control]
 socket = "run/ctl.sock"
 socket_mode = "0660"
@@ -194,6 +196,8 @@ format = "json"
   CHECK(c.proxy.headerTimeout == 3s);
   CHECK(c.proxy.idleTimeout == 60s);
   CHECK(c.proxy.connectTimeout == 2s);
+  CHECK(c.proxy.clients == std::vector{net("10.244.0.0/16"), net("fd00:10:244::/48")});
+  CHECK(c.proxy.proxyProtocolFrom == std::vector{net("10.80.10.10/32")});
   CHECK(c.control.socket == "/etc/egressd/run/ctl.sock");
   CHECK(c.control.socketMode == 0660);
   CHECK_FALSE(c.metrics.enabled);
@@ -735,4 +739,65 @@ listen = ["127.0.0.1:5353", "127.0.0.1:9153"]
   const ConfigLoad typo = load("[dns]\nupstreams = [\"192.0.2.1\"]\n[proxy]\nlisten_on = []\n");
   CHECK(describe(typo).find("listen") != std::string::npos);
   CHECK_FALSE(typo.ok());
+}
+
+TEST_CASE("[proxy] clients: private ranges by default, an empty list is an error, CIDRs are checked") {
+  // The default serves the ranges pod networks come from, not the world.
+  const auto& clients = config::Config{}.proxy.clients;
+  const auto covered = [&](const char* text) {
+    const auto ip = *common::parseIpAddress(text);
+    return std::any_of(clients.begin(), clients.end(), [&](const auto& n) { return n.contains(ip); });
+  };
+  for (const char* inside :
+       {"10.244.1.2", "172.20.0.5", "192.168.1.1", "100.64.3.4", "127.0.0.1", "fd00:77::2"}) {
+    CAPTURE(inside);
+    CHECK(covered(inside));
+  }
+  for (const char* outside : {"203.0.113.9", "8.8.8.8", "2001:db8::1", "169.254.169.254"}) {
+    CAPTURE(outside);
+    CHECK_FALSE(covered(outside));
+  }
+  CHECK(config::Config{}.proxy.proxyProtocolFrom.empty());
+
+  // An explicit [] is not "everybody": it names the key and the ways out.
+  const ConfigProblem empty =
+      onlyProblem("[dns]\nupstreams = [\"192.0.2.1\"]\n[proxy]\nlisten = [\"0.0.0.0\"]\nclients = []\n");
+  CHECK(empty.path == "proxy.clients");
+  CHECK(contains(empty.message, "refuses every client"));
+  CHECK(contains(empty.message, "[\"0.0.0.0/0\", \"::/0\"]"));
+  // ...but with the proxy off it does not matter.
+  CHECK(load("[dns]\nupstreams = [\"192.0.2.1\"]\n[proxy]\nclients = []\n").ok());
+
+  const ConfigLoad bad = load(R"([dns]
+upstreams = ["192.0.2.1"]
+[proxy]
+listen = ["0.0.0.0"]
+clients = ["10.0.0.0/8", "pods", "10.244.1.0/16", "10.0.0.0/8"]
+proxy_protocol_from = ["10.80.10.10"]
+)");
+  const std::string text = describe(bad);
+  CHECK(contains(text, "proxy.clients[1]: \"pods\" is not a CIDR network"));
+  CHECK(contains(text,
+                 "proxy.clients[2]: \"10.244.1.0/16\" has host bits set (did you mean \"10.244.0.0/16\""));
+  CHECK(contains(text,
+                 "proxy.proxy_protocol_from[0]: \"10.80.10.10\" has no /prefix (write \"10.80.10.10/32\""));
+  const ConfigLoad duplicate = load(R"([dns]
+upstreams = ["192.0.2.1"]
+[proxy]
+listen = ["0.0.0.0"]
+clients = ["10.0.0.0/8", "10.0.0.0/8"]
+)");
+  CHECK(contains(describe(duplicate), "proxy.clients[1]"));
+
+  // Trusting every address with the client's name is allowed, and warned about.
+  const ConfigLoad everyone = load(R"([dns]
+upstreams = ["127.0.0.1:5300"]
+[proxy]
+listen = ["0.0.0.0"]
+proxy_protocol_from = ["0.0.0.0/0"]
+)");
+  REQUIRE(everyone.ok());
+  REQUIRE(everyone.warnings.size() == 1);
+  CHECK(everyone.warnings[0].path == "proxy.proxy_protocol_from[0]");
+  CHECK(contains(everyone.warnings[0].message, "trusts every address"));
 }

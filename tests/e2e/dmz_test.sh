@@ -21,7 +21,8 @@
 #   - SIGKILL of a gateway, then its link down: new requests keep working
 #     through the other (failure gap measured, at most 3 s), its tunnels end
 #     with a reset or EOF (not a hang), it takes traffic again when back;
-#   - a request straight from a pod to a gateway names the pod (the
+#   - a request from a pod names the pod, straight to a gateway and
+#     through HAProxy (a PROXY v2 header, believed from HAProxy only; the
 #     package's controller keeps a pod map of all pods);
 #   - a third gateway added to the load balancer takes its share.
 #
@@ -229,14 +230,13 @@ after="$(dmz_dropped NODES)"
   ok "pod1 -> 203.0.113.10:443 directly: timed out, dropped by the nodes' security group" ||
   fail "pod1 direct: $got, drops $before -> $after"
 
-step "attribution: a request straight from a pod to a gateway names the pod"
+step "attribution: a request from a pod names the pod, straight to a gateway and through HAProxy"
 # The package's controller keeps a pod map of all the cluster's pods
 # (--pod-map, no --node-name), egressd reads it ([attribution] map_file).
 # The Pod object as a scheduler and a kubelet leave it: created with its
 # node, then its status patched with the address (as tests/controller/
-# pod_watch_test.sh does). Straight to the gateway, not through HAProxy,
-# which hides the client's address (TCP mode, egressd reads no PROXY
-# protocol).
+# pod_watch_test.sh does). Straight to the gateway first, then through
+# HAProxy, which names the client in a PROXY v2 header.
 pod_ns=team-a pod_name=web-7d9c6b5f4-x2x9q
 kc -n "$pod_ns" create serviceaccount web-sa > /dev/null || fatal "serviceaccount team-a/web-sa"
 kc -n "$pod_ns" create serviceaccount default > /dev/null 2>&1 || true
@@ -288,16 +288,40 @@ cmp -s <(jq -c 'del(.time, .ts, .timestamp)' "$work/watch-pod.json") \
   <(jq -c 'del(.time, .ts, .timestamp)' "$work/watch-src.json") &&
   ok "the same two decisions as 'src host $(dmz_pod_ip)' (the filter selects exactly the pod's)" ||
   fail "by pod vs by address: $(cat "$work/watch-pod.json") / $(cat "$work/watch-src.json")"
-# Control: through the load balancer the gateway sees HAProxy's address.
-timeout 10 "$egressctl" watch --config "$(dmz_gw_config 1)" --json -c 1 "src host $DMZ_LB and not dns" \
+# Through the load balancer too: HAProxy sends a PROXY v2 header
+# (send-proxy-v2), gw1 believes it from HAProxy's address only, and the
+# decision names pod1, not the balancer. Round robin over two gateways:
+# four requests give gw1 two.
+timeout 10 "$egressctl" watch --config "$(dmz_gw_config 1)" --json -c 1 "proxy and verdict deny" \
   > "$work/watch-lb.json" 2>&1 &
 watch_pid=$!
 sleep 0.5
 for _ in 1 2 3 4; do via_proxy pod1 "$lb_proxy" https://other.example.com/ > /dev/null; done
 wait "$watch_pid"
-jq -se 'length == 1 and (.[0].pod // "") == ""' "$work/watch-lb.json" > /dev/null &&
-  ok "control: through HAProxy the decision's source is the load balancer ($DMZ_LB), no pod named" ||
+jq -se --arg src "$(dmz_pod_ip)" --arg pod "$pod_name" \
+  'length == 1 and .[0].src == $src and .[0].pod == $pod and .[0].reason == "name_not_allowed"' \
+  "$work/watch-lb.json" > /dev/null &&
+  ok "through HAProxy (PROXY v2): the decision names pod1 ($(dmz_pod_ip), $pod_ns/$pod_name), not the balancer" ||
   fail "through the LB: $(cat "$work/watch-lb.json")"
+[[ "$(metric 1 'egressd_proxy_protocol_headers_total{command="proxy"}')" -ge 1 ]] &&
+  ok "... gw1 counted the headers it honoured (egressd_proxy_protocol_headers_total)" ||
+  fail "egressd_proxy_protocol_headers_total on gw1: $(metric 1 'egressd_proxy_protocol_headers_total{command="proxy"}')"
+# A forged header straight from pod1 (not the balancer) is not believed,
+# and HAProxy's address without a header is refused (400).
+forged="$(in_node pod1 python3 -c "
+import socket, struct, sys
+s = socket.create_connection(('$(dmz_gw_ip 1)', $DMZ_PROXY_PORT), timeout=3)
+block = socket.inet_aton('10.244.1.99') + socket.inet_aton('$(dmz_gw_ip 1)') + struct.pack('>HH', 1, $DMZ_PROXY_PORT)
+s.sendall(b'\\r\\n\\r\\n\\x00\\r\\nQUIT\\n\\x21\\x11' + struct.pack('>H', 12) + block +
+          b'CONNECT api.example.com:443 HTTP/1.1\\r\\n\\r\\n')
+print(s.recv(200).split(b'\\r\\n')[0].decode())" 2>&1)"
+[[ "$forged" == "HTTP/1.1 400 Bad Request" ]] &&
+  ok "a PROXY header from pod1 straight to gw1 (not from the balancer): 400, not believed" ||
+  fail "forged header from pod1: $forged"
+bare="$(in_ns lb curl -sS -o /dev/null -w '%{http_code}' --max-time 3 -x "$gw1_proxy" http://api.example.com/ 2>&1)"
+[[ "$bare" == 400 ]] &&
+  ok "a request from the balancer's address without a PROXY header: 400 (proxy_protocol_invalid)" ||
+  fail "balancer without a header: $bare"
 
 step "kubectl apply is enforced by both gateways within 1 s"
 for n in 1 2; do
@@ -520,7 +544,7 @@ dmz_wait "gw1 UP" 100 eval '[ "$(haproxy_state 1)" = UP ]' || fail "gw1 not UP a
 
 step "scale: a third gateway added to the load balancer"
 dmz_gateway_start 3 || fatal "gateway 3 did not start"
-haproxy_cmd "add server gateways/gw3 $(dmz_gw_ip 3):$DMZ_PROXY_PORT check port $DMZ_HEALTH_PORT inter ${DMZ_CHECK_INTER_MS}ms fastinter ${DMZ_CHECK_FASTINTER_MS}ms fall $DMZ_CHECK_FALL rise $DMZ_CHECK_RISE on-marked-down shutdown-sessions" > "$work/add.out"
+haproxy_cmd "add server gateways/gw3 $(dmz_gw_ip 3):$DMZ_PROXY_PORT send-proxy-v2 check port $DMZ_HEALTH_PORT inter ${DMZ_CHECK_INTER_MS}ms fastinter ${DMZ_CHECK_FASTINTER_MS}ms fall $DMZ_CHECK_FALL rise $DMZ_CHECK_RISE on-marked-down shutdown-sessions" > "$work/add.out"
 haproxy_cmd "enable health gateways/gw3" >> "$work/add.out"
 haproxy_cmd "enable server gateways/gw3" >> "$work/add.out"
 if dmz_wait "gw3 UP" 100 eval '[ "$(haproxy_state 3)" = UP ]'; then

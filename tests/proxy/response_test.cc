@@ -9,12 +9,13 @@
 TEST_CASE("every reason maps to its status code", "[proxy][response]") {
   using R = proxy::ProxyReason;
   const std::pair<R, uint16_t> table[] = {
-      {R::NameAllowed, 200},     {R::WorldAccess, 200},        {R::AddressAllowed, 200},
-      {R::PortNotInPolicy, 403}, {R::NameNotAllowed, 403},     {R::AddressNotAllowed, 403},
-      {R::InternalAddress, 403}, {R::NoAddress, 502},          {R::UpstreamUnreachable, 502},
-      {R::UpstreamTimeout, 504}, {R::Malformed, 400},          {R::HeadTooLarge, 431},
-      {R::HeaderTimeout, 408},   {R::TooManyConnections, 503}, {R::HttpsScheme, 400},
-      {R::NotProxyRequest, 400}, {R::PipeliningRefused, 400},
+      {R::NameAllowed, 200},          {R::WorldAccess, 200},        {R::AddressAllowed, 200},
+      {R::PortNotInPolicy, 403},      {R::NameNotAllowed, 403},     {R::AddressNotAllowed, 403},
+      {R::InternalAddress, 403},      {R::NoAddress, 502},          {R::UpstreamUnreachable, 502},
+      {R::UpstreamTimeout, 504},      {R::Malformed, 400},          {R::HeadTooLarge, 431},
+      {R::HeaderTimeout, 408},        {R::TooManyConnections, 503}, {R::HttpsScheme, 400},
+      {R::NotProxyRequest, 400},      {R::PipeliningRefused, 400},  {R::ClientNotAllowed, 403},
+      {R::ProxyProtocolInvalid, 400},
   };
   STATIC_REQUIRE(std::size(table) == proxy::kProxyReasonCount);
   for (const auto& [reason, status] : table) {

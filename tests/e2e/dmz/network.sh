@@ -241,6 +241,9 @@ dmz_gateway_config() {
   local n=$1 g sets=()
   g="$(dmz_gw_dir "$n")"
   sets+=(--set 'rules.public_cidrs=["198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32"]')
+  # HAProxy names each client in a PROXY v2 header (send-proxy-v2 below):
+  # believed from its address only (docs/gateway.md "Attribution").
+  sets+=(--set "proxy.proxy_protocol_from=[\"$DMZ_LB/32\"]")
   [ -n "${DMZ_LOG_LEVEL:-}" ] && sets+=(--set "log.level=\"$DMZ_LOG_LEVEL\"")
   dmz_pkg config "${DMZ_ROOT:?}" "$g" "${sets[@]}" || return 1
   mkdir -p "$(dmz_rules_dir "$n")" "/etc/netns/$(dmz_ns "gw$n")"
@@ -326,6 +329,9 @@ dmz_haproxy_config() { # N...: gateways behind it
   cat > "$f" << EOF
 # The Network Load Balancer's proxy listener: TCP only (CONNECT and the
 # tunnels pass through untouched), health checks on egressd's /readyz.
+# Each connection to a gateway starts with a PROXY protocol v2 header
+# naming the client (send-proxy-v2; the checks go without it), as an NLB
+# with proxy_protocol_v2.enabled does.
 global
   log stdout format raw local0 info
   stats socket $DMZ_DIR/lb/haproxy.sock mode 600 level admin
@@ -351,7 +357,7 @@ backend gateways
   http-check expect status 200
   default-server check port $DMZ_HEALTH_PORT inter ${DMZ_CHECK_INTER_MS}ms fastinter ${DMZ_CHECK_FASTINTER_MS}ms downinter ${DMZ_CHECK_INTER_MS}ms fall $DMZ_CHECK_FALL rise $DMZ_CHECK_RISE on-marked-down shutdown-sessions
 EOF
-  for n in "$@"; do echo "  server gw$n $(dmz_gw_ip "$n"):$DMZ_PROXY_PORT" >> "$f"; done
+  for n in "$@"; do echo "  server gw$n $(dmz_gw_ip "$n"):$DMZ_PROXY_PORT send-proxy-v2" >> "$f"; done
 }
 
 dmz_dnsdist_config() { # N...
