@@ -151,6 +151,7 @@ struct ProxyServer::Connection {
     clientBev.reset(bufferevent_socket_new(server.base_, fd, BEV_OPT_CLOSE_ON_FREE));
     if (!clientBev) {
       ::close(fd);
+      server.close(id);
       return;
     }
     bufferevent_setcb(clientBev.get(), &Connection::onClientRead, &Connection::onClientWrite,
@@ -171,11 +172,18 @@ struct ProxyServer::Connection {
   ssize_t readEarlyBytes(int fd) {
     evbuffer* input = bufferevent_get_input(clientBev.get());
     const size_t want = options().maxHeadBytes + 1;
+    // A socket bufferevent keeps its input's end frozen except while it
+    // reads itself (libevent's bufferevent_readcb does the same): without
+    // the thaw, the reservation fails and the head waits for a loop pass.
+    evbuffer_unfreeze(input, 0);
     evbuffer_iovec space{};
-    if (evbuffer_reserve_space(input, static_cast<ev_ssize_t>(want), &space, 1) != 1) return -1;
-    const ssize_t got = ::recv(fd, space.iov_base, std::min(space.iov_len, want), 0);
-    space.iov_len = got > 0 ? static_cast<size_t>(got) : 0;
-    evbuffer_commit_space(input, &space, 1);
+    ssize_t got = -1;
+    if (evbuffer_reserve_space(input, static_cast<ev_ssize_t>(want), &space, 1) == 1) {
+      got = ::recv(fd, space.iov_base, std::min(space.iov_len, want), 0);
+      space.iov_len = got > 0 ? static_cast<size_t>(got) : 0;
+      evbuffer_commit_space(input, &space, 1);
+    }
+    evbuffer_freeze(input, 0);
     return got;
   }
 
@@ -1053,8 +1061,9 @@ void ProxyServer::onAccept(evconnlistener*, int fd, struct sockaddr* addr, int, 
   Connection* raw = connection.get();
   self->connections_.emplace(id, std::move(connection));
   self->counters_.connectionsActive.store(self->connections_.size(), std::memory_order_relaxed);
+  // Closes itself when it cannot go on. Without a bufferevent is no sign
+  // of that: a tunnel whose head came with the connection has left it.
   raw->start(fd);
-  if (!raw->clientBev) self->close(id);
 }
 
 void ProxyServer::onDnsAnswer(int result, char type, int count, int ttl, void* addresses, void* arg) {
