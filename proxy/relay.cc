@@ -119,7 +119,7 @@ struct TunnelRelay::Direction {
   // until the sink took some (else a readable socket would spin the loop).
   bool pipeMaybeFull = false;
   EventHandle readable;  // on source
-  EventHandle writable;  // on sink
+  EventHandle writable;  // on sink, made the first time the sink is full
   bool reading = false;
   bool writing = false;
 
@@ -154,6 +154,28 @@ struct TunnelRelay::Direction {
     pipeMaybeFull = false;
     if (spliced() && pipes != nullptr) pipes->give(std::move(pipe));
     pipe = PipePool::Pipe();
+  }
+
+  // The bytes due before any read (the CONNECT answer, early bytes):
+  // sent at once, and only what the sink does not take is queued.
+  Io sendFirst(std::string_view bytes) {
+    size_t sent = 0;
+    while (sent < bytes.size()) {
+      const ssize_t n = ::send(sink, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+      if (n > 0) {
+        sent += static_cast<size_t>(n);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && wouldBlock(errno)) break;
+      return Io::Failed;
+    }
+    if (sent < bytes.size()) {
+      pending.assign(bytes.substr(sent));
+      pendingSent = 0;
+      return Io::Blocked;
+    }
+    return Io::Moved;
   }
 
   // Writes queued bytes, then what sits in the pipe. Moved: the sink took
@@ -261,7 +283,12 @@ struct TunnelRelay::Direction {
   }
 
   // Registers the interest the state calls for; only changes reach epoll.
-  void want(bool read, bool write) {
+  // False when the write event cannot be made (out of memory).
+  bool want(event_base* base, bool read, bool write) {
+    if (write && !writable) {
+      writable.reset(event_new(base, sink, EV_WRITE | EV_PERSIST, &TunnelRelay::onWritable, this));
+      if (!writable) return false;
+    }
     if (read != reading) {
       if (read) {
         event_add(readable.get(), nullptr);
@@ -278,6 +305,7 @@ struct TunnelRelay::Direction {
       }
       writing = write;
     }
+    return true;
   }
 
   bool done() const { return sinkShut; }
@@ -306,33 +334,30 @@ TunnelRelay::~TunnelRelay() {
   stop();
 }
 
-bool TunnelRelay::start(std::string toClient, std::string toUpstream) {
-  down_->pending = std::move(toClient);
-  up_->pending = std::move(toUpstream);
+bool TunnelRelay::start(std::string_view toClient, std::string_view toUpstream) {
   // EV_CLOSED (EPOLLRDHUP): a FIN that came with the last bytes is read
   // in the same wakeup, not one loop pass later.
   const short closed = (event_base_get_features(base_) & EV_FEATURE_EARLY_CLOSE) != 0 ? EV_CLOSED : 0;
   for (Direction* d : {up_.get(), down_.get()}) {
     d->readable.reset(event_new(base_, d->source, static_cast<short>(EV_READ | EV_PERSIST | closed),
                                 &TunnelRelay::onReadable, d));
-    d->writable.reset(event_new(base_, d->sink, EV_WRITE | EV_PERSIST, &TunnelRelay::onWritable, d));
-    if (!d->readable || !d->writable) return false;
+    if (!d->readable) return false;
   }
   idleTimer_.reset(evtimer_new(base_, &TunnelRelay::onIdleCheck, this));
   if (!idleTimer_) return false;
   lastActivity_ = std::chrono::steady_clock::now();
   const timeval idle = toTimeval(options_.idleTimeout);
   evtimer_add(idleTimer_.get(), &idle);
-  // The queued bytes go now (the CONNECT answer); nothing is read before
-  // the poller says a source has something (no read that finds nothing).
-  for (Direction* d : {down_.get(), up_.get()}) {
-    bool progress = false;
-    if (d->drain(progress) == Io::Failed) {
+  // The first bytes go now (the CONNECT answer), and only what the sink
+  // does not take is kept; nothing is read before the poller says a
+  // source has something (no read that finds nothing).
+  for (auto [d, first] : {std::pair{down_.get(), toClient}, std::pair{up_.get(), toUpstream}}) {
+    const Io sent = d->sendFirst(first);
+    if (sent == Io::Failed) {
       finish(RelayEnd::Reset);
       return true;
     }
-    d->release(pipes_);
-    d->want(d->roomToRead(), d->queued());
+    if (!d->want(base_, d->roomToRead(), d->queued())) return false;
   }
   return true;
 }
@@ -416,7 +441,7 @@ void TunnelRelay::pump(Direction& d) {
     return;
   }
   d.release(pipes_);
-  d.want(!d.sourceEof && d.roomToRead(), d.queued());
+  if (!d.want(base_, !d.sourceEof && d.roomToRead(), d.queued())) finish(RelayEnd::Reset);
 }
 
 void TunnelRelay::finish(RelayEnd end) {

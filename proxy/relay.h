@@ -44,6 +44,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -122,7 +123,7 @@ class TunnelRelay {
   // anything read from the other side (the CONNECT answer, bytes the client
   // sent right behind its CONNECT). False if the events cannot be created:
   // nothing was started, the caller closes the connection.
-  bool start(std::string toClient, std::string toUpstream);
+  bool start(std::string_view toClient, std::string_view toUpstream);
   // Stops every event and closes the sockets now (the connection is closed
   // from outside, e.g. on shutdown). Finished is not called.
   void stop() noexcept;

@@ -543,13 +543,20 @@ struct ProxyServer::Connection {
     bufferevent_disable(clientBev.get(), EV_READ);
     nextCandidate = 0;
     attempts.clear();
+    startAttempt();
+  }
+
+  // The timers an attempt in progress needs, made only then: on a near
+  // upstream connect() has usually finished when it returns.
+  bool armAttemptTimers() {
     if (!connectTimer) {
       connectTimer.reset(evtimer_new(server.base_, &Connection::onConnectTimeout, this));
+      if (!connectTimer) return false;
       const timeval tv = toTimeval(options().connectTimeout);
       evtimer_add(connectTimer.get(), &tv);
     }
-    staggerTimer.reset(evtimer_new(server.base_, &Connection::onStagger, this));
-    startAttempt();
+    if (!staggerTimer) staggerTimer.reset(evtimer_new(server.base_, &Connection::onStagger, this));
+    return static_cast<bool>(staggerTimer);
   }
 
   void startAttempt() {
@@ -581,6 +588,10 @@ struct ProxyServer::Connection {
         dropAttempts();
         connected(fd);
         return;
+      }
+      if (!armAttemptTimers()) {
+        ::close(fd);
+        break;
       }
       Attempt attempt;
       attempt.fd = fd;
@@ -627,7 +638,7 @@ struct ProxyServer::Connection {
     if (error != 0) {
       ::close(it->fd);
       self->attempts.erase(it);
-      evtimer_del(self->staggerTimer.get());
+      if (self->staggerTimer) evtimer_del(self->staggerTimer.get());
       self->startAttempt();  // the next one now, not after the delay
       return;
     }
@@ -705,10 +716,15 @@ struct ProxyServer::Connection {
     state = State::Tunnel;
     counters().tunnelsActive.fetch_add(1, std::memory_order_relaxed);
     countedTunnel = true;
+    // Usually nothing is left unsent and the answer goes as it is; the
+    // relay copies only what the socket does not take at once.
     evbuffer* unsent = bufferevent_get_output(clientBev.get());
-    std::string toClient(evbuffer_get_length(unsent), '\0');
-    evbuffer_remove(unsent, toClient.data(), toClient.size());
-    toClient.append(kConnectEstablished);
+    std::string toClient;
+    if (evbuffer_get_length(unsent) > 0) {
+      toClient.resize(evbuffer_get_length(unsent));
+      evbuffer_remove(unsent, toClient.data(), toClient.size());
+      toClient.append(kConnectEstablished);
+    }
     // Bytes the client sent right behind CONNECT (a TLS ClientHello).
     evbuffer* early = bufferevent_get_input(clientBev.get());
     std::string toUpstream(evbuffer_get_length(early), '\0');
@@ -724,7 +740,9 @@ struct ProxyServer::Connection {
     relay = std::make_unique<TunnelRelay>(server.base_, std::move(clientFd), std::move(upstream),
                                           server.pipes_.get(), relayOptions, counters().bytesToUpstream,
                                           counters().bytesToClient, &Connection::onRelayEnd, this);
-    if (!relay->start(std::move(toClient), std::move(toUpstream))) server.close(id);
+    if (!relay->start(toClient.empty() ? kConnectEstablished : std::string_view(toClient), toUpstream)) {
+      server.close(id);
+    }
   }
 
   static void onRelayEnd(void* arg, RelayEnd end) {
