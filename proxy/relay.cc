@@ -271,13 +271,18 @@ struct TunnelRelay::Direction {
   }
 
   // Splices what the source holds into the pipe, up to its free room.
-  Io fillPipe(bool& progress, bool& full) {
+  // `more`: always after bytes moved. A spliced direction is a bulk one:
+  // its socket refills while the pipe drains, and going back to the
+  // poller after each short read would cost an epoll_wait per pipe (the
+  // rounds per wakeup bound it instead).
+  Io fillPipe(bool& progress, bool& more) {
     size_t got = 0;
+    bool full = false;
     const Io result = read(nullptr, pipe.capacity - inPipe, true, got, full);
-    if (result == Io::Moved) {
+    more = result == Io::Moved;
+    if (more) {
       inPipe += got;
       progress = true;
-      if (peerClosed) full = true;  // read on to the EOF
     }
     return result;
   }
@@ -426,7 +431,8 @@ void TunnelRelay::pump(Direction& d) {
       finish(RelayEnd::Reset);
       return;
     }
-    // A short read emptied the socket: the poller says when more comes.
+    // Copying, a short read emptied the socket: the poller says when
+    // more comes (no read that finds nothing on a short tunnel).
     if (read != Io::Moved || !full) break;
   }
   if (progress) lastActivity_ = std::chrono::steady_clock::now();

@@ -19,9 +19,10 @@
 // busy one reuses pipes without a pipe2() per tunnel.
 //
 // Few system calls per short tunnel: no read before the poller says a
-// source is readable, no second read after a short one (the socket was
-// empty), and a peer's FIN announced with its last bytes (EPOLLRDHUP) is
-// read at once and sent along with them.
+// source is readable, no second copy read after a short one (the socket
+// was empty), and a peer's FIN announced with its last bytes (EPOLLRDHUP)
+// is read at once and sent along with them. A spliced direction reads on
+// while reads move bytes (a few rounds per wakeup), as bulk wants.
 //
 // Half-close: a source's EOF becomes shutdown(SHUT_WR) on the sink once
 // everything before it is written (the last copied bytes and the FIN then
