@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <span>
+#include <vector>
 
 namespace proxy {
 
@@ -83,66 +85,108 @@ void PipePool::onTrim(evutil_socket_t, short, void* arg) {
   }
 }
 
-// One direction: bytes read from `source` wait in the pipe (or the buffer)
-// until `sink` takes them.
+// The copy path's buffer: one per thread, shared by every tunnel (a
+// direction copies from it straight to its sink and queues only what the
+// sink did not take).
+std::span<uint8_t> scratch(size_t bytes) {
+  thread_local std::vector<uint8_t> buffer;
+  if (buffer.size() < bytes) buffer.resize(bytes);
+  return {buffer.data(), bytes};
+}
+
+// One direction: bytes read from `source` go to `sink`, copied or spliced.
 struct TunnelRelay::Direction {
   TunnelRelay* relay = nullptr;
   int source = -1;
   int sink = -1;
   std::atomic<uint64_t>* bytes = nullptr;
-  // Written before anything in flight (the CONNECT answer, early bytes).
+  // Bytes for the sink before anything else: the CONNECT answer, early
+  // bytes, then what a copy could not send at once.
   std::string pending;
   size_t pendingSent = 0;
+  // Bytes read from the source so far (copy first, splice after).
+  uint64_t moved = 0;
   // splice(2) path: the borrowed pipe, and how many bytes sit in it.
   PipePool::Pipe pipe;
   size_t inPipe = 0;
-  // recv/send path: [head, tail) of buffer are in flight.
-  std::unique_ptr<uint8_t[]> buffer;
-  size_t head = 0;
-  size_t tail = 0;
   bool sourceEof = false;
   bool sinkShut = false;
+  // The poller saw the source's FIN (EPOLLRDHUP): after its last bytes
+  // a read returns the EOF, so reading goes on past a short read.
+  bool peerClosed = false;
   // splice from a socket says EAGAIN when the pipe has no free slot as well
   // as when the socket is empty: with bytes in the pipe, reading waits
   // until the sink took some (else a readable socket would spin the loop).
   bool pipeMaybeFull = false;
   EventHandle readable;  // on source
-  EventHandle writable;  // on sink
+  EventHandle writable;  // on sink, made the first time the sink is full
   bool reading = false;
   bool writing = false;
 
   bool spliced() const { return static_cast<bool>(pipe); }
-  size_t inFlight() const { return spliced() ? inPipe : tail - head; }
   bool pendingLeft() const { return pendingSent < pending.size(); }
+  bool queued() const { return pendingLeft() || inPipe > 0; }
+  // Whether the next read has somewhere to go.
+  bool roomToRead() const {
+    if (pendingLeft()) return false;  // copying waits for the sink; a pipe's bytes follow these
+    return !spliced() || (inPipe < pipe.capacity && !pipeMaybeFull);
+  }
 
-  // Before reading into an empty direction: a pipe from the pool, or the
-  // buffer when none can be had (a tunnel is never refused for want of
-  // descriptors). False: the buffer it is.
-  bool carrier(PipePool* pipes, size_t bufferBytes) {
-    if (spliced() || buffer) return spliced();
-    if (pipes != nullptr) pipe = pipes->take();
+  // Past `spliceAfter`, with a pool: a pipe for the next read, if one can
+  // be had. False when this direction copies (so far, or for want of one).
+  bool wantPipe(PipePool* pipes, size_t spliceAfter, bool& missing) {
     if (spliced()) return true;
-    buffer = std::make_unique_for_overwrite<uint8_t[]>(bufferBytes);
+    if (pipes == nullptr || moved < spliceAfter) return false;
+    pipe = pipes->take();
+    if (spliced()) return true;
+    missing = true;  // EMFILE, ENFILE: go on copying
     return false;
   }
 
-  // Once empty, the pipe goes back to the pool and the buffer is freed:
-  // an idle direction holds neither.
+  // Once empty, the pipe goes back to the pool: an idle direction holds
+  // none. The queue's memory is given back too.
   void release(PipePool* pipes) {
-    if (inFlight() != 0) return;
+    if (!pendingLeft() && !pending.empty()) {
+      std::string().swap(pending);
+      pendingSent = 0;
+    }
+    if (inPipe != 0) return;
     pipeMaybeFull = false;
-    if (spliced()) pipes->give(std::move(pipe));
+    if (spliced() && pipes != nullptr) pipes->give(std::move(pipe));
     pipe = PipePool::Pipe();
-    buffer.reset();
-    head = tail = 0;
   }
 
-  // Writes pending bytes, then what is in flight. Moved: the sink took
+  // The bytes due before any read (the CONNECT answer, early bytes):
+  // sent at once, and only what the sink does not take is queued.
+  Io sendFirst(std::string_view bytes) {
+    size_t sent = 0;
+    while (sent < bytes.size()) {
+      const ssize_t n = ::send(sink, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+      if (n > 0) {
+        sent += static_cast<size_t>(n);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && wouldBlock(errno)) break;
+      return Io::Failed;
+    }
+    if (sent < bytes.size()) {
+      pending.assign(bytes.substr(sent));
+      pendingSent = 0;
+      return Io::Blocked;
+    }
+    return Io::Moved;
+  }
+
+  // Writes queued bytes, then what sits in the pipe. Moved: the sink took
   // everything; Blocked: it took what it could.
   Io drain(bool& progress) {
     while (pendingLeft()) {
+      // The source's EOF is known: the last bytes may wait for the FIN
+      // that follows at once and leave in the same segment.
+      const int more = sourceEof && inPipe == 0 ? MSG_MORE : 0;
       const ssize_t n =
-          ::send(sink, pending.data() + pendingSent, pending.size() - pendingSent, MSG_NOSIGNAL);
+          ::send(sink, pending.data() + pendingSent, pending.size() - pendingSent, MSG_NOSIGNAL | more);
       if (n > 0) {
         pendingSent += static_cast<size_t>(n);
         progress = true;
@@ -151,23 +195,13 @@ struct TunnelRelay::Direction {
       if (n < 0 && errno == EINTR) continue;
       return n < 0 && wouldBlock(errno) ? Io::Blocked : Io::Failed;
     }
-    if (!pending.empty()) std::string().swap(pending);  // its memory goes back now
-    while (inFlight() > 0) {
-      ssize_t n;
-      if (spliced()) {
-        n = ::splice(pipe.read.get(), nullptr, sink, nullptr, inPipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-      } else {
-        n = ::send(sink, buffer.get() + head, tail - head, MSG_NOSIGNAL);
-      }
+    while (inPipe > 0) {
+      const ssize_t n =
+          ::splice(pipe.read.get(), nullptr, sink, nullptr, inPipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       if (n > 0) {
         progress = true;
         pipeMaybeFull = false;
-        if (spliced()) {
-          inPipe -= static_cast<size_t>(n);
-        } else {
-          head += static_cast<size_t>(n);
-          if (head == tail) head = tail = 0;
-        }
+        inPipe -= static_cast<size_t>(n);
         continue;
       }
       if (n < 0 && errno == EINTR) continue;
@@ -176,22 +210,18 @@ struct TunnelRelay::Direction {
     return Io::Moved;
   }
 
-  // Reads once from the source into the free room.
-  Io fill(size_t bufferBytes, bool& progress) {
-    if (sourceEof) return Io::End;
-    if (spliced() ? (inPipe >= pipe.capacity || pipeMaybeFull) : tail >= bufferBytes) return Io::Blocked;
+  // One read from the source. `full`: it filled all the room offered (the
+  // socket may hold more); a short read emptied the socket.
+  Io read(void* into, size_t room, bool splicing, size_t& got, bool& full) {
     for (;;) {
-      ssize_t n;
-      if (spliced()) {
-        n = ::splice(source, nullptr, pipe.write.get(), nullptr, pipe.capacity - inPipe,
-                     SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-      } else {
-        n = ::recv(source, buffer.get() + tail, bufferBytes - tail, 0);
-      }
+      const ssize_t n = splicing ? ::splice(source, nullptr, pipe.write.get(), nullptr, room,
+                                            SPLICE_F_MOVE | SPLICE_F_NONBLOCK)
+                                 : ::recv(source, into, room, 0);
       if (n > 0) {
-        (spliced() ? inPipe : tail) += static_cast<size_t>(n);
-        bytes->fetch_add(static_cast<uint64_t>(n), std::memory_order_relaxed);
-        progress = true;
+        got = static_cast<size_t>(n);
+        full = got == room;
+        moved += got;
+        bytes->fetch_add(got, std::memory_order_relaxed);
         return Io::Moved;
       }
       if (n == 0) {
@@ -200,13 +230,70 @@ struct TunnelRelay::Direction {
       }
       if (errno == EINTR) continue;
       if (!wouldBlock(errno)) return Io::Failed;
-      if (spliced() && inPipe > 0) pipeMaybeFull = true;
+      if (splicing && inPipe > 0) pipeMaybeFull = true;
       return Io::Blocked;
     }
   }
 
+  // Copies what the source holds (up to `bufferBytes`) to the sink; what
+  // the sink does not take is queued. With the FIN announced, the read
+  // that returns it comes first, so the bytes and the FIN leave together.
+  Io copy(size_t bufferBytes, bool& progress, bool& full) {
+    const std::span<uint8_t> buffer = scratch(bufferBytes);
+    size_t got = 0;
+    const Io first = read(buffer.data(), buffer.size(), false, got, full);
+    if (first != Io::Moved) return first;
+    progress = true;
+    size_t have = got;
+    if (peerClosed && !full) {
+      bool more = false;
+      const Io second = read(buffer.data() + have, buffer.size() - have, false, got, more);
+      if (second == Io::Failed) return Io::Failed;
+      if (second == Io::Moved) have += got;
+    }
+    size_t sent = 0;
+    while (sent < have) {
+      const int more = sourceEof ? MSG_MORE : 0;  // the FIN follows at once
+      const ssize_t n = ::send(sink, buffer.data() + sent, have - sent, MSG_NOSIGNAL | more);
+      if (n > 0) {
+        sent += static_cast<size_t>(n);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && wouldBlock(errno)) break;
+      return Io::Failed;
+    }
+    if (sent < have) {
+      pending.assign(reinterpret_cast<const char*>(buffer.data()) + sent, have - sent);
+      pendingSent = 0;
+    }
+    return Io::Moved;
+  }
+
+  // Splices what the source holds into the pipe, up to its free room.
+  // `more`: always after bytes moved. A spliced direction is a bulk one:
+  // its socket refills while the pipe drains, and going back to the
+  // poller after each short read would cost an epoll_wait per pipe (the
+  // rounds per wakeup bound it instead).
+  Io fillPipe(bool& progress, bool& more) {
+    size_t got = 0;
+    bool full = false;
+    const Io result = read(nullptr, pipe.capacity - inPipe, true, got, full);
+    more = result == Io::Moved;
+    if (more) {
+      inPipe += got;
+      progress = true;
+    }
+    return result;
+  }
+
   // Registers the interest the state calls for; only changes reach epoll.
-  void want(bool read, bool write) {
+  // False when the write event cannot be made (out of memory).
+  bool want(event_base* base, bool read, bool write) {
+    if (write && !writable) {
+      writable.reset(event_new(base, sink, EV_WRITE | EV_PERSIST, &TunnelRelay::onWritable, this));
+      if (!writable) return false;
+    }
     if (read != reading) {
       if (read) {
         event_add(readable.get(), nullptr);
@@ -223,6 +310,7 @@ struct TunnelRelay::Direction {
       }
       writing = write;
     }
+    return true;
   }
 
   bool done() const { return sinkShut; }
@@ -251,21 +339,31 @@ TunnelRelay::~TunnelRelay() {
   stop();
 }
 
-bool TunnelRelay::start(std::string toClient, std::string toUpstream) {
-  down_->pending = std::move(toClient);
-  up_->pending = std::move(toUpstream);
+bool TunnelRelay::start(std::string_view toClient, std::string_view toUpstream) {
+  // EV_CLOSED (EPOLLRDHUP): a FIN that came with the last bytes is read
+  // in the same wakeup, not one loop pass later.
+  const short closed = (event_base_get_features(base_) & EV_FEATURE_EARLY_CLOSE) != 0 ? EV_CLOSED : 0;
   for (Direction* d : {up_.get(), down_.get()}) {
-    d->readable.reset(event_new(base_, d->source, EV_READ | EV_PERSIST, &TunnelRelay::onReadable, d));
-    d->writable.reset(event_new(base_, d->sink, EV_WRITE | EV_PERSIST, &TunnelRelay::onWritable, d));
-    if (!d->readable || !d->writable) return false;
+    d->readable.reset(event_new(base_, d->source, static_cast<short>(EV_READ | EV_PERSIST | closed),
+                                &TunnelRelay::onReadable, d));
+    if (!d->readable) return false;
   }
   idleTimer_.reset(evtimer_new(base_, &TunnelRelay::onIdleCheck, this));
   if (!idleTimer_) return false;
   lastActivity_ = std::chrono::steady_clock::now();
   const timeval idle = toTimeval(options_.idleTimeout);
   evtimer_add(idleTimer_.get(), &idle);
-  pump(*down_);  // the CONNECT answer
-  if (!over_) pump(*up_);
+  // The first bytes go now (the CONNECT answer), and only what the sink
+  // does not take is kept; nothing is read before the poller says a
+  // source has something (no read that finds nothing).
+  for (auto [d, first] : {std::pair{down_.get(), toClient}, std::pair{up_.get(), toUpstream}}) {
+    const Io sent = d->sendFirst(first);
+    if (sent == Io::Failed) {
+      finish(RelayEnd::Reset);
+      return true;
+    }
+    if (!d->want(base_, d->roomToRead(), d->queued())) return false;
+  }
   return true;
 }
 
@@ -276,9 +374,8 @@ void TunnelRelay::stop() noexcept {
     d->writable.reset();
     d->reading = d->writing = false;
     // An empty pipe is as good as new; one with bytes in it is closed.
-    if (pipes_ != nullptr) d->release(pipes_);
+    d->release(pipes_);
     d->pipe = PipePool::Pipe();
-    d->buffer.reset();
     std::string().swap(d->pending);
   }
   idleTimer_.reset();
@@ -286,8 +383,9 @@ void TunnelRelay::stop() noexcept {
   upstream_.reset();
 }
 
-void TunnelRelay::onReadable(evutil_socket_t, short, void* arg) {
+void TunnelRelay::onReadable(evutil_socket_t, short what, void* arg) {
   auto* d = static_cast<Direction*>(arg);
+  if ((what & EV_CLOSED) != 0) d->peerClosed = true;
   d->relay->pump(*d);
 }
 
@@ -312,41 +410,44 @@ void TunnelRelay::onIdleCheck(evutil_socket_t, short, void* arg) {
   evtimer_add(self->idleTimer_.get(), &left);
 }
 
+TunnelRelay::Direction& TunnelRelay::other(const Direction& direction) const {
+  return &direction == up_.get() ? *down_ : *up_;
+}
+
 void TunnelRelay::pump(Direction& d) {
   if (over_) return;
   bool progress = false;
-  for (int round = 0; round < kRoundsPerWakeup; ++round) {
-    bool moved = false;
-    if (d.drain(moved) == Io::Failed) {
+  if (d.drain(progress) == Io::Failed) {
+    finish(RelayEnd::Reset);
+    return;
+  }
+  for (int round = 0; round < kRoundsPerWakeup && !d.sourceEof && d.roomToRead(); ++round) {
+    bool missing = false;
+    const bool splicing = d.wantPipe(pipes_, options_.spliceAfter, missing);
+    if (missing) copied_ = true;
+    bool full = false;
+    const Io read = splicing ? d.fillPipe(progress, full) : d.copy(options_.bufferBytes, progress, full);
+    if (read == Io::Failed || d.drain(progress) == Io::Failed) {
       finish(RelayEnd::Reset);
       return;
     }
-    if (!d.sourceEof && !d.carrier(pipes_, options_.bufferBytes) && pipes_ != nullptr) copied_ = true;
-    bool filled = false;
-    if (d.fill(options_.bufferBytes, filled) == Io::Failed) {
-      finish(RelayEnd::Reset);
-      return;
-    }
-    progress = progress || moved || filled;
-    // Nothing new read: the drain above already wrote what it could.
-    if (!filled) break;
+    // Copying, a short read emptied the socket: the poller says when
+    // more comes (no read that finds nothing on a short tunnel).
+    if (read != Io::Moved || !full) break;
   }
   if (progress) lastActivity_ = std::chrono::steady_clock::now();
-  const bool queued = d.pendingLeft() || d.inFlight() > 0;
-  if (d.sourceEof && !queued && !d.sinkShut) {
-    // Everything before the EOF is delivered: pass the FIN on.
-    ::shutdown(d.sink, SHUT_WR);
+  if (d.sourceEof && !d.queued() && !d.sinkShut) {
+    // Everything before the EOF is delivered: pass the FIN on. With the
+    // other way over already, closing the sockets (now) sends it.
+    if (!other(d).done()) ::shutdown(d.sink, SHUT_WR);
     d.sinkShut = true;
   }
   if (up_->done() && down_->done()) {
     finish(RelayEnd::Done);
     return;
   }
-  if (pipes_ != nullptr) d.release(pipes_);
-  const bool roomToRead = d.spliced() ? d.inPipe < d.pipe.capacity && !d.pipeMaybeFull
-                          : d.buffer  ? d.tail < options_.bufferBytes
-                                      : true;  // empty: a carrier comes with the next read
-  d.want(!d.sourceEof && roomToRead, queued);
+  d.release(pipes_);
+  if (!d.want(base_, !d.sourceEof && d.roomToRead(), d.queued())) finish(RelayEnd::Reset);
 }
 
 void TunnelRelay::finish(RelayEnd end) {

@@ -1,23 +1,36 @@
 // The tunnel relay: the bidirectional byte pump between a client and its
 // upstream once CONNECT has succeeded. It owns both sockets from then on.
 //
-// Each direction moves bytes from its source socket to its sink socket
-// through a pipe with splice(2) (zero-copy: the payload never enters user
-// space), or, when no pipe can be had (EMFILE, ENFILE, or splicing
-// switched off), through a buffer with recv/send. Either way at most
-// `pipeBytes` (or `bufferBytes`) per direction are in flight: reading a
-// source stops while its sink has not taken them (bounded memory).
+// Each direction copies its first `spliceAfter` bytes with recv/send
+// through a scratch buffer shared by every tunnel of the thread (a TLS
+// handshake and a request or two: for a few KiB a copy costs less than
+// splice(2) through a pipe), then moves bytes from its source socket to
+// its sink socket through a pipe with splice(2) (zero-copy: the payload
+// never enters user space). When no pipe can be had (EMFILE, ENFILE, or
+// splicing switched off) it goes on copying. Bytes the sink did not take
+// wait in the direction's queue; at most `pipeBytes` (spliced) or
+// `bufferBytes` (copied) per direction are in flight: reading a source
+// stops while its sink has not taken them (bounded memory).
 //
-// A direction holds its pipe (or buffer) only while bytes are in flight:
-// it borrows an empty pipe from the PipePool when its source has data and
-// gives it back once the sink took everything. An idle tunnel thus costs
-// its two sockets and this object, not two pipes (4 descriptors, their
-// rings); a busy one reuses pipes without a pipe2() per tunnel.
+// A direction holds its pipe only while bytes are in flight: it borrows
+// an empty pipe from the PipePool when its source has data and gives it
+// back once the sink took everything. An idle tunnel thus costs its two
+// sockets and this object, not two pipes (4 descriptors, their rings); a
+// busy one reuses pipes without a pipe2() per tunnel.
+//
+// Few system calls per short tunnel: no read before the poller says a
+// source is readable, no second copy read after a short one (the socket
+// was empty), and a peer's FIN announced with its last bytes (EPOLLRDHUP)
+// is read at once and sent along with them. A spliced direction reads on
+// while reads move bytes (a few rounds per wakeup), as bulk wants.
 //
 // Half-close: a source's EOF becomes shutdown(SHUT_WR) on the sink once
-// everything before it is written; the relay ends when both directions
-// have passed their EOF on. A reset or write error on either side closes
-// both sockets with SO_LINGER 0, so the other peer sees the reset too.
+// everything before it is written (the last copied bytes and the FIN then
+// leave in one segment); when the other direction is over already, the
+// close that ends the relay sends that FIN. The relay ends when both
+// directions have passed their EOF on. A reset or write error on either
+// side closes both sockets with SO_LINGER 0, so the other peer sees the
+// reset too.
 //
 // Ownership: owns the two sockets and the pipes; borrows the event_base
 // and the byte counters (both must outlive it). Thread-safety: everything
@@ -32,6 +45,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -77,8 +91,11 @@ class PipePool {
 struct RelayOptions {
   // Pipe capacity per direction (F_SETPIPE_SZ), the most bytes in flight.
   size_t pipeBytes = size_t{64} * 1024;
-  // Without a pipe: the buffer per direction, allocated on first use.
+  // Copying: the most bytes read at once and left waiting for the sink.
   size_t bufferBytes = size_t{64} * 1024;
+  // A direction copies until it has moved this many bytes, then splices
+  // (with a pool). 0: splice from the first byte.
+  size_t spliceAfter = size_t{64} * 1024;
   std::chrono::milliseconds idleTimeout{300'000};
 };
 
@@ -107,12 +124,12 @@ class TunnelRelay {
   // anything read from the other side (the CONNECT answer, bytes the client
   // sent right behind its CONNECT). False if the events cannot be created:
   // nothing was started, the caller closes the connection.
-  bool start(std::string toClient, std::string toUpstream);
+  bool start(std::string_view toClient, std::string_view toUpstream);
   // Stops every event and closes the sockets now (the connection is closed
   // from outside, e.g. on shutdown). Finished is not called.
   void stop() noexcept;
-  // True once a direction had to copy through user space for want of a
-  // pipe (with a pool).
+  // True once a direction past `spliceAfter` had to copy through user
+  // space for want of a pipe (with a pool).
   bool copied() const noexcept { return copied_; }
 
  private:
@@ -121,6 +138,7 @@ class TunnelRelay {
   static void onWritable(evutil_socket_t fd, short what, void* arg);
   static void onIdleCheck(evutil_socket_t fd, short what, void* arg);
   void pump(Direction& direction);
+  Direction& other(const Direction& direction) const;
   void finish(RelayEnd end);
 
   event_base* base_;

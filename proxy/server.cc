@@ -163,6 +163,7 @@ struct ProxyServer::Connection {
     clientBev.reset(bufferevent_socket_new(server.base_, fd, BEV_OPT_CLOSE_ON_FREE));
     if (!clientBev) {
       ::close(fd);
+      server.close(id);
       return;
     }
     bufferevent_setcb(clientBev.get(), &Connection::onClientRead, &Connection::onClientWrite,
@@ -236,11 +237,18 @@ struct ProxyServer::Connection {
   ssize_t readEarlyBytes(int fd) {
     evbuffer* input = bufferevent_get_input(clientBev.get());
     const size_t want = options().maxHeadBytes + 1;
+    // A socket bufferevent keeps its input's end frozen except while it
+    // reads itself (libevent's bufferevent_readcb does the same): without
+    // the thaw, the reservation fails and the head waits for a loop pass.
+    evbuffer_unfreeze(input, 0);
     evbuffer_iovec space{};
-    if (evbuffer_reserve_space(input, static_cast<ev_ssize_t>(want), &space, 1) != 1) return -1;
-    const ssize_t got = ::recv(fd, space.iov_base, std::min(space.iov_len, want), 0);
-    space.iov_len = got > 0 ? static_cast<size_t>(got) : 0;
-    evbuffer_commit_space(input, &space, 1);
+    ssize_t got = -1;
+    if (evbuffer_reserve_space(input, static_cast<ev_ssize_t>(want), &space, 1) == 1) {
+      got = ::recv(fd, space.iov_base, std::min(space.iov_len, want), 0);
+      space.iov_len = got > 0 ? static_cast<size_t>(got) : 0;
+      evbuffer_commit_space(input, &space, 1);
+    }
+    evbuffer_freeze(input, 0);
     return got;
   }
 
@@ -615,13 +623,20 @@ struct ProxyServer::Connection {
     bufferevent_disable(clientBev.get(), EV_READ);
     nextCandidate = 0;
     attempts.clear();
+    startAttempt();
+  }
+
+  // The timers an attempt in progress needs, made only then: on a near
+  // upstream connect() has usually finished when it returns.
+  bool armAttemptTimers() {
     if (!connectTimer) {
       connectTimer.reset(evtimer_new(server.base_, &Connection::onConnectTimeout, this));
+      if (!connectTimer) return false;
       const timeval tv = toTimeval(options().connectTimeout);
       evtimer_add(connectTimer.get(), &tv);
     }
-    staggerTimer.reset(evtimer_new(server.base_, &Connection::onStagger, this));
-    startAttempt();
+    if (!staggerTimer) staggerTimer.reset(evtimer_new(server.base_, &Connection::onStagger, this));
+    return static_cast<bool>(staggerTimer);
   }
 
   void startAttempt() {
@@ -653,6 +668,10 @@ struct ProxyServer::Connection {
         dropAttempts();
         connected(fd);
         return;
+      }
+      if (!armAttemptTimers()) {
+        ::close(fd);
+        break;
       }
       Attempt attempt;
       attempt.fd = fd;
@@ -699,7 +718,7 @@ struct ProxyServer::Connection {
     if (error != 0) {
       ::close(it->fd);
       self->attempts.erase(it);
-      evtimer_del(self->staggerTimer.get());
+      if (self->staggerTimer) evtimer_del(self->staggerTimer.get());
       self->startAttempt();  // the next one now, not after the delay
       return;
     }
@@ -777,10 +796,15 @@ struct ProxyServer::Connection {
     state = State::Tunnel;
     counters().tunnelsActive.fetch_add(1, std::memory_order_relaxed);
     countedTunnel = true;
+    // Usually nothing is left unsent and the answer goes as it is; the
+    // relay copies only what the socket does not take at once.
     evbuffer* unsent = bufferevent_get_output(clientBev.get());
-    std::string toClient(evbuffer_get_length(unsent), '\0');
-    evbuffer_remove(unsent, toClient.data(), toClient.size());
-    toClient.append(kConnectEstablished);
+    std::string toClient;
+    if (evbuffer_get_length(unsent) > 0) {
+      toClient.resize(evbuffer_get_length(unsent));
+      evbuffer_remove(unsent, toClient.data(), toClient.size());
+      toClient.append(kConnectEstablished);
+    }
     // Bytes the client sent right behind CONNECT (a TLS ClientHello).
     evbuffer* early = bufferevent_get_input(clientBev.get());
     std::string toUpstream(evbuffer_get_length(early), '\0');
@@ -796,7 +820,9 @@ struct ProxyServer::Connection {
     relay = std::make_unique<TunnelRelay>(server.base_, std::move(clientFd), std::move(upstream),
                                           server.pipes_.get(), relayOptions, counters().bytesToUpstream,
                                           counters().bytesToClient, &Connection::onRelayEnd, this);
-    if (!relay->start(std::move(toClient), std::move(toUpstream))) server.close(id);
+    if (!relay->start(toClient.empty() ? kConnectEstablished : std::string_view(toClient), toUpstream)) {
+      server.close(id);
+    }
   }
 
   static void onRelayEnd(void* arg, RelayEnd end) {
@@ -1144,8 +1170,9 @@ void ProxyServer::onAccept(evconnlistener*, int fd, struct sockaddr* addr, int, 
   Connection* raw = connection.get();
   self->connections_.emplace(id, std::move(connection));
   self->counters_.connectionsActive.store(self->connections_.size(), std::memory_order_relaxed);
+  // Closes itself when it cannot go on. Without a bufferevent is no sign
+  // of that: a tunnel whose head came with the connection has left it.
   raw->start(fd);
-  if (!raw->clientBev) self->close(id);
 }
 
 void ProxyServer::onDnsAnswer(int result, char type, int count, int ttl, void* addresses, void* arg) {

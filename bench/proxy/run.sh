@@ -30,7 +30,11 @@
 # Usage: bench/proxy/run.sh BUILD_DIR RESULTS_DIR   (root; writes
 # RESULTS_DIR/proxy.json). Knobs: PROXY_BENCH_ROUNDS [5]
 # PROXY_BENCH_SECONDS [3] PROXY_BENCH_WORKERS [32] PROXY_BENCH_BULK_SECONDS [2]
-# PROXY_BENCH_IDLE [1000] PROXY_BENCH_KEEP [0].
+# PROXY_BENCH_IDLE [1000] PROXY_BENCH_KEEP [0] PROXY_BENCH_BASELINE [none: an
+# egressd binary measured as config `baseline` beside build's].
+# Also reported: each proxy's CPU time per tunnel (all its threads, from
+# schedstat, during the tunnels phase), steadier than tunnels/s when the
+# machine is shared.
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -148,6 +152,21 @@ E2E_NFQUEUE=false write_egressd_config "$work/egressd.toml" "$work/rules"
 printf '\n[proxy]\nlisten = ["%s:3128"]\nmax_connections = 100000\n' "$E2E_GW_POD_IP4" >> "$work/egressd.toml"
 start_egressd "$egressd" "$work/egressd.toml" || fail "egressd did not start"
 egressd_pid="$(cat "$E2E_PIDS/egressd.pid")"
+# PROXY_BENCH_BASELINE: another egressd binary (say, main's) measured as
+# config `baseline` in the same rounds, on :3130 with its own DNS port,
+# metrics port and control socket: a change's before and after side by side.
+baseline_pid=""
+if [ -n "${PROXY_BENCH_BASELINE:-}" ]; then
+  [ -x "$PROXY_BENCH_BASELINE" ] || fail "PROXY_BENCH_BASELINE=$PROXY_BENCH_BASELINE is not executable"
+  sed -e "s/:53\"/:5354\"/g" -e "s/127.0.0.1:9153/127.0.0.1:9154/" -e "s#control.sock#control-baseline.sock#" \
+    -e "s/:3128\"/:3130\"/" "$work/egressd.toml" > "$work/egressd-baseline.toml"
+  sed -i "s/^upstreams = .*/upstreams = [\"$E2E_DNS4:53\"]/" "$work/egressd-baseline.toml"
+  setsid ip netns exec "$E2E_NS_GW" "$PROXY_BENCH_BASELINE" --config "$work/egressd-baseline.toml" \
+    > "$work/logs/egressd-baseline.log" 2>&1 < /dev/null &
+  baseline_pid=$!
+  wait_until 100 grep -q egressd.started "$work/logs/egressd-baseline.log" ||
+    fail "baseline egressd did not start: $(tail -3 "$work/logs/egressd-baseline.log")"
+fi
 
 squid_dir="$work/squid"
 mkdir -p "$squid_dir"
@@ -181,6 +200,7 @@ squid_pid=$!
 wait_until 100 listening "$E2E_NS_GW" "$E2E_GW_POD_IP4" 3129 || fail "squid: $(tail -3 "$squid_dir/cache.log")"
 
 configs="direct egressd squid"
+[ -n "$baseline_pid" ] && configs="$configs baseline"
 smokescreen_pid=""
 if [ -n "$smokescreen" ]; then
   # Without client certificates Smokescreen has no role: allow_missing_role
@@ -218,6 +238,7 @@ proxy_of() {
   case $1 in
     direct) echo direct ;;
     egressd) echo "$E2E_GW_POD_IP4:3128" ;;
+    baseline) echo "$E2E_GW_POD_IP4:3130" ;;
     squid) echo "$E2E_GW_POD_IP4:3129" ;;
     smokescreen) echo "$E2E_GW_POD_IP4:4750" ;;
   esac
@@ -225,6 +246,7 @@ proxy_of() {
 pid_of() {
   case $1 in
     egressd) echo "$egressd_pid" ;;
+    baseline) echo "$baseline_pid" ;;
     squid) pgrep -P "$squid_pid" squid | head -1 || echo "$squid_pid" ;;
     smokescreen) echo "$smokescreen_pid" ;;
   esac
@@ -234,6 +256,20 @@ rss_kib() { # the resident memory of a process and its children
   local pid=$1 total=0 p
   [ -n "$pid" ] || { echo 0; return; }
   for p in $pid $(pgrep -P "$pid"); do total=$((total + $(awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2> /dev/null || echo 0))); done
+  echo "$total"
+}
+
+# CPU time a process and its children (every thread) have run, in ns
+# (schedstat): the proxy's own cost per tunnel, steadier than tunnels/s on
+# a shared machine.
+cpu_ns() {
+  local pid=$1 total=0 p t
+  [ -n "$pid" ] || { echo 0; return; }
+  for p in $pid $(pgrep -P "$pid"); do
+    for t in /proc/"$p"/task/*/schedstat; do
+      total=$((total + $(cut -d' ' -f1 "$t" 2> /dev/null || echo 0)))
+    done
+  done
   echo "$total"
 }
 
@@ -264,9 +300,11 @@ done
 for r in $(seq "$rounds"); do
   order="$(echo "$configs" | tr ' ' '\n' | awk -v r="$r" '{a[NR]=$0} END {for (i=0;i<NR;i++) print a[(i+r)%NR+1]}')"
   for c in $order; do
+    cpu_before="$(cpu_ns "$(pid_of "$c")")"
     t="$(in_pod "$load" tunnels "$(proxy_of "$c")" "$(target "$c")" "$name" "$seconds" "$workers")"
+    cpu_after="$(cpu_ns "$(pid_of "$c")")"
     b="$(in_pod "$load" bulk "$(proxy_of "$c")" "$(target "$c")" "$name" /bulk "$bulk_seconds")"
-    echo "round=$r config=$c $t $b" | tee -a "$raw" >&2
+    echo "round=$r config=$c $t $b tunnel_cpu_ns=$((cpu_after - cpu_before))" | tee -a "$raw" >&2
   done
 done
 # Memory per idle tunnel: the proxy's resident memory, and the kernel's
@@ -308,6 +346,9 @@ for line in open(raw):
     r["tunnels_per_s"].append(float(fields["tunnels_per_s"]))
     r["bulk_bytes_per_s"].append(float(fields.get("bytes_per_s", 0)))
     r["errors"] += int(fields["errors"])
+    tunnels_done = float(fields["tunnels_per_s"]) * float(seconds)
+    if fields.get("tunnel_cpu_ns") and tunnels_done > 0 and fields["config"] != "direct":
+        r.setdefault("cpu_us_per_tunnel", []).append(int(fields["tunnel_cpu_ns"]) / tunnels_done / 1000)
 result = {"bench": "proxy", "rounds": int(rounds), "seconds": float(seconds), "workers": int(workers),
           "load_average": {"start": load_start, "end": load_end},
           "configs": {}, "ratios": {}, "goals": {}}
@@ -315,6 +356,8 @@ for c, r in runs.items():
     result["configs"][c] = {"tunnels_per_s_median": statistics.median(r["tunnels_per_s"]),
                             "bulk_bytes_per_s_median": statistics.median(r["bulk_bytes_per_s"]),
                             "errors": r["errors"], "rounds": r}
+    if r.get("cpu_us_per_tunnel"):
+        result["configs"][c]["cpu_us_per_tunnel_median"] = round(statistics.median(r["cpu_us_per_tunnel"]), 1)
 # Memory per idle tunnel: resident memory, plus the kernel's share (the
 # slab growth beyond what the same connections cost without a proxy).
 direct_slab = idle_rows.get("direct", {}).get("slab_kib_per_tunnel")
@@ -334,7 +377,7 @@ def per_round(other, key):
     mine, theirs = runs.get(e, {}).get(key, []), runs.get(other, {}).get(key, [])
     ratios = [a / b for a, b in zip(mine, theirs) if b]
     return round(statistics.median(ratios), 3) if ratios else None
-for other in ("squid", "smokescreen", "direct"):
+for other in ("squid", "smokescreen", "direct", "baseline"):
     if other not in runs:
         continue
     result["ratios"][f"egressd_vs_{other}_tunnels"] = per_round(other, "tunnels_per_s")
@@ -351,7 +394,14 @@ print(f"load average {load_start} at start, {load_end} at end; {rounds} alternat
 print(f"bulk on one tunnel: egressd {ratios.get('egressd_vs_direct_bulk')}x direct (goal >= 0.9)")
 print(f"new tunnels/s: egressd {ratios.get('egressd_vs_squid_tunnels')}x squid (goal >= 2), "
       f"{ratios.get('egressd_vs_smokescreen_tunnels')}x smokescreen (goal >= 1.5)")
-for c in ("egressd", "squid", "smokescreen"):
+if "baseline" in runs:
+    print(f"against PROXY_BENCH_BASELINE: tunnels/s {ratios.get('egressd_vs_baseline_tunnels')}x, "
+          f"bulk {ratios.get('egressd_vs_baseline_bulk')}x")
+for c in ("egressd", "baseline", "squid", "smokescreen"):
+    cpu = result["configs"].get(c, {}).get("cpu_us_per_tunnel_median")
+    if cpu is not None:
+        print(f"CPU per tunnel, {c}: {cpu} us (all its threads, median over rounds)")
+for c in ("egressd", "baseline", "squid", "smokescreen"):
     i = result["configs"].get(c, {}).get("idle")
     if i:
         print(f"memory per idle tunnel, {c}: {i['kib_per_idle_tunnel']} KiB "

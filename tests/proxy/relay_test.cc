@@ -1,7 +1,8 @@
 // The tunnel relay on real loopback TCP sockets, spliced and copying:
-// bytes arrive intact and in order (queued ones first), a FIN is passed on
-// only after the bytes before it, the relay ends when both sides are done,
-// and a reset on one side reaches the other as a reset.
+// bytes arrive intact and in order (queued ones first, copied ones before
+// spliced ones), a FIN is passed on only after the bytes before it, the
+// relay ends when both sides are done, a short tunnel takes no pipe, and a
+// reset on one side reaches the other as a reset.
 #include <catch2/catch.hpp>
 
 #include <arpa/inet.h>
@@ -55,7 +56,7 @@ struct Harness {
   UniqueFd clientPeer;    // the proxy's client
   UniqueFd upstreamPeer;  // the server
 
-  explicit Harness(bool splice) {
+  explicit Harness(bool splice, size_t spliceAfter = size_t{64} * 1024) {
     auto [client, relayClient] = tcpPair();
     auto [relayUpstream, upstream] = tcpPair();
     clientPeer = std::move(client);
@@ -64,6 +65,7 @@ struct Harness {
     proxy::RelayOptions options;
     options.pipeBytes = size_t{64} * 1024;
     options.bufferBytes = size_t{16} * 1024;
+    options.spliceAfter = spliceAfter;
     relay = std::make_unique<proxy::TunnelRelay>(
         base.get(), std::move(relayClient), std::move(relayUpstream), pool.get(), options, toUpstream,
         toClient, [](void* arg, proxy::RelayEnd e) { static_cast<Harness*>(arg)->end = e; }, this);
@@ -110,8 +112,10 @@ struct Harness {
 
 TEST_CASE("the relay carries bytes both ways and passes each half-close on", "[proxy][relay]") {
   const bool splice = GENERATE(true, false);
-  CAPTURE(splice);
-  Harness h(splice);
+  // 0: splicing from the first byte; else copying first, splicing after.
+  const size_t spliceAfter = GENERATE(size_t{0}, size_t{64} * 1024);
+  CAPTURE(splice, spliceAfter);
+  Harness h(splice, spliceAfter);
   REQUIRE(h.relay->start("HTTP/1.1 200 Connection established\r\n\r\n", "early"));
 
   // Queued bytes go first: the CONNECT answer to the client, the early
@@ -155,4 +159,32 @@ TEST_CASE("a reset on one side reaches the other side as a reset", "[proxy][rela
   CHECK(h.settle(h.clientPeer.get()) == -ECONNRESET);
   REQUIRE(h.end.has_value());
   CHECK(*h.end == proxy::RelayEnd::Reset);
+}
+
+TEST_CASE("a short tunnel is copied: the answer and its FIN arrive, no pipe is taken", "[proxy][relay]") {
+  const bool splice = GENERATE(true, false);
+  CAPTURE(splice);
+  Harness h(splice);
+  const std::string established = "HTTP/1.1 200 Connection established\r\n\r\n";
+  REQUIRE(h.relay->start(established, ""));
+  const std::string request = "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+  CHECK(h.pump(h.clientPeer.get(), request, h.upstreamPeer.get(), request.size()) == request);
+  // The server answers and closes at once: the bytes and the FIN are both
+  // in the relay's socket when it wakes.
+  const std::string response = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n";
+  REQUIRE(::send(h.upstreamPeer.get(), response.data(), response.size(), MSG_NOSIGNAL) ==
+          static_cast<ssize_t>(response.size()));
+  REQUIRE(::shutdown(h.upstreamPeer.get(), SHUT_WR) == 0);
+  CHECK(h.pump(h.clientPeer.get(), "", h.clientPeer.get(), established.size() + response.size()) ==
+        established + response);
+  CHECK(h.settle(h.clientPeer.get()) == 0);  // then the FIN
+  CHECK_FALSE(h.end.has_value());            // the client may still send
+  REQUIRE(::shutdown(h.clientPeer.get(), SHUT_WR) == 0);
+  CHECK(h.settle(h.upstreamPeer.get()) == 0);
+  REQUIRE(h.end.has_value());
+  CHECK(*h.end == proxy::RelayEnd::Done);
+  CHECK(h.toUpstream.load() == request.size());
+  CHECK(h.toClient.load() == response.size());
+  CHECK(h.relay->copied() == false);
+  if (splice) CHECK(h.pool->idle() == 0);  // a few hundred bytes: no pipe2 for them
 }
