@@ -38,10 +38,13 @@
 # run's wall time and moved by up to 8 % per connection between two runs
 # of one binary: more than the 2 % it is meant to show. So each run also
 # reports the event path: the inclusive instructions of what runs per
-# event (EventHub::onDecision on the workers; EventHub::deliver: the log
-# line, the counters, the watchers; PodTable::find, names and copyTo
-# wherever called, so a worker's find counts twice, about 30), without
-# the idle drains and loop wake-ups; "added" is mapped minus off there, and
+# event (EventHub::onDecision on the workers; the log lines, writeLogLine
+# and logDns; the counters, RuleSetHits and NamespaceDenials; PodTable's
+# find, names and copyTo wherever called, so a worker's find counts
+# twice, about 30), without the idle drains and loop wake-ups and without
+# the watchers' formatting: the warm-up's watch client gets a number of
+# events that varies from run to run (a few hundred instructions per
+# operation of noise otherwise); "added" is mapped minus off there, and
 # "added_share" that divided by the whole-program count without
 # attribution: attribution's cost as a share of egressd's per operation.
 #
@@ -195,7 +198,7 @@ measure() {
 import re, sys
 best = {}
 for line in sys.stdin:
-    m = re.match(r"\s*([\d,]+)\s+\([^)]*\)\s+\S*(EventHub::onDecision|EventHub::deliver|PodTable::find|PodTable::names|PodTable::copyTo)\(", line)
+    m = re.match(r"\s*([\d,]+)\s+\([^)]*\)\s+\S*(EventHub::onDecision|EventHub::writeLogLine|EventHub::logDns|RuleSetHits::count|NamespaceDenials::count|PodTable::find|PodTable::names|PodTable::copyTo)\(", line)
     if m:
         best[m.group(2)] = max(best.get(m.group(2), 0), int(m.group(1).replace(",", "")))
 print(sum(best.values()))')"
