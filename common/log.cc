@@ -234,6 +234,20 @@ LogLine& LogLine::field(std::string_view key, std::string_view value) {
   return *this;
 }
 
+LogLine& LogLine::plainField(std::string_view key, std::string_view value) {
+  if (!enabled_) return *this;
+  appendKey(key);
+  std::string& out = *out_;
+  if (json_ || value.empty()) {
+    out.push_back('"');
+    out.append(value);
+    out.push_back('"');
+  } else {
+    out.append(value);
+  }
+  return *this;
+}
+
 // Numbers are bare in both styles (a JSON number, not a string).
 LogLine& LogLine::field(std::string_view key, int64_t value) {
   if (!enabled_) return *this;

@@ -48,6 +48,10 @@ class LogLine {
   LogLine& field(std::string_view key, int value) { return field(key, static_cast<int64_t>(value)); }
   LogLine& field(std::string_view key, unsigned value) { return field(key, static_cast<uint64_t>(value)); }
   LogLine& field(std::string_view key, bool value) { return field(key, value ? "true" : "false"); }
+  // `value` known to need no quoting or escaping in either style: only
+  // printable ASCII other than space, '"', '=' and '\\' (the caller
+  // checked, e.g. attribution::PodNames::plain). Skips the per-byte check.
+  LogLine& plainField(std::string_view key, std::string_view value);
 
  private:
   void begin(LogLevel level, std::string_view event);

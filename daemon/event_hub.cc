@@ -219,9 +219,13 @@ void EventHub::onDecision(const nfq::DecisionEvent& in) noexcept {
     dropped_.fetch_add(1, std::memory_order_relaxed);
     return;
   }
+  if (stripe.filling.empty()) stripe.pending.store(true, std::memory_order_relaxed);
   Slot& slot = stripe.filling.emplace_back();  // within the reserved capacity: no allocation
   fromDecision(in, slot.event);
-  if (stripe.pods) stripe.pods->get().lookup(in.src, slot.event.client);
+  if (podHolder_ != nullptr) {
+    if (podHolder_->generation() != stripe.podsGeneration) refreshPods(stripe);
+    slot.pod = stripe.pods->find(in.src);
+  }
   slot.hasPacket = false;
   if (!capture_.load(std::memory_order_relaxed) || in.packet.empty()) return;
   if (stripe.fillingPackets.size() >= stripe.packetCapacity) {
@@ -236,6 +240,21 @@ void EventHub::onDecision(const nfq::DecisionEvent& in) noexcept {
   slot.hasPacket = true;
 }
 
+void EventHub::refreshPods(Stripe& stripe) noexcept {
+  for (Slot& slot : stripe.filling) {
+    if (!slot.pod) continue;
+    stripe.pods->copyTo(slot.pod, slot.event.client);
+    slot.pod = {};
+  }
+  stripe.podsGeneration = podHolder_->generation();
+  stripe.pods = podHolder_->load();
+}
+
+bool EventHub::clientWanted(const observe::Event& event) const {
+  return (counterHook_ && event.verdict != observe::EventVerdict::Allow) ||
+         (fanout_ && (!fanoutListening_ || fanoutListening_()));
+}
+
 void EventHub::onDnsEvent(const dns::DnsEvent& in) {
   // The address that received it when the service says (port 0: unknown).
   const common::SocketAddress* listener = in.server.port != 0 ? &in.server : nullptr;
@@ -248,7 +267,8 @@ void EventHub::onDnsEvent(const dns::DnsEvent& in) {
   }
   observe::Event event;
   fromDns(in, listener, event);
-  if (loopPods_) loopPods_->get().lookup(event.src, event.client);
+  // The DNS log line names no pod: only the counter and watchers need it.
+  if (loopPods_ && clientWanted(event)) loopPods_->get().lookup(event.src, event.client);
   ++dnsEvents_;
   deliver(event, nullptr);
 }
@@ -266,10 +286,11 @@ void EventHub::onDnsCacheHits(std::string_view name, const policy::Policy& polic
 }
 
 void EventHub::setPodTable(const common::SnapshotHolder<attribution::PodTable>* pods) {
+  podHolder_ = pods;
   for (auto& stripe : stripes_) {
     const std::lock_guard lock(stripe->mutex);
-    stripe->pods =
-        pods != nullptr ? std::make_unique<common::SnapshotReader<attribution::PodTable>>(*pods) : nullptr;
+    stripe->podsGeneration = pods != nullptr ? pods->generation() : 0;
+    stripe->pods = pods != nullptr ? pods->load() : nullptr;
   }
   loopPods_ =
       pods != nullptr ? std::make_unique<common::SnapshotReader<attribution::PodTable>>(*pods) : nullptr;
@@ -300,14 +321,21 @@ bool EventHub::wantsDnsEvent(dns::DnsOutcome outcome, dns::DenyReason reason, bo
 
 void EventHub::onProxyEvent(const observe::Event& in) {
   ++proxyEvents_;
-  if (!loopPods_) {
+  // The client pod, as for DNS events (the proxy knows only the address).
+  const attribution::PodTable* pods = loopPods_ ? &loopPods_->get() : nullptr;
+  const attribution::PodRef pod = pods != nullptr ? pods->find(in.src) : attribution::PodRef{};
+  if (!pod) {
     deliver(in, nullptr);
     return;
   }
-  // The client pod, as for DNS events (the proxy knows only the address).
-  observe::Event event = in;
-  loopPods_->get().lookup(event.src, event.client);
-  deliver(event, nullptr);
+  const attribution::PodNames names = pods->names(pod);
+  if (!clientWanted(in)) {
+    deliver(in, nullptr, &names);
+    return;
+  }
+  observe::Event event = in;  // a consumer reads event.client
+  pods->copyTo(pod, event.client);
+  deliver(event, nullptr, &names);
 }
 
 void EventHub::setCapturePackets(bool on) {
@@ -334,22 +362,32 @@ void EventHub::onTimer(evutil_socket_t, short, void* arg) {
 void EventHub::drain() {
   for (auto& stripePtr : stripes_) {
     Stripe& stripe = *stripePtr;
+    // A stale false only delays the stripe's events to the next drain.
+    if (!stripe.pending.load(std::memory_order_relaxed)) continue;
     {
       const std::lock_guard lock(stripe.mutex);
+      stripe.pending.store(false, std::memory_order_relaxed);
       if (stripe.filling.empty()) continue;
       // Both keep their capacity: swapping never allocates.
       stripe.filling.swap(stripe.draining);
       stripe.fillingPackets.swap(stripe.drainingPackets);
+      if (stripe.drainingPods != stripe.pods) stripe.drainingPods = stripe.pods;
     }
     size_t nextPacket = 0;
-    for (const Slot& slot : stripe.draining) {
+    for (Slot& slot : stripe.draining) {
       const observe::CapturedPacket* packet = nullptr;
       if (slot.hasPacket && nextPacket < stripe.drainingPackets.size()) {
         packet = &stripe.drainingPackets[nextPacket++];
         ++packetsCaptured_;
       }
       ++verdictEvents_;
-      deliver(slot.event, packet);
+      if (!slot.pod) {
+        deliver(slot.event, packet);
+        continue;
+      }
+      const attribution::PodNames names = stripe.drainingPods->names(slot.pod);
+      if (clientWanted(slot.event)) stripe.drainingPods->copyTo(slot.pod, slot.event.client);
+      deliver(slot.event, packet, &names);
     }
     stripe.draining.clear();
     stripe.drainingPackets.clear();
@@ -363,12 +401,13 @@ void EventHub::drain() {
   eventLog_.flush();
 }
 
-void EventHub::deliver(const observe::Event& event, const observe::CapturedPacket* packet) {
+void EventHub::deliver(const observe::Event& event, const observe::CapturedPacket* packet,
+                       const attribution::PodNames* pod) {
   if (options_.logEvents) {
     if (event.kind == observe::EventKind::Dns) {
       logDns(event);
     } else {
-      writeLogLine(event, &eventLog_);
+      writeLogLine(event, &eventLog_, pod);
       scheduleDrain();
     }
   }
@@ -408,7 +447,8 @@ EventHubCounters EventHub::counters() const noexcept {
   return c;
 }
 
-void EventHub::writeLogLine(const observe::Event& event, common::BatchedLog* batch) {
+void EventHub::writeLogLine(const observe::Event& event, common::BatchedLog* batch,
+                            const attribution::PodNames* pod) {
   if (event.kind == observe::EventKind::Proxy) {
     // One line per proxy request (the access log): which client, which
     // target, the verdict and why.
@@ -477,9 +517,23 @@ void EventHub::writeLogLine(const observe::Event& event, common::BatchedLog* bat
     line.field("rulesets", event.ruleSetsView()).field("match", event.match.empty() ? "none" : event.match);
   }
   // Last, so that the fields above keep their places for whoever parses them.
-  if (event.client.known()) {
-    line.field("namespace", event.namespaceView()).field("pod", event.podView());
-    if (event.client.workloadLength > 0) line.field("workload", event.workloadView());
+  attribution::PodNames names;
+  if (pod != nullptr) {
+    names = *pod;
+  } else {
+    names.ns = event.namespaceView();
+    names.pod = event.podView();
+    names.workload = event.workloadView();
+  }
+  if (!names.ns.empty() || !names.pod.empty()) {
+    // Names the table found plain need no quoting check.
+    if (names.plain) {
+      line.plainField("namespace", names.ns).plainField("pod", names.pod);
+      if (!names.workload.empty()) line.plainField("workload", names.workload);
+    } else {
+      line.field("namespace", names.ns).field("pod", names.pod);
+      if (!names.workload.empty()) line.field("workload", names.workload);
+    }
   }
 }
 

@@ -9,6 +9,17 @@
 //      one event standing for many answers);
 //   3. a fan-out (the control socket's `watch` clients).
 //
+// Attribution (setPodTable): a verdict event is looked up on its worker and
+// carries a reference into the pod table snapshot of its stripe (no text
+// copied on the worker); DNS and proxy events look up on the loop. The log
+// line reads the pod's texts in place; they are copied into the event's
+// `client` only for a consumer that reads it (a listening fan-out, the
+// counter hook for a decision that is not an allow). A stripe's snapshot
+// is kept alive while its drained events are delivered; when a new map is
+// published, the stripe's pending references are copied out of the old
+// one first, so no event is ever named from another snapshot than the one
+// its worker looked up in.
+//
 // The worker path copies the decision into a preallocated ring and never
 // waits for the loop or allocates: a full ring drops the event and counts
 // it. Each worker writes into its own stripe (chosen by queue number), so
@@ -97,6 +108,8 @@ class EventHub final : public nfq::EventSink, public dns::DnsEventSink {
   void onProxyEvent(const observe::Event& event);
 
   // Event loop, before or while running.
+  // The hook reads the event's client pod only for decisions that are not
+  // an allow (per-namespace denials); for an allow it may be empty.
   // `counts` tells which DNS events the hook counts anything for (outcome,
   // reason, audit), so that wantsDnsEvent() can skip the others; not given:
   // every event. Every counter the hook feeds must be reflected in it,
@@ -137,12 +150,15 @@ class EventHub final : public nfq::EventSink, public dns::DnsEventSink {
                       observe::Event& out) noexcept;
   // The structured log line of an event, as egressd has always written it.
   // Into `batch` when given (written with the rest of its batch), else
-  // straight to stderr.
-  static void writeLogLine(const observe::Event& event, common::BatchedLog* batch = nullptr);
+  // straight to stderr. The pod's texts from `pod` when given, else from
+  // event.client.
+  static void writeLogLine(const observe::Event& event, common::BatchedLog* batch = nullptr,
+                           const attribution::PodNames* pod = nullptr);
 
  private:
   struct Slot {
     observe::Event event;
+    attribution::PodRef pod;  // into the stripe's `pods` (filling) or `drainingPods`
     bool hasPacket = false;
   };
   // One per worker (queue number modulo the stripe count). `filling` is
@@ -150,20 +166,36 @@ class EventHub final : public nfq::EventSink, public dns::DnsEventSink {
   struct Stripe {
     std::mutex mutex;
     std::vector<Slot> filling;
+    // Set under `mutex` with the first event after a drain; drain() reads
+    // it without the lock and skips a stripe that has nothing, so an idle
+    // drain costs eight loads instead of eight lock/unlock pairs (the timer
+    // runs every drainInterval, also while no flow is judged).
+    std::atomic<bool> pending{false};
     std::vector<observe::CapturedPacket> fillingPackets;
     size_t packetCapacity = 0;  // 0 until capture was first enabled
     // The pod table as this stripe's workers see it (read under `mutex`,
     // which they hold anyway): a generation check per event, the holder's
     // lock only after a new map was published.
-    std::unique_ptr<common::SnapshotReader<attribution::PodTable>> pods;
+    std::shared_ptr<const attribution::PodTable> pods;
+    uint64_t podsGeneration = 0;
     // Event loop only.
     std::vector<Slot> draining;
+    std::shared_ptr<const attribution::PodTable> drainingPods;  // what `draining`'s references point into
     std::vector<observe::CapturedPacket> drainingPackets;
   };
   static constexpr size_t kStripes = 8;
 
   static void onTimer(evutil_socket_t, short, void* arg);
-  void deliver(const observe::Event& event, const observe::CapturedPacket* packet);
+  // Worker, under the stripe's lock: a new map was published. Copies the
+  // texts of the references `filling` holds out of the old table, then
+  // takes the new one.
+  void refreshPods(Stripe& stripe) noexcept;
+  // Whether a consumer other than the log line reads event.client.
+  bool clientWanted(const observe::Event& event) const;
+  // `pod`: the texts the log line writes (event.client when null); the
+  // caller has filled event.client if clientWanted().
+  void deliver(const observe::Event& event, const observe::CapturedPacket* packet,
+               const attribution::PodNames* pod = nullptr);
   // DNS events' log lines: queued into eventLog_ through queryLog_ (same
   // format as writeLogLine, without its temporary strings).
   void logDns(const observe::Event& event);
@@ -193,7 +225,8 @@ class EventHub final : public nfq::EventSink, public dns::DnsEventSink {
   Consumer fanout_;
   std::function<bool()> fanoutListening_;
   std::vector<common::SocketAddress> dnsListeners_;
-  std::unique_ptr<common::SnapshotReader<attribution::PodTable>> loopPods_;  // DNS events
+  const common::SnapshotHolder<attribution::PodTable>* podHolder_ = nullptr;  // workers read it
+  std::unique_ptr<common::SnapshotReader<attribution::PodTable>> loopPods_;   // DNS events
   common::CHandle<event, event_free> timer_;
   // Every event's log line goes into this batch (stderr, where
   // common::LogLine writes) and out with one write(2) per drain(), instead

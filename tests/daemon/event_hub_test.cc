@@ -537,3 +537,135 @@ TEST_CASE("event hub: a DNS event is wanted only by a log line, a counter or a w
   CHECK(hub.wantsDnsEvent(DnsOutcome::Refused, DenyReason::None, false));
   common::setLogLevel(before);
 }
+
+namespace {
+
+std::shared_ptr<const attribution::PodTable> podsOf(std::string_view pod) {
+  return std::make_shared<const attribution::PodTable>(attribution::PodTable::build({
+      {*common::parseIpAddress("10.77.0.2"), "team", std::string(pod), "Deployment/web", "web"},
+      {*common::parseIpAddress("10.77.0.3"), "other", "db-0", "StatefulSet/db", ""},
+  }));
+}
+
+}  // namespace
+
+// Verdict events hold a reference into the stripe's table snapshot until
+// they are drained: a map published in between (the address now another
+// pod's) must not rename the events decided before it, nor leave them
+// pointing into a freed table; events decided after it name the new pod.
+TEST_CASE("event hub: a verdict names the pod of the map it was decided under", "[events][attribution]") {
+  EventBase base(event_base_new());
+  daemon_main::EventHubOptions options;
+  options.logEvents = false;
+  daemon_main::EventHub hub(base.get(), options);
+  const auto policy = twoRuleSets();
+  common::SnapshotHolder<attribution::PodTable> pods(podsOf("web-old"));
+  hub.setPodTable(&pods);
+  Collected fanout;
+  std::vector<std::string> deniedNamespaces;
+  hub.setCounterHook([&](const observe::Event& event, uint64_t) {
+    if (event.verdict != observe::EventVerdict::Allow) deniedNamespaces.emplace_back(event.namespaceView());
+  });
+  bool listening = true;
+  hub.setFanout(
+      [&](const observe::Event& event, const observe::CapturedPacket*) { fanout.events.push_back(event); },
+      [&] { return listening; });
+
+  hub.onDecision(decision(*policy, {}));  // 10.77.0.2 under the old map
+  pods.publish(podsOf("web-new"));        // the address went to a new pod
+  hub.onDecision(decision(*policy, {}));
+  auto unknown = decision(*policy, {});
+  unknown.src = *common::parseIpAddress("10.77.0.9");
+  hub.onDecision(unknown);
+  hub.drain();
+  pods.publish(podsOf("web-newer"));  // published after the drain: named at the next one
+  auto denied = decision(*policy, {});
+  denied.src = *common::parseIpAddress("::ffff:10.77.0.3");
+  denied.decision.verdict = nfq::Verdict::Deny;
+  hub.onDecision(denied);
+  hub.onDecision(decision(*policy, {}));
+  pods.publish(podsOf("web-newest"));  // twice between two drains
+  hub.onDecision(decision(*policy, {}));
+  hub.drain();
+
+  REQUIRE(fanout.events.size() == 6);
+  CHECK(fanout.events[0].podView() == "web-old");
+  CHECK(fanout.events[0].namespaceView() == "team");
+  CHECK(fanout.events[0].workloadView() == "Deployment/web");
+  CHECK(fanout.events[0].serviceAccountView() == "web");
+  CHECK(fanout.events[1].podView() == "web-new");
+  CHECK_FALSE(fanout.events[2].client.known());
+  CHECK(fanout.events[3].podView() == "db-0");
+  CHECK(fanout.events[4].podView() == "web-newer");
+  CHECK(fanout.events[5].podView() == "web-newest");
+  // The counter hook gets the namespace of a denial without a watcher too.
+  listening = false;
+  hub.onDecision(denied);
+  hub.drain();
+  CHECK(deniedNamespaces == std::vector<std::string>{"other", "other"});
+}
+
+TEST_CASE("event hub: DNS and proxy events name the client's pod for their consumers",
+          "[events][attribution]") {
+  EventBase base(event_base_new());
+  daemon_main::EventHubOptions options;
+  options.logEvents = false;
+  daemon_main::EventHub hub(base.get(), options);
+  common::SnapshotHolder<attribution::PodTable> pods(podsOf("web-1"));
+  hub.setPodTable(&pods);
+  Collected fanout;
+  hub.setFanout(
+      [&](const observe::Event& event, const observe::CapturedPacket*) { fanout.events.push_back(event); });
+  dns::DnsEvent query;
+  query.client = {*common::parseIpAddress("10.77.0.2"), 5353};
+  query.qname = "api.example.com.";
+  query.outcome = dns::DnsOutcome::Allowed;
+  hub.onDnsEvent(query);
+  observe::Event proxy;
+  proxy.kind = observe::EventKind::Proxy;
+  proxy.src = *common::parseIpAddress("10.77.0.3");
+  hub.onProxyEvent(proxy);
+  proxy.src = *common::parseIpAddress("10.77.0.4");
+  hub.onProxyEvent(proxy);
+  REQUIRE(fanout.events.size() == 3);
+  CHECK(fanout.events[0].podView() == "web-1");
+  CHECK(fanout.events[1].podView() == "db-0");
+  CHECK(fanout.events[1].namespaceView() == "other");
+  CHECK_FALSE(fanout.events[2].client.known());
+}
+
+// The verdict line's pod fields, from the table's texts in place (plain:
+// no quoting check) or from the event, in both log styles.
+TEST_CASE("event hub: a verdict's log line names the pod, from the table or the event",
+          "[events][attribution]") {
+  const auto policy = twoRuleSets();
+  observe::Event event;
+  daemon_main::EventHub::fromDecision(decision(*policy, {0}), event);
+  const auto table = attribution::PodTable::build({
+      {*common::parseIpAddress("10.77.0.2"), "team", "web-1", "Deployment/web", "web"},
+      {*common::parseIpAddress("10.77.0.3"), "odd ns", "p", "", ""},
+  });
+  const attribution::PodNames plain = table.names(table.find(event.src));
+  const attribution::PodNames odd = table.names(table.find(*common::parseIpAddress("10.77.0.3")));
+  REQUIRE(plain.plain);
+  REQUIRE_FALSE(odd.plain);
+  common::BatchedLog batch(-1);
+  const auto line = [&](const attribution::PodNames* pod) {
+    daemon_main::EventHub::writeLogLine(event, &batch, pod);
+    std::string text(batch.pending());
+    batch.flush();
+    return text;
+  };
+  const std::string fromTable = line(&plain);
+  CHECK(fromTable.find(" namespace=team pod=web-1 workload=Deployment/web\n") != std::string::npos);
+  CHECK(line(&odd).find(" namespace=\"odd ns\" pod=p\n") != std::string::npos);
+  REQUIRE(event.client.assign("team", "web-1", "Deployment/web", "web"));
+  const std::string fromEvent = line(nullptr);
+  CHECK(fromEvent.substr(fromEvent.find(" src=")) == fromTable.substr(fromTable.find(" src=")));
+  event.client = {};
+  CHECK(line(nullptr).find("namespace=") == std::string::npos);
+  common::setLogStyle(common::LogStyle::Json);
+  const std::string json = line(&plain);
+  common::setLogStyle(common::LogStyle::Logfmt);
+  CHECK(json.find(R"("namespace":"team","pod":"web-1","workload":"Deployment/web"})") != std::string::npos);
+}
