@@ -52,8 +52,8 @@ class LazyArray {
   // space cannot be reserved (start-up only).
   explicit LazyArray(size_t capacity, Make make = Make()) : make_(std::move(make)), capacity_(capacity) {
     if (capacity_ == 0) return;
-    void* memory = ::mmap(nullptr, bytes(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                          -1, 0);
+    void* memory =
+        ::mmap(nullptr, bytes(), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (memory == MAP_FAILED) throw std::bad_alloc();
     data_ = static_cast<T*>(memory);
     if constexpr (kZeroIsConstructed) constructed_ = capacity_;
@@ -95,7 +95,8 @@ class LazyArray {
 
   size_t bytes() const noexcept { return capacity_ * sizeof(T); }
   void constructThrough(size_t index) const noexcept {
-    for (; constructed_ <= index; ++constructed_) ::new (static_cast<void*>(data_ + constructed_)) T(make_(constructed_));
+    for (; constructed_ <= index; ++constructed_)
+      ::new (static_cast<void*>(data_ + constructed_)) T(make_(constructed_));
   }
 
   Make make_;

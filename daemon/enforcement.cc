@@ -1,5 +1,7 @@
 #include "daemon/enforcement.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <array>
 #include <cstring>
@@ -181,11 +183,18 @@ nfq::RulesetOptions rulesetOptions(const config::Config& config) {
   return options;
 }
 
-// Where the kernel guard pins its programs (the chain's rules name them).
+// Where the kernel guard pins its programs (the chain's rules name them):
+// /sys/fs/bpf/<chain>-<network namespace inode>. The bpffs is shared by
+// every network namespace of the host, the chain is not: two egressd in
+// two namespaces (gateways side by side, tests in parallel) must not
+// replace or remove each other's pins, and `--uninstall` in a namespace
+// finds the pins of the egressd that ran there.
 std::string kernelGuardDir(const nfq::RulesetOptions& ruleset) {
   std::string name = ruleset.chain;
   std::transform(name.begin(), name.end(), name.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  struct stat netns {};
+  if (::stat("/proc/self/ns/net", &netns) == 0) name += "-" + std::to_string(netns.st_ino);
   return "/sys/fs/bpf/" + name;
 }
 

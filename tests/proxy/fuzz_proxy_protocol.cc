@@ -26,8 +26,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<uint8_t> longer(data, data + size);
   longer.insert(longer.end(), {'G', 'E', 'T', ' ', '/', '\r', '\n'});
   proxy::ProxyHeader again;
-  if (proxy::parseProxyHeader(longer, again) != proxy::ProxyHeaderStatus::Ok || again.length != header.length ||
-      !(again.source == header.source) || again.local != header.local) {
+  if (proxy::parseProxyHeader(longer, again) != proxy::ProxyHeaderStatus::Ok ||
+      again.length != header.length || !(again.source == header.source) || again.local != header.local) {
     std::abort();
   }
   proxy::ProxyHeader partial;

@@ -55,8 +55,8 @@ struct Case {
 
 TEST_CASE("PROXY headers: v1 and v2, valid, truncated and malformed", "[proxy][proxy_protocol]") {
   const std::string request = "CONNECT api.example.com:443 HTTP/1.1\r\n\r\n";
-  const std::string tlvs = std::string("\x04\x00\x03xyz", 6) +                 // PP2_TYPE_NOOP
-                           std::string("\xEA\x00\x06\x01vpce1", 9);             // PP2_TYPE_AWS
+  const std::string tlvs = std::string("\x04\x00\x03xyz", 6) +       // PP2_TYPE_NOOP
+                           std::string("\xEA\x00\x06\x01vpce1", 9);  // PP2_TYPE_AWS
   const Case cases[] = {
       // v1, spec section 2.1
       {"v1 TCP4", "PROXY TCP4 192.0.2.7 10.80.10.10 40412 3128\r\n", S::Ok, "192.0.2.7:40412"},
@@ -64,8 +64,8 @@ TEST_CASE("PROXY headers: v1 and v2, valid, truncated and malformed", "[proxy][p
        "192.0.2.7:40412", false, 45},
       {"v1 TCP6", "PROXY TCP6 2001:db8::7 fd00::1 40412 3128\r\n", S::Ok, "[2001:db8::7]:40412"},
       {"v1 UNKNOWN (the balancer's own connection)", "PROXY UNKNOWN\r\n", S::Ok, "", true},
-      {"v1 UNKNOWN with addresses, ignored", "PROXY UNKNOWN ffff:f...f:ffff 1.2.3.4 65535 65535\r\n", S::Ok, "",
-       true},
+      {"v1 UNKNOWN with addresses, ignored", "PROXY UNKNOWN ffff:f...f:ffff 1.2.3.4 65535 65535\r\n", S::Ok,
+       "", true},
       {"v1 longest line (107 bytes)",
        "PROXY TCP6 ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff 65535 "
        "65535\r\n",
@@ -77,8 +77,8 @@ TEST_CASE("PROXY headers: v1 and v2, valid, truncated and malformed", "[proxy][p
       {"v1 no CRLF within 107 bytes", "PROXY TCP4 " + std::string(100, '1'), S::Malformed, "", false, 0,
        "107 bytes"},
       {"v1 bare LF", "PROXY TCP4 192.0.2.7 10.80.10.10 40412 3128\n", S::Malformed, "", false, 0, "CRLF"},
-      {"v1 TCP4 with IPv6 addresses", "PROXY TCP4 2001:db8::7 fd00::1 40412 3128\r\n", S::Malformed, "", false,
-       0, "protocol"},
+      {"v1 TCP4 with IPv6 addresses", "PROXY TCP4 2001:db8::7 fd00::1 40412 3128\r\n", S::Malformed, "",
+       false, 0, "protocol"},
       {"v1 TCP6 with IPv4 addresses", "PROXY TCP6 192.0.2.7 10.80.10.10 40412 3128\r\n", S::Malformed, "",
        false, 0, "protocol"},
       {"v1 UDP4", "PROXY UDP4 192.0.2.7 10.80.10.10 40412 3128\r\n", S::Malformed, "", false, 0, "TCP4"},
@@ -90,8 +90,8 @@ TEST_CASE("PROXY headers: v1 and v2, valid, truncated and malformed", "[proxy][p
       {"v1 two spaces", "PROXY TCP4  192.0.2.7 10.80.10.10 40412 3128\r\n", S::Malformed},
       {"v1 a field missing", "PROXY TCP4 192.0.2.7 10.80.10.10 40412\r\n", S::Malformed, "", false, 0,
        "fewer"},
-      {"v1 a field too many", "PROXY TCP4 192.0.2.7 10.80.10.10 40412 3128 9\r\n", S::Malformed, "", false,
-       0, "more"},
+      {"v1 a field too many", "PROXY TCP4 192.0.2.7 10.80.10.10 40412 3128 9\r\n", S::Malformed, "", false, 0,
+       "more"},
       {"v1 trailing space", "PROXY TCP4 192.0.2.7 10.80.10.10 40412 3128 \r\n", S::Malformed},
       {"v1 no protocol", "PROXY \r\n", S::Malformed},
       // v2, spec section 2.2
@@ -109,7 +109,8 @@ TEST_CASE("PROXY headers: v1 and v2, valid, truncated and malformed", "[proxy][p
       {"v2 fixed part cut short", v2(0x21, 0x11, kInet4Block).substr(0, 14), S::NeedMore},
       {"v2 address block cut short", v2(0x21, 0x11, kInet4Block).substr(0, 20), S::NeedMore},
       {"v2 TLVs cut short", v2(0x21, 0x11, kInet4Block + tlvs).substr(0, 30), S::NeedMore},
-      {"v2 wrong signature byte", "\r\n\r\n" + std::string("\x01", 1) + kSignature.substr(5), S::NotThisProtocol},
+      {"v2 wrong signature byte", "\r\n\r\n" + std::string("\x01", 1) + kSignature.substr(5),
+       S::NotThisProtocol},
       {"v2 version 1", v2(0x11, 0x11, kInet4Block), S::Malformed, "", false, 0, "version"},
       {"v2 command 2", v2(0x22, 0x11, kInet4Block), S::Malformed, "", false, 0, "command"},
       {"v2 family 4", v2(0x21, 0x41, kInet4Block), S::Malformed, "", false, 0, "family"},
@@ -156,7 +157,8 @@ TEST_CASE("PROXY headers: the destination and version are read too", "[proxy][pr
   CHECK(header.destination.toString() == "10.80.10.10:3128");
 }
 
-TEST_CASE("PROXY headers: every prefix of a valid header needs more, never more than it", "[proxy][proxy_protocol]") {
+TEST_CASE("PROXY headers: every prefix of a valid header needs more, never more than it",
+          "[proxy][proxy_protocol]") {
   for (const std::string& whole : {std::string("PROXY TCP6 2001:db8::7 fd00::1 40412 3128\r\n"),
                                    v2(0x21, 0x21, kInet6Block + std::string("\x04\x00\x02zz", 5))}) {
     for (size_t n = 0; n < whole.size(); ++n) {
