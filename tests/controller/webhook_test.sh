@@ -396,7 +396,7 @@ fi
 "$controller" --kubeconfig "$user" --webhook-listen "127.0.0.1:$port" --webhook-cert-san 127.0.0.1 \
   --webhook-cert-poll 500ms --identity "test-central-$RANDOM" "${central_args[@]}" > "$work/central.log" 2>&1 &
 ctl_pid=$!
-wait_for 60 grep -q 'event=webhook.listening' "$work/central.log" || fatal "the central-gateway webhook did not start"
+wait_for 60 grep -qE 'event=webhook.listening|"event":"webhook.listening"' "$work/central.log" || fatal "the central-gateway webhook did not start"
 wait_for 30 probe_injected ||
   fatal "central-gateway: no injected pod; a dry-run pod gives: $(kc -n team-a run probe-central --image=busybox --restart=Never \
     --dry-run=server -o json 2>&1 | head -c 800)"

@@ -149,7 +149,7 @@ for kind_name in "CustomResourceDefinition egressrulesets.zalando.org" "ClusterR
   fi
 done
 got="$(obj central Deployment egress-controller | jq -r '.spec.template.spec.containers[0].command | join(" ")')"
-if [[ "$got" == "egress-controller --in-cluster --rules-dir=/var/lib/egressd/rules.d --lease-namespace=egressd-system --lease-name=egress-controller-status --identity=\$(POD_NAME)" ]] &&
+if [[ "$got" == "egress-controller --in-cluster --log-format=json --rules-dir=/var/lib/egressd/rules.d --lease-namespace=egressd-system --lease-name=egress-controller-status --identity=\$(POD_NAME)" ]] &&
   [[ "$(obj central Deployment egress-controller | jq -r '.spec.template.spec | .serviceAccountName + " " + (.automountServiceAccountToken | tostring)')" == "egress-controller true" ]]; then
   ok "central: Deployment egress-controller writes status under the Lease egress-controller-status"
 else
@@ -372,7 +372,7 @@ check_ds "rules.d: one emptyDir, written by the controller, read-only in egressd
 check_ds "system rules ConfigMap at /etc/egressd/system.d" \
   "[$c_egressd | .volumeMounts[] | select(.name == \"system-rules\") | .mountPath] == [\"/etc/egressd/system.d\"]"
 check_ds "controller: --in-cluster, rules dir, Lease, --identity and --node-name \$(NODE_NAME) from spec.nodeName, the pod map" \
-  "[$c_ctrl | (.command + (.args // [])) | join(\" \")] == [\"egress-controller --in-cluster --rules-dir /var/lib/egressd/rules.d --lease-namespace $ns --lease-name egress-controller-status --identity \$(NODE_NAME) --pod-map /var/lib/egressd/pods/pods.map --node-name \$(NODE_NAME)\"] and ([$c_ctrl | .env[] | select(.name == \"NODE_NAME\") | .valueFrom.fieldRef.fieldPath] == [\"spec.nodeName\"])"
+  "[$c_ctrl | (.command + (.args // [])) | join(\" \")] == [\"egress-controller --in-cluster --log-format=json --rules-dir /var/lib/egressd/rules.d --lease-namespace $ns --lease-name egress-controller-status --identity \$(NODE_NAME) --pod-map /var/lib/egressd/pods/pods.map --node-name \$(NODE_NAME)\"] and ([$c_ctrl | .env[] | select(.name == \"NODE_NAME\") | .valueFrom.fieldRef.fieldPath] == [\"spec.nodeName\"])"
 version="$(sed -n 's/^project(egressd VERSION \([0-9.]*\).*/\1/p' "$src/CMakeLists.txt")"
 check_ds "image localhost/egressd:$version (make image) everywhere" \
   "[$pod.initContainers[], $pod.containers[] | .image] | unique == [\"localhost/egressd:$version\"]"
