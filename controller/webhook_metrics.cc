@@ -3,32 +3,18 @@
 #include <cstdio>
 #include <string_view>
 
+#include "common/metrics_text.h"
+
 namespace controller {
 
 namespace {
 
 void family(std::string& out, const char* name, const char* type, const char* help) {
-  out += "# HELP ";
-  out += name;
-  out += ' ';
-  out += help;
-  out += "\n# TYPE ";
-  out += name;
-  out += ' ';
-  out += type;
-  out += '\n';
+  common::appendMetricFamily(out, name, type, help);
 }
 
 void sample(std::string& out, std::string_view name, std::string_view labels, uint64_t value) {
-  out += name;
-  if (!labels.empty()) {
-    out += '{';
-    out += labels;
-    out += '}';
-  }
-  out += ' ';
-  out += std::to_string(value);
-  out += '\n';
+  common::appendMetricSample(out, name, labels, value);
 }
 
 std::string_view pathLabel(WebhookPath path) {

@@ -365,50 +365,43 @@ void KernelGuard::remove() noexcept {
   pinned_.clear();
 }
 
-std::optional<KernelStart> KernelGuard::findStart(const FlowKey& key) const noexcept {
-  if (!starts_) return std::nullopt;
+namespace {
+
+// One map command on the connection's key: `value` is read or written by
+// the kernel (nullptr for a delete). 0, or -1 with errno.
+long mapCommand(int command, int mapFd, const FlowKey& key, void* value, uint64_t flags = 0) noexcept {
   const KernelFlowKey k = kernelKey(key);
-  KernelStart value{};
   bpf_attr attr{};
-  attr.map_fd = static_cast<uint32_t>(starts_.get());
+  attr.map_fd = static_cast<uint32_t>(mapFd);
   attr.key = reinterpret_cast<uint64_t>(&k);
-  attr.value = reinterpret_cast<uint64_t>(&value);
-  if (bpf(BPF_MAP_LOOKUP_ELEM, attr) != 0) return std::nullopt;
+  attr.value = reinterpret_cast<uint64_t>(value);
+  attr.flags = flags;
+  return bpf(command, attr);
+}
+
+}  // namespace
+
+std::optional<KernelStart> KernelGuard::findStart(const FlowKey& key) const noexcept {
+  KernelStart value{};
+  if (!starts_ || mapCommand(BPF_MAP_LOOKUP_ELEM, starts_.get(), key, &value) != 0) return std::nullopt;
   return value;
 }
 
 bool KernelGuard::expectConfirm(const FlowKey& key, const KernelConfirm& entry) const noexcept {
-  if (!confirms_) return false;
-  const KernelFlowKey k = kernelKey(key);
-  bpf_attr attr{};
-  attr.map_fd = static_cast<uint32_t>(confirms_.get());
-  attr.key = reinterpret_cast<uint64_t>(&k);
-  attr.value = reinterpret_cast<uint64_t>(&entry);
-  attr.flags = BPF_ANY;
-  return bpf(BPF_MAP_UPDATE_ELEM, attr) == 0;
+  KernelConfirm value = entry;
+  return confirms_ && mapCommand(BPF_MAP_UPDATE_ELEM, confirms_.get(), key, &value, BPF_ANY) == 0;
 }
 
 std::optional<KernelConfirm> KernelGuard::findConfirm(const FlowKey& key) const noexcept {
-  if (!confirms_) return std::nullopt;
-  const KernelFlowKey k = kernelKey(key);
   KernelConfirm value{};
-  bpf_attr attr{};
-  attr.map_fd = static_cast<uint32_t>(confirms_.get());
-  attr.key = reinterpret_cast<uint64_t>(&k);
-  attr.value = reinterpret_cast<uint64_t>(&value);
-  if (bpf(BPF_MAP_LOOKUP_ELEM, attr) != 0) return std::nullopt;
+  if (!confirms_ || mapCommand(BPF_MAP_LOOKUP_ELEM, confirms_.get(), key, &value) != 0) return std::nullopt;
   return value;
 }
 
 std::optional<KernelConfirm> KernelGuard::takeConfirm(const FlowKey& key) const noexcept {
   if (!confirms_) return std::nullopt;
-  const KernelFlowKey k = kernelKey(key);
   KernelConfirm value{};
-  bpf_attr attr{};
-  attr.map_fd = static_cast<uint32_t>(confirms_.get());
-  attr.key = reinterpret_cast<uint64_t>(&k);
-  attr.value = reinterpret_cast<uint64_t>(&value);
-  if (bpf(BPF_MAP_LOOKUP_AND_DELETE_ELEM, attr) == 0) return value;
+  if (mapCommand(BPF_MAP_LOOKUP_AND_DELETE_ELEM, confirms_.get(), key, &value) == 0) return value;
   if (errno == ENOENT) return std::nullopt;
   // Hash maps take the one-step form from Linux 5.14 on; before, two.
   std::optional<KernelConfirm> found = findConfirm(key);
@@ -417,12 +410,7 @@ std::optional<KernelConfirm> KernelGuard::takeConfirm(const FlowKey& key) const 
 }
 
 void KernelGuard::forgetConfirm(const FlowKey& key) const noexcept {
-  if (!confirms_) return;
-  const KernelFlowKey k = kernelKey(key);
-  bpf_attr attr{};
-  attr.map_fd = static_cast<uint32_t>(confirms_.get());
-  attr.key = reinterpret_cast<uint64_t>(&k);
-  bpf(BPF_MAP_DELETE_ELEM, attr);
+  if (confirms_) mapCommand(BPF_MAP_DELETE_ELEM, confirms_.get(), key, nullptr);
 }
 
 }  // namespace nfq

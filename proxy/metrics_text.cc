@@ -1,5 +1,6 @@
 #include "proxy/metrics_text.h"
 
+#include "common/metrics_text.h"
 #include "proxy/response.h"
 
 namespace proxy {
@@ -10,22 +11,11 @@ uint64_t load(const std::atomic<uint64_t>& value) {
 }
 
 void family(std::string& out, const char* name, const char* type, const char* help) {
-  out += "# HELP ";
-  out += name;
-  out += ' ';
-  out += help;
-  out += "\n# TYPE ";
-  out += name;
-  out += ' ';
-  out += type;
-  out += '\n';
+  common::appendMetricFamily(out, name, type, help);
 }
 
 void sample(std::string& out, const char* name, uint64_t value) {
-  out += name;
-  out += ' ';
-  out += std::to_string(value);
-  out += '\n';
+  common::appendMetricSample(out, name, {}, value);
 }
 }  // namespace
 

@@ -1,0 +1,40 @@
+// Lines of the Prometheus text exposition format, for the small /metrics
+// pages (the proxy's section of egressd's, the webhook's own); egressd's
+// main page has its own writer with label escaping (daemon/stats.cc).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace common {
+
+// "# HELP name help" and "# TYPE name type".
+inline void appendMetricFamily(std::string& out, std::string_view name, std::string_view type,
+                               std::string_view help) {
+  out += "# HELP ";
+  out += name;
+  out += ' ';
+  out += help;
+  out += "\n# TYPE ";
+  out += name;
+  out += ' ';
+  out += type;
+  out += '\n';
+}
+
+// "name{labels} value"; `labels` is written as given (already escaped),
+// and left out with its braces when empty.
+inline void appendMetricSample(std::string& out, std::string_view name, std::string_view labels, uint64_t value) {
+  out += name;
+  if (!labels.empty()) {
+    out += '{';
+    out += labels;
+    out += '}';
+  }
+  out += ' ';
+  out += std::to_string(value);
+  out += '\n';
+}
+
+}  // namespace common
