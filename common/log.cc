@@ -1,5 +1,7 @@
 #include "common/log.h"
 
+#include <cstring>
+
 #include "common/batched_log.h"
 
 #include <unistd.h>
@@ -244,6 +246,46 @@ LogLine& LogLine::plainField(std::string_view key, std::string_view value) {
     out.push_back('"');
   } else {
     out.append(value);
+  }
+  return *this;
+}
+
+LogLine& LogLine::plainFields(std::initializer_list<PlainField> fields) {
+  if (!enabled_) return *this;
+  // logfmt: ` key=value` (`""` for an empty value); JSON: `,"key":"value"`.
+  size_t bytes = 0;
+  for (const PlainField& f : fields) {
+    bytes += f.key.size() + (json_ ? f.value.size() + 6 : 2 + (f.value.empty() ? 2 : f.value.size()));
+  }
+  std::string& out = *out_;
+  const size_t at = out.size();
+  out.resize(at + bytes);
+  char* p = out.data() + at;
+  const auto put = [&p](std::string_view text) {
+    std::memcpy(p, text.data(), text.size());
+    p += text.size();
+  };
+  for (const PlainField& f : fields) {
+    if (json_) {
+      *p++ = ',';
+      *p++ = '"';
+      put(f.key);
+      *p++ = '"';
+      *p++ = ':';
+      *p++ = '"';
+      put(f.value);
+      *p++ = '"';
+    } else {
+      *p++ = ' ';
+      put(f.key);
+      *p++ = '=';
+      if (f.value.empty()) {
+        *p++ = '"';
+        *p++ = '"';
+      } else {
+        put(f.value);
+      }
+    }
   }
   return *this;
 }

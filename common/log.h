@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -52,6 +53,13 @@ class LogLine {
   // printable ASCII other than space, '"', '=' and '\\' (the caller
   // checked, e.g. attribution::PodNames::plain). Skips the per-byte check.
   LogLine& plainField(std::string_view key, std::string_view value);
+  // Several plainField()s written with one resize of the line (the packet
+  // path's pod names: one string operation instead of four per field).
+  struct PlainField {
+    std::string_view key;
+    std::string_view value;
+  };
+  LogLine& plainFields(std::initializer_list<PlainField> fields);
 
  private:
   void begin(LogLevel level, std::string_view event);

@@ -528,8 +528,11 @@ void EventHub::writeLogLine(const observe::Event& event, common::BatchedLog* bat
   if (!names.ns.empty() || !names.pod.empty()) {
     // Names the table found plain need no quoting check.
     if (names.plain) {
-      line.plainField("namespace", names.ns).plainField("pod", names.pod);
-      if (!names.workload.empty()) line.plainField("workload", names.workload);
+      if (names.workload.empty()) {
+        line.plainFields({{"namespace", names.ns}, {"pod", names.pod}});
+      } else {
+        line.plainFields({{"namespace", names.ns}, {"pod", names.pod}, {"workload", names.workload}});
+      }
     } else {
       line.field("namespace", names.ns).field("pod", names.pod);
       if (!names.workload.empty()) line.field("workload", names.workload);

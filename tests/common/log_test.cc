@@ -54,3 +54,38 @@ TEST_CASE("log.format logfmt stays key=value") {
         std::string::npos);
   CHECK(line.starts_with("ts="));
 }
+
+TEST_CASE("plainFields writes what one plainField per field writes, in both styles") {
+  for (const common::LogStyle style : {common::LogStyle::Logfmt, common::LogStyle::Json}) {
+    common::setLogStyle(style);
+    common::BatchedLog one(-1);
+    common::BatchedLog many(-1);
+    {
+      common::LogLine(common::LogLevel::Error, "test.event", one)
+          .field("src", "10.0.0.1:40000")
+          .plainField("namespace", "team-a")
+          .plainField("pod", "")
+          .plainField("workload", "Deployment/web");
+    }
+    {
+      common::LogLine(common::LogLevel::Error, "test.event", many)
+          .field("src", "10.0.0.1:40000")
+          .plainFields({{"namespace", "team-a"}, {"pod", ""}, {"workload", "Deployment/web"}});
+    }
+    common::setLogStyle(common::LogStyle::Logfmt);
+    // The timestamps may differ; everything after them must not.
+    const std::string a(one.pending());
+    const std::string b(many.pending());
+    REQUIRE(a.find("level") != std::string::npos);
+    const auto tail = [](const std::string& line) { return line.substr(line.find("level")); };
+    CHECK(tail(a) == tail(b));
+    if (style == common::LogStyle::Json) {
+      const auto parsed = nlohmann::json::parse(b);
+      CHECK(parsed["namespace"] == "team-a");
+      CHECK(parsed["pod"] == "");
+      CHECK(parsed["workload"] == "Deployment/web");
+    } else {
+      CHECK(b.find(" namespace=team-a pod=\"\" workload=Deployment/web\n") != std::string::npos);
+    }
+  }
+}
