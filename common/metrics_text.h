@@ -25,7 +25,8 @@ inline void appendMetricFamily(std::string& out, std::string_view name, std::str
 
 // "name{labels} value"; `labels` is written as given (already escaped),
 // and left out with its braces when empty.
-inline void appendMetricSample(std::string& out, std::string_view name, std::string_view labels, uint64_t value) {
+inline void appendMetricSample(std::string& out, std::string_view name, std::string_view labels,
+                               uint64_t value) {
   out += name;
   if (!labels.empty()) {
     out += '{';
