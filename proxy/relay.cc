@@ -156,12 +156,12 @@ struct TunnelRelay::Direction {
     pipe = PipePool::Pipe();
   }
 
-  // The bytes due before any read (the CONNECT answer, early bytes):
-  // sent at once, and only what the sink does not take is queued.
-  Io sendFirst(std::string_view bytes) {
+  // Sends `bytes` at once; only what the sink does not take is queued.
+  // Moved: all sent; Blocked: the rest is pending.
+  Io sendOrQueue(std::string_view bytes, int flags) {
     size_t sent = 0;
     while (sent < bytes.size()) {
-      const ssize_t n = ::send(sink, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+      const ssize_t n = ::send(sink, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL | flags);
       if (n > 0) {
         sent += static_cast<size_t>(n);
         continue;
@@ -170,13 +170,14 @@ struct TunnelRelay::Direction {
       if (n < 0 && wouldBlock(errno)) break;
       return Io::Failed;
     }
-    if (sent < bytes.size()) {
-      pending.assign(bytes.substr(sent));
-      pendingSent = 0;
-      return Io::Blocked;
-    }
-    return Io::Moved;
+    if (sent == bytes.size()) return Io::Moved;
+    pending.assign(bytes.substr(sent));
+    pendingSent = 0;
+    return Io::Blocked;
   }
+
+  // The bytes due before any read (the CONNECT answer, early bytes).
+  Io sendFirst(std::string_view bytes) { return sendOrQueue(bytes, 0); }
 
   // Writes queued bytes, then what sits in the pipe. Moved: the sink took
   // everything; Blocked: it took what it could.
@@ -251,23 +252,9 @@ struct TunnelRelay::Direction {
       if (second == Io::Failed) return Io::Failed;
       if (second == Io::Moved) have += got;
     }
-    size_t sent = 0;
-    while (sent < have) {
-      const int more = sourceEof ? MSG_MORE : 0;  // the FIN follows at once
-      const ssize_t n = ::send(sink, buffer.data() + sent, have - sent, MSG_NOSIGNAL | more);
-      if (n > 0) {
-        sent += static_cast<size_t>(n);
-        continue;
-      }
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0 && wouldBlock(errno)) break;
-      return Io::Failed;
-    }
-    if (sent < have) {
-      pending.assign(reinterpret_cast<const char*>(buffer.data()) + sent, have - sent);
-      pendingSent = 0;
-    }
-    return Io::Moved;
+    const int more = sourceEof ? MSG_MORE : 0;  // the FIN follows at once
+    const std::string_view bytes(reinterpret_cast<const char*>(buffer.data()), have);
+    return sendOrQueue(bytes, more) == Io::Failed ? Io::Failed : Io::Moved;
   }
 
   // Splices what the source holds into the pipe, up to its free room.
