@@ -115,6 +115,18 @@ nfq::FlowKey replyKeyOf(bool v6) {
 
 constexpr uint8_t kAck = 0x10, kSyn = 0x02, kRst = 0x04, kPsh = 0x08;
 
+// The two maps the programs use, created as egressd creates them, and
+// their programs loaded against them.
+struct KernelMaps {
+  common::UniqueFd starts = createMap(BPF_MAP_TYPE_LRU_HASH, sizeof(nfq::KernelStart));
+  common::UniqueFd confirms = createMap(BPF_MAP_TYPE_HASH, sizeof(nfq::KernelConfirm));
+  explicit operator bool() const { return starts && confirms; }
+  common::UniqueFd load(nfq::KernelProgram program, nfq::KernelFamily family) const {
+    const int map = program == nfq::KernelProgram::SynAck ? starts.get() : confirms.get();
+    return ::load(nfq::kernelProgram(program, family, map));
+  }
+};
+
 }  // namespace
 
 TEST_CASE("kernel guard map key: the client's connection, network byte order", "[nfq][kernel_guard]") {
@@ -168,17 +180,18 @@ TEST_CASE("kernel guard confirm decision equals acknowledges()", "[nfq][kernel_g
 }
 
 TEST_CASE("kernel guard programs in the kernel", "[nfq][kernel_guard]") {
-  common::UniqueFd starts = createMap(BPF_MAP_TYPE_LRU_HASH, sizeof(nfq::KernelStart));
-  common::UniqueFd confirms = createMap(BPF_MAP_TYPE_HASH, sizeof(nfq::KernelConfirm));
-  if (!starts || !confirms) {
+  const KernelMaps maps;
+  if (!maps) {
     WARN("no CAP_BPF: the programs are not run");  // Catch2 v2 has no SKIP
     return;
   }
+  const common::UniqueFd& starts = maps.starts;
+  const common::UniqueFd& confirms = maps.confirms;
   for (const bool v6 : {false, true}) {
     CAPTURE(v6);
     const auto family = v6 ? nfq::KernelFamily::V6 : nfq::KernelFamily::V4;
-    common::UniqueFd synAck = load(nfq::kernelProgram(nfq::KernelProgram::SynAck, family, starts.get()));
-    common::UniqueFd confirm = load(nfq::kernelProgram(nfq::KernelProgram::Confirm, family, confirms.get()));
+    const common::UniqueFd synAck = maps.load(nfq::KernelProgram::SynAck, family);
+    const common::UniqueFd confirm = maps.load(nfq::KernelProgram::Confirm, family);
     REQUIRE(synAck);
     REQUIRE(confirm);
     const nfq::KernelFlowKey k = nfq::kernelKey(replyKeyOf(v6));
@@ -277,17 +290,18 @@ TEST_CASE("kernel guard rules: before the queueing ones they spare", "[nfq][kern
 }
 
 TEST_CASE("kernel guard programs: truncated packets never match", "[nfq][kernel_guard]") {
-  common::UniqueFd starts = createMap(BPF_MAP_TYPE_LRU_HASH, sizeof(nfq::KernelStart));
-  common::UniqueFd confirms = createMap(BPF_MAP_TYPE_HASH, sizeof(nfq::KernelConfirm));
-  if (!starts || !confirms) {
+  const KernelMaps maps;
+  if (!maps) {
     WARN("no CAP_BPF: the programs are not run");
     return;
   }
+  const common::UniqueFd& starts = maps.starts;
+  const common::UniqueFd& confirms = maps.confirms;
   for (const bool v6 : {false, true}) {
     CAPTURE(v6);
     const auto family = v6 ? nfq::KernelFamily::V6 : nfq::KernelFamily::V4;
-    common::UniqueFd synAck = load(nfq::kernelProgram(nfq::KernelProgram::SynAck, family, starts.get()));
-    common::UniqueFd confirm = load(nfq::kernelProgram(nfq::KernelProgram::Confirm, family, confirms.get()));
+    const common::UniqueFd synAck = maps.load(nfq::KernelProgram::SynAck, family);
+    const common::UniqueFd confirm = maps.load(nfq::KernelProgram::Confirm, family);
     REQUIRE(synAck);
     REQUIRE(confirm);
     REQUIRE(put(confirms.get(), nfq::kernelKey(replyKeyOf(v6)), nfq::KernelConfirm{1500, 1500, 2, 0, 0}));
