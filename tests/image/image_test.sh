@@ -223,7 +223,10 @@ check "a name no rule allows is NXDOMAIN" grep -q 'status: NXDOMAIN' <<< "$answe
 rules="$(ctr_ tasks exec --fifo-dir "$work/fifo" --exec-id "e$id" "$daemon" egressctl rules 2>&1)"
 check "egressctl rules through the control socket (tasks exec, as kubectl exec)" grep -q "team/app" <<< "$rules"
 ctr_ tasks kill -s SIGTERM "$daemon" > /dev/null 2>&1
-for _ in $(seq 50); do ctr_ tasks ls | grep -q "^$daemon .*STOPPED" && break; sleep 0.1; done
+# Generous bounds: under a full parallel `make test` the stop and the shim's
+# copy of the last log lines into the log file have taken over 5 s.
+for _ in $(seq 300); do ctr_ tasks ls | grep -q "^$daemon .*STOPPED" && break; sleep 0.1; done
+for _ in $(seq 50); do grep -q 'event=egressd.stopped' "$work/egressd.log" && break; sleep 0.1; done
 check "SIGTERM stops it" grep -q 'event=egressd.stopped' "$work/egressd.log"
 check "and the chain stays (fail closed across restarts)" \
   bash -c "ip netns exec '$netns' iptables-save | grep -q ':EGRESSD'"
