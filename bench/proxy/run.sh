@@ -42,8 +42,9 @@
 # Also reported, per tunnel during the tunnels phase: the CPU time of each
 # proxy (all its threads, from schedstat), of the client (getrusage) and of
 # nginx, steadier than tunnels/s when the machine is shared; and the share
-# of one core its busiest thread used (1.0: that thread is the limit, and
-# more threads would pay).
+# of the time its busiest thread ran, and ran or waited for a CPU (near
+# 1.0: that one thread never ran out of work, and more threads would pay
+# where there are free cores).
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -282,20 +283,22 @@ cpu_ns() {
   done
   echo "$total"
 }
-# "TID NS" for every thread of a process and its children, then the
-# busiest thread between two such lists: "ns name".
+# "TID CPU_NS WAIT_NS NAME" for every thread of a process and its children
+# (schedstat: time on a CPU, time runnable but waiting for one), then the
+# busiest thread between two such lists: "cpu_ns wait_ns name".
 thread_cpu() {
   local pid=$1 p t
   [ -n "$pid" ] || return 0
   for p in $pid $(pgrep -P "$pid"); do
     for t in /proc/"$p"/task/*; do
-      echo "${t##*/} $(cut -d' ' -f1 "$t/schedstat" 2> /dev/null || echo 0) $(cat "$t/comm" 2> /dev/null | tr -c 'a-zA-Z0-9_.\n-' _)"
+      echo "${t##*/} $(cut -d' ' -f1,2 "$t/schedstat" 2> /dev/null || echo 0 0) $(cat "$t/comm" 2> /dev/null | tr -c 'a-zA-Z0-9_.\n-' _)"
     done
   done
 }
 busiest_thread() { # BEFORE_FILE AFTER_FILE
-  awk 'NR == FNR {before[$1] = $2; next} {d = $2 - before[$1]; if (d > max) {max = d; name = $3}}
-       END {printf "%d %s\n", max, name}' "$1" "$2"
+  awk 'NR == FNR {cpu[$1] = $2; wait[$1] = $3; next}
+       {d = $2 - cpu[$1]; if (d > max) {max = d; waited = $3 - wait[$1]; name = $4}}
+       END {printf "%d %d %s\n", max, waited, name}' "$1" "$2"
 }
 tunnels_run() { # CONFIG SECONDS WORKERS: the client's line
   in_pod "$load" tunnels "$(proxy_of "$1")" "$(target "$1")" "$name" "$2" "$3" "$client_threads" 3
@@ -343,10 +346,11 @@ for r in $(seq "$rounds"); do
     cpu_after="$(cpu_ns "$(pid_of "$c")")"
     nginx_after="$(cpu_ns "$nginx_pid")"
     thread_cpu "$(pid_of "$c")" > "$work/threads-after"
-    read -r busiest_ns busiest_name <<< "$(busiest_thread "$work/threads-before" "$work/threads-after")"
+    read -r busiest_ns busiest_wait_ns busiest_name <<< "$(busiest_thread "$work/threads-before" "$work/threads-after")"
     b="$(in_pod "$load" bulk "$(proxy_of "$c")" "$(target "$c")" "$name" /bulk "$bulk_seconds")"
     echo "round=$r config=$c $t $b tunnel_cpu_ns=$((cpu_after - cpu_before))" \
       "nginx_cpu_ns=$((nginx_after - nginx_before)) busiest_thread_ns=${busiest_ns:-0}" \
+      "busiest_thread_wait_ns=${busiest_wait_ns:-0}" \
       "busiest_thread=${busiest_name:-none}" | tee -a "$raw" >&2
   done
 done
@@ -398,7 +402,15 @@ for line in open(raw):
         if fields.get("tunnel_cpu_ns") and fields["config"] != "direct":
             r.setdefault("cpu_us_per_tunnel", []).append(int(fields["tunnel_cpu_ns"]) / tunnels_done / 1000)
             # The share of one core the proxy's busiest thread used.
-            r.setdefault("busiest_thread_core_share", []).append(int(fields["busiest_thread_ns"]) / (float(seconds) * 1e9))
+            # Over the client's SECONDS: the snapshots around it add only
+            # the proxy's idle time.
+            window = float(seconds) * 1e9
+            r.setdefault("busiest_thread_core_share", []).append(int(fields["busiest_thread_ns"]) / window)
+            # ... and the share of the time it wanted one (ran, or was
+            # runnable and waited): near 1.0 it never ran out of work, so a
+            # core of its own would be the limit even on a shared machine.
+            r.setdefault("busiest_thread_demand", []).append(
+                (int(fields["busiest_thread_ns"]) + int(fields.get("busiest_thread_wait_ns", 0))) / window)
             r["busiest_thread"] = fields.get("busiest_thread")
         if fields.get("client_cpu_ns"):
             r.setdefault("client_cpu_us_per_tunnel", []).append(int(fields["client_cpu_ns"]) / tunnels_done / 1000)
@@ -418,6 +430,7 @@ for c, r in runs.items():
     if r.get("busiest_thread_core_share"):
         result["configs"][c]["busiest_thread_core_share_median"] = round(statistics.median(r["busiest_thread_core_share"]), 2)
         result["configs"][c]["busiest_thread"] = r.get("busiest_thread")
+        result["configs"][c]["busiest_thread_demand_median"] = round(statistics.median(r["busiest_thread_demand"]), 2)
 # Memory per idle tunnel: resident memory, plus the kernel's share (the
 # slab growth beyond what the same connections cost without a proxy).
 direct_slab = idle_rows.get("direct", {}).get("slab_kib_per_tunnel")
@@ -463,7 +476,8 @@ for c in ("direct", "egressd", "baseline", "squid", "smokescreen"):
         continue
     proxy = row.get("cpu_us_per_tunnel_median")
     print(f"CPU per tunnel (us, median over rounds), {c}: "
-          + (f"proxy {proxy} (busiest thread {row.get('busiest_thread')} at {row.get('busiest_thread_core_share_median')} of a core), " if proxy is not None else "")
+          + (f"proxy {proxy} (busiest thread {row.get('busiest_thread')} ran {row.get('busiest_thread_core_share_median')} "
+             f"of the time, ran or waited for a CPU {row.get('busiest_thread_demand_median')}), " if proxy is not None else "")
           + f"client {row.get('client_cpu_us_per_tunnel_median')}, nginx {row.get('nginx_cpu_us_per_tunnel_median')}; "
           + f"errors {row['errors']} {runs[c].get('errors_by_kind')}")
 for c in ("egressd", "baseline", "squid", "smokescreen"):
