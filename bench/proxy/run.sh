@@ -298,7 +298,7 @@ thread_cpu() {
 busiest_thread() { # BEFORE_FILE AFTER_FILE
   awk 'NR == FNR {cpu[$1] = $2; wait[$1] = $3; next}
        {d = $2 - cpu[$1]; if (d > max) {max = d; waited = $3 - wait[$1]; name = $4}}
-       END {printf "%d %d %s\n", max, waited, name}' "$1" "$2"
+       END {printf "%.0f %.0f %s\n", max, waited, name}' "$1" "$2"
 }
 tunnels_run() { # CONFIG SECONDS WORKERS: the client's line
   in_pod "$load" tunnels "$(proxy_of "$1")" "$(target "$1")" "$name" "$2" "$3" "$client_threads" 3
