@@ -25,16 +25,26 @@
 #     with PROXY_BENCH_IDLE tunnels open and idle, less before, per tunnel.
 # Ratios are egressd against the others in the same round, median over the
 # rounds; the load average at start and end is printed (shared machine).
-# The load generator is bench/proxy/load.go (Go, built here, no modules).
+# The load generator is bench/proxy/load.c (proxy_load, built with the
+# rest: plain C, non-blocking sockets and epoll), the same for every config.
+# It checks every response (status 200, the body's length) and counts what
+# failed by kind.
 #
 # Usage: bench/proxy/run.sh BUILD_DIR RESULTS_DIR   (root; writes
 # RESULTS_DIR/proxy.json). Knobs: PROXY_BENCH_ROUNDS [5]
-# PROXY_BENCH_SECONDS [3] PROXY_BENCH_WORKERS [32] PROXY_BENCH_BULK_SECONDS [2]
+# PROXY_BENCH_SECONDS [3] PROXY_BENCH_WORKERS [32: tunnels in flight]
+# PROXY_BENCH_BULK_SECONDS [2]
 # PROXY_BENCH_IDLE [1000] PROXY_BENCH_KEEP [0] PROXY_BENCH_BASELINE [none: an
-# egressd binary measured as config `baseline` beside build's].
-# Also reported: each proxy's CPU time per tunnel (all its threads, from
-# schedstat, during the tunnels phase), steadier than tunnels/s when the
-# machine is shared.
+# egressd binary measured as config `baseline` beside build's]
+# PROXY_BENCH_CLIENT_THREADS [1: the workers' tunnels on one epoll thread]
+# PROXY_BENCH_PERF [none: a directory; round 1's tunnels phase of each proxy
+# is recorded there with `perf record -e cpu-clock -g` as perf-CONFIG.data].
+# Also reported, per tunnel during the tunnels phase: the CPU time of each
+# proxy (all its threads, from schedstat), of the client (getrusage) and of
+# nginx, steadier than tunnels/s when the machine is shared; and the share
+# of the time its busiest thread ran, and ran or waited for a CPU (near
+# 1.0: that one thread never ran out of work, and more threads would pay
+# where there are free cores).
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -49,15 +59,17 @@ if [ "$(id -u)" != 0 ]; then
   echo "bench/proxy: skipped (needs root for network namespaces)"
   exit 0
 fi
-for tool in go nginx squid python3; do
+for tool in nginx squid python3; do
   command -v "$tool" > /dev/null || { echo "bench/proxy: $tool missing (make deps-bench)" >&2; exit 1; }
 done
 egressd="$build/bin/egressd"
-[ -x "$egressd" ] || { echo "bench/proxy: $egressd missing (build it first)" >&2; exit 1; }
+load="$build/bin/proxy_load"
+[ -x "$egressd" ] && [ -x "$load" ] || { echo "bench/proxy: build egressd and proxy_load first" >&2; exit 1; }
 
 rounds="${PROXY_BENCH_ROUNDS:-5}"
 seconds="${PROXY_BENCH_SECONDS:-3}"
 workers="${PROXY_BENCH_WORKERS:-32}"
+client_threads="${PROXY_BENCH_CLIENT_THREADS:-1}"
 bulk_seconds="${PROXY_BENCH_BULK_SECONDS:-2}"
 idle_count="${PROXY_BENCH_IDLE:-1000}"
 name=api.example.com
@@ -84,13 +96,11 @@ trap cleanup EXIT
 trap 'say interrupted; exit 130' INT TERM HUP
 
 # ---- tools ----------------------------------------------------------------------------
-mkdir -p "$work/load"
-cp "$here/load.go" "$work/load/"
-(cd "$work/load" && GO111MODULE=off GOFLAGS= go build -o load load.go) || fail "building load.go"
-load="$work/load/load"
 smokescreen=""
 if [ -x "$cache/smokescreen-$SMOKESCREEN_VERSION" ]; then
   smokescreen="$cache/smokescreen-$SMOKESCREEN_VERSION"
+elif ! command -v go > /dev/null; then
+  say "smokescreen $SMOKESCREEN_VERSION: no Go toolchain to build it (make deps-bench): skipped"
 else
   mkdir -p "$cache/gobin"
   if GOBIN="$cache/gobin" go install "github.com/stripe/smokescreen@$SMOKESCREEN_VERSION" > "$work/smokescreen-build.log" 2>&1; then
@@ -136,6 +146,7 @@ http {
 EOF
 setsid ip netns exec "$E2E_NS_INET" nginx -p "$work/bench" -c "$work/bench/nginx.conf" -g 'daemon off;' \
   > "$work/logs/bench-nginx.log" 2>&1 < /dev/null &
+nginx_pid=$!
 listening() { ip netns exec "$1" bash -c "exec 3<>/dev/tcp/$2/$3" 2> /dev/null; }
 wait_until 50 listening "$E2E_NS_INET" "$E2E_IP4_API_EXAMPLE_COM" "$port" || fail "bench nginx"
 
@@ -272,11 +283,31 @@ cpu_ns() {
   done
   echo "$total"
 }
+# "TID CPU_NS WAIT_NS NAME" for every thread of a process and its children
+# (schedstat: time on a CPU, time runnable but waiting for one), then the
+# busiest thread between two such lists: "cpu_ns wait_ns name".
+thread_cpu() {
+  local pid=$1 p t
+  [ -n "$pid" ] || return 0
+  for p in $pid $(pgrep -P "$pid"); do
+    for t in /proc/"$p"/task/*; do
+      echo "${t##*/} $(cut -d' ' -f1,2 "$t/schedstat" 2> /dev/null || echo 0 0) $(cat "$t/comm" 2> /dev/null | tr -c 'a-zA-Z0-9_.\n-' _)"
+    done
+  done
+}
+busiest_thread() { # BEFORE_FILE AFTER_FILE
+  awk 'NR == FNR {cpu[$1] = $2; wait[$1] = $3; next}
+       {d = $2 - cpu[$1]; if (d > max) {max = d; waited = $3 - wait[$1]; name = $4}}
+       END {printf "%.0f %.0f %s\n", max, waited, name}' "$1" "$2"
+}
+tunnels_run() { # CONFIG SECONDS WORKERS: the client's line
+  in_pod "$load" tunnels "$(proxy_of "$1")" "$(target "$1")" "$name" "$2" "$3" "$client_threads" 3
+}
 
 # ---- probes: each proxy serves the name and refuses another ------------------------------------
 for c in $configs; do
-  out="$(in_pod "$load" tunnels "$(proxy_of "$c")" "$(target "$c")" "$name" 0.5 1)"
-  case $out in tunnels_per_s=0.0*) fail "$c serves nothing: $out" ;; esac
+  out="$(tunnels_run "$c" 0.5 1)"
+  case $out in tunnels_per_s=0.0* | *" errors="[1-9]*) fail "$c does not serve the bench name cleanly: $out" ;; esac
   [ "$c" = direct ] && continue
   if in_pod "$load" idle "$(proxy_of "$c")" "other.example.com:$port" 1 0 | grep -q 'open=1'; then
     fail "$c let a CONNECT to a name it does not allow through"
@@ -294,17 +325,33 @@ say "load average at start: $loadavg_start"
 # wave), and the rotation puts egressd first in round 1, so round 1 had
 # charged that to egressd alone.
 for c in $configs; do
-  in_pod "$load" tunnels "$(proxy_of "$c")" "$(target "$c")" "$name" 1 "$workers" > /dev/null
+  tunnels_run "$c" 1 "$workers" > /dev/null
   in_pod "$load" bulk "$(proxy_of "$c")" "$(target "$c")" "$name" /bulk 1 > /dev/null
 done
 for r in $(seq "$rounds"); do
   order="$(echo "$configs" | tr ' ' '\n' | awk -v r="$r" '{a[NR]=$0} END {for (i=0;i<NR;i++) print a[(i+r)%NR+1]}')"
   for c in $order; do
+    thread_cpu "$(pid_of "$c")" > "$work/threads-before"
     cpu_before="$(cpu_ns "$(pid_of "$c")")"
-    t="$(in_pod "$load" tunnels "$(proxy_of "$c")" "$(target "$c")" "$name" "$seconds" "$workers")"
+    nginx_before="$(cpu_ns "$nginx_pid")"
+    perf_pid=""
+    if [ -n "${PROXY_BENCH_PERF:-}" ] && [ "$r" = 1 ] && [ "$c" != direct ]; then
+      mkdir -p "$PROXY_BENCH_PERF"
+      perf record -q -e cpu-clock -g -p "$(pid_of "$c")" -o "$PROXY_BENCH_PERF/perf-$c.data" \
+        -- sleep "$seconds" > /dev/null 2>&1 &
+      perf_pid=$!
+    fi
+    t="$(tunnels_run "$c" "$seconds" "$workers")"
+    [ -n "$perf_pid" ] && wait "$perf_pid"
     cpu_after="$(cpu_ns "$(pid_of "$c")")"
+    nginx_after="$(cpu_ns "$nginx_pid")"
+    thread_cpu "$(pid_of "$c")" > "$work/threads-after"
+    read -r busiest_ns busiest_wait_ns busiest_name <<< "$(busiest_thread "$work/threads-before" "$work/threads-after")"
     b="$(in_pod "$load" bulk "$(proxy_of "$c")" "$(target "$c")" "$name" /bulk "$bulk_seconds")"
-    echo "round=$r config=$c $t $b tunnel_cpu_ns=$((cpu_after - cpu_before))" | tee -a "$raw" >&2
+    echo "round=$r config=$c $t $b tunnel_cpu_ns=$((cpu_after - cpu_before))" \
+      "nginx_cpu_ns=$((nginx_after - nginx_before)) busiest_thread_ns=${busiest_ns:-0}" \
+      "busiest_thread_wait_ns=${busiest_wait_ns:-0}" \
+      "busiest_thread=${busiest_name:-none}" | tee -a "$raw" >&2
   done
 done
 # Memory per idle tunnel: the proxy's resident memory, and the kernel's
@@ -329,9 +376,10 @@ for c in $configs; do
 done
 loadavg_end="$(cut -d' ' -f1-3 /proc/loadavg)"
 
-python3 - "$raw" "$results/proxy.json" "$rounds" "$seconds" "$workers" "$idle_count" "$loadavg_start" "$loadavg_end" << 'PY'
+python3 - "$raw" "$results/proxy.json" "$rounds" "$seconds" "$workers" "$idle_count" "$loadavg_start" "$loadavg_end" \
+  "$client_threads" << 'PY'
 import json, re, statistics, sys
-raw, out, rounds, seconds, workers, idle, load_start, load_end = sys.argv[1:9]
+raw, out, rounds, seconds, workers, idle, load_start, load_end, client_threads = sys.argv[1:10]
 runs, idle_rows = {}, {}
 for line in open(raw):
     fields = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
@@ -346,18 +394,43 @@ for line in open(raw):
     r["tunnels_per_s"].append(float(fields["tunnels_per_s"]))
     r["bulk_bytes_per_s"].append(float(fields.get("bytes_per_s", 0)))
     r["errors"] += int(fields["errors"])
-    tunnels_done = float(fields["tunnels_per_s"]) * float(seconds)
-    if fields.get("tunnel_cpu_ns") and tunnels_done > 0 and fields["config"] != "direct":
-        r.setdefault("cpu_us_per_tunnel", []).append(int(fields["tunnel_cpu_ns"]) / tunnels_done / 1000)
+    tunnels_done = float(fields.get("tunnels", float(fields["tunnels_per_s"]) * float(seconds)))
+    for kind in ("connect", "proxy_status", "status", "length", "io", "timeout"):
+        r.setdefault("errors_by_kind", {}).setdefault(kind, 0)
+        r["errors_by_kind"][kind] += int(fields.get("errors_" + kind, 0))
+    if tunnels_done > 0:
+        if fields.get("tunnel_cpu_ns") and fields["config"] != "direct":
+            r.setdefault("cpu_us_per_tunnel", []).append(int(fields["tunnel_cpu_ns"]) / tunnels_done / 1000)
+            # The share of one core the proxy's busiest thread used.
+            # Over the client's SECONDS: the snapshots around it add only
+            # the proxy's idle time.
+            window = float(seconds) * 1e9
+            r.setdefault("busiest_thread_core_share", []).append(int(fields["busiest_thread_ns"]) / window)
+            # ... and the share of the time it wanted one (ran, or was
+            # runnable and waited): near 1.0 it never ran out of work, so a
+            # core of its own would be the limit even on a shared machine.
+            r.setdefault("busiest_thread_demand", []).append(
+                (int(fields["busiest_thread_ns"]) + int(fields.get("busiest_thread_wait_ns", 0))) / window)
+            r["busiest_thread"] = fields.get("busiest_thread")
+        if fields.get("client_cpu_ns"):
+            r.setdefault("client_cpu_us_per_tunnel", []).append(int(fields["client_cpu_ns"]) / tunnels_done / 1000)
+        if fields.get("nginx_cpu_ns"):
+            r.setdefault("nginx_cpu_us_per_tunnel", []).append(int(fields["nginx_cpu_ns"]) / tunnels_done / 1000)
 result = {"bench": "proxy", "rounds": int(rounds), "seconds": float(seconds), "workers": int(workers),
+          "client": "bench/proxy/load.c (proxy_load)", "client_threads": int(client_threads),
           "load_average": {"start": load_start, "end": load_end},
           "configs": {}, "ratios": {}, "goals": {}}
 for c, r in runs.items():
     result["configs"][c] = {"tunnels_per_s_median": statistics.median(r["tunnels_per_s"]),
                             "bulk_bytes_per_s_median": statistics.median(r["bulk_bytes_per_s"]),
                             "errors": r["errors"], "rounds": r}
-    if r.get("cpu_us_per_tunnel"):
-        result["configs"][c]["cpu_us_per_tunnel_median"] = round(statistics.median(r["cpu_us_per_tunnel"]), 1)
+    for key in ("cpu_us_per_tunnel", "client_cpu_us_per_tunnel", "nginx_cpu_us_per_tunnel"):
+        if r.get(key):
+            result["configs"][c][key + "_median"] = round(statistics.median(r[key]), 1)
+    if r.get("busiest_thread_core_share"):
+        result["configs"][c]["busiest_thread_core_share_median"] = round(statistics.median(r["busiest_thread_core_share"]), 2)
+        result["configs"][c]["busiest_thread"] = r.get("busiest_thread")
+        result["configs"][c]["busiest_thread_demand_median"] = round(statistics.median(r["busiest_thread_demand"]), 2)
 # Memory per idle tunnel: resident memory, plus the kernel's share (the
 # slab growth beyond what the same connections cost without a proxy).
 direct_slab = idle_rows.get("direct", {}).get("slab_kib_per_tunnel")
@@ -397,10 +470,16 @@ print(f"new tunnels/s: egressd {ratios.get('egressd_vs_squid_tunnels')}x squid (
 if "baseline" in runs:
     print(f"against PROXY_BENCH_BASELINE: tunnels/s {ratios.get('egressd_vs_baseline_tunnels')}x, "
           f"bulk {ratios.get('egressd_vs_baseline_bulk')}x")
-for c in ("egressd", "baseline", "squid", "smokescreen"):
-    cpu = result["configs"].get(c, {}).get("cpu_us_per_tunnel_median")
-    if cpu is not None:
-        print(f"CPU per tunnel, {c}: {cpu} us (all its threads, median over rounds)")
+for c in ("direct", "egressd", "baseline", "squid", "smokescreen"):
+    row = result["configs"].get(c, {})
+    if c not in runs:
+        continue
+    proxy = row.get("cpu_us_per_tunnel_median")
+    print(f"CPU per tunnel (us, median over rounds), {c}: "
+          + (f"proxy {proxy} (busiest thread {row.get('busiest_thread')} ran {row.get('busiest_thread_core_share_median')} "
+             f"of the time, ran or waited for a CPU {row.get('busiest_thread_demand_median')}), " if proxy is not None else "")
+          + f"client {row.get('client_cpu_us_per_tunnel_median')}, nginx {row.get('nginx_cpu_us_per_tunnel_median')}; "
+          + f"errors {row['errors']} {runs[c].get('errors_by_kind')}")
 for c in ("egressd", "baseline", "squid", "smokescreen"):
     i = result["configs"].get(c, {}).get("idle")
     if i:
