@@ -233,6 +233,29 @@ struct DnsService::Pending {
   }
 };
 
+// A network of dns.proxy_protocol_from as bytes and mask (IPv4 in the
+// first four), so that a datagram's source is matched straight from its
+// sockaddr with a few masked compares: every datagram of a listener with
+// balancers pays it, pods' own too.
+struct DnsService::BalancerNetwork {
+  bool v4 = true;
+  std::array<uint8_t, 16> bytes{};
+  std::array<uint8_t, 16> mask{};
+
+  explicit BalancerNetwork(const common::IpNetwork& network) noexcept
+      : v4(network.address.family == common::IpFamily::V4) {
+    for (unsigned bit = 0; bit < network.prefixLength; ++bit) {
+      mask[bit / 8] = static_cast<uint8_t>(mask[bit / 8] | (0x80U >> (bit % 8)));
+    }
+    for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = network.address.bytes[i] & mask[i];
+  }
+  bool contains(const uint8_t* address, size_t length) const noexcept {
+    uint8_t differ = 0;
+    for (size_t i = 0; i < length; ++i) differ |= static_cast<uint8_t>((address[i] ^ bytes[i]) & mask[i]);
+    return differ == 0;
+  }
+};
+
 DnsService::DnsService(event_base* base, DnsOptions options,
                        const common::SnapshotHolder<policy::Policy>& policy, BindingTable& bindings,
                        DnsEventSink* sink, ClockFunction clock)
@@ -244,7 +267,7 @@ DnsService::DnsService(event_base* base, DnsOptions options,
       clock_(std::move(clock)),
       cache_(options_->cacheSize),
       tunnelGuard_(policy::defaultPublicSuffixList()),
-      balancers_(options_->proxyProtocolFrom),
+      balancers_(options_->proxyProtocolFrom.begin(), options_->proxyProtocolFrom.end()),
       balancersListed_(!balancers_.empty()),
       rx_(kMaxMessageSize + 1),
       tx_(kMaxMessageSize + 2),
@@ -435,7 +458,11 @@ void DnsService::onUdpReadable(int fd, short, void* arg) {
       client.hasLocal = false;
       if (listener->wildcard) readPktinfo(batch.headers[i].msg_hdr, client);
       std::span<const uint8_t> wire(batch.buffers.data() + i * kUdpSlot, batch.headers[i].msg_len);
-      if (self.balancersListed_ && !self.takeBalancerHeader(wire, client)) continue;
+      if (self.balancersListed_) [[unlikely]] {
+        const size_t header = self.takeBalancerHeader(wire, client);
+        if (header == kRefused) continue;
+        wire = wire.subspan(header);
+      }
       if ((batch.headers[i].msg_hdr.msg_flags & MSG_TRUNC) != 0) {
         self.handleOversized(wire, client);
       } else {
@@ -565,18 +592,28 @@ void DnsService::handleOversized(std::span<const uint8_t> wire, const ClientRef&
 // ---- load balancers' PROXY headers (dns.proxy_protocol_from) --------------
 
 bool DnsService::fromBalancer(const sockaddr_storage& peer) const noexcept {
-  const auto address = common::SocketAddress::fromSockaddr(reinterpret_cast<const sockaddr*>(&peer));
-  if (!address) return false;
-  const common::IpAddress ip = address->ip.unmapped();  // a dual-stack listener sees ::ffff:a.b.c.d
-  return std::any_of(balancers_.begin(), balancers_.end(),
-                     [&ip](const common::IpNetwork& network) { return network.contains(ip); });
+  // The listeners are IPV6_V6ONLY (start()): an IPv4 peer is AF_INET, never
+  // ::ffff:a.b.c.d.
+  const uint8_t* address = nullptr;
+  const bool v4 = peer.ss_family == AF_INET;
+  if (v4) {
+    address = reinterpret_cast<const uint8_t*>(&reinterpret_cast<const sockaddr_in&>(peer).sin_addr);
+  } else if (peer.ss_family == AF_INET6) {
+    address = reinterpret_cast<const sockaddr_in6&>(peer).sin6_addr.s6_addr;
+  } else {
+    return false;
+  }
+  for (const BalancerNetwork& network : balancers_) {
+    if (network.v4 == v4 && network.contains(address, v4 ? 4 : 16)) return true;
+  }
+  return false;
 }
 
-bool DnsService::takeBalancerHeader(std::span<const uint8_t>& wire, ClientRef& client) noexcept {
+size_t DnsService::takeBalancerHeader(std::span<const uint8_t> wire, ClientRef& client) {
   client.proxied = false;
   // From anyone else a header is never read: those bytes are a DNS query
   // (and one starting with the signature is malformed or refused as such).
-  if (!fromBalancer(client.addr)) return true;
+  if (!fromBalancer(client.addr)) return 0;
   // dnsdist puts a whole v2 header before every datagram (its health
   // checks: LOCAL); a datagram is never continued, so NeedMore is a cut.
   common::ProxyHeader header;
@@ -585,17 +622,16 @@ bool DnsService::takeBalancerHeader(std::span<const uint8_t>& wire, ClientRef& c
   if (status != common::ProxyHeaderStatus::Ok) {
     refuseBalancerHeader(client, status == common::ProxyHeaderStatus::NotThisProtocol,
                          status == common::ProxyHeaderStatus::NeedMore ? "header cut short" : header.why);
-    return false;
+    return kRefused;
   }
-  wire = wire.subspan(header.length);
   if (header.local) {
     inc(counters_.proxyHeadersLocal);  // the balancer's own query: it is the client
-    return true;
+    return header.length;
   }
   inc(counters_.proxyHeaders);
   client.proxied = true;
   client.origin = header.source;
-  return true;
+  return header.length;
 }
 
 bool DnsService::takeBalancerHeader(TcpClient& client, evbuffer* input) {
@@ -626,7 +662,7 @@ bool DnsService::takeBalancerHeader(TcpClient& client, evbuffer* input) {
   return true;
 }
 
-void DnsService::refuseBalancerHeader(const ClientRef& client, bool missing, std::string_view why) noexcept {
+void DnsService::refuseBalancerHeader(const ClientRef& client, bool missing, std::string_view why) {
   inc(missing ? counters_.proxyHeadersMissing : counters_.proxyHeadersMalformed);
   // One warning per interval at most: a balancer without useProxyProtocol
   // sends every query this way.

@@ -218,14 +218,15 @@ class DnsService {
   static void readPktinfo(msghdr& header, ClientRef& client) noexcept;
   static socklen_t writePktinfo(const ClientRef& client, uint8_t* control) noexcept;
   // Load balancers (DnsOptions::proxyProtocolFrom): whether the peer is
-  // one; its PROXY header taken off a datagram (`wire` then starts at the
-  // query) or off the start of a TCP stream, naming the client. False:
-  // refused (counted; the caller drops the datagram), or for TCP not
-  // complete yet or refused and the connection closed.
+  // one; its PROXY header taken off a datagram or off the start of a TCP
+  // stream, naming the client. UDP: the bytes before the query (0 from
+  // anyone else), or kRefused (counted; the caller drops the datagram).
+  // TCP: false when not complete yet, or refused and the connection closed.
+  static constexpr size_t kRefused = SIZE_MAX;
   bool fromBalancer(const sockaddr_storage& peer) const noexcept;
-  bool takeBalancerHeader(std::span<const uint8_t>& wire, ClientRef& client) noexcept;
+  size_t takeBalancerHeader(std::span<const uint8_t> wire, ClientRef& client);
   bool takeBalancerHeader(TcpClient& client, evbuffer* input);
-  void refuseBalancerHeader(const ClientRef& client, bool missing, std::string_view why) noexcept;
+  void refuseBalancerHeader(const ClientRef& client, bool missing, std::string_view why);
   void handleQuery(std::span<const uint8_t> wire, const ClientRef& client);
   void handleOversized(std::span<const uint8_t> wire, const ClientRef& client);
   void sendToClient(const ClientRef& client, std::span<const uint8_t> wire, const Query* query);
@@ -320,9 +321,11 @@ class DnsService {
   size_t pendingInUse_ = 0;
   common::CHandle<event, event_free> housekeeping_;
   TunnelGuard tunnelGuard_;
-  // DnsOptions::proxyProtocolFrom as started (restart-only); the UDP path
-  // tests `balancersListed_` once per datagram and nothing more when false.
-  std::vector<common::IpNetwork> balancers_;
+  // DnsOptions::proxyProtocolFrom as started (restart-only), as masks;
+  // the UDP path tests `balancersListed_` once per datagram and nothing
+  // more when false.
+  struct BalancerNetwork;
+  std::vector<BalancerNetwork> balancers_;
   bool balancersListed_ = false;
   Clock::time_point lastBalancerRefusalLog_{};
   uint64_t balancerRefusalsNotLogged_ = 0;

@@ -160,10 +160,11 @@ struct Harness {
     sockaddr_storage local{};
     const socklen_t localLength = common::SocketAddress{from, 0}.toSockaddr(local);
     REQUIRE(::bind(fd.get(), reinterpret_cast<sockaddr*>(&local), localLength) == 0);
-    sockaddr_storage to{};
-    const socklen_t length = target.toSockaddr(to);
+    sockaddr_storage destination{};
+    const socklen_t length = target.toSockaddr(destination);
     for (const Bytes& datagram : datagrams) {
-      REQUIRE(::sendto(fd.get(), datagram.data(), datagram.size(), 0, reinterpret_cast<sockaddr*>(&to),
+      REQUIRE(::sendto(fd.get(), datagram.data(), datagram.size(), 0,
+                       reinterpret_cast<sockaddr*>(&destination),
                        length) == static_cast<ssize_t>(datagram.size()));
     }
     struct Wait {
@@ -200,9 +201,10 @@ TEST_CASE("balancer: a header names the pod, and the answer goes back to the bal
   h.start(common::IpAddress::v4(0x7f000001), {"127.0.0.2/32"}, {upstream.address()});
   // Denied here, and forwarded (the upstream's answer relayed later): both
   // reach the balancer's socket, both events name the pod.
-  const auto answers = h.exchange(
-      kBalancer, {concat(podHeader(), query("evil.example.com", 0x1001)), concat(podHeader(8), query("api.example.com", 0x1002))},
-      0x1002);
+  const auto answers = h.exchange(kBalancer,
+                                  {concat(podHeader(), query("evil.example.com", 0x1001)),
+                                   concat(podHeader(8), query("api.example.com", 0x1002))},
+                                  0x1002);
   REQUIRE(answers.size() == 2);
   CHECK(idOf(answers[0]) == 0x1001);
   CHECK(rcodeOf(answers[0]) == dns::rcode::NxDomain);
@@ -228,13 +230,13 @@ TEST_CASE("balancer: without a valid header its datagrams are dropped and counte
   Bytes overlong = header;
   overlong[15] = 200;  // length past the datagram's end: cut
   const std::vector<Bytes> refused = {
-      denied,                                                             // no header at all
-      Bytes(header.begin(), header.begin() + 20),                         // cut inside the header
-      concat(badVersion, denied),                                         // not version 2
-      concat(overlong, denied),                                           // length beyond the datagram
-      concat(proxyV2(0x21, 0x11, kPodBlock), denied),                     // STREAM: names a TCP connection
-      concat(proxyV2(0x22, 0x12, kPodBlock), denied),                     // neither LOCAL nor PROXY
-      concat(text("PROXY UNKNOWN\r\n"), denied),                         // v1: TCP only
+      denied,                                          // no header at all
+      Bytes(header.begin(), header.begin() + 20),      // cut inside the header
+      concat(badVersion, denied),                      // not version 2
+      concat(overlong, denied),                        // length beyond the datagram
+      concat(proxyV2(0x21, 0x11, kPodBlock), denied),  // STREAM: names a TCP connection
+      concat(proxyV2(0x22, 0x12, kPodBlock), denied),  // neither LOCAL nor PROXY
+      concat(text("PROXY UNKNOWN\r\n"), denied),       // v1: TCP only
   };
   std::vector<Bytes> datagrams = refused;
   datagrams.push_back(concat(header, query("evil.example.com", 0x2002)));  // the probe
@@ -254,9 +256,9 @@ TEST_CASE("balancer: from anyone else a header is never believed", "[dns][balanc
   // A pod sending a header naming another pod: its bytes are a DNS query
   // (ID 0x0D0A, opcode 1) and refused as such, in its own name; its plain
   // queries are answered as ever.
-  const auto answers =
-      h.exchange(kPodOnLoopback, {concat(podHeader(), query("evil.example.com", 0x3001)), query("evil.example.com", 0x3002)},
-                 0x3002);
+  const auto answers = h.exchange(
+      kPodOnLoopback,
+      {concat(podHeader(), query("evil.example.com", 0x3001)), query("evil.example.com", 0x3002)}, 0x3002);
   REQUIRE(answers.size() == 2);
   CHECK(idOf(answers[0]) == 0x0D0A);
   CHECK(rcodeOf(answers[0]) != dns::rcode::NoError);
@@ -272,7 +274,8 @@ TEST_CASE("balancer: LOCAL (its health check) is the balancer's own query", "[dn
   Harness h;
   h.start(common::IpAddress::v4(0x7f000001), {"127.0.0.0/30"});
   // dnsdist's health check: v2 LOCAL, UNSPEC, no addresses.
-  const auto answers = h.exchange(kBalancer, {concat(proxyV2(0x20, 0x00, {}), query("evil.example.com", 0x4001))}, 0x4001);
+  const auto answers =
+      h.exchange(kBalancer, {concat(proxyV2(0x20, 0x00, {}), query("evil.example.com", 0x4001))}, 0x4001);
   REQUIRE(answers.size() == 1);
   CHECK(rcodeOf(answers[0]) == dns::rcode::NxDomain);
   REQUIRE(h.events.size() == 1);
@@ -288,8 +291,9 @@ TEST_CASE("balancer: IPv6, a balancer on ::1 naming an IPv6 pod", "[dns][balance
   block[0] = 0x20, block[1] = 0x01, block[2] = 0x0D, block[3] = 0xB8, block[15] = 7;
   block[16] = 0xFD, block[31] = 0x53;
   block[32] = 0x9D, block[33] = 0xDC, block[35] = 0x35;
-  const auto answers = h.exchange(*common::parseIpAddress("::1"),
-                                  {concat(proxyV2(0x21, 0x22, block), query("evil.example.com", 0x5001))}, 0x5001);
+  const auto answers =
+      h.exchange(*common::parseIpAddress("::1"),
+                 {concat(proxyV2(0x21, 0x22, block), query("evil.example.com", 0x5001))}, 0x5001);
   REQUIRE(answers.size() == 1);
   CHECK(rcodeOf(answers[0]) == dns::rcode::NxDomain);
   REQUIRE(h.events.size() == 1);
