@@ -89,6 +89,7 @@ constexpr std::array kKeys{
     EGRESSD_KEY("dns.max_tcp_clients", Live, dns.maxTcpClients),
     EGRESSD_KEY("dns.tunnel_guard_names", Live, dns.tunnelGuardNames),
     EGRESSD_KEY("dns.tunnel_guard_window", Live, dns.tunnelGuardWindow),
+    EGRESSD_KEY("dns.proxy_protocol_from", Restart, dns.proxyProtocolFrom),
     EGRESSD_KEY("nfqueue.enabled", Restart, nfqueue.enabled),
     EGRESSD_KEY("nfqueue.queues", Restart, nfqueue.queues),
     EGRESSD_KEY("nfqueue.install_rules", Restart, nfqueue.installRules),
@@ -230,6 +231,7 @@ std::vector<ConfigProblem> validate(const Config& config) {
   checkDuplicates(dns.clusterDomains, "dns.cluster_domains", showString, problems);
   checkDuplicates(dns.clusterUpstreams, "dns.cluster_upstreams", showAddress, problems);
   checkDuplicates(dns.intercept, "dns.intercept", showAddress, problems);
+  checkDuplicates(dns.proxyProtocolFrom, "dns.proxy_protocol_from", showNetwork, problems);
   for (size_t i = 0; i < dns.intercept.size(); ++i) {
     const common::SocketAddress& address = dns.intercept[i];
     if (isWildcard(address.ip) || address.port == 0) {
@@ -353,19 +355,24 @@ bool isDocumentationAddress(const common::IpAddress& ip) {
 
 std::vector<ConfigProblem> warnings(const Config& config) {
   std::vector<ConfigProblem> out;
-  // Every address in proxy.proxy_protocol_from may name any client it
-  // likes: a whole address family there lets anybody pass as a pod.
-  for (size_t i = 0; i < config.proxy.proxyProtocolFrom.size(); ++i) {
-    const common::IpNetwork& network = config.proxy.proxyProtocolFrom[i];
-    if (network.prefixLength == 0) {
-      out.push_back(pathProblem(indexed("proxy.proxy_protocol_from", i),
-                                "warning: " + network.toString() +
-                                    " trusts every address to name its client (a PROXY header is believed "
-                                    "from anyone); list only your load balancers' addresses or subnets"));
+  // Every address in proxy.proxy_protocol_from (dns.proxy_protocol_from)
+  // may name any client it likes: a whole address family there lets
+  // anybody pass as a pod.
+  const auto everyone = [&out](const std::vector<common::IpNetwork>& networks, std::string_view key) {
+    for (size_t i = 0; i < networks.size(); ++i) {
+      if (networks[i].prefixLength == 0) {
+        out.push_back(pathProblem(indexed(key, i),
+                                  "warning: " + networks[i].toString() +
+                                      " trusts every address to name its client (a PROXY header is "
+                                      "believed from anyone); list only your load balancers' addresses "
+                                      "or subnets"));
+      }
     }
-  }
+  };
+  everyone(config.proxy.proxyProtocolFrom, "proxy.proxy_protocol_from");
   const DnsConfig& dns = config.dns;
   if (!dns.enabled) return out;
+  everyone(dns.proxyProtocolFrom, "dns.proxy_protocol_from");
   const std::string upstreamsKey = dns.upstreamsFrom.empty() ? "dns.upstreams" : "dns.upstreams_from";
   for (size_t i = 0; i < dns.upstreams.size(); ++i) {
     const common::SocketAddress& upstream = dns.upstreams[i];

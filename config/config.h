@@ -83,6 +83,10 @@ struct DnsConfig {
   // names per client and registrable domain per window; 0 names: off.
   uint32_t tunnelGuardNames = 100;
   common::Duration tunnelGuardWindow = std::chrono::minutes(10);
+  // Load balancers (dnsdist useProxyProtocol) whose datagrams and TCP
+  // connections start with a PROXY protocol header naming the real client;
+  // empty: no header is ever read.
+  std::vector<common::IpNetwork> proxyProtocolFrom;
 
   friend bool operator==(const DnsConfig&, const DnsConfig&) = default;
 };

@@ -649,6 +649,8 @@ void readDns(Section& section, DnsConfig& dns, const std::filesystem::path& base
   readCount(section, "tunnel_guard_names", 0, 128, dns.tunnelGuardNames);
   readDuration(section, "tunnel_guard_window", std::chrono::seconds(1), std::chrono::hours(24),
                dns.tunnelGuardWindow);
+  readArray<common::IpNetwork>(section, "proxy_protocol_from", "strings",
+                               fromString<common::IpNetwork>(parseCidr), dns.proxyProtocolFrom);
 }
 
 void readNfqueue(Section& section, NfqueueConfig& nfqueue) {

@@ -366,6 +366,7 @@ dns::DnsOptions Daemon::dnsOptions() const {
   options.audit = config_.mode == config::Mode::Audit;
   options.tunnelGuardNames = d.tunnelGuardNames;
   options.tunnelGuardWindow = std::chrono::duration_cast<std::chrono::milliseconds>(d.tunnelGuardWindow);
+  options.proxyProtocolFrom = d.proxyProtocolFrom;
   return options;
 }
 

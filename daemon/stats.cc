@@ -86,6 +86,10 @@ DnsStats dnsStats(const dns::DnsService& service, size_t cacheCapacity) {
   out.tunnelGuardTrips = load(c.tunnelGuardTrips);
   out.tunnelGuardEvictions = load(c.tunnelGuardEvictions);
   out.upstreamUnreachable = load(c.upstreamUnreachable);
+  out.proxyHeaders = load(c.proxyHeaders);
+  out.proxyHeadersLocal = load(c.proxyHeadersLocal);
+  out.proxyHeadersMissing = load(c.proxyHeadersMissing);
+  out.proxyHeadersMalformed = load(c.proxyHeadersMalformed);
   out.tcpClients = service.tcpClients();
   out.cache = service.cacheStats();
   out.cacheCapacity = cacheCapacity;
@@ -457,6 +461,20 @@ void renderDns(Exposition& e, const StatsSnapshot& s) {
   counter("egressd_dns_upstream_unreachable_total", "counter",
           "Queries answered SERVFAIL because every upstream timed out (EDE 22) or failed (EDE 23).",
           [](const DnsStats& x) { return x.upstreamUnreachable; });
+  e.family("egressd_dns_proxy_protocol_headers_total", "counter",
+           "PROXY protocol headers honoured from dns.proxy_protocol_from, by command (proxy: a client "
+           "named; local: the balancer's own query, e.g. a health check).");
+  if (d != nullptr) {
+    e.sample("egressd_dns_proxy_protocol_headers_total", {{"command", "proxy"}}, d->proxyHeaders);
+    e.sample("egressd_dns_proxy_protocol_headers_total", {{"command", "local"}}, d->proxyHeadersLocal);
+  }
+  e.family("egressd_dns_proxy_protocol_refused_total", "counter",
+           "Datagrams dropped and TCP connections closed from dns.proxy_protocol_from, by reason (missing: "
+           "no PROXY header; malformed: an invalid or cut header).");
+  if (d != nullptr) {
+    e.sample("egressd_dns_proxy_protocol_refused_total", {{"reason", "missing"}}, d->proxyHeadersMissing);
+    e.sample("egressd_dns_proxy_protocol_refused_total", {{"reason", "malformed"}}, d->proxyHeadersMalformed);
+  }
   counter("egressd_dns_tcp_clients", "gauge", "Open TCP client connections.",
           [](const DnsStats& x) { return uint64_t{x.tcpClients}; });
   counter("egressd_dns_cache_entries", "gauge", "Answers in the DNS cache.",
@@ -755,6 +773,11 @@ nlohmann::json toJson(const StatsSnapshot& s) {
                   {"tunnel_guard_trips", n.tunnelGuardTrips},
                   {"tunnel_guard_evictions", n.tunnelGuardEvictions},
                   {"upstream_unreachable", n.upstreamUnreachable},
+                  {"proxy_protocol",
+                   {{"proxy", n.proxyHeaders},
+                    {"local", n.proxyHeadersLocal},
+                    {"missing", n.proxyHeadersMissing},
+                    {"malformed", n.proxyHeadersMalformed}}},
                   {"tcp_clients", n.tcpClients},
                   {"cache",
                    {{"entries", n.cache.entries},

@@ -130,6 +130,10 @@ struct DnsStats {
   uint64_t tunnelGuardTrips = 0;
   uint64_t tunnelGuardEvictions = 0;
   uint64_t upstreamUnreachable = 0;
+  uint64_t proxyHeaders = 0;
+  uint64_t proxyHeadersLocal = 0;
+  uint64_t proxyHeadersMissing = 0;
+  uint64_t proxyHeadersMalformed = 0;
   size_t tcpClients = 0;
   dns::CacheStats cache;
   size_t cacheCapacity = 0;

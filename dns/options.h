@@ -1,7 +1,7 @@
 // Settings of the DNS service. The daemon fills them from egressd.toml
 // ([dns] and rules.binding_grace); tests build them directly.
 //
-// Restart-only: listen. Everything else may change through
+// Restart-only: listen, proxyProtocolFrom. Everything else may change through
 // DnsService::updateOptions() and applies to the next query.
 #pragma once
 
@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "common/ip_address.h"
 #include "common/socket_address.h"
 
 namespace dns {
@@ -43,6 +44,12 @@ struct DnsOptions {
   // 0 turns it off.
   uint32_t tunnelGuardNames = 100;
   std::chrono::milliseconds tunnelGuardWindow{std::chrono::minutes(10)};
+  // Load balancers (dns.proxy_protocol_from; dnsdist useProxyProtocol):
+  // each of their datagrams, and each of their TCP connections, must start
+  // with a PROXY protocol header, whose client is then the query's client
+  // (decision, event, log, attribution, tunnel guard); answers go back to
+  // the balancer. From anyone else a header is never read. Empty: off.
+  std::vector<common::IpNetwork> proxyProtocolFrom;
 };
 
 }  // namespace dns

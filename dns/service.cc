@@ -13,10 +13,12 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <system_error>
 #include <utility>
 
 #include "common/log.h"
+#include "common/proxy_protocol.h"
 #include "dns/answer.h"
 #include "dns/response.h"
 #include "policy/public_suffix.h"
@@ -168,6 +170,17 @@ struct DnsService::ClientRef {
   common::IpAddress local;
   uint32_t localInterface = 0;
   uint64_t tcpId = kNoTcp;
+  // From a load balancer whose PROXY header named a client: that client is
+  // the query's (decision, event, log, tunnel guard); `addr` stays the
+  // balancer's, where the answer goes.
+  bool proxied = false;
+  common::SocketAddress origin;
+
+  // Who the query is for: the named client, else the peer.
+  std::optional<common::SocketAddress> who() const noexcept {
+    if (proxied) return origin;
+    return common::SocketAddress::fromSockaddr(reinterpret_cast<const sockaddr*>(&addr));
+  }
 };
 
 struct DnsService::TcpClient {
@@ -175,8 +188,9 @@ struct DnsService::TcpClient {
   common::CHandle<bufferevent, bufferevent_free> bev;
   DnsService* service = nullptr;
   ClientRef ref;
-  size_t pending = 0;       // its queries waiting for an upstream
-  bool readClosed = false;  // EOF seen: answer what is pending, then close
+  bool awaitingProxyHeader = false;  // a load balancer's connection, its header not read yet
+  size_t pending = 0;                // its queries waiting for an upstream
+  bool readClosed = false;           // EOF seen: answer what is pending, then close
   // The address the client connected to (getsockname once per connection;
   // port 0 if unknown), for the events' destination.
   common::SocketAddress local;
@@ -220,6 +234,29 @@ struct DnsService::Pending {
   }
 };
 
+// A network of dns.proxy_protocol_from as bytes and mask (IPv4 in the
+// first four), so that a datagram's source is matched straight from its
+// sockaddr with a few masked compares: every datagram of a listener with
+// balancers pays it, pods' own too.
+struct DnsService::BalancerNetwork {
+  bool v4 = true;
+  std::array<uint8_t, 16> bytes{};
+  std::array<uint8_t, 16> mask{};
+
+  explicit BalancerNetwork(const common::IpNetwork& network) noexcept
+      : v4(network.address.family == common::IpFamily::V4) {
+    for (unsigned bit = 0; bit < network.prefixLength; ++bit) {
+      mask[bit / 8] = static_cast<uint8_t>(mask[bit / 8] | (0x80U >> (bit % 8)));
+    }
+    for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = network.address.bytes[i] & mask[i];
+  }
+  bool contains(const uint8_t* address, size_t length) const noexcept {
+    uint8_t differ = 0;
+    for (size_t i = 0; i < length; ++i) differ |= static_cast<uint8_t>((address[i] ^ bytes[i]) & mask[i]);
+    return differ == 0;
+  }
+};
+
 DnsService::DnsService(event_base* base, DnsOptions options,
                        const common::SnapshotHolder<policy::Policy>& policy, BindingTable& bindings,
                        DnsEventSink* sink, ClockFunction clock)
@@ -231,6 +268,8 @@ DnsService::DnsService(event_base* base, DnsOptions options,
       clock_(std::move(clock)),
       cache_(options_->cacheSize),
       tunnelGuard_(policy::defaultPublicSuffixList()),
+      balancers_(options_->proxyProtocolFrom.begin(), options_->proxyProtocolFrom.end()),
+      balancersListed_(!balancers_.empty()),
       rx_(kMaxMessageSize + 1),
       tx_(kMaxMessageSize + 2),
       upstreamRx_(kMaxMessageSize + 1),
@@ -432,7 +471,12 @@ void DnsService::onUdpReadable(int fd, short, void* arg) {
       copyAddress(client.addr, batch.addresses[i], client.addrLength);
       client.hasLocal = false;
       if (listener->wildcard) readPktinfo(batch.headers[i].msg_hdr, client);
-      const std::span<const uint8_t> wire(batch.buffers.data() + i * kUdpSlot, batch.headers[i].msg_len);
+      std::span<const uint8_t> wire(batch.buffers.data() + i * kUdpSlot, batch.headers[i].msg_len);
+      if (self.balancersListed_) [[unlikely]] {
+        const size_t header = self.takeBalancerHeader(wire, client);
+        if (header == kRefused) continue;
+        wire = wire.subspan(header);
+      }
       if ((batch.headers[i].msg_hdr.msg_flags & MSG_TRUNC) != 0) {
         self.handleOversized(wire, client);
       } else {
@@ -559,6 +603,103 @@ void DnsService::handleOversized(std::span<const uint8_t> wire, const ClientRef&
   emit(client, nullptr, {}, DnsOutcome::Malformed, DenyReason::None, rcode::FormErr, 0);
 }
 
+// ---- load balancers' PROXY headers (dns.proxy_protocol_from) --------------
+
+bool DnsService::fromBalancer(const sockaddr_storage& peer) const noexcept {
+  // The listeners are IPV6_V6ONLY (start()): an IPv4 peer is AF_INET, never
+  // ::ffff:a.b.c.d.
+  const uint8_t* address = nullptr;
+  const bool v4 = peer.ss_family == AF_INET;
+  if (v4) {
+    address = reinterpret_cast<const uint8_t*>(&reinterpret_cast<const sockaddr_in&>(peer).sin_addr);
+  } else if (peer.ss_family == AF_INET6) {
+    address = reinterpret_cast<const sockaddr_in6&>(peer).sin6_addr.s6_addr;
+  } else {
+    return false;
+  }
+  for (const BalancerNetwork& network : balancers_) {
+    if (network.v4 == v4 && network.contains(address, v4 ? 4 : 16)) return true;
+  }
+  return false;
+}
+
+size_t DnsService::takeBalancerHeader(std::span<const uint8_t> wire, ClientRef& client) {
+  client.proxied = false;
+  // From anyone else a header is never read: those bytes are a DNS query
+  // (and one starting with the signature is malformed or refused as such).
+  if (!fromBalancer(client.addr)) return 0;
+  // dnsdist puts a whole v2 header before every datagram (its health
+  // checks: LOCAL); a datagram is never continued, so NeedMore is a cut.
+  common::ProxyHeader header;
+  const common::ProxyHeaderStatus status =
+      common::parseProxyHeader(wire, header, common::ProxyCarrier::Datagram);
+  if (status != common::ProxyHeaderStatus::Ok) {
+    refuseBalancerHeader(client, status == common::ProxyHeaderStatus::NotThisProtocol,
+                         status == common::ProxyHeaderStatus::NeedMore ? "header cut short" : header.why);
+    return kRefused;
+  }
+  if (header.local) {
+    inc(counters_.proxyHeadersLocal);  // the balancer's own query: it is the client
+    return header.length;
+  }
+  inc(counters_.proxyHeaders);
+  client.proxied = true;
+  client.origin = header.source;
+  return header.length;
+}
+
+bool DnsService::takeBalancerHeader(TcpClient& client, evbuffer* input) {
+  // v1 or v2 (STREAM), at the start of the connection, possibly split over
+  // segments: wait for the rest (the idle timeout bounds a balancer that
+  // never sends it).
+  const size_t available = std::min(evbuffer_get_length(input), common::kMaxProxyHeaderBytes);
+  if (available == 0) return false;
+  const uint8_t* bytes = evbuffer_pullup(input, static_cast<ev_ssize_t>(available));
+  common::ProxyHeader header;
+  const common::ProxyHeaderStatus status = common::parseProxyHeader(
+      std::span<const uint8_t>(bytes, available), header, common::ProxyCarrier::Stream);
+  if (status == common::ProxyHeaderStatus::NeedMore) return false;
+  if (status != common::ProxyHeaderStatus::Ok) {
+    refuseBalancerHeader(client.ref, status == common::ProxyHeaderStatus::NotThisProtocol, header.why);
+    closeTcpClient(client.id);
+    return false;
+  }
+  evbuffer_drain(input, header.length);
+  client.awaitingProxyHeader = false;
+  if (header.local) {
+    inc(counters_.proxyHeadersLocal);
+    return true;
+  }
+  inc(counters_.proxyHeaders);
+  client.ref.proxied = true;
+  client.ref.origin = header.source;
+  return true;
+}
+
+void DnsService::refuseBalancerHeader(const ClientRef& client, bool missing, std::string_view why) {
+  inc(missing ? counters_.proxyHeadersMissing : counters_.proxyHeadersMalformed);
+  // One warning per interval at most: a balancer without useProxyProtocol
+  // sends every query this way.
+  const Clock::time_point current = Clock::now();
+  if (lastBalancerRefusalLog_ != Clock::time_point{} &&
+      current - lastBalancerRefusalLog_ < kUpstreamFailureLogInterval) {
+    ++balancerRefusalsNotLogged_;
+    return;
+  }
+  const auto peer = client.who();
+  common::LogLine(common::LogLevel::Warn, "dns.proxy_protocol_refused")
+      .field("balancer", peer ? peer->ip.toString() : std::string("?"))
+      .field("transport", client.tcp ? "tcp" : "udp")
+      .field("reason", missing ? "missing" : "malformed")
+      .field("why", missing ? std::string_view("no PROXY header") : why)
+      .field("not_logged", balancerRefusalsNotLogged_)
+      .field("fix",
+             "this address is in dns.proxy_protocol_from: make the balancer send PROXY protocol v2 "
+             "(dnsdist newServer{..., useProxyProtocol=true}) or remove it from the list");
+  lastBalancerRefusalLog_ = current;
+  balancerRefusalsNotLogged_ = 0;
+}
+
 void DnsService::onTcpAccept(evconnlistener*, int fd, struct sockaddr* addr, int length, void* arg) {
   auto* self = static_cast<DnsService*>(arg);
   if (self->tcp_.size() >= self->options_->maxTcpClients) {
@@ -574,6 +715,7 @@ void DnsService::onTcpAccept(evconnlistener*, int fd, struct sockaddr* addr, int
   client->ref.addrLength =
       static_cast<socklen_t>(std::min<size_t>(static_cast<size_t>(length), sizeof(sockaddr_storage)));
   std::memcpy(&client->ref.addr, addr, client->ref.addrLength);
+  client->awaitingProxyHeader = self->balancersListed_ && self->fromBalancer(client->ref.addr);
   sockaddr_storage local{};
   socklen_t localLength = sizeof local;
   if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &localLength) == 0) {
@@ -600,6 +742,7 @@ void DnsService::onTcpRead(bufferevent* bev, void* arg) {
   DnsService& self = *client->service;
   const uint64_t id = client->id;
   evbuffer* input = bufferevent_get_input(bev);
+  if (client->awaitingProxyHeader && !self.takeBalancerHeader(*client, input)) return;
   // RFC 1035 section 4.2.2 / RFC 7766 section 8: two-byte length prefix,
   // several messages per connection, possibly pipelined.
   while (true) {
@@ -696,9 +839,7 @@ __attribute__((noinline)) void DnsService::sendEvent(const ClientRef& client, co
                                                      std::span<const CachedBinding> addresses) {
   DnsEvent event;
   event.time = std::chrono::system_clock::now();
-  if (auto address = common::SocketAddress::fromSockaddr(reinterpret_cast<const sockaddr*>(&client.addr))) {
-    event.client = *address;
-  }
+  if (auto address = client.who()) event.client = *address;
   event.tcp = client.tcp;
   if (query != nullptr) {
     event.qname = wire.empty() ? query->qname.view() : askedName(wire, *query, askedName_);
@@ -867,7 +1008,9 @@ bool DnsService::chargeTunnelGuard(const Query& query, const ClientRef& client, 
   // The client's address bytes straight from the sockaddr (this runs for
   // every world-only query; the SocketAddress is built only to log).
   std::span<const uint8_t> address;
-  if (client.addr.ss_family == AF_INET) {
+  if (client.proxied) {
+    address = std::span<const uint8_t>(client.origin.ip.bytes.data(), client.origin.ip.byteLength());
+  } else if (client.addr.ss_family == AF_INET) {
     const auto& v4 = reinterpret_cast<const sockaddr_in&>(client.addr);
     address = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(&v4.sin_addr), 4);
   } else if (client.addr.ss_family == AF_INET6) {
@@ -882,7 +1025,7 @@ bool DnsService::chargeTunnelGuard(const Query& query, const ClientRef& client, 
   if (charge.admitted) return true;
   if (charge.tripped) {
     inc(counters_.tunnelGuardTrips);
-    const auto peer = common::SocketAddress::fromSockaddr(reinterpret_cast<const sockaddr*>(&client.addr));
+    const auto peer = client.who();
     // Once per (client, domain) and window; every refused query is an
     // event (reason dns_tunnel_budget) and counted.
     common::LogLine(common::LogLevel::Warn, "dns.tunnel_guard")

@@ -44,6 +44,7 @@
 
 struct evconnlistener;
 struct bufferevent;
+struct evbuffer;
 
 namespace dns {
 
@@ -156,6 +157,14 @@ struct DnsCounters {
   // receiving its matching answer (steady clock, not the injected one).
   // Timeouts and errors are not recorded (they count upstreamTimeouts).
   common::LatencyHistogram upstreamLatency;
+  // PROXY protocol headers from dns.proxy_protocol_from: honoured, naming
+  // a client (proxy) or the balancer itself (local, its health checks);
+  // and refused: datagrams dropped and connections closed because they did
+  // not start with one (missing) or it was invalid or cut short (malformed).
+  std::atomic<uint64_t> proxyHeaders{0};
+  std::atomic<uint64_t> proxyHeadersLocal{0};
+  std::atomic<uint64_t> proxyHeadersMissing{0};
+  std::atomic<uint64_t> proxyHeadersMalformed{0};
 };
 
 class DnsService {
@@ -208,6 +217,16 @@ class DnsService {
   // and the same address as the answer's source (0: no control message).
   static void readPktinfo(msghdr& header, ClientRef& client) noexcept;
   static socklen_t writePktinfo(const ClientRef& client, uint8_t* control) noexcept;
+  // Load balancers (DnsOptions::proxyProtocolFrom): whether the peer is
+  // one; its PROXY header taken off a datagram or off the start of a TCP
+  // stream, naming the client. UDP: the bytes before the query (0 from
+  // anyone else), or kRefused (counted; the caller drops the datagram).
+  // TCP: false when not complete yet, or refused and the connection closed.
+  static constexpr size_t kRefused = SIZE_MAX;
+  bool fromBalancer(const sockaddr_storage& peer) const noexcept;
+  size_t takeBalancerHeader(std::span<const uint8_t> wire, ClientRef& client);
+  bool takeBalancerHeader(TcpClient& client, evbuffer* input);
+  void refuseBalancerHeader(const ClientRef& client, bool missing, std::string_view why);
   void handleQuery(std::span<const uint8_t> wire, const ClientRef& client);
   void handleOversized(std::span<const uint8_t> wire, const ClientRef& client);
   void sendToClient(const ClientRef& client, std::span<const uint8_t> wire, const Query* query);
@@ -302,6 +321,14 @@ class DnsService {
   size_t pendingInUse_ = 0;
   common::CHandle<event, event_free> housekeeping_;
   TunnelGuard tunnelGuard_;
+  // DnsOptions::proxyProtocolFrom as started (restart-only), as masks;
+  // the UDP path tests `balancersListed_` once per datagram and nothing
+  // more when false.
+  struct BalancerNetwork;
+  std::vector<BalancerNetwork> balancers_;
+  bool balancersListed_ = false;
+  Clock::time_point lastBalancerRefusalLog_{};
+  uint64_t balancerRefusalsNotLogged_ = 0;
   // dns.upstream_failed warnings: at most one per interval, with the
   // number held back since the last.
   Clock::time_point lastFailureLog_{};

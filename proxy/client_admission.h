@@ -1,7 +1,7 @@
 // Who may talk to the proxy, decided at accept before a byte is read
 // (docs/proxy.md "Who may use the proxy"): a client in proxy.clients, or a
 // load balancer in proxy.proxy_protocol_from whose PROXY header
-// (proxy/proxy_protocol.h) names a client in proxy.clients. Plus the
+// (common/proxy_protocol.h) names a client in proxy.clients. Plus the
 // log throttle that keeps a port scan from flooding the log with the
 // refusals (each is still an event and a counter).
 //

@@ -17,13 +17,19 @@
 
 #include "common/errno_text.h"
 #include "common/log.h"
+#include "common/proxy_protocol.h"
 #include "proxy/chunked.h"
 #include "proxy/http_head.h"
-#include "proxy/proxy_protocol.h"
 #include "proxy/relay.h"
 #include "proxy/response.h"
 
 namespace proxy {
+
+// The PROXY protocol parser is shared with the DNS listeners (common/).
+using common::kMaxProxyHeaderBytes;
+using common::parseProxyHeader;
+using common::ProxyHeader;
+using common::ProxyHeaderStatus;
 
 namespace {
 

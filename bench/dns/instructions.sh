@@ -34,7 +34,11 @@
 # Usage: bench/dns/instructions.sh BUILD_DIR [RESULTS_DIR]
 # Knobs: DNS_INSTR_SMALL, DNS_INSTR_LARGE, DNS_INSTR_CASES (default
 # "cached denied uncached"), DNS_INSTR_PROFILES (a directory: the callgrind
-# files are kept there, for callgrind_annotate). Writes RESULTS_DIR/dns_instructions.json when
+# files are kept there, for callgrind_annotate), DNS_INSTR_SERVERS (default
+# "egressd unbound"), DNS_INSTR_PROXY_PROTOCOL (egressd only: "listed" sets
+# dns.proxy_protocol_from to a balancer the client is not; "header" lists
+# the client, which then puts dnsdist's PROXY v2 header, naming 10.244.1.7,
+# before every query; default: off). Writes RESULTS_DIR/dns_instructions.json when
 # RESULTS_DIR is given. Needs valgrind, unbound, python3.
 set -euo pipefail
 build="$(cd "${1:?build dir}" && pwd)"
@@ -43,6 +47,15 @@ small="${DNS_INSTR_SMALL:-2000}"
 large="${DNS_INSTR_LARGE:-12000}"
 cases="${DNS_INSTR_CASES:-cached denied uncached}"
 profiles="${DNS_INSTR_PROFILES:-}"
+servers="${DNS_INSTR_SERVERS:-egressd unbound}"
+export DNS_INSTR_PROXY_PROTOCOL="${DNS_INSTR_PROXY_PROTOCOL:-}"
+balancers=""
+case "$DNS_INSTR_PROXY_PROTOCOL" in
+  "") ;;
+  listed) balancers='proxy_protocol_from = ["10.80.10.10/32"]' ;;
+  header) balancers='proxy_protocol_from = ["127.0.0.1/32"]' ;;
+  *) echo "bench/dns/instructions: DNS_INSTR_PROXY_PROTOCOL is listed, header or empty" >&2; exit 1 ;;
+esac
 egressd="$build/bin/egressd"
 for tool in valgrind callgrind_annotate unbound python3; do
   command -v "$tool" >/dev/null || { echo "bench/dns/instructions: $tool missing" >&2; exit 1; }
@@ -106,6 +119,7 @@ public_cidrs = ["192.0.2.0/24"]
 listen = ["127.0.0.1:$port"]
 upstreams = ["127.0.0.1:$upstream_port"]
 cache_size = 100000
+$balancers
 [nfqueue]
 enabled = false
 [metrics]
@@ -142,8 +156,13 @@ EOF
 # queries PORT CASE COUNT TAG: sends them one at a time, every one answered
 queries() {
   python3 - "$@" <<'PY'
-import socket, struct, sys
+import os, socket, struct, sys
 port, case, count, tag = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+# dnsdist's header (useProxyProtocol): v2 PROXY, INET + DGRAM, 10.244.1.7:40412 -> 10.96.0.10:53.
+header = b""
+if os.environ.get("DNS_INSTR_PROXY_PROTOCOL") == "header":
+    header = (b"\r\n\r\n\x00\r\nQUIT\n\x21\x12" + struct.pack(">H", 12) + bytes([10, 244, 1, 7, 10, 96, 0, 10])
+              + struct.pack(">HH", 40412, 53))
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.settimeout(10)
 s.connect(("127.0.0.1", port))
@@ -158,7 +177,7 @@ def name(i):
 want = {"denied": 3}.get(case, 0)
 for i in range(count):
     qname = b"".join(bytes([len(l)]) + l.encode() for l in name(i).split(".")) + b"\0"
-    s.send(struct.pack(">HHHHHH", i & 0xffff, 0x0100, 1, 0, 0, 0) + qname + struct.pack(">HH", 1, 1))
+    s.send(header + struct.pack(">HHHHHH", i & 0xffff, 0x0100, 1, 0, 0, 0) + qname + struct.pack(">HH", 1, 1))
     reply = s.recv(4096)
     if reply[:2] != struct.pack(">H", i & 0xffff) or reply[3] & 0xf != want:
         sys.exit(f"{case} query {i}: unexpected answer (rcode {reply[3] & 0xf}, want {want})")
@@ -202,7 +221,7 @@ measure() {
 
 : > "$work/rows.txt"
 for case in $cases; do
-  for server in egressd unbound; do
+  for server in $servers; do
     small_run="$(measure "$server" "$case" "$small")"
     large_run="$(measure "$server" "$case" "$large")"
     echo "$case $server $small_run $large_run" >> "$work/rows.txt"
@@ -224,6 +243,9 @@ for case, servers in table.items():
     we, wu = wakeups[case].get("egressd"), wakeups[case].get("unbound")
     summary[case] = {"egressd": e, "unbound": u, "ratio_vs_unbound": ratio,
                      "wakeups_per_query": {"egressd": we, "unbound": wu}}
+    if ratio is None:
+        print(f"dns instructions/query {case:9s} egressd {e or 0:8.0f}  unbound {u or 0:8.0f}")
+        continue
     print(f"dns instructions/query {case:9s} egressd {e:8.0f}  unbound {u:8.0f}  egressd/unbound {ratio:.2f}"
           + ("  (goal <= 0.5)" if case in ("cached", "denied") else "")
           + f"  [wake-ups/query: egressd {we:.2f}, unbound {wu:.2f}]")

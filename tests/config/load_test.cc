@@ -130,6 +130,7 @@ upstream_timeout = "750ms"
 cache_size = 5
 tcp_idle_timeout = "30s"
 max_tcp_clients = 7
+proxy_protocol_from = ["10.80.10.10/32", "fd00:80::/64"]
 [nfqueue]
 enabled = false
 queues = [3, 65535]
@@ -198,6 +199,7 @@ format = "json"
   CHECK(c.proxy.connectTimeout == 2s);
   CHECK(c.proxy.clients == std::vector{net("10.244.0.0/16"), net("fd00:10:244::/48")});
   CHECK(c.proxy.proxyProtocolFrom == std::vector{net("10.80.10.10/32")});
+  CHECK(c.dns.proxyProtocolFrom == std::vector{net("10.80.10.10/32"), net("fd00:80::/64")});
   CHECK(c.control.socket == "/etc/egressd/run/ctl.sock");
   CHECK(c.control.socketMode == 0660);
   CHECK_FALSE(c.metrics.enabled);
@@ -799,5 +801,31 @@ proxy_protocol_from = ["0.0.0.0/0"]
   REQUIRE(everyone.ok());
   REQUIRE(everyone.warnings.size() == 1);
   CHECK(everyone.warnings[0].path == "proxy.proxy_protocol_from[0]");
+  CHECK(contains(everyone.warnings[0].message, "trusts every address"));
+}
+
+TEST_CASE("[dns] proxy_protocol_from: off by default, CIDRs checked like the proxy's, /0 warned about") {
+  CHECK(config::Config{}.dns.proxyProtocolFrom.empty());
+  const ConfigLoad bad = load(R"([dns]
+upstreams = ["192.0.2.1"]
+proxy_protocol_from = ["10.80.10.10", "dnsdist", "10.80.10.0/16", "10.80.10.10/32", "10.80.10.10/32"]
+)");
+  const std::string text = describe(bad);
+  CHECK(
+      contains(text, "dns.proxy_protocol_from[0]: \"10.80.10.10\" has no /prefix (write \"10.80.10.10/32\""));
+  CHECK(contains(text, "dns.proxy_protocol_from[1]: \"dnsdist\" is not a CIDR network"));
+  CHECK(contains(text, "dns.proxy_protocol_from[2]: \"10.80.10.0/16\" has host bits set"));
+  const ConfigLoad duplicate = load(R"([dns]
+upstreams = ["192.0.2.1"]
+proxy_protocol_from = ["10.80.10.10/32", "10.80.10.10/32"]
+)");
+  CHECK(contains(describe(duplicate), "dns.proxy_protocol_from[1]: 10.80.10.10/32 is listed twice"));
+  const ConfigLoad everyone = load(R"([dns]
+upstreams = ["127.0.0.1:5300"]
+proxy_protocol_from = ["::/0"]
+)");
+  REQUIRE(everyone.ok());
+  REQUIRE(everyone.warnings.size() == 1);
+  CHECK(everyone.warnings[0].path == "dns.proxy_protocol_from[0]");
   CHECK(contains(everyone.warnings[0].message, "trusts every address"));
 }

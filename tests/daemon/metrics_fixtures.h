@@ -81,6 +81,10 @@ inline daemon_main::StatsSnapshot fullSnapshot() {
   d.pendingOverflow = 9;
   d.bindingsRecorded = 10;
   d.tcpHalfClosed = 11;
+  d.proxyHeaders = 12;
+  d.proxyHeadersLocal = 13;
+  d.proxyHeadersMissing = 14;
+  d.proxyHeadersMalformed = 15;
   d.tcpClients = 2;
   d.cache = dns::CacheStats{40, 4096, 30, 20, 5};
   d.cacheCapacity = 10000;

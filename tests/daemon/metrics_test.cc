@@ -94,6 +94,10 @@ TEST_CASE("a full snapshot renders valid text with the snapshot's numbers") {
   CHECK(exposition.value("egressd_dns_cache_lookups_total", {{"result", "miss"}}) == 20.0);
   CHECK(exposition.value("egressd_dns_bindings") == 12.0);
   CHECK(exposition.value("egressd_dns_tcp_half_closed_total") == 11.0);
+  CHECK(exposition.value("egressd_dns_proxy_protocol_headers_total", {{"command", "proxy"}}) == 12.0);
+  CHECK(exposition.value("egressd_dns_proxy_protocol_headers_total", {{"command", "local"}}) == 13.0);
+  CHECK(exposition.value("egressd_dns_proxy_protocol_refused_total", {{"reason", "missing"}}) == 14.0);
+  CHECK(exposition.value("egressd_dns_proxy_protocol_refused_total", {{"reason", "malformed"}}) == 15.0);
   CHECK(exposition.value("egressd_dns_pending_overflow_total") == 9.0);
   CHECK(exposition.value("egressd_dns_binding_evictions_total") == 5.0);
   CHECK(exposition.value("egressd_events_dropped_total") == 13.0);
@@ -208,6 +212,8 @@ TEST_CASE("the JSON form carries the same numbers") {
   CHECK(json.at("dns").at("enabled") == true);
   CHECK(json.at("dns").at("outcomes").at("denied") == 100 + static_cast<int>(dns::DnsOutcome::Denied));
   CHECK(json.at("dns").at("upstream_latency").at("count") == 10);
+  CHECK(json.at("dns").at("proxy_protocol").at("proxy") == 12);
+  CHECK(json.at("dns").at("proxy_protocol").at("malformed") == 15);
   CHECK(json.at("dns").at("upstream_latency").at("buckets").back().at("le") == "+Inf");
   CHECK(json.at("bindings").at("entries") == 12);
   CHECK(json.at("events").at("dropped") == 13);

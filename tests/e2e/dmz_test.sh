@@ -322,6 +322,30 @@ bare="$(in_ns lb curl -sS -o /dev/null -w '%{http_code}' --max-time 3 -x "$gw1_p
 [[ "$bare" == 400 ]] &&
   ok "a request from the balancer's address without a PROXY header: 400 (proxy_protocol_invalid)" ||
   fail "balancer without a header: $bare"
+# DNS through dnsdist (useProxyProtocol=true): its PROXY v2 header names
+# pod1, so gw1's DNS decision (and its tunnel budget) is pod1's, not the
+# balancer's. Round robin: four queries give gw1 two (its health checks
+# name dnsdist: LOCAL headers, selected out by the name).
+timeout 10 "$egressctl" watch --config "$(dmz_gw_config 1)" --json -c 1 "dns and name other.example.com" \
+  > "$work/watch-dns.json" 2>&1 &
+watch_pid=$!
+sleep 0.5
+for _ in 1 2 3 4; do in_node pod1 dig +time=1 +tries=1 "@$DMZ_LB" other.example.com A > /dev/null; done
+wait "$watch_pid"
+jq -se --arg src "$(dmz_pod_ip)" --arg pod "$pod_name" \
+  'length == 1 and .[0].src == $src and .[0].pod == $pod and .[0].name == "other.example.com"' \
+  "$work/watch-dns.json" > /dev/null &&
+  ok "through dnsdist (PROXY v2): the DNS decision names pod1 ($(dmz_pod_ip), $pod_ns/$pod_name), not the balancer" ||
+  fail "DNS through the LB: $(cat "$work/watch-dns.json")"
+[[ "$(metric 1 'egressd_dns_proxy_protocol_headers_total{command="local"}')" -ge 1 ]] &&
+  ok "... and gw1 took dnsdist's health checks as LOCAL headers (egressd_dns_proxy_protocol_headers_total)" ||
+  fail "LOCAL headers on gw1: $(metric 1 'egressd_dns_proxy_protocol_headers_total{command="local"}')"
+# From the balancer's address without a header: dropped, counted.
+got="$(in_ns lb dig +time=1 +tries=1 +short "@$(dmz_gw_ip 1)" api.example.com A 2>&1)"
+missing="$(metric 1 'egressd_dns_proxy_protocol_refused_total{reason="missing"}')"
+[[ "$got" != 203.0.113.10 && "${missing:-0}" -ge 1 ]] &&
+  ok "a DNS query from the balancer's address without a PROXY header: dropped (refused{reason=missing} $missing)" ||
+  fail "balancer's DNS query without a header: '$got', refused{reason=missing} '$missing'"
 
 step "kubectl apply is enforced by both gateways within 1 s"
 for n in 1 2; do

@@ -244,6 +244,9 @@ dmz_gateway_config() {
   # HAProxy names each client in a PROXY v2 header (send-proxy-v2 below):
   # believed from its address only (docs/gateway.md "Attribution").
   sets+=(--set "proxy.proxy_protocol_from=[\"$DMZ_LB/32\"]")
+  # dnsdist does the same for DNS (useProxyProtocol below): a PROXY v2
+  # header before every query, LOCAL on its health checks.
+  sets+=(--set "dns.proxy_protocol_from=[\"$DMZ_LB/32\"]")
   [ -n "${DMZ_LOG_LEVEL:-}" ] && sets+=(--set "log.level=\"$DMZ_LOG_LEVEL\"")
   dmz_pkg config "${DMZ_ROOT:?}" "$g" "${sets[@]}" || return 1
   mkdir -p "$(dmz_rules_dir "$n")" "/etc/netns/$(dmz_ns "gw$n")"
@@ -375,6 +378,9 @@ dmz_dnsdist_config() { # N...
 --     answered by egressd itself, so the check does not depend on the
 --     internet's resolver): any answer but SERVFAIL is up, no answer within
 --     checkTimeout is a failure.
+-- useProxyProtocol: every query to a gateway starts with a PROXY v2
+-- header naming the client (its health checks: LOCAL), so the gateway's
+-- decisions name the pod, not this balancer (dns.proxy_protocol_from).
 setSecurityPollSuffix("")
 setLocal("$DMZ_LB:53")
 setServerPolicy(roundrobin)
@@ -396,7 +402,7 @@ end
 EOF
   for n in "$@"; do
     cat >> "$f" << EOF
-newServer({address="$(dmz_gw_ip "$n"):53", name="gw$n", checkName="health.dmz.invalid.", checkInterval=1, checkTimeout=$DMZ_CHECK_TIMEOUT_MS, maxCheckFailures=$DMZ_DNS_CHECK_FALL, rise=$DMZ_CHECK_RISE})
+newServer({address="$(dmz_gw_ip "$n"):53", name="gw$n", useProxyProtocol=true, checkName="health.dmz.invalid.", checkInterval=1, checkTimeout=$DMZ_CHECK_TIMEOUT_MS, maxCheckFailures=$DMZ_DNS_CHECK_FALL, rise=$DMZ_CHECK_RISE})
 table.insert(readyz, {name="gw$n", ready=true, url="http://$(dmz_gw_ip "$n"):$DMZ_HEALTH_PORT/readyz"})
 EOF
   done

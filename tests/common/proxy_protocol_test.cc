@@ -1,20 +1,19 @@
 // The PROXY protocol header parser (v1 text, v2 binary), table-driven:
 // what HAProxy and an AWS NLB send (IPv4, IPv6, LOCAL health checks,
 // TLVs), every way to be truncated, and the malformed headers a confused
-// or hostile sender could produce. Plus the accept path's allowlist and
-// its log throttle.
+// or hostile sender could produce; and the datagram form a DNS load
+// balancer (dnsdist useProxyProtocol) puts in front of each query.
 #include <catch2/catch.hpp>
 
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "proxy/client_admission.h"
-#include "proxy/proxy_protocol.h"
+#include "common/proxy_protocol.h"
 
 namespace {
 
-using S = proxy::ProxyHeaderStatus;
+using S = common::ProxyHeaderStatus;
 
 std::span<const uint8_t> bytes(std::string_view text) {
   return {reinterpret_cast<const uint8_t*>(text.data()), text.size()};
@@ -53,7 +52,7 @@ struct Case {
 
 }  // namespace
 
-TEST_CASE("PROXY headers: v1 and v2, valid, truncated and malformed", "[proxy][proxy_protocol]") {
+TEST_CASE("PROXY headers: v1 and v2, valid, truncated and malformed", "[common][proxy_protocol]") {
   const std::string request = "CONNECT api.example.com:443 HTTP/1.1\r\n\r\n";
   const std::string tlvs = std::string("\x04\x00\x03xyz", 6) +       // PP2_TYPE_NOOP
                            std::string("\xEA\x00\x06\x01vpce1", 9);  // PP2_TYPE_AWS
@@ -133,9 +132,9 @@ TEST_CASE("PROXY headers: v1 and v2, valid, truncated and malformed", "[proxy][p
   };
   for (const Case& c : cases) {
     CAPTURE(c.description);
-    proxy::ProxyHeader header;
-    const S status = proxy::parseProxyHeader(bytes(c.input), header);
-    CHECK(proxy::proxyHeaderStatusName(status) == proxy::proxyHeaderStatusName(c.status));
+    common::ProxyHeader header;
+    const S status = common::parseProxyHeader(bytes(c.input), header);
+    CHECK(common::proxyHeaderStatusName(status) == common::proxyHeaderStatusName(c.status));
     if (status == S::Malformed) {
       CHECK_FALSE(header.why.empty());
       CHECK(header.why.find(c.whyContains) != std::string_view::npos);
@@ -147,52 +146,52 @@ TEST_CASE("PROXY headers: v1 and v2, valid, truncated and malformed", "[proxy][p
   }
 }
 
-TEST_CASE("PROXY headers: the destination and version are read too", "[proxy][proxy_protocol]") {
-  proxy::ProxyHeader header;
-  REQUIRE(proxy::parseProxyHeader(bytes(v2(0x21, 0x21, kInet6Block)), header) == S::Ok);
+TEST_CASE("PROXY headers: the destination and version are read too", "[common][proxy_protocol]") {
+  common::ProxyHeader header;
+  REQUIRE(common::parseProxyHeader(bytes(v2(0x21, 0x21, kInet6Block)), header) == S::Ok);
   CHECK(header.version == 2);
   CHECK(header.destination.toString() == "[fd00::1]:3128");
-  REQUIRE(proxy::parseProxyHeader(bytes("PROXY TCP4 192.0.2.7 10.80.10.10 40412 3128\r\n"), header) == S::Ok);
+  REQUIRE(common::parseProxyHeader(bytes("PROXY TCP4 192.0.2.7 10.80.10.10 40412 3128\r\n"), header) ==
+          S::Ok);
   CHECK(header.version == 1);
   CHECK(header.destination.toString() == "10.80.10.10:3128");
 }
 
 TEST_CASE("PROXY headers: every prefix of a valid header needs more, never more than it",
-          "[proxy][proxy_protocol]") {
+          "[common][proxy_protocol]") {
   for (const std::string& whole : {std::string("PROXY TCP6 2001:db8::7 fd00::1 40412 3128\r\n"),
                                    v2(0x21, 0x21, kInet6Block + std::string("\x04\x00\x02zz", 5))}) {
     for (size_t n = 0; n < whole.size(); ++n) {
       CAPTURE(n);
-      proxy::ProxyHeader header;
-      CHECK(proxy::parseProxyHeader(bytes(std::string_view(whole).substr(0, n)), header) == S::NeedMore);
+      common::ProxyHeader header;
+      CHECK(common::parseProxyHeader(bytes(std::string_view(whole).substr(0, n)), header) == S::NeedMore);
     }
   }
 }
 
-TEST_CASE("the allowlist: networks, IPv4-mapped addresses, nothing when empty", "[proxy][admission]") {
-  const std::vector<common::IpNetwork> networks = {*common::parseIpNetwork("10.244.0.0/16").network,
-                                                   *common::parseIpNetwork("fd00::/8").network};
-  const auto ip = [](const char* text) { return *common::parseIpAddress(text); };
-  CHECK(proxy::inNetworks(networks, ip("10.244.1.2")));
-  CHECK(proxy::inNetworks(networks, ip("::ffff:10.244.1.2")));  // a dual-stack listener's view
-  CHECK(proxy::inNetworks(networks, ip("fd00:77::2")));
-  CHECK_FALSE(proxy::inNetworks(networks, ip("10.245.0.1")));
-  CHECK_FALSE(proxy::inNetworks(networks, ip("203.0.113.9")));
-  CHECK_FALSE(proxy::inNetworks(networks, ip("::ffff:203.0.113.9")));
-  CHECK_FALSE(proxy::inNetworks({}, ip("10.244.1.2")));
-}
-
-TEST_CASE("the refusal log: a line a second, counting what it left out", "[proxy][admission]") {
-  using namespace std::chrono_literals;
-  proxy::RefusalLog log(1s);
-  const auto t0 = proxy::RefusalLog::Clock::time_point{} + 100s;
-  uint64_t suppressed = 99;
-  CHECK(log.shouldLog(t0, suppressed));
-  CHECK(suppressed == 0);
-  for (int i = 0; i < 1000; ++i) CHECK_FALSE(log.shouldLog(t0 + 999ms, suppressed));  // a scan
-  CHECK(log.shouldLog(t0 + 1s, suppressed));
-  CHECK(suppressed == 1000);
-  CHECK_FALSE(log.shouldLog(t0 + 1500ms, suppressed));
-  CHECK(log.shouldLog(t0 + 5s, suppressed));
-  CHECK(suppressed == 1);
+TEST_CASE("PROXY headers before a datagram: v2 DGRAM only, whole", "[common][proxy_protocol]") {
+  const auto carrier = common::ProxyCarrier::Datagram;
+  common::ProxyHeader header;
+  // dnsdist's query: v2 PROXY, INET/DGRAM (0x12) or INET6/DGRAM (0x22).
+  REQUIRE(common::parseProxyHeader(bytes(v2(0x21, 0x12, kInet4Block) + "dns"), header, carrier) == S::Ok);
+  CHECK(header.length == 16 + 12);
+  CHECK(header.source.toString() == "192.0.2.7:40412");
+  REQUIRE(common::parseProxyHeader(bytes(v2(0x21, 0x22, kInet6Block)), header, carrier) == S::Ok);
+  CHECK(header.source.toString() == "[2001:db8::7]:40412");
+  // dnsdist's health check: LOCAL, UNSPEC, no address block.
+  REQUIRE(common::parseProxyHeader(bytes(v2(0x20, 0x00, "")), header, carrier) == S::Ok);
+  CHECK(header.local);
+  // A STREAM header describes a TCP connection, not this datagram; and
+  // the other way round.
+  CHECK(common::parseProxyHeader(bytes(v2(0x21, 0x11, kInet4Block)), header, carrier) == S::Malformed);
+  CHECK(std::string_view(header.why).find("DGRAM") != std::string_view::npos);
+  CHECK(common::parseProxyHeader(bytes(v2(0x21, 0x12, kInet4Block)), header) == S::Malformed);
+  CHECK(common::parseProxyHeader(bytes(v2(0x21, 0x10, kInet4Block)), header, carrier) == S::Malformed);
+  // v1 names TCP connections only.
+  CHECK(common::parseProxyHeader(bytes("PROXY TCP4 192.0.2.7 10.80.10.10 40412 53\r\n"), header, carrier) ==
+        S::Malformed);
+  CHECK(common::parseProxyHeader(bytes("PROXY"), header, carrier) == S::Malformed);
+  // A DNS query is not a header (its ID and flags are not the signature).
+  CHECK(common::parseProxyHeader(bytes(std::string("\x12\x34\x01\x00\x00\x01", 6)), header, carrier) ==
+        S::NotThisProtocol);
 }

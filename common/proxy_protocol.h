@@ -1,13 +1,14 @@
-// The PROXY protocol header a TCP load balancer (HAProxy `send-proxy` /
-// `send-proxy-v2`, an AWS NLB with proxy protocol v2 on its target group)
-// puts in front of a connection to name the client it stands for
+// The PROXY protocol header a load balancer puts in front of a TCP
+// connection (HAProxy `send-proxy` / `send-proxy-v2`, an AWS NLB with proxy
+// protocol v2 on its target group) or of each UDP datagram (dnsdist
+// `useProxyProtocol`) to name the client it stands for
 // (haproxy.org/download/2.9/doc/proxy-protocol.txt, "the spec" below).
 //
 // Pure and bounds-checked (STYLE.md rule 2): reads a span, returns a
 // status and the header's addresses; no allocation, no I/O, noexcept.
-// Strict: anything the spec does not describe is Malformed, and the caller
-// (proxy/server.cc) reads a header only from proxy.proxy_protocol_from,
-// never from anyone else.
+// Strict: anything the spec does not describe is Malformed, and the
+// callers (proxy/server.cc, dns/balancer_header.h) read a header only from
+// the load balancers their configuration lists, never from anyone else.
 #pragma once
 
 #include <cstddef>
@@ -17,7 +18,7 @@
 
 #include "common/socket_address.h"
 
-namespace proxy {
+namespace common {
 
 enum class ProxyHeaderStatus : uint8_t {
   Ok,               // a complete header of `length` bytes
@@ -45,12 +46,19 @@ struct ProxyHeader {
   // "UNKNOWN", and v2 PROXY with an unspecified or UNIX family: no client
   // is named, the connection is the balancer's own (spec 2.1, 2.2).
   bool local = false;
-  common::SocketAddress source;       // the client, when !local
-  common::SocketAddress destination;  // what the client connected to, when !local
-  std::string_view why;               // Malformed: what is wrong (static text)
+  SocketAddress source;       // the client, when !local
+  SocketAddress destination;  // what the client connected to, when !local
+  std::string_view why;       // Malformed: what is wrong (static text)
 };
 
-// Parses the header at the start of `input`.
-ProxyHeaderStatus parseProxyHeader(std::span<const uint8_t> input, ProxyHeader& out) noexcept;
+// What carries the header, and so what its v2 transport byte must say
+// (spec 2.2: 0x1 STREAM, 0x2 DGRAM; UNSPEC only with LOCAL or an UNSPEC
+// family). v1 names TCP connections only: over a datagram it is Malformed.
+enum class ProxyCarrier : uint8_t { Stream, Datagram };
 
-}  // namespace proxy
+// Parses the header at the start of `input`. A datagram's header is whole
+// or nothing: there NeedMore means truncated.
+ProxyHeaderStatus parseProxyHeader(std::span<const uint8_t> input, ProxyHeader& out,
+                                   ProxyCarrier carrier = ProxyCarrier::Stream) noexcept;
+
+}  // namespace common

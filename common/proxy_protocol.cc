@@ -1,4 +1,4 @@
-#include "proxy/proxy_protocol.h"
+#include "common/proxy_protocol.h"
 
 #include <algorithm>
 #include <array>
@@ -7,7 +7,7 @@
 #include "common/ip_address.h"
 #include "common/strings.h"
 
-namespace proxy {
+namespace common {
 
 namespace {
 
@@ -78,14 +78,14 @@ ProxyHeaderStatus parseV1(std::span<const uint8_t> input, ProxyHeader& out) noex
     if (!nextField(line, field)) return malformed(out, "v1 header with fewer than four address fields");
   }
   if (!line.empty()) return malformed(out, "v1 header with more than four address fields");
-  const auto source = common::parseIpAddress(fields[0]);
-  const auto destination = common::parseIpAddress(fields[1]);
-  const common::IpFamily family = v4 ? common::IpFamily::V4 : common::IpFamily::V6;
+  const auto source = parseIpAddress(fields[0]);
+  const auto destination = parseIpAddress(fields[1]);
+  const IpFamily family = v4 ? IpFamily::V4 : IpFamily::V6;
   if (!source || !destination || source->family != family || destination->family != family) {
     return malformed(out, "v1 address is not of the header's protocol");
   }
-  const auto sourcePort = common::parseDecimal(fields[2], 65535);
-  const auto destinationPort = common::parseDecimal(fields[3], 65535);
+  const auto sourcePort = parseDecimal(fields[2], 65535);
+  const auto destinationPort = parseDecimal(fields[3], 65535);
   if (!sourcePort || !destinationPort) return malformed(out, "v1 port is not a number of 0..65535");
   out.source = {*source, static_cast<uint16_t>(*sourcePort)};
   out.destination = {*destination, static_cast<uint16_t>(*destinationPort)};
@@ -105,7 +105,7 @@ bool tlvsWellFormed(std::span<const uint8_t> tlvs) noexcept {
   return true;
 }
 
-ProxyHeaderStatus parseV2(std::span<const uint8_t> input, ProxyHeader& out) noexcept {
+ProxyHeaderStatus parseV2(std::span<const uint8_t> input, ProxyHeader& out, ProxyCarrier carrier) noexcept {
   if (input.size() < kV2FixedBytes) return ProxyHeaderStatus::NeedMore;
   out.version = 2;
   const uint8_t versionCommand = input[12];
@@ -120,9 +120,13 @@ ProxyHeaderStatus parseV2(std::span<const uint8_t> input, ProxyHeader& out) noex
   out.length = kV2FixedBytes + length;
   const std::span<const uint8_t> body = input.subspan(kV2FixedBytes, length);
   if (family > 3) return malformed(out, "v2 address family is not UNSPEC, INET, INET6 or UNIX");
-  // A stream (TCP) or unspecified; a datagram header on a TCP connection
-  // describes some other connection.
-  if (transport > 1) return malformed(out, "v2 transport is not STREAM or UNSPEC");
+  // The carrier's own transport (STREAM on a TCP connection, DGRAM before
+  // a datagram) or unspecified; any other describes some other flow.
+  const uint8_t expected = carrier == ProxyCarrier::Stream ? 1 : 2;
+  if (transport != 0 && transport != expected) {
+    return malformed(out, carrier == ProxyCarrier::Stream ? "v2 transport is not STREAM or UNSPEC"
+                                                          : "v2 transport is not DGRAM or UNSPEC");
+  }
   size_t addressBytes = 0;
   if (family == 1) addressBytes = kV2Inet4Bytes;
   if (family == 2) addressBytes = kV2Inet6Bytes;
@@ -136,14 +140,14 @@ ProxyHeaderStatus parseV2(std::span<const uint8_t> input, ProxyHeader& out) noex
     out.local = true;
     return ProxyHeaderStatus::Ok;
   }
-  if (transport != 1) return malformed(out, "v2 PROXY over INET/INET6 with an unspecified transport");
+  if (transport != expected) return malformed(out, "v2 PROXY over INET/INET6 with an unspecified transport");
   const uint8_t* p = body.data();
   if (family == 1) {
-    out.source = {common::IpAddress::v4Bytes(p), bigEndian16(p + 8)};
-    out.destination = {common::IpAddress::v4Bytes(p + 4), bigEndian16(p + 10)};
+    out.source = {IpAddress::v4Bytes(p), bigEndian16(p + 8)};
+    out.destination = {IpAddress::v4Bytes(p + 4), bigEndian16(p + 10)};
   } else {
-    out.source = {common::IpAddress::v6Bytes(p), bigEndian16(p + 32)};
-    out.destination = {common::IpAddress::v6Bytes(p + 16), bigEndian16(p + 34)};
+    out.source = {IpAddress::v6Bytes(p), bigEndian16(p + 32)};
+    out.destination = {IpAddress::v6Bytes(p + 16), bigEndian16(p + 34)};
   }
   return ProxyHeaderStatus::Ok;
 }
@@ -164,16 +168,18 @@ std::string_view proxyHeaderStatusName(ProxyHeaderStatus status) noexcept {
   return "unknown";
 }
 
-ProxyHeaderStatus parseProxyHeader(std::span<const uint8_t> input, ProxyHeader& out) noexcept {
+ProxyHeaderStatus parseProxyHeader(std::span<const uint8_t> input, ProxyHeader& out,
+                                   ProxyCarrier carrier) noexcept {
   out = ProxyHeader{};
   if (input.empty()) return ProxyHeaderStatus::NeedMore;
   if (prefixCompatible(input, kV2Signature)) {
-    return input.size() < kV2Signature.size() ? ProxyHeaderStatus::NeedMore : parseV2(input, out);
+    return input.size() < kV2Signature.size() ? ProxyHeaderStatus::NeedMore : parseV2(input, out, carrier);
   }
   if (prefixCompatible(input, bytesOf(kV1Prefix))) {
+    if (carrier == ProxyCarrier::Datagram) return malformed(out, "v1 header (TCP only) before a datagram");
     return input.size() < kV1Prefix.size() ? ProxyHeaderStatus::NeedMore : parseV1(input, out);
   }
   return ProxyHeaderStatus::NotThisProtocol;
 }
 
-}  // namespace proxy
+}  // namespace common
