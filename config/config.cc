@@ -28,6 +28,11 @@ std::vector<common::IpNetwork> defaultProxyClients() {
   return out;
 }
 
+uint32_t proxyThreadCount(uint32_t configured, uint32_t cpus) noexcept {
+  if (configured != kProxyThreadsAuto) return configured;
+  return std::clamp<uint32_t>(cpus, 1, kProxyThreadsAutoMax);
+}
+
 std::string ConfigProblem::toString() const {
   // Compiler style, so editors and CI annotate the right line.
   std::string out;
@@ -105,6 +110,7 @@ constexpr std::array kKeys{
     EGRESSD_KEY("proxy.connect_timeout", Restart, proxy.connectTimeout),
     EGRESSD_KEY("proxy.clients", Restart, proxy.clients),
     EGRESSD_KEY("proxy.proxy_protocol_from", Restart, proxy.proxyProtocolFrom),
+    EGRESSD_KEY("proxy.threads", Restart, proxy.threads),
     EGRESSD_KEY("control.socket", Restart, control.socket),
     EGRESSD_KEY("control.socket_mode", Restart, control.socketMode),
     EGRESSD_KEY("metrics.enabled", Restart, metrics.enabled),
