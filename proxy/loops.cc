@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -48,6 +49,28 @@ void addCounters(const ProxyCounters& from, ProxyCounters& to) noexcept {
     add(from.outcomes[i], to.outcomes[i]);
     add(from.wouldDeny[i], to.wouldDeny[i]);
   }
+}
+
+// Whether `address` is free: a plain bind (SO_REUSEADDR, as the listeners
+// have, but not SO_REUSEPORT) fails while anyone listens there. The loops'
+// own listeners share their ports (SO_REUSEPORT), so without this check a
+// second egressd of the same user on the same addresses would quietly
+// take a share of the connections instead of failing to start, as it does
+// with one loop.
+bool addressFree(const common::SocketAddress& address, std::string& error) {
+  if (address.port == 0) return true;  // any port: nobody else's
+  sockaddr_storage storage{};
+  const socklen_t length = address.toSockaddr(storage);
+  const common::UniqueFd probe(::socket(storage.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!probe) return true;  // the listener's own bind will say what is wrong
+  const int one = 1;
+  ::setsockopt(probe.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (::bind(probe.get(), reinterpret_cast<const sockaddr*>(&storage), length) == 0 || errno != EADDRINUSE) {
+    return true;
+  }
+  error = "cannot listen on " + address.toString() +
+          " (proxy.listen): address in use (another egressd or proxy listens there)";
+  return false;
 }
 
 // A loop thread's body. The signals egressd handles (SIGHUP, SIGTERM,
@@ -105,6 +128,14 @@ bool ProxyLoops::startShard(Shard& shard, ProxyOptions options, std::string& err
 bool ProxyLoops::start(std::string& error) {
   ProxyOptions options = options_;
   options.reusePort = shards_.size() > 1;
+  if (options.reusePort) {
+    for (const common::SocketAddress& address : options.listen) {
+      if (!addressFree(address, error)) {
+        shards_.clear();
+        return false;
+      }
+    }
+  }
   for (auto& shard : shards_) {
     if (!startShard(*shard, options, error)) {
       shards_.clear();  // no thread runs yet: the servers and loops just go
@@ -159,8 +190,8 @@ void ProxyLoops::sumCounters(ProxyCounters& out) const noexcept {
 std::vector<uint64_t> ProxyLoops::connectionsPerLoop() const {
   std::vector<uint64_t> out;
   for (const auto& shard : shards_) {
-    out.push_back(shard->server ? shard->server->counters().connectionsAccepted.load(std::memory_order_relaxed)
-                                : 0);
+    out.push_back(
+        shard->server ? shard->server->counters().connectionsAccepted.load(std::memory_order_relaxed) : 0);
   }
   return out;
 }

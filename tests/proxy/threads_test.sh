@@ -214,6 +214,16 @@ expect_eq "... a deny event for each" 60 "$(events '.kind == "proxy" and .verdic
 expect_eq "... the per-loop counters still add up (120 + 25 + 24 + 60)" 229 \
   "$(metrics | awk '$1 ~ /^egressd_proxy_loop_connections_total\{/ {s += $2} END {print s}')"
 
+# ---- a second egressd on the same proxy address ---------------------------------------
+# Its listeners would join the running ones' (SO_REUSEPORT) and take a
+# share of the connections: it must fail to start instead, as with one loop.
+config 2 | sed -e "s/127.0.0.1:$dns_port/127.0.0.1:$(free_port)/" -e "s/127.0.0.1:$metrics_port/127.0.0.1:$(free_port)/" \
+  -e 's/control.sock/control2.sock/' > "$work/second.toml"
+timeout 10 "$bin/egressd" --config "$work/second.toml" > "$work/second.log" 2>&1
+expect_eq "a second egressd on the same proxy.listen address (threads = 2): exit code 1" 1 "$?"
+check "... saying the address is in use" \
+  grep -q "cannot listen on 127.0.0.1:$proxy_port (proxy.listen): address in use" "$work/second.log"
+
 # ---- reload and stop -------------------------------------------------------------------
 config 2 > "$work/egressd.toml"
 kill -HUP "$egressd_pid"
