@@ -159,6 +159,8 @@ await_events 120 '.kind == "proxy" and .verdict == "allow"'
 expect_eq "... an allow event for each (egressctl watch)" 120 "$(events '.kind == "proxy" and .verdict == "allow"')"
 expect_eq "... 60 of them naming origin.example.test" 60 \
   "$(events '.verdict == "allow" and .name == "origin.example.test"')"
+expect_eq "... and an access log line for each of those" 60 \
+  "$(grep -c "event=proxy.request client=127.0.0.1:[0-9]* target=origin.example.test:$origin_port .*verdict=allow" "$work/log")"
 expect_eq "/metrics egressd_proxy_connections_total: 120, every loop's added up" 120 \
   "$(metric egressd_proxy_connections_total)"
 expect_eq "... egressd_proxy_requests_total{kind=\"connect\"}: 120" 120 \
