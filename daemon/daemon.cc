@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <csignal>
+#include <fstream>
 
 #include "common/log.h"
 #include "config/load.h"
@@ -18,12 +19,18 @@ namespace {
 // Bindings kept at most (addresses × names); eviction is counted.
 constexpr size_t kBindingTableEntries = 1 << 20;
 
-// The CPUs egressd may run on (its affinity mask: a container's cpuset).
+// The CPUs egressd may use: its affinity mask (a container's cpuset),
+// fewer when its cgroup's CPU limit grants fewer (a pod's limits.cpu).
 uint32_t cpusAvailable() {
   cpu_set_t set;
   CPU_ZERO(&set);
-  if (::sched_getaffinity(0, sizeof set, &set) != 0) return 1;
-  return static_cast<uint32_t>(CPU_COUNT(&set));
+  uint32_t cpus = ::sched_getaffinity(0, sizeof set, &set) == 0 ? static_cast<uint32_t>(CPU_COUNT(&set)) : 1;
+  std::ifstream file("/sys/fs/cgroup/cpu.max");  // cgroup v2, as the container sees its own
+  std::string line;
+  if (std::getline(file, line)) {
+    if (const auto limit = config::cpusFromCpuMax(line)) cpus = std::min(cpus, std::max<uint32_t>(*limit, 1));
+  }
+  return cpus;
 }
 
 std::string joinNames(const std::vector<std::string>& names) {

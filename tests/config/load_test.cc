@@ -751,6 +751,15 @@ TEST_CASE("[proxy] threads: \"auto\" by default (one per CPU, at most 4), or 1..
   CHECK(config::proxyThreadCount(config::kProxyThreadsAuto, 0) == 1);
   CHECK(config::proxyThreadCount(1, 64) == 1);
   CHECK(config::proxyThreadCount(8, 2) == 8);  // an explicit count is taken as given
+  // A pod's CPU limit (cgroup v2 cpu.max), rounded up.
+  CHECK(config::cpusFromCpuMax("max 100000\n") == std::nullopt);
+  CHECK(config::cpusFromCpuMax("50000 100000\n") == 1);
+  CHECK(config::cpusFromCpuMax("200000 100000") == 2);
+  CHECK(config::cpusFromCpuMax("250000 100000\n") == 3);
+  for (const char* bad : {"", "100000", "x 100000", "100000 0", "100000 y", "-1 100000"}) {
+    CAPTURE(bad);
+    CHECK(config::cpusFromCpuMax(bad) == std::nullopt);
+  }
 
   const auto threads = [](const std::string& value) {
     return load("[dns]\nupstreams = [\"192.0.2.1\"]\n[proxy]\nlisten = [\"0.0.0.0\"]\nthreads = " + value +
