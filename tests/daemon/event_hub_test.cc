@@ -639,7 +639,9 @@ TEST_CASE("event hub: proxy events from the proxy's own loops arrive on drain, c
   EventBase base(event_base_new());
   daemon_main::EventHubOptions options;
   options.logEvents = false;
-  options.capacity = 8 * 4096;
+  // A stripe per publishing thread (by its id, so two may share one): room
+  // for all 9000 in any stripe, however late the first drain comes.
+  options.capacity = 8 * 9000;
   daemon_main::EventHub hub(base.get(), options);
   common::SnapshotHolder<attribution::PodTable> pods(podsOf("web-1"));
   hub.setPodTable(&pods);
