@@ -28,6 +28,30 @@ std::vector<common::IpNetwork> defaultProxyClients() {
   return out;
 }
 
+uint32_t proxyThreadCount(uint32_t configured, uint32_t cpus) noexcept {
+  if (configured != kProxyThreadsAuto) return configured;
+  return std::clamp<uint32_t>(cpus, 1, kProxyThreadsAutoMax);
+}
+
+std::optional<uint32_t> cpusFromCpuMax(std::string_view text) noexcept {
+  const auto number = [](std::string_view digits) -> std::optional<uint64_t> {
+    if (digits.empty() || digits.size() > 18) return std::nullopt;
+    uint64_t value = 0;
+    for (const char c : digits) {
+      if (c < '0' || c > '9') return std::nullopt;
+      value = value * 10 + static_cast<uint64_t>(c - '0');
+    }
+    return value;
+  };
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.remove_suffix(1);
+  const size_t space = text.find(' ');
+  if (space == std::string_view::npos) return std::nullopt;
+  const auto quota = number(text.substr(0, space));  // "max": no limit, nullopt too
+  const auto period = number(text.substr(space + 1));
+  if (!quota || !period || *period == 0) return std::nullopt;
+  return static_cast<uint32_t>(std::min<uint64_t>((*quota + *period - 1) / *period, UINT32_MAX));
+}
+
 std::string ConfigProblem::toString() const {
   // Compiler style, so editors and CI annotate the right line.
   std::string out;
@@ -106,6 +130,7 @@ constexpr std::array kKeys{
     EGRESSD_KEY("proxy.connect_timeout", Restart, proxy.connectTimeout),
     EGRESSD_KEY("proxy.clients", Restart, proxy.clients),
     EGRESSD_KEY("proxy.proxy_protocol_from", Restart, proxy.proxyProtocolFrom),
+    EGRESSD_KEY("proxy.threads", Restart, proxy.threads),
     EGRESSD_KEY("control.socket", Restart, control.socket),
     EGRESSD_KEY("control.socket_mode", Restart, control.socketMode),
     EGRESSD_KEY("metrics.enabled", Restart, metrics.enabled),

@@ -110,6 +110,21 @@ struct NfqueueConfig {
 // unique-local IPv6 (RFC 4193). Never the internet at large.
 std::vector<common::IpNetwork> defaultProxyClients();
 
+inline constexpr uint32_t kProxyThreadsAuto = 0;
+inline constexpr uint32_t kMaxProxyThreads = 64;
+// "auto": one proxy loop per CPU egressd may use, at most 4 (past that
+// the DNS listener and the main loop, on one core, become the limit).
+inline constexpr uint32_t kProxyThreadsAutoMax = 4;
+
+// proxy.threads resolved: `configured`, or for "auto" min(cpus, 4) (at
+// least 1). `cpus`: the CPUs egressd may run on (sched_getaffinity).
+uint32_t proxyThreadCount(uint32_t configured, uint32_t cpus) noexcept;
+
+// The CPUs a cgroup v2 `cpu.max` ("QUOTA PERIOD", e.g. "150000 100000")
+// grants, rounded up; nullopt for "max" (no limit) or a text it cannot
+// read. A pod's CPU limit, which the affinity mask does not show.
+std::optional<uint32_t> cpusFromCpuMax(std::string_view text) noexcept;
+
 // The explicit proxy (docs/proxy.md): off while `listen` is empty.
 struct ProxyConfig {
   std::vector<common::SocketAddress> listen;  // "ADDRESS" or "ADDRESS:PORT"; the port defaults to 3128
@@ -124,6 +139,11 @@ struct ProxyConfig {
   // Load balancers whose connections start with a PROXY protocol header
   // (v1 or v2) naming the real client; empty: no header is ever read.
   std::vector<common::IpNetwork> proxyProtocolFrom;
+  // Event loops (threads) serving the proxy, each with its own listeners on
+  // every `listen` address (SO_REUSEPORT: the kernel spreads connections).
+  // kProxyThreadsAuto ("auto"): proxyThreadCount() picks. 1: the proxy runs
+  // on egressd's main loop, as before there was a choice.
+  uint32_t threads = kProxyThreadsAuto;
 
   bool enabled() const noexcept { return !listen.empty(); }
   friend bool operator==(const ProxyConfig&, const ProxyConfig&) = default;

@@ -763,6 +763,38 @@ std::optional<common::SocketAddress> parseProxyListen(std::string_view text, std
   return address;
 }
 
+// proxy.threads: a count, or "auto" (kProxyThreadsAuto).
+void readProxyThreads(Section& section, uint32_t& out) {
+  const toml::node* node = section.find("threads");
+  if (node == nullptr) return;
+  const std::string range = "1.." + std::to_string(kMaxProxyThreads);
+  if (const auto* text = node->as_string()) {
+    if (text->get() == "auto") {
+      out = kProxyThreadsAuto;
+      return;
+    }
+    section.loader().problem(
+        section.path("threads"),
+        quote(text->get()) + " is not \"auto\" or a number of threads (" + range + "; e.g. threads = 2)",
+        *node);
+    return;
+  }
+  const auto* number = node->as_integer();
+  if (number == nullptr) {
+    typeError(section, "threads", *node, "\"auto\" or an integer (" + range + ")");
+    return;
+  }
+  if (number->get() < 1 || number->get() > kMaxProxyThreads) {
+    section.loader().problem(section.path("threads"),
+                             std::to_string(number->get()) + " is out of range (" + range +
+                                 "; \"auto\": one per CPU, at most " + std::to_string(kProxyThreadsAutoMax) +
+                                 ")",
+                             *node);
+    return;
+  }
+  out = static_cast<uint32_t>(number->get());
+}
+
 void readProxy(Section& section, ProxyConfig& proxy) {
   readArray<common::SocketAddress>(section, "listen", "strings",
                                    fromString<common::SocketAddress>(parseProxyListen), proxy.listen);
@@ -777,6 +809,7 @@ void readProxy(Section& section, ProxyConfig& proxy) {
                                proxy.clients);
   readArray<common::IpNetwork>(section, "proxy_protocol_from", "strings",
                                fromString<common::IpNetwork>(parseCidr), proxy.proxyProtocolFrom);
+  readProxyThreads(section, proxy.threads);
 }
 
 void readMetrics(Section& section, MetricsConfig& metrics) {

@@ -1,10 +1,12 @@
 #include "daemon/daemon.h"
 
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <csignal>
+#include <fstream>
 
 #include "common/log.h"
 #include "config/load.h"
@@ -16,6 +18,20 @@ namespace daemon_main {
 namespace {
 // Bindings kept at most (addresses × names); eviction is counted.
 constexpr size_t kBindingTableEntries = 1 << 20;
+
+// The CPUs egressd may use: its affinity mask (a container's cpuset),
+// fewer when its cgroup's CPU limit grants fewer (a pod's limits.cpu).
+uint32_t cpusAvailable() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  uint32_t cpus = ::sched_getaffinity(0, sizeof set, &set) == 0 ? static_cast<uint32_t>(CPU_COUNT(&set)) : 1;
+  std::ifstream file("/sys/fs/cgroup/cpu.max");  // cgroup v2, as the container sees its own
+  std::string line;
+  if (std::getline(file, line)) {
+    if (const auto limit = config::cpusFromCpuMax(line)) cpus = std::min(cpus, std::max<uint32_t>(*limit, 1));
+  }
+  return cpus;
+}
 
 std::string joinNames(const std::vector<std::string>& names) {
   std::string out;
@@ -74,9 +90,11 @@ int Daemon::run() {
     return 1;
   }
   EventHubOptions hubOptions;
-  // Only the NFQUEUE workers publish from other threads (their rings need
-  // the periodic drain); without them the hub wakes only to write lines.
-  hubOptions.periodicDrain = config_.nfqueue.enabled;
+  // Only the NFQUEUE workers and the proxy's own loops publish from other
+  // threads (their rings need the periodic drain); without them the hub
+  // wakes only to write lines.
+  proxyThreads_ = config::proxyThreadCount(config_.proxy.threads, cpusAvailable());
+  hubOptions.periodicDrain = config_.nfqueue.enabled || (config_.proxy.enabled() && proxyThreads_ > 1);
   decisions_ = std::make_unique<EventHub>(base_.get(), hubOptions);
   if (!config_.attribution.mapFile.empty()) {
     podMap_ = std::make_unique<PodMapLoader>(base_.get(), config_.attribution.mapFile, pods_);
@@ -189,6 +207,9 @@ int Daemon::run() {
       .field("strict_binding", config_.rules.strictBinding);
   startServiceNotify();
   event_base_dispatch(base_.get());
+  // The proxy's own loops end before the last events are drained (their
+  // open tunnels are closed with the rest, in the destructor).
+  if (proxy_) proxy_->stop();
   // The chain stays: until egressd is back, new flows are dropped, not let
   // through (fail closed across restarts and upgrades).
   if (enforcement_) enforcement_->stop();
@@ -439,7 +460,10 @@ bool Daemon::startProxy(std::string& error) {
     error = "proxy.listen is set but there is no resolver: enable [dns] or give dns.upstreams";
     return false;
   }
-  proxy_ = std::make_unique<proxy::ProxyServer>(base_.get(), std::move(options), policy_, *bindings_, this);
+  // proxy.threads: 1 serves on this loop; more, each on its own loop and
+  // listeners (SO_REUSEPORT). Bound here, before /readyz can say ready.
+  proxy_ = std::make_unique<proxy::ProxyLoops>(base_.get(), proxyThreads_, std::move(options), policy_,
+                                               *bindings_, this);
   if (!proxy_->start(error)) {
     proxy_.reset();
     return false;
@@ -447,13 +471,19 @@ bool Daemon::startProxy(std::string& error) {
   for (const auto& address : proxy_->boundAddresses()) {
     common::LogLine(common::LogLevel::Info, "proxy.listening")
         .field("address", address.toString())
-        .field("resolver", proxy_->options().resolver.toString());
+        .field("resolver", proxy_->options().resolver.toString())
+        .field("threads", proxy_->threads());
   }
   return true;
 }
 
 void Daemon::onProxyEvent(const observe::Event& event) {
-  if (decisions_) decisions_->onProxyEvent(event);
+  if (!decisions_) return;
+  if (proxyThreads_ > 1) {
+    decisions_->publishProxyEvent(event);  // from a proxy loop's thread
+  } else {
+    decisions_->onProxyEvent(event);
+  }
 }
 
 bool Daemon::startControl(std::string& error) {
@@ -486,6 +516,22 @@ nlohmann::json Daemon::controlStats() {
                       {"bad_requests", c.badRequests},
                       {"watch_events_sent", c.watchEventsSent},
                       {"watch_events_dropped", c.watchEventsDropped}};
+  }
+  if (proxy_) {
+    // The proxy's numbers of /metrics, every loop's added up.
+    proxy::ProxyCounters p;
+    proxy_->sumCounters(p);
+    const auto load = [](const std::atomic<uint64_t>& value) {
+      return value.load(std::memory_order_relaxed);
+    };
+    out["proxy"] = {{"threads", proxy_->threads()},
+                    {"connections", load(p.connectionsAccepted)},
+                    {"connections_by_loop", proxy_->connectionsPerLoop()},
+                    {"connections_open", load(p.connectionsActive)},
+                    {"tunnels_open", load(p.tunnelsActive)},
+                    {"requests", {{"connect", load(p.connectRequests)}, {"http", load(p.httpRequests)}}},
+                    {"clients_refused", load(p.clientsRefused)},
+                    {"bytes", {{"upstream", load(p.bytesToUpstream)}, {"client", load(p.bytesToClient)}}}};
   }
   return out;
 }
@@ -525,7 +571,11 @@ bool Daemon::startMetrics(std::string& error) {
       base_.get(),
       [this] {
         std::string text = renderPrometheus(collectStats(statsSources()));
-        if (proxy_) text += proxy::renderPrometheus(proxy_->counters());
+        if (proxy_) {
+          proxy::ProxyCounters total;  // every loop's, added up
+          proxy_->sumCounters(total);
+          text += proxy::renderPrometheus(total, proxy_->connectionsPerLoop());
+        }
         return text;
       },
       [this] { return readiness(); });

@@ -1,5 +1,6 @@
 // egressd's process: wires configuration, rules, DNS and the NFQUEUE
-// verdict workers onto one libevent loop. Owns every component; the pure
+// verdict workers onto one libevent loop (the proxy, proxy.threads > 1, onto
+// loops of its own: proxy/loops.h). Owns every component; the pure
 // logic lives in the component libraries.
 //
 // Lifecycle: run() loads the rules before any listener opens (fail closed:
@@ -32,6 +33,7 @@
 #include "dns/binding_table.h"
 #include "dns/service.h"
 #include "policy/policy.h"
+#include "proxy/loops.h"
 #include "proxy/server.h"
 
 namespace daemon_main {
@@ -49,6 +51,7 @@ class Daemon final : public dns::DnsEventSink, public proxy::ProxyEventSink {
   void onDnsEvent(const dns::DnsEvent& event) override;
   bool wantsDnsEvent(dns::DnsOutcome outcome, dns::DenyReason reason, bool audit) const noexcept override;
   void onDnsCacheHits(std::string_view name, const policy::Policy& policy, uint64_t hits) override;
+  // On the proxy's loop: this one, or one of its own threads.
   void onProxyEvent(const observe::Event& event) override;
 
  private:
@@ -86,8 +89,12 @@ class Daemon final : public dns::DnsEventSink, public proxy::ProxyEventSink {
   std::unique_ptr<PodMapLoader> podMap_;
   std::unique_ptr<dns::BindingTable> bindings_;
   std::unique_ptr<dns::DnsService> dns_;
-  std::unique_ptr<proxy::ProxyServer> proxy_;  // the explicit proxy, when proxy.listen is set
-  std::unique_ptr<EventHub> decisions_;        // every decision: log, counters, watch
+  // The explicit proxy, when proxy.listen is set: on this loop, or on
+  // loops of its own (proxy.threads > 1, proxyThreads_), whose decisions
+  // then reach the hub through its rings.
+  std::unique_ptr<proxy::ProxyLoops> proxy_;
+  size_t proxyThreads_ = 1;
+  std::unique_ptr<EventHub> decisions_;  // every decision: log, counters, watch
   std::unique_ptr<ControlServer> control_;
   std::unique_ptr<Enforcement> enforcement_;
   common::CHandle<event, event_free> sighup_;

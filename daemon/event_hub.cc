@@ -4,6 +4,7 @@
 #include <array>
 #include <cstring>
 #include <string>
+#include <thread>
 
 #include "common/log.h"
 #include "common/strings.h"
@@ -212,21 +213,36 @@ void EventHub::fromDns(const dns::DnsEvent& in, const common::SocketAddress* lis
   }
 }
 
-void EventHub::onDecision(const nfq::DecisionEvent& in) noexcept {
-  Stripe& stripe = *stripes_[in.queue % kStripes];
-  const std::lock_guard lock(stripe.mutex);
+EventHub::Slot* EventHub::takeSlot(Stripe& stripe, const common::IpAddress& src) noexcept {
   if (stripe.filling.size() >= stripeCapacity_) {
     dropped_.fetch_add(1, std::memory_order_relaxed);
-    return;
+    return nullptr;
   }
   if (stripe.filling.empty()) stripe.pending.store(true, std::memory_order_relaxed);
   Slot& slot = stripe.filling.emplace_back();  // within the reserved capacity: no allocation
-  fromDecision(in, slot.event);
+  slot.pod = {};
   if (podHolder_ != nullptr) {
     if (podHolder_->generation() != stripe.podsGeneration) refreshPods(stripe);
-    slot.pod = stripe.pods->find(in.src);
+    slot.pod = stripe.pods->find(src);
   }
   slot.hasPacket = false;
+  return &slot;
+}
+
+void EventHub::publishProxyEvent(const observe::Event& in) noexcept {
+  // Each proxy loop keeps to one stripe (its thread's), as a worker does.
+  Stripe& stripe = stripeOf(std::hash<std::thread::id>{}(std::this_thread::get_id()));
+  const std::lock_guard lock(stripe.mutex);
+  Slot* slot = takeSlot(stripe, in.src);
+  if (slot != nullptr) slot->event = in;
+}
+
+void EventHub::onDecision(const nfq::DecisionEvent& in) noexcept {
+  Stripe& stripe = stripeOf(in.queue);
+  const std::lock_guard lock(stripe.mutex);
+  Slot* slot = takeSlot(stripe, in.src);
+  if (slot == nullptr) return;
+  fromDecision(in, slot->event);
   if (!capture_.load(std::memory_order_relaxed) || in.packet.empty()) return;
   if (stripe.fillingPackets.size() >= stripe.packetCapacity) {
     packetsDropped_.fetch_add(1, std::memory_order_relaxed);
@@ -237,7 +253,7 @@ void EventHub::onDecision(const nfq::DecisionEvent& in) noexcept {
   std::memcpy(packet.bytes.data(), in.packet.data(), kept);
   packet.length = static_cast<uint16_t>(kept);
   packet.originalLength = static_cast<uint16_t>(std::min<size_t>(in.packet.size(), UINT16_MAX));
-  slot.hasPacket = true;
+  slot->hasPacket = true;
 }
 
 void EventHub::refreshPods(Stripe& stripe) noexcept {
@@ -380,7 +396,8 @@ void EventHub::drain() {
         packet = &stripe.drainingPackets[nextPacket++];
         ++packetsCaptured_;
       }
-      ++verdictEvents_;
+      // Verdicts, and the proxy's decisions from its own loops.
+      ++(slot.event.kind == observe::EventKind::Proxy ? proxyEvents_ : verdictEvents_);
       if (!slot.pod) {
         deliver(slot.event, packet);
         continue;

@@ -1,6 +1,8 @@
 // Every decision is an event (docs/architecture.md). The hub collects them from
-// the NFQUEUE workers (onDecision, worker threads) and the DNS service
-// (onDnsEvent, event loop) as observe::Event values and, on the event loop,
+// the NFQUEUE workers (onDecision, worker threads), the DNS service
+// (onDnsEvent, event loop) and the proxy (onProxyEvent on the event loop, or
+// publishProxyEvent from the proxy's own loop threads) as observe::Event
+// values and, on the event loop,
 // hands each one to its consumers:
 //   1. the structured log (event=verdict / event=dns.query lines, the keys
 //      tests and operators grep);
@@ -31,8 +33,8 @@
 // setCapturePackets(true), into a separate, smaller ring: the event still
 // goes through when that ring is full, without its packet.
 //
-// Thread-safety: onDecision() from any thread; everything else on the
-// event-loop thread. Ownership: borrows the event_base (must outlive it).
+// Thread-safety: onDecision() and publishProxyEvent() from any thread;
+// everything else on the event-loop thread. Ownership: borrows the event_base (must outlive it).
 #pragma once
 
 #include <event2/event.h>
@@ -75,7 +77,7 @@ struct EventHubCounters {
   uint64_t verdictEvents = 0;  // delivered to consumers
   uint64_t dnsEvents = 0;      // delivered to consumers
   uint64_t proxyEvents = 0;    // delivered to consumers
-  uint64_t dropped = 0;        // verdict events lost to a full ring
+  uint64_t dropped = 0;        // verdict (and threaded proxy) events lost to a full ring
   uint64_t packetsCaptured = 0;
   uint64_t packetsDropped = 0;  // events that went out without their packet (ring full)
 };
@@ -106,6 +108,11 @@ class EventHub final : public nfq::EventSink, public dns::DnsEventSink {
   // Event loop: a proxy request's decision (proxy/server.h), already an
   // observe::Event of kind Proxy.
   void onProxyEvent(const observe::Event& event);
+  // Any thread (the proxy's own loops, proxy.threads > 1): the same
+  // decision, taken into a stripe's ring as the workers' are (no
+  // allocation, never waits for the loop; a full ring drops it and counts
+  // it in `dropped`). Needs periodicDrain.
+  void publishProxyEvent(const observe::Event& event) noexcept;
 
   // Event loop, before or while running.
   // The hook reads the event's client pod only for decisions that are not
@@ -186,6 +193,12 @@ class EventHub final : public nfq::EventSink, public dns::DnsEventSink {
   static constexpr size_t kStripes = 8;
 
   static void onTimer(evutil_socket_t, short, void* arg);
+  // Any thread: the stripe a publishing thread writes into (its queue
+  // number for a worker).
+  Stripe& stripeOf(size_t key) noexcept { return *stripes_[key % kStripes]; }
+  // Under the stripe's lock: a slot within the reserved capacity (its pod
+  // looked up), or null when the ring is full (dropped and counted).
+  Slot* takeSlot(Stripe& stripe, const common::IpAddress& src) noexcept;
   // Worker, under the stripe's lock: a new map was published. Copies the
   // texts of the references `filling` holds out of the old table, then
   // takes the new one.

@@ -19,10 +19,18 @@ void sample(std::string& out, const char* name, uint64_t value) {
 }
 }  // namespace
 
-std::string renderPrometheus(const ProxyCounters& c) {
+std::string renderPrometheus(const ProxyCounters& c, std::span<const uint64_t> perLoop) {
   std::string out;
   family(out, "egressd_proxy_connections_total", "counter", "Client connections accepted by the proxy.");
   sample(out, "egressd_proxy_connections_total", load(c.connectionsAccepted));
+  if (!perLoop.empty()) {
+    family(out, "egressd_proxy_loop_connections_total", "counter",
+           "Client connections accepted, by proxy event loop (proxy.threads; the kernel spreads them).");
+    for (size_t i = 0; i < perLoop.size(); ++i) {
+      out += "egressd_proxy_loop_connections_total{loop=\"" + std::to_string(i) + "\"} " +
+             std::to_string(perLoop[i]) + "\n";
+    }
+  }
   family(out, "egressd_proxy_connections", "gauge", "Client connections open now.");
   sample(out, "egressd_proxy_connections", load(c.connectionsActive));
   family(out, "egressd_proxy_tunnels", "gauge", "CONNECT tunnels open now.");

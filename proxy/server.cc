@@ -1077,6 +1077,7 @@ ProxyServer::ProxyServer(event_base* base, ProxyOptions options,
     : base_(base), options_(std::move(options)), policy_(policy), bindings_(bindings), sink_(sink) {}
 
 ProxyServer::~ProxyServer() {
+  open_->fetch_sub(connections_.size(), std::memory_order_relaxed);
   connections_.clear();
   graveyard_.clear();
   listeners_.clear();
@@ -1114,8 +1115,9 @@ bool ProxyServer::start(std::string& error) {
     const socklen_t length = address.toSockaddr(storage);
     evconnlistener* listener =
         evconnlistener_new_bind(base_, &ProxyServer::onAccept, this,
-                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC, 1024,
-                                reinterpret_cast<const sockaddr*>(&storage), static_cast<int>(length));
+                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC |
+                                    (options_.reusePort ? LEV_OPT_REUSEABLE_PORT : 0),
+                                1024, reinterpret_cast<const sockaddr*>(&storage), static_cast<int>(length));
     if (listener == nullptr) {
       error = "cannot listen on " + address.toString() + " (proxy.listen): " + common::errnoText(errno);
       listeners_.clear();
@@ -1159,8 +1161,9 @@ void ProxyServer::onAccept(evconnlistener*, int fd, struct sockaddr* addr, int, 
     self->refused(ProxyReason::ClientNotAllowed, client, client);
     return;
   }
-  if (self->connections_.size() >= self->options_.maxConnections) {
+  if (self->open_->fetch_add(1, std::memory_order_relaxed) >= self->options_.maxConnections) {
     // Over proxy.max_connections: one best-effort answer, then closed.
+    self->open_->fetch_sub(1, std::memory_order_relaxed);
     self->count(ProxyReason::TooManyConnections);
     const std::string response = errorResponse(
         ProxyReason::TooManyConnections,
@@ -1208,6 +1211,7 @@ void ProxyServer::close(uint64_t id) {
   for (auto& attempt : connection.attempts) event_del(attempt.writable.get());
   graveyard_.push_back(std::move(it->second));
   connections_.erase(it);
+  open_->fetch_sub(1, std::memory_order_relaxed);
   counters_.connectionsActive.store(connections_.size(), std::memory_order_relaxed);
   event_active(reaper_.get(), EV_TIMEOUT, 0);
 }

@@ -20,7 +20,10 @@
 //
 // Ownership: borrows the event_base, the policy holder, the binding table
 // and the event sink (all must outlive the server). Thread-safety: every
-// method on the event_base's thread; counters() from any thread.
+// method on the event_base's thread; counters() from any thread. The
+// policy holder and the binding table are thread-safe, so servers on
+// several loops may share them (proxy/loops.h); the sink is called on the
+// server's own loop thread.
 #pragma once
 
 #include <event2/dns.h>
@@ -75,6 +78,10 @@ struct ProxyOptions {
   // The resolver asked for names: egressd's own DNS listener.
   common::SocketAddress resolver;
   std::chrono::seconds bindingGrace{300};
+  // SO_REUSEPORT on the listeners: several servers (proxy/loops.h), one
+  // per event loop, bind the same addresses and the kernel spreads the
+  // connections among them.
+  bool reusePort = false;
 };
 
 class ProxyEventSink {
@@ -120,6 +127,11 @@ class ProxyServer {
   ~ProxyServer();
   ProxyServer(const ProxyServer&) = delete;
   ProxyServer& operator=(const ProxyServer&) = delete;
+
+  // Several servers on one set of addresses (proxy/loops.h): proxy.max_connections
+  // counts the connections of all of them, in `open` (must outlive the
+  // server). Before start(); without it the server counts its own.
+  void shareConnectionCount(std::atomic<size_t>& open) noexcept { open_ = &open; }
 
   // Binds every listen address. False with `error` naming the address.
   bool start(std::string& error);
@@ -168,6 +180,10 @@ class ProxyServer {
   std::unordered_map<std::string, CachedAnswer> answers_;
   std::unique_ptr<PipePool> pipes_;  // tunnels borrow pipes while bytes are in flight
   std::unordered_map<uint64_t, std::unique_ptr<Connection>> connections_;
+  // Connections open, against maxConnections: this server's (ownOpen_) or
+  // those of every server sharing the listeners (shareConnectionCount).
+  std::atomic<size_t> ownOpen_{0};
+  std::atomic<size_t>* open_ = &ownOpen_;
   std::vector<std::unique_ptr<Connection>> graveyard_;  // closed, freed by reaper_ on the next loop pass
   common::CHandle<event, event_free> reaper_;
   RefusalLog refusalLog_;

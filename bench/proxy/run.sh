@@ -39,6 +39,10 @@
 # PROXY_BENCH_CLIENT_THREADS [1: the workers' tunnels on one epoll thread]
 # PROXY_BENCH_PERF [none: a directory; round 1's tunnels phase of each proxy
 # is recorded there with `perf record -e cpu-clock -g` as perf-CONFIG.data].
+# PROXY_BENCH_THREADS [egressd's default, "auto"]: egressd's proxy.threads;
+# PROXY_BENCH_BASELINE_THREADS [the same]: the baseline's (so
+# PROXY_BENCH_BASELINE=build/bin/egressd PROXY_BENCH_THREADS=2
+# PROXY_BENCH_BASELINE_THREADS=1 compares two loops with one, same run).
 # Also reported, per tunnel during the tunnels phase: the CPU time of each
 # proxy (all its threads, from schedstat), of the client (getrusage) and of
 # nginx, steadier than tunnels/s when the machine is shared; and the share
@@ -161,6 +165,7 @@ spec:
 EOF
 E2E_NFQUEUE=false write_egressd_config "$work/egressd.toml" "$work/rules"
 printf '\n[proxy]\nlisten = ["%s:3128"]\nmax_connections = 100000\n' "$E2E_GW_POD_IP4" >> "$work/egressd.toml"
+[ -n "${PROXY_BENCH_THREADS:-}" ] && printf 'threads = %s\n' "$PROXY_BENCH_THREADS" >> "$work/egressd.toml"
 start_egressd "$egressd" "$work/egressd.toml" || fail "egressd did not start"
 egressd_pid="$(cat "$E2E_PIDS/egressd.pid")"
 # PROXY_BENCH_BASELINE: another egressd binary (say, main's) measured as
@@ -172,6 +177,10 @@ if [ -n "${PROXY_BENCH_BASELINE:-}" ]; then
   sed -e "s/:53\"/:5354\"/g" -e "s/127.0.0.1:9153/127.0.0.1:9154/" -e "s#control.sock#control-baseline.sock#" \
     -e "s/:3128\"/:3130\"/" "$work/egressd.toml" > "$work/egressd-baseline.toml"
   sed -i "s/^upstreams = .*/upstreams = [\"$E2E_DNS4:53\"]/" "$work/egressd-baseline.toml"
+  if [ -n "${PROXY_BENCH_BASELINE_THREADS:-}" ]; then
+    sed -i '/^threads = /d' "$work/egressd-baseline.toml"
+    printf 'threads = %s\n' "$PROXY_BENCH_BASELINE_THREADS" >> "$work/egressd-baseline.toml"
+  fi
   setsid ip netns exec "$E2E_NS_GW" "$PROXY_BENCH_BASELINE" --config "$work/egressd-baseline.toml" \
     > "$work/logs/egressd-baseline.log" 2>&1 < /dev/null &
   baseline_pid=$!

@@ -149,6 +149,7 @@ idle_timeout = "1m"
 connect_timeout = "2s"
 clients = ["10.244.0.0/16", "fd00:10:244::/48"]
 proxy_protocol_from = ["10.80.10.10/32"]
+threads = 3
 [control]
 socket = "run/ctl.sock"
 socket_mode = "0660"
@@ -200,6 +201,7 @@ format = "json"
   CHECK(c.proxy.clients == std::vector{net("10.244.0.0/16"), net("fd00:10:244::/48")});
   CHECK(c.proxy.proxyProtocolFrom == std::vector{net("10.80.10.10/32")});
   CHECK(c.dns.proxyProtocolFrom == std::vector{net("10.80.10.10/32"), net("fd00:80::/64")});
+  CHECK(c.proxy.threads == 3);
   CHECK(c.control.socket == "/etc/egressd/run/ctl.sock");
   CHECK(c.control.socketMode == 0660);
   CHECK_FALSE(c.metrics.enabled);
@@ -741,6 +743,57 @@ listen = ["127.0.0.1:5353", "127.0.0.1:9153"]
   const ConfigLoad typo = load("[dns]\nupstreams = [\"192.0.2.1\"]\n[proxy]\nlisten_on = []\n");
   CHECK(describe(typo).find("listen") != std::string::npos);
   CHECK_FALSE(typo.ok());
+}
+
+TEST_CASE("[proxy] threads: \"auto\" by default (one per CPU, at most 4), or 1..64") {
+  CHECK(config::Config{}.proxy.threads == config::kProxyThreadsAuto);
+  CHECK(config::proxyThreadCount(config::kProxyThreadsAuto, 1) == 1);
+  CHECK(config::proxyThreadCount(config::kProxyThreadsAuto, 2) == 2);
+  CHECK(config::proxyThreadCount(config::kProxyThreadsAuto, 64) == 4);
+  CHECK(config::proxyThreadCount(config::kProxyThreadsAuto, 0) == 1);
+  CHECK(config::proxyThreadCount(1, 64) == 1);
+  CHECK(config::proxyThreadCount(8, 2) == 8);  // an explicit count is taken as given
+  // A pod's CPU limit (cgroup v2 cpu.max), rounded up.
+  CHECK(config::cpusFromCpuMax("max 100000\n") == std::nullopt);
+  CHECK(config::cpusFromCpuMax("50000 100000\n") == 1);
+  CHECK(config::cpusFromCpuMax("200000 100000") == 2);
+  CHECK(config::cpusFromCpuMax("250000 100000\n") == 3);
+  for (const char* bad : {"", "100000", "x 100000", "100000 0", "100000 y", "-1 100000"}) {
+    CAPTURE(bad);
+    CHECK(config::cpusFromCpuMax(bad) == std::nullopt);
+  }
+
+  const auto threads = [](const std::string& value) {
+    return load("[dns]\nupstreams = [\"192.0.2.1\"]\n[proxy]\nlisten = [\"0.0.0.0\"]\nthreads = " + value +
+                "\n");
+  };
+  REQUIRE(threads("\"auto\"").ok());
+  CHECK(threads("\"auto\"").config->proxy.threads == config::kProxyThreadsAuto);
+  REQUIRE(threads("1").ok());
+  CHECK(threads("1").config->proxy.threads == 1);
+  REQUIRE(threads("64").ok());
+  CHECK(threads("64").config->proxy.threads == 64);
+
+  // Each mistake names the key, what was wrong and what to write.
+  for (const auto& [value, expected] : std::vector<std::pair<std::string, std::string>>{
+           {"0", "0 is out of range (1..64; \"auto\": one per CPU, at most 4)"},
+           {"65", "65 is out of range (1..64"},
+           {"-2", "-2 is out of range (1..64"},
+           {"\"four\"", "\"four\" is not \"auto\" or a number of threads (1..64; e.g. threads = 2)"},
+           {"\"2\"", "\"2\" is not \"auto\" or a number of threads"},
+           {"true", "expected \"auto\" or an integer (1..64), got"},
+           {"1.5", "expected \"auto\" or an integer (1..64), got"}}) {
+    CAPTURE(value);
+    const ConfigLoad bad = threads(value);
+    CHECK_FALSE(bad.ok());
+    const std::string text = describe(bad);
+    CHECK(contains(text, "proxy.threads"));
+    CHECK(contains(text, expected));
+  }
+  // A reload cannot change it: the running loops stay until a restart.
+  config::Config two;
+  two.proxy.threads = 2;
+  CHECK(config::restartOnlyChanges(config::Config{}, two) == std::vector<std::string>{"proxy.threads"});
 }
 
 TEST_CASE("[proxy] clients: private ranges by default, an empty list is an error, CIDRs are checked") {

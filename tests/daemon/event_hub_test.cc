@@ -634,6 +634,43 @@ TEST_CASE("event hub: DNS and proxy events name the client's pod for their consu
   CHECK_FALSE(fanout.events[2].client.known());
 }
 
+TEST_CASE("event hub: proxy events from the proxy's own loops arrive on drain, counted, with their pod",
+          "[events][attribution]") {
+  EventBase base(event_base_new());
+  daemon_main::EventHubOptions options;
+  options.logEvents = false;
+  // A stripe per publishing thread (by its id, so two may share one): room
+  // for all 9000 in any stripe, however late the first drain comes.
+  options.capacity = 8 * 9000;
+  daemon_main::EventHub hub(base.get(), options);
+  common::SnapshotHolder<attribution::PodTable> pods(podsOf("web-1"));
+  hub.setPodTable(&pods);
+  size_t named = 0;
+  size_t proxyKind = 0;
+  hub.setFanout([&](const observe::Event& event, const observe::CapturedPacket*) {
+    proxyKind += event.kind == observe::EventKind::Proxy ? 1 : 0;
+    named += event.podView() == "web-1" ? 1 : 0;
+  });
+  // Three loops publishing at once, the loop draining meanwhile.
+  std::vector<std::thread> loops;
+  for (int loop = 0; loop < 3; ++loop) {
+    loops.emplace_back([&] {
+      observe::Event proxy;
+      proxy.kind = observe::EventKind::Proxy;
+      proxy.src = *common::parseIpAddress("10.77.0.2");
+      for (int i = 0; i < 3000; ++i) hub.publishProxyEvent(proxy);
+    });
+  }
+  for (int i = 0; i < 50; ++i) hub.drain();
+  for (auto& loop : loops) loop.join();
+  hub.drain();
+  CHECK(hub.counters().dropped == 0);
+  CHECK(proxyKind == 9000);
+  CHECK(named == 9000);  // looked up on the publishing thread, as a worker's verdict
+  CHECK(hub.counters().proxyEvents == 9000);
+  CHECK(hub.counters().verdictEvents == 0);
+}
+
 // The verdict line's pod fields, from the table's texts in place (plain:
 // no quoting check) or from the event, in both log styles.
 TEST_CASE("event hub: a verdict's log line names the pod, from the table or the event",

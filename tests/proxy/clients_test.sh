@@ -65,6 +65,9 @@ listen = ["127.0.0.1:$proxy_port"]
 clients = ["127.0.0.1/32", "10.244.0.0/16"]
 proxy_protocol_from = ["127.0.0.3/32"]
 header_timeout = "1s"
+# The single loop, as before proxy.threads (threads_test.sh runs several):
+# the refusal log's line a second below is per loop.
+threads = 1
 TOML
 "$bin/egressd" --config "$work/egressd.toml" > "$work/log" 2>&1 &
 pids+=("$!")
