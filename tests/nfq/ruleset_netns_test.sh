@@ -61,20 +61,33 @@ in_ns "$tool" remove
 in_ns "$tool" remove
 
 # The insertion guard's reply rules (--confirm): installed exactly as
-# rendered, a reply-only jump in INPUT for local clients, removed cleanly.
+# rendered (the chain, then its reply chain: one line each per family in
+# the print, v4 first), a reply-only jump in INPUT for local clients,
+# removed cleanly.
 cargs=(--output --confirm --queues 0:1 --protect 10.0.0.0/8 --protect fd00::/8)
 in_ns "$tool" apply "${cargs[@]}"
 csave4="$(in_ns iptables-save -t filter)"
-cgot4="$(grep '^-A EGRESSD ' <<<"$csave4")"
-cexpected4="$("$tool" print "${cargs[@]}" | head -n "$(wc -l <<<"$cgot4")")"
-[ "$cgot4" = "$cexpected4" ] || { diff <(echo "$cgot4") <(echo "$cexpected4") >&2; fail "v4 chain with --confirm differs from the rendering"; }
-cgot6="$(in_ns ip6tables-save -t filter | grep '^-A EGRESSD ')"
-cexpected6="$("$tool" print "${cargs[@]}" | tail -n "$(wc -l <<<"$cgot6")")"
-[ "$cgot6" = "$cexpected6" ] || { diff <(echo "$cgot6") <(echo "$cexpected6") >&2; fail "v6 chain with --confirm differs from the rendering"; }
-grep -q -- '--ctdir REPLY -m mark --mark 0x600000/0x700000 -j NFQUEUE --queue-balance 0:1$' <<<"$csave4" || fail "no reply queue rule"
+csave6="$(in_ns ip6tables-save -t filter)"
+cprint="$("$tool" print "${cargs[@]}")"
+for chain in EGRESSD EGRESSD-REPLY; do
+  cgot4="$(grep "^-A $chain " <<<"$csave4")"
+  cexpected4="$(grep "^-A $chain " <<<"$cprint" | head -n "$(wc -l <<<"$cgot4")")"
+  [ "$cgot4" = "$cexpected4" ] || { diff <(echo "$cgot4") <(echo "$cexpected4") >&2; fail "v4 $chain with --confirm differs from the rendering"; }
+  cgot6="$(grep "^-A $chain " <<<"$csave6")"
+  cexpected6="$(grep "^-A $chain " <<<"$cprint" | tail -n "$(wc -l <<<"$cgot6")")"
+  [ "$cgot6" = "$cexpected6" ] || { diff <(echo "$cgot6") <(echo "$cexpected6") >&2; fail "v6 $chain with --confirm differs from the rendering"; }
+done
+# Decided connections leave first; server packets go to the reply chain.
+[ "$(grep '^-A EGRESSD ' <<<"$csave4" | head -1)" = "-A EGRESSD -m connmark --mark 0x100000/0x700000 -j RETURN" ] || fail "connmark ALLOW is not the first rule"
+grep -qx -- '-A EGRESSD -m conntrack --ctdir REPLY -g EGRESSD-REPLY' <<<"$csave4" || fail "no goto to the reply chain"
+grep -q -- '^-A EGRESSD-REPLY -m mark --mark 0x600000/0x700000 -j NFQUEUE --queue-balance 0:1$' <<<"$csave4" || fail "no reply queue rule"
 grep -qx -- '-A INPUT -m conntrack --ctdir REPLY -m comment --comment egressd -j EGRESSD' <<<"$csave4" || fail "no reply-only INPUT jump"
 in_ns "$tool" apply "${cargs[@]}"
 [ "$(in_ns iptables-save -t filter | grep -v '^#')" = "$(grep -v '^#' <<<"$csave4")" ] || fail "second --confirm apply changed v4"
+# Without the guard the reply chain goes (it was left by the run before).
+in_ns "$tool" apply --output --queues 0:1 --protect 10.0.0.0/8
+in_ns iptables-save -t filter | grep -q 'EGRESSD-REPLY' && fail "an apply without --confirm left the reply chain"
+in_ns "$tool" apply "${cargs[@]}"
 in_ns "$tool" remove
 [ "$(in_ns iptables-save -t filter | grep -v '^#')" = "$before4" ] || { diff <(echo "$before4") <(in_ns iptables-save -t filter | grep -v '^#') >&2; fail "v4 not restored after --confirm"; }
 [ "$(in_ns ip6tables-save -t filter | grep -v '^#')" = "$before6" ] || fail "v6 not restored after --confirm"

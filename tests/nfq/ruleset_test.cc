@@ -44,20 +44,23 @@ const char* kSaveWithJump =
 
 }  // namespace
 
-TEST_CASE("the chain: bypass, replies, protected ranges, marks, then the queue", "[nfq][ruleset]") {
+TEST_CASE("the chain: decided, bypass, replies, protected ranges, marks, then the queue", "[nfq][ruleset]") {
   const auto rules = nfq::renderChainRules(options(), nfq::IpTablesFamily::V4);
   REQUIRE(rules.size() == 15);
-  CHECK(rules.front() == "-A EGRESSD -m mark --mark 0x400000/0x700000 -j RETURN");
-  CHECK(rules[1] == "-A EGRESSD -m conntrack --ctdir REPLY -j RETURN");
+  // A decided connection's packets, either direction, leave at the first rule.
+  CHECK(rules[0] == "-A EGRESSD -m connmark --mark 0x100000/0x700000 -j RETURN");
+  CHECK(rules[1] == "-A EGRESSD -m mark --mark 0x400000/0x700000 -j RETURN");
+  CHECK(rules[2] == "-A EGRESSD -m conntrack --ctdir REPLY -j RETURN");
   CHECK(indexOf(rules, "-d 10.0.0.0/8 -j RETURN") < indexOf(rules, "NFQUEUE"));
   CHECK(indexOf(rules, "fd00::/8") == rules.size());  // the other family's range is left out
-  CHECK(indexOf(rules, "-m connmark --mark 0x100000/0x700000 -j RETURN") < indexOf(rules, "NFQUEUE"));
   CHECK(indexOf(rules, "--save-mark") < indexOf(rules, "REJECT"));
   CHECK(indexOf(rules, "-p tcp -m connmark --mark 0x200000/0x700000 -j REJECT --reject-with tcp-reset") <
         rules.size());
   CHECK(indexOf(rules, "-p icmp -m icmp --icmp-type 8 -j DROP") == rules.size() - 2);
   CHECK(rules.back() == "-A EGRESSD -j NFQUEUE --queue-balance 0:1");
   for (const auto& rule : rules) CHECK(rule.find("queue-bypass") == std::string::npos);
+  // Without the insertion guard there is no reply chain.
+  CHECK(indexOf(rules, "EGRESSD-REPLY") == rules.size());
 }
 
 TEST_CASE("IPv6 uses ICMPv6 echo and its own protected ranges", "[nfq][ruleset]") {
@@ -99,6 +102,22 @@ TEST_CASE("remove deletes egressd's jumps and chain, nothing else", "[nfq][rules
         "COMMIT\n");
   CHECK(nfq::renderRemove(options(), nfq::IpTablesFamily::V4, "*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n")
             .empty());
+  // The insertion guard's reply chain goes too, after the chain that jumps to it.
+  std::string withReply = kSaveWithJump;
+  withReply.insert(withReply.find(":KUBE-FORWARD"), ":EGRESSD-REPLY - [0:0]\n");
+  CHECK(nfq::renderRemove(options(), nfq::IpTablesFamily::V4, withReply) ==
+        "*filter\n"
+        "-D FORWARD -m comment --comment egressd -j EGRESSD\n"
+        "-D OUTPUT -m comment --comment egressd -j EGRESSD\n"
+        "-F EGRESSD\n"
+        "-F EGRESSD-REPLY\n"
+        "-X EGRESSD\n"
+        "-X EGRESSD-REPLY\n"
+        "COMMIT\n");
+  // An apply without the guard removes a reply chain left by one with it.
+  const std::string apply = nfq::renderApply(options(), nfq::IpTablesFamily::V4, withReply);
+  CHECK(apply.find(":EGRESSD-REPLY") == std::string::npos);
+  CHECK(apply.find("-F EGRESSD-REPLY\n-X EGRESSD-REPLY\nCOMMIT\n") != std::string::npos);
 }
 
 TEST_CASE("save parsing: jumps, chains, rules", "[nfq][ruleset]") {
