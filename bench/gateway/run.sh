@@ -61,9 +61,10 @@
 #   GATEWAY_BENCH_STRICT [0]
 #   GATEWAY_BENCH_EGRESSD_BASE [unset] (a second egressd binary: config egressd-base)
 #   GATEWAY_BENCH_PERF [0] (1: after the rounds, one more HTTP rate run per
-#   egressd configuration under `perf record -a -g`, kernel included, left
-#   out of the figures; the report's top symbols go to
-#   RESULTS_DIR/perf-CONFIG-http.txt, the data file is removed)
+#   configuration, unfiltered included, under `perf record -a -g`, kernel
+#   included, left out of the figures; the report's top symbols go to
+#   RESULTS_DIR/perf-CONFIG-http.txt, the data file is removed unless
+#   GATEWAY_BENCH_KEEP=1)
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -437,6 +438,9 @@ perf_summary() {
   "${report[@]}" --pid "$2" --sort comm 2> /dev/null | grep -vE '^(#|$)'
   echo "# by command and symbol"
   "${report[@]}" --pid "$2" --sort comm,sym --percent-limit 0.5 2> /dev/null | grep -vE '^(#|$)'
+  echo "# by symbol, all of them"
+  "${report[@]}" --pid "$2" --sort sym --percent-limit 0.3 2> /dev/null | grep -vE '^(#|$)'
+  [ -n "$3" ] || return 0
   echo "# egressd (pid $3) alone, kernel or user space"
   "${report[@]}" --pid "$3" --sort sym 2> /dev/null | awk '$2 == "[k]" {k += $1} $2 == "[.]" {u += $1}
     END {printf "kernel %.1f %%, user space %.1f %%\n", k, u}'
@@ -471,9 +475,11 @@ run_wrk() {
     -H 'Connection: close' "$url" > "$out" 2>&1; } 2> "$out.time"
   if [ -n "$perf_pid" ]; then
     wait "$perf_pid"
+    local egressd_pid=""
+    [[ $cfg == egressd* ]] && egressd_pid="$(cat "$E2E_PIDS/egressd.pid")"
     perf_summary "$work/perf-$cfg.data" "$(sort -un "$work/perf-$cfg.pids" | paste -sd,)" \
-      "$(cat "$E2E_PIDS/egressd.pid")" > "$results/perf-$cfg-http.txt" 2>&1
-    rm -f "$work/perf-$cfg.data"
+      "$egressd_pid" > "$results/perf-$cfg-http.txt" 2>&1
+    [ "${GATEWAY_BENCH_KEEP:-0}" = 1 ] || rm -f "$work/perf-$cfg.data"
   fi
   q1="$(queued)" d1="$(queue_drops)" g1="$(ns_cpu_ticks "$E2E_NS_GW")" s1="$(ns_cpu_ticks "$E2E_NS_INET")"
   n1="$(nfq_counters "$cfg")"
@@ -553,11 +559,11 @@ for r in $(seq "$rounds"); do
   done
 done
 
-# Profiles: one more HTTP rate run per egressd configuration, "round 0",
-# which the report leaves out (perf's sampling costs CPU of its own).
+# Profiles: one more HTTP rate run per configuration, "round 0", which the
+# report leaves out (perf's sampling costs CPU of its own); unfiltered's is
+# the reference the others are compared with.
 if [ "$perf_on" = 1 ]; then
   for cfg in "${cfg_list[@]}"; do
-    [[ $cfg == egressd* ]] || continue
     "enable_${cfg//-/_}"
     run_wrk "$cfg" 0 http "http://$name:$http_port/"
     "disable_${cfg//-/_}"
