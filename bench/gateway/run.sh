@@ -38,6 +38,9 @@
 #     kernel exactly like an egressd one);
 #   - egressd configurations: packets its NFQUEUE handed to user space (and got a
 #     verdict for) per connection and per second;
+#   - egressd configurations: rule evaluations of its chains per connection
+#     (chain_cost.py, from the rules' counters: every rule a packet walks
+#     past costs it in the kernel);
 #   - CPU time per connection of the gateway's processes (egressd, squid)
 #     and of the whole path (wrk + nginx + gateway), less sensitive to
 #     other load on the machine than the rates.
@@ -54,6 +57,9 @@
 # RESULTS_DIR/gateway.json). Knobs (environment), defaults in brackets:
 #   GATEWAY_BENCH_ROUNDS [5]  GATEWAY_BENCH_SECONDS [3] (per wrk run)
 #   GATEWAY_BENCH_THREADS [2] GATEWAY_BENCH_CONNECTIONS [64] (wrk -t/-c)
+#   GATEWAY_BENCH_STRACE [0] (1: one more HTTP rate run per egressd
+#   configuration with `strace -c -f` on egressd, left out of the figures:
+#   RESULTS_DIR/strace-CONFIG-http.txt, with the connection count)
 #   GATEWAY_BENCH_LATENCY_CONNS [200]  GATEWAY_BENCH_BULK_SECONDS [2]
 #   GATEWAY_BENCH_QUEUES ["[0]"]  GATEWAY_BENCH_LOG_LEVEL [info] (egressd)
 #   GATEWAY_BENCH_NGINX_WORKERS [nproc]  GATEWAY_BENCH_CONFIGS ["unfiltered
@@ -453,9 +459,17 @@ run_wrk() {
   local cfg=$1 r=$2 proto=$3 url=$4 out="$raw/r$2-$1-$3.wrk" q0 q1 d0 d1 g0 g1 s0 s1
   local n0 n1
   n0="$(nfq_counters "$cfg")"
+  [[ $cfg == egressd* ]] && in_gw iptables-save -c -t filter > "$out.rules0" 2> /dev/null
   q0="$(queued)" d0="$(queue_drops)" g0="$(ns_cpu_ticks "$E2E_NS_GW")" s0="$(ns_cpu_ticks "$E2E_NS_INET")"
   # bash's `time`: the client's own CPU (wrk's rusage, reaped by timeout)
-  local TIMEFORMAT='%U %S' perf_pid=""
+  local TIMEFORMAT='%U %S' perf_pid="" strace_pid=""
+  if [ "$r" = strace ]; then
+    # egressd's syscalls, all threads, counted (strace slows it down: the
+    # counts per connection are the figure, not the rate)
+    strace -c -f -p "$(cat "$E2E_PIDS/egressd.pid")" -o "$results/strace-$cfg-http.txt" 2> /dev/null &
+    strace_pid=$!
+    sleep 1
+  fi
   if [ "$r" = 0 ]; then
     # The whole machine, kernel included: the gateway's forwarding and
     # NFQUEUE work runs in softirq context of whichever process sent the
@@ -473,6 +487,11 @@ run_wrk() {
   fi
   { time in_pod timeout $((seconds + 30)) wrk -t"$threads" -c"$conns" -d"${seconds}s" --latency \
     -H 'Connection: close' "$url" > "$out" 2>&1; } 2> "$out.time"
+  if [ -n "$strace_pid" ]; then
+    kill -INT "$strace_pid" 2> /dev/null
+    wait "$strace_pid"
+    echo "# connections: $(awk '/requests in/ {print $1}' "$out")" >> "$results/strace-$cfg-http.txt"
+  fi
   if [ -n "$perf_pid" ]; then
     wait "$perf_pid"
     local egressd_pid=""
@@ -483,6 +502,11 @@ run_wrk() {
   fi
   q1="$(queued)" d1="$(queue_drops)" g1="$(ns_cpu_ticks "$E2E_NS_GW")" s1="$(ns_cpu_ticks "$E2E_NS_INET")"
   n1="$(nfq_counters "$cfg")"
+  local evaluations="- - -"
+  if [[ $cfg == egressd* ]]; then
+    in_gw iptables-save -c -t filter > "$out.rules1" 2> /dev/null
+    evaluations="$(python3 "$here/chain_cost.py" "$out.rules0" "$out.rules1" EGRESSD 2> /dev/null || echo "- - -")"
+  fi
   {
     echo "queued $((q1 - q0))"
     echo "queue_drops $((d1 - d0))"
@@ -491,6 +515,7 @@ run_wrk() {
     echo "client_cpu_seconds $(tail -1 "$out.time")"
     echo "egressd_counters_before $n0"
     echo "egressd_counters_after $n1"
+    echo "chain_packets_evaluations_per_packet_total $evaluations"
   } >> "$out"
   # Fail at once when a configuration does not work at all.
   local requests errors
@@ -498,7 +523,8 @@ run_wrk() {
   errors="$(awk '/Socket errors:/ {gsub(",", ""); n += $4 + $6 + $8 + $10} /Non-2xx/ {n += $5} END {print n + 0}' "$out")"
   [ "${requests:-0}" -gt 0 ] || fail "$cfg $proto: wrk completed no request: $(tr '\n' ' ' < "$out")"
   [ $((errors * 100)) -le "$requests" ] || fail "$cfg $proto: $errors errors in $requests requests (> 1 %): $(tr '\n' ' ' < "$out")"
-  say "round $r $cfg $proto: $(awk '/Requests\/sec/ {print $2}' "$out") conn/s ($requests requests, $errors errors)"
+  say "round $r $cfg $proto: $(awk '/Requests\/sec/ {print $2}' "$out") conn/s ($requests requests, $errors errors)$(
+    awk -v n="$requests" '/^chain_packets_evaluations/ && $4 != "-" {printf ", chain: %.2f packets and %.1f rule evaluations per connection", $2 / n, $4 / n}' "$out")"
 }
 
 # run_latency CFG ROUND PROTO URL PORT: fresh connections one at a time
@@ -566,6 +592,16 @@ if [ "$perf_on" = 1 ]; then
   for cfg in "${cfg_list[@]}"; do
     "enable_${cfg//-/_}"
     run_wrk "$cfg" 0 http "http://$name:$http_port/"
+    "disable_${cfg//-/_}"
+  done
+fi
+# Syscalls: one more HTTP rate run per egressd configuration under
+# `strace -c -f`, also left out of the figures.
+if [ "${GATEWAY_BENCH_STRACE:-0}" = 1 ]; then
+  for cfg in "${cfg_list[@]}"; do
+    [[ $cfg == egressd* ]] || continue
+    "enable_${cfg//-/_}"
+    run_wrk "$cfg" strace http "http://$name:$http_port/"
     "disable_${cfg//-/_}"
   done
 fi
