@@ -100,6 +100,10 @@ std::string replyChainName(const RulesetOptions& options) {
   return options.chain + "-REPLY";
 }
 
+std::string verdictChainName(const RulesetOptions& options) {
+  return options.chain + "-VERDICT";
+}
+
 std::vector<std::string> renderChainRules(const RulesetOptions& options, IpTablesFamily family) {
   const bool v4 = family == IpTablesFamily::V4;
   const MarkScheme& m = options.marks;
@@ -170,26 +174,40 @@ std::vector<std::string> renderChainRules(const RulesetOptions& options, IpTable
     if ((network.address.family == common::IpFamily::V4) != v4) continue;
     rules.push_back(a + "-d " + network.toString() + " -j RETURN");
   }
-  rules.push_back(a + markMatch("mark", m.allow, m.mask) + save);
-  rules.push_back(a + markMatch("mark", m.allow, m.mask) + " -j RETURN");
+  // A packet a verdict marked (NF_REPEAT): its own chain (goto), so that
+  // the unmarked ones — SYN, handshake ACK, first payload of a new
+  // connection — do not walk past these rules.
+  const std::string verdictChain = verdictChainName(options);
+  rules.push_back(a + "-m mark ! --mark 0x0/" + hex(m.mask) + " -g " + verdictChain);
+  const std::string v = "-A " + verdictChain + " ";
+  std::vector<std::string> verdictRules;
+  verdictRules.push_back(v + markMatch("mark", m.allow, m.mask) + save);
+  verdictRules.push_back(v + markMatch("mark", m.allow, m.mask) + " -j RETURN");
   if (options.confirmFirstPayload) {
     // Allowed, provisionally: saved, so the kernel knows to queue the
     // server's replies; the client's next payload segments are still queued.
-    rules.push_back(a + markMatch("mark", m.confirm, m.mask) + save);
-    rules.push_back(a + markMatch("mark", m.confirm, m.mask) + " -j RETURN");
+    verdictRules.push_back(v + markMatch("mark", m.confirm, m.mask) + save);
+    verdictRules.push_back(v + markMatch("mark", m.confirm, m.mask) + " -j RETURN");
   }
-  rules.push_back(a + markMatch("mark", m.deny, m.mask) + save);
-  rules.push_back(a + markMatch("mark", m.pass, m.mask) + " -j RETURN");
+  verdictRules.push_back(v + markMatch("mark", m.deny, m.mask) + save);
+  verdictRules.push_back(v + markMatch("mark", m.pass, m.mask) + " -j RETURN");
   // Denied connections fail fast: TCP gets a reset, UDP a port unreachable.
-  rules.push_back(a + "-p tcp " + markMatch("connmark", m.deny, m.mask) +
-                  " -j REJECT --reject-with tcp-reset");
-  rules.push_back(a + "-p udp " + markMatch("connmark", m.deny, m.mask) + " -j REJECT --reject-with " +
-                  (v4 ? "icmp-port-unreachable" : "icmp6-port-unreachable"));
-  rules.push_back(a + markMatch("connmark", m.deny, m.mask) + " -j DROP");
+  // In both chains: a deny just saved, and the later (unmarked) packets.
+  const auto rejectDenied = [&](const std::string& chain, std::vector<std::string>& into) {
+    into.push_back(chain + "-p tcp " + markMatch("connmark", m.deny, m.mask) +
+                   " -j REJECT --reject-with tcp-reset");
+    into.push_back(chain + "-p udp " + markMatch("connmark", m.deny, m.mask) + " -j REJECT --reject-with " +
+                   (v4 ? "icmp-port-unreachable" : "icmp6-port-unreachable"));
+    into.push_back(chain + markMatch("connmark", m.deny, m.mask) + " -j DROP");
+  };
+  rejectDenied(v, verdictRules);
   // A deny on a packet conntrack does not track (INVALID: a bad checksum,
   // a sequence number outside the window) has no connection to save it
   // into; without this it would be queued again, and again.
-  rules.push_back(a + markMatch("mark", m.deny, m.mask) + " -j DROP");
+  verdictRules.push_back(v + markMatch("mark", m.deny, m.mask) + " -j DROP");
+  // A mark that is none of the verdicts': queued (judged), never passed.
+  verdictRules.push_back(v + queue);
+  rejectDenied(a, rules);
   rules.push_back(a + icmp + (v4 ? " -m icmp --icmp-type 8" : " -m icmp6 --icmpv6-type 128") + " -j DROP");
   const std::string set = boundSetName(options, family);
   if (options.kernelFastPath && !set.empty()) {
@@ -211,6 +229,7 @@ std::vector<std::string> renderChainRules(const RulesetOptions& options, IpTable
   }
   // No --queue-bypass: without a reader, the kernel drops (fail-closed).
   rules.push_back(a + queue);
+  rules.insert(rules.end(), verdictRules.begin(), verdictRules.end());
   rules.insert(rules.end(), replyRules.begin(), replyRules.end());
   return rules;
 }
@@ -220,6 +239,7 @@ std::string renderApply(const RulesetOptions& options, IpTablesFamily family, st
   // Under --noflush, declaring a user chain creates it or flushes it: the
   // refill below replaces an older egressd's rules atomically (one COMMIT).
   out += ":" + options.chain + " - [0:0]\n";
+  out += ":" + verdictChainName(options) + " - [0:0]\n";
   const std::string replyChain = replyChainName(options);
   if (options.confirmFirstPayload) out += ":" + replyChain + " - [0:0]\n";
   for (const std::string& rule : renderChainRules(options, family)) out += rule + "\n";
@@ -248,11 +268,13 @@ std::string renderRemove(const RulesetOptions& options, IpTablesFamily, std::str
       if (isJump(line, hook, options.chain)) body += "-D" + std::string(line.substr(2)) + "\n";
     }
   }
-  // The main chain first: it holds the jump to the reply chain.
-  for (const std::string& chain : {options.chain, replyChainName(options)}) {
+  // Flushed first, deleted after: the main chain holds the jumps to the others.
+  const std::array<std::string, 3> chains = {options.chain, verdictChainName(options),
+                                             replyChainName(options)};
+  for (const std::string& chain : chains) {
     if (chainExists(currentSave, chain)) body += "-F " + chain + "\n";
   }
-  for (const std::string& chain : {options.chain, replyChainName(options)}) {
+  for (const std::string& chain : chains) {
     if (chainExists(currentSave, chain)) body += "-X " + chain + "\n";
   }
   if (body.empty()) return {};

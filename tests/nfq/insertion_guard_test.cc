@@ -163,11 +163,12 @@ TEST_CASE("the guard's chain rules: server packets queued only while they matter
   // CONFIRM from a verdict is saved; an untracked deny is dropped, not requeued.
   CHECK(at("-m mark --mark 0x500000/0x700000 -j CONNMARK --save-mark") < rules.size());
   CHECK(at("-m mark --mark 0x500000/0x700000 -j RETURN") < at("-m mark --mark 0x200000/0x700000 -j DROP"));
-  // The chain ends with its own queue rule; the reply chain follows.
-  CHECK(at("-A EGRESSD -j NFQUEUE --queue-num 0") + 1 == at("-A EGRESSD-REPLY "));
+  // The chain ends with its own queue rule; the verdict chain, then the reply chain follow.
+  CHECK(at("-A EGRESSD -j NFQUEUE --queue-num 0") + 1 == at("-A EGRESSD-VERDICT "));
+  CHECK(at("-A EGRESSD-VERDICT -j NFQUEUE --queue-num 0") + 1 == at("-A EGRESSD-REPLY "));
   for (const auto& rule : rules) CHECK(rule.find("queue-bypass") == std::string::npos);
   CHECK(nfq::renderApply(o, nfq::IpTablesFamily::V4, "*filter\nCOMMIT\n")
-            .starts_with("*filter\n:EGRESSD - [0:0]\n:EGRESSD-REPLY - [0:0]\n"));
+            .starts_with("*filter\n:EGRESSD - [0:0]\n:EGRESSD-VERDICT - [0:0]\n:EGRESSD-REPLY - [0:0]\n"));
 
   // Local clients: their replies come through INPUT, reply direction only.
   o.hookOutput = true;

@@ -26,16 +26,19 @@ in_ns "$tool" apply "${args[@]}"
 save4="$(in_ns iptables-save -t filter)"
 save6="$(in_ns ip6tables-save -t filter)"
 
-# The installed chain is exactly the rendered one, per family.
-expected4="$("$tool" print "${args[@]}" | grep -v -e 'ipv6-icmp' -e 'fd00::' -e 'icmp6')"
-# The v4 print has the v4 rules first; take as many lines as the v4 chain has.
-got4="$(grep '^-A EGRESSD ' <<<"$save4")"
-n4="$(wc -l <<<"$got4")"
-[ "$n4" -ge 10 ] || fail "EGRESSD has only $n4 rules"
-[ "$got4" = "$(head -n "$n4" <<<"$expected4")" ] || { diff <(echo "$got4") <(head -n "$n4" <<<"$expected4") >&2; fail "v4 chain differs from the rendering"; }
-got6="$(grep '^-A EGRESSD ' <<<"$save6")"
-expected6="$("$tool" print "${args[@]}" | tail -n "$(wc -l <<<"$got6")")"
-[ "$got6" = "$expected6" ] || { diff <(echo "$got6") <(echo "$expected6") >&2; fail "v6 chain differs from the rendering"; }
+# The installed chains are exactly the rendered ones, per family (the print
+# has each chain's v4 rules before its v6 ones).
+print="$("$tool" print "${args[@]}")"
+for chain in EGRESSD EGRESSD-VERDICT; do
+  got4="$(grep "^-A $chain " <<<"$save4")"
+  n4="$(wc -l <<<"$got4")"
+  [ "$n4" -ge 8 ] || fail "$chain has only $n4 rules"
+  expected4="$(grep "^-A $chain " <<<"$print" | head -n "$n4")"
+  [ "$got4" = "$expected4" ] || { diff <(echo "$got4") <(echo "$expected4") >&2; fail "v4 $chain differs from the rendering"; }
+  got6="$(grep "^-A $chain " <<<"$save6")"
+  expected6="$(grep "^-A $chain " <<<"$print" | tail -n "$(wc -l <<<"$got6")")"
+  [ "$got6" = "$expected6" ] || { diff <(echo "$got6") <(echo "$expected6") >&2; fail "v6 $chain differs from the rendering"; }
+done
 grep -q -- '-A EGRESSD -j NFQUEUE --queue-balance 0:1$' <<<"$save4" || fail "no NFQUEUE rule"
 grep -q -- 'queue-bypass' <<<"$save4$save6" && fail "--queue-bypass present (must fail closed)"
 # Our jump comes first in FORWARD; OUTPUT has one too.
@@ -69,7 +72,7 @@ in_ns "$tool" apply "${cargs[@]}"
 csave4="$(in_ns iptables-save -t filter)"
 csave6="$(in_ns ip6tables-save -t filter)"
 cprint="$("$tool" print "${cargs[@]}")"
-for chain in EGRESSD EGRESSD-REPLY; do
+for chain in EGRESSD EGRESSD-VERDICT EGRESSD-REPLY; do
   cgot4="$(grep "^-A $chain " <<<"$csave4")"
   cexpected4="$(grep "^-A $chain " <<<"$cprint" | head -n "$(wc -l <<<"$cgot4")")"
   [ "$cgot4" = "$cexpected4" ] || { diff <(echo "$cgot4") <(echo "$cexpected4") >&2; fail "v4 $chain with --confirm differs from the rendering"; }
