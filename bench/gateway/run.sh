@@ -57,9 +57,10 @@
 # RESULTS_DIR/gateway.json). Knobs (environment), defaults in brackets:
 #   GATEWAY_BENCH_ROUNDS [5]  GATEWAY_BENCH_SECONDS [3] (per wrk run)
 #   GATEWAY_BENCH_THREADS [2] GATEWAY_BENCH_CONNECTIONS [64] (wrk -t/-c)
-#   GATEWAY_BENCH_STRACE [0] (1: one more HTTP rate run per egressd
-#   configuration with `strace -c -f` on egressd, left out of the figures:
-#   RESULTS_DIR/strace-CONFIG-http.txt, with the connection count)
+#   GATEWAY_BENCH_SYSCALLS [0] (1: one more HTTP rate run per egressd
+#   configuration with egressd's syscalls and context switches counted
+#   (`perf stat` on the syscall tracepoints, all threads), left out of the
+#   figures: RESULTS_DIR/syscalls-CONFIG-http.per-connection.txt)
 #   GATEWAY_BENCH_LATENCY_CONNS [200]  GATEWAY_BENCH_BULK_SECONDS [2]
 #   GATEWAY_BENCH_QUEUES ["[0]"]  GATEWAY_BENCH_LOG_LEVEL [info] (egressd)
 #   GATEWAY_BENCH_NGINX_WORKERS [nproc]  GATEWAY_BENCH_CONFIGS ["unfiltered
@@ -462,12 +463,16 @@ run_wrk() {
   [[ $cfg == egressd* ]] && in_gw iptables-save -c -t filter > "$out.rules0" 2> /dev/null
   q0="$(queued)" d0="$(queue_drops)" g0="$(ns_cpu_ticks "$E2E_NS_GW")" s0="$(ns_cpu_ticks "$E2E_NS_INET")"
   # bash's `time`: the client's own CPU (wrk's rusage, reaped by timeout)
-  local TIMEFORMAT='%U %S' perf_pid="" strace_pid=""
-  if [ "$r" = strace ]; then
-    # egressd's syscalls, all threads, counted (strace slows it down: the
-    # counts per connection are the figure, not the rate)
-    strace -c -f -p "$(cat "$E2E_PIDS/egressd.pid")" -o "$results/strace-$cfg-http.txt" 2> /dev/null &
-    strace_pid=$!
+  local TIMEFORMAT='%U %S' perf_pid="" syscalls_pid=""
+  if [ "$r" = syscalls ]; then
+    # egressd's syscalls, all threads, counted by the kernel's tracepoints
+    # (strace would slow the worker down until its batches grow)
+    perf stat -x, -p "$(cat "$E2E_PIDS/egressd.pid")" -o "$results/syscalls-$cfg-http.txt" \
+      -e raw_syscalls:sys_enter -e syscalls:sys_enter_poll -e syscalls:sys_enter_recvfrom \
+      -e syscalls:sys_enter_recvmmsg -e syscalls:sys_enter_sendto -e syscalls:sys_enter_bpf \
+      -e syscalls:sys_enter_epoll_wait -e syscalls:sys_enter_write -e syscalls:sys_enter_writev \
+      -e syscalls:sys_enter_futex -e context-switches -- sleep $((seconds + 2)) > /dev/null 2>&1 &
+    syscalls_pid=$!
     sleep 1
   fi
   if [ "$r" = 0 ]; then
@@ -487,10 +492,10 @@ run_wrk() {
   fi
   { time in_pod timeout $((seconds + 30)) wrk -t"$threads" -c"$conns" -d"${seconds}s" --latency \
     -H 'Connection: close' "$url" > "$out" 2>&1; } 2> "$out.time"
-  if [ -n "$strace_pid" ]; then
-    kill -INT "$strace_pid" 2> /dev/null
-    wait "$strace_pid"
-    echo "# connections: $(awk '/requests in/ {print $1}' "$out")" >> "$results/strace-$cfg-http.txt"
+  if [ -n "$syscalls_pid" ]; then
+    wait "$syscalls_pid"
+    awk -F, -v n="$(awk '/requests in/ {print $1}' "$out")" '$1 ~ /^[0-9]+$/ {printf "%s %d (%.2f per connection)\n", $3, $1, $1 / n}' \
+      "$results/syscalls-$cfg-http.txt" > "$results/syscalls-$cfg-http.per-connection.txt"
   fi
   if [ -n "$perf_pid" ]; then
     wait "$perf_pid"
@@ -595,13 +600,14 @@ if [ "$perf_on" = 1 ]; then
     "disable_${cfg//-/_}"
   done
 fi
-# Syscalls: one more HTTP rate run per egressd configuration under
-# `strace -c -f`, also left out of the figures.
-if [ "${GATEWAY_BENCH_STRACE:-0}" = 1 ]; then
+# Syscalls: one more HTTP rate run per egressd configuration with its
+# syscalls counted (perf stat on the syscall tracepoints), also left out
+# of the figures.
+if [ "${GATEWAY_BENCH_SYSCALLS:-0}" = 1 ]; then
   for cfg in "${cfg_list[@]}"; do
     [[ $cfg == egressd* ]] || continue
     "enable_${cfg//-/_}"
-    run_wrk "$cfg" strace http "http://$name:$http_port/"
+    run_wrk "$cfg" syscalls http "http://$name:$http_port/"
     "disable_${cfg//-/_}"
   done
 fi
