@@ -27,6 +27,12 @@ namespace {
 constexpr size_t kQuicBufferBytes = 4096;  // covers every real client's Initial CRYPTO data
 constexpr size_t kVerdictBufferBytes = 16384;
 constexpr size_t kVerdictMessageMax = 64;  // header + verdict + mark attributes, aligned
+// Netlink messages read per recvmmsg, each into a slot that holds the
+// largest one (a packet of copyRange bytes and its attributes), and at most
+// per wake-up before the verdicts go out.
+constexpr size_t kReceiveSlots = 8;
+constexpr size_t kReceiveSlotBytes = 0xffff + 8192;
+constexpr size_t kReceiveMaxPerWakeup = 64;
 constexpr uint8_t kLiveSet = 1;
 constexpr uint8_t kLiveAudit = 2;
 constexpr uint8_t kLiveStrict = 4;
@@ -74,6 +80,25 @@ struct QueueWorker::QuicSlot {
   }
 };
 
+// One recvmmsg fills up to kReceiveSlots slots; the headers point into the
+// buffer once (recvmmsg only writes msg_len and the flags).
+struct QueueWorker::ReceiveBatch {
+  std::vector<uint8_t> buffer = std::vector<uint8_t>(kReceiveSlots * kReceiveSlotBytes);
+  std::array<iovec, kReceiveSlots> vectors{};
+  std::array<mmsghdr, kReceiveSlots> messages{};
+
+  ReceiveBatch() {
+    for (size_t i = 0; i < kReceiveSlots; ++i) {
+      vectors[i] = {buffer.data() + i * kReceiveSlotBytes, kReceiveSlotBytes};
+      messages[i].msg_hdr.msg_iov = &vectors[i];
+      messages[i].msg_hdr.msg_iovlen = 1;
+    }
+  }
+  std::span<const uint8_t> message(size_t i) const noexcept {
+    return {buffer.data() + i * kReceiveSlotBytes, messages[i].msg_len};
+  }
+};
+
 void QueueWorker::SocketClose::operator()(mnl_socket* socket) const noexcept {
   if (socket != nullptr) mnl_socket_close(socket);
 }
@@ -85,7 +110,7 @@ QueueWorker::QueueWorker(QueueWorkerOptions options, const common::SnapshotHolde
       bindings_(bindings),
       events_(events),
       flows_(options_.flows),
-      receiveBuffer_(0xffff + 8192),
+      receive_(std::make_unique<ReceiveBatch>()),
       verdictBuffer_(kVerdictBufferBytes),
       streamScratch_(options_.flows.maxFlowBytes),
       parserScratch_(16384 + 4),
@@ -835,6 +860,41 @@ void QueueWorker::expireHeld(bool all) noexcept {
   });
 }
 
+size_t QueueWorker::receiveQueued(int fd) noexcept {
+  const int n = recvmmsg(fd, receive_->messages.data(), kReceiveSlots, MSG_DONTWAIT, nullptr);
+  if (n < 0) {
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+      stats_.receiveErrors.fetch_add(1, std::memory_order_relaxed);
+    }
+    return 0;
+  }
+  const auto callback = [](const nlmsghdr* header, void* data) -> int {
+    auto* self = static_cast<QueueWorker*>(data);
+    nlattr* attributes[NFQA_MAX + 1] = {};
+    if (nfq_nlmsg_parse(header, attributes) < 0 || attributes[NFQA_PACKET_HDR] == nullptr) return MNL_CB_OK;
+    const auto* packetHeader =
+        static_cast<const nfqnl_msg_packet_hdr*>(mnl_attr_get_payload(attributes[NFQA_PACKET_HDR]));
+    const uint32_t id = ntohl(packetHeader->packet_id);
+    const uint32_t mark = attributes[NFQA_MARK] ? ntohl(mnl_attr_get_u32(attributes[NFQA_MARK])) : 0;
+    const uint32_t indev =
+        attributes[NFQA_IFINDEX_INDEV] ? ntohl(mnl_attr_get_u32(attributes[NFQA_IFINDEX_INDEV])) : 0;
+    std::span<const uint8_t> payload;
+    if (attributes[NFQA_PAYLOAD] != nullptr) {
+      payload = {static_cast<const uint8_t*>(mnl_attr_get_payload(attributes[NFQA_PAYLOAD])),
+                 mnl_attr_get_payload_len(attributes[NFQA_PAYLOAD])};
+    }
+    self->handlePacket(id, mark, indev, payload);
+    return MNL_CB_OK;
+  };
+  for (int i = 0; i < n; ++i) {
+    const std::span<const uint8_t> message = receive_->message(static_cast<size_t>(i));
+    if (mnl_cb_run(message.data(), message.size(), 0, portId_, callback, this) < 0) {
+      stats_.receiveErrors.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  return static_cast<size_t>(n);
+}
+
 void QueueWorker::run() noexcept {
   const int fd = mnl_socket_get_fd(socket_.get());
   for (;;) {
@@ -854,35 +914,13 @@ void QueueWorker::run() noexcept {
     refreshPolicy();
     refreshLiveOptions();
     // Drain what is there (a batch), then send all verdicts at once.
-    for (int round = 0; round < 64 && (fds[0].revents & POLLIN); ++round) {
-      const ssize_t n = recv(fd, receiveBuffer_.data(), receiveBuffer_.size(), MSG_DONTWAIT);
-      if (n < 0) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-          stats_.receiveErrors.fetch_add(1, std::memory_order_relaxed);
-        }
-        break;
-      }
-      const auto callback = [](const nlmsghdr* header, void* data) -> int {
-        auto* self = static_cast<QueueWorker*>(data);
-        nlattr* attributes[NFQA_MAX + 1] = {};
-        if (nfq_nlmsg_parse(header, attributes) < 0 || attributes[NFQA_PACKET_HDR] == nullptr)
-          return MNL_CB_OK;
-        const auto* packetHeader =
-            static_cast<const nfqnl_msg_packet_hdr*>(mnl_attr_get_payload(attributes[NFQA_PACKET_HDR]));
-        const uint32_t id = ntohl(packetHeader->packet_id);
-        const uint32_t mark = attributes[NFQA_MARK] ? ntohl(mnl_attr_get_u32(attributes[NFQA_MARK])) : 0;
-        const uint32_t indev =
-            attributes[NFQA_IFINDEX_INDEV] ? ntohl(mnl_attr_get_u32(attributes[NFQA_IFINDEX_INDEV])) : 0;
-        std::span<const uint8_t> payload;
-        if (attributes[NFQA_PAYLOAD] != nullptr) {
-          payload = {static_cast<const uint8_t*>(mnl_attr_get_payload(attributes[NFQA_PAYLOAD])),
-                     mnl_attr_get_payload_len(attributes[NFQA_PAYLOAD])};
-        }
-        self->handlePacket(id, mark, indev, payload);
-        return MNL_CB_OK;
-      };
-      if (mnl_cb_run(receiveBuffer_.data(), static_cast<size_t>(n), 0, portId_, callback, this) < 0) {
-        stats_.receiveErrors.fetch_add(1, std::memory_order_relaxed);
+    if (fds[0].revents & POLLIN) {
+      for (size_t read = 0; read < kReceiveMaxPerWakeup;) {
+        const size_t n = receiveQueued(fd);
+        read += n;
+        // Fewer than a full batch: the queue is empty (no extra recv to hear
+        // EAGAIN); what comes later wakes the next poll.
+        if (n < kReceiveSlots) break;
       }
     }
     if (options_.kernelGuard != nullptr) checkKernelConfirms(Clock::now());

@@ -242,6 +242,7 @@ class QueueWorker {
   bool passRetransmit(const FlowTable::Flow& flow, const PacketView& packet, uint32_t id,
                       uint32_t mark) noexcept;
   void flushVerdicts() noexcept;
+  size_t receiveQueued(int fd) noexcept;
   void emit(const PacketView& packet, const Decision& decision, DecodeError error = DecodeError::Ok,
             std::span<const uint8_t> bytes = {}) noexcept;
   void refreshPolicy() noexcept;
@@ -260,7 +261,9 @@ class QueueWorker {
   int stopFd_ = -1;
   std::thread thread_;
   FlowTable flows_;
-  std::vector<uint8_t> receiveBuffer_;
+  // The receive side's buffers: several netlink messages per recvmmsg.
+  struct ReceiveBatch;
+  std::unique_ptr<ReceiveBatch> receive_;
   std::vector<uint8_t> verdictBuffer_;
   size_t verdictBytes_ = 0;
   std::vector<uint8_t> streamScratch_;

@@ -96,87 +96,118 @@ NoPayloadTests noPayloadTests(IpTablesFamily family) {
   return {"0x4>>0x10=0x14:0xffff&&0x4>>0x8&0xff=0x6&&0x4>>0x10&0x3=0x0", "0x34>>0x1a&0x3c@0x28&0x0=0x0"};
 }
 
+std::string replyChainName(const RulesetOptions& options) {
+  return options.chain + "-REPLY";
+}
+
+std::string verdictChainName(const RulesetOptions& options) {
+  return options.chain + "-VERDICT";
+}
+
 std::vector<std::string> renderChainRules(const RulesetOptions& options, IpTablesFamily family) {
   const bool v4 = family == IpTablesFamily::V4;
   const MarkScheme& m = options.marks;
   const std::string a = "-A " + options.chain + " ";
   const std::string icmp = v4 ? "-p icmp" : "-p ipv6-icmp";
   std::vector<std::string> rules;
+  std::vector<std::string> replyRules;  // <chain>-REPLY's, after the chain's own
+  // Ordered by how often a rule decides: most packets belong to a connection
+  // allowed already (either direction) and leave after one match. Each
+  // rule a packet walks past costs it (bench/README.md, "Where the
+  // connection's CPU goes"); every rule below is a RETURN, so which one
+  // comes first changes nothing else.
+  rules.push_back(a + markMatch("connmark", m.allow, m.mask) + " -j RETURN");
   rules.push_back(a + markMatch("mark", m.bypass, m.mask) + " -j RETURN");
   const std::string save = " -j CONNMARK --save-mark --nfmask " + hex(m.mask) + " --ctmask " + hex(m.mask);
   const std::string queue = options.queueLast > options.queueFirst
                                 ? "-j NFQUEUE --queue-balance " + std::to_string(options.queueFirst) + ":" +
                                       std::to_string(options.queueLast)
                                 : "-j NFQUEUE --queue-num " + std::to_string(options.queueFirst);
-  if (options.confirmFirstPayload) {
+  if (!options.confirmFirstPayload) {
+    rules.push_back(a + "-m conntrack --ctdir REPLY -j RETURN");  // only client→server is judged
+  } else {
     // The insertion guard (nfq/insertion_guard.h) reads two kinds of server
     // packets: the SYN-ACK of a connection not decided yet (where the
     // client's stream starts) and the replies of a connection allowed
     // provisionally (CONFIRM: has the server acknowledged the judged
-    // bytes?). Replies of decided connections leave at once.
-    const std::string reply = a + "-m conntrack --ctdir REPLY ";
-    rules.push_back(reply + markMatch("connmark", m.allow, m.mask) + " -j RETURN");
+    // bytes?). Server packets go to a chain of their own (goto: its end
+    // returns from this chain too), so client packets never walk past
+    // these rules, nor server packets past the client's.
+    const std::string replyChain = replyChainName(options);
+    rules.push_back(a + "-m conntrack --ctdir REPLY -g " + replyChain);
+    const std::string r = "-A " + replyChain + " ";
     const char* suffix = v4 ? "4" : "6";
     if (!options.kernelGuardDir.empty()) {
       // The server acknowledged the judged bytes (the program compares,
       // nfq/kernel_guard.h): ALLOW, saved by the next rule. Only packets
       // no verdict marked yet.
-      rules.push_back(a + "-p tcp -m conntrack --ctdir REPLY " + markMatch("connmark", m.confirm, m.mask) +
-                      " " + markMatch("mark", 0, m.mask) + " -m bpf --object-pinned " +
-                      options.kernelGuardDir + "/confirm" + suffix + " -j MARK --set-xmark " + hex(m.allow) +
-                      "/" + hex(m.mask));
+      replyRules.push_back(r + "-p tcp " + markMatch("connmark", m.confirm, m.mask) + " " +
+                           markMatch("mark", 0, m.mask) + " -m bpf --object-pinned " +
+                           options.kernelGuardDir + "/confirm" + suffix + " -j MARK --set-xmark " +
+                           hex(m.allow) + "/" + hex(m.mask));
     }
     // The worker's verdict on a reply: ALLOW (confirmed) is saved; any
     // verdict mark means "judged", so the packet goes on.
-    rules.push_back(reply + markMatch("mark", m.allow, m.mask) + save);
-    rules.push_back(reply + "-m mark ! --mark 0x0/" + hex(m.mask) + " -j RETURN");
+    replyRules.push_back(r + markMatch("mark", m.allow, m.mask) + save);
+    replyRules.push_back(r + "-m mark ! --mark 0x0/" + hex(m.mask) + " -j RETURN");
     const std::string setReply = " -j MARK --set-xmark " + hex(m.reply) + "/" + hex(m.mask);
-    rules.push_back(a + "-p tcp -m conntrack --ctdir REPLY " + markMatch("connmark", m.confirm, m.mask) +
-                    setReply);
+    replyRules.push_back(r + "-p tcp " + markMatch("connmark", m.confirm, m.mask) + setReply);
     // Connections to protected ranges are never judged: their SYN-ACKs
     // stay in the kernel (--ctorigdst: the destination the client chose).
     for (const common::IpNetwork& network : options.protectedCidrs) {
       if ((network.address.family == common::IpFamily::V4) != v4) continue;
-      rules.push_back(a + "-m conntrack --ctorigdst " + network.toString() + " --ctdir REPLY -j RETURN");
+      replyRules.push_back(r + "-m conntrack --ctorigdst " + network.toString() + " -j RETURN");
     }
-    const std::string synAck = a +
-                               "-p tcp -m tcp --tcp-flags SYN,RST,ACK SYN,ACK -m conntrack --ctdir REPLY " +
-                               markMatch("connmark", 0, m.mask);
+    const std::string synAck =
+        r + "-p tcp -m tcp --tcp-flags SYN,RST,ACK SYN,ACK " + markMatch("connmark", 0, m.mask);
     if (!options.kernelGuardDir.empty()) {
       // The program recorded where the stream starts: no need to queue.
-      rules.push_back(synAck + " -m bpf --object-pinned " + options.kernelGuardDir + "/synack" + suffix +
-                      " -j RETURN");
+      replyRules.push_back(synAck + " -m bpf --object-pinned " + options.kernelGuardDir + "/synack" + suffix +
+                           " -j RETURN");
     }
-    rules.push_back(synAck + setReply);
-    rules.push_back(reply + markMatch("mark", m.reply, m.mask) + " " + queue);
+    replyRules.push_back(synAck + setReply);
+    replyRules.push_back(r + markMatch("mark", m.reply, m.mask) + " " + queue);
+    // The rest of the server's packets: the end of the chain returns.
   }
-  rules.push_back(a + "-m conntrack --ctdir REPLY -j RETURN");
   rules.push_back(a + icmp + " -m conntrack --ctstate RELATED -j RETURN");
   for (const common::IpNetwork& network : options.protectedCidrs) {
     if ((network.address.family == common::IpFamily::V4) != v4) continue;
     rules.push_back(a + "-d " + network.toString() + " -j RETURN");
   }
-  rules.push_back(a + markMatch("connmark", m.allow, m.mask) + " -j RETURN");
-  rules.push_back(a + markMatch("mark", m.allow, m.mask) + save);
-  rules.push_back(a + markMatch("mark", m.allow, m.mask) + " -j RETURN");
+  // A packet a verdict marked (NF_REPEAT): its own chain (goto), so that
+  // the unmarked ones — SYN, handshake ACK, first payload of a new
+  // connection — do not walk past these rules.
+  const std::string verdictChain = verdictChainName(options);
+  rules.push_back(a + "-m mark ! --mark 0x0/" + hex(m.mask) + " -g " + verdictChain);
+  const std::string v = "-A " + verdictChain + " ";
+  std::vector<std::string> verdictRules;
+  verdictRules.push_back(v + markMatch("mark", m.allow, m.mask) + save);
+  verdictRules.push_back(v + markMatch("mark", m.allow, m.mask) + " -j RETURN");
   if (options.confirmFirstPayload) {
     // Allowed, provisionally: saved, so the kernel knows to queue the
     // server's replies; the client's next payload segments are still queued.
-    rules.push_back(a + markMatch("mark", m.confirm, m.mask) + save);
-    rules.push_back(a + markMatch("mark", m.confirm, m.mask) + " -j RETURN");
+    verdictRules.push_back(v + markMatch("mark", m.confirm, m.mask) + save);
+    verdictRules.push_back(v + markMatch("mark", m.confirm, m.mask) + " -j RETURN");
   }
-  rules.push_back(a + markMatch("mark", m.deny, m.mask) + save);
-  rules.push_back(a + markMatch("mark", m.pass, m.mask) + " -j RETURN");
+  verdictRules.push_back(v + markMatch("mark", m.deny, m.mask) + save);
+  verdictRules.push_back(v + markMatch("mark", m.pass, m.mask) + " -j RETURN");
   // Denied connections fail fast: TCP gets a reset, UDP a port unreachable.
-  rules.push_back(a + "-p tcp " + markMatch("connmark", m.deny, m.mask) +
-                  " -j REJECT --reject-with tcp-reset");
-  rules.push_back(a + "-p udp " + markMatch("connmark", m.deny, m.mask) + " -j REJECT --reject-with " +
-                  (v4 ? "icmp-port-unreachable" : "icmp6-port-unreachable"));
-  rules.push_back(a + markMatch("connmark", m.deny, m.mask) + " -j DROP");
+  // In both chains: a deny just saved, and the later (unmarked) packets.
+  const auto rejectDenied = [&](const std::string& chain, std::vector<std::string>& into) {
+    into.push_back(chain + "-p tcp " + markMatch("connmark", m.deny, m.mask) +
+                   " -j REJECT --reject-with tcp-reset");
+    into.push_back(chain + "-p udp " + markMatch("connmark", m.deny, m.mask) + " -j REJECT --reject-with " +
+                   (v4 ? "icmp-port-unreachable" : "icmp6-port-unreachable"));
+    into.push_back(chain + markMatch("connmark", m.deny, m.mask) + " -j DROP");
+  };
+  rejectDenied(v, verdictRules);
   // A deny on a packet conntrack does not track (INVALID: a bad checksum,
   // a sequence number outside the window) has no connection to save it
   // into; without this it would be queued again, and again.
-  rules.push_back(a + markMatch("mark", m.deny, m.mask) + " -j DROP");
+  verdictRules.push_back(v + markMatch("mark", m.deny, m.mask) + " -j DROP");
+  // A mark that is none of the verdicts': queued (judged), never passed.
+  verdictRules.push_back(v + queue);
+  rejectDenied(a, rules);
   rules.push_back(a + icmp + (v4 ? " -m icmp --icmp-type 8" : " -m icmp6 --icmpv6-type 128") + " -j DROP");
   const std::string set = boundSetName(options, family);
   if (options.kernelFastPath && !set.empty()) {
@@ -198,6 +229,8 @@ std::vector<std::string> renderChainRules(const RulesetOptions& options, IpTable
   }
   // No --queue-bypass: without a reader, the kernel drops (fail-closed).
   rules.push_back(a + queue);
+  rules.insert(rules.end(), verdictRules.begin(), verdictRules.end());
+  rules.insert(rules.end(), replyRules.begin(), replyRules.end());
   return rules;
 }
 
@@ -206,7 +239,15 @@ std::string renderApply(const RulesetOptions& options, IpTablesFamily family, st
   // Under --noflush, declaring a user chain creates it or flushes it: the
   // refill below replaces an older egressd's rules atomically (one COMMIT).
   out += ":" + options.chain + " - [0:0]\n";
+  out += ":" + verdictChainName(options) + " - [0:0]\n";
+  const std::string replyChain = replyChainName(options);
+  if (options.confirmFirstPayload) out += ":" + replyChain + " - [0:0]\n";
   for (const std::string& rule : renderChainRules(options, family)) out += rule + "\n";
+  if (!options.confirmFirstPayload && chainExists(currentSave, replyChain)) {
+    // Left by a run with the insertion guard; the refill above dropped the
+    // jump to it.
+    out += "-F " + replyChain + "\n-X " + replyChain + "\n";
+  }
   for (const char* hook : configuredHooks(options)) {
     if (countJumps(currentSave, hook, options.chain) == 0) {
       // First in the hook, so no earlier ACCEPT lets a flow around us.
@@ -227,9 +268,14 @@ std::string renderRemove(const RulesetOptions& options, IpTablesFamily, std::str
       if (isJump(line, hook, options.chain)) body += "-D" + std::string(line.substr(2)) + "\n";
     }
   }
-  if (chainExists(currentSave, options.chain)) {
-    body += "-F " + options.chain + "\n";
-    body += "-X " + options.chain + "\n";
+  // Flushed first, deleted after: the main chain holds the jumps to the others.
+  const std::array<std::string, 3> chains = {options.chain, verdictChainName(options),
+                                             replyChainName(options)};
+  for (const std::string& chain : chains) {
+    if (chainExists(currentSave, chain)) body += "-F " + chain + "\n";
+  }
+  for (const std::string& chain : chains) {
+    if (chainExists(currentSave, chain)) body += "-X " + chain + "\n";
   }
   if (body.empty()) return {};
   return "*filter\n" + body + "COMMIT\n";

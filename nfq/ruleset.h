@@ -9,28 +9,33 @@
 // on kernels without nftables' native `queue` expression).
 //
 // The chain (docs/nfq.md "Chain layout"), in order:
+//   connmark ALLOW                           RETURN  (the kernel fast path: decided
+//                                                     connections, both directions)
 //   bypass mark (egressd's own sockets)     RETURN
-//   (insertion guard, confirmFirstPayload)
-//   reply of an ALLOW connection             RETURN
-//   (kernel guard) reply of a CONFIRM        mark ALLOW (saved below) when the
-//     connection, unmarked                     program says it confirms
-//   reply with a verdict mark                ALLOW saved; RETURN
-//   (kernel guard) SYN-ACK of an undecided   RETURN when the program recorded
-//     connection                               where the stream starts
-//   SYN-ACK of an undecided connection,      mark REPLY, NFQUEUE (where the
-//     any reply of a CONFIRM connection        stream starts; did the server
+//   reply direction                          RETURN; with the insertion guard
+//                                            (confirmFirstPayload) goto <chain>-REPLY:
+//     (kernel guard) reply of a CONFIRM      mark ALLOW (saved below) when the
+//       connection, unmarked                   program says it confirms
+//     reply with a verdict mark              ALLOW saved; RETURN
+//     (kernel guard) SYN-ACK of an undecided RETURN when the program recorded
+//       connection                             where the stream starts
+//     SYN-ACK of an undecided connection,    mark REPLY, NFQUEUE (where the
+//       any reply of a CONFIRM connection      stream starts; did the server
 //                                              acknowledge the judged bytes?)
-//   reply direction                          RETURN  (only client→server is judged)
+//     anything else                          RETURN (the end of <chain>-REPLY)
 //   ICMP related to a connection             RETURN
 //   protected/cluster destinations           RETURN
-//   connmark ALLOW                           RETURN  (the kernel fast path)
+//   a verdict mark (any but 0)               goto <chain>-VERDICT:
+//     packet mark ALLOW                        CONNMARK --save-mark, RETURN
+//     packet mark CONFIRM                      CONNMARK --save-mark, RETURN (allowed
+//                                              until the server confirms; payload
+//                                              segments still queued)
+//     packet mark DENY                         CONNMARK --save-mark, then as below
+//     packet mark PASS                         RETURN  (undecided; next packet queued again)
+//     connmark DENY                            REJECT tcp-reset / port unreachable / DROP
+//     packet mark DENY without a connection    DROP (conntrack INVALID)
+//     any other mark                           NFQUEUE (judged, never passed)
 //   connmark DENY                            REJECT tcp-reset / port unreachable / DROP
-//   packet mark ALLOW|DENY from a verdict    CONNMARK --save-mark, then as above
-//   packet mark CONFIRM from a verdict       CONNMARK --save-mark, RETURN (allowed
-//                                            until the server confirms; payload
-//                                            segments still queued)
-//   packet mark PASS from a verdict          RETURN  (undecided; next packet queued again)
-//   packet mark DENY without a connection    DROP (conntrack INVALID)
 //   ICMP echo request                        DROP
 //   (kernel fast path, when enabled; both carry no payload byte)
 //   SYN to a DNS-bound (address, tcp port)   RETURN  (ipset <chain>-bound4/6; no mark:
@@ -132,8 +137,15 @@ std::string renderApply(const RulesetOptions& options, IpTablesFamily family, st
 std::string renderRemove(const RulesetOptions& options, IpTablesFamily family, std::string_view currentSave);
 
 // The chain's rules exactly as iptables-save prints them ("-A CHAIN ..."),
-// for comparing with what is installed.
+// for comparing with what is installed; followed by the verdict chain's
+// ("-A <chain>-VERDICT ...") and, with confirmFirstPayload, the reply
+// chain's ("-A <chain>-REPLY ...").
 std::vector<std::string> renderChainRules(const RulesetOptions& options, IpTablesFamily family);
+
+// "<chain>-REPLY": the server packets' chain of the insertion guard.
+std::string replyChainName(const RulesetOptions& options);
+// "<chain>-VERDICT": the client packets a verdict marked (NF_REPEAT).
+std::string verdictChainName(const RulesetOptions& options);
 
 // Lines of `save` that append to `chain` ("-A <chain> ...").
 std::vector<std::string> savedRules(std::string_view save, std::string_view chain);

@@ -59,6 +59,8 @@ def parse_wrk(path):
                 out["wrk_latency_p" + words[0].rstrip("%") + "_ms"] = wrk_duration_ms(words[1])
             elif words and words[0] == "queued":
                 out["queued_packets"] = int(words[1])
+            elif words and words[0] == "chain_packets_evaluations_per_packet_total" and words[3:4] != ["-"]:
+                out["chain_packets"], out["chain_rule_evaluations"] = int(words[1]), int(words[3])
             elif words and words[0] == "queue_drops":
                 out["queue_drops"] = int(words[1])
             elif words and words[0] in ("gateway_cpu_ticks", "server_cpu_ticks"):
@@ -163,6 +165,9 @@ def main():
             "client_packets_per_connection": "of egressd's queued packets (its own counters), those the "
                                              "client sent; server_syn_acks_ and server_other_packets_"
                                              "per_connection: the server packets the insertion guard read",
+            "chain_rule_evaluations_per_connection": "egressd: rules of its chains evaluated per connection "
+                                                     "(bench/gateway/chain_cost.py, from the rules' counters; "
+                                                     "chain_packets_per_connection: packets that entered them)",
             "egressd-base": "the egressd configuration run by a second binary (GATEWAY_BENCH_EGRESSD_BASE), "
                             "alternating with egressd round by round: what a change moved, in the same run",
             "egressd-world": "egressd enforcing world access (*:PORT on the bench's ports) instead of "
@@ -196,6 +201,9 @@ def main():
                         row["client_packets_per_connection"] = round((packets - replies) / conns, 3)
                         row["server_syn_acks_per_connection"] = round(syn_acks / conns, 3)
                         row["server_other_packets_per_connection"] = round((replies - syn_acks) / conns, 3)
+                if "chain_rule_evaluations" in row and conns:
+                    row["chain_packets_per_connection"] = round(row.pop("chain_packets") / conns, 2)
+                    row["chain_rule_evaluations_per_connection"] = round(row.pop("chain_rule_evaluations") / conns, 1)
                 if "gateway_cpu_seconds" in row and conns and cfg != "unfiltered":
                     row["gateway_cpu_us_per_connection"] = round(row["gateway_cpu_seconds"] / conns * 1e6, 1)
                 parts = [row.get(k) for k in ("client_cpu_seconds", "server_cpu_seconds", "gateway_cpu_seconds")]
@@ -220,7 +228,8 @@ def main():
             for key in ("queued_packets_per_connection", "queued_packets_per_second",
                         "gateway_cpu_us_per_connection", "path_cpu_us_per_connection",
                         "egressd_packets_per_connection", "client_packets_per_connection",
-                        "server_syn_acks_per_connection", "server_other_packets_per_connection"):
+                        "server_syn_acks_per_connection", "server_other_packets_per_connection",
+                        "chain_packets_per_connection", "chain_rule_evaluations_per_connection"):
                 vals = [x[key] for x in rows if key in x]
                 if vals:
                     entry[key] = rounded(median(vals))

@@ -38,6 +38,9 @@
 #     kernel exactly like an egressd one);
 #   - egressd configurations: packets its NFQUEUE handed to user space (and got a
 #     verdict for) per connection and per second;
+#   - egressd configurations: rule evaluations of its chains per connection
+#     (chain_cost.py, from the rules' counters: every rule a packet walks
+#     past costs it in the kernel);
 #   - CPU time per connection of the gateway's processes (egressd, squid)
 #     and of the whole path (wrk + nginx + gateway), less sensitive to
 #     other load on the machine than the rates.
@@ -54,6 +57,10 @@
 # RESULTS_DIR/gateway.json). Knobs (environment), defaults in brackets:
 #   GATEWAY_BENCH_ROUNDS [5]  GATEWAY_BENCH_SECONDS [3] (per wrk run)
 #   GATEWAY_BENCH_THREADS [2] GATEWAY_BENCH_CONNECTIONS [64] (wrk -t/-c)
+#   GATEWAY_BENCH_SYSCALLS [0] (1: one more HTTP rate run per egressd
+#   configuration with egressd's syscalls and context switches counted
+#   (`perf stat` on the syscall tracepoints, all threads), left out of the
+#   figures: RESULTS_DIR/syscalls-CONFIG-http.per-connection.txt)
 #   GATEWAY_BENCH_LATENCY_CONNS [200]  GATEWAY_BENCH_BULK_SECONDS [2]
 #   GATEWAY_BENCH_QUEUES ["[0]"]  GATEWAY_BENCH_LOG_LEVEL [info] (egressd)
 #   GATEWAY_BENCH_NGINX_WORKERS [nproc]  GATEWAY_BENCH_CONFIGS ["unfiltered
@@ -61,9 +68,10 @@
 #   GATEWAY_BENCH_STRICT [0]
 #   GATEWAY_BENCH_EGRESSD_BASE [unset] (a second egressd binary: config egressd-base)
 #   GATEWAY_BENCH_PERF [0] (1: after the rounds, one more HTTP rate run per
-#   egressd configuration under `perf record -a -g`, kernel included, left
-#   out of the figures; the report's top symbols go to
-#   RESULTS_DIR/perf-CONFIG-http.txt, the data file is removed)
+#   configuration, unfiltered included, under `perf record -a -g`, kernel
+#   included, left out of the figures; the report's top symbols go to
+#   RESULTS_DIR/perf-CONFIG-http.txt, the data file is removed unless
+#   GATEWAY_BENCH_KEEP=1)
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -437,6 +445,9 @@ perf_summary() {
   "${report[@]}" --pid "$2" --sort comm 2> /dev/null | grep -vE '^(#|$)'
   echo "# by command and symbol"
   "${report[@]}" --pid "$2" --sort comm,sym --percent-limit 0.5 2> /dev/null | grep -vE '^(#|$)'
+  echo "# by symbol, all of them"
+  "${report[@]}" --pid "$2" --sort sym --percent-limit 0.3 2> /dev/null | grep -vE '^(#|$)'
+  [ -n "$3" ] || return 0
   echo "# egressd (pid $3) alone, kernel or user space"
   "${report[@]}" --pid "$3" --sort sym 2> /dev/null | awk '$2 == "[k]" {k += $1} $2 == "[.]" {u += $1}
     END {printf "kernel %.1f %%, user space %.1f %%\n", k, u}'
@@ -449,9 +460,21 @@ run_wrk() {
   local cfg=$1 r=$2 proto=$3 url=$4 out="$raw/r$2-$1-$3.wrk" q0 q1 d0 d1 g0 g1 s0 s1
   local n0 n1
   n0="$(nfq_counters "$cfg")"
+  [[ $cfg == egressd* ]] && in_gw iptables-save -c -t filter > "$out.rules0" 2> /dev/null
   q0="$(queued)" d0="$(queue_drops)" g0="$(ns_cpu_ticks "$E2E_NS_GW")" s0="$(ns_cpu_ticks "$E2E_NS_INET")"
   # bash's `time`: the client's own CPU (wrk's rusage, reaped by timeout)
-  local TIMEFORMAT='%U %S' perf_pid=""
+  local TIMEFORMAT='%U %S' perf_pid="" syscalls_pid=""
+  if [ "$r" = syscalls ]; then
+    # egressd's syscalls, all threads, counted by the kernel's tracepoints
+    # (strace would slow the worker down until its batches grow)
+    perf stat -x, -p "$(cat "$E2E_PIDS/egressd.pid")" -o "$results/syscalls-$cfg-http.txt" \
+      -e raw_syscalls:sys_enter -e syscalls:sys_enter_poll -e syscalls:sys_enter_recvfrom \
+      -e syscalls:sys_enter_recvmmsg -e syscalls:sys_enter_sendto -e syscalls:sys_enter_bpf \
+      -e syscalls:sys_enter_epoll_wait -e syscalls:sys_enter_write -e syscalls:sys_enter_writev \
+      -e syscalls:sys_enter_futex -e context-switches -- sleep $((seconds + 2)) > /dev/null 2>&1 &
+    syscalls_pid=$!
+    sleep 1
+  fi
   if [ "$r" = 0 ]; then
     # The whole machine, kernel included: the gateway's forwarding and
     # NFQUEUE work runs in softirq context of whichever process sent the
@@ -469,14 +492,26 @@ run_wrk() {
   fi
   { time in_pod timeout $((seconds + 30)) wrk -t"$threads" -c"$conns" -d"${seconds}s" --latency \
     -H 'Connection: close' "$url" > "$out" 2>&1; } 2> "$out.time"
+  if [ -n "$syscalls_pid" ]; then
+    wait "$syscalls_pid"
+    awk -F, -v n="$(awk '/requests in/ {print $1}' "$out")" '$1 ~ /^[0-9]+$/ {printf "%s %d (%.2f per connection)\n", $3, $1, $1 / n}' \
+      "$results/syscalls-$cfg-http.txt" > "$results/syscalls-$cfg-http.per-connection.txt"
+  fi
   if [ -n "$perf_pid" ]; then
     wait "$perf_pid"
+    local egressd_pid=""
+    [[ $cfg == egressd* ]] && egressd_pid="$(cat "$E2E_PIDS/egressd.pid")"
     perf_summary "$work/perf-$cfg.data" "$(sort -un "$work/perf-$cfg.pids" | paste -sd,)" \
-      "$(cat "$E2E_PIDS/egressd.pid")" > "$results/perf-$cfg-http.txt" 2>&1
-    rm -f "$work/perf-$cfg.data"
+      "$egressd_pid" > "$results/perf-$cfg-http.txt" 2>&1
+    [ "${GATEWAY_BENCH_KEEP:-0}" = 1 ] || rm -f "$work/perf-$cfg.data"
   fi
   q1="$(queued)" d1="$(queue_drops)" g1="$(ns_cpu_ticks "$E2E_NS_GW")" s1="$(ns_cpu_ticks "$E2E_NS_INET")"
   n1="$(nfq_counters "$cfg")"
+  local evaluations="- - -"
+  if [[ $cfg == egressd* ]]; then
+    in_gw iptables-save -c -t filter > "$out.rules1" 2> /dev/null
+    evaluations="$(python3 "$here/chain_cost.py" "$out.rules0" "$out.rules1" EGRESSD 2> /dev/null || echo "- - -")"
+  fi
   {
     echo "queued $((q1 - q0))"
     echo "queue_drops $((d1 - d0))"
@@ -485,6 +520,7 @@ run_wrk() {
     echo "client_cpu_seconds $(tail -1 "$out.time")"
     echo "egressd_counters_before $n0"
     echo "egressd_counters_after $n1"
+    echo "chain_packets_evaluations_per_packet_total $evaluations"
   } >> "$out"
   # Fail at once when a configuration does not work at all.
   local requests errors
@@ -492,7 +528,8 @@ run_wrk() {
   errors="$(awk '/Socket errors:/ {gsub(",", ""); n += $4 + $6 + $8 + $10} /Non-2xx/ {n += $5} END {print n + 0}' "$out")"
   [ "${requests:-0}" -gt 0 ] || fail "$cfg $proto: wrk completed no request: $(tr '\n' ' ' < "$out")"
   [ $((errors * 100)) -le "$requests" ] || fail "$cfg $proto: $errors errors in $requests requests (> 1 %): $(tr '\n' ' ' < "$out")"
-  say "round $r $cfg $proto: $(awk '/Requests\/sec/ {print $2}' "$out") conn/s ($requests requests, $errors errors)"
+  say "round $r $cfg $proto: $(awk '/Requests\/sec/ {print $2}' "$out") conn/s ($requests requests, $errors errors)$(
+    awk -v n="$requests" '/^chain_packets_evaluations/ && $4 != "-" {printf ", chain: %.2f packets and %.1f rule evaluations per connection", $2 / n, $4 / n}' "$out")"
 }
 
 # run_latency CFG ROUND PROTO URL PORT: fresh connections one at a time
@@ -553,13 +590,24 @@ for r in $(seq "$rounds"); do
   done
 done
 
-# Profiles: one more HTTP rate run per egressd configuration, "round 0",
-# which the report leaves out (perf's sampling costs CPU of its own).
+# Profiles: one more HTTP rate run per configuration, "round 0", which the
+# report leaves out (perf's sampling costs CPU of its own); unfiltered's is
+# the reference the others are compared with.
 if [ "$perf_on" = 1 ]; then
+  for cfg in "${cfg_list[@]}"; do
+    "enable_${cfg//-/_}"
+    run_wrk "$cfg" 0 http "http://$name:$http_port/"
+    "disable_${cfg//-/_}"
+  done
+fi
+# Syscalls: one more HTTP rate run per egressd configuration with its
+# syscalls counted (perf stat on the syscall tracepoints), also left out
+# of the figures.
+if [ "${GATEWAY_BENCH_SYSCALLS:-0}" = 1 ]; then
   for cfg in "${cfg_list[@]}"; do
     [[ $cfg == egressd* ]] || continue
     "enable_${cfg//-/_}"
-    run_wrk "$cfg" 0 http "http://$name:$http_port/"
+    run_wrk "$cfg" syscalls http "http://$name:$http_port/"
     "disable_${cfg//-/_}"
   done
 fi

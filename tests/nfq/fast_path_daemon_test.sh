@@ -31,8 +31,8 @@ start_egressd "$bin/egressd" "$dir/egressd.toml" || exit 1
 set4() { in_gw ipset list EGRESSD-bound4 2> /dev/null; }
 # Client packets the chain queued so far (the last NFQUEUE rule's counter, v4).
 queued() { in_gw iptables -L EGRESSD -v -x -n | awk '$3 == "NFQUEUE" { n = $1 } END { print n }'; }
-# Server packets queued for the insertion guard (the reply rule's counter).
-replies_queued() { in_gw iptables -L EGRESSD -v -x -n | awk '$3 == "NFQUEUE" { print $1; exit }'; }
+# Server packets queued for the insertion guard (the reply chain's queue rule).
+replies_queued() { in_gw iptables -L EGRESSD-REPLY -v -x -n | awk '$3 == "NFQUEUE" { n = $1 } END { print n }'; }
 
 expect_match "egressd created the bound sets" 'EGRESSD-bound4' "$(in_gw ipset list -n)"
 expect_match "... and the chain matches them" 'match-set EGRESSD-bound4 dst,dst' "$(in_gw iptables-save)"

@@ -50,10 +50,10 @@ G ipset list EGRESSD-bound4 | grep -q 'Type: hash:ip,port' || fail "bound4 has t
 G ipset list EGRESSD-bound6 | grep -q 'family inet6' || fail "bound6 is not inet6"
 # The installed chain is the rendered one (v4 and v6).
 got4="$(G iptables-save -t filter | grep '^-A EGRESSD ')"
-want4="$("${tool[@]}" print "${args[@]}" | head -n "$(wc -l <<<"$got4")")"
+want4="$("${tool[@]}" print "${args[@]}" | grep '^-A EGRESSD ' | head -n "$(wc -l <<<"$got4")")"
 [ "$got4" = "$want4" ] || { diff <(echo "$want4") <(echo "$got4") >&2; fail "v4 chain differs from the rendering"; }
 got6="$(G ip6tables-save -t filter | grep '^-A EGRESSD ')"
-want6="$("${tool[@]}" print "${args[@]}" | tail -n "$(wc -l <<<"$got6")")"
+want6="$("${tool[@]}" print "${args[@]}" | grep '^-A EGRESSD ' | tail -n "$(wc -l <<<"$got6")")"
 [ "$got6" = "$want6" ] || { diff <(echo "$want6") <(echo "$got6") >&2; fail "v6 chain differs from the rendering"; }
 grep -q -- '--match-set EGRESSD-bound4 dst,dst -j RETURN' <<<"$got4" || fail "no bound-set rule"
 G ipset add EGRESSD-bound4 10.200.2.3,tcp:443 timeout 100

@@ -131,21 +131,44 @@ TEST_CASE("the guard's chain rules: server packets queued only while they matter
     }
     return rules.size();
   };
-  const size_t replyReturn = at("-A EGRESSD -m conntrack --ctdir REPLY -j RETURN");
-  REQUIRE(replyReturn < rules.size());
-  // Decided connections' replies leave first; the queued ones are marked.
-  CHECK(at("--ctdir REPLY -m connmark --mark 0x100000/0x700000 -j RETURN") < replyReturn);
-  CHECK(at("--ctdir REPLY -m mark --mark 0x100000/0x700000 -j CONNMARK --save-mark") < replyReturn);
-  CHECK(at("--ctdir REPLY -m mark ! --mark 0x0/0x700000 -j RETURN") < replyReturn);
-  CHECK(at("-m connmark --mark 0x500000/0x700000 -j MARK --set-xmark 0x600000/0x700000") < replyReturn);
-  CHECK(at("--tcp-flags SYN,RST,ACK SYN,ACK -m conntrack --ctdir REPLY -m connmark --mark 0x0/0x700000 -j "
-           "MARK") < replyReturn);
-  CHECK(at("--ctdir REPLY -m mark --mark 0x600000/0x700000 -j NFQUEUE --queue-num 0") < replyReturn);
+  // Decided connections (either direction) leave first; server packets go
+  // to the reply chain (goto: its end returns from EGRESSD too), before any
+  // rule for client packets.
+  CHECK(rules[0] == "-A EGRESSD -m connmark --mark 0x100000/0x700000 -j RETURN");
+  const size_t toReply = at("-A EGRESSD -m conntrack --ctdir REPLY -g EGRESSD-REPLY");
+  REQUIRE(toReply < rules.size());
+  CHECK(toReply < at("-A EGRESSD -p icmp -m conntrack --ctstate RELATED -j RETURN"));
+  CHECK(at("--ctdir REPLY -j RETURN") == rules.size());
+  // The reply chain, in order: a verdict's ALLOW saved, any verdict mark
+  // leaves, CONFIRM connections' and undecided SYN-ACKs marked and queued.
+  const size_t saveAllow = at("-A EGRESSD-REPLY -m mark --mark 0x100000/0x700000 -j CONNMARK --save-mark");
+  const size_t judged = at("-A EGRESSD-REPLY -m mark ! --mark 0x0/0x700000 -j RETURN");
+  const size_t confirming = at(
+      "-A EGRESSD-REPLY -p tcp -m connmark --mark 0x500000/0x700000 -j MARK --set-xmark 0x600000/0x700000");
+  const size_t synAck =
+      at("-A EGRESSD-REPLY -p tcp -m tcp --tcp-flags SYN,RST,ACK SYN,ACK -m connmark --mark 0x0/0x700000 -j "
+         "MARK "
+         "--set-xmark 0x600000/0x700000");
+  const size_t queued = at("-A EGRESSD-REPLY -m mark --mark 0x600000/0x700000 -j NFQUEUE --queue-num 0");
+  CHECK(rules.back() == rules[queued]);
+  CHECK(saveAllow < judged);
+  CHECK(judged < confirming);
+  CHECK(confirming < synAck);
+  CHECK(synAck < queued);
+  for (size_t i = 0; i < rules.size(); ++i) {
+    // No rule of the chain itself between the jump and the queue looks at replies.
+    if (rules[i].starts_with("-A EGRESSD ") && i != toReply)
+      CHECK(rules[i].find("--ctdir") == std::string::npos);
+  }
   // CONFIRM from a verdict is saved; an untracked deny is dropped, not requeued.
   CHECK(at("-m mark --mark 0x500000/0x700000 -j CONNMARK --save-mark") < rules.size());
   CHECK(at("-m mark --mark 0x500000/0x700000 -j RETURN") < at("-m mark --mark 0x200000/0x700000 -j DROP"));
-  CHECK(rules.back() == "-A EGRESSD -j NFQUEUE --queue-num 0");
+  // The chain ends with its own queue rule; the verdict chain, then the reply chain follow.
+  CHECK(at("-A EGRESSD -j NFQUEUE --queue-num 0") + 1 == at("-A EGRESSD-VERDICT "));
+  CHECK(at("-A EGRESSD-VERDICT -j NFQUEUE --queue-num 0") + 1 == at("-A EGRESSD-REPLY "));
   for (const auto& rule : rules) CHECK(rule.find("queue-bypass") == std::string::npos);
+  CHECK(nfq::renderApply(o, nfq::IpTablesFamily::V4, "*filter\nCOMMIT\n")
+            .starts_with("*filter\n:EGRESSD - [0:0]\n:EGRESSD-VERDICT - [0:0]\n:EGRESSD-REPLY - [0:0]\n"));
 
   // Local clients: their replies come through INPUT, reply direction only.
   o.hookOutput = true;

@@ -270,18 +270,19 @@ TEST_CASE("kernel guard rules: before the queueing ones they spare", "[nfq][kern
     REQUIRE(synAck < rules.size());
     // Confirm: only unmarked server packets of CONFIRM connections; sets
     // ALLOW, which the next rule saves into the connection.
-    CHECK(rules[confirm].find(
-              "--ctdir REPLY -m connmark --mark 0x500000/0x700000 -m mark --mark 0x0/0x700000") !=
-          std::string::npos);
+    CHECK(rules[confirm].starts_with(
+        "-A EGRESSD-REPLY -p tcp -m connmark --mark 0x500000/0x700000 -m mark --mark 0x0/0x700000 -m bpf"));
     CHECK(rules[confirm].find("-j MARK --set-xmark 0x100000/0x700000") != std::string::npos);
-    CHECK(at("--ctdir REPLY -m connmark --mark 0x100000/0x700000 -j RETURN") < confirm);
-    CHECK(confirm + 1 == at("--ctdir REPLY -m mark --mark 0x100000/0x700000 -j CONNMARK --save-mark"));
+    CHECK(at("-A EGRESSD -m connmark --mark 0x100000/0x700000 -j RETURN") == 0);
+    CHECK(confirm + 1 == at("-A EGRESSD-REPLY -m mark --mark 0x100000/0x700000 -j CONNMARK --save-mark"));
     // SYN-ACK: of undecided connections only, right before the rule that queues it.
-    CHECK(rules[synAck].find("--tcp-flags SYN,RST,ACK SYN,ACK -m conntrack --ctdir REPLY -m connmark --mark "
-                             "0x0/0x700000 -m bpf") != std::string::npos);
+    CHECK(
+        rules[synAck].starts_with("-A EGRESSD-REPLY -p tcp -m tcp --tcp-flags SYN,RST,ACK SYN,ACK -m "
+                                  "connmark --mark 0x0/0x700000 -m bpf"));
     CHECK(rules[synAck].ends_with("-j RETURN"));
-    CHECK(synAck + 1 == at("--tcp-flags SYN,RST,ACK SYN,ACK -m conntrack --ctdir REPLY -m connmark --mark "
-                           "0x0/0x700000 -j MARK --set-xmark 0x600000/0x700000"));
+    CHECK(synAck + 1 ==
+          at("--tcp-flags SYN,RST,ACK SYN,ACK -m connmark --mark 0x0/0x700000 -j MARK --set-xmark "
+             "0x600000/0x700000"));
     // Only with the guard's reply rules.
     o.confirmFirstPayload = false;
     for (const auto& rule : nfq::renderChainRules(o, family)) CHECK(rule.find("-m bpf") == std::string::npos);

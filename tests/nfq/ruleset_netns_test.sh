@@ -26,16 +26,19 @@ in_ns "$tool" apply "${args[@]}"
 save4="$(in_ns iptables-save -t filter)"
 save6="$(in_ns ip6tables-save -t filter)"
 
-# The installed chain is exactly the rendered one, per family.
-expected4="$("$tool" print "${args[@]}" | grep -v -e 'ipv6-icmp' -e 'fd00::' -e 'icmp6')"
-# The v4 print has the v4 rules first; take as many lines as the v4 chain has.
-got4="$(grep '^-A EGRESSD ' <<<"$save4")"
-n4="$(wc -l <<<"$got4")"
-[ "$n4" -ge 10 ] || fail "EGRESSD has only $n4 rules"
-[ "$got4" = "$(head -n "$n4" <<<"$expected4")" ] || { diff <(echo "$got4") <(head -n "$n4" <<<"$expected4") >&2; fail "v4 chain differs from the rendering"; }
-got6="$(grep '^-A EGRESSD ' <<<"$save6")"
-expected6="$("$tool" print "${args[@]}" | tail -n "$(wc -l <<<"$got6")")"
-[ "$got6" = "$expected6" ] || { diff <(echo "$got6") <(echo "$expected6") >&2; fail "v6 chain differs from the rendering"; }
+# The installed chains are exactly the rendered ones, per family (the print
+# has each chain's v4 rules before its v6 ones).
+print="$("$tool" print "${args[@]}")"
+for chain in EGRESSD EGRESSD-VERDICT; do
+  got4="$(grep "^-A $chain " <<<"$save4")"
+  n4="$(wc -l <<<"$got4")"
+  [ "$n4" -ge 8 ] || fail "$chain has only $n4 rules"
+  expected4="$(grep "^-A $chain " <<<"$print" | head -n "$n4")"
+  [ "$got4" = "$expected4" ] || { diff <(echo "$got4") <(echo "$expected4") >&2; fail "v4 $chain differs from the rendering"; }
+  got6="$(grep "^-A $chain " <<<"$save6")"
+  expected6="$(grep "^-A $chain " <<<"$print" | tail -n "$(wc -l <<<"$got6")")"
+  [ "$got6" = "$expected6" ] || { diff <(echo "$got6") <(echo "$expected6") >&2; fail "v6 $chain differs from the rendering"; }
+done
 grep -q -- '-A EGRESSD -j NFQUEUE --queue-balance 0:1$' <<<"$save4" || fail "no NFQUEUE rule"
 grep -q -- 'queue-bypass' <<<"$save4$save6" && fail "--queue-bypass present (must fail closed)"
 # Our jump comes first in FORWARD; OUTPUT has one too.
@@ -61,20 +64,33 @@ in_ns "$tool" remove
 in_ns "$tool" remove
 
 # The insertion guard's reply rules (--confirm): installed exactly as
-# rendered, a reply-only jump in INPUT for local clients, removed cleanly.
+# rendered (the chain, then its reply chain: one line each per family in
+# the print, v4 first), a reply-only jump in INPUT for local clients,
+# removed cleanly.
 cargs=(--output --confirm --queues 0:1 --protect 10.0.0.0/8 --protect fd00::/8)
 in_ns "$tool" apply "${cargs[@]}"
 csave4="$(in_ns iptables-save -t filter)"
-cgot4="$(grep '^-A EGRESSD ' <<<"$csave4")"
-cexpected4="$("$tool" print "${cargs[@]}" | head -n "$(wc -l <<<"$cgot4")")"
-[ "$cgot4" = "$cexpected4" ] || { diff <(echo "$cgot4") <(echo "$cexpected4") >&2; fail "v4 chain with --confirm differs from the rendering"; }
-cgot6="$(in_ns ip6tables-save -t filter | grep '^-A EGRESSD ')"
-cexpected6="$("$tool" print "${cargs[@]}" | tail -n "$(wc -l <<<"$cgot6")")"
-[ "$cgot6" = "$cexpected6" ] || { diff <(echo "$cgot6") <(echo "$cexpected6") >&2; fail "v6 chain with --confirm differs from the rendering"; }
-grep -q -- '--ctdir REPLY -m mark --mark 0x600000/0x700000 -j NFQUEUE --queue-balance 0:1$' <<<"$csave4" || fail "no reply queue rule"
+csave6="$(in_ns ip6tables-save -t filter)"
+cprint="$("$tool" print "${cargs[@]}")"
+for chain in EGRESSD EGRESSD-VERDICT EGRESSD-REPLY; do
+  cgot4="$(grep "^-A $chain " <<<"$csave4")"
+  cexpected4="$(grep "^-A $chain " <<<"$cprint" | head -n "$(wc -l <<<"$cgot4")")"
+  [ "$cgot4" = "$cexpected4" ] || { diff <(echo "$cgot4") <(echo "$cexpected4") >&2; fail "v4 $chain with --confirm differs from the rendering"; }
+  cgot6="$(grep "^-A $chain " <<<"$csave6")"
+  cexpected6="$(grep "^-A $chain " <<<"$cprint" | tail -n "$(wc -l <<<"$cgot6")")"
+  [ "$cgot6" = "$cexpected6" ] || { diff <(echo "$cgot6") <(echo "$cexpected6") >&2; fail "v6 $chain with --confirm differs from the rendering"; }
+done
+# Decided connections leave first; server packets go to the reply chain.
+[ "$(grep '^-A EGRESSD ' <<<"$csave4" | head -1)" = "-A EGRESSD -m connmark --mark 0x100000/0x700000 -j RETURN" ] || fail "connmark ALLOW is not the first rule"
+grep -qx -- '-A EGRESSD -m conntrack --ctdir REPLY -g EGRESSD-REPLY' <<<"$csave4" || fail "no goto to the reply chain"
+grep -q -- '^-A EGRESSD-REPLY -m mark --mark 0x600000/0x700000 -j NFQUEUE --queue-balance 0:1$' <<<"$csave4" || fail "no reply queue rule"
 grep -qx -- '-A INPUT -m conntrack --ctdir REPLY -m comment --comment egressd -j EGRESSD' <<<"$csave4" || fail "no reply-only INPUT jump"
 in_ns "$tool" apply "${cargs[@]}"
 [ "$(in_ns iptables-save -t filter | grep -v '^#')" = "$(grep -v '^#' <<<"$csave4")" ] || fail "second --confirm apply changed v4"
+# Without the guard the reply chain goes (it was left by the run before).
+in_ns "$tool" apply --output --queues 0:1 --protect 10.0.0.0/8
+in_ns iptables-save -t filter | grep -q 'EGRESSD-REPLY' && fail "an apply without --confirm left the reply chain"
+in_ns "$tool" apply "${cargs[@]}"
 in_ns "$tool" remove
 [ "$(in_ns iptables-save -t filter | grep -v '^#')" = "$before4" ] || { diff <(echo "$before4") <(in_ns iptables-save -t filter | grep -v '^#') >&2; fail "v4 not restored after --confirm"; }
 [ "$(in_ns ip6tables-save -t filter | grep -v '^#')" = "$before6" ] || fail "v6 not restored after --confirm"

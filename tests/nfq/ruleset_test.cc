@@ -44,20 +44,50 @@ const char* kSaveWithJump =
 
 }  // namespace
 
-TEST_CASE("the chain: bypass, replies, protected ranges, marks, then the queue", "[nfq][ruleset]") {
+TEST_CASE("the chain: decided, bypass, replies, protected ranges, marks, then the queue", "[nfq][ruleset]") {
   const auto rules = nfq::renderChainRules(options(), nfq::IpTablesFamily::V4);
-  REQUIRE(rules.size() == 15);
-  CHECK(rules.front() == "-A EGRESSD -m mark --mark 0x400000/0x700000 -j RETURN");
-  CHECK(rules[1] == "-A EGRESSD -m conntrack --ctdir REPLY -j RETURN");
-  CHECK(indexOf(rules, "-d 10.0.0.0/8 -j RETURN") < indexOf(rules, "NFQUEUE"));
+  std::vector<std::string> chain;
+  std::vector<std::string> verdict;
+  for (const auto& rule : rules) {
+    if (rule.starts_with("-A EGRESSD ")) chain.push_back(rule);
+    if (rule.starts_with("-A EGRESSD-VERDICT ")) verdict.push_back(rule);
+  }
+  REQUIRE(chain.size() + verdict.size() == rules.size());
+  REQUIRE(chain.size() == 11);
+  // A decided connection's packets, either direction, leave at the first rule.
+  CHECK(chain[0] == "-A EGRESSD -m connmark --mark 0x100000/0x700000 -j RETURN");
+  CHECK(chain[1] == "-A EGRESSD -m mark --mark 0x400000/0x700000 -j RETURN");
+  CHECK(chain[2] == "-A EGRESSD -m conntrack --ctdir REPLY -j RETURN");
+  CHECK(indexOf(chain, "-d 10.0.0.0/8 -j RETURN") < indexOf(chain, "-g EGRESSD-VERDICT"));
   CHECK(indexOf(rules, "fd00::/8") == rules.size());  // the other family's range is left out
-  CHECK(indexOf(rules, "-m connmark --mark 0x100000/0x700000 -j RETURN") < indexOf(rules, "NFQUEUE"));
-  CHECK(indexOf(rules, "--save-mark") < indexOf(rules, "REJECT"));
-  CHECK(indexOf(rules, "-p tcp -m connmark --mark 0x200000/0x700000 -j REJECT --reject-with tcp-reset") <
-        rules.size());
-  CHECK(indexOf(rules, "-p icmp -m icmp --icmp-type 8 -j DROP") == rules.size() - 2);
-  CHECK(rules.back() == "-A EGRESSD -j NFQUEUE --queue-balance 0:1");
+  // Packets a verdict marked go to their own chain: saved, then as before.
+  CHECK(chain[indexOf(chain, "EGRESSD-VERDICT")] ==
+        "-A EGRESSD -m mark ! --mark 0x0/0x700000 -g EGRESSD-VERDICT");
+  CHECK(verdict ==
+        std::vector<std::string>{
+            "-A EGRESSD-VERDICT -m mark --mark 0x100000/0x700000 -j CONNMARK --save-mark --nfmask "
+            "0x700000 --ctmask 0x700000",
+            "-A EGRESSD-VERDICT -m mark --mark 0x100000/0x700000 -j RETURN",
+            "-A EGRESSD-VERDICT -m mark --mark 0x200000/0x700000 -j CONNMARK --save-mark --nfmask "
+            "0x700000 --ctmask 0x700000",
+            "-A EGRESSD-VERDICT -m mark --mark 0x300000/0x700000 -j RETURN",
+            "-A EGRESSD-VERDICT -p tcp -m connmark --mark 0x200000/0x700000 -j REJECT --reject-with "
+            "tcp-reset",
+            "-A EGRESSD-VERDICT -p udp -m connmark --mark 0x200000/0x700000 -j REJECT --reject-with "
+            "icmp-port-unreachable",
+            "-A EGRESSD-VERDICT -m connmark --mark 0x200000/0x700000 -j DROP",
+            "-A EGRESSD-VERDICT -m mark --mark 0x200000/0x700000 -j DROP",
+            // any other mark: judged, never passed
+            "-A EGRESSD-VERDICT -j NFQUEUE --queue-balance 0:1"});
+  // Unmarked packets of a denied connection are rejected in the chain itself.
+  CHECK(indexOf(chain,
+                "-A EGRESSD -p tcp -m connmark --mark 0x200000/0x700000 -j REJECT --reject-with tcp-reset") <
+        indexOf(chain, "--icmp-type 8"));
+  CHECK(indexOf(chain, "-p icmp -m icmp --icmp-type 8 -j DROP") == chain.size() - 2);
+  CHECK(chain.back() == "-A EGRESSD -j NFQUEUE --queue-balance 0:1");
   for (const auto& rule : rules) CHECK(rule.find("queue-bypass") == std::string::npos);
+  // Without the insertion guard there is no reply chain.
+  CHECK(indexOf(rules, "EGRESSD-REPLY") == rules.size());
 }
 
 TEST_CASE("IPv6 uses ICMPv6 echo and its own protected ranges", "[nfq][ruleset]") {
@@ -68,7 +98,7 @@ TEST_CASE("IPv6 uses ICMPv6 echo and its own protected ranges", "[nfq][ruleset]"
   CHECK(indexOf(rules, "10.0.0.0/8") == rules.size());
   CHECK(indexOf(rules, "-p ipv6-icmp -m icmp6 --icmpv6-type 128 -j DROP") < rules.size());
   CHECK(indexOf(rules, "icmp6-port-unreachable") < rules.size());
-  CHECK(rules.back() == "-A EGRESSD -j NFQUEUE --queue-num 0");
+  CHECK(rules.back() == "-A EGRESSD-VERDICT -j NFQUEUE --queue-num 0");
 }
 
 TEST_CASE("apply declares the chain and adds only missing jumps", "[nfq][ruleset]") {
@@ -99,6 +129,24 @@ TEST_CASE("remove deletes egressd's jumps and chain, nothing else", "[nfq][rules
         "COMMIT\n");
   CHECK(nfq::renderRemove(options(), nfq::IpTablesFamily::V4, "*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n")
             .empty());
+  // The verdict and reply chains go too, after the chain that jumps to them.
+  std::string withReply = kSaveWithJump;
+  withReply.insert(withReply.find(":KUBE-FORWARD"), ":EGRESSD-REPLY - [0:0]\n:EGRESSD-VERDICT - [0:0]\n");
+  CHECK(nfq::renderRemove(options(), nfq::IpTablesFamily::V4, withReply) ==
+        "*filter\n"
+        "-D FORWARD -m comment --comment egressd -j EGRESSD\n"
+        "-D OUTPUT -m comment --comment egressd -j EGRESSD\n"
+        "-F EGRESSD\n"
+        "-F EGRESSD-VERDICT\n"
+        "-F EGRESSD-REPLY\n"
+        "-X EGRESSD\n"
+        "-X EGRESSD-VERDICT\n"
+        "-X EGRESSD-REPLY\n"
+        "COMMIT\n");
+  // An apply without the guard removes a reply chain left by one with it.
+  const std::string apply = nfq::renderApply(options(), nfq::IpTablesFamily::V4, withReply);
+  CHECK(apply.find(":EGRESSD-REPLY") == std::string::npos);
+  CHECK(apply.find("-F EGRESSD-REPLY\n-X EGRESSD-REPLY\nCOMMIT\n") != std::string::npos);
 }
 
 TEST_CASE("save parsing: jumps, chains, rules", "[nfq][ruleset]") {
