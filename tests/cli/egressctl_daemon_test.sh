@@ -121,4 +121,17 @@ check "watch 'rcode NOERROR and qtype a and not port https': the allowed A query
 line="$(watch_one 'sni api.example.test')"
 check "watch 'sni ...' matches no DNS event" [ -z "$line" ]
 
+# ---- watch -w: DNS decisions carry no packet, and watch says so ------------------
+timeout 3 "$bin/egressctl" watch -c 1 -w "$work/dns.pcap" --socket "$sock" 'dns and qtype A' \
+  > "$work/pcap.out" 2> "$work/pcap.err" &
+p=$!
+sleep 0.4
+q api.example.test A
+wait "$p"; rc=$?
+check "watch -w -c 1 on a DNS decision exits 0" [ "$rc" = 0 ]
+check "... the file is a pcap file with its header only" [ "$(stat -c %s "$work/dns.pcap")" = 24 ]
+check "... and watch says why it holds no packet" grep -q \
+  "0 packets written to $work/dns.pcap for 1 matching decision (DNS answers and proxy decisions carry no packet" \
+  "$work/pcap.err"
+
 checks_summary
