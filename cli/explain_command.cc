@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "cli/control_client.h"
+#include "common/strings.h"
 #include "policy/manifest.h"
 
 namespace cli {
@@ -50,8 +51,11 @@ int printExplanation(const nlohmann::json& doc, const HostPort& query, bool json
       }
     }
     if (doc.value("needs_dns_binding", false)) {
+      // The name as it is matched and resolved: lower case, no trailing dot.
+      std::string name = common::toLowerAscii(query.host);
+      if (name.size() > 1 && name.back() == '.') name.pop_back();
       out << "  note: with strict binding, the destination address must come from egressd's DNS answer for "
-          << query.host << '\n';
+          << name << '\n';
     }
     return 0;
   }
