@@ -59,6 +59,10 @@ int printExplanation(const nlohmann::json& doc, const HostPort& query, bool json
     }
     return 0;
   }
+  if (doc.value("mode", std::string()) == "audit") {
+    out << "  egressd runs in audit mode (mode = \"audit\"): it reports this as \"would deny\" and lets it "
+           "through\n";
+  }
   const bool isAddress = doc.value("host_is_address", false);
   out << "  no rule set allows " << (isAddress ? "this address" : "this name") << " on port " << query.port
       << '\n';
