@@ -44,6 +44,9 @@ TEST_CASE("valid targets parse to their kind and canonical form", "[target]") {
       // A-labels are plain LDH names.
       {"xn--bcher-kva.example:443", TargetKind::ExactName, "xn--bcher-kva.example:443"},
       {"*.xn--bcher-kva.de:443", TargetKind::WildcardName, "*.xn--bcher-kva.de:443"},
+      {"XN--BCHER-KVA.example:443", TargetKind::ExactName, "xn--bcher-kva.example:443"},
+      // Names that exist although IDNA2008 disallows their characters (💩.la).
+      {"xn--ls8h.la:443", TargetKind::ExactName, "xn--ls8h.la:443"},
       // Ports at the edges.
       {"a.example.com:1", TargetKind::ExactName, "a.example.com:1"},
       {"a.example.com:65535", TargetKind::ExactName, "a.example.com:65535"},
@@ -135,6 +138,11 @@ TEST_CASE("invalid targets are refused with the right reason", "[target]") {
       {"user@api.example.com:443", TargetError::BadCharacter},
       {"api.example.com:443:443", TargetError::BadCharacter},
       {"bücher.example:443", TargetError::NonAsciiName},
+      // "xn--" promises Punycode; these do not decode (one cut short).
+      {"xn--zz.example:443", TargetError::BadALabel},
+      {"xn--bcher-kv.example:443", TargetError::BadALabel},
+      {"*.xn--bcher-kv.example:443", TargetError::BadALabel},
+      {"api.xn--zz:443", TargetError::BadALabel},
       {"-api.example.com:443", TargetError::HyphenPlacement},
       {"api-.example.com:443", TargetError::HyphenPlacement},
       {"api.example.123:443", TargetError::NumericTopLabel},
