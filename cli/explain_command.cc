@@ -119,6 +119,11 @@ int runExplain(const ExplainOptions& options, std::ostream& out, std::ostream& e
       err << "egressctl explain: --rules-dir " << dir << ": not a directory\n";
       return 2;
     }
+    // A mistyped directory would otherwise only show as "DENIED".
+    std::vector<policy::Problem> ignored;
+    if (policy::listRulesDirectory(dir, ignored).files.empty()) {
+      err << "warning: --rules-dir " << dir << ": no *.yaml, *.yml or *.json files\n";
+    }
   }
   const auto load = policy::loadRulesDirectories(options.rulesDirs, policy::defaultPublicSuffixList());
   for (const auto& problem : load.problems) {

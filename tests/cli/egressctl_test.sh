@@ -73,6 +73,10 @@ expect_line "... gives the target meant" 'a URL is not a target; write HOST:PORT
 expect_rc 0 "explain: a name in capitals with a trailing dot" -- "$bin" explain MyDependency1.Example.COM.:443 "${rules[@]}"
 expect_line "... the binding note names it as resolved" "egressd's DNS answer for mydependency1.example.com"
 expect_rc 2 "explain: missing rules dir" -- "$bin" explain a.example.com:443 -r /nonexistent
+no_rules="$(mktemp -d)"
+expect_rc 1 "explain: a rules dir without manifests denies" -- "$bin" explain a.example.com:443 -r "$no_rules"
+expect_line "... and says the dir is empty" "warning: --rules-dir $no_rules: no *.yaml, *.yml or *.json files"
+rmdir "$no_rules"
 expect_rc 0 "--help exits 0" -- "$bin" --help
 
 # Usage: bare egressctl lists what it can do; usage errors are 2 everywhere.
