@@ -315,6 +315,14 @@ TargetParse parseTarget(std::string_view text, const PublicSuffixList& suffixes)
     host = text.substr(1, close - 1);
     const std::string_view rest = text.substr(close + 1);
     if (rest.empty()) return refuse(TargetError::MissingPort);
+    if (rest.front() == '/') {
+      // "[2001:db8::]/32:443": the prefix belongs inside the brackets.
+      const size_t colon = rest.find(':');
+      const std::string_view prefix = rest.substr(0, colon);
+      const std::string port = colon == std::string_view::npos ? ":PORT" : std::string(rest.substr(colon));
+      return refuse(TargetError::BadPrefix, "the prefix goes inside the brackets: write \"[" +
+                                                std::string(host) + std::string(prefix) + "]" + port + "\"");
+    }
     if (rest.front() != ':') return refuse(TargetError::MissingPort, "expected ':' after ']'");
     portText = rest.substr(1);
     bracketed = true;

@@ -206,6 +206,16 @@ TEST_CASE("host bits: the hint names the network of the same family", "[target]"
   CHECK_THAT(v4.reason(), Catch::Contains("write \"203.0.113.0/24:8443\""));
 }
 
+TEST_CASE("an IPv6 prefix outside the brackets is refused with the target meant", "[target]") {
+  const auto parsed = parseTarget("[2001:db8::]/32:443", psl());
+  REQUIRE_FALSE(parsed.target);
+  CHECK(parsed.error == TargetError::BadPrefix);
+  CHECK_THAT(parsed.reason(),
+             Catch::Contains("the prefix goes inside the brackets: write \"[2001:db8::/32]:443\""));
+  const auto world = parseTarget("[::]/0:443", psl());
+  CHECK_THAT(world.reason(), Catch::Contains("write \"[::/0]:443\""));
+}
+
 TEST_CASE("a U-label target is refused with its A-label", "[target]") {
   const auto parsed = parseTarget("bücher.example:443", psl());
   REQUIRE_FALSE(parsed.target);
