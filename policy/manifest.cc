@@ -692,8 +692,22 @@ DirectoryListing listRulesDirectory(const std::string& dir, std::vector<Problem>
     std::error_code typeError;
     if (isManifestFileName(name) && std::filesystem::is_regular_file(it->path(), typeError)) {
       listing.files.push_back(it->path().string());
-    } else {
-      listing.skipped.push_back(it->path().string());
+      continue;
+    }
+    listing.skipped.push_back(it->path().string());
+    if (isManifestFileName(name)) {
+      // Named as a rule file but not one: a link whose file went away (its
+      // rule sets are no longer in force), a directory. Said, not only
+      // listed among the other skipped names.
+      std::error_code linkError;
+      const bool dangling = std::filesystem::is_symlink(it->symlink_status(linkError)) &&
+                            !std::filesystem::exists(it->path(), linkError);
+      Problem problem;
+      problem.severity = Severity::Warning;
+      problem.file = it->path().string();
+      problem.message = dangling ? "not read: a symbolic link to a file that does not exist"
+                                 : "not read: not a regular file (a directory?)";
+      problems.push_back(std::move(problem));
     }
   }
   if (ec) {

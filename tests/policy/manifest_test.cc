@@ -362,6 +362,7 @@ TEST_CASE("rules directories: only manifest files, sorted, broken ones skipped",
         "[\"h.example.com:443\"]}\n");
   write("notes.txt", "not a manifest");
   std::filesystem::create_directories(dir / "sub.yaml");
+  std::filesystem::create_symlink(dir / "gone.yaml", dir / "link.yaml");
   const auto l =
       policy::loadRulesDirectories({dir.string(), (dir / "missing").string(), (dir / "notes.txt").string()},
                                    policy::defaultPublicSuffixList(), {dir.string()});
@@ -378,10 +379,15 @@ TEST_CASE("rules directories: only manifest files, sorted, broken ones skipped",
   CHECK(contains("rule set default/a is also defined in"));
   CHECK(contains("rules directory does not exist (yet)"));
   CHECK(contains("notes.txt: error: rules directory is not a directory"));
-  // Skipped entries are listed (wrong extension, a subdirectory), hidden ones are not.
-  REQUIRE(l.skipped.size() == 2);
-  CHECK(l.skipped[0] == (dir / "notes.txt").string());
-  CHECK(l.skipped[1] == (dir / "sub.yaml").string());
+  // Skipped entries are listed (wrong extension, a subdirectory, a dangling
+  // link), hidden ones are not; those named as rule files are warned about.
+  REQUIRE(l.skipped.size() == 3);
+  CHECK(l.skipped[0] == (dir / "link.yaml").string());
+  CHECK(l.skipped[1] == (dir / "notes.txt").string());
+  CHECK(l.skipped[2] == (dir / "sub.yaml").string());
+  CHECK(contains("link.yaml: warning: not read: a symbolic link to a file that does not exist"));
+  CHECK(contains("sub.yaml: warning: not read: not a regular file (a directory?)"));
+  CHECK_FALSE(contains("notes.txt: warning"));
   std::filesystem::remove_all(dir);
 }
 
