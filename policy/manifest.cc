@@ -194,7 +194,8 @@ void loadRuleSetDocument(const YamlNode& doc, DocumentContext& ctx, ManifestLoad
   ruleSet.name = hasMetadata ? scalarOr(*metadata, "name") : "";
   ruleSet.ns = hasMetadata ? scalarOr(*metadata, "namespace") : "";
   if (ruleSet.ns.empty()) ruleSet.ns = "default";
-  ctx.setRuleSet(ruleSet.id());
+  // Without a name the document is "document N", not "(default/)".
+  if (!ruleSet.name.empty()) ctx.setRuleSet(ruleSet.id());
 
   const std::set<std::string_view> topSuggested =
       checkFields(doc, "", {"apiVersion", "kind", "metadata", "spec", "status"}, {"metadata", "spec"}, ctx);

@@ -192,7 +192,7 @@ TEST_CASE("a field near-miss is an error with a suggestion, said once", "[manife
       {"metdata", "metdata: {name: a}\nspec: {targets: [\"a.example.com:443\"]}\n",
        "error: unknown field metdata; did you mean metadata?"},
       {"metadata.nmae", "metadata: {nmae: a}\nspec: {targets: [\"a.example.com:443\"]}\n",
-       "error: unknown field metadata.nmae; did you mean metadata.name?"},
+       "document 1: error: unknown field metadata.nmae; did you mean metadata.name?"},
       {"metadata.namespce", "metadata: {name: a, namespce: team}\nspec: {targets: [\"a.example.com:443\"]}\n",
        "(default/a): error: unknown field metadata.namespce; did you mean metadata.namespace?"},
   };
