@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "cli/control_client.h"
+#include "common/strings.h"
 #include "policy/manifest.h"
 
 namespace cli {
@@ -50,10 +51,17 @@ int printExplanation(const nlohmann::json& doc, const HostPort& query, bool json
       }
     }
     if (doc.value("needs_dns_binding", false)) {
+      // The name as it is matched and resolved: lower case, no trailing dot.
+      std::string name = common::toLowerAscii(query.host);
+      if (name.size() > 1 && name.back() == '.') name.pop_back();
       out << "  note: with strict binding, the destination address must come from egressd's DNS answer for "
-          << query.host << '\n';
+          << name << '\n';
     }
     return 0;
+  }
+  if (doc.value("mode", std::string()) == "audit") {
+    out << "  egressd runs in audit mode (mode = \"audit\"): it reports this as \"would deny\" and lets it "
+           "through\n";
   }
   const bool isAddress = doc.value("host_is_address", false);
   out << "  no rule set allows " << (isAddress ? "this address" : "this name") << " on port " << query.port
@@ -110,6 +118,11 @@ int runExplain(const ExplainOptions& options, std::ostream& out, std::ostream& e
     if (!std::filesystem::is_directory(dir, ec)) {
       err << "egressctl explain: --rules-dir " << dir << ": not a directory\n";
       return 2;
+    }
+    // A mistyped directory would otherwise only show as "DENIED".
+    std::vector<policy::Problem> ignored;
+    if (policy::listRulesDirectory(dir, ignored).files.empty()) {
+      err << "warning: --rules-dir " << dir << ": no *.yaml, *.yml or *.json files\n";
     }
   }
   const auto load = policy::loadRulesDirectories(options.rulesDirs, policy::defaultPublicSuffixList());

@@ -49,8 +49,14 @@ int runLint(const LintOptions& options, std::istream& in, std::ostream& out) {
     if (load.skipped.size() > 10) out << " and " << load.skipped.size() - 10 << " more";
     out << '\n';
   }
+  // An empty input (a `helm template | egressctl lint -` that rendered
+  // nothing, a file of other kinds) has nothing wrong in it, and nothing
+  // checked either: said, so that a CI step cannot pass on it unseen.
+  const bool nothingChecked =
+      load.ruleSets.empty() && load.rejectedRuleSets == 0 && load.errors() == 0 && emptyDirs == 0;
+  if (nothingChecked) out << "lint: warning: no EgressRuleSet in the input; nothing was checked\n";
   const size_t errors = load.errors();
-  const size_t warnings = load.warnings() + emptyDirs;
+  const size_t warnings = load.warnings() + emptyDirs + (nothingChecked ? 1 : 0);
   if (!options.quiet) {
     out << "lint: " << count(load.files, " file, ", " files, ")
         << count(load.ruleSets.size() + load.rejectedRuleSets, " rule set, ", " rule sets, ")

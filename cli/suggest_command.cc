@@ -173,9 +173,11 @@ int readFile(const SuggestOptions& options, std::istream& in, suggest::Suggester
   if (bad > 0) {
     err << "egressctl suggest: " << name << ": skipped " << bad << " of " << lineNumber << " lines\n";
   }
-  if (events == 0 && bad > 0) {
-    err << "egressctl suggest: " << name
-        << ": no decision events in it (expected the output of egressctl watch --json)\n";
+  // An empty input too: `watch --json > FILE` that caught nothing must not
+  // pass for "nothing to allow" (docs/egressctl.md: exit 1).
+  if (events == 0) {
+    err << "egressctl suggest: " << name << ": no decision events in it"
+        << (lineNumber == 0 ? " (it is empty)" : "") << " (expected the output of egressctl watch --json)\n";
     return 1;
   }
   return 0;

@@ -91,6 +91,22 @@ class WatchStream {
   // After the last counted event: waiting briefly for its packet only.
   bool done() const noexcept { return done_; }
 
+  // -w: what went into the file, on stderr as tcpdump says "N packets
+  // captured". Decisions without a packet (DNS answers, the explicit
+  // proxy's) are said to be so, or an empty file would look like a bug.
+  void reportCapture() const {
+    if (pcap_ == nullptr) return;
+    flushOut();
+    const std::string file = options_.writeFile == "-" ? "stdout" : options_.writeFile;
+    std::cerr << "egressctl watch: " << packets_ << (packets_ == 1 ? " packet" : " packets") << " written to "
+              << file << " for " << seen_ << (seen_ == 1 ? " matching decision" : " matching decisions");
+    if (seen_ > packets_) {
+      std::cerr << " (DNS answers and proxy decisions carry no packet; only connections judged through "
+                   "NFQUEUE do)";
+    }
+    std::cerr << '\n';
+  }
+
  private:
   // --json: the server's event object is printed as sent, unparsed (the
   // cheap path for a busy gateway).
@@ -133,6 +149,7 @@ class WatchStream {
         std::cerr << "egressctl watch: cannot write " << options_.writeFile << '\n';
         return Next::Fail;
       }
+      ++packets_;
     }
     return done_ ? Next::Stop : Next::More;
   }
@@ -154,6 +171,7 @@ class WatchStream {
   control::TextEvent text_;
   std::string out_;
   uint64_t seen_ = 0;
+  uint64_t packets_ = 0;
   bool done_ = false;
 };
 
@@ -234,6 +252,7 @@ int runWatch(const WatchOptions& options) {
   }
   flushOut();
   pcap.flush();
+  stream.reportCapture();
   return status;
 }
 

@@ -403,9 +403,35 @@ std::optional<std::vector<uint8_t>> base64Decode(std::string_view text) {
   return out;
 }
 
+namespace {
+
+// "https://api.example.com/x" pasted where HOST:PORT belongs: the target
+// that was probably meant (the scheme's port when the URL names none).
+std::string targetOfUrl(std::string_view url) {
+  const size_t schemeEnd = url.find("://");
+  const std::string_view scheme = url.substr(0, schemeEnd);
+  std::string_view authority = url.substr(schemeEnd + 3);
+  authority = authority.substr(0, authority.find_first_of("/?#"));
+  if (const size_t at = authority.rfind('@'); at != std::string_view::npos) authority.remove_prefix(at + 1);
+  const size_t bracket = authority.rfind(']');
+  const size_t colon = authority.rfind(':');
+  if (colon != std::string_view::npos && (bracket == std::string_view::npos || colon > bracket)) {
+    return std::string(authority);
+  }
+  const std::string lower = common::toLowerAscii(scheme);
+  const char* port = lower == "http" || lower == "ws" ? "80" : "443";
+  return std::string(authority) + ":" + port;
+}
+
+}  // namespace
+
 std::optional<HostPort> parseHostPort(std::string_view text, std::string& error) {
   HostPort result;
   std::string_view portText;
+  if (text.find("://") != std::string_view::npos) {
+    error = "a URL is not a target; write HOST:PORT, e.g. " + targetOfUrl(text);
+    return std::nullopt;
+  }
   if (!text.empty() && text.front() == '[') {
     const size_t close = text.find(']');
     if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
@@ -414,7 +440,7 @@ std::optional<HostPort> parseHostPort(std::string_view text, std::string& error)
     }
     result.host = std::string(text.substr(1, close - 1));
     portText = text.substr(close + 2);
-    if (!common::parseIpAddress(result.host)) {
+    if (!common::parseIpAddress(result.host) && result.host.find('/') == std::string::npos) {
       error = "\"" + result.host + "\" is not an IPv6 address";
       return std::nullopt;
     }
@@ -427,9 +453,21 @@ std::optional<HostPort> parseHostPort(std::string_view text, std::string& error)
     result.host = std::string(text.substr(0, colon));
     portText = text.substr(colon + 1);
     if (result.host.find(':') != std::string::npos) {
-      error = "IPv6 addresses must be in brackets, e.g. [2001:db8::1]:443";
+      // "2001:db8::1:443" (an address and a port) or "2001:db8::1" (no port)
+      error = common::parseIpAddress(result.host) || common::parseIpAddress(text)
+                  ? "IPv6 addresses must be in brackets, e.g. [2001:db8::1]:443"
+                  : "\"" + result.host +
+                        "\" is not a host (one ':' only, before the port; IPv6 addresses in "
+                        "brackets, e.g. [2001:db8::1]:443)";
       return std::nullopt;
     }
+  }
+  if (const size_t slash = result.host.find('/'); slash != std::string::npos) {
+    const std::string address = result.host.substr(0, slash);
+    const bool v6 = address.find(':') != std::string::npos;
+    error = "\"" + result.host + "\" is a network; ask about one address in it, e.g. " +
+            (v6 ? "[" + address + "]" : address) + ":" + std::string(portText);
+    return std::nullopt;
   }
   const auto port = common::parseDecimal(portText, 65535);
   if (!port || *port == 0) {

@@ -310,7 +310,11 @@ void ControlServer::handleLine(Client& client, std::string_view line) {
         return;
       }
       const auto policy = policy_.load();
-      send(client, control::okLine({{"explain", control::explainJson(*policy, query->host, query->port)}}));
+      nlohmann::json explanation = control::explainJson(*policy, query->host, query->port);
+      // The rules' verdict is the same in both modes; what happens to the
+      // traffic is not.
+      explanation["mode"] = options_.audit && options_.audit() ? "audit" : "enforce";
+      send(client, control::okLine({{"explain", std::move(explanation)}}));
       return;
     }
     case control::Op::Watch: {

@@ -51,6 +51,9 @@ struct ControlServerOptions {
   size_t maxRequestLine = 64 * 1024;
   size_t clientOutputLimit = 1024 * 1024;  // bytes queued per client before its events drop
   size_t maxClients = 64;
+  // Whether egressd runs in audit mode now (a live setting: SIGHUP may
+  // change it), for explain's answer; empty: enforce. Called on the loop.
+  std::function<bool()> audit;
 };
 
 struct ControlServerCounters {

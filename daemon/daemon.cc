@@ -490,6 +490,7 @@ bool Daemon::startControl(std::string& error) {
   ControlServerOptions options;
   options.path = config_.control.socket;
   options.mode = static_cast<mode_t>(config_.control.socketMode);  // control.socket_mode
+  options.audit = [this] { return config_.mode == config::Mode::Audit; };
   control_ = std::make_unique<ControlServer>(
       base_.get(), options, policy_, [this] { return controlStats(); }, decisions_.get());
   if (!control_->start(error)) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <map>
 #include <set>
 
@@ -128,6 +129,61 @@ std::string internalRangesSentence(const Target& target) {
          std::string(closedRangesSummary()) + ")";
 }
 
+// Optimal string alignment distance: Levenshtein plus the swap of two
+// neighbours, so "sepc" and "nmae" are one step from "spec" and "name".
+size_t editDistance(std::string_view a, std::string_view b) {
+  std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
+  for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    for (size_t j = 1; j <= b.size(); ++j) {
+      d[i][j] =
+          std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  }
+  return d[a.size()][b.size()];
+}
+
+// The field an unknown `key` was most likely meant to be ("sepc", "Spec",
+// "target", "nmae"), or empty when it is not a near miss of any of `fields`.
+// Short fields allow one edit, longer ones two.
+std::string_view fieldNearMiss(std::string_view key, std::initializer_list<std::string_view> fields) {
+  if (key.empty() || key.size() > 64) return {};
+  const std::string lower = common::toLowerAscii(key);
+  for (const std::string_view field : fields) {
+    const size_t limit = field.size() <= 4 ? 1 : 2;
+    if (editDistance(lower, common::toLowerAscii(field)) <= limit) return field;
+  }
+  return {};
+}
+
+// Reports the keys of `node` (at `path`, "" for the top level) that are not
+// in `known`: a near miss of one of `meant` is an error with a suggestion
+// (a misspelt field would otherwise be silently ignored and its default, or
+// nothing, be in force), any other unknown key a warning. Returns the
+// fields suggested, so that "X is missing" is not said on top of "did you
+// mean X?".
+std::set<std::string_view> checkFields(const YamlNode& node, std::string_view path,
+                                       std::initializer_list<std::string_view> known,
+                                       std::initializer_list<std::string_view> meant, DocumentContext& ctx) {
+  std::set<std::string_view> suggested;
+  for (const auto& [key, value] : node.entries) {
+    if (std::find(known.begin(), known.end(), key) != known.end()) continue;
+    const std::string field = std::string(path) + (path.empty() ? "" : ".") + key;
+    const std::string_view meantField = fieldNearMiss(key, meant);
+    if (meantField.empty()) {
+      ctx.warning("unknown field " + field + " is ignored");
+      continue;
+    }
+    ctx.error("unknown field " + field + "; did you mean " + std::string(path) + (path.empty() ? "" : ".") +
+              std::string(meantField) + "?");
+    suggested.insert(meantField);
+  }
+  return suggested;
+}
+
 void loadRuleSetDocument(const YamlNode& doc, DocumentContext& ctx, ManifestLoad& load,
                          const std::string& sourceName, const PublicSuffixList& suffixes, bool system) {
   const YamlNode* metadata = doc.get("metadata");
@@ -138,14 +194,29 @@ void loadRuleSetDocument(const YamlNode& doc, DocumentContext& ctx, ManifestLoad
   ruleSet.name = hasMetadata ? scalarOr(*metadata, "name") : "";
   ruleSet.ns = hasMetadata ? scalarOr(*metadata, "namespace") : "";
   if (ruleSet.ns.empty()) ruleSet.ns = "default";
-  ctx.setRuleSet(ruleSet.id());
+  // Without a name the document is "document N", not "(default/)".
+  if (!ruleSet.name.empty()) ctx.setRuleSet(ruleSet.id());
+
+  const std::set<std::string_view> topSuggested =
+      checkFields(doc, "", {"apiVersion", "kind", "metadata", "spec", "status"}, {"metadata", "spec"}, ctx);
+  // ObjectMeta's fields; only the ones a rule set uses are worth a suggestion.
+  const std::set<std::string_view> metadataSuggested =
+      hasMetadata
+          ? checkFields(*metadata, "metadata",
+                        {"name", "generateName", "namespace", "selfLink", "uid", "resourceVersion",
+                         "generation", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
+                         "labels", "annotations", "ownerReferences", "finalizers", "managedFields"},
+                        {"name", "namespace", "labels", "annotations"}, ctx)
+          : std::set<std::string_view>{};
 
   if (!hasMetadata) {
-    ctx.error("metadata is missing or not a mapping");
+    if (topSuggested.count("metadata") == 0) ctx.error("metadata is missing or not a mapping");
   } else if (ruleSet.name.empty()) {
-    ctx.error(metadata->get("generateName") != nullptr
-                  ? "metadata.generateName is not supported; set metadata.name"
-                  : "metadata.name is missing");
+    if (metadataSuggested.count("name") == 0) {
+      ctx.error(metadata->get("generateName") != nullptr
+                    ? "metadata.generateName is not supported; set metadata.name"
+                    : "metadata.name is missing");
+    }
   } else if (!isDns1123Subdomain(ruleSet.name)) {
     ctx.error("metadata.name \"" + ruleSet.name +
               "\" is not a valid name (lower-case letters, digits, '-' and '.', at most 253)");
@@ -156,16 +227,19 @@ void loadRuleSetDocument(const YamlNode& doc, DocumentContext& ctx, ManifestLoad
 
   const YamlNode* spec = doc.get("spec");
   if (spec == nullptr || spec->isNull()) {
-    ctx.error("spec is missing; expected spec.targets: [\"HOST:PORT\", ...]");
+    if (topSuggested.count("spec") == 0) {
+      ctx.error("spec is missing; expected spec.targets: [\"HOST:PORT\", ...]");
+    }
   } else if (!spec->isMapping()) {
     ctx.error("spec must be a mapping with a targets list");
   } else {
-    for (const auto& [key, value] : spec->entries) {
-      if (key != "targets") ctx.warning("unknown field spec." + key + " is ignored");
-    }
+    const std::set<std::string_view> specSuggested =
+        checkFields(*spec, "spec", {"targets"}, {"targets"}, ctx);
     const YamlNode* targets = spec->get("targets");
     if (targets == nullptr || targets->isNull()) {
-      ctx.error("spec.targets is missing; expected a list of \"HOST:PORT\" strings");
+      if (specSuggested.count("targets") == 0) {
+        ctx.error("spec.targets is missing; expected a list of \"HOST:PORT\" strings");
+      }
     } else if (!targets->isSequence()) {
       ctx.error("spec.targets must be a list of \"HOST:PORT\" strings");
     } else {
@@ -234,21 +308,6 @@ void loadRuleSetDocument(const YamlNode& doc, DocumentContext& ctx, ManifestLoad
     ruleSet.refused.clear();
     load.rejected.push_back(std::move(ruleSet));
   }
-}
-
-size_t editDistance(std::string_view a, std::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = up;
-    }
-  }
-  return row[b.size()];
 }
 
 // "EgressRuleset", "EgressRuleSets", "egressruleset", "EgresRuleSet": a
@@ -634,8 +693,22 @@ DirectoryListing listRulesDirectory(const std::string& dir, std::vector<Problem>
     std::error_code typeError;
     if (isManifestFileName(name) && std::filesystem::is_regular_file(it->path(), typeError)) {
       listing.files.push_back(it->path().string());
-    } else {
-      listing.skipped.push_back(it->path().string());
+      continue;
+    }
+    listing.skipped.push_back(it->path().string());
+    if (isManifestFileName(name)) {
+      // Named as a rule file but not one: a link whose file went away (its
+      // rule sets are no longer in force), a directory. Said, not only
+      // listed among the other skipped names.
+      std::error_code linkError;
+      const bool dangling = std::filesystem::is_symlink(it->symlink_status(linkError)) &&
+                            !std::filesystem::exists(it->path(), linkError);
+      Problem problem;
+      problem.severity = Severity::Warning;
+      problem.file = it->path().string();
+      problem.message = dangling ? "not read: a symbolic link to a file that does not exist"
+                                 : "not read: not a regular file (a directory?)";
+      problems.push_back(std::move(problem));
     }
   }
   if (ec) {

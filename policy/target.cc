@@ -59,6 +59,18 @@ bool isDigitsAndDots(std::string_view s) {
 // Checks a lower-case name without wildcard against docs/rules.md: labels of
 // 1..63 bytes from a-z 0-9 -, not starting or ending with '-', at most 253
 // bytes, a top label that is not all digits (that would be an IPv4 typo).
+// An A-label ("xn--" and Punycode, RFC 3492) must decode: "xn--bcher-kv"
+// (cut short) or "xn--zz" names no internationalised name, so no one can
+// have meant it. Only the decoding is checked, not IDNA2008's character
+// rules, which would refuse names that exist (emoji domains).
+bool decodesAsPunycode(std::string_view label) {
+  const std::string input(label);
+  char* output = nullptr;
+  const int rc = idn2_to_unicode_8z8z(input.c_str(), &output, 0);
+  const std::unique_ptr<char, decltype(&idn2_free)> owned(output, &idn2_free);
+  return rc == IDN2_OK && output != nullptr;
+}
+
 std::optional<TargetParse> checkName(std::string_view name, size_t extraLength) {
   if (name.size() + extraLength > kMaxNameLength) {
     return refuse(TargetError::NameTooLong, std::to_string(name.size() + extraLength) + " bytes");
@@ -84,6 +96,9 @@ std::optional<TargetParse> checkName(std::string_view name, size_t extraLength) 
     }
     if (label.front() == '-' || label.back() == '-') {
       return refuse(TargetError::HyphenPlacement, "label \"" + std::string(label) + "\"");
+    }
+    if (label.starts_with("xn--") && !decodesAsPunycode(label)) {
+      return refuse(TargetError::BadALabel, "label \"" + std::string(label) + "\"");
     }
     lastLabel = label;
     if (dot == std::string_view::npos) break;
@@ -232,6 +247,9 @@ std::string_view describe(TargetError error) noexcept {
       return "network has host bits set; use the network address";
     case TargetError::UnclosedBracket:
       return "'[' without matching ']'";
+    case TargetError::BadALabel:
+      return "not a valid A-label: \"xn--\" must be followed by Punycode (RFC 3492) that decodes; write the "
+             "name as you would type it and lint gives its A-label";
   }
   return "invalid target";
 }
@@ -297,6 +315,14 @@ TargetParse parseTarget(std::string_view text, const PublicSuffixList& suffixes)
     host = text.substr(1, close - 1);
     const std::string_view rest = text.substr(close + 1);
     if (rest.empty()) return refuse(TargetError::MissingPort);
+    if (rest.front() == '/') {
+      // "[2001:db8::]/32:443": the prefix belongs inside the brackets.
+      const size_t colon = rest.find(':');
+      const std::string_view prefix = rest.substr(0, colon);
+      const std::string port = colon == std::string_view::npos ? ":PORT" : std::string(rest.substr(colon));
+      return refuse(TargetError::BadPrefix, "the prefix goes inside the brackets: write \"[" +
+                                                std::string(host) + std::string(prefix) + "]" + port + "\"");
+    }
     if (rest.front() != ':') return refuse(TargetError::MissingPort, "expected ':' after ']'");
     portText = rest.substr(1);
     bracketed = true;

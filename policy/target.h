@@ -60,6 +60,7 @@ enum class TargetError : uint8_t {
   BadPrefix,
   HostBitsSet,
   UnclosedBracket,
+  BadALabel,
 };
 
 std::string_view describe(TargetError error) noexcept;

@@ -26,4 +26,4 @@ printf '%s\n' 'apiVersion: zalando.org/v1' 'kind: EgressRuleSet' 'metadata: {nam
   'spec:' '  targets:' '  - "api.example.com:*"' '  - "*.co.uk:443"' '  - "a*.example.com:443"' '  - "api.example.com"' |
   tee /dev/stderr | "$ctl" lint -
 echo
-echo "demo: done (the live demo with network namespaces arrives with the NFQUEUE verdict engine)"
+echo "demo: done (the live demo, egressd judging a pod's connections in network namespaces: make demo)"

@@ -47,7 +47,8 @@ socket = "control.sock"
 TOML
 sock="$work/control.sock"
 "$bin/egressd" --config "$work/egressd.toml" > "$work/log" 2>&1 &
-pids+=("$!")
+egressd_pid=$!
+pids+=("$egressd_pid")
 for _ in $(seq 50); do grep -q egressd.started "$work/log" && break; sleep 0.1; done
 started="$(grep egressd.started "$work/log")"
 [ -n "$started" ] || { fail "egressd did not start" "$(cat "$work/log")"; exit 1; }
@@ -120,5 +121,32 @@ check "watch 'rcode NOERROR and qtype a and not port https': the allowed A query
 # A control: a filter nothing matches gives no line (the harness sees misses).
 line="$(watch_one 'sni api.example.test')"
 check "watch 'sni ...' matches no DNS event" [ -z "$line" ]
+
+# ---- explain says when egressd only audits (mode is live: SIGHUP) -------------
+out="$("$bin/egressctl" explain evil.example.test:443 --socket "$sock" 2>&1)"
+check "explain in enforce mode: denied" grep -q 'evil.example.test:443 DENIED' <<< "$out"
+if grep -q "audit mode" <<< "$out"; then fail "... without an audit note" "$out"; else ok "... without an audit note"; fi
+sed -i '1i mode = "audit"' "$work/egressd.toml"
+kill -HUP "$egressd_pid"
+for _ in $(seq 30); do grep -q 'event=config.reloaded mode=audit' "$work/log" && break; sleep 0.1; done
+out="$("$bin/egressctl" explain evil.example.test:443 --socket "$sock" 2>&1)"; rc=$?
+check "explain after SIGHUP to audit: still the rules' verdict (exit 1)" [ "$rc" = 1 ]
+check "... and says the connection is let through" grep -q \
+  'egressd runs in audit mode (mode = "audit"): it reports this as "would deny" and lets it through' <<< "$out"
+sed -i '1d' "$work/egressd.toml"
+kill -HUP "$egressd_pid"
+
+# ---- watch -w: DNS decisions carry no packet, and watch says so ------------------
+timeout 3 "$bin/egressctl" watch -c 1 -w "$work/dns.pcap" --socket "$sock" 'dns and qtype A' \
+  > "$work/pcap.out" 2> "$work/pcap.err" &
+p=$!
+sleep 0.4
+q api.example.test A
+wait "$p"; rc=$?
+check "watch -w -c 1 on a DNS decision exits 0" [ "$rc" = 0 ]
+check "... the file is a pcap file with its header only" [ "$(stat -c %s "$work/dns.pcap")" = 24 ]
+check "... and watch says why it holds no packet" grep -q \
+  "0 packets written to $work/dns.pcap for 1 matching decision (DNS answers and proxy decisions carry no packet" \
+  "$work/pcap.err"
 
 checks_summary

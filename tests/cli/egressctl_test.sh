@@ -65,7 +65,18 @@ expect_rc 2 "explain: missing port" -- "$bin" explain mydependency1.example.com 
 expect_line "missing port explained" "missing port"
 expect_rc 2 "explain: bad port" -- "$bin" explain a.example.com:99999 "${rules[@]}"
 expect_rc 2 "explain: unbracketed IPv6" -- "$bin" explain 2001:db8::1:443 "${rules[@]}"
+expect_rc 2 "explain: a network is not read as a name (world access would allow that)" -- \
+  "$bin" explain 203.0.113.0/24:80 "${rules[@]}"
+expect_line "... names the address to ask about" 'is a network; ask about one address in it, e.g. 203.0.113.0:80'
+expect_rc 2 "explain: a pasted URL" -- "$bin" explain https://mydependency1.example.com/v1 "${rules[@]}"
+expect_line "... gives the target meant" 'a URL is not a target; write HOST:PORT, e.g. mydependency1.example.com:443'
+expect_rc 0 "explain: a name in capitals with a trailing dot" -- "$bin" explain MyDependency1.Example.COM.:443 "${rules[@]}"
+expect_line "... the binding note names it as resolved" "egressd's DNS answer for mydependency1.example.com"
 expect_rc 2 "explain: missing rules dir" -- "$bin" explain a.example.com:443 -r /nonexistent
+no_rules="$(mktemp -d)"
+expect_rc 1 "explain: a rules dir without manifests denies" -- "$bin" explain a.example.com:443 -r "$no_rules"
+expect_line "... and says the dir is empty" "warning: --rules-dir $no_rules: no *.yaml, *.yml or *.json files"
+rmdir "$no_rules"
 expect_rc 0 "--help exits 0" -- "$bin" --help
 
 # Usage: bare egressctl lists what it can do; usage errors are 2 everywhere.

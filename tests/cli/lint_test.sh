@@ -102,4 +102,11 @@ expect_rc 0 "explain: a U-label query is converted to its A-label" -- \
 expect_line "the conversion is shown" "(bücher.example is xn--bcher-kva.example)"
 expect_line "and the answer is for the A-label" "xn--bcher-kva.example:443 ALLOWED"
 
+# Nothing to check is said, and -W (CI) fails on it.
+expect_rc 0 "lint: empty stdin is not an error" -- bash -c "\"$bin/egressctl\" lint - < /dev/null"
+expect_line "... but is said" "lint: warning: no EgressRuleSet in the input; nothing was checked"
+printf 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n' > "$work/configmap.yaml"
+expect_rc 1 "lint -W: only other kinds fails" -- "$bin/egressctl" lint -W "$work/configmap.yaml"
+expect_line "... with the same sentence" "no EgressRuleSet in the input"
+
 expect_summary

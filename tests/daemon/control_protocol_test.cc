@@ -241,6 +241,35 @@ TEST_CASE("control: host:port parsing", "[control]") {
   CHECK_FALSE(control::parseHostPort(":443", error));
 }
 
+TEST_CASE("control: a URL, a network or a second port is named as such, with the target meant", "[control]") {
+  struct Case {
+    const char* text;
+    const char* error;
+  };
+  const Case cases[] = {
+      {"https://api.example.com", "a URL is not a target; write HOST:PORT, e.g. api.example.com:443"},
+      {"http://api.example.com/x?y", "a URL is not a target; write HOST:PORT, e.g. api.example.com:80"},
+      {"https://user@api.example.com:8443/path",
+       "a URL is not a target; write HOST:PORT, e.g. api.example.com:8443"},
+      {"https://[2001:db8::1]/", "a URL is not a target; write HOST:PORT, e.g. [2001:db8::1]:443"},
+      // Read as a name, a network was allowed by world access: never answer for it.
+      {"203.0.113.0/24:80",
+       "\"203.0.113.0/24\" is a network; ask about one address in it, e.g. 203.0.113.0:80"},
+      {"[2001:db8::/32]:443",
+       "\"2001:db8::/32\" is a network; ask about one address in it, e.g. [2001:db8::]:443"},
+      {"a.example.org:80:80", "\"a.example.org:80\" is not a host (one ':' only, before the port"},
+      {"2001:db8::1:443", "IPv6 addresses must be in brackets"},
+      {"2001:db8::1", "IPv6 addresses must be in brackets"},
+  };
+  for (const Case& c : cases) {
+    INFO(c.text);
+    std::string error;
+    CHECK_FALSE(control::parseHostPort(c.text, error));
+    INFO(error);
+    CHECK(error.find(c.error) != std::string::npos);
+  }
+}
+
 TEST_CASE("control: rules carry provenance and the union", "[control]") {
   const auto policy = policyOf(R"(apiVersion: zalando.org/v1
 kind: EgressRuleSet

@@ -124,6 +124,29 @@ TEST_CASE("control server: requests get one answer each on the same connection",
   CHECK(server.counters().badRequests == 1);
 }
 
+TEST_CASE("control server: explain says which mode egressd runs in, as it is now", "[control]") {
+  EventBase base(event_base_new());
+  common::SnapshotHolder<policy::Policy> policy(policy::Policy::empty());
+  bool audit = false;
+  daemon_main::ControlServerOptions options;
+  options.audit = [&audit] { return audit; };
+  daemon_main::ControlServer server(
+      base.get(), options, policy, [] { return nlohmann::json::object(); }, nullptr);
+  auto peer = connectPeer(server, base.get());
+  const std::string request = "{\"op\":\"explain\",\"target\":\"a.example.com:443\"}\n";
+  peer->write(request);
+  peer->pump(base.get());
+  auto explain = nlohmann::json::parse(peer->line().value());
+  CHECK(explain["explain"]["verdict"] == "deny");
+  CHECK(explain["explain"]["mode"] == "enforce");
+  audit = true;  // a SIGHUP to mode = "audit"
+  peer->write(request);
+  peer->pump(base.get());
+  explain = nlohmann::json::parse(peer->line().value());
+  CHECK(explain["explain"]["verdict"] == "deny");
+  CHECK(explain["explain"]["mode"] == "audit");
+}
+
 TEST_CASE("control server: an oversized request line gets an error and a close", "[control]") {
   EventBase base(event_base_new());
   common::SnapshotHolder<policy::Policy> policy(policy::Policy::empty());

@@ -173,6 +173,54 @@ TEST_CASE("a kind near-miss is an error with a suggestion", "[manifest]") {
   CHECK(anyProblemContains(other, "warning: skipped: kind \"RouteGroup\""));
 }
 
+TEST_CASE("a field near-miss is an error with a suggestion, said once", "[manifest]") {
+  struct Case {
+    const char* description;
+    const char* document;
+    const char* message;
+  };
+  const Case cases[] = {
+      {"spec.target", "metadata: {name: a}\nspec: {target: [\"a.example.com:443\"]}\n",
+       "(default/a): error: unknown field spec.target; did you mean spec.targets?"},
+      {"spec.Targets", "metadata: {name: a}\nspec: {Targets: [\"a.example.com:443\"]}\n",
+       "(default/a): error: unknown field spec.Targets; did you mean spec.targets?"},
+      {"spec.tragets next to targets",
+       "metadata: {name: a}\nspec: {targets: [\"a.example.com:443\"], tragets: [\"b.example.com:443\"]}\n",
+       "(default/a): error: unknown field spec.tragets; did you mean spec.targets?"},
+      {"sepc", "metadata: {name: a}\nsepc: {targets: [\"a.example.com:443\"]}\n",
+       "(default/a): error: unknown field sepc; did you mean spec?"},
+      {"metdata", "metdata: {name: a}\nspec: {targets: [\"a.example.com:443\"]}\n",
+       "error: unknown field metdata; did you mean metadata?"},
+      {"metadata.nmae", "metadata: {nmae: a}\nspec: {targets: [\"a.example.com:443\"]}\n",
+       "document 1: error: unknown field metadata.nmae; did you mean metadata.name?"},
+      {"metadata.namespce", "metadata: {name: a, namespce: team}\nspec: {targets: [\"a.example.com:443\"]}\n",
+       "(default/a): error: unknown field metadata.namespce; did you mean metadata.namespace?"},
+  };
+  for (const Case& c : cases) {
+    INFO(c.description);
+    const auto l = load(std::string("apiVersion: zalando.org/v1\nkind: EgressRuleSet\n") + c.document);
+    CHECK(l.valid.empty());
+    CHECK(l.rejected.size() == 1);
+    CHECK(anyProblemContains(l, c.message));
+    // The suggestion is the one error: no "spec.targets is missing" on top.
+    CHECK(countSeverity(l, policy::Severity::Error) == 1);
+  }
+  // Fields that are not near misses of a rule set's fields stay warnings;
+  // ObjectMeta's own fields and status are not reported at all.
+  const auto l = load(R"(apiVersion: zalando.org/v1
+kind: EgressRuleSet
+metadata: {name: a, labels: {app: x}, annotations: {a: b}, uid: u, resourceVersion: "1", finalizers: []}
+spec: {targets: ["a.example.com:443"], comment: hello}
+status: {accepted: true}
+owner: team-a
+)");
+  CHECK_FALSE(l.hasErrors());
+  CHECK(l.valid.size() == 1);
+  CHECK(anyProblemContains(l, "warning: unknown field spec.comment is ignored"));
+  CHECK(anyProblemContains(l, "warning: unknown field owner is ignored"));
+  CHECK(countSeverity(l, policy::Severity::Warning) == 2);
+}
+
 TEST_CASE("other kinds are skipped with a warning, a wrong apiVersion is an error", "[manifest]") {
   const auto l = load(R"(apiVersion: v1
 kind: ConfigMap
@@ -314,6 +362,7 @@ TEST_CASE("rules directories: only manifest files, sorted, broken ones skipped",
         "[\"h.example.com:443\"]}\n");
   write("notes.txt", "not a manifest");
   std::filesystem::create_directories(dir / "sub.yaml");
+  std::filesystem::create_symlink(dir / "gone.yaml", dir / "link.yaml");
   const auto l =
       policy::loadRulesDirectories({dir.string(), (dir / "missing").string(), (dir / "notes.txt").string()},
                                    policy::defaultPublicSuffixList(), {dir.string()});
@@ -330,10 +379,15 @@ TEST_CASE("rules directories: only manifest files, sorted, broken ones skipped",
   CHECK(contains("rule set default/a is also defined in"));
   CHECK(contains("rules directory does not exist (yet)"));
   CHECK(contains("notes.txt: error: rules directory is not a directory"));
-  // Skipped entries are listed (wrong extension, a subdirectory), hidden ones are not.
-  REQUIRE(l.skipped.size() == 2);
-  CHECK(l.skipped[0] == (dir / "notes.txt").string());
-  CHECK(l.skipped[1] == (dir / "sub.yaml").string());
+  // Skipped entries are listed (wrong extension, a subdirectory, a dangling
+  // link), hidden ones are not; those named as rule files are warned about.
+  REQUIRE(l.skipped.size() == 3);
+  CHECK(l.skipped[0] == (dir / "link.yaml").string());
+  CHECK(l.skipped[1] == (dir / "notes.txt").string());
+  CHECK(l.skipped[2] == (dir / "sub.yaml").string());
+  CHECK(contains("link.yaml: warning: not read: a symbolic link to a file that does not exist"));
+  CHECK(contains("sub.yaml: warning: not read: not a regular file (a directory?)"));
+  CHECK_FALSE(contains("notes.txt: warning"));
   std::filesystem::remove_all(dir);
 }
 

@@ -44,6 +44,9 @@ TEST_CASE("valid targets parse to their kind and canonical form", "[target]") {
       // A-labels are plain LDH names.
       {"xn--bcher-kva.example:443", TargetKind::ExactName, "xn--bcher-kva.example:443"},
       {"*.xn--bcher-kva.de:443", TargetKind::WildcardName, "*.xn--bcher-kva.de:443"},
+      {"XN--BCHER-KVA.example:443", TargetKind::ExactName, "xn--bcher-kva.example:443"},
+      // Names that exist although IDNA2008 disallows their characters (💩.la).
+      {"xn--ls8h.la:443", TargetKind::ExactName, "xn--ls8h.la:443"},
       // Ports at the edges.
       {"a.example.com:1", TargetKind::ExactName, "a.example.com:1"},
       {"a.example.com:65535", TargetKind::ExactName, "a.example.com:65535"},
@@ -135,6 +138,11 @@ TEST_CASE("invalid targets are refused with the right reason", "[target]") {
       {"user@api.example.com:443", TargetError::BadCharacter},
       {"api.example.com:443:443", TargetError::BadCharacter},
       {"bücher.example:443", TargetError::NonAsciiName},
+      // "xn--" promises Punycode; these do not decode (one cut short).
+      {"xn--zz.example:443", TargetError::BadALabel},
+      {"xn--bcher-kv.example:443", TargetError::BadALabel},
+      {"*.xn--bcher-kv.example:443", TargetError::BadALabel},
+      {"api.xn--zz:443", TargetError::BadALabel},
       {"-api.example.com:443", TargetError::HyphenPlacement},
       {"api-.example.com:443", TargetError::HyphenPlacement},
       {"api.example.123:443", TargetError::NumericTopLabel},
@@ -196,6 +204,16 @@ TEST_CASE("host bits: the hint names the network of the same family", "[target]"
   const auto v4 = parseTarget("203.0.113.7/24:8443", psl());
   REQUIRE_FALSE(v4.target);
   CHECK_THAT(v4.reason(), Catch::Contains("write \"203.0.113.0/24:8443\""));
+}
+
+TEST_CASE("an IPv6 prefix outside the brackets is refused with the target meant", "[target]") {
+  const auto parsed = parseTarget("[2001:db8::]/32:443", psl());
+  REQUIRE_FALSE(parsed.target);
+  CHECK(parsed.error == TargetError::BadPrefix);
+  CHECK_THAT(parsed.reason(),
+             Catch::Contains("the prefix goes inside the brackets: write \"[2001:db8::/32]:443\""));
+  const auto world = parseTarget("[::]/0:443", psl());
+  CHECK_THAT(world.reason(), Catch::Contains("write \"[::/0]:443\""));
 }
 
 TEST_CASE("a U-label target is refused with its A-label", "[target]") {
