@@ -43,6 +43,7 @@
 set -euo pipefail
 build="$(cd "${1:?build dir}" && pwd)"
 results="${2:-}"
+[ -z "$results" ] || mkdir -p "$results"
 small="${DNS_INSTR_SMALL:-2000}"
 large="${DNS_INSTR_LARGE:-12000}"
 cases="${DNS_INSTR_CASES:-cached denied uncached}"
