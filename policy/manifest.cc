@@ -199,14 +199,15 @@ void loadRuleSetDocument(const YamlNode& doc, DocumentContext& ctx, ManifestLoad
 
   const std::set<std::string_view> topSuggested =
       checkFields(doc, "", {"apiVersion", "kind", "metadata", "spec", "status"}, {"metadata", "spec"}, ctx);
-  // ObjectMeta's fields; only the ones a rule set uses are worth a suggestion.
+  // ObjectMeta's fields; only the ones that make the rule set's identity are
+  // worth an error (a misspelt label or annotation changes no rule: a warning).
   const std::set<std::string_view> metadataSuggested =
       hasMetadata
           ? checkFields(*metadata, "metadata",
                         {"name", "generateName", "namespace", "selfLink", "uid", "resourceVersion",
                          "generation", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
                          "labels", "annotations", "ownerReferences", "finalizers", "managedFields"},
-                        {"name", "namespace", "labels", "annotations"}, ctx)
+                        {"name", "namespace"}, ctx)
           : std::set<std::string_view>{};
 
   if (!hasMetadata) {

@@ -205,6 +205,19 @@ TEST_CASE("a field near-miss is an error with a suggestion, said once", "[manife
     // The suggestion is the one error: no "spec.targets is missing" on top.
     CHECK(countSeverity(l, policy::Severity::Error) == 1);
   }
+  // A misspelt label or annotation field changes no rule: a warning, and
+  // the rule set stays in force.
+  {
+    const auto typo = load(R"(apiVersion: zalando.org/v1
+kind: EgressRuleSet
+metadata: {name: a, lables: {app: x}, anotations: {a: b}}
+spec: {targets: ["a.example.com:443"]}
+)");
+    CHECK(typo.valid.size() == 1);
+    CHECK(countSeverity(typo, policy::Severity::Error) == 0);
+    CHECK(anyProblemContains(typo, "unknown field metadata.lables is ignored"));
+    CHECK(anyProblemContains(typo, "unknown field metadata.anotations is ignored"));
+  }
   // Fields that are not near misses of a rule set's fields stay warnings;
   // ObjectMeta's own fields and status are not reported at all.
   const auto l = load(R"(apiVersion: zalando.org/v1
