@@ -46,12 +46,8 @@ enabled = false
 socket = "control.sock"
 TOML
 sock="$work/control.sock"
-"$bin/egressd" --config "$work/egressd.toml" > "$work/log" 2>&1 &
-egressd_pid=$!
-pids+=("$egressd_pid")
-for _ in $(seq 50); do grep -q egressd.started "$work/log" && break; sleep 0.1; done
+egressd_start "$work/egressd.toml" || { fail "egressd did not start" "$(cat "$work/log")"; exit 1; }
 started="$(grep egressd.started "$work/log")"
-[ -n "$started" ] || { fail "egressd did not start" "$(cat "$work/log")"; exit 1; }
 
 # ---- the started line says what is enforced ---------------------------------
 for field in "mode=enforce" "enforces=dns_only" "dns=127.0.0.1:$dns_port" "upstreams=127.0.0.1:$upstream_port" \

@@ -53,11 +53,8 @@ socket = "$work/control$4.sock"
 TOML
 }
 write_config "$work/egressd.toml" "$dns_port" "$metrics_port" ""
-"$bin/egressd" --config "$work/egressd.toml" > "$work/log" 2>&1 &
-pid=$!
-pids+=("$pid")
-for _ in $(seq 50); do grep -q egressd.started "$work/log" && break; sleep 0.1; done
-grep -q egressd.started "$work/log" && ok "egressd starts" || { fail "egressd did not start"; exit 1; }
+egressd_start "$work/egressd.toml" && ok "egressd starts" || { fail "egressd did not start"; exit 1; }
+pid=$egressd_pid
 grep -q "event=metrics.listening address=127.0.0.1:$metrics_port" "$work/log" \
   && ok "the metrics listener is logged with its address" || fail "no metrics.listening line"
 

@@ -68,10 +68,7 @@ write_rules app.yaml "$(doc app '"one.example.test:443"' '"two.example.test:443"
 ---
 $(doc other '"five.example.test:443"')"
 
-"$bin/egressd" --config "$work/egressd.toml" > "$work/log" 2>&1 &
-pids+=("$!")
-for _ in $(seq 50); do grep -q egressd.started "$work/log" && break; sleep 0.1; done
-grep -q egressd.started "$work/log" && ok "egressd starts" || { fail "egressd did not start"; exit 1; }
+egressd_start "$work/egressd.toml" && ok "egressd starts" || { fail "egressd did not start"; exit 1; }
 
 status() { kdig @127.0.0.1 -p "$dns_port" "$1" A +time=2 +retry=0 2> /dev/null | sed -n 's/.*status: \([A-Z]*\).*/\1/p' | head -1; }
 wait_status() { # NAME WANT: polls for up to 3 s

@@ -69,10 +69,7 @@ header_timeout = "1s"
 # the refusal log's line a second below is per loop.
 threads = 1
 TOML
-"$bin/egressd" --config "$work/egressd.toml" > "$work/log" 2>&1 &
-pids+=("$!")
-for _ in $(seq 50); do grep -q egressd.started "$work/log" && break; sleep 0.1; done
-grep -q egressd.started "$work/log" || {
+egressd_start "$work/egressd.toml" || {
   fail "egressd did not start" "$(cat "$work/log")"
   exit 1
 }

@@ -83,11 +83,7 @@ threads = $1
 TOML
 }
 config 3 > "$work/egressd.toml"
-"$bin/egressd" --config "$work/egressd.toml" > "$work/log" 2>&1 &
-egressd_pid=$!
-pids+=("$egressd_pid")
-for _ in $(seq 50); do grep -q egressd.started "$work/log" && break; sleep 0.1; done
-grep -q egressd.started "$work/log" || {
+egressd_start "$work/egressd.toml" || {
   fail "egressd did not start" "$(cat "$work/log")"
   exit 1
 }

@@ -13,6 +13,11 @@
 #   expect_eq TEXT WANT GOT
 #   write_rules FILE TEXT  FILE in $rules_dir ($work/rules), written to a
 #                          temp file and renamed, as the controller does
+#   egressd_start CONFIG [LOG]
+#                          $bin/egressd --config CONFIG in the background,
+#                          output to LOG ($work/log), its pid in $egressd_pid
+#                          and $pids; waits up to 5 s for egressd.started and
+#                          returns 1 (LOG on stderr) if it did not come
 #   checks_summary         "N passed, M failed"; returns 1 if any failed
 
 checks_init() {
@@ -62,6 +67,16 @@ expect_eq() { if [ "$2" = "$3" ]; then ok "$1 ($3)"; else fail "$1: want $2, got
 write_rules() {
   local dir="${rules_dir:-$work/rules}"
   printf '%s\n' "$2" > "$dir/.tmp" && mv "$dir/.tmp" "$dir/$1"
+}
+
+egressd_start() {
+  local log="${2:-$work/log}"
+  "$bin/egressd" --config "$1" > "$log" 2>&1 &
+  egressd_pid=$!
+  pids+=("$egressd_pid")
+  for _ in $(seq 50); do grep -q egressd.started "$log" && return 0; sleep 0.1; done
+  cat "$log" >&2
+  return 1
 }
 
 checks_summary() {
