@@ -17,6 +17,7 @@
 #include <toml++/toml.h>
 
 #include "common/strings.h"
+#include "common/typo_distance.h"
 #include "config/resolv_conf.h"
 #include "policy/internal_ranges.h"
 
@@ -92,30 +93,12 @@ std::string typeName(const toml::node& node) {
   return "nothing";
 }
 
-// Levenshtein distance, for "did you mean" (keys are short).
-size_t editDistance(std::string_view a, std::string_view b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t above = row[j];
-      const size_t substitute =
-          diagonal + (common::asciiLower(a[i - 1]) == common::asciiLower(b[j - 1]) ? 0 : 1);
-      row[j] = std::min({above + 1, row[j - 1] + 1, substitute});
-      diagonal = above;
-    }
-  }
-  return row[b.size()];
-}
-
 std::optional<std::string_view> closest(std::string_view key,
                                         const std::vector<std::string_view>& candidates) {
   std::optional<std::string_view> best;
   size_t bestDistance = 0;
   for (std::string_view candidate : candidates) {
-    const size_t distance = editDistance(key, candidate);
+    const size_t distance = common::typoDistance(key, candidate);
     // Close enough to be a typo, not a different word.
     if (distance > 2 || distance * 2 >= candidate.size()) continue;
     if (!best || distance < bestDistance) {

@@ -9,6 +9,7 @@
 
 #include "common/ip_address.h"
 #include "common/strings.h"
+#include "common/typo_distance.h"
 
 namespace observe {
 
@@ -451,30 +452,12 @@ constexpr std::string_view kKeywords[] = {
     "icmp", "icmp6", "ip",   "ip6",       "dns",     "proxy",     "qtype",   "rcode",   "reason", "src",
     "dst",  "and",   "or",   "not",       "ruleset", "namespace", "pod",     "workload"};
 
-// Optimal string alignment distance (a transposition costs 1: "hots").
-size_t editDistance(std::string_view a, std::string_view b) {
-  std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
-  for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
-  for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t cost = common::asciiLower(a[i - 1]) == b[j - 1] ? 0 : 1;
-      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
-      if (i > 1 && j > 1 && common::asciiLower(a[i - 1]) == b[j - 2] &&
-          common::asciiLower(a[i - 2]) == b[j - 1]) {
-        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
-      }
-    }
-  }
-  return d[a.size()][b.size()];
-}
-
 std::string_view closestKeyword(std::string_view word) {
   if (word.size() > 12) return {};
   std::string_view best;
   size_t bestDistance = word.size() <= 4 ? 2 : 3;  // must be below this
   for (std::string_view keyword : kKeywords) {
-    const size_t distance = editDistance(word, keyword);
+    const size_t distance = common::typoDistance(word, keyword);
     if (distance < bestDistance && distance < keyword.size()) {
       best = keyword;
       bestDistance = distance;

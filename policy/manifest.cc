@@ -8,6 +8,7 @@
 #include <set>
 
 #include "common/strings.h"
+#include "common/typo_distance.h"
 #include "policy/internal_ranges.h"
 #include "policy/yaml_tree.h"
 
@@ -129,32 +130,14 @@ std::string internalRangesSentence(const Target& target) {
          std::string(closedRangesSummary()) + ")";
 }
 
-// Optimal string alignment distance: Levenshtein plus the swap of two
-// neighbours, so "sepc" and "nmae" are one step from "spec" and "name".
-size_t editDistance(std::string_view a, std::string_view b) {
-  std::vector<std::vector<size_t>> d(a.size() + 1, std::vector<size_t>(b.size() + 1));
-  for (size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
-  for (size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    for (size_t j = 1; j <= b.size(); ++j) {
-      d[i][j] =
-          std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
-        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
-    }
-  }
-  return d[a.size()][b.size()];
-}
-
 // The field an unknown `key` was most likely meant to be ("sepc", "Spec",
 // "target", "nmae"), or empty when it is not a near miss of any of `fields`.
 // Short fields allow one edit, longer ones two.
 std::string_view fieldNearMiss(std::string_view key, std::initializer_list<std::string_view> fields) {
   if (key.empty() || key.size() > 64) return {};
-  const std::string lower = common::toLowerAscii(key);
   for (const std::string_view field : fields) {
     const size_t limit = field.size() <= 4 ? 1 : 2;
-    if (editDistance(lower, common::toLowerAscii(field)) <= limit) return field;
+    if (common::typoDistance(key, field) <= limit) return field;
   }
   return {};
 }
@@ -315,8 +298,7 @@ void loadRuleSetDocument(const YamlNode& doc, DocumentContext& ctx, ManifestLoad
 // rule set the user meant to write, not some other kind of object.
 bool isKindNearMiss(std::string_view kind) {
   if (kind.empty() || kind.size() > 64) return false;
-  const std::string lower = common::toLowerAscii(kind);
-  return editDistance(lower, "egressruleset") <= 2;
+  return common::typoDistance(kind, "egressruleset") <= 2;
 }
 
 void loadDocument(const YamlNode& doc, DocumentContext& ctx, ManifestLoad& load,
