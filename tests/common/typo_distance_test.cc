@@ -5,11 +5,11 @@
 TEST_CASE("typoDistance: edits and neighbour swaps cost one, case costs nothing") {
   CHECK(common::typoDistance("host", "host") == 0);
   CHECK(common::typoDistance("Spec", "spec") == 0);
-  CHECK(common::typoDistance("hots", "host") == 1);   // swap
-  CHECK(common::typoDistance("sepc", "spec") == 1);   // swap
-  CHECK(common::typoDistance("listn", "listen") == 1);  // deletion
+  CHECK(common::typoDistance("hots", "host") == 1);         // swap
+  CHECK(common::typoDistance("sepc", "spec") == 1);         // swap
+  CHECK(common::typoDistance("listn", "listen") == 1);      // deletion
   CHECK(common::typoDistance("targetss", "targets") == 1);  // insertion
-  CHECK(common::typoDistance("port", "sort") == 1);   // substitution
+  CHECK(common::typoDistance("port", "sort") == 1);         // substitution
   CHECK(common::typoDistance("EgressRuleset", "egressruleset") == 0);
   CHECK(common::typoDistance("EgresRuleSets", "egressruleset") == 2);
   CHECK(common::typoDistance("", "name") == 4);
