@@ -1,6 +1,6 @@
 // Lines of the Prometheus text exposition format, for the small /metrics
-// pages (the proxy's section of egressd's, the webhook's own); egressd's
-// main page has its own writer with label escaping (daemon/stats.cc).
+// pages (the proxy's section of egressd's, the webhook's own) and for
+// egressd's main page, whose writer adds label escaping (daemon/stats.cc).
 #pragma once
 
 #include <cstdint>
@@ -9,13 +9,22 @@
 
 namespace common {
 
-// "# HELP name help" and "# TYPE name type".
+// "# HELP name help" and "# TYPE name type"; the help text's backslashes
+// and line breaks escaped as the format asks.
 inline void appendMetricFamily(std::string& out, std::string_view name, std::string_view type,
                                std::string_view help) {
   out += "# HELP ";
   out += name;
   out += ' ';
-  out += help;
+  for (const char c : help) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
   out += "\n# TYPE ";
   out += name;
   out += ' ';

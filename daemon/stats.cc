@@ -5,6 +5,8 @@
 #include <initializer_list>
 #include <utility>
 
+#include "common/metrics_text.h"
+
 namespace daemon_main {
 
 namespace {
@@ -105,23 +107,7 @@ class Exposition {
  public:
   // Starts a family: # HELP and # TYPE, before any of its samples.
   void family(std::string_view name, std::string_view type, std::string_view help) {
-    out_ += "# HELP ";
-    out_ += name;
-    out_ += ' ';
-    for (char c : help) {
-      if (c == '\\') {
-        out_ += "\\\\";
-      } else if (c == '\n') {
-        out_ += "\\n";
-      } else {
-        out_ += c;
-      }
-    }
-    out_ += "\n# TYPE ";
-    out_ += name;
-    out_ += ' ';
-    out_ += type;
-    out_ += '\n';
+    common::appendMetricFamily(out_, name, type, help);
   }
 
   void sample(std::string_view name, Labels labels, uint64_t value) {
