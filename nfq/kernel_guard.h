@@ -142,6 +142,11 @@ class KernelGuard {
   std::optional<KernelConfirm> takeConfirm(const FlowKey& key) const noexcept;
   void forgetConfirm(const FlowKey& key) const noexcept;
 
+  // The maps' descriptors, for the kernel verdict's programs
+  // (nfq/kernel_verdict.h), which read starts and write confirm entries.
+  int startsMapFd() const noexcept { return starts_.get(); }
+  int confirmMapFd() const noexcept { return confirms_.get(); }
+
  private:
   Options options_;
   common::UniqueFd starts_;
