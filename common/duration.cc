@@ -7,6 +7,7 @@ namespace common {
 std::optional<Duration> parseDuration(std::string_view text) noexcept {
   if (text.empty()) return std::nullopt;
   int64_t totalMs = 0;
+  int64_t previousFactor = INT64_MAX;
   size_t i = 0;
   while (i < text.size()) {
     if (text[i] < '0' || text[i] > '9') return std::nullopt;
@@ -33,6 +34,9 @@ std::optional<Duration> parseDuration(std::string_view text) noexcept {
     } else {
       return std::nullopt;  // includes a missing unit
     }
+    // Largest unit first, each once: "5m5m" or "30s1m" is a typo, not a sum.
+    if (factor >= previousFactor) return std::nullopt;
+    previousFactor = factor;
     totalMs += value * factor;
     if (totalMs > int64_t{365} * 86'400'000) return std::nullopt;
   }

@@ -272,7 +272,8 @@ void readDuration(Section& section, std::string_view key, Duration min, Duration
   if (node == nullptr) return;
   Loader& loader = section.loader();
   const std::string path = section.path(key);
-  static constexpr std::string_view kUnits = " (units: ms, s, m, h, d; e.g. \"250ms\", \"5s\", \"1m30s\")";
+  static constexpr std::string_view kUnits =
+      " (units: ms, s, m, h, d, largest first, each once; e.g. \"250ms\", \"5s\", \"1m30s\")";
   if (const auto* integer = node->as_integer()) {
     loader.problem(path,
                    std::to_string(integer->get()) + " is missing a unit (write \"" +

@@ -367,13 +367,27 @@ TEST_CASE("bad durations say what is wrong") {
   const Case cases[] = {
       {"\"5\"", "\"5\" is missing a unit (write \"5s\" or \"5ms\")"},
       {"5", "5 is missing a unit (write \"5s\" or \"5ms\")"},
-      {"\"5x\"", "\"5x\" is not a duration (units: ms, s, m, h, d; e.g. \"250ms\", \"5s\", \"1m30s\")"},
+      {"\"5x\"",
+       "\"5x\" is not a duration (units: ms, s, m, h, d, largest first, each once; e.g. \"250ms\", \"5s\", "
+       "\"1m30s\")"},
       {"\"-1s\"", "\"-1s\" is negative; durations must be positive"},
-      {"\"\"", "\"\" is not a duration (units: ms, s, m, h, d; e.g. \"250ms\", \"5s\", \"1m30s\")"},
-      {"\"5 s\"", "\"5 s\" is not a duration (units: ms, s, m, h, d; e.g. \"250ms\", \"5s\", \"1m30s\")"},
+      {"\"\"",
+       "\"\" is not a duration (units: ms, s, m, h, d, largest first, each once; e.g. \"250ms\", \"5s\", "
+       "\"1m30s\")"},
+      {"\"5 s\"",
+       "\"5 s\" is not a duration (units: ms, s, m, h, d, largest first, each once; e.g. \"250ms\", \"5s\", "
+       "\"1m30s\")"},
       {"\"0s\"", "\"0s\" must be more than 0"},
       {"\"2m\"", "\"2m\" is more than the maximum of 1m"},
-      {"\"400d\"", "\"400d\" is not a duration (units: ms, s, m, h, d; e.g. \"250ms\", \"5s\", \"1m30s\")"},
+      {"\"5m5m\"",
+       "\"5m5m\" is not a duration (units: ms, s, m, h, d, largest first, each once; e.g. \"250ms\", \"5s\", "
+       "\"1m30s\")"},
+      {"\"30s1m\"",
+       "\"30s1m\" is not a duration (units: ms, s, m, h, d, largest first, each once; e.g. \"250ms\", "
+       "\"5s\", \"1m30s\")"},
+      {"\"400d\"",
+       "\"400d\" is not a duration (units: ms, s, m, h, d, largest first, each once; e.g. \"250ms\", \"5s\", "
+       "\"1m30s\")"},
   };
   for (const Case& c : cases) {
     const ConfigProblem problem = onlyProblem(std::string("[dns]\nupstream_timeout = ") + c.value);
