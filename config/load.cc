@@ -240,7 +240,17 @@ void readChoice(Section& section, std::string_view key,
       return;
     }
   }
-  section.loader().problem(section.path(key), quote(value->get()) + " is not one of " + list, *node);
+  // A choice in another case or one typo away is named: "nxdomain", "REFUSE".
+  std::string hint;
+  size_t best = value->get().size() >= 5 ? 2 : 1;
+  for (const auto& choice : choices) {
+    const size_t distance = common::typoDistance(value->get(), choice.first);
+    if (distance <= best && (hint.empty() || distance < best)) {
+      best = distance;
+      hint = " (did you mean \"" + std::string(choice.first) + "\"?)";
+    }
+  }
+  section.loader().problem(section.path(key), quote(value->get()) + " is not one of " + list + hint, *node);
 }
 
 template <typename T>

@@ -284,7 +284,8 @@ TEST_CASE("every key with a value of the wrong type is one problem at its path")
   };
   const Case cases[] = {
       {"mode = 1", "mode", "expected a string, one of \"enforce\", \"audit\", got an integer"},
-      {"mode = \"Enforce\"", "mode", "\"Enforce\" is not one of \"enforce\", \"audit\""},
+      {"mode = \"Enforce\"", "mode",
+       "\"Enforce\" is not one of \"enforce\", \"audit\" (did you mean \"enforce\"?)"},
       {"rules = 1", "rules", "expected a table ([rules]), got an integer"},
       {"[[dns]]\nenabled = true", "dns", "expected a table ([dns]), got an array of tables"},
       {"[rules]\ndirs = \"/etc\"", "rules.dirs",
@@ -301,6 +302,10 @@ TEST_CASE("every key with a value of the wrong type is one problem at its path")
        "expected a string, one of \"NXDOMAIN\", \"REFUSED\", got an integer"},
       {"[dns]\ndeny_rcode = \"SERVFAIL\"", "dns.deny_rcode",
        "\"SERVFAIL\" is not one of \"NXDOMAIN\", \"REFUSED\""},
+      {"[dns]\ndeny_rcode = \"nxdomain\"", "dns.deny_rcode",
+       "\"nxdomain\" is not one of \"NXDOMAIN\", \"REFUSED\" (did you mean \"NXDOMAIN\"?)"},
+      {"[dns]\ndeny_rcode = \"REFUSE\"", "dns.deny_rcode",
+       "\"REFUSE\" is not one of \"NXDOMAIN\", \"REFUSED\" (did you mean \"REFUSED\"?)"},
       {"[dns]\ncache_size = \"10000\"", "dns.cache_size", "expected an integer, got a string"},
       {"[dns]\ncache_size = 1e4", "dns.cache_size", "expected an integer, got a float"},
       {"[nfqueue]\nkernel_guard = \"on\"", "nfqueue.kernel_guard", "\"on\" is not one of \"auto\", \"off\""},
