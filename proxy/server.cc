@@ -5,7 +5,6 @@
 #include <event2/bufferevent.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -667,7 +666,12 @@ struct ProxyServer::Connection {
         ::close(fd);
         continue;
       }
-      if (alreadyConnected(fd)) {
+      const Handshake handshake = handshakeState(fd, storage, length);
+      if (handshake == Handshake::Failed) {
+        ::close(fd);
+        continue;
+      }
+      if (handshake == Handshake::Done) {
         // The usual case on a near upstream: the handshake finished inside
         // connect(); no poll for writability, no loop pass.
         upstreamAddress = address;
@@ -697,14 +701,22 @@ struct ProxyServer::Connection {
     }
   }
 
-  // Whether a non-blocking connect() has completed already: one poll(2)
-  // with no wait, cheaper than registering for writability and waking.
-  static bool alreadyConnected(int fd) {
-    pollfd ready{fd, POLLOUT, 0};
-    if (::poll(&ready, 1, 0) != 1 || ready.revents != POLLOUT) return false;
-    int error = 0;
-    socklen_t length = sizeof error;
-    return ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) == 0 && error == 0;
+  enum class Handshake : uint8_t { Done, Pending, Failed };
+
+  // How far a non-blocking connect() got. On a near upstream the answer to
+  // the SYN arrives while connect() still holds the socket, so it says
+  // EINPROGRESS although the socket is established when it returns.
+  // Asking connect() again tells in one system call (poll(2) plus
+  // getsockopt(SO_ERROR) took two): 0 or EISCONN connected, EALREADY
+  // still in progress (the poller says when), anything else failed. The
+  // failure is reported here only: connect() has consumed the socket's
+  // error, so a poll for writability would find none.
+  static Handshake handshakeState(int fd, const sockaddr_storage& address, socklen_t length) {
+    if (::connect(fd, reinterpret_cast<const sockaddr*>(&address), length) == 0 || errno == EISCONN) {
+      return Handshake::Done;
+    }
+    return errno == EALREADY || errno == EINPROGRESS || errno == EINTR ? Handshake::Pending
+                                                                       : Handshake::Failed;
   }
 
   static void onStagger(evutil_socket_t, short, void* arg) {
