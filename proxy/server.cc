@@ -1143,6 +1143,16 @@ bool ProxyServer::start(std::string& error) {
     const int deferSeconds = 1;
     ::setsockopt(evconnlistener_get_fd(listener), IPPROTO_TCP, TCP_DEFER_ACCEPT, &deferSeconds,
                  sizeof deferSeconds);
+    // The proxy answers every request head at once (the 200, a refusal):
+    // its answer can carry the acknowledgment of the head. Without this a
+    // new connection's first segment is acknowledged on its own (the
+    // kernel's quick-ack start), a packet per connection for nothing. The
+    // accepted sockets inherit the setting (delayed-ACK "ping-pong" mode);
+    // when an answer takes longer than the delayed-ACK timer (a slow
+    // upstream), the ACK goes alone and the socket leaves that mode, as
+    // any interactive server's. Best effort.
+    const int delayAck = 0;
+    ::setsockopt(evconnlistener_get_fd(listener), IPPROTO_TCP, TCP_QUICKACK, &delayAck, sizeof delayAck);
     sockaddr_storage actual{};
     socklen_t actualLength = sizeof actual;
     common::SocketAddress boundAddress = address;
