@@ -124,7 +124,8 @@ struct ProxyServer::Connection {
   bool keepAlive = true;
   bool headRequest = false;
   std::string method;
-  std::string host;  // lower case
+  std::string host;         // lower case
+  std::string writtenHost;  // as the request wrote it (judged)
   uint16_t port = 0;
   bool ipLiteral = false;
   std::string upstreamHead;  // absolute-form: the rewritten head
@@ -393,8 +394,14 @@ struct ProxyServer::Connection {
       return;
     }
     takeRequest(head);
+    // The head's views point into the input, which the drain may free:
+    // the authority is judged from a copy.
+    writtenHost.assign(head.authority.host);
+    Authority authority = head.authority;
+    authority.host = writtenHost;
+    authority.text = {};
     evbuffer_drain(input, head.headLength);
-    judge(head.authority);
+    judge(authority);
   }
 
   // Copies what the request needs out of the client's buffer (the head's
