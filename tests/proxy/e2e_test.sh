@@ -44,6 +44,7 @@ spec:
   - $E2E_IP4_WWW_EXAMPLE_ORG/32:9098
   - $E2E_IP4_WWW_EXAMPLE_ORG/32:9097
   - api.example.com:9096
+  - api.example.org:80
 EOF
 cat > "$dir/rules/temp.yaml" << EOF
 apiVersion: zalando.org/v1
@@ -181,6 +182,27 @@ expect_match "... reached it" 'vhost=default' "$(last_body)"
 out="$(raw "CONNECT $E2E_IP4_API_EXAMPLE_COM:443 HTTP/1.1\r\n\r\n")"
 expect_match "CONNECT to the IP of an allowed name (no IP target): 403 address_not_allowed" \
   '^403 address_not_allowed ' "$out"
+
+# ---- bytes right behind CONNECT ------------------------------------------------------------------
+# A client may send its first bytes (a TLS ClientHello) without waiting
+# for the 200: they reach the server first, whether the name has to be
+# resolved (the head waits in a bufferevent) or is in the proxy's copy of
+# the answers (the tunnel starts from the connection's first read).
+expect_match "CONNECT with a request right behind it, name not resolved yet: both answered" \
+  '^200 200 vhost=api.example.org scheme=http' "$(in_pod "$py" "$client" early "$proxy" api.example.org:80)"
+# Each proxy loop keeps its own copy of the answers and the kernel picks
+# the loop: with at most 4 loops ("auto"), 4 more connections make at
+# least one cache hit.
+hits="$(proxy_metric egressd_proxy_resolver_cache_hits_total)"
+answered=0
+for _ in 1 2 3 4; do
+  case "$(in_pod "$py" "$client" early "$proxy" api.example.org:80)" in
+    "200 200 vhost=api.example.org scheme=http"*) answered=$((answered + 1)) ;;
+  esac
+done
+expect_eq "... and again, four times" 4 "$answered"
+expect_ok "... the name's answer cached at least once" \
+  test "$(proxy_metric egressd_proxy_resolver_cache_hits_total)" -gt "$hits"
 
 # ---- upstreams that refuse -------------------------------------------------------------------
 # Nothing listens on 9097: the server's reset comes back while connect()
