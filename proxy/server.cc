@@ -5,7 +5,6 @@
 #include <event2/bufferevent.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -14,6 +13,8 @@
 #include <cerrno>
 #include <cstring>
 #include <optional>
+#include <span>
+#include <vector>
 
 #include "common/errno_text.h"
 #include "common/log.h"
@@ -105,7 +106,14 @@ struct ProxyServer::Connection {
   common::SocketAddress client;
   common::SocketAddress peer;      // the TCP peer (the balancer, behind one)
   bool expectProxyHeader = false;  // peer is in proxyProtocolFrom
+  // The client's socket: in `clientFd` until the connection needs a
+  // bufferevent (materialize()), which then owns it; a tunnel's relay
+  // takes it from either.
+  UniqueFd clientFd;
   BevHandle clientBev;
+  // A CONNECT head that came whole with the connection: the bytes behind
+  // it, still in the thread's head buffer (valid until start() returns).
+  std::span<const uint8_t> early;
   BevHandle upstreamBev;
   std::unique_ptr<TunnelRelay> relay;  // once CONNECT succeeded: owns both sockets
   EventHandle headerTimer;
@@ -125,7 +133,8 @@ struct ProxyServer::Connection {
   bool keepAlive = true;
   bool headRequest = false;
   std::string method;
-  std::string host;  // lower case
+  std::string host;         // lower case
+  std::string writtenHost;  // as the request wrote it (judged)
   uint16_t port = 0;
   bool ipLiteral = false;
   std::string upstreamHead;  // absolute-form: the rewritten head
@@ -165,28 +174,78 @@ struct ProxyServer::Connection {
 
   // ---- the client side --------------------------------------------------
 
+  // The listener defers accept until the client has sent something
+  // (TCP_DEFER_ACCEPT), so the head is usually already here: one recv(2)
+  // reads it now rather than after a loop pass (an epoll_ctl and a wakeup
+  // saved). A whole CONNECT head is served straight from that read: when
+  // it is allowed and the upstream connects at once (a cached name, a
+  // near upstream), the tunnel starts without the client ever having a
+  // bufferevent or a header timer. Anything else (a partial head, an
+  // absolute-form request, a PROXY header, a refusal, a wait for DNS or
+  // the handshake) gets them, with the bytes read so far in its input.
   void start(int fd) {
-    clientBev.reset(bufferevent_socket_new(server.base_, fd, BEV_OPT_CLOSE_ON_FREE));
-    if (!clientBev) {
-      ::close(fd);
-      server.close(id);
-      return;
-    }
-    bufferevent_setcb(clientBev.get(), &Connection::onClientRead, &Connection::onClientWrite,
-                      &Connection::onClientEvent, this);
-    headerTimer.reset(evtimer_new(server.base_, &Connection::onHeaderTimeout, this));
-    // The listener defers accept until the client has sent something
-    // (TCP_DEFER_ACCEPT), so the head is usually already here: read it now
-    // rather than after a loop pass (an epoll_ctl and a wakeup saved).
-    if (readEarlyBytes(fd) == 0) {
+    clientFd.reset(fd);
+    const std::span<uint8_t> buffer = headBuffer(options().maxHeadBytes + 1);
+    const ssize_t got = ::recv(fd, buffer.data(), buffer.size(), 0);
+    if (got == 0) {
       server.close(id);  // connected and closed without a word
       return;
     }
+    const std::span<const uint8_t> read(buffer.data(), got > 0 ? static_cast<size_t>(got) : 0);
+    if (!expectProxyHeader && !read.empty()) {
+      RequestHead head;
+      if (parseRequestHead(read, options().maxHeadBytes, head) == ParseStatus::Ok &&
+          head.form == RequestForm::Connect) {
+        sawRequestBytes = true;
+        takeRequest(head);
+        early = read.subspan(head.headLength);
+        judge(head.authority);
+        early = {};  // served, refused, or moved into the bufferevent
+        return;
+      }
+    }
+    if (!materialize(read)) return;
     if (expectProxyHeader) {
       awaitProxyHeader();
       return;
     }
     awaitHead();
+  }
+
+  // The thread's buffer for the first read of every connection.
+  static std::span<uint8_t> headBuffer(size_t bytes) {
+    thread_local std::vector<uint8_t> buffer;
+    if (buffer.size() < bytes) buffer.resize(bytes);
+    return {buffer.data(), bytes};
+  }
+
+  // Gives the client its bufferevent (and header timer), with `input` (the
+  // bytes read so far, or the early bytes behind a CONNECT head) in its
+  // input buffer. False when it cannot: the connection is closed.
+  bool materialize(std::span<const uint8_t> input = {}) {
+    if (clientBev) return true;
+    if (input.empty()) input = early;
+    early = {};
+    clientBev.reset(bufferevent_socket_new(server.base_, clientFd.get(), BEV_OPT_CLOSE_ON_FREE));
+    if (!clientBev) {
+      server.close(id);  // clientFd closes the socket
+      return false;
+    }
+    [[maybe_unused]] const int owned = clientFd.release();  // the bufferevent closes it now
+    bufferevent_setcb(clientBev.get(), &Connection::onClientRead, &Connection::onClientWrite,
+                      &Connection::onClientEvent, this);
+    headerTimer.reset(evtimer_new(server.base_, &Connection::onHeaderTimeout, this));
+    // A socket bufferevent keeps its input's end frozen except while it
+    // reads itself (libevent's bufferevent_readcb thaws it the same way).
+    evbuffer* buffered = bufferevent_get_input(clientBev.get());
+    evbuffer_unfreeze(buffered, 0);
+    const bool added = input.empty() || evbuffer_add(buffered, input.data(), input.size()) == 0;
+    evbuffer_freeze(buffered, 0);
+    if (!headerTimer || !added) {
+      server.close(id);
+      return false;
+    }
+    return true;
   }
 
   // ---- a trusted load balancer's PROXY header ------------------------------
@@ -236,26 +295,6 @@ struct ProxyServer::Connection {
       return;
     }
     awaitHead();
-  }
-
-  // One recv(2) straight into the input buffer, up to a head's worth
-  // (evbuffer_read would first ask FIONREAD: one syscall more).
-  ssize_t readEarlyBytes(int fd) {
-    evbuffer* input = bufferevent_get_input(clientBev.get());
-    const size_t want = options().maxHeadBytes + 1;
-    // A socket bufferevent keeps its input's end frozen except while it
-    // reads itself (libevent's bufferevent_readcb does the same): without
-    // the thaw, the reservation fails and the head waits for a loop pass.
-    evbuffer_unfreeze(input, 0);
-    evbuffer_iovec space{};
-    ssize_t got = -1;
-    if (evbuffer_reserve_space(input, static_cast<ev_ssize_t>(want), &space, 1) == 1) {
-      got = ::recv(fd, space.iov_base, std::min(space.iov_len, want), 0);
-      space.iov_len = got > 0 ? static_cast<size_t>(got) : 0;
-      evbuffer_commit_space(input, &space, 1);
-    }
-    evbuffer_freeze(input, 0);
-    return got;
   }
 
   void awaitHead() {
@@ -394,8 +433,14 @@ struct ProxyServer::Connection {
       return;
     }
     takeRequest(head);
+    // The head's views point into the input, which the drain may free:
+    // the authority is judged from a copy.
+    writtenHost.assign(head.authority.host);
+    Authority authority = head.authority;
+    authority.host = writtenHost;
+    authority.text = {};
     evbuffer_drain(input, head.headLength);
-    judge(head.authority);
+    judge(authority);
   }
 
   // Copies what the request needs out of the client's buffer (the head's
@@ -480,6 +525,7 @@ struct ProxyServer::Connection {
   void refuse(ProxyReason reason, const std::string& bodyText, bool counted) {
     (void)counted;
     server.count(reason);
+    if (!materialize()) return;
     evtimer_del(headerTimer.get());
     dropAttempts();
     upstreamBev.reset();
@@ -530,7 +576,7 @@ struct ProxyServer::Connection {
 
   void resolve() {
     state = State::Resolving;
-    bufferevent_disable(clientBev.get(), EV_READ);
+    if (clientBev) bufferevent_disable(clientBev.get(), EV_READ);
     v4.clear();
     v6.clear();
     answers.clear();
@@ -547,6 +593,7 @@ struct ProxyServer::Connection {
       answered();
       return;
     }
+    if (!materialize()) return;  // the answer comes on a later loop pass
     for (const bool ipv6 : {false, true}) {
       auto* wait = new DnsWait{&server, id, ipv6};  // owned by the callback
       ++dnsPending;
@@ -626,7 +673,7 @@ struct ProxyServer::Connection {
 
   void startConnecting() {
     state = State::Connecting;
-    bufferevent_disable(clientBev.get(), EV_READ);
+    if (clientBev) bufferevent_disable(clientBev.get(), EV_READ);
     nextCandidate = 0;
     attempts.clear();
     startAttempt();
@@ -667,12 +714,21 @@ struct ProxyServer::Connection {
         ::close(fd);
         continue;
       }
-      if (alreadyConnected(fd)) {
+      const Handshake handshake = handshakeState(fd, storage, length);
+      if (handshake == Handshake::Failed) {
+        ::close(fd);
+        continue;
+      }
+      if (handshake == Handshake::Done) {
         // The usual case on a near upstream: the handshake finished inside
         // connect(); no poll for writability, no loop pass.
         upstreamAddress = address;
         dropAttempts();
         connected(fd);
+        return;
+      }
+      if (!materialize()) {  // the handshake ends on a later loop pass
+        ::close(fd);
         return;
       }
       if (!armAttemptTimers()) {
@@ -697,14 +753,22 @@ struct ProxyServer::Connection {
     }
   }
 
-  // Whether a non-blocking connect() has completed already: one poll(2)
-  // with no wait, cheaper than registering for writability and waking.
-  static bool alreadyConnected(int fd) {
-    pollfd ready{fd, POLLOUT, 0};
-    if (::poll(&ready, 1, 0) != 1 || ready.revents != POLLOUT) return false;
-    int error = 0;
-    socklen_t length = sizeof error;
-    return ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) == 0 && error == 0;
+  enum class Handshake : uint8_t { Done, Pending, Failed };
+
+  // How far a non-blocking connect() got. On a near upstream the answer to
+  // the SYN arrives while connect() still holds the socket, so it says
+  // EINPROGRESS although the socket is established when it returns.
+  // Asking connect() again tells in one system call (poll(2) plus
+  // getsockopt(SO_ERROR) took two): 0 or EISCONN connected, EALREADY
+  // still in progress (the poller says when), anything else failed. The
+  // failure is reported here only: connect() has consumed the socket's
+  // error, so a poll for writability would find none.
+  static Handshake handshakeState(int fd, const sockaddr_storage& address, socklen_t length) {
+    if (::connect(fd, reinterpret_cast<const sockaddr*>(&address), length) == 0 || errno == EISCONN) {
+      return Handshake::Done;
+    }
+    return errno == EALREADY || errno == EINPROGRESS || errno == EINTR ? Handshake::Pending
+                                                                       : Handshake::Failed;
   }
 
   static void onStagger(evutil_socket_t, short, void* arg) {
@@ -804,26 +868,34 @@ struct ProxyServer::Connection {
     countedTunnel = true;
     // Usually nothing is left unsent and the answer goes as it is; the
     // relay copies only what the socket does not take at once.
-    evbuffer* unsent = bufferevent_get_output(clientBev.get());
     std::string toClient;
-    if (evbuffer_get_length(unsent) > 0) {
-      toClient.resize(evbuffer_get_length(unsent));
-      evbuffer_remove(unsent, toClient.data(), toClient.size());
-      toClient.append(kConnectEstablished);
+    std::string toUpstream;  // bytes the client sent right behind CONNECT (a TLS ClientHello)
+    UniqueFd clientSocket;
+    if (!clientBev) {
+      // Served from the first read: the early bytes are still in its buffer.
+      toUpstream.assign(early.begin(), early.end());
+      early = {};
+      clientSocket = std::move(clientFd);
+    } else {
+      evbuffer* unsent = bufferevent_get_output(clientBev.get());
+      if (evbuffer_get_length(unsent) > 0) {
+        toClient.resize(evbuffer_get_length(unsent));
+        evbuffer_remove(unsent, toClient.data(), toClient.size());
+        toClient.append(kConnectEstablished);
+      }
+      evbuffer* input = bufferevent_get_input(clientBev.get());
+      toUpstream.resize(evbuffer_get_length(input));
+      evbuffer_remove(input, toUpstream.data(), toUpstream.size());
+      clientSocket = UniqueFd(bufferevent_getfd(clientBev.get()));
+      bufferevent_setfd(clientBev.get(), -1);  // its free must not close the socket
+      clientBev.reset();
+      evtimer_del(headerTimer.get());
     }
-    // Bytes the client sent right behind CONNECT (a TLS ClientHello).
-    evbuffer* early = bufferevent_get_input(clientBev.get());
-    std::string toUpstream(evbuffer_get_length(early), '\0');
-    evbuffer_remove(early, toUpstream.data(), toUpstream.size());
-    UniqueFd clientFd(bufferevent_getfd(clientBev.get()));
-    bufferevent_setfd(clientBev.get(), -1);  // its free must not close the socket
-    clientBev.reset();
-    evtimer_del(headerTimer.get());
     RelayOptions relayOptions;
     relayOptions.pipeBytes = options().tunnelPipeBytes;
     relayOptions.bufferBytes = options().relayHighWater;
     relayOptions.idleTimeout = options().idleTimeout;
-    relay = std::make_unique<TunnelRelay>(server.base_, std::move(clientFd), std::move(upstream),
+    relay = std::make_unique<TunnelRelay>(server.base_, std::move(clientSocket), std::move(upstream),
                                           server.pipes_.get(), relayOptions, counters().bytesToUpstream,
                                           counters().bytesToClient, &Connection::onRelayEnd, this);
     if (!relay->start(toClient.empty() ? kConnectEstablished : std::string_view(toClient), toUpstream)) {
@@ -1131,6 +1203,16 @@ bool ProxyServer::start(std::string& error) {
     const int deferSeconds = 1;
     ::setsockopt(evconnlistener_get_fd(listener), IPPROTO_TCP, TCP_DEFER_ACCEPT, &deferSeconds,
                  sizeof deferSeconds);
+    // The proxy answers every request head at once (the 200, a refusal):
+    // its answer can carry the acknowledgment of the head. Without this a
+    // new connection's first segment is acknowledged on its own (the
+    // kernel's quick-ack start), a packet per connection for nothing. The
+    // accepted sockets inherit the setting (delayed-ACK "ping-pong" mode);
+    // when an answer takes longer than the delayed-ACK timer (a slow
+    // upstream), the ACK goes alone and the socket leaves that mode, as
+    // any interactive server's. Best effort.
+    const int delayAck = 0;
+    ::setsockopt(evconnlistener_get_fd(listener), IPPROTO_TCP, TCP_QUICKACK, &delayAck, sizeof delayAck);
     sockaddr_storage actual{};
     socklen_t actualLength = sizeof actual;
     common::SocketAddress boundAddress = address;

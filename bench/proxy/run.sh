@@ -45,7 +45,9 @@
 # PROXY_BENCH_BASELINE_THREADS=1 compares two loops with one, same run).
 # Also reported, per tunnel during the tunnels phase: the CPU time of each
 # proxy (all its threads, from schedstat), of the client (getrusage) and of
-# nginx, steadier than tunnels/s when the machine is shared; and the share
+# nginx, steadier than tunnels/s when the machine is shared; the TCP
+# segments the gateway's sockets sent and received (nstat in its
+# namespace: the proxy's two connections); and the share
 # of the time its busiest thread ran, and ran or waited for a CPU (near
 # 1.0: that one thread never ran out of work, and more threads would pay
 # where there are free cores).
@@ -350,14 +352,17 @@ for r in $(seq "$rounds"); do
         -- sleep "$seconds" > /dev/null 2>&1 &
       perf_pid=$!
     fi
+    NSTAT_HISTORY="$work/nstat.history" in_gw nstat -n
     t="$(tunnels_run "$c" "$seconds" "$workers")"
+    segments="$(NSTAT_HISTORY="$work/nstat.history" in_gw nstat -z TcpOutSegs TcpInSegs |
+      awk '$1 == "TcpOutSegs" {o = $2} $1 == "TcpInSegs" {i = $2} END {printf "gw_out_segments=%d gw_in_segments=%d", o, i}')"
     [ -n "$perf_pid" ] && wait "$perf_pid"
     cpu_after="$(cpu_ns "$(pid_of "$c")")"
     nginx_after="$(cpu_ns "$nginx_pid")"
     thread_cpu "$(pid_of "$c")" > "$work/threads-after"
     read -r busiest_ns busiest_wait_ns busiest_name <<< "$(busiest_thread "$work/threads-before" "$work/threads-after")"
     b="$(in_pod "$load" bulk "$(proxy_of "$c")" "$(target "$c")" "$name" /bulk "$bulk_seconds")"
-    echo "round=$r config=$c $t $b tunnel_cpu_ns=$((cpu_after - cpu_before))" \
+    echo "round=$r config=$c $t $b $segments tunnel_cpu_ns=$((cpu_after - cpu_before))" \
       "nginx_cpu_ns=$((nginx_after - nginx_before)) busiest_thread_ns=${busiest_ns:-0}" \
       "busiest_thread_wait_ns=${busiest_wait_ns:-0}" \
       "busiest_thread=${busiest_name:-none}" | tee -a "$raw" >&2
@@ -423,6 +428,11 @@ for line in open(raw):
             r["busiest_thread"] = fields.get("busiest_thread")
         if fields.get("client_cpu_ns"):
             r.setdefault("client_cpu_us_per_tunnel", []).append(int(fields["client_cpu_ns"]) / tunnels_done / 1000)
+        if fields.get("gw_out_segments") and fields["config"] != "direct":
+            # TCP segments the gateway's sockets sent and received per
+            # tunnel (nstat in its namespace; forwarding is not counted).
+            r.setdefault("gateway_segments_out_per_tunnel", []).append(int(fields["gw_out_segments"]) / tunnels_done)
+            r.setdefault("gateway_segments_in_per_tunnel", []).append(int(fields["gw_in_segments"]) / tunnels_done)
         if fields.get("nginx_cpu_ns"):
             r.setdefault("nginx_cpu_us_per_tunnel", []).append(int(fields["nginx_cpu_ns"]) / tunnels_done / 1000)
 result = {"bench": "proxy", "rounds": int(rounds), "seconds": float(seconds), "workers": int(workers),
@@ -433,7 +443,8 @@ for c, r in runs.items():
     result["configs"][c] = {"tunnels_per_s_median": statistics.median(r["tunnels_per_s"]),
                             "bulk_bytes_per_s_median": statistics.median(r["bulk_bytes_per_s"]),
                             "errors": r["errors"], "rounds": r}
-    for key in ("cpu_us_per_tunnel", "client_cpu_us_per_tunnel", "nginx_cpu_us_per_tunnel"):
+    for key in ("cpu_us_per_tunnel", "client_cpu_us_per_tunnel", "nginx_cpu_us_per_tunnel",
+                "gateway_segments_out_per_tunnel", "gateway_segments_in_per_tunnel"):
         if r.get(key):
             result["configs"][c][key + "_median"] = round(statistics.median(r[key]), 1)
     if r.get("busiest_thread_core_share"):
@@ -488,6 +499,8 @@ for c in ("direct", "egressd", "baseline", "squid", "smokescreen"):
           + (f"proxy {proxy} (busiest thread {row.get('busiest_thread')} ran {row.get('busiest_thread_core_share_median')} "
              f"of the time, ran or waited for a CPU {row.get('busiest_thread_demand_median')}), " if proxy is not None else "")
           + f"client {row.get('client_cpu_us_per_tunnel_median')}, nginx {row.get('nginx_cpu_us_per_tunnel_median')}; "
+          + (f"gateway TCP segments per tunnel out {row.get('gateway_segments_out_per_tunnel_median')} "
+             f"in {row.get('gateway_segments_in_per_tunnel_median')}; " if proxy is not None else "")
           + f"errors {row['errors']} {runs[c].get('errors_by_kind')}")
 for c in ("egressd", "baseline", "squid", "smokescreen"):
     i = result["configs"].get(c, {}).get("idle")

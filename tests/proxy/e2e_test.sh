@@ -42,6 +42,9 @@ spec:
   - $E2E_IP4_WWW_EXAMPLE_ORG/32:8080
   - $E2E_IP4_WWW_EXAMPLE_ORG/32:9099
   - $E2E_IP4_WWW_EXAMPLE_ORG/32:9098
+  - $E2E_IP4_WWW_EXAMPLE_ORG/32:9097
+  - api.example.com:9096
+  - api.example.org:80
 EOF
 cat > "$dir/rules/temp.yaml" << EOF
 apiVersion: zalando.org/v1
@@ -179,6 +182,48 @@ expect_match "... reached it" 'vhost=default' "$(last_body)"
 out="$(raw "CONNECT $E2E_IP4_API_EXAMPLE_COM:443 HTTP/1.1\r\n\r\n")"
 expect_match "CONNECT to the IP of an allowed name (no IP target): 403 address_not_allowed" \
   '^403 address_not_allowed ' "$out"
+
+# ---- bytes right behind CONNECT ------------------------------------------------------------------
+# A client may send its first bytes (a TLS ClientHello) without waiting
+# for the 200: they reach the server first, whether the name has to be
+# resolved (the head waits in a bufferevent) or is in the proxy's copy of
+# the answers (the tunnel starts from the connection's first read).
+expect_match "CONNECT with a request right behind it, name not resolved yet: both answered" \
+  '^200 200 vhost=api.example.org scheme=http' "$(in_pod "$py" "$client" early "$proxy" api.example.org:80)"
+# Each proxy loop keeps its own copy of the answers and the kernel picks
+# the loop: with at most 4 loops ("auto"), 4 more connections make at
+# least one cache hit.
+hits="$(proxy_metric egressd_proxy_resolver_cache_hits_total)"
+answered=0
+for _ in 1 2 3 4; do
+  case "$(in_pod "$py" "$client" early "$proxy" api.example.org:80)" in
+    "200 200 vhost=api.example.org scheme=http"*) answered=$((answered + 1)) ;;
+  esac
+done
+expect_eq "... and again, four times" 4 "$answered"
+expect_ok "... the name's answer cached at least once" \
+  test "$(proxy_metric egressd_proxy_resolver_cache_hits_total)" -gt "$hits"
+
+# ---- upstreams that refuse -------------------------------------------------------------------
+# Nothing listens on 9097: the server's reset comes back while connect()
+# runs, and the proxy must see it then (the second connect() that checks
+# the handshake reports it), not after proxy.connect_timeout (3s).
+started=$(date +%s%N)
+out="$(raw "CONNECT $E2E_IP4_WWW_EXAMPLE_ORG:9097 HTTP/1.1\r\n\r\n")"
+elapsed=$((($(date +%s%N) - started) / 1000000))
+expect_match "CONNECT to an allowed address where nothing listens: 502 upstream_unreachable" \
+  '^502 upstream_unreachable ' "$out"
+expect_ok "... at once (${elapsed} ms), not after proxy.connect_timeout" test "$elapsed" -lt 1500
+# api.example.com:9096 listens on IPv4 only: the IPv6 address, tried
+# first (RFC 8305), refuses, and the IPv4 one is tried next.
+setsid ip netns exec "$E2E_NS_INET" "$py" -c "import socket, time
+s = socket.socket(); s.bind(('$E2E_IP4_API_EXAMPLE_COM', 9096)); s.listen(8); print('listening', flush=True)
+time.sleep(120)" > "$E2E_LOGS/v4-only-server.log" 2>&1 < /dev/null &
+echo $! > "$E2E_PIDS/v4-only-server.pid"
+disown $!
+wait_until 50 grep -q listening "$E2E_LOGS/v4-only-server.log"
+out="$(raw 'CONNECT api.example.com:9096 HTTP/1.1\r\n\r\n')"
+expect_match "a name whose IPv6 address refuses is reached over IPv4" '^200 ' "$out"
 
 # ---- malformed and oversized: 400/431, and the proxy keeps serving ---------------------------------
 expect_match "bare LF line ends: 400" '^400 malformed_request ' \

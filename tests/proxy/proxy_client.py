@@ -27,6 +27,9 @@
                                              connection: read a line, reset
   proxy_client.py reset PROXY TARGET         CONNECT TARGET, send a line,
                                              print how the tunnel ended
+  proxy_client.py early PROXY TARGET         CONNECT TARGET and a GET in one
+                                             write, before any answer; print
+                                             both statuses and the body
 PROXY is host:port. Each prints one result line; the shell judges it.
 """
 import asyncio
@@ -287,6 +290,23 @@ def cmd_reset(proxy, target):
         print("timeout")
 
 
+def cmd_early(proxy, target):
+    host = target.rpartition(":")[0]
+    payload = (f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n"
+               f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").encode()
+    with socket.create_connection(split(proxy), timeout=5) as sock:
+        sock.sendall(payload)
+        status, _, rest = read_response(sock)  # the CONNECT answer has no body
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            rest += chunk
+    head, _, body = rest.partition(b"\r\n\r\n")
+    inner = head.split(b" ")[1].decode() if head.startswith(b"HTTP/") else "none"
+    print(status, inner, body.decode("utf-8", "replace").strip())
+
+
 if __name__ == "__main__":
     commands = {
         "raw": cmd_raw,
@@ -300,5 +320,6 @@ if __name__ == "__main__":
         "bulk": cmd_bulk,
         "reset-server": cmd_reset_server,
         "reset": cmd_reset,
+        "early": cmd_early,
     }
     commands[sys.argv[1]](*sys.argv[2:])
