@@ -60,18 +60,19 @@ class ElfObject {
       return fail(error, "not a little-endian 64-bit BPF object");
     }
     if (header_.e_shentsize != sizeof(Elf64_Shdr) || header_.e_shoff > size_ ||
-        (size_ - header_.e_shoff) / sizeof(Elf64_Shdr) < header_.e_shnum || header_.e_shstrndx >= header_.e_shnum) {
+        (size_ - header_.e_shoff) / sizeof(Elf64_Shdr) < header_.e_shnum ||
+        header_.e_shstrndx >= header_.e_shnum) {
       return fail(error, "bad section table");
     }
     sections_.resize(header_.e_shnum);
     std::memcpy(sections_.data(), data_ + header_.e_shoff, header_.e_shnum * sizeof(Elf64_Shdr));
     for (const Elf64_Shdr& section : sections_) {
-      if (section.sh_type != SHT_NOBITS && (section.sh_offset > size_ || section.sh_size > size_ - section.sh_offset))
+      if (section.sh_type != SHT_NOBITS &&
+          (section.sh_offset > size_ || section.sh_size > size_ - section.sh_offset))
         return fail(error, "section beyond the object");
       if (section.sh_type == SHT_SYMTAB) symtab_ = static_cast<int>(&section - sections_.data());
     }
-    if (symtab_ < 0 || sections_[symtab_].sh_link >= sections_.size())
-      return fail(error, "no symbol table");
+    if (symtab_ < 0 || sections_[symtab_].sh_link >= sections_.size()) return fail(error, "no symbol table");
     return true;
   }
 
@@ -171,7 +172,8 @@ bool linkProgram(const ElfObject& elf, std::string_view name, const std::vector<
       bpf_insn& insn = code[at];
       if (mapSection >= 0 && sym.st_shndx == mapSection && isLoadImm64(insn) && at + 1 < code.size()) {
         const std::string_view mapName = elf.symbolName(sym);
-        const auto map = std::find_if(maps.begin(), maps.end(), [&](const MapFd& m) { return m.name == mapName; });
+        const auto map =
+            std::find_if(maps.begin(), maps.end(), [&](const MapFd& m) { return m.name == mapName; });
         if (map == maps.end()) {
           error = "the kernel verdict object uses an unknown map " + std::string(mapName);
           return false;
@@ -290,19 +292,23 @@ struct KernelVerdict::Impl {
   common::UniqueFd scratch;
   std::array<common::UniqueFd, 2> programs;
   std::vector<std::string> pinned;
-  Mapping stateMap;     // the one KernelVerdictState (BPF_F_MMAPABLE)
-  Mapping consumerMap;  // the ring's consumer position (read-write)
-  Mapping producerMap;  // its producer position and the data, mapped twice (read-only)
+  Mapping stateMap;       // the one KernelVerdictState (BPF_F_MMAPABLE)
+  Mapping consumerMap;    // the ring's consumer position (read-write)
+  Mapping producerMap;    // its producer position and the data, mapped twice (read-only)
   uint64_t consumer = 0;  // our copy of the consumer position
   uint64_t pending = 0;   // the position after the record peekRecord returned
 
-  KernelVerdictState* stateValue() const noexcept { return reinterpret_cast<KernelVerdictState*>(stateMap.address); }
+  KernelVerdictState* stateValue() const noexcept {
+    return reinterpret_cast<KernelVerdictState*>(stateMap.address);
+  }
   uint64_t* consumerPosition() const noexcept { return reinterpret_cast<uint64_t*>(consumerMap.address); }
   const uint64_t* producerPosition() const noexcept {
     return reinterpret_cast<const uint64_t*>(producerMap.address);
   }
   const uint8_t* data() const noexcept { return producerMap.bytes() + ::getpagesize(); }
 };
+
+KernelVerdict::KernelVerdict() = default;
 
 KernelVerdict::~KernelVerdict() {
   remove();
@@ -370,7 +376,8 @@ bool KernelVerdict::open(const Options& options, const KernelGuard& guard, std::
     const std::string path = kernelVerdictPinPath(options.dir, family);
     std::string log;
     common::UniqueFd fd(loadProgram(code, v4 ? "egressd_verdict4" : "egressd_verdict6", log));
-    if (!fd) return fail("loading " + path + ": " + common::errnoText(errno) + (log.empty() ? "" : ": " + log));
+    if (!fd)
+      return fail("loading " + path + ": " + common::errnoText(errno) + (log.empty() ? "" : ": " + log));
     ::unlink(path.c_str());  // an earlier run's pin
     bpf_attr attr{};
     attr.pathname = reinterpret_cast<uint64_t>(path.c_str());
