@@ -1,6 +1,7 @@
 #include "nfq/kernel_verdict.h"
 
 #include <elf.h>
+#include <linux/btf.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -60,18 +61,19 @@ class ElfObject {
       return fail(error, "not a little-endian 64-bit BPF object");
     }
     if (header_.e_shentsize != sizeof(Elf64_Shdr) || header_.e_shoff > size_ ||
-        (size_ - header_.e_shoff) / sizeof(Elf64_Shdr) < header_.e_shnum || header_.e_shstrndx >= header_.e_shnum) {
+        (size_ - header_.e_shoff) / sizeof(Elf64_Shdr) < header_.e_shnum ||
+        header_.e_shstrndx >= header_.e_shnum) {
       return fail(error, "bad section table");
     }
     sections_.resize(header_.e_shnum);
     std::memcpy(sections_.data(), data_ + header_.e_shoff, header_.e_shnum * sizeof(Elf64_Shdr));
     for (const Elf64_Shdr& section : sections_) {
-      if (section.sh_type != SHT_NOBITS && (section.sh_offset > size_ || section.sh_size > size_ - section.sh_offset))
+      if (section.sh_type != SHT_NOBITS &&
+          (section.sh_offset > size_ || section.sh_size > size_ - section.sh_offset))
         return fail(error, "section beyond the object");
       if (section.sh_type == SHT_SYMTAB) symtab_ = static_cast<int>(&section - sections_.data());
     }
-    if (symtab_ < 0 || sections_[symtab_].sh_link >= sections_.size())
-      return fail(error, "no symbol table");
+    if (symtab_ < 0 || sections_[symtab_].sh_link >= sections_.size()) return fail(error, "no symbol table");
     return true;
   }
 
@@ -171,7 +173,8 @@ bool linkProgram(const ElfObject& elf, std::string_view name, const std::vector<
       bpf_insn& insn = code[at];
       if (mapSection >= 0 && sym.st_shndx == mapSection && isLoadImm64(insn) && at + 1 < code.size()) {
         const std::string_view mapName = elf.symbolName(sym);
-        const auto map = std::find_if(maps.begin(), maps.end(), [&](const MapFd& m) { return m.name == mapName; });
+        const auto map =
+            std::find_if(maps.begin(), maps.end(), [&](const MapFd& m) { return m.name == mapName; });
         if (map == maps.end()) {
           error = "the kernel verdict object uses an unknown map " + std::string(mapName);
           return false;
@@ -206,8 +209,78 @@ bool linkProgram(const ElfObject& elf, std::string_view name, const std::vector<
   return true;
 }
 
-int loadProgram(const std::vector<bpf_insn>& code, const char* name, std::string& log) {
+// Where the verifier's subprograms start (kernel/bpf/verifier.c
+// check_subprogs: the program, and every target of a call or of a
+// function's address), in order.
+std::vector<uint32_t> subprogramStarts(const std::vector<bpf_insn>& code) {
+  std::vector<uint32_t> starts = {0};
+  for (size_t i = 0; i < code.size(); ++i) {
+    const bool call = code[i].code == (BPF_JMP | BPF_CALL) && code[i].src_reg == BPF_PSEUDO_CALL;
+    const bool function = isLoadImm64(code[i]) && code[i].src_reg == BPF_PSEUDO_FUNC;
+    if (call || function) starts.push_back(static_cast<uint32_t>(static_cast<int64_t>(i) + code[i].imm + 1));
+  }
+  std::sort(starts.begin(), starts.end());
+  starts.erase(std::unique(starts.begin(), starts.end()), starts.end());
+  return starts;
+}
+
+// The least BTF the verifier asks of a program with callbacks (a
+// BPF_PSEUDO_FUNC needs func_info): `int` (type 1), a prototype returning
+// it (type 2) and a static FUNC per subprogram (types 3...). Static
+// functions are verified in their callers' context, so their prototypes
+// need not tell the arguments.
+std::vector<uint8_t> minimalBtf(size_t functions) {
+  std::vector<uint32_t> types;
+  std::string strings(1, '\0');
+  const auto name = [&](const std::string& text) {
+    const auto offset = static_cast<uint32_t>(strings.size());
+    strings += text;
+    strings += '\0';
+    return offset;
+  };
+  const auto info = [](uint32_t kind, uint32_t vlen) { return kind << 24 | vlen; };
+  types.insert(types.end(), {name("int"), info(BTF_KIND_INT, 0), 4, BTF_INT_SIGNED << 24 | 32});
+  types.insert(types.end(), {0, info(BTF_KIND_FUNC_PROTO, 0), 1});
+  for (size_t i = 0; i < functions; ++i) {
+    types.insert(types.end(),
+                 {name("egressd_f" + std::to_string(i)), info(BTF_KIND_FUNC, BTF_FUNC_STATIC), 2});
+  }
+  btf_header header{};
+  header.magic = BTF_MAGIC;
+  header.version = 1;
+  header.hdr_len = sizeof header;
+  header.type_off = 0;
+  header.type_len = static_cast<uint32_t>(types.size() * sizeof(uint32_t));
+  header.str_off = header.type_len;
+  header.str_len = static_cast<uint32_t>(strings.size());
+  std::vector<uint8_t> blob(sizeof header + header.type_len + header.str_len);
+  std::memcpy(blob.data(), &header, sizeof header);
+  std::memcpy(blob.data() + sizeof header, types.data(), header.type_len);
+  std::memcpy(blob.data() + sizeof header + header.type_len, strings.data(), strings.size());
+  return blob;
+}
+
+int loadBtf(const std::vector<uint8_t>& blob) {
   bpf_attr attr{};
+  attr.btf = reinterpret_cast<uint64_t>(blob.data());
+  attr.btf_size = static_cast<uint32_t>(blob.size());
+  return static_cast<int>(bpf(BPF_BTF_LOAD, attr));
+}
+
+int loadProgram(const std::vector<bpf_insn>& code, const char* name, std::string& log) {
+  const std::vector<uint32_t> starts = subprogramStarts(code);
+  common::UniqueFd btf(loadBtf(minimalBtf(starts.size())));
+  if (!btf) {
+    log = "loading its BTF failed";
+    return -1;
+  }
+  std::vector<bpf_func_info> functions(starts.size());
+  for (size_t i = 0; i < starts.size(); ++i) functions[i] = {starts[i], static_cast<uint32_t>(3 + i)};
+  bpf_attr attr{};
+  attr.prog_btf_fd = static_cast<uint32_t>(btf.get());
+  attr.func_info = reinterpret_cast<uint64_t>(functions.data());
+  attr.func_info_cnt = static_cast<uint32_t>(functions.size());
+  attr.func_info_rec_size = sizeof(bpf_func_info);
   attr.prog_type = BPF_PROG_TYPE_SOCKET_FILTER;
   attr.insns = reinterpret_cast<uint64_t>(code.data());
   attr.insn_cnt = static_cast<uint32_t>(code.size());
@@ -290,19 +363,23 @@ struct KernelVerdict::Impl {
   common::UniqueFd scratch;
   std::array<common::UniqueFd, 2> programs;
   std::vector<std::string> pinned;
-  Mapping stateMap;     // the one KernelVerdictState (BPF_F_MMAPABLE)
-  Mapping consumerMap;  // the ring's consumer position (read-write)
-  Mapping producerMap;  // its producer position and the data, mapped twice (read-only)
+  Mapping stateMap;       // the one KernelVerdictState (BPF_F_MMAPABLE)
+  Mapping consumerMap;    // the ring's consumer position (read-write)
+  Mapping producerMap;    // its producer position and the data, mapped twice (read-only)
   uint64_t consumer = 0;  // our copy of the consumer position
   uint64_t pending = 0;   // the position after the record peekRecord returned
 
-  KernelVerdictState* stateValue() const noexcept { return reinterpret_cast<KernelVerdictState*>(stateMap.address); }
+  KernelVerdictState* stateValue() const noexcept {
+    return reinterpret_cast<KernelVerdictState*>(stateMap.address);
+  }
   uint64_t* consumerPosition() const noexcept { return reinterpret_cast<uint64_t*>(consumerMap.address); }
   const uint64_t* producerPosition() const noexcept {
     return reinterpret_cast<const uint64_t*>(producerMap.address);
   }
   const uint8_t* data() const noexcept { return producerMap.bytes() + ::getpagesize(); }
 };
+
+KernelVerdict::KernelVerdict() = default;
 
 KernelVerdict::~KernelVerdict() {
   remove();
@@ -370,7 +447,8 @@ bool KernelVerdict::open(const Options& options, const KernelGuard& guard, std::
     const std::string path = kernelVerdictPinPath(options.dir, family);
     std::string log;
     common::UniqueFd fd(loadProgram(code, v4 ? "egressd_verdict4" : "egressd_verdict6", log));
-    if (!fd) return fail("loading " + path + ": " + common::errnoText(errno) + (log.empty() ? "" : ": " + log));
+    if (!fd)
+      return fail("loading " + path + ": " + common::errnoText(errno) + (log.empty() ? "" : ": " + log));
     ::unlink(path.c_str());  // an earlier run's pin
     bpf_attr attr{};
     attr.pathname = reinterpret_cast<uint64_t>(path.c_str());

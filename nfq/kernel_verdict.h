@@ -70,7 +70,7 @@ static_assert(sizeof(KernelNameValue) == 16);
 
 // The one element of the state array map.
 struct KernelVerdictState {
-  uint32_t generation;          // bumped before a policy change is published
+  uint32_t generation;  // bumped before a policy change is published
   uint32_t pad;
   uint64_t consumerDeadlineNs;  // the program allows only before this
 };
@@ -103,12 +103,12 @@ bool kernelNameKey(const common::IpAddress& server, uint16_t port, std::string_v
 class KernelVerdict {
  public:
   struct Options {
-    std::string dir;            // the kernel guard's pin directory
-    uint32_t names = 131072;    // entries of the names map (LRU: an evicted entry is a queued packet)
+    std::string dir;                // the kernel guard's pin directory
+    uint32_t names = 131072;        // entries of the names map (LRU: an evicted entry is a queued packet)
     uint32_t ringBytes = 1U << 21;  // ring size, a power of two
   };
 
-  KernelVerdict() = default;
+  KernelVerdict();  // defined where Impl is complete
   ~KernelVerdict();
   KernelVerdict(const KernelVerdict&) = delete;
   KernelVerdict& operator=(const KernelVerdict&) = delete;
