@@ -166,16 +166,12 @@ INLINE __u32 u32_at(const struct scratch* s, __u32 off) {
 // case, ':' and everything else return 0), labels of 1..63 bytes, no
 // trailing dot, at most NAME_BYTES, not only digits and dots (an IPv4
 // literal is no name for user space). Copies the name into key.name,
-// zero-padded.
+// zero-padded (one memset, then one callback per byte of the name).
 static long name_step(__u32 i, void* ctx) {
   struct scratch* s = ((struct loop_ctx*)ctx)->s;
   __u32 at = i;
   barrier_var(at);
   at &= NAME_BYTES - 1;
-  if (i >= s->name_len) {
-    s->key.name[at] = 0;
-    return 0;
-  }
   const __u32 c = byte_at(s, s->name_off + i);
   if (c == '.') {
     if (s->label == 0) goto bad;  // empty label (leading dot, "..")
@@ -202,7 +198,8 @@ INLINE int check_name(struct scratch* s, struct loop_ctx* ctx, __u32 off, __u32 
   s->label = 0;
   s->non_digit = 0;
   s->done = 1;
-  bpf_loop(NAME_BYTES, name_step, ctx, 0);
+  __builtin_memset(s->key.name, 0, NAME_BYTES);  // zero-padded
+  bpf_loop(len, name_step, ctx, 0);
   // No trailing dot (also no empty last label); not an IPv4 literal.
   return s->done && s->label != 0 && s->non_digit;
 }

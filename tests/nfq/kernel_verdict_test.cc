@@ -626,3 +626,49 @@ TEST_CASE("kernel verdict allows only what the sni/ parsers and decide() allow",
   CHECK(originalsAllowed >= 16);
   CHECK(allowed > originalsAllowed);
 }
+
+// Not run by ctest (hidden tag): the program's cost per packet as the
+// kernel measures it (BPF_PROG_TEST_RUN's mean duration over `repeat`
+// runs), and its size. `nfq_test "[.kernel_verdict_bench]"` (root).
+TEST_CASE("kernel verdict cost per packet", "[.kernel_verdict_bench]") {
+  Kernel kernel(1U << 24);  // room for every record of the allowed runs
+  if (!kernel.ready()) return;
+  for (int family = 0; family < 2; ++family) {
+    bpf_prog_info info{};
+    bpf_attr attr{};
+    attr.info.bpf_fd = static_cast<uint32_t>(kernel.programs[family].get());
+    attr.info.info_len = sizeof info;
+    attr.info.info = reinterpret_cast<uint64_t>(&info);
+    REQUIRE(bpf(BPF_OBJ_GET_INFO_BY_FD, attr) == 0);
+    std::printf("verdict%d: %u instructions verified, %u bytes translated, %u bytes jited\n", family ? 6 : 4,
+                info.verified_insns, info.xlated_prog_len, info.jited_prog_len);
+  }
+  const auto measure = [&](const char* what, const Segment& s, uint32_t expected) {
+    kernel.start(s);
+    Bytes frame(14, 0);
+    const Bytes ip = packetOf(s);
+    frame[12] = s.v6 ? 0x86 : 0x08;
+    frame[13] = s.v6 ? 0xdd : 0x00;
+    frame.insert(frame.end(), ip.begin(), ip.end());
+    bpf_attr attr{};
+    attr.test.prog_fd = static_cast<uint32_t>(kernel.programs[s.v6 ? 1 : 0].get());
+    attr.test.data_in = reinterpret_cast<uint64_t>(frame.data());
+    attr.test.data_size_in = static_cast<uint32_t>(frame.size());
+    attr.test.repeat = 2000;
+    REQUIRE(bpf(BPF_PROG_TEST_RUN, attr) == 0);
+    CHECK(attr.test.retval == expected);
+    std::printf("%-44s %5zu bytes  %6u ns per run\n", what, ip.size(), attr.test.duration);
+    kernel.drain();
+    kernel.guard.forgetConfirm(flowOf(s));
+  };
+  kernel.allow(false, 443, "api.example.com", nfq::Clock::now() + 60s);
+  kernel.allow(false, 80, "api.example.com", nfq::Clock::now() + 60s);
+  const Bytes hello = opensslHello("api.example.com");
+  measure("TLS (OpenSSL 3 hello), allowed", {.payload = hello}, 1);
+  measure("TLS, post-quantum sized hello, allowed",
+          {.payload = nfqtest::clientHello("api.example.com", 1200)}, 1);
+  measure("HTTP (curl-like head), allowed", {.payload = nfqtest::httpGet("api.example.com"), .port = 80}, 1);
+  measure("TLS, name not in the map", {.payload = opensslHello("other.example.com")}, 0);
+  kernel.verdict.keepConsumerAlive(nfq::Clock::now() - 1s);
+  measure("TLS, no consumer (refused before parsing)", {.payload = hello}, 0);
+}
