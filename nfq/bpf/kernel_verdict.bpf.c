@@ -545,9 +545,7 @@ INLINE int judge(struct __sk_buff* skb, struct scratch* s, const int v6) {
   const __u64 now = bpf_ktime_get_ns();
   const __u32 zero = 0;
   struct verdict_state* st = bpf_map_lookup_elem(&state, &zero);
-  if (!st) return 0;
-  const __u32 generation = st->generation;
-  if (now >= st->consumer_deadline_ns) return 0;
+  if (!st || now >= st->consumer_deadline_ns) return 0;
 
   // Check 1 of the insertion guard (docs/nfq.md "Insertion"): the payload
   // starts at the ISN + 1 the server's SYN-ACK acknowledged, which came in
@@ -601,7 +599,9 @@ INLINE int judge(struct __sk_buff* skb, struct scratch* s, const int v6) {
   for (int k = 0; k < 16; k++) s->key.server[k] = flow.server[k];
   struct name_value* allowed = bpf_map_lookup_elem(&names, &s->key);
   if (!allowed) return 0;
-  if (allowed->generation != generation || now >= allowed->expiry_ns) return 0;
+  // The generation as it is now, after the parse: a policy change that
+  // bumped it meanwhile already counts (user space re-decides anyway).
+  if (allowed->generation != st->generation || now >= allowed->expiry_ns) return 0;
 
   // The kernel guard's confirm entry, as the worker writes it for a
   // provisional allow; then the event, with the packet.
