@@ -1,6 +1,6 @@
 #include "nfq/kernel_guard.h"
-#include "nfq/kernel_verdict.h"
 #include "common/errno_text.h"
+#include "nfq/kernel_verdict.h"
 
 #include <arpa/inet.h>
 #include <linux/magic.h>

@@ -1,6 +1,7 @@
 #include "nfq/kernel_verdict.h"
 
 #include <elf.h>
+#include <linux/btf.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -208,8 +209,78 @@ bool linkProgram(const ElfObject& elf, std::string_view name, const std::vector<
   return true;
 }
 
-int loadProgram(const std::vector<bpf_insn>& code, const char* name, std::string& log) {
+// Where the verifier's subprograms start (kernel/bpf/verifier.c
+// check_subprogs: the program, and every target of a call or of a
+// function's address), in order.
+std::vector<uint32_t> subprogramStarts(const std::vector<bpf_insn>& code) {
+  std::vector<uint32_t> starts = {0};
+  for (size_t i = 0; i < code.size(); ++i) {
+    const bool call = code[i].code == (BPF_JMP | BPF_CALL) && code[i].src_reg == BPF_PSEUDO_CALL;
+    const bool function = isLoadImm64(code[i]) && code[i].src_reg == BPF_PSEUDO_FUNC;
+    if (call || function) starts.push_back(static_cast<uint32_t>(static_cast<int64_t>(i) + code[i].imm + 1));
+  }
+  std::sort(starts.begin(), starts.end());
+  starts.erase(std::unique(starts.begin(), starts.end()), starts.end());
+  return starts;
+}
+
+// The least BTF the verifier asks of a program with callbacks (a
+// BPF_PSEUDO_FUNC needs func_info): `int` (type 1), a prototype returning
+// it (type 2) and a static FUNC per subprogram (types 3...). Static
+// functions are verified in their callers' context, so their prototypes
+// need not tell the arguments.
+std::vector<uint8_t> minimalBtf(size_t functions) {
+  std::vector<uint32_t> types;
+  std::string strings(1, '\0');
+  const auto name = [&](const std::string& text) {
+    const auto offset = static_cast<uint32_t>(strings.size());
+    strings += text;
+    strings += '\0';
+    return offset;
+  };
+  const auto info = [](uint32_t kind, uint32_t vlen) { return kind << 24 | vlen; };
+  types.insert(types.end(), {name("int"), info(BTF_KIND_INT, 0), 4, BTF_INT_SIGNED << 24 | 32});
+  types.insert(types.end(), {0, info(BTF_KIND_FUNC_PROTO, 0), 1});
+  for (size_t i = 0; i < functions; ++i) {
+    types.insert(types.end(),
+                 {name("egressd_f" + std::to_string(i)), info(BTF_KIND_FUNC, BTF_FUNC_STATIC), 2});
+  }
+  btf_header header{};
+  header.magic = BTF_MAGIC;
+  header.version = 1;
+  header.hdr_len = sizeof header;
+  header.type_off = 0;
+  header.type_len = static_cast<uint32_t>(types.size() * sizeof(uint32_t));
+  header.str_off = header.type_len;
+  header.str_len = static_cast<uint32_t>(strings.size());
+  std::vector<uint8_t> blob(sizeof header + header.type_len + header.str_len);
+  std::memcpy(blob.data(), &header, sizeof header);
+  std::memcpy(blob.data() + sizeof header, types.data(), header.type_len);
+  std::memcpy(blob.data() + sizeof header + header.type_len, strings.data(), strings.size());
+  return blob;
+}
+
+int loadBtf(const std::vector<uint8_t>& blob) {
   bpf_attr attr{};
+  attr.btf = reinterpret_cast<uint64_t>(blob.data());
+  attr.btf_size = static_cast<uint32_t>(blob.size());
+  return static_cast<int>(bpf(BPF_BTF_LOAD, attr));
+}
+
+int loadProgram(const std::vector<bpf_insn>& code, const char* name, std::string& log) {
+  const std::vector<uint32_t> starts = subprogramStarts(code);
+  common::UniqueFd btf(loadBtf(minimalBtf(starts.size())));
+  if (!btf) {
+    log = "loading its BTF failed";
+    return -1;
+  }
+  std::vector<bpf_func_info> functions(starts.size());
+  for (size_t i = 0; i < starts.size(); ++i) functions[i] = {starts[i], static_cast<uint32_t>(3 + i)};
+  bpf_attr attr{};
+  attr.prog_btf_fd = static_cast<uint32_t>(btf.get());
+  attr.func_info = reinterpret_cast<uint64_t>(functions.data());
+  attr.func_info_cnt = static_cast<uint32_t>(functions.size());
+  attr.func_info_rec_size = sizeof(bpf_func_info);
   attr.prog_type = BPF_PROG_TYPE_SOCKET_FILTER;
   attr.insns = reinterpret_cast<uint64_t>(code.data());
   attr.insn_cnt = static_cast<uint32_t>(code.size());

@@ -166,16 +166,12 @@ INLINE __u32 u32_at(const struct scratch* s, __u32 off) {
 // case, ':' and everything else return 0), labels of 1..63 bytes, no
 // trailing dot, at most NAME_BYTES, not only digits and dots (an IPv4
 // literal is no name for user space). Copies the name into key.name,
-// zero-padded.
+// zero-padded (one memset, then one callback per byte of the name).
 static long name_step(__u32 i, void* ctx) {
   struct scratch* s = ((struct loop_ctx*)ctx)->s;
   __u32 at = i;
   barrier_var(at);
   at &= NAME_BYTES - 1;
-  if (i >= s->name_len) {
-    s->key.name[at] = 0;
-    return 0;
-  }
   const __u32 c = byte_at(s, s->name_off + i);
   if (c == '.') {
     if (s->label == 0) goto bad;  // empty label (leading dot, "..")
@@ -202,7 +198,8 @@ INLINE int check_name(struct scratch* s, struct loop_ctx* ctx, __u32 off, __u32 
   s->label = 0;
   s->non_digit = 0;
   s->done = 1;
-  bpf_loop(NAME_BYTES, name_step, ctx, 0);
+  __builtin_memset(s->key.name, 0, NAME_BYTES);  // zero-padded
+  bpf_loop(len, name_step, ctx, 0);
   // No trailing dot (also no empty last label); not an IPv4 literal.
   return s->done && s->label != 0 && s->non_digit;
 }
@@ -548,9 +545,7 @@ INLINE int judge(struct __sk_buff* skb, struct scratch* s, const int v6) {
   const __u64 now = bpf_ktime_get_ns();
   const __u32 zero = 0;
   struct verdict_state* st = bpf_map_lookup_elem(&state, &zero);
-  if (!st) return 0;
-  const __u32 generation = st->generation;
-  if (now >= st->consumer_deadline_ns) return 0;
+  if (!st || now >= st->consumer_deadline_ns) return 0;
 
   // Check 1 of the insertion guard (docs/nfq.md "Insertion"): the payload
   // starts at the ISN + 1 the server's SYN-ACK acknowledged, which came in
@@ -604,7 +599,9 @@ INLINE int judge(struct __sk_buff* skb, struct scratch* s, const int v6) {
   for (int k = 0; k < 16; k++) s->key.server[k] = flow.server[k];
   struct name_value* allowed = bpf_map_lookup_elem(&names, &s->key);
   if (!allowed) return 0;
-  if (allowed->generation != generation || now >= allowed->expiry_ns) return 0;
+  // The generation as it is now, after the parse: a policy change that
+  // bumped it meanwhile already counts (user space re-decides anyway).
+  if (allowed->generation != st->generation || now >= allowed->expiry_ns) return 0;
 
   // The kernel guard's confirm entry, as the worker writes it for a
   // provisional allow; then the event, with the packet.
