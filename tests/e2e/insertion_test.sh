@@ -249,6 +249,17 @@ if [ "${EGRESSD_INSERTION_EXPECT_BYPASS:-0}" != 1 ]; then
     [ "${synacks:-1}" = 0 ] && [ "${kstarts:-0}" -ge 8 ] &&
       ok "no SYN-ACK queued; $kstarts stream starts read from the kernel" || bad "SYN-ACKs ${synacks:-none}, kernel starts ${kstarts:-none}"
     [ "${kconfirmed:-0}" -ge 1 ] && ok "the kernel confirmed $kconfirmed allows" || bad "the kernel confirmed ${kconfirmed:-none}"
+    # The kernel verdict (where it loads): the decoys name the allowed
+    # name, so the program let them go in the kernel; the worker adopted
+    # them and check 2 still caught the denied payload behind each.
+    kverdict="$(awk '$1 == "egressd_nfq_kernel_verdict_active" {print $2}' <<< "$metrics")"
+    kverdicts="$(counter egressd_nfq_kernel_verdicts_total)"
+    if [ "${kverdict:-0}" = 1 ]; then
+      [ "${kverdicts:-0}" -ge 8 ] && ok "the kernel verdict allowed $kverdicts first payloads (decoys included)" ||
+        bad "kernel verdicts: ${kverdicts:-none}"
+    else
+      echo "note: the kernel verdict is not active here (gauge ${kverdict:-none})"
+    fi
   fi
 fi
 [ -n "${KG_DEBUG:-}" ] && G iptables -L EGRESSD -v -n -x | head -12
