@@ -12,6 +12,7 @@
 // message otherwise.
 #include <arpa/inet.h>
 #include <openssl/ssl.h>
+#include <poll.h>
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/syscall.h>
@@ -450,6 +451,35 @@ TEST_CASE("kernel verdict: a full ring allows nothing and leaves no confirm entr
   CHECK(kernel.drain().size() == allowed);
   CHECK(kernel.run(packetOf(s)) == 1);  // drained: room again
   CHECK(kernel.drain().size() == 1);
+}
+
+TEST_CASE("kernel verdict ring: records across the end read whole, the descriptor polls",
+          "[nfq][kernel_verdict]") {
+  Kernel kernel(1U << 14);  // four pages: the records below wrap around it many times
+  if (!kernel.ready()) return;
+  kernel.allow(false, 443, "api.example.com", nfq::Clock::now() + 30s);
+  const auto readable = [&] {
+    pollfd waiting{kernel.verdict.ringFd(), POLLIN, 0};
+    return ::poll(&waiting, 1, 0) == 1 && (waiting.revents & POLLIN) != 0;
+  };
+  CHECK_FALSE(readable());
+  size_t bytes = 0;
+  for (size_t i = 0; i < 48; ++i) {
+    // Sizes that do not divide the ring: record boundaries move around it.
+    const Segment s{.payload = nfqtest::clientHello("api.example.com", 100 + (i * 397) % 2500),
+                    .clientPort = static_cast<uint16_t>(2000 + i)};
+    kernel.start(s);
+    const Bytes packet = packetOf(s);
+    REQUIRE(kernel.run(packet) == 1);
+    kernel.guard.forgetConfirm(flowOf(s));
+    CHECK(readable());
+    const auto events = kernel.drain();
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].packet == packet);
+    CHECK_FALSE(readable());
+    bytes += packet.size();
+  }
+  CHECK(bytes > 4 * (1U << 14));
 }
 
 namespace {
