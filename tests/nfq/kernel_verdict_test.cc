@@ -267,6 +267,30 @@ TEST_CASE("kernel verdict name key: lower case, zero-padded, network byte order"
         "/sys/fs/bpf/egressd-1/verdict6");
 }
 
+TEST_CASE("kernel verdict open: fails with the reason and leaves nothing behind", "[nfq][kernel_verdict]") {
+  nfq::KernelGuard inactive;
+  nfq::KernelVerdict verdict;
+  std::string error;
+  CHECK_FALSE(verdict.open({.dir = "/nonexistent/egressd"}, inactive, error));
+  CHECK_FALSE(verdict.active());
+  CHECK_FALSE(error.empty());
+  Kernel kernel;
+  if (!kernel.ready()) return;
+  const std::string dir = kernel.mount + "/egressd2";
+  nfq::KernelGuard guard;
+  REQUIRE(guard.open({.dir = dir, .starts = 64, .confirms = 64}, error));
+  CHECK_FALSE(verdict.open({.dir = dir, .ringBytes = 3000}, guard, error));
+  CHECK(error.find("power of two") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(nfq::kernelVerdictPinPath(dir, nfq::KernelVerdictFamily::V4)));
+  REQUIRE(verdict.open({.dir = dir, .ringBytes = 1U << 16}, guard, error));
+  CHECK(verdict.active());
+  CHECK(std::filesystem::exists(nfq::kernelVerdictPinPath(dir, nfq::KernelVerdictFamily::V4)));
+  CHECK(std::filesystem::exists(nfq::kernelVerdictPinPath(dir, nfq::KernelVerdictFamily::V6)));
+  // egressd --uninstall after a kill: every pin and the directory go.
+  nfq::removeKernelPins(dir);
+  CHECK_FALSE(std::filesystem::exists(dir));
+}
+
 TEST_CASE("kernel verdict allows the plain case and hands the packet over", "[nfq][kernel_verdict]") {
   Kernel kernel;
   if (!kernel.ready()) return;
