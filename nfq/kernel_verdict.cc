@@ -20,6 +20,13 @@ namespace nfq {
 // by cmake/EmbedBytes.cmake.
 extern const unsigned char kKernelVerdictObject[];
 extern const size_t kKernelVerdictObjectSize;
+static std::span<const uint8_t> kernelVerdictObject() noexcept {
+  return {kKernelVerdictObject, kKernelVerdictObjectSize};
+}
+#else
+static std::span<const uint8_t> kernelVerdictObject() noexcept {
+  return {};
+}
 #endif
 
 namespace {
@@ -388,12 +395,11 @@ KernelVerdict::~KernelVerdict() {
 bool KernelVerdict::open(const Options& options, const KernelGuard& guard, std::string& error) {
   remove();
   impl_.reset();
-#ifndef EGRESSD_HAVE_KERNEL_VERDICT_OBJECT
-  (void)options;
-  (void)guard;
-  error = "built without clang: kernel verdict unavailable";
-  return false;
-#else
+  const std::span<const uint8_t> object = kernelVerdictObject();
+  if (object.empty()) {
+    error = "built without clang: kernel verdict unavailable";
+    return false;
+  }
   auto impl = std::make_unique<Impl>();
   impl->options = options;
   const auto fail = [&](const std::string& what) {
@@ -434,7 +440,7 @@ bool KernelVerdict::open(const Options& options, const KernelGuard& guard, std::
     return fail("mapping the ring: " + common::errnoText(errno));
   impl->consumer = __atomic_load_n(impl->consumerPosition(), __ATOMIC_ACQUIRE);
 
-  ElfObject elf(kKernelVerdictObject, kKernelVerdictObjectSize);
+  ElfObject elf(object.data(), object.size());
   if (!elf.parse(error)) return fail(error);
   const std::vector<MapFd> maps = {
       {"starts", guard.startsMapFd()}, {"confirm", guard.confirmMapFd()}, {"names", impl->names.get()},
@@ -459,7 +465,6 @@ bool KernelVerdict::open(const Options& options, const KernelGuard& guard, std::
   }
   impl_ = std::move(impl);
   return true;
-#endif
 }
 
 bool KernelVerdict::active() const noexcept {
