@@ -14,6 +14,13 @@
 // refilled when it changes), so a connection to an allowed name costs one
 // packet in user space: its first payload.
 //
+// The kernel verdict (nfqueue.kernel_verdict, nfq/kernel_verdict.h): with
+// the kernel guard, the fast path and one queue, that first payload too is
+// judged in the kernel when it names a bound name an exact or wildcard
+// rule allows; the feeder writes those names next to the set entries, and
+// policyWillChange() voids them before a new policy is published. The
+// worker adopts each allow from the program's ring (event, check 2).
+//
 // Counters: queueTotals() reports each queue's counters since start, the
 // workers' that update() replaced included, so /metrics never goes back.
 //
