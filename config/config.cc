@@ -122,6 +122,7 @@ constexpr std::array kKeys{
     EGRESSD_KEY("nfqueue.hold_timeout", Live, nfqueue.holdTimeout),
     EGRESSD_KEY("nfqueue.queue_maxlen", Restart, nfqueue.queueMaxlen),
     EGRESSD_KEY("nfqueue.kernel_guard", Restart, nfqueue.kernelGuard),
+    EGRESSD_KEY("nfqueue.kernel_verdict", Restart, nfqueue.kernelVerdict),
     EGRESSD_KEY("proxy.listen", Restart, proxy.listen),
     EGRESSD_KEY("proxy.max_head_bytes", Restart, proxy.maxHeadBytes),
     EGRESSD_KEY("proxy.max_connections", Restart, proxy.maxConnections),

@@ -31,6 +31,10 @@ enum class LogFormat : uint8_t { Logfmt, Json };
 // checks in eBPF (docs/nfq.md "Kernel guard"); auto falls back to user
 // space when the kernel or the capabilities do not allow it.
 enum class KernelGuardMode : uint8_t { Auto, Off };
+// nfqueue.kernel_verdict: the first payload of a connection to a DNS-bound
+// allowed name judged by eBPF (docs/nfq.md "Kernel verdict"); auto needs
+// the kernel guard, install_rules and one queue, else user space judges.
+enum class KernelVerdictMode : uint8_t { Auto, Off };
 
 std::string_view toString(Mode mode) noexcept;
 std::string_view toString(DenyRcode rcode) noexcept;
@@ -95,11 +99,12 @@ struct NfqueueConfig {
   bool enabled = true;
   std::vector<uint16_t> queues{0};
   bool installRules = true;
-  std::vector<common::IpNetwork> protectedCidrs;           // never diverted
-  uint32_t maxHeldFlows = 65536;                           // flows awaiting their first payload
-  common::Duration holdTimeout = std::chrono::seconds(2);  // ...and for how long at most
-  uint32_t queueMaxlen = 4096;                             // kernel queue length, packets
-  KernelGuardMode kernelGuard = KernelGuardMode::Auto;     // with install_rules
+  std::vector<common::IpNetwork> protectedCidrs;              // never diverted
+  uint32_t maxHeldFlows = 65536;                              // flows awaiting their first payload
+  common::Duration holdTimeout = std::chrono::seconds(2);     // ...and for how long at most
+  uint32_t queueMaxlen = 4096;                                // kernel queue length, packets
+  KernelGuardMode kernelGuard = KernelGuardMode::Auto;        // with install_rules
+  KernelVerdictMode kernelVerdict = KernelVerdictMode::Auto;  // with the kernel guard, one queue
 
   friend bool operator==(const NfqueueConfig&, const NfqueueConfig&) = default;
 };

@@ -673,6 +673,9 @@ void readNfqueue(Section& section, NfqueueConfig& nfqueue) {
   readChoice<KernelGuardMode>(section, "kernel_guard",
                               {{"auto", KernelGuardMode::Auto}, {"off", KernelGuardMode::Off}},
                               nfqueue.kernelGuard);
+  readChoice<KernelVerdictMode>(section, "kernel_verdict",
+                                {{"auto", KernelVerdictMode::Auto}, {"off", KernelVerdictMode::Off}},
+                                nfqueue.kernelVerdict);
 }
 
 // control.socket_mode: "0600", "0660", "600". Whoever can connect can read

@@ -288,7 +288,11 @@ void Daemon::reloadRules() {
     return;
   }
   if (ruleSetsChanged) {
-    policy_.publish(policy::Policy::compile(reload.ruleSets, ranges));
+    auto compiled = policy::Policy::compile(reload.ruleSets, ranges);
+    // The kernel stops allowing first payloads by the old policy's names
+    // before the new one is visible (and is refilled under it below).
+    if (enforcement_) enforcement_->policyWillChange();
+    policy_.publish(std::move(compiled));
     publishedRuleSets_ = reload.ruleSets;
     ++policyGeneration_;
     policyLoadedAt_ = std::chrono::system_clock::now();

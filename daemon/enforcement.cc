@@ -36,8 +36,35 @@ BoundSetFeeder::BoundSetFeeder(const common::SnapshotHolder<policy::Policy>& pol
       bindings_(bindings),
       set4_(std::move(set4)),
       set6_(std::move(set6)),
-      plan_(kPlanEntries) {
+      plan_(kPlanEntries),
+      kernelPlan_(kPlanEntries) {
   pending_.reserve(2 * kPlanEntries);
+}
+
+void BoundSetFeeder::setKernelVerdict(nfq::KernelVerdict* verdict) noexcept {
+  std::lock_guard lock(mutex_);
+  kernelVerdict_ = verdict;
+}
+
+void BoundSetFeeder::suspendKernelNames() noexcept {
+  std::lock_guard lock(mutex_);
+  if (kernelVerdict_ == nullptr) return;
+  kernelNamesSuspended_ = true;
+  kernelVerdict_->invalidateAll();
+}
+
+void BoundSetFeeder::writeKernelNames(const common::IpAddress& ip,
+                                      std::span<const nfq::BoundNameExpiry> names,
+                                      nfq::TimePoint now) noexcept {
+  if (kernelVerdict_ == nullptr || kernelNamesSuspended_) return;
+  const nfq::BoundPlan plan = nfq::planKernelNames(ip, names, *policy_, namePorts_, now, kernelPlan_);
+  uint64_t written = 0;
+  for (size_t i = 0; i < plan.count; ++i) {
+    const nfq::KernelNameEntry& entry = kernelPlan_[i];
+    if (kernelVerdict_->allow(ip, entry.port, entry.name, entry.expiry)) ++written;
+  }
+  stats_.kernelNames.fetch_add(written, std::memory_order_relaxed);
+  stats_.kernelNamesFailed.fetch_add(plan.count - written + plan.dropped, std::memory_order_relaxed);
 }
 
 bool BoundSetFeeder::open(std::string& error) {
@@ -80,6 +107,8 @@ void BoundSetFeeder::onBound(std::string_view, const common::IpAddress& ip, nfq:
       nfq::planBoundEntries(ip, std::span(views.data(), total), *policy_, namePorts_, now, plan_);
   stats_.failed.fetch_add(plan.dropped, std::memory_order_relaxed);
   write(std::span(plan_.data(), plan.count));
+  // Before the answer goes out too: the client's first payload finds them.
+  writeKernelNames(ip, std::span(views.data(), total), now);
 }
 
 void BoundSetFeeder::resync() noexcept {
@@ -114,6 +143,13 @@ void BoundSetFeeder::clear() noexcept {
 void BoundSetFeeder::resyncLocked() noexcept {
   refreshPolicyLocked();
   stats_.resyncs.fetch_add(1, std::memory_order_relaxed);
+  if (kernelVerdict_ != nullptr) {
+    // Names written under an older policy (also those written after
+    // suspendKernelNames()'s bump, had any been) stop counting; the refill
+    // below writes the current ones.
+    kernelVerdict_->invalidateAll();
+    kernelNamesSuspended_ = false;
+  }
   std::string error;
   for (const std::string* set : {&set4_, &set6_}) {
     stats_.flushes.fetch_add(1, std::memory_order_relaxed);
@@ -144,6 +180,7 @@ void BoundSetFeeder::resyncLocked() noexcept {
     const nfq::BoundPlan plan =
         nfq::planBoundEntries(current, std::span(views.data(), count), *policy_, namePorts_, now, plan_);
     stats_.failed.fetch_add(plan.dropped, std::memory_order_relaxed);
+    writeKernelNames(current, std::span(views.data(), count), now);
     pending.insert(pending.end(), plan_.begin(), plan_.begin() + static_cast<std::ptrdiff_t>(plan.count));
     if (pending.size() >= kPlanEntries) {
       write(pending);
@@ -227,6 +264,10 @@ bool Enforcement::start(const config::Config& config, std::string& error) {
             "] must be consecutive numbers, e.g. [0, 1] (iptables balances over a range)";
     return false;
   }
+  if (!config.nfqueue.installRules && config.nfqueue.kernelVerdict == config::KernelVerdictMode::Auto) {
+    common::LogLine(common::LogLevel::Info, "nfq.kernel_verdict_unavailable")
+        .field("error", "nfqueue.install_rules is false");
+  }
   if (config.nfqueue.installRules) {
     nfq::RulesetOptions ruleset = rulesetOptions(config);
     if (config.nfqueue.kernelGuard == config::KernelGuardMode::Auto) {
@@ -245,10 +286,19 @@ bool Enforcement::start(const config::Config& config, std::string& error) {
         common::LogLine(common::LogLevel::Warn, "nfq.kernel_guard_unavailable").field("error", guardError);
       }
     }
+    openKernelVerdict(config, ruleset);
     nfq::CommandResult installed = nfq::applyRuleset(ruleset);
+    if (!installed.ok && kernelVerdict_) {
+      // A kernel whose xt_bpf refuses the verdict program's rule.
+      common::LogLine(common::LogLevel::Warn, "nfq.kernel_verdict_unavailable")
+          .field("error", installed.error);
+      dropKernelVerdict(ruleset);
+      installed = nfq::applyRuleset(ruleset);
+    }
     if (!installed.ok && kernelGuard_) {
       // A kernel without xt_bpf: the rules that name the programs fail.
       common::LogLine(common::LogLevel::Warn, "nfq.kernel_guard_unavailable").field("error", installed.error);
+      dropKernelVerdict(ruleset);
       kernelGuard_.reset();
       ruleset.kernelGuardDir.clear();
       installed = nfq::applyRuleset(ruleset);
@@ -258,6 +308,12 @@ bool Enforcement::start(const config::Config& config, std::string& error) {
       // fast path (every SYN to user space) rather than not at all.
       common::LogLine(common::LogLevel::Warn, "nfq.fast_path_unavailable").field("error", installed.error);
       ruleset.kernelFastPath = false;
+      if (kernelVerdict_) {
+        // Its names are fed with the bound sets' entries.
+        common::LogLine(common::LogLevel::Warn, "nfq.kernel_verdict_unavailable")
+            .field("error", "the kernel fast path is unavailable");
+        dropKernelVerdict(ruleset);
+      }
       installed = nfq::applyRuleset(ruleset);
     }
     if (!installed.ok) {
@@ -268,7 +324,8 @@ bool Enforcement::start(const config::Config& config, std::string& error) {
         .field("chain", ruleset.chain)
         .field("queues", std::to_string(*low) + "-" + std::to_string(*high))
         .field("fast_path", ruleset.kernelFastPath ? "on" : "off")
-        .field("kernel_guard", kernelGuard_ ? kernelGuard_->dir() : std::string("off"));
+        .field("kernel_guard", kernelGuard_ ? kernelGuard_->dir() : std::string("off"))
+        .field("kernel_verdict", kernelVerdict_ ? "on" : "off");
     if (ruleset.kernelFastPath) {
       auto feeder = std::make_unique<BoundSetFeeder>(policy_, table_,
                                                      nfq::boundSetName(ruleset, nfq::IpTablesFamily::V4),
@@ -278,6 +335,7 @@ bool Enforcement::start(const config::Config& config, std::string& error) {
         error = "kernel fast path: " + fastPathError;
         return false;
       }
+      feeder->setKernelVerdict(kernelVerdict_.get());
       // Bindings recorded before now (DNS starts first) go in too.
       feeder->resync();
       table_.setObserver(feeder.get());
@@ -285,6 +343,47 @@ bool Enforcement::start(const config::Config& config, std::string& error) {
     }
   }
   return startWorkers(config, error);
+}
+
+void Enforcement::openKernelVerdict(const config::Config& config, nfq::RulesetOptions& ruleset) {
+  if (config.nfqueue.kernelVerdict != config::KernelVerdictMode::Auto) return;
+  // One line, once, whatever is missing; never fatal: the first payloads
+  // are then judged in user space as without it.
+  const auto unavailable = [](common::LogLevel level, const std::string& why) {
+    common::LogLine(level, "nfq.kernel_verdict_unavailable").field("error", why);
+  };
+  if (!kernelGuard_) {
+    // Its programs read the guard's starts and write its confirm entries.
+    unavailable(common::LogLevel::Warn, config.nfqueue.kernelGuard == config::KernelGuardMode::Off
+                                            ? "nfqueue.kernel_guard is \"off\""
+                                            : "the kernel guard is not active");
+    return;
+  }
+  if (config.nfqueue.queues.size() != 1) {
+    unavailable(common::LogLevel::Warn, "nfqueue.queues has " + std::to_string(config.nfqueue.queues.size()) +
+                                            " queues; the kernel verdict needs exactly one");
+    return;
+  }
+  if (!ruleset.kernelFastPath) {
+    unavailable(common::LogLevel::Warn, "the kernel fast path is off");
+    return;
+  }
+  auto verdict = std::make_unique<nfq::KernelVerdict>();
+  nfq::KernelVerdict::Options options;
+  options.dir = kernelGuard_->dir();
+  std::string why;
+  if (!verdict->open(options, *kernelGuard_, why)) {
+    unavailable(common::LogLevel::Warn, why);
+    return;
+  }
+  ruleset.kernelVerdict = true;
+  kernelVerdict_ = std::move(verdict);
+}
+
+void Enforcement::dropKernelVerdict(nfq::RulesetOptions& ruleset) {
+  ruleset.kernelVerdict = false;
+  if (kernelVerdict_) kernelVerdict_->remove();
+  kernelVerdict_.reset();
 }
 
 bool Enforcement::startWorkers(const config::Config& config, std::string& error) {
@@ -309,6 +408,7 @@ bool Enforcement::startWorkers(const config::Config& config, std::string& error)
     // to acknowledge exactly those bytes (docs/nfq.md "Insertion").
     options.confirmFirstPayload = config.nfqueue.installRules;
     options.kernelGuard = kernelGuard_.get();
+    options.kernelVerdict = kernelVerdict_.get();
     auto worker = std::make_unique<nfq::QueueWorker>(options, policy_, bindings_, events_);
     try {
       worker->start();
@@ -350,6 +450,13 @@ std::vector<QueueTotals> Enforcement::queueTotals() const {
 }
 
 void Enforcement::stop() {
+  // Nothing more is allowed in the kernel once no worker adopts it (the
+  // workers drain what came before as they stop).
+  if (feeder_) {
+    feeder_->suspendKernelNames();
+  } else if (kernelVerdict_) {
+    kernelVerdict_->invalidateAll();
+  }
   stopWorkers();
   if (feeder_) {
     table_.setObserver(nullptr);
@@ -360,7 +467,17 @@ void Enforcement::stop() {
   }
   // The pins go; the chain's rules keep their programs (and maps) while
   // the chain stays, as the fail-closed chain does.
+  if (kernelVerdict_) kernelVerdict_->remove();
+  kernelVerdict_.reset();
   kernelGuard_.reset();
+}
+
+void Enforcement::policyWillChange() {
+  if (feeder_) {
+    feeder_->suspendKernelNames();
+  } else if (kernelVerdict_) {
+    kernelVerdict_->invalidateAll();
+  }
 }
 
 void Enforcement::policyChanged() {

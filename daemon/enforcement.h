@@ -14,6 +14,13 @@
 // refilled when it changes), so a connection to an allowed name costs one
 // packet in user space: its first payload.
 //
+// The kernel verdict (nfqueue.kernel_verdict, nfq/kernel_verdict.h): with
+// the kernel guard, the fast path and one queue, that first payload too is
+// judged in the kernel when it names a bound name an exact or wildcard
+// rule allows; the feeder writes those names next to the set entries, and
+// policyWillChange() voids them before a new policy is published. The
+// worker adopts each allow from the program's ring (event, check 2).
+//
 // Counters: queueTotals() reports each queue's counters since start, the
 // workers' that update() replaced included, so /metrics never goes back.
 //
@@ -36,6 +43,7 @@
 #include "nfq/bound_set.h"
 #include "nfq/dns_intercept.h"
 #include "nfq/ipset.h"
+#include "nfq/kernel_verdict.h"
 #include "nfq/queue_worker.h"
 #include "nfq/ruleset.h"
 
@@ -64,6 +72,11 @@ struct FastPathStats {
   std::atomic<uint64_t> failed{0};    // other kernel refusals, send errors, plan overflow
   std::atomic<uint64_t> resyncs{0};   // flush + refill after a policy change
   std::atomic<uint64_t> flushes{0};   // sets emptied (resync, stop), each set counted
+  // The kernel verdict's names map (nfq/kernel_verdict.h): entries written,
+  // and those refused (map full, a name that cannot be a key) or that did
+  // not fit the plan (their first payloads go to user space).
+  std::atomic<uint64_t> kernelNames{0};
+  std::atomic<uint64_t> kernelNamesFailed{0};
 };
 
 // Entries in the kernel's bound sets now (nullopt: could not be read).
@@ -89,6 +102,13 @@ class BoundSetFeeder final : public dns::BindingObserver {
   void resync() noexcept;
   // Empties the sets (egressd stopping: SYNs then go to the unread queue).
   void clear() noexcept;
+  // The kernel verdict's names map, fed from the same bindings (null: off).
+  // Set before the first resync.
+  void setKernelVerdict(nfq::KernelVerdict* verdict) noexcept;
+  // A new policy is about to be published (or egressd stops): every name
+  // written so far stops counting in the kernel, and none is written until
+  // the next resync() plans them under the new policy.
+  void suspendKernelNames() noexcept;
 
   const FastPathStats& stats() const noexcept { return stats_; }
   // Asks the kernel (two netlink round trips, under the feeder's lock): for
@@ -99,6 +119,8 @@ class BoundSetFeeder final : public dns::BindingObserver {
   void refreshPolicyLocked() noexcept;
   void resyncLocked() noexcept;
   void write(std::span<const nfq::SetEntry> entries) noexcept;
+  void writeKernelNames(const common::IpAddress& ip, std::span<const nfq::BoundNameExpiry> names,
+                        nfq::TimePoint now) noexcept;
 
   // Mutable: setSizes() is a read, but it talks over the one socket.
   mutable std::mutex mutex_;
@@ -111,6 +133,9 @@ class BoundSetFeeder final : public dns::BindingObserver {
   mutable nfq::IpSetClient client_;
   std::vector<nfq::SetEntry> plan_;     // preallocated
   std::vector<nfq::SetEntry> pending_;  // resync batches, preallocated
+  nfq::KernelVerdict* kernelVerdict_ = nullptr;
+  std::vector<nfq::KernelNameEntry> kernelPlan_;  // preallocated
+  bool kernelNamesSuspended_ = false;
   FastPathStats stats_;
 };
 
@@ -146,7 +171,12 @@ class Enforcement {
   // Stops the workers (held packets are denied) and empties the bound sets;
   // the chain stays.
   void stop();
-  // The policy snapshot was replaced: stale bound-set entries go now.
+  // A new policy snapshot is about to be published: the kernel verdict
+  // stops allowing by the names of the old one (before the publish, so no
+  // first payload is allowed in the kernel by a rule already gone).
+  void policyWillChange();
+  // The policy snapshot was replaced: stale bound-set entries go now, and
+  // the kernel verdict's names are written again under the new policy.
   void policyChanged();
   // Applies changed live settings: mode and strict binding are swapped into
   // the running workers; a changed hold timeout restarts them.
@@ -161,8 +191,15 @@ class Enforcement {
   // Null when the insertion guard's checks run in user space
   // (nfqueue.kernel_guard = "off", or the kernel guard could not load).
   const nfq::KernelGuard* kernelGuard() const noexcept { return kernelGuard_.get(); }
+  // Null when every first payload is judged in user space
+  // (nfqueue.kernel_verdict = "off", or a condition was missing).
+  const nfq::KernelVerdict* kernelVerdict() const noexcept { return kernelVerdict_.get(); }
 
  private:
+  // nfqueue.kernel_verdict: opened when every condition holds (the guard,
+  // one queue, the fast path), else logged once; sets ruleset.kernelVerdict.
+  void openKernelVerdict(const config::Config& config, nfq::RulesetOptions& ruleset);
+  void dropKernelVerdict(nfq::RulesetOptions& ruleset);
   bool startWorkers(const config::Config& config, std::string& error);
   void stopWorkers();
 
@@ -171,6 +208,8 @@ class Enforcement {
   BindingTableLookup bindings_;
   std::unique_ptr<BoundSetFeeder> feeder_;
   std::unique_ptr<nfq::KernelGuard> kernelGuard_;  // before the workers, which borrow it
+  std::unique_ptr<nfq::KernelVerdict>
+      kernelVerdict_;  // uses the guard's maps; borrowed by the feeder and the worker
   nfq::EventSink* events_;
   std::vector<std::unique_ptr<nfq::QueueWorker>> workers_;
   std::vector<uint16_t> workerQueues_;  // the queue of each of workers_

@@ -50,6 +50,8 @@ FastPathSnapshot fastPathStats(const Enforcement& enforcement) {
   out.failed = load(f.failed);
   out.resyncs = load(f.resyncs);
   out.flushes = load(f.flushes);
+  out.kernelNames = load(f.kernelNames);
+  out.kernelNamesFailed = load(f.kernelNamesFailed);
   const BoundSetSizes sizes = feeder->setSizes();
   out.setEntries4 = sizes.v4;
   out.setEntries6 = sizes.v6;
@@ -300,6 +302,14 @@ void renderQueues(Exposition& e, const StatsSnapshot& s) {
   perQueue("egressd_nfq_kernel_confirm_missed_total", "counter",
            "Provisional allows the kernel guard's map could not take (full): confirmed in user space.",
            [](const QueueStats& q) { return q.kernelConfirmMissed; });
+  perQueue("egressd_nfq_kernel_verdicts_total", "counter",
+           "First payloads the kernel verdict's program allowed (not queued) whose decision the worker "
+           "adopted from the program's record (also in egressd_nfq_verdicts_total and the reasons).",
+           [](const QueueStats& q) { return q.kernelVerdicts; });
+  perQueue("egressd_nfq_kernel_verdict_disagreements_total", "counter",
+           "Kernel verdict records the worker's own decision did not allow (a policy change or an expiry "
+           "raced the program): the connection was withdrawn, both ends reset.",
+           [](const QueueStats& q) { return q.kernelVerdictDisagreements; });
   e.family("egressd_nfq_server_resets_total", "counter",
            "TCP resets sent to the servers of connections denied after their handshake, by result.");
   for (size_t i = 0; i < s.queues.size(); ++i) {
@@ -344,6 +354,13 @@ void renderFastPath(Exposition& e, const StatsSnapshot& s) {
            "they run in user space (nfqueue.kernel_guard = \"off\", or loading failed: see "
            "event=nfq.kernel_guard_unavailable).");
   if (s.kernelGuard) e.sample("egressd_nfq_kernel_guard_active", {}, uint64_t{*s.kernelGuard ? 1u : 0u});
+  e.family("egressd_nfq_kernel_verdict_active", "gauge",
+           "1 when the first payload of a connection to a DNS-bound allowed name is judged in the kernel "
+           "(eBPF, nfqueue.kernel_verdict = \"auto\"); 0 when every first payload is queued (\"off\", or a "
+           "condition was missing: see event=nfq.kernel_verdict_unavailable).");
+  if (s.kernelVerdict) {
+    e.sample("egressd_nfq_kernel_verdict_active", {}, uint64_t{*s.kernelVerdict ? 1u : 0u});
+  }
   const FastPathSnapshot* f = s.fastPath ? &*s.fastPath : nullptr;
   const auto single = [&](std::string_view name, std::string_view type, std::string_view help, auto value) {
     e.family(name, type, help);
@@ -624,6 +641,7 @@ StatsSnapshot collectStats(const StatsSources& sources) {
     }
     s.fastPath = fastPathStats(*sources.enforcement);
     s.kernelGuard = sources.enforcement->kernelGuard() != nullptr;
+    s.kernelVerdict = sources.enforcement->kernelVerdict() != nullptr;
   }
   if (sources.dns != nullptr) s.dns = dnsStats(*sources.dns, sources.dnsCacheCapacity);
   if (sources.bindings != nullptr) {
@@ -710,6 +728,8 @@ nlohmann::json toJson(const StatsSnapshot& s) {
                       {"kernel_starts", q.kernelStarts},
                       {"kernel_confirmed", q.kernelConfirmed},
                       {"kernel_confirm_missed", q.kernelConfirmMissed},
+                      {"kernel_verdicts", q.kernelVerdicts},
+                      {"kernel_verdict_disagreements", q.kernelVerdictDisagreements},
                       {"verdicts", std::move(verdicts)},
                       {"reasons", std::move(reasons)},
                       {"decode_errors", std::move(decodeErrors)},
@@ -727,15 +747,22 @@ nlohmann::json toJson(const StatsSnapshot& s) {
   }
   out["nfqueue"] = {{"enabled", !s.queues.empty()}, {"queues", std::move(queues)}};
   if (s.kernelGuard) out["nfqueue"]["kernel_guard"] = {{"active", *s.kernelGuard}};
+  if (s.kernelVerdict) out["nfqueue"]["kernel_verdict"] = {{"active", *s.kernelVerdict}};
   if (s.fastPath) {
     const FastPathSnapshot& f = *s.fastPath;
     json sets = json::object();
     if (f.setEntries4) sets["ipv4"] = *f.setEntries4;
     if (f.setEntries6) sets["ipv6"] = *f.setEntries6;
-    out["nfqueue"]["fast_path"] = {{"available", f.available}, {"set_entries", std::move(sets)},
-                                   {"bindings", f.bindings},   {"entries_written", f.entries},
-                                   {"set_full", f.setFull},    {"failed", f.failed},
-                                   {"resyncs", f.resyncs},     {"flushes", f.flushes}};
+    out["nfqueue"]["fast_path"] = {{"available", f.available},
+                                   {"set_entries", std::move(sets)},
+                                   {"bindings", f.bindings},
+                                   {"entries_written", f.entries},
+                                   {"set_full", f.setFull},
+                                   {"failed", f.failed},
+                                   {"resyncs", f.resyncs},
+                                   {"flushes", f.flushes},
+                                   {"kernel_names_written", f.kernelNames},
+                                   {"kernel_names_failed", f.kernelNamesFailed}};
   }
 
   if (s.dns) {

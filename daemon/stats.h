@@ -96,13 +96,15 @@ struct QueueStats : nfq::QueueCounters {
 // The kernel fast path (daemon/enforcement.h BoundSetFeeder); present while
 // NFQUEUE enforcement runs.
 struct FastPathSnapshot {
-  bool available = false;  // the chain passes bound SYNs in the kernel
-  uint64_t bindings = 0;   // bindings the feeder saw
-  uint64_t entries = 0;    // set entries written (added or timeout renewed)
-  uint64_t setFull = 0;    // refused: set at maxelem
-  uint64_t failed = 0;     // other refusals, send errors, plan overflow
-  uint64_t resyncs = 0;    // flush + refill (policy change)
-  uint64_t flushes = 0;    // sets emptied (resync, stop)
+  bool available = false;          // the chain passes bound SYNs in the kernel
+  uint64_t bindings = 0;           // bindings the feeder saw
+  uint64_t entries = 0;            // set entries written (added or timeout renewed)
+  uint64_t setFull = 0;            // refused: set at maxelem
+  uint64_t failed = 0;             // other refusals, send errors, plan overflow
+  uint64_t resyncs = 0;            // flush + refill (policy change)
+  uint64_t flushes = 0;            // sets emptied (resync, stop)
+  uint64_t kernelNames = 0;        // kernel verdict names map entries written
+  uint64_t kernelNamesFailed = 0;  // refused or not planned (their first payloads are queued)
   // Entries the kernel holds now, by family (nullopt: could not be read).
   std::optional<uint64_t> setEntries4;
   std::optional<uint64_t> setEntries6;
@@ -153,6 +155,7 @@ struct StatsSnapshot {
   std::vector<QueueStats> queues;            // empty: NFQUEUE off
   std::optional<FastPathSnapshot> fastPath;  // nullopt: NFQUEUE off
   std::optional<bool> kernelGuard;           // the insertion guard's eBPF checks loaded; nullopt: NFQUEUE off
+  std::optional<bool> kernelVerdict;         // first payloads judged by eBPF; nullopt: NFQUEUE off
   std::optional<DnsStats> dns;               // nullopt: DNS off
   std::optional<BindingTableStats> bindings;  // nullopt: no table
   uint64_t eventsDropped = 0;                 // decision events the event hub could not take

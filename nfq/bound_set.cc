@@ -33,4 +33,27 @@ BoundPlan planBoundEntries(const common::IpAddress& ip, std::span<const BoundNam
   return plan;
 }
 
+BoundPlan planKernelNames(const common::IpAddress& ip, std::span<const BoundNameExpiry> names,
+                          const policy::Policy& policy, const NamePorts& namePorts, TimePoint now,
+                          std::span<KernelNameEntry> out) noexcept {
+  BoundPlan plan;
+  if (names.empty()) return plan;
+  for (const uint16_t port : policy.portsInUse()) {
+    // The ports planBoundEntries considers: elsewhere the SYN is decided
+    // for good in user space, and no first payload reaches the program.
+    if (!namePorts.test(port) || policy.worldOnPort(port) || policy.matchAddress(ip, port)) continue;
+    for (const BoundNameExpiry& bound : names) {
+      if (bound.expiry <= now) continue;
+      const policy::NameMatch match = policy.matchName(bound.name, port);
+      if (!match || match.kind == policy::MatchKind::World) continue;
+      if (plan.count == out.size()) {
+        ++plan.dropped;
+        continue;
+      }
+      out[plan.count++] = KernelNameEntry{port, bound.name, bound.expiry};
+    }
+  }
+  return plan;
+}
+
 }  // namespace nfq

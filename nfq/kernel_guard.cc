@@ -1,5 +1,6 @@
 #include "nfq/kernel_guard.h"
 #include "common/errno_text.h"
+#include "nfq/kernel_verdict.h"
 
 #include <arpa/inet.h>
 #include <linux/magic.h>
@@ -299,6 +300,10 @@ void removeKernelPins(const std::string& dir) noexcept {
     for (const KernelFamily family : {KernelFamily::V4, KernelFamily::V6}) {
       ::unlink(kernelPinPath(dir, program, family).c_str());
     }
+  }
+  // The kernel verdict's programs share the directory (nfq/kernel_verdict.h).
+  for (const KernelVerdictFamily family : {KernelVerdictFamily::V4, KernelVerdictFamily::V6}) {
+    ::unlink(kernelVerdictPinPath(dir, family).c_str());
   }
   ::rmdir(dir.c_str());
 }

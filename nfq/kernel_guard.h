@@ -100,8 +100,9 @@ std::vector<bpf_insn> kernelProgram(KernelProgram program, KernelFamily family, 
 
 // Where the programs are pinned: "<dir>/synack4" etc.
 std::string kernelPinPath(const std::string& dir, KernelProgram program, KernelFamily family);
-// Removes the pins under `dir` and the directory (egressd --uninstall, or
-// a run that was killed); missing ones are fine.
+// Removes the pins under `dir` (the kernel verdict's too) and the
+// directory (egressd --uninstall, or a run that was killed); missing ones
+// are fine.
 void removeKernelPins(const std::string& dir) noexcept;
 // The kernel's CLOCK_MONOTONIC nanoseconds (bpf_ktime_get_ns) as a worker
 // time point: steady_clock is CLOCK_MONOTONIC on Linux.

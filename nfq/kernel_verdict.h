@@ -108,7 +108,7 @@ class KernelVerdict {
     uint32_t ringBytes = 1U << 21;  // ring size, a power of two
   };
 
-  KernelVerdict() = default;
+  KernelVerdict();  // defined where Impl is complete
   ~KernelVerdict();
   KernelVerdict(const KernelVerdict&) = delete;
   KernelVerdict& operator=(const KernelVerdict&) = delete;

@@ -134,6 +134,12 @@ QueueWorker::QueueWorker(QueueWorkerOptions options, const common::SnapshotHolde
   if (!options_.confirmFirstPayload || (options_.kernelGuard != nullptr && !options_.kernelGuard->active())) {
     options_.kernelGuard = nullptr;
   }
+  // The kernel verdict writes the guard's confirm entries: without the
+  // guard (or its ring) there is nothing to adopt.
+  if (options_.kernelGuard == nullptr ||
+      (options_.kernelVerdict != nullptr && !options_.kernelVerdict->active())) {
+    options_.kernelVerdict = nullptr;
+  }
   options_.decide.maxHoldBytes = options_.flows.maxFlowBytes;
   refreshPolicy();
 }
@@ -159,6 +165,8 @@ QueueCounters& QueueCounters::operator+=(const QueueCounters& other) noexcept {
   kernelStarts += other.kernelStarts;
   kernelConfirmed += other.kernelConfirmed;
   kernelConfirmMissed += other.kernelConfirmMissed;
+  kernelVerdicts += other.kernelVerdicts;
+  kernelVerdictDisagreements += other.kernelVerdictDisagreements;
   for (size_t i = 0; i < verdicts.size(); ++i) verdicts[i] += other.verdicts[i];
   for (size_t i = 0; i < reasons.size(); ++i) reasons[i] += other.reasons[i];
   for (size_t i = 0; i < decodeErrors.size(); ++i) decodeErrors[i] += other.decodeErrors[i];
@@ -194,6 +202,8 @@ QueueCounters QueueWorker::counters() const noexcept {
   out.kernelStarts = load(stats_.kernelStarts);
   out.kernelConfirmed = load(stats_.kernelConfirmed);
   out.kernelConfirmMissed = load(stats_.kernelConfirmMissed);
+  out.kernelVerdicts = load(stats_.kernelVerdicts);
+  out.kernelVerdictDisagreements = load(stats_.kernelVerdictDisagreements);
   for (size_t i = 0; i < out.verdicts.size(); ++i) out.verdicts[i] = load(stats_.verdicts[i]);
   for (size_t i = 0; i < out.reasons.size(); ++i) out.reasons[i] = load(stats_.reasons[i]);
   for (size_t i = 0; i < out.decodeErrors.size(); ++i) out.decodeErrors[i] = load(stats_.decodeErrors[i]);
@@ -468,7 +478,8 @@ Decision QueueWorker::guard(const FlowKey& key, const Decision& decision, uint32
 }
 
 bool QueueWorker::beginConfirm(const FlowKey& key, const Decision& decision, uint32_t start,
-                               std::span<const uint8_t> judged, uint32_t indev, TimePoint now) noexcept {
+                               std::span<const uint8_t> judged, uint32_t indev, TimePoint now,
+                               bool kernelWrote) noexcept {
   if (FlowTable::Flow* stale = confirming_.find(key)) releaseConfirm(*stale);
   FlowTable::Flow& entry = confirming_.insert(key, now, [&](const FlowTable::Flow& evicted) {
     // Full: the oldest unconfirmed allow is withdrawn (fail-closed), unless
@@ -490,7 +501,12 @@ bool QueueWorker::beginConfirm(const FlowKey& key, const Decision& decision, uin
   confirmedRecently_.erase(key);
   confirmBeganOfSlot_[slot] = now;
   confirmInKernelOfSlot_[slot] = 0;
-  if (options_.kernelGuard != nullptr) {
+  if (kernelWrote) {
+    // The kernel verdict's program wrote the entry before it let the
+    // payload go: the kernel may confirm it already.
+    confirmInKernelOfSlot_[slot] = 1;
+    scheduleKernelCheck(key, entry.nextSeq, now + options_.kernelCheckInterval);
+  } else if (options_.kernelGuard != nullptr) {
     // Written before the provisional verdict leaves (verdicts are sent at
     // the end of the wake-up): the server cannot answer before the kernel
     // knows what to compare. passedEnd = judged end: bytes the client is
@@ -596,6 +612,106 @@ void QueueWorker::checkKernelConfirms(TimePoint now) noexcept {
     }
     scheduleKernelCheck(check.key, check.judgedEnd, now + options_.kernelCheckInterval);
   }
+}
+
+void QueueWorker::renewConsumer(TimePoint now) noexcept {
+  // A quarter of the lease between renewals: one map write per half second
+  // at most, and the program never sees a lapse while this thread runs.
+  if (options_.kernelVerdict == nullptr || now < consumerRenewed_ + options_.consumerLease / 4) return;
+  consumerRenewed_ = now;
+  options_.kernelVerdict->keepConsumerAlive(now + options_.consumerLease);
+}
+
+size_t QueueWorker::drainKernelVerdicts(TimePoint now) noexcept {
+  if (options_.kernelVerdict == nullptr) return 0;
+  const size_t drained =
+      options_.kernelVerdict->drain([&](const KernelVerdictRecord& record, std::span<const uint8_t> packet) {
+        adoptKernelVerdict(record, packet, now);
+      });
+  if (drained > 0) renewConsumer(now);
+  return drained;
+}
+
+void QueueWorker::adoptKernelVerdict(const KernelVerdictRecord& record, std::span<const uint8_t> bytes,
+                                     TimePoint now) noexcept {
+  // The program allowed this packet and marked its connection CONFIRM: the
+  // same as a provisional allow from here, minus the verdict (the packet
+  // is gone) and the confirm entry (the program wrote it). So it is judged
+  // here exactly as if it had been queued, and the event, counters and
+  // check 2 follow from that judgement.
+  const DecodeResult decoded = decodePacket(bytes);
+  if (!decoded.ok() || !decoded.view.isTcp()) {
+    // Cannot happen: the program parsed it. No connection to withdraw
+    // without a key; say so.
+    stats_.kernelVerdictDisagreements.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  const PacketView& packet = decoded.view;
+  const FlowKey key = FlowKey::of(packet);
+  if (FlowTable::Flow* stale = confirming_.find(key)) {
+    // An earlier connection of the 5-tuple: its kernel entry was replaced
+    // by this one's, which must stay.
+    confirmInKernelOfSlot_[confirming_.slotIndex(*stale)] = 0;
+    releaseConfirm(*stale);
+  }
+  FlowState state;
+  state.scratch = parserScratch_;
+  state.quic = quic_->spareContext();
+  Decision decision = decide(state, packet, *policy_, bindings_, options_.decide, now);
+  bool provisional = false;
+  if (decision.final()) {
+    decision = guard(key, decision, packet.tcpSeq, !packet.payload.empty(), record.ifindex, now, provisional);
+  }
+  if (decision.verdict == Verdict::AuditAllow) {
+    // Audit mode: user space would let it through too, saying "would
+    // deny"; the kernel confirms it as it would any allow.
+    stats_.kernelVerdictDisagreements.fetch_add(1, std::memory_order_relaxed);
+  } else if (decision.verdict != Verdict::Allow) {
+    // A policy change or an expiry raced the program (or its parser was
+    // laxer than sni/): the connection is withdrawn.
+    const Decision deny = decision.verdict == Verdict::Deny
+                              ? decision
+                              : denyKeepingName(Reason::Unconfirmed, decision, options_.decide);
+    disagreeWithKernel(packet, key, deny, bytes, now);
+    return;
+  } else if (provisional &&
+             !beginConfirm(key, decision, packet.tcpSeq, packet.payload, record.ifindex, now, true)) {
+    // No room to compare later segments with (user space denies its own
+    // allows then too).
+    disagreeWithKernel(packet, key, denyKeepingName(Reason::HoldLimit, decision, options_.decide), bytes,
+                       now);
+    return;
+  } else if (provisional) {
+    // The allow began when the program ran: a SYN-ACK the kernel records
+    // after that is a new connection on the 5-tuple (handleConfirming).
+    if (FlowTable::Flow* entry = confirming_.find(key)) {
+      confirmBeganOfSlot_[confirming_.slotIndex(*entry)] = kernelTime(record.timeNs);
+    }
+  }
+  stats_.kernelVerdicts.fetch_add(1, std::memory_order_relaxed);
+  stats_.verdicts[static_cast<size_t>(decision.verdict)].fetch_add(1, std::memory_order_relaxed);
+  stats_.reasons[static_cast<size_t>(decision.reason)].fetch_add(1, std::memory_order_relaxed);
+  emit(packet, decision, DecodeError::Ok, bytes);
+}
+
+void QueueWorker::disagreeWithKernel(const PacketView& packet, const FlowKey& key, const Decision& deny,
+                                     std::span<const uint8_t> bytes, TimePoint now) noexcept {
+  stats_.kernelVerdictDisagreements.fetch_add(1, std::memory_order_relaxed);
+  // Deleted first: from here the kernel cannot confirm, so the connection
+  // stays CONFIRM and its next client segments are queued and denied
+  // (remembered below). If the server confirmed already (ALLOW), the
+  // server resets still end it.
+  options_.kernelGuard->forgetConfirm(key);
+  // The server may have the judged bytes or not: reset at both places
+  // (RFC 5961 accepts only the exact next number).
+  const uint32_t start = packet.tcpSeq;
+  const uint32_t end = start + static_cast<uint32_t>(packet.payload.size());
+  resetServer(packet, start, deny);
+  if (end != start) resetServer(packet, end, deny);
+  stats_.verdicts[static_cast<size_t>(deny.verdict)].fetch_add(1, std::memory_order_relaxed);
+  stats_.reasons[static_cast<size_t>(deny.reason)].fetch_add(1, std::memory_order_relaxed);
+  remember(key, deny, RecentVerdicts::TcpPosition{start, false}, packet.payload.size(), now);
+  emit(packet, deny, DecodeError::Ok, bytes);
 }
 
 void QueueWorker::withdraw(const FlowTable::Flow& entry, const Decision& decision, TimePoint now) noexcept {
@@ -722,6 +838,13 @@ void QueueWorker::handlePacket(uint32_t id, uint32_t mark, uint32_t indev,
   const std::optional<RecentVerdicts::TcpPosition> position =
       packet.isTcp() ? std::optional<RecentVerdicts::TcpPosition>({packet.tcpSeq, packet.isSyn()})
                      : std::nullopt;
+
+  // A client segment may follow a first payload the kernel allowed: its
+  // record must be adopted first (check 2 compares with its bytes).
+  if (options_.kernelVerdict != nullptr && packet.isTcp() && !packet.payload.empty())
+    drainKernelVerdicts(now);
+  // A first payload queued because the lease had lapsed renews it here.
+  renewConsumer(now);
 
   // A server packet the chain queued for the insertion guard.
   if (options_.confirmFirstPayload && (mark & options_.marks.mask) == options_.marks.reply) {
@@ -897,22 +1020,39 @@ size_t QueueWorker::receiveQueued(int fd) noexcept {
 
 void QueueWorker::run() noexcept {
   const int fd = mnl_socket_get_fd(socket_.get());
+  // The kernel verdict's ring: polled while idle; after a drain, looked at
+  // again only after kernelCheckInterval (ringPause_), so a busy ring is
+  // read in batches and an idle one costs no timer.
+  const int ringFd = options_.kernelVerdict != nullptr ? options_.kernelVerdict->ringFd() : -1;
+  renewConsumer(Clock::now());
   for (;;) {
     int timeout = -1;
     std::optional<TimePoint> check;
     if (kernelCheckCount_ > 0) check = kernelChecks_[kernelCheckHead_].due;
-    for (const auto expiry : {flows_.nextExpiry(), confirming_.nextExpiry(), check}) {
+    for (const auto expiry : {flows_.nextExpiry(), confirming_.nextExpiry(), check, ringPause_}) {
       if (!expiry) continue;
       const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(*expiry - Clock::now()).count();
       const int ms = static_cast<int>(std::max<int64_t>(0, wait) + 1);
       timeout = timeout < 0 ? ms : std::min(timeout, ms);
     }
-    pollfd fds[2] = {{fd, POLLIN, 0}, {stopFd_, POLLIN, 0}};
-    if (poll(fds, 2, timeout) < 0 && errno != EINTR)
+    pollfd fds[3] = {{fd, POLLIN, 0}, {stopFd_, POLLIN, 0}, {ringPause_ ? -1 : ringFd, POLLIN, 0}};
+    if (poll(fds, ringFd >= 0 ? 3 : 2, timeout) < 0 && errno != EINTR)
       stats_.receiveErrors.fetch_add(1, std::memory_order_relaxed);
     if (fds[1].revents & POLLIN) break;
     refreshPolicy();
     refreshLiveOptions();
+    if (ringFd >= 0) {
+      const TimePoint now = Clock::now();
+      const bool readable = (fds[2].revents & POLLIN) != 0;
+      if (readable || (ringPause_ && *ringPause_ <= now)) {
+        // Woken by the ring, or records found: not polled for an interval
+        // (more gather, read in one go); nothing found when the pause ends
+        // (idle again): polled, without a timer.
+        const size_t drained = drainKernelVerdicts(now);
+        ringPause_.reset();
+        if (readable || drained > 0) ringPause_ = now + options_.kernelCheckInterval;
+      }
+    }
     // Drain what is there (a batch), then send all verdicts at once.
     if (fds[0].revents & POLLIN) {
       for (size_t read = 0; read < kReceiveMaxPerWakeup;) {
@@ -927,7 +1067,10 @@ void QueueWorker::run() noexcept {
     expireHeld(false);
     flushVerdicts();
   }
-  // Stopping: nothing stays held (each gets its timeout deny).
+  // Stopping: what the kernel allowed before the names were invalidated is
+  // adopted (its event logged); nothing stays held (each gets its timeout
+  // deny, unconfirmed allows are withdrawn).
+  drainKernelVerdicts(Clock::now());
   expireHeld(true);
   flushVerdicts();
 }

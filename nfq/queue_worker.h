@@ -36,6 +36,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -44,6 +45,7 @@
 #include "nfq/flow_table.h"
 #include "nfq/insertion_guard.h"
 #include "nfq/kernel_guard.h"
+#include "nfq/kernel_verdict.h"
 #include "nfq/packet.h"
 #include "nfq/recent_verdicts.h"
 #include "nfq/ruleset.h"
@@ -116,6 +118,18 @@ struct QueueWorkerOptions {
   // kernelCheckInterval (and before it would withdraw the allow).
   const KernelGuard* kernelGuard = nullptr;
   std::chrono::nanoseconds kernelCheckInterval = std::chrono::milliseconds(10);
+  // The kernel verdict (nfq/kernel_verdict.h; borrowed, must outlive the
+  // worker; null: off; needs kernelGuard): first payloads the chain's
+  // program allowed. The worker drains its ring before every queued
+  // packet with payload and when the ring is readable (then not again
+  // before kernelCheckInterval: batched, and no timer while idle), and
+  // adopts each record as its own provisional allow: the same decide() and
+  // event, the judged bytes in the confirm table (check 2), the kernel
+  // confirm check. A record user space would not allow is withdrawn (both
+  // ends reset) and counted. It renews the program's consumer deadline
+  // (consumerLease ahead) while it runs.
+  KernelVerdict* kernelVerdict = nullptr;
+  std::chrono::nanoseconds consumerLease = std::chrono::seconds(2);
 };
 
 struct QueueWorkerStats {
@@ -151,6 +165,12 @@ struct QueueWorkerStats {
   std::atomic<uint64_t> kernelStarts{0};
   std::atomic<uint64_t> kernelConfirmed{0};
   std::atomic<uint64_t> kernelConfirmMissed{0};
+  // Kernel verdict: first payloads the program allowed that this worker
+  // adopted (its decision agreed: also in verdicts/reasons), and those it
+  // did not agree with (a policy change or an expiry raced the program, or
+  // the parsers differ): withdrawn, both ends reset.
+  std::atomic<uint64_t> kernelVerdicts{0};
+  std::atomic<uint64_t> kernelVerdictDisagreements{0};
 };
 
 // A worker's counters as plain numbers (QueueWorker::counters(), one
@@ -173,6 +193,8 @@ struct QueueCounters {
   uint64_t kernelStarts = 0;
   uint64_t kernelConfirmed = 0;
   uint64_t kernelConfirmMissed = 0;
+  uint64_t kernelVerdicts = 0;
+  uint64_t kernelVerdictDisagreements = 0;
   std::array<uint64_t, kVerdictCount> verdicts{};
   std::array<uint64_t, kReasonCount> reasons{};
   std::array<uint64_t, kDecodeErrorCount> decodeErrors{};
@@ -222,8 +244,11 @@ class QueueWorker {
   // Insertion guard (nfq/insertion_guard.h).
   Decision guard(const FlowKey& key, const Decision& decision, uint32_t start, bool hadPayload,
                  uint32_t indev, TimePoint now, bool& provisional) noexcept;
+  // `kernelWrote`: the kernel verdict's program wrote the guard's confirm
+  // entry already (the map write is skipped, the check scheduled).
   bool beginConfirm(const FlowKey& key, const Decision& decision, uint32_t start,
-                    std::span<const uint8_t> judged, uint32_t indev, TimePoint now) noexcept;
+                    std::span<const uint8_t> judged, uint32_t indev, TimePoint now,
+                    bool kernelWrote = false) noexcept;
   void handleReply(uint32_t id, uint32_t mark, uint32_t indev, const PacketView& packet,
                    TimePoint now) noexcept;
   bool handleConfirming(FlowTable::Flow& entry, uint32_t id, uint32_t mark, const PacketView& packet,
@@ -237,6 +262,13 @@ class QueueWorker {
   void kernelConfirmedAllow(const FlowTable::Flow& entry, const KernelConfirm& confirm) noexcept;
   void checkKernelConfirms(TimePoint now) noexcept;
   void scheduleKernelCheck(const FlowKey& key, uint32_t judgedEnd, TimePoint due) noexcept;
+  // Kernel verdict.
+  size_t drainKernelVerdicts(TimePoint now) noexcept;
+  void adoptKernelVerdict(const KernelVerdictRecord& record, std::span<const uint8_t> packet,
+                          TimePoint now) noexcept;
+  void disagreeWithKernel(const PacketView& packet, const FlowKey& key, const Decision& deny,
+                          std::span<const uint8_t> bytes, TimePoint now) noexcept;
+  void renewConsumer(TimePoint now) noexcept;
   void remember(const FlowKey& key, const Decision& decision, std::optional<RecentVerdicts::TcpPosition> tcp,
                 size_t length, TimePoint now) noexcept;
   bool passRetransmit(const FlowTable::Flow& flow, const PacketView& packet, uint32_t id,
@@ -299,6 +331,10 @@ class QueueWorker {
   common::LazyArray<KernelCheck> kernelChecks_;  // a ring: committed as far as it has gone round
   size_t kernelCheckHead_ = 0;
   size_t kernelCheckCount_ = 0;
+  // Kernel verdict: when the consumer deadline was last renewed; while the
+  // ring is not polled (drained a moment ago), when to look again.
+  TimePoint consumerRenewed_{};
+  std::optional<TimePoint> ringPause_;
   std::unique_ptr<QuicSlot> quic_;
   ResetSender resets_;
   QueueWorkerStats stats_;

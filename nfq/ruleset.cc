@@ -227,6 +227,20 @@ std::vector<std::string> renderChainRules(const RulesetOptions& options, IpTable
     rules.push_back(a + "-p tcp -m tcp --tcp-flags SYN NONE -m conntrack --ctstate ESTABLISHED" + noPayload +
                     " -j RETURN");
   }
+  if (options.kernelVerdict && !options.kernelGuardDir.empty()) {
+    // The first payload judged in the kernel (nfq/kernel_verdict.h): a
+    // client packet of an undecided connection (no connection mark, no
+    // verdict mark) that the program allows is marked CONFIRM, saved by the
+    // verdict chain like a provisional allow from user space; the kernel
+    // guard's confirm program then finalises it on the server's
+    // acknowledgment. The program wrote the guard's confirm entry and a
+    // ring record (the worker adopts it: event, check 2). Anything it does
+    // not allow falls through to the queue below, unmarked.
+    rules.push_back(a + "-p tcp " + markMatch("connmark", 0, m.mask) + " " + markMatch("mark", 0, m.mask) +
+                    " -m bpf --object-pinned " + options.kernelGuardDir + "/verdict" + (v4 ? "4" : "6") +
+                    " -j MARK --set-xmark " + hex(m.confirm) + "/" + hex(m.mask));
+    rules.push_back(a + markMatch("mark", m.confirm, m.mask) + " -g " + verdictChainName(options));
+  }
   // No --queue-bypass: without a reader, the kernel drops (fail-closed).
   rules.push_back(a + queue);
   rules.insert(rules.end(), verdictRules.begin(), verdictRules.end());

@@ -42,6 +42,10 @@
 //                                                     the first payload is still queued)
 //   payload-less non-SYN of an ESTABLISHED   RETURN  (handshake ACK, FIN, RST)
 //     connection not yet decided
+//   (kernel verdict, when enabled) TCP of an mark CONFIRM, goto <chain>-VERDICT
+//     undecided connection the program        (saved as a provisional allow; the
+//     allows (a first payload naming a         worker adopts the program's ring
+//     bound allowed name)                      record: event, confirm table)
 //   everything else                          NFQUEUE --queue-balance a:b, no --queue-bypass
 // No --queue-bypass: with no egressd reading the queue, new flows are
 // dropped (fail-closed); decided connections keep their connmark.
@@ -108,6 +112,12 @@ struct RulesetOptions {
   // program recorded passes, and a CONFIRM connection's server packet the
   // program finds confirming gets ALLOW (saved); the rest is queued.
   std::string kernelGuardDir;
+  // The kernel verdict (nfq/kernel_verdict.h), with kernelGuardDir: its
+  // programs are pinned there too (verdict4/verdict6). Right before the
+  // final queueing rule, an undecided client packet the program allows
+  // is marked CONFIRM and takes the goto to <chain>-VERDICT (saved there,
+  // as a provisional allow from user space); the rest is queued.
+  bool kernelVerdict = false;
 };
 
 // "<chain>-bound4" / "<chain>-bound6": the hash:ip,port sets of DNS-bound

@@ -11,6 +11,7 @@ build_pkgs=(
   libldns-dev libevent-dev libssl-dev libnetfilter-queue-dev libmnl-dev
   libtomlplusplus-dev libyaml-dev nlohmann-json3-dev libcli11-dev
   libpsl-dev publicsuffix libidn2-dev catch2 libcurl4-openssl-dev
+  clang  # the kernel verdict's eBPF program (nfq/bpf/), compiled for the BPF target
 )
 test_pkgs=(
   clang libclang-rt-14-dev clang-format clang-tidy

@@ -140,6 +140,7 @@ max_held_flows = 9
 hold_timeout = "500ms"
 queue_maxlen = 11
 kernel_guard = "off"
+kernel_verdict = "off"
 [proxy]
 listen = ["10.0.0.1", "[::1]:8080"]
 max_head_bytes = 2048
@@ -192,6 +193,7 @@ format = "json"
   CHECK(c.nfqueue.holdTimeout == 500ms);
   CHECK(c.nfqueue.queueMaxlen == 11);
   CHECK(c.nfqueue.kernelGuard == config::KernelGuardMode::Off);
+  CHECK(c.nfqueue.kernelVerdict == config::KernelVerdictMode::Off);
   CHECK(c.proxy.listen == std::vector{addr("10.0.0.1:3128"), addr("[::1]:8080")});
   CHECK(c.proxy.maxHeadBytes == 2048);
   CHECK(c.proxy.maxConnections == 10);
@@ -311,6 +313,8 @@ TEST_CASE("every key with a value of the wrong type is one problem at its path")
       {"[nfqueue]\nkernel_guard = \"on\"", "nfqueue.kernel_guard", "\"on\" is not one of \"auto\", \"off\""},
       {"[nfqueue]\nkernel_guard = true", "nfqueue.kernel_guard",
        "expected a string, one of \"auto\", \"off\", got a boolean"},
+      {"[nfqueue]\nkernel_verdict = \"on\"", "nfqueue.kernel_verdict",
+       "\"on\" is not one of \"auto\", \"off\""},
       {"[nfqueue]\nqueues = 0", "nfqueue.queues", "expected an array of integers, got an integer"},
       {"[nfqueue]\nqueues = [\"0\"]", "nfqueue.queues[0]", "expected an integer, got a string"},
       {"[control]\nsocket = 1", "control.socket", "expected a string (a path), got an integer"},

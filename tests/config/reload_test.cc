@@ -112,7 +112,7 @@ TEST_CASE("knownKeys lists each key once, sections first-level only") {
     CHECK(seen.insert(key.path).second);
     CHECK(std::count(key.path.begin(), key.path.end(), '.') <= 1);
   }
-  CHECK(seen.size() == 47);
+  CHECK(seen.size() == 48);
 }
 
 TEST_CASE("validate on a default config only asks for upstreams") {

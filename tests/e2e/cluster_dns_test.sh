@@ -307,6 +307,9 @@ stop_egressd TERM
 down "after SIGTERM" 40002
 back "restarted after SIGTERM" 40002
 stop_egressd KILL
+# The kernel verdict's program allows until the worker's 2 s consumer
+# lease ends (docs/nfq.md "Fail-closed"): wait that out.
+sleep 2.2
 down "after SIGKILL" 40003
 back "restarted after SIGKILL" 40003
 

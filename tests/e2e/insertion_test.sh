@@ -26,7 +26,11 @@
 #
 # EGRESSD_INSERTION_KERNEL_GUARD=auto (default) | off: nfqueue.kernel_guard.
 # With auto the test also proves the kernel guard ran (its gauge, no
-# SYN-ACK queued, starts and confirmations counted by the kernel path).
+# SYN-ACK queued, starts and confirmations counted by the kernel path),
+# and, where the kernel verdict loads, that its program allowed the decoys
+# (check 2 caught what followed) and that a disagreement is withdrawn: a
+# name evicted from egressd's binding table (40 names on one address) but
+# still in the program's names map.
 # nocap: auto, but egressd runs without CAP_BPF and CAP_SYS_ADMIN, so the
 # programs cannot load: it must fall back to the user-space guard (log
 # line, gauge 0) and stop the same attacks.
@@ -70,7 +74,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 ok() { passed=$((passed + 1)); echo "ok: $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL: $1"; }
+bad() { failed=$((failed + 1)); echo "FAIL: $1${2:+ ($2)}"; }
 
 for ns in "$pod" "$gw" "$rt" "$srv"; do
   ip netns add "$ns"
@@ -120,6 +124,8 @@ server:
   local-zone: "example.com." static
   local-data: "allowed.example.com. 300 IN A 203.0.113.10"
   local-data: "allowed.example.com. 300 IN AAAA 2001:db8:113::10"
+  local-zone: "many.example.com." redirect
+  local-data: "many.example.com. 300 IN A 203.0.113.10"
 EOF
 S unbound -d -c "$work/unbound.conf" > "$work/unbound.log" 2>&1 &
 : > "$work/server.log"
@@ -134,7 +140,7 @@ apiVersion: zalando.org/v1
 kind: EgressRuleSet
 metadata: {name: app, namespace: team-a}
 spec:
-  targets: ["allowed.example.com:443", "allowed.example.com:80"]
+  targets: ["allowed.example.com:443", "allowed.example.com:80", "*.many.example.com:443"]
 EOF
 cat > "$work/egressd.toml" << EOF
 mode = "enforce"
@@ -249,6 +255,48 @@ if [ "${EGRESSD_INSERTION_EXPECT_BYPASS:-0}" != 1 ]; then
     [ "${synacks:-1}" = 0 ] && [ "${kstarts:-0}" -ge 8 ] &&
       ok "no SYN-ACK queued; $kstarts stream starts read from the kernel" || bad "SYN-ACKs ${synacks:-none}, kernel starts ${kstarts:-none}"
     [ "${kconfirmed:-0}" -ge 1 ] && ok "the kernel confirmed $kconfirmed allows" || bad "the kernel confirmed ${kconfirmed:-none}"
+    # The kernel verdict (where it loads): the decoys name the allowed
+    # name, so the program let them go in the kernel; the worker adopted
+    # them and check 2 still caught the denied payload behind each.
+    kverdict="$(awk '$1 == "egressd_nfq_kernel_verdict_active" {print $2}' <<< "$metrics")"
+    kverdicts="$(counter egressd_nfq_kernel_verdicts_total)"
+    if [ "${kverdict:-0}" = 1 ]; then
+      [ "${kverdicts:-0}" -ge 8 ] && ok "the kernel verdict allowed $kverdicts first payloads (decoys included)" ||
+        bad "kernel verdicts: ${kverdicts:-none}"
+      # A disagreement, provoked: 40 names bound to 203.0.113.10 push the
+      # oldest out of egressd's binding table (32 names per address), not
+      # out of the kernel's names map. The program allows n1's hello; the
+      # worker, with strict binding, decides sni_not_bound, withdraws the
+      # connection (both ends reset) and counts it.
+      for i in $(seq 40); do P dig +short +time=2 +tries=1 @10.88.0.1 "n$i.many.example.com" A > /dev/null; done
+      tls_to() { P curl -sk -o /dev/null --max-time 3 --resolve "$1:443:203.0.113.10" "https://$1/" 2> /dev/null; }
+      # The program allows only within the worker's 2 s consumer lease,
+      # which the 40 queries may have outlasted: one connection renews it.
+      tls_to n39.many.example.com
+      tls_to n1.many.example.com
+      sleep 0.5
+      metrics="$(G curl -s --max-time 2 http://127.0.0.1:9153/metrics)"
+      disagreements="$(counter egressd_nfq_kernel_verdict_disagreements_total)"
+      [ "${disagreements:-0}" = 1 ] && ok "evicted binding: the kernel allowed n1's hello, the worker disagreed and withdrew it" ||
+        bad "kernel verdict disagreements: ${disagreements:-none}"
+      grep -q 'verdict=deny reason=sni_not_bound .*name=n1.many.example.com' "$work/egressd.log" &&
+        ok "... and logged the deny (sni_not_bound)" || bad "no sni_not_bound deny for n1 in the log"
+      # n1's client waited for its answer until curl gave up, past the
+      # lease: renew it again (queued or not), then count n40 alone.
+      tls_to n38.many.example.com
+      metrics="$(G curl -s --max-time 2 http://127.0.0.1:9153/metrics)"
+      before="$(counter egressd_nfq_kernel_verdicts_total)"
+      tls_to n40.many.example.com
+      sleep 0.5
+      metrics="$(G curl -s --max-time 2 http://127.0.0.1:9153/metrics)"
+      [ "$(counter egressd_nfq_kernel_verdicts_total)" = $((before + 1)) ] && [ "$(processed "sni n40.many.example.com")" -ge 1 ] &&
+        [ "$(counter egressd_nfq_kernel_verdict_disagreements_total)" = 1 ] &&
+        ok "a name still bound there: allowed by the kernel verdict, adopted, processed by the server" ||
+        bad "n40: kernel verdicts $before -> $(counter egressd_nfq_kernel_verdicts_total), server $(processed "sni n40.many.example.com")" \
+          "$(grep 'n40.many' "$work/egressd.log")"
+    else
+      echo "note: the kernel verdict is not active here (gauge ${kverdict:-none})"
+    fi
   fi
 fi
 [ -n "${KG_DEBUG:-}" ] && G iptables -L EGRESSD -v -n -x | head -12

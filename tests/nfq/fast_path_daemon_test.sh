@@ -6,6 +6,12 @@
 # before the pod connects, a connection then costs one queued packet, a rule
 # change removes the pairs of names no longer allowed, SIGTERM empties the
 # sets and --uninstall destroys them.
+# The kernel verdict (nfqueue.kernel_verdict, docs/nfq.md "Kernel verdict"),
+# where it loads: an allowed HTTPS or HTTP connection then queues no client
+# packet at all, and its decision is still logged (reason, pod) from the
+# program's record; a denied name is still judged in user space, a rule
+# change that removes a name makes its next connection denied, and with
+# kernel_verdict = "off" the first payload is queued again.
 set -uo pipefail
 bin="${EGRESSD_BIN:?}"
 e2e="${EGRESSD_SOURCE_DIR:?}/tests/e2e"
@@ -24,9 +30,16 @@ spec:
 EOF
   mv "$dir/rules/app.yaml.tmp" "$dir/rules/app.yaml"
 }
-write_rules '"api.example.com:443", "other.example.com:8080"'
+write_rules '"api.example.com:443", "api.example.com:80", "other.example.com:8080"'
 write_egressd_config "$dir/egressd.toml" "$dir/rules"
+# The pod's address names a pod: decision events carry it.
+printf '%s team-a web-0 Deployment/web web-sa\n' "$E2E_POD_IP4" > "$dir/pods.map"
+printf '\n[attribution]\nmap_file = "%s"\n' "$dir/pods.map" >> "$dir/egressd.toml"
 start_egressd "$bin/egressd" "$dir/egressd.toml" || exit 1
+metric() { in_gw curl -s --max-time 2 http://127.0.0.1:9153/metrics | awk -v m="$1" '$1 == m { print $2 }'; }
+# Client payloads the kernel verdict allowed (0 when it is off).
+kernel_verdicts() { metric 'egressd_nfq_kernel_verdicts_total{queue="0"}'; }
+verdict_active="$(metric egressd_nfq_kernel_verdict_active)"
 
 set4() { in_gw ipset list EGRESSD-bound4 2> /dev/null; }
 # Client packets the chain queued so far (the last NFQUEUE rule's counter, v4).
@@ -45,10 +58,31 @@ expect_match "other.example.com's pair is tcp:8080" "^$other,tcp:8080 timeout" "
 
 p0="$(queued)"
 r0="$(replies_queued)"
+k0="$(kernel_verdicts)"
 expect_eq "allowed name over HTTPS" 200 "$(curl_pod https://api.example.com/ --resolve "api.example.com:443:$api")"
 p1="$(queued)"
 r1="$(replies_queued)"
-expect_eq "... cost one queued client packet (its ClientHello)" 1 "$((p1 - p0))"
+k1="$(kernel_verdicts)"
+if [ "$verdict_active" = 1 ]; then
+  # The program judged the ClientHello: nothing of the client's was queued.
+  expect_eq "... cost no queued client packet (the kernel verdict allowed its ClientHello)" 0 "$((p1 - p0))"
+  expect_eq "... and the worker adopted the program's record" 1 "$((k1 - k0))"
+  wait_until 20 grep -q "event=verdict src=$E2E_POD_IP4:[0-9]* .*verdict=allow reason=sni_allowed .*name=api.example.com.* pod=web-0" "$E2E_LOGS/egressd.log"
+  expect_match "... and its decision is logged as before: sni_allowed, the pod" \
+    "verdict=allow reason=sni_allowed .*name=api.example.com.*namespace=team-a pod=web-0" "$(grep 'event=verdict' "$E2E_LOGS/egressd.log")"
+  hp0="$(queued)"
+  expect_eq "allowed name over HTTP" 200 "$(curl_pod http://api.example.com/ --resolve "api.example.com:80:$api")"
+  expect_eq "... cost no queued client packet (the kernel verdict allowed its request head)" 0 "$(($(queued) - hp0))"
+  wait_until 20 grep -q "verdict=allow reason=host_allowed .*name=api.example.com.* pod=web-0" "$E2E_LOGS/egressd.log"
+  expect_match "... and its decision is logged: host_allowed, the pod" \
+    "verdict=allow reason=host_allowed .*name=api.example.com.*namespace=team-a pod=web-0" "$(grep 'event=verdict' "$E2E_LOGS/egressd.log")"
+  expect_eq "... no disagreement between the kernel and the worker" 0 \
+    "$(metric 'egressd_nfq_kernel_verdict_disagreements_total{queue="0"}')"
+  p1="$(queued)"
+else
+  echo "note: the kernel verdict is not active here (egressd_nfq_kernel_verdict_active ${verdict_active:-none})"
+  expect_eq "... cost one queued client packet (its ClientHello)" 1 "$((p1 - p0))"
+fi
 # The insertion guard (docs/nfq.md "Insertion"): the server's SYN-ACK (where
 # the stream starts) and its acknowledgment of the hello (the confirmation).
 # With the kernel guard (the default where it loads: docs/nfq.md "Kernel
@@ -62,7 +96,11 @@ else
 fi
 for _ in 1 2 3 4 5; do curl_pod https://api.example.com/ --resolve "api.example.com:443:$api" > /dev/null; done
 p2="$(queued)"
-expect_eq "five more connections, five packets" 5 "$((p2 - p1))"
+if [ "$verdict_active" = 1 ]; then
+  expect_eq "five more connections, no queued packet" 0 "$((p2 - p1))"
+else
+  expect_eq "five more connections, five packets" 5 "$((p2 - p1))"
+fi
 # curl 35/56/7: the connection was reset during the handshake (28 would be a timeout).
 expect_match "a denied SNI to the bound address is still judged: reset" '^(7|35|52|56)$' \
   "$(in_pod curl -sk --max-time 3 --resolve "evil.example.net:443:$api" https://evil.example.net/ > /dev/null 2>&1; echo $?)"
@@ -71,14 +109,38 @@ wait_until 20 grep -q 'reason=sni_not_allowed' "$E2E_LOGS/egressd.log"
 expect_match "... and logged" 'reason=sni_not_allowed' "$(cat "$E2E_LOGS/egressd.log")"
 
 # A rule change: api.example.com is no longer allowed; its pair goes at once.
-write_rules '"other.example.com:8080"'
+# Port 443 keeps a name rule, so the SYN still passes (await_payload) and
+# the ClientHello meets the verdict program, whose names are void now.
+write_rules '"www.example.org:443", "other.example.com:8080"'
 wait_until 5 bash -c "! ip netns exec $E2E_NS_GW ipset list EGRESSD-bound4 | grep -q '$api,tcp:443'"
 expect_eq "a policy change removed the pair of a name no longer allowed" "" "$(set4 | grep "$api,tcp:443" || true)"
 expect_match "... and refilled the others from the binding table" "^$other,tcp:8080 timeout" "$(set4)"
-write_rules '"api.example.com:443", "other.example.com:8080"'
+k2="$(kernel_verdicts)"
+expect_match "the next connection to the name no longer allowed is denied (reset)" '^curl:(7|35|52|56)$' \
+  "$(curl_pod https://api.example.com/ --resolve "api.example.com:443:$api")"
+expect_eq "... not by the kernel verdict" "$k2" "$(kernel_verdicts)"
+wait_until 20 grep -q 'reason=sni_not_allowed .*name=api.example.com' "$E2E_LOGS/egressd.log"
+expect_match "... but in user space: sni_not_allowed" 'reason=sni_not_allowed .*name=api.example.com' \
+  "$(grep 'event=verdict' "$E2E_LOGS/egressd.log")"
+write_rules '"api.example.com:443", "api.example.com:80", "other.example.com:8080"'
 wait_until 5 bash -c "ip netns exec $E2E_NS_GW ipset list EGRESSD-bound4 | grep -q '$api,tcp:443'"
 expect_match "allowed again: the refill brings the pair back" "^$api,tcp:443 timeout" "$(set4)"
 
+if [ "$verdict_active" = 1 ]; then
+  k3="$(kernel_verdicts)"
+  expect_eq "allowed again: by the kernel verdict" 200 "$(curl_pod https://api.example.com/ --resolve "api.example.com:443:$api")"
+  expect_eq "... which adopted one more record" 1 "$(($(kernel_verdicts) - k3))"
+  # nfqueue.kernel_verdict = "off": the first payload is queued again.
+  expect_ok "egressd stopped" stop_egressd TERM
+  sed -i 's/^install_rules = true$/install_rules = true\nkernel_verdict = "off"/' "$dir/egressd.toml"
+  start_egressd "$bin/egressd" "$dir/egressd.toml" || exit 1
+  expect_eq "kernel_verdict = \"off\": egressd_nfq_kernel_verdict_active 0" 0 "$(metric egressd_nfq_kernel_verdict_active)"
+  expect_eq "... the rule is gone from the chain" "" "$(in_gw iptables-save -t filter | grep -- '/verdict4' || true)"
+  api="$(dns_answers api.example.com | tail -1)"
+  p3="$(queued)"
+  expect_eq "... an allowed connection" 200 "$(curl_pod https://api.example.com/ --resolve "api.example.com:443:$api")"
+  expect_eq "... queues its ClientHello (the user-space path)" 1 "$(($(queued) - p3))"
+fi
 expect_ok "egressd stopped with SIGTERM" stop_egressd TERM
 expect_eq "SIGTERM empties the sets (bound SYNs go to the unread queue)" "" "$(set4 | grep ',tcp:' || true)"
 expect_ok "egressd --uninstall" in_gw "$bin/egressd" --uninstall --config "$dir/egressd.toml"

@@ -16,6 +16,7 @@
 #include <cstring>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "dns/binding_table.h"
@@ -113,6 +114,72 @@ TEST_CASE("binding to set entries: a full plan buffer drops and counts", "[nfq][
   const auto entries = plan("192.0.2.10", {{"api.example.com", kNow + 60s}}, 1, &dropped);
   CHECK(entries.size() == 1);
   CHECK(dropped == 1);
+}
+
+TEST_CASE("binding to kernel names: each name an exact or wildcard rule allows, per port, own expiry",
+          "[nfq][fastpath][kernel_verdict]") {
+  struct Row {
+    const char* description;
+    const char* address;
+    std::vector<nfq::BoundNameExpiry> names;
+    std::vector<std::tuple<uint16_t, std::string, nfq::TimePoint>> expected;  // port, name, expiry
+  };
+  const std::vector<Row> rows = {
+      {"exact name on two ports; the world port 8080 stays in user space",
+       "192.0.2.10",
+       {{"api.example.com", kNow + 300s}},
+       {{22, "api.example.com", kNow + 300s}, {443, "api.example.com", kNow + 300s}}},
+      {"wildcard name",
+       "192.0.2.20",
+       {{"www.example.org", kNow + 60s}},
+       {{80, "www.example.org", kNow + 60s}, {443, "www.example.org", kNow + 60s}}},
+      {"a name no rule allows", "192.0.2.66", {{"evil.com", kNow + 60s}}, {}},
+      {"the bare suffix of a wildcard is not allowed", "192.0.2.21", {{"example.org", kNow + 60s}}, {}},
+      {"expired binding", "192.0.2.10", {{"api.example.com", kNow - 1s}}, {}},
+      {"an address rule decides in user space (203.0.113.0/24:443)",
+       "203.0.113.7",
+       {{"api.example.com", kNow + 60s}},
+       {{22, "api.example.com", kNow + 60s}}},
+      {"several names: each its own expiry, only where it is allowed",
+       "192.0.2.30",
+       {{"api.example.com", kNow + 100s}, {"db.example.com", kNow + 500s}, {"evil.com", kNow + 900s}},
+       {{22, "api.example.com", kNow + 100s},
+        {443, "api.example.com", kNow + 100s},
+        {5432, "db.example.com", kNow + 500s}}},
+      {"IPv6",
+       "2001:db8::10",
+       {{"api.example.com", kNow + 30s}},
+       {{22, "api.example.com", kNow + 30s}, {443, "api.example.com", kNow + 30s}}},
+  };
+  const auto policy = testPolicy();
+  const nfq::NamePorts namePorts = nfq::computeNamePorts(*policy);
+  for (const Row& row : rows) {
+    INFO(row.description);
+    std::vector<nfq::KernelNameEntry> out(64);
+    const nfq::BoundPlan result =
+        nfq::planKernelNames(ip(row.address), row.names, *policy, namePorts, kNow, out);
+    CHECK(result.dropped == 0);
+    std::vector<std::tuple<uint16_t, std::string, nfq::TimePoint>> got;
+    for (size_t i = 0; i < result.count; ++i) got.emplace_back(out[i].port, out[i].name, out[i].expiry);
+    std::sort(got.begin(), got.end());
+    CHECK(got == row.expected);
+    // Every listed pair is one the bound sets pass the SYN of.
+    std::vector<nfq::SetEntry> entries(64);
+    const nfq::BoundPlan sets =
+        nfq::planBoundEntries(ip(row.address), row.names, *policy, namePorts, kNow, entries);
+    for (const auto& [port, name, expiry] : got) {
+      const bool inSet =
+          std::any_of(entries.begin(), entries.begin() + static_cast<std::ptrdiff_t>(sets.count),
+                      [&](const nfq::SetEntry& e) { return e.port == port; });
+      CHECK(inSet);
+    }
+  }
+  std::vector<nfq::KernelNameEntry> one(1);
+  const nfq::BoundPlan full = nfq::planKernelNames(
+      ip("192.0.2.10"), std::vector<nfq::BoundNameExpiry>{{"api.example.com", kNow + 60s}}, *policy,
+      namePorts, kNow, one);
+  CHECK(full.count == 1);
+  CHECK(full.dropped == 1);
 }
 
 TEST_CASE("the ipset ADD message carries the set, address, tcp port and timeout", "[nfq][fastpath]") {

@@ -175,3 +175,44 @@ TEST_CASE("runCommand feeds stdin and collects stdout, stderr and the status", "
   r = nfq::runCommand({"cat"}, big);
   CHECK(r.output.size() == big.size());
 }
+
+TEST_CASE("kernel verdict rule: right before the final queueing rule, CONFIRM then the goto",
+          "[nfq][ruleset][kernel_verdict]") {
+  nfq::RulesetOptions o = options();
+  o.confirmFirstPayload = true;
+  o.kernelFastPath = true;
+  o.kernelGuardDir = "/sys/fs/bpf/egressd";
+  for (const auto family : {nfq::IpTablesFamily::V4, nfq::IpTablesFamily::V6}) {
+    const char* n = family == nfq::IpTablesFamily::V4 ? "4" : "6";
+    INFO("family " << n);
+    o.kernelVerdict = false;
+    for (const auto& rule : nfq::renderChainRules(o, family)) {
+      CHECK(rule.find("/verdict") == std::string::npos);
+    }
+    o.kernelVerdict = true;
+    const auto rules = nfq::renderChainRules(o, family);
+    const size_t verdict = indexOf(rules, std::string("--object-pinned /sys/fs/bpf/egressd/verdict") + n);
+    REQUIRE(verdict < rules.size());
+    // Only unmarked TCP of undecided connections; the program's match sets
+    // CONFIRM, which the goto's chain saves like a provisional allow.
+    CHECK(rules[verdict] == std::string("-A EGRESSD -p tcp -m connmark --mark 0x0/0x700000 -m mark --mark "
+                                        "0x0/0x700000 -m bpf --object-pinned /sys/fs/bpf/egressd/verdict") +
+                                n + " -j MARK --set-xmark 0x500000/0x700000");
+    REQUIRE(verdict + 2 < rules.size());
+    CHECK(rules[verdict + 1] == "-A EGRESSD -m mark --mark 0x500000/0x700000 -g EGRESSD-VERDICT");
+    CHECK(rules[verdict + 2] == "-A EGRESSD -j NFQUEUE --queue-balance 0:1");
+    // After the fast path and every connmark rule (a denied connection is
+    // rejected before), and the verdict chain saves CONFIRM and returns.
+    CHECK(indexOf(rules, "--match-set EGRESSD-bound") < verdict);
+    CHECK(indexOf(rules, "-A EGRESSD -p tcp -m connmark --mark 0x200000/0x700000 -j REJECT") < verdict);
+    CHECK(indexOf(rules, "-A EGRESSD -m mark ! --mark 0x0/0x700000 -g EGRESSD-VERDICT") < verdict);
+    const size_t save =
+        indexOf(rules, "-A EGRESSD-VERDICT -m mark --mark 0x500000/0x700000 -j CONNMARK --save-mark");
+    REQUIRE(save < rules.size());
+    CHECK(rules[save + 1] == "-A EGRESSD-VERDICT -m mark --mark 0x500000/0x700000 -j RETURN");
+    // Without the kernel guard's directory there is no program to name.
+    o.kernelGuardDir.clear();
+    for (const auto& rule : nfq::renderChainRules(o, family)) CHECK(rule.find("-m bpf") == std::string::npos);
+    o.kernelGuardDir = "/sys/fs/bpf/egressd";
+  }
+}

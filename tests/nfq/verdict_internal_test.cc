@@ -329,3 +329,49 @@ TEST_CASE("kernel fast path agrees with decide() on every address class, port an
     }
   }
 }
+
+TEST_CASE("kernel verdict names agree with decide() on every address class, port and binding",
+          "[nfq][fastpath][internal][kernel_verdict]") {
+  // The names map lets the kernel allow a first payload naming a listed
+  // name: user space must answer exactly sni_allowed / host_allowed there
+  // (egressd inspects bound flows; with and without strict binding).
+  std::vector<std::string> addresses = kInternal;
+  addresses.insert(addresses.end(),
+                   {kPublic4, kPublic6, "10.20.1.1", "10.20.1.2", "10.20.1.3", "fd00:20::7"});
+  const std::vector<std::string> names = {"api.example.com", "www.example.org", "anything.example.net",
+                                          "example.org"};
+  size_t listed = 0;
+  for (const bool strict : {false, true}) {
+    Env env;
+    env.options.inspectBoundFlows = true;
+    env.options.strictBinding = strict;
+    for (const std::string& address : addresses) {
+      env.bindings.entries.clear();
+      std::vector<nfq::BoundNameExpiry> expiries;
+      for (const auto& name : names) {
+        env.bindings.bind(name, address);
+        expiries.push_back({name, kNow + 60s});
+      }
+      std::vector<nfq::KernelNameEntry> plan(256);
+      plan.resize(nfq::planKernelNames(ip(address), expiries, *env.policy, env.namePorts, kNow, plan).count);
+      for (const uint16_t port : env.policy->portsInUse()) {
+        for (const auto& name : names) {
+          INFO(address << " port " << port << " name " << name << " strict " << strict);
+          const bool inKernel = std::any_of(plan.begin(), plan.end(), [&](const nfq::KernelNameEntry& e) {
+            return e.port == port && e.name == name;
+          });
+          if (!inKernel) continue;
+          ++listed;
+          const nfq::Decision tls = env.decideBytes(dataTo(address, port, clientHello(name)));
+          CHECK(tls.verdict == Verdict::Allow);
+          CHECK(tls.reason == Reason::SniAllowed);
+          const nfq::Decision http = env.decideBytes(dataTo(address, port, httpGet(name)));
+          CHECK(http.verdict == Verdict::Allow);
+          CHECK(http.reason == Reason::HostAllowed);
+          CHECK(http.matchKind != policy::MatchKind::World);
+        }
+      }
+    }
+  }
+  CHECK(listed > 20);  // the table is not vacuous
+}
