@@ -111,6 +111,19 @@ void BoundSetFeeder::onBound(std::string_view, const common::IpAddress& ip, nfq:
   writeKernelNames(ip, std::span(views.data(), total), now);
 }
 
+void BoundSetFeeder::onEvicted(std::string_view name, const common::IpAddress& ip) noexcept {
+  std::lock_guard lock(mutex_);
+  if (kernelVerdict_ == nullptr) return;
+  stats_.kernelNamesEvicted.fetch_add(1, std::memory_order_relaxed);
+  // The ports it was written for are the ones the planner picks for it
+  // (under an older policy, the generation voids them anyway).
+  const nfq::TimePoint now = nfq::Clock::now();
+  const nfq::BoundNameExpiry evicted{name, now + std::chrono::hours(1)};
+  const nfq::BoundPlan plan =
+      nfq::planKernelNames(ip, std::span(&evicted, 1), *policy_, namePorts_, now, kernelPlan_);
+  for (size_t i = 0; i < plan.count; ++i) kernelVerdict_->forget(ip, kernelPlan_[i].port, name);
+}
+
 void BoundSetFeeder::resync() noexcept {
   std::lock_guard lock(mutex_);
   resyncLocked();

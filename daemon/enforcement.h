@@ -77,6 +77,7 @@ struct FastPathStats {
   // not fit the plan (their first payloads go to user space).
   std::atomic<uint64_t> kernelNames{0};
   std::atomic<uint64_t> kernelNamesFailed{0};
+  std::atomic<uint64_t> kernelNamesEvicted{0};  // bindings evicted for room: their names deleted
 };
 
 // Entries in the kernel's bound sets now (nullopt: could not be read).
@@ -96,6 +97,9 @@ class BoundSetFeeder final : public dns::BindingObserver {
   bool open(std::string& error);
 
   void onBound(std::string_view name, const common::IpAddress& ip, nfq::TimePoint expiry) noexcept override;
+  // A name the binding table dropped for room leaves the kernel verdict's
+  // names map too (its ipset pair only lets SYNs through: it stays).
+  void onEvicted(std::string_view name, const common::IpAddress& ip) noexcept override;
   // Empties the sets and refills them from the unexpired bindings under the
   // current policy. Entries of names the new policy no longer allows must
   // stop passing at once; the refill keeps the others in the kernel.

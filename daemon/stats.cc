@@ -52,6 +52,7 @@ FastPathSnapshot fastPathStats(const Enforcement& enforcement) {
   out.flushes = load(f.flushes);
   out.kernelNames = load(f.kernelNames);
   out.kernelNamesFailed = load(f.kernelNamesFailed);
+  out.kernelNamesEvicted = load(f.kernelNamesEvicted);
   const BoundSetSizes sizes = feeder->setSizes();
   out.setEntries4 = sizes.v4;
   out.setEntries6 = sizes.v6;
@@ -762,7 +763,8 @@ nlohmann::json toJson(const StatsSnapshot& s) {
                                    {"resyncs", f.resyncs},
                                    {"flushes", f.flushes},
                                    {"kernel_names_written", f.kernelNames},
-                                   {"kernel_names_failed", f.kernelNamesFailed}};
+                                   {"kernel_names_failed", f.kernelNamesFailed},
+                                   {"kernel_names_evicted", f.kernelNamesEvicted}};
   }
 
   if (s.dns) {

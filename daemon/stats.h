@@ -96,15 +96,16 @@ struct QueueStats : nfq::QueueCounters {
 // The kernel fast path (daemon/enforcement.h BoundSetFeeder); present while
 // NFQUEUE enforcement runs.
 struct FastPathSnapshot {
-  bool available = false;          // the chain passes bound SYNs in the kernel
-  uint64_t bindings = 0;           // bindings the feeder saw
-  uint64_t entries = 0;            // set entries written (added or timeout renewed)
-  uint64_t setFull = 0;            // refused: set at maxelem
-  uint64_t failed = 0;             // other refusals, send errors, plan overflow
-  uint64_t resyncs = 0;            // flush + refill (policy change)
-  uint64_t flushes = 0;            // sets emptied (resync, stop)
-  uint64_t kernelNames = 0;        // kernel verdict names map entries written
-  uint64_t kernelNamesFailed = 0;  // refused or not planned (their first payloads are queued)
+  bool available = false;           // the chain passes bound SYNs in the kernel
+  uint64_t bindings = 0;            // bindings the feeder saw
+  uint64_t entries = 0;             // set entries written (added or timeout renewed)
+  uint64_t setFull = 0;             // refused: set at maxelem
+  uint64_t failed = 0;              // other refusals, send errors, plan overflow
+  uint64_t resyncs = 0;             // flush + refill (policy change)
+  uint64_t flushes = 0;             // sets emptied (resync, stop)
+  uint64_t kernelNames = 0;         // kernel verdict names map entries written
+  uint64_t kernelNamesFailed = 0;   // refused or not planned (their first payloads are queued)
+  uint64_t kernelNamesEvicted = 0;  // bindings evicted for room, their names deleted from the map
   // Entries the kernel holds now, by family (nullopt: could not be read).
   std::optional<uint64_t> setEntries4;
   std::optional<uint64_t> setEntries6;

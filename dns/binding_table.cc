@@ -67,7 +67,15 @@ void BindingTable::eraseNode(Shard& shard, const std::pair<const common::IpAddre
   --shard.entries;
 }
 
-void BindingTable::evictOne(Shard& shard) {
+void BindingTable::Evicted::add(std::string_view name, const common::IpAddress& ip) noexcept {
+  if (count == kMax || name.size() > sizeof names[count]) return;
+  std::memcpy(names[count], name.data(), name.size());
+  lengths[count] = static_cast<uint8_t>(name.size());
+  ips[count] = ip;
+  ++count;
+}
+
+void BindingTable::evictOne(Shard& shard, Evicted& evicted) {
   // Sample a few buckets from a rotating cursor and drop the entry that
   // expires first: bounded work per insert, no global LRU list to keep.
   const size_t buckets = shard.map.bucket_count();
@@ -82,6 +90,7 @@ void BindingTable::evictOne(Shard& shard) {
     shard.cursor = (bucket + 1) % buckets;
   }
   if (victim == nullptr) return;
+  evicted.add(victim->second.view(), victim->first);
   eraseNode(shard, *victim);
   entries_.fetch_sub(1, std::memory_order_relaxed);
   evictions_.fetch_add(1, std::memory_order_relaxed);
@@ -93,15 +102,18 @@ void BindingTable::record(std::string_view name, const common::IpAddress& ip, Ti
   char lower[253];
   for (size_t i = 0; i < name.size(); ++i) lower[i] = common::asciiLower(name[i]);
   const std::string_view key(lower, name.size());
+  Evicted evicted;
+  const bool changed = insert(key, ip, expiry, evicted);
   // Outside the shard lock, so the observer may read the table.
-  if (insert(key, ip, expiry)) {
-    if (BindingObserver* observer = observer_.load(std::memory_order_acquire))
-      observer->onBound(key, ip, expiry);
-  }
+  BindingObserver* observer = observer_.load(std::memory_order_acquire);
+  if (observer == nullptr) return;
+  for (size_t i = 0; i < evicted.count; ++i) observer->onEvicted(evicted.name(i), evicted.ips[i]);
+  if (changed) observer->onBound(key, ip, expiry);
 }
 
 // True when the pair is new or its expiry moved later.
-bool BindingTable::insert(std::string_view key, const common::IpAddress& ip, TimePoint expiry) {
+bool BindingTable::insert(std::string_view key, const common::IpAddress& ip, TimePoint expiry,
+                          Evicted& evicted) {
   Shard& shard = shardFor(ip);
   std::unique_lock lock(shard.mutex);
   auto [it, end] = shard.map.equal_range(ip);
@@ -119,6 +131,7 @@ bool BindingTable::insert(std::string_view key, const common::IpAddress& ip, Tim
     if (earliest == end || entry.expiry < earliest->second.expiry) earliest = it;
   }
   if (names >= kMaxNamesPerAddress) {
+    evicted.add(earliest->second.view(), ip);
     release(shard, earliest->second);
     shard.map.erase(earliest);
     --shard.entries;
@@ -128,7 +141,7 @@ bool BindingTable::insert(std::string_view key, const common::IpAddress& ip, Tim
   // The bound is global (so uneven shards do not evict early); a shard
   // evicts from itself, so the table may overshoot by at most one entry
   // per empty shard.
-  if (entries_.load(std::memory_order_relaxed) >= maxEntries_ && shard.entries > 0) evictOne(shard);
+  if (entries_.load(std::memory_order_relaxed) >= maxEntries_ && shard.entries > 0) evictOne(shard, evicted);
   // Intern the name: one copy per shard however many addresses it has.
   auto interned = shard.names.find(key);
   if (interned == shard.names.end()) interned = shard.names.emplace(std::string(key), 0).first;

@@ -63,14 +63,21 @@ struct SweepStep {
 };
 
 // Told about every binding that is new or now lasts longer (not about one
-// re-recorded with the same or an earlier expiry), e.g. to keep the
-// kernel's set of bound destinations in step (nfq/ipset.h). Called on the
+// re-recorded with the same or an earlier expiry), and about every one
+// evicted, e.g. to keep the kernel's set of bound destinations and names in
+// step (nfq/ipset.h, nfq/kernel_verdict.h). Called on the
 // recording thread after the entry is in the table and outside its locks,
 // so it may read the table; must not block or record.
 class BindingObserver {
  public:
   // `name` is lower case without a trailing dot.
   virtual void onBound(std::string_view name, const common::IpAddress& ip, TimePoint expiry) noexcept = 0;
+  // `name` (lower case) bound to `ip` was dropped for room before it
+  // expired (the per-address bound or the table's): a mirror of the table
+  // that allows on a binding must forget it too (the kernel verdict's
+  // names map). Called before the onBound() of the record() that made the
+  // room, under the same rules.
+  virtual void onEvicted(std::string_view name, const common::IpAddress& ip) noexcept = 0;
 
  protected:
   ~BindingObserver() = default;
@@ -171,9 +178,21 @@ class BindingTable {
     size_t skip = 0;  // entries of `bucket` already visited (budget ran out mid-bucket)
   };
 
+  // What one insert() evicted (at most one per bound), for the observer.
+  // Not zeroed: record() runs for every DNS answer, and evicts rarely.
+  struct Evicted {
+    static constexpr size_t kMax = 2;
+    char names[kMax][253];
+    uint8_t lengths[kMax];
+    common::IpAddress ips[kMax];
+    size_t count = 0;
+    void add(std::string_view name, const common::IpAddress& ip) noexcept;
+    std::string_view name(size_t i) const noexcept { return {names[i], lengths[i]}; }
+  };
+
   Shard& shardFor(const common::IpAddress& ip) const noexcept;
-  void evictOne(Shard& shard);
-  bool insert(std::string_view key, const common::IpAddress& ip, TimePoint expiry);
+  void evictOne(Shard& shard, Evicted& evicted);
+  bool insert(std::string_view key, const common::IpAddress& ip, TimePoint expiry, Evicted& evicted);
   // Removes the node holding `value` (found in a bucket walk) and its
   // name reference. Caller holds the shard's write lock.
   static void eraseNode(Shard& shard, const std::pair<const common::IpAddress, Entry>& value);

@@ -495,6 +495,16 @@ bool KernelVerdict::allow(const common::IpAddress& server, uint16_t port, std::s
   return bpf(BPF_MAP_UPDATE_ELEM, attr) == 0;
 }
 
+void KernelVerdict::forget(const common::IpAddress& server, uint16_t port, std::string_view name) noexcept {
+  if (!impl_) return;
+  KernelNameKey key{};
+  if (!kernelNameKey(server, port, name, key)) return;
+  bpf_attr attr{};
+  attr.map_fd = static_cast<uint32_t>(impl_->names.get());
+  attr.key = reinterpret_cast<uint64_t>(&key);
+  bpf(BPF_MAP_DELETE_ELEM, attr);  // ENOENT: never written, or gone already
+}
+
 void KernelVerdict::invalidateAll() noexcept {
   if (impl_) __atomic_fetch_add(&impl_->stateValue()->generation, 1, __ATOMIC_SEQ_CST);
 }

@@ -123,6 +123,9 @@ class KernelVerdict {
   // The names map, under the current generation.
   bool allow(const common::IpAddress& server, uint16_t port, std::string_view name,
              TimePoint expiry) noexcept;
+  // Removes the entry of (server, port, name), if any: a binding egressd's
+  // table dropped for room before it expired (one map delete).
+  void forget(const common::IpAddress& server, uint16_t port, std::string_view name) noexcept;
   // Every entry written so far stops counting (one map write).
   void invalidateAll() noexcept;
   // The program allows until `until` only; renewed by the ring's consumer.

@@ -664,8 +664,11 @@ void QueueWorker::adoptKernelVerdict(const KernelVerdictRecord& record, std::spa
   }
   if (decision.verdict == Verdict::AuditAllow) {
     // Audit mode: user space would let it through too, saying "would
-    // deny"; the kernel confirms it as it would any allow.
+    // deny". Nothing waits for the kernel's confirmation here, so its
+    // entry goes (else nothing ever deletes it); the server's answer is
+    // then queued and allowed, as audit mode answers every reply.
     stats_.kernelVerdictDisagreements.fetch_add(1, std::memory_order_relaxed);
+    options_.kernelGuard->forgetConfirm(key);
   } else if (decision.verdict != Verdict::Allow) {
     // A policy change or an expiry raced the program (or its parser was
     // laxer than sni/): the connection is withdrawn.

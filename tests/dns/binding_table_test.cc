@@ -185,8 +185,16 @@ size_t sweepPass(dns::BindingTable& table, dns::TimePoint now, size_t budget, si
 
 struct Observed final : dns::BindingObserver {
   std::vector<std::pair<std::string, common::IpAddress>> calls;
+  std::vector<std::pair<std::string, common::IpAddress>> evicted;
+  const dns::BindingTable* table = nullptr;
+  bool evictedStillBound = false;
   void onBound(std::string_view name, const common::IpAddress& address, dns::TimePoint) noexcept override {
     calls.emplace_back(std::string(name), address);
+  }
+  void onEvicted(std::string_view name, const common::IpAddress& address) noexcept override {
+    evicted.emplace_back(std::string(name), address);
+    // Told after the entry left the table (and outside its locks: reading works).
+    if (table != nullptr && table->isBound(name, address, dns::TimePoint{})) evictedStillBound = true;
   }
 };
 }  // namespace
@@ -393,4 +401,47 @@ TEST_CASE("a sweep of an empty or nearly empty table walks nothing it need not",
   CHECK(sweepPass(table, t0 + 5s, dns::BindingTable::kDefaultSweepBudget, 100, &removedNow) <= 2);
   CHECK(removedNow == 1);
   CHECK(table.isBound("live.example", v4(0x0c000001), t0 + 5s));
+}
+
+TEST_CASE("the observer is told which binding each eviction dropped", "[dns][bindings]") {
+  const dns::TimePoint t0{};
+  SECTION("the per-address bound drops the address's earliest expiry") {
+    dns::BindingTable table(10000);
+    Observed observer;
+    observer.table = &table;
+    table.setObserver(&observer);
+    const size_t names = dns::BindingTable::kMaxNamesPerAddress;
+    // n5 expires first; it is the one pushed out by the 33rd name.
+    for (size_t i = 0; i < names; ++i) {
+      table.record("N" + std::to_string(i) + ".example.", ip("192.0.2.9"),
+                   t0 + std::chrono::seconds(i == 5 ? 10 : 100 + i));
+    }
+    CHECK(observer.evicted.empty());
+    table.record("late.example", ip("192.0.2.9"), t0 + 1h);
+    REQUIRE(observer.evicted.size() == 1);
+    CHECK(observer.evicted[0].first == "n5.example");  // as stored: lower case, no dot
+    CHECK(observer.evicted[0].second == ip("192.0.2.9"));
+    CHECK_FALSE(observer.evictedStillBound);
+    // Told before the binding that made the room.
+    CHECK(observer.calls.back().first == "late.example");
+    CHECK(table.stats().evictions == 1);
+  }
+  SECTION("the table's bound drops an entry of another address, named as it was") {
+    dns::BindingTable table(64, 1);
+    Observed observer;
+    observer.table = &table;
+    table.setObserver(&observer);
+    for (uint32_t i = 0; i < 200; ++i)
+      table.record("h" + std::to_string(i) + ".example", v4(0xc6336400 + i),
+                   t0 + std::chrono::seconds(1 + i));
+    CHECK(observer.evicted.size() == table.stats().evictions);
+    REQUIRE_FALSE(observer.evicted.empty());
+    for (const auto& [name, address] : observer.evicted) {
+      CAPTURE(name);
+      // The name is the one that address was bound to, and it is gone.
+      CHECK(name == "h" + std::to_string(address.bytes[3] + (address.bytes[2] - 0x64) * 256) + ".example");
+      CHECK_FALSE(table.isBound(name, address, t0));
+    }
+    CHECK_FALSE(observer.evictedStillBound);
+  }
 }

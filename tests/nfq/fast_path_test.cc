@@ -535,6 +535,7 @@ struct Recorder final : dns::BindingObserver {
     std::array<dns::BoundName, 4> names;
     calls.push_back({std::string(name), address, expiry, table->lookup(address, kNow, names)});
   }
+  void onEvicted(std::string_view, const common::IpAddress&) noexcept override {}
 };
 }  // namespace
 
