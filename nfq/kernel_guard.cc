@@ -1,5 +1,6 @@
 #include "nfq/kernel_guard.h"
 #include "common/errno_text.h"
+#include "nfq/bpf_syscall.h"
 #include "nfq/kernel_verdict.h"
 
 #include <arpa/inet.h>
@@ -7,7 +8,6 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -217,42 +217,11 @@ std::vector<bpf_insn> confirmProgram(KernelFamily family, int mapFd) {
   return a.finish();
 }
 
-long bpf(int command, bpf_attr& attr) noexcept {
-  return syscall(__NR_bpf, command, &attr, sizeof attr);
-}
-
-int createMap(bpf_map_type type, uint32_t keySize, uint32_t valueSize, uint32_t entries, const char* name) {
-  bpf_attr attr{};
-  attr.map_type = type;
-  attr.key_size = keySize;
-  attr.value_size = valueSize;
-  attr.max_entries = entries;
-  std::memcpy(attr.map_name, name, std::min(std::strlen(name), sizeof attr.map_name - 1));
-  return static_cast<int>(bpf(BPF_MAP_CREATE, attr));
-}
-
 int loadProgram(const std::vector<bpf_insn>& code, const char* name, std::string& log) {
   bpf_attr attr{};
-  attr.prog_type = BPF_PROG_TYPE_SOCKET_FILTER;
   attr.insns = reinterpret_cast<uint64_t>(code.data());
   attr.insn_cnt = static_cast<uint32_t>(code.size());
-  static constexpr char kLicense[] = "GPL";  // only non-GPL-only helpers are used
-  attr.license = reinterpret_cast<uint64_t>(kLicense);
-  std::memcpy(attr.prog_name, name, std::min(std::strlen(name), sizeof attr.prog_name - 1));
-  int fd = static_cast<int>(bpf(BPF_PROG_LOAD, attr));
-  if (fd >= 0) return fd;
-  const int saved = errno;
-  // Again with the verifier's log, for the error message.
-  std::array<char, 4096> buffer{};
-  attr.log_buf = reinterpret_cast<uint64_t>(buffer.data());
-  attr.log_size = buffer.size();
-  attr.log_level = 1;
-  fd = static_cast<int>(bpf(BPF_PROG_LOAD, attr));
-  if (fd >= 0) return fd;
-  log.assign(buffer.data(), strnlen(buffer.data(), buffer.size()));
-  if (log.size() > 300) log = log.substr(log.size() - 300);
-  errno = saved;
-  return -1;
+  return loadSocketFilter(attr, name, 4096, 300, log);
 }
 
 bool isBpfFs(const std::string& path) {
@@ -338,11 +307,11 @@ bool KernelGuard::open(const Options& options, std::string& error) {
   if (mkdir(options.dir.c_str(), 0700) != 0 && errno != EEXIST) {
     return fail("mkdir " + options.dir + ": " + common::errnoText(errno));
   }
-  starts_.reset(createMap(BPF_MAP_TYPE_LRU_HASH, sizeof(KernelFlowKey), sizeof(KernelStart), options.starts,
-                          "egressd_starts"));
+  starts_.reset(createBpfMap(BPF_MAP_TYPE_LRU_HASH, sizeof(KernelFlowKey), sizeof(KernelStart),
+                             options.starts, 0, "egressd_starts"));
   if (!starts_) return fail("creating the starts map: " + common::errnoText(errno));
-  confirms_.reset(createMap(BPF_MAP_TYPE_HASH, sizeof(KernelFlowKey), sizeof(KernelConfirm), options.confirms,
-                            "egressd_confirm"));
+  confirms_.reset(createBpfMap(BPF_MAP_TYPE_HASH, sizeof(KernelFlowKey), sizeof(KernelConfirm),
+                               options.confirms, 0, "egressd_confirm"));
   if (!confirms_) return fail("creating the confirm map: " + common::errnoText(errno));
   for (const KernelProgram program : {KernelProgram::SynAck, KernelProgram::Confirm}) {
     for (const KernelFamily family : {KernelFamily::V4, KernelFamily::V6}) {
@@ -352,11 +321,7 @@ bool KernelGuard::open(const Options& options, std::string& error) {
       common::UniqueFd fd(loadProgram(kernelProgram(program, family, map), "egressd_guard", log));
       if (!fd)
         return fail("loading " + path + ": " + common::errnoText(errno) + (log.empty() ? "" : ": " + log));
-      ::unlink(path.c_str());  // an earlier run's pin
-      bpf_attr attr{};
-      attr.pathname = reinterpret_cast<uint64_t>(path.c_str());
-      attr.bpf_fd = static_cast<uint32_t>(fd.get());
-      if (bpf(BPF_OBJ_PIN, attr) != 0) return fail("pinning " + path + ": " + common::errnoText(errno));
+      if (!pinBpfObject(fd.get(), path)) return fail("pinning " + path + ": " + common::errnoText(errno));
       pinned_.push_back(path);
       programs_.push_back(std::move(fd));
     }
@@ -381,7 +346,7 @@ long mapCommand(int command, int mapFd, const FlowKey& key, void* value, uint64_
   attr.key = reinterpret_cast<uint64_t>(&k);
   attr.value = reinterpret_cast<uint64_t>(value);
   attr.flags = flags;
-  return bpf(command, attr);
+  return bpfCall(command, attr);
 }
 
 }  // namespace

@@ -3,7 +3,6 @@
 #include <elf.h>
 #include <linux/btf.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,6 +11,7 @@
 #include <cstring>
 
 #include "common/errno_text.h"
+#include "nfq/bpf_syscall.h"
 
 namespace nfq {
 
@@ -34,22 +34,6 @@ namespace {
 // The per-CPU scratch map's value: at least sizeof(struct scratch) in the
 // program (a _Static_assert there keeps it so).
 constexpr uint32_t kScratchBytes = 8192;
-
-long bpf(int command, bpf_attr& attr) noexcept {
-  return syscall(__NR_bpf, command, &attr, sizeof attr);
-}
-
-int createMap(bpf_map_type type, uint32_t keySize, uint32_t valueSize, uint32_t entries, uint32_t flags,
-              const char* name) noexcept {
-  bpf_attr attr{};
-  attr.map_type = type;
-  attr.key_size = keySize;
-  attr.value_size = valueSize;
-  attr.max_entries = entries;
-  attr.map_flags = flags;
-  std::memcpy(attr.map_name, name, std::min(std::strlen(name), sizeof attr.map_name - 1));
-  return static_cast<int>(bpf(BPF_MAP_CREATE, attr));
-}
 
 // --- the ELF object: sections, symbols, relocations -----------------------
 
@@ -271,7 +255,7 @@ int loadBtf(const std::vector<uint8_t>& blob) {
   bpf_attr attr{};
   attr.btf = reinterpret_cast<uint64_t>(blob.data());
   attr.btf_size = static_cast<uint32_t>(blob.size());
-  return static_cast<int>(bpf(BPF_BTF_LOAD, attr));
+  return static_cast<int>(bpfCall(BPF_BTF_LOAD, attr));
 }
 
 int loadProgram(const std::vector<bpf_insn>& code, const char* name, std::string& log) {
@@ -288,27 +272,9 @@ int loadProgram(const std::vector<bpf_insn>& code, const char* name, std::string
   attr.func_info = reinterpret_cast<uint64_t>(functions.data());
   attr.func_info_cnt = static_cast<uint32_t>(functions.size());
   attr.func_info_rec_size = sizeof(bpf_func_info);
-  attr.prog_type = BPF_PROG_TYPE_SOCKET_FILTER;
   attr.insns = reinterpret_cast<uint64_t>(code.data());
   attr.insn_cnt = static_cast<uint32_t>(code.size());
-  // bpf_ringbuf_output is GPL-only; the program is egressd's own.
-  static constexpr char kLicense[] = "GPL";
-  attr.license = reinterpret_cast<uint64_t>(kLicense);
-  std::memcpy(attr.prog_name, name, std::min(std::strlen(name), sizeof attr.prog_name - 1));
-  int fd = static_cast<int>(bpf(BPF_PROG_LOAD, attr));
-  if (fd >= 0) return fd;
-  const int saved = errno;
-  // Again with the verifier's log, for the error message (its end says why).
-  std::vector<char> buffer(1 << 20);
-  attr.log_buf = reinterpret_cast<uint64_t>(buffer.data());
-  attr.log_size = static_cast<uint32_t>(buffer.size());
-  attr.log_level = 1;
-  fd = static_cast<int>(bpf(BPF_PROG_LOAD, attr));
-  if (fd >= 0) return fd;
-  log.assign(buffer.data(), strnlen(buffer.data(), buffer.size()));
-  if (log.size() > 600) log = log.substr(log.size() - 600);
-  errno = saved;
-  return -1;
+  return loadSocketFilter(attr, name, 1 << 20, 600, log);
 }
 
 uint64_t nanoseconds(TimePoint at) noexcept {
@@ -412,16 +378,16 @@ bool KernelVerdict::open(const Options& options, const KernelGuard& guard, std::
   if (options.ringBytes < page || (options.ringBytes & (options.ringBytes - 1)) != 0)
     return fail("the ring size must be a power of two of at least a page");
 
-  impl->names.reset(createMap(BPF_MAP_TYPE_LRU_HASH, sizeof(KernelNameKey), sizeof(KernelNameValue),
-                              options.names, 0, "egressd_names"));
+  impl->names.reset(createBpfMap(BPF_MAP_TYPE_LRU_HASH, sizeof(KernelNameKey), sizeof(KernelNameValue),
+                                 options.names, 0, "egressd_names"));
   if (!impl->names) return fail("creating the names map: " + common::errnoText(errno));
-  impl->state.reset(createMap(BPF_MAP_TYPE_ARRAY, sizeof(uint32_t), sizeof(KernelVerdictState), 1,
-                              BPF_F_MMAPABLE, "egressd_vstate"));
+  impl->state.reset(createBpfMap(BPF_MAP_TYPE_ARRAY, sizeof(uint32_t), sizeof(KernelVerdictState), 1,
+                                 BPF_F_MMAPABLE, "egressd_vstate"));
   if (!impl->state) return fail("creating the state map: " + common::errnoText(errno));
-  impl->ring.reset(createMap(BPF_MAP_TYPE_RINGBUF, 0, 0, options.ringBytes, 0, "egressd_vring"));
+  impl->ring.reset(createBpfMap(BPF_MAP_TYPE_RINGBUF, 0, 0, options.ringBytes, 0, "egressd_vring"));
   if (!impl->ring) return fail("creating the ring: " + common::errnoText(errno));
   impl->scratch.reset(
-      createMap(BPF_MAP_TYPE_PERCPU_ARRAY, sizeof(uint32_t), kScratchBytes, 1, 0, "egressd_vscratch"));
+      createBpfMap(BPF_MAP_TYPE_PERCPU_ARRAY, sizeof(uint32_t), kScratchBytes, 1, 0, "egressd_vscratch"));
   if (!impl->scratch) return fail("creating the scratch map: " + common::errnoText(errno));
 
   // The state is written with single atomic stores through a mapping: the
@@ -455,11 +421,7 @@ bool KernelVerdict::open(const Options& options, const KernelGuard& guard, std::
     common::UniqueFd fd(loadProgram(code, v4 ? "egressd_verdict4" : "egressd_verdict6", log));
     if (!fd)
       return fail("loading " + path + ": " + common::errnoText(errno) + (log.empty() ? "" : ": " + log));
-    ::unlink(path.c_str());  // an earlier run's pin
-    bpf_attr attr{};
-    attr.pathname = reinterpret_cast<uint64_t>(path.c_str());
-    attr.bpf_fd = static_cast<uint32_t>(fd.get());
-    if (bpf(BPF_OBJ_PIN, attr) != 0) return fail("pinning " + path + ": " + common::errnoText(errno));
+    if (!pinBpfObject(fd.get(), path)) return fail("pinning " + path + ": " + common::errnoText(errno));
     impl->pinned.push_back(path);
     impl->programs[v4 ? 0 : 1] = std::move(fd);
   }
@@ -492,7 +454,7 @@ bool KernelVerdict::allow(const common::IpAddress& server, uint16_t port, std::s
   attr.key = reinterpret_cast<uint64_t>(&key);
   attr.value = reinterpret_cast<uint64_t>(&value);
   attr.flags = BPF_ANY;
-  return bpf(BPF_MAP_UPDATE_ELEM, attr) == 0;
+  return bpfCall(BPF_MAP_UPDATE_ELEM, attr) == 0;
 }
 
 void KernelVerdict::forget(const common::IpAddress& server, uint16_t port, std::string_view name) noexcept {
@@ -502,7 +464,7 @@ void KernelVerdict::forget(const common::IpAddress& server, uint16_t port, std::
   bpf_attr attr{};
   attr.map_fd = static_cast<uint32_t>(impl_->names.get());
   attr.key = reinterpret_cast<uint64_t>(&key);
-  bpf(BPF_MAP_DELETE_ELEM, attr);  // ENOENT: never written, or gone already
+  bpfCall(BPF_MAP_DELETE_ELEM, attr);  // ENOENT: never written, or gone already
 }
 
 void KernelVerdict::invalidateAll() noexcept {
