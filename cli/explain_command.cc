@@ -43,6 +43,10 @@ int printExplanation(const nlohmann::json& doc, const HostPort& query, bool json
     return allowed ? 0 : 1;
   }
   out << control::displayHostPort(query) << (allowed ? " ALLOWED" : " DENIED") << '\n';
+  // "*.example.org:80" asks about a pattern: the wildcard label matches
+  // like any name under it, so the answer holds for every such name.
+  const bool pattern = query.host.rfind("*.", 0) == 0;
+  if (pattern) out << "  (a pattern: the answer holds for every name it covers)\n";
   if (allowed) {
     if (doc.contains("allowed_by") && doc["allowed_by"].is_array()) {
       for (const auto& a : doc["allowed_by"]) {
@@ -55,7 +59,7 @@ int printExplanation(const nlohmann::json& doc, const HostPort& query, bool json
       std::string name = common::toLowerAscii(query.host);
       if (name.size() > 1 && name.back() == '.') name.pop_back();
       out << "  note: with strict binding, the destination address must come from egressd's DNS answer for "
-          << name << '\n';
+          << (pattern ? "that name" : name) << '\n';
     }
     return 0;
   }
