@@ -4,6 +4,18 @@
 #include <chrono>
 
 namespace nfq {
+namespace {
+
+// Whether decide() answers a SYN to (ip, port) with "read the first
+// payload": the port has name rules, and neither world access nor an
+// address rule decides it for good in user space (the same order of
+// questions as decideTcp()).
+bool synAwaitsPayload(const common::IpAddress& ip, uint16_t port, const policy::Policy& policy,
+                      const NamePorts& namePorts) noexcept {
+  return namePorts.test(port) && !policy.worldOnPort(port) && !policy.matchAddress(ip, port);
+}
+
+}  // namespace
 
 BoundPlan planBoundEntries(const common::IpAddress& ip, std::span<const BoundNameExpiry> names,
                            const policy::Policy& policy, const NamePorts& namePorts, TimePoint now,
@@ -11,9 +23,7 @@ BoundPlan planBoundEntries(const common::IpAddress& ip, std::span<const BoundNam
   BoundPlan plan;
   if (names.empty()) return plan;
   for (const uint16_t port : policy.portsInUse()) {
-    // Same order of questions as decideTcp(): an address rule or world
-    // access decides the SYN for good in user space, keep it there.
-    if (!namePorts.test(port) || policy.worldOnPort(port) || policy.matchAddress(ip, port)) continue;
+    if (!synAwaitsPayload(ip, port, policy, namePorts)) continue;
     TimePoint latest = now;
     for (const BoundNameExpiry& bound : names) {
       if (bound.expiry <= latest) continue;
@@ -39,9 +49,8 @@ BoundPlan planKernelNames(const common::IpAddress& ip, std::span<const BoundName
   BoundPlan plan;
   if (names.empty()) return plan;
   for (const uint16_t port : policy.portsInUse()) {
-    // The ports planBoundEntries considers: elsewhere the SYN is decided
-    // for good in user space, and no first payload reaches the program.
-    if (!namePorts.test(port) || policy.worldOnPort(port) || policy.matchAddress(ip, port)) continue;
+    // Elsewhere no first payload reaches the program: the SYN is decided.
+    if (!synAwaitsPayload(ip, port, policy, namePorts)) continue;
     for (const BoundNameExpiry& bound : names) {
       if (bound.expiry <= now) continue;
       const policy::NameMatch match = policy.matchName(bound.name, port);
