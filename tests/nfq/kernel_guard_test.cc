@@ -11,6 +11,7 @@
 #include <cstring>
 #include <optional>
 
+#include "bpf_test_run.h"
 #include "common/unique_fd.h"
 #include "nfq/insertion_guard.h"
 #include "nfq/kernel_guard.h"
@@ -74,26 +75,8 @@ std::optional<Value> get(int map, const nfq::KernelFlowKey& k) {
   return value;
 }
 
-// Runs the program on `ip` (an IP packet) as the kernel would in the chain:
-// the test run strips an Ethernet header, so data starts at the IP header;
-// the packet's interface is the loopback (ifindex 1).
-std::optional<uint32_t> tryRun(int program, const Bytes& ip) {
-  Bytes frame(14, 0);
-  const bool v6 = (ip[0] >> 4) == 6;
-  frame[12] = v6 ? 0x86 : 0x08;
-  frame[13] = v6 ? 0xdd : 0x00;
-  frame.insert(frame.end(), ip.begin(), ip.end());
-  bpf_attr attr{};
-  attr.test.prog_fd = static_cast<uint32_t>(program);
-  attr.test.data_in = reinterpret_cast<uint64_t>(frame.data());
-  attr.test.data_size_in = static_cast<uint32_t>(frame.size());
-  attr.test.repeat = 1;
-  if (bpf(BPF_PROG_TEST_RUN, attr) != 0) return std::nullopt;
-  return attr.test.retval;
-}
-
 uint32_t run(int program, const Bytes& ip) {
-  const std::optional<uint32_t> result = tryRun(program, ip);
+  const std::optional<uint32_t> result = nfqtest::testRunSocketFilter(program, ip);
   REQUIRE(result);
   return *result;
 }
@@ -296,7 +279,6 @@ TEST_CASE("kernel guard programs: truncated packets never match", "[nfq][kernel_
     WARN("no CAP_BPF: the programs are not run");
     return;
   }
-  const common::UniqueFd& starts = maps.starts;
   const common::UniqueFd& confirms = maps.confirms;
   for (const bool v6 : {false, true}) {
     CAPTURE(v6);
@@ -319,8 +301,8 @@ TEST_CASE("kernel guard programs: truncated packets never match", "[nfq][kernel_
       const auto prefix = [&](const Bytes& full) {
         return Bytes(full.begin(), full.begin() + static_cast<std::ptrdiff_t>(length));
       };
-      const std::optional<uint32_t> a = tryRun(synAck.get(), prefix(fullSynAck));
-      const std::optional<uint32_t> b = tryRun(confirm.get(), prefix(fullAck));
+      const std::optional<uint32_t> a = nfqtest::testRunSocketFilter(synAck.get(), prefix(fullSynAck));
+      const std::optional<uint32_t> b = nfqtest::testRunSocketFilter(confirm.get(), prefix(fullAck));
       if (!a || !b) continue;
       ++ran;
       CHECK(*a == expected);

@@ -9,22 +9,8 @@
 #include <sstream>
 #include <string>
 
+#include "flow_key_input.h"
 #include "nfq/kernel_guard.h"
-
-namespace {
-nfq::FlowKey keyOf(std::istream& in) {
-  std::string client, server;
-  unsigned clientPort = 0, serverPort = 0;
-  in >> client >> clientPort >> server >> serverPort;
-  nfq::FlowKey key;
-  key.src = common::parseIpAddress(client).value_or(common::IpAddress{});
-  key.dst = common::parseIpAddress(server).value_or(common::IpAddress{});
-  key.srcPort = static_cast<uint16_t>(clientPort);
-  key.dstPort = static_cast<uint16_t>(serverPort);
-  key.protocol = 6;
-  return key;
-}
-}  // namespace
 
 int main(int argc, char** argv) {
   if (argc != 2) {
@@ -45,20 +31,20 @@ int main(int argc, char** argv) {
     std::string command;
     in >> command;
     if (command == "start") {
-      const auto start = guard.findStart(keyOf(in));
+      const auto start = guard.findStart(nfqtest::readFlowKey(in));
       if (start) {
         std::printf("start %u %u\n", start->seq, start->ifindex);
       } else {
         std::printf("start none\n");
       }
     } else if (command == "expect") {
-      const nfq::FlowKey key = keyOf(in);
+      const nfq::FlowKey key = nfqtest::readFlowKey(in);
       nfq::KernelConfirm entry{};
       in >> entry.judgedEnd >> entry.clientIfindex;
       entry.passedEnd = entry.judgedEnd;
       std::printf("expect %s\n", guard.expectConfirm(key, entry) ? "ok" : "failed");
     } else if (command == "confirm") {
-      const auto entry = guard.findConfirm(keyOf(in));
+      const auto entry = guard.findConfirm(nfqtest::readFlowKey(in));
       if (entry) {
         std::printf("confirm %u\n", entry->confirmed);
       } else {

@@ -32,6 +32,7 @@
 #include <string>
 #include <vector>
 
+#include "bpf_test_run.h"
 #include "common/unique_fd.h"
 #include "nfq/first_payload.h"
 #include "nfq/kernel_guard.h"
@@ -207,21 +208,12 @@ struct Kernel {
     verdict.allow(*common::parseIpAddress(v6 ? kServer6 : kServer4), port, name, nfq::TimePoint{});
   }
 
-  // Runs the program of the packet's family as the chain would; the test
-  // run strips an Ethernet header, so the program sees the IP header first.
+  // Runs the program of the packet's family as the chain would.
   uint32_t run(const Bytes& ip) {
-    Bytes frame(14, 0);
     const bool v6 = (ip[0] >> 4) == 6;
-    frame[12] = v6 ? 0x86 : 0x08;
-    frame[13] = v6 ? 0xdd : 0x00;
-    frame.insert(frame.end(), ip.begin(), ip.end());
-    bpf_attr attr{};
-    attr.test.prog_fd = static_cast<uint32_t>(programs[v6 ? 1 : 0].get());
-    attr.test.data_in = reinterpret_cast<uint64_t>(frame.data());
-    attr.test.data_size_in = static_cast<uint32_t>(frame.size());
-    attr.test.repeat = 1;
-    REQUIRE(bpf(BPF_PROG_TEST_RUN, attr) == 0);
-    return attr.test.retval;
+    const std::optional<uint32_t> result = nfqtest::testRunSocketFilter(programs[v6 ? 1 : 0].get(), ip);
+    REQUIRE(result);
+    return *result;
   }
 
   struct Event {

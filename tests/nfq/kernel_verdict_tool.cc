@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "flow_key_input.h"
 #include "nfq/kernel_guard.h"
 #include "nfq/kernel_verdict.h"
 #include "nfq/packet.h"
@@ -60,16 +61,7 @@ int main(int argc, char** argv) {
       std::printf("records %zu\n", records.size());
       for (const std::string& record : records) std::printf("%s\n", record.c_str());
     } else if (command == "confirm") {
-      std::string client, server;
-      unsigned clientPort = 0, serverPort = 0;
-      in >> client >> clientPort >> server >> serverPort;
-      nfq::FlowKey key;
-      key.src = common::parseIpAddress(client).value_or(common::IpAddress{});
-      key.dst = common::parseIpAddress(server).value_or(common::IpAddress{});
-      key.srcPort = static_cast<uint16_t>(clientPort);
-      key.dstPort = static_cast<uint16_t>(serverPort);
-      key.protocol = 6;
-      const auto entry = guard.findConfirm(key);
+      const auto entry = guard.findConfirm(nfqtest::readFlowKey(in));
       if (entry) {
         std::printf("confirm %u %u\n", entry->judgedEnd, entry->clientIfindex);
       } else {
