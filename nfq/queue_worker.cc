@@ -18,6 +18,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "sni/quic.h"
 
@@ -404,6 +405,23 @@ void QueueWorker::resetServer(const PacketView& packet, uint32_t seq, const Deci
   }
 }
 
+void QueueWorker::resetClient(const PacketView& packet, const Decision& decision) noexcept {
+  if (decision.verdict != Verdict::Deny || !packet.isTcp() || (packet.tcpFlags & kTcpAck) == 0) return;
+  // From the server's address, at the first byte the client expects: what
+  // its packet acknowledged (if the server sent more since, the client
+  // answers with a challenge ACK, which the reset server answers with a
+  // reset of its own).
+  PacketView towardClient = packet;
+  std::swap(towardClient.src, towardClient.dst);
+  std::swap(towardClient.srcPort, towardClient.dstPort);
+  // Counted with the server resets: same socket, same failure causes.
+  if (resets_.send(towardClient, packet.tcpAck)) {
+    stats_.serverResets.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    stats_.serverResetErrors.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
 namespace {
 // The sequence number of the first held byte: what the server expects next.
 uint32_t firstSeq(const FlowTable::Flow& flow) noexcept {
@@ -711,6 +729,11 @@ void QueueWorker::disagreeWithKernel(const PacketView& packet, const FlowKey& ke
   const uint32_t end = start + static_cast<uint32_t>(packet.payload.size());
   resetServer(packet, start, deny);
   if (end != start) resetServer(packet, end, deny);
+  // The server's acknowledgment may have confirmed the connection in the
+  // kernel already (ALLOW, its later packets no longer reach the worker):
+  // the client would then wait for an answer the reset server never
+  // sends. It is reset too.
+  resetClient(packet, deny);
   stats_.verdicts[static_cast<size_t>(deny.verdict)].fetch_add(1, std::memory_order_relaxed);
   stats_.reasons[static_cast<size_t>(deny.reason)].fetch_add(1, std::memory_order_relaxed);
   remember(key, deny, RecentVerdicts::TcpPosition{start, false}, packet.payload.size(), now);

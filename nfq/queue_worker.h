@@ -280,6 +280,7 @@ class QueueWorker {
   void refreshPolicy() noexcept;
   void refreshLiveOptions() noexcept;
   void resetServer(const PacketView& packet, uint32_t seq, const Decision& decision) noexcept;
+  void resetClient(const PacketView& packet, const Decision& decision) noexcept;
   bool sendConfig(bool bind);
 
   QueueWorkerOptions options_;

@@ -130,6 +130,34 @@ if [ "$verdict_active" = 1 ]; then
   k3="$(kernel_verdicts)"
   expect_eq "allowed again: by the kernel verdict" 200 "$(curl_pod https://api.example.com/ --resolve "api.example.com:443:$api")"
   expect_eq "... which adopted one more record" 1 "$(($(kernel_verdicts) - k3))"
+  # A disagreement: the program allows what user space denies (what a
+  # parser laxer than sni/ or a race with a policy change would cause),
+  # made here by writing a name egressd's DNS never bound into its names
+  # map. The worker judges the adopted record, denies it and withdraws
+  # the connection (the server is reset; the client's next segments are
+  # denied), and the decision is logged and counted as a disagreement.
+  disagreements() { metric 'egressd_nfq_kernel_verdict_disagreements_total{queue="0"}'; }
+  pin="$(in_gw iptables-save -t filter | grep -o -- '/sys/fs/bpf/[^ ]*/verdict4' | head -1)"
+  expect_match "a name the DNS never bound is written into egressd's names map" '^injected [0-9]+$' \
+    "$(nsenter -t "$(cat "$E2E_PIDS/egressd.pid")" -m -n "$bin/nfq_kernel_verdict_inject" "$pin" "$api" 443 \
+      evil.example.net 2>&1)"
+  d0="$(disagreements)" k4="$(kernel_verdicts)" mark="$(egressd_log_mark)"
+  # curl's status: 35/55/56/7/52, a reset. The server's acknowledgment of the
+  # ClientHello usually confirms the connection in the kernel before the
+  # worker reads the record; the client, waiting for the ServerHello, would
+  # then wait until its timeout (28) without the reset sent towards it.
+  # (0 only if the worker were slower than the whole exchange.)
+  expect_match "... a connection naming it is allowed by the program, then withdrawn: the client is reset" \
+    '^(0|7|35|52|55|56)$' \
+    "$(in_pod curl -sk --max-time 3 --resolve "evil.example.net:443:$api" https://evil.example.net/ > /dev/null 2>&1; echo $?)"
+  for _ in $(seq 100); do [ "$(disagreements)" != "$d0" ] && break; sleep 0.1; done
+  expect_eq "... the program allowed its ClientHello and the worker did not: one disagreement" 1 \
+    "$(($(disagreements) - d0))"
+  expect_eq "... which is not a kernel verdict" "$k4" "$(kernel_verdicts)"
+  wait_until 20 bash -c "tail -c +$((mark + 1)) '$E2E_LOGS/egressd.log' | grep -q 'name=evil.example.net'"
+  expect_match "... and the deny is logged with its reason and pod" \
+    'verdict=deny reason=sni_not_allowed .*name=evil.example.net.*namespace=team-a pod=web-0' \
+    "$(egressd_log_since "$mark" | grep 'event=verdict')"
   # nfqueue.kernel_verdict = "off": the first payload is queued again.
   expect_ok "egressd stopped" stop_egressd TERM
   sed -i 's/^install_rules = true$/install_rules = true\nkernel_verdict = "off"/' "$dir/egressd.toml"
