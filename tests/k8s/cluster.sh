@@ -284,6 +284,8 @@ image_name() { "$here/images.sh" name "$1"; }
 # machine's. A holder process keeps that namespace; every part of the node
 # joins it and the node's network namespace, so kubelet, containerd and runc
 # see each other's mounts, and all of them vanish with the last process.
+# A bpffs at /sys/fs/bpf, as systemd mounts it on a real node (this
+# machine has none): egressd's DaemonSet pins its eBPF programs there.
 start_holder() { # DIR
   local d="$1" ns cg
   ns="$(state_get ns_node "$d")"
@@ -291,7 +293,9 @@ start_holder() { # DIR
   (
     echo "$BASHPID" > "/sys/fs/cgroup/pids/$cg/daemons/cgroup.procs"
     exec setsid nsenter --net="/run/netns/$ns" -- unshare --mount --propagation slave -- \
-      sh -c 'mount --bind "$1" /etc/resolv.conf && exec sleep infinity' sh "$d/node-resolv.conf"
+      sh -c 'mount --bind "$1" /etc/resolv.conf &&
+        { [ "$(stat -f -c %T /sys/fs/bpf)" = bpf_fs ] || mount -t bpf bpf /sys/fs/bpf; } &&
+        exec sleep infinity' sh "$d/node-resolv.conf"
   ) > "$d/logs/holder.log" 2>&1 < /dev/null &
   echo $! > "$d/pids/holder.pid"
   state_set holder $! "$d"

@@ -357,8 +357,8 @@ check_ds "runs on every node (tolerates every taint)" \
 check_ds "RollingUpdate, maxUnavailable 1" \
   '.spec.updateStrategy.type == "RollingUpdate" and .spec.updateStrategy.rollingUpdate.maxUnavailable == 1'
 check_ds "terminationGracePeriodSeconds set" "$pod.terminationGracePeriodSeconds >= 10"
-check_ds "egressd: capabilities drop ALL, add exactly NET_ADMIN NET_RAW NET_BIND_SERVICE BPF, no privilege" \
-  "[$c_egressd | .securityContext | (.capabilities.drop == [\"ALL\"]) and ((.capabilities.add | sort) == [\"BPF\", \"NET_ADMIN\", \"NET_BIND_SERVICE\", \"NET_RAW\"]) and (.privileged != true) and .allowPrivilegeEscalation == false] == [true]"
+check_ds "egressd: capabilities drop ALL, add exactly NET_ADMIN NET_RAW NET_BIND_SERVICE BPF PERFMON, no privilege" \
+  "[$c_egressd | .securityContext | (.capabilities.drop == [\"ALL\"]) and ((.capabilities.add | sort) == [\"BPF\", \"NET_ADMIN\", \"NET_BIND_SERVICE\", \"NET_RAW\", \"PERFMON\"]) and (.privileged != true) and .allowPrivilegeEscalation == false] == [true]"
 check_ds "controller: no capabilities, non-root" \
   "[$c_ctrl | .securityContext | (.capabilities.drop == [\"ALL\"]) and ((.capabilities.add // []) == []) and .runAsNonRoot == true] == [true]"
 check_ds "egressd: readiness and liveness probes" \

@@ -136,6 +136,12 @@ logs="$(kc -n egressd-system logs ds/egressd -c egressd 2>&1 | flat_logs)"
 grep -q 'event=egressd.started' <<< "$logs" && grep -q "event=dns.intercepting address=$EGRESSD_K8S_DNS_IP:53" <<< "$logs" &&
   ok "egressd logs that it started and took $EGRESSD_K8S_DNS_IP:53 over" ||
   fail "egressd log: $(head -c 600 <<< "$logs")"
+# The shipped configuration's data path: the kernel fast path, the kernel
+# guard (bpffs from the host) and the kernel verdict (one queue).
+chain_line="$(grep -m1 'event=nfq.chain_installed' <<< "$logs")"
+grep -q 'fast_path=on kernel_guard=/sys/fs/bpf/[^ ]* kernel_verdict=on' <<< "$chain_line" &&
+  ok "the DaemonSet runs the fast path, the kernel guard and the kernel verdict" ||
+  fail "chain: ${chain_line:-no nfq.chain_installed line} $(grep -m1 'kernel_verdict_unavailable\|kernel_guard_unavailable' <<< "$logs")"
 logs="$(kc -n egressd-system logs ds/egressd -c controller 2>&1 | flat_logs)"
 grep -q 'event=lease.acquired' <<< "$logs" && grep -q 'event=list.done' <<< "$logs" &&
   ok "egress-controller logs its Lease and its first list" || fail "controller log: $(head -c 600 <<< "$logs")"
