@@ -212,6 +212,19 @@ out="$(curl_pod https://api.example.com/)"
 out="$(curl_pod http://www.example.org/)"
 [[ "$out" == "exit=0 vhost=www.example.org scheme=http port=80" ]] &&
   ok "allowed name over HTTP (www.example.org:80, the example's *.example.org:80)" || fail "http://www.example.org/: $out"
+# The shipped data path at work: of two connections in a row, the second
+# is judged by the kernel verdict (the first after a quiet moment may be
+# queued: its verdict renews the program's consumer lease).
+kernel_verdicts() {
+  "$cluster" node curl -s --max-time 3 http://127.0.0.1:9153/metrics |
+    awk '$1 == "egressd_nfq_kernel_verdicts_total{queue=\"0\"}" { print $2 }'
+}
+kv0="$(kernel_verdicts)"
+out="$(curl_pod -H 'Connection: close' https://api.example.com/ https://api.example.com/)"
+kv1="$(kernel_verdicts)"
+[[ "$out" == "exit=0 "* && "${kv1:-0}" -gt "${kv0:-0}" ]] &&
+  ok "the kernel verdict judged $((${kv1:-0} - ${kv0:-0})) of two HTTPS connections in a row" ||
+  fail "two connections: $out; kernel verdicts ${kv0:-none} -> ${kv1:-none}"
 out="$(curl_pod https://other.example.com/)"
 [[ "$out" == "exit=6 "* ]] && ok "a name no rule allows does not resolve (other.example.com)" ||
   fail "https://other.example.com/: $out"
