@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <utility>
 
 extern char** environ;
 
@@ -104,163 +105,290 @@ std::string verdictChainName(const RulesetOptions& options) {
   return options.chain + "-VERDICT";
 }
 
-std::vector<std::string> renderChainRules(const RulesetOptions& options, IpTablesFamily family) {
+std::string newChainName(const RulesetOptions& options) {
+  return options.chain + "-NEW";
+}
+
+std::string replyNewChainName(const RulesetOptions& options) {
+  return options.chain + "-REPLY-NEW";
+}
+
+namespace {
+
+// What every chain's rules are made of, for one family.
+struct Parts {
+  const RulesetOptions& options;
+  bool v4;
+  const MarkScheme& m;
+  std::string icmp;
+  std::string save;   // CONNMARK --save-mark of the verdict bits
+  std::string queue;  // the NFQUEUE target, no --queue-bypass
+  // "-m connmark --mark 0x0/M -m mark --mark 0x0/M": a packet of a
+  // connection no verdict decided, and no verdict marked.
+  std::string undecided;
+  std::string setReply;
+  std::vector<std::string> protectedRanges;  // this family's
+  std::string boundSet;                      // empty: no fast-path rules
+  bool kernelVerdict;
+};
+
+Parts parts(const RulesetOptions& options, IpTablesFamily family) {
   const bool v4 = family == IpTablesFamily::V4;
   const MarkScheme& m = options.marks;
-  const std::string a = "-A " + options.chain + " ";
-  const std::string icmp = v4 ? "-p icmp" : "-p ipv6-icmp";
+  Parts p{options, v4, m, v4 ? "-p icmp" : "-p ipv6-icmp", {}, {}, {}, {}, {}, {}, false};
+  p.save = " -j CONNMARK --save-mark --nfmask " + hex(m.mask) + " --ctmask " + hex(m.mask);
+  p.queue = options.queueLast > options.queueFirst
+                ? "-j NFQUEUE --queue-balance " + std::to_string(options.queueFirst) + ":" +
+                      std::to_string(options.queueLast)
+                : "-j NFQUEUE --queue-num " + std::to_string(options.queueFirst);
+  p.undecided = markMatch("connmark", 0, m.mask) + " " + markMatch("mark", 0, m.mask);
+  p.setReply = " -j MARK --set-xmark " + hex(m.reply) + "/" + hex(m.mask);
+  for (const common::IpNetwork& network : options.protectedCidrs) {
+    if ((network.address.family == common::IpFamily::V4) == v4)
+      p.protectedRanges.push_back(network.toString());
+  }
+  if (options.kernelFastPath) p.boundSet = boundSetName(options, family);
+  p.kernelVerdict = options.kernelVerdict && !options.kernelGuardDir.empty();
+  return p;
+}
+
+// "-m bpf" running one of the programs pinned in the kernel guard's
+// directory (synack, confirm, verdict), this family's.
+std::string program(const Parts& p, const char* name) {
+  return " -m bpf --object-pinned " + p.options.kernelGuardDir + "/" + name + (p.v4 ? "4" : "6");
+}
+
+// One RETURN per protected range of the family: `match` is "-d" (client
+// packets) or "-m conntrack --ctorigdst" (server packets: the destination
+// the client chose).
+void returnProtected(const Parts& p, const std::string& prefix, std::string_view match,
+                     std::vector<std::string>& into) {
+  for (const std::string& range : p.protectedRanges) {
+    std::string rule = prefix;
+    rule += match;
+    rule += ' ';
+    rule += range;
+    rule += " -j RETURN";
+    into.push_back(std::move(rule));
+  }
+}
+
+// Denied connections fail fast: TCP gets a reset, UDP a port unreachable.
+void rejectDenied(const Parts& p, const std::string& a, std::vector<std::string>& into) {
+  const MarkScheme& m = p.m;
+  into.push_back(a + "-p tcp " + markMatch("connmark", m.deny, m.mask) +
+                 " -j REJECT --reject-with tcp-reset");
+  into.push_back(a + "-p udp " + markMatch("connmark", m.deny, m.mask) + " -j REJECT --reject-with " +
+                 (p.v4 ? "icmp-port-unreachable" : "icmp6-port-unreachable"));
+  into.push_back(a + markMatch("connmark", m.deny, m.mask) + " -j DROP");
+}
+
+// The kernel fast path's two RETURNs; both pass only segments without a
+// payload byte, so what the client says is still queued and judged.
+void fastPath(const Parts& p, const std::string& a, std::vector<std::string>& into) {
+  if (p.boundSet.empty()) return;
+  const NoPayloadTests empty = noPayloadTests(p.v4 ? IpTablesFamily::V4 : IpTablesFamily::V6);
+  const std::string noPayload =
+      " -m u32 --u32 \"" + empty.shape + "\" -m u32 ! --u32 \"" + empty.payloadWord + "\"";
+  // A SYN to an address our DNS bound to a name allowed on that port: the
+  // user-space answer would be "pass, read the first payload" anyway.
+  // No mark, so the first payload is queued.
+  into.push_back(a + "-p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN" + noPayload + " -m set --match-set " +
+                 p.boundSet + " dst,dst -j RETURN");
+  // The handshake's ACK (and FIN/RST) of a connection whose SYN was let
+  // through (ESTABLISHED: conntrack saw the server answer it).
+  into.push_back(a + "-p tcp -m tcp --tcp-flags SYN NONE -m conntrack --ctstate ESTABLISHED" + noPayload +
+                 " -j RETURN");
+}
+
+// <chain>: the dispatch, then every client packet that is not undecided
+// and unmarked (a denied or CONFIRM connection, a verdict's NF_REPEAT,
+// egressd's own sockets, a packet conntrack does not track).
+std::vector<std::string> mainRules(const Parts& p) {
+  const MarkScheme& m = p.m;
+  const std::string a = "-A " + p.options.chain + " ";
   std::vector<std::string> rules;
-  std::vector<std::string> replyRules;  // <chain>-REPLY's, after the chain's own
-  // Ordered by how often a rule decides: most packets belong to a connection
-  // allowed already (either direction) and leave after one match. Each
-  // rule a packet walks past costs it (bench/README.md, "Where the
-  // connection's CPU goes"); every rule below is a RETURN, so which one
-  // comes first changes nothing else.
+  // Most packets belong to a connection allowed already (either
+  // direction) and leave here, after one rule.
   rules.push_back(a + markMatch("connmark", m.allow, m.mask) + " -j RETURN");
-  rules.push_back(a + markMatch("mark", m.bypass, m.mask) + " -j RETURN");
-  const std::string save = " -j CONNMARK --save-mark --nfmask " + hex(m.mask) + " --ctmask " + hex(m.mask);
-  const std::string queue = options.queueLast > options.queueFirst
-                                ? "-j NFQUEUE --queue-balance " + std::to_string(options.queueFirst) + ":" +
-                                      std::to_string(options.queueLast)
-                                : "-j NFQUEUE --queue-num " + std::to_string(options.queueFirst);
-  if (!options.confirmFirstPayload) {
+  if (!p.options.confirmFirstPayload) {
     rules.push_back(a + "-m conntrack --ctdir REPLY -j RETURN");  // only client→server is judged
   } else {
-    // The insertion guard (nfq/insertion_guard.h) reads two kinds of server
-    // packets: the SYN-ACK of a connection not decided yet (where the
-    // client's stream starts) and the replies of a connection allowed
-    // provisionally (CONFIRM: has the server acknowledged the judged
-    // bytes?). Server packets go to a chain of their own (goto: its end
-    // returns from this chain too), so client packets never walk past
-    // these rules, nor server packets past the client's.
-    const std::string replyChain = replyChainName(options);
-    rules.push_back(a + "-m conntrack --ctdir REPLY -g " + replyChain);
-    const std::string r = "-A " + replyChain + " ";
-    const char* suffix = v4 ? "4" : "6";
-    if (!options.kernelGuardDir.empty()) {
-      // The server acknowledged the judged bytes (the program compares,
-      // nfq/kernel_guard.h): ALLOW, saved by the next rule. Only packets
-      // no verdict marked yet.
-      replyRules.push_back(r + "-p tcp " + markMatch("connmark", m.confirm, m.mask) + " " +
-                           markMatch("mark", 0, m.mask) + " -m bpf --object-pinned " +
-                           options.kernelGuardDir + "/confirm" + suffix + " -j MARK --set-xmark " +
-                           hex(m.allow) + "/" + hex(m.mask));
-    }
-    // The worker's verdict on a reply: ALLOW (confirmed) is saved; any
-    // verdict mark means "judged", so the packet goes on.
-    replyRules.push_back(r + markMatch("mark", m.allow, m.mask) + save);
-    replyRules.push_back(r + "-m mark ! --mark 0x0/" + hex(m.mask) + " -j RETURN");
-    const std::string setReply = " -j MARK --set-xmark " + hex(m.reply) + "/" + hex(m.mask);
-    replyRules.push_back(r + "-p tcp " + markMatch("connmark", m.confirm, m.mask) + setReply);
-    // Connections to protected ranges are never judged: their SYN-ACKs
-    // stay in the kernel (--ctorigdst: the destination the client chose).
-    for (const common::IpNetwork& network : options.protectedCidrs) {
-      if ((network.address.family == common::IpFamily::V4) != v4) continue;
-      replyRules.push_back(r + "-m conntrack --ctorigdst " + network.toString() + " -j RETURN");
-    }
-    const std::string synAck =
-        r + "-p tcp -m tcp --tcp-flags SYN,RST,ACK SYN,ACK " + markMatch("connmark", 0, m.mask);
-    if (!options.kernelGuardDir.empty()) {
-      // The program recorded where the stream starts: no need to queue.
-      replyRules.push_back(synAck + " -m bpf --object-pinned " + options.kernelGuardDir + "/synack" + suffix +
-                           " -j RETURN");
-    }
-    replyRules.push_back(synAck + setReply);
-    replyRules.push_back(r + markMatch("mark", m.reply, m.mask) + " " + queue);
-    // The rest of the server's packets: the end of the chain returns.
+    // Server packets: the insertion guard's chain (goto: its end returns
+    // from this chain too), so client packets never walk past its rules.
+    rules.push_back(a + "-m conntrack --ctdir REPLY -g " + replyChainName(p.options));
   }
-  rules.push_back(a + icmp + " -m conntrack --ctstate RELATED -j RETURN");
-  for (const common::IpNetwork& network : options.protectedCidrs) {
-    if ((network.address.family == common::IpFamily::V4) != v4) continue;
-    rules.push_back(a + "-d " + network.toString() + " -j RETURN");
+  // The client packets of a connection being decided (SYN, handshake ACK,
+  // first payload): a chain holding only the rules that can match them.
+  // A packet conntrack does not track matches no connmark test and stays.
+  rules.push_back(a + p.undecided + " -g " + newChainName(p.options));
+  rules.push_back(a + p.icmp + " -m conntrack --ctstate RELATED -j RETURN");
+  returnProtected(p, a, "-d", rules);
+  // A packet with a mark: a verdict's NF_REPEAT, or egressd's own sockets.
+  rules.push_back(a + "-m mark ! --mark 0x0/" + hex(m.mask) + " -g " + verdictChainName(p.options));
+  rejectDenied(p, a, rules);
+  rules.push_back(a + p.icmp + (p.v4 ? " -m icmp --icmp-type 8" : " -m icmp6 --icmpv6-type 128") +
+                  " -j DROP");
+  // After every connmark rule, so a decided (denied) connection's
+  // retransmitted SYN is still rejected; the pure ACKs of a CONFIRM
+  // connection's client leave here.
+  fastPath(p, a, rules);
+  // No --queue-bypass: without a reader, the kernel drops (fail-closed).
+  rules.push_back(a + p.queue);
+  return rules;
+}
+
+// <chain>-NEW: client packets of a connection no verdict decided, unmarked
+// (reached by goto from <chain>: its RETURNs and its end return from
+// <chain>). Neither the verdict chain's goto nor the rules for denied
+// connections can match them. The RETURNs come first (their order changes
+// no outcome): protected ranges, then the fast path, so that a protected
+// destination is never run through the kernel verdict's program and the
+// cluster's own traffic (most of it) leaves after one rule per range.
+std::vector<std::string> newRules(const Parts& p) {
+  const MarkScheme& m = p.m;
+  const std::string a = "-A " + newChainName(p.options) + " ";
+  std::vector<std::string> rules;
+  returnProtected(p, a, "-d", rules);
+  fastPath(p, a, rules);
+  if (p.kernelVerdict) {
+    // The first payload judged in the kernel (nfq/kernel_verdict.h): a
+    // packet the program allows is marked CONFIRM and saved as a
+    // provisional allow from user space would be; the kernel guard's
+    // confirm program then finalises it on the server's acknowledgment.
+    // The program wrote the guard's confirm entry and a ring record (the
+    // worker adopts it: event, check 2). Anything it does not allow falls
+    // through to the queue below, unmarked.
+    rules.push_back(a + "-p tcp" + program(p, "verdict") + " -j MARK --set-xmark " + hex(m.confirm) + "/" +
+                    hex(m.mask));
+    if (p.options.confirmFirstPayload) {
+      rules.push_back(a + markMatch("mark", m.confirm, m.mask) + p.save);
+      rules.push_back(a + markMatch("mark", m.confirm, m.mask) + " -j RETURN");
+    }
   }
-  // A packet a verdict marked (NF_REPEAT): its own chain (goto), so that
-  // the unmarked ones — SYN, handshake ACK, first payload of a new
-  // connection — do not walk past these rules.
-  const std::string verdictChain = verdictChainName(options);
-  rules.push_back(a + "-m mark ! --mark 0x0/" + hex(m.mask) + " -g " + verdictChain);
-  const std::string v = "-A " + verdictChain + " ";
-  std::vector<std::string> verdictRules;
-  verdictRules.push_back(v + markMatch("mark", m.allow, m.mask) + save);
-  verdictRules.push_back(v + markMatch("mark", m.allow, m.mask) + " -j RETURN");
-  if (options.confirmFirstPayload) {
+  // ICMP only: after the TCP-only rules above, whatever their order.
+  rules.push_back(a + p.icmp + " -m conntrack --ctstate RELATED -j RETURN");
+  rules.push_back(a + p.icmp + (p.v4 ? " -m icmp --icmp-type 8" : " -m icmp6 --icmpv6-type 128") +
+                  " -j DROP");
+  rules.push_back(a + p.queue);
+  return rules;
+}
+
+// <chain>-VERDICT: client packets with a mark (reached by goto).
+std::vector<std::string> verdictRules(const Parts& p) {
+  const MarkScheme& m = p.m;
+  const std::string v = "-A " + verdictChainName(p.options) + " ";
+  std::vector<std::string> rules;
+  rules.push_back(v + markMatch("mark", m.allow, m.mask) + p.save);
+  rules.push_back(v + markMatch("mark", m.allow, m.mask) + " -j RETURN");
+  if (p.options.confirmFirstPayload) {
     // Allowed, provisionally: saved, so the kernel knows to queue the
     // server's replies; the client's next payload segments are still queued.
-    verdictRules.push_back(v + markMatch("mark", m.confirm, m.mask) + save);
-    verdictRules.push_back(v + markMatch("mark", m.confirm, m.mask) + " -j RETURN");
+    rules.push_back(v + markMatch("mark", m.confirm, m.mask) + p.save);
+    rules.push_back(v + markMatch("mark", m.confirm, m.mask) + " -j RETURN");
   }
-  verdictRules.push_back(v + markMatch("mark", m.deny, m.mask) + save);
-  verdictRules.push_back(v + markMatch("mark", m.pass, m.mask) + " -j RETURN");
-  // Denied connections fail fast: TCP gets a reset, UDP a port unreachable.
+  rules.push_back(v + markMatch("mark", m.deny, m.mask) + p.save);
+  rules.push_back(v + markMatch("mark", m.pass, m.mask) + " -j RETURN");
+  // egressd's own sockets (SO_MARK), before the rules for denied
+  // connections as ever; only hooked OUTPUT traffic carries it.
+  rules.push_back(v + markMatch("mark", m.bypass, m.mask) + " -j RETURN");
   // In both chains: a deny just saved, and the later (unmarked) packets.
-  const auto rejectDenied = [&](const std::string& chain, std::vector<std::string>& into) {
-    into.push_back(chain + "-p tcp " + markMatch("connmark", m.deny, m.mask) +
-                   " -j REJECT --reject-with tcp-reset");
-    into.push_back(chain + "-p udp " + markMatch("connmark", m.deny, m.mask) + " -j REJECT --reject-with " +
-                   (v4 ? "icmp-port-unreachable" : "icmp6-port-unreachable"));
-    into.push_back(chain + markMatch("connmark", m.deny, m.mask) + " -j DROP");
-  };
-  rejectDenied(v, verdictRules);
+  rejectDenied(p, v, rules);
   // A deny on a packet conntrack does not track (INVALID: a bad checksum,
   // a sequence number outside the window) has no connection to save it
   // into; without this it would be queued again, and again.
-  verdictRules.push_back(v + markMatch("mark", m.deny, m.mask) + " -j DROP");
+  rules.push_back(v + markMatch("mark", m.deny, m.mask) + " -j DROP");
   // A mark that is none of the verdicts': queued (judged), never passed.
-  verdictRules.push_back(v + queue);
-  rejectDenied(a, rules);
-  rules.push_back(a + icmp + (v4 ? " -m icmp --icmp-type 8" : " -m icmp6 --icmpv6-type 128") + " -j DROP");
-  const std::string set = boundSetName(options, family);
-  if (options.kernelFastPath && !set.empty()) {
-    // After every connmark rule, so a decided (denied) connection's
-    // retransmitted SYN is still rejected. Both pass only segments without
-    // a payload byte: what the client says is still queued and judged.
-    const NoPayloadTests empty = noPayloadTests(family);
-    const std::string noPayload =
-        " -m u32 --u32 \"" + empty.shape + "\" -m u32 ! --u32 \"" + empty.payloadWord + "\"";
-    // A SYN to an address our DNS bound to a name allowed on that port: the
-    // user-space answer would be "pass, read the first payload" anyway.
-    // No mark, so the first payload is queued.
-    rules.push_back(a + "-p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN" + noPayload + " -m set --match-set " +
-                    set + " dst,dst -j RETURN");
-    // The handshake's ACK (and FIN/RST) of a connection whose SYN was let
-    // through (ESTABLISHED: conntrack saw the server answer it).
-    rules.push_back(a + "-p tcp -m tcp --tcp-flags SYN NONE -m conntrack --ctstate ESTABLISHED" + noPayload +
-                    " -j RETURN");
+  rules.push_back(v + p.queue);
+  return rules;
+}
+
+// <chain>-REPLY (the insertion guard, nfq/insertion_guard.h): server
+// packets. The guard reads two kinds: the SYN-ACK of a connection not
+// decided yet (where the client's stream starts; in <chain>-REPLY-NEW) and
+// the replies of a connection allowed provisionally (CONFIRM: has the
+// server acknowledged the judged bytes?).
+std::vector<std::string> replyRules(const Parts& p) {
+  const MarkScheme& m = p.m;
+  const std::string r = "-A " + replyChainName(p.options) + " ";
+  std::vector<std::string> rules;
+  // Undecided and unmarked (SYN-ACKs, protected ranges' replies): the
+  // rules below cannot match them.
+  rules.push_back(r + p.undecided + " -g " + replyNewChainName(p.options));
+  if (!p.options.kernelGuardDir.empty()) {
+    // The server acknowledged the judged bytes (the program compares,
+    // nfq/kernel_guard.h): ALLOW, saved by the next rule. Only packets
+    // no verdict marked yet.
+    rules.push_back(r + "-p tcp " + markMatch("connmark", m.confirm, m.mask) + " " +
+                    markMatch("mark", 0, m.mask) + program(p, "confirm") + " -j MARK --set-xmark " +
+                    hex(m.allow) + "/" + hex(m.mask));
   }
-  if (options.kernelVerdict && !options.kernelGuardDir.empty()) {
-    // The first payload judged in the kernel (nfq/kernel_verdict.h): a
-    // client packet of an undecided connection (no connection mark, no
-    // verdict mark) that the program allows is marked CONFIRM, saved by the
-    // verdict chain like a provisional allow from user space; the kernel
-    // guard's confirm program then finalises it on the server's
-    // acknowledgment. The program wrote the guard's confirm entry and a
-    // ring record (the worker adopts it: event, check 2). Anything it does
-    // not allow falls through to the queue below, unmarked.
-    rules.push_back(a + "-p tcp " + markMatch("connmark", 0, m.mask) + " " + markMatch("mark", 0, m.mask) +
-                    " -m bpf --object-pinned " + options.kernelGuardDir + "/verdict" + (v4 ? "4" : "6") +
-                    " -j MARK --set-xmark " + hex(m.confirm) + "/" + hex(m.mask));
-    rules.push_back(a + markMatch("mark", m.confirm, m.mask) + " -g " + verdictChainName(options));
+  // The worker's verdict on a reply: ALLOW (confirmed) is saved; any
+  // verdict mark means "judged", so the packet goes on.
+  rules.push_back(r + markMatch("mark", m.allow, m.mask) + p.save);
+  rules.push_back(r + "-m mark ! --mark 0x0/" + hex(m.mask) + " -j RETURN");
+  rules.push_back(r + "-p tcp " + markMatch("connmark", m.confirm, m.mask) + p.setReply);
+  // Connections to protected ranges are never judged.
+  returnProtected(p, r, "-m conntrack --ctorigdst", rules);
+  rules.push_back(r + markMatch("mark", m.reply, m.mask) + " " + p.queue);
+  // The rest of the server's packets: the end of the chain returns.
+  return rules;
+}
+
+// <chain>-REPLY-NEW: server packets of a connection no verdict decided,
+// unmarked (reached by goto from <chain>-REPLY).
+std::vector<std::string> replyNewRules(const Parts& p) {
+  const MarkScheme& m = p.m;
+  const std::string r = "-A " + replyNewChainName(p.options) + " ";
+  std::vector<std::string> rules;
+  // Connections to protected ranges: their SYN-ACKs stay in the kernel, unrecorded.
+  returnProtected(p, r, "-m conntrack --ctorigdst", rules);
+  const std::string synAck = r + "-p tcp -m tcp --tcp-flags SYN,RST,ACK SYN,ACK";
+  if (!p.options.kernelGuardDir.empty()) {
+    // The program recorded where the stream starts: no need to queue.
+    rules.push_back(synAck + program(p, "synack") + " -j RETURN");
   }
-  // No --queue-bypass: without a reader, the kernel drops (fail-closed).
-  rules.push_back(a + queue);
-  rules.insert(rules.end(), verdictRules.begin(), verdictRules.end());
-  rules.insert(rules.end(), replyRules.begin(), replyRules.end());
+  rules.push_back(synAck + p.setReply);
+  rules.push_back(r + markMatch("mark", m.reply, m.mask) + " " + p.queue);
+  return rules;
+}
+
+}  // namespace
+
+std::vector<std::string> renderChainRules(const RulesetOptions& options, IpTablesFamily family) {
+  const Parts p = parts(options, family);
+  std::vector<std::string> rules = mainRules(p);
+  const auto append = [&rules](const std::vector<std::string>& chain) {
+    rules.insert(rules.end(), chain.begin(), chain.end());
+  };
+  append(newRules(p));
+  append(verdictRules(p));
+  if (options.confirmFirstPayload) {
+    append(replyRules(p));
+    append(replyNewRules(p));
+  }
   return rules;
 }
 
 std::string renderApply(const RulesetOptions& options, IpTablesFamily family, std::string_view currentSave) {
   std::string out = "*filter\n";
   // Under --noflush, declaring a user chain creates it or flushes it: the
-  // refill below replaces an older egressd's rules atomically (one COMMIT).
-  out += ":" + options.chain + " - [0:0]\n";
-  out += ":" + verdictChainName(options) + " - [0:0]\n";
-  const std::string replyChain = replyChainName(options);
-  if (options.confirmFirstPayload) out += ":" + replyChain + " - [0:0]\n";
+  // refill below replaces an older egressd's rules atomically (one COMMIT),
+  // whichever of these chains its layout had.
+  std::vector<std::string> chains = {options.chain, newChainName(options), verdictChainName(options)};
+  const std::array<std::string, 2> replyChains = {replyChainName(options), replyNewChainName(options)};
+  if (options.confirmFirstPayload) chains.insert(chains.end(), replyChains.begin(), replyChains.end());
+  for (const std::string& chain : chains) out += ":" + chain + " - [0:0]\n";
   for (const std::string& rule : renderChainRules(options, family)) out += rule + "\n";
-  if (!options.confirmFirstPayload && chainExists(currentSave, replyChain)) {
+  if (!options.confirmFirstPayload) {
     // Left by a run with the insertion guard; the refill above dropped the
-    // jump to it.
-    out += "-F " + replyChain + "\n-X " + replyChain + "\n";
+    // jump to them. Flushed first: the reply chain jumps to the other.
+    for (const std::string& chain : replyChains) {
+      if (chainExists(currentSave, chain)) out += "-F " + chain + "\n";
+    }
+    for (const std::string& chain : replyChains) {
+      if (chainExists(currentSave, chain)) out += "-X " + chain + "\n";
+    }
   }
   for (const char* hook : configuredHooks(options)) {
     if (countJumps(currentSave, hook, options.chain) == 0) {
@@ -282,9 +410,10 @@ std::string renderRemove(const RulesetOptions& options, IpTablesFamily, std::str
       if (isJump(line, hook, options.chain)) body += "-D" + std::string(line.substr(2)) + "\n";
     }
   }
-  // Flushed first, deleted after: the main chain holds the jumps to the others.
-  const std::array<std::string, 3> chains = {options.chain, verdictChainName(options),
-                                             replyChainName(options)};
+  // Flushed first, deleted after: the chains jump to each other. Whatever
+  // layout installed them (an older one has no -NEW chains).
+  const std::array<std::string, 5> chains = {options.chain, newChainName(options), verdictChainName(options),
+                                             replyChainName(options), replyNewChainName(options)};
   for (const std::string& chain : chains) {
     if (chainExists(currentSave, chain)) body += "-F " + chain + "\n";
   }

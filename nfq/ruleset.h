@@ -8,30 +8,44 @@
 // iptables-restore (the nf_tables backend; the xtables NFQUEUE target works
 // on kernels without nftables' native `queue` expression).
 //
-// The chain (docs/nfq.md "Chain layout"), in order:
+// The chains (docs/nfq.md "Chain layout"), in order:
 //   connmark ALLOW                           RETURN  (the kernel fast path: decided
 //                                                     connections, both directions)
-//   bypass mark (egressd's own sockets)     RETURN
 //   reply direction                          RETURN; with the insertion guard
 //                                            (confirmFirstPayload) goto <chain>-REPLY:
+//     undecided, unmarked                      goto <chain>-REPLY-NEW:
+//       protected/cluster destinations           RETURN
+//       (kernel guard) SYN-ACK                   RETURN when the program recorded
+//                                                where the stream starts
+//       SYN-ACK                                  mark REPLY, NFQUEUE
+//       anything else                            RETURN (the end of the chain)
 //     (kernel guard) reply of a CONFIRM      mark ALLOW (saved below) when the
 //       connection, unmarked                   program says it confirms
 //     reply with a verdict mark              ALLOW saved; RETURN
-//     (kernel guard) SYN-ACK of an undecided RETURN when the program recorded
-//       connection                             where the stream starts
-//     SYN-ACK of an undecided connection,    mark REPLY, NFQUEUE (where the
-//       any reply of a CONFIRM connection      stream starts; did the server
-//                                              acknowledge the judged bytes?)
+//     any reply of a CONFIRM connection      mark REPLY, NFQUEUE (did the server
+//       (not to a protected destination)       acknowledge the judged bytes?)
 //     anything else                          RETURN (the end of <chain>-REPLY)
+//   undecided (connmark 0), unmarked         goto <chain>-NEW (SYN, handshake ACK,
+//                                            first payload of a new connection):
+//     protected/cluster destinations           RETURN
+//     (kernel fast path, as below)             RETURN
+//     (kernel verdict, when enabled) TCP       mark CONFIRM, saved, RETURN (a
+//       the program allows (a first payload      provisional allow; the worker
+//       naming a bound allowed name)             adopts the program's ring record)
+//     ICMP related to a connection             RETURN
+//     ICMP echo request                        DROP
+//     everything else                          NFQUEUE
+//   (the rest: denied and CONFIRM connections, marked and untracked packets)
 //   ICMP related to a connection             RETURN
 //   protected/cluster destinations           RETURN
-//   a verdict mark (any but 0)               goto <chain>-VERDICT:
+//   a mark (any but 0)                       goto <chain>-VERDICT:
 //     packet mark ALLOW                        CONNMARK --save-mark, RETURN
 //     packet mark CONFIRM                      CONNMARK --save-mark, RETURN (allowed
 //                                              until the server confirms; payload
 //                                              segments still queued)
 //     packet mark DENY                         CONNMARK --save-mark, then as below
 //     packet mark PASS                         RETURN  (undecided; next packet queued again)
+//     bypass mark (egressd's own sockets)      RETURN
 //     connmark DENY                            REJECT tcp-reset / port unreachable / DROP
 //     packet mark DENY without a connection    DROP (conntrack INVALID)
 //     any other mark                           NFQUEUE (judged, never passed)
@@ -40,13 +54,12 @@
 //   (kernel fast path, when enabled; both carry no payload byte)
 //   SYN to a DNS-bound (address, tcp port)   RETURN  (ipset <chain>-bound4/6; no mark:
 //                                                     the first payload is still queued)
-//   payload-less non-SYN of an ESTABLISHED   RETURN  (handshake ACK, FIN, RST)
-//     connection not yet decided
-//   (kernel verdict, when enabled) TCP of an mark CONFIRM, goto <chain>-VERDICT
-//     undecided connection the program        (saved as a provisional allow; the
-//     allows (a first payload naming a         worker adopts the program's ring
-//     bound allowed name)                      record: event, confirm table)
+//   payload-less non-SYN of an ESTABLISHED   RETURN  (handshake ACK, FIN, RST; the
+//     connection not yet decided                      client's pure ACKs while CONFIRM)
 //   everything else                          NFQUEUE --queue-balance a:b, no --queue-bypass
+// Every packet ends as it did before the -NEW chains (same target, packet
+// mark and connection mark; tests/nfq/ruleset_equivalence_test.cc): a goto
+// takes a packet to the rules that can match it, in their former order.
 // No --queue-bypass: with no egressd reading the queue, new flows are
 // dropped (fail-closed); decided connections keep their connmark.
 // The fast-path rules only ever pass segments without a single payload
@@ -113,10 +126,10 @@ struct RulesetOptions {
   // program finds confirming gets ALLOW (saved); the rest is queued.
   std::string kernelGuardDir;
   // The kernel verdict (nfq/kernel_verdict.h), with kernelGuardDir: its
-  // programs are pinned there too (verdict4/verdict6). Right before the
-  // final queueing rule, an undecided client packet the program allows
-  // is marked CONFIRM and takes the goto to <chain>-VERDICT (saved there,
-  // as a provisional allow from user space); the rest is queued.
+  // programs are pinned there too (verdict4/verdict6). Right before
+  // <chain>-NEW's queueing rules, an undecided client packet the program
+  // allows is marked CONFIRM and saved (a provisional allow, as from user
+  // space); the rest is queued.
   bool kernelVerdict = false;
 };
 
@@ -142,20 +155,25 @@ NoPayloadTests noPayloadTests(IpTablesFamily family);
 std::string renderApply(const RulesetOptions& options, IpTablesFamily family, std::string_view currentSave);
 
 // The input that removes the jumps found in `currentSave` (all hooks, also
-// ones no longer configured) and then the chain. Empty when there is
-// nothing to remove.
+// ones no longer configured) and then egressd's chains (<chain>, -NEW,
+// -VERDICT, -REPLY, -REPLY-NEW: whichever exist, so also an older
+// layout's). Empty when there is nothing to remove.
 std::string renderRemove(const RulesetOptions& options, IpTablesFamily family, std::string_view currentSave);
 
 // The chain's rules exactly as iptables-save prints them ("-A CHAIN ..."),
-// for comparing with what is installed; followed by the verdict chain's
-// ("-A <chain>-VERDICT ...") and, with confirmFirstPayload, the reply
-// chain's ("-A <chain>-REPLY ...").
+// for comparing with what is installed; followed by <chain>-NEW's, the
+// verdict chain's ("-A <chain>-VERDICT ...") and, with
+// confirmFirstPayload, the reply chains' (<chain>-REPLY, <chain>-REPLY-NEW).
 std::vector<std::string> renderChainRules(const RulesetOptions& options, IpTablesFamily family);
 
 // "<chain>-REPLY": the server packets' chain of the insertion guard.
 std::string replyChainName(const RulesetOptions& options);
 // "<chain>-VERDICT": the client packets a verdict marked (NF_REPEAT).
 std::string verdictChainName(const RulesetOptions& options);
+// "<chain>-NEW": client packets of undecided connections, unmarked.
+std::string newChainName(const RulesetOptions& options);
+// "<chain>-REPLY-NEW": server packets of undecided connections, unmarked.
+std::string replyNewChainName(const RulesetOptions& options);
 
 // Lines of `save` that append to `chain` ("-A <chain> ...").
 std::vector<std::string> savedRules(std::string_view save, std::string_view chain);
@@ -176,7 +194,7 @@ CommandResult runCommand(const std::vector<std::string>& argv, std::string_view 
 // whose message names the program and its stderr. With kernelFastPath the
 // bound sets are created first (an existing one is reused and flushed).
 CommandResult applyRuleset(const RulesetOptions& options);
-// Removes the jumps and the chain for both families, then the bound sets;
+// Removes the jumps and the chains for both families, then the bound sets;
 // missing ones are fine.
 CommandResult removeRuleset(const RulesetOptions& options);
 

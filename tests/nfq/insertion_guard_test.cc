@@ -139,22 +139,29 @@ TEST_CASE("the guard's chain rules: server packets queued only while they matter
   REQUIRE(toReply < rules.size());
   CHECK(toReply < at("-A EGRESSD -p icmp -m conntrack --ctstate RELATED -j RETURN"));
   CHECK(at("--ctdir REPLY -j RETURN") == rules.size());
-  // The reply chain, in order: a verdict's ALLOW saved, any verdict mark
-  // leaves, CONFIRM connections' and undecided SYN-ACKs marked and queued.
+  // The reply chain, in order: undecided, unmarked server packets to their
+  // own chain, a verdict's ALLOW saved, any verdict mark leaves, CONFIRM
+  // connections' packets marked and queued.
+  const size_t undecided =
+      at("-A EGRESSD-REPLY -m connmark --mark 0x0/0x700000 -m mark --mark 0x0/0x700000 -g EGRESSD-REPLY-NEW");
   const size_t saveAllow = at("-A EGRESSD-REPLY -m mark --mark 0x100000/0x700000 -j CONNMARK --save-mark");
   const size_t judged = at("-A EGRESSD-REPLY -m mark ! --mark 0x0/0x700000 -j RETURN");
   const size_t confirming = at(
       "-A EGRESSD-REPLY -p tcp -m connmark --mark 0x500000/0x700000 -j MARK --set-xmark 0x600000/0x700000");
-  const size_t synAck =
-      at("-A EGRESSD-REPLY -p tcp -m tcp --tcp-flags SYN,RST,ACK SYN,ACK -m connmark --mark 0x0/0x700000 -j "
-         "MARK "
-         "--set-xmark 0x600000/0x700000");
   const size_t queued = at("-A EGRESSD-REPLY -m mark --mark 0x600000/0x700000 -j NFQUEUE --queue-num 0");
-  CHECK(rules.back() == rules[queued]);
+  CHECK(undecided == at("-A EGRESSD-REPLY "));
+  CHECK(undecided < saveAllow);
   CHECK(saveAllow < judged);
   CHECK(judged < confirming);
-  CHECK(confirming < synAck);
-  CHECK(synAck < queued);
+  CHECK(confirming < queued);
+  // The undecided ones' chain: SYN-ACKs marked and queued.
+  const size_t synAck =
+      at("-A EGRESSD-REPLY-NEW -p tcp -m tcp --tcp-flags SYN,RST,ACK SYN,ACK -j MARK --set-xmark "
+         "0x600000/0x700000");
+  const size_t synAckQueued =
+      at("-A EGRESSD-REPLY-NEW -m mark --mark 0x600000/0x700000 -j NFQUEUE --queue-num 0");
+  CHECK(synAck + 1 == synAckQueued);
+  CHECK(rules.back() == rules[synAckQueued]);
   for (size_t i = 0; i < rules.size(); ++i) {
     // No rule of the chain itself between the jump and the queue looks at replies.
     if (rules[i].starts_with("-A EGRESSD ") && i != toReply)
@@ -163,12 +170,15 @@ TEST_CASE("the guard's chain rules: server packets queued only while they matter
   // CONFIRM from a verdict is saved; an untracked deny is dropped, not requeued.
   CHECK(at("-m mark --mark 0x500000/0x700000 -j CONNMARK --save-mark") < rules.size());
   CHECK(at("-m mark --mark 0x500000/0x700000 -j RETURN") < at("-m mark --mark 0x200000/0x700000 -j DROP"));
-  // The chain ends with its own queue rule; the verdict chain, then the reply chain follow.
-  CHECK(at("-A EGRESSD -j NFQUEUE --queue-num 0") + 1 == at("-A EGRESSD-VERDICT "));
+  // The chain ends with its own queue rule; -NEW, the verdict chain, then the reply chains follow.
+  CHECK(at("-A EGRESSD -j NFQUEUE --queue-num 0") + 1 == at("-A EGRESSD-NEW "));
+  CHECK(at("-A EGRESSD-NEW -j NFQUEUE --queue-num 0") + 1 == at("-A EGRESSD-VERDICT "));
   CHECK(at("-A EGRESSD-VERDICT -j NFQUEUE --queue-num 0") + 1 == at("-A EGRESSD-REPLY "));
+  CHECK(queued + 1 == at("-A EGRESSD-REPLY-NEW "));
   for (const auto& rule : rules) CHECK(rule.find("queue-bypass") == std::string::npos);
   CHECK(nfq::renderApply(o, nfq::IpTablesFamily::V4, "*filter\nCOMMIT\n")
-            .starts_with("*filter\n:EGRESSD - [0:0]\n:EGRESSD-VERDICT - [0:0]\n:EGRESSD-REPLY - [0:0]\n"));
+            .starts_with("*filter\n:EGRESSD - [0:0]\n:EGRESSD-NEW - [0:0]\n:EGRESSD-VERDICT - [0:0]\n"
+                         ":EGRESSD-REPLY - [0:0]\n:EGRESSD-REPLY-NEW - [0:0]\n"));
 
   // Local clients: their replies come through INPUT, reply direction only.
   o.hookOutput = true;

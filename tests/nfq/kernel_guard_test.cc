@@ -258,14 +258,12 @@ TEST_CASE("kernel guard rules: before the queueing ones they spare", "[nfq][kern
     CHECK(rules[confirm].find("-j MARK --set-xmark 0x100000/0x700000") != std::string::npos);
     CHECK(at("-A EGRESSD -m connmark --mark 0x100000/0x700000 -j RETURN") == 0);
     CHECK(confirm + 1 == at("-A EGRESSD-REPLY -m mark --mark 0x100000/0x700000 -j CONNMARK --save-mark"));
-    // SYN-ACK: of undecided connections only, right before the rule that queues it.
-    CHECK(
-        rules[synAck].starts_with("-A EGRESSD-REPLY -p tcp -m tcp --tcp-flags SYN,RST,ACK SYN,ACK -m "
-                                  "connmark --mark 0x0/0x700000 -m bpf"));
+    // SYN-ACK: of undecided connections only (the chain's goto), right
+    // before the rule that queues it.
+    CHECK(rules[synAck].starts_with(
+        "-A EGRESSD-REPLY-NEW -p tcp -m tcp --tcp-flags SYN,RST,ACK SYN,ACK -m bpf"));
     CHECK(rules[synAck].ends_with("-j RETURN"));
-    CHECK(synAck + 1 ==
-          at("--tcp-flags SYN,RST,ACK SYN,ACK -m connmark --mark 0x0/0x700000 -j MARK --set-xmark "
-             "0x600000/0x700000"));
+    CHECK(synAck + 1 == at("--tcp-flags SYN,RST,ACK SYN,ACK -j MARK --set-xmark 0x600000/0x700000"));
     // Only with the guard's reply rules.
     o.confirmFirstPayload = false;
     for (const auto& rule : nfq::renderChainRules(o, family)) CHECK(rule.find("-m bpf") == std::string::npos);

@@ -44,23 +44,31 @@ const char* kSaveWithJump =
 
 }  // namespace
 
-TEST_CASE("the chain: decided, bypass, replies, protected ranges, marks, then the queue", "[nfq][ruleset]") {
+TEST_CASE("the chain: decided, replies, undecided to -NEW, protected ranges, marks, then the queue",
+          "[nfq][ruleset]") {
   const auto rules = nfq::renderChainRules(options(), nfq::IpTablesFamily::V4);
   std::vector<std::string> chain;
+  std::vector<std::string> fresh;
   std::vector<std::string> verdict;
   for (const auto& rule : rules) {
     if (rule.starts_with("-A EGRESSD ")) chain.push_back(rule);
+    if (rule.starts_with("-A EGRESSD-NEW ")) fresh.push_back(rule);
     if (rule.starts_with("-A EGRESSD-VERDICT ")) verdict.push_back(rule);
   }
-  REQUIRE(chain.size() + verdict.size() == rules.size());
+  REQUIRE(chain.size() + fresh.size() + verdict.size() == rules.size());
   REQUIRE(chain.size() == 11);
   // A decided connection's packets, either direction, leave at the first rule.
   CHECK(chain[0] == "-A EGRESSD -m connmark --mark 0x100000/0x700000 -j RETURN");
-  CHECK(chain[1] == "-A EGRESSD -m mark --mark 0x400000/0x700000 -j RETURN");
-  CHECK(chain[2] == "-A EGRESSD -m conntrack --ctdir REPLY -j RETURN");
+  CHECK(chain[1] == "-A EGRESSD -m conntrack --ctdir REPLY -j RETURN");
+  // Client packets of undecided connections, unmarked: their own chain.
+  CHECK(chain[2] == "-A EGRESSD -m connmark --mark 0x0/0x700000 -m mark --mark 0x0/0x700000 -g EGRESSD-NEW");
+  CHECK(fresh == std::vector<std::string>{"-A EGRESSD-NEW -d 10.0.0.0/8 -j RETURN",
+                                          "-A EGRESSD-NEW -p icmp -m conntrack --ctstate RELATED -j RETURN",
+                                          "-A EGRESSD-NEW -p icmp -m icmp --icmp-type 8 -j DROP",
+                                          "-A EGRESSD-NEW -j NFQUEUE --queue-balance 0:1"});
   CHECK(indexOf(chain, "-d 10.0.0.0/8 -j RETURN") < indexOf(chain, "-g EGRESSD-VERDICT"));
   CHECK(indexOf(rules, "fd00::/8") == rules.size());  // the other family's range is left out
-  // Packets a verdict marked go to their own chain: saved, then as before.
+  // Packets with a mark go to their own chain: a verdict saved, then as before.
   CHECK(chain[indexOf(chain, "EGRESSD-VERDICT")] ==
         "-A EGRESSD -m mark ! --mark 0x0/0x700000 -g EGRESSD-VERDICT");
   CHECK(verdict ==
@@ -71,6 +79,8 @@ TEST_CASE("the chain: decided, bypass, replies, protected ranges, marks, then th
             "-A EGRESSD-VERDICT -m mark --mark 0x200000/0x700000 -j CONNMARK --save-mark --nfmask "
             "0x700000 --ctmask 0x700000",
             "-A EGRESSD-VERDICT -m mark --mark 0x300000/0x700000 -j RETURN",
+            // egressd's own sockets
+            "-A EGRESSD-VERDICT -m mark --mark 0x400000/0x700000 -j RETURN",
             "-A EGRESSD-VERDICT -p tcp -m connmark --mark 0x200000/0x700000 -j REJECT --reject-with "
             "tcp-reset",
             "-A EGRESSD-VERDICT -p udp -m connmark --mark 0x200000/0x700000 -j REJECT --reject-with "
@@ -129,10 +139,11 @@ TEST_CASE("remove deletes egressd's jumps and chain, nothing else", "[nfq][rules
         "COMMIT\n");
   CHECK(nfq::renderRemove(options(), nfq::IpTablesFamily::V4, "*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n")
             .empty());
-  // The verdict and reply chains go too, after the chain that jumps to them.
-  std::string withReply = kSaveWithJump;
-  withReply.insert(withReply.find(":KUBE-FORWARD"), ":EGRESSD-REPLY - [0:0]\n:EGRESSD-VERDICT - [0:0]\n");
-  CHECK(nfq::renderRemove(options(), nfq::IpTablesFamily::V4, withReply) ==
+  // The other chains go too, after the chain that jumps to them: an older
+  // layout's (no -NEW chains) ...
+  std::string older = kSaveWithJump;
+  older.insert(older.find(":KUBE-FORWARD"), ":EGRESSD-REPLY - [0:0]\n:EGRESSD-VERDICT - [0:0]\n");
+  CHECK(nfq::renderRemove(options(), nfq::IpTablesFamily::V4, older) ==
         "*filter\n"
         "-D FORWARD -m comment --comment egressd -j EGRESSD\n"
         "-D OUTPUT -m comment --comment egressd -j EGRESSD\n"
@@ -143,10 +154,35 @@ TEST_CASE("remove deletes egressd's jumps and chain, nothing else", "[nfq][rules
         "-X EGRESSD-VERDICT\n"
         "-X EGRESSD-REPLY\n"
         "COMMIT\n");
-  // An apply without the guard removes a reply chain left by one with it.
+  // ... and this one's.
+  std::string withReply = older;
+  withReply.insert(withReply.find(":KUBE-FORWARD"), ":EGRESSD-NEW - [0:0]\n:EGRESSD-REPLY-NEW - [0:0]\n");
+  CHECK(nfq::renderRemove(options(), nfq::IpTablesFamily::V4, withReply) ==
+        "*filter\n"
+        "-D FORWARD -m comment --comment egressd -j EGRESSD\n"
+        "-D OUTPUT -m comment --comment egressd -j EGRESSD\n"
+        "-F EGRESSD\n"
+        "-F EGRESSD-NEW\n"
+        "-F EGRESSD-VERDICT\n"
+        "-F EGRESSD-REPLY\n"
+        "-F EGRESSD-REPLY-NEW\n"
+        "-X EGRESSD\n"
+        "-X EGRESSD-NEW\n"
+        "-X EGRESSD-VERDICT\n"
+        "-X EGRESSD-REPLY\n"
+        "-X EGRESSD-REPLY-NEW\n"
+        "COMMIT\n");
+  // An apply without the guard removes the reply chains left by one with it
+  // (flushed first: one jumps to the other), and declares the others,
+  // creating -NEW over an older layout in the same transaction.
   const std::string apply = nfq::renderApply(options(), nfq::IpTablesFamily::V4, withReply);
+  CHECK(apply.starts_with("*filter\n:EGRESSD - [0:0]\n:EGRESSD-NEW - [0:0]\n:EGRESSD-VERDICT - [0:0]\n-A "));
   CHECK(apply.find(":EGRESSD-REPLY") == std::string::npos);
-  CHECK(apply.find("-F EGRESSD-REPLY\n-X EGRESSD-REPLY\nCOMMIT\n") != std::string::npos);
+  CHECK(apply.find(
+            "-F EGRESSD-REPLY\n-F EGRESSD-REPLY-NEW\n-X EGRESSD-REPLY\n-X EGRESSD-REPLY-NEW\nCOMMIT\n") !=
+        std::string::npos);
+  CHECK(nfq::renderApply(options(), nfq::IpTablesFamily::V4, older)
+            .find("-F EGRESSD-REPLY\n-X EGRESSD-REPLY\nCOMMIT\n") != std::string::npos);
 }
 
 TEST_CASE("save parsing: jumps, chains, rules", "[nfq][ruleset]") {
@@ -176,7 +212,7 @@ TEST_CASE("runCommand feeds stdin and collects stdout, stderr and the status", "
   CHECK(r.output.size() == big.size());
 }
 
-TEST_CASE("kernel verdict rule: right before the final queueing rule, CONFIRM then the goto",
+TEST_CASE("kernel verdict rule: in -NEW before its queueing rules, CONFIRM saved",
           "[nfq][ruleset][kernel_verdict]") {
   nfq::RulesetOptions o = options();
   o.confirmFirstPayload = true;
@@ -193,23 +229,28 @@ TEST_CASE("kernel verdict rule: right before the final queueing rule, CONFIRM th
     const auto rules = nfq::renderChainRules(o, family);
     const size_t verdict = indexOf(rules, std::string("--object-pinned /sys/fs/bpf/egressd/verdict") + n);
     REQUIRE(verdict < rules.size());
-    // Only unmarked TCP of undecided connections; the program's match sets
-    // CONFIRM, which the goto's chain saves like a provisional allow.
-    CHECK(rules[verdict] == std::string("-A EGRESSD -p tcp -m connmark --mark 0x0/0x700000 -m mark --mark "
-                                        "0x0/0x700000 -m bpf --object-pinned /sys/fs/bpf/egressd/verdict") +
-                                n + " -j MARK --set-xmark 0x500000/0x700000");
-    REQUIRE(verdict + 2 < rules.size());
-    CHECK(rules[verdict + 1] == "-A EGRESSD -m mark --mark 0x500000/0x700000 -g EGRESSD-VERDICT");
-    CHECK(rules[verdict + 2] == "-A EGRESSD -j NFQUEUE --queue-balance 0:1");
-    // After the fast path and every connmark rule (a denied connection is
-    // rejected before), and the verdict chain saves CONFIRM and returns.
-    CHECK(indexOf(rules, "--match-set EGRESSD-bound") < verdict);
-    CHECK(indexOf(rules, "-A EGRESSD -p tcp -m connmark --mark 0x200000/0x700000 -j REJECT") < verdict);
-    CHECK(indexOf(rules, "-A EGRESSD -m mark ! --mark 0x0/0x700000 -g EGRESSD-VERDICT") < verdict);
-    const size_t save =
-        indexOf(rules, "-A EGRESSD-VERDICT -m mark --mark 0x500000/0x700000 -j CONNMARK --save-mark");
-    REQUIRE(save < rules.size());
-    CHECK(rules[save + 1] == "-A EGRESSD-VERDICT -m mark --mark 0x500000/0x700000 -j RETURN");
+    // TCP in the chain of undecided, unmarked client packets; the program's
+    // match sets CONFIRM, saved like a provisional allow, and returns.
+    CHECK(rules[verdict] ==
+          std::string("-A EGRESSD-NEW -p tcp -m bpf --object-pinned /sys/fs/bpf/egressd/verdict") + n +
+              " -j MARK --set-xmark 0x500000/0x700000");
+    REQUIRE(verdict + 5 < rules.size());
+    CHECK(
+        rules[verdict + 1] ==
+        "-A EGRESSD-NEW -m mark --mark 0x500000/0x700000 -j CONNMARK --save-mark --nfmask 0x700000 --ctmask "
+        "0x700000");
+    CHECK(rules[verdict + 2] == "-A EGRESSD-NEW -m mark --mark 0x500000/0x700000 -j RETURN");
+    CHECK(rules[verdict + 5] == "-A EGRESSD-NEW -j NFQUEUE --queue-balance 0:1");
+    CHECK(indexOf(rules,
+                  "-A EGRESSD -m connmark --mark 0x0/0x700000 -m mark --mark 0x0/0x700000 -g EGRESSD-NEW") <
+          verdict);
+    // After the protected ranges (never judged) and the fast path.
+    CHECK(indexOf(rules, "-A EGRESSD-NEW -d ") < verdict);
+    CHECK(indexOf(rules, "-A EGRESSD-NEW -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN") < verdict);
+    CHECK(indexOf(rules, "-A EGRESSD-NEW -p tcp -m tcp --tcp-flags SYN NONE") < verdict);
+    // Nowhere else: the rest of the chain never sees an undecided, unmarked packet.
+    CHECK(indexOf(std::vector<std::string>(rules.begin() + verdict + 1, rules.end()), "/verdict") ==
+          rules.size() - verdict - 1);
     // Without the kernel guard's directory there is no program to name.
     o.kernelGuardDir.clear();
     for (const auto& rule : nfq::renderChainRules(o, family)) CHECK(rule.find("-m bpf") == std::string::npos);

@@ -1,5 +1,6 @@
-// Test driver for nfq/ruleset: `nfq_ruleset_tool apply|remove|print
-// [--output] [--queues A:B] [--protect CIDR]... [--fast-path] [--confirm] [--chain NAME]`
+// Test driver for nfq/ruleset: `nfq_ruleset_tool apply|remove|print|print-legacy
+// [--output] [--queues A:B] [--protect CIDR]... [--fast-path] [--confirm]
+// [--kernel-guard DIR] [--kernel-verdict] [--chain NAME]`
 // in the current network namespace (the script test runs it under
 // `ip netns exec`).
 #include <cstdio>
@@ -8,6 +9,7 @@
 #include <string_view>
 
 #include "nfq/ruleset.h"
+#include "tests/nfq/ruleset_legacy.h"
 
 int main(int argc, char** argv) {
   if (argc < 2) {
@@ -24,6 +26,8 @@ int main(int argc, char** argv) {
       options.kernelFastPath = true;
     } else if (arg == "--confirm") {
       options.confirmFirstPayload = true;
+    } else if (arg == "--kernel-verdict") {
+      options.kernelVerdict = true;
     } else if (arg == "--kernel-guard" && i + 1 < argc) {
       options.kernelGuardDir = argv[++i];
     } else if (arg == "--chain" && i + 1 < argc) {
@@ -48,9 +52,12 @@ int main(int argc, char** argv) {
     }
   }
   const std::string_view command = argv[1];
-  if (command == "print") {
+  if (command == "print" || command == "print-legacy") {
+    // print-legacy: the layout before the -NEW chains (installing over it).
     for (auto family : {nfq::IpTablesFamily::V4, nfq::IpTablesFamily::V6}) {
-      for (const auto& rule : nfq::renderChainRules(options, family)) std::printf("%s\n", rule.c_str());
+      const auto rules = command == "print" ? nfq::renderChainRules(options, family)
+                                            : nfqtest::legacyChainRules(options, family);
+      for (const auto& rule : rules) std::printf("%s\n", rule.c_str());
     }
     return 0;
   }
