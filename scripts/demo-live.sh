@@ -95,7 +95,7 @@ start_egressd "$egressd" "$dir/egressd.toml" || exit 1
 egressd_pid="$(cat "$E2E_PIDS/egressd.pid")"
 log="$E2E_LOGS/egressd.log"
 enforcing=0
-if in_gw iptables-save 2> /dev/null | grep -q -- '-j NFQUEUE'; then
+if grep -q -- '-j NFQUEUE' <<< "$(in_gw iptables-save 2> /dev/null)"; then  # read whole: grep -q under pipefail
   enforcing=1
   echo "  started; its iptables chain diverts new outbound flows to NFQUEUE 0:"
   in_gw iptables-save | grep -E '^(:|-A).*[Ee][Gg][Rr][Ee][Ss][Ss]' | sed 's/^/    /'

@@ -323,7 +323,9 @@ for c in egressd:rules egressd-world:rules-world egressd-base:rules; do
 done
 
 # ---- configurations ----------------------------------------------------------------
-diverted() { in_gw iptables-save | grep -qE -- '-j (NFQUEUE|EGB_SQUID)|^:EGRESSD'; }
+# (iptables-save's output read whole first: grep -q stops at the first match,
+# and under pipefail the writer's SIGPIPE would make the pipe fail.)
+diverted() { grep -qE -- '-j (NFQUEUE|EGB_SQUID)|^:EGRESSD' <<< "$(in_gw iptables-save)"; }
 
 enable_unfiltered() {
   diverted && fail "unfiltered: the gateway still diverts traffic: $(in_gw iptables-save | grep -E 'NFQUEUE|EGB_SQUID|EGRESSD')"
@@ -342,7 +344,7 @@ enable_egressd() {
   log_from=$(($(wc -l < "$E2E_LOGS/egressd.log") + 1))
   set_pod_resolver "$E2E_GW_POD_IP4"
   start_egressd "$bin" "$work/$cfg.toml" || fail "$cfg: egressd did not start (log: $E2E_LOGS/egressd.log)"
-  in_gw iptables-save | grep -q -- '-j NFQUEUE' || fail "$cfg: egressd installed no NFQUEUE rule"
+  grep -q -- '-j NFQUEUE' <<< "$(in_gw iptables-save)" || fail "$cfg: egressd installed no NFQUEUE rule"
   # The binding: the pod resolves the name through egressd (wrk resolves it
   # again at start, through the same resolver). World access needs none,
   # but the lookup goes through egressd all the same.
@@ -354,7 +356,7 @@ disable_egressd() {
   stop_egressd TERM || fail "$cfg: egressd did not stop on SIGTERM"
   in_gw "$egressd" --uninstall --config "$work/$cfg.toml" >> "$E2E_LOGS/egressd.log" 2>&1 \
     || fail "$cfg: egressd --uninstall"
-  in_gw iptables-save | grep -qE -- '-j NFQUEUE|^:EGRESSD' && fail "$cfg: egressd --uninstall left rules behind"
+  grep -qE -- '-j NFQUEUE|^:EGRESSD' <<< "$(in_gw iptables-save)" && fail "$cfg: egressd --uninstall left rules behind"
 }
 enable_egressd_world() { enable_egressd egressd-world; }
 disable_egressd_world() { disable_egressd egressd-world; }

@@ -97,7 +97,7 @@ rules="$work/rules"
 mkdir -p "$rules"
 write_egressd_config "$topo/egressd.toml" "$rules"
 start_egressd "$bin/egressd" "$topo/egressd.toml" || fatal "egressd did not start"
-if in_gw iptables-save | grep -q -- '-j NFQUEUE'; then
+if grep -q -- '-j NFQUEUE' <<< "$(in_gw iptables-save)"; then  # read whole: grep -q under pipefail
   ok "egressd runs in $E2E_NS_GW with its NFQUEUE rule, rules dir $rules (empty)"
 else
   fatal "egressd installed no NFQUEUE rule"

@@ -189,6 +189,6 @@ stop_gateway
 echo "== remove: chain and sets go"
 G "${tool[@]}" remove
 G ipset list -n | grep -q EGRESSD && fail "sets left after remove"
-G iptables-save -t filter | grep -q EGRESSD && fail "chain left after remove"
+grep -q EGRESSD <<< "$(G iptables-save -t filter)" && fail "chain left after remove"
 G "${tool[@]}" remove
 echo "ok: nfq kernel fast path"

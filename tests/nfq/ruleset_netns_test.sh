@@ -90,7 +90,7 @@ in_ns "$tool" apply "${cargs[@]}"
 [ "$(in_ns iptables-save -t filter | grep -v '^#')" = "$(grep -v '^#' <<<"$csave4")" ] || fail "second --confirm apply changed v4"
 # Without the guard the reply chain goes (it was left by the run before).
 in_ns "$tool" apply --output --queues 0:1 --protect 10.0.0.0/8
-in_ns iptables-save -t filter | grep -q 'EGRESSD-REPLY' && fail "an apply without --confirm left a reply chain"
+grep -q 'EGRESSD-REPLY' <<< "$(in_ns iptables-save -t filter)" && fail "an apply without --confirm left a reply chain"
 in_ns "$tool" apply "${cargs[@]}"
 in_ns "$tool" remove
 [ "$(in_ns iptables-save -t filter | grep -v '^#')" = "$before4" ] || { diff <(echo "$before4") <(in_ns iptables-save -t filter | grep -v '^#') >&2; fail "v4 not restored after --confirm"; }
@@ -112,8 +112,8 @@ for family in 4 6; do
   t=iptables; [ "$family" = 6 ] && t=ip6tables
   legacy "$family" "${cargs[@]}" | in_ns "$t-restore" --noflush || fail "the older layout did not install (v$family)"
 done
-in_ns iptables-save -t filter | grep -q -- '-A EGRESSD -m mark --mark 0x400000/0x700000 -j RETURN' || fail "no older layout to replace"
-in_ns iptables-save -t filter | grep -q 'EGRESSD-NEW' && fail "the older layout has -NEW chains"
+grep -q -- '-A EGRESSD -m mark --mark 0x400000/0x700000 -j RETURN' <<< "$(in_ns iptables-save -t filter)" || fail "no older layout to replace"
+grep -q 'EGRESSD-NEW' <<< "$(in_ns iptables-save -t filter)" && fail "the older layout has -NEW chains"
 in_ns "$tool" apply "${cargs[@]}"
 [ "$(in_ns iptables-save -t filter | grep -v '^#')" = "$(grep -v '^#' <<<"$csave4")" ] || { diff <(grep -v '^#' <<<"$csave4") <(in_ns iptables-save -t filter | grep -v '^#') >&2; fail "apply over the older layout differs from a fresh one (v4)"; }
 [ "$(in_ns ip6tables-save -t filter | grep -v '^#')" = "$(grep -v '^#' <<<"$csave6")" ] || fail "apply over the older layout differs from a fresh one (v6)"
