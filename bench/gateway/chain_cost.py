@@ -5,7 +5,8 @@ usage: chain_cost.py BEFORE AFTER CHAIN
 BEFORE, AFTER: `iptables-save -c -t filter` output. Every packet that jumps
 to CHAIN (the hooks' jump counters) walks its rules until one ends its walk
 (RETURN, NFQUEUE, REJECT, DROP, ACCEPT, a goto); a goto's packets walk the
-target chain the same way. From the per-rule match counters, rule by rule:
+target chain the same way (a chain several gotos reach, once, with all their
+packets). From the per-rule match counters, rule by rule:
 evaluations = packets that entered - packets an earlier rule ended.
 Prints "packets EVALUATIONS_PER_ENTERING_PACKET total_evaluations".
 """
@@ -35,14 +36,29 @@ def delta(before, after):
 
 
 def walk(chains, chain, entering):
+    """Evaluations in CHAIN and in the chains it reaches by goto. A chain
+    reached by several goto rules is walked once, entered by all their
+    packets: its rules' counters are the sum over them (walking it once per
+    goto with that goto's packets would subtract the other gotos' RETURNs
+    too and undercount)."""
+    entering_of = {chain: entering}
+    order = [chain]
+    for name in order:  # grows while it is walked: every chain reached
+        for matched, text in chains.get(name, []):
+            goto = re.search(r" -g (\S+)", " " + text)
+            if goto:
+                target = goto.group(1)
+                if target not in entering_of:
+                    entering_of[target] = 0
+                    order.append(target)
+                entering_of[target] += matched
     evaluations = 0
-    for matched, text in chains.get(chain, []):
-        evaluations += entering
-        goto = re.search(r" -g (\S+)", text)
-        if goto:
-            evaluations += walk(chains, goto.group(1), matched)
-        if ENDS.search(" " + text):
-            entering -= matched
+    for name in order:
+        left = entering_of[name]
+        for matched, text in chains.get(name, []):
+            evaluations += left
+            if ENDS.search(" " + text):
+                left -= matched
     return evaluations
 
 
