@@ -37,6 +37,23 @@ bool acknowledges(uint32_t ack, uint32_t judgedEnd, uint32_t passedEnd) noexcept
   return beyond <= passedEnd - judgedEnd + 1 && beyond < (1U << 31);
 }
 
+std::optional<StreamStarts::Start> newestStart(const std::optional<StreamStarts::Start>& known,
+                                               const std::optional<StreamStarts::Start>& kernel,
+                                               std::chrono::nanoseconds lifetime, TimePoint now,
+                                               bool& fromKernel) noexcept {
+  fromKernel = false;
+  if (!kernel || kernel->at + lifetime <= now || (known && known->at > kernel->at)) return known;
+  fromKernel = true;
+  return kernel;
+}
+
+std::optional<Reason> checkStreamStart(const std::optional<StreamStarts::Start>& known, uint32_t start,
+                                       uint32_t indev) noexcept {
+  if (!known || (known->replyIndev != 0 && known->replyIndev == indev)) return Reason::StreamStartUnknown;
+  if (known->seq != start) return Reason::NotStreamStart;
+  return std::nullopt;
+}
+
 FlowKey replyKey(const PacketView& packet) noexcept {
   FlowKey key;
   key.src = packet.dst;

@@ -105,6 +105,24 @@ class StreamStarts {
   uint64_t overwritten_ = 0;
 };
 
+// Check 1's start of a connection: the newest of the one this worker
+// learnt from a queued SYN or SYN-ACK (`known`) and the one the kernel
+// guard recorded (`kernel`: its starts map, or the copy a kernel verdict
+// record carries), as when both came through the queue. A kernel start as
+// old as `lifetime` or older does not count (the worker's own expire).
+// `fromKernel` says whether the kernel's was taken.
+std::optional<StreamStarts::Start> newestStart(const std::optional<StreamStarts::Start>& known,
+                                               const std::optional<StreamStarts::Start>& kernel,
+                                               std::chrono::nanoseconds lifetime, TimePoint now,
+                                               bool& fromKernel) noexcept;
+
+// Check 1 itself, for judged bytes starting at `start` of a packet that came
+// in on `indev`: nullopt when they are the connection's first bytes, else
+// why not (StreamStartUnknown: no start, or a SYN-ACK that came in on the
+// client's own interface, forged there; NotStreamStart: another place).
+std::optional<Reason> checkStreamStart(const std::optional<StreamStarts::Start>& known, uint32_t start,
+                                       uint32_t indev) noexcept;
+
 // The key of the connection a server's packet answers (source and
 // destination swapped).
 FlowKey replyKey(const PacketView& packet) noexcept;

@@ -249,6 +249,17 @@ KernelFlowKey kernelKey(const FlowKey& key) noexcept {
   return out;
 }
 
+FlowKey flowKeyOf(const KernelFlowKey& key) noexcept {
+  FlowKey out;
+  const bool v4 = key.family == 4;
+  out.src = v4 ? common::IpAddress::v4Bytes(key.client) : common::IpAddress::v6Bytes(key.client);
+  out.dst = v4 ? common::IpAddress::v4Bytes(key.server) : common::IpAddress::v6Bytes(key.server);
+  out.srcPort = static_cast<uint16_t>(key.clientPort[0] << 8 | key.clientPort[1]);
+  out.dstPort = static_cast<uint16_t>(key.serverPort[0] << 8 | key.serverPort[1]);
+  out.protocol = key.protocol;
+  return out;
+}
+
 bool kernelConfirms(const KernelConfirm& entry, uint32_t ack, uint32_t ifindex) noexcept {
   if (ifindex == entry.clientIfindex) return false;
   const uint32_t beyond = ack - entry.judgedEnd;
@@ -279,6 +290,10 @@ void removeKernelPins(const std::string& dir) noexcept {
 
 TimePoint kernelTime(uint64_t ns) noexcept {
   return TimePoint(std::chrono::duration_cast<Clock::duration>(std::chrono::nanoseconds(ns)));
+}
+
+StreamStarts::Start streamStartOf(const KernelStart& start) noexcept {
+  return {start.seq, start.ifindex, kernelTime(start.timeNs)};
 }
 
 KernelGuard::~KernelGuard() {
@@ -381,6 +396,67 @@ std::optional<KernelConfirm> KernelGuard::takeConfirm(const FlowKey& key) const 
 
 void KernelGuard::forgetConfirm(const FlowKey& key) const noexcept {
   if (confirms_) mapCommand(BPF_MAP_DELETE_ELEM, confirms_.get(), key, nullptr);
+}
+
+std::optional<size_t> KernelGuard::readConfirms(ConfirmWalk& walk, std::span<KernelFlowKey> keys,
+                                                std::span<KernelConfirm> values) const noexcept {
+  if (!confirms_ || walk.done || keys.empty() || values.size() < keys.size()) return std::nullopt;
+  // kernel/bpf/hashtab.c __htab_map_lookup_and_delete_batch: in_batch is
+  // where the last call stopped (absent on the first), out_batch where
+  // this one did; ENOENT with the last entries when the walk is through.
+  KernelFlowKey next{};
+  bpf_attr attr{};
+  attr.batch.map_fd = static_cast<uint32_t>(confirms_.get());
+  attr.batch.in_batch = walk.started ? reinterpret_cast<uint64_t>(&walk.cursor) : 0;
+  attr.batch.out_batch = reinterpret_cast<uint64_t>(&next);
+  attr.batch.keys = reinterpret_cast<uint64_t>(keys.data());
+  attr.batch.values = reinterpret_cast<uint64_t>(values.data());
+  attr.batch.count = static_cast<uint32_t>(keys.size());
+  if (bpfCall(BPF_MAP_LOOKUP_BATCH, attr) != 0) {
+    if (errno != ENOENT) return std::nullopt;
+    walk.done = true;
+  }
+  walk.cursor = next;
+  walk.started = true;
+  return std::min<size_t>(attr.batch.count, keys.size());
+}
+
+size_t KernelGuard::forgetConfirms(std::span<const KernelFlowKey> keys) const noexcept {
+  if (!confirms_) return 0;
+  size_t calls = 0;
+  while (!keys.empty()) {
+    if (keys.size() == 1) {
+      // The same one syscall, without the batch's copy of the count.
+      bpf_attr attr{};
+      attr.map_fd = static_cast<uint32_t>(confirms_.get());
+      attr.key = reinterpret_cast<uint64_t>(keys.data());
+      bpfCall(BPF_MAP_DELETE_ELEM, attr);
+      return calls + 1;
+    }
+    bpf_attr attr{};
+    attr.batch.map_fd = static_cast<uint32_t>(confirms_.get());
+    attr.batch.keys = reinterpret_cast<uint64_t>(keys.data());
+    attr.batch.count = static_cast<uint32_t>(keys.size());
+    ++calls;
+    if (bpfCall(BPF_MAP_DELETE_BATCH, attr) == 0) return calls;
+    // kernel/bpf/syscall.c generic_map_delete_batch stops at the first key
+    // it cannot delete (gone already: ENOENT) and says how many it did.
+    const size_t done = std::min<size_t>(attr.batch.count, keys.size());
+    if (errno == ENOENT && done < keys.size()) {
+      keys = keys.subspan(done + 1);
+      continue;
+    }
+    // No batch operations (before Linux 5.6): one at a time.
+    for (const KernelFlowKey& key : keys.subspan(done)) {
+      bpf_attr one{};
+      one.map_fd = static_cast<uint32_t>(confirms_.get());
+      one.key = reinterpret_cast<uint64_t>(&key);
+      bpfCall(BPF_MAP_DELETE_ELEM, one);
+      ++calls;
+    }
+    return calls;
+  }
+  return calls;
 }
 
 }  // namespace nfq

@@ -34,11 +34,13 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "common/unique_fd.h"
 #include "nfq/flow_table.h"
+#include "nfq/insertion_guard.h"
 #include "nfq/verdict.h"
 
 namespace nfq {
@@ -84,6 +86,8 @@ inline constexpr int16_t kConfirmTime = 16;
 
 // The map key of a connection (FlowKey as the client sent it: src = client).
 KernelFlowKey kernelKey(const FlowKey& key) noexcept;
+// And back (a key read from a map walk).
+FlowKey flowKeyOf(const KernelFlowKey& key) noexcept;
 
 // The decision the confirm program takes, in C++ (the instructions mirror
 // it; tests compare both with acknowledges()): true when a server packet
@@ -107,6 +111,8 @@ void removeKernelPins(const std::string& dir) noexcept;
 // The kernel's CLOCK_MONOTONIC nanoseconds (bpf_ktime_get_ns) as a worker
 // time point: steady_clock is CLOCK_MONOTONIC on Linux.
 TimePoint kernelTime(uint64_t ns) noexcept;
+// A kernel start as the insertion guard's check 1 reads starts.
+StreamStarts::Start streamStartOf(const KernelStart& start) noexcept;
 
 class KernelGuard {
  public:
@@ -142,6 +148,26 @@ class KernelGuard {
   // longer confirm: the worker's decision on it is the last word).
   std::optional<KernelConfirm> takeConfirm(const FlowKey& key) const noexcept;
   void forgetConfirm(const FlowKey& key) const noexcept;
+
+  // A walk over the whole confirm map in batches (BPF_MAP_LOOKUP_BATCH):
+  // the entries of every owner (all workers' provisional allows and the
+  // kernel verdict's), in the map's bucket order; an entry present for the
+  // whole walk is read exactly once. Start with a fresh ConfirmWalk; each
+  // call reads at most keys.size() (== values.size()) entries and returns
+  // how many, or nullopt when the kernel refused (no batch operations on
+  // hash maps before Linux 5.6; a bucket larger than the buffer): read per
+  // key then. walk.done says the end was reached.
+  struct ConfirmWalk {
+    KernelFlowKey cursor{};  // the kernel's opaque position (a bucket index)
+    bool started = false;
+    bool done = false;
+  };
+  std::optional<size_t> readConfirms(ConfirmWalk& walk, std::span<KernelFlowKey> keys,
+                                     std::span<KernelConfirm> values) const noexcept;
+  // Deletes the entries of `keys` (BPF_MAP_DELETE_BATCH: one call, more
+  // only when a key is gone already, which the kernel stops at; one delete
+  // per key before Linux 5.6). Returns how many bpf() calls it took.
+  size_t forgetConfirms(std::span<const KernelFlowKey> keys) const noexcept;
 
   // The maps' descriptors, for the kernel verdict's programs
   // (nfq/kernel_verdict.h), which read starts and write confirm entries.

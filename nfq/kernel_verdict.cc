@@ -495,8 +495,9 @@ const KernelVerdictRecord* KernelVerdict::peekRecord(std::span<const uint8_t>& p
     const uint64_t next = r.consumer + ((uint64_t{length} + BPF_RINGBUF_HDR_SZ + 7) & ~uint64_t{7});
     const auto* record = reinterpret_cast<const KernelVerdictRecord*>(header + BPF_RINGBUF_HDR_SZ);
     if ((word & BPF_RINGBUF_DISCARD_BIT) != 0 || length < sizeof(KernelVerdictRecord) ||
+        record->version != kKernelVerdictRecordVersion ||
         record->packetBytes > length - sizeof(KernelVerdictRecord)) {
-      // Discarded (or, impossibly, not ours): skip it.
+      // Discarded (or, impossibly, not ours: another layout): skip it.
       r.consumer = next;
       __atomic_store_n(r.consumerPosition(), r.consumer, __ATOMIC_RELEASE);
       continue;

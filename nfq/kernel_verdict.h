@@ -22,6 +22,8 @@
 // = seq + payload length, the client's interface), copies the packet into
 // the ring (the event, and the judged bytes the worker needs for check 2),
 // and returns 1: the rule marks the packet CONFIRM, which the chain saves.
+// The record also carries the starts entry check 1 read (the worker's own
+// check 1 uses that copy: no second map read per connection).
 // The server's acknowledgment is confirmed by the kernel guard's confirm
 // program as for a user-space allow. Anything else returns 0 and the
 // packet is queued as before: the program only ever spares a round trip.
@@ -43,6 +45,7 @@
 
 #include "common/ip_address.h"
 #include "common/unique_fd.h"
+#include "nfq/bpf/kernel_verdict_record.h"
 #include "nfq/flow_table.h"
 #include "nfq/kernel_guard.h"
 
@@ -81,15 +84,31 @@ enum class KernelNameSource : uint32_t { Sni = 1, Host = 2 };
 
 // A ring record: this header, then `packetBytes` bytes of the packet from
 // its IP header on (the whole packet; records of larger packets are never
-// written: the program returns 0).
+// written: the program returns 0). The layout is the program's
+// (nfq/bpf/kernel_verdict_record.h), asserted field by field below.
 struct KernelVerdictRecord {
   uint32_t packetBytes;
   uint32_t ifindex;  // the interface the packet came in on
   uint64_t timeNs;   // bpf_ktime_get_ns() when allowed
   uint32_t source;   // KernelNameSource
-  uint32_t pad;
+  uint32_t version;  // kKernelVerdictRecordVersion (others are skipped)
+  // The kernel guard's starts entry as the program read and checked it
+  // (check 1): the worker checks it again from here instead of the map.
+  KernelStart start;
 };
-static_assert(sizeof(KernelVerdictRecord) == 24);
+inline constexpr uint32_t kKernelVerdictRecordVersion = KERNEL_VERDICT_RECORD_VERSION;
+static_assert(sizeof(KernelVerdictRecord) == sizeof(kernel_verdict_record));
+static_assert(offsetof(KernelVerdictRecord, packetBytes) == offsetof(kernel_verdict_record, packet_bytes));
+static_assert(offsetof(KernelVerdictRecord, ifindex) == offsetof(kernel_verdict_record, ifindex));
+static_assert(offsetof(KernelVerdictRecord, timeNs) == offsetof(kernel_verdict_record, time_ns));
+static_assert(offsetof(KernelVerdictRecord, source) == offsetof(kernel_verdict_record, source));
+static_assert(offsetof(KernelVerdictRecord, version) == offsetof(kernel_verdict_record, version));
+static_assert(offsetof(KernelVerdictRecord, start) + offsetof(KernelStart, seq) ==
+              offsetof(kernel_verdict_record, start_seq));
+static_assert(offsetof(KernelVerdictRecord, start) + offsetof(KernelStart, ifindex) ==
+              offsetof(kernel_verdict_record, start_ifindex));
+static_assert(offsetof(KernelVerdictRecord, start) + offsetof(KernelStart, timeNs) ==
+              offsetof(kernel_verdict_record, start_time_ns));
 inline constexpr size_t kKernelMaxPacketBytes = 4096;
 
 enum class KernelVerdictFamily : uint8_t { V4, V6 };

@@ -40,6 +40,14 @@ constexpr uint8_t kLiveStrict = 4;
 // Connections confirmed a moment ago: their segments queued before the
 // connection mark became ALLOW still pass (a few round trips at most).
 constexpr auto kConfirmedMemory = std::chrono::seconds(3);
+// Kernel confirm checks (checkKernelConfirms): entries read per
+// BPF_MAP_LOOKUP_BATCH call; the walk instead of per-key lookups from this
+// many checks due, while the last walk read at most kConfirmWalkEntriesPerDue
+// entries per check due; the map's size looked at again after this long.
+constexpr size_t kConfirmWalkBatch = 256;
+constexpr size_t kConfirmWalkMinDue = 8;
+constexpr size_t kConfirmWalkEntriesPerDue = 4;
+constexpr auto kConfirmWalkProbe = std::chrono::seconds(1);
 
 FlowTableOptions confirmTableOptions(const QueueWorkerOptions& options) {
   FlowTableOptions out = options.flows;
@@ -127,6 +135,10 @@ QueueWorker::QueueWorker(QueueWorkerOptions options, const common::SnapshotHolde
       confirmInKernelOfSlot_(options_.flows.maxFlows),
       confirmBeganOfSlot_(options_.flows.maxFlows),
       kernelChecks_(options_.flows.maxFlows),
+      confirmSeenOfSlot_(options_.flows.maxFlows),
+      walkKeys_(kConfirmWalkBatch),
+      walkValues_(kConfirmWalkBatch),
+      confirmDeletes_(kConfirmWalkBatch),
       quic_(std::make_unique<QuicSlot>(options_.flows.maxFlows)),
       resets_(options_.marks.bypass) {
   // The guard reads the server's packets through the chain's reply rules
@@ -476,7 +488,8 @@ Decision denyKeepingName(Reason reason, const Decision& replaced, const DecideOp
 }  // namespace
 
 Decision QueueWorker::guard(const FlowKey& key, const Decision& decision, uint32_t start, bool hadPayload,
-                            uint32_t indev, TimePoint now, bool& provisional) noexcept {
+                            uint32_t indev, TimePoint now, bool& provisional,
+                            const KernelStart* recordedStart) noexcept {
   provisional = false;
   if (!options_.confirmFirstPayload || key.protocol != kProtoTcp ||
       !needsConfirmation(decision, options_.decide, hadPayload)) {
@@ -485,12 +498,9 @@ Decision QueueWorker::guard(const FlowKey& key, const Decision& decision, uint32
   // The judged bytes must be the first of the connection: a segment placed
   // before the real start (old data the server discards) or straddling it
   // (the server keeps only its tail) would show the server other bytes.
-  const std::optional<StreamStarts::Start> known = streamStart(key, now);
   // A SYN-ACK that came in on the client's own interface was forged there.
-  if (!known || (known->replyIndev != 0 && known->replyIndev == indev)) {
-    return denyKeepingName(Reason::StreamStartUnknown, decision, options_.decide);
-  }
-  if (known->seq != start) return denyKeepingName(Reason::NotStreamStart, decision, options_.decide);
+  const std::optional<Reason> refused = checkStreamStart(streamStart(key, now, recordedStart), start, indev);
+  if (refused) return denyKeepingName(*refused, decision, options_.decide);
   provisional = true;
   return decision;
 }
@@ -540,17 +550,22 @@ bool QueueWorker::beginConfirm(const FlowKey& key, const Decision& decision, uin
   return true;
 }
 
-std::optional<StreamStarts::Start> QueueWorker::streamStart(const FlowKey& key, TimePoint now) noexcept {
+std::optional<StreamStarts::Start> QueueWorker::streamStart(const FlowKey& key, TimePoint now,
+                                                            const KernelStart* recorded) noexcept {
   std::optional<StreamStarts::Start> known = starts_.find(key, now);
   if (options_.kernelGuard == nullptr) return known;
   // The newest of the two counts, as when both came through the queue: a
-  // SYN-ACK the kernel recorded, or a SYN/SYN-ACK this worker read.
-  const std::optional<KernelStart> kernel = options_.kernelGuard->findStart(key);
+  // SYN-ACK the kernel recorded, or a SYN/SYN-ACK this worker read. A
+  // kernel verdict's record brings the kernel's entry as its program read
+  // it (the start it allowed with): no second map read.
+  const std::optional<KernelStart> kernel =
+      recorded != nullptr ? std::optional<KernelStart>(*recorded) : options_.kernelGuard->findStart(key);
   if (!kernel) return known;
-  const TimePoint at = kernelTime(kernel->timeNs);
-  if (at + options_.streamStartLifetime <= now || (known && known->at > at)) return known;
-  stats_.kernelStarts.fetch_add(1, std::memory_order_relaxed);
-  return StreamStarts::Start{kernel->seq, kernel->ifindex, at};
+  bool fromKernel = false;
+  const std::optional<StreamStarts::Start> newest =
+      newestStart(known, streamStartOf(*kernel), options_.streamStartLifetime, now, fromKernel);
+  if (fromKernel) stats_.kernelStarts.fetch_add(1, std::memory_order_relaxed);
+  return newest;
 }
 
 bool QueueWorker::recentlyConfirmed(const FlowKey& key, TimePoint now) noexcept {
@@ -609,19 +624,40 @@ void QueueWorker::scheduleKernelCheck(const FlowKey& key, uint32_t judgedEnd, Ti
 }
 
 void QueueWorker::checkKernelConfirms(TimePoint now) noexcept {
+  size_t due = 0;
+  while (due < kernelCheckCount_ && kernelChecks_[(kernelCheckHead_ + due) % kernelChecks_.size()].due <= now)
+    ++due;
+  if (due == 0) return;
+  // One walk of the whole map reads every entry at about a quarter of a
+  // lookup's cost each, after a fixed cost of about seven lookups (the
+  // empty buckets): worth it with enough checks due and a map not mostly
+  // other entries (docs/nfq.md "Kernel guard: the confirm checks"). The
+  // map's size is known from the last walk, looked at again every second.
+  const bool walk = !confirmWalkRefused_ && due >= kConfirmWalkMinDue &&
+                    (confirmWalkEntries_ <= kConfirmWalkEntriesPerDue * due || now >= confirmWalkProbe_);
+  const bool walked = walk && walkKernelConfirms(now);
   while (kernelCheckCount_ > 0 && kernelChecks_[kernelCheckHead_].due <= now) {
     const KernelCheck check = kernelChecks_[kernelCheckHead_];
     kernelCheckHead_ = (kernelCheckHead_ + 1) % kernelChecks_.size();
     --kernelCheckCount_;
     FlowTable::Flow* entry = confirming_.find(check.key);
-    // Released since (confirmed here, denied, replaced by a new connection).
+    // Released since (confirmed here or in the walk, denied, replaced by a
+    // new connection).
     if (entry == nullptr || entry->nextSeq != check.judgedEnd) continue;
     const size_t slot = confirming_.slotIndex(*entry);
     if (confirmInKernelOfSlot_[slot] == 0) continue;
+    if (walked) {
+      // In the map but not confirmed (else the walk released it): later.
+      if (confirmSeenOfSlot_[slot] == confirmWalkRound_) {
+        scheduleKernelCheck(check.key, check.judgedEnd, now + options_.kernelCheckInterval);
+      } else {
+        confirmInKernelOfSlot_[slot] = 0;  // gone: only this worker can confirm now
+      }
+      continue;
+    }
     const std::optional<KernelConfirm> found = options_.kernelGuard->findConfirm(check.key);
     if (found && found->confirmed != 0 && found->judgedEnd == check.judgedEnd) {
-      kernelConfirmedAllow(*entry, *found);
-      releaseConfirm(*entry);
+      releaseKernelConfirmed(*entry, *found);
       continue;
     }
     if (!found) {
@@ -630,6 +666,62 @@ void QueueWorker::checkKernelConfirms(TimePoint now) noexcept {
     }
     scheduleKernelCheck(check.key, check.judgedEnd, now + options_.kernelCheckInterval);
   }
+  flushConfirmDeletes();
+}
+
+bool QueueWorker::walkKernelConfirms(TimePoint now) noexcept {
+  // Every entry of the map goes by; this worker's own are those of its
+  // confirming allows that wait for the kernel, with their judged end:
+  // confirmed ones are released (their keys deleted in one batch), the
+  // others marked as seen this round. Everything else (other workers',
+  // an earlier connection's) is left alone.
+  if (++confirmWalkRound_ == 0) ++confirmWalkRound_;  // 0: never seen
+  KernelGuard::ConfirmWalk cursor;
+  size_t entries = 0;
+  while (!cursor.done) {
+    const std::optional<size_t> read = options_.kernelGuard->readConfirms(cursor, walkKeys_, walkValues_);
+    if (!read) {
+      // A kernel without batch operations on hash maps refuses the first
+      // call (then never again); a bucket larger than the buffer (ENOSPC)
+      // any call. Either way the rest of this round is read per key (what
+      // the walk released so far stays released).
+      if (!cursor.started && errno != ENOSPC) confirmWalkRefused_ = true;
+      return false;
+    }
+    entries += *read;
+    for (size_t i = 0; i < *read; ++i) {
+      FlowTable::Flow* entry = confirming_.find(flowKeyOf(walkKeys_[i]));
+      if (entry == nullptr) continue;
+      const size_t slot = confirming_.slotIndex(*entry);
+      if (confirmInKernelOfSlot_[slot] == 0) continue;
+      const KernelConfirm& value = walkValues_[i];
+      if (value.confirmed != 0 && value.judgedEnd == entry->nextSeq) {
+        releaseKernelConfirmed(*entry, value);
+      } else {
+        confirmSeenOfSlot_[slot] = confirmWalkRound_;
+      }
+    }
+  }
+  confirmWalkEntries_ = entries;
+  confirmWalkProbe_ = now + kConfirmWalkProbe;
+  return true;
+}
+
+void QueueWorker::releaseKernelConfirmed(FlowTable::Flow& entry, const KernelConfirm& confirm) noexcept {
+  kernelConfirmedAllow(entry, confirm);
+  // Its kernel entry goes with the round's other confirmed ones.
+  const size_t slot = confirming_.slotIndex(entry);
+  confirmInKernelOfSlot_[slot] = 0;
+  if (confirmDeleteCount_ == confirmDeletes_.size()) flushConfirmDeletes();
+  confirmDeletes_[confirmDeleteCount_++] = kernelKey(entry.key);
+  confirming_.release(entry);
+}
+
+void QueueWorker::flushConfirmDeletes() noexcept {
+  if (confirmDeleteCount_ == 0) return;
+  options_.kernelGuard->forgetConfirms(
+      std::span<const KernelFlowKey>(confirmDeletes_.data(), confirmDeleteCount_));
+  confirmDeleteCount_ = 0;
 }
 
 void QueueWorker::renewConsumer(TimePoint now) noexcept {
@@ -678,7 +770,8 @@ void QueueWorker::adoptKernelVerdict(const KernelVerdictRecord& record, std::spa
   Decision decision = decide(state, packet, *policy_, bindings_, options_.decide, now);
   bool provisional = false;
   if (decision.final()) {
-    decision = guard(key, decision, packet.tcpSeq, !packet.payload.empty(), record.ifindex, now, provisional);
+    decision = guard(key, decision, packet.tcpSeq, !packet.payload.empty(), record.ifindex, now, provisional,
+                     &record.start);
   }
   if (decision.verdict == Verdict::AuditAllow) {
     // Audit mode: user space would let it through too, saying "would

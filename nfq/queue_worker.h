@@ -242,8 +242,11 @@ class QueueWorker {
   void applyDecision(uint32_t id, const Decision& decision, uint32_t mark, bool provisional = false) noexcept;
   void sendVerdict(uint32_t id, Verdict verdict, uint32_t mark, bool provisional = false) noexcept;
   // Insertion guard (nfq/insertion_guard.h).
+  // `recordedStart`: the kernel's start as a kernel verdict record carries
+  // it (null: read the kernel guard's map).
   Decision guard(const FlowKey& key, const Decision& decision, uint32_t start, bool hadPayload,
-                 uint32_t indev, TimePoint now, bool& provisional) noexcept;
+                 uint32_t indev, TimePoint now, bool& provisional,
+                 const KernelStart* recordedStart = nullptr) noexcept;
   // `kernelWrote`: the kernel verdict's program wrote the guard's confirm
   // entry already (the map write is skipped, the check scheduled).
   bool beginConfirm(const FlowKey& key, const Decision& decision, uint32_t start,
@@ -255,12 +258,16 @@ class QueueWorker {
                         std::span<const uint8_t> bytes, TimePoint now) noexcept;
   void withdraw(const FlowTable::Flow& entry, const Decision& decision, TimePoint now) noexcept;
   // Kernel guard.
-  std::optional<StreamStarts::Start> streamStart(const FlowKey& key, TimePoint now) noexcept;
+  std::optional<StreamStarts::Start> streamStart(const FlowKey& key, TimePoint now,
+                                                 const KernelStart* recorded) noexcept;
   bool recentlyConfirmed(const FlowKey& key, TimePoint now) noexcept;
   void releaseConfirm(FlowTable::Flow& entry) noexcept;
   bool kernelTookConfirm(const FlowTable::Flow& entry) noexcept;
   void kernelConfirmedAllow(const FlowTable::Flow& entry, const KernelConfirm& confirm) noexcept;
   void checkKernelConfirms(TimePoint now) noexcept;
+  bool walkKernelConfirms(TimePoint now) noexcept;
+  void releaseKernelConfirmed(FlowTable::Flow& entry, const KernelConfirm& confirm) noexcept;
+  void flushConfirmDeletes() noexcept;
   void scheduleKernelCheck(const FlowKey& key, uint32_t judgedEnd, TimePoint due) noexcept;
   // Kernel verdict.
   size_t drainKernelVerdicts(TimePoint now) noexcept;
@@ -332,6 +339,20 @@ class QueueWorker {
   common::LazyArray<KernelCheck> kernelChecks_;  // a ring: committed as far as it has gone round
   size_t kernelCheckHead_ = 0;
   size_t kernelCheckCount_ = 0;
+  // The batched round (checkKernelConfirms): per confirming slot, the walk
+  // that last saw its kernel entry unconfirmed; the walk's buffers; the
+  // keys of confirmed entries to delete at the end of the round; what the
+  // last walk read and when to walk again regardless; whether the kernel
+  // refused batch reads (per key from then on).
+  common::LazyArray<uint32_t> confirmSeenOfSlot_;
+  uint32_t confirmWalkRound_ = 0;
+  std::vector<KernelFlowKey> walkKeys_;
+  std::vector<KernelConfirm> walkValues_;
+  std::vector<KernelFlowKey> confirmDeletes_;
+  size_t confirmDeleteCount_ = 0;
+  size_t confirmWalkEntries_ = 0;
+  TimePoint confirmWalkProbe_{};
+  bool confirmWalkRefused_ = false;
   // Kernel verdict: when the consumer deadline was last renewed; while the
   // ring is not polled (drained a moment ago), when to look again.
   TimePoint consumerRenewed_{};

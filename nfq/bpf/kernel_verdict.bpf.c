@@ -16,6 +16,8 @@
 #include <linux/bpf.h>
 #include <linux/types.h>
 
+#include "kernel_verdict_record.h"
+
 #define SEC(name) __attribute__((section(name), used))
 #define INLINE static inline __attribute__((always_inline))
 
@@ -86,16 +88,8 @@ struct verdict_state {  // KernelVerdictState
   __u32 pad;
   __u64 consumer_deadline_ns;
 };
-struct verdict_record {  // KernelVerdictRecord
-  __u32 packet_bytes;
-  __u32 ifindex;
-  __u64 time_ns;
-  __u32 source;
-  __u32 pad;
-};
 _Static_assert(sizeof(struct flow_key) == 40, "KernelFlowKey");
 _Static_assert(sizeof(struct name_key) == 148, "KernelNameKey");
-_Static_assert(sizeof(struct verdict_record) == 24, "KernelVerdictRecord");
 
 #define MAX_PACKET 4096  // kKernelMaxPacketBytes, a power of two (masks)
 #define MAX_EXTENSIONS 128
@@ -110,7 +104,7 @@ _Static_assert(sizeof(struct verdict_record) == 24, "KernelVerdictRecord");
 struct scratch {
   __u32 busy;  // set while a run on this CPU uses the scratch
   __u32 pad0;
-  struct verdict_record record;
+  struct kernel_verdict_record record;
   __u8 packet[MAX_PACKET];
   struct name_key key;
   // cursor state of the loops: [pos, end) of the bytes being walked
@@ -581,8 +575,14 @@ INLINE int judge(struct __sk_buff* skb, struct scratch* s, const int v6) {
   const __u32 seq = u32_at(s, t + 4);
   struct start_value* start = bpf_map_lookup_elem(&starts, &flow);
   if (!start) return 0;
-  if (start->seq != seq || start->ifindex == skb->ifindex) return 0;
-  if (now - start->time_ns >= START_MAX_AGE_NS) return 0;
+  // One read of each field (volatile: never read again later, while the
+  // synack program may rewrite the entry): what is checked here is what
+  // the record carries.
+  const __u32 start_seq = *(volatile const __u32*)&start->seq;
+  const __u32 start_ifindex = *(volatile const __u32*)&start->ifindex;
+  const __u64 start_time_ns = *(volatile const __u64*)&start->time_ns;
+  if (start_seq != seq || start_ifindex == skb->ifindex) return 0;
+  if (now - start_time_ns >= START_MAX_AGE_NS) return 0;
 
   // The name: a whole ClientHello or request head in this segment.
   const __u32 e = len;
@@ -624,7 +624,11 @@ INLINE int judge(struct __sk_buff* skb, struct scratch* s, const int v6) {
   s->record.ifindex = skb->ifindex;
   s->record.time_ns = now;
   s->record.source = source;
-  s->record.pad = 0;
+  s->record.version = KERNEL_VERDICT_RECORD_VERSION;
+  // Check 1's inputs as allowed: the worker checks them again from here.
+  s->record.start_seq = start_seq;
+  s->record.start_ifindex = start_ifindex;
+  s->record.start_time_ns = start_time_ns;
   if (bpf_ringbuf_output(&ring, &s->record, sizeof(s->record) + len, 0) != 0) {
     bpf_map_delete_elem(&confirm, &flow);  // no event, no allow
     return 0;

@@ -105,6 +105,34 @@ if [ "$verdict_active" = 1 ]; then
 else
   expect_eq "five more connections, five packets" 5 "$((p2 - p1))"
 fi
+if [ "$verdict_active" = 1 ]; then
+  # The kernel's confirmations are read in batched rounds (docs/nfq.md
+  # "Kernel guard: the confirm checks"): 16 HTTP connections sent at once
+  # (enough due in one round for the walk of the confirm map) are each
+  # confirmed once (egressd_nfq_confirmed_total and _kernel_confirmed_total
+  # move by 16), and their kernel entries are gone from the map afterwards.
+  confirmed() { metric 'egressd_nfq_confirmed_total{queue="0"}'; }
+  kconfirmed() { metric 'egressd_nfq_kernel_confirmed_total{queue="0"}'; }
+  c0="$(confirmed)" kc0="$(kconfirmed)" kb0="$(kernel_verdicts)"
+  burst="$(in_pod python3 -c '
+import socket, sys
+sockets = [socket.create_connection((sys.argv[1], 80), timeout=5) for _ in range(16)]
+for s in sockets:
+    s.sendall(b"GET / HTTP/1.1\r\nHost: api.example.com\r\nConnection: close\r\n\r\n")
+print(sum(1 for s in sockets if s.recv(12).startswith(b"HTTP/1.1 200")))
+' "$api")"
+  expect_eq "16 HTTP connections at once: answered" 16 "$burst"
+  expect_eq "... all allowed by the kernel verdict" 16 "$(($(kernel_verdicts) - kb0))"
+  entries=""
+  for _ in $(seq 30); do
+    entries="$("$EGRESSD_SOURCE_DIR/tests/nfq/confirm_map_entries.py" "$(cat "$E2E_PIDS/egressd.pid")")"
+    [ "$entries" = 0 ] && [ "$(($(kconfirmed) - kc0))" -ge 16 ] && break
+    sleep 0.1
+  done
+  expect_eq "... confirmed by the kernel, each once (kernel_confirmed_total)" 16 "$(($(kconfirmed) - kc0))"
+  expect_eq "... and counted as confirmed (confirmed_total)" 16 "$(($(confirmed) - c0))"
+  expect_eq "... their entries released from the kernel's confirm map" 0 "$entries"
+fi
 # curl 35/56/7: the connection was reset during the handshake (28 would be a timeout).
 expect_match "a denied SNI to the bound address is still judged: reset" '^(7|35|52|56)$' \
   "$(in_pod curl -sk --max-time 3 --resolve "evil.example.net:443:$api" https://evil.example.net/ > /dev/null 2>&1; echo $?)"

@@ -6,6 +6,8 @@
 #include <catch2/catch.hpp>
 
 #include "nfq/insertion_guard.h"
+#include "nfq/kernel_guard.h"
+#include "nfq/kernel_verdict.h"
 #include "nfq/ruleset.h"
 #include "tests/support/alloc_counter.h"
 
@@ -118,6 +120,52 @@ TEST_CASE("stream starts: recorded, found, expired, replaced, bounded", "[nfq][i
   }
   CHECK(starts.find(key(399), t0 + 5s)->seq == 399);
   CHECK(starts.overwritten() > 0);
+}
+
+TEST_CASE("check 1 from a kernel verdict record's start: the record, not trust in the program",
+          "[nfq][insertion][kernel_verdict]") {
+  // The worker adopts a first payload the kernel allowed by checking the
+  // start the record carries (streamStartOf(record.start)), newest first,
+  // against the payload's sequence number and interface, as for a queued
+  // one: a record whose start does not fit is denied, whatever the
+  // program answered.
+  using Reason = nfq::Reason;
+  constexpr uint32_t kClientIf = 3;
+  constexpr uint32_t kServerIf = 4;
+  const auto ns = [](nfq::TimePoint at) {
+    return static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(at.time_since_epoch()).count());
+  };
+  const auto check = [&](const nfq::KernelVerdictRecord& record, uint32_t payloadSeq,
+                         const std::optional<nfq::StreamStarts::Start>& known, nfq::TimePoint now) {
+    bool fromKernel = false;
+    const auto start = nfq::newestStart(known, nfq::streamStartOf(record.start), 300s, now, fromKernel);
+    return nfq::checkStreamStart(start, payloadSeq, record.ifindex);
+  };
+  nfq::KernelVerdictRecord record{};
+  record.ifindex = kClientIf;
+  record.version = nfq::kKernelVerdictRecordVersion;
+  record.start = {1001, kServerIf, ns(t0 - 1s)};
+  CHECK_FALSE(check(record, 1001, std::nullopt, t0));  // fits: provisional allow
+  CHECK(check(record, 1002, std::nullopt, t0) == Reason::NotStreamStart);
+  CHECK(check(record, 1000, std::nullopt, t0) == Reason::NotStreamStart);
+  // A record whose start is a stale or zeroed copy: never a fit by accident.
+  nfq::KernelVerdictRecord stale = record;
+  stale.start = {};
+  CHECK(check(stale, 1001, std::nullopt, t0) == Reason::StreamStartUnknown);  // 0 ns: older than 300 s
+  stale.start = {1001, kServerIf, ns(t0 - 300s)};
+  CHECK(check(stale, 1001, std::nullopt, t0) == Reason::StreamStartUnknown);
+  // The SYN-ACK came in on the client's interface: forged there.
+  nfq::KernelVerdictRecord forged = record;
+  forged.start.ifindex = kClientIf;
+  CHECK(check(forged, 1001, std::nullopt, t0) == Reason::StreamStartUnknown);
+  // A start this worker learnt later (a queued SYN of a new connection on
+  // the 5-tuple) counts over the record's, and the other way round.
+  CHECK(check(record, 1001, nfq::StreamStarts::Start{5001, 0, t0 - 1ms}, t0) == Reason::NotStreamStart);
+  CHECK_FALSE(check(record, 1001, nfq::StreamStarts::Start{5001, 0, t0 - 2s}, t0));
+  bool fromKernel = false;
+  (void)nfq::newestStart(std::nullopt, nfq::streamStartOf(record.start), 300s, t0, fromKernel);
+  CHECK(fromKernel);  // counted as a kernel start (kernelStarts)
 }
 
 TEST_CASE("the guard's chain rules: server packets queued only while they matter",

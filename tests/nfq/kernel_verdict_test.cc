@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cstring>
 #include <filesystem>
@@ -321,6 +322,13 @@ TEST_CASE("kernel verdict allows the plain case and hands the packet over", "[nf
     const uint64_t now = monotonicNs();
     CHECK(events[0].header.timeNs <= now);
     CHECK(events[0].header.timeNs + 5000000000ULL > now);
+    // The starts entry check 1 read, for the worker's own check 1.
+    CHECK(events[0].header.version == nfq::kKernelVerdictRecordVersion);
+    const auto start = kernel.guard.findStart(flowOf(s));
+    REQUIRE(start);
+    CHECK(events[0].header.start.seq == kIsn + 1);
+    CHECK(events[0].header.start.ifindex == 2);
+    CHECK(events[0].header.start.timeNs == start->timeNs);
     kernel.guard.forgetConfirm(flowOf(s));
   }
   CHECK(kernel.drain().empty());
@@ -445,6 +453,58 @@ TEST_CASE("kernel verdict refuses everything but the plain case", "[nfq][kernel_
   CHECK(kernel.run(nfqtest::ipv6(kClient6, kServer6, 6, segment6)) == 1);  // the control
   CHECK_FALSE(kernel.guard.findConfirm(flowOf(s)));
   CHECK(kernel.drain().size() == 1);
+}
+
+TEST_CASE("kernel guard confirm map in batches: every entry read once, deletes skip the gone",
+          "[nfq][kernel_guard][kernel_verdict]") {
+  // The worker's batched confirm round (docs/nfq.md "Kernel guard: the
+  // confirm checks") stands on these two calls.
+  Kernel kernel;
+  if (!kernel.ready()) return;
+  std::vector<nfq::FlowKey> keys;
+  for (uint16_t port = 0; port < 40; ++port) {
+    Segment s{.v6 = port % 2 == 1, .port = static_cast<uint16_t>(1000 + port)};
+    keys.push_back(flowOf(s));
+    REQUIRE(kernel.guard.expectConfirm(keys.back(), {port, port, 7, port % 3 == 0 ? 1U : 0U, port}));
+  }
+  // Read in calls of 8: 40 entries, each once, with its value, and the key
+  // maps back to the connection.
+  std::vector<nfq::KernelFlowKey> batchKeys(8);
+  std::vector<nfq::KernelConfirm> batchValues(8);
+  nfq::KernelGuard::ConfirmWalk walk;
+  std::vector<int> seen(40, 0);
+  size_t calls = 0;
+  while (!walk.done) {
+    const auto read = kernel.guard.readConfirms(walk, batchKeys, batchValues);
+    REQUIRE(read);
+    REQUIRE(++calls < 40);
+    for (size_t i = 0; i < *read; ++i) {
+      const nfq::FlowKey key = nfq::flowKeyOf(batchKeys[i]);
+      const auto at = std::find(keys.begin(), keys.end(), key);
+      REQUIRE(at != keys.end());
+      const auto index = static_cast<size_t>(at - keys.begin());
+      ++seen[index];
+      CHECK(batchValues[i].judgedEnd == index);
+      CHECK(batchValues[i].confirmed == (index % 3 == 0 ? 1U : 0U));
+    }
+  }
+  CHECK(std::count(seen.begin(), seen.end(), 1) == 40);
+  CHECK(calls >= 5);
+  // Delete a batch with keys gone already among them (first, middle,
+  // last): every present one goes, the others stay.
+  std::vector<nfq::KernelFlowKey> deletes;
+  for (size_t i = 0; i < 20; ++i) deletes.push_back(nfq::kernelKey(keys[i]));
+  for (const size_t gone : {0, 7, 19}) kernel.guard.forgetConfirm(keys[gone]);
+  CHECK(kernel.guard.forgetConfirms(deletes) == 3);  // stopped at 0, 7 and 19 (the last)
+  for (size_t i = 0; i < 40; ++i) CHECK(static_cast<bool>(kernel.guard.findConfirm(keys[i])) == (i >= 20));
+  CHECK(kernel.guard.forgetConfirms(std::span<const nfq::KernelFlowKey>(deletes.data() + 1, 1)) == 1);
+  // An empty map: one call, nothing read, done.
+  for (size_t i = 20; i < 40; ++i) kernel.guard.forgetConfirm(keys[i]);
+  nfq::KernelGuard::ConfirmWalk empty;
+  const auto none = kernel.guard.readConfirms(empty, batchKeys, batchValues);
+  REQUIRE(none);
+  CHECK(*none == 0);
+  CHECK(empty.done);
 }
 
 TEST_CASE("kernel verdict: a full ring allows nothing and leaves no confirm entry", "[nfq][kernel_verdict]") {
