@@ -135,6 +135,7 @@ QueueWorker::QueueWorker(QueueWorkerOptions options, const common::SnapshotHolde
       confirmInKernelOfSlot_(options_.flows.maxFlows),
       confirmBeganOfSlot_(options_.flows.maxFlows),
       kernelChecks_(options_.flows.maxFlows),
+      dueChecks_(options_.flows.maxFlows),
       confirmSeenOfSlot_(options_.flows.maxFlows),
       walkKeys_(kConfirmWalkBatch),
       walkValues_(kConfirmWalkBatch),
@@ -507,7 +508,7 @@ Decision QueueWorker::guard(const FlowKey& key, const Decision& decision, uint32
 
 bool QueueWorker::beginConfirm(const FlowKey& key, const Decision& decision, uint32_t start,
                                std::span<const uint8_t> judged, uint32_t indev, TimePoint now,
-                               bool kernelWrote) noexcept {
+                               std::optional<TimePoint> kernelWrote) noexcept {
   if (FlowTable::Flow* stale = confirming_.find(key)) releaseConfirm(*stale);
   FlowTable::Flow& entry = confirming_.insert(key, now, [&](const FlowTable::Flow& evicted) {
     // Full: the oldest unconfirmed allow is withdrawn (fail-closed), unless
@@ -531,7 +532,10 @@ bool QueueWorker::beginConfirm(const FlowKey& key, const Decision& decision, uin
   confirmInKernelOfSlot_[slot] = 0;
   if (kernelWrote) {
     // The kernel verdict's program wrote the entry before it let the
-    // payload go: the kernel may confirm it already.
+    // payload go: the kernel may confirm it already. The allow began when
+    // the program ran: a SYN-ACK the kernel records after that is a new
+    // connection on the 5-tuple (handleConfirming).
+    confirmBeganOfSlot_[slot] = *kernelWrote;
     confirmInKernelOfSlot_[slot] = 1;
     scheduleKernelCheck(key, entry.nextSeq, now + options_.kernelCheckInterval);
   } else if (options_.kernelGuard != nullptr) {
@@ -624,9 +628,19 @@ void QueueWorker::scheduleKernelCheck(const FlowKey& key, uint32_t judgedEnd, Ti
 }
 
 void QueueWorker::checkKernelConfirms(TimePoint now) noexcept {
+  // The checks due whose allow still waits for the kernel; the others were
+  // released since (confirmed here or by an earlier walk, denied, replaced
+  // by a new connection) and cost nothing more.
   size_t due = 0;
-  while (due < kernelCheckCount_ && kernelChecks_[(kernelCheckHead_ + due) % kernelChecks_.size()].due <= now)
-    ++due;
+  while (kernelCheckCount_ > 0 && kernelChecks_[kernelCheckHead_].due <= now) {
+    const KernelCheck check = kernelChecks_[kernelCheckHead_];
+    kernelCheckHead_ = (kernelCheckHead_ + 1) % kernelChecks_.size();
+    --kernelCheckCount_;
+    const FlowTable::Flow* entry = confirming_.find(check.key);
+    if (entry == nullptr || entry->nextSeq != check.judgedEnd) continue;
+    if (confirmInKernelOfSlot_[confirming_.slotIndex(*entry)] == 0) continue;
+    dueChecks_[due++] = check;
+  }
   if (due == 0) return;
   // One walk of the whole map reads every entry at about a quarter of a
   // lookup's cost each, after a fixed cost of about seven lookups (the
@@ -636,16 +650,11 @@ void QueueWorker::checkKernelConfirms(TimePoint now) noexcept {
   const bool walk = !confirmWalkRefused_ && due >= kConfirmWalkMinDue &&
                     (confirmWalkEntries_ <= kConfirmWalkEntriesPerDue * due || now >= confirmWalkProbe_);
   const bool walked = walk && walkKernelConfirms(now);
-  while (kernelCheckCount_ > 0 && kernelChecks_[kernelCheckHead_].due <= now) {
-    const KernelCheck check = kernelChecks_[kernelCheckHead_];
-    kernelCheckHead_ = (kernelCheckHead_ + 1) % kernelChecks_.size();
-    --kernelCheckCount_;
+  for (size_t i = 0; i < due; ++i) {
+    const KernelCheck& check = dueChecks_[i];
     FlowTable::Flow* entry = confirming_.find(check.key);
-    // Released since (confirmed here or in the walk, denied, replaced by a
-    // new connection).
-    if (entry == nullptr || entry->nextSeq != check.judgedEnd) continue;
+    if (entry == nullptr || entry->nextSeq != check.judgedEnd) continue;  // released by the walk
     const size_t slot = confirming_.slotIndex(*entry);
-    if (confirmInKernelOfSlot_[slot] == 0) continue;
     if (walked) {
       // In the map but not confirmed (else the walk released it): later.
       if (confirmSeenOfSlot_[slot] == confirmWalkRound_) {
@@ -788,19 +797,13 @@ void QueueWorker::adoptKernelVerdict(const KernelVerdictRecord& record, std::spa
                               : denyKeepingName(Reason::Unconfirmed, decision, options_.decide);
     disagreeWithKernel(packet, key, deny, bytes, now);
     return;
-  } else if (provisional &&
-             !beginConfirm(key, decision, packet.tcpSeq, packet.payload, record.ifindex, now, true)) {
+  } else if (provisional && !beginConfirm(key, decision, packet.tcpSeq, packet.payload, record.ifindex, now,
+                                          kernelTime(record.timeNs))) {
     // No room to compare later segments with (user space denies its own
     // allows then too).
     disagreeWithKernel(packet, key, denyKeepingName(Reason::HoldLimit, decision, options_.decide), bytes,
                        now);
     return;
-  } else if (provisional) {
-    // The allow began when the program ran: a SYN-ACK the kernel records
-    // after that is a new connection on the 5-tuple (handleConfirming).
-    if (FlowTable::Flow* entry = confirming_.find(key)) {
-      confirmBeganOfSlot_[confirming_.slotIndex(*entry)] = kernelTime(record.timeNs);
-    }
   }
   stats_.kernelVerdicts.fetch_add(1, std::memory_order_relaxed);
   stats_.verdicts[static_cast<size_t>(decision.verdict)].fetch_add(1, std::memory_order_relaxed);

@@ -247,11 +247,12 @@ class QueueWorker {
   Decision guard(const FlowKey& key, const Decision& decision, uint32_t start, bool hadPayload,
                  uint32_t indev, TimePoint now, bool& provisional,
                  const KernelStart* recordedStart = nullptr) noexcept;
-  // `kernelWrote`: the kernel verdict's program wrote the guard's confirm
-  // entry already (the map write is skipped, the check scheduled).
+  // `kernelWrote`: when the kernel verdict's program wrote the guard's
+  // confirm entry (the map write is skipped, the check scheduled, the allow
+  // began then).
   bool beginConfirm(const FlowKey& key, const Decision& decision, uint32_t start,
                     std::span<const uint8_t> judged, uint32_t indev, TimePoint now,
-                    bool kernelWrote = false) noexcept;
+                    std::optional<TimePoint> kernelWrote = std::nullopt) noexcept;
   void handleReply(uint32_t id, uint32_t mark, uint32_t indev, const PacketView& packet,
                    TimePoint now) noexcept;
   bool handleConfirming(FlowTable::Flow& entry, uint32_t id, uint32_t mark, const PacketView& packet,
@@ -337,6 +338,7 @@ class QueueWorker {
     TimePoint due{};
   };
   common::LazyArray<KernelCheck> kernelChecks_;  // a ring: committed as far as it has gone round
+  common::LazyArray<KernelCheck> dueChecks_;     // one round's checks still waiting (checkKernelConfirms)
   size_t kernelCheckHead_ = 0;
   size_t kernelCheckCount_ = 0;
   // The batched round (checkKernelConfirms): per confirming slot, the walk
