@@ -41,8 +41,22 @@ IpAddress IpAddress::unmapped() const noexcept {
 }
 
 std::string IpAddress::toString() const {
+  if (family == IpFamily::V4) {
+    // What inet_ntop writes ("%u.%u.%u.%u"), without its sprintf: two
+    // addresses go into every verdict line.
+    char buffer[16];
+    size_t n = 0;
+    for (size_t i = 0; i < 4; ++i) {
+      const unsigned byte = bytes[i];
+      if (i > 0) buffer[n++] = '.';
+      if (byte >= 100) buffer[n++] = static_cast<char>('0' + byte / 100);
+      if (byte >= 10) buffer[n++] = static_cast<char>('0' + byte / 10 % 10);
+      buffer[n++] = static_cast<char>('0' + byte % 10);
+    }
+    return std::string(buffer, n);
+  }
   char buffer[INET6_ADDRSTRLEN] = {};
-  inet_ntop(family == IpFamily::V4 ? AF_INET : AF_INET6, bytes.data(), buffer, sizeof buffer);
+  inet_ntop(AF_INET6, bytes.data(), buffer, sizeof buffer);
   return buffer;
 }
 

@@ -31,19 +31,27 @@ const char* levelName(LogLevel level) noexcept {
   return "info";
 }
 
+// RFC 3339 UTC with microseconds. Lines come many a second (a verdict per
+// connection): the date and time of day are formatted once per second and
+// thread, the fraction by hand (no gmtime_r, strftime, snprintf per line).
 void appendTimestamp(std::string& out) {
   const auto now = std::chrono::system_clock::now();
   const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count();
   const std::time_t seconds = static_cast<std::time_t>(micros / 1'000'000);
-  std::tm utc{};
-  gmtime_r(&seconds, &utc);
-  char buffer[40];
-  const size_t n = std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%S", &utc);
-  out.append(buffer, n);
-  char fraction[16];
-  const int m =
-      std::snprintf(fraction, sizeof fraction, ".%06lldZ", static_cast<long long>(micros % 1'000'000));
-  out.append(fraction, static_cast<size_t>(m));
+  thread_local std::time_t cachedSecond = -1;
+  thread_local char cached[40];
+  thread_local size_t cachedLength = 0;
+  if (seconds != cachedSecond) {
+    std::tm utc{};
+    gmtime_r(&seconds, &utc);
+    cachedLength = std::strftime(cached, sizeof cached, "%Y-%m-%dT%H:%M:%S", &utc);
+    cachedSecond = seconds;
+  }
+  out.append(cached, cachedLength);
+  char fraction[8] = {'.', '0', '0', '0', '0', '0', '0', 'Z'};
+  auto rest = static_cast<unsigned long long>(micros % 1'000'000);
+  for (size_t i = 6; i >= 1 && rest > 0; --i, rest /= 10) fraction[i] = static_cast<char>('0' + rest % 10);
+  out.append(fraction, sizeof fraction);
 }
 // One byte of a quoted value: quote, backslash and the usual control
 // characters as \" \\ \n \r \t, other control bytes as \xHH (logfmt) or

@@ -1,8 +1,11 @@
 #include "common/log.h"
 
 #include <catch2/catch.hpp>
+#include <chrono>
+#include <ctime>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 
 #include "common/batched_log.h"
 
@@ -87,5 +90,33 @@ TEST_CASE("plainFields writes what one plainField per field writes, in both styl
     } else {
       CHECK(b.find(" namespace=team-a pod=\"\" workload=Deployment/web\n") != std::string::npos);
     }
+  }
+}
+
+TEST_CASE("log timestamps: RFC 3339 UTC with microseconds, the second formatted once per second") {
+  // The date and time of day are cached per second (common/log.cc): each
+  // line must still carry the second it was written in, and the fraction
+  // six digits, zero-padded.
+  const auto second = [](std::chrono::system_clock::time_point at) {
+    const std::time_t t = std::chrono::system_clock::to_time_t(at);
+    std::tm utc{};
+    gmtime_r(&t, &utc);
+    char buffer[40];
+    return std::string(buffer, std::strftime(buffer, sizeof buffer, "%Y-%m-%dT%H:%M:%S", &utc));
+  };
+  for (int i = 0; i < 3; ++i) {
+    const auto before = std::chrono::system_clock::now();
+    const std::string line = lineIn(common::LogStyle::Logfmt, "x");
+    const auto after = std::chrono::system_clock::now();
+    REQUIRE(line.size() > 31);
+    const std::string stamp = line.substr(3, 27);  // ts=YYYY-MM-DDTHH:MM:SS.uuuuuuZ
+    CAPTURE(stamp);
+    const std::string whole = stamp.substr(0, 19);
+    CHECK((whole == second(before) || whole == second(after)));
+    CHECK(stamp[19] == '.');
+    CHECK(stamp.substr(20, 6).find_first_not_of("0123456789") == std::string::npos);
+    CHECK(stamp[26] == 'Z');
+    CHECK(line[30] == ' ');
+    if (i == 1) std::this_thread::sleep_for(std::chrono::milliseconds(1001));  // the next second
   }
 }
