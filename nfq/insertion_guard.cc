@@ -67,47 +67,53 @@ FlowKey replyKey(const PacketView& packet) noexcept {
 StreamStarts::StreamStarts(size_t capacity, std::chrono::nanoseconds lifetime) : lifetime_(lifetime) {
   if (capacity == 0) throw std::invalid_argument("stream starts: capacity must be positive");
   const size_t sets = std::bit_ceil((capacity + kWays - 1) / kWays);
-  entries_.resize(sets * kWays);
+  sets_.resize(sets);
   setMask_ = sets - 1;
   std::random_device random;
   seed_ = (uint64_t{random()} << 32) ^ random();
 }
 
 void StreamStarts::record(const FlowKey& key, Start start, TimePoint now) noexcept {
-  Entry* ways = set(key);
-  Entry* target = nullptr;
-  for (size_t i = 0; i < kWays && target == nullptr; ++i) {
-    if (ways[i].inUse && ways[i].key == key) target = &ways[i];
+  const size_t hash = key.hash(seed_);
+  const uint32_t tag = tagOf(hash);
+  Set& set = setOf(hash);
+  size_t target = kWays;
+  for (size_t i = 0; i < kWays && target == kWays; ++i) {
+    if (set.tags[i] == tag && set.ways[i].key == key) target = i;
   }
-  if (target == nullptr) {
-    target = &ways[0];
+  if (target == kWays) {
+    // A free or expired way, else the one that expires first.
+    target = 0;
     for (size_t i = 0; i < kWays; ++i) {
-      if (!ways[i].inUse || ways[i].expires <= now) {
-        target = &ways[i];
+      if (set.tags[i] == 0 || set.expires[i] <= now) {
+        target = i;
         break;
       }
-      if (ways[i].expires < target->expires) target = &ways[i];
+      if (set.expires[i] < set.expires[target]) target = i;
     }
-    if (target->inUse && target->expires > now) ++overwritten_;
+    if (set.tags[target] != 0 && set.expires[target] > now) ++overwritten_;
   }
-  target->key = key;
-  target->start = start;
-  target->expires = now + lifetime_;
-  target->inUse = true;
+  set.tags[target] = tag;
+  set.expires[target] = now + lifetime_;
+  set.ways[target] = {key, start};
 }
 
 std::optional<StreamStarts::Start> StreamStarts::find(const FlowKey& key, TimePoint now) const noexcept {
-  const Entry* ways = set(key);
+  const size_t hash = key.hash(seed_);
+  const uint32_t tag = tagOf(hash);
+  const Set& set = setOf(hash);
   for (size_t i = 0; i < kWays; ++i) {
-    if (ways[i].inUse && ways[i].key == key && ways[i].expires > now) return ways[i].start;
+    if (set.tags[i] == tag && set.expires[i] > now && set.ways[i].key == key) return set.ways[i].start;
   }
   return std::nullopt;
 }
 
 void StreamStarts::erase(const FlowKey& key) noexcept {
-  Entry* ways = set(key);
+  const size_t hash = key.hash(seed_);
+  const uint32_t tag = tagOf(hash);
+  Set& set = setOf(hash);
   for (size_t i = 0; i < kWays; ++i) {
-    if (ways[i].inUse && ways[i].key == key) ways[i].inUse = false;
+    if (set.tags[i] == tag && set.ways[i].key == key) set.tags[i] = 0;
   }
 }
 

@@ -87,19 +87,26 @@ class StreamStarts {
   uint64_t overwritten() const noexcept { return overwritten_; }
 
  private:
-  struct Entry {
+  // A set: its ways' tags (a hash fingerprint, 0 when free) and expiries in
+  // one cache line, then the ways' keys and starts, one line each. A lookup
+  // reads the first line and the line of a way whose tag matches: a
+  // connection costs three of these per allow (starts, and the table of
+  // recent confirmations twice), and the tables are megabytes.
+  struct alignas(64) Way {
     FlowKey key;
-    TimePoint expires{};
     Start start;
-    bool inUse = false;
   };
-  Entry* set(const FlowKey& key) noexcept { return entries_.data() + (key.hash(seed_) & setMask_) * kWays; }
-  const Entry* set(const FlowKey& key) const noexcept {
-    return entries_.data() + (key.hash(seed_) & setMask_) * kWays;
-  }
+  struct alignas(64) Set {
+    uint32_t tags[kWays] = {};
+    TimePoint expires[kWays] = {};
+    Way ways[kWays];
+  };
+  Set& setOf(size_t hash) noexcept { return sets_[hash & setMask_]; }
+  const Set& setOf(size_t hash) const noexcept { return sets_[hash & setMask_]; }
+  static uint32_t tagOf(size_t hash) noexcept { return static_cast<uint32_t>(uint64_t{hash} >> 32) | 1U; }
 
   std::chrono::nanoseconds lifetime_;
-  std::vector<Entry> entries_;
+  std::vector<Set> sets_;
   size_t setMask_ = 0;
   uint64_t seed_ = 0;
   uint64_t overwritten_ = 0;

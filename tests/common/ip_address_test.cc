@@ -20,8 +20,9 @@ std::string ntop(const common::IpAddress& ip) {
 }  // namespace
 
 TEST_CASE("IpAddress::toString reads as inet_ntop writes, IPv4 and IPv6") {
-  for (const char* text : {"0.0.0.0", "255.255.255.255", "10.0.100.9", "192.0.2.1", "1.20.255.0", "100.64.0.10",
-                           "::", "::1", "2001:db8::10", "fd00:1:2:3:4:5:6:7", "::ffff:192.0.2.1"}) {
+  for (const char* text :
+       {"0.0.0.0", "255.255.255.255", "10.0.100.9", "192.0.2.1", "1.20.255.0", "100.64.0.10", "::", "::1",
+        "2001:db8::10", "fd00:1:2:3:4:5:6:7", "::ffff:192.0.2.1"}) {
     CAPTURE(text);
     const auto ip = common::parseIpAddress(text);
     REQUIRE(ip);

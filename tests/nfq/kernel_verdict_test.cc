@@ -463,7 +463,7 @@ TEST_CASE("kernel guard confirm map in batches: every entry read once, deletes s
   if (!kernel.ready()) return;
   std::vector<nfq::FlowKey> keys;
   for (uint16_t port = 0; port < 40; ++port) {
-    Segment s{.v6 = port % 2 == 1, .port = static_cast<uint16_t>(1000 + port)};
+    Segment s{.v6 = port % 2 == 1, .payload = {}, .port = static_cast<uint16_t>(1000 + port)};
     keys.push_back(flowOf(s));
     REQUIRE(kernel.guard.expectConfirm(keys.back(), {port, port, 7, port % 3 == 0 ? 1U : 0U, port}));
   }
