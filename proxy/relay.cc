@@ -1,6 +1,8 @@
 #include "proxy/relay.h"
 
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -122,6 +124,10 @@ struct TunnelRelay::Direction {
   EventHandle writable;  // on sink, made the first time the sink is full
   bool reading = false;
   bool writing = false;
+  // The sink still has Nagle's algorithm on (RelayOptions::upstreamNagle),
+  // and whether anything was written to it yet.
+  bool sinkNagle = false;
+  bool wroteToSink = false;
 
   bool spliced() const { return static_cast<bool>(pipe); }
   bool pendingLeft() const { return pendingSent < pending.size(); }
@@ -156,11 +162,24 @@ struct TunnelRelay::Direction {
     pipe = PipePool::Pipe();
   }
 
+  // Before every write to the sink: from the second on, without Nagle's
+  // algorithm (a first write is never held back by it; a later small one
+  // would wait for the acknowledgment of an earlier small segment).
+  void beforeWrite() {
+    if (sinkNagle && wroteToSink) {
+      const int one = 1;
+      ::setsockopt(sink, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      sinkNagle = false;
+    }
+    wroteToSink = true;
+  }
+
   // Sends `bytes` at once; only what the sink does not take is queued.
   // Moved: all sent; Blocked: the rest is pending.
   Io sendOrQueue(std::string_view bytes, int flags) {
     size_t sent = 0;
     while (sent < bytes.size()) {
+      beforeWrite();
       const ssize_t n = ::send(sink, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL | flags);
       if (n > 0) {
         sent += static_cast<size_t>(n);
@@ -186,6 +205,7 @@ struct TunnelRelay::Direction {
       // The source's EOF is known: the last bytes may wait for the FIN
       // that follows at once and leave in the same segment.
       const int more = sourceEof && inPipe == 0 ? MSG_MORE : 0;
+      beforeWrite();
       const ssize_t n =
           ::send(sink, pending.data() + pendingSent, pending.size() - pendingSent, MSG_NOSIGNAL | more);
       if (n > 0) {
@@ -197,6 +217,7 @@ struct TunnelRelay::Direction {
       return n < 0 && wouldBlock(errno) ? Io::Blocked : Io::Failed;
     }
     while (inPipe > 0) {
+      beforeWrite();
       const ssize_t n =
           ::splice(pipe.read.get(), nullptr, sink, nullptr, inPipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       if (n > 0) {
@@ -320,6 +341,7 @@ TunnelRelay::TunnelRelay(event_base* base, UniqueFd client, UniqueFd upstream, P
   up_->sink = down_->source = upstream_.get();
   up_->bytes = &bytesToUpstream;
   down_->bytes = &bytesToClient;
+  up_->sinkNagle = options.upstreamNagle;
 }
 
 TunnelRelay::~TunnelRelay() {
@@ -338,8 +360,6 @@ bool TunnelRelay::start(std::string_view toClient, std::string_view toUpstream) 
   idleTimer_.reset(evtimer_new(base_, &TunnelRelay::onIdleCheck, this));
   if (!idleTimer_) return false;
   lastActivity_ = std::chrono::steady_clock::now();
-  const timeval idle = toTimeval(options_.idleTimeout);
-  evtimer_add(idleTimer_.get(), &idle);
   // The first bytes go now (the CONNECT answer), and only what the sink
   // does not take is kept; nothing is read before the poller says a
   // source has something (no read that finds nothing).
@@ -351,6 +371,12 @@ bool TunnelRelay::start(std::string_view toClient, std::string_view toUpstream) 
     }
     if (!d->want(base_, d->roomToRead(), d->queued())) return false;
   }
+  // The idle timer fires first for the upstream's held-back handshake ACK
+  // (RelayOptions::upstreamAckDelay), unless early bytes carried it.
+  upstreamAckHeld_ = options_.upstreamAckDelay.count() > 0 && !up_->wroteToSink;
+  const timeval first = toTimeval(upstreamAckHeld_ ? std::min(options_.upstreamAckDelay, options_.idleTimeout)
+                                                   : options_.idleTimeout);
+  evtimer_add(idleTimer_.get(), &first);
   return true;
 }
 
@@ -384,6 +410,15 @@ void TunnelRelay::onWritable(evutil_socket_t, short, void* arg) {
 void TunnelRelay::onIdleCheck(evutil_socket_t, short, void* arg) {
   auto* self = static_cast<TunnelRelay*>(arg);
   if (self->over_) return;
+  if (self->upstreamAckHeld_) {
+    self->upstreamAckHeld_ = false;
+    // Nothing went upstream to carry the handshake's last ACK (the server
+    // may be waiting to speak first: SSH, SMTP): it goes alone, now.
+    if (!self->up_->wroteToSink) {
+      const int now = 1;
+      ::setsockopt(self->upstream_.get(), IPPROTO_TCP, TCP_QUICKACK, &now, sizeof now);
+    }
+  }
   // One timer per tunnel, re-armed for what is left of the interval rather
   // than pushed back on every byte.
   const auto quiet = std::chrono::steady_clock::now() - self->lastActivity_;

@@ -20,9 +20,14 @@
 //
 // Few system calls per short tunnel: no read before the poller says a
 // source is readable, no second copy read after a short one (the socket
-// was empty), and a peer's FIN announced with its last bytes (EPOLLRDHUP)
-// is read at once and sent along with them. A spliced direction reads on
-// while reads move bytes (a few rounds per wakeup), as bulk wants.
+// was empty), a peer's FIN announced with its last bytes (EPOLLRDHUP)
+// is read at once and sent along with them, and TCP_NODELAY on the
+// upstream socket only once a second write goes there
+// (RelayOptions::upstreamNagle). A spliced direction reads on
+// while reads move bytes (a few rounds per wakeup), as bulk wants. The
+// upstream's handshake ACK, held back by the kernel, leaves with the
+// first bytes sent there, or alone after a short wait for a server that
+// speaks first (RelayOptions::upstreamAckDelay).
 //
 // Half-close: a source's EOF becomes shutdown(SHUT_WR) on the sink once
 // everything before it is written (the last copied bytes and the FIN then
@@ -97,6 +102,21 @@ struct RelayOptions {
   // (with a pool). 0: splice from the first byte.
   size_t spliceAfter = size_t{64} * 1024;
   std::chrono::milliseconds idleTimeout{300'000};
+  // The upstream socket still has Nagle's algorithm on: the relay sets
+  // TCP_NODELAY before its second write there. A first write is never
+  // held back (Nagle waits only while an earlier small segment is
+  // unacknowledged), so a tunnel that writes upstream once (one request)
+  // saves the setsockopt; from the second write on, a small write goes at
+  // once, as with TCP_NODELAY from the start.
+  bool upstreamNagle = false;
+  // The upstream socket holds back its handshake's last ACK (TCP_QUICKACK
+  // off before connect(): the kernel waits up to 200 ms for data to carry
+  // it), so the client's first bytes take it along: one segment less per
+  // tunnel, and the server accepts the connection with its first request
+  // already in. When nothing has gone upstream this long after start()
+  // (the server speaks first: SSH, SMTP), the relay sends it alone
+  // (TCP_QUICKACK on). Zero: the ACK is not held back (nothing to do).
+  std::chrono::milliseconds upstreamAckDelay{0};
 };
 
 // Why a relay ended.
@@ -154,6 +174,8 @@ class TunnelRelay {
   void* arg_;
   bool over_ = false;
   bool copied_ = false;
+  // The upstream's handshake ACK waits for the first bytes or the timer.
+  bool upstreamAckHeld_ = false;
 };
 
 }  // namespace proxy

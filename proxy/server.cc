@@ -48,6 +48,11 @@ constexpr size_t kMaxResponseHead = size_t{64} * 1024;
 constexpr size_t kMaxSingleIo = size_t{64} * 1024;
 // Bytes of a chunked body scanned per step (pullup makes them contiguous).
 constexpr size_t kChunkScanStep = size_t{16} * 1024;
+// How long a tunnel's upstream handshake ACK waits for the client's first
+// bytes to carry it before it goes alone (proxy/relay.h): a client that
+// speaks first does so within a round trip of the 200; a server that
+// speaks first (SSH, SMTP) waits this much longer for the ACK.
+constexpr std::chrono::milliseconds kUpstreamAckDelay{10};
 
 timeval toTimeval(std::chrono::milliseconds ms) {
   timeval tv{};
@@ -708,8 +713,20 @@ struct ProxyServer::Connection {
               .field("error", common::errnoText(errno));
         }
       }
-      const int one = 1;
-      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      // The handshake's last ACK waits for our first bytes to carry it
+      // (a forwarded request's head, a tunnel client's first bytes; the
+      // relay sends it alone after kUpstreamAckDelay when none come). On
+      // a near upstream this is a tenth of the segments we send it.
+      const int delayAck = 0;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &delayAck, sizeof delayAck);
+      if (!connect) {
+        // Forwarded requests go through a bufferevent: no Nagle from the
+        // start. A tunnel's relay turns it off before its second write
+        // upstream (RelayOptions::upstreamNagle): a one-request tunnel
+        // never needs the call.
+        const int one = 1;
+        ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      }
       if (::connect(fd, reinterpret_cast<const sockaddr*>(&storage), length) != 0 && errno != EINPROGRESS) {
         ::close(fd);
         continue;
@@ -895,6 +912,8 @@ struct ProxyServer::Connection {
     relayOptions.pipeBytes = options().tunnelPipeBytes;
     relayOptions.bufferBytes = options().relayHighWater;
     relayOptions.idleTimeout = options().idleTimeout;
+    relayOptions.upstreamNagle = true;                  // startAttempt() left TCP_NODELAY to the relay
+    relayOptions.upstreamAckDelay = kUpstreamAckDelay;  // and held the handshake's ACK back
     relay = std::make_unique<TunnelRelay>(server.base_, std::move(clientSocket), std::move(upstream),
                                           server.pipes_.get(), relayOptions, counters().bytesToUpstream,
                                           counters().bytesToClient, &Connection::onRelayEnd, this);

@@ -2,15 +2,20 @@
 // bytes arrive intact and in order (queued ones first, copied ones before
 // spliced ones), a FIN is passed on only after the bytes before it, the
 // relay ends when both sides are done, a short tunnel takes no pipe, and a
-// reset on one side reaches the other as a reset.
+// reset on one side reaches the other as a reset. The upstream socket
+// gets TCP_NODELAY only before the relay's second write there, and its
+// held-back handshake ACK goes with the client's first bytes, or alone
+// after upstreamAckDelay when the server is the one to speak first.
 #include <catch2/catch.hpp>
 
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <chrono>
 #include <optional>
 #include <string>
 #include <utility>
@@ -55,23 +60,67 @@ struct Harness {
   std::unique_ptr<proxy::TunnelRelay> relay;
   UniqueFd clientPeer;    // the proxy's client
   UniqueFd upstreamPeer;  // the server
+  // With upstreamNagle: a duplicate of the relay's upstream socket, for
+  // getsockopt (it keeps the socket open: no FIN when the relay closes it).
+  UniqueFd upstreamView;
 
-  explicit Harness(bool splice, size_t spliceAfter = size_t{64} * 1024) {
+  // With ackDelay: the relay's upstream socket connects as the proxy's do
+  // (TCP_QUICKACK off first), so the server has no connection to accept
+  // until the held-back ACK comes (acceptUpstream()).
+  UniqueFd upstreamListener;
+
+  explicit Harness(bool splice, size_t spliceAfter = size_t{64} * 1024, bool upstreamNagle = false,
+                   std::chrono::milliseconds ackDelay = std::chrono::milliseconds(0)) {
     auto [client, relayClient] = tcpPair();
-    auto [relayUpstream, upstream] = tcpPair();
+    UniqueFd relayUpstream;
+    if (ackDelay.count() > 0) {
+      relayUpstream = heldBackConnect();
+    } else {
+      auto [near, far] = tcpPair();
+      relayUpstream = std::move(near);
+      upstreamPeer = std::move(far);
+    }
     clientPeer = std::move(client);
-    upstreamPeer = std::move(upstream);
+    if (upstreamNagle) upstreamView.reset(::fcntl(relayUpstream.get(), F_DUPFD_CLOEXEC, 0));
     if (splice) pool = std::make_unique<proxy::PipePool>(base.get(), size_t{64} * 1024);
     proxy::RelayOptions options;
     options.pipeBytes = size_t{64} * 1024;
     options.bufferBytes = size_t{16} * 1024;
     options.spliceAfter = spliceAfter;
+    options.upstreamNagle = upstreamNagle;
+    options.upstreamAckDelay = ackDelay;
     relay = std::make_unique<proxy::TunnelRelay>(
         base.get(), std::move(relayClient), std::move(relayUpstream), pool.get(), options, toUpstream,
         toClient, [](void* arg, proxy::RelayEnd e) { static_cast<Harness*>(arg)->end = e; }, this);
   }
 
   void spin() { event_base_loop(base.get(), EVLOOP_NONBLOCK); }
+
+  // A connection whose handshake's last ACK the kernel holds back (for
+  // data, up to 200 ms): connect() is done, the listener has nothing yet.
+  UniqueFd heldBackConnect() {
+    upstreamListener.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof address;
+    REQUIRE(::bind(upstreamListener.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+    REQUIRE(::listen(upstreamListener.get(), 1) == 0);
+    REQUIRE(::getsockname(upstreamListener.get(), reinterpret_cast<sockaddr*>(&address), &length) == 0);
+    UniqueFd socket(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    const int delayAck = 0;
+    REQUIRE(::setsockopt(socket.get(), IPPROTO_TCP, TCP_QUICKACK, &delayAck, sizeof delayAck) == 0);
+    REQUIRE(::connect(socket.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+    ::fcntl(socket.get(), F_SETFL, ::fcntl(socket.get(), F_GETFL) | O_NONBLOCK);
+    return socket;
+  }
+
+  // The server's side of a heldBackConnect(), once the ACK came.
+  bool acceptUpstream() {
+    if (!upstreamPeer)
+      upstreamPeer.reset(::accept4(upstreamListener.get(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+    return static_cast<bool>(upstreamPeer);
+  }
 
   // Writes `data` into `from` while reading `to`, the relay running in
   // between; returns what `to` received (up to `want` bytes or its EOF).
@@ -187,4 +236,94 @@ TEST_CASE("a short tunnel is copied: the answer and its FIN arrive, no pipe is t
   CHECK(h.toClient.load() == response.size());
   CHECK(h.relay->copied() == false);
   if (splice) CHECK(h.pool->idle() == 0);  // a few hundred bytes: no pipe2 for them
+}
+
+TEST_CASE("the upstream socket gets TCP_NODELAY before the relay's second write there, not its first",
+          "[proxy][relay]") {
+  const bool splice = GENERATE(true, false);
+  CAPTURE(splice);
+  Harness h(splice, size_t{64} * 1024, true);
+  const auto noDelay = [&h] {
+    int value = 0;
+    socklen_t length = sizeof value;
+    REQUIRE(::getsockopt(h.upstreamView.get(), IPPROTO_TCP, TCP_NODELAY, &value, &length) == 0);
+    return value != 0;
+  };
+  REQUIRE_FALSE(noDelay());  // the test's socket starts as the server's does: Nagle on
+  REQUIRE(h.relay->start("HTTP/1.1 200 Connection established\r\n\r\n", ""));
+  CHECK_FALSE(noDelay());  // nothing written upstream yet
+
+  // One request: one write upstream, which Nagle never holds back.
+  const std::string request = "GET / HTTP/1.1\r\nHost: a.example\r\n\r\n";
+  CHECK(h.pump(h.clientPeer.get(), request, h.upstreamPeer.get(), request.size()) == request);
+  CHECK_FALSE(noDelay());
+
+  // A second write: Nagle is off first.
+  CHECK(h.pump(h.clientPeer.get(), "more", h.upstreamPeer.get(), 4) == "more");
+  CHECK(noDelay());
+}
+
+TEST_CASE("early bytes are the upstream's first write: the next one turns Nagle off", "[proxy][relay]") {
+  Harness h(false, size_t{64} * 1024, true);
+  int value = 0;
+  socklen_t length = sizeof value;
+  REQUIRE(h.relay->start("HTTP/1.1 200 Connection established\r\n\r\n", "early"));
+  REQUIRE(::getsockopt(h.upstreamView.get(), IPPROTO_TCP, TCP_NODELAY, &value, &length) == 0);
+  CHECK(value == 0);
+  CHECK(h.pump(h.clientPeer.get(), "late", h.upstreamPeer.get(), 9) == "earlylate");
+  REQUIRE(::getsockopt(h.upstreamView.get(), IPPROTO_TCP, TCP_NODELAY, &value, &length) == 0);
+  CHECK(value != 0);
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Runs the relay (and `step`) until the server has the connection or
+// `limit` passed; returns how long that took.
+template <typename Step>
+Clock::duration untilAccepted(Harness& h, Clock::duration limit, Step step) {
+  const auto start = Clock::now();
+  while (!h.acceptUpstream() && Clock::now() - start < limit) {
+    step();
+    h.spin();
+  }
+  return Clock::now() - start;
+}
+
+}  // namespace
+
+TEST_CASE("a server that speaks first gets the held-back handshake ACK after upstreamAckDelay",
+          "[proxy][relay]") {
+  using std::chrono::milliseconds;
+  Harness h(false, size_t{64} * 1024, true, milliseconds(20));
+  // The control: the kernel holds the ACK, so the server has no connection.
+  REQUIRE_FALSE(h.acceptUpstream());
+  REQUIRE(h.relay->start("HTTP/1.1 200 Connection established\r\n\r\n", ""));
+  const auto took = untilAccepted(h, milliseconds(1000), [] {});
+  REQUIRE(h.upstreamPeer);
+  CHECK(took >= milliseconds(15));  // it waited for the client's bytes first
+  CHECK(took < milliseconds(150));  // and not for the kernel's 200 ms
+  // The banner reaches the client, after the CONNECT answer.
+  const std::string answer = "HTTP/1.1 200 Connection established\r\n\r\n";
+  const std::string banner = "SSH-2.0-test\r\n";
+  CHECK(h.pump(h.upstreamPeer.get(), banner, h.clientPeer.get(), answer.size() + banner.size()) ==
+        answer + banner);
+}
+
+TEST_CASE("the client's first bytes carry the upstream's held-back handshake ACK", "[proxy][relay]") {
+  using std::chrono::milliseconds;
+  // A long delay: only the client's bytes can let the server accept soon.
+  Harness h(false, size_t{64} * 1024, true, milliseconds(1000));
+  REQUIRE_FALSE(h.acceptUpstream());
+  REQUIRE(h.relay->start("HTTP/1.1 200 Connection established\r\n\r\n", ""));
+  h.spin();
+  CHECK_FALSE(h.acceptUpstream());  // nothing sent yet: still held
+  const std::string hello = "\x16\x03\x01 client hello";
+  REQUIRE(::send(h.clientPeer.get(), hello.data(), hello.size(), MSG_NOSIGNAL) ==
+          static_cast<ssize_t>(hello.size()));
+  const auto took = untilAccepted(h, milliseconds(1000), [] {});
+  REQUIRE(h.upstreamPeer);
+  CHECK(took < milliseconds(150));
+  CHECK(h.pump(h.clientPeer.get(), "", h.upstreamPeer.get(), hello.size()) == hello);
 }
