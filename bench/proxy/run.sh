@@ -39,6 +39,9 @@
 # PROXY_BENCH_CLIENT_THREADS [1: the workers' tunnels on one epoll thread]
 # PROXY_BENCH_PERF [none: a directory; round 1's tunnels phase of each proxy
 # is recorded there with `perf record -e cpu-clock -g` as perf-CONFIG.data].
+# PROXY_BENCH_SYSCALLS [0; 1: each proxy's system calls per tunnel in the
+# tunnels phase of every round, `perf stat -e raw_syscalls:sys_enter` on
+# its process, reported with the CPU and segments per tunnel].
 # PROXY_BENCH_THREADS [egressd's default, "auto"]: egressd's proxy.threads;
 # PROXY_BENCH_BASELINE_THREADS [the same]: the baseline's (so
 # PROXY_BENCH_BASELINE=build/bin/egressd PROXY_BENCH_THREADS=2
@@ -352,17 +355,28 @@ for r in $(seq "$rounds"); do
         -- sleep "$seconds" > /dev/null 2>&1 &
       perf_pid=$!
     fi
+    syscalls_pid=""
+    if [ "${PROXY_BENCH_SYSCALLS:-0}" = 1 ] && [ "$c" != direct ]; then
+      perf stat -e raw_syscalls:sys_enter -x, -o "$work/syscalls-$c.txt" -p "$(pid_of "$c")" \
+        -- sleep "$seconds" > /dev/null 2>&1 &
+      syscalls_pid=$!
+    fi
     NSTAT_HISTORY="$work/nstat.history" in_gw nstat -n
     t="$(tunnels_run "$c" "$seconds" "$workers")"
     segments="$(NSTAT_HISTORY="$work/nstat.history" in_gw nstat -z TcpOutSegs TcpInSegs |
       awk '$1 == "TcpOutSegs" {o = $2} $1 == "TcpInSegs" {i = $2} END {printf "gw_out_segments=%d gw_in_segments=%d", o, i}')"
     [ -n "$perf_pid" ] && wait "$perf_pid"
+    syscalls=""
+    if [ -n "$syscalls_pid" ]; then
+      wait "$syscalls_pid"
+      syscalls="syscalls=$(awk -F, '$3 ~ /sys_enter/ {print $1}' "$work/syscalls-$c.txt")"
+    fi
     cpu_after="$(cpu_ns "$(pid_of "$c")")"
     nginx_after="$(cpu_ns "$nginx_pid")"
     thread_cpu "$(pid_of "$c")" > "$work/threads-after"
     read -r busiest_ns busiest_wait_ns busiest_name <<< "$(busiest_thread "$work/threads-before" "$work/threads-after")"
     b="$(in_pod "$load" bulk "$(proxy_of "$c")" "$(target "$c")" "$name" /bulk "$bulk_seconds")"
-    echo "round=$r config=$c $t $b $segments tunnel_cpu_ns=$((cpu_after - cpu_before))" \
+    echo "round=$r config=$c $t $b $segments $syscalls tunnel_cpu_ns=$((cpu_after - cpu_before))" \
       "nginx_cpu_ns=$((nginx_after - nginx_before)) busiest_thread_ns=${busiest_ns:-0}" \
       "busiest_thread_wait_ns=${busiest_wait_ns:-0}" \
       "busiest_thread=${busiest_name:-none}" | tee -a "$raw" >&2
@@ -433,6 +447,9 @@ for line in open(raw):
             # tunnel (nstat in its namespace; forwarding is not counted).
             r.setdefault("gateway_segments_out_per_tunnel", []).append(int(fields["gw_out_segments"]) / tunnels_done)
             r.setdefault("gateway_segments_in_per_tunnel", []).append(int(fields["gw_in_segments"]) / tunnels_done)
+        if fields.get("syscalls", "").isdigit() and fields["config"] != "direct":
+            # The proxy's system calls over the phase (perf stat), per tunnel.
+            r.setdefault("syscalls_per_tunnel", []).append(int(fields["syscalls"]) / tunnels_done)
         if fields.get("nginx_cpu_ns"):
             r.setdefault("nginx_cpu_us_per_tunnel", []).append(int(fields["nginx_cpu_ns"]) / tunnels_done / 1000)
 result = {"bench": "proxy", "rounds": int(rounds), "seconds": float(seconds), "workers": int(workers),
@@ -444,7 +461,7 @@ for c, r in runs.items():
                             "bulk_bytes_per_s_median": statistics.median(r["bulk_bytes_per_s"]),
                             "errors": r["errors"], "rounds": r}
     for key in ("cpu_us_per_tunnel", "client_cpu_us_per_tunnel", "nginx_cpu_us_per_tunnel",
-                "gateway_segments_out_per_tunnel", "gateway_segments_in_per_tunnel"):
+                "gateway_segments_out_per_tunnel", "gateway_segments_in_per_tunnel", "syscalls_per_tunnel"):
         if r.get(key):
             result["configs"][c][key + "_median"] = round(statistics.median(r[key]), 1)
     if r.get("busiest_thread_core_share"):
@@ -501,6 +518,7 @@ for c in ("direct", "egressd", "baseline", "squid", "smokescreen"):
           + f"client {row.get('client_cpu_us_per_tunnel_median')}, nginx {row.get('nginx_cpu_us_per_tunnel_median')}; "
           + (f"gateway TCP segments per tunnel out {row.get('gateway_segments_out_per_tunnel_median')} "
              f"in {row.get('gateway_segments_in_per_tunnel_median')}; " if proxy is not None else "")
+          + (f"system calls per tunnel {row['syscalls_per_tunnel_median']}; " if row.get("syscalls_per_tunnel_median") else "")
           + f"errors {row['errors']} {runs[c].get('errors_by_kind')}")
 for c in ("egressd", "baseline", "squid", "smokescreen"):
     i = result["configs"].get(c, {}).get("idle")
