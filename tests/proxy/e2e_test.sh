@@ -43,6 +43,7 @@ spec:
   - $E2E_IP4_WWW_EXAMPLE_ORG/32:9099
   - $E2E_IP4_WWW_EXAMPLE_ORG/32:9098
   - $E2E_IP4_WWW_EXAMPLE_ORG/32:9097
+  - $E2E_IP4_WWW_EXAMPLE_ORG/32:9095
   - api.example.com:9096
   - api.example.org:80
 EOF
@@ -140,6 +141,17 @@ disown $!
 wait_until 50 grep -q listening "$E2E_LOGS/reset-server.log"
 expect_eq "the server's reset reaches the client through the tunnel" reset \
   "$(in_pod "$py" "$client" reset "$proxy" "$E2E_IP4_WWW_EXAMPLE_ORG:9098")"
+# A server that speaks first (SMTP, SSH) needs the handshake's last ACK,
+# which the proxy's upstream socket holds back for the client's first
+# bytes: the tunnel sends it alone after 10 ms, not the kernel's 200.
+setsid ip netns exec "$E2E_NS_INET" "$py" "$client" banner-server 9095 > "$E2E_LOGS/banner-server.log" 2>&1 < /dev/null &
+echo $! > "$E2E_PIDS/banner-server.pid"
+disown $!
+wait_until 50 grep -q listening "$E2E_LOGS/banner-server.log"
+out="$(in_pod "$py" "$client" banner "$proxy" "$E2E_IP4_WWW_EXAMPLE_ORG:9095")"
+expect_match "a server that speaks first is heard through a tunnel ($out)" '^200 220 banner.example ESMTP after' "$out"
+expect_ok "... well before the kernel's 200 ms delayed ACK ($out)" \
+  test "$(sed -n 's/.* after \([0-9]*\) ms$/\1/p' <<< "$out")" -lt 150
 expect_ok "allowed requests are logged as proxy.request allow" \
   wait_until 20 logged "event=proxy.request .*target=api.example.com:443 .*method=CONNECT verdict=allow reason=name_allowed rulesets=team-a/app"
 expect_ok "the address connected to became a binding (the transparent path agrees)" \

@@ -290,6 +290,31 @@ def cmd_reset(proxy, target):
         print("timeout")
 
 
+def cmd_banner_server(port):
+    # Speaks first, as SSH and SMTP servers do: a line as soon as the
+    # connection is accepted (once its handshake's last ACK came).
+    listener = socket.create_server(("0.0.0.0", int(port)), reuse_port=True)
+    print("listening", flush=True)
+    while True:
+        conn, _ = listener.accept()
+        conn.sendall(b"220 banner.example ESMTP\r\n")
+        conn.close()
+
+
+def cmd_banner(proxy, target):
+    # How long after the CONNECT answer the server's first line comes.
+    sock = socket.create_connection(split(proxy), timeout=5)
+    sock.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
+    status, _, rest = read_response(sock)
+    start = time.time()
+    while b"\n" not in rest:
+        data = sock.recv(100)
+        if not data:
+            break
+        rest += data
+    print(status, rest.split(b"\r\n")[0].decode("latin-1"), f"after {(time.time() - start) * 1000:.0f} ms")
+
+
 def cmd_early(proxy, target):
     host = target.rpartition(":")[0]
     payload = (f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n"
@@ -321,5 +346,7 @@ if __name__ == "__main__":
         "reset-server": cmd_reset_server,
         "reset": cmd_reset,
         "early": cmd_early,
+        "banner-server": cmd_banner_server,
+        "banner": cmd_banner,
     }
     commands[sys.argv[1]](*sys.argv[2:])
