@@ -373,11 +373,26 @@ bool TunnelRelay::start(std::string_view toClient, std::string_view toUpstream) 
   }
   // The idle timer fires first for the upstream's held-back handshake ACK
   // (RelayOptions::upstreamAckDelay), unless early bytes carried it.
+  quickAckDue_ = options_.upstreamAckDelay.count() > 0;
+  quickAcksAfterFirstWrite();  // early bytes carried the ACK
   upstreamAckHeld_ = options_.upstreamAckDelay.count() > 0 && !up_->wroteToSink;
   const timeval first = toTimeval(upstreamAckHeld_ ? std::min(options_.upstreamAckDelay, options_.idleTimeout)
                                                    : options_.idleTimeout);
   evtimer_add(idleTimer_.get(), &first);
   return true;
+}
+
+void TunnelRelay::quickAcksAfterFirstWrite() {
+  if (!quickAckDue_ || !up_->wroteToSink) return;
+  quickAckDue_ = false;
+  // Sent within the delayed-ACK interval of the handshake, the first
+  // bytes put the socket in the kernel's interactive mode, where the
+  // server's answer would be acknowledged only with our next segment or
+  // after 40 ms: a server writing a small head and a small body with
+  // Nagle's algorithm on would wait that long for its second write. Back
+  // to the quick ACKs a fresh connection has.
+  const int quick = 1;
+  ::setsockopt(upstream_.get(), IPPROTO_TCP, TCP_QUICKACK, &quick, sizeof quick);
 }
 
 void TunnelRelay::stop() noexcept {
@@ -458,6 +473,7 @@ void TunnelRelay::pump(Direction& d) {
     if (read != Io::Moved || !full) break;
   }
   if (progress) lastActivity_ = std::chrono::steady_clock::now();
+  if (&d == up_.get()) quickAcksAfterFirstWrite();
   if (d.sourceEof && !d.queued() && !d.sinkShut) {
     // Everything before the EOF is delivered: pass the FIN on. With the
     // other way over already, closing the sockets (now) sends it.

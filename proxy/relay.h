@@ -115,7 +115,10 @@ struct RelayOptions {
   // tunnel, and the server accepts the connection with its first request
   // already in. When nothing has gone upstream this long after start()
   // (the server speaks first: SSH, SMTP), the relay sends it alone
-  // (TCP_QUICKACK on). Zero: the ACK is not held back (nothing to do).
+  // (TCP_QUICKACK on). After the first bytes the relay turns quick ACKs
+  // back on (sent so soon after the handshake, they put the socket in the
+  // kernel's delayed-ACK mode, which would keep a Nagle-bound server's
+  // second small write waiting 40 ms). Zero: the ACK is not held back.
   std::chrono::milliseconds upstreamAckDelay{0};
 };
 
@@ -160,6 +163,7 @@ class TunnelRelay {
   void pump(Direction& direction);
   Direction& other(const Direction& direction) const;
   void finish(RelayEnd end);
+  void quickAcksAfterFirstWrite();
 
   event_base* base_;
   PipePool* pipes_;
@@ -174,8 +178,10 @@ class TunnelRelay {
   void* arg_;
   bool over_ = false;
   bool copied_ = false;
-  // The upstream's handshake ACK waits for the first bytes or the timer.
+  // The upstream's handshake ACK waits for the first bytes or the timer;
+  // after the first bytes, the socket goes back to quick ACKs.
   bool upstreamAckHeld_ = false;
+  bool quickAckDue_ = false;
 };
 
 }  // namespace proxy

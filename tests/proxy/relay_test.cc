@@ -327,3 +327,24 @@ TEST_CASE("the client's first bytes carry the upstream's held-back handshake ACK
   CHECK(took < milliseconds(150));
   CHECK(h.pump(h.clientPeer.get(), "", h.upstreamPeer.get(), hello.size()) == hello);
 }
+
+TEST_CASE("a server's two small writes are not held back by Nagle's algorithm waiting for our ACK",
+          "[proxy][relay]") {
+  using std::chrono::milliseconds;
+  Harness h(false, size_t{64} * 1024, true, milliseconds(1000));
+  REQUIRE(h.relay->start("", ""));
+  const std::string request = "GET / HTTP/1.1\r\nHost: a.example\r\n\r\n";
+  REQUIRE(::send(h.clientPeer.get(), request.data(), request.size(), MSG_NOSIGNAL) ==
+          static_cast<ssize_t>(request.size()));
+  untilAccepted(h, milliseconds(1000), [] {});
+  REQUIRE(h.upstreamPeer);
+  CHECK(h.pump(h.clientPeer.get(), "", h.upstreamPeer.get(), request.size()) == request);
+  // The server answers in two small writes with Nagle's algorithm on (as
+  // Python's http.server does: the head, then the body): the second
+  // leaves only once the first is acknowledged.
+  const auto start = Clock::now();
+  REQUIRE(::send(h.upstreamPeer.get(), "HTTP/1.1 200 OK\r\n\r\n", 19, MSG_NOSIGNAL) == 19);
+  REQUIRE(::send(h.upstreamPeer.get(), "body", 4, MSG_NOSIGNAL) == 4);
+  CHECK(h.pump(h.upstreamPeer.get(), "", h.clientPeer.get(), 23) == "HTTP/1.1 200 OK\r\n\r\nbody");
+  CHECK(Clock::now() - start < milliseconds(30));  // a delayed ACK would take 40
+}
