@@ -713,17 +713,17 @@ struct ProxyServer::Connection {
               .field("error", common::errnoText(errno));
         }
       }
-      // The handshake's last ACK waits for our first bytes to carry it
-      // (a forwarded request's head, a tunnel client's first bytes; the
-      // relay sends it alone after kUpstreamAckDelay when none come). On
-      // a near upstream this is a tenth of the segments we send it.
-      const int delayAck = 0;
-      ::setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &delayAck, sizeof delayAck);
-      if (!connect) {
-        // Forwarded requests go through a bufferevent: no Nagle from the
-        // start. A tunnel's relay turns it off before its second write
-        // upstream (RelayOptions::upstreamNagle): a one-request tunnel
-        // never needs the call.
+      if (connect) {
+        // A tunnel's handshake ACK waits for the client's first bytes to
+        // carry it, and the server accepts with them in; the relay sends
+        // it alone after kUpstreamAckDelay when none come, turns quick
+        // ACKs back on after the first write, and TCP_NODELAY on before
+        // the second (RelayOptions): a one-request tunnel needs no more.
+        const int delayAck = 0;
+        ::setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &delayAck, sizeof delayAck);
+      } else {
+        // Forwarded requests go through bufferevents: no Nagle from the
+        // start, and the kernel's own ACK handling.
         const int one = 1;
         ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
       }
