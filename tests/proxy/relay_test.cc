@@ -346,5 +346,5 @@ TEST_CASE("a server's two small writes are not held back by Nagle's algorithm wa
   REQUIRE(::send(h.upstreamPeer.get(), "HTTP/1.1 200 OK\r\n\r\n", 19, MSG_NOSIGNAL) == 19);
   REQUIRE(::send(h.upstreamPeer.get(), "body", 4, MSG_NOSIGNAL) == 4);
   CHECK(h.pump(h.upstreamPeer.get(), "", h.clientPeer.get(), 23) == "HTTP/1.1 200 OK\r\n\r\nbody");
-  CHECK(Clock::now() - start < milliseconds(30));  // a delayed ACK would take 40
+  CHECK(Clock::now() - start < milliseconds(35));  // a delayed ACK takes 40 at least (53 measured)
 }
