@@ -192,6 +192,6 @@ TEST_CASE("the example in docs/configuration.md loads") {
   INFO(describe(result));
   REQUIRE(result.ok());
   CHECK(result.config->rules.isSystemDir("/etc/egressd/system.d"));
-  CHECK(result.config->nfqueue.queues == std::vector<uint16_t>{0, 1});
+  CHECK(result.config->nfqueue.queues == std::vector<uint16_t>{0});
   CHECK(result.config->log.format == config::LogFormat::Json);
 }
