@@ -371,6 +371,12 @@ bool TunnelRelay::start(std::string_view toClient, std::string_view toUpstream) 
     }
     if (!d->want(base_, d->roomToRead(), d->queued())) return false;
   }
+  if (options_.clientQuickAck) {
+    // After the CONNECT answer, which carried the ACK of the request
+    // (RelayOptions::clientQuickAck). Best effort.
+    const int quick = 1;
+    ::setsockopt(client_.get(), IPPROTO_TCP, TCP_QUICKACK, &quick, sizeof quick);
+  }
   // The idle timer fires first for the upstream's held-back handshake ACK
   // (RelayOptions::upstreamAckDelay), unless early bytes carried it.
   quickAckDue_ = options_.upstreamAckDelay.count() > 0;

@@ -120,6 +120,14 @@ struct RelayOptions {
   // kernel's delayed-ACK mode, which would keep a Nagle-bound server's
   // second small write waiting 40 ms). Zero: the ACK is not held back.
   std::chrono::milliseconds upstreamAckDelay{0};
+  // The client's socket acknowledges late (accepted from a listener with
+  // TCP_QUICKACK off, so that the CONNECT answer carried the ACK of the
+  // request): the relay turns quick ACKs back on once the first bytes to
+  // the client are written. Left in the kernel's delayed-ACK mode, a client
+  // writing two small pieces with Nagle's algorithm on (Java's sockets by
+  // default) would wait 40 ms for the ACK of the first before sending the
+  // second.
+  bool clientQuickAck = false;
 };
 
 // Why a relay ended.

@@ -152,6 +152,13 @@ out="$(in_pod "$py" "$client" banner "$proxy" "$E2E_IP4_WWW_EXAMPLE_ORG:9095")"
 expect_match "a server that speaks first is heard through a tunnel ($out)" '^200 220 banner.example ESMTP after' "$out"
 expect_ok "... well before the kernel's 200 ms delayed ACK ($out)" \
   test "$(sed -n 's/.* after \([0-9]*\) ms$/\1/p' <<< "$out")" -lt 150
+# A client with Nagle's algorithm on writing in small pieces (a CONNECT
+# head, a request through the tunnel, a forwarded POST's body) waits for
+# the proxy's ACK of each piece before the next: the proxy's sockets start
+# in the delayed-ACK mode, which would make that 40 ms a piece.
+out="$(in_pod "$py" "$client" pieces "$proxy" api.example.com)"
+expect_match "a client writing small pieces with Nagle on is answered without a delayed-ACK wait ($out)" \
+  '^connect 200 ([0-9]|[12][0-9]|3[0-4]) tunnel 200 ([0-9]|[12][0-9]|3[0-4]) post 200 ([0-9]|[12][0-9]|3[0-4])$' "$out"
 expect_ok "allowed requests are logged as proxy.request allow" \
   wait_until 20 logged "event=proxy.request .*target=api.example.com:443 .*method=CONNECT verdict=allow reason=name_allowed rulesets=team-a/app"
 expect_ok "the address connected to became a binding (the transparent path agrees)" \

@@ -315,6 +315,26 @@ def cmd_banner(proxy, target):
     print(status, rest.split(b"\r\n")[0].decode("latin-1"), f"after {(time.time() - start) * 1000:.0f} ms")
 
 
+def cmd_pieces(proxy, host):
+    # A client with Nagle's algorithm on (a socket's default) that writes
+    # in small pieces, each waiting for the proxy's ACK of the one before:
+    # how long each answer takes, in ms.
+    def timed(sock, pieces):
+        start = time.time()
+        for piece in pieces:
+            sock.sendall(piece.encode())
+        status, _, _ = read_response(sock)
+        return f"{status} {(time.time() - start) * 1000:.0f}"
+
+    with socket.create_connection(split(proxy), timeout=5) as sock:
+        connect = timed(sock, [f"CONNECT {host}:80 HTTP/1.1\r\n", f"Host: {host}:80\r\n\r\n"])
+        tunnel = timed(sock, ["GET / HTTP/1.1\r\n", f"Host: {host}\r\nConnection: close\r\n\r\n"])
+    with socket.create_connection(split(proxy), timeout=5) as sock:
+        post = timed(sock, [f"POST http://{host}/ HTTP/1.1\r\nHost: {host}\r\nContent-Length: 8\r\n"
+                            "Connection: close\r\n\r\n", "abcd", "efgh"])
+    print(f"connect {connect} tunnel {tunnel} post {post}")
+
+
 def cmd_early(proxy, target):
     host = target.rpartition(":")[0]
     payload = (f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n"
@@ -346,6 +366,7 @@ if __name__ == "__main__":
         "reset-server": cmd_reset_server,
         "reset": cmd_reset,
         "early": cmd_early,
+        "pieces": cmd_pieces,
         "banner-server": cmd_banner_server,
         "banner": cmd_banner,
     }
