@@ -28,22 +28,30 @@ namespace {
 
 using proxy::UniqueFd;
 
-// A connected loopback TCP pair, both ends non-blocking. With lateAcks,
-// the second end is accepted from a listener with TCP_QUICKACK off, as the
-// proxy's listeners are (its sockets start in the delayed-ACK mode).
-std::pair<UniqueFd, UniqueFd> tcpPair(bool lateAcks = false) {
-  UniqueFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+// A listening socket on a loopback port the kernel picks (`address` says
+// which); with lateAcks, TCP_QUICKACK off, as the proxy's listeners have
+// it (the sockets it accepts start in the delayed-ACK mode).
+UniqueFd loopbackListener(sockaddr_in& address, int flags = 0, bool lateAcks = false) {
+  UniqueFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | flags, 0));
   if (lateAcks) {
     const int delayAck = 0;
     REQUIRE(::setsockopt(listener.get(), IPPROTO_TCP, TCP_QUICKACK, &delayAck, sizeof delayAck) == 0);
   }
-  sockaddr_in address{};
+  address = {};
   address.sin_family = AF_INET;
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   socklen_t length = sizeof address;
   REQUIRE(::bind(listener.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
   REQUIRE(::listen(listener.get(), 1) == 0);
   REQUIRE(::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&address), &length) == 0);
+  return listener;
+}
+
+// A connected loopback TCP pair, both ends non-blocking; with lateAcks the
+// second end comes from a loopbackListener with late ACKs.
+std::pair<UniqueFd, UniqueFd> tcpPair(bool lateAcks = false) {
+  sockaddr_in address{};
+  const UniqueFd listener = loopbackListener(address, 0, lateAcks);
   UniqueFd a(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   REQUIRE(::connect(a.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
   UniqueFd b(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
@@ -108,14 +116,8 @@ struct Harness {
   // A connection whose handshake's last ACK the kernel holds back (for
   // data, up to 200 ms): connect() is done, the listener has nothing yet.
   UniqueFd heldBackConnect() {
-    upstreamListener.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
     sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t length = sizeof address;
-    REQUIRE(::bind(upstreamListener.get(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
-    REQUIRE(::listen(upstreamListener.get(), 1) == 0);
-    REQUIRE(::getsockname(upstreamListener.get(), reinterpret_cast<sockaddr*>(&address), &length) == 0);
+    upstreamListener = loopbackListener(address, SOCK_NONBLOCK);
     UniqueFd socket(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
     const int delayAck = 0;
     REQUIRE(::setsockopt(socket.get(), IPPROTO_TCP, TCP_QUICKACK, &delayAck, sizeof delayAck) == 0);
