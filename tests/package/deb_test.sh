@@ -250,8 +250,10 @@ for unit in egressd.service egress-controller.service; do
   check "systemd-analyze verify $unit exits 0 and says nothing ($rc)" sh -c "[ $rc = 0 ] && [ ! -s '$work/verify.$unit' ]"
 done
 unit="$chroot_dir/lib/systemd/system/egressd.service"
-check "egressd.service: exactly NET_ADMIN NET_RAW NET_BIND_SERVICE BPF" \
-  grep -qx 'CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW CAP_NET_BIND_SERVICE CAP_BPF' "$unit"
+check "egressd.service: exactly NET_ADMIN NET_RAW NET_BIND_SERVICE BPF PERFMON" \
+  grep -qx 'CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW CAP_NET_BIND_SERVICE CAP_BPF CAP_PERFMON' "$unit"
+check "egressd.service: the system call filter lets bpf(2) through (the eBPF programs and their rules)" \
+  grep -qx 'SystemCallFilter=@system-service bpf' "$unit"
 check "egressd.service: Restart=always, ProtectSystem=strict, NoNewPrivileges" \
   sh -c "grep -qx Restart=always '$unit' && grep -qx ProtectSystem=strict '$unit' && grep -qx NoNewPrivileges=yes '$unit'"
 unit="$chroot_dir/lib/systemd/system/egress-controller.service"
@@ -313,9 +315,9 @@ code="$(ip netns exec "$netns" curl -s -o /dev/null -w '%{http_connect}' --max-t
 check "the proxy on $host_ip:3128 refuses CONNECT to an unallowed name: 403 ($code)" [ "$code" = 403 ]
 code="$(ip netns exec "$netns" curl -s -o /dev/null -w '%{http_code}' --max-time 5 -x "http://$host_ip:3128" http://unallowed.example/)"
 check "and GET http://unallowed.example/: 403 ($code)" [ "$code" = 403 ]
-# NET_BIND_SERVICE (10), NET_ADMIN (12), NET_RAW (13), BPF (39).
+# NET_BIND_SERVICE (10), NET_ADMIN (12), NET_RAW (13), PERFMON (38), BPF (39).
 check "egressd runs without root's other capabilities (CapEff = the unit's set)" \
-  [ "$(awk '/^CapEff/ {print $2}' "/proc/$egressd_main/status")" = 0000008000003400 ]
+  [ "$(awk '/^CapEff/ {print $2}' "/proc/$egressd_main/status")" = 000000c000003400 ]
 kill -TERM "$egressd_main"
 check "SIGTERM: STOPPING=1" waitfor "STOPPING=1" 50
 wait "$egressd_pid"
