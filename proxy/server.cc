@@ -124,6 +124,7 @@ struct ProxyServer::Connection {
   EventHandle headerTimer;
   State state = State::Head;
   bool sawRequestBytes = false;
+  bool headQuickAcked = false;  // quickAckClient() for the head being read
   bool clientEof = false;
   bool upstreamEof = false;
   bool pipelined = false;
@@ -429,9 +430,13 @@ struct ProxyServer::Connection {
     const ParseStatus status =
         parseRequestHead(pullup(input, options().maxHeadBytes), options().maxHeadBytes, head);
     if (status == ParseStatus::NeedMore) {
-      quickAckClient();  // the client may hold its next piece for our ACK
+      // The client may hold its next piece for our ACK; once per head is
+      // enough (nothing goes to the client meanwhile to slow the ACKs again).
+      if (!headQuickAcked) quickAckClient();
+      headQuickAcked = true;
       return;
     }
+    headQuickAcked = false;
     evtimer_del(headerTimer.get());
     if (status == ParseStatus::TooLarge) {
       refuse(ProxyReason::HeadTooLarge,
