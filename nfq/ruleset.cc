@@ -121,8 +121,9 @@ struct Parts {
   bool v4;
   const MarkScheme& m;
   std::string icmp;
-  std::string save;   // CONNMARK --save-mark of the verdict bits
-  std::string queue;  // the NFQUEUE target, no --queue-bypass
+  std::string echoDrop;  // "<icmp> echo request -j DROP": ICMP echo out is denied in the kernel
+  std::string save;      // CONNMARK --save-mark of the verdict bits
+  std::string queue;     // the NFQUEUE target, no --queue-bypass
   // "-m connmark --mark 0x0/M -m mark --mark 0x0/M": a packet of a
   // connection no verdict decided, and no verdict marked.
   std::string undecided;
@@ -135,7 +136,8 @@ struct Parts {
 Parts parts(const RulesetOptions& options, IpTablesFamily family) {
   const bool v4 = family == IpTablesFamily::V4;
   const MarkScheme& m = options.marks;
-  Parts p{options, v4, m, v4 ? "-p icmp" : "-p ipv6-icmp", {}, {}, {}, {}, {}, {}, false};
+  Parts p{options, v4, m, v4 ? "-p icmp" : "-p ipv6-icmp", {}, {}, {}, {}, {}, {}, {}, false};
+  p.echoDrop = p.icmp + (v4 ? " -m icmp --icmp-type 8" : " -m icmp6 --icmpv6-type 128") + " -j DROP";
   p.save = " -j CONNMARK --save-mark --nfmask " + hex(m.mask) + " --ctmask " + hex(m.mask);
   p.queue = options.queueLast > options.queueFirst
                 ? "-j NFQUEUE --queue-balance " + std::to_string(options.queueFirst) + ":" +
@@ -171,6 +173,14 @@ void returnProtected(const Parts& p, const std::string& prefix, std::string_view
     rule += " -j RETURN";
     into.push_back(std::move(rule));
   }
+}
+
+// A packet a verdict marked `mark`: the mark saved into the connection,
+// and the walk over.
+void saveAndReturn(const Parts& p, const std::string& prefix, uint32_t mark, std::vector<std::string>& into) {
+  const std::string match = prefix + markMatch("mark", mark, p.m.mask);
+  into.push_back(match + p.save);
+  into.push_back(match + " -j RETURN");
 }
 
 // Denied connections fail fast: TCP gets a reset, UDP a port unreachable.
@@ -227,8 +237,7 @@ std::vector<std::string> mainRules(const Parts& p) {
   // A packet with a mark: a verdict's NF_REPEAT, or egressd's own sockets.
   rules.push_back(a + "-m mark ! --mark 0x0/" + hex(m.mask) + " -g " + verdictChainName(p.options));
   rejectDenied(p, a, rules);
-  rules.push_back(a + p.icmp + (p.v4 ? " -m icmp --icmp-type 8" : " -m icmp6 --icmpv6-type 128") +
-                  " -j DROP");
+  rules.push_back(a + p.echoDrop);
   // After every connmark rule, so a decided (denied) connection's
   // retransmitted SYN is still rejected; the pure ACKs of a CONFIRM
   // connection's client leave here.
@@ -261,15 +270,11 @@ std::vector<std::string> newRules(const Parts& p) {
     // through to the queue below, unmarked.
     rules.push_back(a + "-p tcp" + program(p, "verdict") + " -j MARK --set-xmark " + hex(m.confirm) + "/" +
                     hex(m.mask));
-    if (p.options.confirmFirstPayload) {
-      rules.push_back(a + markMatch("mark", m.confirm, m.mask) + p.save);
-      rules.push_back(a + markMatch("mark", m.confirm, m.mask) + " -j RETURN");
-    }
+    if (p.options.confirmFirstPayload) saveAndReturn(p, a, m.confirm, rules);
   }
   // ICMP only: after the TCP-only rules above, whatever their order.
   rules.push_back(a + p.icmp + " -m conntrack --ctstate RELATED -j RETURN");
-  rules.push_back(a + p.icmp + (p.v4 ? " -m icmp --icmp-type 8" : " -m icmp6 --icmpv6-type 128") +
-                  " -j DROP");
+  rules.push_back(a + p.echoDrop);
   rules.push_back(a + p.queue);
   return rules;
 }
@@ -279,14 +284,10 @@ std::vector<std::string> verdictRules(const Parts& p) {
   const MarkScheme& m = p.m;
   const std::string v = "-A " + verdictChainName(p.options) + " ";
   std::vector<std::string> rules;
-  rules.push_back(v + markMatch("mark", m.allow, m.mask) + p.save);
-  rules.push_back(v + markMatch("mark", m.allow, m.mask) + " -j RETURN");
-  if (p.options.confirmFirstPayload) {
-    // Allowed, provisionally: saved, so the kernel knows to queue the
-    // server's replies; the client's next payload segments are still queued.
-    rules.push_back(v + markMatch("mark", m.confirm, m.mask) + p.save);
-    rules.push_back(v + markMatch("mark", m.confirm, m.mask) + " -j RETURN");
-  }
+  saveAndReturn(p, v, m.allow, rules);
+  // Allowed, provisionally: saved, so the kernel knows to queue the
+  // server's replies; the client's next payload segments are still queued.
+  if (p.options.confirmFirstPayload) saveAndReturn(p, v, m.confirm, rules);
   rules.push_back(v + markMatch("mark", m.deny, m.mask) + p.save);
   rules.push_back(v + markMatch("mark", m.pass, m.mask) + " -j RETURN");
   // egressd's own sockets (SO_MARK), before the rules for denied
