@@ -12,6 +12,11 @@
 
 namespace proxy {
 
+void setTcpFlag(int fd, int option, bool on) noexcept {
+  const int value = on ? 1 : 0;
+  ::setsockopt(fd, IPPROTO_TCP, option, &value, sizeof value);
+}
+
 namespace {
 
 using EventHandle = common::CHandle<event, event_free>;
@@ -167,8 +172,7 @@ struct TunnelRelay::Direction {
   // would wait for the acknowledgment of an earlier small segment).
   void beforeWrite() {
     if (sinkNagle && wroteToSink) {
-      const int one = 1;
-      ::setsockopt(sink, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      setTcpFlag(sink, TCP_NODELAY, true);
       sinkNagle = false;
     }
     wroteToSink = true;
@@ -371,12 +375,9 @@ bool TunnelRelay::start(std::string_view toClient, std::string_view toUpstream) 
     }
     if (!d->want(base_, d->roomToRead(), d->queued())) return false;
   }
-  if (options_.clientQuickAck) {
-    // After the CONNECT answer, which carried the ACK of the request
-    // (RelayOptions::clientQuickAck). Best effort.
-    const int quick = 1;
-    ::setsockopt(client_.get(), IPPROTO_TCP, TCP_QUICKACK, &quick, sizeof quick);
-  }
+  // After the CONNECT answer, which carried the ACK of the request
+  // (RelayOptions::clientQuickAck).
+  if (options_.clientQuickAck) setTcpFlag(client_.get(), TCP_QUICKACK, true);
   // The idle timer fires first for the upstream's held-back handshake ACK
   // (RelayOptions::upstreamAckDelay), unless early bytes carried it.
   quickAckDue_ = options_.upstreamAckDelay.count() > 0;
@@ -397,8 +398,7 @@ void TunnelRelay::quickAcksAfterFirstWrite() {
   // after 40 ms: a server writing a small head and a small body with
   // Nagle's algorithm on would wait that long for its second write. Back
   // to the quick ACKs a fresh connection has.
-  const int quick = 1;
-  ::setsockopt(upstream_.get(), IPPROTO_TCP, TCP_QUICKACK, &quick, sizeof quick);
+  setTcpFlag(upstream_.get(), TCP_QUICKACK, true);
 }
 
 void TunnelRelay::stop() noexcept {
@@ -435,10 +435,7 @@ void TunnelRelay::onIdleCheck(evutil_socket_t, short, void* arg) {
     self->upstreamAckHeld_ = false;
     // Nothing went upstream to carry the handshake's last ACK (the server
     // may be waiting to speak first: SSH, SMTP): it goes alone, now.
-    if (!self->up_->wroteToSink) {
-      const int now = 1;
-      ::setsockopt(self->upstream_.get(), IPPROTO_TCP, TCP_QUICKACK, &now, sizeof now);
-    }
+    if (!self->up_->wroteToSink) setTcpFlag(self->upstream_.get(), TCP_QUICKACK, true);
   }
   // One timer per tunnel, re-armed for what is left of the interval rather
   // than pushed back on every byte.

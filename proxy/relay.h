@@ -130,6 +130,10 @@ struct RelayOptions {
   bool clientQuickAck = false;
 };
 
+// A TCP socket option that is an on/off int (TCP_NODELAY, TCP_QUICKACK),
+// best effort: a socket that refuses it behaves as before, only slower.
+void setTcpFlag(int fd, int option, bool on) noexcept;
+
 // Why a relay ended.
 enum class RelayEnd : uint8_t {
   Done,   // both sides sent EOF and everything was delivered

@@ -225,9 +225,7 @@ struct ProxyServer::Connection {
   // algorithm on (Java's sockets by default): the ACK goes now, and the
   // socket acknowledges at once, as a fresh connection does. Best effort.
   void quickAckClient() {
-    const int fd = clientBev ? bufferevent_getfd(clientBev.get()) : clientFd.get();
-    const int quick = 1;
-    ::setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &quick, sizeof quick);
+    setTcpFlag(clientBev ? bufferevent_getfd(clientBev.get()) : clientFd.get(), TCP_QUICKACK, true);
   }
 
   // The thread's buffer for the first read of every connection.
@@ -739,13 +737,11 @@ struct ProxyServer::Connection {
         // it alone after kUpstreamAckDelay when none come, turns quick
         // ACKs back on after the first write, and TCP_NODELAY on before
         // the second (RelayOptions): a one-request tunnel needs no more.
-        const int delayAck = 0;
-        ::setsockopt(fd, IPPROTO_TCP, TCP_QUICKACK, &delayAck, sizeof delayAck);
+        setTcpFlag(fd, TCP_QUICKACK, false);
       } else {
         // Forwarded requests go through bufferevents: no Nagle from the
         // start, and the kernel's own ACK handling.
-        const int one = 1;
-        ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        setTcpFlag(fd, TCP_NODELAY, true);
       }
       if (::connect(fd, reinterpret_cast<const sockaddr*>(&storage), length) != 0 && errno != EINPROGRESS) {
         ::close(fd);
@@ -1251,9 +1247,8 @@ bool ProxyServer::start(std::string& error) {
     // accepted sockets inherit the setting (delayed-ACK "ping-pong" mode);
     // when an answer takes longer than the delayed-ACK timer (a slow
     // upstream), the ACK goes alone and the socket leaves that mode, as
-    // any interactive server's. Best effort.
-    const int delayAck = 0;
-    ::setsockopt(evconnlistener_get_fd(listener), IPPROTO_TCP, TCP_QUICKACK, &delayAck, sizeof delayAck);
+    // any interactive server's.
+    setTcpFlag(evconnlistener_get_fd(listener), TCP_QUICKACK, false);
     sockaddr_storage actual{};
     socklen_t actualLength = sizeof actual;
     common::SocketAddress boundAddress = address;
