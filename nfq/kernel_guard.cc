@@ -423,21 +423,23 @@ std::optional<size_t> KernelGuard::readConfirms(ConfirmWalk& walk, std::span<Ker
 
 size_t KernelGuard::forgetConfirms(std::span<const KernelFlowKey> keys) const noexcept {
   if (!confirms_) return 0;
+  const auto forgetOne = [this](const KernelFlowKey& key) {
+    bpf_attr attr{};
+    attr.map_fd = static_cast<uint32_t>(confirms_.get());
+    attr.key = reinterpret_cast<uint64_t>(&key);
+    bpfCall(BPF_MAP_DELETE_ELEM, attr);  // ENOENT: gone already
+  };
   size_t calls = 0;
   while (!keys.empty()) {
+    ++calls;
     if (keys.size() == 1) {
-      // The same one syscall, without the batch's copy of the count.
-      bpf_attr attr{};
-      attr.map_fd = static_cast<uint32_t>(confirms_.get());
-      attr.key = reinterpret_cast<uint64_t>(keys.data());
-      bpfCall(BPF_MAP_DELETE_ELEM, attr);
-      return calls + 1;
+      forgetOne(keys.front());  // the same one syscall, without the batch's copy of the count
+      return calls;
     }
     bpf_attr attr{};
     attr.batch.map_fd = static_cast<uint32_t>(confirms_.get());
     attr.batch.keys = reinterpret_cast<uint64_t>(keys.data());
     attr.batch.count = static_cast<uint32_t>(keys.size());
-    ++calls;
     if (bpfCall(BPF_MAP_DELETE_BATCH, attr) == 0) return calls;
     // kernel/bpf/syscall.c generic_map_delete_batch stops at the first key
     // it cannot delete (gone already: ENOENT) and says how many it did.
@@ -448,10 +450,7 @@ size_t KernelGuard::forgetConfirms(std::span<const KernelFlowKey> keys) const no
     }
     // No batch operations (before Linux 5.6): one at a time.
     for (const KernelFlowKey& key : keys.subspan(done)) {
-      bpf_attr one{};
-      one.map_fd = static_cast<uint32_t>(confirms_.get());
-      one.key = reinterpret_cast<uint64_t>(&key);
-      bpfCall(BPF_MAP_DELETE_ELEM, one);
+      forgetOne(key);
       ++calls;
     }
     return calls;
