@@ -7,13 +7,15 @@
 // program will allow a first payload naming NAME to SERVER:PORT although
 // egressd's DNS never bound it there, which user space must catch
 // (docs/nfq.md "Kernel verdict": a disagreement withdraws the connection).
-// Prints "injected GENERATION"; exit status 1 with the reason otherwise.
+// Prints "injected GENERATION"; exit status 2 for bad arguments, 1 with the
+// reason when the program or its maps cannot be used.
 #include <linux/bpf.h>
 #include <time.h>
 
 #include <array>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <string_view>
@@ -66,6 +68,17 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: %s PROGRAM SERVER PORT NAME\n", argv[0]);
     return 2;
   }
+  const auto server = common::parseIpAddress(argv[2]);
+  char* portEnd = nullptr;
+  const unsigned long port = std::strtoul(argv[3], &portEnd, 10);
+  nfq::KernelNameKey key{};
+  if (!server || *portEnd != '\0' || port == 0 || port > 65535 ||
+      !nfq::kernelNameKey(*server, static_cast<uint16_t>(port), argv[4], key)) {
+    std::fprintf(stderr,
+                 "nfq_kernel_verdict_inject: '%s' '%s' '%s' is no server address, port 1-65535 and name\n",
+                 argv[2], argv[3], argv[4]);
+    return 2;
+  }
   bpf_attr get{};
   get.pathname = ptr(argv[1]);
   const common::UniqueFd program(static_cast<int>(nfq::bpfCall(BPF_OBJ_GET, get)));
@@ -82,12 +95,6 @@ int main(int argc, char** argv) {
   lookup.value = ptr(&current);
   if (nfq::bpfCall(BPF_MAP_LOOKUP_ELEM, lookup) != 0) return fail("reading the state map");
 
-  const auto server = common::parseIpAddress(argv[2]);
-  nfq::KernelNameKey key{};
-  if (!server || !nfq::kernelNameKey(*server, static_cast<uint16_t>(std::stoul(argv[3])), argv[4], key)) {
-    errno = EINVAL;
-    return fail("SERVER PORT NAME");
-  }
   timespec now{};
   ::clock_gettime(CLOCK_MONOTONIC, &now);
   nfq::KernelNameValue value{};
