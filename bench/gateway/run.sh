@@ -148,7 +148,7 @@ cleanup() {
   # wrk or curl still running) and deletes the namespaces with their
   # iptables rules, queues and conntrack tables.
   "$topology" down "$work" > /dev/null 2>&1
-  rm -f "$work/bench/bulk.bin"
+  [ -n "${bulk_dir:-}" ] && rm -f "$bulk_dir/bulk.bin" && rmdir "$bulk_dir" 2> /dev/null
   if [ "${GATEWAY_BENCH_KEEP:-0}" = 1 ] || [ "$failed" = 1 ]; then
     say "work directory kept: $work (logs in $work/logs, raw outputs in $raw)"
   else
@@ -181,8 +181,13 @@ tune_for_connection_rate || fail "TIME-WAIT tuning"
 # ---- the bench server --------------------------------------------------------
 mkdir -p "$work/bench/tmp"
 in_inet ip addr add "$metadata_ip/32" dev eth0 || fail "metadata address"
-# Sparse: the download costs page-cache reads of holes, no disk.
-truncate -s 64G "$work/bench/bulk.bin"
+# The bulk download's file: 64 GiB of holes on tmpfs, which nginx's
+# sendfile reads as the shared zero page, at memory speed from the first
+# byte and without filling the page cache (on a disk file system each
+# first read of a hole allocates and zeroes a page-cache page, about 1 ms
+# per MiB here, which made the early rounds measure the server).
+bulk_dir="$(mktemp -d /dev/shm/egressd-bench.XXXXXX 2> /dev/null || echo "$work/bench")"
+truncate -s 64G "$bulk_dir/bulk.bin"
 cat > "$work/bench/nginx.conf" << EOF
 user root;
 worker_processes $nginx_workers;
@@ -208,7 +213,7 @@ http {
     server_name $name;
     ssl_certificate $E2E_CERTS/$name.pem;
     ssl_certificate_key $E2E_CERTS/$name.key;
-    location = /bulk { alias $work/bench/bulk.bin; }
+    location = /bulk { alias $bulk_dir/bulk.bin; }
     location / { return 200 "ok\n"; }
   }
 }
