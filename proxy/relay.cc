@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <span>
 #include <vector>
 
@@ -15,6 +16,16 @@ namespace proxy {
 void setTcpFlag(int fd, int option, bool on) noexcept {
   const int value = on ? 1 : 0;
   ::setsockopt(fd, IPPROTO_TCP, option, &value, sizeof value);
+}
+
+void raiseSendBuffer(int fd, size_t bytes) noexcept {
+  const int wanted = static_cast<int>(std::min<size_t>(bytes, INT_MAX / 2));
+  int current = 0;
+  socklen_t length = sizeof current;
+  // The kernel reports (and holds) twice what was asked for.
+  if (wanted <= 0 || (::getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &current, &length) == 0 && current >= 2 * wanted))
+    return;
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &wanted, sizeof wanted);
 }
 
 namespace {
@@ -133,6 +144,8 @@ struct TunnelRelay::Direction {
   // and whether anything was written to it yet.
   bool sinkNagle = false;
   bool wroteToSink = false;
+  // The sink's send buffer was raised for a bulk transfer (once).
+  bool bulkBuffer = false;
 
   bool spliced() const { return static_cast<bool>(pipe); }
   bool pendingLeft() const { return pendingSent < pending.size(); }
@@ -465,6 +478,10 @@ void TunnelRelay::pump(Direction& d) {
     bool missing = false;
     const bool splicing = d.wantPipe(pipes_, options_.spliceAfter, missing);
     if (missing) copied_ = true;
+    if (splicing && !d.bulkBuffer) {
+      d.bulkBuffer = true;
+      raiseSendBuffer(d.sink, options_.bulkSendBuffer);
+    }
     bool full = false;
     const Io read = splicing ? d.fillPipe(progress, full) : d.copy(options_.bufferBytes, progress, full);
     if (read == Io::Failed || d.drain(progress) == Io::Failed) {

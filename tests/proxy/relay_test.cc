@@ -84,9 +84,12 @@ struct Harness {
   // until the held-back ACK comes (acceptUpstream()).
   UniqueFd upstreamListener;
 
+  // With viewClient: a duplicate of the relay's client socket, the same way.
+  UniqueFd clientView;
+
   explicit Harness(bool splice, size_t spliceAfter = size_t{64} * 1024, bool upstreamNagle = false,
                    std::chrono::milliseconds ackDelay = std::chrono::milliseconds(0),
-                   bool lateClientAcks = false, bool clientQuickAck = false) {
+                   bool lateClientAcks = false, bool clientQuickAck = false, bool viewClient = false) {
     auto [client, relayClient] = tcpPair(lateClientAcks);
     UniqueFd relayUpstream;
     if (ackDelay.count() > 0) {
@@ -98,6 +101,7 @@ struct Harness {
     }
     clientPeer = std::move(client);
     if (upstreamNagle) upstreamView.reset(::fcntl(relayUpstream.get(), F_DUPFD_CLOEXEC, 0));
+    if (viewClient) clientView.reset(::fcntl(relayClient.get(), F_DUPFD_CLOEXEC, 0));
     if (splice) pool = std::make_unique<proxy::PipePool>(base.get(), size_t{64} * 1024);
     proxy::RelayOptions options;
     options.pipeBytes = size_t{64} * 1024;
@@ -247,6 +251,39 @@ TEST_CASE("a short tunnel is copied: the answer and its FIN arrive, no pipe is t
   CHECK(h.toClient.load() == response.size());
   CHECK(h.relay->copied() == false);
   if (splice) CHECK(h.pool->idle() == 0);  // a few hundred bytes: no pipe2 for them
+}
+
+TEST_CASE("a bulk download raises the client socket's send buffer; a short tunnel leaves it", "[proxy][relay]") {
+  // Needs CAP_NET_ADMIN (SO_SNDBUFFORCE), as egressd has: the tests run as root.
+  const auto sendBuffer = [](int fd) {
+    int value = 0;
+    socklen_t length = sizeof value;
+    REQUIRE(::getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &value, &length) == 0);
+    return static_cast<size_t>(value);
+  };
+  const size_t raised = 2 * proxy::RelayOptions{}.bulkSendBuffer;  // the kernel doubles it
+  const std::string established = "HTTP/1.1 200 Connection established\r\n\r\n";
+
+  SECTION("past spliceAfter the direction splices, and its sink holds twice bulkSendBuffer") {
+    Harness h(true, size_t{64} * 1024, false, std::chrono::milliseconds(0), false, false, true);
+    REQUIRE(sendBuffer(h.clientView.get()) < raised);
+    REQUIRE(h.relay->start(established, ""));
+    const std::string body = pattern(size_t{256} * 1024, 'b');
+    CHECK(h.pump(h.upstreamPeer.get(), body, h.clientPeer.get(), established.size() + body.size()) ==
+          established + body);
+    CHECK(sendBuffer(h.clientView.get()) == raised);
+    // The other direction moved nothing: the upstream's buffer is as it was.
+    CHECK(h.toUpstream.load() == 0);
+  }
+  SECTION("a short answer is copied and leaves the buffer to the kernel") {
+    Harness h(true, size_t{64} * 1024, false, std::chrono::milliseconds(0), false, false, true);
+    const size_t before = sendBuffer(h.clientView.get());
+    REQUIRE(h.relay->start(established, ""));
+    const std::string answer = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n";
+    CHECK(h.pump(h.upstreamPeer.get(), answer, h.clientPeer.get(), established.size() + answer.size()) ==
+          established + answer);
+    CHECK(sendBuffer(h.clientView.get()) == before);
+  }
 }
 
 TEST_CASE("the upstream socket gets TCP_NODELAY before the relay's second write there, not its first",
