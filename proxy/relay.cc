@@ -20,11 +20,11 @@ void setTcpFlag(int fd, int option, bool on) noexcept {
 
 void raiseSendBuffer(int fd, size_t bytes) noexcept {
   const int wanted = static_cast<int>(std::min<size_t>(bytes, INT_MAX / 2));
+  if (wanted <= 0) return;
   int current = 0;
   socklen_t length = sizeof current;
   // The kernel reports (and holds) twice what was asked for.
-  if (wanted <= 0 || (::getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &current, &length) == 0 && current >= 2 * wanted))
-    return;
+  if (::getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &current, &length) == 0 && current >= 2 * wanted) return;
   ::setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &wanted, sizeof wanted);
 }
 

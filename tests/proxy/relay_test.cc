@@ -253,7 +253,8 @@ TEST_CASE("a short tunnel is copied: the answer and its FIN arrive, no pipe is t
   if (splice) CHECK(h.pool->idle() == 0);  // a few hundred bytes: no pipe2 for them
 }
 
-TEST_CASE("a bulk download raises the client socket's send buffer; a short tunnel leaves it", "[proxy][relay]") {
+TEST_CASE("a bulk download raises the client socket's send buffer; a short tunnel leaves it",
+          "[proxy][relay]") {
   // Needs CAP_NET_ADMIN (SO_SNDBUFFORCE), as egressd has: the tests run as root.
   const auto sendBuffer = [](int fd) {
     int value = 0;
