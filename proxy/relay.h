@@ -138,7 +138,7 @@ struct RelayOptions {
   // 2 ms of a fast local leg: whenever the relay's thread waited longer
   // than that for a CPU, the leg ran dry (on a 2-core node, where the
   // client and the server each want a core, bulk tunnels moved 0.81x the
-  // bytes of a direct connection; 0.91x with 4 MiB here). It is a limit,
+  // bytes of a direct connection; 0.89-0.91x with 4 MiB). It is a limit,
   // not an allocation: an idle or short tunnel never reaches it, and a
   // socket without CAP_NET_ADMIN keeps its autotuned buffer. 0: leave it.
   size_t bulkSendBuffer = size_t{4} * 1024 * 1024;
