@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
+#include <cstdio>
 #include <span>
 #include <vector>
 
@@ -18,14 +19,27 @@ void setTcpFlag(int fd, int option, bool on) noexcept {
   ::setsockopt(fd, IPPROTO_TCP, option, &value, sizeof value);
 }
 
-void raiseSendBuffer(int fd, size_t bytes) noexcept {
+bool raiseSendBuffer(int fd, size_t bytes, size_t kernelMax) noexcept {
   const int wanted = static_cast<int>(std::min<size_t>(bytes, INT_MAX / 2));
-  if (wanted <= 0) return;
+  if (wanted <= 0) return false;
   int current = 0;
   socklen_t length = sizeof current;
+  if (::getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &current, &length) != 0) return false;
   // The kernel reports (and holds) twice what was asked for.
-  if (::getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &current, &length) == 0 && current >= 2 * wanted) return;
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &wanted, sizeof wanted);
+  if (current >= 2 * wanted) return true;
+  if (static_cast<size_t>(current) < kernelMax) return false;
+  return ::setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &wanted, sizeof wanted) == 0;
+}
+
+size_t kernelSendBufferMax(size_t fallback) noexcept {
+  std::FILE* file = std::fopen("/proc/sys/net/ipv4/tcp_wmem", "re");
+  if (file == nullptr) return fallback;
+  unsigned long low = 0;
+  unsigned long initial = 0;
+  unsigned long most = 0;
+  const int read = std::fscanf(file, "%lu %lu %lu", &low, &initial, &most);
+  std::fclose(file);
+  return read == 3 && most > 0 ? static_cast<size_t>(most) : fallback;
 }
 
 namespace {
@@ -144,8 +158,10 @@ struct TunnelRelay::Direction {
   // and whether anything was written to it yet.
   bool sinkNagle = false;
   bool wroteToSink = false;
-  // The sink's send buffer was raised for a bulk transfer (once).
+  // The sink's send buffer was raised for a fast bulk leg (once), and from
+  // how many bytes moved it is looked at again.
   bool bulkBuffer = false;
+  uint64_t nextBufferCheck = 0;
 
   bool spliced() const { return static_cast<bool>(pipe); }
   bool pendingLeft() const { return pendingSent < pending.size(); }
@@ -478,10 +494,6 @@ void TunnelRelay::pump(Direction& d) {
     bool missing = false;
     const bool splicing = d.wantPipe(pipes_, options_.spliceAfter, missing);
     if (missing) copied_ = true;
-    if (splicing && !d.bulkBuffer) {
-      d.bulkBuffer = true;
-      raiseSendBuffer(d.sink, options_.bulkSendBuffer);
-    }
     bool full = false;
     const Io read = splicing ? d.fillPipe(progress, full) : d.copy(options_.bufferBytes, progress, full);
     if (read == Io::Failed || d.drain(progress) == Io::Failed) {
@@ -494,6 +506,13 @@ void TunnelRelay::pump(Direction& d) {
   }
   if (progress) lastActivity_ = std::chrono::steady_clock::now();
   if (&d == up_.get()) quickAcksAfterFirstWrite();
+  if (d.spliced() && d.queued() && !d.bulkBuffer && options_.bulkSendBuffer > 0 &&
+      d.moved >= d.nextBufferCheck) {
+    // The sink is full: a fast leg at the kernel's largest buffer, or a
+    // slow reader (looked at again after bulkSendBuffer more bytes).
+    d.bulkBuffer = raiseSendBuffer(d.sink, options_.bulkSendBuffer, options_.kernelSendBufferMax);
+    d.nextBufferCheck = d.moved + options_.bulkSendBuffer;
+  }
   if (d.sourceEof && !d.queued() && !d.sinkShut) {
     // Everything before the EOF is delivered: pass the FIN on. With the
     // other way over already, closing the sockets (now) sends it.

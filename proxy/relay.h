@@ -16,10 +16,10 @@
 // an empty pipe from the PipePool when its source has data and gives it
 // back once the sink took everything. An idle tunnel thus costs its two
 // sockets and this object, not two pipes (4 descriptors, their rings); a
-// busy one reuses pipes without a pipe2() per tunnel. A direction that
-// starts splicing is a bulk transfer, and its sink's send buffer is raised
-// once (RelayOptions::bulkSendBuffer) so that the leg keeps moving while
-// the relay's thread waits for a CPU.
+// busy one reuses pipes without a pipe2() per tunnel. A spliced direction
+// whose sink stays full at the kernel's largest send buffer is a fast bulk
+// leg, and that buffer is raised once (RelayOptions::bulkSendBuffer) so
+// that the leg keeps moving while the relay's thread waits for a CPU.
 //
 // Few system calls per short tunnel: no read before the poller says a
 // source is readable, no second copy read after a short one (the socket
@@ -131,17 +131,22 @@ struct RelayOptions {
   // default) would wait 40 ms for the ACK of the first before sending the
   // second.
   bool clientQuickAck = false;
-  // A direction that starts splicing is a bulk transfer: its sink's send
-  // buffer is raised to this (SO_SNDBUFFORCE; the kernel doubles it for
-  // its bookkeeping, as for SO_SNDBUF), never lowered. The autotuned
-  // buffer stops at net.ipv4.tcp_wmem's maximum (4 MiB by default), about
-  // 2 ms of a fast local leg: whenever the relay's thread waited longer
-  // than that for a CPU, the leg ran dry (on a 2-core node, where the
-  // client and the server each want a core, bulk tunnels moved 0.81x the
-  // bytes of a direct connection; 0.89-0.91x with 4 MiB). It is a limit,
-  // not an allocation: an idle or short tunnel never reaches it, and a
-  // socket without CAP_NET_ADMIN keeps its autotuned buffer. 0: leave it.
+  // A fast bulk leg: a spliced direction whose sink is full although the
+  // kernel's own tuning gave it all it gives (kernelSendBufferMax, from
+  // net.ipv4.tcp_wmem) gets a send buffer of this (SO_SNDBUFFORCE; the
+  // kernel doubles it for its bookkeeping, as for SO_SNDBUF), once, never
+  // lowered. The autotuned 4 MiB is about 2 ms of a fast local leg:
+  // whenever the relay's thread waited longer than that for a CPU, the
+  // leg ran dry (on a 2-core node, where the client and the server each
+  // want a core, bulk tunnels moved 0.81x the bytes of a direct
+  // connection; 0.89-0.91x with 4 MiB). A slow reader never qualifies
+  // (the kernel sizes its buffer by its congestion window, far below the
+  // maximum), so it cannot make the proxy hold more for it than before;
+  // neither can a short or idle tunnel, nor a socket without
+  // CAP_NET_ADMIN. Checked when the sink is full, at most once per
+  // bulkSendBuffer bytes moved. 0: never.
   size_t bulkSendBuffer = size_t{4} * 1024 * 1024;
+  size_t kernelSendBufferMax = size_t{4} * 1024 * 1024;
 };
 
 // A TCP socket option that is an on/off int (TCP_NODELAY, TCP_QUICKACK),
@@ -149,9 +154,17 @@ struct RelayOptions {
 void setTcpFlag(int fd, int option, bool on) noexcept;
 
 // Raises `fd`'s send buffer to `bytes` (SO_SNDBUFFORCE: the kernel then
-// holds up to twice that, its bookkeeping included), unless it is that
-// large already. Best effort: without CAP_NET_ADMIN nothing changes.
-void raiseSendBuffer(int fd, size_t bytes) noexcept;
+// holds up to twice that, its bookkeeping included) if the kernel's own
+// tuning took it to `kernelMax` already. True once it is that large
+// (raised now or before); false when the socket's buffer is smaller than
+// `kernelMax` (a slow leg, or one still growing) or the call was refused
+// (no CAP_NET_ADMIN).
+bool raiseSendBuffer(int fd, size_t bytes, size_t kernelMax) noexcept;
+
+// The most the kernel's tuning gives a TCP socket's send buffer in the
+// calling thread's network namespace (net.ipv4.tcp_wmem's third field);
+// `fallback` when it cannot be read.
+size_t kernelSendBufferMax(size_t fallback) noexcept;
 
 // Why a relay ended.
 enum class RelayEnd : uint8_t {

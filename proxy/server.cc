@@ -931,6 +931,7 @@ struct ProxyServer::Connection {
     relayOptions.upstreamNagle = true;                  // startAttempt() left TCP_NODELAY to the relay
     relayOptions.upstreamAckDelay = kUpstreamAckDelay;  // and held the handshake's ACK back
     relayOptions.clientQuickAck = true;                 // the listener's sockets acknowledge late
+    relayOptions.kernelSendBufferMax = server.kernelSendBufferMax_;
     relay = std::make_unique<TunnelRelay>(server.base_, std::move(clientSocket), std::move(upstream),
                                           server.pipes_.get(), relayOptions, counters().bytesToUpstream,
                                           counters().bytesToClient, &Connection::onRelayEnd, this);
@@ -1203,6 +1204,7 @@ bool ProxyServer::start(std::string& error) {
   }
   reaper_.reset(event_new(base_, -1, 0, &ProxyServer::onReap, this));
   if (options_.splice) pipes_ = std::make_unique<PipePool>(base_, options_.tunnelPipeBytes);
+  kernelSendBufferMax_ = kernelSendBufferMax(kernelSendBufferMax_);
   dns_.reset(evdns_base_new(base_, 0));
   if (!dns_) {
     error = "evdns_base_new failed";

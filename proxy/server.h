@@ -179,6 +179,9 @@ class ProxyServer {
   std::unique_ptr<evdns_base, DnsBaseFree> dns_;
   std::unordered_map<std::string, CachedAnswer> answers_;
   std::unique_ptr<PipePool> pipes_;  // tunnels borrow pipes while bytes are in flight
+  // net.ipv4.tcp_wmem's maximum in egressd's namespace, read at start()
+  // (RelayOptions::kernelSendBufferMax).
+  size_t kernelSendBufferMax_ = RelayOptions{}.kernelSendBufferMax;
   std::unordered_map<uint64_t, std::unique_ptr<Connection>> connections_;
   // Connections open, against maxConnections: this server's (ownOpen_) or
   // those of every server sharing the listeners (shareConnectionCount).

@@ -16,6 +16,7 @@
 
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <optional>
 #include <string>
 #include <thread>
@@ -89,7 +90,8 @@ struct Harness {
 
   explicit Harness(bool splice, size_t spliceAfter = size_t{64} * 1024, bool upstreamNagle = false,
                    std::chrono::milliseconds ackDelay = std::chrono::milliseconds(0),
-                   bool lateClientAcks = false, bool clientQuickAck = false, bool viewClient = false) {
+                   bool lateClientAcks = false, bool clientQuickAck = false, bool viewClient = false,
+                   size_t kernelSendBufferMax = proxy::RelayOptions{}.kernelSendBufferMax) {
     auto [client, relayClient] = tcpPair(lateClientAcks);
     UniqueFd relayUpstream;
     if (ackDelay.count() > 0) {
@@ -110,6 +112,7 @@ struct Harness {
     options.upstreamNagle = upstreamNagle;
     options.upstreamAckDelay = ackDelay;
     options.clientQuickAck = clientQuickAck;
+    options.kernelSendBufferMax = kernelSendBufferMax;
     relay = std::make_unique<proxy::TunnelRelay>(
         base.get(), std::move(relayClient), std::move(relayUpstream), pool.get(), options, toUpstream,
         toClient, [](void* arg, proxy::RelayEnd e) { static_cast<Harness*>(arg)->end = e; }, this);
@@ -253,7 +256,7 @@ TEST_CASE("a short tunnel is copied: the answer and its FIN arrive, no pipe is t
   if (splice) CHECK(h.pool->idle() == 0);  // a few hundred bytes: no pipe2 for them
 }
 
-TEST_CASE("a bulk download raises the client socket's send buffer; a short tunnel leaves it",
+TEST_CASE("a fast bulk leg gets the larger send buffer; a slow one and a short tunnel do not",
           "[proxy][relay]") {
   // Needs CAP_NET_ADMIN (SO_SNDBUFFORCE), as egressd has: the tests run as root.
   const auto sendBuffer = [](int fd) {
@@ -264,20 +267,48 @@ TEST_CASE("a bulk download raises the client socket's send buffer; a short tunne
   };
   const size_t raised = 2 * proxy::RelayOptions{}.bulkSendBuffer;  // the kernel doubles it
   const std::string established = "HTTP/1.1 200 Connection established\r\n\r\n";
+  // The server sends 4 MiB while the client, with a small receive
+  // buffer, reads nothing: the relay splices until the client's socket is
+  // full, then waits for it.
+  const auto download = [&](Harness& h) {
+    const int small = 64 * 1024;
+    REQUIRE(::setsockopt(h.clientPeer.get(), SOL_SOCKET, SO_RCVBUF, &small, sizeof small) == 0);
+    // Loopback would grow the relay's own buffer far enough to take all of
+    // it: a fixed one, as a leg the kernel has sized already.
+    REQUIRE(::setsockopt(h.clientView.get(), SOL_SOCKET, SO_SNDBUF, &small, sizeof small) == 0);
+    const std::string body = pattern(size_t{4} * 1024 * 1024, 'b');
+    size_t sent = 0;
+    for (int i = 0; i < 4000; ++i) {
+      const ssize_t n = ::send(h.upstreamPeer.get(), body.data() + sent, body.size() - sent, MSG_NOSIGNAL);
+      if (n > 0) sent += static_cast<size_t>(n);
+      h.spin();
+    }
+    const std::pair<size_t, uint64_t> whileFull{sendBuffer(h.clientView.get()), h.toClient.load()};
+    CHECK(h.pump(h.upstreamPeer.get(), body.substr(sent), h.clientPeer.get(),
+                 established.size() + body.size()) == established + body);
+    return whileFull;
+  };
 
-  SECTION("past spliceAfter the direction splices, and its sink holds twice bulkSendBuffer") {
-    Harness h(true, size_t{64} * 1024, false, std::chrono::milliseconds(0), false, false, true);
+  SECTION("a full sink the kernel's tuning has given its most: raised") {
+    // Any buffer counts as the kernel's most here: loopback would take
+    // longer than a test to grow one to net.ipv4.tcp_wmem's maximum.
+    Harness h(true, size_t{64} * 1024, false, std::chrono::milliseconds(0), false, false, true, 1);
     REQUIRE(sendBuffer(h.clientView.get()) < raised);
     REQUIRE(h.relay->start(established, ""));
-    const std::string body = pattern(size_t{256} * 1024, 'b');
-    CHECK(h.pump(h.upstreamPeer.get(), body, h.clientPeer.get(), established.size() + body.size()) ==
-          established + body);
-    CHECK(sendBuffer(h.clientView.get()) == raised);
-    // The other direction moved nothing: the upstream's buffer is as it was.
+    CHECK(download(h).first == raised);  // then the 4 MiB fit in
     CHECK(h.toUpstream.load() == 0);
   }
+  SECTION("a full sink below the kernel's most (a slow reader): left to the kernel") {
+    Harness h(true, size_t{64} * 1024, false, std::chrono::milliseconds(0), false, false, true,
+              size_t{1} << 40);
+    REQUIRE(h.relay->start(established, ""));
+    const auto [buffer, moved] = download(h);
+    CHECK(buffer < raised);
+    CHECK(moved < size_t{1024} * 1024);  // the client's socket was full, and stayed so
+    CHECK(sendBuffer(h.clientView.get()) < raised);
+  }
   SECTION("a short answer is copied and leaves the buffer to the kernel") {
-    Harness h(true, size_t{64} * 1024, false, std::chrono::milliseconds(0), false, false, true);
+    Harness h(true, size_t{64} * 1024, false, std::chrono::milliseconds(0), false, false, true, 1);
     const size_t before = sendBuffer(h.clientView.get());
     REQUIRE(h.relay->start(established, ""));
     const std::string answer = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n";
@@ -285,6 +316,17 @@ TEST_CASE("a bulk download raises the client socket's send buffer; a short tunne
           established + answer);
     CHECK(sendBuffer(h.clientView.get()) == before);
   }
+}
+
+TEST_CASE("the kernel's largest send buffer is read from net.ipv4.tcp_wmem", "[proxy][relay]") {
+  std::FILE* file = std::fopen("/proc/sys/net/ipv4/tcp_wmem", "re");
+  REQUIRE(file != nullptr);
+  unsigned long low = 0;
+  unsigned long initial = 0;
+  unsigned long most = 0;
+  REQUIRE(std::fscanf(file, "%lu %lu %lu", &low, &initial, &most) == 3);
+  std::fclose(file);
+  CHECK(proxy::kernelSendBufferMax(7) == most);
 }
 
 TEST_CASE("the upstream socket gets TCP_NODELAY before the relay's second write there, not its first",
