@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <climits>
 #include <cstdio>
+#include <cstdlib>
 #include <span>
 #include <vector>
 
@@ -32,14 +33,23 @@ bool raiseSendBuffer(int fd, size_t bytes, size_t kernelMax) noexcept {
 }
 
 size_t kernelSendBufferMax(size_t fallback) noexcept {
+  // "min default max", whitespace-separated.
   std::FILE* file = std::fopen("/proc/sys/net/ipv4/tcp_wmem", "re");
   if (file == nullptr) return fallback;
-  unsigned long low = 0;
-  unsigned long initial = 0;
-  unsigned long most = 0;
-  const int read = std::fscanf(file, "%lu %lu %lu", &low, &initial, &most);
+  char line[96] = {};
+  const bool read = std::fgets(line, sizeof line, file) != nullptr;
   std::fclose(file);
-  return read == 3 && most > 0 ? static_cast<size_t>(most) : fallback;
+  if (!read) return fallback;
+  const char* at = line;
+  unsigned long long value = 0;
+  for (int field = 0; field < 3; ++field) {
+    char* end = nullptr;
+    errno = 0;
+    value = std::strtoull(at, &end, 10);
+    if (end == at || errno != 0) return fallback;
+    at = end;
+  }
+  return value > 0 ? static_cast<size_t>(value) : fallback;
 }
 
 namespace {
