@@ -139,7 +139,7 @@ struct RelayOptions {
   // whenever the relay's thread waited longer than that for a CPU, the
   // leg ran dry (on a 2-core node, where the client and the server each
   // want a core, bulk tunnels moved 0.81x the bytes of a direct
-  // connection; 0.89-0.91x with 4 MiB). A slow reader never qualifies
+  // connection; 0.86-0.91x with 4 MiB). A slow reader never qualifies
   // (the kernel sizes its buffer by its congestion window, far below the
   // maximum), so it cannot make the proxy hold more for it than before;
   // neither can a short or idle tunnel, nor a socket without
