@@ -139,11 +139,12 @@ struct RelayOptions {
   // whenever the relay's thread waited longer than that for a CPU, the
   // leg ran dry (on a 2-core node, where the client and the server each
   // want a core, bulk tunnels moved 0.81x the bytes of a direct
-  // connection; 0.86-0.91x with 4 MiB). A slow reader never qualifies
+  // connection; 0.86-0.91x with 4 MiB). A slow reader does not qualify
   // (the kernel sizes its buffer by its congestion window, far below the
-  // maximum), so it cannot make the proxy hold more for it than before;
-  // neither can a short or idle tunnel, nor a socket without
-  // CAP_NET_ADMIN. Checked when the sink is full, at most once per
+  // maximum), so it cannot make the proxy hold more for it than the kernel
+  // would (a fast reader that slows down later: at most twice the
+  // kernel's maximum); neither can a short or idle tunnel, nor a socket
+  // without CAP_NET_ADMIN. Checked when the sink is full, at most once per
   // bulkSendBuffer bytes moved. 0: never.
   size_t bulkSendBuffer = size_t{4} * 1024 * 1024;
   size_t kernelSendBufferMax = size_t{4} * 1024 * 1024;
