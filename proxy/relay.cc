@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <climits>
-#include <cstdio>
 #include <cstdlib>
 #include <span>
 #include <vector>
@@ -20,26 +19,12 @@ void setTcpFlag(int fd, int option, bool on) noexcept {
   ::setsockopt(fd, IPPROTO_TCP, option, &value, sizeof value);
 }
 
-bool raiseSendBuffer(int fd, size_t bytes, size_t kernelMax) noexcept {
-  const int wanted = static_cast<int>(std::min<size_t>(bytes, INT_MAX / 2));
-  if (wanted <= 0) return false;
-  int current = 0;
-  socklen_t length = sizeof current;
-  if (::getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &current, &length) != 0) return false;
-  // The kernel reports (and holds) twice what was asked for.
-  if (current >= 2 * wanted) return true;
-  if (static_cast<size_t>(current) < kernelMax) return false;
-  return ::setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &wanted, sizeof wanted) == 0;
-}
-
 size_t kernelSendBufferMax(size_t fallback) noexcept {
   // "min default max", whitespace-separated.
-  std::FILE* file = std::fopen("/proc/sys/net/ipv4/tcp_wmem", "re");
-  if (file == nullptr) return fallback;
+  const UniqueFd file(::open("/proc/sys/net/ipv4/tcp_wmem", O_RDONLY | O_CLOEXEC));
+  if (!file) return fallback;
   char line[96] = {};
-  const bool read = std::fgets(line, sizeof line, file) != nullptr;
-  std::fclose(file);
-  if (!read) return fallback;
+  if (::read(file.get(), line, sizeof line - 1) <= 0) return fallback;
   const char* at = line;
   unsigned long long value = 0;
   for (int field = 0; field < 3; ++field) {
@@ -77,6 +62,24 @@ timeval toTimeval(std::chrono::milliseconds ms) {
 void resetOnClose(int fd) {
   const linger hard{1, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
+}
+
+// Raises `fd`'s send buffer to `bytes` (SO_SNDBUFFORCE: the kernel then
+// holds up to twice that, its bookkeeping included) if the kernel's own
+// tuning took it to `kernelMax` already. True once it is that large
+// (raised now or before); false when the buffer is smaller than
+// `kernelMax` (a slow leg, or one still growing) or the call was refused
+// (no CAP_NET_ADMIN).
+bool raiseSendBuffer(int fd, size_t bytes, size_t kernelMax) noexcept {
+  const int wanted = static_cast<int>(std::min<size_t>(bytes, INT_MAX / 2));
+  if (wanted <= 0) return false;
+  int current = 0;
+  socklen_t length = sizeof current;
+  if (::getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &current, &length) != 0) return false;
+  // The kernel reports (and holds) twice what was asked for.
+  if (current >= 2 * wanted) return true;
+  if (static_cast<size_t>(current) < kernelMax) return false;
+  return ::setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &wanted, sizeof wanted) == 0;
 }
 
 }  // namespace
@@ -168,9 +171,8 @@ struct TunnelRelay::Direction {
   // and whether anything was written to it yet.
   bool sinkNagle = false;
   bool wroteToSink = false;
-  // The sink's send buffer was raised for a fast bulk leg (once), and from
-  // how many bytes moved it is looked at again.
-  bool bulkBuffer = false;
+  // From how many bytes moved the sink's send buffer is looked at again
+  // (a fast bulk leg's is raised once; then never).
   uint64_t nextBufferCheck = 0;
 
   bool spliced() const { return static_cast<bool>(pipe); }
@@ -516,12 +518,12 @@ void TunnelRelay::pump(Direction& d) {
   }
   if (progress) lastActivity_ = std::chrono::steady_clock::now();
   if (&d == up_.get()) quickAcksAfterFirstWrite();
-  if (d.spliced() && d.queued() && !d.bulkBuffer && options_.bulkSendBuffer > 0 &&
-      d.moved >= d.nextBufferCheck) {
+  if (d.spliced() && d.queued() && options_.bulkSendBuffer > 0 && d.moved >= d.nextBufferCheck) {
     // The sink is full: a fast leg at the kernel's largest buffer, or a
     // slow reader (looked at again after bulkSendBuffer more bytes).
-    d.bulkBuffer = raiseSendBuffer(d.sink, options_.bulkSendBuffer, options_.kernelSendBufferMax);
-    d.nextBufferCheck = d.moved + options_.bulkSendBuffer;
+    d.nextBufferCheck = raiseSendBuffer(d.sink, options_.bulkSendBuffer, options_.kernelSendBufferMax)
+                            ? UINT64_MAX
+                            : d.moved + options_.bulkSendBuffer;
   }
   if (d.sourceEof && !d.queued() && !d.sinkShut) {
     // Everything before the EOF is delivered: pass the FIN on. With the

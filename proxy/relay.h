@@ -154,14 +154,6 @@ struct RelayOptions {
 // best effort: a socket that refuses it behaves as before, only slower.
 void setTcpFlag(int fd, int option, bool on) noexcept;
 
-// Raises `fd`'s send buffer to `bytes` (SO_SNDBUFFORCE: the kernel then
-// holds up to twice that, its bookkeeping included) if the kernel's own
-// tuning took it to `kernelMax` already. True once it is that large
-// (raised now or before); false when the socket's buffer is smaller than
-// `kernelMax` (a slow leg, or one still growing) or the call was refused
-// (no CAP_NET_ADMIN).
-bool raiseSendBuffer(int fd, size_t bytes, size_t kernelMax) noexcept;
-
 // The most the kernel's tuning gives a TCP socket's send buffer in the
 // calling thread's network namespace (net.ipv4.tcp_wmem's third field);
 // `fallback` when it cannot be read.
